@@ -1,0 +1,102 @@
+//! End-to-end ingest throughput (issue 3): images/s from a COCO export of generated 640x480
+//! JPEGs into tantivy + qdrant-edge, next to the pure embedding rate of the same model on the
+//! same images.
+//!
+//! A bench binary: `cargo bench --bench ingest` (env `IMAGELENS_BENCH_IMAGES`, default 64).
+//! The model has `openai/clip-vit-base-patch32`'s shapes with seeded random weights (speed does
+//! not depend on the values); it is written once under `target/bench-models/`. Under
+//! `cargo test --benches` (no `--bench` flag) it runs a quick smoke pass with the tiny model.
+
+use std::time::Instant;
+
+use indexer::synth::{SynthOptions, write_library};
+use indexer::{IngestOptions, Library, StoreSettings, ingest};
+use models::tiny::TinyShapes;
+use models::{ClipEmbedder, Embedder};
+
+fn main() {
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let n: usize = std::env::var("IMAGELENS_BENCH_IMAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 4 } else { 64 });
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    let (model_dir, shapes) = if quick {
+        (target.join("bench-models/tiny"), TinyShapes::default())
+    } else {
+        (
+            target.join("bench-models/vit-b32"),
+            TinyShapes::vit_base_patch32(),
+        )
+    };
+    if !model_dir.join("model.safetensors").exists() {
+        eprintln!(
+            "writing a random model with the chosen shapes to {}",
+            model_dir.display()
+        );
+        models::tiny::write_with_shapes(&model_dir, 1, &shapes).unwrap();
+    }
+    let embedder = ClipEmbedder::load_dir(&model_dir, &models::best_device(false)).unwrap();
+
+    let work = tempfile::tempdir().unwrap();
+    let synth = write_library(
+        &work.path().join("src"),
+        &SynthOptions {
+            count: n,
+            width: 640,
+            height: 480,
+            seed: 3,
+            jpeg: true,
+        },
+    )
+    .unwrap();
+
+    // Pure embedding: decoded images, batches of 32, whole images only.
+    let images: Vec<image::RgbImage> = synth
+        .scenes
+        .iter()
+        .map(|s| {
+            models::preprocess::open(&synth.images.join(&s.file_name), &Default::default()).unwrap()
+        })
+        .collect();
+    let start = Instant::now();
+    for chunk in images.chunks(32) {
+        embedder.embed_images(chunk).unwrap();
+    }
+    let embed_rate = n as f64 / start.elapsed().as_secs_f64();
+
+    // End to end: read export, hash, decode, embed images + box regions + texts, write both
+    // stores with one commit per batch.
+    let mut lib = Library::open(&work.path().join("library"), StoreSettings::Edge).unwrap();
+    let start = Instant::now();
+    let report = ingest(
+        &mut lib,
+        Some(&embedder),
+        &IngestOptions {
+            annotations: vec![synth.instances.clone(), synth.captions.clone()],
+            images: synth.images.clone(),
+            dataset: "bench".into(),
+            progress: false,
+            ..IngestOptions::default()
+        },
+    )
+    .unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(report.added, n);
+    println!(
+        "model {} (dim {}), {n} images 640x480 JPEG, {} box regions",
+        if quick {
+            "tiny"
+        } else {
+            "ViT-B/32 shapes, random weights"
+        },
+        embedder.spec().dim,
+        report.regions
+    );
+    println!("pure image embedding (batch 32): {embed_rate:.2} images/s");
+    println!(
+        "end-to-end ingest: {:.2} images/s ({:.2} embeddings/s counting regions), {secs:.1} s",
+        n as f64 / secs,
+        (n + report.regions) as f64 / secs
+    );
+}

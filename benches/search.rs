@@ -1,0 +1,253 @@
+//! Query latency at library scale (issue 4): p50/p99 of keyword-only, vector-only, hybrid and
+//! hybrid + filter searches over generated records with random unit vectors.
+//!
+//! A bench binary (not criterion) because the figures wanted are percentiles:
+//! `cargo bench --bench search` (env `IMAGELENS_BENCH_RECORDS`, default 100000; the library is
+//! built once under `target/bench-search-<N>` and reused). Text encoding is not included here:
+//! the query vector comes from a fixed random embedder; `cargo bench --bench embed` times the
+//! text encoder itself.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{Duration as Days, TimeZone, Utc};
+use imagelens::search::{Fusion, SearchRequest, SearchService};
+use indexer::filter::{DateRange, RecordFilter};
+use indexer::record::{BoundingBox, DateAxis, Dates, Record, image_point_id};
+use indexer::store::VectorPoint;
+use indexer::synth::LABELS;
+use indexer::{Library, StoreSettings};
+use models::{EmbedError, Embedder, EmbedderSpec, Embedding};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const DIM: usize = 512;
+
+/// Returns a seeded random unit vector per text: the cost of search without the model's.
+struct FixedEmbedder(EmbedderSpec);
+
+fn random_unit(rng: &mut StdRng) -> Vec<f32> {
+    let v: Vec<f32> = (0..DIM).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    Embedding::normalized(v).into_vec()
+}
+
+impl Embedder for FixedEmbedder {
+    fn spec(&self) -> &EmbedderSpec {
+        &self.0
+    }
+    fn embed_images(&self, batch: &[image::RgbImage]) -> Result<Vec<Embedding>, EmbedError> {
+        let mut rng = StdRng::seed_from_u64(batch.len() as u64);
+        Ok(batch
+            .iter()
+            .map(|_| Embedding::normalized(random_unit(&mut rng)))
+            .collect())
+    }
+    fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Embedding>, EmbedError> {
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let seed = t
+                    .bytes()
+                    .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+                Embedding::normalized(random_unit(&mut StdRng::seed_from_u64(seed)))
+            })
+            .collect())
+    }
+}
+
+fn record(i: usize, rng: &mut StdRng) -> Record {
+    let start = Utc.with_ymd_and_hms(2018, 1, 1, 0, 0, 0).unwrap();
+    let n = rng.random_range(1..=3);
+    let mut boxes = Vec::new();
+    let mut labels: Vec<String> = Vec::new();
+    for _ in 0..n {
+        let (label, sup, _) = LABELS[rng.random_range(0..LABELS.len())];
+        boxes.push(BoundingBox {
+            label: label.into(),
+            supercategory: Some(sup.into()),
+            x: 10.0,
+            y: 10.0,
+            w: 100.0,
+            h: 80.0,
+            area: 8000.0,
+            iscrowd: false,
+            annotator: None,
+        });
+        if !labels.contains(&label.to_string()) {
+            labels.push(label.into());
+        }
+    }
+    let place = ["street", "beach", "park", "harbour", "yard"][i % 5];
+    let night = rng.random_bool(0.4);
+    let sha = format!("{:064x}", i as u128 * 0x9E37_79B9_7F4A_7C15_u128 + 1);
+    let captured = start + Days::minutes(rng.random_range(0..6 * 365 * 24 * 60));
+    Record {
+        id: indexer::record::record_id(&sha),
+        filename: format!("{place}_{i:06}.jpg"),
+        path: format!("{place}/{place}_{i:06}.jpg"),
+        images_root: "/bench".into(),
+        width: 640,
+        height: 480,
+        bytes: 50_000,
+        sha256: sha,
+        dataset: ["fleet", "coast", "city"][i % 3].into(),
+        dates: Dates {
+            captured: Some(captured),
+            created: Some(captured + Days::days(1)),
+            modified: Some(captured + Days::days(1)),
+            annotated: Some(captured + Days::days(30)),
+            ingested: Some(Utc::now()),
+        },
+        captions: vec![format!(
+            "a {} on a {place} {}",
+            labels.join(" and a "),
+            if night { "at night" } else { "during the day" }
+        )],
+        labels,
+        supercategories: Vec::new(),
+        boxes,
+        metadata: Default::default(),
+        annotators: Vec::new(),
+        exports: Vec::new(),
+    }
+}
+
+fn build(lib: &mut Library, spec: &EmbedderSpec, n: usize) {
+    lib.adopt_model(spec).unwrap();
+    let mut rng = StdRng::seed_from_u64(42);
+    let mut writer = lib.keyword().writer().unwrap();
+    let fp = spec.fingerprint();
+    let start = Instant::now();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(2_000) {
+        let mut points = Vec::with_capacity(chunk.len());
+        for &i in chunk {
+            let r = record(i, &mut rng);
+            let mut vectors = std::collections::BTreeMap::new();
+            vectors.insert("image".to_owned(), random_unit(&mut rng));
+            vectors.insert("text".to_owned(), random_unit(&mut rng));
+            points.push(VectorPoint {
+                id: image_point_id(&r.id),
+                vectors,
+                payload: indexer::pipeline::payload(&r, None),
+            });
+            writer.upsert(&r, &fp).unwrap();
+        }
+        lib.store().upsert(points).unwrap();
+        lib.store().flush().unwrap();
+        writer.commit().unwrap();
+        eprint!(
+            "\rbuilt {} / {n} records ({:.0?})",
+            chunk[chunk.len() - 1] + 1,
+            start.elapsed()
+        );
+    }
+    eprintln!();
+    lib.refresh_counts().unwrap();
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn main() {
+    // `cargo test --benches` runs bench binaries once: keep that path tiny.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let n: usize = std::env::var("IMAGELENS_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 500 } else { 100_000 });
+    let queries: usize = if quick { 5 } else { 200 };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join(format!("bench-search-{n}"));
+    let spec = EmbedderSpec {
+        model_id: "bench-random".into(),
+        revision: "sha256:random".into(),
+        dim: DIM,
+        image_size: 224,
+    };
+    let mut lib = Library::open(&dir, StoreSettings::Edge).unwrap();
+    if lib.manifest().counts.records != n as u64 {
+        drop(lib);
+        let _ = std::fs::remove_dir_all(&dir);
+        lib = Library::open(&dir, StoreSettings::Edge).unwrap();
+        build(&mut lib, &spec, n);
+    }
+    let lib = Arc::new(lib);
+    let embedder: Arc<dyn Embedder> = Arc::new(FixedEmbedder(spec));
+    let keyword_only = SearchService::new(lib.clone(), None, None).unwrap();
+    let hybrid = SearchService::new(lib.clone(), Some(embedder), None).unwrap();
+    let filter = RecordFilter {
+        labels: vec!["truck".into()],
+        dates: vec![DateRange {
+            axis: DateAxis::Captured,
+            after: Some(Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap()),
+            before: None,
+        }],
+        ..RecordFilter::default()
+    };
+    let vector_fusion = Fusion {
+        keyword: 0.0,
+        ..Fusion::default()
+    };
+    let mut rng = StdRng::seed_from_u64(9);
+    let texts: Vec<String> = (0..queries)
+        .map(|_| {
+            let (a, _, _) = LABELS[rng.random_range(0..LABELS.len())];
+            let (b, _, _) = LABELS[rng.random_range(0..LABELS.len())];
+            let when = if rng.random_bool(0.5) {
+                "at night"
+            } else {
+                "on a street"
+            };
+            format!("{a} with a {b} {when}")
+        })
+        .collect();
+    println!("records: {n}, queries per case: {queries}, page size 20, candidate depth 1000");
+    let cases: [(&str, &SearchService, Fusion, RecordFilter); 4] = [
+        (
+            "keyword-only",
+            &keyword_only,
+            Fusion::default(),
+            RecordFilter::default(),
+        ),
+        (
+            "vector-only",
+            &hybrid,
+            vector_fusion,
+            RecordFilter::default(),
+        ),
+        (
+            "hybrid",
+            &hybrid,
+            Fusion::default(),
+            RecordFilter::default(),
+        ),
+        ("hybrid+filter", &hybrid, Fusion::default(), filter),
+    ];
+    for (name, service, fusion, filter) in cases {
+        let mut times = Vec::with_capacity(queries);
+        let mut returned = 0;
+        for t in &texts {
+            let req = SearchRequest {
+                text: t.clone(),
+                filter: filter.clone(),
+                limit: 20,
+                fusion,
+                ..SearchRequest::default()
+            };
+            let start = Instant::now();
+            let resp = service.search(&req).unwrap();
+            times.push(start.elapsed());
+            returned += resp.results.len();
+        }
+        times.sort();
+        println!(
+            "{name:<14} p50 {:>9.2?}  p99 {:>9.2?}  (mean results {:.1})",
+            percentile(&times, 0.5),
+            percentile(&times, 0.99),
+            returned as f64 / queries as f64
+        );
+    }
+}

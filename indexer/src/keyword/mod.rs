@@ -1,0 +1,711 @@
+//! The keyword index: which images are labelled "cat", captioned "at night", named `IMG_01*`?
+//!
+//! A tantivy index with one document per [`Record`]. It is the library's record of truth:
+//! the full record is stored as JSON, every filterable attribute is an exact (raw) field with a
+//! fast column, and labels, captions, file names and metadata are also tokenised (English
+//! stemming) for BM25. Queries are built from terms, never from tantivy's query parser, so user
+//! text cannot inject query syntax.
+//!
+//! Invariants: one document per record id (every write deletes the id's term first, in the same
+//! commit); a commit is atomic, so a crash leaves the index as of the last commit.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
+use std::path::Path;
+
+use chrono::{DateTime, Datelike, Utc};
+use tantivy::collector::{Count, DocSetCollector, TopDocs};
+use tantivy::query::{
+    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, RangeQuery, RegexQuery,
+    TermQuery,
+};
+use tantivy::schema::{
+    DateOptions, DateTimePrecision, FAST, Field, IndexRecordOption, STORED, STRING, Schema,
+    TextFieldIndexing, TextOptions, Value,
+};
+use tantivy::tokenizer::TokenStream;
+use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+use crate::filter::{FilenameMatch, RecordFilter, glob_to_regex, normalize_label, regex_escape};
+use crate::record::{DateAxis, Record};
+
+/// Errors of the keyword index.
+#[derive(Debug, thiserror::Error)]
+pub enum KeywordError {
+    /// tantivy failed.
+    #[error("keyword index: {0}")]
+    Tantivy(#[from] tantivy::TantivyError),
+    /// The index directory could not be opened.
+    #[error("keyword index at {path}: {source}")]
+    Open {
+        /// Directory.
+        path: String,
+        /// Cause.
+        source: tantivy::TantivyError,
+    },
+    /// A stored record could not be read back.
+    #[error("keyword index holds a corrupt record {id}: {reason}")]
+    Corrupt {
+        /// Record id.
+        id: String,
+        /// Cause.
+        reason: String,
+    },
+    /// A filename pattern that cannot be compiled.
+    #[error("invalid filename pattern {pattern:?}: {reason}")]
+    Pattern {
+        /// The pattern.
+        pattern: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+type KResult<T> = Result<T, KeywordError>;
+
+/// Lower bound standing in for "any date" (1800-01-01, the earliest date
+/// [`crate::dates::parse_date`] accepts), inside tantivy's i64-nanosecond range.
+const MIN_DATE_SECS: i64 = -5_364_662_400;
+/// Upper end of tantivy's range we allow (2200-01-01).
+const MAX_DATE_SECS: i64 = 7_258_118_400;
+
+fn tantivy_date(secs: i64) -> tantivy::DateTime {
+    tantivy::DateTime::from_timestamp_secs(secs.clamp(MIN_DATE_SECS, MAX_DATE_SECS))
+}
+
+/// Writer heap for one ingest: enough for large batches, small enough for a 2-core box.
+const WRITER_HEAP: usize = 64 * 1024 * 1024;
+
+/// Tokenised text fields and their BM25 boosts: labels matter most, then captions.
+const TEXT_FIELDS: [(&str, f32); 4] = [
+    ("labels_text", 2.0),
+    ("captions", 1.0),
+    ("filename_text", 0.8),
+    ("metadata", 0.5),
+];
+
+#[derive(Debug, Clone, Copy)]
+struct Fields {
+    id: Field,
+    filename: Field,
+    path: Field,
+    filename_text: Field,
+    label: Field,
+    labels_text: Field,
+    captions: Field,
+    metadata: Field,
+    dataset: Field,
+    fingerprint: Field,
+    embedded: Field,
+    record: Field,
+    dates: [Field; 4],
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let raw = STRING | STORED | FAST;
+    let text = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer("en_stem")
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+    );
+    let date = DateOptions::from(tantivy::schema::INDEXED)
+        .set_fast()
+        .set_precision(DateTimePrecision::Seconds);
+    let fields = Fields {
+        id: b.add_text_field("id", raw.clone()),
+        filename: b.add_text_field("filename", raw.clone()),
+        path: b.add_text_field("path", raw.clone()),
+        filename_text: b.add_text_field("filename_text", text.clone()),
+        label: b.add_text_field("label", STRING | FAST),
+        labels_text: b.add_text_field("labels_text", text.clone()),
+        captions: b.add_text_field("captions", text.clone()),
+        metadata: b.add_text_field("metadata", text),
+        dataset: b.add_text_field("dataset", raw.clone()),
+        fingerprint: b.add_text_field("fingerprint", raw.clone()),
+        embedded: b.add_text_field("embedded", raw),
+        record: b.add_text_field("record", STORED),
+        dates: DateAxis::ALL.map(|axis| b.add_date_field(axis.name(), date.clone())),
+    };
+    (b.build(), fields)
+}
+
+/// What the index knows about a record's state, for change detection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocState {
+    /// [`Record::fingerprint`] of the stored version.
+    pub fingerprint: String,
+    /// Fingerprint of the model its vectors were written with; empty when it has none.
+    pub embedded: String,
+}
+
+/// A BM25 hit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeywordHit {
+    /// Record id.
+    pub id: String,
+    /// BM25 score.
+    pub score: f32,
+}
+
+/// Counts over a filtered set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Facets {
+    /// Records matched.
+    pub total: u64,
+    /// Records per label.
+    pub labels: BTreeMap<String, u64>,
+    /// Records per dataset.
+    pub datasets: BTreeMap<String, u64>,
+    /// Per time axis, records per `YYYY-MM`.
+    pub months: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+/// The tantivy index of a library.
+pub struct KeywordIndex {
+    index: Index,
+    reader: IndexReader,
+    fields: Fields,
+}
+
+impl std::fmt::Debug for KeywordIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeywordIndex").finish_non_exhaustive()
+    }
+}
+
+impl KeywordIndex {
+    /// Opens the index in `dir`, creating it when the directory is empty or missing.
+    ///
+    /// # Errors
+    /// [`KeywordError::Open`] when the directory holds something else or is unreadable.
+    pub fn open(dir: &Path) -> KResult<Self> {
+        let open_err = |source| KeywordError::Open {
+            path: dir.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(dir)
+            .map_err(|e| open_err(tantivy::TantivyError::IoError(e.into())))?;
+        let (schema, fields) = schema();
+        let directory = tantivy::directory::MmapDirectory::open(dir)
+            .map_err(|e| open_err(tantivy::TantivyError::from(e)))?;
+        let index = Index::open_or_create(directory, schema).map_err(open_err)?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(open_err)?;
+        Ok(Self {
+            index,
+            reader,
+            fields,
+        })
+    }
+
+    /// Takes the index's single writer (tantivy locks it: one writer per data dir).
+    ///
+    /// # Errors
+    /// [`KeywordError::Tantivy`] when another process holds the writer.
+    pub fn writer(&self) -> KResult<KeywordWriter> {
+        let writer = self.index.writer_with_num_threads(1, WRITER_HEAP)?;
+        Ok(KeywordWriter {
+            writer,
+            fields: self.fields,
+        })
+    }
+
+    /// Sees the latest commit.
+    ///
+    /// # Errors
+    /// tantivy failures.
+    pub fn reload(&self) -> KResult<()> {
+        Ok(self.reader.reload()?)
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    /// Whether the index holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The record with this id.
+    ///
+    /// # Errors
+    /// tantivy failures, or a stored record that does not parse.
+    pub fn get(&self, id: &str) -> KResult<Option<Record>> {
+        let searcher = self.reader.searcher();
+        let q = TermQuery::new(
+            Term::from_field_text(self.fields.id, id),
+            IndexRecordOption::Basic,
+        );
+        let top = searcher.search(&q, &TopDocs::with_limit(1).order_by_score())?;
+        match top.first() {
+            Some((_, addr)) => Ok(Some(self.record_at(*addr)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The records with these ids, in the given order; unknown ids are skipped.
+    ///
+    /// # Errors
+    /// As [`KeywordIndex::get`].
+    pub fn get_many(&self, ids: &[String]) -> KResult<Vec<Record>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(r) = self.get(id)? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    fn record_at(&self, addr: DocAddress) -> KResult<Record> {
+        let doc: TantivyDocument = self.reader.searcher().doc(addr)?;
+        let id = doc
+            .get_first(self.fields.id)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let json = doc
+            .get_first(self.fields.record)
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| KeywordError::Corrupt {
+                id: id.clone(),
+                reason: "no stored record".into(),
+            })?;
+        serde_json::from_str(json).map_err(|e| KeywordError::Corrupt {
+            id,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Every record's change-detection state, by id.
+    ///
+    /// # Errors
+    /// tantivy failures.
+    pub fn states(&self) -> KResult<HashMap<String, DocState>> {
+        let searcher = self.reader.searcher();
+        let mut out = HashMap::new();
+        for segment in searcher.segment_readers() {
+            let ff = segment.fast_fields();
+            let (Some(ids), Some(fps), Some(emb)) =
+                (ff.str("id")?, ff.str("fingerprint")?, ff.str("embedded")?)
+            else {
+                continue;
+            };
+            let read = |col: &tantivy::columnar::StrColumn, doc| -> KResult<String> {
+                let mut s = String::new();
+                if let Some(ord) = col.term_ords(doc).next() {
+                    col.ord_to_str(ord, &mut s)
+                        .map_err(|e| KeywordError::Tantivy(e.into()))?;
+                }
+                Ok(s)
+            };
+            for doc in segment.doc_ids_alive() {
+                out.insert(
+                    read(&ids, doc)?,
+                    DocState {
+                        fingerprint: read(&fps, doc)?,
+                        embedded: read(&emb, doc)?,
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every record id.
+    ///
+    /// # Errors
+    /// tantivy failures.
+    pub fn ids(&self) -> KResult<BTreeSet<String>> {
+        Ok(self.states()?.into_keys().collect())
+    }
+
+    /// Builds the exact query for a filter (matches all records when the filter is empty).
+    ///
+    /// # Errors
+    /// [`KeywordError::Pattern`] for a filename pattern tantivy's regex cannot compile.
+    pub fn filter_query(&self, filter: &RecordFilter) -> KResult<Box<dyn Query>> {
+        let f = &self.fields;
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, Box::new(AllQuery))];
+        for label in &filter.labels {
+            clauses.push((Occur::Must, term_query(f.label, &normalize_label(label))));
+        }
+        for label in &filter.no_labels {
+            clauses.push((Occur::MustNot, term_query(f.label, &normalize_label(label))));
+        }
+        if !filter.datasets.is_empty() {
+            let any: Vec<(Occur, Box<dyn Query>)> = filter
+                .datasets
+                .iter()
+                .map(|d| (Occur::Should, term_query(f.dataset, d)))
+                .collect();
+            clauses.push((Occur::Must, Box::new(BooleanQuery::new(any))));
+        }
+        for range in &filter.dates {
+            let field = f.dates[DateAxis::ALL
+                .iter()
+                .position(|a| *a == range.axis)
+                .expect("every axis has a field")];
+            let bound = |d: Option<DateTime<Utc>>| match d {
+                Some(d) => {
+                    Bound::Included(Term::from_field_date(field, tantivy_date(d.timestamp())))
+                }
+                None => Bound::Unbounded,
+            };
+            let (lo, hi) = (bound(range.after), bound(range.before));
+            // An unbounded range would also match records that lack the axis; require a value.
+            let lo = match lo {
+                Bound::Unbounded => {
+                    Bound::Included(Term::from_field_date(field, tantivy_date(MIN_DATE_SECS)))
+                }
+                b => b,
+            };
+            clauses.push((Occur::Must, Box::new(RangeQuery::new(lo, hi))));
+        }
+        if let Some(m) = &filter.filename {
+            let field = if m.on_path() { f.path } else { f.filename };
+            let q: Box<dyn Query> = match m {
+                FilenameMatch::Exact(name) => term_query(field, name),
+                FilenameMatch::Prefix(p) => {
+                    regex_query(field, &format!("{}.*", regex_escape(p)), p)?
+                }
+                FilenameMatch::Glob(g) => regex_query(field, &glob_to_regex(g), g)?,
+            };
+            clauses.push((Occur::Must, q));
+        }
+        Ok(Box::new(BooleanQuery::new(clauses)))
+    }
+
+    /// Ids of every record matching the filter.
+    ///
+    /// # Errors
+    /// As [`KeywordIndex::filter_query`].
+    pub fn filter_ids(&self, filter: &RecordFilter) -> KResult<BTreeSet<String>> {
+        let searcher = self.reader.searcher();
+        let q = self.filter_query(filter)?;
+        let docs = searcher.search(&*q, &DocSetCollector)?;
+        let mut out = BTreeSet::new();
+        for addr in docs {
+            out.insert(self.id_at(&searcher, addr)?);
+        }
+        Ok(out)
+    }
+
+    /// Number of records matching the filter.
+    ///
+    /// # Errors
+    /// As [`KeywordIndex::filter_query`].
+    pub fn count(&self, filter: &RecordFilter) -> KResult<u64> {
+        let q = self.filter_query(filter)?;
+        Ok(self.reader.searcher().search(&*q, &Count)? as u64)
+    }
+
+    fn id_at(&self, searcher: &tantivy::Searcher, addr: DocAddress) -> KResult<String> {
+        let seg = searcher.segment_reader(addr.segment_ord);
+        let col = seg
+            .fast_fields()
+            .str("id")?
+            .ok_or_else(|| KeywordError::Corrupt {
+                id: format!("{addr:?}"),
+                reason: "no id column".into(),
+            })?;
+        let mut s = String::new();
+        if let Some(ord) = col.term_ords(addr.doc_id).next() {
+            col.ord_to_str(ord, &mut s)
+                .map_err(|e| KeywordError::Tantivy(e.into()))?;
+        }
+        Ok(s)
+    }
+
+    /// Splits text into the index's terms (lowercased, stemmed), as BM25 sees them.
+    pub fn terms(&self, text: &str) -> Vec<String> {
+        let mut tokenizer = self
+            .index
+            .tokenizers()
+            .get("en_stem")
+            .expect("en_stem is a built-in tokenizer");
+        let mut stream = tokenizer.token_stream(text);
+        let mut out: Vec<String> = Vec::new();
+        while let Some(tok) = stream.next() {
+            if !out.contains(&tok.text) {
+                out.push(tok.text.clone());
+            }
+        }
+        out
+    }
+
+    /// BM25 search of `text` over labels, captions, file names and metadata, within `filter`,
+    /// best first; ties broken by record id so pages are stable.
+    ///
+    /// # Errors
+    /// As [`KeywordIndex::filter_query`].
+    pub fn search(
+        &self,
+        text: &str,
+        filter: &RecordFilter,
+        limit: usize,
+    ) -> KResult<Vec<KeywordHit>> {
+        let terms = self.terms(text);
+        if terms.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let f = &self.fields;
+        let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for (name, boost) in TEXT_FIELDS {
+            let field = match name {
+                "labels_text" => f.labels_text,
+                "captions" => f.captions,
+                "filename_text" => f.filename_text,
+                _ => f.metadata,
+            };
+            for t in &terms {
+                let q = TermQuery::new(
+                    Term::from_field_text(field, t),
+                    IndexRecordOption::WithFreqs,
+                );
+                should.push((Occur::Should, Box::new(BoostQuery::new(Box::new(q), boost))));
+            }
+        }
+        let query = BooleanQuery::new(vec![
+            (
+                Occur::Must,
+                Box::new(BooleanQuery::new(should)) as Box<dyn Query>,
+            ),
+            (
+                Occur::Must,
+                Box::new(ConstScoreQuery::new(self.filter_query(filter)?, 0.0)),
+            ),
+        ]);
+        let searcher = self.reader.searcher();
+        let top = searcher.search(&query, &TopDocs::with_limit(limit).order_by_score())?;
+        let mut hits = Vec::with_capacity(top.len());
+        for (score, addr) in top {
+            hits.push(KeywordHit {
+                id: self.id_at(&searcher, addr)?,
+                score,
+            });
+        }
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+        Ok(hits)
+    }
+
+    /// Every record matching `filter`, as `(date on axis, id)`, sorted by date then id
+    /// (records without a value on the axis last). Used by look-ups.
+    ///
+    /// # Errors
+    /// As [`KeywordIndex::filter_query`].
+    pub fn sorted_by_date(
+        &self,
+        filter: &RecordFilter,
+        axis: DateAxis,
+    ) -> KResult<Vec<(Option<i64>, String)>> {
+        let searcher = self.reader.searcher();
+        let q = self.filter_query(filter)?;
+        let docs = searcher.search(&*q, &DocSetCollector)?;
+        let mut out = Vec::with_capacity(docs.len());
+        let mut columns = HashMap::new();
+        for addr in docs {
+            let col = match columns.entry(addr.segment_ord) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => v.insert(
+                    searcher
+                        .segment_reader(addr.segment_ord)
+                        .fast_fields()
+                        .date(axis.name())?,
+                ),
+            };
+            let date = col.first(addr.doc_id).map(|d| d.into_timestamp_secs());
+            out.push((date, self.id_at(&searcher, addr)?));
+        }
+        out.sort_by(|a, b| match (a.0, b.0) {
+            (Some(x), Some(y)) => x.cmp(&y).then_with(|| a.1.cmp(&b.1)),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => a.1.cmp(&b.1),
+        });
+        Ok(out)
+    }
+
+    /// Facet counts over every record matching `filter`.
+    ///
+    /// # Errors
+    /// As [`KeywordIndex::filter_query`].
+    pub fn facets(&self, filter: &RecordFilter) -> KResult<Facets> {
+        let searcher = self.reader.searcher();
+        let q = self.filter_query(filter)?;
+        let docs = searcher.search(&*q, &DocSetCollector)?;
+        let mut by_segment: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        for addr in &docs {
+            by_segment
+                .entry(addr.segment_ord)
+                .or_default()
+                .push(addr.doc_id);
+        }
+        let mut facets = Facets {
+            total: docs.len() as u64,
+            ..Facets::default()
+        };
+        let mut buf = String::new();
+        for (seg, doc_ids) in by_segment {
+            let ff = searcher.segment_reader(seg).fast_fields();
+            for (name, target) in [
+                ("label", &mut facets.labels),
+                ("dataset", &mut facets.datasets),
+            ] {
+                let Some(col) = ff.str(name)? else { continue };
+                let mut per_ord: HashMap<u64, u64> = HashMap::new();
+                for &d in &doc_ids {
+                    let mut seen = BTreeSet::new();
+                    for ord in col.term_ords(d) {
+                        if seen.insert(ord) {
+                            *per_ord.entry(ord).or_default() += 1;
+                        }
+                    }
+                }
+                for (ord, n) in per_ord {
+                    buf.clear();
+                    col.ord_to_str(ord, &mut buf)
+                        .map_err(|e| KeywordError::Tantivy(e.into()))?;
+                    *target.entry(buf.clone()).or_default() += n;
+                }
+            }
+            for axis in DateAxis::ALL {
+                let col = ff.date(axis.name())?;
+                let months = facets.months.entry(axis.name().to_owned()).or_default();
+                for &d in &doc_ids {
+                    if let Some(v) = col.first(d)
+                        && let Some(t) = DateTime::<Utc>::from_timestamp(v.into_timestamp_secs(), 0)
+                    {
+                        *months
+                            .entry(format!("{:04}-{:02}", t.year(), t.month()))
+                            .or_default() += 1;
+                    }
+                }
+            }
+        }
+        Ok(facets)
+    }
+}
+
+fn term_query(field: Field, text: &str) -> Box<dyn Query> {
+    Box::new(TermQuery::new(
+        Term::from_field_text(field, text),
+        IndexRecordOption::Basic,
+    ))
+}
+
+fn regex_query(field: Field, regex: &str, pattern: &str) -> KResult<Box<dyn Query>> {
+    RegexQuery::from_pattern(regex, field)
+        .map(|q| Box::new(q) as Box<dyn Query>)
+        .map_err(|e| KeywordError::Pattern {
+            pattern: pattern.to_owned(),
+            reason: e.to_string(),
+        })
+}
+
+/// The single writer of a keyword index. Changes become visible and durable on [`commit`].
+///
+/// [`commit`]: KeywordWriter::commit
+pub struct KeywordWriter {
+    writer: IndexWriter,
+    fields: Fields,
+}
+
+impl std::fmt::Debug for KeywordWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeywordWriter").finish_non_exhaustive()
+    }
+}
+
+impl KeywordWriter {
+    /// Adds or replaces a record. `embedded` is the fingerprint of the model its vectors were
+    /// written with, or empty.
+    ///
+    /// # Errors
+    /// tantivy failures.
+    pub fn upsert(&mut self, record: &Record, embedded: &str) -> KResult<()> {
+        let f = &self.fields;
+        self.writer
+            .delete_term(Term::from_field_text(f.id, &record.id));
+        let mut doc = TantivyDocument::default();
+        doc.add_text(f.id, &record.id);
+        doc.add_text(f.filename, &record.filename);
+        doc.add_text(f.path, &record.path);
+        doc.add_text(f.filename_text, filename_words(&record.path));
+        for l in &record.labels {
+            doc.add_text(f.label, normalize_label(l));
+        }
+        let mut label_words = record.labels.join(" ");
+        for s in &record.supercategories {
+            label_words.push(' ');
+            label_words.push_str(s);
+        }
+        doc.add_text(f.labels_text, label_words);
+        for c in &record.captions {
+            doc.add_text(f.captions, c);
+        }
+        doc.add_text(f.metadata, record.metadata_text());
+        doc.add_text(f.dataset, &record.dataset);
+        doc.add_text(f.fingerprint, record.fingerprint());
+        doc.add_text(f.embedded, embedded);
+        doc.add_text(
+            f.record,
+            serde_json::to_string(record).expect("a record always serialises"),
+        );
+        for (i, axis) in DateAxis::ALL.iter().enumerate() {
+            if let Some(d) = axis.get(&record.dates) {
+                doc.add_date(f.dates[i], tantivy_date(d.timestamp()));
+            }
+        }
+        self.writer.add_document(doc)?;
+        Ok(())
+    }
+
+    /// Deletes a record.
+    pub fn delete(&mut self, id: &str) {
+        self.writer
+            .delete_term(Term::from_field_text(self.fields.id, id));
+    }
+
+    /// Makes every change since the last commit durable and visible, atomically.
+    ///
+    /// # Errors
+    /// tantivy failures (the index stays as of the previous commit).
+    pub fn commit(&mut self) -> KResult<()> {
+        self.writer.commit()?;
+        Ok(())
+    }
+
+    /// Merges every segment into one, so deleted documents are physically removed, then waits
+    /// for merge threads to finish.
+    ///
+    /// # Errors
+    /// tantivy failures.
+    pub fn merge_all(mut self) -> KResult<()> {
+        let ids = self.writer.index().searchable_segment_ids()?;
+        if ids.len() > 1 || self.has_deletes()? {
+            self.writer.merge(&ids).wait()?;
+        }
+        self.writer.garbage_collect_files().wait()?;
+        self.writer.wait_merging_threads()?;
+        Ok(())
+    }
+
+    fn has_deletes(&self) -> KResult<bool> {
+        let metas = self.writer.index().searchable_segment_metas()?;
+        Ok(metas.iter().any(|m| m.has_deletes()))
+    }
+}
+
+/// File name split into words for BM25 (`IMG_0042-night.jpg` -> `IMG 0042 night jpg`).
+fn filename_words(path: &str) -> String {
+    path.chars()
+        .map(|c| if c.is_alphanumeric() { c } else { ' ' })
+        .collect()
+}

@@ -1,0 +1,24 @@
+//! Turns annotation exports plus their images into a searchable library.
+//!
+//! - [`ingest`]: export formats (COCO) -> format-neutral entries -> [`record::Record`]s.
+//! - [`keyword`]: the tantivy index, record of truth for records, filters, look-ups, facets.
+//! - [`store`]: the [`store::VectorStore`] seam, qdrant-edge by default.
+//! - [`pipeline`]: batches, embedding, and the two-store consistency protocol.
+//! - [`library`]: one data directory with its manifest.
+//! - [`synth`]: seeded synthetic scenes and COCO exports (tests, benches, `imagelens demo`).
+#![warn(missing_docs)]
+
+pub mod dates;
+mod error;
+pub mod filter;
+pub mod ingest;
+pub mod keyword;
+pub mod library;
+pub mod pipeline;
+pub mod record;
+pub mod store;
+pub mod synth;
+
+pub use error::{Error, Fault, IngestError, Result};
+pub use library::{Library, StoreSettings};
+pub use pipeline::{IngestOptions, IngestReport, ingest};

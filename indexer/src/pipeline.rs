@@ -1,0 +1,544 @@
+//! Records -> batches -> embed -> vector store + keyword index, with progress and resume.
+//!
+//! Consistency protocol (why a kill -9 at any point loses nothing committed and leaves no
+//! duplicates or orphans):
+//! 1. Before any work, [`reconcile`] compares the two stores: vector points whose record is not
+//!    in the keyword index are orphans of an interrupted batch and are deleted; records marked
+//!    embedded whose points are missing are marked for re-embedding.
+//! 2. Each batch first replaces the records' points in the vector store and flushes it, then
+//!    writes the records to the keyword index and commits. The keyword commit is the batch's
+//!    commit point; point ids are deterministic, so redoing a batch overwrites, never adds.
+//! 3. Change detection compares each record's fingerprint (and the model fingerprint its
+//!    vectors were made with) to what the keyword index holds, so a re-run skips finished work.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use chrono::Utc;
+use indicatif::{ProgressBar, ProgressStyle};
+use models::preprocess::{DecodeLimits, crop_region};
+use models::{Embedder, EmbedderSpec};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::filter::normalize_label;
+use crate::ingest::{Problem, build_record, coco, file_facts, resolve_image_path};
+use crate::library::{Library, write_atomic};
+use crate::record::{DateAxis, Record, image_point_id, region_point_id};
+use crate::store::{Condition, Payload, VectorFilter, VectorPoint};
+use crate::{Error, IngestError, Result};
+
+/// How to ingest.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Annotation export format (`coco`).
+    pub format: String,
+    /// Annotation files.
+    pub annotations: Vec<PathBuf>,
+    /// Folder the exports' file names are relative to.
+    pub images: PathBuf,
+    /// Dataset name given to every record.
+    pub dataset: String,
+    /// Images per batch (one vector flush and one keyword commit per batch).
+    pub batch_size: usize,
+    /// Boxes smaller than this many pixels on either side get no region vector.
+    pub min_region: f32,
+    /// Context around a box region, as a fraction of its size on each side.
+    pub region_context: f32,
+    /// At most this many region vectors per image (largest boxes first).
+    pub max_regions: usize,
+    /// Decoding limits.
+    pub limits: DecodeLimits,
+    /// Draw a progress bar on stderr (hidden anyway when stderr is not a terminal).
+    pub progress: bool,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        Self {
+            format: "coco".into(),
+            annotations: Vec::new(),
+            images: PathBuf::from("."),
+            dataset: "default".into(),
+            batch_size: 32,
+            min_region: 24.0,
+            region_context: 0.1,
+            max_regions: 32,
+            limits: DecodeLimits::default(),
+            progress: true,
+        }
+    }
+}
+
+/// What an ingest did, item by item where something went wrong.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestReport {
+    /// Image entries found in the exports.
+    pub entries: usize,
+    /// New records written.
+    pub added: usize,
+    /// Existing records whose annotations or file changed.
+    pub updated: usize,
+    /// Existing records that only needed vectors.
+    pub embedded_only: usize,
+    /// Records already up to date.
+    pub unchanged: usize,
+    /// Records written with vectors in this run.
+    pub embedded: usize,
+    /// Region vectors written in this run.
+    pub regions: usize,
+    /// Orphan vector points removed by reconciliation.
+    pub orphans_removed: usize,
+    /// Whether vectors were written (a model was available).
+    pub semantic: bool,
+    /// Problems, one per item.
+    pub problems: Vec<Problem>,
+    /// Where the JSON report was saved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saved_to: Option<String>,
+}
+
+impl IngestReport {
+    /// Records that are now in the library from this input (written or already there).
+    pub fn kept(&self) -> usize {
+        self.added + self.updated + self.embedded_only + self.unchanged
+    }
+}
+
+/// Why a record is written in this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Work {
+    Add,
+    Update,
+    EmbedOnly,
+}
+
+/// Ingests an export into the library. With `embedder` `None` only the keyword index is written
+/// (semantic search stays off until a later ingest with a model adds the vectors).
+///
+/// # Errors
+/// [`IngestError::Unreadable`] for unreadable input, [`IngestError::NothingIngested`] when no
+/// record could be kept, [`Error::ModelMismatch`], and store failures. Per-item problems are
+/// not errors: they are in the report.
+pub fn ingest(
+    lib: &mut Library,
+    embedder: Option<&dyn Embedder>,
+    opts: &IngestOptions,
+) -> Result<IngestReport> {
+    if opts.format != "coco" {
+        return Err(IngestError::Format(opts.format.clone()).into());
+    }
+    if !opts.images.is_dir() {
+        return Err(IngestError::ImagesRoot(opts.images.display().to_string()).into());
+    }
+    let images_root = opts
+        .images
+        .canonicalize()
+        .map_err(|e| Error::io(&opts.images, e))?;
+    let annotation_files: Vec<PathBuf> = opts
+        .annotations
+        .iter()
+        .map(|p| p.canonicalize().unwrap_or_else(|_| p.clone()))
+        .collect();
+    let (entries, mut problems) = coco::read_exports(&annotation_files)?;
+    let mut report = IngestReport {
+        entries: entries.len(),
+        semantic: embedder.is_some(),
+        ..IngestReport::default()
+    };
+    if let Some(e) = embedder {
+        lib.adopt_model(e.spec())?;
+    }
+    report.orphans_removed = reconcile(lib)?;
+
+    // Read every image file's facts in parallel (hash + header, no decoding).
+    let now = Utc::now();
+    let built: Vec<(Option<Record>, Vec<Problem>)> = entries
+        .into_par_iter()
+        .map(|entry| {
+            let mut local = Vec::new();
+            let file = entry.file_name.clone();
+            let path = match resolve_image_path(&images_root, &file) {
+                Ok(p) => p,
+                Err(reason) => {
+                    local.push(Problem {
+                        file,
+                        item: "image".into(),
+                        reason,
+                    });
+                    return (None, local);
+                }
+            };
+            match file_facts(&path) {
+                Ok(facts) => {
+                    let r =
+                        build_record(entry, &facts, &images_root, &opts.dataset, now, &mut local);
+                    (Some(r), local)
+                }
+                Err(reason) => {
+                    local.push(Problem {
+                        file,
+                        item: "image".into(),
+                        reason: format!("{reason}; record skipped"),
+                    });
+                    (None, local)
+                }
+            }
+        })
+        .collect();
+
+    let states = lib.keyword().states()?;
+    let model_fp = embedder.map(|e| e.spec().fingerprint());
+    let mut seen: HashMap<String, String> = HashMap::new();
+    let mut work: Vec<(Record, Work)> = Vec::new();
+    for (record, local) in built {
+        problems.extend(local);
+        let Some(mut record) = record else { continue };
+        if let Some(first) = seen.get(&record.id) {
+            problems.push(Problem {
+                file: record.path.clone(),
+                item: "image".into(),
+                reason: format!(
+                    "same image bytes as {first} (record {}); duplicate skipped",
+                    record.id
+                ),
+            });
+            continue;
+        }
+        seen.insert(record.id.clone(), record.path.clone());
+        match states.get(&record.id) {
+            None => work.push((record, Work::Add)),
+            Some(state) if state.fingerprint != record.fingerprint() => {
+                work.push((record, Work::Update));
+            }
+            Some(state) => match &model_fp {
+                Some(fp) if &state.embedded != fp => {
+                    // Keep the original ingest time: only vectors are added.
+                    if let Some(old) = lib.keyword().get(&record.id)? {
+                        record.dates.ingested = old.dates.ingested;
+                    }
+                    work.push((record, Work::EmbedOnly));
+                }
+                _ => report.unchanged += 1,
+            },
+        }
+    }
+
+    let bar = progress_bar(opts.progress, work.len() as u64);
+    if !work.is_empty() {
+        let mut writer = lib.keyword().writer()?;
+        let batch_size = opts.batch_size.max(1);
+        let batches: Vec<Vec<(Record, Work)>> = work
+            .chunks(batch_size)
+            .map(<[(Record, Work)]>::to_vec)
+            .collect();
+        std::thread::scope(|scope| -> Result<()> {
+            // Decoding of batch n+1 overlaps embedding of batch n.
+            let (tx, rx) = mpsc::sync_channel::<Decoded>(1);
+            let limits = opts.limits;
+            let want_pixels = embedder.is_some();
+            let producer = scope.spawn(move || {
+                for batch in batches {
+                    let decoded = decode_batch(batch, want_pixels, &limits);
+                    if tx.send(decoded).is_err() {
+                        break;
+                    }
+                }
+            });
+            for decoded in rx {
+                let mut points = Vec::new();
+                let mut stale = Vec::new();
+                let mut ready: Vec<(Record, Work)> = Vec::new();
+                let mut images = Vec::new();
+                for (record, work, image) in decoded {
+                    match image {
+                        Ok(img) => {
+                            if work != Work::Add {
+                                stale.push(record.id.clone());
+                            }
+                            images.push(img);
+                            ready.push((record, work));
+                        }
+                        Err(reason) => {
+                            problems.push(Problem {
+                                file: record.path.clone(),
+                                item: "image".into(),
+                                reason: format!("{reason}; record skipped"),
+                            });
+                            bar.inc(1);
+                        }
+                    }
+                }
+                if let Some(embedder) = embedder {
+                    let (p, regions) = embed_batch(embedder, &ready, &images, opts)?;
+                    points = p;
+                    report.regions += regions;
+                    report.embedded += ready.len();
+                }
+                // Replace the records' points: stale ones go even without a model, so a changed
+                // record never keeps vectors (or payload) of its old version.
+                let store = lib.store();
+                if lib.has_vectors() && !stale.is_empty() {
+                    store.delete_where(&VectorFilter {
+                        must: vec![Condition::MatchAny {
+                            key: "record_id".into(),
+                            any: stale,
+                        }],
+                        must_not: vec![],
+                    })?;
+                }
+                if !points.is_empty() {
+                    store.upsert(points)?;
+                }
+                if lib.has_vectors() && !ready.is_empty() {
+                    store.flush()?;
+                }
+                let embedded = model_fp.clone().unwrap_or_default();
+                for (record, work) in &ready {
+                    let mark = if embedder.is_some() {
+                        embedded.clone()
+                    } else {
+                        String::new()
+                    };
+                    writer.upsert(record, &mark)?;
+                    match work {
+                        Work::Add => report.added += 1,
+                        Work::Update => report.updated += 1,
+                        Work::EmbedOnly => report.embedded_only += 1,
+                    }
+                }
+                writer.commit()?;
+                bar.inc(ready.len() as u64);
+            }
+            producer.join().expect("decoder thread does not panic");
+            Ok(())
+        })?;
+        bar.finish_and_clear();
+    }
+
+    lib.refresh_counts()?;
+    report.problems = problems;
+    report.saved_to = Some(save_report(lib.dir(), &report)?);
+    if report.kept() == 0 {
+        let why = report
+            .problems
+            .first()
+            .map(|p| {
+                format!(
+                    "{}: {} ({} problems in all)",
+                    p.file,
+                    p.reason,
+                    report.problems.len()
+                )
+            })
+            .unwrap_or_else(|| "the exports list no images".into());
+        return Err(IngestError::NothingIngested(why).into());
+    }
+    Ok(report)
+}
+
+type Decoded = Vec<(
+    Record,
+    Work,
+    std::result::Result<Option<image::RgbImage>, String>,
+)>;
+
+fn decode_batch(batch: Vec<(Record, Work)>, want_pixels: bool, limits: &DecodeLimits) -> Decoded {
+    batch
+        .into_par_iter()
+        .map(|(record, work)| {
+            if !want_pixels {
+                return (record, work, Ok(None));
+            }
+            let path = Path::new(&record.images_root).join(&record.path);
+            let img = models::preprocess::open(&path, limits)
+                .map(Some)
+                .map_err(|e| e.to_string());
+            (record, work, img)
+        })
+        .collect()
+}
+
+/// Embeds a batch: whole images, box regions and descriptions; returns points and region count.
+fn embed_batch(
+    embedder: &dyn Embedder,
+    records: &[(Record, Work)],
+    images: &[Option<image::RgbImage>],
+    opts: &IngestOptions,
+) -> Result<(Vec<VectorPoint>, usize)> {
+    let whole: Vec<image::RgbImage> = images.iter().flatten().cloned().collect();
+    let image_vecs = embedder.embed_images(&whole)?;
+    let mut crops = Vec::new();
+    let mut crop_owner = Vec::new();
+    for (i, ((record, _), img)) in records.iter().zip(images).enumerate() {
+        let Some(img) = img else { continue };
+        let mut order: Vec<usize> = (0..record.boxes.len())
+            .filter(|&b| {
+                let bx = &record.boxes[b];
+                bx.w >= opts.min_region && bx.h >= opts.min_region
+            })
+            .collect();
+        order.sort_by(|&a, &b| {
+            let (ba, bb) = (&record.boxes[a], &record.boxes[b]);
+            (bb.w * bb.h).total_cmp(&(ba.w * ba.h)).then(a.cmp(&b))
+        });
+        for b in order.into_iter().take(opts.max_regions) {
+            let bx = &record.boxes[b];
+            if let Some(crop) = crop_region(img, bx.x, bx.y, bx.w, bx.h, opts.region_context) {
+                crops.push(crop);
+                crop_owner.push((i, b));
+            }
+        }
+    }
+    let region_vecs = if crops.is_empty() {
+        Vec::new()
+    } else {
+        embedder.embed_images(&crops)?
+    };
+    let texts: Vec<String> = records.iter().map(|(r, _)| r.description()).collect();
+    let with_text: Vec<usize> = (0..texts.len()).filter(|&i| !texts[i].is_empty()).collect();
+    let text_refs: Vec<&str> = with_text.iter().map(|&i| texts[i].as_str()).collect();
+    let text_vecs = if text_refs.is_empty() {
+        Vec::new()
+    } else {
+        embedder.embed_texts(&text_refs)?
+    };
+    let mut text_of: HashMap<usize, Vec<f32>> = with_text
+        .into_iter()
+        .zip(text_vecs)
+        .map(|(i, v)| (i, v.into_vec()))
+        .collect();
+
+    let mut points = Vec::with_capacity(records.len() + crops.len());
+    for (i, ((record, _), v)) in records.iter().zip(image_vecs).enumerate() {
+        let mut vectors = std::collections::BTreeMap::new();
+        vectors.insert("image".to_owned(), v.into_vec());
+        if let Some(t) = text_of.remove(&i) {
+            vectors.insert("text".to_owned(), t);
+        }
+        points.push(VectorPoint {
+            id: image_point_id(&record.id),
+            vectors,
+            payload: payload(record, None),
+        });
+    }
+    let regions = region_vecs.len();
+    for ((i, b), v) in crop_owner.into_iter().zip(region_vecs) {
+        let record = &records[i].0;
+        let mut vectors = std::collections::BTreeMap::new();
+        vectors.insert("region".to_owned(), v.into_vec());
+        points.push(VectorPoint {
+            id: region_point_id(&record.id, b),
+            vectors,
+            payload: payload(record, Some(b)),
+        });
+    }
+    Ok((points, regions))
+}
+
+/// The payload every point of a record carries, so vector search can filter by itself.
+pub fn payload(record: &Record, region: Option<usize>) -> Payload {
+    let mut p = Payload::default();
+    p.insert("record_id", record.id.clone())
+        .insert("kind", if region.is_some() { "region" } else { "image" })
+        .insert(
+            "labels",
+            record
+                .labels
+                .iter()
+                .map(|l| normalize_label(l))
+                .collect::<Vec<_>>(),
+        )
+        .insert("dataset", record.dataset.clone())
+        .insert("filename", record.filename.clone())
+        .insert("path", record.path.clone());
+    if let Some(b) = region {
+        p.insert("box", b as u64)
+            .insert("box_label", normalize_label(&record.boxes[b].label));
+    }
+    for axis in DateAxis::ALL {
+        if let Some(d) = axis.get(&record.dates) {
+            p.insert(axis.name(), d.timestamp());
+        }
+    }
+    p
+}
+
+/// Brings the two stores into agreement after an interrupted run; returns orphans removed.
+///
+/// # Errors
+/// Store and keyword failures.
+pub fn reconcile(lib: &mut Library) -> Result<usize> {
+    if !lib.has_vectors() {
+        return Ok(0);
+    }
+    let in_store: BTreeSet<String> = lib.store().distinct("record_id")?;
+    let states = lib.keyword().states()?;
+    let orphans: Vec<String> = in_store
+        .iter()
+        .filter(|id| !states.contains_key(*id))
+        .cloned()
+        .collect();
+    if !orphans.is_empty() {
+        lib.store().delete_where(&VectorFilter {
+            must: vec![Condition::MatchAny {
+                key: "record_id".into(),
+                any: orphans.clone(),
+            }],
+            must_not: vec![],
+        })?;
+        lib.store().flush()?;
+    }
+    // Records marked embedded whose points are gone get their mark cleared, so this run
+    // re-embeds them.
+    let missing: HashSet<&String> = states
+        .iter()
+        .filter(|(id, s)| !s.embedded.is_empty() && !in_store.contains(*id))
+        .map(|(id, _)| id)
+        .collect();
+    if !missing.is_empty() {
+        let mut writer = lib.keyword().writer()?;
+        for id in missing {
+            if let Some(record) = lib.keyword().get(id)? {
+                writer.upsert(&record, "")?;
+            }
+        }
+        writer.commit()?;
+        lib.keyword().reload()?;
+    }
+    Ok(orphans.len())
+}
+
+fn save_report(dir: &Path, report: &IngestReport) -> Result<String> {
+    let reports = dir.join("reports");
+    std::fs::create_dir_all(&reports).map_err(|e| Error::io(&reports, e))?;
+    let path = reports.join(format!(
+        "ingest-{}.json",
+        Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+    ));
+    write_atomic(
+        &path,
+        &serde_json::to_vec_pretty(report).expect("report serialises"),
+    )?;
+    Ok(path.display().to_string())
+}
+
+fn progress_bar(enabled: bool, len: u64) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} ingest [{elapsed_precise}] {bar:32} {pos}/{len} images {per_sec} ETA {eta}",
+        )
+        .expect("valid template"),
+    );
+    bar
+}
+
+/// Embedder identity shown in reports and `info`.
+pub fn describe(spec: &EmbedderSpec) -> String {
+    format!("{} ({}, dim {})", spec.model_id, spec.revision, spec.dim)
+}

@@ -1,0 +1,247 @@
+//! The library record: one image, its file facts, every time axis and its annotations.
+//!
+//! A [`Record`] is what the keyword index stores (as JSON) and what look-ups return. Its id is
+//! derived from the image bytes ([`record_id`]) so the same bytes never become two records, and
+//! its [`Record::fingerprint`] changes exactly when something worth re-indexing changed.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Length of a record id in hex characters (64 bits of the image's sha256).
+pub const RECORD_ID_LEN: usize = 16;
+
+/// The stable id of an image: the first 64 bits of its sha256, in hex.
+pub fn record_id(sha256_hex: &str) -> String {
+    sha256_hex[..RECORD_ID_LEN].to_owned()
+}
+
+/// The time axes of a record, kept apart. Every one is optional: exports rarely carry all.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dates {
+    /// When the picture was taken (COCO `date_captured`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub captured: Option<DateTime<Utc>>,
+    /// When the image file was created on disk (falls back to modified where the OS lacks it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<DateTime<Utc>>,
+    /// When the image file was last modified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified: Option<DateTime<Utc>>,
+    /// When the annotations were made or exported (COCO `info.date_created`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotated: Option<DateTime<Utc>>,
+    /// When imagelens ingested this version of the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingested: Option<DateTime<Utc>>,
+}
+
+/// The time axes that can be filtered and faceted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DateAxis {
+    /// [`Dates::captured`].
+    Captured,
+    /// [`Dates::created`].
+    Created,
+    /// [`Dates::annotated`].
+    Annotated,
+    /// [`Dates::ingested`].
+    Ingested,
+}
+
+impl DateAxis {
+    /// Every axis, in a fixed order.
+    pub const ALL: [DateAxis; 4] = [
+        DateAxis::Captured,
+        DateAxis::Created,
+        DateAxis::Annotated,
+        DateAxis::Ingested,
+    ];
+
+    /// Field / payload name of the axis.
+    pub fn name(self) -> &'static str {
+        match self {
+            DateAxis::Captured => "captured",
+            DateAxis::Created => "created",
+            DateAxis::Annotated => "annotated",
+            DateAxis::Ingested => "ingested",
+        }
+    }
+
+    /// The axis's value in `dates`.
+    pub fn get(self, dates: &Dates) -> Option<DateTime<Utc>> {
+        match self {
+            DateAxis::Captured => dates.captured,
+            DateAxis::Created => dates.created,
+            DateAxis::Annotated => dates.annotated,
+            DateAxis::Ingested => dates.ingested,
+        }
+    }
+}
+
+/// A labelled bounding box in pixels (COCO convention: top-left corner, width, height).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BoundingBox {
+    /// Category name.
+    pub label: String,
+    /// Category's supercategory, when the export has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supercategory: Option<String>,
+    /// Left edge.
+    pub x: f32,
+    /// Top edge.
+    pub y: f32,
+    /// Width.
+    pub w: f32,
+    /// Height.
+    pub h: f32,
+    /// Area as the export states it (segmentation area for COCO), else `w * h`.
+    pub area: f32,
+    /// COCO `iscrowd`.
+    #[serde(default)]
+    pub iscrowd: bool,
+    /// Who or what annotated it, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotator: Option<String>,
+}
+
+/// One image in the library.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Stable id from the image bytes ([`record_id`]).
+    pub id: String,
+    /// File name (last path component).
+    pub filename: String,
+    /// Path relative to the images root, `/`-separated.
+    pub path: String,
+    /// Absolute images root the path is relative to, at ingest time.
+    pub images_root: String,
+    /// Pixel width.
+    pub width: u32,
+    /// Pixel height.
+    pub height: u32,
+    /// File size in bytes.
+    pub bytes: u64,
+    /// sha256 of the file, hex.
+    pub sha256: String,
+    /// Dataset / source name.
+    pub dataset: String,
+    /// Every time axis.
+    pub dates: Dates,
+    /// Distinct category names present in the image (boxes' labels plus image-level labels).
+    pub labels: Vec<String>,
+    /// Distinct supercategories.
+    #[serde(default)]
+    pub supercategories: Vec<String>,
+    /// Bounding boxes.
+    #[serde(default)]
+    pub boxes: Vec<BoundingBox>,
+    /// Captions.
+    #[serde(default)]
+    pub captions: Vec<String>,
+    /// Free metadata from the export (licence, urls, source ids, ...).
+    #[serde(default)]
+    pub metadata: BTreeMap<String, serde_json::Value>,
+    /// Who or what annotated the image, when the export says.
+    #[serde(default)]
+    pub annotators: Vec<String>,
+    /// Annotation files this record came from.
+    #[serde(default)]
+    pub exports: Vec<String>,
+}
+
+impl Record {
+    /// Digest of everything except the ingest time: changes exactly when re-indexing is due.
+    pub fn fingerprint(&self) -> String {
+        let mut copy = self.clone();
+        copy.dates.ingested = None;
+        let json = serde_json::to_vec(&copy).expect("a record always serialises");
+        hex::encode(&Sha256::digest(&json)[..12])
+    }
+
+    /// The text that describes the image in words: labels, supercategories and captions.
+    /// Embedded as the record's `text` vector.
+    pub fn description(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.labels.is_empty() {
+            parts.push(format!("a photo of {}", self.labels.join(", ")));
+        }
+        parts.extend(self.captions.iter().cloned());
+        parts.join(". ")
+    }
+
+    /// Free metadata flattened to searchable text (`key value` pairs).
+    pub fn metadata_text(&self) -> String {
+        let mut out = String::new();
+        for (k, v) in &self.metadata {
+            let v = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            out.push_str(k);
+            out.push(' ');
+            out.push_str(&v);
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Deterministic vector-store point id for a record's whole-image point.
+pub fn image_point_id(record_id: &str) -> u64 {
+    point_id(record_id, "image", 0)
+}
+
+/// Deterministic vector-store point id for box `index` of a record.
+pub fn region_point_id(record_id: &str, index: usize) -> u64 {
+    point_id(record_id, "region", index)
+}
+
+fn point_id(record_id: &str, kind: &str, index: usize) -> u64 {
+    let digest = Sha256::digest(format!("{record_id}:{kind}:{index}").as_bytes());
+    u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_ignores_ingest_time_but_not_annotations() {
+        let mut r = Record {
+            id: "0123456789abcdef".into(),
+            filename: "a.jpg".into(),
+            path: "a.jpg".into(),
+            images_root: "/x".into(),
+            width: 1,
+            height: 1,
+            bytes: 1,
+            sha256: "00".into(),
+            dataset: "d".into(),
+            dates: Dates::default(),
+            labels: vec!["cat".into()],
+            supercategories: vec![],
+            boxes: vec![],
+            captions: vec![],
+            metadata: BTreeMap::new(),
+            annotators: vec![],
+            exports: vec![],
+        };
+        let before = r.fingerprint();
+        r.dates.ingested = Some(Utc::now());
+        assert_eq!(before, r.fingerprint());
+        r.captions.push("a cat".into());
+        assert_ne!(before, r.fingerprint());
+    }
+
+    #[test]
+    fn point_ids_differ_by_kind_and_index() {
+        let id = "0123456789abcdef";
+        assert_ne!(image_point_id(id), region_point_id(id, 0));
+        assert_ne!(region_point_id(id, 0), region_point_id(id, 1));
+        assert_eq!(region_point_id(id, 3), region_point_id(id, 3));
+    }
+}

@@ -1,0 +1,731 @@
+//! [`EdgeStore`]: the embedded [`VectorStore`] on a qdrant-edge 0.7.0 shard.
+//!
+//! Owns one data directory and everything in it; knows nothing of models or annotations. Every
+//! qdrant-edge type stays inside this file: our [`VectorFilter`], [`VectorPoint`] and
+//! [`CollectionSpec`] are translated here (filters and index schemas go through qdrant's serde
+//! representation, which is its stable REST shape).
+//!
+//! # On-disk layout
+//!
+//! ```text
+//! <dir>/collection.json   {"format":1,"generation":G,"spec":{..}}: the commit point
+//! <dir>/shard-G/          the live EdgeShard (edge_config.json, wal/, segments/, ...)
+//! <dir>/shard-*/          anything else is a leftover of an interrupted ensure/compact
+//! ```
+//!
+//! # Invariants
+//!
+//! - `collection.json` is written atomically (temp file, fsync, rename, fsync of the directory),
+//!   and only after the shard it names is fully created and flushed. A directory without it holds
+//!   no committed data, so [`EdgeStore::open`] deletes leftover `shard-*` directories instead of
+//!   trying to load a half-created shard.
+//! - The collection's spec never changes: [`VectorStore::ensure`] with another spec is
+//!   [`StoreError::SpecMismatch`].
+//! - Mutations (`ensure`, `upsert`, `delete*`, `flush`, `compact`) hold the store's write lock,
+//!   reads share the read lock. qdrant-edge's `EdgeShard::flush` *panics* when its WAL mutex is
+//!   busy (`try_lock().expect(..)`), so flushing must never race an update.
+//! - Only one process may open a directory at a time (the shard's WAL directory is `flock`ed,
+//!   so a second [`EdgeStore::open`] of a live directory fails rather than corrupting it).
+//!
+//! # Crash safety (what qdrant-edge 0.7.0 actually does)
+//!
+//! Each update is appended to the shard's WAL and applied to the in-memory/mmapped segments.
+//! `EdgeShard::flush` fsyncs the WAL and flushes every segment synchronously. **The WAL is never
+//! replayed by `EdgeShard::load`** and never truncated (edge exposes no `ack`): what a reopened
+//! shard contains is what the segments hold on disk, i.e. at least everything up to the last
+//! [`VectorStore::flush`], plus possibly some later updates the kernel had already written back
+//! before the process died. `load` discards segment directories without a `version.info`
+//! (interrupted optimizer output) and repairs segment consistency. Hence the contract: after
+//! `flush` returns, a `kill -9` loses nothing; updates after the last flush may be partially
+//! present, so writers re-apply them (upserts are idempotent by id).
+//!
+//! # Compaction
+//!
+//! Deleting a point in qdrant only tombstones it, and because the 0.7.0 WAL is never truncated
+//! its files keep every payload ever upserted, so vacuuming segments in place
+//! (`EdgeShard::optimize`) cannot make deleted data physically disappear. [`VectorStore::compact`]
+//! therefore rewrites the collection: it copies every live point into a fresh shard generation,
+//! runs the optimizer on it, commits it in `collection.json` and deletes the old generation. The
+//! cost is a full copy (like SQLite's `VACUUM`), so call it rarely.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs;
+use std::io::Write as _;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use qdrant_edge::{
+    CountRequest, Distance, EdgeConfigBuilder, EdgeOptimizersConfig, EdgeShard,
+    EdgeVectorParamsBuilder, FieldIndexOperations, Filter, JsonPath, NamedQuery, PointId as EdgeId,
+    PointInsertOperations, PointOperations, PointStruct, QueryEnum, ScrollRequest, SearchParams,
+    SearchRequest, UpdateOperation, VectorInternal, VectorStructInternal, Vectors,
+    WithPayloadInterface, WithVector,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{
+    CollectionSpec, Condition, Hit, Payload, PointId, StoreError, StoreResult, VectorFilter,
+    VectorPoint, VectorQuery, VectorStore,
+};
+
+/// Name of the commit file inside the store directory.
+const COLLECTION_FILE: &str = "collection.json";
+/// Version of the `collection.json` format.
+const FORMAT: u32 = 1;
+/// Prefix of shard generation directories.
+const SHARD_PREFIX: &str = "shard-";
+/// Points per scroll page (`distinct`, `compact`).
+const PAGE: usize = 1_000;
+/// Largest integer an `f64` range bound represents exactly (qdrant ranges are `f64`).
+const MAX_EXACT_INT: i64 = 1 << 53;
+
+/// The embedded vector store: one qdrant-edge shard in one directory.
+///
+/// Cheap to share behind an `Arc`; every method blocks (call it from `spawn_blocking` in async
+/// code). See the module docs for the on-disk layout and crash-safety contract.
+pub struct EdgeStore {
+    dir: PathBuf,
+    state: RwLock<Option<Open>>,
+}
+
+/// A created collection: its spec, generation and live shard.
+struct Open {
+    spec: CollectionSpec,
+    generation: u64,
+    shard: EdgeShard,
+}
+
+/// Contents of `collection.json`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Manifest {
+    format: u32,
+    generation: u64,
+    spec: CollectionSpec,
+}
+
+impl std::fmt::Debug for EdgeStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EdgeStore")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EdgeStore {
+    /// Opens the store in `dir` (created if missing).
+    ///
+    /// If `dir` holds a committed collection, its shard is loaded (this is also the recovery path
+    /// after a crash: see the module docs). Otherwise the store is empty until
+    /// [`VectorStore::ensure`]; leftovers of an interrupted `ensure` or `compact` are deleted.
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] if the directory cannot be created or read, [`StoreError::Backend`] if
+    /// `collection.json` is unreadable or the shard fails to load (for instance because another
+    /// process has it open).
+    pub fn open(dir: &Path) -> StoreResult<Self> {
+        fs::create_dir_all(dir)?;
+        let manifest = read_manifest(dir)?;
+        remove_stale_shards(dir, manifest.as_ref().map(|m| m.generation))?;
+        let state = match manifest {
+            None => None,
+            Some(Manifest {
+                format,
+                generation,
+                spec,
+            }) => {
+                if format != FORMAT {
+                    return Err(StoreError::Backend(format!(
+                        "{} has format {format}, this build reads {FORMAT}",
+                        dir.join(COLLECTION_FILE).display()
+                    )));
+                }
+                let path = shard_dir(dir, generation);
+                let shard = EdgeShard::load(&path, None).map_err(|err| {
+                    StoreError::Backend(format!("loading shard {}: {err}", path.display()))
+                })?;
+                Some(Open {
+                    spec,
+                    generation,
+                    shard,
+                })
+            }
+        };
+        Ok(Self {
+            dir: dir.to_owned(),
+            state: RwLock::new(state),
+        })
+    }
+
+    /// The directory this store owns.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn read(&self) -> StoreResult<RwLockReadGuard<'_, Option<Open>>> {
+        self.state.read().map_err(|_| poisoned())
+    }
+
+    fn write(&self) -> StoreResult<RwLockWriteGuard<'_, Option<Open>>> {
+        self.state.write().map_err(|_| poisoned())
+    }
+}
+
+impl VectorStore for EdgeStore {
+    fn ensure(&self, spec: &CollectionSpec) -> StoreResult<()> {
+        let spec = normalize(spec)?;
+        let mut state = self.write()?;
+        if let Some(open) = state.as_ref() {
+            return if open.spec == spec {
+                Ok(())
+            } else {
+                Err(StoreError::SpecMismatch {
+                    existing: describe(&open.spec),
+                    requested: describe(&spec),
+                })
+            };
+        }
+        let generation = 0;
+        let shard = create_shard(&self.dir, generation, &spec)?;
+        write_manifest(
+            &self.dir,
+            &Manifest {
+                format: FORMAT,
+                generation,
+                spec: spec.clone(),
+            },
+        )?;
+        *state = Some(Open {
+            spec,
+            generation,
+            shard,
+        });
+        Ok(())
+    }
+
+    fn upsert(&self, points: Vec<VectorPoint>) -> StoreResult<()> {
+        let state = self.write()?;
+        let open = state.as_ref().ok_or(StoreError::Missing)?;
+        for point in &points {
+            for (name, vector) in &point.vectors {
+                check_vector(&open.spec, name, vector)?;
+            }
+        }
+        if points.is_empty() {
+            return Ok(());
+        }
+        let points = points.into_iter().map(to_edge_point).collect();
+        update(
+            &open.shard,
+            UpdateOperation::PointOperation(PointOperations::UpsertPoints(
+                PointInsertOperations::PointsList(points),
+            )),
+        )
+    }
+
+    fn search(&self, query: &VectorQuery) -> StoreResult<Vec<Hit>> {
+        let state = self.read()?;
+        let open = state.as_ref().ok_or(StoreError::Missing)?;
+        check_vector(&open.spec, &query.using, &query.vector)?;
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let request = SearchRequest {
+            query: QueryEnum::Nearest(NamedQuery::new(
+                VectorInternal::Dense(query.vector.clone()),
+                query.using.clone(),
+            )),
+            filter: to_edge_filter(&query.filter)?,
+            params: Some(SearchParams {
+                exact: query.exact,
+                ..SearchParams::default()
+            }),
+            limit: query.limit,
+            offset: 0,
+            with_payload: Some(WithPayloadInterface::Bool(true)),
+            with_vector: Some(WithVector::Bool(false)),
+            score_threshold: None,
+        };
+        let points = open.shard.search(request).map_err(backend)?;
+        points
+            .into_iter()
+            .map(|p| {
+                Ok(Hit {
+                    id: from_edge_id(p.id)?,
+                    score: p.score,
+                    payload: to_payload(p.payload),
+                })
+            })
+            .collect()
+    }
+
+    fn retrieve(&self, ids: &[PointId]) -> StoreResult<Vec<Hit>> {
+        let state = self.read()?;
+        let open = state.as_ref().ok_or(StoreError::Missing)?;
+        let ids: Vec<EdgeId> = ids.iter().map(|&id| EdgeId::NumId(id)).collect();
+        let records = open
+            .shard
+            .retrieve(
+                &ids,
+                Some(WithPayloadInterface::Bool(true)),
+                Some(WithVector::Bool(false)),
+            )
+            .map_err(backend)?;
+        records
+            .into_iter()
+            .map(|r| {
+                Ok(Hit {
+                    id: from_edge_id(r.id)?,
+                    score: 0.0,
+                    payload: to_payload(r.payload),
+                })
+            })
+            .collect()
+    }
+
+    /// The stored vector: cosine collections normalize on write, so this is the unit-length
+    /// version of what was upserted.
+    fn vector(&self, id: PointId, using: &str) -> StoreResult<Option<Vec<f32>>> {
+        let state = self.read()?;
+        let open = state.as_ref().ok_or(StoreError::Missing)?;
+        if !open.spec.vectors.iter().any(|v| v == using) {
+            return Err(StoreError::UnknownVector(using.to_owned()));
+        }
+        let records = open
+            .shard
+            .retrieve(
+                &[EdgeId::NumId(id)],
+                Some(WithPayloadInterface::Bool(false)),
+                Some(WithVector::Selector(vec![using.to_owned()])),
+            )
+            .map_err(backend)?;
+        Ok(records
+            .into_iter()
+            .next()
+            .and_then(|r| r.vector)
+            .and_then(|v| dense(v, using)))
+    }
+
+    fn delete(&self, ids: &[PointId]) -> StoreResult<()> {
+        let state = self.write()?;
+        let open = state.as_ref().ok_or(StoreError::Missing)?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let ids = ids.iter().map(|&id| EdgeId::NumId(id)).collect();
+        update(
+            &open.shard,
+            UpdateOperation::PointOperation(PointOperations::DeletePoints { ids }),
+        )
+    }
+
+    fn delete_where(&self, filter: &VectorFilter) -> StoreResult<()> {
+        if filter.is_empty() {
+            return Err(StoreError::Backend(
+                "refusing to delete with an empty filter".into(),
+            ));
+        }
+        let state = self.write()?;
+        let open = state.as_ref().ok_or(StoreError::Missing)?;
+        let filter = to_edge_filter(filter)?.expect("a non-empty filter translates to Some");
+        update(
+            &open.shard,
+            UpdateOperation::PointOperation(PointOperations::DeletePointsByFilter(filter)),
+        )
+    }
+
+    /// Exact count; 0 before [`VectorStore::ensure`].
+    fn count(&self, filter: &VectorFilter) -> StoreResult<usize> {
+        let state = self.read()?;
+        let Some(open) = state.as_ref() else {
+            return Ok(0);
+        };
+        let request = CountRequest {
+            filter: to_edge_filter(filter)?,
+            exact: true,
+        };
+        open.shard.count(request).map_err(backend)
+    }
+
+    /// Pages through every point with a payload selector of `key`. String values count, and so
+    /// do the string elements of an array value (e.g. each of `labels`); other values are
+    /// ignored. Empty before [`VectorStore::ensure`].
+    fn distinct(&self, key: &str) -> StoreResult<BTreeSet<String>> {
+        let state = self.read()?;
+        let Some(open) = state.as_ref() else {
+            return Ok(BTreeSet::new());
+        };
+        let path = json_path(key)?;
+        let mut values = BTreeSet::new();
+        let mut offset = None;
+        loop {
+            let request = ScrollRequest {
+                offset,
+                limit: Some(PAGE),
+                filter: None,
+                with_payload: Some(WithPayloadInterface::Fields(vec![path.clone()])),
+                with_vector: WithVector::Bool(false),
+                order_by: None,
+            };
+            let (records, next) = open.shard.scroll(request).map_err(backend)?;
+            for record in records {
+                match record.payload.as_ref().and_then(|p| p.0.get(key)) {
+                    Some(Value::String(s)) => {
+                        values.insert(s.clone());
+                    }
+                    Some(Value::Array(items)) => {
+                        values.extend(items.iter().filter_map(|v| v.as_str().map(str::to_owned)));
+                    }
+                    _ => {}
+                }
+            }
+            match next {
+                Some(next) => offset = Some(next),
+                None => return Ok(values),
+            }
+        }
+    }
+
+    /// Fsyncs the WAL and flushes every segment; a no-op before [`VectorStore::ensure`].
+    fn flush(&self) -> StoreResult<()> {
+        let state = self.write()?;
+        match state.as_ref() {
+            Some(open) => flush_shard(&open.shard),
+            None => Ok(()),
+        }
+    }
+
+    /// Rewrites the collection into a fresh shard generation holding only live points, runs the
+    /// optimizer (HNSW indexing, merging) on it, commits it and deletes the old generation. See
+    /// the module docs for why an in-place vacuum is not enough in qdrant-edge 0.7.0.
+    fn compact(&self) -> StoreResult<()> {
+        let mut state = self.write()?;
+        let Some(open) = state.as_ref() else {
+            return Ok(());
+        };
+        let generation = open.generation + 1;
+        let fresh = create_shard(&self.dir, generation, &open.spec)?;
+        copy_points(&open.shard, &fresh)?;
+        fresh.optimize().map_err(backend)?;
+        flush_shard(&fresh)?;
+        write_manifest(
+            &self.dir,
+            &Manifest {
+                format: FORMAT,
+                generation,
+                spec: open.spec.clone(),
+            },
+        )?;
+        let old = state.take().expect("checked above");
+        let old_path = shard_dir(&self.dir, old.generation);
+        *state = Some(Open {
+            spec: old.spec,
+            generation,
+            shard: fresh,
+        });
+        drop(old.shard);
+        fs::remove_dir_all(&old_path)?;
+        sync_dir(&self.dir)?;
+        Ok(())
+    }
+}
+
+/// The directory of shard generation `generation`.
+fn shard_dir(dir: &Path, generation: u64) -> PathBuf {
+    dir.join(format!("{SHARD_PREFIX}{generation}"))
+}
+
+/// Reads `collection.json`, if present.
+fn read_manifest(dir: &Path) -> StoreResult<Option<Manifest>> {
+    let path = dir.join(COLLECTION_FILE);
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err.into()),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|err| StoreError::Backend(format!("reading {}: {err}", path.display())))
+}
+
+/// Atomically replaces `collection.json`: temp file, fsync, rename, fsync of the directory.
+fn write_manifest(dir: &Path, manifest: &Manifest) -> StoreResult<()> {
+    let bytes = serde_json::to_vec_pretty(manifest)
+        .map_err(|err| StoreError::Backend(format!("encoding {COLLECTION_FILE}: {err}")))?;
+    let tmp = dir.join(format!("{COLLECTION_FILE}.tmp"));
+    let mut file = fs::File::create(&tmp)?;
+    file.write_all(&bytes)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&tmp, dir.join(COLLECTION_FILE))?;
+    sync_dir(dir)
+}
+
+/// Makes renames and deletions inside `dir` durable.
+fn sync_dir(dir: &Path) -> StoreResult<()> {
+    #[cfg(unix)]
+    fs::File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// Deletes every `shard-*` directory except generation `keep`, and a stray manifest temp file.
+fn remove_stale_shards(dir: &Path, keep: Option<u64>) -> StoreResult<()> {
+    let keep = keep.map(|g| format!("{SHARD_PREFIX}{g}"));
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name == format!("{COLLECTION_FILE}.tmp") {
+            fs::remove_file(entry.path())?;
+        } else if name.starts_with(SHARD_PREFIX) && Some(name) != keep.as_deref() {
+            tracing::warn!(path = %entry.path().display(), "removing uncommitted vector shard");
+            fs::remove_dir_all(entry.path())?;
+        }
+    }
+    sync_dir(dir)
+}
+
+/// Creates shard generation `generation` for `spec` with its payload indexes, flushed.
+fn create_shard(dir: &Path, generation: u64, spec: &CollectionSpec) -> StoreResult<EdgeShard> {
+    let path = shard_dir(dir, generation);
+    if path.exists() {
+        fs::remove_dir_all(&path)?;
+    }
+    fs::create_dir_all(&path)?;
+    let mut config = EdgeConfigBuilder::new().optimizers(EdgeOptimizersConfig {
+        // `compact` rebuilds instead of vacuuming, but if anyone runs the optimizer, vacuum any
+        // segment with deletions rather than waiting for 20% of 1000 points.
+        deleted_threshold: Some(0.0),
+        vacuum_min_vector_number: Some(0),
+        ..EdgeOptimizersConfig::default()
+    });
+    for name in &spec.vectors {
+        config = config.vector(
+            name.clone(),
+            EdgeVectorParamsBuilder::new(spec.dim, Distance::Cosine).build(),
+        );
+    }
+    let shard = EdgeShard::new(&path, config.build()).map_err(backend)?;
+    let fields = spec
+        .keyword_fields
+        .iter()
+        .map(|f| (f, "keyword"))
+        .chain(spec.integer_fields.iter().map(|f| (f, "integer")));
+    for (field, schema) in fields {
+        let create =
+            serde_json::from_value(json!({"field_name": field, "field_schema": schema}))
+                .map_err(|err| StoreError::Backend(format!("payload index on {field:?}: {err}")))?;
+        update(
+            &shard,
+            UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(create)),
+        )?;
+    }
+    flush_shard(&shard)?;
+    Ok(shard)
+}
+
+/// Copies every live point (vectors and payload) of `from` into `to`, page by page.
+fn copy_points(from: &EdgeShard, to: &EdgeShard) -> StoreResult<()> {
+    let mut offset = None;
+    loop {
+        let request = ScrollRequest {
+            offset,
+            limit: Some(PAGE),
+            filter: None,
+            with_payload: Some(WithPayloadInterface::Bool(true)),
+            with_vector: WithVector::Bool(true),
+            order_by: None,
+        };
+        let (records, next) = from.scroll(request).map_err(backend)?;
+        let points: Vec<_> = records
+            .into_iter()
+            .map(|r| {
+                let vectors = r
+                    .vector
+                    .unwrap_or_else(|| VectorStructInternal::Named(HashMap::new()));
+                let payload = Value::Object(r.payload.map(|p| p.0).unwrap_or_default());
+                PointStruct::new(r.id, Vectors(vectors), payload).into()
+            })
+            .collect();
+        if !points.is_empty() {
+            update(
+                to,
+                UpdateOperation::PointOperation(PointOperations::UpsertPoints(
+                    PointInsertOperations::PointsList(points),
+                )),
+            )?;
+        }
+        match next {
+            Some(next) => offset = Some(next),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// Applies one update operation.
+fn update(shard: &EdgeShard, operation: UpdateOperation) -> StoreResult<()> {
+    shard.update(operation).map_err(backend)
+}
+
+/// `EdgeShard::flush` panics on I/O errors (and on a busy lock, which our write lock rules out);
+/// turn that into an error instead of taking the caller down.
+fn flush_shard(shard: &EdgeShard) -> StoreResult<()> {
+    catch_unwind(AssertUnwindSafe(|| shard.flush()))
+        .map_err(|_| StoreError::Backend("flushing the shard failed (see the panic above)".into()))
+}
+
+/// Checks that `name` is one of the collection's vectors and `vector` has its dimension.
+pub(super) fn check_vector(spec: &CollectionSpec, name: &str, vector: &[f32]) -> StoreResult<()> {
+    if !spec.vectors.iter().any(|v| v == name) {
+        return Err(StoreError::UnknownVector(name.to_owned()));
+    }
+    if vector.len() != spec.dim {
+        return Err(StoreError::DimensionMismatch {
+            name: name.to_owned(),
+            expected: spec.dim,
+            got: vector.len(),
+        });
+    }
+    Ok(())
+}
+
+/// Validates a spec and puts its lists in canonical (sorted) order, so that specs listing the
+/// same names in another order compare equal.
+pub(super) fn normalize(spec: &CollectionSpec) -> StoreResult<CollectionSpec> {
+    fn sorted(names: &[String], what: &str) -> StoreResult<Vec<String>> {
+        let set: BTreeSet<_> = names.iter().cloned().collect();
+        if set.len() != names.len() {
+            return Err(StoreError::Backend(format!(
+                "duplicate {what} in {names:?}"
+            )));
+        }
+        if let Some(empty) = set.iter().find(|n| n.is_empty()) {
+            return Err(StoreError::Backend(format!("empty {what} name {empty:?}")));
+        }
+        Ok(set.into_iter().collect())
+    }
+    if spec.dim == 0 {
+        return Err(StoreError::Backend(
+            "collection dimension must be positive".into(),
+        ));
+    }
+    if spec.vectors.is_empty() {
+        return Err(StoreError::Backend(
+            "collection needs at least one named vector".into(),
+        ));
+    }
+    let spec = CollectionSpec {
+        dim: spec.dim,
+        vectors: sorted(&spec.vectors, "vector name")?,
+        keyword_fields: sorted(&spec.keyword_fields, "keyword field")?,
+        integer_fields: sorted(&spec.integer_fields, "integer field")?,
+    };
+    if let Some(both) = spec
+        .keyword_fields
+        .iter()
+        .find(|f| spec.integer_fields.contains(f))
+    {
+        return Err(StoreError::Backend(format!(
+            "field {both:?} is both keyword and integer"
+        )));
+    }
+    Ok(spec)
+}
+
+/// Human-readable spec for error messages.
+pub(super) fn describe(spec: &CollectionSpec) -> String {
+    format!(
+        "dim {} vectors {:?} keyword fields {:?} integer fields {:?}",
+        spec.dim, spec.vectors, spec.keyword_fields, spec.integer_fields
+    )
+}
+
+/// Our point as edge's persisted point. The payload is a JSON object by construction
+/// ([`Payload`] wraps a map), which `PointStruct::new` requires (it panics otherwise).
+fn to_edge_point(point: VectorPoint) -> qdrant_edge::PointStructPersisted {
+    let vectors: HashMap<String, Vec<f32>> = point.vectors.into_iter().collect();
+    PointStruct::new(
+        point.id,
+        Vectors::from(vectors),
+        Value::Object(point.payload.0),
+    )
+    .into()
+}
+
+/// Our point id from edge's; we only ever write numeric ids.
+fn from_edge_id(id: EdgeId) -> StoreResult<PointId> {
+    match id {
+        EdgeId::NumId(id) => Ok(id),
+        EdgeId::Uuid(uuid) => Err(StoreError::Backend(format!(
+            "unexpected uuid point id {uuid}"
+        ))),
+    }
+}
+
+/// Edge's payload as ours (absent = empty object).
+fn to_payload(payload: Option<qdrant_edge::Payload>) -> Payload {
+    Payload(payload.map(|p| p.0).unwrap_or_default())
+}
+
+/// The dense vector `name` out of a retrieved vector struct.
+fn dense(vectors: VectorStructInternal, name: &str) -> Option<Vec<f32>> {
+    match vectors {
+        VectorStructInternal::Named(mut named) => match named.remove(name)? {
+            VectorInternal::Dense(v) => Some(v),
+            VectorInternal::Sparse(_) | VectorInternal::MultiDense(_) => None,
+        },
+        VectorStructInternal::Single(v) => Some(v),
+        VectorStructInternal::MultiDense(_) => None,
+    }
+}
+
+/// A payload key as a qdrant JSON path.
+fn json_path(key: &str) -> StoreResult<JsonPath> {
+    JsonPath::try_from(key).map_err(|_| StoreError::Backend(format!("invalid payload key {key:?}")))
+}
+
+/// Our filter as edge's (`None` when empty), built through qdrant's serde (REST) shape so no
+/// internal collection types (index sets, hash sets) leak into our code.
+fn to_edge_filter(filter: &VectorFilter) -> StoreResult<Option<Filter>> {
+    if filter.is_empty() {
+        return Ok(None);
+    }
+    let clauses = |conditions: &[Condition]| -> StoreResult<Vec<Value>> {
+        conditions.iter().map(condition_json).collect()
+    };
+    let value = json!({"must": clauses(&filter.must)?, "must_not": clauses(&filter.must_not)?});
+    serde_json::from_value(value)
+        .map(Some)
+        .map_err(|err| StoreError::Backend(format!("translating filter {filter:?}: {err}")))
+}
+
+/// One condition in qdrant's REST shape.
+fn condition_json(condition: &Condition) -> StoreResult<Value> {
+    Ok(match condition {
+        Condition::MatchAny { key, any } => json!({"key": key, "match": {"any": any}}),
+        Condition::Range { key, gte, lte } => {
+            // qdrant ranges are f64: refuse bounds that would be rounded.
+            for bound in [gte, lte].into_iter().flatten() {
+                if bound.unsigned_abs() > MAX_EXACT_INT.unsigned_abs() {
+                    return Err(StoreError::Backend(format!(
+                        "range bound {bound} on {key:?} is beyond ±2^53 and cannot be exact"
+                    )));
+                }
+            }
+            json!({"key": key, "range": {"gte": gte, "lte": lte}})
+        }
+        Condition::HasId(ids) => json!({"has_id": ids}),
+    })
+}
+
+/// Maps a qdrant error to ours.
+fn backend(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(err.to_string())
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Backend("vector store lock poisoned by an earlier panic".into())
+}

@@ -1,0 +1,257 @@
+//! Where embeddings live. Knows nothing about models or annotations.
+//!
+//! The [`VectorStore`] trait is the seam between the library and a vector database: the
+//! embedded qdrant-edge shard ([`EdgeStore`], the default) or a Qdrant server through
+//! qdrant-client ([`ServerStore`], feature `server`). Only our own types cross it; the qdrant
+//! crates' `PointStruct`/`Filter`/`Distance` never leave `edge.rs` / `server.rs`.
+//!
+//! Invariants every implementation keeps (checked by the conformance suite in
+//! `tests/store_suite.rs`):
+//! - upserting a point with an existing id replaces it (vectors and payload), never duplicates;
+//! - a search with a filter only returns points that satisfy it (filters are exact);
+//! - after `flush` returns, everything upserted or deleted before it survives a crash.
+//!
+//! Every method blocks: call it from `spawn_blocking` inside async code.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+mod edge;
+mod server;
+
+pub use edge::EdgeStore;
+pub use server::ServerStore;
+
+/// Result type of store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Errors from a vector store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A vector's length differs from the collection's dimension.
+    #[error("vector {name:?} has {got} dimensions, collection expects {expected}")]
+    DimensionMismatch {
+        /// Named vector.
+        name: String,
+        /// Collection dimension.
+        expected: usize,
+        /// Length given.
+        got: usize,
+    },
+    /// A vector name that the collection does not define.
+    #[error("unknown vector name {0:?}")]
+    UnknownVector(String),
+    /// An existing collection was created with another spec.
+    #[error("vector store was created for {existing}, not {requested}")]
+    SpecMismatch {
+        /// What is on disk.
+        existing: String,
+        /// What was asked for.
+        requested: String,
+    },
+    /// The collection has not been created ([`VectorStore::ensure`] was never called).
+    #[error("vector store has no collection yet")]
+    Missing,
+    /// The backend was not compiled into this binary.
+    #[error("the {0} vector store backend is not compiled in (rebuild with --features {0})")]
+    NotCompiled(&'static str),
+    /// Filesystem error around the store.
+    #[error("vector store i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The backend failed.
+    #[error("vector store backend: {0}")]
+    Backend(String),
+}
+
+/// Id of one point. Derived deterministically by the indexer, so re-upserts replace.
+pub type PointId = u64;
+
+/// Payload attached to a point: always a JSON object.
+///
+/// Keys used by the indexer: `record_id` (string), `kind` (`"image"`/`"region"`), `box` (integer),
+/// `labels` (array of strings), `dataset` (string), `filename` (string), and the time axes
+/// `captured`, `created`, `annotated`, `ingested` (integer Unix seconds).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Payload(pub serde_json::Map<String, serde_json::Value>);
+
+impl Payload {
+    /// Sets `key` to `value`.
+    pub fn insert(&mut self, key: &str, value: impl Into<serde_json::Value>) -> &mut Self {
+        self.0.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// The value under `key`, if any.
+    pub fn get(&self, key: &str) -> Option<&serde_json::Value> {
+        self.0.get(key)
+    }
+
+    /// The string under `key`, if it is one.
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.as_str())
+    }
+
+    /// The integer under `key`, if it is one.
+    pub fn get_i64(&self, key: &str) -> Option<i64> {
+        self.0.get(key).and_then(|v| v.as_i64())
+    }
+}
+
+/// One point: an id, some named vectors and a payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorPoint {
+    /// Deterministic id.
+    pub id: PointId,
+    /// Named vectors (a subset of the collection's names).
+    pub vectors: BTreeMap<String, Vec<f32>>,
+    /// Payload object.
+    pub payload: Payload,
+}
+
+/// What a collection holds: one cosine space of `dim` with these named vectors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectionSpec {
+    /// Dimension of every named vector.
+    pub dim: usize,
+    /// Names of the dense vectors (e.g. `image`, `region`, `text`).
+    pub vectors: Vec<String>,
+    /// Payload keys filtered as exact keywords (an index is built for each).
+    pub keyword_fields: Vec<String>,
+    /// Payload keys filtered as integer ranges (an index is built for each).
+    pub integer_fields: Vec<String>,
+}
+
+/// A single filter clause.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Condition {
+    /// The string (or array of strings) at `key` contains any of `any`.
+    MatchAny {
+        /// Payload key.
+        key: String,
+        /// Accepted values.
+        any: Vec<String>,
+    },
+    /// The integer at `key` lies in `[gte, lte]` (either bound optional).
+    Range {
+        /// Payload key.
+        key: String,
+        /// Inclusive lower bound.
+        gte: Option<i64>,
+        /// Inclusive upper bound.
+        lte: Option<i64>,
+    },
+    /// The point id is one of these.
+    HasId(Vec<PointId>),
+}
+
+/// A conjunction of `must` clauses and negated `must_not` clauses. Empty matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VectorFilter {
+    /// Every clause must hold.
+    pub must: Vec<Condition>,
+    /// No clause may hold.
+    pub must_not: Vec<Condition>,
+}
+
+impl VectorFilter {
+    /// Whether the filter has no clauses.
+    pub fn is_empty(&self) -> bool {
+        self.must.is_empty() && self.must_not.is_empty()
+    }
+}
+
+/// A nearest-neighbour query on one named vector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorQuery {
+    /// Which named vector to search.
+    pub using: String,
+    /// Query vector (unit length for cosine).
+    pub vector: Vec<f32>,
+    /// Exact filter over payloads.
+    pub filter: VectorFilter,
+    /// How many hits at most.
+    pub limit: usize,
+    /// Search exhaustively instead of through the HNSW graph (exact top-k).
+    pub exact: bool,
+}
+
+/// A scored point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    /// The point.
+    pub id: PointId,
+    /// Cosine similarity (higher is closer).
+    pub score: f32,
+    /// Its payload.
+    pub payload: Payload,
+}
+
+/// A vector database holding one collection.
+pub trait VectorStore: Send + Sync {
+    /// Creates the collection, or checks an existing one has the same spec.
+    ///
+    /// # Errors
+    /// [`StoreError::SpecMismatch`] when an existing collection differs.
+    fn ensure(&self, spec: &CollectionSpec) -> StoreResult<()>;
+
+    /// Inserts or replaces points.
+    ///
+    /// # Errors
+    /// [`StoreError::DimensionMismatch`] / [`StoreError::UnknownVector`] for bad vectors.
+    fn upsert(&self, points: Vec<VectorPoint>) -> StoreResult<()>;
+
+    /// Nearest neighbours of `query.vector` among points having `query.using`, best first.
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn search(&self, query: &VectorQuery) -> StoreResult<Vec<Hit>>;
+
+    /// Reads points by id (payload only); missing ids are skipped.
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn retrieve(&self, ids: &[PointId]) -> StoreResult<Vec<Hit>>;
+
+    /// Reads the named vector of a point, if the point exists and has it.
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn vector(&self, id: PointId, using: &str) -> StoreResult<Option<Vec<f32>>>;
+
+    /// Deletes points by id; missing ids are ignored.
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn delete(&self, ids: &[PointId]) -> StoreResult<()>;
+
+    /// Deletes every point matching `filter` (an empty filter is refused to avoid accidents).
+    ///
+    /// # Errors
+    /// Backend failures; [`StoreError::Backend`] for an empty filter.
+    fn delete_where(&self, filter: &VectorFilter) -> StoreResult<()>;
+
+    /// Number of points matching `filter` (exact).
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn count(&self, filter: &VectorFilter) -> StoreResult<usize>;
+
+    /// Distinct values of the string payload `key` over all points (e.g. every `record_id`).
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn distinct(&self, key: &str) -> StoreResult<BTreeSet<String>>;
+
+    /// Makes everything before it durable.
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn flush(&self) -> StoreResult<()>;
+
+    /// Rewrites storage so deleted points are physically gone (not just tombstoned).
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn compact(&self) -> StoreResult<()>;
+}

@@ -1,0 +1,1001 @@
+//! From bytes to the pixel values a CLIP vision tower takes.
+//!
+//! Owns decoding (any common format to 8-bit RGB, EXIF orientation applied, with limits against
+//! decompression bombs), box crops, and a port of transformers' `CLIPImageProcessor`:
+//! resize of the shortest edge with PIL's resampling filters, centre crop, rescale, normalise.
+//! It does not know about tensors; [`to_pixel_values`] returns a plain CHW `Vec<f32>`.
+//!
+//! Parity notes (reference: transformers `image_processing_clip.py` + Pillow `Resample.c`):
+//! - the resize is a port of Pillow's two-pass fixed-point convolution (`ImagingResample`,
+//!   8 bits per channel, 22 fractional bits), so the resized pixels are the ones PIL gives;
+//! - the alpha channel is dropped, not composited, as PIL's `convert("RGB")` does;
+//! - unlike transformers (PIL does not rotate on open), EXIF orientation is applied: a photo is
+//!   embedded the way people see it.
+
+use std::borrow::Cow;
+use std::io::Cursor;
+use std::path::Path;
+
+use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage, metadata::Orientation};
+use serde::{Deserialize, Serialize};
+
+use crate::{EmbedError, ImageError};
+
+/// Limits applied before and while decoding untrusted images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecodeLimits {
+    /// Largest `width * height` accepted, checked from the header before decoding.
+    pub max_pixels: u64,
+    /// Largest encoded input accepted, in bytes.
+    pub max_bytes: u64,
+}
+
+impl Default for DecodeLimits {
+    /// 100 megapixels and 256 MiB: larger than any photo a camera takes, small enough that a
+    /// crafted header cannot make us allocate gigabytes.
+    fn default() -> Self {
+        Self {
+            max_pixels: 100_000_000,
+            max_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// Decodes an encoded image (JPEG, PNG, WebP, GIF) to 8-bit RGB.
+///
+/// EXIF orientation is applied; 16-bit samples are scaled to 8 bits; grey is replicated to three
+/// channels; alpha is dropped (as PIL's `convert("RGB")`, which CLIP's preprocessing uses);
+/// CMYK JPEGs are converted to RGB; an animated GIF gives its first frame.
+///
+/// # Errors
+/// [`ImageError::Empty`], [`ImageError::TooManyBytes`], [`ImageError::UnsupportedFormat`],
+/// [`ImageError::TooManyPixels`] (checked from the header, before any pixel is decoded) or
+/// [`ImageError::Corrupt`] for corrupt or truncated data.
+pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, ImageError> {
+    if bytes.is_empty() {
+        return Err(ImageError::Empty);
+    }
+    let len = bytes.len() as u64;
+    if len > limits.max_bytes {
+        return Err(ImageError::TooManyBytes {
+            len,
+            max: limits.max_bytes,
+        });
+    }
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| ImageError::Corrupt(e.to_string()))?;
+    let format = reader
+        .format()
+        .ok_or(ImageError::UnsupportedFormat { format: None })?;
+    if !format.reading_enabled() {
+        return Err(ImageError::UnsupportedFormat {
+            format: Some(format!("{format:?}")),
+        });
+    }
+    let (width, height) = reader.into_dimensions().map_err(from_image_error)?;
+    let pixels = u64::from(width) * u64::from(height);
+    let too_many = ImageError::TooManyPixels {
+        width,
+        height,
+        max: limits.max_pixels,
+    };
+    if pixels > limits.max_pixels {
+        return Err(too_many);
+    }
+
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut image_limits = image::Limits::default();
+    // The header was checked above; these limits make the decoder hold to it (a frame larger
+    // than the header says is refused) and bound what it may allocate: 8 bytes a pixel covers
+    // 16-bit RGBA, plus slack for the decoder's own buffers.
+    image_limits.max_image_width = Some(width);
+    image_limits.max_image_height = Some(height);
+    image_limits.max_alloc = Some(pixels.saturating_mul(8).saturating_add(64 << 20));
+    reader.limits(image_limits);
+    let mut decoder = reader.into_decoder().map_err(from_image_error)?;
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let mut img = match DynamicImage::from_decoder(decoder) {
+        Ok(img) => img,
+        Err(image::ImageError::Limits(_)) => return Err(too_many),
+        Err(e) => return Err(from_image_error(e)),
+    };
+    img.apply_orientation(orientation);
+    Ok(match img {
+        DynamicImage::ImageRgb8(rgb) => rgb,
+        other => other.to_rgb8(),
+    })
+}
+
+/// Reads and decodes an image file; see [`decode`].
+///
+/// # Errors
+/// [`ImageError::Io`] when the file cannot be read, otherwise as [`decode`].
+pub fn open(path: &Path, limits: &DecodeLimits) -> Result<RgbImage, ImageError> {
+    let io = |source| ImageError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let len = std::fs::metadata(path).map_err(io)?.len();
+    if len > limits.max_bytes {
+        return Err(ImageError::TooManyBytes {
+            len,
+            max: limits.max_bytes,
+        });
+    }
+    let bytes = std::fs::read(path).map_err(io)?;
+    decode(&bytes, limits)
+}
+
+fn from_image_error(e: image::ImageError) -> ImageError {
+    match e {
+        image::ImageError::Unsupported(u) => ImageError::UnsupportedFormat {
+            format: Some(u.to_string()),
+        },
+        other => ImageError::Corrupt(other.to_string()),
+    }
+}
+
+/// Crops the box `(x, y, w, h)` (pixel coordinates, top-left origin) grown by `context` times
+/// its size on each side, clamped to the image.
+///
+/// `context = 0.1` adds 10% of the box width left and right and 10% of its height above and
+/// below, which gives CLIP some surroundings of a small object. Negative `context` counts as 0.
+/// Fractional edges are rounded outwards so the crop covers the whole box.
+///
+/// Returns `None` when the clamped box is empty (outside the image, zero or negative size,
+/// non-finite numbers).
+pub fn crop_region(
+    img: &RgbImage,
+    x: f32,
+    y: f32,
+    w: f32,
+    h: f32,
+    context: f32,
+) -> Option<RgbImage> {
+    if ![x, y, w, h].iter().all(|v| v.is_finite()) || w <= 0.0 || h <= 0.0 {
+        return None;
+    }
+    let context = if context.is_finite() {
+        context.max(0.0)
+    } else {
+        0.0
+    };
+    let (iw, ih) = (img.width() as f32, img.height() as f32);
+    let x0 = (x - w * context).floor().clamp(0.0, iw);
+    let x1 = (x + w + w * context).ceil().clamp(0.0, iw);
+    let y0 = (y - h * context).floor().clamp(0.0, ih);
+    let y1 = (y + h + h * context).ceil().clamp(0.0, ih);
+    if x1 <= x0 || y1 <= y0 {
+        return None;
+    }
+    let (x0, y0) = (x0 as u32, y0 as u32);
+    let (cw, ch) = (x1 as u32 - x0, y1 as u32 - y0);
+    Some(image::imageops::crop_imm(img, x0, y0, cw, ch).to_image())
+}
+
+/// How the image is first resized (`size` in `preprocessor_config.json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Resize {
+    /// Scale so that the shorter side has this length, keeping the aspect ratio
+    /// (`{"shortest_edge": n}` or a bare integer).
+    ShortestEdge(u32),
+    /// Scale to exactly this size (`{"height": h, "width": w}`).
+    Exact {
+        /// Output height.
+        height: u32,
+        /// Output width.
+        width: u32,
+    },
+}
+
+/// The resampling filter (`resample` in `preprocessor_config.json`, PIL's numbering).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Resample {
+    /// PIL `BILINEAR` (2): triangle filter, support 1.
+    Bilinear,
+    /// PIL `BICUBIC` (3): Keys cubic with a = -0.5, support 2. CLIP's choice.
+    Bicubic,
+    /// PIL `LANCZOS` (1): windowed sinc, support 3.
+    Lanczos,
+}
+
+impl Resample {
+    /// Maps PIL's resample number; `None` for filters we do not implement (nearest, box, hamming).
+    pub fn from_pil(code: u64) -> Option<Self> {
+        match code {
+            1 => Some(Self::Lanczos),
+            2 => Some(Self::Bilinear),
+            3 => Some(Self::Bicubic),
+            _ => None,
+        }
+    }
+
+    fn support(self) -> f64 {
+        match self {
+            Self::Bilinear => 1.0,
+            Self::Bicubic => 2.0,
+            Self::Lanczos => 3.0,
+        }
+    }
+
+    /// The filter kernels of Pillow's `Resample.c`.
+    fn weight(self, x: f64) -> f64 {
+        let x = x.abs();
+        match self {
+            Self::Bilinear => (1.0 - x).max(0.0),
+            Self::Bicubic => {
+                const A: f64 = -0.5;
+                if x < 1.0 {
+                    ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+                } else if x < 2.0 {
+                    (((x - 5.0) * x + 8.0) * x - 4.0) * A
+                } else {
+                    0.0
+                }
+            }
+            Self::Lanczos => {
+                let sinc = |x: f64| {
+                    if x == 0.0 {
+                        1.0
+                    } else {
+                        let x = x * std::f64::consts::PI;
+                        x.sin() / x
+                    }
+                };
+                if x < 3.0 {
+                    sinc(x) * sinc(x / 3.0)
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+}
+
+/// transformers' `CLIPImageProcessor` settings (`preprocessor_config.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreprocessConfig {
+    /// First resize; `None` when `do_resize` is false.
+    pub resize: Option<Resize>,
+    /// Filter of the resize.
+    pub resample: Resample,
+    /// Centre crop as `(height, width)`; `None` when `do_center_crop` is false.
+    pub crop: Option<(u32, u32)>,
+    /// Multiplier applied to 0..=255 samples (1/255); `None` when `do_rescale` is false.
+    pub rescale_factor: Option<f32>,
+    /// Per-channel `(mean, std)`; `None` when `do_normalize` is false.
+    pub normalize: Option<([f32; 3], [f32; 3])>,
+}
+
+/// OpenAI CLIP's normalisation constants, transformers' `OPENAI_CLIP_MEAN` / `OPENAI_CLIP_STD`.
+pub const OPENAI_CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+/// See [`OPENAI_CLIP_MEAN`].
+pub const OPENAI_CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_1];
+
+impl PreprocessConfig {
+    /// CLIP's defaults for a model whose vision tower takes `image_size` squares: shortest edge
+    /// to `image_size` with bicubic, centre crop `image_size`, 1/255, OpenAI mean and std.
+    pub fn clip_default(image_size: u32) -> Self {
+        Self {
+            resize: Some(Resize::ShortestEdge(image_size)),
+            resample: Resample::Bicubic,
+            crop: Some((image_size, image_size)),
+            rescale_factor: Some(1.0 / 255.0),
+            normalize: Some((OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)),
+        }
+    }
+
+    /// Parses `preprocessor_config.json` text; absent fields take CLIP's defaults for
+    /// `image_size`. `path` is only used in error messages.
+    ///
+    /// # Errors
+    /// [`EmbedError::Config`] when the JSON is malformed or a field has an unusable value.
+    pub fn from_json(text: &str, path: &Path, image_size: u32) -> Result<Self, EmbedError> {
+        let bad = |reason: String| EmbedError::Config {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| bad("expected a JSON object".into()))?;
+        let mut c = Self::clip_default(image_size);
+        let flag = |key: &str| {
+            obj.get(key)
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(true)
+        };
+        let size_of = |key: &str, v: &serde_json::Value| -> Result<Resize, EmbedError> {
+            let dim = |v: &serde_json::Value| {
+                v.as_u64()
+                    .filter(|&n| n > 0)
+                    .and_then(|n| u32::try_from(n).ok())
+            };
+            if let Some(n) = dim(v) {
+                return Ok(Resize::ShortestEdge(n));
+            }
+            if let Some(n) = v.get("shortest_edge").and_then(dim) {
+                return Ok(Resize::ShortestEdge(n));
+            }
+            match (v.get("height").and_then(dim), v.get("width").and_then(dim)) {
+                (Some(height), Some(width)) => Ok(Resize::Exact { height, width }),
+                _ => Err(bad(format!("{key} {v} is not a size"))),
+            }
+        };
+        if let Some(size) = obj.get("size") {
+            c.resize = Some(size_of("size", size)?);
+        }
+        if !flag("do_resize") {
+            c.resize = None;
+        }
+        if let Some(resample) = obj.get("resample") {
+            c.resample = resample
+                .as_u64()
+                .and_then(Resample::from_pil)
+                .ok_or_else(|| bad(format!("resample {resample} is not supported")))?;
+        }
+        if let Some(crop) = obj.get("crop_size") {
+            c.crop = Some(match size_of("crop_size", crop)? {
+                Resize::ShortestEdge(n) => (n, n),
+                Resize::Exact { height, width } => (height, width),
+            });
+        }
+        if !flag("do_center_crop") {
+            c.crop = None;
+        }
+        if let Some(f) = obj.get("rescale_factor") {
+            let f = f
+                .as_f64()
+                .ok_or_else(|| bad(format!("rescale_factor {f} is not a number")))?;
+            c.rescale_factor = Some(f as f32);
+        }
+        if !flag("do_rescale") {
+            c.rescale_factor = None;
+        }
+        let triple = |key: &str, default: [f32; 3]| -> Result<[f32; 3], EmbedError> {
+            let Some(v) = obj.get(key) else {
+                return Ok(default);
+            };
+            let parsed: Option<Vec<f32>> = match v {
+                serde_json::Value::Number(n) => n.as_f64().map(|x| vec![x as f32; 3]),
+                serde_json::Value::Array(a) => {
+                    a.iter().map(|x| x.as_f64().map(|x| x as f32)).collect()
+                }
+                _ => None,
+            };
+            parsed
+                .and_then(|p| <[f32; 3]>::try_from(p).ok())
+                .ok_or_else(|| bad(format!("{key} {v} is not three numbers")))
+        };
+        let mean = triple("image_mean", OPENAI_CLIP_MEAN)?;
+        let std = triple("image_std", OPENAI_CLIP_STD)?;
+        if std.iter().any(|s| *s == 0.0 || !s.is_finite()) {
+            return Err(bad(format!(
+                "image_std {std:?} has a zero or non-finite value"
+            )));
+        }
+        c.normalize = flag("do_normalize").then_some((mean, std));
+        Ok(c)
+    }
+
+    /// The `(height, width)` of what [`to_pixel_values`] returns for an image of `(w, h)`.
+    pub fn output_size(&self, width: u32, height: u32) -> (u32, u32) {
+        if let Some(crop) = self.crop {
+            return crop;
+        }
+        let (w, h) = match self.resize {
+            Some(r) => resized_size(r, width, height),
+            None => (width, height),
+        };
+        (h, w)
+    }
+}
+
+/// transformers' `get_resize_output_image_size(default_to_square=False)`: the short side
+/// becomes `size`, the long side `int(size * long / short)` (truncated, as Python's `int`).
+fn resized_size(resize: Resize, width: u32, height: u32) -> (u32, u32) {
+    match resize {
+        Resize::Exact { height, width } => (width, height),
+        Resize::ShortestEdge(size) => {
+            let (short, long) = if width <= height {
+                (width, height)
+            } else {
+                (height, width)
+            };
+            let new_long = (f64::from(size) * f64::from(long) / f64::from(short.max(1))) as u32;
+            let new_long = new_long.max(1);
+            if width <= height {
+                (size, new_long)
+            } else {
+                (new_long, size)
+            }
+        }
+    }
+}
+
+/// CLIPImageProcessor on one image: resize, centre crop, rescale, normalise. Returns the
+/// pixel values in CHW order (`3 * height * width` floats, see
+/// [`PreprocessConfig::output_size`]).
+///
+/// The centre crop follows transformers: offset `(size - crop) // 2` (floor), and zero padding
+/// (before rescaling) where the crop is larger than the image.
+pub fn to_pixel_values(img: &RgbImage, config: &PreprocessConfig) -> Vec<f32> {
+    let mut img = Cow::Borrowed(img);
+    if let Some(r) = config.resize {
+        let (w, h) = resized_size(r, img.width(), img.height());
+        if (w, h) != img.dimensions() {
+            img = Cow::Owned(resize(&img, w, h, config.resample));
+        }
+    }
+    let (iw, ih) = (i64::from(img.width()), i64::from(img.height()));
+    let (ch, cw) = config
+        .crop
+        .map_or((ih, iw), |(h, w)| (i64::from(h), i64::from(w)));
+    let top = (ih - ch).div_euclid(2);
+    let left = (iw - cw).div_euclid(2);
+    let scale = config.rescale_factor.unwrap_or(1.0);
+    let (mean, std) = config.normalize.unwrap_or(([0.0; 3], [1.0; 3]));
+    let plane = (ch * cw) as usize;
+    let mut out = vec![0f32; 3 * plane];
+    let raw = img.as_raw();
+    for oy in 0..ch {
+        let sy = oy + top;
+        for ox in 0..cw {
+            let sx = ox + left;
+            let inside = (0..ih).contains(&sy) && (0..iw).contains(&sx);
+            let o = (oy * cw + ox) as usize;
+            for c in 0..3 {
+                let v = if inside {
+                    f32::from(raw[((sy * iw + sx) * 3) as usize + c])
+                } else {
+                    0.0
+                };
+                out[c * plane + o] = (v * scale - mean[c]) / std[c];
+            }
+        }
+    }
+    out
+}
+
+/// Pillow's fixed-point precision for 8-bit resampling (`PRECISION_BITS` in `Resample.c`).
+const PRECISION_BITS: u32 = 32 - 8 - 2;
+
+/// Per-output-pixel source window and fixed-point weights (`precompute_coeffs` +
+/// `normalize_coeffs_8bpc` in Pillow's `Resample.c`).
+struct Coeffs {
+    /// `(first source index, number of taps)` per output pixel.
+    bounds: Vec<(usize, usize)>,
+    /// `ksize` weights per output pixel.
+    weights: Vec<i32>,
+    ksize: usize,
+}
+
+fn precompute_coeffs(in_size: u32, out_size: u32, filter: Resample) -> Coeffs {
+    let scale = f64::from(in_size) / f64::from(out_size);
+    let filterscale = scale.max(1.0);
+    let support = filter.support() * filterscale;
+    let ksize = support.ceil() as usize * 2 + 1;
+    let mut bounds = Vec::with_capacity(out_size as usize);
+    let mut weights = vec![0i32; out_size as usize * ksize];
+    let mut k = vec![0f64; ksize];
+    for xx in 0..out_size as usize {
+        let center = (xx as f64 + 0.5) * scale;
+        let ss = 1.0 / filterscale;
+        // C's `(int)` truncates toward zero, as `as i64` does.
+        let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+        let xmax = ((center + support + 0.5) as i64).min(i64::from(in_size)) as usize;
+        let n = xmax.saturating_sub(xmin).min(ksize);
+        let mut ww = 0.0;
+        for (x, kx) in k.iter_mut().enumerate().take(n) {
+            let w = filter.weight((x as f64 + xmin as f64 - center + 0.5) * ss);
+            *kx = w;
+            ww += w;
+        }
+        let row = &mut weights[xx * ksize..(xx + 1) * ksize];
+        for (x, out) in row.iter_mut().enumerate().take(n) {
+            let w = if ww == 0.0 { k[x] } else { k[x] / ww };
+            let fixed = w * f64::from(1u32 << PRECISION_BITS);
+            *out = if w < 0.0 {
+                (fixed - 0.5) as i32
+            } else {
+                (fixed + 0.5) as i32
+            };
+        }
+        bounds.push((xmin, n));
+    }
+    Coeffs {
+        bounds,
+        weights,
+        ksize,
+    }
+}
+
+#[inline]
+fn clip8(v: i64) -> u8 {
+    (v >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+/// Resizes like Pillow's `Image.resize((width, height), resample)` on an RGB image: separable,
+/// horizontal pass first (on the rows the vertical pass needs), 8-bit intermediate, support
+/// scaled by the downscaling factor (antialiasing).
+///
+/// # Panics
+/// When `width` or `height` is 0.
+pub fn resize(img: &RgbImage, width: u32, height: u32, filter: Resample) -> RgbImage {
+    assert!(width > 0 && height > 0, "resize to an empty image");
+    let (iw, ih) = img.dimensions();
+    if (iw, ih) == (width, height) || iw == 0 || ih == 0 {
+        return image::imageops::resize(img, width, height, image::imageops::FilterType::Nearest);
+    }
+    let need_h = width != iw;
+    let need_v = height != ih;
+    let vert = precompute_coeffs(ih, height, filter);
+    let mut vbounds = vert.bounds.clone();
+
+    let horizontal: Cow<'_, RgbImage>;
+    if need_h {
+        let hor = precompute_coeffs(iw, width, filter);
+        let (first, last) = if need_v {
+            let (lmin, ln) = vbounds[vbounds.len() - 1];
+            (vbounds[0].0, lmin + ln)
+        } else {
+            (0, ih as usize)
+        };
+        if need_v {
+            vbounds.iter_mut().for_each(|b| b.0 -= first);
+        }
+        let src = img.as_raw();
+        let src_stride = iw as usize * 3;
+        let mut out = vec![0u8; width as usize * (last - first) * 3];
+        for (y, row) in out.chunks_exact_mut(width as usize * 3).enumerate() {
+            let line = &src[(y + first) * src_stride..(y + first + 1) * src_stride];
+            for (xx, px) in row.chunks_exact_mut(3).enumerate() {
+                let (xmin, n) = hor.bounds[xx];
+                let k = &hor.weights[xx * hor.ksize..xx * hor.ksize + n];
+                let mut ss = [1i64 << (PRECISION_BITS - 1); 3];
+                for (x, &w) in k.iter().enumerate() {
+                    let s = &line[(xmin + x) * 3..(xmin + x) * 3 + 3];
+                    for c in 0..3 {
+                        ss[c] += i64::from(s[c]) * i64::from(w);
+                    }
+                }
+                for c in 0..3 {
+                    px[c] = clip8(ss[c]);
+                }
+            }
+        }
+        horizontal = Cow::Owned(
+            RgbImage::from_raw(width, (last - first) as u32, out).expect("buffer has the size"),
+        );
+    } else {
+        horizontal = Cow::Borrowed(img);
+    }
+    if !need_v {
+        return horizontal.into_owned();
+    }
+    let src = horizontal.as_raw();
+    let stride = horizontal.width() as usize * 3;
+    let mut out = vec![0u8; stride * height as usize];
+    for (yy, row) in out.chunks_exact_mut(stride).enumerate() {
+        let (ymin, n) = vbounds[yy];
+        let k = &vert.weights[yy * vert.ksize..yy * vert.ksize + n];
+        for (i, px) in row.iter_mut().enumerate() {
+            let mut ss = 1i64 << (PRECISION_BITS - 1);
+            for (y, &w) in k.iter().enumerate() {
+                ss += i64::from(src[(ymin + y) * stride + i]) * i64::from(w);
+            }
+            *px = clip8(ss);
+        }
+    }
+    RgbImage::from_raw(horizontal.width(), height, out).expect("buffer has the size")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gradient(w: u32, h: u32) -> RgbImage {
+        RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([
+                (x * 7 % 256) as u8,
+                (y * 5 % 256) as u8,
+                ((x + y) % 256) as u8,
+            ])
+        })
+    }
+
+    #[test]
+    fn shortest_edge_size_truncates_like_python_int() {
+        assert_eq!(resized_size(Resize::ShortestEdge(64), 200, 120), (106, 64));
+        assert_eq!(resized_size(Resize::ShortestEdge(64), 96, 160), (64, 106));
+        assert_eq!(resized_size(Resize::ShortestEdge(64), 150, 220), (64, 93));
+        assert_eq!(
+            resized_size(Resize::ShortestEdge(224), 224, 224),
+            (224, 224)
+        );
+    }
+
+    #[test]
+    fn resize_keeps_flat_colour_and_hits_size() {
+        let img = RgbImage::from_pixel(37, 91, image::Rgb([10, 200, 255]));
+        for (w, h) in [(10, 20), (64, 64), (100, 300), (37, 50), (20, 91)] {
+            let out = resize(&img, w, h, Resample::Bicubic);
+            assert_eq!(out.dimensions(), (w, h));
+            assert!(out.pixels().all(|p| p.0 == [10, 200, 255]), "{w}x{h}");
+        }
+    }
+
+    #[test]
+    fn bicubic_weights_sum_to_one_in_fixed_point() {
+        for (i, o) in [(200, 64), (64, 200), (7, 3), (3, 7)] {
+            let c = precompute_coeffs(i, o, Resample::Bicubic);
+            for xx in 0..o as usize {
+                let s: i64 = c.weights[xx * c.ksize..(xx + 1) * c.ksize]
+                    .iter()
+                    .map(|&w| i64::from(w))
+                    .sum();
+                assert!(
+                    (s - (1 << PRECISION_BITS)).abs() <= c.ksize as i64,
+                    "{i}->{o} at {xx}: {s}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn pixel_values_are_chw_and_normalised() {
+        let img = RgbImage::from_pixel(50, 30, image::Rgb([255, 0, 128]));
+        let cfg = PreprocessConfig::clip_default(16);
+        let px = to_pixel_values(&img, &cfg);
+        assert_eq!(px.len(), 3 * 16 * 16);
+        let expect = |c: usize, v: f32| (v / 255.0 - OPENAI_CLIP_MEAN[c]) / OPENAI_CLIP_STD[c];
+        assert!((px[0] - expect(0, 255.0)).abs() < 1e-5);
+        assert!((px[256] - expect(1, 0.0)).abs() < 1e-5);
+        assert!((px[512 + 255] - expect(2, 128.0)).abs() < 1e-5);
+    }
+
+    #[test]
+    fn crop_larger_than_image_pads_with_zero_pixels() {
+        let img = RgbImage::from_pixel(2, 2, image::Rgb([255, 255, 255]));
+        let cfg = PreprocessConfig {
+            resize: None,
+            resample: Resample::Bicubic,
+            crop: Some((4, 4)),
+            rescale_factor: Some(1.0 / 255.0),
+            normalize: None,
+        };
+        let px = to_pixel_values(&img, &cfg);
+        // rows: pad, img, img, pad (top = (2 - 4) // 2 = -1)
+        assert_eq!(&px[0..4], &[0.0; 4]);
+        assert_eq!(&px[4..8], &[0.0, 1.0, 1.0, 0.0]);
+        assert_eq!(&px[12..16], &[0.0; 4]);
+    }
+
+    #[test]
+    fn preprocessor_config_fields_are_read() {
+        let json = r#"{"size": {"height": 20, "width": 30}, "crop_size": 18, "resample": 2,
+            "image_mean": [0.5, 0.5, 0.5], "image_std": 0.25, "rescale_factor": 0.5,
+            "do_normalize": true}"#;
+        let c = PreprocessConfig::from_json(json, Path::new("p.json"), 224).unwrap();
+        assert_eq!(
+            c.resize,
+            Some(Resize::Exact {
+                height: 20,
+                width: 30
+            })
+        );
+        assert_eq!(c.crop, Some((18, 18)));
+        assert_eq!(c.resample, Resample::Bilinear);
+        assert_eq!(c.rescale_factor, Some(0.5));
+        assert_eq!(c.normalize, Some(([0.5; 3], [0.25; 3])));
+        let c = PreprocessConfig::from_json(r#"{"size": 224}"#, Path::new("p.json"), 224).unwrap();
+        assert_eq!(c, PreprocessConfig::clip_default(224));
+        for bad in [
+            r#"{"size": "big"}"#,
+            r#"{"image_std": [1, 0, 1]}"#,
+            "[1",
+            r#"{"resample": 0}"#,
+        ] {
+            let e = PreprocessConfig::from_json(bad, Path::new("p.json"), 224).unwrap_err();
+            assert!(matches!(e, EmbedError::Config { .. }), "{bad}");
+        }
+    }
+
+    #[test]
+    fn crop_region_expands_and_clamps() {
+        let img = gradient(100, 50);
+        let c = crop_region(&img, 10.0, 10.0, 20.0, 10.0, 0.0).unwrap();
+        assert_eq!(c.dimensions(), (20, 10));
+        assert_eq!(c.get_pixel(0, 0), img.get_pixel(10, 10));
+        let c = crop_region(&img, 10.0, 10.0, 20.0, 10.0, 0.5).unwrap();
+        assert_eq!(c.dimensions(), (40, 20));
+        assert_eq!(c.get_pixel(0, 0), img.get_pixel(0, 5));
+        // x 85..145 and y 35..95, clamped to the 100x50 image
+        let c = crop_region(&img, 90.0, 40.0, 50.0, 50.0, 0.1).unwrap();
+        assert_eq!(c.dimensions(), (15, 15));
+        assert!(crop_region(&img, 200.0, 10.0, 5.0, 5.0, 0.1).is_none());
+        assert!(crop_region(&img, 10.0, 10.0, 0.0, 5.0, 0.1).is_none());
+        assert!(crop_region(&img, f32::NAN, 10.0, 5.0, 5.0, 0.1).is_none());
+        let c = crop_region(&img, 10.5, 10.2, 2.0, 2.0, 0.0).unwrap();
+        assert_eq!(c.dimensions(), (3, 3));
+    }
+
+    // ---- decoding ----
+
+    fn encode(img: &DynamicImage, format: image::ImageFormat) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, format).unwrap();
+        out.into_inner()
+    }
+
+    fn rgb_test_image(w: u32, h: u32) -> DynamicImage {
+        DynamicImage::ImageRgb8(gradient(w, h))
+    }
+
+    /// Standard CRC-32 (PNG chunks).
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = 0xffff_ffffu32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xedb8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
+    /// A PNG whose header claims `w` x `h` pixels, with a tiny (wrong) body.
+    fn png_claiming(w: u32, h: u32) -> Vec<u8> {
+        let mut ihdr = b"IHDR".to_vec();
+        ihdr.extend(w.to_be_bytes());
+        ihdr.extend(h.to_be_bytes());
+        ihdr.extend([8, 2, 0, 0, 0]); // 8-bit RGB, no interlace
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        png.extend(13u32.to_be_bytes());
+        png.extend(&ihdr);
+        png.extend(crc32(&ihdr).to_be_bytes());
+        let idat = b"IDAT\x78\x9c\x03\x00\x00\x00\x00\x01";
+        png.extend(((idat.len() - 4) as u32).to_be_bytes());
+        png.extend(idat);
+        png.extend(crc32(idat).to_be_bytes());
+        png.extend(0u32.to_be_bytes());
+        png.extend(b"IEND");
+        png.extend(crc32(b"IEND").to_be_bytes());
+        png
+    }
+
+    /// Inserts an EXIF APP1 segment with the given orientation right after a JPEG's SOI.
+    fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
+        let mut tiff = b"MM\x00\x2a\x00\x00\x00\x08".to_vec(); // big endian, IFD at 8
+        tiff.extend(1u16.to_be_bytes()); // one entry
+        tiff.extend(0x0112u16.to_be_bytes()); // Orientation
+        tiff.extend(3u16.to_be_bytes()); // SHORT
+        tiff.extend(1u32.to_be_bytes()); // count
+        tiff.extend(orientation.to_be_bytes());
+        tiff.extend([0, 0]); // padding of the 4-byte value field
+        tiff.extend(0u32.to_be_bytes()); // no next IFD
+        let mut payload = b"Exif\x00\x00".to_vec();
+        payload.extend(tiff);
+        let mut out = jpeg[..2].to_vec();
+        out.extend([0xff, 0xe1]);
+        out.extend(((payload.len() + 2) as u16).to_be_bytes());
+        out.extend(payload);
+        out.extend(&jpeg[2..]);
+        out
+    }
+
+    /// A 6x4 pure red CMYK JPEG (Adobe APP14, inverted CMYK), written by Pillow 12:
+    /// `Image.new("CMYK", (6, 4), (0, 255, 255, 0)).save("cmyk.jpg", quality=95)`.
+    const CMYK_RED_JPEG_HEX: &[&str] = &[
+        "ffd8ffee000e41646f626500640000000000ffdb00430002010101010102010101020202020204030202020205040403",
+        "04060506060605060606070908060709070606080b08090a0a0a0a0a06080b0c0b0a0c090a0a0affc000140800040006",
+        "044311004d11005911004b1100ffc4001f0000010501010101010100000000000000000102030405060708090a0bffc4",
+        "00b5100002010303020403050504040000017d01020300041105122131410613516107227114328191a1082342b1c115",
+        "52d1f02433627282090a161718191a25262728292a3435363738393a434445464748494a535455565758595a63646566",
+        "6768696a737475767778797a838485868788898a92939495969798999aa2a3a4a5a6a7a8a9aab2b3b4b5b6b7b8b9bac2",
+        "c3c4c5c6c7c8c9cad2d3d4d5d6d7d8d9dae1e2e3e4e5e6e7e8e9eaf1f2f3f4f5f6f7f8f9faffda000e0443004d005900",
+        "4b00003f00fdfcafe7febf9ffafdfcafffd9",
+    ];
+
+    fn cmyk_jpeg() -> Vec<u8> {
+        hex::decode(CMYK_RED_JPEG_HEX.concat()).unwrap()
+    }
+
+    #[test]
+    fn png_and_jpeg_decode_to_rgb_of_the_right_size() {
+        let img = rgb_test_image(40, 30);
+        let png = decode(
+            &encode(&img, image::ImageFormat::Png),
+            &DecodeLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(png, *img.as_rgb8().unwrap(), "png is lossless");
+        let jpg = decode(
+            &encode(&img, image::ImageFormat::Jpeg),
+            &DecodeLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(jpg.dimensions(), (40, 30));
+    }
+
+    #[test]
+    fn sixteen_bit_grey_and_alpha_pngs_become_8_bit_rgb() {
+        let limits = DecodeLimits::default();
+        let rgb16 = image::ImageBuffer::<image::Rgb<u16>, _>::from_pixel(
+            5,
+            3,
+            image::Rgb([65535, 0, 32896]),
+        );
+        let out = decode(
+            &encode(&DynamicImage::ImageRgb16(rgb16), image::ImageFormat::Png),
+            &limits,
+        )
+        .unwrap();
+        assert_eq!(out.dimensions(), (5, 3));
+        assert_eq!(out.get_pixel(2, 1).0, [255, 0, 128]);
+
+        let grey = image::GrayImage::from_pixel(7, 2, image::Luma([77]));
+        let out = decode(
+            &encode(&DynamicImage::ImageLuma8(grey), image::ImageFormat::Png),
+            &limits,
+        )
+        .unwrap();
+        assert_eq!(out.dimensions(), (7, 2));
+        assert_eq!(out.get_pixel(6, 1).0, [77, 77, 77]);
+
+        // Alpha is dropped, not composited: what PIL's convert("RGB") does for CLIP.
+        let rgba = image::RgbaImage::from_pixel(4, 4, image::Rgba([10, 20, 30, 0]));
+        let out = decode(
+            &encode(&DynamicImage::ImageRgba8(rgba), image::ImageFormat::Png),
+            &limits,
+        )
+        .unwrap();
+        assert_eq!(out.get_pixel(0, 0).0, [10, 20, 30]);
+    }
+
+    #[test]
+    fn webp_and_first_gif_frame_decode() {
+        let limits = DecodeLimits::default();
+        let img = rgb_test_image(9, 5);
+        let mut webp = Vec::new();
+        image::codecs::webp::WebPEncoder::new_lossless(&mut webp)
+            .encode(img.as_bytes(), 9, 5, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        assert_eq!(decode(&webp, &limits).unwrap(), *img.as_rgb8().unwrap());
+
+        let mut gif = Vec::new();
+        {
+            let mut enc = image::codecs::gif::GifEncoder::new(&mut gif);
+            for colour in [[255u8, 0, 0, 255], [0, 0, 255, 255]] {
+                let frame =
+                    image::Frame::new(image::RgbaImage::from_pixel(6, 3, image::Rgba(colour)));
+                enc.encode_frame(frame).unwrap();
+            }
+        }
+        let out = decode(&gif, &limits).unwrap();
+        assert_eq!(out.dimensions(), (6, 3));
+        let p = out.get_pixel(0, 0).0;
+        assert!(p[0] > 200 && p[2] < 50, "first frame is red, got {p:?}");
+    }
+
+    #[test]
+    fn cmyk_jpeg_decodes_to_rgb() {
+        let out = decode(&cmyk_jpeg(), &DecodeLimits::default()).unwrap();
+        assert_eq!(out.dimensions(), (6, 4));
+        let p = out.get_pixel(3, 2).0;
+        assert!(
+            p[0] > 200 && p[1] < 60 && p[2] < 60,
+            "red expected, got {p:?}"
+        );
+    }
+
+    #[test]
+    fn exif_orientation_is_applied() {
+        let img = rgb_test_image(40, 20);
+        let jpeg = encode(&img, image::ImageFormat::Jpeg);
+        let limits = DecodeLimits::default();
+        // 6 = rotate 90 degrees clockwise to display
+        assert_eq!(
+            decode(&with_exif_orientation(&jpeg, 6), &limits)
+                .unwrap()
+                .dimensions(),
+            (20, 40)
+        );
+        assert_eq!(
+            decode(&with_exif_orientation(&jpeg, 3), &limits)
+                .unwrap()
+                .dimensions(),
+            (40, 20)
+        );
+        assert_eq!(
+            decode(&with_exif_orientation(&jpeg, 1), &limits)
+                .unwrap()
+                .dimensions(),
+            (40, 20)
+        );
+        // orientation 3 (180 degrees) moves the top-left corner to the bottom-right
+        let upright = decode(&jpeg, &limits).unwrap();
+        let turned = decode(&with_exif_orientation(&jpeg, 3), &limits).unwrap();
+        assert_eq!(turned.get_pixel(39, 19), upright.get_pixel(0, 0));
+    }
+
+    #[test]
+    fn bad_images_give_distinct_errors() {
+        let limits = DecodeLimits::default();
+        let png = encode(&rgb_test_image(64, 64), image::ImageFormat::Png);
+
+        assert!(matches!(decode(&[], &limits), Err(ImageError::Empty)));
+        assert!(matches!(
+            decode(b"hello, this is not an image at all", &limits),
+            Err(ImageError::UnsupportedFormat { .. })
+        ));
+        let mut corrupt = png.clone();
+        for b in corrupt.iter_mut().skip(40) {
+            *b = b.wrapping_mul(31).wrapping_add(7);
+        }
+        assert!(
+            matches!(decode(&corrupt, &limits), Err(ImageError::Corrupt(_))),
+            "corrupt"
+        );
+        let truncated = &png[..png.len() / 2];
+        assert!(
+            matches!(decode(truncated, &limits), Err(ImageError::Corrupt(_))),
+            "truncated"
+        );
+        let header_only = &png[..20];
+        assert!(
+            matches!(decode(header_only, &limits), Err(ImageError::Corrupt(_))),
+            "header only"
+        );
+
+        let bomb = png_claiming(100_000, 100_000);
+        match decode(&bomb, &limits) {
+            Err(ImageError::TooManyPixels { width, height, max }) => {
+                assert_eq!((width, height, max), (100_000, 100_000, limits.max_pixels));
+            }
+            other => panic!("pixel bomb gave {other:?}"),
+        }
+        let small = DecodeLimits {
+            max_pixels: 1000,
+            ..limits
+        };
+        assert!(matches!(
+            decode(&png, &small),
+            Err(ImageError::TooManyPixels { .. })
+        ));
+        let few_bytes = DecodeLimits {
+            max_bytes: 100,
+            ..limits
+        };
+        assert!(matches!(
+            decode(&png, &few_bytes),
+            Err(ImageError::TooManyBytes { .. })
+        ));
+        for e in [ImageError::Empty, ImageError::Corrupt("x".into())] {
+            assert_eq!(e.fault(), crate::Fault::User);
+        }
+    }
+
+    #[test]
+    fn open_reports_the_path_of_a_missing_file() {
+        let err = open(Path::new("/no/such/image.png"), &DecodeLimits::default()).unwrap_err();
+        match &err {
+            ImageError::Io { path, .. } => assert_eq!(path, Path::new("/no/such/image.png")),
+            other => panic!("{other:?}"),
+        }
+        assert!(err.to_string().contains("/no/such/image.png"));
+        assert_eq!(err.fault(), crate::Fault::User);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("empty.jpg");
+        std::fs::write(&p, b"").unwrap();
+        assert!(matches!(
+            open(&p, &DecodeLimits::default()),
+            Err(ImageError::Empty)
+        ));
+    }
+}

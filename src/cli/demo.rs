@@ -1,0 +1,178 @@
+//! `imagelens demo`: generates annotated scenes, ingests them into the embedded default
+//! (tantivy + qdrant-edge, no server) and runs example searches and look-ups.
+//!
+//! When no real CLIP model is reachable (no `--model`, offline, nothing cached) the demo uses a
+//! tiny CLIP with seeded random weights so the whole vector path still runs; it says so,
+//! because such vectors carry no meaning and only the keyword side ranks sensibly then.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use indexer::filter::{DateRange, FilenameMatch, RecordFilter};
+use indexer::record::DateAxis;
+use indexer::synth::{SynthOptions, write_library};
+use indexer::{IngestOptions, Library, StoreSettings, ingest};
+use models::{ClipEmbedder, Embedder};
+
+use super::{cell, day};
+use crate::app::{AppSettings, load_model};
+use crate::search::{LookupRequest, SearchRequest, SearchService};
+
+/// Arguments of `demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Folder for the generated scenes (`source/`) and the demo library (`library/`).
+    #[arg(long, default_value = "imagelens-demo")]
+    pub dir: PathBuf,
+    /// Number of scenes to generate.
+    #[arg(long, default_value_t = 60)]
+    pub count: usize,
+}
+
+/// Runs `demo`.
+///
+/// # Errors
+/// I/O, model or ingest failures.
+pub fn run(settings: &AppSettings, args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let source = args.dir.join("source");
+    let library_dir = args.dir.join("library");
+    let opts = SynthOptions {
+        count: args.count.clamp(1, 10_000),
+        width: 160,
+        height: 120,
+        seed: 2024,
+        jpeg: true,
+    };
+    println!(
+        "generating {} annotated scenes in {}",
+        opts.count,
+        source.display()
+    );
+    let synth = write_library(&source, &opts).context("cannot write demo scenes")?;
+    let mut library = Library::open(&library_dir, StoreSettings::Edge)?;
+    let demo_settings = AppSettings {
+        data_dir: library_dir.clone(),
+        ..settings.clone()
+    };
+    let mut choice = load_model(&demo_settings, &library)?;
+    if choice.embedder.is_none() && !settings.no_model {
+        let tiny = args.dir.join("tiny-clip");
+        if !tiny.join("model.safetensors").exists() {
+            models::tiny::write(&tiny, 2024).context("cannot write the tiny demo model")?;
+        }
+        let e = ClipEmbedder::load_dir(&tiny, &models::best_device(false))?;
+        println!(
+            "note: no real CLIP model is reachable ({}); using a tiny CLIP with seeded random \
+             weights from {} so the vector path runs. Its vectors carry no meaning: pass \
+             --model /path/to/clip-folder for real semantic search",
+            choice.offline_reason.as_deref().unwrap_or("offline"),
+            tiny.display()
+        );
+        choice.embedder = Some(Arc::new(e));
+    }
+    let report = ingest(
+        &mut library,
+        choice.embedder.as_deref().map(|e| e as &dyn Embedder),
+        &IngestOptions {
+            annotations: vec![synth.instances.clone(), synth.captions.clone()],
+            images: synth.images.clone(),
+            dataset: "demo".into(),
+            progress: false,
+            ..IngestOptions::default()
+        },
+    )?;
+    println!(
+        "library {}: {} added, {} unchanged, {} box regions embedded, {} problems",
+        library_dir.display(),
+        report.added,
+        report.unchanged,
+        report.regions,
+        report.problems.len()
+    );
+    let service = SearchService::new(Arc::new(library), choice.embedder, choice.offline_reason)?;
+    if let Some(n) = service.semantic_notice() {
+        println!("note: {n}");
+    }
+    let examples: [(&str, RecordFilter); 3] = [
+        (
+            "white pickup truck with a ladder at night",
+            RecordFilter::default(),
+        ),
+        ("a dog in the park", RecordFilter::default()),
+        (
+            "boat on the harbour",
+            RecordFilter {
+                dates: vec![DateRange {
+                    axis: DateAxis::Captured,
+                    after: Some(indexer::dates::parse_date("2021-01-01")?),
+                    before: None,
+                }],
+                ..RecordFilter::default()
+            },
+        ),
+    ];
+    for (text, filter) in examples {
+        let resp = service.search(&SearchRequest {
+            text: text.into(),
+            filter: filter.clone(),
+            limit: 3,
+            ..SearchRequest::default()
+        })?;
+        let shown = if filter.is_empty() {
+            String::new()
+        } else {
+            " --captured-after 2021-01-01".into()
+        };
+        println!("\n$ imagelens search {text:?}{shown}");
+        for h in &resp.results {
+            println!(
+                "  {:<16} {:<24} {:<10} {}",
+                h.id,
+                cell(&h.path, 24),
+                day(h.dates.captured),
+                h.labels.join(",")
+            );
+        }
+    }
+    let lookup = service.lookup(&LookupRequest {
+        filter: RecordFilter {
+            filename: Some(FilenameMatch::Prefix("street_".into())),
+            ..RecordFilter::default()
+        },
+        sort: Some(DateAxis::Captured),
+        limit: 3,
+        ..LookupRequest::default()
+    })?;
+    println!(
+        "\n$ imagelens lookup --filename-prefix street_ --sort captured   ({} match)",
+        lookup.total
+    );
+    for r in &lookup.results {
+        println!(
+            "  {:<16} {:<24} {}",
+            r.id,
+            cell(&r.path, 24),
+            day(r.dates.captured)
+        );
+    }
+    let facets = service.facets(&RecordFilter::default())?;
+    let mut top: Vec<_> = facets.labels.iter().collect();
+    top.sort_by(|a, b| b.1.cmp(a.1));
+    println!(
+        "\n$ imagelens facets   ({} records; labels: {})",
+        facets.total,
+        top.iter()
+            .take(6)
+            .map(|(l, n)| format!("{l} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "\nTry it yourself: imagelens --data-dir {} search \"truck at night\"",
+        library_dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,56 @@
+//! `imagelens facets`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Args;
+
+use super::FilterArgs;
+use crate::app::{AppSettings, open_library};
+use crate::search::SearchService;
+
+/// Arguments of `facets`.
+#[derive(Debug, Args)]
+pub struct FacetArgs {
+    /// Filters.
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Print one JSON document.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `facets`.
+///
+/// # Errors
+/// Bad filters; index failures.
+pub fn run(settings: &AppSettings, args: FacetArgs) -> anyhow::Result<ExitCode> {
+    let library = Arc::new(open_library(settings)?);
+    let service = SearchService::new(library, None, None)?;
+    let facets = service.facets(&args.filter.to_filter()?)?;
+    if args.json {
+        super::print_json(&facets)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{} records", facets.total);
+    let mut labels: Vec<_> = facets.labels.iter().collect();
+    labels.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    println!("labels:");
+    for (l, n) in labels {
+        println!("  {l:<24} {n}");
+    }
+    println!("datasets:");
+    for (d, n) in &facets.datasets {
+        println!("  {d:<24} {n}");
+    }
+    for (axis, months) in &facets.months {
+        if months.is_empty() {
+            continue;
+        }
+        println!("{axis} by month:");
+        for (m, n) in months {
+            println!("  {m}  {n}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,54 @@
+//! `imagelens info`.
+
+use std::process::ExitCode;
+
+use clap::Args;
+
+use crate::app::{AppSettings, open_library};
+
+/// Arguments of `info`.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Print one JSON document.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `info`.
+///
+/// # Errors
+/// When the library cannot be opened.
+pub fn run(settings: &AppSettings, args: InfoArgs) -> anyhow::Result<ExitCode> {
+    let library = open_library(settings)?;
+    let m = library.manifest();
+    let semantic = m.model.is_some();
+    let notice = (!semantic).then(|| {
+        "semantic search is off: this library has no vectors yet. Run `imagelens --model \
+         /path/to/clip-folder ingest ...` to add them"
+            .to_owned()
+    });
+    if args.json {
+        super::print_json(&serde_json::json!({
+            "data_dir": library.dir(),
+            "manifest": m,
+            "semantic": semantic,
+            "notice": notice,
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("library      {}", library.dir().display());
+    println!("format       {}", m.format_version);
+    println!("store        {:?}", m.store);
+    match &m.model {
+        Some(s) => println!("model        {}", indexer::pipeline::describe(s)),
+        None => println!("model        none (keyword-only library)"),
+    }
+    println!("records      {}", m.counts.records);
+    println!("embedded     {}", m.counts.embedded_records);
+    println!("points       {}", m.counts.points);
+    println!("updated      {}", m.updated.to_rfc3339());
+    if let Some(n) = notice {
+        eprintln!("note: {n}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,119 @@
+//! `imagelens ingest`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use indexer::{IngestOptions, ingest};
+
+use crate::app::{AppSettings, load_model, open_library};
+
+/// Arguments of `ingest`.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Annotation format.
+    #[arg(long, default_value = "coco")]
+    pub format: String,
+    /// Annotation files (instances and/or captions).
+    #[arg(long, required = true, num_args = 1.., value_name = "FILE")]
+    pub annotations: Vec<PathBuf>,
+    /// Folder the export's file names are relative to.
+    #[arg(long, value_name = "DIR")]
+    pub images: PathBuf,
+    /// Dataset name (default: the images folder's name).
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Images per batch (one commit per batch).
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Boxes smaller than this many pixels on a side get no region vector.
+    #[arg(long, default_value_t = 24.0)]
+    pub min_region: f32,
+    /// Hide the progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `ingest`.
+///
+/// # Errors
+/// Unreadable input, nothing ingested, model mismatch, store failures.
+pub fn run(settings: &AppSettings, args: IngestArgs) -> anyhow::Result<ExitCode> {
+    let mut library = open_library(settings)?;
+    let model = load_model(settings, &library)?;
+    let dataset = args.dataset.clone().unwrap_or_else(|| {
+        args.images
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "default".into())
+    });
+    let opts = IngestOptions {
+        format: args.format.clone(),
+        annotations: args.annotations.clone(),
+        images: args.images.clone(),
+        dataset,
+        batch_size: args.batch_size,
+        min_region: args.min_region,
+        progress: !args.no_progress && !args.json,
+        ..IngestOptions::default()
+    };
+    let report = ingest(&mut library, model.embedder.as_deref(), &opts).context("ingest failed")?;
+    let notice = (!report.semantic).then(|| {
+        format!(
+            "semantic search is off ({}); records were indexed for keyword search, filters and \
+             look-ups. Run the same ingest with --model /path/to/clip-folder to add vectors",
+            model.offline_reason.as_deref().unwrap_or("no model")
+        )
+    });
+    if args.json {
+        let mut v = serde_json::to_value(&report)?;
+        v["notice"] = serde_json::json!(notice);
+        super::print_json(&v)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "ingested {} image entries into {}: {} added, {} updated, {} vectors added, {} unchanged",
+        report.entries,
+        library.dir().display(),
+        report.added,
+        report.updated,
+        report.embedded_only,
+        report.unchanged
+    );
+    if report.semantic {
+        println!(
+            "embedded {} images and {} box regions",
+            report.embedded, report.regions
+        );
+    }
+    if report.orphans_removed > 0 {
+        println!(
+            "removed vectors of {} records left by an interrupted ingest",
+            report.orphans_removed
+        );
+    }
+    if !report.problems.is_empty() {
+        println!(
+            "{} problems (each item skipped or fixed as said):",
+            report.problems.len()
+        );
+        for p in report.problems.iter().take(20) {
+            println!("  {} [{}]: {}", p.file, p.item, p.reason);
+        }
+        if report.problems.len() > 20 {
+            println!("  … {} more", report.problems.len() - 20);
+        }
+    }
+    if let Some(path) = &report.saved_to {
+        println!("report: {path}");
+    }
+    if let Some(n) = notice {
+        eprintln!("note: {n}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,125 @@
+//! `imagelens search`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Args;
+
+use super::{FilterArgs, cell, day};
+use crate::app::{AppSettings, load_model, open_library};
+use crate::search::{Fusion, Like, SearchRequest, SearchService};
+
+/// Arguments of `search`.
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// The query, in plain English.
+    #[arg(default_value = "")]
+    pub query: String,
+    /// More like this: a record id or an image file.
+    #[arg(long, value_name = "ID|IMAGE")]
+    pub like: Option<String>,
+    /// Push results away from this text (repeatable).
+    #[arg(long = "not", value_name = "TEXT")]
+    pub not: Vec<String>,
+    /// Filters.
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Results per page.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Cursor from the previous page.
+    #[arg(long)]
+    pub cursor: Option<String>,
+    /// Fusion weights, e.g. `keyword=1,image=1,region=0.7,text=0.5,k=60`.
+    #[arg(long, value_name = "SPEC", default_value = "")]
+    pub weights: String,
+    /// Print one JSON document.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `search`.
+///
+/// # Errors
+/// Invalid request, unavailable model, index failures.
+pub fn run(settings: &AppSettings, args: SearchArgs) -> anyhow::Result<ExitCode> {
+    let library = Arc::new(open_library(settings)?);
+    let model = load_model(settings, &library)?;
+    let service = SearchService::new(library, model.embedder, model.offline_reason)?;
+    let like = args.like.map(|l| {
+        if Path::new(&l).is_file() {
+            Like::Image(PathBuf::from(l))
+        } else {
+            Like::Record(l)
+        }
+    });
+    let req = SearchRequest {
+        text: args.query,
+        like,
+        not: args.not,
+        filter: args.filter.to_filter()?,
+        limit: args.limit,
+        cursor: args.cursor,
+        fusion: Fusion::parse(&args.weights)?,
+    };
+    let resp = service.search(&req)?;
+    if args.json {
+        super::print_json(&resp)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(n) = &resp.notice {
+        eprintln!("note: {n}");
+    }
+    if resp.results.is_empty() {
+        println!("no results");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:>3}  {:>7}  {:<16}  {:<28}  {:<10}  {:<24}  why",
+        "#", "score", "id", "filename", "captured", "labels"
+    );
+    let offset: usize = req
+        .cursor
+        .as_deref()
+        .and_then(|c| c.split('.').next()?.parse().ok())
+        .unwrap_or(0);
+    for (i, h) in resp.results.iter().enumerate() {
+        let mut why = Vec::new();
+        if let Some(k) = &h.why.keyword {
+            why.push(format!("bm25 #{}", k.rank));
+        }
+        if let Some(v) = &h.why.image {
+            why.push(format!("image #{} ({:.2})", v.rank, v.score));
+        }
+        if let Some(v) = &h.why.region {
+            why.push(format!("box #{} ({:.2})", v.rank, v.score));
+        }
+        if let Some(v) = &h.why.text {
+            why.push(format!("text #{}", v.rank));
+        }
+        if !h.why.matched_labels.is_empty() {
+            why.push(format!("labels: {}", h.why.matched_labels.join(",")));
+        }
+        println!(
+            "{:>3}  {:>7.4}  {:<16}  {:<28}  {:<10}  {:<24}  {}",
+            offset + i + 1,
+            h.score,
+            h.id,
+            cell(&h.path, 28),
+            day(h.dates.captured),
+            cell(&h.labels.join(","), 24),
+            why.join("; ")
+        );
+        for b in h.boxes.iter().take(3) {
+            println!(
+                "       box {} {} at [{:.0}, {:.0}, {:.0}, {:.0}]",
+                b.index, b.bbox.label, b.bbox.x, b.bbox.y, b.bbox.w, b.bbox.h
+            );
+        }
+    }
+    if let Some(c) = &resp.next_cursor {
+        println!("next page: --cursor {c}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

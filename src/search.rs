@@ -1,0 +1,813 @@
+//! Hybrid ranking for plain-English queries, look-ups and facets over one [`Library`].
+//!
+//! A query runs two ways and the ranked lists are fused with weighted reciprocal rank fusion
+//! (RRF, k = 60 by default; Cormack, Clarke & Büttcher 2009):
+//! - keyword: BM25 (tantivy) over labels, captions, file names and metadata text;
+//! - vector: the CLIP text embedding (plus a "more like this" image, minus negative texts)
+//!   against the `image`, `region` (box crops) and `text` (label/caption) vectors.
+//!
+//! Every list is taken to a fixed candidate depth that does not depend on the page asked for,
+//! so the fused order is the same on every page and a cursor (an offset bound to the query)
+//! gives no repeats or gaps. Filters are exact: the keyword side evaluates them in tantivy, the
+//! vector side pushes what it can down to the store and checks every hit's payload against the
+//! whole filter.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use indexer::filter::RecordFilter;
+use indexer::keyword::Facets;
+use indexer::record::{BoundingBox, DateAxis, Dates, Record, image_point_id};
+use indexer::store::{Hit, VectorQuery};
+use indexer::{Fault, Library};
+use models::{Embedder, Embedding};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Longest query text accepted, in characters.
+pub const MAX_QUERY_CHARS: usize = 1000;
+/// Most negative texts per query.
+pub const MAX_NEGATIVES: usize = 8;
+/// Largest page.
+pub const MAX_LIMIT: usize = 500;
+
+/// Errors of the query service.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    /// A request the caller must fix.
+    #[error("{0}")]
+    Invalid(String),
+    /// The library cannot answer it (e.g. semantic search without vectors).
+    #[error("{0}")]
+    Unavailable(String),
+    /// Lower layers failed.
+    #[error(transparent)]
+    Indexer(#[from] indexer::Error),
+    /// The model failed.
+    #[error(transparent)]
+    Embed(#[from] models::EmbedError),
+}
+
+impl SearchError {
+    /// Whose fault it is.
+    pub fn fault(&self) -> Fault {
+        match self {
+            SearchError::Invalid(_) | SearchError::Unavailable(_) => Fault::User,
+            SearchError::Indexer(e) => e.fault(),
+            SearchError::Embed(e) => e.fault(),
+        }
+    }
+}
+
+impl From<indexer::keyword::KeywordError> for SearchError {
+    fn from(e: indexer::keyword::KeywordError) -> Self {
+        SearchError::Indexer(e.into())
+    }
+}
+
+impl From<indexer::store::StoreError> for SearchError {
+    fn from(e: indexer::store::StoreError) -> Self {
+        SearchError::Indexer(e.into())
+    }
+}
+
+type SResult<T> = Result<T, SearchError>;
+
+/// Fusion weights per ranked list, and the RRF constant.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Fusion {
+    /// RRF k.
+    pub k: f32,
+    /// BM25 list.
+    pub keyword: f32,
+    /// Whole-image vectors.
+    pub image: f32,
+    /// Box-region vectors.
+    pub region: f32,
+    /// Label/caption text vectors.
+    pub text: f32,
+    /// Candidates taken from each list (fixed per query so pages agree).
+    pub depth: usize,
+}
+
+impl Default for Fusion {
+    fn default() -> Self {
+        Self {
+            k: 60.0,
+            keyword: 1.0,
+            image: 1.0,
+            region: 0.7,
+            text: 0.5,
+            depth: 1000,
+        }
+    }
+}
+
+impl Fusion {
+    /// Parses `keyword=1,image=0.5,k=60,depth=500` over the defaults.
+    ///
+    /// # Errors
+    /// [`SearchError::Invalid`] naming the bad entry.
+    pub fn parse(spec: &str) -> SResult<Self> {
+        let mut f = Fusion::default();
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = part.split_once('=').ok_or_else(|| {
+                SearchError::Invalid(format!("weight {part:?} is not name=value"))
+            })?;
+            let v: f32 = value
+                .trim()
+                .parse()
+                .ok()
+                .filter(|v: &f32| v.is_finite() && *v >= 0.0)
+                .ok_or_else(|| {
+                    SearchError::Invalid(format!(
+                        "weight {key} must be a number >= 0, got {value:?}"
+                    ))
+                })?;
+            match key.trim() {
+                "k" => f.k = v.max(1.0),
+                "keyword" => f.keyword = v,
+                "image" => f.image = v,
+                "region" => f.region = v,
+                "text" => f.text = v,
+                "depth" => f.depth = (v as usize).clamp(10, 10_000),
+                other => {
+                    return Err(SearchError::Invalid(format!(
+                        "unknown weight {other:?} (known: k, keyword, image, region, text, depth)"
+                    )));
+                }
+            }
+        }
+        Ok(f)
+    }
+}
+
+/// "More like this": a record of the library or an image file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Like {
+    /// A record id.
+    Record(String),
+    /// An image file.
+    Image(PathBuf),
+}
+
+/// A search.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SearchRequest {
+    /// Plain-English query.
+    pub text: String,
+    /// More like this.
+    pub like: Option<Like>,
+    /// Texts to push results away from.
+    pub not: Vec<String>,
+    /// Exact filter.
+    pub filter: RecordFilter,
+    /// Page size.
+    pub limit: usize,
+    /// Cursor from the previous page.
+    pub cursor: Option<String>,
+    /// Fusion settings.
+    pub fusion: Fusion,
+}
+
+/// Rank and score of a hit on one side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SideRank {
+    /// 1-based rank in that list.
+    pub rank: usize,
+    /// That list's own score (BM25 or cosine).
+    pub score: f32,
+}
+
+/// A box that matched the query.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MatchedBox {
+    /// Index in the record's boxes.
+    pub index: usize,
+    /// The box.
+    #[serde(flatten)]
+    pub bbox: BoundingBox,
+    /// Cosine of its region vector to the query, when it matched by vector.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub similarity: Option<f32>,
+    /// Whether its label shares a word with the query.
+    pub label_matched: bool,
+}
+
+/// Why a hit is where it is.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Why {
+    /// Fused RRF score.
+    pub fused: f32,
+    /// BM25 side.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keyword: Option<SideRank>,
+    /// Whole-image vector side.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<SideRank>,
+    /// Best box-region vector.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<SideRank>,
+    /// Label/caption text vector.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<SideRank>,
+    /// Label words of the record that matched the query.
+    pub matched_labels: Vec<String>,
+    /// Caption words of the record that matched the query.
+    pub matched_caption_words: Vec<String>,
+    /// Negative texts whose words the record's labels or captions contain.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub matched_negatives: Vec<String>,
+}
+
+/// One result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchHit {
+    /// Record id.
+    pub id: String,
+    /// File name.
+    pub filename: String,
+    /// Path relative to the images root.
+    pub path: String,
+    /// Dataset.
+    pub dataset: String,
+    /// Fused score (higher is better).
+    pub score: f32,
+    /// Labels.
+    pub labels: Vec<String>,
+    /// Time axes.
+    pub dates: Dates,
+    /// Boxes that matched (by region vector or label word).
+    pub boxes: Vec<MatchedBox>,
+    /// Explanation.
+    pub why: Why,
+}
+
+/// A page of results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchResponse {
+    /// Results of this page.
+    pub results: Vec<SearchHit>,
+    /// Cursor of the next page; `None` on the last.
+    pub next_cursor: Option<String>,
+    /// Whether vectors took part.
+    pub semantic: bool,
+    /// A notice for the user (e.g. why semantic search is off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
+}
+
+/// Sort and page for a look-up.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LookupRequest {
+    /// Exact filter (filename and dates are the usual ones).
+    pub filter: RecordFilter,
+    /// Axis to sort by (default: the first date filter's axis, else ingested).
+    pub sort: Option<DateAxis>,
+    /// Newest first.
+    pub descending: bool,
+    /// Page size.
+    pub limit: usize,
+    /// Cursor.
+    pub cursor: Option<String>,
+}
+
+/// A page of full records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LookupResponse {
+    /// Records of this page, sorted by the axis.
+    pub results: Vec<Record>,
+    /// Cursor of the next page.
+    pub next_cursor: Option<String>,
+    /// Records matched in all.
+    pub total: usize,
+}
+
+/// The query service over one library and an optional model.
+pub struct SearchService {
+    library: Arc<Library>,
+    embedder: Option<Arc<dyn Embedder>>,
+    offline_reason: Option<String>,
+}
+
+impl std::fmt::Debug for SearchService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SearchService")
+            .field("library", &self.library)
+            .field("semantic", &self.semantic())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SearchService {
+    /// A service; `embedder` must be the library's model (checked), `offline_reason` says why
+    /// there is none.
+    ///
+    /// # Errors
+    /// [`indexer::Error::ModelMismatch`].
+    pub fn new(
+        library: Arc<Library>,
+        embedder: Option<Arc<dyn Embedder>>,
+        offline_reason: Option<String>,
+    ) -> SResult<Self> {
+        if let Some(e) = &embedder {
+            library.check_model(e.spec())?;
+        }
+        Ok(Self {
+            library,
+            embedder,
+            offline_reason,
+        })
+    }
+
+    /// The library.
+    pub fn library(&self) -> &Arc<Library> {
+        &self.library
+    }
+
+    /// The model, if one is loaded.
+    pub fn embedder(&self) -> Option<&Arc<dyn Embedder>> {
+        self.embedder.as_ref()
+    }
+
+    /// Whether vector search is available (a model and vectors).
+    pub fn semantic(&self) -> bool {
+        self.embedder.is_some() && self.library.has_vectors()
+    }
+
+    /// Why semantic search is off, with how to turn it on; `None` when it is on.
+    pub fn semantic_notice(&self) -> Option<String> {
+        if self.semantic() {
+            return None;
+        }
+        let why = if self.embedder.is_none() {
+            self.offline_reason
+                .clone()
+                .unwrap_or_else(|| "no model is loaded".into())
+        } else {
+            "this library has no vectors yet".into()
+        };
+        Some(format!(
+            "semantic search is off ({why}); keyword search, filters and look-ups still work. \
+             To turn it on, run `imagelens --model /path/to/clip-folder ingest ...` (or a hub id \
+             with network access) so the vectors are added"
+        ))
+    }
+
+    /// Runs a search.
+    ///
+    /// # Errors
+    /// [`SearchError::Invalid`] for bad input (too long, bad cursor, nothing to search for),
+    /// [`SearchError::Unavailable`] for "more like this" without vectors.
+    pub fn search(&self, req: &SearchRequest) -> SResult<SearchResponse> {
+        let text = clean_text(&req.text, "query")?;
+        if req.not.len() > MAX_NEGATIVES {
+            return Err(SearchError::Invalid(format!(
+                "at most {MAX_NEGATIVES} negative texts are allowed, got {}",
+                req.not.len()
+            )));
+        }
+        let negatives: Vec<String> = req
+            .not
+            .iter()
+            .map(|n| clean_text(n, "negative text"))
+            .collect::<SResult<_>>()?;
+        let limit = page_size(req.limit)?;
+        let offset = decode_cursor(req.cursor.as_deref(), &request_key(req))?;
+        if text.trim().is_empty() && req.like.is_none() {
+            return Err(SearchError::Invalid(
+                "nothing to search for: give a query text or --like (use `lookup` to list records)"
+                    .into(),
+            ));
+        }
+        let fusion = req.fusion;
+        let depth = fusion.depth.max(offset + limit);
+        let kw = self.library.keyword();
+
+        // Keyword side.
+        // A list with weight 0 cannot change the order: skip its work.
+        let keyword_hits = if fusion.keyword > 0.0 {
+            kw.search(&text, &req.filter, depth)?
+        } else {
+            Vec::new()
+        };
+        let negative_terms: Vec<(String, Vec<String>)> =
+            negatives.iter().map(|n| (n.clone(), kw.terms(n))).collect();
+
+        // Vector side.
+        let mut image_list: Vec<Hit> = Vec::new();
+        let mut region_list: Vec<Hit> = Vec::new();
+        let mut text_list: Vec<Hit> = Vec::new();
+        let semantic = self.semantic();
+        if let Some(query) = self.query_vector(&text, req.like.as_ref(), &negatives)? {
+            let store = self.library.store();
+            let pushed = req.filter.to_vector_filter();
+            let over = if req.filter.fully_pushable() { 1 } else { 4 };
+            let run = |using: &str| -> SResult<Vec<Hit>> {
+                let hits = store.search(&VectorQuery {
+                    using: using.into(),
+                    vector: query.as_slice().to_vec(),
+                    filter: pushed.clone(),
+                    limit: depth * over,
+                    exact: false,
+                })?;
+                Ok(hits
+                    .into_iter()
+                    .filter(|h| req.filter.matches_payload(&h.payload))
+                    .collect())
+            };
+            if fusion.image > 0.0 {
+                image_list = run("image")?;
+            }
+            // "More like this" alone compares whole images; box regions and caption texts
+            // answer words, so they join only when there is query text.
+            let has_text = !text.trim().is_empty();
+            if fusion.region > 0.0 && has_text {
+                region_list = run("region")?;
+            }
+            if fusion.text > 0.0 && has_text {
+                text_list = run("text")?;
+            }
+        }
+
+        // Fuse.
+        #[derive(Default)]
+        struct Acc {
+            fused: f32,
+            why: Why,
+            regions: Vec<(usize, f32)>,
+        }
+        let mut acc: HashMap<String, Acc> = HashMap::new();
+        let k = fusion.k;
+        for (i, h) in keyword_hits.iter().enumerate() {
+            let a = acc.entry(h.id.clone()).or_default();
+            a.fused += fusion.keyword / (k + (i + 1) as f32);
+            a.why.keyword = Some(SideRank {
+                rank: i + 1,
+                score: h.score,
+            });
+        }
+        let mut add_vector_list =
+            |list: &[Hit], weight: f32, side: fn(&mut Why) -> &mut Option<SideRank>| {
+                let mut rank = 0;
+                for h in list {
+                    let Some(id) = h.payload.get_str("record_id") else {
+                        continue;
+                    };
+                    let a = acc.entry(id.to_owned()).or_default();
+                    if let Some(b) = h.payload.get_i64("box") {
+                        a.regions.push((b as usize, h.score));
+                    }
+                    let slot = side(&mut a.why);
+                    if slot.is_some() {
+                        continue; // a record counts once per list, at its best rank
+                    }
+                    rank += 1;
+                    a.fused += weight / (k + rank as f32);
+                    *slot = Some(SideRank {
+                        rank,
+                        score: h.score,
+                    });
+                }
+            };
+        add_vector_list(&image_list, fusion.image, |w| &mut w.image);
+        add_vector_list(&region_list, fusion.region, |w| &mut w.region);
+        add_vector_list(&text_list, fusion.text, |w| &mut w.text);
+
+        // The liked record is the query, not an answer (as Elasticsearch's more_like_this and
+        // Qdrant's recommend do).
+        if let Some(Like::Record(id)) = &req.like {
+            acc.remove(id);
+        }
+        let mut ranked: Vec<(String, Acc)> = acc.into_iter().collect();
+        ranked.sort_by(|a, b| b.1.fused.total_cmp(&a.1.fused).then_with(|| a.0.cmp(&b.0)));
+        let total = ranked.len().min(depth);
+        let page: Vec<(String, Acc)> = ranked
+            .into_iter()
+            .take(total)
+            .skip(offset)
+            .take(limit)
+            .collect();
+        let next_cursor = (offset + page.len() < total && !page.is_empty())
+            .then(|| encode_cursor(offset + page.len(), &request_key(req)));
+
+        let query_terms = kw.terms(&text);
+        let mut results = Vec::with_capacity(page.len());
+        for (id, mut a) in page {
+            let Some(record) = kw.get(&id)? else { continue };
+            a.why.fused = a.fused;
+            let (labels_m, captions_m) = matched_words(kw, &record, &query_terms);
+            a.why.matched_labels = labels_m;
+            a.why.matched_caption_words = captions_m;
+            a.why.matched_negatives = negative_terms
+                .iter()
+                .filter(|(_, terms)| {
+                    let (l, c) = matched_words(kw, &record, terms);
+                    !l.is_empty() || !c.is_empty()
+                })
+                .map(|(n, _)| n.clone())
+                .collect();
+            let boxes = matched_boxes(kw, &record, &query_terms, &a.regions);
+            results.push(SearchHit {
+                id: record.id.clone(),
+                filename: record.filename.clone(),
+                path: record.path.clone(),
+                dataset: record.dataset.clone(),
+                score: a.fused,
+                labels: record.labels.clone(),
+                dates: record.dates.clone(),
+                boxes,
+                why: a.why,
+            });
+        }
+        Ok(SearchResponse {
+            results,
+            next_cursor,
+            semantic,
+            notice: self.semantic_notice(),
+        })
+    }
+
+    /// The query vector: text, plus a liked image, minus negatives; `None` without vectors.
+    fn query_vector(
+        &self,
+        text: &str,
+        like: Option<&Like>,
+        negatives: &[String],
+    ) -> SResult<Option<Embedding>> {
+        let Some(embedder) = self
+            .embedder
+            .as_ref()
+            .filter(|_| self.library.has_vectors())
+        else {
+            if like.is_some() {
+                return Err(SearchError::Unavailable(
+                    self.semantic_notice().unwrap_or_default().replace(
+                        "semantic search is off",
+                        "more like this needs vectors, but semantic search is off",
+                    ),
+                ));
+            }
+            return Ok(None);
+        };
+        let dim = embedder.spec().dim;
+        let mut q = vec![0.0f32; dim];
+        let mut parts = 0;
+        if !text.trim().is_empty() {
+            let t = embedder.embed_texts(&[text])?.remove(0);
+            add(&mut q, t.as_slice(), 1.0);
+            parts += 1;
+        }
+        match like {
+            Some(Like::Record(id)) => {
+                let v = self
+                    .library
+                    .store()
+                    .vector(image_point_id(id), "image")?
+                    .ok_or_else(|| {
+                        SearchError::Invalid(format!(
+                            "no record with id {id:?} has an image vector"
+                        ))
+                    })?;
+                add(&mut q, &v, 1.0);
+                parts += 1;
+            }
+            Some(Like::Image(path)) => {
+                let img = models::preprocess::open(path, &Default::default()).map_err(|e| {
+                    SearchError::Invalid(format!("cannot use {} for --like: {e}", path.display()))
+                })?;
+                let v = embedder.embed_images(&[img])?.remove(0);
+                add(&mut q, v.as_slice(), 1.0);
+                parts += 1;
+            }
+            None => {}
+        }
+        if parts == 0 {
+            return Ok(None);
+        }
+        if !negatives.is_empty() {
+            let refs: Vec<&str> = negatives.iter().map(String::as_str).collect();
+            let n = embedder.embed_texts(&refs)?;
+            let w = 0.5 / n.len() as f32;
+            for v in &n {
+                add(&mut q, v.as_slice(), -w * parts as f32);
+            }
+        }
+        Ok(Some(Embedding::normalized(q)))
+    }
+
+    /// Full records by filename and/or date, sorted by date.
+    ///
+    /// # Errors
+    /// [`SearchError::Invalid`] for a bad cursor or page size.
+    pub fn lookup(&self, req: &LookupRequest) -> SResult<LookupResponse> {
+        let limit = page_size(req.limit)?;
+        let key = format!(
+            "lookup:{}",
+            serde_json::to_string(&(&req.filter, req.sort, req.descending)).unwrap_or_default()
+        );
+        let offset = decode_cursor(req.cursor.as_deref(), &key)?;
+        let axis = req
+            .sort
+            .or_else(|| req.filter.dates.first().map(|r| r.axis))
+            .unwrap_or(DateAxis::Ingested);
+        let kw = self.library.keyword();
+        let mut sorted = kw.sorted_by_date(&req.filter, axis)?;
+        if req.descending {
+            // Newest first, records without a date still last.
+            let split = sorted
+                .iter()
+                .position(|(d, _)| d.is_none())
+                .unwrap_or(sorted.len());
+            sorted[..split].reverse();
+        }
+        let total = sorted.len();
+        let ids: Vec<String> = sorted
+            .into_iter()
+            .skip(offset)
+            .take(limit)
+            .map(|(_, id)| id)
+            .collect();
+        let results = kw.get_many(&ids)?;
+        let next = offset + ids.len();
+        Ok(LookupResponse {
+            next_cursor: (next < total && !ids.is_empty()).then(|| encode_cursor(next, &key)),
+            results,
+            total,
+        })
+    }
+
+    /// Facet counts over the filtered set.
+    ///
+    /// # Errors
+    /// Pattern or index errors.
+    pub fn facets(&self, filter: &RecordFilter) -> SResult<Facets> {
+        Ok(self.library.keyword().facets(filter)?)
+    }
+}
+
+fn add(acc: &mut [f32], v: &[f32], w: f32) {
+    for (a, b) in acc.iter_mut().zip(v) {
+        *a += w * b;
+    }
+}
+
+/// Rejects over-long text and removes control characters (they carry no meaning in a query).
+fn clean_text(text: &str, what: &str) -> SResult<String> {
+    let n = text.chars().count();
+    if n > MAX_QUERY_CHARS {
+        return Err(SearchError::Invalid(format!(
+            "{what} is {n} characters long; the limit is {MAX_QUERY_CHARS}"
+        )));
+    }
+    Ok(text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect())
+}
+
+fn page_size(limit: usize) -> SResult<usize> {
+    match limit {
+        0 => Ok(20),
+        n if n > MAX_LIMIT => Err(SearchError::Invalid(format!(
+            "limit {n} is above the maximum page size {MAX_LIMIT}"
+        ))),
+        n => Ok(n),
+    }
+}
+
+/// Identity of a request for cursor binding: everything but the cursor and page size.
+fn request_key(req: &SearchRequest) -> String {
+    let key = serde_json::json!({
+        "text": req.text, "like": req.like, "not": req.not, "filter": req.filter,
+        "fusion": req.fusion,
+    });
+    key.to_string()
+}
+
+fn key_tag(key: &str) -> String {
+    hex::encode(&Sha256::digest(key.as_bytes())[..6])
+}
+
+/// A cursor is `<offset>.<tag of the request>`: opaque to users, checkable by us.
+fn encode_cursor(offset: usize, key: &str) -> String {
+    format!("{offset}.{}", key_tag(key))
+}
+
+fn decode_cursor(cursor: Option<&str>, key: &str) -> SResult<usize> {
+    let Some(c) = cursor.filter(|c| !c.is_empty()) else {
+        return Ok(0);
+    };
+    let bad = || SearchError::Invalid(format!("cursor {c:?} is not valid for this request"));
+    let (offset, tag) = c.split_once('.').ok_or_else(bad)?;
+    if tag != key_tag(key) {
+        return Err(bad());
+    }
+    offset.parse().map_err(|_| bad())
+}
+
+/// Label and caption words of `record` whose terms are among `terms`.
+fn matched_words(
+    kw: &indexer::keyword::KeywordIndex,
+    record: &Record,
+    terms: &[String],
+) -> (Vec<String>, Vec<String>) {
+    if terms.is_empty() {
+        return (Vec::new(), Vec::new());
+    }
+    let hit = |word: &str| kw.terms(word).iter().any(|t| terms.contains(t));
+    let mut labels: Vec<String> = record
+        .labels
+        .iter()
+        .chain(&record.supercategories)
+        .filter(|l| hit(l))
+        .cloned()
+        .collect();
+    labels.dedup();
+    let mut words: Vec<String> = Vec::new();
+    for c in &record.captions {
+        for w in c
+            .split(|ch: char| !ch.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+        {
+            let lw = w.to_lowercase();
+            if !words.contains(&lw) && hit(&lw) {
+                words.push(lw);
+            }
+        }
+    }
+    (labels, words)
+}
+
+/// Boxes that matched by region vector (best similarity) or by label word, best first.
+fn matched_boxes(
+    kw: &indexer::keyword::KeywordIndex,
+    record: &Record,
+    terms: &[String],
+    regions: &[(usize, f32)],
+) -> Vec<MatchedBox> {
+    let mut best: BTreeMap<usize, f32> = BTreeMap::new();
+    for &(i, s) in regions {
+        let e = best.entry(i).or_insert(s);
+        *e = e.max(s);
+    }
+    let mut out: Vec<MatchedBox> = Vec::new();
+    for (i, b) in record.boxes.iter().enumerate() {
+        let label_matched =
+            !terms.is_empty() && kw.terms(&b.label).iter().any(|t| terms.contains(t));
+        let similarity = best.get(&i).copied();
+        if label_matched || similarity.is_some() {
+            out.push(MatchedBox {
+                index: i,
+                bbox: b.clone(),
+                similarity,
+                label_matched,
+            });
+        }
+    }
+    out.sort_by(|a, b| {
+        b.label_matched
+            .cmp(&a.label_matched)
+            .then(
+                b.similarity
+                    .unwrap_or(-1.0)
+                    .total_cmp(&a.similarity.unwrap_or(-1.0)),
+            )
+            .then(a.index.cmp(&b.index))
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_is_bound_to_its_request() {
+        let c = encode_cursor(40, "a");
+        assert_eq!(decode_cursor(Some(&c), "a").unwrap(), 40);
+        assert!(decode_cursor(Some(&c), "b").is_err());
+        assert!(decode_cursor(Some("garbage"), "a").is_err());
+        assert_eq!(decode_cursor(None, "a").unwrap(), 0);
+    }
+
+    #[test]
+    fn fusion_weights_parse_and_reject_nonsense() {
+        let f = Fusion::parse("keyword=2, image=0.5,k=10").unwrap();
+        assert_eq!((f.keyword, f.image, f.k), (2.0, 0.5, 10.0));
+        assert!(Fusion::parse("keyword=-1").is_err());
+        assert!(Fusion::parse("colour=1").is_err());
+        assert!(Fusion::parse("keyword").is_err());
+    }
+
+    #[test]
+    fn long_text_is_refused_and_control_characters_dropped() {
+        assert!(clean_text(&"a".repeat(MAX_QUERY_CHARS + 1), "query").is_err());
+        assert_eq!(clean_text("a\u{0}b\nc", "query").unwrap(), "a b c");
+    }
+}

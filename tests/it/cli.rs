@@ -1,0 +1,496 @@
+//! End to end through the `imagelens` binary (issue 4's contract).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use chrono::{Datelike, Utc};
+use indexer::synth::{SynthOptions, write_library};
+
+use crate::common::{Fixture, fixture, ids, ok_json, path_str};
+
+/// path -> record id, from a full look-up.
+fn id_by_path(fx: &Fixture) -> HashMap<String, String> {
+    let v = ok_json(&fx.run(&["lookup", "--limit", "500", "--json"]));
+    v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["path"].as_str().unwrap().to_owned(),
+                r["id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn lookup_ids(fx: &Fixture, args: &[&str]) -> BTreeSet<String> {
+    let mut a = vec!["lookup", "--limit", "500", "--json"];
+    a.extend_from_slice(args);
+    let v = ok_json(&fx.run(&a));
+    assert_eq!(v["total"].as_u64().unwrap() as usize, ids(&v).len());
+    ids(&v).into_iter().collect()
+}
+
+#[test]
+fn label_query_ranks_labelled_images_first() {
+    let fx = fixture(30);
+    fx.ingest(true);
+    let by_path = id_by_path(&fx);
+    let dogs: BTreeSet<String> = fx
+        .synth
+        .scenes
+        .iter()
+        .filter(|s| s.labels().contains(&"dog"))
+        .map(|s| by_path[&s.file_name].clone())
+        .collect();
+    assert!(!dogs.is_empty(), "the seed must produce dogs");
+    // Keyword side alone: the tiny test model's vectors are random, so only BM25 carries meaning.
+    let v = ok_json(&fx.run_with(
+        false,
+        &["--no-model", "search", "dog", "--limit", "100", "--json"],
+    ));
+    let got = ids(&v);
+    let head: BTreeSet<String> = got.iter().take(dogs.len()).cloned().collect();
+    assert_eq!(head, dogs, "labelled images come first");
+    for r in v["results"].as_array().unwrap().iter().take(dogs.len()) {
+        assert_eq!(r["why"]["matched_labels"], serde_json::json!(["dog"]));
+        assert!(r["why"]["keyword"]["rank"].as_u64().unwrap() >= 1);
+        let boxes = r["boxes"].as_array().unwrap();
+        assert!(
+            boxes
+                .iter()
+                .all(|b| b["label"] == "dog" && b["label_matched"] == true)
+        );
+    }
+    assert_eq!(v["semantic"], false);
+    assert!(
+        v["notice"]
+            .as_str()
+            .unwrap()
+            .contains("semantic search is off")
+    );
+
+    // Hybrid: both sides take part and every hit explains itself.
+    let v = ok_json(&fx.run(&["search", "dog", "--limit", "100", "--json"]));
+    assert_eq!(v["semantic"], true);
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 30, "vector side contributes every image");
+    for r in results {
+        let why = &r["why"];
+        assert!(
+            why["image"]["rank"].as_u64().is_some(),
+            "image rank explained"
+        );
+        let is_dog = dogs.contains(r["id"].as_str().unwrap());
+        assert_eq!(
+            why["keyword"].is_object(),
+            is_dog,
+            "keyword side is exactly the dogs"
+        );
+        if why["region"].is_object() {
+            assert!(
+                r["boxes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|b| b["similarity"].is_number())
+            );
+        }
+    }
+}
+
+#[test]
+fn more_like_this_ranks_by_image_similarity_and_negatives_push_away() {
+    let fx = fixture(12);
+    fx.ingest(true);
+    let by_path = id_by_path(&fx);
+    let target = &by_path[&fx.synth.scenes[3].file_name];
+    // By image file: the record with those very pixels comes first, cosine 1.
+    let file = fx.synth.images.join(&fx.synth.scenes[3].file_name);
+    let v = ok_json(&fx.run(&["search", "--like", path_str(&file), "--json"]));
+    assert_eq!(&ids(&v)[0], target);
+    let first = &v["results"][0]["why"]["image"];
+    assert!(
+        (first["score"].as_f64().unwrap() - 1.0).abs() < 1e-3,
+        "{first}"
+    );
+    let by_file: Vec<String> = ids(&v);
+
+    // By record id: the record itself is the query, not an answer; the rest keep the order of
+    // their whole-image similarity.
+    let v = ok_json(&fx.run(&["search", "--like", target, "--json"]));
+    let by_id = ids(&v);
+    assert!(!by_id.contains(target));
+    assert_eq!(by_id, by_file[1..].to_vec());
+    let sims: Vec<f64> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["why"]["image"]["score"].as_f64().unwrap())
+        .collect();
+    assert!(sims.windows(2).all(|w| w[0] >= w[1]), "{sims:?}");
+
+    // A negative text moves the query vector, so similarities change.
+    let v2 = ok_json(&fx.run(&[
+        "search",
+        "--like",
+        target,
+        "--not",
+        "dog at night",
+        "--json",
+    ]));
+    assert_ne!(
+        v["results"][0]["why"]["image"]["score"],
+        v2["results"][0]["why"]["image"]["score"]
+    );
+    // Unknown ids are a clear error naming the id.
+    let out = fx.run(&["search", "--like", "ffffffffffffffff", "--json"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ffffffffffffffff"));
+}
+
+#[test]
+fn filters_are_exact_on_search_lookup_and_every_time_axis() {
+    let fx = fixture(36);
+    fx.ingest(true);
+    // A second dataset, annotated later, ingested later.
+    let second = write_library(
+        &fx.dir.path().join("src2"),
+        &SynthOptions {
+            count: 10,
+            width: 64,
+            height: 48,
+            seed: 99,
+            jpeg: false,
+        },
+    )
+    .unwrap();
+    for f in [&second.instances, &second.captions] {
+        let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap();
+        v["info"]["date_created"] = "2025/06/01".into();
+        std::fs::write(f, serde_json::to_vec(&v).unwrap()).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(1100));
+    let boundary = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    std::thread::sleep(Duration::from_millis(1100));
+    ok_json(&fx.run(&[
+        "ingest",
+        "--annotations",
+        path_str(&second.instances),
+        path_str(&second.captions),
+        "--images",
+        path_str(&second.images),
+        "--dataset",
+        "second",
+        "--json",
+    ]));
+
+    let by_path = id_by_path(&fx);
+    let all: BTreeSet<String> = by_path.values().cloned().collect();
+    assert_eq!(all.len(), 46);
+    let first_ids: BTreeSet<String> = fx
+        .synth
+        .scenes
+        .iter()
+        .map(|s| by_path[&s.file_name].clone())
+        .collect();
+    let second_ids: BTreeSet<String> = all.difference(&first_ids).cloned().collect();
+    let scenes: Vec<(&str, &indexer::synth::SynthScene)> = fx
+        .synth
+        .scenes
+        .iter()
+        .map(|s| ("synth", s))
+        .chain(second.scenes.iter().map(|s| ("second", s)))
+        .collect();
+    let truth = |pred: &dyn Fn(&str, &indexer::synth::SynthScene) -> bool| -> BTreeSet<String> {
+        scenes
+            .iter()
+            .filter(|(d, s)| pred(d, s))
+            .map(|(_, s)| by_path[&s.file_name].clone())
+            .collect()
+    };
+
+    let cutoff = chrono::TimeZone::with_ymd_and_hms(&Utc, 2021, 6, 1, 0, 0, 0).unwrap();
+    let cases: Vec<(Vec<&str>, BTreeSet<String>)> = vec![
+        (
+            vec!["--label", "car"],
+            truth(&|_, s| s.labels().contains(&"car")),
+        ),
+        (
+            vec!["--label", "CAR "],
+            truth(&|_, s| s.labels().contains(&"car")),
+        ),
+        (
+            vec!["--no-label", "car"],
+            truth(&|_, s| !s.labels().contains(&"car")),
+        ),
+        (
+            vec!["--label", "tree", "--no-label", "person"],
+            truth(&|_, s| s.labels().contains(&"tree") && !s.labels().contains(&"person")),
+        ),
+        (vec!["--dataset", "second"], second_ids.clone()),
+        (
+            vec!["--dataset", "second", "--dataset", "synth"],
+            all.clone(),
+        ),
+        (
+            vec!["--captured-after", "2021-06-01"],
+            truth(&|_, s| s.captured >= cutoff),
+        ),
+        (
+            vec!["--captured-before", "2021-05-31"],
+            truth(&|_, s| s.captured < cutoff),
+        ),
+        (vec!["--annotated-after", "2025-01-01"], second_ids.clone()),
+        (vec!["--annotated-before", "2024-12-31"], first_ids.clone()),
+        (vec!["--ingested-after", &boundary], second_ids.clone()),
+        (vec!["--ingested-before", &boundary], first_ids.clone()),
+        (vec!["--created-after", "2000-01-01"], all.clone()),
+        (vec!["--created-before", "2000-01-01"], BTreeSet::new()),
+        (vec!["--filename", "*.png"], second_ids.clone()),
+        (
+            vec!["--filename-glob", "IMG_*"],
+            truth(&|_, s| s.file_name.starts_with("IMG_")),
+        ),
+        (
+            vec!["--filename-prefix", "street_"],
+            truth(&|_, s| s.file_name.starts_with("street_")),
+        ),
+        (
+            vec!["--filename", &fx.synth.scenes[0].file_name],
+            truth(&|d, s| d == "synth" && s.file_name == fx.synth.scenes[0].file_name),
+        ),
+        (
+            vec!["--filename", "beach/*"],
+            truth(&|_, s| s.file_name.starts_with("beach/")),
+        ),
+    ];
+    for (args, want) in &cases {
+        assert_eq!(&lookup_ids(&fx, args), want, "lookup {args:?}");
+        // Search with the same filter never returns anything outside it.
+        let mut a = vec![
+            "search",
+            "a photo of a car on the street",
+            "--limit",
+            "500",
+            "--json",
+        ];
+        a.extend_from_slice(args);
+        let v = ok_json(&fx.run(&a));
+        let got: BTreeSet<String> = ids(&v).into_iter().collect();
+        assert!(
+            got.is_subset(want),
+            "search {args:?} leaked {:?}",
+            got.difference(want)
+        );
+        assert_eq!(
+            &got, want,
+            "vector side reaches every filtered record for {args:?}"
+        );
+    }
+
+    // Facets equal the true counts.
+    let facets = ok_json(&fx.run(&["facets", "--json"]));
+    assert_eq!(facets["total"], 46);
+    let mut labels: BTreeMap<String, u64> = BTreeMap::new();
+    let mut months: BTreeMap<String, u64> = BTreeMap::new();
+    for (_, s) in &scenes {
+        for l in s.labels() {
+            *labels.entry(l.to_owned()).or_default() += 1;
+        }
+        *months
+            .entry(format!(
+                "{:04}-{:02}",
+                s.captured.year(),
+                s.captured.month()
+            ))
+            .or_default() += 1;
+    }
+    assert_eq!(facets["labels"], serde_json::to_value(&labels).unwrap());
+    assert_eq!(
+        facets["months"]["captured"],
+        serde_json::to_value(&months).unwrap()
+    );
+    assert_eq!(
+        facets["datasets"],
+        serde_json::json!({"second": 10, "synth": 36})
+    );
+    assert_eq!(
+        facets["months"]["annotated"],
+        serde_json::json!({"2024-01": 36, "2025-06": 10})
+    );
+    let filtered = ok_json(&fx.run(&["facets", "--label", "car", "--json"]));
+    assert_eq!(filtered["labels"]["car"], labels["car"]);
+    assert_eq!(filtered["total"], labels["car"]);
+}
+
+#[test]
+fn cursor_pages_have_no_repeats_or_gaps_and_json_has_the_contract_fields() {
+    let fx = fixture(40);
+    fx.ingest(true);
+    let full = ok_json(&fx.run(&["search", "a photo", "--limit", "500", "--json"]));
+    let all = ids(&full);
+    assert_eq!(all.len(), 40);
+    let mut paged = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut args = vec!["search", "a photo", "--limit", "7", "--json"];
+        let c;
+        if let Some(cur) = &cursor {
+            c = cur.clone();
+            args.extend_from_slice(&["--cursor", &c]);
+        }
+        let v = ok_json(&fx.run(&args));
+        paged.extend(ids(&v));
+        pages += 1;
+        match v["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert!(pages >= 3);
+    assert_eq!(paged, all, "pages concatenate to the full ranking");
+
+    let r = &full["results"][0];
+    for key in ["id", "filename", "score", "labels", "dates", "boxes", "why"] {
+        assert!(r.get(key).is_some(), "result has {key}");
+    }
+    assert!(r["dates"]["captured"].is_string());
+    assert!(r["dates"]["ingested"].is_string());
+    assert!(full.get("next_cursor").is_some());
+
+    // A cursor of another query is refused.
+    let first = ok_json(&fx.run(&["search", "a photo", "--limit", "7", "--json"]));
+    let c = first["next_cursor"].as_str().unwrap();
+    let out = fx.run(&["search", "dog", "--cursor", c, "--json"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cursor"));
+
+    // Look-ups page the same way, sorted by date.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut args = vec!["lookup", "--sort", "captured", "--limit", "9", "--json"];
+        let c;
+        if let Some(cur) = &cursor {
+            c = cur.clone();
+            args.extend_from_slice(&["--cursor", &c]);
+        }
+        let v = ok_json(&fx.run(&args));
+        for r in v["results"].as_array().unwrap() {
+            seen.push(r["dates"]["captured"].as_str().unwrap().to_owned());
+        }
+        match v["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 40);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(seen, sorted);
+}
+
+#[test]
+fn offline_library_works_says_so_and_gains_vectors_later() {
+    let fx = fixture(10);
+    // No --model, hub offline with an empty cache: the default model cannot load.
+    let report = fx.ingest(false);
+    assert_eq!(report["added"], 10);
+    assert_eq!(report["semantic"], false);
+    assert!(
+        report["notice"]
+            .as_str()
+            .unwrap()
+            .contains("semantic search is off")
+    );
+
+    let v = ok_json(&fx.run_with(false, &["search", "truck", "--json"]));
+    assert_eq!(v["semantic"], false);
+    let notice = v["notice"].as_str().unwrap();
+    assert!(
+        notice.contains("semantic search is off") && notice.contains("--model"),
+        "{notice}"
+    );
+    let human = fx.run_with(false, &["search", "truck"]);
+    assert!(human.status.success());
+    assert!(String::from_utf8_lossy(&human.stderr).contains("semantic search is off"));
+    let info = ok_json(&fx.run_with(false, &["info", "--json"]));
+    assert_eq!(info["semantic"], false);
+    assert!(
+        info["notice"]
+            .as_str()
+            .unwrap()
+            .contains("semantic search is off")
+    );
+    let lookups = ok_json(&fx.run_with(false, &["lookup", "--json"]));
+    assert_eq!(lookups["total"], 10);
+
+    // Adding a model later adds vectors without losing anything.
+    let report = fx.ingest(true);
+    assert_eq!(report["embedded_only"], 10);
+    assert_eq!(report["added"], 0);
+    let v = ok_json(&fx.run(&["search", "truck", "--json"]));
+    assert_eq!(v["semantic"], true);
+    let after = ok_json(&fx.run(&["lookup", "--json"]));
+    assert_eq!(after["total"], 10);
+    assert_eq!(
+        lookups["results"][0]["dates"]["ingested"], after["results"][0]["dates"]["ingested"],
+        "adding vectors keeps the original ingest time"
+    );
+    // And a re-run is a no-op.
+    let report = fx.ingest(true);
+    assert_eq!(report["unchanged"], 10);
+}
+
+#[test]
+fn hostile_queries_return_promptly_without_panic() {
+    let fx = fixture(6);
+    fx.ingest(true);
+    let long = "a".repeat(10_000);
+    let nested = format!("{}x{}", "(".repeat(500), ")".repeat(500));
+    let hostile = [
+        long.as_str(),
+        "\"unbalanced",
+        "(((",
+        "]]]",
+        "- *",
+        "a:(^",
+        nested.as_str(),
+        "\u{1}\u{7}\u{7f}\t\r\n\u{1b}[31m",
+        "label:dog AND NOT captions:*",
+        "*",
+        "🚚 at night",
+        "",
+    ];
+    for q in hostile {
+        let start = Instant::now();
+        let out = fx.run(&["search", q, "--json"]);
+        let took = start.elapsed();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "panic on {q:?}: {stderr}");
+        assert_ne!(out.status.code(), Some(101));
+        assert!(took < Duration::from_secs(20), "{q:?} took {took:?}");
+        if !out.status.success() {
+            assert!(
+                stderr.starts_with("error: "),
+                "clear error for {q:?}: {stderr}"
+            );
+        }
+    }
+    // The 10 kB query is refused with a message naming the limit.
+    let out = fx.run(&["search", &long]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("limit is 1000"));
+    // Bad dates and patterns name the flag / value.
+    let out = fx.run(&["lookup", "--captured-after", "yesterday"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--captured-after") && err.contains("yesterday"),
+        "{err}"
+    );
+    let out = fx.run(&["lookup", "--filename-glob", "[[[("]);
+    assert_ne!(out.status.code(), Some(101));
+}

@@ -1,0 +1,273 @@
+//! Ingest through the library API (issue 3): round-trips, re-ingest, updates, bad input.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use indexer::record::{image_point_id, region_point_id};
+use indexer::store::{Condition, VectorFilter};
+use indexer::{IngestOptions, Library, StoreSettings, ingest};
+use models::{ClipEmbedder, Embedder};
+use serde_json::json;
+
+use crate::common::fixture;
+
+fn embedder(dir: &std::path::Path) -> Arc<dyn Embedder> {
+    Arc::new(ClipEmbedder::load_dir(dir, &candle_cpu()).unwrap())
+}
+
+fn candle_cpu() -> models::Device {
+    models::Device::Cpu
+}
+
+fn options(fx: &crate::common::Fixture) -> IngestOptions {
+    IngestOptions {
+        annotations: vec![fx.synth.instances.clone(), fx.synth.captions.clone()],
+        images: fx.synth.images.clone(),
+        dataset: "synth".into(),
+        batch_size: 5,
+        min_region: 16.0,
+        progress: false,
+        ..IngestOptions::default()
+    }
+}
+
+fn by_record(id: &str) -> VectorFilter {
+    VectorFilter {
+        must: vec![Condition::MatchAny {
+            key: "record_id".into(),
+            any: vec![id.into()],
+        }],
+        must_not: vec![],
+    }
+}
+
+#[test]
+fn every_record_box_caption_and_date_round_trips_into_both_stores() {
+    let fx = fixture(14);
+    let e = embedder(&fx.model);
+    let mut lib = Library::open(&fx.data, StoreSettings::Edge).unwrap();
+    let report = ingest(&mut lib, Some(e.as_ref()), &options(&fx)).unwrap();
+    assert_eq!(report.added, 14);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    lib.keyword().reload().unwrap();
+    let states = lib.keyword().states().unwrap();
+    assert_eq!(states.len(), 14);
+    for scene in &fx.synth.scenes {
+        let bytes = std::fs::read(fx.synth.images.join(&scene.file_name)).unwrap();
+        let sha = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(&bytes))
+        };
+        let id = indexer::record::record_id(&sha);
+        let r = lib.keyword().get(&id).unwrap().expect("record stored");
+        assert_eq!(r.path, scene.file_name);
+        assert_eq!(r.sha256, sha);
+        assert_eq!(r.bytes, bytes.len() as u64);
+        assert_eq!((r.width, r.height), (64, 48));
+        assert_eq!(r.dataset, "synth");
+        assert_eq!(r.captions, vec![scene.caption.clone()]);
+        assert_eq!(r.dates.captured, Some(scene.captured));
+        assert_eq!(r.dates.annotated, Some(indexer::synth::annotated_date()));
+        assert!(
+            r.dates.created.is_some() && r.dates.modified.is_some() && r.dates.ingested.is_some()
+        );
+        assert_eq!(r.boxes.len(), scene.boxes.len());
+        for (b, s) in r.boxes.iter().zip(&scene.boxes) {
+            assert_eq!(b.label, s.label);
+            assert_eq!([b.x, b.y, b.w, b.h], s.bbox);
+        }
+        assert_eq!(r.metadata["location"], json!(scene.place));
+        assert_eq!(r.annotators, vec!["imagelens synth".to_owned()]);
+        // Vector store: the image point with its text vector and payload, and one point per
+        // box large enough.
+        let store = lib.store();
+        let img = store.retrieve(&[image_point_id(&id)]).unwrap();
+        assert_eq!(img.len(), 1);
+        assert_eq!(img[0].payload.get_str("record_id"), Some(id.as_str()));
+        assert_eq!(
+            img[0].payload.get_i64("captured"),
+            Some(scene.captured.timestamp())
+        );
+        let v = store.vector(image_point_id(&id), "image").unwrap().unwrap();
+        assert!((v.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-3);
+        assert!(store.vector(image_point_id(&id), "text").unwrap().is_some());
+        let big = r
+            .boxes
+            .iter()
+            .filter(|b| b.w >= 16.0 && b.h >= 16.0)
+            .count();
+        assert_eq!(store.count(&by_record(&id)).unwrap(), 1 + big);
+        for (i, b) in r.boxes.iter().enumerate() {
+            let has = store
+                .vector(region_point_id(&id, i), "region")
+                .unwrap()
+                .is_some();
+            assert_eq!(has, b.w >= 16.0 && b.h >= 16.0, "region {i}");
+        }
+    }
+    let ids = lib.keyword().ids().unwrap();
+    assert_eq!(lib.store().distinct("record_id").unwrap(), ids);
+    assert_eq!(lib.manifest().counts.records, 14);
+    assert_eq!(lib.manifest().model.as_ref(), Some(e.spec()));
+}
+
+#[test]
+fn reingest_is_a_no_op_and_a_changed_export_updates_what_changed() {
+    let fx = fixture(8);
+    let e = embedder(&fx.model);
+    let mut lib = Library::open(&fx.data, StoreSettings::Edge).unwrap();
+    ingest(&mut lib, Some(e.as_ref()), &options(&fx)).unwrap();
+    let points_before = lib.store().count(&VectorFilter::default()).unwrap();
+    let again = ingest(&mut lib, Some(e.as_ref()), &options(&fx)).unwrap();
+    assert_eq!(
+        (again.added, again.updated, again.embedded, again.unchanged),
+        (0, 0, 0, 8)
+    );
+    assert_eq!(
+        lib.store().count(&VectorFilter::default()).unwrap(),
+        points_before
+    );
+
+    // Change one caption and drop every box of image 1.
+    let mut caps: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&fx.synth.captions).unwrap()).unwrap();
+    caps["annotations"][0]["caption"] = json!("a red kite over the dunes");
+    std::fs::write(&fx.synth.captions, serde_json::to_vec(&caps).unwrap()).unwrap();
+    let mut inst: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&fx.synth.instances).unwrap()).unwrap();
+    let anns = inst["annotations"].as_array_mut().unwrap();
+    anns.retain(|a| a["image_id"] != 1);
+    std::fs::write(&fx.synth.instances, serde_json::to_vec(&inst).unwrap()).unwrap();
+
+    let changed = ingest(&mut lib, Some(e.as_ref()), &options(&fx)).unwrap();
+    assert_eq!(
+        (changed.added, changed.updated, changed.unchanged),
+        (0, 1, 7)
+    );
+    lib.keyword().reload().unwrap();
+    let hits = lib
+        .keyword()
+        .search("kite dunes", &Default::default(), 10)
+        .unwrap();
+    assert_eq!(hits.len(), 1);
+    let r = lib.keyword().get(&hits[0].id).unwrap().unwrap();
+    assert!(r.boxes.is_empty() && r.labels.is_empty());
+    assert_eq!(r.captions, vec!["a red kite over the dunes".to_owned()]);
+    // Only the image point is left for it: its old region points are gone.
+    assert_eq!(lib.store().count(&by_record(&r.id)).unwrap(), 1);
+    assert_eq!(lib.keyword().len(), 8);
+}
+
+#[test]
+fn bad_items_are_reported_one_by_one_and_good_records_still_land() {
+    let fx = fixture(6);
+    let mut inst: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&fx.synth.instances).unwrap()).unwrap();
+    let images = inst["images"].as_array_mut().unwrap();
+    images.push(json!({"id": 100, "file_name": "missing.jpg", "width": 10, "height": 10}));
+    images.push(json!({"id": 101, "file_name": "empty.jpg", "width": 10, "height": 10}));
+    images.push(json!({"id": 102, "file_name": "corrupt.jpg", "width": 64, "height": 48}));
+    images.push(json!({"id": 1, "file_name": "dup-id.jpg"}));
+    let first_name = images[0]["file_name"].clone();
+    images.push(json!({"id": 103, "file_name": first_name}));
+    images.push(json!({"file_name": "no-id.jpg"}));
+    let anns = inst["annotations"].as_array_mut().unwrap();
+    anns.push(json!({"id": 900, "image_id": 1, "category_id": 77, "bbox": [1, 1, 5, 5]}));
+    anns.push(json!({"id": 901, "image_id": 1, "category_id": 1, "bbox": [500, 500, 5, 5]}));
+    anns.push(json!({"id": 902, "image_id": 1, "category_id": 1, "bbox": [50, 40, 30, 30]}));
+    anns.push(json!({"id": 903, "image_id": 1, "category_id": 1, "bbox": "wide"}));
+    anns.push(json!({"id": 904, "image_id": 4242, "category_id": 1, "bbox": [1, 1, 2, 2]}));
+    std::fs::write(&fx.synth.instances, serde_json::to_vec(&inst).unwrap()).unwrap();
+    std::fs::write(fx.synth.images.join("empty.jpg"), b"").unwrap();
+    // A valid JPEG header cut short: the header reads, the pixels do not.
+    let good = std::fs::read(fx.synth.images.join(fx.synth.scenes[0].file_name.as_str())).unwrap();
+    std::fs::write(fx.synth.images.join("corrupt.jpg"), &good[..good.len() / 3]).unwrap();
+
+    let e = embedder(&fx.model);
+    let mut lib = Library::open(&fx.data, StoreSettings::Edge).unwrap();
+    let report = ingest(&mut lib, Some(e.as_ref()), &options(&fx)).unwrap();
+    assert_eq!(report.added, 6, "{:#?}", report.problems);
+    let has = |needle: &str| {
+        report
+            .problems
+            .iter()
+            .any(|p| format!("{} {} {}", p.file, p.item, p.reason).contains(needle))
+    };
+    for needle in [
+        "missing.jpg",
+        "image file is missing",
+        "empty (0 bytes)",
+        "corrupt.jpg",
+        "duplicate image entry (id 1)",
+        "duplicate image entry (id 103)",
+        "without an integer id",
+        "unknown category id 77",
+        "lies outside",
+        "clipped",
+        "not an array of 4 numbers",
+        "unknown image id 4242",
+    ] {
+        assert!(
+            has(needle),
+            "no problem line with {needle:?} in {:#?}",
+            report.problems
+        );
+    }
+    // The report is saved too.
+    let saved = report.saved_to.as_ref().unwrap();
+    let on_disk: indexer::IngestReport =
+        serde_json::from_slice(&std::fs::read(saved).unwrap()).unwrap();
+    assert_eq!(on_disk.problems, report.problems);
+
+    // Malformed JSON: the input itself is unreadable, nothing is touched.
+    let bad = fx.dir.path().join("bad.json");
+    std::fs::write(&bad, b"{\"images\": [").unwrap();
+    let err = ingest(
+        &mut lib,
+        Some(e.as_ref()),
+        &IngestOptions {
+            annotations: vec![bad],
+            ..options(&fx)
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("malformed JSON"), "{err}");
+    lib.keyword().reload().unwrap();
+    assert_eq!(lib.keyword().len(), 6);
+
+    // Nothing ingestible: an export whose only image is missing.
+    let lonely = fx.dir.path().join("lonely.json");
+    std::fs::write(
+        &lonely,
+        serde_json::to_vec(&json!({"images": [{"id": 1, "file_name": "nope.jpg"}]})).unwrap(),
+    )
+    .unwrap();
+    let err = ingest(
+        &mut lib,
+        Some(e.as_ref()),
+        &IngestOptions {
+            annotations: vec![lonely],
+            ..options(&fx)
+        },
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("nothing could be ingested"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_different_model_is_refused_with_a_clear_error() {
+    let fx = fixture(3);
+    let e = embedder(&fx.model);
+    let mut lib = Library::open(&fx.data, StoreSettings::Edge).unwrap();
+    ingest(&mut lib, Some(e.as_ref()), &options(&fx)).unwrap();
+    let other = models::tiny::write(&fx.dir.path().join("other-clip"), 6).unwrap();
+    let e2 = embedder(&other);
+    let err = ingest(&mut lib, Some(e2.as_ref()), &options(&fx)).unwrap_err();
+    assert!(matches!(err, indexer::Error::ModelMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("same --model"));
+    let ids: BTreeSet<String> = lib.keyword().ids().unwrap();
+    assert_eq!(ids.len(), 3);
+}
