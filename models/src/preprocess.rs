@@ -271,7 +271,7 @@ pub struct PreprocessConfig {
 /// OpenAI CLIP's normalisation constants, transformers' `OPENAI_CLIP_MEAN` / `OPENAI_CLIP_STD`.
 pub const OPENAI_CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 /// See [`OPENAI_CLIP_MEAN`].
-pub const OPENAI_CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_1];
+pub const OPENAI_CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
 impl PreprocessConfig {
     /// CLIP's defaults for a model whose vision tower takes `image_size` squares: shortest edge

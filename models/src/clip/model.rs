@@ -115,9 +115,13 @@ impl Linear {
         let y = x.matmul(&self.w_t)?;
         let fusable = matches!(act, None | Some(Activation::QuickGelu));
         match &self.b {
-            Some(b) if fusable && y.device().is_cpu() && y.dtype() == DType::F32 => {
-                y.apply_op2_no_bwd(b, &BiasAct { quick_gelu: act.is_some() })
-            }
+            Some(b) if fusable && y.device().is_cpu() && y.dtype() == DType::F32 => y
+                .apply_op2_no_bwd(
+                    b,
+                    &BiasAct {
+                        quick_gelu: act.is_some(),
+                    },
+                ),
             Some(b) => match act {
                 Some(act) => activate(act, &y.broadcast_add(b)?),
                 None => y.broadcast_add(b),
@@ -148,7 +152,8 @@ impl candle::CustomOp2 for BiasAct {
         l2: &candle::Layout,
     ) -> candle::Result<(candle::CpuStorage, candle::Shape)> {
         use rayon::prelude::*;
-        let (Some((a1, b1)), Some((a2, b2))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
+        let (Some((a1, b1)), Some((a2, b2))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
+        else {
             candle::bail!("bias-act needs contiguous inputs")
         };
         let x = &s1.as_slice::<f32>()?[a1..b1];
