@@ -79,7 +79,10 @@ fn record(i: usize, rng: &mut StdRng) -> Record {
     }
     let place = ["street", "beach", "park", "harbour", "yard"][i % 5];
     let night = rng.random_bool(0.4);
-    let sha = format!("{:064x}", i as u128 * 0x9E37_79B9_7F4A_7C15_u128 + 1);
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(format!("bench record {i}").as_bytes()))
+    };
     let captured = start + Days::minutes(rng.random_range(0..6 * 365 * 24 * 60));
     Record {
         id: indexer::record::record_id(&sha),
@@ -143,6 +146,7 @@ fn build(lib: &mut Library, spec: &EmbedderSpec, n: usize) {
     }
     eprintln!();
     lib.refresh_counts().unwrap();
+    assert_eq!(lib.manifest().counts.records, n as u64, "every generated record is distinct");
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
