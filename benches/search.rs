@@ -146,7 +146,11 @@ fn build(lib: &mut Library, spec: &EmbedderSpec, n: usize) {
     }
     eprintln!();
     lib.refresh_counts().unwrap();
-    assert_eq!(lib.manifest().counts.records, n as u64, "every generated record is distinct");
+    assert_eq!(
+        lib.manifest().counts.records,
+        n as u64,
+        "every generated record is distinct"
+    );
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
