@@ -26,7 +26,7 @@ use crate::filter::normalize_label;
 use crate::ingest::{Problem, build_record, coco, file_facts, resolve_image_path};
 use crate::library::{Library, write_atomic};
 use crate::record::{DateAxis, Record, image_point_id, region_point_id};
-use crate::store::{Condition, Payload, VectorFilter, VectorPoint};
+use crate::store::{Payload, VectorFilter, VectorPoint};
 use crate::{Error, IngestError, Result};
 
 /// How to ingest.
@@ -280,13 +280,7 @@ pub fn ingest(
                 // record never keeps vectors (or payload) of its old version.
                 let store = lib.store();
                 if lib.has_vectors() && !stale.is_empty() {
-                    store.delete_where(&VectorFilter {
-                        must: vec![Condition::MatchAny {
-                            key: "record_id".into(),
-                            any: stale,
-                        }],
-                        must_not: vec![],
-                    })?;
+                    store.delete_where(&VectorFilter::records(stale))?;
                 }
                 if !points.is_empty() {
                     store.upsert(points)?;
@@ -481,13 +475,8 @@ pub fn reconcile(lib: &mut Library) -> Result<usize> {
         .cloned()
         .collect();
     if !orphans.is_empty() {
-        lib.store().delete_where(&VectorFilter {
-            must: vec![Condition::MatchAny {
-                key: "record_id".into(),
-                any: orphans.clone(),
-            }],
-            must_not: vec![],
-        })?;
+        lib.store()
+            .delete_where(&VectorFilter::records(orphans.clone()))?;
         lib.store().flush()?;
     }
     // Records marked embedded whose points are gone get their mark cleared, so this run

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use indexer::record::{image_point_id, region_point_id};
-use indexer::store::{Condition, VectorFilter};
+use indexer::store::VectorFilter;
 use indexer::{IngestOptions, Library, StoreSettings, ingest};
 use models::{ClipEmbedder, Embedder};
 use serde_json::json;
@@ -32,13 +32,7 @@ fn options(fx: &crate::common::Fixture) -> IngestOptions {
 }
 
 fn by_record(id: &str) -> VectorFilter {
-    VectorFilter {
-        must: vec![Condition::MatchAny {
-            key: "record_id".into(),
-            any: vec![id.into()],
-        }],
-        must_not: vec![],
-    }
+    VectorFilter::records(vec![id.into()])
 }
 
 #[test]

@@ -155,6 +155,17 @@ pub struct VectorFilter {
 }
 
 impl VectorFilter {
+    /// Matches every point of these records (payload `record_id`).
+    pub fn records(ids: Vec<String>) -> Self {
+        VectorFilter {
+            must: vec![Condition::MatchAny {
+                key: "record_id".into(),
+                any: ids,
+            }],
+            must_not: vec![],
+        }
+    }
+
     /// Whether the filter has no clauses.
     pub fn is_empty(&self) -> bool {
         self.must.is_empty() && self.must_not.is_empty()
