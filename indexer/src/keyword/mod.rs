@@ -297,20 +297,12 @@ impl KeywordIndex {
             else {
                 continue;
             };
-            let read = |col: &tantivy::columnar::StrColumn, doc| -> KResult<String> {
-                let mut s = String::new();
-                if let Some(ord) = col.term_ords(doc).next() {
-                    col.ord_to_str(ord, &mut s)
-                        .map_err(|e| KeywordError::Tantivy(e.into()))?;
-                }
-                Ok(s)
-            };
             for doc in segment.doc_ids_alive() {
                 out.insert(
-                    read(&ids, doc)?,
+                    first_str(&ids, doc)?,
                     DocState {
-                        fingerprint: read(&fps, doc)?,
-                        embedded: read(&emb, doc)?,
+                        fingerprint: first_str(&fps, doc)?,
+                        embedded: first_str(&emb, doc)?,
                     },
                 );
             }
@@ -415,12 +407,7 @@ impl KeywordIndex {
                 id: format!("{addr:?}"),
                 reason: "no id column".into(),
             })?;
-        let mut s = String::new();
-        if let Some(ord) = col.term_ords(addr.doc_id).next() {
-            col.ord_to_str(ord, &mut s)
-                .map_err(|e| KeywordError::Tantivy(e.into()))?;
-        }
-        Ok(s)
+        first_str(&col, addr.doc_id)
     }
 
     /// Splits text into the index's terms (lowercased, stemmed), as BM25 sees them.
@@ -591,6 +578,16 @@ impl KeywordIndex {
         }
         Ok(facets)
     }
+}
+
+/// The first value of a string fast column for `doc` (empty when it has none).
+fn first_str(col: &tantivy::columnar::StrColumn, doc: tantivy::DocId) -> KResult<String> {
+    let mut s = String::new();
+    if let Some(ord) = col.term_ords(doc).next() {
+        col.ord_to_str(ord, &mut s)
+            .map_err(|e| KeywordError::Tantivy(e.into()))?;
+    }
+    Ok(s)
 }
 
 fn term_query(field: Field, text: &str) -> Box<dyn Query> {
