@@ -1,9 +1,16 @@
 //! imagelens: plain-English search over a curated library of annotated imagery.
 //!
 //! The binary's library half: [`search`] (hybrid ranking, look-ups, facets), [`app`] (opening
-//! a library and its model) and [`cli`] (the `imagelens` command). Ingest, stores and models
-//! live in the `indexer` and `models` crates.
+//! a library and its model), [`cli`] (the `imagelens` command), [`http`] (the API of
+//! `imagelens serve`, with [`settings`]), [`collections`] (saved record sets) and [`export`]
+//! (data sets as archives). [`params`] holds the filter parameters both front ends share.
+//! Ingest, stores and models live in the `indexer` and `models` crates.
 
 pub mod app;
 pub mod cli;
+pub mod collections;
+pub mod export;
+pub mod http;
+pub mod params;
 pub mod search;
+pub mod settings;

@@ -144,7 +144,7 @@ impl Fusion {
     }
 }
 
-/// "More like this": a record of the library or an image file.
+/// "More like this": a record of the library, an image file, or an uploaded image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Like {
@@ -152,6 +152,31 @@ pub enum Like {
     Record(String),
     /// An image file.
     Image(PathBuf),
+    /// An image already decoded by the caller (an HTTP upload).
+    #[serde(skip_deserializing)]
+    Upload(UploadedImage),
+}
+
+/// A decoded uploaded image. Only its content hash takes part in the request's identity (and so
+/// in cursors): uploading the same bytes again continues the same result list.
+#[derive(Debug, Clone)]
+pub struct UploadedImage {
+    /// sha256 of the uploaded bytes, hex.
+    pub sha256: String,
+    /// The pixels.
+    pub image: Arc<image::RgbImage>,
+}
+
+impl PartialEq for UploadedImage {
+    fn eq(&self, other: &Self) -> bool {
+        self.sha256 == other.sha256
+    }
+}
+
+impl Serialize for UploadedImage {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.sha256)
+    }
 }
 
 /// A search.
@@ -175,7 +200,7 @@ pub struct SearchRequest {
 }
 
 /// Rank and score of a hit on one side.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SideRank {
     /// 1-based rank in that list.
     pub rank: usize,
@@ -184,7 +209,7 @@ pub struct SideRank {
 }
 
 /// A box that matched the query.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MatchedBox {
     /// Index in the record's boxes.
     pub index: usize,
@@ -199,7 +224,7 @@ pub struct MatchedBox {
 }
 
 /// Why a hit is where it is.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Why {
     /// Fused RRF score.
     pub fused: f32,
@@ -225,7 +250,7 @@ pub struct Why {
 }
 
 /// One result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SearchHit {
     /// Record id.
     pub id: String,
@@ -248,7 +273,7 @@ pub struct SearchHit {
 }
 
 /// A page of results.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SearchResponse {
     /// Results of this page.
     pub results: Vec<SearchHit>,
@@ -278,7 +303,7 @@ pub struct LookupRequest {
 }
 
 /// A page of full records.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LookupResponse {
     /// Records of this page, sorted by the axis.
     pub results: Vec<Record>,
@@ -582,6 +607,13 @@ impl SearchService {
                     SearchError::Invalid(format!("cannot use {} for --like: {e}", path.display()))
                 })?;
                 let v = embedder.embed_images(&[img])?.remove(0);
+                add(&mut q, v.as_slice(), 1.0);
+                parts += 1;
+            }
+            Some(Like::Upload(upload)) => {
+                let v = embedder
+                    .embed_images(std::slice::from_ref(upload.image.as_ref()))?
+                    .remove(0);
                 add(&mut q, v.as_slice(), 1.0);
                 parts += 1;
             }

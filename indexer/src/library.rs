@@ -47,7 +47,7 @@ pub enum StoreSettings {
 }
 
 /// Record and vector counts, refreshed after each ingest.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Counts {
     /// Records.
     pub records: u64,

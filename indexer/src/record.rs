@@ -19,7 +19,7 @@ pub fn record_id(sha256_hex: &str) -> String {
 }
 
 /// The time axes of a record, kept apart. Every one is optional: exports rarely carry all.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Dates {
     /// When the picture was taken (COCO `date_captured`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -39,7 +39,19 @@ pub struct Dates {
 }
 
 /// The time axes that can be filtered and faceted on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum DateAxis {
     /// [`Dates::captured`].
@@ -83,7 +95,7 @@ impl DateAxis {
 }
 
 /// A labelled bounding box in pixels (COCO convention: top-left corner, width, height).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BoundingBox {
     /// Category name.
     pub label: String,
@@ -109,7 +121,7 @@ pub struct BoundingBox {
 }
 
 /// One image in the library.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Record {
     /// Stable id from the image bytes ([`record_id`]).
     pub id: String,

@@ -10,7 +10,7 @@ use crate::EmbedError;
 /// Identity of a loaded model, persisted beside a library so it can refuse to mix models.
 ///
 /// Two specs describe the same vector space only when every field is equal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EmbedderSpec {
     /// Where the model came from: a hub repo id (`openai/clip-vit-base-patch32`) or a local folder.
     pub model_id: String,

@@ -149,7 +149,9 @@ pub struct KeywordHit {
 }
 
 /// Counts over a filtered set.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 pub struct Facets {
     /// Records matched.
     pub total: u64,

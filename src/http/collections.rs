@@ -1,0 +1,465 @@
+//! `/v1/collections` (saved record sets for curation) and data-set export (`.../export`,
+//! `/v1/export`), streamed as a zip or tar with the images and a provenance manifest.
+//!
+//! An export checks every image file before the first byte is sent, so the foreseeable
+//! failures (a moved or changed file) are a clean 409 rather than a broken download. The
+//! archive is written on the blocking pool into a bounded channel that the response body
+//! drains: memory stays flat whatever the export's size, and a client that goes away stops the
+//! writer at its next chunk.
+
+use std::io::Write;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use indexer::record::Record;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use utoipa::{IntoParams, ToSchema};
+
+use super::search::{SearchBody, run_search};
+use super::{ApiError, AppState, ErrorBody, blocking};
+use crate::collections::{Collection, CollectionSummary};
+use crate::export::{self, ArchiveFormat, DatasetFormat, Provenance};
+
+/// Default number of search results a collection or export takes.
+const DEFAULT_MAX_RESULTS: usize = 100;
+
+/// A new collection: explicit ids, the results of a search, or both.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct CreateCollection {
+    /// Name: letters, digits, `-`, `_`, `.` (1 to 64).
+    pub name: String,
+    /// What the collection is for.
+    pub description: Option<String>,
+    /// Record ids to put in it.
+    pub ids: Vec<String>,
+    /// A search whose results to put in it (after `ids`).
+    pub search: Option<SearchBody>,
+    /// How many search results to take (default 100).
+    pub max_results: Option<usize>,
+}
+
+/// Ids to add to and remove from a collection.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpdateCollection {
+    /// Ids to add (must exist in the library).
+    pub add: Vec<String>,
+    /// Ids to remove.
+    pub remove: Vec<String>,
+}
+
+/// Every collection.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CollectionList {
+    /// Collections by name.
+    pub collections: Vec<CollectionSummary>,
+}
+
+/// Saved collections, by name.
+#[utoipa::path(get, path = "/v1/collections", tag = "collections",
+    responses((status = 200, description = "every collection", body = CollectionList)))]
+pub async fn list(State(state): State<AppState>) -> Json<CollectionList> {
+    Json(CollectionList {
+        collections: state.collections().list(),
+    })
+}
+
+/// Saves a result set or an explicit id list as a named collection.
+#[utoipa::path(post, path = "/v1/collections", tag = "collections", request_body = CreateCollection,
+    responses(
+        (status = 201, description = "created", body = Collection),
+        (status = 400, description = "bad name, unknown ids or a bad search", body = ErrorBody),
+        (status = 409, description = "the name is taken", body = ErrorBody),
+    ))]
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<CreateCollection>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Collection>), ApiError> {
+    let Json(body) = json(body)?;
+    let mut ids = body.ids.clone();
+    check_count(&state, ids.len())?;
+    check_ids_exist(&state, &ids).await?;
+    let source = match &body.search {
+        Some(search) => {
+            let found = search_ids(&state, search, body.max_results).await?;
+            ids.extend(found);
+            Some(serde_json::json!({ "search": search, "max_results": body.max_results }))
+        }
+        None => None,
+    };
+    let state2 = state.clone();
+    let who = client(&headers);
+    let c = blocking(move || {
+        Ok(state2
+            .collections()
+            .create(&body.name, body.description, ids, source, Some(who))?)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(c)))
+}
+
+/// One collection with its ids.
+#[utoipa::path(get, path = "/v1/collections/{name}", tag = "collections",
+    params(("name" = String, Path, description = "collection name")),
+    responses(
+        (status = 200, description = "the collection", body = Collection),
+        (status = 404, description = "no such collection", body = ErrorBody),
+    ))]
+pub async fn get(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Collection>, ApiError> {
+    Ok(Json(state.collections().get(&name)?))
+}
+
+/// Adds and removes ids.
+#[utoipa::path(patch, path = "/v1/collections/{name}", tag = "collections",
+    params(("name" = String, Path, description = "collection name")),
+    request_body = UpdateCollection,
+    responses(
+        (status = 200, description = "the changed collection", body = Collection),
+        (status = 400, description = "unknown ids", body = ErrorBody),
+        (status = 404, description = "no such collection", body = ErrorBody),
+    ))]
+pub async fn update(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Json<UpdateCollection>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Collection>, ApiError> {
+    let Json(body) = json(body)?;
+    let current = state.collections().get(&name)?;
+    check_count(&state, current.ids.len() + body.add.len())?;
+    check_ids_exist(&state, &body.add).await?;
+    let state2 = state.clone();
+    let c = blocking(move || {
+        let c = state2.collections();
+        if !body.add.is_empty() {
+            c.add(&name, body.add)?;
+        }
+        Ok(c.remove(&name, &body.remove)?)
+    })
+    .await?;
+    Ok(Json(c))
+}
+
+/// Deletes a collection (the records stay in the library).
+#[utoipa::path(delete, path = "/v1/collections/{name}", tag = "collections",
+    params(("name" = String, Path, description = "collection name")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 404, description = "no such collection", body = ErrorBody),
+    ))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let state2 = state.clone();
+    blocking(move || Ok(state2.collections().delete(&name)?)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Format and container of an export.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// `coco` (default), `yolo`, `voc` or `csv`.
+    pub format: Option<String>,
+    /// `zip` (default) or `tar`.
+    pub archive: Option<String>,
+}
+
+impl ExportQuery {
+    fn parse(&self) -> Result<(DatasetFormat, ArchiveFormat), ApiError> {
+        let format = self
+            .format
+            .as_deref()
+            .unwrap_or("coco")
+            .parse::<DatasetFormat>()
+            .map_err(|e| ApiError::invalid(format!("format: {e}")))?;
+        let archive = self
+            .archive
+            .as_deref()
+            .unwrap_or("zip")
+            .parse::<ArchiveFormat>()
+            .map_err(|e| ApiError::invalid(format!("archive: {e}")))?;
+        Ok((format, archive))
+    }
+}
+
+/// Exports a collection as a data set with its images and a provenance manifest.
+#[utoipa::path(get, path = "/v1/collections/{name}/export", tag = "collections",
+    params(("name" = String, Path, description = "collection name"), ExportQuery),
+    responses(
+        (status = 200, description = "the archive, streamed", content_type = "application/zip", body = Vec<u8>),
+        (status = 400, description = "bad format or archive", body = ErrorBody),
+        (status = 404, description = "no such collection", body = ErrorBody),
+        (status = 409, description = "an image file is missing or changed", body = ErrorBody),
+    ))]
+pub async fn export_collection(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    q: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let (format, archive) = q.parse()?;
+    let c = state.collections().get(&name)?;
+    let records = records_of(&state, c.ids.clone()).await?;
+    let source = serde_json::json!({ "collection": c.name, "description": c.description });
+    stream_export(
+        &state,
+        records,
+        format,
+        archive,
+        source,
+        &headers,
+        &format!("{name}-{format:?}").to_lowercase(),
+    )
+    .await
+}
+
+/// A search to export.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExportSearch {
+    /// The search.
+    pub search: SearchBody,
+    /// How many results to take (default 100).
+    pub max_results: Option<usize>,
+    /// `coco` (default), `yolo`, `voc` or `csv`.
+    pub format: Option<String>,
+    /// `zip` (default) or `tar`.
+    pub archive: Option<String>,
+}
+
+/// Exports the results of a search as a data set.
+#[utoipa::path(post, path = "/v1/export", tag = "collections", request_body = ExportSearch,
+    responses(
+        (status = 200, description = "the archive, streamed", content_type = "application/zip", body = Vec<u8>),
+        (status = 400, description = "bad search, format or archive", body = ErrorBody),
+        (status = 409, description = "an image file is missing or changed", body = ErrorBody),
+    ))]
+pub async fn export_search(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<ExportSearch>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = json(body)?;
+    let (format, archive) = ExportQuery {
+        format: body.format.clone(),
+        archive: body.archive.clone(),
+    }
+    .parse()?;
+    let ids = search_ids(&state, &body.search, body.max_results).await?;
+    let records = records_of(&state, ids).await?;
+    let source = serde_json::json!({ "search": body.search, "max_results": body.max_results });
+    stream_export(
+        &state,
+        records,
+        format,
+        archive,
+        source,
+        &headers,
+        &format!("search-{format:?}").to_lowercase(),
+    )
+    .await
+}
+
+fn json<T>(
+    body: Result<Json<T>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<T>, ApiError> {
+    body.map_err(|e| ApiError::new(e.status(), "invalid_request", e.body_text()))
+}
+
+/// Who asked, as far as the request says (accounts come with access control).
+fn client(headers: &HeaderMap) -> String {
+    headers
+        .get("x-imagelens-client")
+        .or_else(|| headers.get(header::USER_AGENT))
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(200).collect())
+        .unwrap_or_else(|| "anonymous".into())
+}
+
+fn check_count(state: &AppState, n: usize) -> Result<(), ApiError> {
+    let max = state.limits().max_export_records;
+    if n > max {
+        return Err(ApiError::invalid(format!(
+            "a collection holds at most {max} records, this would be {n}"
+        )));
+    }
+    Ok(())
+}
+
+async fn check_ids_exist(state: &AppState, ids: &[String]) -> Result<(), ApiError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let ids = ids.to_vec();
+    let service = state.service().clone();
+    let missing: Vec<String> = blocking(move || {
+        let kw = service.library().keyword();
+        let mut missing = Vec::new();
+        for id in ids {
+            if kw
+                .get(&id)
+                .map_err(|e| ApiError::from(indexer::Error::from(e)))?
+                .is_none()
+            {
+                missing.push(id);
+            }
+        }
+        Ok(missing)
+    })
+    .await?;
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        let shown: Vec<&str> = missing.iter().take(10).map(String::as_str).collect();
+        Err(ApiError::invalid(format!(
+            "{} unknown record id(s): {}",
+            missing.len(),
+            shown.join(", ")
+        )))
+    }
+}
+
+/// The ids of up to `max` results of a search, page by page.
+async fn search_ids(
+    state: &AppState,
+    search: &SearchBody,
+    max: Option<usize>,
+) -> Result<Vec<String>, ApiError> {
+    let max = max.unwrap_or(DEFAULT_MAX_RESULTS);
+    check_count(state, max)?;
+    let mut body = search.clone();
+    let mut ids = Vec::new();
+    loop {
+        body.limit = Some((max - ids.len()).min(state.limits().max_page));
+        let resp = run_search(state, body.to_request(state.limits(), None)?).await?;
+        ids.extend(resp.results.into_iter().map(|h| h.id));
+        match resp.next_cursor {
+            Some(c) if ids.len() < max => body.cursor = Some(c),
+            _ => break,
+        }
+    }
+    Ok(ids)
+}
+
+async fn records_of(state: &AppState, ids: Vec<String>) -> Result<Vec<Record>, ApiError> {
+    check_count(state, ids.len())?;
+    let service = state.service().clone();
+    blocking(move || {
+        service
+            .library()
+            .keyword()
+            .get_many(&ids)
+            .map_err(|e| ApiError::from(indexer::Error::from(e)))
+    })
+    .await
+}
+
+async fn stream_export(
+    state: &AppState,
+    records: Vec<Record>,
+    format: DatasetFormat,
+    archive: ArchiveFormat,
+    source: serde_json::Value,
+    headers: &HeaderMap,
+    stem: &str,
+) -> Result<Response, ApiError> {
+    let info = super::search::info_of(state);
+    let provenance = Provenance {
+        created: Utc::now(),
+        requested_by: client(headers),
+        source,
+        library: serde_json::json!({
+            "data_dir": info.data_dir,
+            "records": info.records,
+            "format_version": info.format_version,
+        }),
+        model: info.model,
+        format,
+        records: Vec::new(),
+    };
+    let records = blocking(move || {
+        export::check_export(&records, format)?;
+        Ok(records)
+    })
+    .await?;
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    tokio::task::spawn_blocking(move || {
+        let mut writer = ChannelWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(CHUNK),
+        };
+        let result = export::write_dataset(&mut writer, &records, format, archive, &provenance)
+            .map_err(|e| e.to_string())
+            .and_then(|()| writer.flush().map_err(|e| e.to_string()));
+        if let Err(e) = result {
+            tracing::error!(error = %e, "export failed while streaming");
+            // The status is already sent: breaking the body is the only honest signal left.
+            let _ = tx.blocking_send(Err(std::io::Error::other(e)));
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let mut resp = Body::from_stream(stream).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(archive.content_type()),
+    );
+    let disposition = format!(
+        "attachment; filename=\"{stem}.{}\"",
+        archive.extension().trim_start_matches('.')
+    );
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_str(&disposition).map_err(ApiError::internal)?,
+    );
+    Ok(resp)
+}
+
+const CHUNK: usize = 64 * 1024;
+
+/// `Write` into the response body's channel, in chunks of [`CHUNK`] bytes.
+struct ChannelWriter {
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        self.tx.blocking_send(Ok(chunk)).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
+        })
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}

@@ -1,0 +1,227 @@
+//! One error shape for every response: `{"error": {"code", "message"}}`.
+//!
+//! Caller faults are 4xx with a message naming the bad field or value; our faults are 500 with
+//! "internal error" and the cause logged, never sent. Responses that axum or tower produce on
+//! their own (unknown route, wrong method, body too large, extractor rejections, timeouts) are
+//! rewritten into the same shape by [`json_errors`].
+
+use axum::Json;
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::collections::CollectionError;
+use crate::export::ExportError;
+use crate::search::SearchError;
+use indexer::Fault;
+
+/// The body of every error response.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `invalid_request`, `not_found`, `busy`.
+    pub code: String,
+    /// Human-readable message naming the bad field or value.
+    pub message: String,
+}
+
+/// An error answered to the caller.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    /// Any status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400: the request is wrong.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 503: overloaded; try again.
+    pub fn busy(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message)
+    }
+
+    /// 500; the cause is logged, not sent.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
+    }
+
+    /// The same error with `what: ` before its message (naming the field it is about).
+    pub fn prefixed(mut self, what: &str) -> Self {
+        self.message = format!("{what}: {}", self.message);
+        self
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    fn by_fault(fault: Fault, code: &'static str, err: impl std::fmt::Display) -> Self {
+        match fault {
+            Fault::User => Self::new(StatusCode::BAD_REQUEST, code, err.to_string()),
+            Fault::Internal => Self::internal(err),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.into(),
+                message: self.message,
+            },
+        };
+        let mut resp = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}
+
+impl From<SearchError> for ApiError {
+    fn from(e: SearchError) -> Self {
+        match e {
+            SearchError::Invalid(m) => Self::invalid(m),
+            SearchError::Unavailable(m) => Self::new(StatusCode::CONFLICT, "unavailable", m),
+            other => {
+                let fault = other.fault();
+                Self::by_fault(fault, "invalid_request", other)
+            }
+        }
+    }
+}
+
+impl From<indexer::Error> for ApiError {
+    fn from(e: indexer::Error) -> Self {
+        Self::by_fault(e.fault(), "invalid_request", e)
+    }
+}
+
+impl From<CollectionError> for ApiError {
+    fn from(e: CollectionError) -> Self {
+        match e {
+            CollectionError::InvalidName(_) => Self::invalid(e.to_string()),
+            CollectionError::NotFound(_) => Self::not_found(e.to_string()),
+            CollectionError::Exists(_) => Self::new(StatusCode::CONFLICT, "exists", e.to_string()),
+            CollectionError::Store(inner) => Self::internal(inner),
+        }
+    }
+}
+
+impl From<ExportError> for ApiError {
+    fn from(e: ExportError) -> Self {
+        // The caller's faults here are records that cannot be exported as asked (moved or
+        // changed files, clashing names): the library's state, not the request's syntax.
+        match e.fault() {
+            Fault::User => Self::new(StatusCode::CONFLICT, "export_unavailable", e.to_string()),
+            Fault::Internal => Self::internal(e),
+        }
+    }
+}
+
+impl From<models::ImageError> for ApiError {
+    fn from(e: models::ImageError) -> Self {
+        match &e {
+            models::ImageError::TooManyPixels { .. } | models::ImageError::TooManyBytes { .. } => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
+            }
+            _ => Self::by_fault(e.fault(), "bad_image", e),
+        }
+    }
+}
+
+/// The code for a status that axum or tower answered on their own.
+fn code_for(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid_request",
+        StatusCode::REQUEST_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE => "timeout",
+        s if s.is_server_error() => "internal",
+        _ => "invalid_request",
+    }
+}
+
+/// Middleware: rewrites non-JSON error responses into [`ErrorBody`], keeping their status and
+/// their text as the message (axum's rejection texts name the bad field).
+pub async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = match axum::body::to_bytes(body, 64 * 1024).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_owned(),
+        Err(_) => String::new(),
+    };
+    let message = if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+        "internal error".to_owned()
+    } else if text.is_empty() {
+        match status {
+            StatusCode::NOT_FOUND => "no such route".to_owned(),
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::REQUEST_TIMEOUT => {
+                "the request took longer than the server's timeout".to_owned()
+            }
+            s => s.canonical_reason().unwrap_or("error").to_lowercase(),
+        }
+    } else {
+        text
+    };
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: code_for(status).into(),
+            message,
+        },
+    };
+    let mut out = Response::from_parts(
+        parts,
+        Body::from(serde_json::to_vec(&body).expect("error body serialises")),
+    );
+    out.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    out.headers_mut().remove(header::CONTENT_LENGTH);
+    out
+}

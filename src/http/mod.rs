@@ -1,0 +1,194 @@
+//! The HTTP API (`imagelens serve`): everything the CLI does, for programs, under `/v1`.
+//!
+//! Routes by resource: [`search`] (search, look-ups, facets, info), [`records`] (a record, its
+//! image, its thumbnail), [`collections`] (saved sets and data-set export), [`health`]
+//! (`/healthz`, `/metrics`) and [`openapi`] (`/v1/openapi.json`, generated from these handlers).
+//!
+//! Invariants:
+//! - Every index, store, model or image call is blocking and runs on the blocking pool
+//!   ([`blocking`]); the async runtime only moves bytes.
+//! - Embedding and image decoding hold a slot of a bounded semaphore; a request that cannot get
+//!   one within `limits.queue_wait_ms` is answered 503 `busy`, so overload sheds load instead of
+//!   stalling every request behind it.
+//! - Every error, ours or axum's, has the shape of [`error::ErrorBody`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower_http::timeout::TimeoutLayer;
+
+use crate::collections::{CollectionError, Collections};
+use crate::search::SearchService;
+use crate::settings::Limits;
+
+pub mod collections;
+pub mod error;
+pub mod health;
+pub mod openapi;
+pub mod records;
+pub mod search;
+
+pub use error::{ApiError, ErrorBody};
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    service: Arc<SearchService>,
+    collections: Collections,
+    limits: Limits,
+    embed_slots: Arc<Semaphore>,
+    decode_slots: Arc<Semaphore>,
+    metrics: health::Metrics,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("service", &self.0.service)
+            .field("limits", &self.0.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// State over an open search service.
+    ///
+    /// # Errors
+    /// When the library's collections file cannot be read.
+    pub fn new(service: Arc<SearchService>, limits: Limits) -> Result<Self, CollectionError> {
+        let collections = Collections::open(service.library().dir())?;
+        Ok(Self(Arc::new(Inner {
+            embed_slots: Arc::new(Semaphore::new(limits.max_concurrent_embeds)),
+            decode_slots: Arc::new(Semaphore::new(limits.max_concurrent_decodes)),
+            service,
+            collections,
+            limits,
+            metrics: health::Metrics::new(),
+        })))
+    }
+
+    /// The query service.
+    pub fn service(&self) -> &Arc<SearchService> {
+        &self.0.service
+    }
+
+    /// The collections.
+    pub fn collections(&self) -> &Collections {
+        &self.0.collections
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &Limits {
+        &self.0.limits
+    }
+
+    /// The embedding slots (tests hold them to simulate overload).
+    pub fn embed_slots(&self) -> &Arc<Semaphore> {
+        &self.0.embed_slots
+    }
+
+    /// The decoding slots.
+    pub fn decode_slots(&self) -> &Arc<Semaphore> {
+        &self.0.decode_slots
+    }
+
+    fn metrics(&self) -> &health::Metrics {
+        &self.0.metrics
+    }
+
+    /// Waits up to `limits.queue_wait_ms` for a slot of `slots`, else 503 `busy`.
+    async fn slot(
+        &self,
+        slots: &Arc<Semaphore>,
+        what: &str,
+    ) -> Result<OwnedSemaphorePermit, ApiError> {
+        match tokio::time::timeout(self.limits().queue_wait(), slots.clone().acquire_owned()).await
+        {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => {
+                self.metrics().busy.with_label_values(&[what]).inc();
+                Err(ApiError::busy(format!(
+                    "the server is busy with other {what} work; retry shortly"
+                )))
+            }
+        }
+    }
+}
+
+/// Runs blocking work on the blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(ApiError::internal)?
+}
+
+/// The whole API over `state`.
+pub fn router(state: AppState) -> Router {
+    let limits = state.limits().clone();
+    let timed = Router::new()
+        .route("/v1/search", post(search::search))
+        .route("/v1/lookup", get(search::lookup))
+        .route("/v1/facets", get(search::facets))
+        .route("/v1/info", get(search::info))
+        .route("/v1/records/{id}", get(records::record))
+        .route("/v1/records/{id}/image", get(records::image))
+        .route("/v1/records/{id}/thumbnail", get(records::thumbnail))
+        .route(
+            "/v1/collections",
+            get(collections::list).post(collections::create),
+        )
+        .route(
+            "/v1/collections/{name}",
+            get(collections::get)
+                .patch(collections::update)
+                .delete(collections::delete),
+        )
+        .route("/v1/openapi.json", get(openapi::document))
+        .route("/healthz", get(health::healthz))
+        .route("/metrics", get(health::metrics))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            limits.timeout(),
+        ));
+    // Exports stream for as long as the archive takes; only their start is bounded (by the
+    // slot wait and by checking every image exists before the first byte).
+    let streaming = Router::new()
+        .route(
+            "/v1/collections/{name}/export",
+            get(collections::export_collection),
+        )
+        .route("/v1/export", post(collections::export_search));
+    timed
+        .merge(streaming)
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(middleware::map_response(error::json_errors))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+/// Middleware: request counts and latency per route for `/metrics`.
+async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().as_str().to_owned();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    state
+        .metrics()
+        .observe(&route, &method, resp.status(), start.elapsed());
+    resp
+}

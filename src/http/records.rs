@@ -1,0 +1,263 @@
+//! `/v1/records/{id}`: the full record, its original image, and a thumbnail with an optional
+//! box overlay.
+//!
+//! The library does not copy images: they are read from the images folder the record was
+//! ingested from. A record's id is the hash of its image bytes, so whatever is served for an id
+//! never changes and may be cached by the client.
+
+use std::path::PathBuf;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use image::{ImageFormat, Rgb, RgbImage};
+use indexer::record::Record;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::{ApiError, AppState, ErrorBody, blocking};
+
+const CACHE: &str = "private, max-age=3600";
+
+async fn find(state: &AppState, id: String) -> Result<Record, ApiError> {
+    let service = state.service().clone();
+    blocking(move || {
+        service
+            .library()
+            .keyword()
+            .get(&id)
+            .map_err(|e| ApiError::from(indexer::Error::from(e)))?
+            .ok_or_else(|| ApiError::not_found(format!("no record with id {id:?}")))
+    })
+    .await
+}
+
+fn image_path(record: &Record) -> PathBuf {
+    PathBuf::from(&record.images_root).join(&record.path)
+}
+
+/// The full record: annotations, boxes, captions, every date, hashes.
+#[utoipa::path(get, path = "/v1/records/{id}", tag = "records",
+    params(("id" = String, Path, description = "record id (16 hex digits)")),
+    responses(
+        (status = 200, description = "the record", body = Record),
+        (status = 404, description = "no such record", body = ErrorBody),
+    ))]
+pub async fn record(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Record>, ApiError> {
+    Ok(Json(find(&state, id).await?))
+}
+
+/// The original image file, as ingested.
+#[utoipa::path(get, path = "/v1/records/{id}/image", tag = "records",
+    params(("id" = String, Path, description = "record id")),
+    responses(
+        (status = 200, description = "the image bytes", content_type = "image/*", body = Vec<u8>),
+        (status = 404, description = "no such record, or its file is gone", body = ErrorBody),
+    ))]
+pub async fn image(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let record = find(&state, id).await?;
+    let path = image_path(&record);
+    let bytes = match tokio::fs::read(&path).await {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ApiError::not_found(format!(
+                "the image file of record {} is no longer at {}",
+                record.id, record.path
+            )));
+        }
+        Err(e) => return Err(ApiError::internal(format!("{}: {e}", path.display()))),
+    };
+    let mime = image::guess_format(&bytes)
+        .map(|f| f.to_mime_type())
+        .unwrap_or("application/octet-stream");
+    let mut resp = Body::from(bytes).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(CACHE));
+    Ok(resp)
+}
+
+/// Thumbnail options.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(default, deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ThumbnailQuery {
+    /// Longest edge in pixels (default 256, at most `limits.max_thumbnail`).
+    pub size: Option<u32>,
+    /// Draw the record's boxes.
+    pub boxes: Option<bool>,
+}
+
+/// A JPEG thumbnail, optionally with the record's boxes drawn on it.
+#[utoipa::path(get, path = "/v1/records/{id}/thumbnail", tag = "records",
+    params(("id" = String, Path, description = "record id"), ThumbnailQuery),
+    responses(
+        (status = 200, description = "JPEG thumbnail", content_type = "image/jpeg", body = Vec<u8>),
+        (status = 400, description = "bad size", body = ErrorBody),
+        (status = 404, description = "no such record, or its file is gone", body = ErrorBody),
+        (status = 413, description = "the image has more pixels than allowed", body = ErrorBody),
+        (status = 503, description = "busy; retry", body = ErrorBody),
+    ))]
+pub async fn thumbnail(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    q: Result<Query<ThumbnailQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let max = state.limits().max_thumbnail;
+    let size = q.size.unwrap_or(256.min(max));
+    if !(16..=max).contains(&size) {
+        return Err(ApiError::invalid(format!(
+            "size must be 16 to {max}, got {size}"
+        )));
+    }
+    let record = find(&state, id).await?;
+    let limits = models::preprocess::DecodeLimits {
+        max_pixels: state.limits().max_image_pixels,
+        ..Default::default()
+    };
+    let permit = state.slot(state.decode_slots(), "decoding").await?;
+    let jpeg = blocking(move || {
+        let _permit = permit;
+        let path = image_path(&record);
+        let img = models::preprocess::open(&path, &limits).map_err(|e| match e {
+            models::ImageError::Io { source, .. }
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                ApiError::not_found(format!(
+                    "the image file of record {} is no longer at {}",
+                    record.id, record.path
+                ))
+            }
+            other => ApiError::from(other),
+        })?;
+        let thumb = render_thumbnail(&img, &record, size, q.boxes.unwrap_or(false));
+        let mut out = std::io::Cursor::new(Vec::new());
+        thumb
+            .write_to(&mut out, ImageFormat::Jpeg)
+            .map_err(ApiError::internal)?;
+        Ok(out.into_inner())
+    })
+    .await?;
+    let mut resp = Body::from(jpeg).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(CACHE));
+    Ok(resp)
+}
+
+/// Scales `img` to fit `size` x `size` and draws the record's boxes (2 px outlines, one colour
+/// per label) when asked. Box coordinates are in the record's pixel space (its width/height).
+pub fn render_thumbnail(img: &RgbImage, record: &Record, size: u32, boxes: bool) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let scale = (size as f32 / w.max(h) as f32).min(1.0);
+    let tw = ((w as f32 * scale).round() as u32).max(1);
+    let th = ((h as f32 * scale).round() as u32).max(1);
+    let mut thumb = image::imageops::thumbnail(img, tw, th);
+    if boxes {
+        // Boxes are in the record's coordinates; the decoded image can differ from them only
+        // if the file changed, so scale by the record's size to stay faithful to the labels.
+        let sx = tw as f32 / record.width.max(1) as f32;
+        let sy = th as f32 / record.height.max(1) as f32;
+        for b in &record.boxes {
+            let colour = label_colour(&b.label);
+            let x0 = (b.x * sx).round() as i64;
+            let y0 = (b.y * sy).round() as i64;
+            let x1 = ((b.x + b.w) * sx).round() as i64 - 1;
+            let y1 = ((b.y + b.h) * sy).round() as i64 - 1;
+            draw_rect(&mut thumb, x0, y0, x1, y1, colour);
+        }
+    }
+    thumb
+}
+
+fn label_colour(label: &str) -> Rgb<u8> {
+    const PALETTE: [[u8; 3]; 8] = [
+        [230, 25, 75],
+        [60, 180, 75],
+        [255, 225, 25],
+        [0, 130, 200],
+        [245, 130, 48],
+        [145, 30, 180],
+        [70, 240, 240],
+        [240, 50, 230],
+    ];
+    let h = label
+        .bytes()
+        .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+    Rgb(PALETTE[h % PALETTE.len()])
+}
+
+fn draw_rect(img: &mut RgbImage, x0: i64, y0: i64, x1: i64, y1: i64, c: Rgb<u8>) {
+    let (w, h) = (img.width() as i64, img.height() as i64);
+    let mut put = |x: i64, y: i64| {
+        if (0..w).contains(&x) && (0..h).contains(&y) {
+            img.put_pixel(x as u32, y as u32, c);
+        }
+    };
+    for t in 0..2 {
+        for x in x0..=x1 {
+            put(x, y0 + t);
+            put(x, y1 - t);
+        }
+        for y in y0..=y1 {
+            put(x0 + t, y);
+            put(x1 - t, y);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use indexer::record::{BoundingBox, Dates};
+
+    #[test]
+    fn thumbnail_fits_the_size_and_outlines_boxes() {
+        let img = RgbImage::from_pixel(200, 100, Rgb([0, 0, 0]));
+        let record = Record {
+            id: "0".repeat(16),
+            filename: "a.png".into(),
+            path: "a.png".into(),
+            images_root: "/".into(),
+            width: 200,
+            height: 100,
+            bytes: 1,
+            sha256: "0".repeat(64),
+            dataset: "d".into(),
+            dates: Dates::default(),
+            labels: vec!["car".into()],
+            supercategories: vec![],
+            boxes: vec![BoundingBox {
+                label: "car".into(),
+                supercategory: None,
+                x: 20.0,
+                y: 20.0,
+                w: 100.0,
+                h: 60.0,
+                area: 6000.0,
+                iscrowd: false,
+                annotator: None,
+            }],
+            captions: vec![],
+            metadata: Default::default(),
+            annotators: vec![],
+            exports: vec![],
+        };
+        let plain = render_thumbnail(&img, &record, 100, false);
+        assert_eq!(plain.dimensions(), (100, 50));
+        let boxed = render_thumbnail(&img, &record, 100, true);
+        // The box maps to (10,10)-(59,39): its edge is drawn, its inside and outside are not.
+        assert_eq!(*boxed.get_pixel(10, 25), label_colour("car"));
+        assert_eq!(*boxed.get_pixel(30, 25), Rgb([0, 0, 0]));
+        assert_eq!(*boxed.get_pixel(80, 25), Rgb([0, 0, 0]));
+    }
+}

@@ -1,0 +1,397 @@
+//! `/v1/search`, `/v1/lookup`, `/v1/facets`, `/v1/info`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{FromRequest, Multipart, Query, Request, State};
+use axum::http::header;
+use indexer::keyword::Facets;
+use indexer::library::Counts;
+use indexer::record::DateAxis;
+use models::EmbedderSpec;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{ApiError, AppState, ErrorBody, blocking};
+use crate::params::FilterParams;
+use crate::search::{
+    Fusion, Like, LookupRequest, LookupResponse, SearchRequest, SearchResponse, UploadedImage,
+};
+
+/// A search, as JSON (or as the `request` part of a multipart upload whose `image` part is the
+/// "more like this" image).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchBody {
+    /// Plain-English query; may be empty when `like` or an image is given.
+    pub query: String,
+    /// More like this record (its id).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub like: Option<String>,
+    /// Texts to push results away from.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not: Vec<String>,
+    /// Exact filters.
+    pub filter: FilterParams,
+    /// Page size (default 20).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    /// Fusion weights, e.g. `keyword=1,image=1,region=0.7,text=0.5,k=60`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weights: Option<String>,
+}
+
+impl SearchBody {
+    /// The service request, checked against the server's limits.
+    ///
+    /// # Errors
+    /// 400 naming the field.
+    pub fn to_request(
+        &self,
+        limits: &crate::settings::Limits,
+        upload: Option<UploadedImage>,
+    ) -> Result<SearchRequest, ApiError> {
+        for (field, text) in
+            std::iter::once(("query", &self.query)).chain(self.not.iter().map(|n| ("not", n)))
+        {
+            let n = text.chars().count();
+            if n > limits.max_query_chars {
+                return Err(ApiError::invalid(format!(
+                    "{field} is {n} characters long; the limit is {}",
+                    limits.max_query_chars
+                )));
+            }
+        }
+        let limit = self.limit.unwrap_or(20);
+        if limit == 0 || limit > limits.max_page {
+            return Err(ApiError::invalid(format!(
+                "limit must be 1 to {}, got {limit}",
+                limits.max_page
+            )));
+        }
+        let like = match (upload, &self.like) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::invalid(
+                    "give either like (a record id) or an image upload, not both",
+                ));
+            }
+            (Some(u), None) => Some(Like::Upload(u)),
+            (None, Some(id)) => Some(Like::Record(id.clone())),
+            (None, None) => None,
+        };
+        Ok(SearchRequest {
+            text: self.query.clone(),
+            like,
+            not: self.not.clone(),
+            filter: self.filter.to_filter_named(|f| format!("filter.{f}"))?,
+            limit,
+            cursor: self.cursor.clone(),
+            fusion: Fusion::parse(self.weights.as_deref().unwrap_or(""))
+                .map_err(|e| ApiError::invalid(format!("weights: {e}")))?,
+        })
+    }
+}
+
+/// Runs a search on the blocking pool, holding an embedding slot when vectors take part.
+pub(crate) async fn run_search(
+    state: &AppState,
+    req: SearchRequest,
+) -> Result<SearchResponse, ApiError> {
+    let service = state.service().clone();
+    let permit = if service.semantic() {
+        Some(state.slot(state.embed_slots(), "embedding").await?)
+    } else {
+        None
+    };
+    blocking(move || {
+        let _permit = permit;
+        Ok(service.search(&req)?)
+    })
+    .await
+}
+
+/// Search with a plain-English query, "more like this" (a record id, or an uploaded image as
+/// multipart `image` beside a JSON `request` part), negative texts and exact filters.
+#[utoipa::path(post, path = "/v1/search", tag = "search",
+    request_body(content(
+        (SearchBody = "application/json"),
+        (SearchUpload = "multipart/form-data"),
+    )),
+    responses(
+        (status = 200, description = "a page of ranked results, each explained", body = SearchResponse),
+        (status = 400, description = "a bad field, named in the message", body = ErrorBody),
+        (status = 409, description = "more like this without vectors", body = ErrorBody),
+        (status = 413, description = "body or image too large", body = ErrorBody),
+        (status = 503, description = "busy or timed out; retry", body = ErrorBody),
+    ))]
+pub async fn search(
+    State(state): State<AppState>,
+    req: Request,
+) -> Result<Json<SearchResponse>, ApiError> {
+    let is_multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let (body, upload) = if is_multipart {
+        let multipart = Multipart::from_request(req, &state)
+            .await
+            .map_err(|e| ApiError::invalid(e.body_text()))?;
+        read_upload(&state, multipart).await?
+    } else {
+        let Json(body) = Json::<SearchBody>::from_request(req, &state)
+            .await
+            .map_err(|e| ApiError::new(e.status(), "invalid_request", e.body_text()))?;
+        (body, None)
+    };
+    let request = body.to_request(state.limits(), upload)?;
+    Ok(Json(run_search(&state, request).await?))
+}
+
+/// The multipart form of a search: a JSON `request` part and an `image` part.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // documents the form for the OpenAPI document only
+pub struct SearchUpload {
+    /// The search as JSON ([`SearchBody`]).
+    request: SearchBody,
+    /// The "more like this" image (JPEG, PNG, WebP or GIF).
+    #[schema(format = Binary, value_type = String)]
+    image: Vec<u8>,
+}
+
+async fn read_upload(
+    state: &AppState,
+    mut multipart: Multipart,
+) -> Result<(SearchBody, Option<UploadedImage>), ApiError> {
+    let mut body = None;
+    let mut bytes = None;
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| ApiError::new(e.status(), "invalid_request", e.body_text()))?
+    {
+        let name = field.name().unwrap_or_default().to_owned();
+        let data = field
+            .bytes()
+            .await
+            .map_err(|e| ApiError::new(e.status(), "invalid_request", e.body_text()))?;
+        match name.as_str() {
+            "request" => {
+                body = Some(serde_json::from_slice::<SearchBody>(&data).map_err(|e| {
+                    ApiError::invalid(format!("multipart part \"request\" is not a search: {e}"))
+                })?);
+            }
+            "image" => bytes = Some(data),
+            other => {
+                return Err(ApiError::invalid(format!(
+                    "unknown multipart part {other:?} (expected \"request\" and \"image\")"
+                )));
+            }
+        }
+    }
+    let body = body.unwrap_or_default();
+    let Some(bytes) = bytes else {
+        return Ok((body, None));
+    };
+    let limits = models::preprocess::DecodeLimits {
+        max_pixels: state.limits().max_image_pixels,
+        max_bytes: state.limits().max_body_bytes as u64,
+    };
+    let permit = state.slot(state.decode_slots(), "decoding").await?;
+    let upload = blocking(move || {
+        let _permit = permit;
+        let image = models::preprocess::decode(&bytes, &limits)
+            .map_err(|e| ApiError::from(e).prefixed("image"))?;
+        Ok(UploadedImage {
+            sha256: hex::encode(Sha256::digest(&bytes)),
+            image: Arc::new(image),
+        })
+    })
+    .await?;
+    Ok((body, Some(upload)))
+}
+
+/// Filters, sort and page of a look-up or facet request, as query parameters. Lists
+/// (`label`, `no_label`, `dataset`) are comma-separated.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(default, deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct FilterQuery {
+    /// Labels that must all be present (comma-separated).
+    pub label: Option<String>,
+    /// Labels that must be absent (comma-separated).
+    pub no_label: Option<String>,
+    /// Datasets, any of them (comma-separated).
+    pub dataset: Option<String>,
+    /// Captured on or after (YYYY-MM-DD or RFC 3339).
+    pub captured_after: Option<String>,
+    /// Captured on or before (a bare day includes the whole day).
+    pub captured_before: Option<String>,
+    /// File created on or after.
+    pub created_after: Option<String>,
+    /// File created on or before.
+    pub created_before: Option<String>,
+    /// Annotated on or after.
+    pub annotated_after: Option<String>,
+    /// Annotated on or before.
+    pub annotated_before: Option<String>,
+    /// Ingested on or after.
+    pub ingested_after: Option<String>,
+    /// Ingested on or before.
+    pub ingested_before: Option<String>,
+    /// File name: exact, or a glob when it contains `*`, `?` or `[`.
+    pub filename: Option<String>,
+    /// File name prefix.
+    pub filename_prefix: Option<String>,
+    /// File name glob.
+    pub filename_glob: Option<String>,
+    /// Look-ups: axis to sort by (default: the first date filter's axis, else ingested).
+    pub sort: Option<DateAxis>,
+    /// Look-ups: newest first.
+    pub desc: Option<bool>,
+    /// Look-ups: page size (default 50).
+    pub limit: Option<usize>,
+    /// Look-ups: `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl FilterQuery {
+    fn params(&self) -> FilterParams {
+        let list = |v: &Option<String>| -> Vec<String> {
+            v.as_deref()
+                .map(|s| {
+                    s.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        FilterParams {
+            labels: list(&self.label),
+            no_labels: list(&self.no_label),
+            datasets: list(&self.dataset),
+            captured_after: self.captured_after.clone(),
+            captured_before: self.captured_before.clone(),
+            created_after: self.created_after.clone(),
+            created_before: self.created_before.clone(),
+            annotated_after: self.annotated_after.clone(),
+            annotated_before: self.annotated_before.clone(),
+            ingested_after: self.ingested_after.clone(),
+            ingested_before: self.ingested_before.clone(),
+            filename: self.filename.clone(),
+            filename_prefix: self.filename_prefix.clone(),
+            filename_glob: self.filename_glob.clone(),
+        }
+    }
+}
+
+/// Query-string rejections as our error shape, naming the parameter.
+fn query<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(v)| v)
+        .map_err(|e| ApiError::invalid(e.body_text()))
+}
+
+/// Look records up by filename (exact, prefix, glob) and/or date range on any axis, sorted by
+/// date, with the full records. Needs no model.
+#[utoipa::path(get, path = "/v1/lookup", tag = "audit", params(FilterQuery),
+    responses(
+        (status = 200, description = "a page of full records", body = LookupResponse),
+        (status = 400, description = "a bad parameter, named in the message", body = ErrorBody),
+    ))]
+pub async fn lookup(
+    State(state): State<AppState>,
+    q: Result<Query<FilterQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<LookupResponse>, ApiError> {
+    let q = query(q)?;
+    let limit = q.limit.unwrap_or(50);
+    if limit == 0 || limit > state.limits().max_page {
+        return Err(ApiError::invalid(format!(
+            "limit must be 1 to {}, got {limit}",
+            state.limits().max_page
+        )));
+    }
+    let req = LookupRequest {
+        filter: q.params().to_filter_named(str::to_owned)?,
+        sort: q.sort,
+        descending: q.desc.unwrap_or(false),
+        limit,
+        cursor: q.cursor.clone(),
+    };
+    let service = state.service().clone();
+    Ok(Json(blocking(move || Ok(service.lookup(&req)?)).await?))
+}
+
+/// Counts per label, dataset and month of each time axis over the filtered set.
+#[utoipa::path(get, path = "/v1/facets", tag = "search", params(FilterQuery),
+    responses(
+        (status = 200, description = "facet counts", body = Facets),
+        (status = 400, description = "a bad parameter, named in the message", body = ErrorBody),
+    ))]
+pub async fn facets(
+    State(state): State<AppState>,
+    q: Result<Query<FilterQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Facets>, ApiError> {
+    let q = query(q)?;
+    if q.sort.is_some() || q.desc.is_some() || q.limit.is_some() || q.cursor.is_some() {
+        return Err(ApiError::invalid(
+            "facets take filters only, not sort, desc, limit or cursor",
+        ));
+    }
+    let filter = q.params().to_filter_named(str::to_owned)?;
+    let service = state.service().clone();
+    Ok(Json(blocking(move || Ok(service.facets(&filter)?)).await?))
+}
+
+/// What `/v1/info` answers.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Info {
+    /// The library's data directory.
+    pub data_dir: String,
+    /// Layout version.
+    pub format_version: u32,
+    /// The model the vectors were made with.
+    pub model: Option<EmbedderSpec>,
+    /// Counts at the last ingest.
+    pub counts: Counts,
+    /// Records now.
+    pub records: u64,
+    /// Whether semantic search is on.
+    pub semantic: bool,
+    /// Why it is off, and how to turn it on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
+    /// Saved collections.
+    pub collections: usize,
+    /// Server version.
+    pub version: String,
+}
+
+/// The library's model, counts and state.
+#[utoipa::path(get, path = "/v1/info", tag = "library",
+    responses((status = 200, description = "library info", body = Info)))]
+pub async fn info(State(state): State<AppState>) -> Json<Info> {
+    Json(info_of(&state))
+}
+
+pub(crate) fn info_of(state: &AppState) -> Info {
+    let service = state.service();
+    let lib = service.library();
+    let m = lib.manifest();
+    Info {
+        data_dir: lib.dir().display().to_string(),
+        format_version: m.format_version,
+        model: m.model.clone(),
+        counts: m.counts.clone(),
+        records: lib.keyword().len(),
+        semantic: service.semantic(),
+        notice: service.semantic_notice(),
+        collections: state.collections().list().len(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    }
+}

@@ -1,0 +1,259 @@
+//! Settings of `imagelens serve`: defaults, then a TOML file, then environment and flags.
+//!
+//! One serde tree with defaults for everything ([`ServeSettings`]); `--config FILE` (or
+//! `IMAGELENS_CONFIG`) overlays a TOML file; flags and their environment variables overlay
+//! that (clap reads the variables, so a flag and its variable are one layer). The result is
+//! validated once, in [`ServeSettings::validate`], before anything is opened.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything `serve` needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeSettings {
+    /// Address to listen on.
+    pub addr: SocketAddr,
+    /// Library data directory.
+    pub data_dir: PathBuf,
+    /// CLIP model folder or hub id (default: the library's model).
+    pub model: Option<String>,
+    /// Never load a model.
+    pub no_model: bool,
+    /// Limits that protect the service.
+    pub limits: Limits,
+}
+
+impl Default for ServeSettings {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            data_dir: PathBuf::from("imagelens-data"),
+            model: None,
+            no_model: false,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Bounds on what one request may ask for and on concurrent heavy work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request body in bytes (image uploads included).
+    pub max_body_bytes: usize,
+    /// Largest uploaded or served image, in pixels, checked from the header before decoding.
+    pub max_image_pixels: u64,
+    /// Largest page of results.
+    pub max_page: usize,
+    /// Longest query text, in characters.
+    pub max_query_chars: usize,
+    /// Whole-request timeout in seconds (exports excepted: they stream).
+    pub request_timeout_secs: u64,
+    /// Concurrent embedding jobs (query texts, uploaded images).
+    pub max_concurrent_embeds: usize,
+    /// Concurrent image decodes (thumbnails).
+    pub max_concurrent_decodes: usize,
+    /// How long a request waits for an embedding or decoding slot before it is answered 503.
+    pub queue_wait_ms: u64,
+    /// Largest thumbnail edge in pixels.
+    pub max_thumbnail: u32,
+    /// Most records in one export.
+    pub max_export_records: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 16 << 20,
+            max_image_pixels: 64_000_000,
+            max_page: crate::search::MAX_LIMIT,
+            max_query_chars: crate::search::MAX_QUERY_CHARS,
+            request_timeout_secs: 30,
+            max_concurrent_embeds: 2,
+            max_concurrent_decodes: 4,
+            queue_wait_ms: 2000,
+            max_thumbnail: 1024,
+            max_export_records: 50_000,
+        }
+    }
+}
+
+impl Limits {
+    /// The request timeout.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+
+    /// How long to wait for a work slot.
+    pub fn queue_wait(&self) -> Duration {
+        Duration::from_millis(self.queue_wait_ms)
+    }
+}
+
+/// A settings problem, naming the file or key.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The file cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for these settings.
+    #[error("config file {path} is not valid: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What the parser said (names the key).
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("setting {key} = {value} is out of range: {why}")]
+    Range {
+        /// The key.
+        key: &'static str,
+        /// The value given.
+        value: String,
+        /// The allowed range.
+        why: &'static str,
+    },
+}
+
+impl ServeSettings {
+    /// Defaults overlaid by a TOML file.
+    ///
+    /// # Errors
+    /// [`SettingsError::Read`] or [`SettingsError::Parse`] naming the file.
+    pub fn from_file(path: &Path) -> Result<Self, SettingsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| SettingsError::Parse {
+            path: path.display().to_string(),
+            message,
+        })
+    }
+
+    /// Defaults overlaid by TOML text.
+    ///
+    /// # Errors
+    /// The parser's message (it names the key and line).
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim().to_owned())
+    }
+
+    /// Checks every limit is usable.
+    ///
+    /// # Errors
+    /// [`SettingsError::Range`] naming the key.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let l = &self.limits;
+        let checks: [(&'static str, u64, u64, u64, &'static str); 9] = [
+            (
+                "limits.max_body_bytes",
+                l.max_body_bytes as u64,
+                1024,
+                1 << 32,
+                "1 KiB to 4 GiB",
+            ),
+            (
+                "limits.max_image_pixels",
+                l.max_image_pixels,
+                1,
+                1 << 32,
+                "1 to 2^32",
+            ),
+            (
+                "limits.max_page",
+                l.max_page as u64,
+                1,
+                crate::search::MAX_LIMIT as u64,
+                "1 to 500",
+            ),
+            (
+                "limits.max_query_chars",
+                l.max_query_chars as u64,
+                1,
+                crate::search::MAX_QUERY_CHARS as u64,
+                "1 to 1000",
+            ),
+            (
+                "limits.request_timeout_secs",
+                l.request_timeout_secs,
+                1,
+                3600,
+                "1 to 3600",
+            ),
+            (
+                "limits.max_concurrent_embeds",
+                l.max_concurrent_embeds as u64,
+                1,
+                1024,
+                "1 to 1024",
+            ),
+            (
+                "limits.max_concurrent_decodes",
+                l.max_concurrent_decodes as u64,
+                1,
+                1024,
+                "1 to 1024",
+            ),
+            (
+                "limits.max_thumbnail",
+                u64::from(l.max_thumbnail),
+                16,
+                8192,
+                "16 to 8192",
+            ),
+            (
+                "limits.max_export_records",
+                l.max_export_records as u64,
+                1,
+                10_000_000,
+                "1 to 10^7",
+            ),
+        ];
+        for (key, value, lo, hi, why) in checks {
+            if !(lo..=hi).contains(&value) {
+                return Err(SettingsError::Range {
+                    key,
+                    value: value.to_string(),
+                    why,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_overlays_defaults_and_names_unknown_keys() {
+        let s = ServeSettings::from_toml("addr = \"127.0.0.1:9000\"\n[limits]\nmax_page = 50\n")
+            .unwrap();
+        assert_eq!(s.addr.port(), 9000);
+        assert_eq!(s.limits.max_page, 50);
+        assert_eq!(s.limits.max_thumbnail, Limits::default().max_thumbnail);
+        let err = ServeSettings::from_toml("[limits]\nmax_pages = 50\n").unwrap_err();
+        assert!(err.contains("max_pages"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_limits_are_refused_by_name() {
+        let mut s = ServeSettings::default();
+        s.validate().unwrap();
+        s.limits.max_concurrent_embeds = 0;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("limits.max_concurrent_embeds"), "{err}");
+    }
+}
