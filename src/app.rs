@@ -23,6 +23,12 @@ pub struct AppSettings {
     pub no_model: bool,
     /// Vector store backend.
     pub store: StoreSettings,
+    /// API token of the account running the command (`--token`, `IMAGELENS_TOKEN`).
+    pub token: Option<String>,
+    /// Account name for password sign-in (`IMAGELENS_USER`, with `IMAGELENS_PASSWORD`).
+    pub user: Option<String>,
+    /// Purpose stated for the audit trail (`--purpose`).
+    pub purpose: Option<String>,
 }
 
 /// A loaded model, or why there is none.

@@ -201,6 +201,29 @@ impl Collections {
         Ok(())
     }
 
+    /// Removes these ids from every collection (records that were deleted).
+    ///
+    /// # Errors
+    /// A write failure (then nothing changed).
+    pub fn remove_everywhere(&self, ids: &[String]) -> Result<(), CollectionError> {
+        let mut map = self.lock();
+        if !map.values().any(|c| c.ids.iter().any(|i| ids.contains(i))) {
+            return Ok(());
+        }
+        let mut next = map.clone();
+        let now = Utc::now();
+        for c in next.values_mut() {
+            let before = c.ids.len();
+            c.ids.retain(|i| !ids.contains(i));
+            if c.ids.len() != before {
+                c.updated = now;
+            }
+        }
+        self.save(&next)?;
+        *map = next;
+        Ok(())
+    }
+
     fn update(
         &self,
         name: &str,

@@ -6,11 +6,16 @@
 //! (data sets as archives). [`params`] holds the filter parameters both front ends share.
 //! Ingest, stores and models live in the `indexer` and `models` crates.
 
+pub mod accounts;
 pub mod app;
+pub mod audit;
 pub mod cli;
 pub mod collections;
+pub mod deletion;
 pub mod export;
 pub mod http;
 pub mod params;
+pub mod redact;
+pub mod retention;
 pub mod search;
 pub mod settings;

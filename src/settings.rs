@@ -25,6 +25,8 @@ pub struct ServeSettings {
     pub no_model: bool,
     /// Limits that protect the service.
     pub limits: Limits,
+    /// Which labels are blurred in served images.
+    pub privacy: crate::redact::Redaction,
 }
 
 impl Default for ServeSettings {
@@ -35,6 +37,7 @@ impl Default for ServeSettings {
             model: None,
             no_model: false,
             limits: Limits::default(),
+            privacy: crate::redact::Redaction::default(),
         }
     }
 }

@@ -7,14 +7,16 @@
 //! never mixes vectors of two models.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use chrono::{DateTime, Utc};
 use models::EmbedderSpec;
 use serde::{Deserialize, Serialize};
 
 use crate::keyword::KeywordIndex;
-use crate::store::{CollectionSpec, EdgeStore, ServerStore, VectorStore};
+use crate::pipeline::IngestReport;
+use crate::record::Record;
+use crate::store::{CollectionSpec, EdgeStore, ServerStore, VectorFilter, VectorStore};
 use crate::{Error, Result};
 
 /// Version of the on-disk layout; bumped on incompatible changes.
@@ -80,14 +82,16 @@ pub struct Library {
     dir: PathBuf,
     keyword: KeywordIndex,
     store: Arc<dyn VectorStore>,
-    manifest: Manifest,
+    // Behind a lock so a serving process can delete records (and refresh counts) through a
+    // shared `&Library`; every change is written to disk before it is visible here.
+    manifest: RwLock<Manifest>,
 }
 
 impl std::fmt::Debug for Library {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Library")
             .field("dir", &self.dir)
-            .field("manifest", &self.manifest)
+            .field("manifest", &*self.manifest_lock())
             .finish_non_exhaustive()
     }
 }
@@ -164,7 +168,7 @@ impl Library {
             dir: dir.to_owned(),
             keyword,
             store,
-            manifest,
+            manifest: RwLock::new(manifest),
         })
     }
 
@@ -184,13 +188,19 @@ impl Library {
     }
 
     /// The manifest as last saved.
-    pub fn manifest(&self) -> &Manifest {
-        &self.manifest
+    pub fn manifest(&self) -> Manifest {
+        self.manifest_lock().clone()
+    }
+
+    fn manifest_lock(&self) -> RwLockReadGuard<'_, Manifest> {
+        // Changes are made on a copy and swapped in whole, so a poisoned lock still holds a
+        // consistent manifest.
+        self.manifest.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether the library has vectors (semantic search possible with its model).
     pub fn has_vectors(&self) -> bool {
-        self.manifest.model.is_some()
+        self.manifest_lock().model.is_some()
     }
 
     /// Refuses a model other than the library's.
@@ -198,7 +208,7 @@ impl Library {
     /// # Errors
     /// [`Error::ModelMismatch`].
     pub fn check_model(&self, spec: &EmbedderSpec) -> Result<()> {
-        match &self.manifest.model {
+        match &self.manifest_lock().model {
             Some(m) if m.fingerprint() != spec.fingerprint() => Err(Error::ModelMismatch {
                 library: format!("{} ({}, dim {})", m.model_id, m.revision, m.dim),
                 given: format!("{} ({}, dim {})", spec.model_id, spec.revision, spec.dim),
@@ -224,9 +234,8 @@ impl Library {
     pub fn adopt_model(&mut self, spec: &EmbedderSpec) -> Result<()> {
         self.check_model(spec)?;
         self.store.ensure(&Self::collection_spec(spec))?;
-        if self.manifest.model.is_none() {
-            self.manifest.model = Some(spec.clone());
-            self.save_manifest()?;
+        if !self.has_vectors() {
+            self.save_manifest(|m| m.model = Some(spec.clone()))?;
         }
         Ok(())
     }
@@ -235,11 +244,11 @@ impl Library {
     ///
     /// # Errors
     /// Store or i/o errors.
-    pub fn refresh_counts(&mut self) -> Result<()> {
+    pub fn refresh_counts(&self) -> Result<()> {
         self.keyword.reload()?;
         let states = self.keyword.states()?;
-        let fp = self.manifest.model.as_ref().map(|m| m.fingerprint());
-        self.manifest.counts = Counts {
+        let fp = self.manifest_lock().model.as_ref().map(|m| m.fingerprint());
+        let counts = Counts {
             records: states.len() as u64,
             embedded_records: states
                 .values()
@@ -251,13 +260,94 @@ impl Library {
                 0
             },
         };
-        self.save_manifest()
+        self.save_manifest(|m| m.counts = counts)
     }
 
-    fn save_manifest(&mut self) -> Result<()> {
-        self.manifest.updated = Utc::now();
-        let bytes = serde_json::to_vec_pretty(&self.manifest).expect("manifest serialises");
-        write_atomic(&self.dir.join("manifest.json"), &bytes)
+    /// Deletes records from every store of the library and returns what was deleted (unknown
+    /// ids are skipped).
+    ///
+    /// Order and purging, so that a deleted record leaves no residue in the data directory:
+    /// 1. the vector store drops every point of the records, flushes, and is compacted into a
+    ///    fresh generation (qdrant-edge keeps deleted payloads in its WAL otherwise);
+    /// 2. tantivy deletes the documents, commits, merges all segments (deleted documents are
+    ///    physically dropped, not just tombstoned) and garbage-collects the old segment files;
+    /// 3. ingest reports are rewritten without the problems that name the records' files.
+    ///
+    /// Vectors go first: an interruption between the steps leaves the record visible (and the
+    /// deletion can simply be run again) rather than a record whose vectors silently vanished
+    /// after it was reported deleted. Needs the index writer: not while an ingest runs.
+    ///
+    /// # Errors
+    /// Store, index or i/o failures; records already purged from a finished step stay purged.
+    pub fn delete_records(&self, ids: &[String]) -> Result<Vec<Record>> {
+        let records = self.keyword.get_many(ids)?;
+        if records.is_empty() {
+            return Ok(records);
+        }
+        let found: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
+        if self.has_vectors() {
+            self.store
+                .delete_where(&VectorFilter::records(found.clone()))?;
+            self.store.flush()?;
+            self.store.compact()?;
+        }
+        let mut writer = self.keyword.writer()?;
+        for id in &found {
+            writer.delete(id);
+        }
+        writer.commit()?;
+        writer.merge_all()?;
+        self.keyword.reload()?;
+        self.scrub_reports(&records)?;
+        self.refresh_counts()?;
+        Ok(records)
+    }
+
+    /// Drops, from every saved ingest report, the problems that name one of these records'
+    /// files or ids.
+    fn scrub_reports(&self, records: &[Record]) -> Result<()> {
+        let dir = self.dir.join("reports");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(&dir, e)),
+        };
+        let names: Vec<&str> = records
+            .iter()
+            .flat_map(|r| [r.id.as_str(), r.path.as_str(), r.filename.as_str()])
+            .collect();
+        for entry in entries {
+            let path = entry.map_err(|e| Error::io(&dir, e))?.path();
+            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+            if !names.iter().any(|n| text.contains(n)) {
+                continue;
+            }
+            let mut report: IngestReport =
+                serde_json::from_str(&text).map_err(|e| Error::DataDir {
+                    path: path.display().to_string(),
+                    reason: format!("ingest report is not readable: {e}"),
+                })?;
+            report.problems.retain(|p| {
+                !names
+                    .iter()
+                    .any(|n| p.file.contains(n) || p.item.contains(n) || p.reason.contains(n))
+            });
+            let bytes = serde_json::to_vec_pretty(&report).expect("report serialises");
+            write_atomic(&path, &bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Applies `change` to a copy of the manifest, writes it, then makes it the current one.
+    fn save_manifest(&self, change: impl FnOnce(&mut Manifest)) -> Result<()> {
+        let mut guard = self.manifest.write().unwrap_or_else(|p| p.into_inner());
+        let mut next = guard.clone();
+        change(&mut next);
+        next.updated = Utc::now();
+        let bytes = serde_json::to_vec_pretty(&next).expect("manifest serialises");
+        write_atomic(&self.dir.join("manifest.json"), &bytes)?;
+        *guard = next;
+        Ok(())
     }
 }
 

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::FilterArgs;
+use super::{FilterArgs, access};
+use crate::accounts::Permission;
 use crate::app::{AppSettings, open_library};
 use crate::search::SearchService;
 
@@ -25,9 +26,13 @@ pub struct FacetArgs {
 /// # Errors
 /// Bad filters; index failures.
 pub fn run(settings: &AppSettings, args: FacetArgs) -> anyhow::Result<ExitCode> {
+    let (_, audit, caller) = access::open(settings)?;
+    caller.require(&audit, Permission::Search, "facets")?;
     let library = Arc::new(open_library(settings)?);
     let service = SearchService::new(library, None, None)?;
-    let facets = service.facets(&args.filter.to_filter()?)?;
+    let filter = args.filter.to_filter()?;
+    let facets = service.facets(&filter)?;
+    caller.audit(&audit, "facets", serde_json::to_value(&filter)?, vec![])?;
     if args.json {
         super::print_json(&facets)?;
         return Ok(ExitCode::SUCCESS);

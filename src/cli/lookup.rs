@@ -6,7 +6,8 @@ use std::sync::Arc;
 use clap::Args;
 use indexer::record::DateAxis;
 
-use super::{FilterArgs, cell, day};
+use super::{FilterArgs, access, cell, day};
+use crate::accounts::Permission;
 use crate::app::{AppSettings, open_library};
 use crate::search::{LookupRequest, SearchService};
 
@@ -62,6 +63,8 @@ impl From<AxisArg> for DateAxis {
 /// # Errors
 /// Bad dates, patterns or cursor; index failures.
 pub fn run(settings: &AppSettings, args: LookupArgs) -> anyhow::Result<ExitCode> {
+    let (_, audit, caller) = access::open(settings)?;
+    caller.require(&audit, Permission::Lookup, "lookup")?;
     let library = Arc::new(open_library(settings)?);
     let service = SearchService::new(library, None, Some("look-ups use no model".into()))?;
     let req = LookupRequest {
@@ -72,6 +75,12 @@ pub fn run(settings: &AppSettings, args: LookupArgs) -> anyhow::Result<ExitCode>
         cursor: args.cursor,
     };
     let resp = service.lookup(&req)?;
+    caller.audit(
+        &audit,
+        "lookup",
+        serde_json::to_value(&req)?,
+        resp.results.iter().map(|r| r.id.clone()).collect(),
+    )?;
     if args.json {
         super::print_json(&resp)?;
         return Ok(ExitCode::SUCCESS);

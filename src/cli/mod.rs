@@ -14,11 +14,15 @@ pub use crate::params::FilterParams as FilterArgs;
 /// Data directory when neither `--data-dir`, `IMAGELENS_DATA_DIR` nor a config file names one.
 pub const DEFAULT_DATA_DIR: &str = "imagelens-data";
 
+mod access;
+mod audit;
+mod delete;
 mod demo;
 mod facets;
 mod info;
 mod ingest;
 mod lookup;
+mod retention;
 mod search;
 mod serve;
 
@@ -36,6 +40,15 @@ pub struct Cli {
     /// Do not load any model: keyword search, filters and look-ups only.
     #[arg(long, global = true, env = "IMAGELENS_NO_MODEL")]
     pub no_model: bool,
+    /// API token of your account (needed once the library has accounts).
+    #[arg(long, global = true, env = "IMAGELENS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Account name for password sign-in (the password from IMAGELENS_PASSWORD).
+    #[arg(long, global = true, env = "IMAGELENS_USER")]
+    pub user: Option<String>,
+    /// Why you are looking (recorded in the audit trail).
+    #[arg(long, global = true, env = "IMAGELENS_PURPOSE")]
+    pub purpose: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -58,6 +71,16 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Serve the HTTP API (see /v1/openapi.json).
     Serve(serve::ServeArgs),
+    /// Manage accounts (the first admin is created here).
+    Account(access::AccountArgs),
+    /// Issue, list and revoke API tokens.
+    Token(access::TokenArgs),
+    /// Verify the audit trail and ask who saw what.
+    Audit(audit::AuditArgs),
+    /// Retention schedules, legal holds and retention runs.
+    Retention(retention::RetentionArgs),
+    /// Delete records from every store, with a receipt.
+    Delete(delete::DeleteArgs),
 }
 
 /// Runs the command line and maps errors to a message on stderr and exit code 1
@@ -94,6 +117,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         model: cli.model.clone(),
         no_model: cli.no_model,
         store: indexer::StoreSettings::Edge,
+        token: cli.token.clone(),
+        user: cli.user.clone(),
+        purpose: cli.purpose.clone(),
     };
     match cli.command {
         Command::Ingest(a) => ingest::run(&settings, a),
@@ -104,6 +130,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(a) => demo::run(&settings, a),
         // Serve layers a config file under the flags, so it needs to know which were given.
         Command::Serve(a) => serve::run(cli.data_dir, cli.model, cli.no_model, a),
+        Command::Account(a) => access::run_account(&settings, a),
+        Command::Token(a) => access::run_token(&settings, a),
+        Command::Audit(a) => audit::run(&settings, a),
+        Command::Retention(a) => retention::run(&settings, a),
+        Command::Delete(a) => delete::run(&settings, a),
     }
 }
 

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::{FilterArgs, cell, day};
+use super::{FilterArgs, access, cell, day};
+use crate::accounts::Permission;
 use crate::app::{AppSettings, load_model, open_library};
 use crate::search::{Fusion, Like, SearchRequest, SearchService};
 
@@ -44,6 +45,8 @@ pub struct SearchArgs {
 /// # Errors
 /// Invalid request, unavailable model, index failures.
 pub fn run(settings: &AppSettings, args: SearchArgs) -> anyhow::Result<ExitCode> {
+    let (_, audit, caller) = access::open(settings)?;
+    caller.require(&audit, Permission::Search, "search")?;
     let library = Arc::new(open_library(settings)?);
     let model = load_model(settings, &library)?;
     let service = SearchService::new(library, model.embedder, model.offline_reason)?;
@@ -64,6 +67,12 @@ pub fn run(settings: &AppSettings, args: SearchArgs) -> anyhow::Result<ExitCode>
         fusion: Fusion::parse(&args.weights)?,
     };
     let resp = service.search(&req)?;
+    caller.audit(
+        &audit,
+        "search",
+        serde_json::to_value(&req)?,
+        resp.results.iter().map(|h| h.id.clone()).collect(),
+    )?;
     if args.json {
         super::print_json(&resp)?;
         return Ok(ExitCode::SUCCESS);

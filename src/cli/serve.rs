@@ -83,6 +83,9 @@ pub fn run(
         model: s.model.clone(),
         no_model: s.no_model,
         store: indexer::StoreSettings::Edge,
+        token: None,
+        user: None,
+        purpose: None,
     };
     let library = Arc::new(open_library(&app)?);
     let model = load_model(&app, &library)?;
@@ -90,8 +93,13 @@ pub fn run(
     if let Some(n) = service.semantic_notice() {
         eprintln!("note: {n}");
     }
-    let state = AppState::new(Arc::new(service), s.limits.clone())
-        .context("cannot open the library's collections")?;
+    let state = AppState::new(Arc::new(service), s.limits.clone(), s.privacy.clone())?;
+    if state.accounts().is_empty() {
+        eprintln!(
+            "note: this library has no accounts yet, so every request will be refused; create \
+             the first admin with `imagelens account create NAME --role admin`"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

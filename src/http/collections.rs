@@ -12,7 +12,7 @@ use std::io::Write;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use indexer::record::Record;
@@ -20,8 +20,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use utoipa::{IntoParams, ToSchema};
 
+use super::auth::Caller;
 use super::search::{SearchBody, run_search};
-use super::{ApiError, AppState, ErrorBody, blocking};
+use super::{ApiError, AppState, ErrorBody, Permission, blocking};
 use crate::collections::{Collection, CollectionSummary};
 use crate::export::{self, ArchiveFormat, DatasetFormat, Provenance};
 
@@ -64,10 +65,16 @@ pub struct CollectionList {
 /// Saved collections, by name.
 #[utoipa::path(get, path = "/v1/collections", tag = "collections",
     responses((status = 200, description = "every collection", body = CollectionList)))]
-pub async fn list(State(state): State<AppState>) -> Json<CollectionList> {
-    Json(CollectionList {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<CollectionList>, ApiError> {
+    caller
+        .require(&state, Permission::Collections, "list_collections")
+        .await?;
+    Ok(Json(CollectionList {
         collections: state.collections().list(),
-    })
+    }))
 }
 
 /// Saves a result set or an explicit id list as a named collection.
@@ -79,9 +86,12 @@ pub async fn list(State(state): State<AppState>) -> Json<CollectionList> {
     ))]
 pub async fn create(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     body: Result<Json<CreateCollection>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Collection>), ApiError> {
+    caller
+        .require(&state, Permission::Collections, "collection_create")
+        .await?;
     let Json(body) = json(body)?;
     let mut ids = body.ids.clone();
     check_count(&state, ids.len())?;
@@ -95,13 +105,26 @@ pub async fn create(
         None => None,
     };
     let state2 = state.clone();
-    let who = client(&headers);
+    let who = caller.principal.account.clone();
+    let name = body.name.clone();
     let c = blocking(move || {
-        Ok(state2
-            .collections()
-            .create(&body.name, body.description, ids, source, Some(who))?)
+        Ok(state2.collections().create(
+            &body.name,
+            body.description,
+            ids,
+            source.clone(),
+            Some(who),
+        )?)
     })
     .await?;
+    caller
+        .audit(
+            &state,
+            "collection_create",
+            Some(serde_json::json!({ "name": name, "source": c.source })),
+            c.ids.clone(),
+        )
+        .await?;
     Ok((StatusCode::CREATED, Json(c)))
 }
 
@@ -114,9 +137,22 @@ pub async fn create(
     ))]
 pub async fn get(
     State(state): State<AppState>,
+    caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Collection>, ApiError> {
-    Ok(Json(state.collections().get(&name)?))
+    caller
+        .require(&state, Permission::Collections, "view_collection")
+        .await?;
+    let c = state.collections().get(&name)?;
+    caller
+        .audit(
+            &state,
+            "view_collection",
+            Some(serde_json::json!({ "name": name })),
+            c.ids.clone(),
+        )
+        .await?;
+    Ok(Json(c))
 }
 
 /// Adds and removes ids.
@@ -130,10 +166,15 @@ pub async fn get(
     ))]
 pub async fn update(
     State(state): State<AppState>,
+    caller: Caller,
     Path(name): Path<String>,
     body: Result<Json<UpdateCollection>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Collection>, ApiError> {
+    caller
+        .require(&state, Permission::Collections, "collection_update")
+        .await?;
     let Json(body) = json(body)?;
+    let changed: Vec<String> = body.add.iter().chain(&body.remove).cloned().collect();
     let current = state.collections().get(&name)?;
     check_count(&state, current.ids.len() + body.add.len())?;
     check_ids_exist(&state, &body.add).await?;
@@ -146,6 +187,14 @@ pub async fn update(
         Ok(c.remove(&name, &body.remove)?)
     })
     .await?;
+    caller
+        .audit(
+            &state,
+            "collection_update",
+            Some(serde_json::json!({ "name": c.name })),
+            changed,
+        )
+        .await?;
     Ok(Json(c))
 }
 
@@ -158,10 +207,23 @@ pub async fn update(
     ))]
 pub async fn delete(
     State(state): State<AppState>,
+    caller: Caller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    caller
+        .require(&state, Permission::Collections, "collection_delete")
+        .await?;
     let state2 = state.clone();
-    blocking(move || Ok(state2.collections().delete(&name)?)).await?;
+    let name2 = name.clone();
+    blocking(move || Ok(state2.collections().delete(&name2)?)).await?;
+    caller
+        .audit(
+            &state,
+            "collection_delete",
+            Some(serde_json::json!({ "name": name })),
+            vec![],
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -205,10 +267,11 @@ impl ExportQuery {
     ))]
 pub async fn export_collection(
     State(state): State<AppState>,
+    caller: Caller,
     Path(name): Path<String>,
-    headers: HeaderMap,
     q: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    caller.require(&state, Permission::Export, "export").await?;
     let Query(q) = q.map_err(|e| ApiError::invalid(e.body_text()))?;
     let (format, archive) = q.parse()?;
     let c = state.collections().get(&name)?;
@@ -220,8 +283,8 @@ pub async fn export_collection(
         format,
         archive,
         source,
-        &headers,
-        &format!("{name}-{format:?}").to_lowercase(),
+        &caller,
+        &format!("{name}-{format}"),
     )
     .await
 }
@@ -249,9 +312,10 @@ pub struct ExportSearch {
     ))]
 pub async fn export_search(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     body: Result<Json<ExportSearch>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
+    caller.require(&state, Permission::Export, "export").await?;
     let Json(body) = json(body)?;
     let (format, archive) = ExportQuery {
         format: body.format.clone(),
@@ -267,8 +331,8 @@ pub async fn export_search(
         format,
         archive,
         source,
-        &headers,
-        &format!("search-{format:?}").to_lowercase(),
+        &caller,
+        &format!("search-{format}"),
     )
     .await
 }
@@ -277,16 +341,6 @@ fn json<T>(
     body: Result<Json<T>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<T>, ApiError> {
     body.map_err(|e| ApiError::new(e.status(), "invalid_request", e.body_text()))
-}
-
-/// Who asked, as far as the request says (accounts come with access control).
-fn client(headers: &HeaderMap) -> String {
-    headers
-        .get("x-imagelens-client")
-        .or_else(|| headers.get(header::USER_AGENT))
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.chars().take(200).collect())
-        .unwrap_or_else(|| "anonymous".into())
 }
 
 fn check_count(state: &AppState, n: usize) -> Result<(), ApiError> {
@@ -373,14 +427,14 @@ async fn stream_export(
     format: DatasetFormat,
     archive: ArchiveFormat,
     source: serde_json::Value,
-    headers: &HeaderMap,
+    caller: &Caller,
     stem: &str,
 ) -> Result<Response, ApiError> {
     let info = super::search::info_of(state);
     let provenance = Provenance {
         created: Utc::now(),
-        requested_by: client(headers),
-        source,
+        requested_by: caller.principal.account.clone(),
+        source: source.clone(),
         library: serde_json::json!({
             "data_dir": info.data_dir,
             "records": info.records,
@@ -395,6 +449,15 @@ async fn stream_export(
         Ok(records)
     })
     .await?;
+    // Recorded before the first byte leaves.
+    caller
+        .audit(
+            state,
+            "export",
+            Some(serde_json::json!({ "source": source, "format": format, "archive": archive })),
+            records.iter().map(|r| r.id.clone()).collect(),
+        )
+        .await?;
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     tokio::task::spawn_blocking(move || {
         let mut writer = ChannelWriter {

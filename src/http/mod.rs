@@ -1,10 +1,16 @@
 //! The HTTP API (`imagelens serve`): everything the CLI does, for programs, under `/v1`.
 //!
 //! Routes by resource: [`search`] (search, look-ups, facets, info), [`records`] (a record, its
-//! image, its thumbnail), [`collections`] (saved sets and data-set export), [`health`]
+//! image, its thumbnail, its deletion), [`collections`] (saved sets and data-set export),
+//! [`admin`] (accounts, tokens, the audit trail, retention, deletions), [`health`]
 //! (`/healthz`, `/metrics`) and [`openapi`] (`/v1/openapi.json`, generated from these handlers).
 //!
 //! Invariants:
+//! - Every route but `/healthz` needs an account ([`auth`]: a bearer token or HTTP Basic); every
+//!   handler checks its [`Permission`] server-side through [`auth::Caller`].
+//! - Every read of record data (search, look-up, record, image, thumbnail, export) is written
+//!   to the audit trail before the data is sent; if the entry cannot be written the request
+//!   fails. Refusals are recorded too.
 //! - Every index, store, model or image call is blocking and runs on the blocking pool
 //!   ([`blocking`]); the async runtime only moves bytes.
 //! - Embedding and image decoding hold a slot of a bounded semaphore; a request that cannot get
@@ -24,10 +30,16 @@ use axum::routing::{get, post};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_http::timeout::TimeoutLayer;
 
+use crate::accounts::{AccountError, Accounts};
+use crate::audit::{AuditError, AuditLog};
 use crate::collections::{CollectionError, Collections};
+use crate::redact::Redaction;
+use crate::retention::{Retention, RetentionError};
 use crate::search::SearchService;
 use crate::settings::Limits;
 
+pub mod admin;
+pub mod auth;
 pub mod collections;
 pub mod error;
 pub mod health;
@@ -35,7 +47,25 @@ pub mod openapi;
 pub mod records;
 pub mod search;
 
+pub use crate::accounts::Permission;
 pub use error::{ApiError, ErrorBody};
+
+/// Why the service's state could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// `collections.json`.
+    #[error("cannot open the collections: {0}")]
+    Collections(#[from] CollectionError),
+    /// `accounts.json`.
+    #[error("cannot open the accounts: {0}")]
+    Accounts(#[from] AccountError),
+    /// `audit/`.
+    #[error("cannot open the audit trail: {0}")]
+    Audit(#[from] AuditError),
+    /// `retention.json`.
+    #[error("cannot open the retention policy: {0}")]
+    Retention(#[from] RetentionError),
+}
 
 /// Shared state of every handler.
 #[derive(Clone)]
@@ -43,7 +73,11 @@ pub struct AppState(Arc<Inner>);
 
 struct Inner {
     service: Arc<SearchService>,
-    collections: Collections,
+    collections: Arc<Collections>,
+    accounts: Arc<Accounts>,
+    audit: Arc<AuditLog>,
+    retention: Arc<Retention>,
+    redaction: Redaction,
     limits: Limits,
     embed_slots: Arc<Semaphore>,
     decode_slots: Arc<Semaphore>,
@@ -60,20 +94,56 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// State over an open search service.
+    /// State over an open search service: opens the library's collections, accounts, audit
+    /// trail and retention policy.
     ///
     /// # Errors
-    /// When the library's collections file cannot be read.
-    pub fn new(service: Arc<SearchService>, limits: Limits) -> Result<Self, CollectionError> {
-        let collections = Collections::open(service.library().dir())?;
+    /// When one of those files cannot be read.
+    pub fn new(
+        service: Arc<SearchService>,
+        limits: Limits,
+        redaction: Redaction,
+    ) -> Result<Self, OpenError> {
+        let dir = service.library().dir().to_owned();
         Ok(Self(Arc::new(Inner {
             embed_slots: Arc::new(Semaphore::new(limits.max_concurrent_embeds)),
             decode_slots: Arc::new(Semaphore::new(limits.max_concurrent_decodes)),
+            collections: Arc::new(Collections::open(&dir)?),
+            accounts: Arc::new(Accounts::open(&dir)?),
+            audit: Arc::new(AuditLog::open(&dir)?),
+            retention: Arc::new(Retention::open(&dir)?),
+            redaction,
             service,
-            collections,
             limits,
             metrics: health::Metrics::new(),
         })))
+    }
+
+    /// The same library, stores and trail under other limits (one process must never open a
+    /// library's files twice: two audit writers would fork the hash chain).
+    pub fn with_limits(&self, limits: Limits) -> Self {
+        let i = &self.0;
+        Self(Arc::new(Inner {
+            service: i.service.clone(),
+            collections: i.collections.clone(),
+            accounts: i.accounts.clone(),
+            audit: i.audit.clone(),
+            retention: i.retention.clone(),
+            redaction: i.redaction.clone(),
+            embed_slots: Arc::new(Semaphore::new(limits.max_concurrent_embeds)),
+            decode_slots: Arc::new(Semaphore::new(limits.max_concurrent_decodes)),
+            metrics: health::Metrics::new(),
+            limits,
+        }))
+    }
+
+    /// The same state with other redaction settings.
+    pub fn with_redaction(&self, redaction: Redaction) -> Self {
+        let mut next = self.with_limits(self.limits().clone());
+        Arc::get_mut(&mut next.0)
+            .expect("just created, not shared")
+            .redaction = redaction;
+        next
     }
 
     /// The query service.
@@ -84,6 +154,26 @@ impl AppState {
     /// The collections.
     pub fn collections(&self) -> &Collections {
         &self.0.collections
+    }
+
+    /// The accounts.
+    pub fn accounts(&self) -> &Accounts {
+        &self.0.accounts
+    }
+
+    /// The audit trail.
+    pub fn audit(&self) -> &AuditLog {
+        &self.0.audit
+    }
+
+    /// The retention policy.
+    pub fn retention(&self) -> &Retention {
+        &self.0.retention
+    }
+
+    /// Which labels are redacted.
+    pub fn redaction(&self) -> &Redaction {
+        &self.0.redaction
     }
 
     /// The limits.
@@ -141,7 +231,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/lookup", get(search::lookup))
         .route("/v1/facets", get(search::facets))
         .route("/v1/info", get(search::info))
-        .route("/v1/records/{id}", get(records::record))
+        .route(
+            "/v1/records/{id}",
+            get(records::record).delete(admin::delete_record),
+        )
         .route("/v1/records/{id}/image", get(records::image))
         .route("/v1/records/{id}/thumbnail", get(records::thumbnail))
         .route(
@@ -154,8 +247,31 @@ pub fn router(state: AppState) -> Router {
                 .patch(collections::update)
                 .delete(collections::delete),
         )
+        .route("/v1/deletions", post(admin::delete_records))
+        .route("/v1/audit", get(admin::audit_query))
+        .route("/v1/audit/verify", get(admin::audit_verify))
+        .route(
+            "/v1/accounts",
+            get(admin::list_accounts).post(admin::create_account),
+        )
+        .route(
+            "/v1/accounts/{name}",
+            axum::routing::patch(admin::update_account).delete(admin::delete_account),
+        )
+        .route(
+            "/v1/tokens",
+            get(admin::list_tokens).post(admin::issue_token),
+        )
+        .route(
+            "/v1/tokens/{id}",
+            axum::routing::delete(admin::revoke_token),
+        )
+        .route(
+            "/v1/retention",
+            get(admin::get_retention).put(admin::put_retention),
+        )
+        .route("/v1/retention/run", post(admin::run_retention))
         .route("/v1/openapi.json", get(openapi::document))
-        .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -169,8 +285,15 @@ pub fn router(state: AppState) -> Router {
             get(collections::export_collection),
         )
         .route("/v1/export", post(collections::export_search));
-    timed
+    let protected = timed
         .merge(streaming)
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .merge(protected)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(middleware::map_response(error::json_errors))
         .layer(middleware::from_fn_with_state(state.clone(), track))

@@ -1,6 +1,10 @@
 //! `/v1/records/{id}`: the full record, its original image, and a thumbnail with an optional
 //! box overlay.
 //!
+//! Images and thumbnails of records with sensitive boxes (faces, licence plates: see
+//! [`crate::redact`]) are served redacted; `?unredacted=true` serves them as they are to roles
+//! with [`Permission::ViewUnredacted`], and the audit entry says so.
+//!
 //! The library does not copy images: they are read from the images folder the record was
 //! ingested from. A record's id is the hash of its image bytes, so whatever is served for an id
 //! never changes and may be cached by the client.
@@ -17,7 +21,8 @@ use indexer::record::Record;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::{ApiError, AppState, ErrorBody, blocking};
+use super::auth::Caller;
+use super::{ApiError, AppState, ErrorBody, Permission, blocking};
 
 const CACHE: &str = "private, max-age=3600";
 
@@ -47,23 +52,98 @@ fn image_path(record: &Record) -> PathBuf {
     ))]
 pub async fn record(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Record>, ApiError> {
-    Ok(Json(find(&state, id).await?))
+    caller
+        .require(&state, Permission::ViewRecord, "view_record")
+        .await?;
+    let record = find(&state, id).await?;
+    caller
+        .audit(&state, "view_record", None, vec![record.id.clone()])
+        .await?;
+    Ok(Json(record))
+}
+
+/// Whether the caller may and does ask for the unredacted picture.
+async fn wants_unredacted(
+    state: &AppState,
+    caller: &Caller,
+    asked: Option<bool>,
+    action: &str,
+) -> Result<bool, ApiError> {
+    if asked != Some(true) {
+        return Ok(false);
+    }
+    caller
+        .require(state, Permission::ViewUnredacted, action)
+        .await?;
+    Ok(true)
+}
+
+/// Audits a view of an image of `record`; `unredacted` when sensitive boxes were shown.
+async fn audit_view(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    record: &Record,
+    unredacted: bool,
+) -> Result<(), ApiError> {
+    let mut entry = caller.entry(action);
+    entry.records = vec![record.id.clone()];
+    entry.unredacted = unredacted;
+    caller.write(state, entry).await
+}
+
+/// Options of the original image.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(default, deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ImageQuery {
+    /// Serve sensitive regions unblurred (roles with `view_unredacted` only; audited).
+    pub unredacted: Option<bool>,
 }
 
 /// The original image file, as ingested.
 #[utoipa::path(get, path = "/v1/records/{id}/image", tag = "records",
-    params(("id" = String, Path, description = "record id")),
+    params(("id" = String, Path, description = "record id"), ImageQuery),
     responses(
         (status = 200, description = "the image bytes", content_type = "image/*", body = Vec<u8>),
         (status = 404, description = "no such record, or its file is gone", body = ErrorBody),
     ))]
 pub async fn image(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
+    q: Result<Query<ImageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::invalid(e.body_text()))?;
+    caller
+        .require(&state, Permission::ViewRecord, "view_image")
+        .await?;
+    let unredacted = wants_unredacted(&state, &caller, q.unredacted, "view_image").await?;
     let record = find(&state, id).await?;
+    let sensitive = state.redaction().applies_to(&record);
+    if sensitive && !unredacted {
+        let permit = state.slot(state.decode_slots(), "decoding").await?;
+        let limits = decode_limits(&state);
+        let redaction = state.redaction().clone();
+        let record2 = record.clone();
+        let (bytes, mime) = blocking(move || {
+            let _permit = permit;
+            let mut img = open_image(&record2, &limits)?;
+            redaction.apply(&mut img, &record2);
+            let format = image::ImageFormat::from_path(&record2.path)
+                .ok()
+                .filter(|f| matches!(f, ImageFormat::Png | ImageFormat::WebP))
+                .map(|_| ImageFormat::Png)
+                .unwrap_or(ImageFormat::Jpeg);
+            Ok((encode(&img, format)?, format.to_mime_type()))
+        })
+        .await?;
+        audit_view(&state, &caller, "view_image", &record, false).await?;
+        return Ok(image_response(bytes, mime));
+    }
     let path = image_path(&record);
     let bytes = match tokio::fs::read(&path).await {
         Ok(b) => b,
@@ -78,11 +158,44 @@ pub async fn image(
     let mime = image::guess_format(&bytes)
         .map(|f| f.to_mime_type())
         .unwrap_or("application/octet-stream");
+    audit_view(&state, &caller, "view_image", &record, sensitive).await?;
+    Ok(image_response(bytes, mime))
+}
+
+fn image_response(bytes: Vec<u8>, mime: &'static str) -> Response {
     let mut resp = Body::from(bytes).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(CACHE));
-    Ok(resp)
+    resp
+}
+
+fn decode_limits(state: &AppState) -> models::preprocess::DecodeLimits {
+    models::preprocess::DecodeLimits {
+        max_pixels: state.limits().max_image_pixels,
+        ..Default::default()
+    }
+}
+
+fn open_image(
+    record: &Record,
+    limits: &models::preprocess::DecodeLimits,
+) -> Result<RgbImage, ApiError> {
+    models::preprocess::open(&image_path(record), limits).map_err(|e| match e {
+        models::ImageError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            ApiError::not_found(format!(
+                "the image file of record {} is no longer at {}",
+                record.id, record.path
+            ))
+        }
+        other => ApiError::from(other),
+    })
+}
+
+fn encode(img: &RgbImage, format: ImageFormat) -> Result<Vec<u8>, ApiError> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, format).map_err(ApiError::internal)?;
+    Ok(out.into_inner())
 }
 
 /// Thumbnail options.
@@ -94,6 +207,8 @@ pub struct ThumbnailQuery {
     pub size: Option<u32>,
     /// Draw the record's boxes.
     pub boxes: Option<bool>,
+    /// Serve sensitive regions unblurred (roles with `view_unredacted` only; audited).
+    pub unredacted: Option<bool>,
 }
 
 /// A JPEG thumbnail, optionally with the record's boxes drawn on it.
@@ -108,10 +223,15 @@ pub struct ThumbnailQuery {
     ))]
 pub async fn thumbnail(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     q: Result<Query<ThumbnailQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::invalid(e.body_text()))?;
+    caller
+        .require(&state, Permission::ViewRecord, "view_thumbnail")
+        .await?;
+    let unredacted = wants_unredacted(&state, &caller, q.unredacted, "view_thumbnail").await?;
     let max = state.limits().max_thumbnail;
     let size = q.size.unwrap_or(256.min(max));
     if !(16..=max).contains(&size) {
@@ -120,38 +240,30 @@ pub async fn thumbnail(
         )));
     }
     let record = find(&state, id).await?;
-    let limits = models::preprocess::DecodeLimits {
-        max_pixels: state.limits().max_image_pixels,
-        ..Default::default()
-    };
+    let sensitive = state.redaction().applies_to(&record);
+    let redaction = (sensitive && !unredacted).then(|| state.redaction().clone());
+    let limits = decode_limits(&state);
     let permit = state.slot(state.decode_slots(), "decoding").await?;
+    let record2 = record.clone();
     let jpeg = blocking(move || {
         let _permit = permit;
-        let path = image_path(&record);
-        let img = models::preprocess::open(&path, &limits).map_err(|e| match e {
-            models::ImageError::Io { source, .. }
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
-                ApiError::not_found(format!(
-                    "the image file of record {} is no longer at {}",
-                    record.id, record.path
-                ))
-            }
-            other => ApiError::from(other),
-        })?;
-        let thumb = render_thumbnail(&img, &record, size, q.boxes.unwrap_or(false));
-        let mut out = std::io::Cursor::new(Vec::new());
-        thumb
-            .write_to(&mut out, ImageFormat::Jpeg)
-            .map_err(ApiError::internal)?;
-        Ok(out.into_inner())
+        let mut img = open_image(&record2, &limits)?;
+        if let Some(r) = redaction {
+            r.apply(&mut img, &record2);
+        }
+        let thumb = render_thumbnail(&img, &record2, size, q.boxes.unwrap_or(false));
+        encode(&thumb, ImageFormat::Jpeg)
     })
     .await?;
-    let mut resp = Body::from(jpeg).into_response();
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(CACHE));
-    Ok(resp)
+    audit_view(
+        &state,
+        &caller,
+        "view_thumbnail",
+        &record,
+        sensitive && unredacted,
+    )
+    .await?;
+    Ok(image_response(jpeg, "image/jpeg"))
 }
 
 /// Scales `img` to fit `size` x `size` and draws the record's boxes (2 px outlines, one colour

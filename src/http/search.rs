@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{FromRequest, Multipart, Query, Request, State};
+use axum::extract::{FromRequest, Multipart, Query, RawQuery, Request, State};
 use axum::http::header;
 use indexer::keyword::Facets;
 use indexer::library::Counts;
@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiError, AppState, ErrorBody, blocking};
+use super::auth::Caller;
+use super::{ApiError, AppState, ErrorBody, Permission, blocking};
 use crate::params::FilterParams;
 use crate::search::{
     Fusion, Like, LookupRequest, LookupResponse, SearchRequest, SearchResponse, UploadedImage,
@@ -130,8 +131,10 @@ pub(crate) async fn run_search(
     ))]
 pub async fn search(
     State(state): State<AppState>,
+    caller: Caller,
     req: Request,
 ) -> Result<Json<SearchResponse>, ApiError> {
+    caller.require(&state, Permission::Search, "search").await?;
     let is_multipart = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -148,8 +151,15 @@ pub async fn search(
             .map_err(|e| ApiError::new(e.status(), "invalid_request", e.body_text()))?;
         (body, None)
     };
+    let mut query = serde_json::to_value(&body).map_err(ApiError::internal)?;
+    if let Some(u) = &upload {
+        query["image_sha256"] = u.sha256.clone().into();
+    }
     let request = body.to_request(state.limits(), upload)?;
-    Ok(Json(run_search(&state, request).await?))
+    let resp = run_search(&state, request).await?;
+    let ids = resp.results.iter().map(|h| h.id.clone()).collect();
+    caller.audit(&state, "search", Some(query), ids).await?;
+    Ok(Json(resp))
 }
 
 /// The multipart form of a search: a JSON `request` part and an `image` part.
@@ -306,8 +316,11 @@ fn query<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Re
     ))]
 pub async fn lookup(
     State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
     q: Result<Query<FilterQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<LookupResponse>, ApiError> {
+    caller.require(&state, Permission::Lookup, "lookup").await?;
     let q = query(q)?;
     let limit = q.limit.unwrap_or(50);
     if limit == 0 || limit > state.limits().max_page {
@@ -324,7 +337,12 @@ pub async fn lookup(
         cursor: q.cursor.clone(),
     };
     let service = state.service().clone();
-    Ok(Json(blocking(move || Ok(service.lookup(&req)?)).await?))
+    let resp = blocking(move || Ok(service.lookup(&req)?)).await?;
+    let ids = resp.results.iter().map(|r| r.id.clone()).collect();
+    caller
+        .audit(&state, "lookup", Some(raw.unwrap_or_default().into()), ids)
+        .await?;
+    Ok(Json(resp))
 }
 
 /// Counts per label, dataset and month of each time axis over the filtered set.
@@ -335,8 +353,11 @@ pub async fn lookup(
     ))]
 pub async fn facets(
     State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
     q: Result<Query<FilterQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Facets>, ApiError> {
+    caller.require(&state, Permission::Search, "facets").await?;
     let q = query(q)?;
     if q.sort.is_some() || q.desc.is_some() || q.limit.is_some() || q.cursor.is_some() {
         return Err(ApiError::invalid(
@@ -345,7 +366,16 @@ pub async fn facets(
     }
     let filter = q.params().to_filter_named(str::to_owned)?;
     let service = state.service().clone();
-    Ok(Json(blocking(move || Ok(service.facets(&filter)?)).await?))
+    let facets = blocking(move || Ok(service.facets(&filter)?)).await?;
+    caller
+        .audit(
+            &state,
+            "facets",
+            Some(raw.unwrap_or_default().into()),
+            vec![],
+        )
+        .await?;
+    Ok(Json(facets))
 }
 
 /// What `/v1/info` answers.
@@ -375,7 +405,7 @@ pub struct Info {
 /// The library's model, counts and state.
 #[utoipa::path(get, path = "/v1/info", tag = "library",
     responses((status = 200, description = "library info", body = Info)))]
-pub async fn info(State(state): State<AppState>) -> Json<Info> {
+pub async fn info(State(state): State<AppState>, _caller: Caller) -> Json<Info> {
     Json(info_of(&state))
 }
 

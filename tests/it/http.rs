@@ -10,7 +10,9 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::BodyExt;
+use imagelens::accounts::Role;
 use imagelens::http::{AppState, router};
+use imagelens::redact::Redaction;
 use imagelens::search::SearchService;
 use imagelens::settings::Limits;
 use indexer::{Library, StoreSettings};
@@ -22,10 +24,11 @@ use crate::common::{Fixture, bin, fixture, ok_json, path_str};
 
 /// One generated library (24 scenes, tiny model) shared by the tests that only read it or
 /// touch their own collections.
-struct Shared {
-    fx: Fixture,
-    service: Arc<SearchService>,
-    state: AppState,
+pub(crate) struct Shared {
+    pub(crate) fx: Fixture,
+    pub(crate) state: AppState,
+    /// An admin's bearer token, sent by [`send`] unless the request has its own.
+    pub(crate) token: String,
 }
 
 fn shared() -> &'static Shared {
@@ -34,12 +37,31 @@ fn shared() -> &'static Shared {
         let fx = fixture(24);
         fx.ingest(true);
         let service = Arc::new(service_for(&fx));
-        let state = AppState::new(service.clone(), Limits::default()).unwrap();
-        Shared { fx, service, state }
+        let state = AppState::new(service, Limits::default(), Redaction::default()).unwrap();
+        let token = admin_token(&state);
+        Shared { fx, state, token }
     })
 }
 
-fn service_for(fx: &Fixture) -> SearchService {
+/// Creates an admin account and returns a token for it.
+pub(crate) fn admin_token(state: &AppState) -> String {
+    token_for(state, "root-admin", Role::Admin)
+}
+
+/// Creates an account of `role` and returns a token for it.
+pub(crate) fn token_for(state: &AppState, name: &str, role: Role) -> String {
+    state
+        .accounts()
+        .create(name, "correct horse battery staple", role)
+        .unwrap();
+    state
+        .accounts()
+        .issue_token(name, "tests", chrono::Duration::days(1))
+        .unwrap()
+        .0
+}
+
+pub(crate) fn service_for(fx: &Fixture) -> SearchService {
     let library = Arc::new(Library::open(&fx.data, StoreSettings::Edge).unwrap());
     let model =
         ClipEmbedder::load(&ModelSource::Local(fx.model.clone()), &models::Device::Cpu).unwrap();
@@ -54,18 +76,18 @@ fn app() -> Router {
 /// A router over the shared library with other limits (and its own collections view: tests
 /// using it must not write collections).
 fn app_with(limits: Limits) -> (Router, AppState) {
-    let state = AppState::new(shared().service.clone(), limits).unwrap();
+    let state = shared().state.with_limits(limits);
     (router(state.clone()), state)
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
 }
 
 impl Answer {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
             panic!(
                 "not JSON ({e}), status {}: {}",
@@ -76,7 +98,7 @@ impl Answer {
     }
 
     /// Asserts the status and the error shape, and returns the message.
-    fn error(&self, status: StatusCode) -> String {
+    pub(crate) fn error(&self, status: StatusCode) -> String {
         assert_eq!(
             self.status,
             status,
@@ -93,7 +115,7 @@ impl Answer {
         v["error"]["message"].as_str().unwrap().to_owned()
     }
 
-    fn ok(&self) -> Value {
+    pub(crate) fn ok(&self) -> Value {
         assert_eq!(
             self.status,
             StatusCode::OK,
@@ -104,7 +126,18 @@ impl Answer {
     }
 }
 
-async fn send(app: &Router, req: Request<Body>) -> Answer {
+/// Sends `req` as the shared admin unless it carries its own `Authorization`.
+pub(crate) async fn send(app: &Router, mut req: Request<Body>) -> Answer {
+    if !req.headers().contains_key(header::AUTHORIZATION) {
+        let bearer = format!("Bearer {}", shared().token);
+        req.headers_mut()
+            .insert(header::AUTHORIZATION, bearer.parse().unwrap());
+    }
+    send_as_is(app, req).await
+}
+
+/// Sends `req` exactly as built.
+pub(crate) async fn send_as_is(app: &Router, req: Request<Body>) -> Answer {
     let resp = app.clone().oneshot(req).await.unwrap();
     let status = resp.status();
     let headers = resp.headers().clone();
@@ -116,11 +149,11 @@ async fn send(app: &Router, req: Request<Body>) -> Answer {
     }
 }
 
-async fn get(app: &Router, uri: &str) -> Answer {
+pub(crate) async fn get(app: &Router, uri: &str) -> Answer {
     send(app, Request::get(uri).body(Body::empty()).unwrap()).await
 }
 
-async fn json_req(app: &Router, method: &str, uri: &str, body: Value) -> Answer {
+pub(crate) async fn json_req(app: &Router, method: &str, uri: &str, body: Value) -> Answer {
     let req = Request::builder()
         .method(method)
         .uri(uri)
@@ -130,7 +163,7 @@ async fn json_req(app: &Router, method: &str, uri: &str, body: Value) -> Answer 
     send(app, req).await
 }
 
-fn ids(v: &Value) -> Vec<String> {
+pub(crate) fn ids(v: &Value) -> Vec<String> {
     v["results"]
         .as_array()
         .unwrap()
@@ -139,7 +172,7 @@ fn ids(v: &Value) -> Vec<String> {
         .collect()
 }
 
-async fn all_records(app: &Router) -> Vec<Value> {
+pub(crate) async fn all_records(app: &Router) -> Vec<Value> {
     let v = get(app, "/v1/lookup?limit=500").await.ok();
     v["results"].as_array().unwrap().clone()
 }
@@ -810,38 +843,60 @@ async fn export_refuses_a_moved_image_before_streaming() {
         )
         .unwrap(),
     );
-    let app = router(AppState::new(service, Limits::default()).unwrap());
-    let records = all_records(&app).await;
+    let state = AppState::new(service, Limits::default(), Redaction::default()).unwrap();
+    let token = admin_token(&state);
+    let app = router(state);
+    let with_token = |mut req: Request<Body>| {
+        req.headers_mut().insert(
+            header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+        req
+    };
+    let get = |uri: &str| {
+        send(
+            &app,
+            with_token(Request::get(uri).body(Body::empty()).unwrap()),
+        )
+    };
+    let post = |uri: &str, body: Value| {
+        send(
+            &app,
+            with_token(
+                Request::post(uri)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(body.to_string()))
+                    .unwrap(),
+            ),
+        )
+    };
+    let records = get("/v1/lookup?limit=500").await.ok()["results"]
+        .as_array()
+        .unwrap()
+        .clone();
     let ids: Vec<&str> = records.iter().map(|r| r["id"].as_str().unwrap()).collect();
-    json_req(
-        &app,
-        "POST",
-        "/v1/collections",
-        json!({"name": "c", "ids": ids}),
-    )
-    .await;
+    let a = post("/v1/collections", json!({"name": "c", "ids": ids})).await;
+    assert_eq!(a.status, StatusCode::CREATED);
     let gone = records[1]["path"].as_str().unwrap();
     std::fs::remove_file(fx.synth.images.join(gone)).unwrap();
-    let msg = get(&app, "/v1/collections/c/export")
+    let msg = get("/v1/collections/c/export")
         .await
         .error(StatusCode::CONFLICT);
     assert!(
         msg.contains(gone) || msg.contains(records[1]["id"].as_str().unwrap()),
         "{msg}"
     );
-    get(
-        &app,
-        &format!("/v1/records/{}/image", records[1]["id"].as_str().unwrap()),
-    )
+    get(&format!(
+        "/v1/records/{}/image",
+        records[1]["id"].as_str().unwrap()
+    ))
     .await
     .error(StatusCode::NOT_FOUND);
     // Semantic search is off here: "more like this" says so, keyword search still works.
-    json_req(&app, "POST", "/v1/search", json!({"like": ids[0]}))
+    post("/v1/search", json!({"like": ids[0]}))
         .await
         .error(StatusCode::CONFLICT);
-    let v = json_req(&app, "POST", "/v1/search", json!({"query": "a"}))
-        .await
-        .ok();
+    let v = post("/v1/search", json!({"query": "a"})).await.ok();
     assert_eq!(v["semantic"], false);
     assert!(
         v["notice"]
@@ -925,12 +980,13 @@ async fn openapi_document_lists_every_route_and_resolves_every_ref() {
     let app = app();
     let doc = get(&app, "/v1/openapi.json").await.ok();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    let routes: [(&str, &str); 17] = [
+    let routes: [(&str, &str); 31] = [
         ("post", "/v1/search"),
         ("get", "/v1/lookup"),
         ("get", "/v1/facets"),
         ("get", "/v1/info"),
         ("get", "/v1/records/{id}"),
+        ("delete", "/v1/records/{id}"),
         ("get", "/v1/records/{id}/image"),
         ("get", "/v1/records/{id}/thumbnail"),
         ("get", "/v1/collections"),
@@ -940,6 +996,19 @@ async fn openapi_document_lists_every_route_and_resolves_every_ref() {
         ("delete", "/v1/collections/{name}"),
         ("get", "/v1/collections/{name}/export"),
         ("post", "/v1/export"),
+        ("post", "/v1/deletions"),
+        ("get", "/v1/audit"),
+        ("get", "/v1/audit/verify"),
+        ("get", "/v1/accounts"),
+        ("post", "/v1/accounts"),
+        ("patch", "/v1/accounts/{name}"),
+        ("delete", "/v1/accounts/{name}"),
+        ("get", "/v1/tokens"),
+        ("post", "/v1/tokens"),
+        ("delete", "/v1/tokens/{id}"),
+        ("get", "/v1/retention"),
+        ("put", "/v1/retention"),
+        ("post", "/v1/retention/run"),
         ("get", "/v1/openapi.json"),
         ("get", "/healthz"),
         ("get", "/metrics"),

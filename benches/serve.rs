@@ -1,0 +1,566 @@
+//! HTTP load run (issue: 64 concurrent clients for 60 s of mixed search / look-up / thumbnail
+//! on a 100k-record library): the router served in-process on loopback, loaded by `wrk`.
+//!
+//! `cargo bench --bench serve` (env `IMAGELENS_BENCH_RECORDS`, default 100000;
+//! `IMAGELENS_BENCH_SECS`, default 60). The library is built once under
+//! `target/bench-serve-<N>` (records as in `benches/search.rs`, plus 64 small JPEGs the records
+//! point at so thumbnails decode real files) and reused. Query text is embedded by a fixed random
+//! embedder, so the run measures the service, not the model. Exits non-zero on any non-2xx
+//! answer other than 503 (deliberate load-shedding) and on any socket error.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use chrono::{Duration as Days, TimeZone, Utc};
+use imagelens::http::{AppState, router};
+use imagelens::search::SearchService;
+use imagelens::settings::Limits;
+use indexer::record::{BoundingBox, Dates, Record, image_point_id, record_id};
+use indexer::store::VectorPoint;
+use indexer::synth::LABELS;
+use indexer::{Library, StoreSettings};
+use models::{EmbedError, Embedder, EmbedderSpec, Embedding};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+const DIM: usize = 512;
+const IMAGES: usize = 64;
+const W: u32 = 320;
+const H: u32 = 240;
+const PLACES: [&str; 5] = ["street", "beach", "park", "harbour", "yard"];
+
+/// Returns a seeded random unit vector per text: the cost of search without the model's.
+struct FixedEmbedder(EmbedderSpec);
+
+fn random_unit(rng: &mut StdRng) -> Vec<f32> {
+    let v: Vec<f32> = (0..DIM).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    Embedding::normalized(v).into_vec()
+}
+
+impl Embedder for FixedEmbedder {
+    fn spec(&self) -> &EmbedderSpec {
+        &self.0
+    }
+    fn embed_images(&self, batch: &[image::RgbImage]) -> Result<Vec<Embedding>, EmbedError> {
+        let mut rng = StdRng::seed_from_u64(batch.len() as u64);
+        Ok(batch
+            .iter()
+            .map(|_| Embedding::normalized(random_unit(&mut rng)))
+            .collect())
+    }
+    fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Embedding>, EmbedError> {
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let seed = t
+                    .bytes()
+                    .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+                Embedding::normalized(random_unit(&mut StdRng::seed_from_u64(seed)))
+            })
+            .collect())
+    }
+}
+
+fn sha_of(i: usize) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(format!("bench record {i}").as_bytes()))
+}
+
+/// Record `i`, as in `benches/search.rs`, pointing at image `i % 64` of `images`.
+fn record(i: usize, rng: &mut StdRng, images: &Path, sizes: &[u64]) -> Record {
+    let start = Utc.with_ymd_and_hms(2018, 1, 1, 0, 0, 0).unwrap();
+    let mut boxes = Vec::new();
+    let mut labels: Vec<String> = Vec::new();
+    for _ in 0..rng.random_range(1..=3) {
+        let (label, sup, _) = LABELS[rng.random_range(0..LABELS.len())];
+        boxes.push(BoundingBox {
+            label: label.into(),
+            supercategory: Some(sup.into()),
+            x: 10.0,
+            y: 10.0,
+            w: 100.0,
+            h: 80.0,
+            area: 8000.0,
+            iscrowd: false,
+            annotator: None,
+        });
+        if !labels.contains(&label.to_string()) {
+            labels.push(label.into());
+        }
+    }
+    let place = PLACES[i % 5];
+    let night = rng.random_bool(0.4);
+    let sha = sha_of(i);
+    let captured = start + Days::minutes(rng.random_range(0..6 * 365 * 24 * 60));
+    Record {
+        id: record_id(&sha),
+        filename: format!("{place}_{i:06}.jpg"),
+        path: format!("img_{}.jpg", i % IMAGES),
+        images_root: images.display().to_string(),
+        width: W,
+        height: H,
+        bytes: sizes[i % IMAGES],
+        sha256: sha,
+        dataset: ["fleet", "coast", "city"][i % 3].into(),
+        dates: Dates {
+            captured: Some(captured),
+            created: Some(captured + Days::days(1)),
+            modified: Some(captured + Days::days(1)),
+            annotated: Some(captured + Days::days(30)),
+            ingested: Some(Utc::now()),
+        },
+        captions: vec![format!(
+            "a {} on a {place} {}",
+            labels.join(" and a "),
+            if night { "at night" } else { "during the day" }
+        )],
+        labels,
+        supercategories: Vec::new(),
+        boxes,
+        metadata: Default::default(),
+        annotators: Vec::new(),
+        exports: Vec::new(),
+    }
+}
+
+/// Writes the 64 gradient JPEGs if missing; returns their sizes in bytes.
+fn write_images(dir: &Path) -> anyhow::Result<Vec<u64>> {
+    std::fs::create_dir_all(dir)?;
+    (0..IMAGES)
+        .map(|k| {
+            let path = dir.join(format!("img_{k}.jpg"));
+            if !path.exists() {
+                let k8 = (k * 4) as u8;
+                image::RgbImage::from_fn(W, H, |x, y| {
+                    image::Rgb([(x * 255 / W) as u8 ^ k8, (y * 255 / H) as u8, k8])
+                })
+                .save(&path)?;
+            }
+            Ok(std::fs::metadata(&path)?.len())
+        })
+        .collect()
+}
+
+fn build(lib: &mut Library, spec: &EmbedderSpec, n: usize, images: &Path, sizes: &[u64]) {
+    lib.adopt_model(spec).unwrap();
+    let mut rng = StdRng::seed_from_u64(42);
+    let mut writer = lib.keyword().writer().unwrap();
+    let fp = spec.fingerprint();
+    let start = Instant::now();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(2_000) {
+        let mut points = Vec::with_capacity(chunk.len());
+        for &i in chunk {
+            let r = record(i, &mut rng, images, sizes);
+            let mut vectors = BTreeMap::new();
+            vectors.insert("image".to_owned(), random_unit(&mut rng));
+            vectors.insert("text".to_owned(), random_unit(&mut rng));
+            points.push(VectorPoint {
+                id: image_point_id(&r.id),
+                vectors,
+                payload: indexer::pipeline::payload(&r, None),
+            });
+            writer.upsert(&r, &fp).unwrap();
+        }
+        lib.store().upsert(points).unwrap();
+        lib.store().flush().unwrap();
+        writer.commit().unwrap();
+        eprint!(
+            "\rbuilt {} / {n} records ({:.0?})",
+            chunk[chunk.len() - 1] + 1,
+            start.elapsed()
+        );
+    }
+    eprintln!();
+    lib.refresh_counts().unwrap();
+    assert_eq!(
+        lib.manifest().counts.records,
+        n as u64,
+        "every generated record is distinct"
+    );
+}
+
+/// The `Authorization` header value the API needs, if any. The router has no auth layer yet;
+/// once it has, create an admin account and token in the library at `_dir` here
+/// (`Accounts::create` / `issue_token`) and return `Some(format!("Bearer {token}"))`.
+fn authorization(_dir: &Path) -> anyhow::Result<Option<String>> {
+    Ok(None)
+}
+
+/// One request of the mix.
+struct Req {
+    method: &'static str,
+    path: String,
+    body: Option<String>,
+}
+
+/// The mix, in cycle order: search, look-up, search, thumbnail (50 / 25 / 25 %).
+fn mix(n: usize, rng: &mut StdRng) -> Vec<Req> {
+    const QUERIES: [&str; 20] = [
+        "a red car on a street at night",
+        "a dog in the park",
+        "a person riding a bicycle",
+        "a boat in the harbour during the day",
+        "a cat sitting in a yard",
+        "a truck parked on the street",
+        "birds on the beach",
+        "a tree in the park at night",
+        "a ladder against a wall",
+        "a person walking a dog",
+        "cars and trucks in traffic",
+        "a cat and a dog together",
+        "boats on the beach",
+        "a bicycle leaning on a tree",
+        "a person on a boat",
+        "a bird in a tree",
+        "a truck with a ladder",
+        "people on the beach during the day",
+        "a car in a yard at night",
+        "a dog running on the beach",
+    ];
+    let filters = [
+        json!({}),
+        json!({"labels": ["car"], "captured_after": "2020-01-01"}),
+        json!({}),
+        json!({"datasets": ["coast"], "no_labels": ["dog"]}),
+        json!({"labels": ["person"], "captured_before": "2021-06-30"}),
+    ];
+    let mut out = Vec::new();
+    for k in 0..100 {
+        for slot in 0..4 {
+            out.push(match slot {
+                0 | 2 => {
+                    let j = (k * 2 + slot / 2) % 40;
+                    let body = json!({"query": QUERIES[j % 20], "filter": filters[j % 5], "limit": 20});
+                    Req { method: "POST", path: "/v1/search".into(), body: Some(body.to_string()) }
+                }
+                1 => {
+                    let (y, m) = (rng.random_range(2018..2024), rng.random_range(1..=12));
+                    let path = match k % 3 {
+                        0 => {
+                            let i = rng.random_range(0..n);
+                            let digits = format!("{i:06}");
+                            format!("filename_prefix={}_{}&limit=20", PLACES[i % 5], &digits[..4])
+                        }
+                        1 => format!(
+                            "captured_after={y}-{m:02}-01&captured_before={y}-{m:02}-28&desc=true&limit=20"
+                        ),
+                        _ => format!("label=car&annotated_after={y}-{m:02}-01&sort=annotated&limit=20"),
+                    };
+                    Req { method: "GET", path: format!("/v1/lookup?{path}"), body: None }
+                }
+                _ => {
+                    let id = record_id(&sha_of(rng.random_range(0..n)));
+                    let boxes = if k % 2 == 0 { "&boxes=true" } else { "" };
+                    Req {
+                        method: "GET",
+                        path: format!("/v1/records/{id}/thumbnail?size=128{boxes}"),
+                        body: None,
+                    }
+                }
+            });
+        }
+    }
+    out
+}
+
+/// The wrk script: cycles the mix (each thread from its own offset), counts answers by status,
+/// and prints `IMAGELENS <key> <value>` lines for the summary.
+fn lua(mix: &[Req], auth: Option<&str>) -> String {
+    let long = |s: &str| {
+        assert!(!s.contains("]=]"), "cannot quote {s:?}");
+        format!("[=[{s}]=]")
+    };
+    let mut s = String::from("-- generated by benches/serve.rs\nlocal reqs = {\n");
+    for r in mix {
+        let body = r.body.as_deref().map_or("nil".into(), long);
+        s += &format!("  {{\"{}\", {}, {body}}},\n", r.method, long(&r.path));
+    }
+    s += "}\n";
+    s += &format!("local auth = {}\n", auth.map_or("nil".into(), long));
+    s += r#"
+local threads = {}
+function setup(thread)
+  table.insert(threads, thread)
+  thread:set("tid", #threads)
+end
+function init(args)
+  prepared = {}
+  for i, r in ipairs(reqs) do
+    local h = {}
+    if auth then h["Authorization"] = auth end
+    if r[3] then h["Content-Type"] = "application/json" end
+    prepared[i] = wrk.format(r[1], r[2], h, r[3])
+  end
+  idx = (tid * 97) % #prepared
+  statuses = {}
+end
+function request()
+  idx = idx % #prepared + 1
+  return prepared[idx]
+end
+function response(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+function done(summary, latency, requests)
+  local out = function(k, v) io.write(string.format("IMAGELENS %s %.0f\n", k, v)) end
+  out("requests", summary.requests)
+  out("duration_us", summary.duration)
+  for _, k in ipairs({"connect", "read", "write", "timeout"}) do out("socket_" .. k, summary.errors[k]) end
+  for _, p in ipairs({50, 90, 99, 99.9}) do out("p" .. p .. "_us", latency:percentile(p)) end
+  out("max_us", latency.max)
+  local merged = {}
+  for _, t in ipairs(threads) do
+    for code, n in pairs(t:get("statuses")) do merged[code] = (merged[code] or 0) + n end
+  end
+  for code, n in pairs(merged) do out("status_" .. code, n) end
+end
+"#;
+    s
+}
+
+/// A one-shot HTTP/1.1 request on loopback: (status, whole response as text).
+fn http(port: u16, req: &Req, auth: Option<&str>) -> anyhow::Result<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut head = format!(
+        "{} {} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n",
+        req.method, req.path
+    );
+    if let Some(a) = auth {
+        head += &format!("Authorization: {a}\r\n");
+    }
+    let body = req.body.as_deref().unwrap_or("");
+    if req.body.is_some() {
+        head += &format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+    }
+    s.write_all(format!("{head}\r\n{body}").as_bytes())?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("no HTTP status")?;
+    Ok((status, text))
+}
+
+fn env_or(name: &str, default: usize) -> anyhow::Result<usize> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .with_context(|| format!("{name}={v:?} is not a number")),
+        Err(_) => Ok(default),
+    }
+}
+
+fn run() -> anyhow::Result<ExitCode> {
+    // `cargo test --benches` runs bench binaries once: keep that path tiny.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let n = env_or("IMAGELENS_BENCH_RECORDS", if quick { 300 } else { 100_000 })?;
+    let secs = env_or("IMAGELENS_BENCH_SECS", if quick { 2 } else { 60 })?;
+    let connections = if quick { 8 } else { 64 };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join(format!("bench-serve-{n}"));
+    let (dir, images) = (root.join("library"), root.join("images"));
+    let sizes = write_images(&images)?;
+    let spec = EmbedderSpec {
+        model_id: "bench-random".into(),
+        revision: "sha256:random".into(),
+        dim: DIM,
+        image_size: 224,
+    };
+    let mut lib = Library::open(&dir, StoreSettings::Edge)?;
+    let first_root = lib
+        .keyword()
+        .get(&record_id(&sha_of(0)))?
+        .map(|r| PathBuf::from(r.images_root));
+    if lib.manifest().counts.records != n as u64 || first_root.as_deref() != Some(images.as_path())
+    {
+        drop(lib);
+        let _ = std::fs::remove_dir_all(&dir);
+        lib = Library::open(&dir, StoreSettings::Edge)?;
+        build(&mut lib, &spec, n, &images, &sizes);
+    }
+    let auth = authorization(&dir)?;
+    let embedder: Arc<dyn Embedder> = Arc::new(FixedEmbedder(spec));
+    let service = Arc::new(SearchService::new(Arc::new(lib), Some(embedder), None)?);
+    let limits = Limits::default();
+    let timeout_s = limits.request_timeout_secs + 10;
+    let app = router(AppState::new(service, limits)?);
+
+    // The server runs on the runtime's worker threads; this thread drives wrk.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let port = listener.local_addr()?.port();
+    // As `imagelens serve` does, so handlers that read the peer address work here too.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    rt.spawn(async move { axum::serve(listener, app).await.expect("server runs") });
+
+    let mut rng = StdRng::seed_from_u64(9);
+    let mix = mix(n, &mut rng);
+    // One of each kind first, so a broken mix fails in a second rather than after the run.
+    for req in &mix[..12] {
+        let (status, text) = http(port, req, auth.as_deref())?;
+        if status != 200 {
+            bail!("{} {} answered {status}:\n{text}", req.method, req.path);
+        }
+    }
+    let script = tempfile::Builder::new().suffix(".lua").tempfile()?;
+    std::fs::write(script.path(), lua(&mix, auth.as_deref()))?;
+    println!(
+        "records: {n}; {connections} connections, 2 wrk threads, {secs} s; mix: 50% POST /v1/search, \
+         25% GET /v1/lookup, 25% GET /v1/records/{{id}}/thumbnail?size=128; default limits"
+    );
+    println!(
+        "query text is embedded by a fixed random embedder: this measures the service, not the model"
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let args = [
+        "-t2".to_owned(),
+        format!("-c{connections}"),
+        format!("-d{secs}s"),
+        "--timeout".into(),
+        format!("{timeout_s}s"),
+        "--latency".into(),
+        "-s".into(),
+        script.path().display().to_string(),
+        url,
+    ];
+    let out = match Command::new("wrk").args(&args).output() {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!(
+                "wrk is not installed: `apt-get install wrk` (Debian/Ubuntu) or `brew install wrk`"
+            );
+            return Ok(ExitCode::from(if quick { 0 } else { 2 }));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    print!("{stdout}");
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() {
+        bail!("wrk failed: {}", out.status);
+    }
+    let v: BTreeMap<&str, f64> = stdout
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.strip_prefix("IMAGELENS ")?.split(' ');
+            Some((w.next()?, w.next()?.parse().ok()?))
+        })
+        .collect();
+    let get = |k: &str| v.get(k).copied().unwrap_or(0.0);
+
+    let metrics = Req {
+        method: "GET",
+        path: "/metrics".into(),
+        body: None,
+    };
+    let (_, text) = http(port, &metrics, auth.as_deref())?;
+    println!("\n/metrics after the run:");
+    let busy: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("imagelens_busy_rejections_total"))
+        .collect();
+    if busy.is_empty() {
+        println!("imagelens_busy_rejections_total: none (no request waited too long for a slot)");
+    }
+    for l in busy.iter().chain(
+        text.lines()
+            .filter(|l| l.starts_with("imagelens_http_requests_total") && !l.contains("/metrics")),
+    ) {
+        println!("{l}");
+    }
+
+    let statuses: BTreeMap<u16, u64> = v
+        .iter()
+        .filter_map(|(k, n)| Some((k.strip_prefix("status_")?.parse().ok()?, *n as u64)))
+        .collect();
+    let count = |f: &dyn Fn(u16) -> bool| {
+        statuses
+            .iter()
+            .filter(|(c, _)| f(**c))
+            .map(|(_, n)| n)
+            .sum::<u64>()
+    };
+    let ok = count(&|c| (200..300).contains(&c));
+    let shed = count(&|c| c == 503);
+    let others: Vec<String> = statuses
+        .iter()
+        .filter(|(c, _)| !(200..300).contains(*c) && **c != 503)
+        .map(|(c, n)| format!("{c}: {n}"))
+        .collect();
+    let socket: Vec<(&str, f64)> = ["connect", "read", "write", "timeout"]
+        .iter()
+        .map(|k| (*k, get(&format!("socket_{k}"))))
+        .collect();
+    let socket_total: f64 = socket.iter().map(|(_, n)| n).sum();
+    let ms = |k: &str| get(k) / 1000.0;
+    println!(
+        "\nsummary (records {n}, {connections} connections, {secs} s, fixed random embedder):"
+    );
+    println!(
+        "  requests  {:.0} in {:.1} s = {:.1} req/s",
+        get("requests"),
+        get("duration_us") / 1e6,
+        get("requests") / (get("duration_us") / 1e6).max(1e-9)
+    );
+    println!(
+        "  latency   p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+        ms("p50_us"),
+        ms("p90_us"),
+        ms("p99_us"),
+        ms("p99.9_us"),
+        ms("max_us")
+    );
+    println!("  2xx       {ok}");
+    println!(
+        "  503       {shed} (deliberate load-shedding: no work slot in time, or the request timeout)"
+    );
+    println!(
+        "  other non-2xx  {}",
+        if others.is_empty() {
+            "none".into()
+        } else {
+            others.join(", ")
+        }
+    );
+    println!(
+        "  socket errors  {socket_total:.0} ({})",
+        socket
+            .iter()
+            .map(|(k, n)| format!("{k} {n:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if !others.is_empty() || socket_total > 0.0 || ok == 0 {
+        println!("FAIL: non-2xx other than 503, socket errors, or no successful request");
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("OK");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("serve bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,1313 @@
+//! The audit trail: an append-only, hash-chained record of who saw what.
+//!
+//! Every search, look-up, record/image/thumbnail view, export, account change, retention run
+//! and deletion is recorded as one [`AuditEntry`]: who (account and role), when, from where,
+//! what (the query and filters as typed, the records returned or viewed), the outcome, whether
+//! an unredacted image was served, and the purpose the user stated. Callers append *before*
+//! they send any data and fail the request when [`AuditLog::append`] fails, so nothing is
+//! served that is not on record.
+//!
+//! Owns `<data-dir>/audit/`:
+//!
+//! - `trail.jsonl`: one entry per line, only ever appended to (opened in append mode, `0600` on
+//!   Unix). Each line is written with one `write` and made durable with `sync_data` before
+//!   `append` returns.
+//! - `head.json`: `{"seq": N, "hash": "..."}` of the last entry, replaced atomically after each
+//!   append. It is what reveals entries removed from the *end* of the trail, which the chain
+//!   alone cannot.
+//! - `key`: 32 random bytes made on first open (`0600` on Unix), the secret behind record
+//!   pseudonyms. Back it up with the trail: without it, "who saw record X" cannot be answered.
+//!
+//! # Invariants
+//!
+//! - Entries are numbered `1, 2, 3, ...` without gaps, in file order.
+//! - `hash = hex(sha256(prev + "\n" + body))`, where `body` is the entry's JSON exactly as
+//!   stored, without its `hash` field (always the last field of a line), and `prev` is the
+//!   previous entry's hash (64 zeros for the first). Hashing the stored bytes rather than a
+//!   re-serialisation makes the check byte-exact: any edited byte changes the hash, and
+//!   verification does not depend on how serde_json formats floats or orders map keys.
+//! - Record ids are never written in clear. `records` holds keyed pseudonyms,
+//!   `hex(sha256(key + id))[..32]` ([`AuditLog::record_ref`]), so that after a verifiable
+//!   deletion no file of the library holds the record's id while the trail, which is evidence,
+//!   stays intact. "Who saw record X" computes X's ref and looks for it. A pseudonym is not
+//!   anonymity: whoever holds both the key and a candidate id can test whether it was seen,
+//!   which is exactly the auditor's question.
+//! - Callers never put filenames, captions or image bytes into an entry. `query` holds what the
+//!   user *typed* (search text, filters), which is the user's input and kept verbatim as
+//!   evidence, not data of a record; record ids taken from a request path go into `records`,
+//!   never into `query` or `detail`.
+//!
+//! # What the chain does and does not prove
+//!
+//! [`AuditLog::verify`] detects an edited, removed, reordered or inserted entry, and removal of
+//! the last entries, made by anyone who does not then recompute every later hash and the head.
+//! The hashes carry no secret, so someone who can rewrite the whole trail *and* its head can
+//! forge a consistent history. What makes such a rewrite detectable is anchoring: the head hash
+//! that `verify` reports ([`VerifyReport::head`]) printed somewhere the attacker cannot reach
+//! (deletion receipts, a ticket, a signed e-mail); a rewritten trail no longer contains it.
+//!
+//! # Damage and crashes
+//!
+//! Nothing here ever truncates or repairs the trail. When [`AuditLog::open`] finds the end of
+//! the trail damaged (a torn last line from a crash mid-write, an unreadable last entry, a head
+//! that disagrees with the last line) it still opens, so that `verify` and `query` can be run,
+//! but every `append` fails with [`AuditError::Corrupt`] naming the file until an operator has
+//! looked at it: appending after a removed tail would overwrite the head, the very evidence of
+//! the removal. The one thing `open` fixes is the crash window between writing a line and
+//! replacing the head: a head exactly one entry behind, naming the last line's `prev`, is moved
+//! forward. (That accepts nothing an attacker could not do anyway, since the head is not secret.)
+//!
+//! One process appends at a time. Appends within a process are serialised by a mutex; an
+//! `imagelens` command appending beside a running server is picked up because each append
+//! first checks whether the file grew and, if so, resumes from its new last line. Two processes
+//! appending in the same instant are not locked against each other and may fork the chain,
+//! which `verify` would then report.
+//!
+//! Queries scan the file (oldest first) and do not check hashes; that is `verify`'s job.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+use indexer::Fault;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
+
+/// How many entries [`AuditLog::query`] returns when the query gives no limit.
+pub const DEFAULT_QUERY_LIMIT: usize = 1000;
+
+/// `prev` of the first entry.
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+/// Bytes of the pseudonym key.
+const KEY_LEN: usize = 32;
+/// Hex digits of a record ref: 128 bits, far beyond any collision among a library's records.
+const REF_LEN: usize = 32;
+/// What every stored line ends with, before the hash's 64 hex digits and `"}`.
+const HASH_FIELD: &[u8] = b",\"hash\":\"";
+
+/// One recorded action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AuditEntry {
+    /// Position in the trail: 1, 2, 3, ... without gaps.
+    pub seq: u64,
+    /// When it was recorded.
+    pub time: DateTime<Utc>,
+    /// Account name, or `cli:<os user>` for local command-line use.
+    pub actor: String,
+    /// The account's role, when it has one.
+    pub role: Option<String>,
+    /// Peer address of the request.
+    pub address: Option<String>,
+    /// What was done: `search`, `lookup`, `view_record`, `view_image`, `view_thumbnail`,
+    /// `export`, `account_create`, `retention_run`, `delete`, `denied`, ...
+    pub action: String,
+    /// The purpose the user stated (`X-Purpose` header or `--purpose`).
+    pub purpose: Option<String>,
+    /// The request's query and filters, as the user gave them.
+    #[schema(value_type = Option<Object>)]
+    pub query: Option<serde_json::Value>,
+    /// Refs (keyed pseudonyms, see [`AuditLog::record_ref`]) of the records returned or viewed;
+    /// never record ids.
+    pub records: Vec<String>,
+    /// `ok`, `denied` or `error: ...`.
+    pub outcome: String,
+    /// Whether an unredacted image or thumbnail was served.
+    pub unredacted: bool,
+    /// Anything else, e.g. the digest of a deletion receipt. Never filenames or captions.
+    #[schema(value_type = Option<Object>)]
+    pub detail: Option<serde_json::Value>,
+    /// Hash of the previous entry; 64 zeros for the first.
+    pub prev: String,
+    /// `hex(sha256(prev + "\n" + this entry's stored JSON without its hash field))`.
+    pub hash: String,
+}
+
+/// What a caller records. `seq`, `time`, `prev` and `hash` are filled in by
+/// [`AuditLog::append`]; `records` are record ids, turned into refs by `append`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NewEntry {
+    /// Account name, or `cli:<os user>`.
+    pub actor: String,
+    /// The account's role.
+    pub role: Option<String>,
+    /// Peer address.
+    pub address: Option<String>,
+    /// What was done (see [`AuditEntry::action`]).
+    pub action: String,
+    /// Stated purpose.
+    pub purpose: Option<String>,
+    /// The query and filters as typed; user input only, never record data.
+    pub query: Option<serde_json::Value>,
+    /// Ids of the records returned or viewed; stored only as refs.
+    pub records: Vec<String>,
+    /// `ok`, `denied` or `error: ...`.
+    pub outcome: String,
+    /// Whether an unredacted image or thumbnail was served.
+    pub unredacted: bool,
+    /// Anything else; never filenames or captions.
+    pub detail: Option<serde_json::Value>,
+}
+
+/// Which entries to return; every given condition must hold.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, IntoParams, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// A record id (not a ref): entries that returned or viewed it.
+    pub record: Option<String>,
+    /// Exactly this actor.
+    pub actor: Option<String>,
+    /// Exactly this action.
+    pub action: Option<String>,
+    /// Entries at or after this time.
+    pub after: Option<DateTime<Utc>>,
+    /// Entries strictly before this time.
+    pub before: Option<DateTime<Utc>>,
+    /// At most this many entries, the oldest first (default 1000).
+    pub limit: Option<usize>,
+}
+
+/// The outcome of [`AuditLog::verify`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VerifyReport {
+    /// Entries checked and found sound: all of them when `ok`, those before the problem
+    /// otherwise.
+    pub entries: u64,
+    /// Whether the whole trail and its head are consistent.
+    pub ok: bool,
+    /// The first problem found, naming the entry and line, e.g. `entry 5 (line 4) follows
+    /// entry 3` or `the trail ends at entry 9 but its head says 12`.
+    pub problem: Option<String>,
+    /// Hash of the last entry when `ok` and the trail is not empty. Record it somewhere out of
+    /// reach of whoever can write the data directory: a later trail that no longer contains
+    /// this hash at this position was rewritten.
+    pub head: Option<String>,
+}
+
+/// Why the audit trail could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// A file under `<data-dir>/audit/` cannot be read or written.
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        /// Path concerned.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The trail or its head is damaged: appends are refused, or a line cannot be read.
+    #[error("{0}")]
+    Corrupt(String),
+    /// The head file cannot be replaced.
+    #[error(transparent)]
+    Head(#[from] indexer::Error),
+    /// An entry cannot be encoded as JSON.
+    #[error("audit entry cannot be encoded: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+impl AuditError {
+    /// Whether the caller or the system is at fault: always the system, since callers cannot
+    /// make an append fail (a request that cannot be recorded is answered 500).
+    pub fn fault(&self) -> Fault {
+        Fault::Internal
+    }
+}
+
+/// The audit trail of one library.
+pub struct AuditLog {
+    trail: PathBuf,
+    head: PathBuf,
+    key: [u8; KEY_LEN],
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    // By hand, so that the key never ends up in a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("trail", &self.trail)
+            .field("entries", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where appending resumes; guarded by the mutex.
+struct State {
+    file: File,
+    /// Seq and hash of the last entry (0 and [`GENESIS`] when empty).
+    seq: u64,
+    hash: String,
+    /// Length of the trail in bytes when last read or written, to notice other writers.
+    bytes: u64,
+    /// Why appends are refused, if they are.
+    damage: Option<String>,
+}
+
+/// `head.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Head {
+    seq: u64,
+    hash: String,
+}
+
+/// The hashed part of an entry: every field but `hash`, in [`AuditEntry`]'s order.
+#[derive(Serialize)]
+struct Body<'a> {
+    seq: u64,
+    time: &'a DateTime<Utc>,
+    actor: &'a str,
+    role: &'a Option<String>,
+    address: &'a Option<String>,
+    action: &'a str,
+    purpose: &'a Option<String>,
+    query: &'a Option<serde_json::Value>,
+    records: &'a [String],
+    outcome: &'a str,
+    unredacted: bool,
+    detail: &'a Option<serde_json::Value>,
+    prev: &'a str,
+}
+
+impl AuditLog {
+    /// Opens the trail under `<dir>/audit/` (`dir` is the library's data directory), creating
+    /// the directory, the key and an empty trail on first use.
+    ///
+    /// A damaged end of the trail does not stop `open` (see the module docs): the log opens
+    /// for `verify` and `query`, and [`AuditLog::damage`] says why appends will be refused.
+    ///
+    /// # Errors
+    /// [`AuditError::Io`] when a file cannot be created or read, [`AuditError::Corrupt`] when
+    /// the key is not 32 bytes, [`AuditError::Head`] when a head left behind by a crash cannot
+    /// be moved forward.
+    pub fn open(dir: &Path) -> Result<Self, AuditError> {
+        let audit = dir.join("audit");
+        create_private_dir(&audit)?;
+        let key = load_or_create_key(&audit.join("key"))?;
+        let trail = audit.join("trail.jsonl");
+        let head = audit.join("head.json");
+        let mut options = OpenOptions::new();
+        options.append(true).create(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(&trail).map_err(|e| io_err(&trail, e))?;
+        sync_dir(&audit);
+
+        let resume = read_resume(&trail, &head)?;
+        if resume.head_lags && resume.damage.is_none() {
+            write_head(&head, resume.seq, &resume.hash)?;
+        }
+        Ok(Self {
+            trail,
+            head,
+            key,
+            state: Mutex::new(State {
+                file,
+                seq: resume.seq,
+                hash: resume.hash,
+                bytes: resume.len,
+                damage: resume.damage,
+            }),
+        })
+    }
+
+    /// Records an entry: fills in `seq`, `time`, `prev` and `hash`, turns record ids into refs,
+    /// writes the line and syncs it to disk, then replaces the head. Returns the entry as
+    /// stored.
+    ///
+    /// # Errors
+    /// [`AuditError::Corrupt`] when the trail is damaged (see [`AuditLog::damage`]);
+    /// [`AuditError::Io`] when the line cannot be written or synced, in which case the
+    /// partial write is cut off again and nothing was recorded; [`AuditError::Head`] when the
+    /// line is recorded but the head could not be replaced (the next append or `open` brings
+    /// it up to date). Treat every error as "not recorded": fail the request.
+    pub fn append(&self, entry: NewEntry) -> Result<AuditEntry, AuditError> {
+        let records = entry.records.iter().map(|id| self.record_ref(id)).collect();
+        let mut st = self.lock();
+        self.resync(&mut st)?;
+        if let Some(damage) = &st.damage {
+            return Err(AuditError::Corrupt(format!(
+                "{damage}; appends are refused until an operator has checked it \
+                 (run `imagelens audit verify`)"
+            )));
+        }
+        let mut stored = AuditEntry {
+            seq: st.seq + 1,
+            time: Utc::now(),
+            actor: entry.actor,
+            role: entry.role,
+            address: entry.address,
+            action: entry.action,
+            purpose: entry.purpose,
+            query: entry.query,
+            records,
+            outcome: entry.outcome,
+            unredacted: entry.unredacted,
+            detail: entry.detail,
+            prev: st.hash.clone(),
+            hash: String::new(),
+        };
+        let (line, hash) = encode(&stored)?;
+        stored.hash = hash;
+
+        let before = st.bytes;
+        let written = st.file.write_all(&line).and_then(|()| st.file.sync_data());
+        if let Err(source) = written {
+            // The request fails, so the entry must not count: cut off whatever part of the
+            // line reached the file, or the next line would be glued to a torn one.
+            let undone = st.file.set_len(before).and_then(|()| st.file.sync_data());
+            if let Err(undo) = undone {
+                st.damage = Some(format!(
+                    "{}: an append failed ({source}) and its partial line could not be cut off \
+                     ({undo})",
+                    self.trail.display()
+                ));
+            }
+            return Err(io_err(&self.trail, source));
+        }
+        st.bytes = before + line.len() as u64;
+        st.seq = stored.seq;
+        st.hash.clone_from(&stored.hash);
+        write_head(&self.head, st.seq, &st.hash)?;
+        Ok(stored)
+    }
+
+    /// The ref under which record `id` appears in entries: the first 32 hex digits of
+    /// `sha256(key + id)`, with this library's secret key.
+    pub fn record_ref(&self, id: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(self.key);
+        h.update(id.as_bytes());
+        let mut r = hex::encode(h.finalize());
+        r.truncate(REF_LEN);
+        r
+    }
+
+    /// Re-reads the whole trail and checks numbering, chain, every hash, and the last entry
+    /// against the head. A broken trail is a report with `ok == false`, not an error.
+    ///
+    /// # Errors
+    /// [`AuditError::Io`] when the trail or head cannot be read.
+    pub fn verify(&self) -> Result<VerifyReport, AuditError> {
+        // Take the length and head together under the lock, so an append of this process
+        // running meanwhile is neither half-read nor compared with a head it has not yet
+        // written.
+        let (len, head) = {
+            let _st = self.lock();
+            (trail_len(&self.trail)?, read_head(&self.head)?)
+        };
+        let fail = |entries: u64, problem: String| VerifyReport {
+            entries,
+            ok: false,
+            problem: Some(problem),
+            head: None,
+        };
+        let mut seq = 0;
+        let mut hash = GENESIS.to_owned();
+        let mut line_no = 0_u64;
+        let mut lines = Lines::open(&self.trail, len)?;
+        while let Some(line) = lines.next_line()? {
+            line_no += 1;
+            let Some(line) = line.strip_suffix(b"\n") else {
+                return Ok(fail(
+                    seq,
+                    format!(
+                        "line {line_no} (after entry {seq}) is torn: the file ends without a \
+                         newline, an append was interrupted"
+                    ),
+                ));
+            };
+            let (entry, body) = match parse_line(line) {
+                Ok(parsed) => parsed,
+                Err(why) => {
+                    return Ok(fail(
+                        seq,
+                        format!("line {line_no} (after entry {seq}) is not a valid entry: {why}"),
+                    ));
+                }
+            };
+            if entry.seq != seq + 1 {
+                let problem = if seq == 0 {
+                    format!(
+                        "entry {} (line {line_no}) comes first, not entry 1",
+                        entry.seq
+                    )
+                } else {
+                    format!("entry {} (line {line_no}) follows entry {seq}", entry.seq)
+                };
+                return Ok(fail(seq, problem));
+            }
+            if entry.prev != hash {
+                return Ok(fail(
+                    seq,
+                    format!(
+                        "entry {} (line {line_no}): prev is not the hash of entry {seq}",
+                        entry.seq
+                    ),
+                ));
+            }
+            if chain_hash(&entry.prev, &body) != entry.hash {
+                return Ok(fail(
+                    seq,
+                    format!(
+                        "entry {} (line {line_no}): hash does not match its content",
+                        entry.seq
+                    ),
+                ));
+            }
+            seq = entry.seq;
+            hash = entry.hash;
+        }
+        let head = match head {
+            Ok(head) => head,
+            Err(why) => return Ok(fail(seq, why)),
+        };
+        if head.seq != seq {
+            return Ok(fail(
+                seq,
+                format!(
+                    "the trail ends at entry {seq} but its head says {}",
+                    head.seq
+                ),
+            ));
+        }
+        if head.hash != hash {
+            return Ok(fail(
+                seq,
+                format!("entry {seq} is not the entry its head names: the hashes differ"),
+            ));
+        }
+        Ok(VerifyReport {
+            entries: seq,
+            ok: true,
+            problem: None,
+            head: (seq > 0).then_some(hash),
+        })
+    }
+
+    /// Entries matching `q`, oldest first, at most `q.limit` (default
+    /// [`DEFAULT_QUERY_LIMIT`]). Scans the trail; does not check hashes (see
+    /// [`AuditLog::verify`]). A torn last line is skipped: its append failed, so its request
+    /// was never served.
+    ///
+    /// # Errors
+    /// [`AuditError::Io`] when the trail cannot be read, [`AuditError::Corrupt`] when a
+    /// complete line is not a valid entry.
+    pub fn query(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, AuditError> {
+        let limit = q.limit.unwrap_or(DEFAULT_QUERY_LIMIT);
+        let record = q.record.as_deref().map(|id| self.record_ref(id));
+        // Stop at the length recorded by the last append, so a line being written right now
+        // is not read half-way.
+        let len = self.lock().bytes;
+        let mut found = Vec::new();
+        let mut lines = Lines::open(&self.trail, len)?;
+        let mut line_no = 0_u64;
+        while found.len() < limit
+            && let Some(line) = lines.next_line()?
+        {
+            line_no += 1;
+            let Some(line) = line.strip_suffix(b"\n") else {
+                break;
+            };
+            let entry: AuditEntry = serde_json::from_slice(line).map_err(|e| {
+                AuditError::Corrupt(format!(
+                    "line {line_no} of {} is not a valid entry: {e} (run `imagelens audit verify`)",
+                    self.trail.display()
+                ))
+            })?;
+            let wanted = record.as_ref().is_none_or(|r| entry.records.contains(r))
+                && q.actor.as_ref().is_none_or(|a| &entry.actor == a)
+                && q.action.as_ref().is_none_or(|a| &entry.action == a)
+                && q.after.is_none_or(|t| entry.time >= t)
+                && q.before.is_none_or(|t| entry.time < t);
+            if wanted {
+                found.push(entry);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Number of entries (the last entry's seq).
+    pub fn len(&self) -> u64 {
+        self.lock().seq
+    }
+
+    /// Whether nothing has been recorded yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Why appends are refused, when the trail is damaged; `None` when they are accepted.
+    /// `serve` can check this at start-up rather than failing every request later.
+    pub fn damage(&self) -> Option<String> {
+        self.lock().damage.clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while appending leaves `bytes` at the old length, so the next append notices
+        // the file differs and resumes from the file itself: the state cannot be trusted less
+        // than the file, whatever was interrupted.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Picks up entries appended by another process since this one last wrote, and notices a
+    /// trail that shrank or was replaced.
+    fn resync(&self, st: &mut State) -> Result<(), AuditError> {
+        if st.damage.is_some() {
+            return Ok(());
+        }
+        let on_disk = std::fs::metadata(&self.trail).map_err(|e| io_err(&self.trail, e))?;
+        let open = st.file.metadata().map_err(|e| io_err(&self.trail, e))?;
+        if !same_file(&on_disk, &open) {
+            st.damage = Some(format!(
+                "{} was replaced by another file while open",
+                self.trail.display()
+            ));
+            return Ok(());
+        }
+        let len = open.len();
+        if len == st.bytes {
+            return Ok(());
+        }
+        if len < st.bytes {
+            st.damage = Some(format!(
+                "{} shrank from {} to {len} bytes while open: entries were removed",
+                self.trail.display(),
+                st.bytes
+            ));
+            return Ok(());
+        }
+        let resume = read_resume(&self.trail, &self.head)?;
+        st.seq = resume.seq;
+        st.hash = resume.hash;
+        st.bytes = resume.len;
+        st.damage = resume.damage;
+        Ok(())
+    }
+}
+
+/// Whether two metadata describe the same file (on Unix; elsewhere assumed).
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        a.dev() == b.dev() && a.ino() == b.ino()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (a, b);
+        true
+    }
+}
+
+/// The stored line (with its newline) and the hash of `entry`, whose `hash` is ignored.
+fn encode(entry: &AuditEntry) -> Result<(Vec<u8>, String), AuditError> {
+    let mut line = serde_json::to_vec(&Body {
+        seq: entry.seq,
+        time: &entry.time,
+        actor: &entry.actor,
+        role: &entry.role,
+        address: &entry.address,
+        action: &entry.action,
+        purpose: &entry.purpose,
+        query: &entry.query,
+        records: &entry.records,
+        outcome: &entry.outcome,
+        unredacted: entry.unredacted,
+        detail: &entry.detail,
+        prev: &entry.prev,
+    })?;
+    let hash = chain_hash(&entry.prev, &line);
+    // `line` is a JSON object ending in `}`: reopen it to add the hash as the last field,
+    // which gives exactly `serde_json::to_vec(entry)`, and lets `parse_line` recover the
+    // hashed bytes by cutting the field off again.
+    line.pop();
+    line.extend_from_slice(HASH_FIELD);
+    line.extend_from_slice(hash.as_bytes());
+    line.extend_from_slice(b"\"}\n");
+    Ok((line, hash))
+}
+
+/// `hex(sha256(prev + "\n" + body))`.
+fn chain_hash(prev: &str, body: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(prev.as_bytes());
+    h.update(b"\n");
+    h.update(body);
+    hex::encode(h.finalize())
+}
+
+/// Parses a stored line (without its newline) into the entry and the exact bytes its hash
+/// covers.
+fn parse_line(line: &[u8]) -> Result<(AuditEntry, Vec<u8>), String> {
+    // `,"hash":"` + 64 hex digits + `"}`
+    let tail = HASH_FIELD.len() + 64 + 2;
+    let cut = line
+        .len()
+        .checked_sub(tail)
+        .filter(|&cut| {
+            line[cut..].starts_with(HASH_FIELD)
+                && line.ends_with(b"\"}")
+                && line[cut + HASH_FIELD.len()..line.len() - 2]
+                    .iter()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+        })
+        .ok_or("it does not end with its hash")?;
+    let entry: AuditEntry = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+    if entry.hash.as_bytes() != &line[cut + HASH_FIELD.len()..line.len() - 2] {
+        return Err("it holds more than one hash".to_owned());
+    }
+    let mut body = line[..cut].to_vec();
+    body.push(b'}');
+    Ok((entry, body))
+}
+
+/// Where appending resumes, read from the files.
+struct Resume {
+    len: u64,
+    seq: u64,
+    hash: String,
+    damage: Option<String>,
+    /// The head is one entry behind the last line and names its `prev`: a crash between the
+    /// two writes of an append.
+    head_lags: bool,
+}
+
+/// Reads the last complete line of the trail and the head, and says whether appending can
+/// go on from them.
+fn read_resume(trail: &Path, head_path: &Path) -> Result<Resume, AuditError> {
+    let tail = read_tail(trail)?;
+    let mut damage = None;
+    if tail.torn > 0 {
+        damage = Some(format!(
+            "{} ends with a torn line ({} bytes after the last newline): an append was \
+             interrupted; nothing was cut off",
+            trail.display(),
+            tail.torn
+        ));
+    }
+    let (mut seq, mut hash, mut prev) = (0, GENESIS.to_owned(), GENESIS.to_owned());
+    if let Some(line) = &tail.last {
+        match parse_line(line) {
+            Ok((entry, body)) if chain_hash(&entry.prev, &body) == entry.hash => {
+                (seq, hash, prev) = (entry.seq, entry.hash, entry.prev);
+            }
+            Ok((entry, _)) => {
+                damage.get_or_insert(format!(
+                    "the last entry of {} (entry {}) does not match its hash",
+                    trail.display(),
+                    entry.seq
+                ));
+            }
+            Err(why) => {
+                damage.get_or_insert(format!(
+                    "the last line of {} is not a valid entry: {why}",
+                    trail.display()
+                ));
+            }
+        }
+    }
+    let mut head_lags = false;
+    match read_head(head_path)? {
+        Err(why) => {
+            damage.get_or_insert(why);
+        }
+        Ok(head) if head.seq == seq && head.hash == hash => {}
+        Ok(head) if head.seq + 1 == seq && head.hash == prev => head_lags = true,
+        Ok(head) => {
+            damage.get_or_insert(format!(
+                "{} ends at entry {seq} but its head {} says {}",
+                trail.display(),
+                head_path.display(),
+                head.seq
+            ));
+        }
+    }
+    Ok(Resume {
+        len: tail.len,
+        seq,
+        hash,
+        damage,
+        head_lags,
+    })
+}
+
+/// The end of the trail file.
+struct Tail {
+    len: u64,
+    /// The last complete line, without its newline.
+    last: Option<Vec<u8>>,
+    /// Bytes after the last newline: a line whose write was interrupted.
+    torn: u64,
+}
+
+/// Reads the end of the trail backwards, so opening a long trail costs one line, not the file.
+fn read_tail(path: &Path) -> Result<Tail, AuditError> {
+    const CHUNK: u64 = 8 * 1024;
+    let err = |e| io_err(path, e);
+    let mut file = File::open(path).map_err(err)?;
+    let len = file.metadata().map_err(err)?.len();
+    // Newline positions found so far, scanning back from the end; the last complete line lies
+    // between the last two.
+    let mut newlines = Vec::with_capacity(2);
+    let mut end = len;
+    let mut buf = vec![0; CHUNK as usize];
+    while end > 0 && newlines.len() < 2 {
+        let start = end.saturating_sub(CHUNK);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start)).map_err(err)?;
+        file.read_exact(chunk).map_err(err)?;
+        for (i, b) in chunk.iter().enumerate().rev() {
+            if *b == b'\n' {
+                newlines.push(start + i as u64);
+                if newlines.len() == 2 {
+                    break;
+                }
+            }
+        }
+        end = start;
+    }
+    let Some(&last_nl) = newlines.first() else {
+        return Ok(Tail {
+            len,
+            last: None,
+            torn: len,
+        });
+    };
+    let start = newlines.get(1).map_or(0, |p| p + 1);
+    let mut last = vec![0; (last_nl - start) as usize];
+    file.seek(SeekFrom::Start(start)).map_err(err)?;
+    file.read_exact(&mut last).map_err(err)?;
+    Ok(Tail {
+        len,
+        last: Some(last),
+        torn: len - last_nl - 1,
+    })
+}
+
+/// Reads `head.json`; missing means an empty trail. The inner error is a problem to report.
+fn read_head(path: &Path) -> Result<Result<Head, String>, AuditError> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(serde_json::from_slice(&bytes)
+            .map_err(|e| format!("the head {} is not readable: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Ok(Head {
+            seq: 0,
+            hash: GENESIS.to_owned(),
+        })),
+        Err(e) => Err(io_err(path, e)),
+    }
+}
+
+fn write_head(path: &Path, seq: u64, hash: &str) -> Result<(), AuditError> {
+    let head = Head {
+        seq,
+        hash: hash.to_owned(),
+    };
+    indexer::library::write_atomic(path, &serde_json::to_vec(&head)?)?;
+    Ok(())
+}
+
+fn trail_len(path: &Path) -> Result<u64, AuditError> {
+    Ok(std::fs::metadata(path).map_err(|e| io_err(path, e))?.len())
+}
+
+/// Complete lines of the first `len` bytes of a file, each with its newline (the last may
+/// lack it: a torn line).
+struct Lines {
+    reader: BufReader<std::io::Take<File>>,
+    path: PathBuf,
+    buf: Vec<u8>,
+}
+
+impl Lines {
+    fn open(path: &Path, len: u64) -> Result<Self, AuditError> {
+        let file = File::open(path).map_err(|e| io_err(path, e))?;
+        Ok(Self {
+            reader: BufReader::new(file.take(len)),
+            path: path.to_owned(),
+            buf: Vec::new(),
+        })
+    }
+
+    fn next_line(&mut self) -> Result<Option<&[u8]>, AuditError> {
+        self.buf.clear();
+        let n = self
+            .reader
+            .read_until(b'\n', &mut self.buf)
+            .map_err(|e| io_err(&self.path, e))?;
+        Ok((n > 0).then_some(self.buf.as_slice()))
+    }
+}
+
+/// Reads the pseudonym key, or makes it when the library has none.
+fn load_or_create_key(path: &Path) -> Result<[u8; KEY_LEN], AuditError> {
+    match std::fs::read(path) {
+        Ok(bytes) => return key_from(path, &bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(path, e)),
+    }
+    let mut key = [0_u8; KEY_LEN];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
+    // Written under a name of its own, then hard-linked into place: linking fails if a key
+    // appeared meanwhile, so two processes opening a new library at once end up with the same
+    // complete key, and a key in use is never replaced (its refs would stop matching).
+    let tmp = path.with_file_name(format!(
+        "key.{}.tmp",
+        hex::encode(rand::random::<[u8; 8]>())
+    ));
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(&key).and_then(|()| f.sync_all()))
+        .map_err(|e| io_err(&tmp, e));
+    let linked = written.and_then(|()| match std::fs::hard_link(&tmp, path) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(io_err(path, e)),
+        _ => Ok(()),
+    });
+    let _ = std::fs::remove_file(&tmp);
+    linked?;
+    if let Some(parent) = path.parent() {
+        sync_dir(parent);
+    }
+    let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
+    key_from(path, &bytes)
+}
+
+fn key_from(path: &Path, bytes: &[u8]) -> Result<[u8; KEY_LEN], AuditError> {
+    bytes.try_into().map_err(|_| {
+        AuditError::Corrupt(format!(
+            "audit key {} is {} bytes, expected {KEY_LEN}",
+            path.display(),
+            bytes.len()
+        ))
+    })
+}
+
+fn create_private_dir(path: &Path) -> Result<(), AuditError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    // Who saw what is itself sensitive.
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path).map_err(|e| io_err(path, e))
+}
+
+/// Makes a new or renamed directory entry durable; best effort, as not every platform can
+/// open a directory.
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+fn io_err(path: &Path, source: std::io::Error) -> AuditError {
+    AuditError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::sync::Arc;
+
+    fn new(actor: &str, action: &str) -> NewEntry {
+        NewEntry {
+            actor: actor.to_owned(),
+            role: Some("analyst".to_owned()),
+            address: Some("10.0.0.7:51234".to_owned()),
+            action: action.to_owned(),
+            purpose: Some("case 42".to_owned()),
+            query: Some(json!({"q": "red car at night", "filters": {"label": "car", "min": 0.25}})),
+            records: vec!["rec-1".to_owned(), "rec-2".to_owned()],
+            outcome: "ok".to_owned(),
+            unredacted: false,
+            detail: None,
+        }
+    }
+
+    /// A library with `n` entries, and its trail path.
+    fn with_entries(n: usize) -> (tempfile::TempDir, AuditLog, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path()).unwrap();
+        for i in 0..n {
+            log.append(new(&format!("user{i}"), "search")).unwrap();
+        }
+        let trail = dir.path().join("audit/trail.jsonl");
+        (dir, log, trail)
+    }
+
+    fn lines(path: &Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
+
+    fn problem(log: &AuditLog) -> String {
+        let report = log.verify().unwrap();
+        assert!(!report.ok, "expected a problem, got {report:?}");
+        assert_eq!(report.head, None);
+        report.problem.unwrap()
+    }
+
+    #[test]
+    fn appended_entries_verify_across_reopen() {
+        let (dir, log, _) = with_entries(3);
+        let report = log.verify().unwrap();
+        let last = log.query(&AuditQuery::default()).unwrap().pop().unwrap();
+        assert_eq!(
+            report,
+            VerifyReport {
+                entries: 3,
+                ok: true,
+                problem: None,
+                head: Some(last.hash)
+            }
+        );
+        drop(log);
+        let log = AuditLog::open(dir.path()).unwrap();
+        assert_eq!(log.verify().unwrap(), report);
+        assert_eq!(log.damage(), None);
+    }
+
+    #[test]
+    fn empty_trail_verifies_without_a_head_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path()).unwrap();
+        assert!(log.is_empty());
+        let report = log.verify().unwrap();
+        assert!(report.ok);
+        assert_eq!((report.entries, report.head), (0, None));
+    }
+
+    #[test]
+    fn seq_and_chain_continue_after_reopen() {
+        let (dir, log, _) = with_entries(2);
+        let second = log.query(&AuditQuery::default()).unwrap().pop().unwrap();
+        drop(log);
+        let log = AuditLog::open(dir.path()).unwrap();
+        assert_eq!(log.len(), 2);
+        let third = log.append(new("carol", "view_record")).unwrap();
+        assert_eq!(third.seq, 3);
+        assert_eq!(third.prev, second.hash);
+        assert_eq!(log.len(), 3);
+        assert!(log.verify().unwrap().ok);
+    }
+
+    #[test]
+    fn stored_line_is_the_entry_as_returned() {
+        let (_dir, log, trail) = with_entries(0);
+        let entry = log.append(new("alice", "export")).unwrap();
+        let line = &lines(&trail)[0];
+        assert_eq!(serde_json::from_str::<AuditEntry>(line).unwrap(), entry);
+        assert_eq!(entry.prev, GENESIS);
+    }
+
+    #[test]
+    fn editing_any_byte_of_a_middle_entry_is_detected() {
+        let (_dir, log, trail) = with_entries(5);
+        let original = lines(&trail);
+        let middle = original[2].as_bytes().to_vec();
+        for pos in 0..middle.len() - 1 {
+            let mut edited = middle.clone();
+            edited[pos] = if middle[pos] == b'x' { b'y' } else { b'x' };
+            let mut all = original.clone();
+            all[2] = String::from_utf8(edited).unwrap();
+            std::fs::write(&trail, all.concat()).unwrap();
+            let problem = problem(&log);
+            assert!(
+                problem.contains("line 3"),
+                "byte {pos}: problem {problem:?} does not name line 3"
+            );
+        }
+    }
+
+    #[test]
+    fn editing_a_string_value_breaks_that_entrys_hash() {
+        let (_dir, log, trail) = with_entries(5);
+        let all = lines(&trail);
+        assert!(all[2].contains("\"user2\""));
+        for (from, to) in [
+            ("user2", "user3"),
+            ("case 42", "case 43"),
+            ("red car", "rad car"),
+        ] {
+            let mut edited = all.clone();
+            edited[2] = all[2].replacen(from, to, 1);
+            std::fs::write(&trail, edited.concat()).unwrap();
+            assert_eq!(
+                problem(&log),
+                "entry 3 (line 3): hash does not match its content"
+            );
+        }
+        // Putting the line back makes the trail whole again.
+        std::fs::write(&trail, all.concat()).unwrap();
+        assert!(log.verify().unwrap().ok);
+    }
+
+    #[test]
+    fn deleting_a_middle_entry_is_detected() {
+        let (_dir, log, trail) = with_entries(5);
+        let mut all = lines(&trail);
+        all.remove(2);
+        std::fs::write(&trail, all.concat()).unwrap();
+        assert_eq!(problem(&log), "entry 4 (line 3) follows entry 2");
+    }
+
+    #[test]
+    fn swapping_two_entries_is_detected() {
+        let (_dir, log, trail) = with_entries(5);
+        let mut all = lines(&trail);
+        all.swap(1, 2);
+        std::fs::write(&trail, all.concat()).unwrap();
+        assert_eq!(problem(&log), "entry 3 (line 2) follows entry 1");
+    }
+
+    #[test]
+    fn deleting_the_last_entries_is_detected_by_the_head() {
+        let (dir, log, trail) = with_entries(5);
+        let all = lines(&trail);
+        std::fs::write(&trail, all[..4].concat()).unwrap();
+        assert_eq!(
+            problem(&log),
+            "the trail ends at entry 4 but its head says 5"
+        );
+        std::fs::write(&trail, all[..2].concat()).unwrap();
+        drop(log);
+        let log = AuditLog::open(dir.path()).unwrap();
+        assert_eq!(
+            problem(&log),
+            "the trail ends at entry 2 but its head says 5"
+        );
+    }
+
+    #[test]
+    fn appends_are_refused_after_the_tail_was_removed() {
+        let (dir, log, trail) = with_entries(5);
+        let all = lines(&trail);
+        drop(log);
+        std::fs::write(&trail, all[..3].concat()).unwrap();
+        let log = AuditLog::open(dir.path()).unwrap();
+        assert!(log.damage().unwrap().contains("ends at entry 3"));
+        let err = log.append(new("mallory", "search")).unwrap_err();
+        assert!(matches!(err, AuditError::Corrupt(_)), "{err:?}");
+        assert!(err.to_string().contains("trail.jsonl"), "{err}");
+        // Nothing was written, and the head still tells of the removal.
+        assert_eq!(lines(&trail), all[..3]);
+        assert_eq!(
+            problem(&log),
+            "the trail ends at entry 3 but its head says 5"
+        );
+    }
+
+    #[test]
+    fn truncating_the_trail_while_open_refuses_appends() {
+        let (_dir, log, trail) = with_entries(3);
+        let all = lines(&trail);
+        std::fs::write(&trail, all[..2].concat()).unwrap();
+        let err = log.append(new("alice", "search")).unwrap_err();
+        assert!(err.to_string().contains("shrank"), "{err}");
+        assert!(log.damage().is_some());
+    }
+
+    #[test]
+    fn a_forged_entry_with_a_wrong_hash_is_detected() {
+        let (_dir, log, trail) = with_entries(5);
+        let last = log.query(&AuditQuery::default()).unwrap().pop().unwrap();
+        let forged = AuditEntry {
+            seq: 6,
+            actor: "nobody".to_owned(),
+            prev: last.hash.clone(),
+            hash: "f".repeat(64),
+            ..last
+        };
+        let mut all = lines(&trail);
+        all.push(format!("{}\n", serde_json::to_string(&forged).unwrap()));
+        std::fs::write(&trail, all.concat()).unwrap();
+        assert_eq!(
+            problem(&log),
+            "entry 6 (line 6): hash does not match its content"
+        );
+    }
+
+    #[test]
+    fn a_torn_last_line_is_reported_and_appends_are_refused() {
+        let (dir, log, trail) = with_entries(2);
+        drop(log);
+        let mut bytes = std::fs::read(&trail).unwrap();
+        bytes.extend_from_slice(b"{\"seq\":3,\"time\":\"20");
+        std::fs::write(&trail, &bytes).unwrap();
+
+        let log = AuditLog::open(dir.path()).unwrap();
+        assert_eq!(log.len(), 2);
+        assert!(problem(&log).contains("line 3 (after entry 2) is torn"));
+        let err = log.append(new("alice", "search")).unwrap_err();
+        assert!(matches!(err, AuditError::Corrupt(_)), "{err:?}");
+        assert!(err.to_string().contains("trail.jsonl"), "{err}");
+        assert!(err.to_string().contains("torn"), "{err}");
+        // Evidence is left as found.
+        assert_eq!(std::fs::read(&trail).unwrap(), bytes);
+        // Queries still answer from the complete lines.
+        assert_eq!(log.query(&AuditQuery::default()).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_crash_before_the_head_was_replaced_is_recovered_on_open() {
+        let (dir, log, _) = with_entries(3);
+        let entries = log.query(&AuditQuery::default()).unwrap();
+        drop(log);
+        let head = serde_json::to_vec(&Head {
+            seq: 2,
+            hash: entries[1].hash.clone(),
+        })
+        .unwrap();
+        std::fs::write(dir.path().join("audit/head.json"), head).unwrap();
+
+        let log = AuditLog::open(dir.path()).unwrap();
+        assert_eq!(log.damage(), None);
+        assert!(log.verify().unwrap().ok);
+        assert_eq!(log.append(new("alice", "search")).unwrap().seq, 4);
+    }
+
+    #[test]
+    fn record_ids_never_appear_in_clear_and_are_found_through_their_ref() {
+        let (dir, log, trail) = with_entries(2);
+        let id = "0123456789abcdef";
+        let seen = log
+            .append(NewEntry {
+                records: vec![id.to_owned()],
+                ..new("alice", "view_image")
+            })
+            .unwrap();
+        log.append(new("bob", "search")).unwrap();
+
+        assert_eq!(seen.records, vec![log.record_ref(id)]);
+        assert_eq!(log.record_ref(id).len(), 32);
+        for file in std::fs::read_dir(dir.path().join("audit")).unwrap() {
+            let bytes = std::fs::read(file.unwrap().path()).unwrap();
+            assert!(!bytes.windows(id.len()).any(|w| w == id.as_bytes()));
+        }
+        assert!(!std::fs::read_to_string(&trail).unwrap().contains("rec-1"));
+
+        let q = AuditQuery {
+            record: Some(id.to_owned()),
+            ..AuditQuery::default()
+        };
+        assert_eq!(log.query(&q).unwrap(), vec![seen]);
+        let other = AuditQuery {
+            record: Some("0123456789abcdee".to_owned()),
+            ..AuditQuery::default()
+        };
+        assert!(log.query(&other).unwrap().is_empty());
+    }
+
+    #[test]
+    fn record_refs_are_stable_per_library_and_differ_between_libraries() {
+        let (dir, log, _) = with_entries(0);
+        let r = log.record_ref("rec-1");
+        drop(log);
+        assert_eq!(AuditLog::open(dir.path()).unwrap().record_ref("rec-1"), r);
+        let (_other_dir, other, _) = with_entries(0);
+        assert_ne!(other.record_ref("rec-1"), r);
+    }
+
+    #[test]
+    fn query_by_actor_and_date_range_returns_what_the_account_saw_then() {
+        let (_dir, log, _) = with_entries(0);
+        let mut appended = Vec::new();
+        for actor in ["alice", "bob", "alice", "alice", "bob"] {
+            appended.push(log.append(new(actor, "search")).unwrap());
+            // Distinct timestamps even on a coarse clock.
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let q = AuditQuery {
+            actor: Some("alice".to_owned()),
+            after: Some(appended[1].time),
+            before: Some(appended[4].time),
+            ..AuditQuery::default()
+        };
+        let seqs: Vec<u64> = log.query(&q).unwrap().iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [3, 4]);
+
+        let limited = AuditQuery {
+            actor: Some("alice".to_owned()),
+            limit: Some(2),
+            ..AuditQuery::default()
+        };
+        let seqs: Vec<u64> = log.query(&limited).unwrap().iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [1, 3]);
+
+        let by_action = AuditQuery {
+            action: Some("export".to_owned()),
+            ..AuditQuery::default()
+        };
+        assert!(log.query(&by_action).unwrap().is_empty());
+    }
+
+    #[test]
+    fn concurrent_appends_get_consecutive_seqs() {
+        let (_dir, log, _) = with_entries(0);
+        let log = Arc::new(log);
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let log = Arc::clone(&log);
+                std::thread::spawn(move || {
+                    for i in 0..100 {
+                        log.append(new(&format!("t{t}-{i}"), "search")).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(log.len(), 400);
+        let all = log.query(&AuditQuery::default()).unwrap();
+        let seqs: Vec<u64> = all.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (1..=400).collect::<Vec<_>>());
+        let report = log.verify().unwrap();
+        assert!(report.ok, "{report:?}");
+        assert_eq!(report.entries, 400);
+    }
+
+    #[test]
+    fn an_append_by_another_process_is_picked_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = AuditLog::open(dir.path()).unwrap();
+        let cli = AuditLog::open(dir.path()).unwrap();
+        server.append(new("alice", "search")).unwrap();
+        assert_eq!(cli.append(new("cli:root", "retention_run")).unwrap().seq, 2);
+        assert_eq!(server.append(new("alice", "search")).unwrap().seq, 3);
+        assert!(server.verify().unwrap().ok);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_and_trail_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, _log, trail) = with_entries(1);
+        for path in [dir.path().join("audit/key"), trail] {
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", path.display());
+        }
+    }
+
+    #[test]
+    fn a_key_of_the_wrong_length_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("audit")).unwrap();
+        std::fs::write(dir.path().join("audit/key"), b"short").unwrap();
+        let err = AuditLog::open(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("5 bytes"), "{err}");
+    }
+}

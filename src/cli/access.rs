@@ -1,0 +1,455 @@
+//! Who runs a command, whether they may, and its audit entry; `imagelens account` and
+//! `imagelens token`.
+//!
+//! A library without accounts is in local mode: whoever can read the data directory runs every
+//! command, recorded in the audit trail as `cli:<os user>`, and the first account must be an
+//! admin (the bootstrap, which also prints the admin's first token). Once an account exists,
+//! every command that reads or administers records needs credentials: a token
+//! (`--token`/`IMAGELENS_TOKEN`) or `IMAGELENS_USER` + `IMAGELENS_PASSWORD`, and the account's
+//! role is checked as the server checks it. Filesystem access still reads everything: the data
+//! directory should be readable by the service account alone (the accounts file is 0600).
+
+use std::io::BufRead;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+
+use super::{cell, print_json};
+use crate::accounts::{Accounts, Permission, Principal, Role};
+use crate::app::{AppSettings, open_library};
+use crate::audit::{AuditLog, NewEntry};
+
+/// The caller of a command.
+#[derive(Debug)]
+pub struct CliCaller {
+    principal: Option<Principal>,
+    actor: String,
+    purpose: Option<String>,
+}
+
+impl CliCaller {
+    /// Authenticates from the settings' credentials, or local mode without accounts.
+    ///
+    /// # Errors
+    /// Bad or missing credentials when the library has accounts.
+    pub fn new(settings: &AppSettings, accounts: &Accounts) -> anyhow::Result<Self> {
+        let purpose = settings.purpose.clone();
+        let principal = if let Some(token) = &settings.token {
+            Some(accounts.authenticate_token(token)?)
+        } else if let (Some(user), Ok(password)) =
+            (&settings.user, std::env::var("IMAGELENS_PASSWORD"))
+        {
+            Some(accounts.verify_password(user, &password)?)
+        } else {
+            None
+        };
+        match principal {
+            Some(p) => Ok(Self {
+                actor: p.account.clone(),
+                principal: Some(p),
+                purpose,
+            }),
+            None if accounts.is_empty() => Ok(Self {
+                principal: None,
+                actor: format!(
+                    "cli:{}",
+                    std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+                ),
+                purpose,
+            }),
+            None => bail!(
+                "this library has accounts: give a token with --token or IMAGELENS_TOKEN \
+                 (or IMAGELENS_USER and IMAGELENS_PASSWORD)"
+            ),
+        }
+    }
+
+    /// An audit entry of this caller.
+    pub fn entry(&self, action: &str) -> NewEntry {
+        NewEntry {
+            actor: self.actor.clone(),
+            role: self.principal.as_ref().map(|p| p.role.as_str().to_owned()),
+            action: action.to_owned(),
+            purpose: self.purpose.clone(),
+            outcome: "ok".into(),
+            ..NewEntry::default()
+        }
+    }
+
+    /// Refuses (and audits the refusal) unless the account may; local mode may.
+    ///
+    /// # Errors
+    /// The refusal, or an audit trail that cannot be written.
+    pub fn require(
+        &self,
+        audit: &AuditLog,
+        permission: Permission,
+        action: &str,
+    ) -> anyhow::Result<()> {
+        let Some(p) = &self.principal else {
+            return Ok(());
+        };
+        if p.can(permission) {
+            return Ok(());
+        }
+        let mut entry = self.entry(action);
+        entry.outcome = "denied".into();
+        audit
+            .append(entry)
+            .context("cannot write the audit trail")?;
+        bail!(
+            "account {:?} (role {}) may not {action}",
+            p.account,
+            p.role.as_str()
+        )
+    }
+
+    /// Records a read of `records` with `query`; fails the command if it cannot.
+    ///
+    /// # Errors
+    /// The audit trail cannot be written.
+    pub fn audit(
+        &self,
+        audit: &AuditLog,
+        action: &str,
+        query: serde_json::Value,
+        records: Vec<String>,
+    ) -> anyhow::Result<()> {
+        let mut entry = self.entry(action);
+        entry.query = Some(query);
+        entry.records = records;
+        audit
+            .append(entry)
+            .context("cannot write the audit trail")?;
+        Ok(())
+    }
+}
+
+/// Opens the accounts and audit trail of the library and authenticates the caller.
+///
+/// # Errors
+/// Unreadable files, bad credentials.
+pub fn open(settings: &AppSettings) -> anyhow::Result<(Accounts, AuditLog, CliCaller)> {
+    // A new directory becomes an (empty) library before anything else is written into it.
+    if !settings.data_dir.join("manifest.json").exists() {
+        drop(open_library(settings)?);
+    }
+    let accounts = Accounts::open(&settings.data_dir)?;
+    let audit = AuditLog::open(&settings.data_dir)?;
+    let caller = CliCaller::new(settings, &accounts)?;
+    Ok((accounts, audit, caller))
+}
+
+/// `account` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Create an account (the first one, an admin, needs no credentials and gets a token).
+    Create {
+        /// Name: letters, digits, `.`, `_`, `@`, `-`.
+        name: String,
+        /// searcher, curator, auditor or admin.
+        #[arg(long)]
+        role: Role,
+        /// Read the password from the first line of standard input (else IMAGELENS_NEW_PASSWORD).
+        #[arg(long)]
+        password_stdin: bool,
+        /// Lifetime of the bootstrap admin's first token, in days.
+        #[arg(long, default_value_t = 30)]
+        token_ttl_days: u32,
+    },
+    /// List accounts.
+    List {
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change an account's role, password or state.
+    Set {
+        /// Account name.
+        name: String,
+        /// New role.
+        #[arg(long)]
+        role: Option<Role>,
+        /// Disable the account (its tokens stop working).
+        #[arg(long, conflicts_with = "enable")]
+        disable: bool,
+        /// Enable it again.
+        #[arg(long)]
+        enable: bool,
+        /// New password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Delete an account and its tokens.
+    Delete {
+        /// Account name.
+        name: String,
+    },
+}
+
+/// `token` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue a token (shown once).
+    Issue {
+        /// What it is for.
+        #[arg(long)]
+        name: String,
+        /// For this account (default: the caller's).
+        #[arg(long)]
+        account: Option<String>,
+        /// Lifetime in days.
+        #[arg(long, default_value_t = 30)]
+        ttl_days: u32,
+    },
+    /// List tokens (never their secrets).
+    List {
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token.
+    Revoke {
+        /// Token id.
+        id: String,
+    },
+}
+
+/// Arguments of `account`.
+#[derive(Debug, Args)]
+pub struct AccountArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: AccountCommand,
+}
+
+/// Arguments of `token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: TokenCommand,
+}
+
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
+    }
+    std::env::var("IMAGELENS_NEW_PASSWORD")
+        .context("give the password with --password-stdin or IMAGELENS_NEW_PASSWORD")
+}
+
+fn audit_account(
+    audit: &AuditLog,
+    caller: &CliCaller,
+    action: &str,
+    name: &str,
+    detail: serde_json::Value,
+) -> anyhow::Result<()> {
+    let mut entry = caller.entry(action);
+    entry.query = Some(serde_json::json!({ "account": name }));
+    entry.detail = Some(detail);
+    audit
+        .append(entry)
+        .context("cannot write the audit trail")?;
+    Ok(())
+}
+
+/// Runs `account`.
+///
+/// # Errors
+/// Bad credentials, refusals, invalid names or passwords.
+pub fn run_account(settings: &AppSettings, args: AccountArgs) -> anyhow::Result<ExitCode> {
+    let (accounts, audit, caller) = open(settings)?;
+    match args.command {
+        AccountCommand::Create {
+            name,
+            role,
+            password_stdin,
+            token_ttl_days,
+        } => {
+            let bootstrap = accounts.is_empty();
+            if bootstrap && role != Role::Admin {
+                bail!("the first account must be an admin: use --role admin");
+            }
+            if !bootstrap {
+                caller.require(&audit, Permission::ManageAccounts, "account_create")?;
+            }
+            let password = read_password(password_stdin)?;
+            let info = accounts.create(&name, &password, role)?;
+            audit_account(
+                &audit,
+                &caller,
+                "account_create",
+                &name,
+                serde_json::json!({ "role": role, "bootstrap": bootstrap }),
+            )?;
+            println!("created account {} ({})", info.name, info.role.as_str());
+            if bootstrap {
+                let ttl = chrono::Duration::days(i64::from(token_ttl_days));
+                let (secret, token) = accounts.issue_token(&name, "bootstrap", ttl)?;
+                audit_account(
+                    &audit,
+                    &caller,
+                    "token_issue",
+                    &name,
+                    serde_json::json!({ "token": token.id, "expires": token.expires }),
+                )?;
+                println!(
+                    "first token (shown once; expires {}):\n{secret}\nuse it as IMAGELENS_TOKEN \
+                     or `Authorization: Bearer ...`",
+                    token.expires.date_naive()
+                );
+            }
+        }
+        AccountCommand::List { json } => {
+            caller.require(&audit, Permission::ManageAccounts, "account_list")?;
+            let list = accounts.list();
+            if json {
+                print_json(&serde_json::json!({ "accounts": list }))?;
+            } else {
+                for a in list {
+                    println!(
+                        "{:<24} {:<9} {}{}",
+                        cell(&a.name, 24),
+                        a.role.as_str(),
+                        a.created.date_naive(),
+                        if a.disabled { "  disabled" } else { "" }
+                    );
+                }
+            }
+        }
+        AccountCommand::Set {
+            name,
+            role,
+            disable,
+            enable,
+            password_stdin,
+        } => {
+            caller.require(&audit, Permission::ManageAccounts, "account_update")?;
+            if password_stdin {
+                accounts.set_password(&name, &read_password(true)?)?;
+            }
+            if let Some(r) = role {
+                accounts.set_role(&name, r)?;
+            }
+            if disable || enable {
+                accounts.set_disabled(&name, disable)?;
+            }
+            audit_account(
+                &audit,
+                &caller,
+                "account_update",
+                &name,
+                serde_json::json!({ "role": role, "disable": disable, "enable": enable,
+                                    "password_changed": password_stdin }),
+            )?;
+            let a = accounts.get(&name)?;
+            println!(
+                "{} is {}{}",
+                a.name,
+                a.role.as_str(),
+                if a.disabled { " (disabled)" } else { "" }
+            );
+        }
+        AccountCommand::Delete { name } => {
+            caller.require(&audit, Permission::ManageAccounts, "account_delete")?;
+            accounts.delete(&name)?;
+            audit_account(
+                &audit,
+                &caller,
+                "account_delete",
+                &name,
+                serde_json::json!({}),
+            )?;
+            println!("deleted account {name} and its tokens");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `token`.
+///
+/// # Errors
+/// Bad credentials, refusals, unknown accounts or tokens.
+pub fn run_token(settings: &AppSettings, args: TokenArgs) -> anyhow::Result<ExitCode> {
+    let (accounts, audit, caller) = open(settings)?;
+    let me = caller.principal.as_ref().map(|p| p.account.clone());
+    match args.command {
+        TokenCommand::Issue {
+            name,
+            account,
+            ttl_days,
+        } => {
+            let Some(account) = account.or(me.clone()) else {
+                bail!("name the account with --account (no one is signed in)");
+            };
+            if Some(&account) != me.as_ref() {
+                caller.require(&audit, Permission::ManageAccounts, "token_issue")?;
+            }
+            let ttl = chrono::Duration::days(i64::from(ttl_days));
+            let (secret, token) = accounts.issue_token(&account, &name, ttl)?;
+            audit_account(
+                &audit,
+                &caller,
+                "token_issue",
+                &account,
+                serde_json::json!({ "token": token.id, "expires": token.expires }),
+            )?;
+            println!(
+                "token {} for {} (expires {}), shown once:\n{secret}",
+                token.id,
+                token.account,
+                token.expires.date_naive()
+            );
+        }
+        TokenCommand::List { json } => {
+            let all = caller
+                .principal
+                .as_ref()
+                .is_none_or(|p| p.can(Permission::ManageAccounts));
+            let tokens = accounts.tokens(if all { None } else { me.as_deref() });
+            if json {
+                print_json(&serde_json::json!({ "tokens": tokens }))?;
+            } else {
+                for t in tokens {
+                    println!(
+                        "{}  {:<16} {:<20} expires {}{}",
+                        t.id,
+                        cell(&t.account, 16),
+                        cell(&t.name, 20),
+                        t.expires.date_naive(),
+                        if t.revoked.is_some() { "  revoked" } else { "" }
+                    );
+                }
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            let owner = accounts
+                .tokens(None)
+                .into_iter()
+                .find(|t| t.id == id)
+                .map(|t| t.account)
+                .with_context(|| format!("no token with id {id:?}"))?;
+            if Some(&owner) != me.as_ref() {
+                caller.require(&audit, Permission::ManageAccounts, "token_revoke")?;
+            }
+            accounts.revoke_token(&id)?;
+            audit_account(
+                &audit,
+                &caller,
+                "token_revoke",
+                &owner,
+                serde_json::json!({ "token": id }),
+            )?;
+            println!("revoked token {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,263 @@
+//! `imagelens retention`: schedules per dataset, legal holds, and runs that dispose of what is
+//! due.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::bail;
+use chrono::Utc;
+use clap::{Args, Subcommand};
+
+use super::{access, print_json};
+use crate::accounts::Permission;
+use crate::app::{AppSettings, open_library};
+use crate::retention::{Hold, Retention, Schedule};
+
+/// Arguments of `retention`.
+#[derive(Debug, Args)]
+pub struct RetentionArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: RetentionCommand,
+}
+
+/// `retention` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Show the schedules and holds.
+    Show {
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a dataset's schedule.
+    Set {
+        /// Dataset.
+        dataset: String,
+        /// Dispose of records this many days after ingest.
+        #[arg(long)]
+        after_ingest_days: Option<u32>,
+        /// The dataset is no longer in use from DATE on.
+        #[arg(long, value_name = "DATE")]
+        retired_on: Option<String>,
+        /// Dispose of its records this many days after --retired-on.
+        #[arg(long, requires = "retired_on")]
+        after_retired_days: Option<u32>,
+    },
+    /// Remove a dataset's schedule.
+    Unset {
+        /// Dataset.
+        dataset: String,
+    },
+    /// Put a record or a dataset on legal hold (never disposed of or deleted while held).
+    Hold {
+        /// A record id.
+        #[arg(long, conflicts_with = "dataset", required_unless_present = "dataset")]
+        record: Option<String>,
+        /// A dataset.
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Why (case reference).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Release a hold.
+    Release {
+        /// A record id.
+        #[arg(long, conflicts_with = "dataset", required_unless_present = "dataset")]
+        record: Option<String>,
+        /// A dataset.
+        #[arg(long)]
+        dataset: Option<String>,
+    },
+    /// Dispose of every record past its schedule (holds excepted).
+    Run {
+        /// Only list what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also write the deletion receipt to this file.
+        #[arg(long, value_name = "FILE")]
+        receipt: Option<PathBuf>,
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs `retention`.
+///
+/// # Errors
+/// Credentials, refusals, invalid schedules, store failures.
+pub fn run(settings: &AppSettings, args: RetentionArgs) -> anyhow::Result<ExitCode> {
+    let (_, audit, caller) = access::open(settings)?;
+    let retention = Retention::open(&settings.data_dir)?;
+    let change = |action: &str, detail: serde_json::Value| -> anyhow::Result<()> {
+        let mut entry = caller.entry(action);
+        entry.detail = Some(detail);
+        audit.append(entry)?;
+        Ok(())
+    };
+    match args.command {
+        RetentionCommand::Show { json } => {
+            caller.require(&audit, Permission::Retention, "retention_view")?;
+            let p = retention.policy();
+            if json {
+                print_json(&p)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("schedules:");
+            for (d, s) in &p.schedules {
+                println!("  {d}: {}", serde_json::to_string(s)?);
+            }
+            println!("dataset holds:");
+            for (d, h) in &p.dataset_holds {
+                println!(
+                    "  {d}: {} (by {}, since {})",
+                    h.reason,
+                    h.by,
+                    h.since.date_naive()
+                );
+            }
+            println!("record holds:");
+            for (r, h) in &p.record_holds {
+                println!(
+                    "  {r}: {} (by {}, since {})",
+                    h.reason,
+                    h.by,
+                    h.since.date_naive()
+                );
+            }
+        }
+        RetentionCommand::Set {
+            dataset,
+            after_ingest_days,
+            retired_on,
+            after_retired_days,
+        } => {
+            caller.require(&audit, Permission::Retention, "retention_set")?;
+            let schedule = Schedule {
+                after_ingest_days,
+                retired_on: retired_on
+                    .as_deref()
+                    .map(indexer::dates::parse_date)
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("--retired-on: {e}"))?,
+                after_retired_days,
+            };
+            let detail = serde_json::json!({ "dataset": dataset, "schedule": schedule });
+            retention.update(|p| {
+                p.schedules.insert(dataset.clone(), schedule);
+            })?;
+            change("retention_set", detail)?;
+            println!("schedule for {dataset} saved");
+        }
+        RetentionCommand::Unset { dataset } => {
+            caller.require(&audit, Permission::Retention, "retention_set")?;
+            retention.update(|p| {
+                p.schedules.remove(&dataset);
+            })?;
+            change(
+                "retention_set",
+                serde_json::json!({ "dataset": dataset, "schedule": null }),
+            )?;
+            println!("schedule for {dataset} removed");
+        }
+        RetentionCommand::Hold {
+            record,
+            dataset,
+            reason,
+        } => {
+            caller.require(&audit, Permission::Retention, "legal_hold")?;
+            if reason.trim().is_empty() {
+                bail!("--reason must say why (case reference)");
+            }
+            let hold = Hold {
+                reason,
+                by: caller.entry("").actor,
+                since: Utc::now(),
+            };
+            let mut records = Vec::new();
+            retention.update(|p| match (&record, &dataset) {
+                (Some(r), _) => {
+                    p.record_holds.insert(r.clone(), hold.clone());
+                }
+                (_, Some(d)) => {
+                    p.dataset_holds.insert(d.clone(), hold.clone());
+                }
+                _ => {}
+            })?;
+            records.extend(record.clone());
+            let mut entry = caller.entry("legal_hold");
+            entry.records = records;
+            entry.detail = Some(serde_json::json!({ "dataset": dataset, "reason": hold.reason }));
+            audit.append(entry)?;
+            println!("hold placed");
+        }
+        RetentionCommand::Release { record, dataset } => {
+            caller.require(&audit, Permission::Retention, "legal_hold_release")?;
+            retention.update(|p| {
+                if let Some(r) = &record {
+                    p.record_holds.remove(r);
+                }
+                if let Some(d) = &dataset {
+                    p.dataset_holds.remove(d);
+                }
+            })?;
+            let mut entry = caller.entry("legal_hold_release");
+            entry.records = record.into_iter().collect();
+            entry.detail = Some(serde_json::json!({ "dataset": dataset }));
+            audit.append(entry)?;
+            println!("hold released");
+        }
+        RetentionCommand::Run {
+            dry_run,
+            receipt,
+            json,
+        } => {
+            caller.require(&audit, Permission::Retention, "retention_run")?;
+            let plan = {
+                let library = open_library(settings)?;
+                retention.due(&library, Utc::now())?
+            };
+            change(
+                "retention_run",
+                serde_json::json!({ "dry_run": dry_run, "due": plan.due.len(), "held": plan.held }),
+            )?;
+            if dry_run || plan.due.is_empty() {
+                if json {
+                    print_json(&serde_json::json!({ "plan": plan, "receipt": null }))?;
+                } else {
+                    println!(
+                        "{} record(s) due{}, {} held back by legal holds",
+                        plan.due.len(),
+                        if dry_run {
+                            " (dry run: nothing deleted)"
+                        } else {
+                            ""
+                        },
+                        plan.held
+                    );
+                    for d in &plan.due {
+                        println!("  {}  {}  {}", d.id, d.dataset, d.rule);
+                    }
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let ids: Vec<String> = plan.due.iter().map(|d| d.id.clone()).collect();
+            let r = super::delete::delete_with_receipt(
+                settings,
+                &caller,
+                &audit,
+                &ids,
+                "retention schedule",
+                receipt.as_ref(),
+            )?;
+            if json {
+                print_json(&serde_json::json!({ "plan": plan, "receipt": r }))?;
+            } else {
+                super::delete::print_receipt(&r);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

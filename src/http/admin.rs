@@ -1,0 +1,583 @@
+//! Administration: accounts and tokens, the audit trail, retention, and deletion with receipts.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use chrono::{Duration, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::Caller;
+use super::{ApiError, AppState, ErrorBody, Permission, blocking};
+use crate::accounts::{AccountInfo, Role, TokenInfo};
+use crate::audit::{AuditEntry, AuditQuery, VerifyReport};
+use crate::deletion::{self, DeletionError, DeletionReceipt, Stores};
+use crate::retention::{Plan, RetentionPolicy};
+
+impl From<DeletionError> for ApiError {
+    fn from(e: DeletionError) -> Self {
+        match e {
+            DeletionError::Held { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "legal_hold", e.to_string())
+            }
+            DeletionError::NothingFound(_) => ApiError::not_found(e.to_string()),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+fn json<T>(body: Result<Json<T>, axum::extract::rejection::JsonRejection>) -> Result<T, ApiError> {
+    body.map(|Json(v)| v)
+        .map_err(|e| ApiError::new(e.status(), "invalid_request", e.body_text()))
+}
+
+/// Runs [`deletion::delete`] on the blocking pool.
+async fn run_delete(
+    state: &AppState,
+    caller: &Caller,
+    ids: Vec<String>,
+    reason: String,
+) -> Result<DeletionReceipt, ApiError> {
+    let state2 = state.clone();
+    let context = caller.entry("delete");
+    let actor = caller.principal.account.clone();
+    blocking(move || {
+        let stores = Stores {
+            library: state2.service().library(),
+            collections: state2.collections(),
+            retention: state2.retention(),
+            audit: state2.audit(),
+        };
+        Ok(deletion::delete(stores, &ids, &actor, &reason, context)?)
+    })
+    .await
+}
+
+/// Why a record is deleted.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(default, deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ReasonQuery {
+    /// Why (request reference); required.
+    pub reason: Option<String>,
+}
+
+fn reason_of(reason: Option<String>) -> Result<String, ApiError> {
+    reason
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| {
+            ApiError::invalid("reason is required (e.g. the erasure request's reference)")
+        })
+}
+
+/// Deletes one record from every store and returns the receipt.
+#[utoipa::path(delete, path = "/v1/records/{id}", tag = "admin",
+    params(("id" = String, Path, description = "record id"), ReasonQuery),
+    responses(
+        (status = 200, description = "deleted everywhere", body = DeletionReceipt),
+        (status = 404, description = "no such record", body = ErrorBody),
+        (status = 409, description = "on legal hold", body = ErrorBody),
+    ))]
+pub async fn delete_record(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    q: Result<Query<ReasonQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<DeletionReceipt>, ApiError> {
+    caller.require(&state, Permission::Delete, "delete").await?;
+    let Query(q) = q.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let reason = reason_of(q.reason)?;
+    Ok(Json(run_delete(&state, &caller, vec![id], reason).await?))
+}
+
+/// Records to delete: ids and/or a whole dataset.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeletionRequest {
+    /// Record ids.
+    pub ids: Vec<String>,
+    /// Every record of this dataset.
+    pub dataset: Option<String>,
+    /// Why (request reference); required.
+    pub reason: String,
+}
+
+/// Deletes records (by id and/or dataset) from every store and returns the receipt.
+#[utoipa::path(post, path = "/v1/deletions", tag = "admin", request_body = DeletionRequest,
+    responses(
+        (status = 200, description = "deleted everywhere", body = DeletionReceipt),
+        (status = 400, description = "no reason or nothing named", body = ErrorBody),
+        (status = 404, description = "none of them exists", body = ErrorBody),
+        (status = 409, description = "some are on legal hold; nothing deleted", body = ErrorBody),
+    ))]
+pub async fn delete_records(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<DeletionRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<DeletionReceipt>, ApiError> {
+    caller.require(&state, Permission::Delete, "delete").await?;
+    let body = json(body)?;
+    let reason = reason_of(Some(body.reason))?;
+    let mut ids = body.ids;
+    if let Some(dataset) = body.dataset {
+        let service = state.service().clone();
+        let filter = indexer::filter::RecordFilter {
+            datasets: vec![dataset],
+            ..Default::default()
+        };
+        let more = blocking(move || {
+            service
+                .library()
+                .keyword()
+                .filter_ids(&filter)
+                .map_err(|e| ApiError::from(indexer::Error::from(e)))
+        })
+        .await?;
+        ids.extend(more);
+    }
+    if ids.is_empty() {
+        return Err(ApiError::invalid("name ids or a dataset to delete"));
+    }
+    Ok(Json(run_delete(&state, &caller, ids, reason).await?))
+}
+
+/// Audit entries.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AuditEntries {
+    /// Oldest first.
+    pub entries: Vec<AuditEntry>,
+}
+
+/// Who saw which records, when and why: entries by record id, actor, action and time.
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
+    responses(
+        (status = 200, description = "matching entries, oldest first", body = AuditEntries),
+        (status = 400, description = "a bad parameter", body = ErrorBody),
+    ))]
+pub async fn audit_query(
+    State(state): State<AppState>,
+    caller: Caller,
+    q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<AuditEntries>, ApiError> {
+    caller
+        .require(&state, Permission::ReadAudit, "audit_query")
+        .await?;
+    let Query(q) = q.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let state2 = state.clone();
+    let q2 = q.clone();
+    let entries = blocking(move || {
+        state2
+            .audit()
+            .query(&q2)
+            .map_err(|e| ApiError::internal(format!("audit trail: {e}")))
+    })
+    .await?;
+    caller
+        .audit(
+            &state,
+            "audit_query",
+            Some(serde_json::to_value(&q).map_err(ApiError::internal)?),
+            vec![],
+        )
+        .await?;
+    Ok(Json(AuditEntries { entries }))
+}
+
+/// Checks the hash chain of the whole trail.
+#[utoipa::path(get, path = "/v1/audit/verify", tag = "audit",
+    responses((status = 200, description = "the verdict (ok false names the first bad entry)", body = VerifyReport)))]
+pub async fn audit_verify(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<VerifyReport>, ApiError> {
+    caller
+        .require(&state, Permission::ReadAudit, "audit_verify")
+        .await?;
+    let state2 = state.clone();
+    let report = blocking(move || {
+        state2
+            .audit()
+            .verify()
+            .map_err(|e| ApiError::internal(format!("audit trail: {e}")))
+    })
+    .await?;
+    Ok(Json(report))
+}
+
+/// Every account.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AccountList {
+    /// By name.
+    pub accounts: Vec<AccountInfo>,
+}
+
+/// Accounts and their roles.
+#[utoipa::path(get, path = "/v1/accounts", tag = "admin",
+    responses((status = 200, description = "every account", body = AccountList)))]
+pub async fn list_accounts(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<AccountList>, ApiError> {
+    caller
+        .require(&state, Permission::ManageAccounts, "account_list")
+        .await?;
+    Ok(Json(AccountList {
+        accounts: state.accounts().list(),
+    }))
+}
+
+/// A new account.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAccount {
+    /// Name.
+    pub name: String,
+    /// Password (at least 12 characters).
+    pub password: String,
+    /// Role.
+    pub role: Role,
+}
+
+/// Creates an account.
+#[utoipa::path(post, path = "/v1/accounts", tag = "admin", request_body = NewAccount,
+    responses(
+        (status = 201, description = "created", body = AccountInfo),
+        (status = 400, description = "bad name or weak password", body = ErrorBody),
+        (status = 409, description = "the name is taken", body = ErrorBody),
+    ))]
+pub async fn create_account(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<NewAccount>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<AccountInfo>), ApiError> {
+    caller
+        .require(&state, Permission::ManageAccounts, "account_create")
+        .await?;
+    let body = json(body)?;
+    let state2 = state.clone();
+    let (name, role) = (body.name.clone(), body.role);
+    let info = blocking(move || {
+        Ok(state2
+            .accounts()
+            .create(&body.name, &body.password, body.role)?)
+    })
+    .await?;
+    account_audit(
+        &state,
+        &caller,
+        "account_create",
+        &name,
+        serde_json::json!({ "role": role }),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(info)))
+}
+
+async fn account_audit(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    name: &str,
+    detail: serde_json::Value,
+) -> Result<(), ApiError> {
+    let mut entry = caller.entry(action);
+    entry.query = Some(serde_json::json!({ "account": name }));
+    entry.detail = Some(detail);
+    caller.write(state, entry).await
+}
+
+/// Changes to an account; absent fields stay as they are.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccountChange {
+    /// New role.
+    pub role: Option<Role>,
+    /// New password.
+    pub password: Option<String>,
+    /// Disable (or enable) the account; a disabled account's tokens stop working.
+    pub disabled: Option<bool>,
+}
+
+/// Changes an account's role, password or state.
+#[utoipa::path(patch, path = "/v1/accounts/{name}", tag = "admin",
+    params(("name" = String, Path, description = "account name")),
+    request_body = AccountChange,
+    responses(
+        (status = 200, description = "changed", body = AccountInfo),
+        (status = 404, description = "no such account", body = ErrorBody),
+        (status = 409, description = "would leave no admin", body = ErrorBody),
+    ))]
+pub async fn update_account(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Result<Json<AccountChange>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<AccountInfo>, ApiError> {
+    caller
+        .require(&state, Permission::ManageAccounts, "account_update")
+        .await?;
+    let body = json(body)?;
+    let detail = serde_json::json!({
+        "role": body.role, "disabled": body.disabled, "password_changed": body.password.is_some(),
+    });
+    let state2 = state.clone();
+    let name2 = name.clone();
+    let info = blocking(move || {
+        let a = state2.accounts();
+        if let Some(p) = &body.password {
+            a.set_password(&name2, p)?;
+        }
+        if let Some(r) = body.role {
+            a.set_role(&name2, r)?;
+        }
+        if let Some(d) = body.disabled {
+            a.set_disabled(&name2, d)?;
+        }
+        Ok(a.get(&name2)?)
+    })
+    .await?;
+    account_audit(&state, &caller, "account_update", &name, detail).await?;
+    Ok(Json(info))
+}
+
+/// Deletes an account and its tokens.
+#[utoipa::path(delete, path = "/v1/accounts/{name}", tag = "admin",
+    params(("name" = String, Path, description = "account name")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 404, description = "no such account", body = ErrorBody),
+        (status = 409, description = "the last admin", body = ErrorBody),
+    ))]
+pub async fn delete_account(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller
+        .require(&state, Permission::ManageAccounts, "account_delete")
+        .await?;
+    let state2 = state.clone();
+    let name2 = name.clone();
+    blocking(move || Ok(state2.accounts().delete(&name2)?)).await?;
+    account_audit(
+        &state,
+        &caller,
+        "account_delete",
+        &name,
+        serde_json::json!({}),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A token to issue.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct NewToken {
+    /// What the token is for (e.g. the curation tool's name).
+    pub name: String,
+    /// For another account (needs `manage_accounts`); default the caller.
+    pub account: Option<String>,
+    /// Lifetime in days (default 30, at most 366).
+    pub ttl_days: Option<u32>,
+}
+
+/// A newly issued token: the secret is shown this once.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct IssuedToken {
+    /// Send as `Authorization: Bearer <secret>`. Not stored: it cannot be shown again.
+    pub secret: String,
+    /// The token.
+    pub token: TokenInfo,
+}
+
+/// Issues an API token (for oneself, or for another account with `manage_accounts`).
+#[utoipa::path(post, path = "/v1/tokens", tag = "admin", request_body = NewToken,
+    responses(
+        (status = 201, description = "issued; the secret is shown once", body = IssuedToken),
+        (status = 400, description = "bad lifetime", body = ErrorBody),
+        (status = 403, description = "a token for another account", body = ErrorBody),
+    ))]
+pub async fn issue_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<NewToken>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
+    let body = json(body)?;
+    let account = body
+        .account
+        .clone()
+        .unwrap_or_else(|| caller.principal.account.clone());
+    if account != caller.principal.account {
+        caller
+            .require(&state, Permission::ManageAccounts, "token_issue")
+            .await?;
+    }
+    let ttl = Duration::days(i64::from(body.ttl_days.unwrap_or(30)));
+    let state2 = state.clone();
+    let account2 = account.clone();
+    let (secret, token) =
+        blocking(move || Ok(state2.accounts().issue_token(&account2, &body.name, ttl)?)).await?;
+    account_audit(
+        &state,
+        &caller,
+        "token_issue",
+        &account,
+        serde_json::json!({ "token": token.id, "expires": token.expires }),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(IssuedToken { secret, token })))
+}
+
+/// Tokens.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenList {
+    /// Newest first.
+    pub tokens: Vec<TokenInfo>,
+}
+
+/// The caller's tokens (every account's with `manage_accounts`); never the secrets.
+#[utoipa::path(get, path = "/v1/tokens", tag = "admin",
+    responses((status = 200, description = "tokens", body = TokenList)))]
+pub async fn list_tokens(State(state): State<AppState>, caller: Caller) -> Json<TokenList> {
+    let all = caller.principal.can(Permission::ManageAccounts);
+    let account = (!all).then_some(caller.principal.account.as_str());
+    Json(TokenList {
+        tokens: state.accounts().tokens(account),
+    })
+}
+
+/// Revokes a token (one's own, or any with `manage_accounts`).
+#[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "admin",
+    params(("id" = String, Path, description = "token id")),
+    responses(
+        (status = 200, description = "revoked", body = TokenInfo),
+        (status = 404, description = "no such token", body = ErrorBody),
+    ))]
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<TokenInfo>, ApiError> {
+    let owner = state
+        .accounts()
+        .tokens(None)
+        .into_iter()
+        .find(|t| t.id == id)
+        .map(|t| t.account)
+        .ok_or_else(|| ApiError::not_found(format!("no token with id {id:?}")))?;
+    if owner != caller.principal.account {
+        caller
+            .require(&state, Permission::ManageAccounts, "token_revoke")
+            .await?;
+    }
+    let state2 = state.clone();
+    let id2 = id.clone();
+    let info = blocking(move || Ok(state2.accounts().revoke_token(&id2)?)).await?;
+    account_audit(
+        &state,
+        &caller,
+        "token_revoke",
+        &owner,
+        serde_json::json!({ "token": id }),
+    )
+    .await?;
+    Ok(Json(info))
+}
+
+/// The retention schedules and legal holds.
+#[utoipa::path(get, path = "/v1/retention", tag = "admin",
+    responses((status = 200, description = "the policy", body = RetentionPolicy)))]
+pub async fn get_retention(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<RetentionPolicy>, ApiError> {
+    caller
+        .require(&state, Permission::Retention, "retention_view")
+        .await?;
+    Ok(Json(state.retention().policy()))
+}
+
+/// Replaces the retention schedules and legal holds.
+#[utoipa::path(put, path = "/v1/retention", tag = "admin", request_body = RetentionPolicy,
+    responses(
+        (status = 200, description = "saved", body = RetentionPolicy),
+        (status = 400, description = "a schedule that cannot work", body = ErrorBody),
+    ))]
+pub async fn put_retention(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<RetentionPolicy>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<RetentionPolicy>, ApiError> {
+    caller
+        .require(&state, Permission::Retention, "retention_set")
+        .await?;
+    let policy = json(body)?;
+    let state2 = state.clone();
+    let p2 = policy.clone();
+    blocking(move || {
+        state2.retention().set_policy(p2).map_err(|e| match e {
+            crate::retention::RetentionError::InvalidSchedule { .. } => {
+                ApiError::invalid(e.to_string())
+            }
+            other => ApiError::internal(other),
+        })
+    })
+    .await?;
+    let mut entry = caller.entry("retention_set");
+    entry.detail = Some(serde_json::to_value(&policy).map_err(ApiError::internal)?);
+    caller.write(&state, entry).await?;
+    Ok(Json(policy))
+}
+
+/// A retention run.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionRun {
+    /// Only say what would be deleted.
+    pub dry_run: bool,
+}
+
+/// What a retention run did.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RetentionOutcome {
+    /// What was due.
+    pub plan: Plan,
+    /// The deletion receipt (absent on a dry run or when nothing was due).
+    pub receipt: Option<DeletionReceipt>,
+}
+
+/// Disposes of every record past its schedule (holds excepted), or says what would go.
+#[utoipa::path(post, path = "/v1/retention/run", tag = "admin", request_body = RetentionRun,
+    responses((status = 200, description = "the plan and the receipt", body = RetentionOutcome)))]
+pub async fn run_retention(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<RetentionRun>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<RetentionOutcome>, ApiError> {
+    caller
+        .require(&state, Permission::Retention, "retention_run")
+        .await?;
+    let run = json(body)?;
+    let state2 = state.clone();
+    let plan = blocking(move || {
+        state2
+            .retention()
+            .due(state2.service().library(), Utc::now())
+            .map_err(ApiError::internal)
+    })
+    .await?;
+    let mut entry = caller.entry("retention_run");
+    entry.detail = Some(serde_json::json!({
+        "dry_run": run.dry_run, "due": plan.due.len(), "held": plan.held,
+    }));
+    caller.write(&state, entry).await?;
+    let receipt = if run.dry_run || plan.due.is_empty() {
+        None
+    } else {
+        let ids = plan.due.iter().map(|d| d.id.clone()).collect();
+        Some(run_delete(&state, &caller, ids, "retention schedule".into()).await?)
+    };
+    Ok(Json(RetentionOutcome { plan, receipt }))
+}

@@ -1,0 +1,204 @@
+//! Authentication (who is calling), authorisation (may they) and the audit entry of each call.
+//!
+//! [`authenticate`] runs before every protected route: it turns the `Authorization` header
+//! (`Bearer <token>` or `Basic <name:password>`) into a [`Principal`] in the request's
+//! extensions, or answers 401. Handlers take a [`Caller`] and call [`Caller::require`] with the
+//! route's [`Permission`] (a refusal is audited and answered 403), then [`Caller::audit`] with
+//! what they are about to disclose, before disclosing it.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::{ApiError, AppState, blocking};
+use crate::accounts::{AccountError, Permission, Principal};
+use crate::audit::NewEntry;
+
+/// Longest stated purpose kept.
+const MAX_PURPOSE: usize = 500;
+
+/// Middleware: authenticates the request or answers 401.
+pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let Some(value) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+    else {
+        return unauthorized("authentication required: send `Authorization: Bearer <token>`");
+    };
+    // Basic auth runs argon2 (tens of milliseconds): keep it off the async workers.
+    let accounts_state = state.clone();
+    let result = blocking(move || Ok(accounts_state.accounts().authenticate_header(&value))).await;
+    match result {
+        Ok(Ok(principal)) => {
+            req.extensions_mut().insert(principal);
+            next.run(req).await
+        }
+        // The accounts module gives one message for unknown accounts, wrong passwords and bad
+        // tokens (no account enumeration); expiry, revocation and disabling are told apart.
+        Ok(Err(e)) => unauthorized(&e.to_string()),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn unauthorized(message: &str) -> Response {
+    let mut resp =
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message).into_response();
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"imagelens\", Basic realm=\"imagelens\""),
+    );
+    resp
+}
+
+/// The authenticated caller of a handler, with where the call came from and why.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Who.
+    pub principal: Principal,
+    /// Peer address, when the server knows it.
+    pub address: Option<String>,
+    /// The purpose stated in the `X-Purpose` header.
+    pub purpose: Option<String>,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let principal = parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "authentication required",
+                )
+            })?;
+        let address = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.to_string());
+        let purpose = parts
+            .headers
+            .get("x-purpose")
+            .and_then(|v| v.to_str().ok())
+            .map(|p| p.trim().chars().take(MAX_PURPOSE).collect::<String>())
+            .filter(|p| !p.is_empty());
+        Ok(Self {
+            principal,
+            address,
+            purpose,
+        })
+    }
+}
+
+impl Caller {
+    /// An audit entry of this caller for `action`, outcome `ok`.
+    pub fn entry(&self, action: &str) -> NewEntry {
+        NewEntry {
+            actor: self.principal.account.clone(),
+            role: Some(self.principal.role.as_str().to_owned()),
+            address: self.address.clone(),
+            action: action.to_owned(),
+            purpose: self.purpose.clone(),
+            outcome: "ok".into(),
+            ..NewEntry::default()
+        }
+    }
+
+    /// Refuses (403, audited as `denied`) unless the caller's role allows `permission`.
+    ///
+    /// # Errors
+    /// 403; 500 when the refusal cannot be audited.
+    pub async fn require(
+        &self,
+        state: &AppState,
+        permission: Permission,
+        action: &str,
+    ) -> Result<(), ApiError> {
+        if self.principal.can(permission) {
+            return Ok(());
+        }
+        let mut entry = self.entry(action);
+        entry.outcome = "denied".into();
+        entry.detail = Some(serde_json::json!({ "missing_permission": permission }));
+        self.write(state, entry).await?;
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "account {:?} (role {}) may not {action}: it needs permission {}",
+                self.principal.account,
+                self.principal.role.as_str(),
+                serde_json::to_value(permission)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            ),
+        ))
+    }
+
+    /// Records `entry` in the audit trail; the request fails if it cannot be written.
+    ///
+    /// # Errors
+    /// 500 when the trail cannot be written.
+    pub async fn write(&self, state: &AppState, entry: NewEntry) -> Result<(), ApiError> {
+        let state = state.clone();
+        blocking(move || {
+            state
+                .audit()
+                .append(entry)
+                .map(|_| ())
+                .map_err(|e| ApiError::internal(format!("audit trail: {e}")))
+        })
+        .await
+    }
+
+    /// Records a read of `records` (ids) for `action` with the request's `query`.
+    ///
+    /// # Errors
+    /// 500 when the trail cannot be written.
+    pub async fn audit(
+        &self,
+        state: &AppState,
+        action: &str,
+        query: Option<serde_json::Value>,
+        records: Vec<String>,
+    ) -> Result<(), ApiError> {
+        let mut entry = self.entry(action);
+        entry.query = query;
+        entry.records = records;
+        self.write(state, entry).await
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        use indexer::Fault;
+        match &e {
+            AccountError::NotFound(_) => ApiError::not_found(e.to_string()),
+            AccountError::Exists(_) => ApiError::new(StatusCode::CONFLICT, "exists", e.to_string()),
+            AccountError::LastAdmin => {
+                ApiError::new(StatusCode::CONFLICT, "last_admin", e.to_string())
+            }
+            _ if e.is_unauthenticated() => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
+            }
+            _ => match e.fault() {
+                Fault::User => ApiError::invalid(e.to_string()),
+                Fault::Internal => ApiError::internal(e),
+            },
+        }
+    }
+}
