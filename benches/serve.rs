@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use chrono::{Duration as Days, TimeZone, Utc};
+use imagelens::accounts::{Accounts, Role};
 use imagelens::http::{AppState, router};
+use imagelens::redact::Redaction;
 use imagelens::search::SearchService;
 use imagelens::settings::Limits;
 use indexer::record::{BoundingBox, Dates, Record, image_point_id, record_id};
@@ -186,11 +188,15 @@ fn build(lib: &mut Library, spec: &EmbedderSpec, n: usize, images: &Path, sizes:
     );
 }
 
-/// The `Authorization` header value the API needs, if any. The router has no auth layer yet;
-/// once it has, create an admin account and token in the library at `_dir` here
-/// (`Accounts::create` / `issue_token`) and return `Some(format!("Bearer {token}"))`.
-fn authorization(_dir: &Path) -> anyhow::Result<Option<String>> {
-    Ok(None)
+/// The `Authorization` header of the load: every route but `/healthz` needs an account, so an
+/// admin (all permissions) is made once in the library and a fresh one-day token issued per run.
+fn authorization(dir: &Path) -> anyhow::Result<Option<String>> {
+    let accounts = Accounts::open(dir)?;
+    if accounts.get("bench-admin").is_err() {
+        accounts.create("bench-admin", "bench-admin-password", Role::Admin)?;
+    }
+    let (secret, _) = accounts.issue_token("bench-admin", "bench-serve", Days::days(1))?;
+    Ok(Some(format!("Bearer {secret}")))
 }
 
 /// One request of the mix.
@@ -233,41 +239,40 @@ fn mix(n: usize, rng: &mut StdRng) -> Vec<Req> {
     ];
     let mut out = Vec::new();
     for k in 0..100 {
-        for slot in 0..4 {
-            out.push(match slot {
-                0 | 2 => {
-                    let j = (k * 2 + slot / 2) % 40;
-                    let body = json!({"query": QUERIES[j % 20], "filter": filters[j % 5], "limit": 20});
-                    Req { method: "POST", path: "/v1/search".into(), body: Some(body.to_string()) }
-                }
-                1 => {
-                    let (y, m) = (rng.random_range(2018..2024), rng.random_range(1..=12));
-                    let path = match k % 3 {
-                        0 => {
-                            let i = rng.random_range(0..n);
-                            let digits = format!("{i:06}");
-                            format!("filename_prefix={}_{}&limit=20", PLACES[i % 5], &digits[..4])
-                        }
-                        1 => format!(
-                            "captured_after={y}-{m:02}-01&captured_before={y}-{m:02}-28&desc=true&limit=20"
-                        ),
-                        _ => format!("label=car&annotated_after={y}-{m:02}-01&sort=annotated&limit=20"),
-                    };
-                    Req { method: "GET", path: format!("/v1/lookup?{path}"), body: None }
-                }
-                _ => {
-                    let id = record_id(&sha_of(rng.random_range(0..n)));
-                    let boxes = if k % 2 == 0 { "&boxes=true" } else { "" };
-                    Req {
-                        method: "GET",
-                        path: format!("/v1/records/{id}/thumbnail?size=128{boxes}"),
-                        body: None,
-                    }
-                }
+        for j in [2 * k, 2 * k + 1] {
+            let (query, filter) = (QUERIES[j % 20], &filters[(j + j / 20) % 5]);
+            let body = json!({"query": query, "filter": filter, "limit": 20}).to_string();
+            out.push(Req {
+                method: "POST",
+                path: "/v1/search".into(),
+                body: Some(body),
             });
         }
+        let (y, m) = (rng.random_range(2018..2024), rng.random_range(1..=12));
+        let lookup = match k % 3 {
+            0 => {
+                let i = rng.random_range(0..n);
+                let digits = format!("{i:06}");
+                format!("filename_prefix={}_{}", PLACES[i % 5], &digits[..4])
+            }
+            1 => format!("captured_after={y}-{m:02}-01&captured_before={y}-{m:02}-28&desc=true"),
+            _ => format!("label=car&annotated_after={y}-{m:02}-01&sort=annotated"),
+        };
+        let id = record_id(&sha_of(rng.random_range(0..n)));
+        let boxes = if k % 2 == 0 { "&boxes=true" } else { "" };
+        // Cycle order: search, look-up, search, thumbnail.
+        out.insert(out.len() - 1, get(format!("/v1/lookup?{lookup}&limit=20")));
+        out.push(get(format!("/v1/records/{id}/thumbnail?size=128{boxes}")));
     }
     out
+}
+
+fn get(path: String) -> Req {
+    Req {
+        method: "GET",
+        path,
+        body: None,
+    }
 }
 
 /// The wrk script: cycles the mix (each thread from its own offset), counts answers by status,
@@ -312,7 +317,9 @@ function done(summary, latency, requests)
   local out = function(k, v) io.write(string.format("IMAGELENS %s %.0f\n", k, v)) end
   out("requests", summary.requests)
   out("duration_us", summary.duration)
-  for _, k in ipairs({"connect", "read", "write", "timeout"}) do out("socket_" .. k, summary.errors[k]) end
+  for _, k in ipairs({"connect", "read", "write", "timeout"}) do
+    out("socket_" .. k, summary.errors[k])
+  end
   for _, p in ipairs({50, 90, 99, 99.9}) do out("p" .. p .. "_us", latency:percentile(p)) end
   out("max_us", latency.max)
   local merged = {}
@@ -393,12 +400,15 @@ fn run() -> anyhow::Result<ExitCode> {
         lib = Library::open(&dir, StoreSettings::Edge)?;
         build(&mut lib, &spec, n, &images, &sizes);
     }
+    // Every request appends (and syncs) one audit entry: start each run from an empty trail so
+    // runs are alike and the reused library does not grow without bound.
+    let _ = std::fs::remove_dir_all(dir.join("audit"));
     let auth = authorization(&dir)?;
     let embedder: Arc<dyn Embedder> = Arc::new(FixedEmbedder(spec));
     let service = Arc::new(SearchService::new(Arc::new(lib), Some(embedder), None)?);
     let limits = Limits::default();
     let timeout_s = limits.request_timeout_secs + 10;
-    let app = router(AppState::new(service, limits)?);
+    let app = router(AppState::new(service, limits, Redaction::default())?);
 
     // The server runs on the runtime's worker threads; this thread drives wrk.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -465,12 +475,7 @@ fn run() -> anyhow::Result<ExitCode> {
         .collect();
     let get = |k: &str| v.get(k).copied().unwrap_or(0.0);
 
-    let metrics = Req {
-        method: "GET",
-        path: "/metrics".into(),
-        body: None,
-    };
-    let (_, text) = http(port, &metrics, auth.as_deref())?;
+    let (_, text) = http(port, &get("/metrics".into()), auth.as_deref())?;
     println!("\n/metrics after the run:");
     let busy: Vec<&str> = text
         .lines()
@@ -479,7 +484,7 @@ fn run() -> anyhow::Result<ExitCode> {
     if busy.is_empty() {
         println!("imagelens_busy_rejections_total: none (no request waited too long for a slot)");
     }
-    for l in busy.iter().chain(
+    for l in busy.iter().copied().chain(
         text.lines()
             .filter(|l| l.starts_with("imagelens_http_requests_total") && !l.contains("/metrics")),
     ) {

@@ -10,7 +10,7 @@
 //! Owns `<data-dir>/audit/`:
 //!
 //! - `trail.jsonl`: one entry per line, only ever appended to (opened in append mode, `0600` on
-//!   Unix). Each line is written with one `write` and made durable with `sync_data` before
+//!   Unix). Each line is written from one buffer and made durable with `sync_data` before
 //!   `append` returns.
 //! - `head.json`: `{"seq": N, "hash": "..."}` of the last entry, replaced atomically after each
 //!   append. It is what reveals entries removed from the *end* of the trail, which the chain
@@ -321,9 +321,10 @@ impl AuditLog {
     /// # Errors
     /// [`AuditError::Corrupt`] when the trail is damaged (see [`AuditLog::damage`]);
     /// [`AuditError::Io`] when the line cannot be written or synced, in which case the
-    /// partial write is cut off again and nothing was recorded; [`AuditError::Head`] when the
-    /// line is recorded but the head could not be replaced (the next append or `open` brings
-    /// it up to date). Treat every error as "not recorded": fail the request.
+    /// partial write is cut off again (if even that fails, later appends are refused);
+    /// [`AuditError::Head`] when the line is recorded but the head could not be replaced (the
+    /// next append or `open` brings it up to date). Treat every error as "not recorded": fail
+    /// the request.
     pub fn append(&self, entry: NewEntry) -> Result<AuditEntry, AuditError> {
         let records = entry.records.iter().map(|id| self.record_ref(id)).collect();
         let mut st = self.lock();
@@ -499,9 +500,13 @@ impl AuditLog {
     pub fn query(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, AuditError> {
         let limit = q.limit.unwrap_or(DEFAULT_QUERY_LIMIT);
         let record = q.record.as_deref().map(|id| self.record_ref(id));
-        // Stop at the length recorded by the last append, so a line being written right now
-        // is not read half-way.
-        let len = self.lock().bytes;
+        // Stop at the length the file has while no append of this process is under way, so a
+        // line being written right now is not read half-way. (One from another process would
+        // be: it ends without a newline and is skipped as torn.)
+        let len = {
+            let _st = self.lock();
+            trail_len(&self.trail)?
+        };
         let mut found = Vec::new();
         let mut lines = Lines::open(&self.trail, len)?;
         let mut line_no = 0_u64;

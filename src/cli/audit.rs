@@ -112,7 +112,17 @@ pub fn run(settings: &AppSettings, args: AuditArgs) -> anyhow::Result<ExitCode> 
                 limit: Some(limit),
             };
             let entries = audit.query(&q)?;
-            caller.audit(&audit, "audit_query", serde_json::to_value(&q)?, vec![])?;
+            // The record asked about is kept as its ref, like every record in the trail.
+            let logged = AuditQuery {
+                record: q.record.as_deref().map(|id| audit.record_ref(id)),
+                ..q.clone()
+            };
+            caller.audit(
+                &audit,
+                "audit_query",
+                serde_json::to_value(&logged)?,
+                vec![],
+            )?;
             if json {
                 print_json(&serde_json::json!({ "entries": entries }))?;
                 return Ok(ExitCode::SUCCESS);

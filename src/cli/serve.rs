@@ -94,6 +94,12 @@ pub fn run(
         eprintln!("note: {n}");
     }
     let state = AppState::new(Arc::new(service), s.limits.clone(), s.privacy.clone())?;
+    if let Some(damage) = state.audit().damage() {
+        anyhow::bail!(
+            "the audit trail is damaged, so no read could be recorded: {damage}; run \
+             `imagelens audit verify` and restore the trail before serving"
+        );
+    }
     if state.accounts().is_empty() {
         eprintln!(
             "note: this library has no accounts yet, so every request will be refused; create \

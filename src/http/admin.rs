@@ -173,11 +173,14 @@ pub async fn audit_query(
             .map_err(|e| ApiError::internal(format!("audit trail: {e}")))
     })
     .await?;
+    // The record asked about is kept as its ref, like every record in the trail.
+    let mut logged = q.clone();
+    logged.record = q.record.as_deref().map(|id| state.audit().record_ref(id));
     caller
         .audit(
             &state,
             "audit_query",
-            Some(serde_json::to_value(&q).map_err(ApiError::internal)?),
+            Some(serde_json::to_value(&logged).map_err(ApiError::internal)?),
             vec![],
         )
         .await?;

@@ -31,7 +31,7 @@ pub(crate) struct Shared {
     pub(crate) token: String,
 }
 
-fn shared() -> &'static Shared {
+pub(crate) fn shared() -> &'static Shared {
     static SHARED: OnceLock<Shared> = OnceLock::new();
     SHARED.get_or_init(|| {
         let fx = fixture(24);

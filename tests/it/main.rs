@@ -6,3 +6,4 @@ mod common;
 mod crash;
 mod http;
 mod ingest;
+mod privacy;
