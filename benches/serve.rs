@@ -473,7 +473,7 @@ fn run() -> anyhow::Result<ExitCode> {
             Some((w.next()?, w.next()?.parse().ok()?))
         })
         .collect();
-    let get = |k: &str| v.get(k).copied().unwrap_or(0.0);
+    let val = |k: &str| v.get(k).copied().unwrap_or(0.0);
 
     let (_, text) = http(port, &get("/metrics".into()), auth.as_deref())?;
     println!("\n/metrics after the run:");
@@ -511,18 +511,18 @@ fn run() -> anyhow::Result<ExitCode> {
         .collect();
     let socket: Vec<(&str, f64)> = ["connect", "read", "write", "timeout"]
         .iter()
-        .map(|k| (*k, get(&format!("socket_{k}"))))
+        .map(|k| (*k, val(&format!("socket_{k}"))))
         .collect();
     let socket_total: f64 = socket.iter().map(|(_, n)| n).sum();
-    let ms = |k: &str| get(k) / 1000.0;
+    let ms = |k: &str| val(k) / 1000.0;
     println!(
         "\nsummary (records {n}, {connections} connections, {secs} s, fixed random embedder):"
     );
     println!(
         "  requests  {:.0} in {:.1} s = {:.1} req/s",
-        get("requests"),
-        get("duration_us") / 1e6,
-        get("requests") / (get("duration_us") / 1e6).max(1e-9)
+        val("requests"),
+        val("duration_us") / 1e6,
+        val("requests") / (val("duration_us") / 1e6).max(1e-9)
     );
     println!(
         "  latency   p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
