@@ -19,6 +19,9 @@ use crate::record::Record;
 use crate::store::{CollectionSpec, EdgeStore, ServerStore, VectorFilter, VectorStore};
 use crate::{Error, Result};
 
+/// Marks of deleted images (see `Tombstones`).
+const TOMBSTONES_FILE: &str = "tombstones.json";
+
 /// Version of the on-disk layout; bumped on incompatible changes.
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -85,6 +88,23 @@ pub struct Library {
     // Behind a lock so a serving process can delete records (and refresh counts) through a
     // shared `&Library`; every change is written to disk before it is visible here.
     manifest: RwLock<Manifest>,
+    tombstones: RwLock<Tombstones>,
+}
+
+/// `tombstones.json`: images deleted from the library, so that re-ingesting the same export does
+/// not bring them back. Each is `sha256(salt || image sha256)`: it recognises the same bytes
+/// again without keeping the record's id, hash or anything else that identifies it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Tombstones {
+    salt: String,
+    images: std::collections::BTreeSet<String>,
+}
+
+impl Tombstones {
+    fn mark(&self, sha256: &str) -> String {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(format!("{}:{sha256}", self.salt).as_bytes()))
+    }
 }
 
 impl std::fmt::Debug for Library {
@@ -131,7 +151,7 @@ impl Library {
                 .any(|e| {
                     !matches!(
                         e.file_name().to_str(),
-                        Some("keyword" | "vectors" | "reports")
+                        Some("keyword" | "vectors" | "reports" | TOMBSTONES_FILE)
                     )
                 });
             if foreign {
@@ -164,11 +184,20 @@ impl Library {
                 Arc::new(ServerStore::connect(url, collection)?)
             }
         };
+        let tombstones = match std::fs::read(dir.join(TOMBSTONES_FILE)) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::DataDir {
+                path: dir.display().to_string(),
+                reason: format!("{TOMBSTONES_FILE} is not readable: {e}"),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Tombstones::default(),
+            Err(e) => return Err(Error::io(&dir.join(TOMBSTONES_FILE), e)),
+        };
         Ok(Self {
             dir: dir.to_owned(),
             keyword,
             store,
             manifest: RwLock::new(manifest),
+            tombstones: RwLock::new(tombstones),
         })
     }
 
@@ -285,6 +314,9 @@ impl Library {
             return Ok(records);
         }
         let found: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
+        // Marked first: if anything below is interrupted, the next ingest cannot resurrect a
+        // record whose deletion was asked for.
+        self.add_tombstones(&records)?;
         if self.has_vectors() {
             self.store
                 .delete_where(&VectorFilter::records(found.clone()))?;
@@ -301,6 +333,29 @@ impl Library {
         self.scrub_reports(&records)?;
         self.refresh_counts()?;
         Ok(records)
+    }
+
+    /// Whether an image with this sha256 was deleted from the library (ingest withholds it).
+    pub fn is_deleted_image(&self, sha256: &str) -> bool {
+        let t = self.tombstones.read().unwrap_or_else(|p| p.into_inner());
+        !t.images.is_empty() && t.images.contains(&t.mark(sha256))
+    }
+
+    fn add_tombstones(&self, records: &[Record]) -> Result<()> {
+        let mut guard = self.tombstones.write().unwrap_or_else(|p| p.into_inner());
+        let mut next = guard.clone();
+        if next.salt.is_empty() {
+            let salt: [u8; 32] = rand::random();
+            next.salt = hex::encode(salt);
+        }
+        for r in records {
+            let mark = next.mark(&r.sha256);
+            next.images.insert(mark);
+        }
+        let bytes = serde_json::to_vec_pretty(&next).expect("tombstones serialise");
+        write_atomic(&self.dir.join(TOMBSTONES_FILE), &bytes)?;
+        *guard = next;
+        Ok(())
     }
 
     /// Drops, from every saved ingest report, the problems that name one of these records'

@@ -90,6 +90,9 @@ pub struct IngestReport {
     pub regions: usize,
     /// Orphan vector points removed by reconciliation.
     pub orphans_removed: usize,
+    /// Images not ingested because they were deleted from this library before.
+    #[serde(default)]
+    pub withheld_deleted: usize,
     /// Whether vectors were written (a model was available).
     pub semantic: bool,
     /// Problems, one per item.
@@ -195,6 +198,11 @@ pub fn ingest(
     for (record, local) in built {
         problems.extend(local);
         let Some(mut record) = record else { continue };
+        if lib.is_deleted_image(&record.sha256) {
+            // Counted, not listed: the report must not name what was deleted.
+            report.withheld_deleted += 1;
+            continue;
+        }
         if let Some(first) = seen.get(&record.id) {
             problems.push(Problem {
                 file: record.path.clone(),
@@ -314,7 +322,9 @@ pub fn ingest(
     lib.refresh_counts()?;
     report.problems = problems;
     report.saved_to = Some(save_report(lib.dir(), &report)?);
-    if report.kept() == 0 {
+    // An export whose images were all deleted before is not bad input: there is just nothing
+    // left in it to ingest.
+    if report.kept() == 0 && report.withheld_deleted == 0 {
         let why = report
             .problems
             .first()

@@ -91,6 +91,13 @@ pub fn run(settings: &AppSettings, args: IngestArgs) -> anyhow::Result<ExitCode>
             report.embedded, report.regions
         );
     }
+    if report.withheld_deleted > 0 {
+        println!(
+            "withheld {} images that were deleted from this library before (see the deletion \
+             receipts); they are not ingested again",
+            report.withheld_deleted
+        );
+    }
     if report.orphans_removed > 0 {
         println!(
             "removed vectors of {} records left by an interrupted ingest",

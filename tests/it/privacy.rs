@@ -1083,6 +1083,12 @@ fn cli_bootstraps_an_admin_then_needs_tokens_and_runs_retention_with_holds() {
     let left = ok_json(&cli(&data, Some(&admin), &["lookup", "--json"]));
     assert_eq!(left["total"], 1);
     assert_eq!(left["results"][0]["id"], ids[0].as_str());
+    // Re-ingesting the same export does not bring the deleted records back.
+    let again = fx.ingest(false);
+    assert_eq!(again["withheld_deleted"], 5, "{again}");
+    assert_eq!(again["unchanged"], 1, "{again}");
+    let left = ok_json(&cli(&data, Some(&admin), &["lookup", "--json"]));
+    assert_eq!(left["total"], 1);
     let verify = cli(&data, Some(&admin), &["audit", "verify"]);
     assert!(
         verify.status.success(),
