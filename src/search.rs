@@ -390,18 +390,31 @@ impl SearchService {
     /// [`SearchError::Invalid`] for bad input (too long, bad cursor, nothing to search for),
     /// [`SearchError::Unavailable`] for "more like this" without vectors.
     pub fn search(&self, req: &SearchRequest) -> SResult<SearchResponse> {
-        let text = clean_text(&req.text, "query")?;
-        if req.not.len() > MAX_NEGATIVES {
-            return Err(SearchError::Invalid(format!(
-                "at most {MAX_NEGATIVES} negative texts are allowed, got {}",
-                req.not.len()
-            )));
-        }
-        let negatives: Vec<String> = req
-            .not
-            .iter()
-            .map(|n| clean_text(n, "negative text"))
-            .collect::<SResult<_>>()?;
+        let query = self.query_embedding(req)?;
+        self.search_with(req, query)
+    }
+
+    /// The model's part of a search: the query vector (text, plus a liked image, minus negative
+    /// texts), or `None` when vectors take no part. Split from [`SearchService::search_with`]
+    /// so a server can bound concurrent embedding without bounding the rest of the search.
+    ///
+    /// # Errors
+    /// As [`SearchService::search`], for the query's texts and "more like this".
+    pub fn query_embedding(&self, req: &SearchRequest) -> SResult<Option<Embedding>> {
+        let (text, negatives) = clean_texts(req)?;
+        self.query_vector(&text, req.like.as_ref(), &negatives)
+    }
+
+    /// Runs a search with the vector [`SearchService::query_embedding`] made for `req`.
+    ///
+    /// # Errors
+    /// As [`SearchService::search`].
+    pub fn search_with(
+        &self,
+        req: &SearchRequest,
+        query: Option<Embedding>,
+    ) -> SResult<SearchResponse> {
+        let (text, negatives) = clean_texts(req)?;
         let limit = page_size(req.limit)?;
         let offset = decode_cursor(req.cursor.as_deref(), &request_key(req))?;
         if text.trim().is_empty() && req.like.is_none() {
@@ -429,7 +442,7 @@ impl SearchService {
         let mut region_list: Vec<Hit> = Vec::new();
         let mut text_list: Vec<Hit> = Vec::new();
         let semantic = self.semantic();
-        if let Some(query) = self.query_vector(&text, req.like.as_ref(), &negatives)? {
+        if let Some(query) = query {
             let store = self.library.store();
             let pushed = req.filter.to_vector_filter();
             let over = if req.filter.fully_pushable() { 1 } else { 4 };
@@ -687,6 +700,23 @@ fn add(acc: &mut [f32], v: &[f32], w: f32) {
     for (a, b) in acc.iter_mut().zip(v) {
         *a += w * b;
     }
+}
+
+/// The query text and negative texts, checked and cleaned.
+fn clean_texts(req: &SearchRequest) -> SResult<(String, Vec<String>)> {
+    let text = clean_text(&req.text, "query")?;
+    if req.not.len() > MAX_NEGATIVES {
+        return Err(SearchError::Invalid(format!(
+            "at most {MAX_NEGATIVES} negative texts are allowed, got {}",
+            req.not.len()
+        )));
+    }
+    let negatives = req
+        .not
+        .iter()
+        .map(|n| clean_text(n, "negative text"))
+        .collect::<SResult<_>>()?;
+    Ok((text, negatives))
 }
 
 /// Rejects over-long text and removes control characters (they carry no meaning in a query).

@@ -97,22 +97,26 @@ impl SearchBody {
     }
 }
 
-/// Runs a search on the blocking pool, holding an embedding slot when vectors take part.
+/// Runs a search on the blocking pool. Only the model's part (the query vector) holds an
+/// embedding slot: index and vector look-ups are bounded by the blocking pool alone.
 pub(crate) async fn run_search(
     state: &AppState,
     req: SearchRequest,
 ) -> Result<SearchResponse, ApiError> {
     let service = state.service().clone();
-    let permit = if service.semantic() {
-        Some(state.slot(state.embed_slots(), "embedding").await?)
-    } else {
-        None
-    };
-    blocking(move || {
+    if !service.semantic() {
+        // No model work: "more like this" is refused, texts go to BM25 only.
+        return blocking(move || Ok(service.search(&req)?)).await;
+    }
+    let req = Arc::new(req);
+    let permit = state.slot(state.embed_slots(), "embedding").await?;
+    let (service2, req2) = (service.clone(), req.clone());
+    let query = blocking(move || {
         let _permit = permit;
-        Ok(service.search(&req)?)
+        Ok(service2.query_embedding(&req2)?)
     })
-    .await
+    .await?;
+    blocking(move || Ok(service.search_with(&req, query)?)).await
 }
 
 /// Search with a plain-English query, "more like this" (a record id, or an uploaded image as
