@@ -1111,3 +1111,31 @@ fn cli_bootstraps_an_admin_then_needs_tokens_and_runs_retention_with_holds() {
         "{actions:?}"
     );
 }
+
+#[tokio::test]
+async fn a_read_that_cannot_be_audited_is_not_answered() {
+    let lib = lib(3);
+    let id = lib.ids().await[0].clone();
+    let search = Some(json!({"query": "a photo"}));
+    lib.as_role(Role::Searcher, "POST", "/v1/search", search.clone())
+        .await
+        .ok();
+    // The trail loses its tail behind the server's back: appends are refused from then on, so
+    // every read fails instead of going unrecorded.
+    let trail = lib.fx.data.join("audit").join("trail.jsonl");
+    let bytes = std::fs::read(&trail).unwrap();
+    std::fs::write(&trail, &bytes[..bytes.len() / 2]).unwrap();
+    for (method, uri, body) in [
+        ("POST", "/v1/search".to_owned(), search.clone()),
+        ("GET", format!("/v1/records/{id}"), None),
+        ("GET", format!("/v1/records/{id}/thumbnail"), None),
+    ] {
+        let a = lib.as_role(Role::Searcher, method, &uri, body).await;
+        let msg = a.error(StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(msg, "internal error", "{uri}: no internals leak");
+        assert!(
+            !String::from_utf8_lossy(&a.body).contains(&id),
+            "{uri}: no record data"
+        );
+    }
+}
