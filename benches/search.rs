@@ -7,53 +7,22 @@
 //! the query vector comes from a fixed random embedder; `cargo bench --bench embed` times the
 //! text encoder itself.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{Duration as Days, TimeZone, Utc};
+use common::{DIM, FixedEmbedder, random_unit};
 use imagelens::search::{Fusion, SearchRequest, SearchService};
 use indexer::filter::{DateRange, RecordFilter};
 use indexer::record::{BoundingBox, DateAxis, Dates, Record, image_point_id};
 use indexer::store::VectorPoint;
 use indexer::synth::LABELS;
 use indexer::{Library, StoreSettings};
-use models::{EmbedError, Embedder, EmbedderSpec, Embedding};
+use models::{Embedder, EmbedderSpec};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-
-const DIM: usize = 512;
-
-/// Returns a seeded random unit vector per text: the cost of search without the model's.
-struct FixedEmbedder(EmbedderSpec);
-
-fn random_unit(rng: &mut StdRng) -> Vec<f32> {
-    let v: Vec<f32> = (0..DIM).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-    Embedding::normalized(v).into_vec()
-}
-
-impl Embedder for FixedEmbedder {
-    fn spec(&self) -> &EmbedderSpec {
-        &self.0
-    }
-    fn embed_images(&self, batch: &[image::RgbImage]) -> Result<Vec<Embedding>, EmbedError> {
-        let mut rng = StdRng::seed_from_u64(batch.len() as u64);
-        Ok(batch
-            .iter()
-            .map(|_| Embedding::normalized(random_unit(&mut rng)))
-            .collect())
-    }
-    fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Embedding>, EmbedError> {
-        Ok(texts
-            .iter()
-            .map(|t| {
-                let seed = t
-                    .bytes()
-                    .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
-                Embedding::normalized(random_unit(&mut StdRng::seed_from_u64(seed)))
-            })
-            .collect())
-    }
-}
 
 fn record(i: usize, rng: &mut StdRng) -> Record {
     let start = Utc.with_ymd_and_hms(2018, 1, 1, 0, 0, 0).unwrap();

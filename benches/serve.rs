@@ -8,6 +8,8 @@
 //! embedder, so the run measures the service, not the model. Exits non-zero on any non-2xx
 //! answer other than 503 (deliberate load-shedding) and on any socket error.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -18,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use chrono::{Duration as Days, TimeZone, Utc};
+use common::{DIM, FixedEmbedder, random_unit};
 use imagelens::accounts::{Accounts, Role};
 use imagelens::http::{AppState, router};
 use imagelens::redact::Redaction;
@@ -27,48 +30,15 @@ use indexer::record::{BoundingBox, Dates, Record, image_point_id, record_id};
 use indexer::store::VectorPoint;
 use indexer::synth::LABELS;
 use indexer::{Library, StoreSettings};
-use models::{EmbedError, Embedder, EmbedderSpec, Embedding};
+use models::{Embedder, EmbedderSpec};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
-const DIM: usize = 512;
 const IMAGES: usize = 64;
 const W: u32 = 320;
 const H: u32 = 240;
 const PLACES: [&str; 5] = ["street", "beach", "park", "harbour", "yard"];
-
-/// Returns a seeded random unit vector per text: the cost of search without the model's.
-struct FixedEmbedder(EmbedderSpec);
-
-fn random_unit(rng: &mut StdRng) -> Vec<f32> {
-    let v: Vec<f32> = (0..DIM).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-    Embedding::normalized(v).into_vec()
-}
-
-impl Embedder for FixedEmbedder {
-    fn spec(&self) -> &EmbedderSpec {
-        &self.0
-    }
-    fn embed_images(&self, batch: &[image::RgbImage]) -> Result<Vec<Embedding>, EmbedError> {
-        let mut rng = StdRng::seed_from_u64(batch.len() as u64);
-        Ok(batch
-            .iter()
-            .map(|_| Embedding::normalized(random_unit(&mut rng)))
-            .collect())
-    }
-    fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Embedding>, EmbedError> {
-        Ok(texts
-            .iter()
-            .map(|t| {
-                let seed = t
-                    .bytes()
-                    .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
-                Embedding::normalized(random_unit(&mut StdRng::seed_from_u64(seed)))
-            })
-            .collect())
-    }
-}
 
 fn sha_of(i: usize) -> String {
     use sha2::Digest;

@@ -386,27 +386,15 @@ impl Accounts {
     /// unreadable hash.
     pub fn open(dir: &Path) -> Result<Self, AccountError> {
         let path = dir.join("accounts.json");
-        let state = match std::fs::read(&path) {
-            Ok(bytes) => {
-                let state: State =
-                    serde_json::from_slice(&bytes).map_err(|e| indexer::Error::DataDir {
-                        path: path.display().to_string(),
-                        reason: format!("accounts.json is not readable: {e}"),
-                    })?;
-                state.check().map_err(|reason| indexer::Error::DataDir {
+        let state: State = match indexer::library::read_json(&path)? {
+            Some(state) => {
+                State::check(&state).map_err(|reason| indexer::Error::DataDir {
                     path: path.display().to_string(),
                     reason,
                 })?;
                 state
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
-            Err(source) => {
-                return Err(indexer::Error::Io {
-                    path: path.display().to_string(),
-                    source,
-                }
-                .into());
-            }
+            None => State::default(),
         };
         Ok(Self {
             path,

@@ -88,20 +88,7 @@ impl Collections {
     /// [`CollectionError::Store`] when the file exists but cannot be read or parsed.
     pub fn open(dir: &Path) -> Result<Self, CollectionError> {
         let path = dir.join("collections.json");
-        let map = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| indexer::Error::DataDir {
-                path: path.display().to_string(),
-                reason: format!("collections.json is not readable: {e}"),
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(source) => {
-                return Err(indexer::Error::Io {
-                    path: path.display().to_string(),
-                    source,
-                }
-                .into());
-            }
-        };
+        let map = indexer::library::read_json(&path)?.unwrap_or_default();
         Ok(Self {
             path,
             inner: Mutex::new(map),

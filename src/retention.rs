@@ -107,20 +107,7 @@ impl Retention {
     /// [`RetentionError::Store`] when the file exists but cannot be read or parsed.
     pub fn open(dir: &Path) -> Result<Self, RetentionError> {
         let path = dir.join("retention.json");
-        let policy = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| indexer::Error::DataDir {
-                path: path.display().to_string(),
-                reason: format!("retention.json is not readable: {e}"),
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => RetentionPolicy::default(),
-            Err(source) => {
-                return Err(indexer::Error::Io {
-                    path: path.display().to_string(),
-                    source,
-                }
-                .into());
-            }
-        };
+        let policy = indexer::library::read_json(&path)?.unwrap_or_default();
         Ok(Self {
             path,
             policy: Mutex::new(policy),

@@ -184,14 +184,7 @@ impl Library {
                 Arc::new(ServerStore::connect(url, collection)?)
             }
         };
-        let tombstones = match std::fs::read(dir.join(TOMBSTONES_FILE)) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::DataDir {
-                path: dir.display().to_string(),
-                reason: format!("{TOMBSTONES_FILE} is not readable: {e}"),
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Tombstones::default(),
-            Err(e) => return Err(Error::io(&dir.join(TOMBSTONES_FILE), e)),
-        };
+        let tombstones = read_json(&dir.join(TOMBSTONES_FILE))?.unwrap_or_default();
         Ok(Self {
             dir: dir.to_owned(),
             keyword,
@@ -403,6 +396,24 @@ impl Library {
         write_atomic(&self.dir.join("manifest.json"), &bytes)?;
         *guard = next;
         Ok(())
+    }
+}
+
+/// Reads a JSON file (written with [`write_atomic`]); `None` when there is none.
+///
+/// # Errors
+/// [`Error::Io`] when it cannot be read, [`Error::DataDir`] naming the file when it does not
+/// parse.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::DataDir {
+                path: path.display().to_string(),
+                reason: format!("the file is not readable: {e}"),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path, e)),
     }
 }
 

@@ -26,11 +26,6 @@ impl From<DeletionError> for ApiError {
     }
 }
 
-fn json<T>(body: Result<Json<T>, axum::extract::rejection::JsonRejection>) -> Result<T, ApiError> {
-    body.map(|Json(v)| v)
-        .map_err(|e| ApiError::new(e.status(), "invalid_request", e.body_text()))
-}
-
 /// Runs [`deletion::delete`] on the blocking pool.
 async fn run_delete(
     state: &AppState,
@@ -86,7 +81,7 @@ pub async fn delete_record(
     q: Result<Query<ReasonQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<DeletionReceipt>, ApiError> {
     caller.require(&state, Permission::Delete, "delete").await?;
-    let Query(q) = q.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let Query(q) = q?;
     let reason = reason_of(q.reason)?;
     Ok(Json(run_delete(&state, &caller, vec![id], reason).await?))
 }
@@ -117,7 +112,7 @@ pub async fn delete_records(
     body: Result<Json<DeletionRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<DeletionReceipt>, ApiError> {
     caller.require(&state, Permission::Delete, "delete").await?;
-    let body = json(body)?;
+    let Json(body) = body?;
     let reason = reason_of(Some(body.reason))?;
     let mut ids = body.ids;
     if let Some(dataset) = body.dataset {
@@ -163,7 +158,7 @@ pub async fn audit_query(
     caller
         .require(&state, Permission::ReadAudit, "audit_query")
         .await?;
-    let Query(q) = q.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let Query(q) = q?;
     let state2 = state.clone();
     let q2 = q.clone();
     let entries = blocking(move || {
@@ -257,7 +252,7 @@ pub async fn create_account(
     caller
         .require(&state, Permission::ManageAccounts, "account_create")
         .await?;
-    let body = json(body)?;
+    let Json(body) = body?;
     let state2 = state.clone();
     let (name, role) = (body.name.clone(), body.role);
     let info = blocking(move || {
@@ -320,7 +315,7 @@ pub async fn update_account(
     caller
         .require(&state, Permission::ManageAccounts, "account_update")
         .await?;
-    let body = json(body)?;
+    let Json(body) = body?;
     let detail = serde_json::json!({
         "role": body.role, "disabled": body.disabled, "password_changed": body.password.is_some(),
     });
@@ -407,7 +402,7 @@ pub async fn issue_token(
     caller: Caller,
     body: Result<Json<NewToken>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
-    let body = json(body)?;
+    let Json(body) = body?;
     let account = body
         .account
         .clone()
@@ -516,7 +511,7 @@ pub async fn put_retention(
     caller
         .require(&state, Permission::Retention, "retention_set")
         .await?;
-    let policy = json(body)?;
+    let Json(policy) = body?;
     let state2 = state.clone();
     let p2 = policy.clone();
     blocking(move || {
@@ -562,7 +557,7 @@ pub async fn run_retention(
     caller
         .require(&state, Permission::Retention, "retention_run")
         .await?;
-    let run = json(body)?;
+    let Json(run) = body?;
     let state2 = state.clone();
     let plan = blocking(move || {
         state2

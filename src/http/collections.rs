@@ -92,7 +92,7 @@ pub async fn create(
     caller
         .require(&state, Permission::Collections, "collection_create")
         .await?;
-    let Json(body) = json(body)?;
+    let Json(body) = body?;
     let mut ids = body.ids.clone();
     check_count(&state, ids.len())?;
     check_ids_exist(&state, &ids).await?;
@@ -173,7 +173,7 @@ pub async fn update(
     caller
         .require(&state, Permission::Collections, "collection_update")
         .await?;
-    let Json(body) = json(body)?;
+    let Json(body) = body?;
     let changed: Vec<String> = body.add.iter().chain(&body.remove).cloned().collect();
     let current = state.collections().get(&name)?;
     check_count(&state, current.ids.len() + body.add.len())?;
@@ -272,7 +272,7 @@ pub async fn export_collection(
     q: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(&state, Permission::Export, "export").await?;
-    let Query(q) = q.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let Query(q) = q?;
     let (format, archive) = q.parse()?;
     let c = state.collections().get(&name)?;
     let records = records_of(&state, c.ids.clone()).await?;
@@ -316,7 +316,7 @@ pub async fn export_search(
     body: Result<Json<ExportSearch>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     caller.require(&state, Permission::Export, "export").await?;
-    let Json(body) = json(body)?;
+    let Json(body) = body?;
     let (format, archive) = ExportQuery {
         format: body.format.clone(),
         archive: body.archive.clone(),
@@ -335,12 +335,6 @@ pub async fn export_search(
         &format!("search-{format}"),
     )
     .await
-}
-
-fn json<T>(
-    body: Result<Json<T>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<T>, ApiError> {
-    body.map_err(|e| ApiError::new(e.status(), "invalid_request", e.body_text()))
 }
 
 fn check_count(state: &AppState, n: usize) -> Result<(), ApiError> {

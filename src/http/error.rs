@@ -164,6 +164,26 @@ impl From<models::ImageError> for ApiError {
     }
 }
 
+/// Rejections of axum's extractors, in our shape: their text names the bad field.
+macro_rules! from_rejection {
+    ($($t:ty),*) => {$(
+        impl From<$t> for ApiError {
+            fn from(e: $t) -> Self {
+                let status = e.status();
+                let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { "invalid_request" };
+                Self::new(status, code, e.body_text())
+            }
+        }
+    )*};
+}
+
+from_rejection!(
+    axum::extract::rejection::JsonRejection,
+    axum::extract::rejection::QueryRejection,
+    axum::extract::multipart::MultipartRejection,
+    axum::extract::multipart::MultipartError
+);
+
 /// The code for a status that axum or tower answered on their own.
 fn code_for(status: StatusCode) -> &'static str {
     match status {

@@ -117,7 +117,7 @@ pub async fn image(
     Path(id): Path<String>,
     q: Result<Query<ImageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let Query(q) = q?;
     caller
         .require(&state, Permission::ViewRecord, "view_image")
         .await?;
@@ -227,7 +227,7 @@ pub async fn thumbnail(
     Path(id): Path<String>,
     q: Result<Query<ThumbnailQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let Query(q) = q?;
     caller
         .require(&state, Permission::ViewRecord, "view_thumbnail")
         .await?;

@@ -145,14 +145,10 @@ pub async fn search(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
     let (body, upload) = if is_multipart {
-        let multipart = Multipart::from_request(req, &state)
-            .await
-            .map_err(|e| ApiError::invalid(e.body_text()))?;
+        let multipart = Multipart::from_request(req, &state).await?;
         read_upload(&state, multipart).await?
     } else {
-        let Json(body) = Json::<SearchBody>::from_request(req, &state)
-            .await
-            .map_err(|e| ApiError::new(e.status(), "invalid_request", e.body_text()))?;
+        let Json(body) = Json::<SearchBody>::from_request(req, &state).await?;
         (body, None)
     };
     let mut query = serde_json::to_value(&body).map_err(ApiError::internal)?;
@@ -183,16 +179,9 @@ async fn read_upload(
 ) -> Result<(SearchBody, Option<UploadedImage>), ApiError> {
     let mut body = None;
     let mut bytes = None;
-    while let Some(field) = multipart
-        .next_field()
-        .await
-        .map_err(|e| ApiError::new(e.status(), "invalid_request", e.body_text()))?
-    {
+    while let Some(field) = multipart.next_field().await? {
         let name = field.name().unwrap_or_default().to_owned();
-        let data = field
-            .bytes()
-            .await
-            .map_err(|e| ApiError::new(e.status(), "invalid_request", e.body_text()))?;
+        let data = field.bytes().await?;
         match name.as_str() {
             "request" => {
                 body = Some(serde_json::from_slice::<SearchBody>(&data).map_err(|e| {
@@ -305,12 +294,6 @@ impl FilterQuery {
     }
 }
 
-/// Query-string rejections as our error shape, naming the parameter.
-fn query<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Result<T, ApiError> {
-    q.map(|Query(v)| v)
-        .map_err(|e| ApiError::invalid(e.body_text()))
-}
-
 /// Look records up by filename (exact, prefix, glob) and/or date range on any axis, sorted by
 /// date, with the full records. Needs no model.
 #[utoipa::path(get, path = "/v1/lookup", tag = "audit", params(FilterQuery),
@@ -325,7 +308,7 @@ pub async fn lookup(
     q: Result<Query<FilterQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<LookupResponse>, ApiError> {
     caller.require(&state, Permission::Lookup, "lookup").await?;
-    let q = query(q)?;
+    let Query(q) = q?;
     let limit = q.limit.unwrap_or(50);
     if limit == 0 || limit > state.limits().max_page {
         return Err(ApiError::invalid(format!(
@@ -362,7 +345,7 @@ pub async fn facets(
     q: Result<Query<FilterQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Facets>, ApiError> {
     caller.require(&state, Permission::Search, "facets").await?;
-    let q = query(q)?;
+    let Query(q) = q?;
     if q.sort.is_some() || q.desc.is_some() || q.limit.is_some() || q.cursor.is_some() {
         return Err(ApiError::invalid(
             "facets take filters only, not sort, desc, limit or cursor",
