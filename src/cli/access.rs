@@ -54,7 +54,9 @@ impl CliCaller {
                 principal: None,
                 actor: format!(
                     "cli:{}",
-                    std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+                    std::env::var("USER")
+                        .or_else(|_| std::env::var("LOGNAME"))
+                        .unwrap_or_else(|_| "unknown".into())
                 ),
                 purpose,
             }),

@@ -39,7 +39,31 @@ pub struct ServeArgs {
     pub max_page: Option<usize>,
 }
 
-/// Runs `serve` until Ctrl-C.
+/// Resolves on Ctrl-C or, on Unix, SIGTERM (what service managers send), so requests in flight
+/// finish and the stores are closed cleanly.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    eprintln!("shutting down");
+}
+
+/// Runs `serve` until Ctrl-C or SIGTERM.
 ///
 /// # Errors
 /// Bad settings, an unusable library or model, or an address that cannot be bound.
@@ -123,10 +147,7 @@ pub fn run(
             listener,
             router(state).into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-            eprintln!("shutting down");
-        })
+        .with_graceful_shutdown(shutdown_signal())
         .await
         .context("server failed")
     })?;
