@@ -137,6 +137,9 @@ pub async fn delete_records(
     Ok(Json(run_delete(&state, &caller, ids, reason).await?))
 }
 
+/// Most audit entries one request returns.
+const MAX_AUDIT_PAGE: usize = 10_000;
+
 /// Audit entries.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AuditEntries {
@@ -159,6 +162,11 @@ pub async fn audit_query(
         .require(&state, Permission::ReadAudit, "audit_query")
         .await?;
     let Query(q) = q?;
+    if q.limit.is_some_and(|l| l == 0 || l > MAX_AUDIT_PAGE) {
+        return Err(ApiError::invalid(format!(
+            "limit must be 1 to {MAX_AUDIT_PAGE}"
+        )));
+    }
     let state2 = state.clone();
     let q2 = q.clone();
     let entries = blocking(move || {

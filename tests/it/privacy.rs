@@ -529,6 +529,11 @@ async fn every_read_is_audited_and_verify_catches_any_edit_removal_or_swap() {
             .iter()
             .any(|e| e["purpose"] == "case 42")
     );
+    let msg = lib
+        .as_role(Role::Auditor, "GET", "/v1/audit?limit=1000000", None)
+        .await
+        .error(StatusCode::BAD_REQUEST);
+    assert!(msg.contains("limit"), "{msg}");
 
     // The CLI verifies the chain; then every kind of tampering is caught.
     let auditor = lib.token(Role::Auditor).to_owned();
