@@ -1115,6 +1115,34 @@ fn cli_bootstraps_an_admin_then_needs_tokens_and_runs_retention_with_holds() {
         actions.contains(&"lookup") && actions.contains(&"delete"),
         "{actions:?}"
     );
+
+    // A whole dataset: refused while one of its records is held, deleted once released.
+    let out = cli(
+        &data,
+        Some(&admin),
+        &["delete", "--dataset", "synth", "--reason", "r-2"],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("legal hold"));
+    assert!(
+        cli(
+            &data,
+            Some(&admin),
+            &["retention", "release", "--record", &ids[0]]
+        )
+        .status
+        .success()
+    );
+    let receipt = ok_json(&cli(
+        &data,
+        Some(&admin),
+        &["delete", "--dataset", "synth", "--reason", "r-2", "--json"],
+    ));
+    assert_eq!(receipt["records"][0]["id"], ids[0].as_str());
+    assert_eq!(
+        ok_json(&cli(&data, Some(&admin), &["lookup", "--json"]))["total"],
+        0
+    );
 }
 
 #[tokio::test]
