@@ -12,115 +12,16 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{Duration as Days, TimeZone, Utc};
-use common::{DIM, FixedEmbedder, random_unit};
+use chrono::{TimeZone, Utc};
+use common::{DIM, FixedEmbedder, build};
 use imagelens::search::{Fusion, SearchRequest, SearchService};
 use indexer::filter::{DateRange, RecordFilter};
-use indexer::record::{BoundingBox, DateAxis, Dates, Record, image_point_id};
-use indexer::store::VectorPoint;
+use indexer::record::DateAxis;
 use indexer::synth::LABELS;
 use indexer::{Library, StoreSettings};
 use models::{Embedder, EmbedderSpec};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-
-fn record(i: usize, rng: &mut StdRng) -> Record {
-    let start = Utc.with_ymd_and_hms(2018, 1, 1, 0, 0, 0).unwrap();
-    let n = rng.random_range(1..=3);
-    let mut boxes = Vec::new();
-    let mut labels: Vec<String> = Vec::new();
-    for _ in 0..n {
-        let (label, sup, _) = LABELS[rng.random_range(0..LABELS.len())];
-        boxes.push(BoundingBox {
-            label: label.into(),
-            supercategory: Some(sup.into()),
-            x: 10.0,
-            y: 10.0,
-            w: 100.0,
-            h: 80.0,
-            area: 8000.0,
-            iscrowd: false,
-            annotator: None,
-        });
-        if !labels.contains(&label.to_string()) {
-            labels.push(label.into());
-        }
-    }
-    let place = ["street", "beach", "park", "harbour", "yard"][i % 5];
-    let night = rng.random_bool(0.4);
-    let sha = {
-        use sha2::Digest;
-        hex::encode(sha2::Sha256::digest(format!("bench record {i}").as_bytes()))
-    };
-    let captured = start + Days::minutes(rng.random_range(0..6 * 365 * 24 * 60));
-    Record {
-        id: indexer::record::record_id(&sha),
-        filename: format!("{place}_{i:06}.jpg"),
-        path: format!("{place}/{place}_{i:06}.jpg"),
-        images_root: "/bench".into(),
-        width: 640,
-        height: 480,
-        bytes: 50_000,
-        sha256: sha,
-        dataset: ["fleet", "coast", "city"][i % 3].into(),
-        dates: Dates {
-            captured: Some(captured),
-            created: Some(captured + Days::days(1)),
-            modified: Some(captured + Days::days(1)),
-            annotated: Some(captured + Days::days(30)),
-            ingested: Some(Utc::now()),
-        },
-        captions: vec![format!(
-            "a {} on a {place} {}",
-            labels.join(" and a "),
-            if night { "at night" } else { "during the day" }
-        )],
-        labels,
-        supercategories: Vec::new(),
-        boxes,
-        metadata: Default::default(),
-        annotators: Vec::new(),
-        exports: Vec::new(),
-    }
-}
-
-fn build(lib: &mut Library, spec: &EmbedderSpec, n: usize) {
-    lib.adopt_model(spec).unwrap();
-    let mut rng = StdRng::seed_from_u64(42);
-    let mut writer = lib.keyword().writer().unwrap();
-    let fp = spec.fingerprint();
-    let start = Instant::now();
-    for chunk in (0..n).collect::<Vec<_>>().chunks(2_000) {
-        let mut points = Vec::with_capacity(chunk.len());
-        for &i in chunk {
-            let r = record(i, &mut rng);
-            let mut vectors = std::collections::BTreeMap::new();
-            vectors.insert("image".to_owned(), random_unit(&mut rng));
-            vectors.insert("text".to_owned(), random_unit(&mut rng));
-            points.push(VectorPoint {
-                id: image_point_id(&r.id),
-                vectors,
-                payload: indexer::pipeline::payload(&r, None),
-            });
-            writer.upsert(&r, &fp).unwrap();
-        }
-        lib.store().upsert(points).unwrap();
-        lib.store().flush().unwrap();
-        writer.commit().unwrap();
-        eprint!(
-            "\rbuilt {} / {n} records ({:.0?})",
-            chunk[chunk.len() - 1] + 1,
-            start.elapsed()
-        );
-    }
-    eprintln!();
-    lib.refresh_counts().unwrap();
-    assert_eq!(
-        lib.manifest().counts.records,
-        n as u64,
-        "every generated record is distinct"
-    );
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -149,7 +50,7 @@ fn main() {
         drop(lib);
         let _ = std::fs::remove_dir_all(&dir);
         lib = Library::open(&dir, StoreSettings::Edge).unwrap();
-        build(&mut lib, &spec, n);
+        build(&mut lib, &spec, n, |_, _| {});
     }
     let lib = Arc::new(lib);
     let embedder: Arc<dyn Embedder> = Arc::new(FixedEmbedder(spec));

@@ -16,19 +16,17 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
-use chrono::{Duration as Days, TimeZone, Utc};
-use common::{DIM, FixedEmbedder, random_unit};
+use chrono::Duration as Days;
+use common::{DIM, FixedEmbedder, sha_of};
 use imagelens::accounts::{Accounts, Role};
 use imagelens::http::{AppState, router};
 use imagelens::redact::Redaction;
 use imagelens::search::SearchService;
 use imagelens::settings::Limits;
-use indexer::record::{BoundingBox, Dates, Record, image_point_id, record_id};
-use indexer::store::VectorPoint;
-use indexer::synth::LABELS;
+use indexer::record::record_id;
 use indexer::{Library, StoreSettings};
 use models::{Embedder, EmbedderSpec};
 use rand::rngs::StdRng;
@@ -39,68 +37,6 @@ const IMAGES: usize = 64;
 const W: u32 = 320;
 const H: u32 = 240;
 const PLACES: [&str; 5] = ["street", "beach", "park", "harbour", "yard"];
-
-fn sha_of(i: usize) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(format!("bench record {i}").as_bytes()))
-}
-
-/// Record `i`, as in `benches/search.rs`, pointing at image `i % 64` of `images`.
-fn record(i: usize, rng: &mut StdRng, images: &Path, sizes: &[u64]) -> Record {
-    let start = Utc.with_ymd_and_hms(2018, 1, 1, 0, 0, 0).unwrap();
-    let mut boxes = Vec::new();
-    let mut labels: Vec<String> = Vec::new();
-    for _ in 0..rng.random_range(1..=3) {
-        let (label, sup, _) = LABELS[rng.random_range(0..LABELS.len())];
-        boxes.push(BoundingBox {
-            label: label.into(),
-            supercategory: Some(sup.into()),
-            x: 10.0,
-            y: 10.0,
-            w: 100.0,
-            h: 80.0,
-            area: 8000.0,
-            iscrowd: false,
-            annotator: None,
-        });
-        if !labels.contains(&label.to_string()) {
-            labels.push(label.into());
-        }
-    }
-    let place = PLACES[i % 5];
-    let night = rng.random_bool(0.4);
-    let sha = sha_of(i);
-    let captured = start + Days::minutes(rng.random_range(0..6 * 365 * 24 * 60));
-    Record {
-        id: record_id(&sha),
-        filename: format!("{place}_{i:06}.jpg"),
-        path: format!("img_{}.jpg", i % IMAGES),
-        images_root: images.display().to_string(),
-        width: W,
-        height: H,
-        bytes: sizes[i % IMAGES],
-        sha256: sha,
-        dataset: ["fleet", "coast", "city"][i % 3].into(),
-        dates: Dates {
-            captured: Some(captured),
-            created: Some(captured + Days::days(1)),
-            modified: Some(captured + Days::days(1)),
-            annotated: Some(captured + Days::days(30)),
-            ingested: Some(Utc::now()),
-        },
-        captions: vec![format!(
-            "a {} on a {place} {}",
-            labels.join(" and a "),
-            if night { "at night" } else { "during the day" }
-        )],
-        labels,
-        supercategories: Vec::new(),
-        boxes,
-        metadata: Default::default(),
-        annotators: Vec::new(),
-        exports: Vec::new(),
-    }
-}
 
 /// Writes the 64 gradient JPEGs if missing; returns their sizes in bytes.
 fn write_images(dir: &Path) -> anyhow::Result<Vec<u64>> {
@@ -120,42 +56,16 @@ fn write_images(dir: &Path) -> anyhow::Result<Vec<u64>> {
         .collect()
 }
 
+/// The generated library, every record pointing at one of the 64 JPEGs so thumbnails decode
+/// real files.
 fn build(lib: &mut Library, spec: &EmbedderSpec, n: usize, images: &Path, sizes: &[u64]) {
-    lib.adopt_model(spec).unwrap();
-    let mut rng = StdRng::seed_from_u64(42);
-    let mut writer = lib.keyword().writer().unwrap();
-    let fp = spec.fingerprint();
-    let start = Instant::now();
-    for chunk in (0..n).collect::<Vec<_>>().chunks(2_000) {
-        let mut points = Vec::with_capacity(chunk.len());
-        for &i in chunk {
-            let r = record(i, &mut rng, images, sizes);
-            let mut vectors = BTreeMap::new();
-            vectors.insert("image".to_owned(), random_unit(&mut rng));
-            vectors.insert("text".to_owned(), random_unit(&mut rng));
-            points.push(VectorPoint {
-                id: image_point_id(&r.id),
-                vectors,
-                payload: indexer::pipeline::payload(&r, None),
-            });
-            writer.upsert(&r, &fp).unwrap();
-        }
-        lib.store().upsert(points).unwrap();
-        lib.store().flush().unwrap();
-        writer.commit().unwrap();
-        eprint!(
-            "\rbuilt {} / {n} records ({:.0?})",
-            chunk[chunk.len() - 1] + 1,
-            start.elapsed()
-        );
-    }
-    eprintln!();
-    lib.refresh_counts().unwrap();
-    assert_eq!(
-        lib.manifest().counts.records,
-        n as u64,
-        "every generated record is distinct"
-    );
+    common::build(lib, spec, n, |r, i| {
+        r.path = format!("img_{}.jpg", i % IMAGES);
+        r.images_root = images.display().to_string();
+        r.width = W;
+        r.height = H;
+        r.bytes = sizes[i % IMAGES];
+    });
 }
 
 /// The `Authorization` header of the load: every route but `/healthz` needs an account, so an
