@@ -154,6 +154,7 @@ pub fn ingest(
         lib.adopt_model(e.spec())?;
     }
     report.orphans_removed = reconcile(lib)?;
+    pause_point("reconciled");
 
     // Read every image file's facts in parallel (hash + header, no decoding).
     let now = Utc::now();
@@ -278,12 +279,14 @@ pub fn ingest(
                         }
                     }
                 }
+                pause_point("decoded");
                 if let Some(embedder) = embedder {
                     let (p, regions) = embed_batch(embedder, &ready, &images, opts)?;
                     points = p;
                     report.regions += regions;
                     report.embedded += ready.len();
                 }
+                pause_point("embedded");
                 // Replace the records' points: stale ones go even without a model, so a changed
                 // record never keeps vectors (or payload) of its old version.
                 let store = lib.store();
@@ -293,9 +296,11 @@ pub fn ingest(
                 if !points.is_empty() {
                     store.upsert(points)?;
                 }
+                pause_point("upserted");
                 if lib.has_vectors() && !ready.is_empty() {
                     store.flush()?;
                 }
+                pause_point("flushed");
                 let embedded = model_fp.clone().unwrap_or_default();
                 for (record, work) in &ready {
                     let mark = if embedder.is_some() {
@@ -310,7 +315,9 @@ pub fn ingest(
                         Work::EmbedOnly => report.embedded_only += 1,
                     }
                 }
+                pause_point("written");
                 writer.commit()?;
+                pause_point("committed");
                 bar.inc(ready.len() as u64);
             }
             producer.join().expect("decoder thread does not panic");
@@ -508,6 +515,46 @@ pub fn reconcile(lib: &mut Library) -> Result<usize> {
     }
     Ok(orphans.len())
 }
+
+/// Crash-test hook (feature `testing` only): with `IMAGELENS_PAUSE_AT=<point>:<n>`, the n-th
+/// time the ingest reaches `point` it says so on stderr and stops there, so a test can SIGKILL
+/// it at exactly that point instead of guessing with timers.
+#[cfg(feature = "testing")]
+fn pause_point(point: &str) {
+    use std::sync::Mutex;
+    static HITS: Mutex<Vec<(String, usize)>> = Mutex::new(Vec::new());
+    let Ok(spec) = std::env::var("IMAGELENS_PAUSE_AT") else {
+        return;
+    };
+    let Some((want, n)) = spec.split_once(':') else {
+        return;
+    };
+    if want != point {
+        return;
+    }
+    let hits = {
+        let mut h = HITS.lock().unwrap_or_else(|p| p.into_inner());
+        match h.iter_mut().find(|(p, _)| p == point) {
+            Some((_, c)) => {
+                *c += 1;
+                *c
+            }
+            None => {
+                h.push((point.to_owned(), 1));
+                1
+            }
+        }
+    };
+    if n.parse() == Ok(hits) {
+        eprintln!("imagelens-test: paused at {point} #{hits}");
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
+}
+
+#[cfg(not(feature = "testing"))]
+fn pause_point(_point: &str) {}
 
 fn save_report(dir: &Path, report: &IngestReport) -> Result<String> {
     let reports = dir.join("reports");
