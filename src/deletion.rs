@@ -117,6 +117,22 @@ pub struct Stores<'a> {
     pub audit: &'a AuditLog,
 }
 
+/// Ids of every record of `dataset` (what "delete a dataset" deletes).
+///
+/// # Errors
+/// Index failures.
+pub fn dataset_ids(library: &Library, dataset: &str) -> Result<Vec<String>, DeletionError> {
+    let filter = indexer::filter::RecordFilter {
+        datasets: vec![dataset.to_owned()],
+        ..Default::default()
+    };
+    let ids = library
+        .keyword()
+        .filter_ids(&filter)
+        .map_err(indexer::Error::from)?;
+    Ok(ids.into_iter().collect())
+}
+
 /// Deletes `ids` everywhere and returns the receipt.
 ///
 /// # Errors

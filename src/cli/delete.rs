@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use indexer::filter::RecordFilter;
 
 use super::{access, print_json};
 use crate::accounts::Permission;
@@ -94,12 +93,7 @@ pub fn run(settings: &AppSettings, args: DeleteArgs) -> anyhow::Result<ExitCode>
     }
     let mut ids = args.ids.clone();
     if let Some(d) = &args.dataset {
-        let library = open_library(settings)?;
-        let filter = RecordFilter {
-            datasets: vec![d.clone()],
-            ..RecordFilter::default()
-        };
-        ids.extend(library.keyword().filter_ids(&filter)?);
+        ids.extend(deletion::dataset_ids(&open_library(settings)?, d)?);
     }
     if ids.is_empty() {
         bail!("name records with --id or --dataset");

@@ -117,18 +117,8 @@ pub async fn delete_records(
     let mut ids = body.ids;
     if let Some(dataset) = body.dataset {
         let service = state.service().clone();
-        let filter = indexer::filter::RecordFilter {
-            datasets: vec![dataset],
-            ..Default::default()
-        };
-        let more = blocking(move || {
-            service
-                .library()
-                .keyword()
-                .filter_ids(&filter)
-                .map_err(|e| ApiError::from(indexer::Error::from(e)))
-        })
-        .await?;
+        let more =
+            blocking(move || Ok(deletion::dataset_ids(service.library(), &dataset)?)).await?;
         ids.extend(more);
     }
     if ids.is_empty() {

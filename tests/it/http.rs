@@ -20,7 +20,7 @@ use models::{ClipEmbedder, Embedder, ModelSource};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::common::{Fixture, bin, fixture, ok_json, path_str};
+use crate::common::{Fixture, bin, fixture, ids, ok_json, path_str};
 
 /// One generated library (24 scenes, tiny model) shared by the tests that only read it or
 /// touch their own collections.
@@ -161,15 +161,6 @@ pub(crate) async fn json_req(app: &Router, method: &str, uri: &str, body: Value)
         .body(Body::from(body.to_string()))
         .unwrap();
     send(app, req).await
-}
-
-pub(crate) fn ids(v: &Value) -> Vec<String> {
-    v["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["id"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 pub(crate) async fn all_records(app: &Router) -> Vec<Value> {

@@ -84,12 +84,7 @@ impl Lib {
             .as_role(Role::Admin, "GET", "/v1/lookup?limit=500", None)
             .await
             .ok();
-        v["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["id"].as_str().unwrap().to_owned())
-            .collect()
+        crate::common::ids(&v)
     }
 }
 
@@ -732,7 +727,7 @@ async fn a_deleted_record_leaves_no_residue_in_any_file_or_answer() {
         )
         .await
         .ok();
-    assert!(!crate::http::ids(&v).contains(&id));
+    assert!(!crate::common::ids(&v).contains(&id));
     let v = lib
         .as_role(
             Role::Admin,
