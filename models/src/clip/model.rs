@@ -12,6 +12,8 @@
 //!   pooled token (class token or end token), whose output is all CLIP uses;
 //! - tensors are looked up by name with their expected shapes so a bad weights file gives
 //!   [`EmbedError::MissingTensor`] / [`EmbedError::TensorShape`], never a panic.
+//!
+//! `tests/upstream.rs` runs candle-transformers' CLIP beside this one on the same weights.
 
 use std::collections::HashMap;
 use std::path::Path;
