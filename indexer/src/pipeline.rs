@@ -324,6 +324,13 @@ pub fn ingest(
             Ok(())
         })?;
         bar.finish_and_clear();
+        if lib.has_vectors() {
+            // One index build for the whole run: per batch it would redo the graph each time.
+            let spinner = spinner(opts.progress, "building the vector index (HNSW)");
+            lib.store().optimize()?;
+            spinner.finish_and_clear();
+            pause_point("optimized");
+        }
     }
 
     lib.refresh_counts()?;
@@ -582,6 +589,15 @@ fn progress_bar(enabled: bool, len: u64) -> ProgressBar {
         .expect("valid template"),
     );
     bar
+}
+
+fn spinner(enabled: bool, message: &'static str) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let spinner = ProgressBar::new_spinner().with_message(message);
+    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+    spinner
 }
 
 /// Embedder identity shown in reports and `info`.

@@ -128,6 +128,7 @@ macro_rules! store_suite {
                 distinct_returns_every_value_across_scroll_pages,
                 data_survives_drop_and_reopen_after_flush,
                 compact_keeps_live_points_and_purges_deleted_ones,
+                optimize_keeps_every_point_and_every_answer,
             );
         }
     };
@@ -877,6 +878,58 @@ fn compact_keeps_live_points_and_purges_deleted_ones(f: &mut Fixture) {
     }
 }
 
+fn optimize_keeps_every_point_and_every_answer(f: &mut Fixture) {
+    let store = ensured(f);
+    store.optimize().expect("optimize of an empty collection");
+    let samples = samples(21, 400);
+    store
+        .upsert(samples.iter().map(Sample::point).collect())
+        .unwrap();
+    let filter = must(vec![match_any("labels", &["cat", "dog"])]);
+    let mut rng = StdRng::seed_from_u64(5);
+    let probes: Vec<Vec<f32>> = (0..5).map(|_| random_vector(&mut rng, DIM)).collect();
+    let answers = |store: &dyn VectorStore| -> Vec<Vec<PointId>> {
+        probes
+            .iter()
+            .map(|p| {
+                ids(&store
+                    .search(&query("image", p.clone(), filter.clone(), 20))
+                    .unwrap())
+            })
+            .collect()
+    };
+    let before = answers(store);
+
+    store.optimize().unwrap();
+    assert_eq!(
+        store.count(&VectorFilter::default()).unwrap(),
+        samples.len()
+    );
+    assert_eq!(answers(store), before, "exact answers unchanged");
+    for s in samples.iter().step_by(37) {
+        assert_eq!(
+            store.retrieve(&[s.id]).unwrap()[0].payload,
+            s.point().payload
+        );
+    }
+    // Writes after an optimize land and are found.
+    store
+        .upsert(vec![point(
+            1_000_001,
+            &[("image", vec![0.5; DIM])],
+            Payload::default(),
+        )])
+        .unwrap();
+    store.flush().unwrap();
+    f.reopen();
+    let store = f.store();
+    assert_eq!(
+        store.count(&VectorFilter::default()).unwrap(),
+        samples.len() + 1
+    );
+    assert_eq!(answers(store), before, "answers survive a reopen");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Edge-only cases
 
@@ -1037,4 +1090,70 @@ fn edge_flushed_data_survives_kill_9() {
         assert_eq!(store.count(&filter).unwrap(), samples.len());
         store.flush().unwrap();
     }
+}
+
+#[test]
+fn edge_optimize_builds_an_hnsw_graph_that_approximate_search_uses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = edge_spec_store(tmp.path());
+    // 3,000 points of 8 floats are 94 KiB: above a 16 KiB threshold.
+    store.set_indexing_threshold_kb(16).unwrap();
+    let samples = samples(77, 3_000);
+    store
+        .upsert(samples.iter().map(Sample::point).collect())
+        .unwrap();
+    assert_eq!(
+        store.indexed_vectors().unwrap(),
+        0,
+        "no graph before optimize"
+    );
+    store.optimize().unwrap();
+    let indexed = store.indexed_vectors().unwrap();
+    assert!(indexed >= samples.len(), "{indexed} vectors in a graph");
+
+    // Approximate search through the graph finds what brute force finds.
+    let mut rng = StdRng::seed_from_u64(9);
+    let (mut found, mut wanted) = (0, 0);
+    for _ in 0..30 {
+        let probe = random_vector(&mut rng, DIM);
+        let exact: BTreeSet<PointId> = ids(&store
+            .search(&query("image", probe.clone(), VectorFilter::default(), 10))
+            .unwrap())
+        .into_iter()
+        .collect();
+        let approximate = store
+            .search(&VectorQuery {
+                exact: false,
+                ..query("image", probe, VectorFilter::default(), 10)
+            })
+            .unwrap();
+        wanted += exact.len();
+        found += approximate.iter().filter(|h| exact.contains(&h.id)).count();
+    }
+    let recall = found as f64 / wanted as f64;
+    assert!(recall >= 0.95, "recall@10 {recall:.3}");
+
+    // Filters stay exact on the indexed segments.
+    let filter = must(vec![match_any("dataset", &["voc"])]);
+    let by_id: BTreeMap<PointId, &Sample> = samples.iter().map(|s| (s.id, s)).collect();
+    let hits = store
+        .search(&VectorQuery {
+            exact: false,
+            ..query("image", vec![0.3; DIM], filter.clone(), 50)
+        })
+        .unwrap();
+    assert_eq!(hits.len(), 50);
+    assert!(hits.iter().all(|h| by_id[&h.id].matches(&filter)));
+
+    // The threshold and the graph survive compaction and a reopen.
+    store.delete(&[samples[0].id]).unwrap();
+    store.compact().unwrap();
+    assert!(store.indexed_vectors().unwrap() >= samples.len() - 1);
+    drop(store);
+    let store = EdgeStore::open(tmp.path()).unwrap();
+    assert!(store.indexed_vectors().unwrap() >= samples.len() - 1);
+    assert_eq!(
+        store.count(&VectorFilter::default()).unwrap(),
+        samples.len() - 1
+    );
 }

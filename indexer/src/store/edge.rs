@@ -163,6 +163,35 @@ impl EdgeStore {
         &self.dir
     }
 
+    /// Vectors searchable through an HNSW graph, over every named vector (0 until
+    /// [`VectorStore::optimize`] has met a segment above the indexing threshold; 0 before
+    /// [`VectorStore::ensure`]).
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the store's lock is poisoned.
+    pub fn indexed_vectors(&self) -> StoreResult<usize> {
+        let state = self.read()?;
+        Ok(state
+            .as_ref()
+            .map_or(0, |open| open.shard.info().indexed_vectors_count))
+    }
+
+    /// Sets the size above which [`VectorStore::optimize`] gives a segment an HNSW graph, in KiB
+    /// of vector data (qdrant's default is 10,000 KiB: about 5,000 vectors of 512 floats).
+    /// Saved with the shard and kept by [`VectorStore::compact`].
+    ///
+    /// # Errors
+    /// [`StoreError::Missing`] before [`VectorStore::ensure`]; backend failures.
+    pub fn set_indexing_threshold_kb(&self, kb: usize) -> StoreResult<()> {
+        let state = self.write()?;
+        let open = state.as_ref().ok_or(StoreError::Missing)?;
+        let mut optimizers = open.shard.config().optimizers.clone();
+        optimizers.indexing_threshold = Some(kb);
+        open.shard
+            .set_optimizers_config(optimizers)
+            .map_err(backend)
+    }
+
     fn read(&self) -> StoreResult<RwLockReadGuard<'_, Option<Open>>> {
         self.state.read().map_err(|_| poisoned())
     }
@@ -187,7 +216,7 @@ impl VectorStore for EdgeStore {
             };
         }
         let generation = 0;
-        let shard = create_shard(&self.dir, generation, &spec)?;
+        let shard = create_shard(&self.dir, generation, &spec, None)?;
         write_manifest(
             &self.dir,
             &Manifest {
@@ -396,6 +425,19 @@ impl VectorStore for EdgeStore {
         }
     }
 
+    /// Runs qdrant's optimizers in-process until they have nothing left to do (segments above
+    /// the indexing threshold get an HNSW graph, small ones are merged, ones with deletions
+    /// vacuumed), then flushes. Searches keep answering meanwhile; an interrupted run leaves
+    /// segment directories without `version.info`, which the next open discards.
+    fn optimize(&self) -> StoreResult<()> {
+        let state = self.read()?;
+        let Some(open) = state.as_ref() else {
+            return Ok(());
+        };
+        open.shard.optimize().map_err(backend)?;
+        flush_shard(&open.shard)
+    }
+
     /// Rewrites the collection into a fresh shard generation holding only live points, runs the
     /// optimizer (HNSW indexing, merging) on it, commits it and deletes the old generation. See
     /// the module docs for why an in-place vacuum is not enough in qdrant-edge 0.7.0.
@@ -405,7 +447,8 @@ impl VectorStore for EdgeStore {
             return Ok(());
         };
         let generation = open.generation + 1;
-        let fresh = create_shard(&self.dir, generation, &open.spec)?;
+        let optimizers = open.shard.config().optimizers.clone();
+        let fresh = create_shard(&self.dir, generation, &open.spec, Some(optimizers))?;
         copy_points(&open.shard, &fresh)?;
         fresh.optimize().map_err(backend)?;
         flush_shard(&fresh)?;
@@ -488,20 +531,27 @@ fn remove_stale_shards(dir: &Path, keep: Option<u64>) -> StoreResult<()> {
     sync_dir(dir)
 }
 
-/// Creates shard generation `generation` for `spec` with its payload indexes, flushed.
-fn create_shard(dir: &Path, generation: u64, spec: &CollectionSpec) -> StoreResult<EdgeShard> {
+/// Creates shard generation `generation` for `spec` with its payload indexes, flushed; with
+/// `optimizers` (a compacted shard's settings) or ours.
+fn create_shard(
+    dir: &Path,
+    generation: u64,
+    spec: &CollectionSpec,
+    optimizers: Option<EdgeOptimizersConfig>,
+) -> StoreResult<EdgeShard> {
     let path = shard_dir(dir, generation);
     if path.exists() {
         fs::remove_dir_all(&path)?;
     }
     fs::create_dir_all(&path)?;
-    let mut config = EdgeConfigBuilder::new().optimizers(EdgeOptimizersConfig {
-        // `compact` rebuilds instead of vacuuming, but if anyone runs the optimizer, vacuum any
-        // segment with deletions rather than waiting for 20% of 1000 points.
-        deleted_threshold: Some(0.0),
-        vacuum_min_vector_number: Some(0),
-        ..EdgeOptimizersConfig::default()
-    });
+    let mut config =
+        EdgeConfigBuilder::new().optimizers(optimizers.unwrap_or(EdgeOptimizersConfig {
+            // `compact` rebuilds instead of vacuuming, but when `optimize` runs, vacuum any
+            // segment with deletions rather than waiting for 20% of 1000 points.
+            deleted_threshold: Some(0.0),
+            vacuum_min_vector_number: Some(0),
+            ..EdgeOptimizersConfig::default()
+        }));
     for name in &spec.vectors {
         config = config.vector(
             name.clone(),

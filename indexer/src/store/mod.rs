@@ -260,6 +260,14 @@ pub trait VectorStore: Send + Sync {
     /// Backend failures.
     fn flush(&self) -> StoreResult<()>;
 
+    /// Builds what makes approximate search fast (the HNSW graph) for what was written so far,
+    /// durably; searches before it are exact scans. Call it after a batch of writes, not per
+    /// write: on a large collection it takes minutes.
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn optimize(&self) -> StoreResult<()>;
+
     /// Rewrites storage so deleted points are physically gone (not just tombstoned).
     ///
     /// # Errors

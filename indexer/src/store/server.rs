@@ -84,6 +84,9 @@ impl VectorStore for ServerStore {
     fn flush(&self) -> StoreResult<()> {
         Err(not_compiled())
     }
+    fn optimize(&self) -> StoreResult<()> {
+        Err(not_compiled())
+    }
     fn compact(&self) -> StoreResult<()> {
         Err(not_compiled())
     }
@@ -494,6 +497,12 @@ mod real {
         /// A no-op: every write already waited for the server to apply it and log it in its WAL,
         /// which the server replays after a crash.
         fn flush(&self) -> StoreResult<()> {
+            Ok(())
+        }
+
+        /// A no-op: the server builds HNSW graphs in the background once a segment passes the
+        /// collection's indexing threshold.
+        fn optimize(&self) -> StoreResult<()> {
             Ok(())
         }
 
