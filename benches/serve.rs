@@ -286,10 +286,8 @@ fn run() -> anyhow::Result<ExitCode> {
         lib = Library::open(&dir, StoreSettings::Edge)?;
         build(&mut lib, &spec, n, &images, &sizes);
     }
-    // As `imagelens ingest` leaves a library: with HNSW graphs (a no-op on a reused one).
-    let start = std::time::Instant::now();
+    // As `imagelens ingest` leaves a library (a no-op on a reused one).
     lib.store().optimize()?;
-    eprintln!("vector index (HNSW) ready in {:.1?}", start.elapsed());
     // Every request appends (and syncs) one audit entry: start each run from an empty trail so
     // runs are alike and the reused library does not grow without bound.
     let _ = std::fs::remove_dir_all(dir.join("audit"));

@@ -325,8 +325,8 @@ pub fn ingest(
         })?;
         bar.finish_and_clear();
         if lib.has_vectors() {
-            // One index build for the whole run: per batch it would redo the graph each time.
-            let spinner = spinner(opts.progress, "building the vector index (HNSW)");
+            // Once for the whole run: per batch it would redo the same merges each time.
+            let spinner = spinner(opts.progress, "optimising the vector store");
             lib.store().optimize()?;
             spinner.finish_and_clear();
             pause_point("optimized");

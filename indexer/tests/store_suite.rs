@@ -1093,20 +1093,17 @@ fn edge_flushed_data_survives_kill_9() {
 }
 
 #[test]
-fn edge_optimize_builds_an_hnsw_graph_that_approximate_search_uses() {
+fn edge_optimize_builds_an_hnsw_graph_only_when_asked_and_search_uses_it() {
     let tmp = tempfile::tempdir().unwrap();
     let store = edge_spec_store(tmp.path());
-    // 3,000 points of 8 floats are 94 KiB: above a 16 KiB threshold.
-    store.set_indexing_threshold_kb(16).unwrap();
     let samples = samples(77, 3_000);
     store
         .upsert(samples.iter().map(Sample::point).collect())
         .unwrap();
-    assert_eq!(
-        store.indexed_vectors().unwrap(),
-        0,
-        "no graph before optimize"
-    );
+    store.optimize().unwrap();
+    assert_eq!(store.indexed_vectors().unwrap(), 0, "no graph by default");
+    // 3,000 points of 8 floats are 94 KiB: above a 16 KiB threshold.
+    store.set_indexing_threshold_kb(16).unwrap();
     store.optimize().unwrap();
     let indexed = store.indexed_vectors().unwrap();
     assert!(indexed >= samples.len(), "{indexed} vectors in a graph");

@@ -260,9 +260,10 @@ pub trait VectorStore: Send + Sync {
     /// Backend failures.
     fn flush(&self) -> StoreResult<()>;
 
-    /// Builds what makes approximate search fast (the HNSW graph) for what was written so far,
-    /// durably; searches before it are exact scans. Call it after a batch of writes, not per
-    /// write: on a large collection it takes minutes.
+    /// Reorganises storage after a batch of writes, durably: merges small segments, vacuums
+    /// deleted points and, where the backend is configured to, builds HNSW graphs (searches
+    /// without one are exact scans). Call it after a run of writes, not per write: with graphs
+    /// on, a large collection takes minutes.
     ///
     /// # Errors
     /// Backend failures.
