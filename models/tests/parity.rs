@@ -6,7 +6,10 @@
 
 use std::path::{Path, PathBuf};
 
+mod common;
+
 use candle::{Device, Tensor};
+use common::max_abs_diff;
 use models::preprocess::{self, DecodeLimits};
 use models::{ClipEmbedder, Embedder};
 use serde_json::Value;
@@ -48,14 +51,6 @@ fn floats(v: &Value) -> Vec<f32> {
         Value::Number(n) => vec![n.as_f64().expect("number") as f32],
         other => panic!("not a number array: {other}"),
     }
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {

@@ -9,10 +9,13 @@
 
 #![cfg(feature = "testing")]
 
+mod common;
+
 use candle::{DType, Device, Tensor};
 use candle_transformers::models::clip::{
     ClipConfig as UpstreamConfig, ClipModel, text_model, vision_model,
 };
+use common::max_abs_diff;
 use models::ClipEmbedder;
 use models::tiny::{self, TinyShapes};
 
@@ -68,14 +71,6 @@ fn pair(shapes: &TinyShapes, seed: u64) -> Pair {
         upstream,
         _dir: dir,
     }
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 /// Seeded pixel values in the normalised range CLIP sees, `(n, 3, size, size)`.
