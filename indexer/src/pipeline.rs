@@ -329,7 +329,6 @@ pub fn ingest(
             let spinner = spinner(opts.progress, "optimising the vector store");
             lib.store().optimize()?;
             spinner.finish_and_clear();
-            pause_point("optimized");
         }
     }
 

@@ -439,8 +439,9 @@ impl VectorStore for EdgeStore {
         flush_shard(&open.shard)
     }
 
-    /// Rewrites the collection into a fresh shard generation holding only live points, runs the
-    /// optimizer (HNSW indexing, merging) on it, commits it and deletes the old generation. See
+    /// Rewrites the collection into a fresh shard generation holding only live points (with the
+    /// old one's optimizer settings), runs the optimizer on it (merging, and HNSW graphs where
+    /// the indexing threshold asks for them), commits it and deletes the old generation. See
     /// the module docs for why an in-place vacuum is not enough in qdrant-edge 0.7.0.
     fn compact(&self) -> StoreResult<()> {
         let mut state = self.write()?;
