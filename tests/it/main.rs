@@ -4,6 +4,7 @@
 mod cli;
 mod common;
 mod crash;
+mod fuzz;
 mod http;
 mod ingest;
 mod privacy;
