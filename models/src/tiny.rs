@@ -1,6 +1,6 @@
 //! A tiny seeded CLIP written by the project itself, for tests and benches (feature `testing`).
 //!
-//! [`write`] produces a complete Hugging Face folder (config.json, model.safetensors,
+//! [`write()`] produces a complete Hugging Face folder (config.json, model.safetensors,
 //! tokenizer.json, preprocessor_config.json) with the real CLIP architecture and random
 //! weights from a seeded [`StdRng`], so it loads through the very same
 //! [`crate::ClipEmbedder::load_dir`] as a real model. [`write_with_shapes`] takes other shapes,

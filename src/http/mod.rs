@@ -12,7 +12,7 @@
 //!   to the audit trail before the data is sent; if the entry cannot be written the request
 //!   fails. Refusals are recorded too.
 //! - Every index, store, model or image call is blocking and runs on the blocking pool
-//!   ([`blocking`]); the async runtime only moves bytes.
+//!   (`blocking`); the async runtime only moves bytes.
 //! - Embedding and image decoding hold a slot of a bounded semaphore; a request that cannot get
 //!   one within `limits.queue_wait_ms` is answered 503 `busy`, so overload sheds load instead of
 //!   stalling every request behind it.
