@@ -774,6 +774,21 @@ fn prop_lib() -> &'static Lib {
     LIB.get_or_init(|| new_lib(3, PROP_ADMIN))
 }
 
+/// The record ids of the property tests' library, as it was before any generated deletion.
+fn prop_ids() -> Vec<String> {
+    static IDS: OnceLock<Vec<String>> = OnceLock::new();
+    IDS.get_or_init(|| {
+        let lib = prop_lib();
+        let r = Request::get("/v1/lookup?limit=100")
+            .header(header::AUTHORIZATION, bearer(&lib.admin))
+            .body(Body::empty())
+            .unwrap();
+        let v = runtime().block_on(send_as_is(&lib.app, r)).ok();
+        crate::common::ids(&v)
+    })
+    .clone()
+}
+
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RT.get_or_init(|| {
@@ -852,24 +867,6 @@ fn any_json() -> impl Strategy<Value = Value> {
     })
 }
 
-/// An object with keys mostly from `fields` and values from `value`.
-fn object_with(
-    fields: &'static [&'static str],
-    value: impl Strategy<Value = Value> + Clone,
-) -> impl Strategy<Value = Value> {
-    let key = prop_oneof![
-        6 => prop::sample::select(fields).prop_map(str::to_owned),
-        1 => hostile_string(),
-    ];
-    prop::collection::vec((key, value), 0..5).prop_map(|kv| {
-        let mut m = Map::new();
-        for (k, v) in kv {
-            m.insert(k, v);
-        }
-        Value::Object(m)
-    })
-}
-
 /// Values that are usually of the right kind for admin fields, sometimes anything.
 fn field_value() -> BoxedStrategy<Value> {
     prop_oneof![
@@ -895,56 +892,211 @@ fn password() -> impl Strategy<Value = Value> {
     ]
 }
 
-fn account_body() -> impl Strategy<Value = Value> {
-    (
-        object_with(&["name", "password", "role", "disabled"], field_value()),
-        proptest::option::of(password()),
+/// A field's value: usually of the right type (`right`), sometimes anything.
+fn typed(right: impl Strategy<Value = Value> + 'static) -> BoxedStrategy<Value> {
+    prop_oneof![5 => right, 1 => field_value()].boxed()
+}
+
+fn name_value() -> BoxedStrategy<Value> {
+    typed(
+        prop_oneof![
+            4 => "[a-z][a-z0-9._@-]{0,10}",
+            1 => hostile_string(),
+        ]
+        .prop_map(Value::String),
     )
-        .prop_map(|(mut body, pw)| {
-            if let (Some(pw), Some(o)) = (pw, body.as_object_mut()) {
-                o.insert("password".into(), pw);
-            } else if let Some(o) = body.as_object_mut()
-                && o.get("password")
-                    .is_some_and(|p| p.as_str().is_some_and(|s| s.chars().count() >= 12))
-            {
-                // Keep hashes rare (see `password`).
-                o.insert("password".into(), json!("short"));
-            }
-            body
+}
+
+fn text_value() -> BoxedStrategy<Value> {
+    typed(
+        prop_oneof![
+            3 => "[a-z ]{1,20}",
+            1 => hostile_string(),
+            1 => Just("y".repeat(2_001)),
+        ]
+        .prop_map(Value::String),
+    )
+}
+
+fn days_value() -> BoxedStrategy<Value> {
+    typed(prop_oneof![3 => (0u32..400).prop_map(|n| json!(n)), 2 => hostile_number()])
+}
+
+fn bool_value() -> BoxedStrategy<Value> {
+    typed(any::<bool>().prop_map(Value::Bool))
+}
+
+fn role_value() -> BoxedStrategy<Value> {
+    typed(
+        prop::sample::select(vec![
+            "searcher", "curator", "auditor", "admin", "Admin", "root",
+        ])
+        .prop_map(|r| json!(r)),
+    )
+}
+
+fn date_value() -> BoxedStrategy<Value> {
+    typed(
+        prop_oneof![
+            Just("2026-01-01T00:00:00Z".to_owned()),
+            Just("+262000-01-01T00:00:00Z".to_owned()),
+            Just("-262000-01-01T00:00:00Z".to_owned()),
+            Just("1899-12-31T23:59:59Z".to_owned()),
+            Just("9999-12-31T23:59:59Z".to_owned()),
+            (1i32..12_000).prop_map(|y| format!("{y:04}-06-01T00:00:00Z")),
+        ]
+        .prop_map(Value::String),
+    )
+}
+
+/// Ids of the property tests' library (real ones: generated requests do delete records),
+/// plus ids that are not there.
+fn id_value() -> BoxedStrategy<Value> {
+    let real = prop_ids();
+    typed(prop_oneof![
+        2 => prop::sample::select(real).prop_map(Value::String),
+        1 => Just(json!("0000000000000000")),
+        1 => hostile_string().prop_map(Value::String),
+    ])
+}
+
+fn ids_value() -> BoxedStrategy<Value> {
+    typed(prop::collection::vec(id_value(), 0..4).prop_map(Value::Array))
+}
+
+/// An object with each of `fields` present or not, plus now and then an unknown key.
+fn object(fields: Vec<(&'static str, BoxedStrategy<Value>)>) -> BoxedStrategy<Value> {
+    let parts: Vec<BoxedStrategy<Option<(String, Value)>>> = fields
+        .into_iter()
+        .map(|(k, v)| {
+            proptest::option::weighted(0.7, v)
+                .prop_map(move |v| v.map(|v| (k.to_owned(), v)))
+                .boxed()
         })
+        .collect();
+    let extra = proptest::option::weighted(0.1, (hostile_string(), field_value()));
+    (parts, extra)
+        .prop_map(|(parts, extra)| {
+            let mut m = Map::new();
+            for (k, v) in parts.into_iter().flatten().chain(extra) {
+                m.insert(k, v);
+            }
+            Value::Object(m)
+        })
+        .boxed()
 }
 
-fn hold() -> impl Strategy<Value = Value> {
-    object_with(&["reason", "by", "since"], field_value())
+fn account_body() -> BoxedStrategy<Value> {
+    object(vec![
+        ("name", name_value()),
+        ("password", password().boxed()),
+        ("role", role_value()),
+        ("disabled", bool_value()),
+    ])
 }
 
-fn schedule() -> impl Strategy<Value = Value> {
-    object_with(
-        &["after_ingest_days", "retired_on", "after_retired_days"],
-        field_value(),
-    )
-}
-
-fn retention_body() -> impl Strategy<Value = Value> {
-    (
-        prop::collection::btree_map(hostile_string(), schedule(), 0..3),
-        prop::collection::btree_map(hostile_string(), hold(), 0..3),
-        prop::collection::btree_map(hostile_string(), hold(), 0..3),
-        object_with(
-            &["schedules", "dataset_holds", "record_holds"],
-            field_value(),
+fn token_body() -> BoxedStrategy<Value> {
+    object(vec![
+        ("name", name_value()),
+        (
+            "account",
+            typed(prop_oneof![
+                Just(json!(PROP_ADMIN)),
+                Just(json!("viewer")),
+                Just(json!("nobody")),
+            ]),
         ),
-        0..4u8,
-    )
-        .prop_map(|(s, d, r, other, pick)| {
-            let obj = |m: std::collections::BTreeMap<String, Value>| {
-                Value::Object(m.into_iter().collect())
-            };
-            match pick {
-                0 => other,
-                _ => json!({"schedules": obj(s), "dataset_holds": obj(d), "record_holds": obj(r)}),
-            }
-        })
+        ("ttl_days", days_value()),
+    ])
+}
+
+fn hold() -> BoxedStrategy<Value> {
+    object(vec![
+        ("reason", text_value()),
+        ("by", text_value()),
+        ("since", date_value()),
+    ])
+}
+
+fn schedule() -> BoxedStrategy<Value> {
+    object(vec![
+        ("after_ingest_days", days_value()),
+        ("retired_on", date_value()),
+        ("after_retired_days", days_value()),
+    ])
+}
+
+fn dataset_key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => Just("synth".to_owned()),
+        1 => Just("other".to_owned()),
+        1 => hostile_string(),
+    ]
+}
+
+fn retention_body() -> BoxedStrategy<Value> {
+    let map = |v: BoxedStrategy<Value>, key: BoxedStrategy<String>| {
+        typed(
+            prop::collection::btree_map(key, v, 0..3)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        )
+    };
+    let record_key = prop_oneof![
+        2 => prop::sample::select(prop_ids()),
+        1 => hostile_string(),
+    ]
+    .boxed();
+    object(vec![
+        ("schedules", map(schedule(), dataset_key().boxed())),
+        ("dataset_holds", map(hold(), dataset_key().boxed())),
+        ("record_holds", map(hold(), record_key)),
+    ])
+}
+
+fn search_value() -> BoxedStrategy<Value> {
+    typed(prop_oneof![
+        "[a-z ]{0,12}".prop_map(|q| json!({ "query": q })),
+        id_value().prop_map(|id| json!({ "like": id })),
+        (hostile_string(), field_value())
+            .prop_map(|(q, f)| json!({ "query": q, "filter": { "filename": f } })),
+    ])
+}
+
+fn deletion_body() -> BoxedStrategy<Value> {
+    object(vec![
+        ("ids", ids_value()),
+        ("dataset", typed(dataset_key().prop_map(Value::String))),
+        ("reason", text_value()),
+    ])
+}
+
+fn collection_body() -> BoxedStrategy<Value> {
+    object(vec![
+        ("name", name_value()),
+        ("description", text_value()),
+        ("ids", ids_value()),
+        ("search", search_value()),
+        ("max_results", days_value()),
+    ])
+}
+
+fn collection_update() -> BoxedStrategy<Value> {
+    object(vec![("add", ids_value()), ("remove", ids_value())])
+}
+
+/// Answers seen by the property tests, by route and status (printed with `--nocapture`, so a
+/// run shows the inputs reached past parsing).
+fn seen() -> &'static std::sync::Mutex<std::collections::BTreeMap<(String, u16), usize>> {
+    static SEEN: OnceLock<std::sync::Mutex<std::collections::BTreeMap<(String, u16), usize>>> =
+        OnceLock::new();
+    SEEN.get_or_init(Default::default)
+}
+
+fn print_seen(prefix: &str) {
+    let seen = seen().lock().unwrap();
+    for ((route, status), n) in seen.iter().filter(|((r, _), _)| r.contains(prefix)) {
+        eprintln!("{route} {status}: {n}");
+    }
 }
 
 /// Sends `body` (JSON text, or raw bytes) with the admin's token and checks the answer.
@@ -962,6 +1114,21 @@ fn check_route(method: &str, uri: &str, body: Vec<u8>) -> Result<(), TestCaseErr
     let status = answer.status;
     let text = String::from_utf8_lossy(&answer.body);
     let what = format!("{method} {uri}");
+    let route = format!(
+        "{method} {}",
+        uri.rsplit_once('/').map_or(uri, |(head, _)| {
+            if uri.starts_with("/v1/accounts/") || uri.starts_with("/v1/collections/") {
+                head
+            } else {
+                uri
+            }
+        })
+    );
+    *seen()
+        .lock()
+        .unwrap()
+        .entry((route, status.as_u16()))
+        .or_default() += 1;
     prop_assert!(!status.is_server_error(), "{what}: {status}: {text}");
     if !status.is_success() {
         prop_assert_eq!(
@@ -1023,6 +1190,7 @@ fn account_bodies_never_panic_and_always_answer_json() {
             }
         })
         .unwrap();
+    print_seen("/v1/accounts");
     // The admin is still the admin.
     let me = prop_lib().state.accounts().get(PROP_ADMIN).unwrap();
     assert_eq!((me.role, me.disabled), (Role::Admin, false));
@@ -1030,17 +1198,17 @@ fn account_bodies_never_panic_and_always_answer_json() {
 
 #[test]
 fn token_bodies_never_panic_and_always_answer_json() {
-    let token = object_with(&["name", "account", "ttl_days"], field_value());
     runner()
-        .run(&body_of(token), |body| {
+        .run(&body_of(token_body()), |body| {
             check_route("POST", "/v1/tokens", body)
         })
         .unwrap();
+    print_seen("/v1/tokens");
 }
 
 #[test]
 fn retention_bodies_never_panic_and_always_answer_json() {
-    let run = object_with(&["dry_run"], field_value());
+    let run = object(vec![("dry_run", bool_value())]);
     let routes = (0..2u8, body_of(retention_body()), body_of(run));
     runner()
         .run(&routes, |(route, policy, run)| {
@@ -1051,17 +1219,20 @@ fn retention_bodies_never_panic_and_always_answer_json() {
             }
         })
         .unwrap();
+    print_seen("/v1/retention");
 }
 
 #[test]
 fn deletion_and_collection_bodies_never_panic_and_always_answer_json() {
-    let deletion = object_with(&["ids", "dataset", "reason"], field_value());
-    let collection = object_with(
-        &["name", "description", "ids", "search", "max_results"],
-        field_value(),
-    );
-    let update = object_with(&["add", "remove"], field_value());
-    let name = prop_oneof![Just("keep".to_owned()), "[a-z]{1,4}"];
+    // A collection the PATCHes find.
+    let _ = prop_lib()
+        .state
+        .collections()
+        .create("keep", None, vec![], None, None);
+    let deletion = deletion_body();
+    let collection = collection_body();
+    let update = collection_update();
+    let name = prop_oneof![Just("keep".to_owned()), "[a-z][a-z0-9._@-]{0,3}"];
     let routes = (
         0..3u8,
         body_of(deletion),
@@ -1079,4 +1250,6 @@ fn deletion_and_collection_bodies_never_panic_and_always_answer_json() {
             },
         )
         .unwrap();
+    print_seen("/v1/deletions");
+    print_seen("/v1/collections");
 }
