@@ -439,7 +439,7 @@ mod tests {
         for (name, _) in &sources[..3] {
             let col = c.get(name).unwrap();
             assert_eq!(col.source, None, "{name}");
-            assert_eq!(col.ids, [kept.id.clone()]);
+            assert_eq!(col.ids, std::slice::from_ref(&kept.id));
         }
         assert!(c.get("other").unwrap().source.is_some());
         assert!(c.get("dog").unwrap().source.is_some());
