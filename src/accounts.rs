@@ -31,15 +31,23 @@
 //! - Authentication failures that would tell a caller whether a name or token exists all read
 //!   [`AccountError::BadCredentials`]; an unknown name still costs one argon2 verification.
 //! - At least one enabled admin stays once there has been one ([`AccountError::LastAdmin`]).
+//! - A change to an account is all or nothing ([`Accounts::change`]): every part is checked
+//!   before any is applied, and a refused change leaves the account as it was.
+//! - A token never issues a token that outlives it ([`Accounts::issue_token_by`] caps the
+//!   lifetime at the caller's own token's expiry); a password sign-in may issue up to 366 days.
+//! - Failed sign-ins are counted per account name (known or not, alike) and per address by a
+//!   bounded [`SignInThrottle`], and password checks (argon2, about 17 MiB each) run at most
+//!   [`MAX_CONCURRENT_PASSWORD_CHECKS`] at a time ([`Accounts::password_slots`]).
 //! - The file is written atomically after every change, under one lock: each change is made on
 //!   a copy, written, then swapped in, so a failed write changes nothing in memory. On Unix the
 //!   file is readable by its owner only (0600).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -57,6 +65,24 @@ pub const MAX_NAME_LEN: usize = 64;
 
 /// Shortest password, in characters.
 pub const MIN_PASSWORD_LEN: usize = 12;
+
+/// Longest password, in bytes (argon2 hashes any length, but a megabyte password is no
+/// password: it is a request body).
+pub const MAX_PASSWORD_LEN: usize = 1024;
+
+/// Password checks (argon2id, about 17 MiB of memory each) that may run at once.
+pub const MAX_CONCURRENT_PASSWORD_CHECKS: usize = 4;
+
+/// Failed sign-ins per account name or per address within [`THROTTLE_WINDOW`] after which
+/// further attempts are refused until the oldest failure leaves the window.
+pub const MAX_FAILED_SIGN_INS: usize = 10;
+
+/// The window of [`MAX_FAILED_SIGN_INS`].
+pub const THROTTLE_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Most names and addresses the throttle remembers at once (memory stays bounded however many
+/// names an attacker invents).
+const MAX_THROTTLE_KEYS: usize = 50_000;
 
 /// What every token secret starts with, so leaked secrets are recognisable (as GitHub's `ghp_`).
 const TOKEN_PREFIX: &str = "il_";
@@ -269,6 +295,13 @@ pub enum AccountError {
     /// The token lifetime is out of range; the text gives the lifetime asked for.
     #[error("token lifetime of {0} is not valid: use 1 minute to 366 days")]
     InvalidTtl(String),
+    /// The token used to issue a token expires in less than a minute: a token it issued would
+    /// live less than the shortest lifetime.
+    #[error(
+        "the token used expires at {0}, in less than a minute, and a token cannot issue one that \
+         outlives it: sign in with the account's password to issue a new token"
+    )]
+    CallerTokenExpiring(String),
     /// The accounts file cannot be read or written.
     #[error(transparent)]
     Store(#[from] indexer::Error),
@@ -367,6 +400,8 @@ impl State {
 pub struct Accounts {
     path: PathBuf,
     inner: Mutex<State>,
+    throttle: SignInThrottle,
+    password_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl fmt::Debug for Accounts {
@@ -399,7 +434,21 @@ impl Accounts {
         Ok(Self {
             path,
             inner: Mutex::new(state),
+            throttle: SignInThrottle::new(MAX_FAILED_SIGN_INS, THROTTLE_WINDOW),
+            password_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_PASSWORD_CHECKS)),
         })
+    }
+
+    /// The failed sign-in counter of this service.
+    pub fn throttle(&self) -> &SignInThrottle {
+        &self.throttle
+    }
+
+    /// Slots for password checks: a caller about to verify a password from an untrusted
+    /// request holds one, so at most [`MAX_CONCURRENT_PASSWORD_CHECKS`] argon2 computations
+    /// (about 17 MiB each) run at once.
+    pub fn password_slots(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.password_slots
     }
 
     /// Whether there is no account yet (the first one may then be created without logging in).
@@ -466,7 +515,13 @@ impl Accounts {
     /// [`AccountError::NotFound`], [`AccountError::LastAdmin`] when demoting the last enabled
     /// admin, or a write failure (then nothing changed).
     pub fn set_role(&self, name: &str, role: Role) -> Result<AccountInfo, AccountError> {
-        self.update(name, |a| a.role = role)
+        self.change(
+            name,
+            &AccountUpdate {
+                role: Some(role),
+                ..AccountUpdate::default()
+            },
+        )
     }
 
     /// Replaces an account's password. Its tokens keep working.
@@ -475,11 +530,14 @@ impl Accounts {
     /// [`AccountError::WeakPassword`], [`AccountError::NotFound`], or a write failure (then
     /// nothing changed).
     pub fn set_password(&self, name: &str, password: &str) -> Result<(), AccountError> {
-        validate_password(password)?;
-        self.lock().info(name)?;
-        let password_hash = hash_password(password);
-        self.update(name, |a| a.password_hash = password_hash)
-            .map(drop)
+        self.change(
+            name,
+            &AccountUpdate {
+                password: Some(password.to_owned()),
+                ..AccountUpdate::default()
+            },
+        )
+        .map(drop)
     }
 
     /// Disables or re-enables an account. A disabled account's password and tokens fail with
@@ -489,7 +547,44 @@ impl Accounts {
     /// [`AccountError::NotFound`], [`AccountError::LastAdmin`] when disabling the last enabled
     /// admin, or a write failure (then nothing changed).
     pub fn set_disabled(&self, name: &str, disabled: bool) -> Result<AccountInfo, AccountError> {
-        self.update(name, |a| a.disabled = disabled)
+        self.change(
+            name,
+            &AccountUpdate {
+                disabled: Some(disabled),
+                ..AccountUpdate::default()
+            },
+        )
+    }
+
+    /// Changes an account's role, password and state at once, all or nothing: the password's
+    /// length, the account's existence and the last-admin rule are checked for the whole
+    /// change before anything is applied, then it is written once. A refused change leaves
+    /// the account exactly as it was.
+    ///
+    /// # Errors
+    /// [`AccountError::WeakPassword`], [`AccountError::NotFound`], [`AccountError::LastAdmin`],
+    /// or a write failure (then nothing changed).
+    pub fn change(&self, name: &str, update: &AccountUpdate) -> Result<AccountInfo, AccountError> {
+        if let Some(p) = &update.password {
+            validate_password(p)?;
+        }
+        // Everything but the hash, checked on a copy before the (slow) hash is computed.
+        {
+            let state = self.lock();
+            let mut next = state.clone();
+            apply_update(&mut next, name, update, None)?;
+            keeps_an_admin(&state, &next)?;
+        }
+        // Hashed outside the lock: argon2 is deliberately slow and would stall every request.
+        let password_hash = update.password.as_deref().map(hash_password);
+        let mut state = self.lock();
+        let mut next = state.clone();
+        let info = apply_update(&mut next, name, update, password_hash)?;
+        // Checked again: another change may have landed while the hash was computed.
+        keeps_an_admin(&state, &next)?;
+        self.save(&next)?;
+        *state = next;
+        Ok(info)
     }
 
     /// Deletes an account and all its tokens.
@@ -557,6 +652,17 @@ impl Accounts {
         name: &str,
         ttl: Duration,
     ) -> Result<(String, TokenInfo), AccountError> {
+        self.issue_token_until(account, name, ttl, None)
+    }
+
+    /// [`Accounts::issue_token`], expiring at `cap` at the latest.
+    fn issue_token_until(
+        &self,
+        account: &str,
+        name: &str,
+        ttl: Duration,
+        cap: Option<DateTime<Utc>>,
+    ) -> Result<(String, TokenInfo), AccountError> {
         validate_name(name)?;
         if ttl < Duration::minutes(1) || ttl > Duration::days(366) {
             return Err(AccountError::InvalidTtl(format!(
@@ -590,7 +696,7 @@ impl Accounts {
             // bits, so there is nothing to gain from a slow hash, and every request checks one.
             secret_sha256: hex::encode(Sha256::digest(secret.as_bytes())),
             created,
-            expires: created + ttl,
+            expires: cap.map_or(created + ttl, |cap| cap.min(created + ttl)),
             revoked: None,
         };
         let info = token_info(&id, &token);
@@ -599,6 +705,59 @@ impl Accounts {
         self.save(&next)?;
         *state = next;
         Ok((secret, info))
+    }
+
+    /// Issues a token on behalf of `by`. A caller signed in with a token cannot issue a token
+    /// that outlives its own: the new token's expiry is capped at the caller's token's expiry
+    /// (the third value is `Some(cap)` when it was). A caller signed in with a password may
+    /// issue up to 366 days, as [`Accounts::issue_token`].
+    ///
+    /// # Errors
+    /// As [`Accounts::issue_token`], and [`AccountError::CallerTokenExpiring`] when the
+    /// caller's token expires in less than a minute.
+    pub fn issue_token_by(
+        &self,
+        by: &Principal,
+        account: &str,
+        name: &str,
+        ttl: Duration,
+    ) -> Result<(String, TokenInfo, Option<DateTime<Utc>>), AccountError> {
+        let cap = match &by.token {
+            None => None,
+            Some(id) => {
+                let state = self.lock();
+                // A principal's token exists (it just authenticated); a missing one issues
+                // nothing rather than falling back to the full lifetime.
+                let expires = state
+                    .tokens
+                    .get(id)
+                    .map(|t| t.expires)
+                    .ok_or(AccountError::BadCredentials)?;
+                Some(expires)
+            }
+        };
+        let Some(cap) = cap else {
+            let (secret, info) = self.issue_token(account, name, ttl)?;
+            return Ok((secret, info, None));
+        };
+        let now = Utc::now();
+        let left = cap - now;
+        if left < Duration::minutes(1) {
+            return Err(AccountError::CallerTokenExpiring(cap.to_rfc3339()));
+        }
+        if ttl <= left {
+            let (secret, info) = self.issue_token(account, name, ttl)?;
+            return Ok((secret, info, None));
+        }
+        // Range-check what was asked for first, so a bad request reads as one.
+        if ttl < Duration::minutes(1) || ttl > Duration::days(366) {
+            return Err(AccountError::InvalidTtl(format!(
+                "{} seconds",
+                ttl.num_seconds()
+            )));
+        }
+        let (secret, info) = self.issue_token_until(account, name, ttl, Some(cap))?;
+        Ok((secret, info, Some(cap)))
     }
 
     /// Tokens, of one account or of all, oldest first; expired and revoked ones included.
@@ -690,47 +849,19 @@ impl Accounts {
     /// [`AccountError::BadCredentials`] for anything unparseable or an unknown scheme; otherwise
     /// as [`Accounts::authenticate_token`] or [`Accounts::verify_password`].
     pub fn authenticate_header(&self, value: &str) -> Result<Principal, AccountError> {
-        let (scheme, rest) = value
-            .trim()
-            .split_once(' ')
-            .ok_or(AccountError::BadCredentials)?;
-        let credentials = rest.trim();
-        if scheme.eq_ignore_ascii_case("bearer") {
-            self.authenticate_token(credentials)
-        } else if scheme.eq_ignore_ascii_case("basic") {
-            let decoded = STANDARD
-                .decode(credentials)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or(AccountError::BadCredentials)?;
-            let (name, password) = decoded
-                .split_once(':')
-                .ok_or(AccountError::BadCredentials)?;
-            self.verify_password(name, password)
-        } else {
-            Err(AccountError::BadCredentials)
-        }
+        self.authenticate(&Credentials::parse(value))
     }
 
-    /// Applies `change` to a copy of one account, refuses it if no enabled admin would be left,
-    /// writes, then swaps.
-    fn update(
-        &self,
-        name: &str,
-        change: impl FnOnce(&mut StoredAccount),
-    ) -> Result<AccountInfo, AccountError> {
-        let mut state = self.lock();
-        let mut next = state.clone();
-        let account = next
-            .accounts
-            .get_mut(name)
-            .ok_or_else(|| AccountError::NotFound(name.to_owned()))?;
-        change(account);
-        let info = account_info(name, account);
-        keeps_an_admin(&state, &next)?;
-        self.save(&next)?;
-        *state = next;
-        Ok(info)
+    /// Authenticates parsed credentials.
+    ///
+    /// # Errors
+    /// As [`Accounts::authenticate_header`].
+    pub fn authenticate(&self, credentials: &Credentials) -> Result<Principal, AccountError> {
+        match credentials {
+            Credentials::Bearer(secret) => self.authenticate_token(secret),
+            Credentials::Basic { name, password } => self.verify_password(name, password),
+            Credentials::Malformed => Err(AccountError::BadCredentials),
+        }
     }
 
     fn save(&self, state: &State) -> Result<(), AccountError> {
@@ -775,6 +906,221 @@ impl Accounts {
     }
 }
 
+/// What an `Authorization` header carries, parsed but not yet checked.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// `Bearer <secret>`.
+    Bearer(String),
+    /// `Basic base64(name:password)`.
+    Basic {
+        /// Account name as sent.
+        name: String,
+        /// Password as sent.
+        password: String,
+    },
+    /// Anything else (unknown scheme, bad base64, no colon, not UTF-8).
+    Malformed,
+}
+
+impl fmt::Debug for Credentials {
+    // Not derived: never print a secret or a password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credentials::Bearer(s) => write!(f, "Bearer(token {:?})", token_id(s)),
+            Credentials::Basic { name, .. } => write!(f, "Basic({name:?})"),
+            Credentials::Malformed => f.write_str("Malformed"),
+        }
+    }
+}
+
+impl Credentials {
+    /// Parses an `Authorization` header value; the scheme is matched ignoring case (RFC 9110)
+    /// and `Basic` carries base64 of `name:password` (the password may itself contain `:`).
+    pub fn parse(value: &str) -> Self {
+        let Some((scheme, rest)) = value.trim().split_once(' ') else {
+            return Credentials::Malformed;
+        };
+        let credentials = rest.trim();
+        if scheme.eq_ignore_ascii_case("bearer") {
+            Credentials::Bearer(credentials.to_owned())
+        } else if scheme.eq_ignore_ascii_case("basic") {
+            let decoded = STANDARD
+                .decode(credentials)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok());
+            match decoded.as_deref().and_then(|d| d.split_once(':')) {
+                Some((name, password)) => Credentials::Basic {
+                    name: name.to_owned(),
+                    password: password.to_owned(),
+                },
+                None => Credentials::Malformed,
+            }
+        } else {
+            Credentials::Malformed
+        }
+    }
+
+    /// Who the credentials claim to be, for the audit trail of a failed sign-in: the account
+    /// name as typed (at most [`MAX_NAME_LEN`] characters, then `...`), `token:<id>` for a
+    /// well-formed token, or `unknown`. Never a password or a secret.
+    pub fn claimed(&self) -> String {
+        match self {
+            Credentials::Basic { name, .. } => bounded(name, MAX_NAME_LEN),
+            Credentials::Bearer(secret) => {
+                token_id(secret).map_or_else(|| "unknown".to_owned(), |id| format!("token:{id}"))
+            }
+            Credentials::Malformed => "unknown".to_owned(),
+        }
+    }
+
+    /// The throttle key of the account named (Basic only): the name as typed, bounded, so that
+    /// unknown names are counted exactly as known ones.
+    pub fn account_key(&self) -> Option<String> {
+        match self {
+            Credentials::Basic { name, .. } => {
+                Some(format!("account:{}", bounded(name, MAX_NAME_LEN + 1)))
+            }
+            _ => None,
+        }
+    }
+
+    /// `basic`, `bearer` or `malformed`.
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            Credentials::Bearer(_) => "bearer",
+            Credentials::Basic { .. } => "basic",
+            Credentials::Malformed => "malformed",
+        }
+    }
+}
+
+/// `s` cut to `max` characters (with `...` when cut).
+fn bounded(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_owned()
+    } else {
+        let mut out: String = s.chars().take(max).collect();
+        out.push_str("...");
+        out
+    }
+}
+
+/// Counts failed sign-ins per key (an account name as typed, or an address) in a sliding
+/// window, and refuses a key that has had too many. Memory is bounded: at most
+/// `MAX_THROTTLE_KEYS` keys, each with at most `limit` instants.
+#[derive(Debug)]
+pub struct SignInThrottle {
+    limit: usize,
+    window: std::time::Duration,
+    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+impl SignInThrottle {
+    /// At most `limit` failures per key within `window`.
+    pub fn new(limit: usize, window: std::time::Duration) -> Self {
+        Self {
+            limit: limit.max(1),
+            window,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `None` when every key may try now; else how long until one of them may.
+    pub fn blocked(&self, keys: &[String]) -> Option<std::time::Duration> {
+        self.blocked_at(keys, Instant::now())
+    }
+
+    /// [`SignInThrottle::blocked`] as of `now`.
+    pub fn blocked_at(&self, keys: &[String], now: Instant) -> Option<std::time::Duration> {
+        let mut map = self.lock();
+        let mut wait: Option<std::time::Duration> = None;
+        for key in keys {
+            let Some(times) = map.get_mut(key) else {
+                continue;
+            };
+            prune(times, now, self.window);
+            if times.len() >= self.limit
+                && let Some(oldest) = times.front()
+            {
+                let left = (*oldest + self.window).saturating_duration_since(now);
+                wait = Some(wait.map_or(left, |w| w.max(left)));
+            }
+        }
+        wait
+    }
+
+    /// Counts one failure against every key; returns whether any key is now blocked.
+    pub fn fail(&self, keys: &[String]) -> bool {
+        self.fail_at(keys, Instant::now())
+    }
+
+    /// [`SignInThrottle::fail`] as of `now`.
+    pub fn fail_at(&self, keys: &[String], now: Instant) -> bool {
+        let mut map = self.lock();
+        if map.len() + keys.len() > MAX_THROTTLE_KEYS {
+            map.retain(|_, times| {
+                prune(times, now, self.window);
+                !times.is_empty()
+            });
+            // Still full of live keys: forget the ones with the fewest failures first.
+            while map.len() + keys.len() > MAX_THROTTLE_KEYS {
+                let Some(victim) = map
+                    .iter()
+                    .min_by_key(|(_, t)| t.len())
+                    .map(|(k, _)| k.clone())
+                else {
+                    break;
+                };
+                map.remove(&victim);
+            }
+        }
+        let mut blocked = false;
+        for key in keys {
+            let times = map.entry(key.clone()).or_default();
+            prune(times, now, self.window);
+            times.push_back(now);
+            while times.len() > self.limit {
+                times.pop_front();
+            }
+            blocked |= times.len() >= self.limit;
+        }
+        blocked
+    }
+
+    /// Forgets the failures of `key` (an account that has just signed in).
+    pub fn clear(&self, key: &str) {
+        self.lock().remove(key);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<Instant>>> {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn prune(times: &mut VecDeque<Instant>, now: Instant, window: std::time::Duration) {
+    while times
+        .front()
+        .is_some_and(|t| now.saturating_duration_since(*t) >= window)
+    {
+        times.pop_front();
+    }
+}
+
+/// The throttle key of a peer address: the IP for IPv4, the /64 prefix for IPv6 (one host
+/// usually holds a whole /64).
+pub fn address_key(addr: std::net::IpAddr) -> String {
+    match addr {
+        std::net::IpAddr::V4(v4) => format!("address:{v4}"),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("address:{v4}"),
+            None => {
+                let s = v6.segments();
+                format!("address:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
 fn account_info(name: &str, a: &StoredAccount) -> AccountInfo {
     AccountInfo {
         name: name.to_owned(),
@@ -793,6 +1139,52 @@ fn token_info(id: &str, t: &StoredToken) -> TokenInfo {
         expires: t.expires,
         revoked: t.revoked,
     }
+}
+
+/// Changes to one account for [`Accounts::change`]; absent fields stay as they are.
+#[derive(Clone, Default)]
+pub struct AccountUpdate {
+    /// New role.
+    pub role: Option<Role>,
+    /// New password (checked for length, then hashed).
+    pub password: Option<String>,
+    /// Disable (or enable) the account.
+    pub disabled: Option<bool>,
+}
+
+impl fmt::Debug for AccountUpdate {
+    // Not derived: never print a password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccountUpdate")
+            .field("role", &self.role)
+            .field("password", &self.password.as_ref().map(|_| "<set>"))
+            .field("disabled", &self.disabled)
+            .finish()
+    }
+}
+
+/// Applies `update` to account `name` in `state` (with `password_hash` for a new password;
+/// `None` leaves the hash as it is, for the dry run before hashing).
+fn apply_update(
+    state: &mut State,
+    name: &str,
+    update: &AccountUpdate,
+    password_hash: Option<String>,
+) -> Result<AccountInfo, AccountError> {
+    let account = state
+        .accounts
+        .get_mut(name)
+        .ok_or_else(|| AccountError::NotFound(name.to_owned()))?;
+    if let Some(role) = update.role {
+        account.role = role;
+    }
+    if let Some(disabled) = update.disabled {
+        account.disabled = disabled;
+    }
+    if let Some(hash) = password_hash {
+        account.password_hash = hash;
+    }
+    Ok(account_info(name, account))
 }
 
 /// Refuses a change that leaves no enabled admin where there was one.
@@ -818,6 +1210,12 @@ fn validate_name(name: &str) -> Result<(), AccountError> {
 }
 
 fn validate_password(password: &str) -> Result<(), AccountError> {
+    if password.len() > MAX_PASSWORD_LEN {
+        return Err(AccountError::WeakPassword(format!(
+            "it has {} bytes, at most {MAX_PASSWORD_LEN} are allowed",
+            password.len()
+        )));
+    }
     let n = password.chars().count();
     if n < MIN_PASSWORD_LEN {
         return Err(AccountError::WeakPassword(format!(
@@ -1245,6 +1643,153 @@ mod tests {
             Accounts::open(dir.path()),
             Err(AccountError::Store(_))
         ));
+    }
+
+    #[test]
+    fn a_refused_change_leaves_the_account_exactly_as_it_was() {
+        let (_dir, accounts) = open();
+        accounts.create("root", PW, Role::Admin).unwrap();
+        // Demoting the last admin is refused, and the new password in the same change is not
+        // applied either.
+        let change = AccountUpdate {
+            role: Some(Role::Searcher),
+            password: Some("changed-password-999".into()),
+            disabled: None,
+        };
+        assert!(matches!(
+            accounts.change("root", &change),
+            Err(AccountError::LastAdmin)
+        ));
+        assert!(accounts.verify_password("root", PW).is_ok());
+        assert!(
+            accounts
+                .verify_password("root", "changed-password-999")
+                .is_err()
+        );
+        // A weak password refuses the role and state change that came with it.
+        accounts.create("bob", PW, Role::Searcher).unwrap();
+        let change = AccountUpdate {
+            role: Some(Role::Auditor),
+            password: Some("short".into()),
+            disabled: Some(true),
+        };
+        assert!(matches!(
+            accounts.change("bob", &change),
+            Err(AccountError::WeakPassword(_))
+        ));
+        let bob = accounts.get("bob").unwrap();
+        assert_eq!((bob.role, bob.disabled), (Role::Searcher, false));
+        assert!(!format!("{change:?}").contains("short"));
+        // A good change applies whole.
+        let change = AccountUpdate {
+            role: Some(Role::Auditor),
+            password: Some("a brand new password".into()),
+            disabled: Some(true),
+        };
+        let bob = accounts.change("bob", &change).unwrap();
+        assert_eq!((bob.role, bob.disabled), (Role::Auditor, true));
+        assert!(matches!(
+            accounts.verify_password("bob", "a brand new password"),
+            Err(AccountError::Disabled)
+        ));
+        // Megabyte passwords are refused before hashing.
+        assert!(matches!(
+            accounts.set_password("bob", &"x".repeat(MAX_PASSWORD_LEN + 1)),
+            Err(AccountError::WeakPassword(_))
+        ));
+    }
+
+    #[test]
+    fn a_token_issues_tokens_no_longer_lived_than_itself() {
+        let (_dir, accounts) = open();
+        accounts.create("ci", PW, Role::Searcher).unwrap();
+        let (_, own) = accounts.issue_token("ci", "t", Duration::days(5)).unwrap();
+        let by_token = Principal {
+            account: "ci".into(),
+            role: Role::Searcher,
+            token: Some(own.id.clone()),
+        };
+        let (_, t, cap) = accounts
+            .issue_token_by(&by_token, "ci", "long", Duration::days(366))
+            .unwrap();
+        assert_eq!(cap, Some(own.expires));
+        assert_eq!(t.expires, own.expires);
+        let (_, t, cap) = accounts
+            .issue_token_by(&by_token, "ci", "short", Duration::days(1))
+            .unwrap();
+        assert_eq!(cap, None);
+        assert!(t.expires < own.expires);
+        // Out-of-range lifetimes are refused as before, capped or not.
+        assert!(matches!(
+            accounts.issue_token_by(&by_token, "ci", "x", Duration::days(367)),
+            Err(AccountError::InvalidTtl(_))
+        ));
+        // A password sign-in may issue up to the maximum.
+        let by_password = Principal {
+            token: None,
+            ..by_token.clone()
+        };
+        let (_, t, cap) = accounts
+            .issue_token_by(&by_password, "ci", "yearly", Duration::days(366))
+            .unwrap();
+        assert_eq!(cap, None);
+        assert!(t.expires - t.created == Duration::days(366));
+        // A token about to expire can issue nothing.
+        let (_, dying) = accounts
+            .issue_token("ci", "dying", Duration::minutes(1))
+            .unwrap();
+        let by_dying = Principal {
+            token: Some(dying.id),
+            ..by_token
+        };
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(matches!(
+            accounts.issue_token_by(&by_dying, "ci", "x", Duration::days(1)),
+            Err(AccountError::CallerTokenExpiring(_))
+        ));
+    }
+
+    #[test]
+    fn the_throttle_blocks_a_key_after_the_limit_until_the_window_passes() {
+        let t = SignInThrottle::new(3, std::time::Duration::from_secs(60));
+        let start = Instant::now();
+        let keys = ["account:ada".to_owned(), "address:10.0.0.1".to_owned()];
+        assert!(t.blocked_at(&keys, start).is_none());
+        assert!(!t.fail_at(&keys, start));
+        assert!(!t.fail_at(&keys[..1], start));
+        assert!(t.fail_at(&keys[..1], start + std::time::Duration::from_secs(10)));
+        // The account is blocked until its oldest failure is a minute old; the address is not.
+        let wait = t
+            .blocked_at(&keys[..1], start + std::time::Duration::from_secs(30))
+            .unwrap();
+        assert_eq!(wait, std::time::Duration::from_secs(30));
+        assert!(t.blocked_at(&keys[1..], start).is_none());
+        assert!(
+            t.blocked_at(&keys[..1], start + std::time::Duration::from_secs(60))
+                .is_none()
+        );
+        t.fail_at(&keys[..1], start);
+        t.clear("account:ada");
+        assert!(t.blocked_at(&keys, start).is_none());
+    }
+
+    #[test]
+    fn credentials_parse_without_keeping_secrets_in_debug_or_the_claimed_name() {
+        let c = Credentials::parse(&basic("ada", "hunter2-secret"));
+        assert_eq!(c.claimed(), "ada");
+        assert_eq!(c.account_key().as_deref(), Some("account:ada"));
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let long = "n".repeat(1_000);
+        let c = Credentials::parse(&basic(&long, "pw"));
+        assert!(c.claimed().len() <= MAX_NAME_LEN + 3);
+        let c = Credentials::parse("Bearer il_0123456789ab_secretpart");
+        assert_eq!(c.claimed(), "token:0123456789ab");
+        assert!(!format!("{c:?}").contains("secretpart"));
+        assert_eq!(Credentials::parse("Digest x").claimed(), "unknown");
+        assert_eq!(
+            address_key("2001:db8:1:2:3:4:5:6".parse().unwrap()),
+            "address:2001:db8:1:2::/64"
+        );
     }
 
     #[test]

@@ -5,17 +5,28 @@
 //! content, never torn) under one lock, so concurrent edits serialise. It stores ids only; the
 //! records themselves stay in the keyword index. Checking that ids exist is the caller's job
 //! (the HTTP layer does it against the index before adding).
+//!
+//! Deleting records ([`Collections::remove_everywhere`]) takes their ids out of every
+//! collection and drops every saved `source` (the search a collection was made from) that
+//! names one of them: by id (a `like` target), by file name or path, or, in a collection that
+//! held the record, by words of its captions or file name (which drops more sources than
+//! strictly needed: a source is provenance, not data, and losing it is the safe side). The source is examined as parsed JSON, so names
+//! with quotes, tabs or newlines are found as they are.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
+use indexer::record::Record;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// Longest collection name.
 pub const MAX_NAME_LEN: usize = 64;
+
+/// Longest description, in characters (the whole file is rewritten on every change).
+pub const MAX_DESCRIPTION_LEN: usize = 2_000;
 
 /// A saved set of records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -63,6 +74,9 @@ pub enum CollectionError {
         "collection name {0:?} is not valid: use 1 to {MAX_NAME_LEN} letters, digits, '-', '_' or '.'"
     )]
     InvalidName(String),
+    /// A field that is not allowed (the message names it).
+    #[error("{0}")]
+    Invalid(String),
     /// No such collection.
     #[error("no collection named {0:?}")]
     NotFound(String),
@@ -134,6 +148,14 @@ impl Collections {
         created_by: Option<String>,
     ) -> Result<Collection, CollectionError> {
         validate_name(name)?;
+        if let Some(d) = &description {
+            let n = d.chars().count();
+            if n > MAX_DESCRIPTION_LEN {
+                return Err(CollectionError::Invalid(format!(
+                    "description has {n} characters; at most {MAX_DESCRIPTION_LEN} are allowed"
+                )));
+            }
+        }
         let mut map = self.lock();
         if map.contains_key(name) {
             return Err(CollectionError::Exists(name.to_owned()));
@@ -188,23 +210,35 @@ impl Collections {
         Ok(())
     }
 
-    /// Removes these ids from every collection (records that were deleted).
+    /// Removes deleted records from every collection: their ids, and every saved `source`
+    /// that names one of them (see the module documentation).
     ///
     /// # Errors
     /// A write failure (then nothing changed).
-    pub fn remove_everywhere(&self, ids: &[String]) -> Result<(), CollectionError> {
+    pub fn remove_everywhere(&self, records: &[Record]) -> Result<(), CollectionError> {
         let mut map = self.lock();
-        if !map.values().any(|c| c.ids.iter().any(|i| ids.contains(i))) {
-            return Ok(());
-        }
         let mut next = map.clone();
         let now = Utc::now();
+        let mut changed = false;
         for c in next.values_mut() {
             let before = c.ids.len();
-            c.ids.retain(|i| !ids.contains(i));
-            if c.ids.len() != before {
-                c.updated = now;
+            let held: Vec<&Record> = records.iter().filter(|r| c.ids.contains(&r.id)).collect();
+            c.ids.retain(|i| !records.iter().any(|r| &r.id == i));
+            let names_one = c.source.as_ref().is_some_and(|source| {
+                records
+                    .iter()
+                    .any(|r| names_record(source, r, held.iter().any(|h| h.id == r.id)))
+            });
+            if names_one {
+                c.source = None;
             }
+            if c.ids.len() != before || names_one {
+                c.updated = now;
+                changed = true;
+            }
+        }
+        if !changed {
+            return Ok(());
         }
         self.save(&next)?;
         *map = next;
@@ -241,6 +275,56 @@ impl Collections {
         // made on a copy and swapped in after the file is written.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Whether any string in `source` (parsed JSON, every depth) names `record`: is or contains its
+/// id, file name or path, or, when the collection held the record (`held`), is a search text
+/// or pattern any of whose words appears in one of its captions or in its file name (so a glob
+/// like `deleteme_*` that found it goes too).
+fn names_record(source: &serde_json::Value, record: &Record, held: bool) -> bool {
+    let caption_words: Vec<String> = if held {
+        record
+            .captions
+            .iter()
+            .chain([&record.filename, &record.path])
+            .flat_map(|c| words(c))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut stack = vec![source];
+    while let Some(v) = stack.pop() {
+        match v {
+            serde_json::Value::String(s) => {
+                let literal = [&record.id, &record.filename, &record.path]
+                    .into_iter()
+                    .any(|n| !n.is_empty() && s.contains(n.as_str()));
+                if literal || words(s).any(|w| caption_words.contains(&w)) {
+                    return true;
+                }
+            }
+            serde_json::Value::Array(a) => stack.extend(a),
+            serde_json::Value::Object(o) => {
+                // Keys are user input too (metadata filters).
+                for (k, v) in o {
+                    let key = serde_json::Value::String(k.clone());
+                    if names_record(&key, record, held) {
+                        return true;
+                    }
+                    stack.push(v);
+                }
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Lower-cased words of three or more letters or digits.
+fn words(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.chars().count() >= 3)
+        .map(str::to_lowercase)
 }
 
 fn push_distinct(ids: &mut Vec<String>, new: Vec<String>) {
@@ -308,5 +392,77 @@ mod tests {
             c.create("x", None, vec![], None, None),
             Err(CollectionError::Exists(_))
         ));
+    }
+
+    fn record(id: &str, filename: &str, caption: &str) -> Record {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "filename": filename, "path": format!("sub/{filename}"),
+            "images_root": "/img", "width": 1, "height": 1, "bytes": 1, "sha256": "00",
+            "dataset": "d", "dates": {}, "labels": [], "captions": [caption],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn deleting_a_record_drops_every_source_that_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Collections::open(dir.path()).unwrap();
+        let gone = record(
+            "0123456789abcdef",
+            "he said \"hi\"\t\n.png",
+            "a glorbix on a pier",
+        );
+        let kept = record("fedcba9876543210", "plain.png", "a dog");
+        let sources = [
+            ("like", serde_json::json!({"search": {"like": gone.id}})),
+            (
+                "file",
+                serde_json::json!({"search": {"query": "x", "filter": {"filename": gone.filename}}}),
+            ),
+            (
+                "caption",
+                serde_json::json!({"search": {"query": "Glorbix"}}),
+            ),
+            ("other", serde_json::json!({"search": {"query": "glorbix"}})),
+            ("dog", serde_json::json!({"search": {"query": "dog"}})),
+        ];
+        for (name, source) in &sources {
+            // "other" searched for the word but never held the record: its source stays.
+            let ids = match *name {
+                "other" | "dog" => vec![kept.id.clone()],
+                _ => vec![gone.id.clone(), kept.id.clone()],
+            };
+            c.create(name, None, ids, Some(source.clone()), None)
+                .unwrap();
+        }
+        c.remove_everywhere(std::slice::from_ref(&gone)).unwrap();
+        for (name, _) in &sources[..3] {
+            let col = c.get(name).unwrap();
+            assert_eq!(col.source, None, "{name}");
+            assert_eq!(col.ids, std::slice::from_ref(&kept.id));
+        }
+        assert!(c.get("other").unwrap().source.is_some());
+        assert!(c.get("dog").unwrap().source.is_some());
+        let text = std::fs::read_to_string(dir.path().join("collections.json")).unwrap();
+        assert!(!text.contains(&gone.id));
+        assert!(!text.contains("he said"));
+    }
+
+    #[test]
+    fn descriptions_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Collections::open(dir.path()).unwrap();
+        let long = "é".repeat(MAX_DESCRIPTION_LEN + 1);
+        let err = c.create("x", Some(long), vec![], None, None).unwrap_err();
+        assert!(matches!(err, CollectionError::Invalid(_)));
+        assert!(err.to_string().contains("description"));
+        c.create(
+            "x",
+            Some("é".repeat(MAX_DESCRIPTION_LEN)),
+            vec![],
+            None,
+            None,
+        )
+        .unwrap();
     }
 }

@@ -158,7 +158,7 @@ pub fn delete(
         .filter_map(|r| {
             stores
                 .retention
-                .hold_of(&r.id, &r.dataset)
+                .hold_of(&r.id, &stores.audit.record_ref(&r.id), &r.dataset)
                 .map(|h| format!("{} ({})", r.id, h.reason))
         })
         .collect();
@@ -168,7 +168,7 @@ pub fn delete(
     let found: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
     let not_found: Vec<String> = ids.iter().filter(|i| !found.contains(i)).cloned().collect();
     stores.library.delete_records(&found)?;
-    stores.collections.remove_everywhere(&found)?;
+    stores.collections.remove_everywhere(&records)?;
     let mut receipt = DeletionReceipt {
         time: Utc::now(),
         actor: actor.to_owned(),

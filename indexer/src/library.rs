@@ -352,7 +352,8 @@ impl Library {
     }
 
     /// Drops, from every saved ingest report, the problems that name one of these records'
-    /// files or ids.
+    /// files or ids. Reports are examined as parsed JSON (never as text, where `"`, tabs and
+    /// newlines are escaped), and a report is rewritten only when a problem was dropped.
     fn scrub_reports(&self, records: &[Record]) -> Result<()> {
         let dir = self.dir.join("reports");
         let entries = match std::fs::read_dir(&dir) {
@@ -363,23 +364,25 @@ impl Library {
         let names: Vec<&str> = records
             .iter()
             .flat_map(|r| [r.id.as_str(), r.path.as_str(), r.filename.as_str()])
+            .filter(|n| !n.is_empty())
             .collect();
         for entry in entries {
             let path = entry.map_err(|e| Error::io(&dir, e))?.path();
-            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-            if !names.iter().any(|n| text.contains(n)) {
-                continue;
-            }
+            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
             let mut report: IngestReport =
-                serde_json::from_str(&text).map_err(|e| Error::DataDir {
+                serde_json::from_slice(&bytes).map_err(|e| Error::DataDir {
                     path: path.display().to_string(),
                     reason: format!("ingest report is not readable: {e}"),
                 })?;
+            let before = report.problems.len();
             report.problems.retain(|p| {
                 !names
                     .iter()
                     .any(|n| p.file.contains(n) || p.item.contains(n) || p.reason.contains(n))
             });
+            if report.problems.len() == before {
+                continue;
+            }
             let bytes = serde_json::to_vec_pretty(&report).expect("report serialises");
             write_atomic(&path, &bytes)?;
         }

@@ -16,7 +16,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
 use super::{cell, print_json};
-use crate::accounts::{Accounts, Permission, Principal, Role};
+use crate::accounts::{AccountError, AccountUpdate, Accounts, Permission, Principal, Role};
 use crate::app::{AppSettings, open_library};
 use crate::audit::{AuditLog, NewEntry};
 
@@ -254,13 +254,40 @@ fn audit_account(
     name: &str,
     detail: serde_json::Value,
 ) -> anyhow::Result<()> {
+    audited(audit, caller, action, name, detail, Ok(()))
+}
+
+/// Writes the audit entry of an account or token change, made or refused (outcome `refused`
+/// with the reason), then returns `result`.
+fn audited<T>(
+    audit: &AuditLog,
+    caller: &CliCaller,
+    action: &str,
+    name: &str,
+    detail: serde_json::Value,
+    result: Result<T, AccountError>,
+) -> anyhow::Result<T> {
     let mut entry = caller.entry(action);
+    let name: String = name.chars().take(128).collect();
     entry.query = Some(serde_json::json!({ "account": name }));
+    let mut detail = detail;
+    if let Err(e) = &result {
+        entry.outcome = match e.fault() {
+            indexer::Fault::User => "refused".into(),
+            indexer::Fault::Internal => "error".into(),
+        };
+        if let Some(d) = detail.as_object_mut() {
+            d.insert(
+                "error".into(),
+                e.to_string().chars().take(500).collect::<String>().into(),
+            );
+        }
+    }
     entry.detail = Some(detail);
     audit
         .append(entry)
         .context("cannot write the audit trail")?;
-    Ok(())
+    Ok(result?)
 }
 
 /// Runs `account`.
@@ -284,13 +311,13 @@ pub fn run_account(settings: &AppSettings, args: AccountArgs) -> anyhow::Result<
                 caller.require(&audit, Permission::ManageAccounts, "account_create")?;
             }
             let password = read_password(password_stdin)?;
-            let info = accounts.create(&name, &password, role)?;
-            audit_account(
+            let info = audited(
                 &audit,
                 &caller,
                 "account_create",
                 &name,
                 serde_json::json!({ "role": role, "bootstrap": bootstrap }),
+                accounts.create(&name, &password, role),
             )?;
             println!("created account {} ({})", info.name, info.role.as_str());
             if bootstrap {
@@ -335,24 +362,25 @@ pub fn run_account(settings: &AppSettings, args: AccountArgs) -> anyhow::Result<
             password_stdin,
         } => {
             caller.require(&audit, Permission::ManageAccounts, "account_update")?;
-            if password_stdin {
-                accounts.set_password(&name, &read_password(true)?)?;
-            }
-            if let Some(r) = role {
-                accounts.set_role(&name, r)?;
-            }
-            if disable || enable {
-                accounts.set_disabled(&name, disable)?;
-            }
-            audit_account(
+            // All or nothing: the whole change is checked before any of it is applied.
+            let update = AccountUpdate {
+                role,
+                password: if password_stdin {
+                    Some(read_password(true)?)
+                } else {
+                    None
+                },
+                disabled: (disable || enable).then_some(disable),
+            };
+            let a = audited(
                 &audit,
                 &caller,
                 "account_update",
                 &name,
                 serde_json::json!({ "role": role, "disable": disable, "enable": enable,
                                     "password_changed": password_stdin }),
+                accounts.change(&name, &update),
             )?;
-            let a = accounts.get(&name)?;
             println!(
                 "{} is {}{}",
                 a.name,
@@ -362,13 +390,13 @@ pub fn run_account(settings: &AppSettings, args: AccountArgs) -> anyhow::Result<
         }
         AccountCommand::Delete { name } => {
             caller.require(&audit, Permission::ManageAccounts, "account_delete")?;
-            accounts.delete(&name)?;
-            audit_account(
+            audited(
                 &audit,
                 &caller,
                 "account_delete",
                 &name,
                 serde_json::json!({}),
+                accounts.delete(&name),
             )?;
             println!("deleted account {name} and its tokens");
         }
@@ -396,14 +424,30 @@ pub fn run_token(settings: &AppSettings, args: TokenArgs) -> anyhow::Result<Exit
                 caller.require(&audit, Permission::ManageAccounts, "token_issue")?;
             }
             let ttl = chrono::Duration::days(i64::from(ttl_days));
-            let (secret, token) = accounts.issue_token(&account, &name, ttl)?;
-            audit_account(
-                &audit,
-                &caller,
-                "token_issue",
-                &account,
-                serde_json::json!({ "token": token.id, "expires": token.expires }),
-            )?;
+            // A token cannot issue a token that outlives it (capped at the caller's token's
+            // expiry); a password sign-in or local mode may issue up to 366 days.
+            let result = match &caller.principal {
+                Some(by) => accounts.issue_token_by(by, &account, &name, ttl),
+                None => accounts
+                    .issue_token(&account, &name, ttl)
+                    .map(|(s, t)| (s, t, None)),
+            };
+            let detail = match &result {
+                Ok((_, token, capped_at)) => serde_json::json!({
+                    "token": token.id, "expires": token.expires, "capped_at": capped_at,
+                }),
+                Err(_) => serde_json::json!({ "ttl_days": ttl_days }),
+            };
+            let (secret, token, capped_at) =
+                audited(&audit, &caller, "token_issue", &account, detail, result)?;
+            if capped_at.is_some() {
+                eprintln!(
+                    "note: the lifetime was cut to the expiry of the token you signed in with \
+                     ({}): a token cannot issue a longer-lived one; sign in with \
+                     IMAGELENS_USER and IMAGELENS_PASSWORD for up to 366 days",
+                    token.expires.to_rfc3339()
+                );
+            }
             println!(
                 "token {} for {} (expires {}), shown once:\n{secret}",
                 token.id,
@@ -437,18 +481,19 @@ pub fn run_token(settings: &AppSettings, args: TokenArgs) -> anyhow::Result<Exit
                 .tokens(None)
                 .into_iter()
                 .find(|t| t.id == id)
-                .map(|t| t.account)
-                .with_context(|| format!("no token with id {id:?}"))?;
-            if Some(&owner) != me.as_ref() {
+                .map(|t| t.account);
+            // Permission first, so an unknown id and another account's token read the same.
+            if owner.is_none() || owner != me {
                 caller.require(&audit, Permission::ManageAccounts, "token_revoke")?;
             }
-            accounts.revoke_token(&id)?;
-            audit_account(
+            let owner = owner.with_context(|| format!("no token with id {id:?}"))?;
+            audited(
                 &audit,
                 &caller,
                 "token_revoke",
                 &owner,
                 serde_json::json!({ "token": id }),
+                accounts.revoke_token(&id),
             )?;
             println!("revoked token {id}");
         }

@@ -91,6 +91,8 @@ pub enum RetentionCommand {
 pub fn run(settings: &AppSettings, args: RetentionArgs) -> anyhow::Result<ExitCode> {
     let (_, audit, caller) = access::open(settings)?;
     let retention = Retention::open(&settings.data_dir)?;
+    // Record holds are kept and logged by the record's ref, never by its id.
+    let record_ref = |id: &str| audit.record_ref(id);
     let change = |action: &str, detail: serde_json::Value| -> anyhow::Result<()> {
         let mut entry = caller.entry(action);
         entry.detail = Some(detail);
@@ -118,7 +120,7 @@ pub fn run(settings: &AppSettings, args: RetentionArgs) -> anyhow::Result<ExitCo
                     h.since.date_naive()
                 );
             }
-            println!("record holds:");
+            println!("record holds (by the record's ref, as in the audit trail):");
             for (r, h) in &p.record_holds {
                 println!(
                     "  {r}: {} (by {}, since {})",
@@ -145,7 +147,7 @@ pub fn run(settings: &AppSettings, args: RetentionArgs) -> anyhow::Result<ExitCo
                 after_retired_days,
             };
             let detail = serde_json::json!({ "dataset": dataset, "schedule": schedule });
-            retention.update(|p| {
+            retention.update(record_ref, |p| {
                 p.schedules.insert(dataset.clone(), schedule);
             })?;
             change("retention_set", detail)?;
@@ -153,7 +155,7 @@ pub fn run(settings: &AppSettings, args: RetentionArgs) -> anyhow::Result<ExitCo
         }
         RetentionCommand::Unset { dataset } => {
             caller.require(&audit, Permission::Retention, "retention_set")?;
-            retention.update(|p| {
+            retention.update(record_ref, |p| {
                 p.schedules.remove(&dataset);
             })?;
             change(
@@ -177,9 +179,9 @@ pub fn run(settings: &AppSettings, args: RetentionArgs) -> anyhow::Result<ExitCo
                 since: Utc::now(),
             };
             let mut records = Vec::new();
-            retention.update(|p| match (&record, &dataset) {
+            retention.update(record_ref, |p| match (&record, &dataset) {
                 (Some(r), _) => {
-                    p.record_holds.insert(r.clone(), hold.clone());
+                    p.record_holds.insert(record_ref(r), hold.clone());
                 }
                 (_, Some(d)) => {
                     p.dataset_holds.insert(d.clone(), hold.clone());
@@ -195,8 +197,10 @@ pub fn run(settings: &AppSettings, args: RetentionArgs) -> anyhow::Result<ExitCo
         }
         RetentionCommand::Release { record, dataset } => {
             caller.require(&audit, Permission::Retention, "legal_hold_release")?;
-            retention.update(|p| {
+            retention.update(record_ref, |p| {
                 if let Some(r) = &record {
+                    // Under its ref, or under the id where an older version saved it.
+                    p.record_holds.remove(&record_ref(r));
                     p.record_holds.remove(r);
                 }
                 if let Some(d) = &dataset {
@@ -217,7 +221,7 @@ pub fn run(settings: &AppSettings, args: RetentionArgs) -> anyhow::Result<ExitCo
             caller.require(&audit, Permission::Retention, "retention_run")?;
             let plan = {
                 let library = open_library(settings)?;
-                retention.due(&library, Utc::now())?
+                retention.due(&library, Utc::now(), record_ref)?
             };
             change(
                 "retention_run",

@@ -3,16 +3,16 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::{ApiError, AppState, ErrorBody, Permission, blocking};
-use crate::accounts::{AccountInfo, Role, TokenInfo};
+use crate::accounts::{AccountInfo, AccountUpdate, Role, TokenInfo};
 use crate::audit::{AuditEntry, AuditQuery, VerifyReport};
 use crate::deletion::{self, DeletionError, DeletionReceipt, Stores};
-use crate::retention::{Plan, RetentionPolicy};
+use crate::retention::{Plan, RetentionError, RetentionPolicy};
 
 impl From<DeletionError> for ApiError {
     fn from(e: DeletionError) -> Self {
@@ -117,12 +117,20 @@ pub async fn delete_records(
     let mut ids = body.ids;
     if let Some(dataset) = body.dataset {
         let service = state.service().clone();
-        let more =
-            blocking(move || Ok(deletion::dataset_ids(service.library(), &dataset)?)).await?;
+        let name = dataset.clone();
+        let more = blocking(move || Ok(deletion::dataset_ids(service.library(), &name)?)).await?;
+        if more.is_empty() && ids.is_empty() {
+            let shown: String = dataset.chars().take(64).collect();
+            return Err(ApiError::not_found(format!(
+                "no dataset named {shown:?}: it has no records in the library"
+            )));
+        }
         ids.extend(more);
     }
     if ids.is_empty() {
-        return Err(ApiError::invalid("name ids or a dataset to delete"));
+        return Err(ApiError::invalid(
+            "name the records to delete: give ids, a dataset, or both",
+        ));
     }
     Ok(Json(run_delete(&state, &caller, ids, reason).await?))
 }
@@ -253,34 +261,59 @@ pub async fn create_account(
     let Json(body) = body?;
     let state2 = state.clone();
     let (name, role) = (body.name.clone(), body.role);
-    let info = blocking(move || {
+    let result = blocking(move || {
         Ok(state2
             .accounts()
             .create(&body.name, &body.password, body.role)?)
     })
-    .await?;
-    account_audit(
+    .await;
+    let info = account_audit(
         &state,
         &caller,
         "account_create",
         &name,
         serde_json::json!({ "role": role }),
+        result,
     )
     .await?;
     Ok((StatusCode::CREATED, Json(info)))
 }
 
-async fn account_audit(
+/// Longest account name kept as typed in the trail of a refused change.
+const MAX_LOGGED_NAME: usize = 128;
+
+/// Writes the audit entry of an account or token change, whether it was made or refused
+/// (outcome `refused` for a refusal, `error` for our failure, with the message), then returns
+/// `result`.
+async fn account_audit<T>(
     state: &AppState,
     caller: &Caller,
     action: &str,
     name: &str,
     detail: serde_json::Value,
-) -> Result<(), ApiError> {
+    result: Result<T, ApiError>,
+) -> Result<T, ApiError> {
     let mut entry = caller.entry(action);
+    let name: String = name.chars().take(MAX_LOGGED_NAME).collect();
     entry.query = Some(serde_json::json!({ "account": name }));
+    let mut detail = detail;
+    if let Err(e) = &result {
+        entry.outcome = if e.status().is_server_error() {
+            "error".into()
+        } else {
+            "refused".into()
+        };
+        if let Some(d) = detail.as_object_mut() {
+            d.insert("status".into(), e.status().as_u16().into());
+            d.insert(
+                "error".into(),
+                e.message().chars().take(500).collect::<String>().into(),
+            );
+        }
+    }
     entry.detail = Some(detail);
-    caller.write(state, entry).await
+    caller.write(state, entry).await?;
+    result
 }
 
 /// Changes to an account; absent fields stay as they are.
@@ -319,21 +352,17 @@ pub async fn update_account(
     });
     let state2 = state.clone();
     let name2 = name.clone();
-    let info = blocking(move || {
-        let a = state2.accounts();
-        if let Some(p) = &body.password {
-            a.set_password(&name2, p)?;
-        }
-        if let Some(r) = body.role {
-            a.set_role(&name2, r)?;
-        }
-        if let Some(d) = body.disabled {
-            a.set_disabled(&name2, d)?;
-        }
-        Ok(a.get(&name2)?)
+    // All or nothing: the whole change is checked before any of it is applied.
+    let result = blocking(move || {
+        let update = AccountUpdate {
+            role: body.role,
+            password: body.password,
+            disabled: body.disabled,
+        };
+        Ok(state2.accounts().change(&name2, &update)?)
     })
-    .await?;
-    account_audit(&state, &caller, "account_update", &name, detail).await?;
+    .await;
+    let info = account_audit(&state, &caller, "account_update", &name, detail, result).await?;
     Ok(Json(info))
 }
 
@@ -355,13 +384,14 @@ pub async fn delete_account(
         .await?;
     let state2 = state.clone();
     let name2 = name.clone();
-    blocking(move || Ok(state2.accounts().delete(&name2)?)).await?;
+    let result = blocking(move || Ok(state2.accounts().delete(&name2)?)).await;
     account_audit(
         &state,
         &caller,
         "account_delete",
         &name,
         serde_json::json!({}),
+        result,
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -375,7 +405,9 @@ pub struct NewToken {
     pub name: String,
     /// For another account (needs `manage_accounts`); default the caller.
     pub account: Option<String>,
-    /// Lifetime in days (default 30, at most 366).
+    /// Lifetime in days (default 30, at most 366). A caller signed in with a token gets at
+    /// most what its own token has left: the new token's expiry is capped at the caller's
+    /// token's (see `capped_at` in the answer); sign in with the password for longer.
     pub ttl_days: Option<u32>,
 }
 
@@ -386,6 +418,10 @@ pub struct IssuedToken {
     pub secret: String,
     /// The token.
     pub token: TokenInfo,
+    /// Set when the lifetime asked for was cut short: a token cannot issue a token that
+    /// outlives it, so the new one expires with the caller's token, at this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capped_at: Option<DateTime<Utc>>,
 }
 
 /// Issues an API token (for oneself, or for another account with `manage_accounts`).
@@ -413,17 +449,29 @@ pub async fn issue_token(
     let ttl = Duration::days(i64::from(body.ttl_days.unwrap_or(30)));
     let state2 = state.clone();
     let account2 = account.clone();
-    let (secret, token) =
-        blocking(move || Ok(state2.accounts().issue_token(&account2, &body.name, ttl)?)).await?;
-    account_audit(
-        &state,
-        &caller,
-        "token_issue",
-        &account,
-        serde_json::json!({ "token": token.id, "expires": token.expires }),
-    )
-    .await?;
-    Ok((StatusCode::CREATED, Json(IssuedToken { secret, token })))
+    let by = caller.principal.clone();
+    let result = blocking(move || {
+        Ok(state2
+            .accounts()
+            .issue_token_by(&by, &account2, &body.name, ttl)?)
+    })
+    .await;
+    let detail = match &result {
+        Ok((_, token, capped_at)) => serde_json::json!({
+            "token": token.id, "expires": token.expires, "capped_at": capped_at,
+        }),
+        Err(_) => serde_json::json!({ "ttl_days": body.ttl_days }),
+    };
+    let (secret, token, capped_at) =
+        account_audit(&state, &caller, "token_issue", &account, detail, result).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(IssuedToken {
+            secret,
+            token,
+            capped_at,
+        }),
+    ))
 }
 
 /// Tokens.
@@ -461,22 +509,28 @@ pub async fn revoke_token(
         .tokens(None)
         .into_iter()
         .find(|t| t.id == id)
-        .map(|t| t.account)
-        .ok_or_else(|| ApiError::not_found(format!("no token with id {id:?}")))?;
-    if owner != caller.principal.account {
+        .map(|t| t.account);
+    // Permission first: without `manage_accounts` an unknown id and another account's token
+    // get the same refusal, so the answer does not tell which token ids exist.
+    if owner.as_deref() != Some(caller.principal.account.as_str()) {
         caller
             .require(&state, Permission::ManageAccounts, "token_revoke")
             .await?;
     }
+    let Some(owner) = owner else {
+        let shown: String = id.chars().take(64).collect();
+        return Err(ApiError::not_found(format!("no token with id {shown:?}")));
+    };
     let state2 = state.clone();
     let id2 = id.clone();
-    let info = blocking(move || Ok(state2.accounts().revoke_token(&id2)?)).await?;
-    account_audit(
+    let result = blocking(move || Ok(state2.accounts().revoke_token(&id2)?)).await;
+    let info = account_audit(
         &state,
         &caller,
         "token_revoke",
         &owner,
         serde_json::json!({ "token": id }),
+        result,
     )
     .await?;
     Ok(Json(info))
@@ -510,21 +564,40 @@ pub async fn put_retention(
         .require(&state, Permission::Retention, "retention_set")
         .await?;
     let Json(policy) = body?;
+    // Record holds are kept, shown and logged by the record's ref, never by its id.
+    let policy = policy.with_record_refs(|id| state.audit().record_ref(id));
     let state2 = state.clone();
     let p2 = policy.clone();
-    blocking(move || {
-        state2.retention().set_policy(p2).map_err(|e| match e {
-            crate::retention::RetentionError::InvalidSchedule { .. } => {
-                ApiError::invalid(e.to_string())
-            }
-            other => ApiError::internal(other),
-        })
-    })
-    .await?;
+    let result = blocking(move || state2.retention().set_policy(p2).map_err(retention_error)).await;
     let mut entry = caller.entry("retention_set");
-    entry.detail = Some(serde_json::to_value(&policy).map_err(ApiError::internal)?);
+    entry.detail = Some(match &result {
+        Ok(()) => serde_json::to_value(&policy).map_err(ApiError::internal)?,
+        Err(e) => serde_json::json!({
+            "status": e.status().as_u16(),
+            "error": e.message().chars().take(500).collect::<String>(),
+        }),
+    });
+    if let Err(e) = &result {
+        entry.outcome = if e.status().is_server_error() {
+            "error".into()
+        } else {
+            "refused".into()
+        };
+    }
     caller.write(&state, entry).await?;
+    result?;
     Ok(Json(policy))
+}
+
+/// A policy that cannot be saved is the request's fault (400); a saved policy that cannot be
+/// run is the library's state (409, see [`run_retention`]).
+fn retention_error(e: RetentionError) -> ApiError {
+    match e {
+        RetentionError::InvalidSchedule { .. } | RetentionError::InvalidHold { .. } => {
+            ApiError::invalid(e.to_string())
+        }
+        other => ApiError::internal(other),
+    }
 }
 
 /// A retention run.
@@ -546,7 +619,10 @@ pub struct RetentionOutcome {
 
 /// Disposes of every record past its schedule (holds excepted), or says what would go.
 #[utoipa::path(post, path = "/v1/retention/run", tag = "admin", request_body = RetentionRun,
-    responses((status = 200, description = "the plan and the receipt", body = RetentionOutcome)))]
+    responses(
+        (status = 200, description = "the plan and the receipt", body = RetentionOutcome),
+        (status = 409, description = "the saved policy is out of range", body = ErrorBody),
+    ))]
 pub async fn run_retention(
     State(state): State<AppState>,
     caller: Caller,
@@ -558,10 +634,25 @@ pub async fn run_retention(
     let Json(run) = body?;
     let state2 = state.clone();
     let plan = blocking(move || {
+        let audit = state2.audit();
         state2
             .retention()
-            .due(state2.service().library(), Utc::now())
-            .map_err(ApiError::internal)
+            .due(state2.service().library(), Utc::now(), |id| {
+                audit.record_ref(id)
+            })
+            .map_err(|e| match e {
+                RetentionError::InvalidSchedule { .. } | RetentionError::InvalidHold { .. } => {
+                    ApiError::new(
+                        StatusCode::CONFLICT,
+                        "invalid_policy",
+                        format!(
+                            "the saved retention policy cannot be run; correct it with \
+                             PUT /v1/retention: {e}"
+                        ),
+                    )
+                }
+                other => ApiError::internal(other),
+            })
     })
     .await?;
     let mut entry = caller.entry("retention_run");

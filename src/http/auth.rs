@@ -15,13 +15,30 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState, blocking};
-use crate::accounts::{AccountError, Permission, Principal};
+use crate::accounts::{AccountError, Credentials, Permission, Principal, address_key};
 use crate::audit::NewEntry;
 
 /// Longest stated purpose kept.
 const MAX_PURPOSE: usize = 500;
 
+/// How long a password sign-in waits for one of the [`Accounts::password_slots`] before it is
+/// answered 503.
+const PASSWORD_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Middleware: authenticates the request or answers 401.
+///
+/// A failed sign-in (bad password, unknown account, bad, expired or revoked token, disabled
+/// account) is written to the audit trail as action `sign_in` with outcome `failed` (wrong
+/// credentials) or `denied` (right credentials of an expired, revoked or disabled token or
+/// account), the peer address and the name as typed (bounded), never the password or secret.
+/// Failures are counted per account name (known or not, alike) and per address: after
+/// [`MAX_FAILED_SIGN_INS`] within [`THROTTLE_WINDOW`] further attempts are answered 429 with
+/// `Retry-After`, before any check, so the answer does not say whether the account exists.
+/// Password checks wait at most [`PASSWORD_SLOT_WAIT`] for a slot, else 503.
+///
+/// [`Accounts::password_slots`]: crate::accounts::Accounts::password_slots
+/// [`MAX_FAILED_SIGN_INS`]: crate::accounts::MAX_FAILED_SIGN_INS
+/// [`THROTTLE_WINDOW`]: crate::accounts::THROTTLE_WINDOW
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let Some(value) = req
         .headers()
@@ -31,19 +48,112 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     else {
         return unauthorized("authentication required: send `Authorization: Bearer <token>`");
     };
-    // Basic auth runs argon2 (tens of milliseconds): keep it off the async workers.
+    let credentials = Credentials::parse(&value);
+    let address = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let keys: Vec<String> = address
+        .map(|a| address_key(a.ip()))
+        .into_iter()
+        .chain(credentials.account_key())
+        .collect();
+    if let Some(wait) = state.accounts().throttle().blocked(&keys) {
+        return throttled(wait);
+    }
+    // Basic auth runs argon2 (tens of milliseconds, about 17 MiB): a bounded number at once,
+    // off the async workers.
+    let slot = if matches!(credentials, Credentials::Basic { .. }) {
+        let slots = state.accounts().password_slots().clone();
+        match tokio::time::timeout(PASSWORD_SLOT_WAIT, slots.acquire_owned()).await {
+            Ok(Ok(permit)) => Some(permit),
+            _ => {
+                return ApiError::busy(
+                    "the server is busy checking other passwords; retry shortly",
+                )
+                .into_response();
+            }
+        }
+    } else {
+        None
+    };
     let accounts_state = state.clone();
-    let result = blocking(move || Ok(accounts_state.accounts().authenticate_header(&value))).await;
+    let checked = credentials.clone();
+    let result = blocking(move || Ok(accounts_state.accounts().authenticate(&checked))).await;
+    drop(slot);
     match result {
         Ok(Ok(principal)) => {
+            if let Some(key) = credentials.account_key() {
+                state.accounts().throttle().clear(&key);
+            }
             req.extensions_mut().insert(principal);
             next.run(req).await
         }
         // The accounts module gives one message for unknown accounts, wrong passwords and bad
         // tokens (no account enumeration); expiry, revocation and disabling are told apart.
-        Ok(Err(e)) => unauthorized(&e.to_string()),
+        Ok(Err(e)) => {
+            let now_blocked = state.accounts().throttle().fail(&keys);
+            audit_failed_sign_in(&state, &credentials, address, &e, now_blocked).await;
+            unauthorized(&e.to_string())
+        }
         Err(e) => e.into_response(),
     }
+}
+
+/// Writes the audit entry of a failed sign-in. A trail that cannot be written is logged, not
+/// answered: the request is refused either way.
+async fn audit_failed_sign_in(
+    state: &AppState,
+    credentials: &Credentials,
+    address: Option<SocketAddr>,
+    error: &AccountError,
+    now_blocked: bool,
+) {
+    let outcome = match error {
+        AccountError::BadCredentials => "failed",
+        _ => "denied",
+    };
+    let entry = NewEntry {
+        actor: credentials.claimed(),
+        role: None,
+        address: address.map(|a| a.to_string()),
+        action: "sign_in".into(),
+        outcome: outcome.into(),
+        detail: Some(serde_json::json!({
+            "scheme": credentials.scheme(),
+            "reason": error.to_string(),
+            "throttled_from_now": now_blocked,
+        })),
+        ..NewEntry::default()
+    };
+    let state = state.clone();
+    let written = blocking(move || {
+        state
+            .audit()
+            .append(entry)
+            .map(drop)
+            .map_err(|e| ApiError::internal(format!("audit trail: {e}")))
+    })
+    .await;
+    if written.is_err() {
+        tracing::error!("a failed sign-in could not be written to the audit trail");
+    }
+}
+
+/// 429 with `Retry-After` (whole seconds, at least 1).
+fn throttled(wait: std::time::Duration) -> Response {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let secs = secs.max(1);
+    let mut resp = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_attempts",
+        format!("too many failed sign-ins from this address or for this account; retry in {secs} seconds"),
+    )
+    .into_response();
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
 }
 
 fn unauthorized(message: &str) -> Response {

@@ -87,6 +87,16 @@ impl ApiError {
         self.status
     }
 
+    /// The machine-readable code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The message sent to the caller.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     fn by_fault(fault: Fault, code: &'static str, err: impl std::fmt::Display) -> Self {
         match fault {
             Fault::User => Self::new(StatusCode::BAD_REQUEST, code, err.to_string()),
@@ -134,7 +144,9 @@ impl From<indexer::Error> for ApiError {
 impl From<CollectionError> for ApiError {
     fn from(e: CollectionError) -> Self {
         match e {
-            CollectionError::InvalidName(_) => Self::invalid(e.to_string()),
+            CollectionError::InvalidName(_) | CollectionError::Invalid(_) => {
+                Self::invalid(e.to_string())
+            }
             CollectionError::NotFound(_) => Self::not_found(e.to_string()),
             CollectionError::Exists(_) => Self::new(StatusCode::CONFLICT, "exists", e.to_string()),
             CollectionError::Store(inner) => Self::internal(inner),

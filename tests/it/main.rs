@@ -1,6 +1,7 @@
 //! The one integration-test binary (ripgrep/qdrant style): end to end through the CLI binary
 //! and through the library crates, on data generated from seeds.
 
+mod accounts_safety;
 mod cli;
 mod common;
 mod crash;
