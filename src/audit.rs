@@ -57,17 +57,36 @@
 //! replacing the head: a head exactly one entry behind, naming the last line's `prev`, is moved
 //! forward. (That accepts nothing an attacker could not do anyway, since the head is not secret.)
 //!
-//! One process appends at a time. Appends within a process are serialised by a mutex; an
-//! `imagelens` command appending beside a running server is picked up because each append
-//! first checks whether the file grew and, if so, resumes from its new last line. Two processes
-//! appending in the same instant are not locked against each other and may fork the chain,
-//! which `verify` would then report.
+//! # Writers
+//!
+//! One process opens a data directory at a time ([`crate::app::lock_data_dir`]), and appends
+//! within a process are serialised by a mutex. The trail does not rely on that alone: every
+//! append holds an exclusive OS lock (`flock` on Unix) on `audit/lock` from the moment it
+//! re-reads the end of the trail, through writing and syncing the line, to replacing the head,
+//! and the head is replaced through a temporary file whose name is unique to the process and
+//! the append (`head.json.<pid>.<n>.tmp`). So two processes that bypass the data-directory lock
+//! (or two [`AuditLog`]s in one process) still take turns: the second resumes from the line the
+//! first wrote, and the chain never forks. [`AuditLog::verify`], [`AuditLog::query`] and
+//! [`verify_dir`] take the same lock shared while they note the trail's length and head, so
+//! they never read half an append or compare the trail with a head that is not yet written;
+//! after that they read the first `length` bytes, which no writer changes.
+//!
+//! # Archiving a damaged trail
+//!
+//! A trail that does not verify is evidence and is never repaired or cut. `imagelens serve`
+//! refuses to start on one. [`AuditLog::archive`] moves the trail and its head, as they are,
+//! into `audit/archive/<time>/` and starts a new trail whose first entry (`audit_archive`)
+//! records the archived files' sha256 and sizes, what `verify` found and the operator's
+//! reason. [`AuditLog::verify`] then checks the new trail and reports every archive it
+//! records ([`VerifyReport::archives`]); an archived file that is gone or changed makes the
+//! verification fail.
 //!
 //! Queries scan the file (oldest first) and do not check hashes; that is `verify`'s job.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
@@ -185,6 +204,52 @@ pub struct VerifyReport {
     /// reach of whoever can write the data directory: a later trail that no longer contains
     /// this hash at this position was rewritten.
     pub head: Option<String>,
+    /// Damaged trails archived before this one began (see [`AuditLog::archive`]), as the
+    /// trail records them.
+    #[serde(default)]
+    pub archives: Vec<ArchiveNote>,
+}
+
+/// A damaged trail moved aside by [`AuditLog::archive`], as recorded in the new trail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ArchiveNote {
+    /// The entry that records the archive (the first of the trail that replaced it).
+    pub seq: u64,
+    /// When it was archived.
+    pub time: DateTime<Utc>,
+    /// Who archived it.
+    pub actor: String,
+    /// Folder under `audit/` that holds the archived files, e.g. `archive/20261201T012345Z`.
+    pub dir: String,
+    /// What verification found wrong with the archived trail.
+    pub problem: String,
+    /// Entries of the archived trail found sound before the problem.
+    pub sound_entries: u64,
+    /// Why the operator archived it.
+    pub reason: String,
+    /// The archived files as they were when archived.
+    pub files: Vec<ArchivedFile>,
+}
+
+/// One archived file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ArchivedFile {
+    /// File name (`trail.jsonl`, `head.json`).
+    pub name: String,
+    /// Hex sha256 of its bytes.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+}
+
+/// What an `audit_archive` entry's `detail` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ArchiveDetail {
+    archived_to: String,
+    problem: String,
+    sound_entries: u64,
+    reason: String,
+    files: Vec<ArchivedFile>,
 }
 
 /// Why the audit trail could not be used.
@@ -201,12 +266,12 @@ pub enum AuditError {
     /// The trail or its head is damaged: appends are refused, or a line cannot be read.
     #[error("{0}")]
     Corrupt(String),
-    /// The head file cannot be replaced.
-    #[error(transparent)]
-    Head(#[from] indexer::Error),
     /// An entry cannot be encoded as JSON.
     #[error("audit entry cannot be encoded: {0}")]
     Encode(#[from] serde_json::Error),
+    /// The operation does not apply, e.g. archiving a trail that verifies.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl AuditError {
@@ -221,6 +286,9 @@ impl AuditError {
 pub struct AuditLog {
     trail: PathBuf,
     head: PathBuf,
+    /// `audit/lock`, locked exclusively by appends and shared by readers (see the module docs).
+    lock_path: PathBuf,
+    lock_file: File,
     key: [u8; KEY_LEN],
     state: Mutex<State>,
 }
@@ -280,9 +348,8 @@ impl AuditLog {
     /// for `verify` and `query`, and [`AuditLog::damage`] says why appends will be refused.
     ///
     /// # Errors
-    /// [`AuditError::Io`] when a file cannot be created or read, [`AuditError::Corrupt`] when
-    /// the key is not 32 bytes, [`AuditError::Head`] when a head left behind by a crash cannot
-    /// be moved forward.
+    /// [`AuditError::Io`] when a file cannot be created or read, or when a head left behind by
+    /// a crash cannot be moved forward; [`AuditError::Corrupt`] when the key is not 32 bytes.
     pub fn open(dir: &Path) -> Result<Self, AuditError> {
         let audit = dir.join("audit");
         create_private_dir(&audit)?;
@@ -294,15 +361,23 @@ impl AuditLog {
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let file = options.open(&trail).map_err(|e| io_err(&trail, e))?;
+        let lock_path = audit.join(LOCK_FILE);
+        let lock_file = open_lock_file(&lock_path)?;
         sync_dir(&audit);
 
-        let resume = read_resume(&trail, &head)?;
-        if resume.head_lags && resume.damage.is_none() {
-            write_head(&head, resume.seq, &resume.hash)?;
-        }
+        let resume = {
+            let _writer = FileLock::exclusive(&lock_file, &lock_path)?;
+            let resume = read_resume(&trail, &head)?;
+            if resume.head_lags && resume.damage.is_none() {
+                write_head(&head, resume.seq, &resume.hash)?;
+            }
+            resume
+        };
         Ok(Self {
             trail,
             head,
+            lock_path,
+            lock_file,
             key,
             state: Mutex::new(State {
                 file,
@@ -322,13 +397,21 @@ impl AuditLog {
     /// [`AuditError::Corrupt`] when the trail is damaged (see [`AuditLog::damage`]);
     /// [`AuditError::Io`] when the line cannot be written or synced, in which case the
     /// partial write is cut off again (if even that fails, later appends are refused);
-    /// [`AuditError::Head`] when the line is recorded but the head could not be replaced (the
-    /// next append or `open` brings it up to date). Treat every error as "not recorded": fail
+    /// [`AuditError::Io`] naming `head.json` when the line is recorded but the head could not
+    /// be replaced (the next append or `open` brings it up to date). Treat every error as "not recorded": fail
     /// the request.
     pub fn append(&self, entry: NewEntry) -> Result<AuditEntry, AuditError> {
-        let records = entry.records.iter().map(|id| self.record_ref(id)).collect();
         let mut st = self.lock();
+        // Held from reading the end of the trail to replacing the head: no other writer, in
+        // this process or another, can slip an entry in between.
+        let _writer = FileLock::exclusive(&self.lock_file, &self.lock_path)?;
         self.resync(&mut st)?;
+        self.append_locked(&mut st, entry)
+    }
+
+    /// [`AuditLog::append`] under the mutex and the exclusive file lock, after a resync.
+    fn append_locked(&self, st: &mut State, entry: NewEntry) -> Result<AuditEntry, AuditError> {
+        let records = entry.records.iter().map(|id| self.record_ref(id)).collect();
         if let Some(damage) = &st.damage {
             return Err(AuditError::Corrupt(format!(
                 "{damage}; appends are refused until an operator has checked it \
@@ -393,100 +476,101 @@ impl AuditLog {
     /// # Errors
     /// [`AuditError::Io`] when the trail or head cannot be read.
     pub fn verify(&self) -> Result<VerifyReport, AuditError> {
-        // Take the length and head together under the lock, so an append of this process
-        // running meanwhile is neither half-read nor compared with a head it has not yet
-        // written.
+        // Take the length and head together under the locks, so an append running meanwhile
+        // (of this process or another) is neither half-read nor compared with a head it has
+        // not yet written.
         let (len, head) = {
             let _st = self.lock();
+            let _reader = FileLock::shared(&self.lock_file, &self.lock_path)?;
             (trail_len(&self.trail)?, read_head(&self.head)?)
         };
-        let fail = |entries: u64, problem: String| VerifyReport {
-            entries,
-            ok: false,
-            problem: Some(problem),
-            head: None,
-        };
-        let mut seq = 0;
-        let mut hash = GENESIS.to_owned();
-        let mut line_no = 0_u64;
-        let mut lines = Lines::open(&self.trail, len)?;
-        while let Some(line) = lines.next_line()? {
-            line_no += 1;
-            let Some(line) = line.strip_suffix(b"\n") else {
-                return Ok(fail(
-                    seq,
-                    format!(
-                        "line {line_no} (after entry {seq}) is torn: the file ends without a \
-                         newline, an append was interrupted"
-                    ),
-                ));
-            };
-            let (entry, body) = match parse_line(line) {
-                Ok(parsed) => parsed,
-                Err(why) => {
-                    return Ok(fail(
-                        seq,
-                        format!("line {line_no} (after entry {seq}) is not a valid entry: {why}"),
-                    ));
-                }
-            };
-            if entry.seq != seq + 1 {
-                let problem = if seq == 0 {
-                    format!(
-                        "entry {} (line {line_no}) comes first, not entry 1",
-                        entry.seq
-                    )
-                } else {
-                    format!("entry {} (line {line_no}) follows entry {seq}", entry.seq)
-                };
-                return Ok(fail(seq, problem));
-            }
-            if entry.prev != hash {
-                return Ok(fail(
-                    seq,
-                    format!(
-                        "entry {} (line {line_no}): prev is not the hash of entry {seq}",
-                        entry.seq
-                    ),
-                ));
-            }
-            if chain_hash(&entry.prev, &body) != entry.hash {
-                return Ok(fail(
-                    seq,
-                    format!(
-                        "entry {} (line {line_no}): hash does not match its content",
-                        entry.seq
-                    ),
-                ));
-            }
-            seq = entry.seq;
-            hash = entry.hash;
-        }
-        let head = match head {
-            Ok(head) => head,
-            Err(why) => return Ok(fail(seq, why)),
-        };
-        if head.seq != seq {
-            return Ok(fail(
-                seq,
-                format!(
-                    "the trail ends at entry {seq} but its head says {}",
-                    head.seq
-                ),
+        verify_trail(&self.trail, len, head)
+    }
+
+    /// Moves a trail that does not verify, with its head, into `audit/archive/<time>/` and
+    /// starts a new trail whose first entry records the archive: `entry` (the caller's
+    /// identity; its action becomes `audit_archive`) with the archived files' sha256, the
+    /// problem found and `reason`. Nothing is deleted or rewritten. Returns the note of the
+    /// archive, as [`AuditLog::verify`] will report it.
+    ///
+    /// # Errors
+    /// [`AuditError::Refused`] when the trail verifies (there is nothing to archive) or the
+    /// reason is blank; [`AuditError::Io`] when a file cannot be moved or written (the files
+    /// already moved stay in the archive folder, whose `archived.json` says what was found).
+    pub fn archive(&self, reason: &str, entry: NewEntry) -> Result<ArchiveNote, AuditError> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(AuditError::Refused(
+                "give the reason for archiving the trail (e.g. the incident reference)".into(),
             ));
         }
-        if head.hash != hash {
-            return Ok(fail(
-                seq,
-                format!("entry {seq} is not the entry its head names: the hashes differ"),
-            ));
+        let mut st = self.lock();
+        let _writer = FileLock::exclusive(&self.lock_file, &self.lock_path)?;
+        let report = verify_trail(&self.trail, trail_len(&self.trail)?, read_head(&self.head)?)?;
+        let Some(problem) = report.problem.filter(|_| !report.ok) else {
+            return Err(AuditError::Refused(format!(
+                "the audit trail verifies ({} entries): there is nothing to archive",
+                report.entries
+            )));
+        };
+        let audit = self.trail.parent().unwrap_or(Path::new("."));
+        let (rel, dir) = new_archive_dir(audit)?;
+        let mut files = Vec::new();
+        for from in [&self.trail, &self.head] {
+            let Some(name) = from.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if !from.exists() {
+                continue;
+            }
+            let to = dir.join(name);
+            std::fs::rename(from, &to).map_err(|e| io_err(from, e))?;
+            let (sha256, bytes) = file_sha256(&to)?;
+            files.push(ArchivedFile {
+                name: name.to_owned(),
+                sha256,
+                bytes,
+            });
         }
-        Ok(VerifyReport {
-            entries: seq,
-            ok: true,
-            problem: None,
-            head: (seq > 0).then_some(hash),
-        })
+        sync_dir(&dir);
+        sync_dir(audit);
+        let detail = ArchiveDetail {
+            archived_to: rel,
+            problem,
+            sound_entries: report.entries,
+            reason: reason.to_owned(),
+            files,
+        };
+        // Beside the files too, for whoever finds the folder without the new trail.
+        let note_path = dir.join("archived.json");
+        std::fs::write(&note_path, serde_json::to_vec_pretty(&detail)?)
+            .map_err(|e| io_err(&note_path, e))?;
+
+        let mut options = OpenOptions::new();
+        options.append(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        st.file = options
+            .open(&self.trail)
+            .map_err(|e| io_err(&self.trail, e))?;
+        sync_dir(audit);
+        st.seq = 0;
+        st.hash = GENESIS.to_owned();
+        st.bytes = 0;
+        st.damage = None;
+        let stored = self.append_locked(
+            &mut st,
+            NewEntry {
+                action: "audit_archive".into(),
+                outcome: "ok".into(),
+                detail: Some(serde_json::to_value(&detail)?),
+                query: None,
+                records: Vec::new(),
+                unredacted: false,
+                ..entry
+            },
+        )?;
+        Ok(archive_note(&stored, detail))
     }
 
     /// Entries matching `q`, oldest first, at most `q.limit` (default
@@ -500,11 +584,11 @@ impl AuditLog {
     pub fn query(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, AuditError> {
         let limit = q.limit.unwrap_or(DEFAULT_QUERY_LIMIT);
         let record = q.record.as_deref().map(|id| self.record_ref(id));
-        // Stop at the length the file has while no append of this process is under way, so a
-        // line being written right now is not read half-way. (One from another process would
-        // be: it ends without a newline and is skipped as torn.)
+        // Stop at the length the file has while no append is under way, so a line being
+        // written right now is not read half-way.
         let len = {
             let _st = self.lock();
+            let _reader = FileLock::shared(&self.lock_file, &self.lock_path)?;
             trail_len(&self.trail)?
         };
         let mut found = Vec::new();
@@ -591,6 +675,252 @@ impl AuditLog {
         st.bytes = resume.len;
         st.damage = resume.damage;
         Ok(())
+    }
+}
+
+/// Verifies the trail of the data directory `dir` without opening it for appends: nothing is
+/// created or written, and no key is needed, so `imagelens audit verify` can run beside the
+/// server that appends to it (see the module docs on writers).
+///
+/// # Errors
+/// [`AuditError::Io`] when the trail, its head or its lock file cannot be read.
+pub fn verify_dir(dir: &Path) -> Result<VerifyReport, AuditError> {
+    let audit = dir.join("audit");
+    let trail = audit.join("trail.jsonl");
+    let lock_path = audit.join(LOCK_FILE);
+    let (len, head) = {
+        // A trail from before the lock file existed has no writer to wait for.
+        let lock_file = match File::open(&lock_path) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err(&lock_path, e)),
+        };
+        let _reader = lock_file
+            .as_ref()
+            .map(|f| FileLock::shared(f, &lock_path))
+            .transpose()?;
+        (trail_len(&trail)?, read_head(&audit.join("head.json"))?)
+    };
+    verify_trail(&trail, len, head)
+}
+
+/// Checks the first `len` bytes of `trail`: numbering, chain, every hash, the last entry
+/// against `head`, and the files of every archive the trail records.
+fn verify_trail(
+    trail: &Path,
+    len: u64,
+    head: Result<Head, String>,
+) -> Result<VerifyReport, AuditError> {
+    let fail = |entries: u64, problem: String| VerifyReport {
+        entries,
+        ok: false,
+        problem: Some(problem),
+        head: None,
+        archives: Vec::new(),
+    };
+    let mut seq = 0;
+    let mut hash = GENESIS.to_owned();
+    let mut line_no = 0_u64;
+    let mut archives = Vec::new();
+    let mut lines = Lines::open(trail, len)?;
+    while let Some(line) = lines.next_line()? {
+        line_no += 1;
+        let Some(line) = line.strip_suffix(b"\n") else {
+            return Ok(fail(
+                seq,
+                format!(
+                    "line {line_no} (after entry {seq}) is torn: the file ends without a \
+                     newline, an append was interrupted"
+                ),
+            ));
+        };
+        let (entry, body) = match parse_line(line) {
+            Ok(parsed) => parsed,
+            Err(why) => {
+                return Ok(fail(
+                    seq,
+                    format!("line {line_no} (after entry {seq}) is not a valid entry: {why}"),
+                ));
+            }
+        };
+        if entry.seq != seq + 1 {
+            let problem = if seq == 0 {
+                format!(
+                    "entry {} (line {line_no}) comes first, not entry 1",
+                    entry.seq
+                )
+            } else {
+                format!("entry {} (line {line_no}) follows entry {seq}", entry.seq)
+            };
+            return Ok(fail(seq, problem));
+        }
+        if entry.prev != hash {
+            return Ok(fail(
+                seq,
+                format!(
+                    "entry {} (line {line_no}): prev is not the hash of entry {seq}",
+                    entry.seq
+                ),
+            ));
+        }
+        if chain_hash(&entry.prev, &body) != entry.hash {
+            return Ok(fail(
+                seq,
+                format!(
+                    "entry {} (line {line_no}): hash does not match its content",
+                    entry.seq
+                ),
+            ));
+        }
+        if entry.action == "audit_archive" {
+            let detail = entry
+                .detail
+                .clone()
+                .and_then(|d| serde_json::from_value::<ArchiveDetail>(d).ok());
+            let Some(detail) = detail else {
+                return Ok(fail(
+                    seq,
+                    format!(
+                        "entry {} (line {line_no}) records an archive but does not say what \
+                         was archived",
+                        entry.seq
+                    ),
+                ));
+            };
+            archives.push(archive_note(&entry, detail));
+        }
+        seq = entry.seq;
+        hash = entry.hash;
+    }
+    let head = match head {
+        Ok(head) => head,
+        Err(why) => return Ok(fail(seq, why)),
+    };
+    if head.seq != seq {
+        return Ok(fail(
+            seq,
+            format!(
+                "the trail ends at entry {seq} but its head says {}",
+                head.seq
+            ),
+        ));
+    }
+    if head.hash != hash {
+        return Ok(fail(
+            seq,
+            format!("entry {seq} is not the entry its head names: the hashes differ"),
+        ));
+    }
+    // The archived trails are evidence too: they must still be there, unchanged.
+    let audit = trail.parent().unwrap_or(Path::new("."));
+    for note in &archives {
+        for f in &note.files {
+            let path = audit.join(&note.dir).join(&f.name);
+            let found = match file_sha256(&path) {
+                Ok((sha256, _)) => sha256 == f.sha256,
+                Err(_) => false,
+            };
+            if !found {
+                return Ok(fail(
+                    seq,
+                    format!(
+                        "{} (archived by entry {}) is missing or changed since it was archived",
+                        path.display(),
+                        note.seq
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(VerifyReport {
+        entries: seq,
+        ok: true,
+        problem: None,
+        head: (seq > 0).then_some(hash),
+        archives,
+    })
+}
+
+fn archive_note(entry: &AuditEntry, detail: ArchiveDetail) -> ArchiveNote {
+    ArchiveNote {
+        seq: entry.seq,
+        time: entry.time,
+        actor: entry.actor.clone(),
+        dir: detail.archived_to,
+        problem: detail.problem,
+        sound_entries: detail.sound_entries,
+        reason: detail.reason,
+        files: detail.files,
+    }
+}
+
+/// Makes `audit/archive/<time>/` (`-2`, `-3`, ... when taken) and returns its name relative to
+/// `audit/` and its path.
+fn new_archive_dir(audit: &Path) -> Result<(String, PathBuf), AuditError> {
+    let root = audit.join("archive");
+    create_private_dir(&root)?;
+    let stamp = Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    for n in 1..1000 {
+        let name = if n == 1 {
+            stamp.clone()
+        } else {
+            format!("{stamp}-{n}")
+        };
+        let dir = root.join(&name);
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        match builder.create(&dir) {
+            Ok(()) => return Ok((format!("archive/{name}"), dir)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_err(&dir, e)),
+        }
+    }
+    Err(AuditError::Refused(format!(
+        "too many archives named {stamp} under {}",
+        root.display()
+    )))
+}
+
+/// Hex sha256 and size of a file.
+fn file_sha256(path: &Path) -> Result<(String, u64), AuditError> {
+    let mut file = File::open(path).map_err(|e| io_err(path, e))?;
+    let mut h = Sha256::new();
+    let bytes = std::io::copy(&mut file, &mut h).map_err(|e| io_err(path, e))?;
+    Ok((hex::encode(h.finalize()), bytes))
+}
+
+/// Name of the trail's lock file inside `audit/`.
+const LOCK_FILE: &str = "lock";
+
+fn open_lock_file(path: &Path) -> Result<File, AuditError> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map_err(|e| io_err(path, e))
+}
+
+/// An OS lock on `audit/lock`, released when dropped.
+struct FileLock<'a>(&'a File);
+
+impl<'a> FileLock<'a> {
+    /// Waits for the exclusive lock (appends).
+    fn exclusive(file: &'a File, path: &Path) -> Result<Self, AuditError> {
+        file.lock().map_err(|e| io_err(path, e))?;
+        Ok(Self(file))
+    }
+
+    /// Waits for a shared lock (readers).
+    fn shared(file: &'a File, path: &Path) -> Result<Self, AuditError> {
+        file.lock_shared().map_err(|e| io_err(path, e))?;
+        Ok(Self(file))
+    }
+}
+
+impl Drop for FileLock<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
     }
 }
 
@@ -806,12 +1136,31 @@ fn read_head(path: &Path) -> Result<Result<Head, String>, AuditError> {
     }
 }
 
+/// Replaces the head atomically, through a temporary file whose name no other writer uses
+/// (`head.json.<pid>.<n>.tmp`): two writers can never rename each other's file away.
 fn write_head(path: &Path, seq: u64, hash: &str) -> Result<(), AuditError> {
+    static APPENDS: AtomicU64 = AtomicU64::new(0);
     let head = Head {
         seq,
         hash: hash.to_owned(),
     };
-    indexer::library::write_atomic(path, &serde_json::to_vec(&head)?)?;
+    let n = APPENDS.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_file_name(format!("head.json.{}.{n}.tmp", std::process::id()));
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(&serde_json::to_vec(&head)?).and(f.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io_err(path, e));
+    }
+    if let Some(parent) = path.parent() {
+        sync_dir(parent);
+    }
     Ok(())
 }
 
@@ -976,7 +1325,8 @@ mod tests {
                 entries: 3,
                 ok: true,
                 problem: None,
-                head: Some(last.hash)
+                head: Some(last.hash),
+                archives: Vec::new(),
             }
         );
         drop(log);
@@ -1294,6 +1644,192 @@ mod tests {
         assert_eq!(cli.append(new("cli:root", "retention_run")).unwrap().seq, 2);
         assert_eq!(server.append(new("alice", "search")).unwrap().seq, 3);
         assert!(server.verify().unwrap().ok);
+    }
+
+    #[test]
+    fn two_logs_on_one_directory_appending_from_many_threads_never_fork_the_chain() {
+        // Two `AuditLog`s have their own file descriptors, as two processes would: only the
+        // OS lock on audit/lock keeps them from appending after the same entry.
+        let dir = tempfile::tempdir().unwrap();
+        let logs = [
+            Arc::new(AuditLog::open(dir.path()).unwrap()),
+            Arc::new(AuditLog::open(dir.path()).unwrap()),
+        ];
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let log = Arc::clone(&logs[t % 2]);
+                std::thread::spawn(move || {
+                    (0..60)
+                        .map(|i| log.append(new(&format!("w{t}-{i}"), "search")).unwrap().seq)
+                        .collect::<Vec<u64>>()
+                })
+            })
+            .collect();
+        let mut seqs: Vec<u64> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=480).collect::<Vec<_>>(), "every seq once");
+        for log in &logs {
+            let report = log.verify().unwrap();
+            assert!(report.ok, "{report:?}");
+            assert_eq!(report.entries, 480);
+        }
+        let stored: Vec<u64> = logs[0]
+            .query(&AuditQuery {
+                limit: Some(10_000),
+                ..AuditQuery::default()
+            })
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(stored, (1..=480).collect::<Vec<_>>(), "in file order");
+        // Every head was renamed into place; no temporary file is left behind.
+        let names: Vec<String> = std::fs::read_dir(dir.path().join("audit"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
+    }
+
+    #[test]
+    fn a_reader_beside_a_writer_never_sees_half_an_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = Arc::new(AuditLog::open(dir.path()).unwrap());
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads: Vec<_> = (0..2)
+            .map(|t| {
+                let writer = Arc::clone(&writer);
+                std::thread::spawn(move || {
+                    for i in 0..150 {
+                        writer.append(new(&format!("w{t}-{i}"), "search")).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let reader = {
+            let done = Arc::clone(&done);
+            let dir = dir.path().to_owned();
+            std::thread::spawn(move || {
+                let mut checks = 0;
+                while !done.load(Ordering::Relaxed) || checks == 0 {
+                    let report = verify_dir(&dir).unwrap();
+                    assert!(report.ok, "a read beside appends: {report:?}");
+                    checks += 1;
+                }
+                checks
+            })
+        };
+        for t in threads {
+            t.join().unwrap();
+        }
+        done.store(true, Ordering::Relaxed);
+        assert!(reader.join().unwrap() > 0);
+        assert_eq!(verify_dir(dir.path()).unwrap().entries, 300);
+    }
+
+    #[test]
+    fn verify_dir_writes_nothing() {
+        let (dir, log, _) = with_entries(3);
+        drop(log);
+        let before = snapshot(&dir.path().join("audit"));
+        let report = verify_dir(dir.path()).unwrap();
+        assert!(report.ok && report.entries == 3, "{report:?}");
+        assert_eq!(snapshot(&dir.path().join("audit")), before);
+    }
+
+    /// Every file under `dir` with its bytes.
+    fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(snapshot(&p));
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_damaged_trail_is_archived_whole_and_the_new_trail_records_it() {
+        let (dir, log, trail) = with_entries(5);
+        let mut all = lines(&trail);
+        all[2] = all[2].replacen("user2", "user9", 1);
+        std::fs::write(&trail, all.concat()).unwrap();
+        let damaged = std::fs::read(&trail).unwrap();
+        let head = std::fs::read(dir.path().join("audit/head.json")).unwrap();
+        let found = problem(&log);
+
+        let note = log
+            .archive("incident 7: trail edited", new("admin", "ignored"))
+            .unwrap();
+        assert_eq!(note.seq, 1);
+        assert_eq!(note.problem, found);
+        assert_eq!(note.sound_entries, 2);
+        assert_eq!(note.reason, "incident 7: trail edited");
+        assert!(note.dir.starts_with("archive/"), "{}", note.dir);
+        // The evidence is moved as it was, and its digest is in the new trail.
+        let archived = dir.path().join("audit").join(&note.dir);
+        assert_eq!(
+            std::fs::read(archived.join("trail.jsonl")).unwrap(),
+            damaged
+        );
+        assert_eq!(std::fs::read(archived.join("head.json")).unwrap(), head);
+        let digest = hex::encode(Sha256::digest(&damaged));
+        assert!(
+            note.files
+                .iter()
+                .any(|f| f.name == "trail.jsonl" && f.sha256 == digest)
+        );
+        assert!(archived.join("archived.json").exists());
+
+        // The new trail verifies, reports the archive, and takes appends again.
+        let report = log.verify().unwrap();
+        assert!(report.ok, "{report:?}");
+        assert_eq!(report.entries, 1);
+        assert_eq!(report.archives, vec![note.clone()]);
+        let first = log.query(&AuditQuery::default()).unwrap().remove(0);
+        assert_eq!(
+            (first.action.as_str(), first.actor.as_str()),
+            ("audit_archive", "admin")
+        );
+        assert_eq!(log.append(new("alice", "search")).unwrap().seq, 2);
+        drop(log);
+        let log = AuditLog::open(dir.path()).unwrap();
+        assert_eq!(log.damage(), None);
+        let report = verify_dir(dir.path()).unwrap();
+        assert!(report.ok && report.entries == 2, "{report:?}");
+        assert_eq!(report.archives, vec![note.clone()]);
+
+        // The archive is evidence too: changing or removing it fails verification.
+        std::fs::write(archived.join("trail.jsonl"), b"").unwrap();
+        let p = problem(&log);
+        assert!(
+            p.contains("missing or changed") && p.contains("trail.jsonl"),
+            "{p}"
+        );
+        std::fs::write(archived.join("trail.jsonl"), &damaged).unwrap();
+        assert!(log.verify().unwrap().ok);
+        std::fs::remove_file(archived.join("head.json")).unwrap();
+        assert!(problem(&log).contains("head.json"));
+    }
+
+    #[test]
+    fn a_trail_that_verifies_or_a_blank_reason_is_not_archived() {
+        let (dir, log, trail) = with_entries(3);
+        let before = std::fs::read(&trail).unwrap();
+        let err = log.archive("routine", new("admin", "x")).unwrap_err();
+        assert!(err.to_string().contains("nothing to archive"), "{err}");
+        std::fs::write(&trail, lines(&trail)[..2].concat()).unwrap();
+        let err = log.archive("  ", new("admin", "x")).unwrap_err();
+        assert!(err.to_string().contains("reason"), "{err}");
+        assert!(!dir.path().join("audit/archive").exists());
+        assert_ne!(std::fs::read(&trail).unwrap(), before);
     }
 
     #[cfg(unix)]

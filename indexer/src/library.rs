@@ -151,7 +151,8 @@ impl Library {
                 .any(|e| {
                     !matches!(
                         e.file_name().to_str(),
-                        Some("keyword" | "vectors" | "reports" | TOMBSTONES_FILE)
+                        // `lock`: the data-directory lock, taken before the library is made.
+                        Some("keyword" | "vectors" | "reports" | "lock" | TOMBSTONES_FILE)
                     )
                 });
             if foreign {

@@ -128,11 +128,19 @@ impl CliCaller {
     }
 }
 
-/// Opens the accounts and audit trail of the library and authenticates the caller.
+/// Opens the accounts and audit trail of the library and authenticates the caller. The data
+/// directory must be locked by this process ([`crate::app::lock_data_dir`], which
+/// [`super::run`] takes before any command runs), so that nothing read here can go stale.
 ///
 /// # Errors
-/// Unreadable files, bad credentials.
+/// Unreadable files, bad credentials, a data directory this process has not locked.
 pub fn open(settings: &AppSettings) -> anyhow::Result<(Accounts, AuditLog, CliCaller)> {
+    if !crate::app::holds_data_dir_lock(&settings.data_dir) {
+        bail!(
+            "internal error: the library in {} was opened without its lock",
+            settings.data_dir.display()
+        );
+    }
     // A new directory becomes an (empty) library before anything else is written into it.
     if !settings.data_dir.join("manifest.json").exists() {
         drop(open_library(settings)?);

@@ -1,14 +1,19 @@
-//! `imagelens audit`: check the trail's hash chain, and ask who saw what.
+//! `imagelens audit`: check the trail's hash chain, ask who saw what, and archive a damaged
+//! trail.
+//!
+//! `audit verify` is the one command that may run beside a server holding the library: it
+//! reads the trail under the trail's shared lock and writes nothing ([`verify_beside`]).
 
 use std::process::ExitCode;
 
+use anyhow::bail;
 use clap::{Args, Subcommand};
 
-use super::access;
+use super::access::{self, CliCaller};
 use super::print_json;
-use crate::accounts::Permission;
-use crate::app::AppSettings;
-use crate::audit::AuditQuery;
+use crate::accounts::{Accounts, Permission, Role};
+use crate::app::{AppSettings, Busy};
+use crate::audit::{AuditQuery, VerifyReport};
 
 /// Arguments of `audit`.
 #[derive(Debug, Args)]
@@ -24,6 +29,17 @@ pub enum AuditCommand {
     /// Check every entry's hash and the chain; exit 1 when anything was edited, removed or
     /// reordered.
     Verify {
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move a trail that does not verify into audit/archive/<time>/ (nothing is deleted) and
+    /// start a new one whose first entry records the archived files' sha256, the problem and
+    /// the reason. Stop the server first; admins only.
+    Archive {
+        /// Why (e.g. the incident reference); recorded in the new trail.
+        #[arg(long)]
+        reason: String,
         /// Print one JSON document.
         #[arg(long)]
         json: bool,
@@ -63,27 +79,30 @@ pub fn run(settings: &AppSettings, args: AuditArgs) -> anyhow::Result<ExitCode> 
     match args.command {
         AuditCommand::Verify { json } => {
             caller.require(&audit, Permission::ReadAudit, "audit_verify")?;
-            let report = audit.verify()?;
-            if json {
-                print_json(&report)?;
-            } else if report.ok {
-                println!(
-                    "audit trail ok: {} entries, head {}",
-                    report.entries,
-                    report.head.as_deref().unwrap_or("-")
-                );
-            } else {
-                eprintln!(
-                    "audit trail BROKEN after {} sound entries: {}",
-                    report.entries,
-                    report.problem.as_deref().unwrap_or("unknown problem")
-                );
+            print_report(&audit.verify()?, json)
+        }
+        AuditCommand::Archive { reason, json } => {
+            if !may(&caller, Permission::ManageAccounts) {
+                // Recorded if the trail still takes appends; refused either way.
+                let _ = caller.require(&audit, Permission::ManageAccounts, "audit_archive");
+                bail!("only an admin may archive the audit trail");
             }
-            Ok(if report.ok {
-                ExitCode::SUCCESS
+            let note = audit.archive(&reason, caller.entry("audit_archive"))?;
+            if json {
+                print_json(&note)?;
             } else {
-                ExitCode::FAILURE
-            })
+                println!(
+                    "archived the damaged trail ({} sound entries; {}) into {}; a new trail \
+                     begins with entry 1, which records it",
+                    note.sound_entries,
+                    note.problem,
+                    settings.data_dir.join("audit").join(&note.dir).display()
+                );
+                for f in &note.files {
+                    println!("  {}  {} bytes  sha256 {}", f.name, f.bytes, f.sha256);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Query {
             record,
@@ -145,4 +164,63 @@ pub fn run(settings: &AppSettings, args: AuditArgs) -> anyhow::Result<ExitCode> 
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Prints a verification report; exit 1 when the trail does not verify.
+fn print_report(report: &VerifyReport, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        print_json(report)?;
+    } else if report.ok {
+        println!(
+            "audit trail ok: {} entries, head {}",
+            report.entries,
+            report.head.as_deref().unwrap_or("-")
+        );
+        for a in &report.archives {
+            println!(
+                "archived before entry {}: audit/{} ({} by {}: {}; reason: {})",
+                a.seq,
+                a.dir,
+                a.time.format("%Y-%m-%d %H:%M:%S"),
+                a.actor,
+                a.problem,
+                a.reason
+            );
+        }
+    } else {
+        eprintln!(
+            "audit trail BROKEN after {} sound entries: {}",
+            report.entries,
+            report.problem.as_deref().unwrap_or("unknown problem")
+        );
+    }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Whether the caller's role grants `permission` (local mode grants everything), without
+/// recording anything.
+fn may(caller: &CliCaller, permission: Permission) -> bool {
+    caller
+        .entry("")
+        .role
+        .is_none_or(|r| r.parse::<Role>().is_ok_and(|r| r.allows(permission)))
+}
+
+/// `audit verify` while another process (a server) holds the library: reads the accounts and
+/// the trail, writes nothing. An account that may not verify is refused without a record (a
+/// record would be an append): it is pointed at the server's API, which records the refusal.
+///
+/// # Errors
+/// Credentials, refusals, an unreadable trail.
+pub fn verify_beside(settings: &AppSettings, busy: &Busy, json: bool) -> anyhow::Result<ExitCode> {
+    let accounts = Accounts::open(&settings.data_dir)?;
+    let caller = CliCaller::new(settings, &accounts)?;
+    if !may(&caller, Permission::ReadAudit) {
+        bail!(busy.refusal("audit verify", Some("GET /v1/audit/verify")));
+    }
+    print_report(&crate::audit::verify_dir(&settings.data_dir)?, json)
 }

@@ -18,7 +18,7 @@ use indexer::{IngestOptions, Library, StoreSettings, ingest};
 use models::{ClipEmbedder, Embedder};
 
 use super::{cell, day};
-use crate::app::{AppSettings, load_model};
+use crate::app::{AppSettings, LockError, load_model, lock_data_dir};
 use crate::search::{LookupRequest, SearchRequest, SearchService};
 
 /// Arguments of `demo`.
@@ -51,6 +51,11 @@ pub fn run(settings: &AppSettings, args: DemoArgs) -> anyhow::Result<ExitCode> {
         opts.count,
         source.display()
     );
+    // The demo library is a data directory like any other: one process at a time.
+    let _lock = lock_data_dir(&library_dir, "demo").map_err(|e| match e {
+        LockError::Busy(busy) => anyhow::anyhow!(busy.refusal("demo", None)),
+        other => other.into(),
+    })?;
     let synth = write_library(&source, &opts).context("cannot write demo scenes")?;
     let mut library = Library::open(&library_dir, StoreSettings::Edge)?;
     let demo_settings = AppSettings {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::app::AppSettings;
+use crate::app::{AppSettings, LockError, lock_data_dir};
 pub use crate::params::FilterParams as FilterArgs;
 
 /// Data directory when neither `--data-dir`, `IMAGELENS_DATA_DIR` nor a config file names one.
@@ -121,21 +121,91 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         user: cli.user.clone(),
         purpose: cli.purpose.clone(),
     };
-    match cli.command {
+    // Serve locks the directory its settings name, for its whole life; demo builds a library
+    // of its own and locks that.
+    let command = match cli.command {
+        Command::Serve(a) => return serve::run(cli.data_dir, cli.model, cli.no_model, a),
+        Command::Demo(a) => return demo::run(&settings, a),
+        other => other,
+    };
+    // One process at a time opens a data directory (see `app`): held until the command ends.
+    let (what, instead) = describe(&command);
+    let _lock = match lock_data_dir(&settings.data_dir, &what) {
+        Ok(lock) => lock,
+        Err(LockError::Busy(busy)) => {
+            if let Command::Audit(audit::AuditArgs {
+                command: audit::AuditCommand::Verify { json },
+            }) = command
+            {
+                // Reading the trail without appending to it is safe beside its writer.
+                return audit::verify_beside(&settings, &busy, json);
+            }
+            anyhow::bail!(busy.refusal(&what, instead.as_deref()));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match command {
         Command::Ingest(a) => ingest::run(&settings, a),
         Command::Search(a) => search::run(&settings, a),
         Command::Lookup(a) => lookup::run(&settings, a),
         Command::Facets(a) => facets::run(&settings, a),
         Command::Info(a) => info::run(&settings, a),
-        Command::Demo(a) => demo::run(&settings, a),
-        // Serve layers a config file under the flags, so it needs to know which were given.
-        Command::Serve(a) => serve::run(cli.data_dir, cli.model, cli.no_model, a),
+        Command::Demo(_) | Command::Serve(_) => unreachable!("dispatched above"),
         Command::Account(a) => access::run_account(&settings, a),
         Command::Token(a) => access::run_token(&settings, a),
         Command::Audit(a) => audit::run(&settings, a),
         Command::Retention(a) => retention::run(&settings, a),
         Command::Delete(a) => delete::run(&settings, a),
     }
+}
+
+/// A command's name for messages and the lock file (`token revoke`), and the HTTP route that
+/// does the same through a running server, if there is one.
+fn describe(command: &Command) -> (String, Option<String>) {
+    use access::{AccountCommand as A, TokenCommand as T};
+    use audit::AuditCommand as Au;
+    use retention::RetentionCommand as R;
+    let (what, route): (&str, Option<String>) = match command {
+        Command::Ingest(_) => ("ingest", None),
+        Command::Search(_) => ("search", Some("POST /v1/search".into())),
+        Command::Lookup(_) => ("lookup", Some("GET /v1/lookup".into())),
+        Command::Facets(_) => ("facets", Some("GET /v1/facets".into())),
+        Command::Info(_) => ("info", Some("GET /v1/info".into())),
+        Command::Demo(_) => ("demo", None),
+        Command::Serve(_) => ("serve", None),
+        Command::Account(a) => match &a.command {
+            A::Create { .. } => ("account create", Some("POST /v1/accounts".into())),
+            A::List { .. } => ("account list", Some("GET /v1/accounts".into())),
+            A::Set { name, .. } => ("account set", Some(format!("PATCH /v1/accounts/{name}"))),
+            A::Delete { name } => (
+                "account delete",
+                Some(format!("DELETE /v1/accounts/{name}")),
+            ),
+        },
+        Command::Token(t) => match &t.command {
+            T::Issue { .. } => ("token issue", Some("POST /v1/tokens".into())),
+            T::List { .. } => ("token list", Some("GET /v1/tokens".into())),
+            T::Revoke { id } => ("token revoke", Some(format!("DELETE /v1/tokens/{id}"))),
+        },
+        Command::Audit(a) => match &a.command {
+            Au::Verify { .. } => ("audit verify", Some("GET /v1/audit/verify".into())),
+            Au::Query { .. } => ("audit query", Some("GET /v1/audit".into())),
+            Au::Archive { .. } => ("audit archive", None),
+        },
+        Command::Retention(r) => match &r.command {
+            R::Show { .. } => ("retention show", Some("GET /v1/retention".into())),
+            R::Set { .. } => ("retention set", Some("PUT /v1/retention".into())),
+            R::Unset { .. } => ("retention unset", Some("PUT /v1/retention".into())),
+            R::Hold { .. } => ("retention hold", Some("PUT /v1/retention".into())),
+            R::Release { .. } => ("retention release", Some("PUT /v1/retention".into())),
+            R::Run { .. } => ("retention run", Some("POST /v1/retention/run".into())),
+        },
+        Command::Delete(_) => (
+            "delete",
+            Some("DELETE /v1/records/ID?reason=REF or POST /v1/deletions".into()),
+        ),
+    };
+    (what.to_owned(), route)
 }
 
 /// Prints one JSON document.

@@ -2,16 +2,36 @@
 //!
 //! Settings: defaults, then `--config FILE` (TOML, see [`crate::settings`]), then flags and
 //! their environment variables.
+//!
+//! The server holds the data directory's lock ([`crate::app::lock_data_dir`]) for its whole
+//! life, so while it runs every change goes through its API and no other process writes the
+//! files it holds in memory. It refuses to start on an audit trail that does not verify from
+//! the first entry to the head (`imagelens audit archive` keeps the damaged trail as evidence
+//! and starts a new one).
+//!
+//! Connections are served by hyper-util's connection builder (HTTP/1.1) with a timer, so a
+//! client that does not finish its request headers within `--header-read-timeout-secs`
+//! (default 10) is disconnected instead of holding a connection open forever. hyper answers
+//! a request line or headers beyond its limits itself (414, 431) before any of our code runs,
+//! so those two answers have no JSON body. On Ctrl-C or SIGTERM the server stops accepting,
+//! lets requests in flight finish for up to [`SHUTDOWN_GRACE`], then exits.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use axum::extract::ConnectInfo;
 use clap::Args;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tower::ServiceExt;
 
-use crate::app::{AppSettings, load_model, open_library};
+use crate::app::{AppSettings, LockError, load_model, lock_data_dir, open_library};
 use crate::http::{AppState, router};
 use crate::search::SearchService;
 use crate::settings::ServeSettings;
@@ -37,7 +57,15 @@ pub struct ServeArgs {
     /// Largest page of results.
     #[arg(long, env = "IMAGELENS_MAX_PAGE")]
     pub max_page: Option<usize>,
+    /// Seconds a client has to send a request's headers, from connecting or from the end of
+    /// its previous request; then the connection is closed.
+    #[arg(long, env = "IMAGELENS_HEADER_READ_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_read_timeout_secs: u64,
 }
+
+/// How long requests in flight may take to finish after Ctrl-C or SIGTERM.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Resolves on Ctrl-C or, on Unix, SIGTERM (what service managers send), so requests in flight
 /// finish and the stores are closed cleanly.
@@ -102,6 +130,12 @@ pub fn run(
     }
     s.validate()?;
 
+    // One writer per data directory, held until the server exits.
+    let lock = lock_data_dir(&s.data_dir, "serve").map_err(|e| match e {
+        LockError::Busy(busy) => anyhow::anyhow!(busy.refusal("serve", None)),
+        other => other.into(),
+    })?;
+    warn_if_shared(lock.dir());
     let app = AppSettings {
         data_dir: s.data_dir.clone(),
         model: s.model.clone(),
@@ -118,10 +152,21 @@ pub fn run(
         eprintln!("note: {n}");
     }
     let state = AppState::new(Arc::new(service), s.limits.clone(), s.privacy.clone())?;
-    if let Some(damage) = state.audit().damage() {
+    // The whole trail, not only its end: a forked or edited trail is not evidence to append to.
+    let report = state
+        .audit()
+        .verify()
+        .context("cannot read the audit trail")?;
+    if !report.ok || state.audit().damage().is_some() {
+        let problem = report
+            .problem
+            .or_else(|| state.audit().damage())
+            .unwrap_or_default();
         anyhow::bail!(
-            "the audit trail is damaged, so no read could be recorded: {damage}; run \
-             `imagelens audit verify` and restore the trail before serving"
+            "the audit trail does not verify, so no read could be recorded as evidence: \
+             {problem}. Keep it as evidence and start a new trail with `imagelens audit archive \
+             --reason TEXT` (it moves the trail and head into audit/archive/ and records why), \
+             then serve again"
         );
     }
     if state.accounts().is_empty() {
@@ -130,6 +175,7 @@ pub fn run(
              the first admin with `imagelens account create NAME --role admin`"
         );
     }
+    let header_timeout = Duration::from_secs(args.header_read_timeout_secs);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -139,17 +185,89 @@ pub fn run(
             .await
             .with_context(|| format!("cannot listen on {}", s.addr))?;
         let addr = listener.local_addr()?;
+        if let Err(e) = lock.set_url(&format!("http://{addr}")) {
+            tracing::warn!(error = %e, "cannot note the address in the lock file");
+        }
         eprintln!(
             "imagelens serving {} on http://{addr} (API under /v1, document at /v1/openapi.json)",
             s.data_dir.display()
         );
-        axum::serve(
-            listener,
-            router(state).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server failed")
+        serve(listener, router(state), header_timeout).await;
+        Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Accepts connections until Ctrl-C or SIGTERM, then shuts down gracefully (see the module
+/// docs).
+async fn serve(listener: tokio::net::TcpListener, app: axum::Router, header_timeout: Duration) {
+    let mut builder = Builder::new(TokioExecutor::new()).http1_only();
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // What `into_make_service_with_connect_info` gives handlers: the peer address.
+        let service =
+            app.clone()
+                .map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    req.map(axum::body::Body::new)
+                });
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        eprintln!(
+            "requests still running after {} s; closing them",
+            SHUTDOWN_GRACE.as_secs()
+        );
+    }
+}
+
+/// Warns when the data directory can be read by other users: it holds file names, captions
+/// and (as pseudonyms) who saw what.
+fn warn_if_shared(dir: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(dir) {
+            let mode = m.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                eprintln!(
+                    "note: {} is open to other users (mode {mode:o}); make it private with \
+                     `chmod 700 {}`",
+                    dir.display(),
+                    dir.display()
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
 }

@@ -16,7 +16,14 @@
 //! - Embedding and image decoding hold a slot of a bounded semaphore; a request that cannot get
 //!   one within `limits.queue_wait_ms` is answered 503 `busy`, so overload sheds load instead of
 //!   stalling every request behind it.
-//! - Every error, ours or axum's, has the shape of [`error::ErrorBody`].
+//! - Every error, ours or axum's, has the shape of [`error::ErrorBody`] (except hyper's own
+//!   414 and 431, answered before any of our code runs).
+//! - [`AppState`] reads accounts, tokens, retention policy and collections once and writes
+//!   them back whole on each change. That is only sound because the process that serves them
+//!   is their one writer: `imagelens serve` holds the data-directory lock
+//!   ([`crate::app::lock_data_dir`]) for its whole life, and the CLI refuses to change them
+//!   meanwhile, so no file is ever overwritten from a stale copy and a revocation, a disabled
+//!   account or a legal hold made through the API applies to the very next request.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -95,7 +102,9 @@ impl std::fmt::Debug for AppState {
 
 impl AppState {
     /// State over an open search service: opens the library's collections, accounts, audit
-    /// trail and retention policy.
+    /// trail and retention policy. The caller holds the data directory's lock (as `serve`
+    /// does), or is a test that owns the directory alone: the state assumes it is the only
+    /// writer of those files (see the module docs).
     ///
     /// # Errors
     /// When one of those files cannot be read.
@@ -120,7 +129,8 @@ impl AppState {
     }
 
     /// The same library, stores and trail under other limits (one process must never open a
-    /// library's files twice: two audit writers would fork the hash chain).
+    /// library's files twice: two in-memory copies of the accounts would overwrite each
+    /// other's changes).
     pub fn with_limits(&self, limits: Limits) -> Self {
         let i = &self.0;
         Self(Arc::new(Inner {

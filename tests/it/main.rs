@@ -9,3 +9,4 @@ mod fuzz;
 mod http;
 mod ingest;
 mod privacy;
+mod writers;
