@@ -7,7 +7,11 @@
 //!
 //! Layout, in this order:
 //! - `provenance.json`: [`Provenance`], with one [`ProvenanceRecord`] per exported record;
-//! - `images/<record.path>`: the image files, byte for byte (stored, not deflated, in a zip);
+//! - `images/<record.path>`: the image files (stored, not deflated, in a zip): byte for byte in
+//!   [`ImageMode::Originals`]; in [`ImageMode::Redacted`] (what every caller without the right
+//!   to see sensitive regions gets) an image with sensitive regions is decoded, redacted as the
+//!   server redacts it and re-encoded (PNG for PNG/WebP sources, JPEG otherwise), and the
+//!   manifest marks it `redacted`;
 //! - the annotation files of the [`DatasetFormat`] (see its variants).
 //!
 //! Invariants:
@@ -173,12 +177,17 @@ pub struct Provenance {
     pub requested_by: String,
     /// What selected the records, e.g. `{"collection": "x"}` or `{"search": {query, filters}}`.
     pub source: serde_json::Value,
-    /// Identity of the library (data dir, counts) as the caller gives it.
+    /// Identity of the library (counts, format version) as the caller gives it; never where
+    /// it lives on the server.
     pub library: serde_json::Value,
     /// The embedding model of the library, when it has one.
     pub model: Option<models::EmbedderSpec>,
     /// Annotation format; [`write_dataset`] sets it to the format it writes.
     pub format: DatasetFormat,
+    /// Whether sensitive regions of the images are redacted ([`ImageMode::Redacted`]);
+    /// [`write_dataset_as`] sets it. Each record says whether its own file was changed.
+    #[serde(default)]
+    pub images_redacted: bool,
     /// The exported records; [`write_dataset`] fills it from its records, replacing any given.
     pub records: Vec<ProvenanceRecord>,
 }
@@ -197,6 +206,10 @@ pub struct ProvenanceRecord {
     pub sha256: String,
     /// Dataset / source name.
     pub dataset: String,
+    /// Whether the archived image is a redacted re-encoding of the ingested one (whose sha256
+    /// is `sha256`) rather than the file itself.
+    #[serde(default)]
+    pub redacted: bool,
 }
 
 impl From<&Record> for ProvenanceRecord {
@@ -207,6 +220,32 @@ impl From<&Record> for ProvenanceRecord {
             path: r.path.clone(),
             sha256: r.sha256.clone(),
             dataset: r.dataset.clone(),
+            redacted: false,
+        }
+    }
+}
+
+/// How images go into an archive.
+#[derive(Debug, Clone)]
+pub enum ImageMode {
+    /// Byte for byte as ingested: only for callers who may see sensitive regions.
+    Originals,
+    /// Images the redaction applies to are decoded (within `limits`), redacted and re-encoded;
+    /// the others go byte for byte.
+    Redacted {
+        /// Which labels are sensitive.
+        redaction: crate::redact::Redaction,
+        /// Decoding limits.
+        limits: models::preprocess::DecodeLimits,
+    },
+}
+
+impl ImageMode {
+    /// Whether `r`'s image is changed (redacted) in this mode.
+    pub fn redacts(&self, r: &Record) -> bool {
+        match self {
+            ImageMode::Originals => false,
+            ImageMode::Redacted { redaction, .. } => redaction.applies_to(r),
         }
     }
 }
@@ -266,6 +305,24 @@ pub enum ExportError {
         /// The annotation file both map to.
         file: String,
     },
+    /// The record's image file is a symbolic link that leads out of the images folder.
+    #[error("image {path} of record {id} is a link out of the images folder; it is not exported")]
+    OutsideImages {
+        /// Record id.
+        id: String,
+        /// Record path.
+        path: String,
+    },
+    /// The record's image could not be decoded for redaction; it is not exported as it is.
+    #[error("image {path} of record {id} cannot be redacted: {reason}")]
+    Redaction {
+        /// Record id.
+        id: String,
+        /// Record path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
     /// The record's image file exists but cannot be read.
     #[error("cannot read image {path} of record {id}")]
     ReadImage {
@@ -295,7 +352,9 @@ impl ExportError {
             | ExportError::ChangedImage { .. }
             | ExportError::UnsafePath { .. }
             | ExportError::DuplicatePath { .. }
-            | ExportError::NameClash { .. } => Fault::User,
+            | ExportError::NameClash { .. }
+            | ExportError::Redaction { .. }
+            | ExportError::OutsideImages { .. } => Fault::User,
             ExportError::ReadImage { .. } | ExportError::Io(_) | ExportError::Archive(_) => {
                 Fault::Internal
             }
@@ -327,7 +386,7 @@ impl From<zip::result::ZipError> for ExportError {
 pub fn check_sources(records: &[Record]) -> Result<(), ExportError> {
     check_paths(records)?;
     for r in records {
-        let file = source_file(r);
+        let file = source_file(r)?;
         match std::fs::metadata(&file) {
             Ok(meta) if meta.is_file() => {
                 if meta.len() != r.bytes {
@@ -391,11 +450,42 @@ pub fn write_dataset<W: Write>(
     archive: ArchiveFormat,
     provenance: &Provenance,
 ) -> Result<(), ExportError> {
+    write_dataset_as(
+        out,
+        records,
+        format,
+        archive,
+        provenance,
+        &ImageMode::Originals,
+    )
+}
+
+/// [`write_dataset`] with the images written as `mode` says (redacted or originals); the
+/// manifest says which.
+///
+/// # Errors
+/// As [`write_dataset`], and [`ExportError::Redaction`] for an image that cannot be decoded
+/// to be redacted.
+pub fn write_dataset_as<W: Write>(
+    out: W,
+    records: &[Record],
+    format: DatasetFormat,
+    archive: ArchiveFormat,
+    provenance: &Provenance,
+    mode: &ImageMode,
+) -> Result<(), ExportError> {
     check_export(records, format)?;
 
     let mut provenance = provenance.clone();
     provenance.format = format;
-    provenance.records = records.iter().map(ProvenanceRecord::from).collect();
+    provenance.images_redacted = matches!(mode, ImageMode::Redacted { .. });
+    provenance.records = records
+        .iter()
+        .map(|r| ProvenanceRecord {
+            redacted: mode.redacts(r),
+            ..ProvenanceRecord::from(r)
+        })
+        .collect();
     let manifest = serde_json::to_vec_pretty(&provenance).map_err(io::Error::from)?;
     let annotations = annotation_files(records, format, provenance.created)?;
 
@@ -405,7 +495,7 @@ pub fn write_dataset<W: Write>(
         cut: Rc::clone(&cut),
     };
     let mut sink = Sink::new(guarded, archive, provenance.created);
-    let written = write_entries(&mut sink, &manifest, records, &annotations);
+    let written = write_entries(&mut sink, &manifest, records, &annotations, mode);
     if let Err(e) = written {
         // Cut before `sink` is dropped: the zip and tar writers finish the archive in `Drop`.
         cut.set(true);
@@ -431,16 +521,43 @@ fn write_entries<W: Write>(
     manifest: &[u8],
     records: &[Record],
     annotations: &[(String, Vec<u8>)],
+    mode: &ImageMode,
 ) -> Result<(), ExportError> {
     sink.add("provenance.json", manifest, Compress::Yes)?;
     for r in records {
-        let bytes = read_verified(r)?;
+        let mut bytes = read_verified(r)?;
+        if let ImageMode::Redacted { redaction, limits } = mode
+            && redaction.applies_to(r)
+        {
+            bytes = redacted(r, &bytes, redaction, limits)?;
+        }
         sink.add(&format!("images/{}", r.path), &bytes, Compress::No)?;
     }
     for (name, data) in annotations {
         sink.add(name, data, Compress::Yes)?;
     }
     Ok(())
+}
+
+/// The record's image, decoded, redacted and re-encoded.
+fn redacted(
+    r: &Record,
+    bytes: &[u8],
+    redaction: &crate::redact::Redaction,
+    limits: &models::preprocess::DecodeLimits,
+) -> Result<Vec<u8>, ExportError> {
+    let failed = |reason: String| ExportError::Redaction {
+        id: r.id.clone(),
+        path: r.path.clone(),
+        reason,
+    };
+    let (mut img, orientation) =
+        models::preprocess::decode_oriented(bytes, limits).map_err(|e| failed(e.to_string()))?;
+    redaction.apply(&mut img, r, orientation);
+    let mut out = io::Cursor::new(Vec::new());
+    img.write_to(&mut out, crate::http::records::redacted_format(&r.path))
+        .map_err(|e| failed(e.to_string()))?;
+    Ok(out.into_inner())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -502,14 +619,22 @@ fn check_paths(records: &[Record]) -> Result<(), ExportError> {
     Ok(())
 }
 
-/// The image file of a record; its path has passed [`is_safe_path`].
-fn source_file(r: &Record) -> PathBuf {
-    PathBuf::from(&r.images_root).join(&r.path)
+/// The image file of a record; its path has passed [`is_safe_path`]. A symbolic link that
+/// leads out of the images folder is never followed.
+fn source_file(r: &Record) -> Result<PathBuf, ExportError> {
+    match indexer::ingest::resolve_inside(std::path::Path::new(&r.images_root), &r.path) {
+        Ok(real) => Ok(real),
+        Err(reason) if reason.contains("missing") => Err(missing(r)),
+        Err(_) => Err(ExportError::OutsideImages {
+            id: r.id.clone(),
+            path: r.path.clone(),
+        }),
+    }
 }
 
 /// Reads a record's image and checks it is still the ingested one.
 fn read_verified(r: &Record) -> Result<Vec<u8>, ExportError> {
-    let bytes = match std::fs::read(source_file(r)) {
+    let bytes = match std::fs::read(source_file(r)?) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(missing(r)),
         Err(e) => return Err(unreadable(r, e)),
@@ -1207,7 +1332,7 @@ mod tests {
         })
         .save(&file)
         .unwrap();
-        let facts = file_facts(&file).unwrap();
+        let facts = file_facts(&file, &Default::default()).unwrap();
         Record {
             id: facts.sha256[..16].to_owned(),
             filename: path.rsplit('/').next().unwrap().to_owned(),
@@ -1226,6 +1351,7 @@ mod tests {
             metadata: BTreeMap::new(),
             annotators: vec![],
             exports: vec![],
+            privacy: Default::default(),
         }
     }
 
@@ -1268,9 +1394,10 @@ mod tests {
             created: Utc.with_ymd_and_hms(2024, 5, 6, 7, 8, 9).unwrap(),
             requested_by: "tester".into(),
             source: serde_json::json!({"collection": "x"}),
-            library: serde_json::json!({"data_dir": "/lib", "records": 3}),
+            library: serde_json::json!({"records": 3}),
             model: None,
             format: DatasetFormat::Csv,
+            images_redacted: false,
             records: vec![],
         }
     }
@@ -1361,8 +1488,17 @@ mod tests {
         let mut problems = Vec::new();
         for entry in entries {
             let file = resolve_image_path(&images, &entry.file_name).unwrap();
-            let facts = file_facts(&file).unwrap();
-            let back = build_record(entry, &facts, &images, "back", Utc::now(), &mut problems);
+            let facts = file_facts(&file, &Default::default()).unwrap();
+            let back = build_record(
+                entry,
+                &facts,
+                &images,
+                "back",
+                Utc::now(),
+                indexer::ingest::MAX_BOXES_PER_IMAGE,
+                &mut problems,
+            )
+            .unwrap();
             let orig = records.iter().find(|r| r.path == back.path).unwrap();
             assert_eq!(back.sha256, orig.sha256, "{}", orig.path);
             assert_eq!((back.width, back.height), (orig.width, orig.height));
@@ -1564,6 +1700,78 @@ mod tests {
                 .map(ProvenanceRecord::from)
                 .collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn redacted_exports_obscure_sensitive_regions_and_say_so() {
+        let src = tempfile::tempdir().unwrap();
+        let face = with_boxes(
+            image_record(src.path(), "face.png", 40, 30, 1),
+            vec![bbox("face", None, 8.0, 6.0, 16.0, 12.0, 192.0, false)],
+        );
+        let car = with_boxes(
+            image_record(src.path(), "car.png", 40, 30, 2),
+            vec![bbox("car", None, 8.0, 6.0, 16.0, 12.0, 192.0, false)],
+        );
+        let records = vec![face, car];
+        let mode = ImageMode::Redacted {
+            redaction: crate::redact::Redaction::default(),
+            limits: Default::default(),
+        };
+        let mut out = Vec::new();
+        write_dataset_as(
+            &mut out,
+            &records,
+            DatasetFormat::Coco,
+            ArchiveFormat::Tar,
+            &provenance(),
+            &mode,
+        )
+        .unwrap();
+        let entries = tar_entries(&out);
+        let original = std::fs::read(src.path().join("face.png")).unwrap();
+        let exported = &entries["images/face.png"];
+        assert_ne!(
+            exported, &original,
+            "the face image is not exported as it is"
+        );
+        let before = image::load_from_memory(&original).unwrap().to_rgb8();
+        let after = image::load_from_memory(exported).unwrap().to_rgb8();
+        assert_eq!(after.dimensions(), before.dimensions());
+        assert_ne!(
+            after.get_pixel(15, 11),
+            before.get_pixel(15, 11),
+            "inside the box"
+        );
+        assert_eq!(
+            after.get_pixel(35, 25),
+            before.get_pixel(35, 25),
+            "outside the box"
+        );
+        assert_eq!(
+            entries["images/car.png"],
+            std::fs::read(src.path().join("car.png")).unwrap()
+        );
+        let manifest: Provenance = serde_json::from_slice(&entries["provenance.json"]).unwrap();
+        assert!(manifest.images_redacted);
+        let flags: Vec<bool> = manifest.records.iter().map(|r| r.redacted).collect();
+        assert_eq!(flags, [true, false]);
+
+        // Originals go out byte for byte, and the manifest says nothing was redacted.
+        let mut out = Vec::new();
+        write_dataset_as(
+            &mut out,
+            &records,
+            DatasetFormat::Coco,
+            ArchiveFormat::Tar,
+            &provenance(),
+            &ImageMode::Originals,
+        )
+        .unwrap();
+        let entries = tar_entries(&out);
+        assert_eq!(entries["images/face.png"], original);
+        let manifest: Provenance = serde_json::from_slice(&entries["provenance.json"]).unwrap();
+        assert!(!manifest.images_redacted && manifest.records.iter().all(|r| !r.redacted));
     }
 
     #[test]

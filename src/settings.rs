@@ -66,13 +66,17 @@ pub struct Limits {
     pub max_thumbnail: u32,
     /// Most records in one export.
     pub max_export_records: usize,
+    /// How long a streamed export waits for a client that stopped reading before it is
+    /// abandoned, in seconds.
+    pub export_send_timeout_secs: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_body_bytes: 16 << 20,
-            max_image_pixels: 64_000_000,
+            // The same default as ingest's, so whatever was ingested can be served.
+            max_image_pixels: models::preprocess::DEFAULT_MAX_PIXELS,
             max_page: crate::search::MAX_LIMIT,
             max_query_chars: crate::search::MAX_QUERY_CHARS,
             request_timeout_secs: 30,
@@ -81,6 +85,7 @@ impl Default for Limits {
             queue_wait_ms: 2000,
             max_thumbnail: 1024,
             max_export_records: 50_000,
+            export_send_timeout_secs: 60,
         }
     }
 }
@@ -89,6 +94,11 @@ impl Limits {
     /// The request timeout.
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)
+    }
+
+    /// How long an export waits for a client that stopped reading.
+    pub fn export_send_timeout(&self) -> Duration {
+        Duration::from_secs(self.export_send_timeout_secs)
     }
 
     /// How long to wait for a work slot.
@@ -158,7 +168,7 @@ impl ServeSettings {
     /// [`SettingsError::Range`] naming the key.
     pub fn validate(&self) -> Result<(), SettingsError> {
         let l = &self.limits;
-        let checks: [(&'static str, u64, u64, u64, &'static str); 9] = [
+        let checks: [(&'static str, u64, u64, u64, &'static str); 10] = [
             (
                 "limits.max_body_bytes",
                 l.max_body_bytes as u64,
@@ -221,6 +231,13 @@ impl ServeSettings {
                 1,
                 10_000_000,
                 "1 to 10^7",
+            ),
+            (
+                "limits.export_send_timeout_secs",
+                l.export_send_timeout_secs,
+                1,
+                3600,
+                "1 to 3600",
             ),
         ];
         for (key, value, lo, hi, why) in checks {

@@ -111,6 +111,7 @@ pub fn record(i: usize, rng: &mut StdRng) -> Record {
         metadata: Default::default(),
         annotators: Vec::new(),
         exports: Vec::new(),
+        privacy: Default::default(),
     }
 }
 

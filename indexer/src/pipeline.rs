@@ -23,7 +23,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::filter::normalize_label;
-use crate::ingest::{Problem, build_record, coco, file_facts, resolve_image_path};
+use crate::ingest::{MAX_BOXES_PER_IMAGE, Problem, build_record, coco, file_facts, resolve_inside};
 use crate::library::{Library, write_atomic};
 use crate::record::{DateAxis, Record, image_point_id, region_point_id};
 use crate::store::{Payload, VectorFilter, VectorPoint};
@@ -48,8 +48,11 @@ pub struct IngestOptions {
     pub region_context: f32,
     /// At most this many region vectors per image (largest boxes first).
     pub max_regions: usize,
-    /// Decoding limits.
+    /// Decoding limits (also checked from each header at ingest, so what is ingested can be
+    /// served under the same limits).
     pub limits: DecodeLimits,
+    /// Most boxes one image may have; an image with more is withheld with a problem.
+    pub max_boxes: usize,
     /// Draw a progress bar on stderr (hidden anyway when stderr is not a terminal).
     pub progress: bool,
 }
@@ -66,6 +69,7 @@ impl Default for IngestOptions {
             region_context: 0.1,
             max_regions: 32,
             limits: DecodeLimits::default(),
+            max_boxes: MAX_BOXES_PER_IMAGE,
             progress: true,
         }
     }
@@ -163,22 +167,29 @@ pub fn ingest(
         .map(|entry| {
             let mut local = Vec::new();
             let file = entry.file_name.clone();
-            let path = match resolve_image_path(&images_root, &file) {
+            let path = match resolve_inside(&images_root, &file) {
                 Ok(p) => p,
                 Err(reason) => {
                     local.push(Problem {
                         file,
                         item: "image".into(),
-                        reason,
+                        reason: format!("{reason}; record skipped"),
                     });
                     return (None, local);
                 }
             };
-            match file_facts(&path) {
+            match file_facts(&path, &opts.limits) {
                 Ok(facts) => {
-                    let r =
-                        build_record(entry, &facts, &images_root, &opts.dataset, now, &mut local);
-                    (Some(r), local)
+                    let r = build_record(
+                        entry,
+                        &facts,
+                        &images_root,
+                        &opts.dataset,
+                        now,
+                        opts.max_boxes,
+                        &mut local,
+                    );
+                    (r, local)
                 }
                 Err(reason) => {
                     local.push(Problem {

@@ -120,6 +120,66 @@ pub struct BoundingBox {
     pub annotator: Option<String>,
 }
 
+/// An annotation that could not be read or placed on the image (its category id or box is
+/// unreadable, its category is defined twice with different names, its box lies outside the
+/// image). Kept so that redaction fails closed: whoever serves the image treats it as possibly
+/// sensitive (see `imagelens::redact`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UncertainAnnotation {
+    /// Where in the export it came from (`annotations[17]`).
+    pub item: String,
+    /// The labels it may carry; empty when its category could not be read at all, in which case
+    /// it may carry any label.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// The region it covers as `[x, y, w, h]` in the record's pixels, when that is known;
+    /// `None` when it cannot be placed: then it may be anywhere in the image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<[f32; 4]>,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// Facts about a record that redaction needs beyond its boxes.
+///
+/// Coordinate convention: a record's `width`, `height` and boxes are in the pixels of the image
+/// as displayed, after its EXIF orientation is applied (what annotation tools show, and what the
+/// server decodes). `orientation` says how the stored pixels are turned, so that a box an
+/// annotator drew on the stored pixels can be redacted too.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Privacy {
+    /// EXIF orientation of the image file (1 to 8; 1 when it has none).
+    #[serde(default = "no_orientation", skip_serializing_if = "is_no_orientation")]
+    pub orientation: u8,
+    /// Annotations that could not be read or placed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uncertain: Vec<UncertainAnnotation>,
+}
+
+fn no_orientation() -> u8 {
+    1
+}
+
+fn is_no_orientation(o: &u8) -> bool {
+    *o == 1
+}
+
+impl Default for Privacy {
+    fn default() -> Self {
+        Self {
+            orientation: 1,
+            uncertain: Vec::new(),
+        }
+    }
+}
+
+impl Privacy {
+    /// Whether there is nothing to say (an upright image whose annotations were all read).
+    pub fn is_plain(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// One image in the library.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Record {
@@ -163,6 +223,9 @@ pub struct Record {
     /// Annotation files this record came from.
     #[serde(default)]
     pub exports: Vec<String>,
+    /// EXIF orientation and unreadable annotations (absent when there are none).
+    #[serde(default, skip_serializing_if = "Privacy::is_plain")]
+    pub privacy: Privacy,
 }
 
 impl Record {
@@ -241,6 +304,7 @@ mod tests {
             metadata: BTreeMap::new(),
             annotators: vec![],
             exports: vec![],
+            privacy: Privacy::default(),
         };
         let before = r.fingerprint();
         r.dates.ingested = Some(Utc::now());

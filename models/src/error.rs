@@ -149,6 +149,11 @@ pub enum ImageError {
         max: u64,
     },
 
+    /// Decoding would need more memory or larger dimensions than the decoder's limits allow
+    /// (the header declares an image or a frame too large to hold).
+    #[error("image is too large to decode within the limits: {0}")]
+    TooLarge(String),
+
     /// The data is corrupt or truncated.
     #[error("corrupt or truncated image: {0}")]
     Corrupt(String),

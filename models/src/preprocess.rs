@@ -13,13 +13,19 @@
 //!   embedded the way people see it.
 
 use std::borrow::Cow;
-use std::io::Cursor;
+use std::io::{BufRead, Cursor, Seek};
 use std::path::Path;
 
-use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage, metadata::Orientation};
+use image::{
+    DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage, metadata::Orientation,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::{EmbedError, ImageError};
+
+/// Default pixel limit of every decode: ingest, serving and uploads share it, so an image that
+/// was ingested can always be served (`limits.max_image_pixels` of `serve` defaults to it).
+pub const DEFAULT_MAX_PIXELS: u64 = 64_000_000;
 
 /// Limits applied before and while decoding untrusted images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,38 +37,89 @@ pub struct DecodeLimits {
 }
 
 impl Default for DecodeLimits {
-    /// 100 megapixels and 256 MiB: larger than any photo a camera takes, small enough that a
-    /// crafted header cannot make us allocate gigabytes.
+    /// [`DEFAULT_MAX_PIXELS`] (64 megapixels) and 256 MiB: larger than nearly any photo a camera
+    /// takes, small enough that a crafted header cannot make us allocate gigabytes.
     fn default() -> Self {
         Self {
-            max_pixels: 100_000_000,
+            max_pixels: DEFAULT_MAX_PIXELS,
             max_bytes: 256 * 1024 * 1024,
         }
     }
 }
 
-/// Decodes an encoded image (JPEG, PNG, WebP, GIF) to 8-bit RGB.
-///
-/// EXIF orientation is applied; 16-bit samples are scaled to 8 bits; grey is replicated to three
-/// channels; alpha is dropped (as PIL's `convert("RGB")`, which CLIP's preprocessing uses);
-/// CMYK JPEGs are converted to RGB; an animated GIF gives its first frame.
+/// What an image's header says, read without decoding any pixel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// The container format.
+    pub format: ImageFormat,
+    /// Width as displayed, after the EXIF orientation is applied.
+    pub width: u32,
+    /// Height as displayed, after the EXIF orientation is applied.
+    pub height: u32,
+    /// EXIF orientation (1 to 8; 1 when the file has none).
+    pub orientation: u8,
+}
+
+impl Header {
+    /// The size of the stored pixels, before the orientation is applied.
+    pub fn stored_size(&self) -> (u32, u32) {
+        stored_size(self.width, self.height, self.orientation)
+    }
+}
+
+/// Whether EXIF `orientation` swaps width and height (5 to 8: a quarter turn).
+pub fn transposes(orientation: u8) -> bool {
+    (5..=8).contains(&orientation)
+}
+
+/// The stored pixel size of an image displayed at `width` x `height` under `orientation`.
+pub fn stored_size(width: u32, height: u32, orientation: u8) -> (u32, u32) {
+    if transposes(orientation) {
+        (height, width)
+    } else {
+        (width, height)
+    }
+}
+
+/// Maps the rectangle `(x, y, w, h)` given in the stored pixels of an image of
+/// `stored_w` x `stored_h` to the displayed image under EXIF `orientation` (what [`decode`]
+/// returns). Orientations outside 1 to 8 are treated as 1.
+pub fn stored_rect_to_displayed(
+    rect: [f32; 4],
+    orientation: u8,
+    stored_w: f32,
+    stored_h: f32,
+) -> [f32; 4] {
+    let [x, y, w, h] = rect;
+    let (sw, sh) = (stored_w, stored_h);
+    let map = |px: f32, py: f32| -> (f32, f32) {
+        match orientation {
+            2 => (sw - px, py),
+            3 => (sw - px, sh - py),
+            4 => (px, sh - py),
+            5 => (py, px),
+            6 => (sh - py, px),
+            7 => (sh - py, sw - px),
+            8 => (py, sw - px),
+            _ => (px, py),
+        }
+    };
+    let (ax, ay) = map(x, y);
+    let (bx, by) = map(x + w, y + h);
+    let (x0, x1) = (ax.min(bx), ax.max(bx));
+    let (y0, y1) = (ay.min(by), ay.max(by));
+    [x0, y0, x1 - x0, y1 - y0]
+}
+
+/// Reads the header of an encoded image (format, displayed size, EXIF orientation) and checks
+/// it against `limits`, without decoding pixels. [`decode`] and ingest use this one reading, so
+/// the size a record is given is the size of the picture served for it.
 ///
 /// # Errors
-/// [`ImageError::Empty`], [`ImageError::TooManyBytes`], [`ImageError::UnsupportedFormat`],
-/// [`ImageError::TooManyPixels`] (checked from the header, before any pixel is decoded) or
-/// [`ImageError::Corrupt`] for corrupt or truncated data.
-pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, ImageError> {
-    if bytes.is_empty() {
-        return Err(ImageError::Empty);
-    }
-    let len = bytes.len() as u64;
-    if len > limits.max_bytes {
-        return Err(ImageError::TooManyBytes {
-            len,
-            max: limits.max_bytes,
-        });
-    }
-    let reader = ImageReader::new(Cursor::new(bytes))
+/// [`ImageError::UnsupportedFormat`], [`ImageError::TooManyPixels`], [`ImageError::TooLarge`]
+/// or [`ImageError::Corrupt`].
+pub fn probe<R: BufRead + Seek>(reader: R, limits: &DecodeLimits) -> Result<Header, ImageError> {
+    let reader = ImageReader::new(reader)
         .with_guessed_format()
         .map_err(|e| ImageError::Corrupt(e.to_string()))?;
     let format = reader
@@ -73,18 +130,81 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, ImageErro
             format: Some(format!("{format:?}")),
         });
     }
-    let (width, height) = reader.into_dimensions().map_err(from_image_error)?;
-    let pixels = u64::from(width) * u64::from(height);
-    let too_many = ImageError::TooManyPixels {
+    let mut decoder = reader.into_decoder().map_err(from_image_error)?;
+    let (w, h) = decoder.dimensions();
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels > limits.max_pixels {
+        return Err(ImageError::TooManyPixels {
+            width: w,
+            height: h,
+            max: limits.max_pixels,
+        });
+    }
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(Orientation::NoTransforms)
+        .to_exif();
+    let (width, height) = if transposes(orientation) {
+        (h, w)
+    } else {
+        (w, h)
+    };
+    Ok(Header {
+        format,
         width,
         height,
-        max: limits.max_pixels,
-    };
-    if pixels > limits.max_pixels {
-        return Err(too_many);
-    }
+        orientation,
+    })
+}
 
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+/// [`probe`] of a file: reads only as much of it as the header takes.
+///
+/// # Errors
+/// [`ImageError::Io`], then as [`probe`].
+pub fn probe_file(path: &Path, limits: &DecodeLimits) -> Result<Header, ImageError> {
+    let file = std::fs::File::open(path).map_err(|source| ImageError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    probe(std::io::BufReader::new(file), limits)
+}
+
+/// Decodes an encoded image (JPEG, PNG, WebP, GIF) to 8-bit RGB.
+///
+/// EXIF orientation is applied; 16-bit samples are scaled to 8 bits; grey is replicated to three
+/// channels; alpha is dropped (as PIL's `convert("RGB")`, which CLIP's preprocessing uses);
+/// CMYK JPEGs are converted to RGB; an animated GIF gives its first frame.
+///
+/// # Errors
+/// [`ImageError::Empty`], [`ImageError::TooManyBytes`], [`ImageError::UnsupportedFormat`],
+/// [`ImageError::TooManyPixels`] (checked from the header, before any pixel is decoded),
+/// [`ImageError::TooLarge`] or [`ImageError::Corrupt`] for corrupt or truncated data (a JPEG
+/// without its end is refused, as Pillow does, rather than decoded with grey rows).
+pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, ImageError> {
+    decode_oriented(bytes, limits).map(|(img, _)| img)
+}
+
+/// [`decode`], also returning the EXIF orientation (1 to 8) that was applied.
+///
+/// # Errors
+/// As [`decode`].
+pub fn decode_oriented(bytes: &[u8], limits: &DecodeLimits) -> Result<(RgbImage, u8), ImageError> {
+    if bytes.is_empty() {
+        return Err(ImageError::Empty);
+    }
+    let len = bytes.len() as u64;
+    if len > limits.max_bytes {
+        return Err(ImageError::TooManyBytes {
+            len,
+            max: limits.max_bytes,
+        });
+    }
+    let header = probe(Cursor::new(bytes), limits)?;
+    check_complete(bytes, header.format)?;
+    let (width, height) = header.stored_size();
+    let pixels = u64::from(width) * u64::from(height);
+
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), header.format);
     let mut image_limits = image::Limits::default();
     // The header was checked above; these limits make the decoder hold to it (a frame larger
     // than the header says is refused) and bound what it may allocate: 8 bytes a pixel covers
@@ -97,14 +217,21 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, ImageErro
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let mut img = match DynamicImage::from_decoder(decoder) {
         Ok(img) => img,
-        Err(image::ImageError::Limits(_)) => return Err(too_many),
+        Err(image::ImageError::Limits(l))
+            if l.kind() == image::error::LimitErrorKind::DimensionError =>
+        {
+            return Err(ImageError::Corrupt(format!(
+                "the image holds a frame larger than the {width}x{height} pixels its header declares"
+            )));
+        }
         Err(e) => return Err(from_image_error(e)),
     };
     img.apply_orientation(orientation);
-    Ok(match img {
+    let img = match img {
         DynamicImage::ImageRgb8(rgb) => rgb,
         other => other.to_rgb8(),
-    })
+    };
+    Ok((img, orientation.to_exif()))
 }
 
 /// Reads and decodes an image file; see [`decode`].
@@ -132,8 +259,207 @@ fn from_image_error(e: image::ImageError) -> ImageError {
         image::ImageError::Unsupported(u) => ImageError::UnsupportedFormat {
             format: Some(u.to_string()),
         },
+        image::ImageError::Limits(l) => ImageError::TooLarge(l.to_string()),
         other => ImageError::Corrupt(other.to_string()),
     }
+}
+
+/// Checks that an encoded image is complete, by walking its structure (no decoding): a JPEG's
+/// segments up to the end-of-image marker, a PNG's chunks (lengths and CRCs) up to `IEND`, a
+/// GIF's blocks up to its trailer, a WebP's RIFF length. Decoders fill what is missing of a
+/// truncated JPEG with grey rows and report nothing; this is what catches it. Other formats
+/// pass.
+///
+/// # Errors
+/// [`ImageError::Corrupt`] saying what is missing or wrong.
+pub fn check_complete(bytes: &[u8], format: ImageFormat) -> Result<(), ImageError> {
+    let result = match format {
+        ImageFormat::Jpeg => jpeg_complete(bytes),
+        ImageFormat::Png => png_complete(bytes),
+        ImageFormat::Gif => gif_complete(bytes),
+        ImageFormat::WebP => webp_complete(bytes),
+        _ => Ok(()),
+    };
+    result.map_err(|why| ImageError::Corrupt(format!("{format:?}: {why}")))
+}
+
+fn jpeg_complete(b: &[u8]) -> Result<(), String> {
+    const TRUNCATED: &str = "truncated: the file ends before its end-of-image marker";
+    if b.len() < 4 || b[0] != 0xFF || b[1] != 0xD8 {
+        return Err("no start-of-image marker".into());
+    }
+    let mut i = 2;
+    loop {
+        // Fill bytes (0xFF) may precede a marker.
+        if i >= b.len() {
+            return Err(TRUNCATED.into());
+        }
+        if b[i] != 0xFF {
+            return Err(format!("expected a marker at byte {i}"));
+        }
+        while i < b.len() && b[i] == 0xFF {
+            i += 1;
+        }
+        let Some(&marker) = b.get(i) else {
+            return Err(TRUNCATED.into());
+        };
+        i += 1;
+        match marker {
+            0xD9 => return Ok(()),
+            0x01 | 0xD0..=0xD7 | 0xD8 => continue,
+            0x00 => return Err(format!("stray 0xFF00 at byte {}", i - 2)),
+            _ => {}
+        }
+        let Some(len) = b
+            .get(i..i + 2)
+            .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])))
+        else {
+            return Err(TRUNCATED.into());
+        };
+        if len < 2 {
+            return Err(format!("segment length {len} at byte {i}"));
+        }
+        i += len;
+        if i > b.len() {
+            return Err(TRUNCATED.into());
+        }
+        if marker == 0xDA {
+            // Entropy-coded data: runs until a marker other than a stuffed 0xFF00 or a restart.
+            loop {
+                let Some(p) = b[i..].iter().position(|&c| c == 0xFF) else {
+                    return Err(TRUNCATED.into());
+                };
+                i += p;
+                let mut j = i + 1;
+                while j < b.len() && b[j] == 0xFF {
+                    j += 1;
+                }
+                match b.get(j) {
+                    None => return Err(TRUNCATED.into()),
+                    Some(0x00 | 0xD0..=0xD7) => i = j + 1,
+                    Some(_) => break,
+                }
+            }
+        }
+    }
+}
+
+fn png_complete(b: &[u8]) -> Result<(), String> {
+    const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+    if !b.starts_with(SIGNATURE) {
+        return Err("no PNG signature".into());
+    }
+    let mut i = SIGNATURE.len();
+    loop {
+        let Some(head) = b.get(i..i + 8) else {
+            return Err("truncated: the file ends before its IEND chunk".into());
+        };
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let kind = &head[4..8];
+        let end = (i + 8)
+            .checked_add(len)
+            .and_then(|e| e.checked_add(4))
+            .filter(|&e| e <= b.len())
+            .ok_or_else(|| {
+                format!(
+                    "truncated: chunk {} at byte {i} runs past the end of the file",
+                    String::from_utf8_lossy(kind)
+                )
+            })?;
+        let crc = u32::from_be_bytes([b[end - 4], b[end - 3], b[end - 2], b[end - 1]]);
+        if crc32(&b[i + 4..end - 4]) != crc {
+            return Err(format!(
+                "chunk {} at byte {i} fails its CRC",
+                String::from_utf8_lossy(kind)
+            ));
+        }
+        if kind == b"IEND" {
+            return Ok(());
+        }
+        i = end;
+    }
+}
+
+/// CRC-32 (ISO-HDLC), as PNG chunks use.
+fn crc32(bytes: &[u8]) -> u32 {
+    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut t = [0u32; 256];
+        for (n, slot) in t.iter_mut().enumerate() {
+            let mut c = n as u32;
+            for _ in 0..8 {
+                c = if c & 1 == 1 {
+                    0xedb8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+            }
+            *slot = c;
+        }
+        t
+    });
+    let mut crc = 0xffff_ffffu32;
+    for &byte in bytes {
+        crc = table[((crc ^ u32::from(byte)) & 0xff) as usize] ^ (crc >> 8);
+    }
+    !crc
+}
+
+fn gif_complete(b: &[u8]) -> Result<(), String> {
+    const TRUNCATED: &str = "truncated: the file ends before its trailer";
+    if b.len() < 13 || !(b.starts_with(b"GIF87a") || b.starts_with(b"GIF89a")) {
+        return Err("no GIF header".into());
+    }
+    let colour_table = |flags: u8| {
+        if flags & 0x80 != 0 {
+            3usize << ((flags & 0x07) + 1)
+        } else {
+            0
+        }
+    };
+    let mut i = 13 + colour_table(b[10]);
+    // Data sub-blocks: a length byte, that many bytes, until a zero length.
+    let sub_blocks = |mut i: usize| -> Result<usize, String> {
+        loop {
+            let Some(&n) = b.get(i) else {
+                return Err(TRUNCATED.into());
+            };
+            i += 1 + usize::from(n);
+            if n == 0 {
+                return Ok(i);
+            }
+        }
+    };
+    loop {
+        match b.get(i) {
+            None => return Err(TRUNCATED.into()),
+            Some(0x3B) => return Ok(()),
+            Some(0x21) => i = sub_blocks(i + 2)?,
+            Some(0x2C) => {
+                let Some(&flags) = b.get(i + 9) else {
+                    return Err(TRUNCATED.into());
+                };
+                // Descriptor (10 bytes), local colour table, LZW minimum code size, data.
+                i = sub_blocks(i + 10 + colour_table(flags) + 1)?;
+            }
+            Some(other) => return Err(format!("unknown block 0x{other:02x} at byte {i}")),
+        }
+    }
+}
+
+fn webp_complete(b: &[u8]) -> Result<(), String> {
+    if b.len() < 12 || &b[..4] != b"RIFF" || &b[8..12] != b"WEBP" {
+        return Err("no RIFF WEBP header".into());
+    }
+    let size = u64::from(u32::from_le_bytes([b[4], b[5], b[6], b[7]]));
+    if (b.len() as u64) < size + 8 {
+        return Err(format!(
+            "truncated: the file has {} bytes, its RIFF header says {}",
+            b.len(),
+            size + 8
+        ));
+    }
+    Ok(())
 }
 
 /// Crops the box `(x, y, w, h)` (pixel coordinates, top-left origin) grown by `context` times
@@ -978,6 +1304,231 @@ mod tests {
         ));
         for e in [ImageError::Empty, ImageError::Corrupt("x".into())] {
             assert_eq!(e.fault(), crate::Fault::User);
+        }
+    }
+
+    #[test]
+    fn stored_rects_map_onto_the_displayed_image_for_every_orientation() {
+        // A 7x4 stored image, black with one white 2x1 block at (1, 2); each orientation turns
+        // it as `DynamicImage::apply_orientation` does, and the mapped rectangle finds the block.
+        let (sw, sh) = (7u32, 4u32);
+        let stored = RgbImage::from_fn(sw, sh, |x, y| {
+            if (1..3).contains(&x) && y == 2 {
+                image::Rgb([255, 255, 255])
+            } else {
+                image::Rgb([0, 0, 0])
+            }
+        });
+        for o in 1..=8u8 {
+            let mut img = DynamicImage::ImageRgb8(stored.clone());
+            img.apply_orientation(Orientation::from_exif(o).unwrap());
+            let img = img.to_rgb8();
+            assert_eq!(img.dimensions(), stored_size(sw, sh, o), "orientation {o}");
+            let [x, y, w, h] = stored_rect_to_displayed([1.0, 2.0, 2.0, 1.0], o, 7.0, 4.0);
+            let white: Vec<(u32, u32)> = img
+                .enumerate_pixels()
+                .filter(|(_, _, p)| p.0 == [255, 255, 255])
+                .map(|(x, y, _)| (x, y))
+                .collect();
+            let inside: Vec<(u32, u32)> = img
+                .enumerate_pixels()
+                .filter(|(px, py, _)| {
+                    let (px, py) = (*px as f32 + 0.5, *py as f32 + 0.5);
+                    px > x && px < x + w && py > y && py < y + h
+                })
+                .map(|(x, y, _)| (x, y))
+                .collect();
+            assert_eq!(white, inside, "orientation {o}");
+        }
+    }
+
+    #[test]
+    fn the_header_gives_the_displayed_size_and_the_orientation() {
+        let jpeg = encode(&rgb_test_image(40, 20), image::ImageFormat::Jpeg);
+        let limits = DecodeLimits::default();
+        for (o, size) in [(1, (40, 20)), (3, (40, 20)), (6, (20, 40)), (8, (20, 40))] {
+            let bytes = with_exif_orientation(&jpeg, o);
+            let h = probe(Cursor::new(&bytes), &limits).unwrap();
+            assert_eq!(
+                (h.width, h.height, h.orientation),
+                (size.0, size.1, o as u8)
+            );
+            let (img, applied) = decode_oriented(&bytes, &limits).unwrap();
+            assert_eq!((img.dimensions(), applied), (size, o as u8));
+        }
+    }
+
+    #[test]
+    fn a_truncated_jpeg_is_refused_rather_than_filled_with_grey() {
+        let limits = DecodeLimits::default();
+        let noisy = RgbImage::from_fn(256, 192, |x, y| {
+            let v = (x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503)) as u8;
+            image::Rgb([v, v.wrapping_mul(3), v ^ 0x5a])
+        });
+        let jpeg = encode(&DynamicImage::ImageRgb8(noisy), image::ImageFormat::Jpeg);
+        check_complete(&jpeg, ImageFormat::Jpeg).unwrap();
+        check_complete(&cmyk_jpeg(), ImageFormat::Jpeg).unwrap();
+        check_complete(&with_exif_orientation(&jpeg, 6), ImageFormat::Jpeg).unwrap();
+        for cut in [jpeg.len() / 3, jpeg.len() / 2, jpeg.len() - 2] {
+            match decode(&jpeg[..cut], &limits) {
+                Err(ImageError::Corrupt(m)) => assert!(m.contains("truncated"), "{m}"),
+                other => panic!("cut at {cut}: {other:?}"),
+            }
+        }
+        // Truncated PNG, GIF and WebP are caught by the same structural check.
+        let img = rgb_test_image(9, 5);
+        let png = encode(&img, image::ImageFormat::Png);
+        check_complete(&png, ImageFormat::Png).unwrap();
+        assert!(check_complete(&png[..png.len() - 6], ImageFormat::Png).is_err());
+        let mut gif = Vec::new();
+        image::codecs::gif::GifEncoder::new(&mut gif)
+            .encode_frame(image::Frame::new(image::RgbaImage::from_pixel(
+                6,
+                3,
+                image::Rgba([1, 2, 3, 255]),
+            )))
+            .unwrap();
+        // The encoder writes the trailer when dropped.
+        check_complete(&gif, ImageFormat::Gif).unwrap();
+        assert!(check_complete(&gif[..gif.len() - 1], ImageFormat::Gif).is_err());
+        let mut webp = Vec::new();
+        image::codecs::webp::WebPEncoder::new_lossless(&mut webp)
+            .encode(img.as_bytes(), 9, 5, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        check_complete(&webp, ImageFormat::WebP).unwrap();
+        assert!(check_complete(&webp[..webp.len() - 3], ImageFormat::WebP).is_err());
+    }
+
+    #[test]
+    fn decoder_memory_limits_are_too_large_not_corrupt() {
+        let e = from_image_error(image::ImageError::Limits(
+            image::error::LimitError::from_kind(image::error::LimitErrorKind::InsufficientMemory),
+        ));
+        assert!(matches!(e, ImageError::TooLarge(_)), "{e:?}");
+    }
+
+    #[test]
+    fn a_gif_frame_larger_than_its_screen_is_named_as_such() {
+        let mut gif = Vec::new();
+        {
+            let mut enc = image::codecs::gif::GifEncoder::new(&mut gif);
+            enc.encode_frame(image::Frame::new(image::RgbaImage::from_pixel(
+                8,
+                8,
+                image::Rgba([255, 0, 0, 255]),
+            )))
+            .unwrap();
+        }
+        // Logical screen 1x1, and the frame descriptor claims 65535x65535.
+        gif[6..10].copy_from_slice(&[1, 0, 1, 0]);
+        let at = gif
+            .windows(9)
+            .position(|w| w == [0x2c, 0, 0, 0, 0, 8, 0, 8, 0])
+            .expect("the image descriptor");
+        gif[at + 5..at + 9].copy_from_slice(&[0xff; 4]);
+        let err = decode(&gif, &DecodeLimits::default()).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            !matches!(err, ImageError::TooManyPixels { .. })
+                && (msg.contains("frame") || matches!(err, ImageError::TooLarge(_))),
+            "{err:?}"
+        );
+    }
+
+    // ---- property tests: any bytes decode or fail with a clear error, never a panic.
+    // 10,000 cases each.
+
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn config() -> proptest::test_runner::Config {
+            proptest::test_runner::Config {
+                cases: 10_000,
+                failure_persistence: None,
+                ..Default::default()
+            }
+        }
+
+        /// Small enough that a mutated header cannot make a case slow.
+        const LIMITS: DecodeLimits = DecodeLimits {
+            max_pixels: 1 << 18,
+            max_bytes: 1 << 20,
+        };
+
+        fn samples() -> &'static [Vec<u8>] {
+            static SAMPLES: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+            SAMPLES.get_or_init(make_samples)
+        }
+
+        fn make_samples() -> Vec<Vec<u8>> {
+            let img = rgb_test_image(16, 12);
+            let jpeg = encode(&img, image::ImageFormat::Jpeg);
+            let mut gif = Vec::new();
+            image::codecs::gif::GifEncoder::new(&mut gif)
+                .encode_frame(image::Frame::new(img.to_rgba8()))
+                .unwrap();
+            let mut webp = Vec::new();
+            image::codecs::webp::WebPEncoder::new_lossless(&mut webp)
+                .encode(img.as_bytes(), 16, 12, image::ExtendedColorType::Rgb8)
+                .unwrap();
+            vec![
+                encode(&img, image::ImageFormat::Png),
+                with_exif_orientation(&jpeg, 6),
+                jpeg,
+                gif,
+                webp,
+                cmyk_jpeg(),
+            ]
+        }
+
+        fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
+            match decode_oriented(bytes, &LIMITS) {
+                Ok((img, o)) => {
+                    prop_assert!(
+                        u64::from(img.width()) * u64::from(img.height()) <= LIMITS.max_pixels
+                    );
+                    prop_assert!((1..=8).contains(&o));
+                }
+                Err(e) => prop_assert!(!e.to_string().is_empty()),
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn arbitrary_bytes_decode_or_fail_cleanly(
+                magic in prop::sample::select(vec![
+                    &b""[..], b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF89a",
+                    b"RIFF\x10\x00\x00\x00WEBPVP8L",
+                ]),
+                tail in prop::collection::vec(any::<u8>(), 0..256),
+            ) {
+                let mut bytes = magic.to_vec();
+                bytes.extend(tail);
+                check(&bytes)?;
+            }
+
+            #[test]
+            fn mutated_png_jpeg_gif_webp_decode_or_fail_cleanly(
+                which in 0usize..6,
+                // Mostly the first 64 bytes: the headers.
+                flips in prop::collection::vec((0usize..64, 0usize..4096, any::<u8>()), 1..6),
+                cut in prop::option::of(any::<prop::sample::Index>()),
+            ) {
+                let mut bytes = samples()[which].clone();
+                for (head, anywhere, value) in flips {
+                    let at = if value % 4 == 0 { anywhere } else { head } % bytes.len();
+                    bytes[at] = value;
+                }
+                if let Some(cut) = cut {
+                    bytes.truncate(cut.index(bytes.len() + 1));
+                }
+                check(&bytes)?;
+            }
         }
     }
 

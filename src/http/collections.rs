@@ -5,7 +5,12 @@
 //! failures (a moved or changed file) are a clean 409 rather than a broken download. The
 //! archive is written on the blocking pool into a bounded channel that the response body
 //! drains: memory stays flat whatever the export's size, and a client that goes away stops the
-//! writer at its next chunk.
+//! writer at its next chunk. A client that stops reading for `limits.export_send_timeout_secs`
+//! has its export abandoned (the archive is left unfinished and the thread freed).
+//!
+//! Images are exported redacted (as `/image` serves them to a searcher) unless the caller asks
+//! for `unredacted=true`, which needs the `view_unredacted` permission; the audit entry says
+//! `unredacted: true` only when original images with sensitive regions went out.
 
 use std::io::Write;
 
@@ -24,7 +29,7 @@ use super::auth::Caller;
 use super::search::{SearchBody, run_search};
 use super::{ApiError, AppState, ErrorBody, Permission, blocking};
 use crate::collections::{Collection, CollectionSummary};
-use crate::export::{self, ArchiveFormat, DatasetFormat, Provenance};
+use crate::export::{self, ArchiveFormat, DatasetFormat, ImageMode, Provenance};
 
 /// Default number of search results a collection or export takes.
 const DEFAULT_MAX_RESULTS: usize = 100;
@@ -236,6 +241,9 @@ pub struct ExportQuery {
     pub format: Option<String>,
     /// `zip` (default) or `tar`.
     pub archive: Option<String>,
+    /// Export the original images with sensitive regions unredacted (roles with
+    /// `view_unredacted` only; audited).
+    pub unredacted: Option<bool>,
 }
 
 impl ExportQuery {
@@ -262,6 +270,7 @@ impl ExportQuery {
     responses(
         (status = 200, description = "the archive, streamed", content_type = "application/zip", body = Vec<u8>),
         (status = 400, description = "bad format or archive", body = ErrorBody),
+        (status = 403, description = "unredacted=true without the view_unredacted permission", body = ErrorBody),
         (status = 404, description = "no such collection", body = ErrorBody),
         (status = 409, description = "an image file is missing or changed", body = ErrorBody),
     ))]
@@ -274,14 +283,14 @@ pub async fn export_collection(
     caller.require(&state, Permission::Export, "export").await?;
     let Query(q) = q?;
     let (format, archive) = q.parse()?;
+    let unredacted = wants_unredacted(&state, &caller, q.unredacted).await?;
     let c = state.collections().get(&name)?;
     let records = records_of(&state, c.ids.clone()).await?;
     let source = serde_json::json!({ "collection": c.name, "description": c.description });
     stream_export(
         &state,
         records,
-        format,
-        archive,
+        (format, archive, unredacted),
         source,
         &caller,
         &format!("{name}-{format}"),
@@ -301,6 +310,9 @@ pub struct ExportSearch {
     pub format: Option<String>,
     /// `zip` (default) or `tar`.
     pub archive: Option<String>,
+    /// Export the original images with sensitive regions unredacted (roles with
+    /// `view_unredacted` only; audited).
+    pub unredacted: Option<bool>,
 }
 
 /// Exports the results of a search as a data set.
@@ -308,6 +320,7 @@ pub struct ExportSearch {
     responses(
         (status = 200, description = "the archive, streamed", content_type = "application/zip", body = Vec<u8>),
         (status = 400, description = "bad search, format or archive", body = ErrorBody),
+        (status = 403, description = "unredacted=true without the view_unredacted permission", body = ErrorBody),
         (status = 409, description = "an image file is missing or changed", body = ErrorBody),
     ))]
 pub async fn export_search(
@@ -320,21 +333,38 @@ pub async fn export_search(
     let (format, archive) = ExportQuery {
         format: body.format.clone(),
         archive: body.archive.clone(),
+        unredacted: None,
     }
     .parse()?;
+    let unredacted = wants_unredacted(&state, &caller, body.unredacted).await?;
     let ids = search_ids(&state, &body.search, body.max_results).await?;
     let records = records_of(&state, ids).await?;
     let source = serde_json::json!({ "search": body.search, "max_results": body.max_results });
     stream_export(
         &state,
         records,
-        format,
-        archive,
+        (format, archive, unredacted),
         source,
         &caller,
         &format!("search-{format}"),
     )
     .await
+}
+
+/// Whether the caller may and does ask for unredacted images (403, audited, when asking
+/// without the permission).
+async fn wants_unredacted(
+    state: &AppState,
+    caller: &Caller,
+    asked: Option<bool>,
+) -> Result<bool, ApiError> {
+    if asked != Some(true) {
+        return Ok(false);
+    }
+    caller
+        .require(state, Permission::ViewUnredacted, "export_unredacted")
+        .await?;
+    Ok(true)
 }
 
 fn check_count(state: &AppState, n: usize) -> Result<(), ApiError> {
@@ -418,8 +448,7 @@ async fn records_of(state: &AppState, ids: Vec<String>) -> Result<Vec<Record>, A
 async fn stream_export(
     state: &AppState,
     records: Vec<Record>,
-    format: DatasetFormat,
-    archive: ArchiveFormat,
+    (format, archive, unredacted): (DatasetFormat, ArchiveFormat, bool),
     source: serde_json::Value,
     caller: &Caller,
     stem: &str,
@@ -429,42 +458,64 @@ async fn stream_export(
         created: Utc::now(),
         requested_by: caller.principal.account.clone(),
         source: source.clone(),
+        // Not the data directory: where the library lives is not the recipient's business.
         library: serde_json::json!({
-            "data_dir": info.data_dir,
             "records": info.records,
             "format_version": info.format_version,
         }),
         model: info.model,
         format,
+        images_redacted: !unredacted,
         records: Vec::new(),
+    };
+    let mode = if unredacted {
+        ImageMode::Originals
+    } else {
+        ImageMode::Redacted {
+            redaction: state.redaction().clone(),
+            limits: models::preprocess::DecodeLimits {
+                max_pixels: state.limits().max_image_pixels,
+                ..Default::default()
+            },
+        }
     };
     let records = blocking(move || {
         export::check_export(&records, format)?;
         Ok(records)
     })
     .await?;
-    // Recorded before the first byte leaves.
-    caller
-        .audit(
-            state,
-            "export",
-            Some(serde_json::json!({ "source": source, "format": format, "archive": archive })),
-            records.iter().map(|r| r.id.clone()).collect(),
-        )
-        .await?;
+    // Recorded before the first byte leaves; `unredacted` only when originals with sensitive
+    // regions go out.
+    let sensitive = records.iter().any(|r| state.redaction().applies_to(r));
+    let mut entry = caller.entry("export");
+    entry.query = Some(serde_json::json!({
+        "source": source,
+        "format": format,
+        "archive": archive,
+        "redacted": !unredacted,
+    }));
+    entry.records = records.iter().map(|r| r.id.clone()).collect();
+    entry.unredacted = unredacted && sensitive;
+    caller.write(state, entry).await?;
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    let wait = state.limits().export_send_timeout();
+    let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let mut writer = ChannelWriter {
             tx: tx.clone(),
             buf: Vec::with_capacity(CHUNK),
+            runtime,
+            wait,
         };
-        let result = export::write_dataset(&mut writer, &records, format, archive, &provenance)
-            .map_err(|e| e.to_string())
-            .and_then(|()| writer.flush().map_err(|e| e.to_string()));
+        let result =
+            export::write_dataset_as(&mut writer, &records, format, archive, &provenance, &mode)
+                .map_err(|e| e.to_string())
+                .and_then(|()| writer.flush().map_err(|e| e.to_string()));
         if let Err(e) = result {
             tracing::error!(error = %e, "export failed while streaming");
             // The status is already sent: breaking the body is the only honest signal left.
-            let _ = tx.blocking_send(Err(std::io::Error::other(e)));
+            // Never wait for a client that stopped reading.
+            let _ = tx.try_send(Err(std::io::Error::other(e)));
         }
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -475,6 +526,10 @@ async fn stream_export(
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(archive.content_type()),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
     );
     let disposition = format!(
         "attachment; filename=\"{stem}.{}\"",
@@ -489,10 +544,13 @@ async fn stream_export(
 
 const CHUNK: usize = 64 * 1024;
 
-/// `Write` into the response body's channel, in chunks of [`CHUNK`] bytes.
+/// `Write` into the response body's channel, in chunks of [`CHUNK`] bytes. A chunk the client
+/// does not take within `wait` fails the write (the export is abandoned).
 struct ChannelWriter {
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
     buf: Vec<u8>,
+    runtime: tokio::runtime::Handle,
+    wait: std::time::Duration,
 }
 
 impl ChannelWriter {
@@ -501,8 +559,20 @@ impl ChannelWriter {
             return Ok(());
         }
         let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
-        self.tx.blocking_send(Ok(chunk)).map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
+        let sent = self
+            .runtime
+            .block_on(self.tx.send_timeout(Ok(chunk), self.wait));
+        sent.map_err(|e| match e {
+            mpsc::error::SendTimeoutError::Timeout(_) => std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "the client read nothing for {} s; export abandoned",
+                    self.wait.as_secs()
+                ),
+            ),
+            mpsc::error::SendTimeoutError::Closed(_) => {
+                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
+            }
         })
     }
 }
@@ -518,5 +588,50 @@ impl Write for ChannelWriter {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.send()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_client_abandons_the_export_after_the_send_timeout() {
+        // One chunk fits the channel; the client never reads, so the second chunk waits.
+        let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+        let runtime = tokio::runtime::Handle::current();
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut w = ChannelWriter {
+                tx,
+                buf: Vec::new(),
+                runtime,
+                wait: std::time::Duration::from_millis(200),
+            };
+            let chunk = vec![7u8; CHUNK];
+            w.write_all(&chunk)?;
+            w.write_all(&chunk)
+        });
+        let err = writer.await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+        assert!(err.to_string().contains("abandoned"), "{err}");
+        drop(rx);
+
+        // A client that goes away stops the writer at once.
+        let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+        drop(rx);
+        let runtime = tokio::runtime::Handle::current();
+        let err = tokio::task::spawn_blocking(move || {
+            let mut w = ChannelWriter {
+                tx,
+                buf: Vec::new(),
+                runtime,
+                wait: std::time::Duration::from_secs(3600),
+            };
+            w.write_all(&vec![0u8; CHUNK])
+        })
+        .await
+        .unwrap()
+        .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe);
     }
 }

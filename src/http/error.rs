@@ -168,7 +168,9 @@ impl From<ExportError> for ApiError {
 impl From<models::ImageError> for ApiError {
     fn from(e: models::ImageError) -> Self {
         match &e {
-            models::ImageError::TooManyPixels { .. } | models::ImageError::TooManyBytes { .. } => {
+            models::ImageError::TooManyPixels { .. }
+            | models::ImageError::TooManyBytes { .. }
+            | models::ImageError::TooLarge(_) => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
             }
             _ => Self::by_fault(e.fault(), "bad_image", e),

@@ -6,25 +6,29 @@
 //! with [`Permission::ViewUnredacted`], and the audit entry says so.
 //!
 //! The library does not copy images: they are read from the images folder the record was
-//! ingested from. A record's id is the hash of its image bytes, so whatever is served for an id
-//! never changes and may be cached by the client.
-
-use std::path::PathBuf;
+//! ingested from, and served only while the file still has the sha256 the record was made
+//! from (409 otherwise: a replaced file could show a face where the record has no box) and
+//! still lies inside that folder (a symbolic link to elsewhere is not followed). Responses are
+//! `Cache-Control: private, no-store`: what is served depends on who asks (redacted or not).
+//!
+//! `GET /v1/records/{id}` shows server paths (`images_root`, `exports`) only to roles that may
+//! read the audit trail (auditors, admins); to others they are empty.
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use image::{ImageFormat, Rgb, RgbImage};
 use indexer::record::Record;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use utoipa::IntoParams;
 
 use super::auth::Caller;
 use super::{ApiError, AppState, ErrorBody, Permission, blocking};
 
-const CACHE: &str = "private, max-age=3600";
+const CACHE: &str = "private, no-store";
 
 async fn find(state: &AppState, id: String) -> Result<Record, ApiError> {
     let service = state.service().clone();
@@ -39,8 +43,57 @@ async fn find(state: &AppState, id: String) -> Result<Record, ApiError> {
     .await
 }
 
-fn image_path(record: &Record) -> PathBuf {
-    PathBuf::from(&record.images_root).join(&record.path)
+/// Reads a record's image file (inside its images folder) and checks it is still the one the
+/// record was made from. Blocking.
+fn read_verified(record: &Record) -> Result<Vec<u8>, ApiError> {
+    let root = std::path::Path::new(&record.images_root);
+    let gone = || {
+        ApiError::not_found(format!(
+            "the image file of record {} is no longer at {}",
+            record.id, record.path
+        ))
+    };
+    let path = match indexer::ingest::resolve_inside(root, &record.path) {
+        Ok(p) => p,
+        Err(reason) if reason.contains("missing") || reason.contains("images folder:") => {
+            return Err(gone());
+        }
+        Err(reason) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "image_unavailable",
+                format!(
+                    "the image of record {} cannot be served: {reason}",
+                    record.id
+                ),
+            ));
+        }
+    };
+    let changed = || {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "image_changed",
+            format!(
+                "the image file of record {} ({}) changed since it was ingested; re-ingest it",
+                record.id, record.path
+            ),
+        )
+    };
+    // The size first: a replaced file is not read whole to find out.
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.len() != record.bytes => return Err(changed()),
+        _ => {}
+    }
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(gone()),
+        Err(e) => return Err(ApiError::internal(format!("{}: {e}", path.display()))),
+    };
+    let digest = hex::encode(Sha256::digest(&bytes));
+    if !digest.eq_ignore_ascii_case(&record.sha256) {
+        return Err(changed());
+    }
+    Ok(bytes)
 }
 
 /// The full record: annotations, boxes, captions, every date, hashes.
@@ -58,10 +111,15 @@ pub async fn record(
     caller
         .require(&state, Permission::ViewRecord, "view_record")
         .await?;
-    let record = find(&state, id).await?;
+    let mut record = find(&state, id).await?;
     caller
         .audit(&state, "view_record", None, vec![record.id.clone()])
         .await?;
+    if !caller.principal.can(Permission::ReadAudit) {
+        // Where the library and its exports live on the server is not a searcher's business.
+        record.images_root = String::new();
+        record.exports = Vec::new();
+    }
     Ok(Json(record))
 }
 
@@ -110,6 +168,8 @@ pub struct ImageQuery {
     responses(
         (status = 200, description = "the image bytes", content_type = "image/*", body = Vec<u8>),
         (status = 404, description = "no such record, or its file is gone", body = ErrorBody),
+        (status = 409, description = "the image file changed since it was ingested, or is a link out of the images folder", body = ErrorBody),
+        (status = 413, description = "the image has more pixels than allowed", body = ErrorBody),
     ))]
 pub async fn image(
     State(state): State<AppState>,
@@ -131,30 +191,18 @@ pub async fn image(
         let record2 = record.clone();
         let (bytes, mime) = blocking(move || {
             let _permit = permit;
-            let mut img = open_image(&record2, &limits)?;
-            redaction.apply(&mut img, &record2);
-            let format = image::ImageFormat::from_path(&record2.path)
-                .ok()
-                .filter(|f| matches!(f, ImageFormat::Png | ImageFormat::WebP))
-                .map(|_| ImageFormat::Png)
-                .unwrap_or(ImageFormat::Jpeg);
+            let bytes = read_verified(&record2)?;
+            let (mut img, orientation) = models::preprocess::decode_oriented(&bytes, &limits)?;
+            redaction.apply(&mut img, &record2, orientation);
+            let format = redacted_format(&record2.path);
             Ok((encode(&img, format)?, format.to_mime_type()))
         })
         .await?;
         audit_view(&state, &caller, "view_image", &record, false).await?;
         return Ok(image_response(bytes, mime));
     }
-    let path = image_path(&record);
-    let bytes = match tokio::fs::read(&path).await {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ApiError::not_found(format!(
-                "the image file of record {} is no longer at {}",
-                record.id, record.path
-            )));
-        }
-        Err(e) => return Err(ApiError::internal(format!("{}: {e}", path.display()))),
-    };
+    let record2 = record.clone();
+    let bytes = blocking(move || read_verified(&record2)).await?;
     let mime = image::guess_format(&bytes)
         .map(|f| f.to_mime_type())
         .unwrap_or("application/octet-stream");
@@ -162,11 +210,25 @@ pub async fn image(
     Ok(image_response(bytes, mime))
 }
 
+/// The format a redacted image is re-encoded in: PNG for lossless sources (PNG, WebP), JPEG
+/// otherwise.
+pub fn redacted_format(path: &str) -> ImageFormat {
+    ImageFormat::from_path(path)
+        .ok()
+        .filter(|f| matches!(f, ImageFormat::Png | ImageFormat::WebP))
+        .map(|_| ImageFormat::Png)
+        .unwrap_or(ImageFormat::Jpeg)
+}
+
 fn image_response(bytes: Vec<u8>, mime: &'static str) -> Response {
     let mut resp = Body::from(bytes).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(CACHE));
+    h.insert(
+        header::VARY,
+        HeaderValue::from_static("Authorization, Cookie"),
+    );
     resp
 }
 
@@ -177,19 +239,14 @@ fn decode_limits(state: &AppState) -> models::preprocess::DecodeLimits {
     }
 }
 
+/// Reads (verified, see [`read_verified`]) and decodes a record's image; returns it with the
+/// EXIF orientation decoding applied.
 fn open_image(
     record: &Record,
     limits: &models::preprocess::DecodeLimits,
-) -> Result<RgbImage, ApiError> {
-    models::preprocess::open(&image_path(record), limits).map_err(|e| match e {
-        models::ImageError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-            ApiError::not_found(format!(
-                "the image file of record {} is no longer at {}",
-                record.id, record.path
-            ))
-        }
-        other => ApiError::from(other),
-    })
+) -> Result<(RgbImage, u8), ApiError> {
+    let bytes = read_verified(record)?;
+    Ok(models::preprocess::decode_oriented(&bytes, limits)?)
 }
 
 fn encode(img: &RgbImage, format: ImageFormat) -> Result<Vec<u8>, ApiError> {
@@ -218,6 +275,7 @@ pub struct ThumbnailQuery {
         (status = 200, description = "JPEG thumbnail", content_type = "image/jpeg", body = Vec<u8>),
         (status = 400, description = "bad size", body = ErrorBody),
         (status = 404, description = "no such record, or its file is gone", body = ErrorBody),
+        (status = 409, description = "the image file changed since it was ingested, or is a link out of the images folder", body = ErrorBody),
         (status = 413, description = "the image has more pixels than allowed", body = ErrorBody),
         (status = 503, description = "busy; retry", body = ErrorBody),
     ))]
@@ -247,9 +305,9 @@ pub async fn thumbnail(
     let record2 = record.clone();
     let jpeg = blocking(move || {
         let _permit = permit;
-        let mut img = open_image(&record2, &limits)?;
+        let (mut img, orientation) = open_image(&record2, &limits)?;
         if let Some(r) = redaction {
-            r.apply(&mut img, &record2);
+            r.apply(&mut img, &record2, orientation);
         }
         let thumb = render_thumbnail(&img, &record2, size, q.boxes.unwrap_or(false));
         encode(&thumb, ImageFormat::Jpeg)
@@ -363,6 +421,7 @@ mod tests {
             metadata: Default::default(),
             annotators: vec![],
             exports: vec![],
+            privacy: Default::default(),
         };
         let plain = render_thumbnail(&img, &record, 100, false);
         assert_eq!(plain.dimensions(), (100, 50));

@@ -9,4 +9,5 @@ mod fuzz;
 mod http;
 mod ingest;
 mod privacy;
+mod redaction;
 mod writers;

@@ -15,6 +15,7 @@ use serde_json::Value;
 use super::{ImageEntry, Problem, RawBox};
 use crate::IngestError;
 use crate::dates::parse_date;
+use crate::record::UncertainAnnotation;
 
 /// Image fields that have a place in the record; everything else goes to metadata.
 const KNOWN_IMAGE_FIELDS: [&str; 5] = ["id", "file_name", "width", "height", "date_captured"];
@@ -52,8 +53,38 @@ fn read_one(file: &Path, problems: &mut Vec<Problem>) -> Result<Vec<ImageEntry>,
         reason,
     };
     let bytes = std::fs::read(file).map_err(|e| unreadable(e.to_string()))?;
+    parse_export(&bytes, &shown, problems)
+}
+
+/// An integer id: a JSON integer, or a float that is exactly integral (`1.0`, as pandas and
+/// many JSON writers emit). Strings and fractions are not ids.
+fn as_id(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15)
+            .map(|f| f as i64)
+    })
+}
+
+/// Parses the text of one COCO export (`shown` names it in problems and errors). A UTF-8 byte
+/// order mark at the start is skipped.
+///
+/// # Errors
+/// [`IngestError::Unreadable`] when the bytes are not JSON or not a COCO object.
+pub fn parse_export(
+    bytes: &[u8],
+    shown: &str,
+    problems: &mut Vec<Problem>,
+) -> Result<Vec<ImageEntry>, IngestError> {
+    let unreadable = |reason: String| IngestError::Unreadable {
+        file: shown.to_owned(),
+        reason,
+    };
+    let bytes = bytes
+        .strip_prefix(b"\xEF\xBB\xBF".as_slice())
+        .unwrap_or(bytes);
     let root: Value =
-        serde_json::from_slice(&bytes).map_err(|e| unreadable(format!("malformed JSON: {e}")))?;
+        serde_json::from_slice(bytes).map_err(|e| unreadable(format!("malformed JSON: {e}")))?;
     let Some(root) = root.as_object() else {
         return Err(unreadable(
             "not a COCO export: top level is not an object".into(),
@@ -63,7 +94,7 @@ fn read_one(file: &Path, problems: &mut Vec<Problem>) -> Result<Vec<ImageEntry>,
         return Err(unreadable("not a COCO export: no \"images\" array".into()));
     };
     let problem = |item: String, reason: String| Problem {
-        file: shown.clone(),
+        file: shown.to_owned(),
         item,
         reason,
     };
@@ -79,8 +110,10 @@ fn read_one(file: &Path, problems: &mut Vec<Problem>) -> Result<Vec<ImageEntry>,
         .filter(|s| !s.trim().is_empty())
         .map(str::to_owned);
 
-    // Categories: id -> (name, supercategory).
+    // Categories: id -> (name, supercategory); a later definition of an id wins (as in
+    // pycocotools), and every other name an id was given is remembered.
     let mut categories: HashMap<i64, (String, Option<String>)> = HashMap::new();
+    let mut other_names: HashMap<i64, Vec<String>> = HashMap::new();
     for (i, cat) in root
         .get("categories")
         .and_then(Value::as_array)
@@ -89,7 +122,7 @@ fn read_one(file: &Path, problems: &mut Vec<Problem>) -> Result<Vec<ImageEntry>,
         .iter()
         .enumerate()
     {
-        let id = cat.get("id").and_then(Value::as_i64);
+        let id = cat.get("id").and_then(as_id);
         let name = cat.get("name").and_then(Value::as_str).map(str::trim);
         match (id, name) {
             (Some(id), Some(name)) if !name.is_empty() => {
@@ -99,6 +132,22 @@ fn read_one(file: &Path, problems: &mut Vec<Problem>) -> Result<Vec<ImageEntry>,
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
                     .map(str::to_owned);
+                if let Some((before, _)) = categories.get(&id)
+                    && before != name
+                {
+                    problems.push(problem(
+                        format!("categories[{i}]"),
+                        format!(
+                            "category id {id} is defined again, as {name:?} after {before:?}; \
+                             its boxes are labelled {name:?} and redacted wherever either name \
+                             is a sensitive label"
+                        ),
+                    ));
+                    let others = other_names.entry(id).or_default();
+                    if !others.contains(before) {
+                        others.push(before.clone());
+                    }
+                }
                 categories.insert(id, (name.to_owned(), sup));
             }
             _ => problems.push(problem(
@@ -112,7 +161,7 @@ fn read_one(file: &Path, problems: &mut Vec<Problem>) -> Result<Vec<ImageEntry>,
     let mut by_id: HashMap<i64, usize> = HashMap::new();
     let mut names: HashSet<String> = HashSet::new();
     for (i, img) in images.iter().enumerate() {
-        let id = img.get("id").and_then(Value::as_i64);
+        let id = img.get("id").and_then(as_id);
         let name = img
             .get("file_name")
             .and_then(Value::as_str)
@@ -170,7 +219,8 @@ fn read_one(file: &Path, problems: &mut Vec<Problem>) -> Result<Vec<ImageEntry>,
             captions: Vec::new(),
             metadata,
             annotators: contributor.iter().cloned().collect(),
-            exports: vec![shown.clone()],
+            exports: vec![shown.to_owned()],
+            uncertain: Vec::new(),
         });
     }
 
@@ -183,7 +233,7 @@ fn read_one(file: &Path, problems: &mut Vec<Problem>) -> Result<Vec<ImageEntry>,
         .enumerate()
     {
         let item = format!("annotations[{i}]");
-        let Some(image_id) = ann.get("image_id").and_then(Value::as_i64) else {
+        let Some(image_id) = ann.get("image_id").and_then(as_id) else {
             problems.push(problem(
                 item,
                 "annotation without an integer image_id".into(),
@@ -210,29 +260,48 @@ fn read_one(file: &Path, problems: &mut Vec<Problem>) -> Result<Vec<ImageEntry>,
         if ann.get("bbox").is_none() && ann.get("category_id").is_none() {
             continue;
         }
-        let Some(cat_id) = ann.get("category_id").and_then(Value::as_i64) else {
+        let bbox: Option<[f64; 4]> = ann
+            .get("bbox")
+            .and_then(Value::as_array)
+            .and_then(|a| a.iter().map(Value::as_f64).collect::<Option<Vec<f64>>>())
+            .and_then(|b| <[f64; 4]>::try_from(b).ok());
+        let region = bbox.map(|b| b.map(|v| v as f32));
+        let at = format!("{item} {}", entry.file_name);
+        // An annotation that cannot be read is kept as uncertain, so redaction fails closed.
+        let mut uncertain = |labels: Vec<String>, region: Option<[f32; 4]>, why: String| {
+            let consequence = super::fails_closed(&labels, region.is_some());
             problems.push(problem(
-                format!("{item} {}", entry.file_name),
-                "box without an integer category_id".into(),
+                at.clone(),
+                format!("{why}; box skipped, and {consequence}"),
             ));
+            entry.uncertain.push(UncertainAnnotation {
+                item: item.clone(),
+                labels,
+                region,
+                reason: why,
+            });
+        };
+        let cat_id = match ann.get("category_id") {
+            None | Some(Value::Null) => None,
+            Some(v) => as_id(v),
+        };
+        let Some(cat_id) = cat_id else {
+            uncertain(
+                Vec::new(),
+                region,
+                "box without an integer category_id".into(),
+            );
             continue;
         };
         let Some((label, supercategory)) = categories.get(&cat_id).cloned() else {
-            problems.push(problem(
-                format!("{item} {}", entry.file_name),
-                format!("unknown category id {cat_id}; box skipped"),
-            ));
+            uncertain(Vec::new(), region, format!("unknown category id {cat_id}"));
             continue;
         };
-        let bbox: Option<Vec<f64>> = ann
-            .get("bbox")
-            .and_then(Value::as_array)
-            .and_then(|a| a.iter().map(Value::as_f64).collect());
-        let Some([x, y, w, h]) = bbox.as_deref().and_then(|b| <[f64; 4]>::try_from(b).ok()) else {
-            problems.push(problem(
-                format!("{item} {}", entry.file_name),
-                "bbox is not an array of 4 numbers; box skipped".into(),
-            ));
+        let alt_labels = other_names.get(&cat_id).cloned().unwrap_or_default();
+        let Some([x, y, w, h]) = bbox else {
+            let mut labels = vec![label];
+            labels.extend(alt_labels);
+            uncertain(labels, None, "bbox is not an array of 4 numbers".into());
             continue;
         };
         let annotator = ["annotator", "created_by", "user"]
@@ -250,7 +319,280 @@ fn read_one(file: &Path, problems: &mut Vec<Problem>) -> Result<Vec<ImageEntry>,
             iscrowd: ann.get("iscrowd").and_then(Value::as_i64).unwrap_or(0) != 0,
             annotator,
             item: format!("{item} {}", entry.file_name),
+            alt_labels,
         });
     }
     Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    fn parse(v: &Value) -> (Vec<ImageEntry>, Vec<Problem>) {
+        let mut problems = Vec::new();
+        let entries = parse_export(&serde_json::to_vec(v).unwrap(), "x.json", &mut problems)
+            .expect("a COCO object");
+        (entries, problems)
+    }
+
+    fn export(categories: Value, annotations: Value) -> Value {
+        json!({
+            "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 80}],
+            "categories": categories,
+            "annotations": annotations,
+        })
+    }
+
+    #[test]
+    fn integral_float_ids_are_read_as_integers() {
+        let (entries, problems) = parse(&json!({
+            "images": [{"id": 1.0, "file_name": "a.jpg"}],
+            "categories": [{"id": 1.0, "name": "face"}],
+            "annotations": [{"image_id": 1.0, "category_id": 1.0, "bbox": [1, 2, 3, 4]}],
+        }));
+        assert_eq!(problems, vec![]);
+        assert_eq!(entries[0].boxes[0].label, "face");
+        assert!(entries[0].uncertain.is_empty());
+    }
+
+    #[test]
+    fn unreadable_annotations_are_kept_as_uncertain_and_reported() {
+        let (entries, problems) = parse(&export(
+            json!([{"id": 1, "name": "face"}]),
+            json!([
+                {"image_id": 1, "category_id": "1", "bbox": [1, 2, 3, 4]},
+                {"image_id": 1, "category_id": 1.5, "bbox": [1, 2, 3, 4]},
+                {"image_id": 1, "category_id": 1, "bbox": ["60", "30", "40", "40"]},
+                {"image_id": 1, "category_id": 9, "bbox": [5, 5, 5, 5]},
+                {"image_id": 1, "bbox": [5, 5, 5, 5]},
+            ]),
+        ));
+        let e = &entries[0];
+        assert!(e.boxes.is_empty());
+        let got: Vec<(Vec<String>, Option<[f32; 4]>)> = e
+            .uncertain
+            .iter()
+            .map(|u| (u.labels.clone(), u.region))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (vec![], Some([1.0, 2.0, 3.0, 4.0])),
+                (vec![], Some([1.0, 2.0, 3.0, 4.0])),
+                (vec!["face".to_owned()], None),
+                (vec![], Some([5.0, 5.0, 5.0, 5.0])),
+                (vec![], Some([5.0, 5.0, 5.0, 5.0])),
+            ]
+        );
+        assert_eq!(problems.len(), 5);
+        assert!(
+            problems[2].reason.contains("whole image is redacted"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_category_id_defined_twice_is_reported_and_keeps_both_names() {
+        let (entries, problems) = parse(&export(
+            json!([{"id": 1, "name": "face"}, {"id": 1, "name": "car"}]),
+            json!([{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4]}]),
+        ));
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].reason.contains("defined again"), "{problems:?}");
+        let b = &entries[0].boxes[0];
+        assert_eq!(b.label, "car");
+        assert_eq!(b.alt_labels, ["face"]);
+    }
+
+    #[test]
+    fn a_utf8_byte_order_mark_is_skipped() {
+        let mut bytes = b"\xEF\xBB\xBF".to_vec();
+        bytes.extend(serde_json::to_vec(&export(json!([]), json!([]))).unwrap());
+        let entries = parse_export(&bytes, "bom.json", &mut Vec::new()).unwrap();
+        assert_eq!(entries.len(), 1);
+    }
+
+    // ---- property tests: any input is read or refused cleanly, and no annotation is dropped
+    // without a word. 10,000 cases each.
+
+    fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: 10_000,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    /// A valid export with boxes, captions, categories and a bit of everything.
+    fn valid() -> Value {
+        json!({
+            "info": {"date_created": "2024-05-01", "contributor": "ann"},
+            "images": [
+                {"id": 1, "file_name": "a.jpg", "width": 100, "height": 80,
+                 "date_captured": "2024-01-02T03:04:05Z", "licence": 3},
+                {"id": 2, "file_name": "dir/b.png", "width": 10, "height": 10},
+                {"id": 3, "file_name": "c.jpg"}
+            ],
+            "categories": [
+                {"id": 1, "name": "face", "supercategory": "person"},
+                {"id": 2, "name": "car"},
+                {"id": 3, "name": "licence plate"}
+            ],
+            "annotations": [
+                {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20], "area": 400},
+                {"id": 2, "image_id": 1, "category_id": 2, "bbox": [0, 0, 50, 40], "iscrowd": 0},
+                {"id": 3, "image_id": 2, "category_id": 3, "bbox": [1.5, 2.5, 3, 4]},
+                {"id": 4, "image_id": 1, "caption": "a face near a car"},
+                {"id": 5, "image_id": 3, "category_id": 1, "bbox": [0, 0, 1, 1], "annotator": "x"}
+            ]
+        })
+    }
+
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            (-1e6f64..1e6).prop_map(|f| json!(f)),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f)
+                .map(Value::Number)
+                .unwrap_or(Value::Null)),
+            "[a-z0-9 ./\\\\\\x00-\\x1f\u{feff}]{0,12}".prop_map(Value::String),
+            Just(json!("1")),
+            Just(json!(1.0)),
+            Just(json!(["60", "30", "40", "40"])),
+        ]
+    }
+
+    fn any_json() -> impl Strategy<Value = Value> {
+        leaf().prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("[a-z_]{1,10}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    #[derive(Debug, Clone)]
+    enum Mutation {
+        Replace(usize, Value),
+        Remove(usize),
+        Duplicate(usize),
+    }
+
+    fn mutation() -> impl Strategy<Value = Mutation> {
+        prop_oneof![
+            (any::<usize>(), any_json()).prop_map(|(i, v)| Mutation::Replace(i, v)),
+            any::<usize>().prop_map(Mutation::Remove),
+            any::<usize>().prop_map(Mutation::Duplicate),
+        ]
+    }
+
+    fn count(v: &Value) -> usize {
+        1 + match v {
+            Value::Array(a) => a.iter().map(count).sum(),
+            Value::Object(o) => o.values().map(count).sum(),
+            _ => 0,
+        }
+    }
+
+    /// Applies `m` to the node of pre-order index `*k` (counting down); returns true once done.
+    fn apply(v: &mut Value, m: &Mutation, k: &mut usize) -> bool {
+        if *k == 0 {
+            match m {
+                Mutation::Replace(_, new) => *v = new.clone(),
+                Mutation::Remove(_) => match v {
+                    Value::Array(a) if !a.is_empty() => {
+                        a.pop();
+                    }
+                    Value::Object(o) => {
+                        let first = o.keys().next().cloned();
+                        if let Some(key) = first {
+                            o.remove(&key);
+                        }
+                    }
+                    _ => *v = Value::Null,
+                },
+                Mutation::Duplicate(_) => {
+                    if let Value::Array(a) = v
+                        && let Some(first) = a.first().cloned()
+                    {
+                        a.push(first);
+                    }
+                }
+            }
+            return true;
+        }
+        *k -= 1;
+        match v {
+            Value::Array(a) => a.iter_mut().any(|c| apply(c, m, k)),
+            Value::Object(o) => o.values_mut().any(|c| apply(c, m, k)),
+            _ => false,
+        }
+    }
+
+    fn mentions(item: &str, i: usize) -> bool {
+        let head = format!("annotations[{i}]");
+        item == head || item.starts_with(&format!("{head} "))
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn arbitrary_bytes_are_read_or_refused_cleanly(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let mut problems = Vec::new();
+            match parse_export(&bytes, "fuzz.json", &mut problems) {
+                Ok(_) => {}
+                Err(e) => prop_assert!(!e.to_string().is_empty()),
+            }
+        }
+
+        #[test]
+        fn mutated_exports_are_read_with_every_dropped_annotation_reported(
+            mutations in prop::collection::vec(mutation(), 1..5)
+        ) {
+            let mut doc = valid();
+            for m in &mutations {
+                let i = match m {
+                    Mutation::Replace(i, _) | Mutation::Remove(i) | Mutation::Duplicate(i) => *i,
+                };
+                let mut k = i % count(&doc);
+                apply(&mut doc, m, &mut k);
+            }
+            let bytes = serde_json::to_vec(&doc).unwrap();
+            let mut problems = Vec::new();
+            match parse_export(&bytes, "fuzz.json", &mut problems) {
+                Err(e) => {
+                    // Only a file that is not a COCO object at all is refused as a whole.
+                    let coco = doc.get("images").is_some_and(Value::is_array);
+                    prop_assert!(!coco, "refused a COCO object: {e}");
+                    prop_assert!(!e.to_string().is_empty());
+                }
+                Ok(entries) => {
+                    // Every annotation that names a box or category is a box, an uncertain
+                    // annotation (which redaction treats as possibly sensitive) or a problem.
+                    let anns = doc.get("annotations").and_then(Value::as_array).cloned().unwrap_or_default();
+                    for (i, ann) in anns.iter().enumerate() {
+                        if ann.get("bbox").is_none() && ann.get("category_id").is_none() {
+                            continue;
+                        }
+                        let as_box = entries.iter().flat_map(|e| &e.boxes).any(|b| mentions(&b.item, i));
+                        let reported = problems.iter().any(|p| mentions(&p.item, i));
+                        prop_assert!(as_box || reported, "annotations[{}] vanished: {}", i, ann);
+                    }
+                    for e in &entries {
+                        for u in &e.uncertain {
+                            prop_assert!(problems.iter().any(|p| p.item.starts_with(&u.item)));
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -12,7 +12,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::record::{BoundingBox, Dates, Record, record_id};
+use models::preprocess::{
+    DecodeLimits, check_complete, probe_file, stored_rect_to_displayed, stored_size,
+};
+
+use crate::record::{BoundingBox, Dates, Privacy, Record, UncertainAnnotation, record_id};
 
 pub mod coco;
 
@@ -50,6 +54,22 @@ pub struct RawBox {
     pub annotator: Option<String>,
     /// Where in the export it came from, for problem reports.
     pub item: String,
+    /// Other names the export gives the box's category id (a category id defined twice with
+    /// different names); the box is then redacted if any of its names is sensitive.
+    pub alt_labels: Vec<String>,
+}
+
+impl RawBox {
+    /// Every label the box may carry.
+    fn all_labels(&self) -> Vec<String> {
+        let mut labels = vec![self.label.clone()];
+        for l in &self.alt_labels {
+            if !labels.contains(l) {
+                labels.push(l.clone());
+            }
+        }
+        labels
+    }
 }
 
 /// An image as described by one or more exports, before its file is read.
@@ -75,6 +95,9 @@ pub struct ImageEntry {
     pub annotators: Vec<String>,
     /// Export files that mention it.
     pub exports: Vec<String>,
+    /// Annotations that could not be read; their `region`, when known, is as the export states
+    /// it and is placed on the image by [`build_record`].
+    pub uncertain: Vec<UncertainAnnotation>,
 }
 
 impl ImageEntry {
@@ -98,8 +121,14 @@ impl ImageEntry {
             }
         }
         self.exports.extend(other.exports);
+        self.uncertain.extend(other.uncertain);
     }
 }
+
+/// Most boxes (readable or not) one image may have. An image with more is withheld with a
+/// problem: keeping only the first ones could drop a sensitive box, and records, views and
+/// renders must stay small and fast.
+pub const MAX_BOXES_PER_IMAGE: usize = 2000;
 
 /// Facts read from an image file: hash, size, dimensions, file times.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,41 +137,66 @@ pub struct FileFacts {
     pub sha256: String,
     /// Size in bytes.
     pub bytes: u64,
-    /// Width from the header.
+    /// Width as displayed (after the EXIF orientation), from the header.
     pub width: u32,
-    /// Height from the header.
+    /// Height as displayed (after the EXIF orientation), from the header.
     pub height: u32,
+    /// EXIF orientation (1 to 8; 1 when the file has none).
+    pub orientation: u8,
     /// Creation time (modified time where the filesystem has none).
     pub created: Option<DateTime<Utc>>,
     /// Modified time.
     pub modified: Option<DateTime<Utc>>,
 }
 
-/// Reads an image file's facts without decoding its pixels.
+/// Reads an image file's facts without decoding its pixels: the header first (format, size,
+/// orientation, checked against `limits` before the rest of the file is read), then the bytes,
+/// which are hashed and checked to be complete (a truncated JPEG, PNG, GIF or WebP is refused,
+/// as Pillow refuses to load one).
 ///
 /// # Errors
-/// A human-readable reason: missing file, unreadable, or not an image header we understand.
-pub fn file_facts(path: &Path) -> Result<FileFacts, String> {
-    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+/// A human-readable reason: missing file, not a regular file, unreadable, too large, not an
+/// image header we understand, or truncated or corrupt data.
+pub fn file_facts(path: &Path, limits: &DecodeLimits) -> Result<FileFacts, String> {
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => "image file is missing".to_owned(),
         _ => format!("cannot read image file: {e}"),
     })?;
-    if bytes.is_empty() {
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() == 0 {
         return Err("image file is empty (0 bytes)".into());
     }
-    let (width, height) = image::ImageReader::new(std::io::Cursor::new(&bytes))
-        .with_guessed_format()
-        .map_err(|e| format!("cannot read image header: {e}"))?
-        .into_dimensions()
-        .map_err(|e| format!("not a readable image: {e}"))?;
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot stat image file: {e}"))?;
+    if meta.len() > limits.max_bytes {
+        return Err(format!(
+            "image file is {} bytes, more than the limit of {} bytes",
+            meta.len(),
+            limits.max_bytes
+        ));
+    }
+    let header = probe_file(path, limits).map_err(|e| match e {
+        models::ImageError::Io { source, .. } => format!("cannot read image file: {source}"),
+        models::ImageError::UnsupportedFormat { .. } => format!("not a readable image: {e}"),
+        other => other.to_string(),
+    })?;
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read image file: {e}"))?;
+    if bytes.len() as u64 > limits.max_bytes {
+        return Err(format!(
+            "image file is {} bytes, more than the limit of {} bytes",
+            bytes.len(),
+            limits.max_bytes
+        ));
+    }
+    check_complete(&bytes, header.format).map_err(|e| e.to_string())?;
     let modified = meta.modified().ok().map(DateTime::<Utc>::from);
     let created = meta.created().ok().map(DateTime::<Utc>::from).or(modified);
     Ok(FileFacts {
         sha256: hex::encode(Sha256::digest(&bytes)),
         bytes: bytes.len() as u64,
-        width,
-        height,
+        width: header.width,
+        height: header.height,
+        orientation: header.orientation,
         created,
         modified,
     })
@@ -166,60 +220,170 @@ pub fn resolve_image_path(root: &Path, file_name: &str) -> Result<PathBuf, Strin
     Ok(root.join(rel))
 }
 
-/// Checks boxes against the real image size: drops degenerate or fully outside boxes and clips
-/// partly outside ones, reporting each change.
+/// [`resolve_image_path`], then follows symbolic links and requires the file they lead to to be
+/// inside the images root too: a link inside the folder that points elsewhere is neither
+/// ingested nor served. Returns the resolved (canonical) path.
+///
+/// # Errors
+/// A reason when the path escapes the root (by name or by a link) or the file is missing.
+pub fn resolve_inside(root: &Path, file_name: &str) -> Result<PathBuf, String> {
+    let joined = resolve_image_path(root, file_name)?;
+    let root = root
+        .canonicalize()
+        .map_err(|e| format!("cannot resolve the images folder: {e}"))?;
+    let real = joined.canonicalize().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => "image file is missing".to_owned(),
+        _ => format!("cannot read image file: {e}"),
+    })?;
+    if !real.starts_with(&root) {
+        return Err(format!(
+            "file_name {file_name:?} is a link to a file outside the images folder"
+        ));
+    }
+    Ok(real)
+}
+
+/// Where a rectangle of the export lies on the displayed image.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Placement {
+    /// Inside the displayed image, clipped to it (`true` when clipping changed it).
+    Displayed([f32; 4], bool),
+    /// Only inside the stored pixels (before the EXIF orientation): turned with the image.
+    Turned([f32; 4]),
+    /// Not on the image at all (or no area, or not finite).
+    Outside,
+}
+
+/// How far (in pixels) a box may reach past an edge and still count as drawn inside it.
+const EDGE_SLACK: f32 = 1.0;
+
+fn place(rect: [f32; 4], width: u32, height: u32, orientation: u8) -> Placement {
+    let [x, y, w, h] = rect;
+    if !rect.iter().all(|v| v.is_finite()) || w <= 0.0 || h <= 0.0 {
+        return Placement::Outside;
+    }
+    let fits = |bw: f32, bh: f32| {
+        x >= -EDGE_SLACK && y >= -EDGE_SLACK && x + w <= bw + EDGE_SLACK && y + h <= bh + EDGE_SLACK
+    };
+    let (iw, ih) = (width as f32, height as f32);
+    let (sw, sh) = stored_size(width, height, orientation);
+    let turned = orientation != 1 && !fits(iw, ih) && fits(sw as f32, sh as f32);
+    let r = if turned {
+        stored_rect_to_displayed(rect, orientation, sw as f32, sh as f32)
+    } else {
+        rect
+    };
+    let (x0, y0) = (r[0].max(0.0), r[1].max(0.0));
+    let (x1, y1) = ((r[0] + r[2]).min(iw), (r[1] + r[3]).min(ih));
+    if x1 <= x0 || y1 <= y0 {
+        return Placement::Outside;
+    }
+    let placed = [x0, y0, x1 - x0, y1 - y0];
+    if turned {
+        Placement::Turned(placed)
+    } else {
+        Placement::Displayed(placed, placed != r)
+    }
+}
+
+/// What an unreadable or unplaceable annotation means for serving, for problem reports.
+fn fails_closed(labels: &[String], placed: bool) -> String {
+    let what = if labels.is_empty() {
+        "any label".to_owned()
+    } else {
+        labels
+            .iter()
+            .map(|l| format!("{l:?}"))
+            .collect::<Vec<_>>()
+            .join(" or ")
+    };
+    if placed {
+        format!("its region is redacted wherever {what} is a sensitive label")
+    } else {
+        format!("the whole image is redacted wherever {what} is a sensitive label")
+    }
+}
+
+/// Checks boxes against the real (displayed) image size: drops degenerate or fully outside
+/// boxes and clips partly outside ones, reporting each change. On an image with an EXIF
+/// orientation, a box that fits the stored pixels but not the displayed image was drawn on the
+/// stored pixels and is turned with the image (reported). A dropped box is returned as an
+/// [`UncertainAnnotation`] (it may have been a face), and so is a box whose category id has
+/// several names.
 pub fn validate_boxes(
     boxes: Vec<RawBox>,
     width: u32,
     height: u32,
+    orientation: u8,
     file: &str,
     problems: &mut Vec<Problem>,
-) -> Vec<BoundingBox> {
-    let (iw, ih) = (width as f32, height as f32);
+) -> (Vec<BoundingBox>, Vec<UncertainAnnotation>) {
     let mut kept = Vec::with_capacity(boxes.len());
+    let mut uncertain = Vec::new();
     for b in boxes {
-        let finite = [b.x, b.y, b.w, b.h].iter().all(|v| v.is_finite());
-        if !finite || b.w <= 0.0 || b.h <= 0.0 {
-            problems.push(Problem {
-                file: file.to_owned(),
-                item: b.item,
-                reason: format!(
-                    "box [{}, {}, {}, {}] has no area; box skipped",
-                    b.x, b.y, b.w, b.h
-                ),
-            });
-            continue;
-        }
-        let (x0, y0) = (b.x.max(0.0), b.y.max(0.0));
-        let (x1, y1) = ((b.x + b.w).min(iw), (b.y + b.h).min(ih));
-        if x1 <= x0 || y1 <= y0 {
-            problems.push(Problem {
-                file: file.to_owned(),
-                item: b.item,
-                reason: format!(
-                    "box [{}, {}, {}, {}] lies outside the {width}x{height} image; box skipped",
-                    b.x, b.y, b.w, b.h
-                ),
-            });
-            continue;
-        }
-        let clipped = (x0, y0, x1 - x0, y1 - y0) != (b.x, b.y, b.w, b.h);
-        if clipped {
-            problems.push(Problem {
-                file: file.to_owned(),
+        let rect = [b.x, b.y, b.w, b.h];
+        let shown = format!("[{}, {}, {}, {}]", b.x, b.y, b.w, b.h);
+        let labels = b.all_labels();
+        let (placed, clipped) = match place(rect, width, height, orientation) {
+            Placement::Outside => {
+                let finite = rect.iter().all(|v| v.is_finite());
+                let why = if !finite || b.w <= 0.0 || b.h <= 0.0 {
+                    format!("box {shown} has no area")
+                } else {
+                    format!("box {shown} lies outside the {width}x{height} image")
+                };
+                problems.push(Problem {
+                    file: file.to_owned(),
+                    item: b.item.clone(),
+                    reason: format!("{why}; box skipped, and {}", fails_closed(&labels, false)),
+                });
+                uncertain.push(UncertainAnnotation {
+                    item: b.item,
+                    labels,
+                    region: None,
+                    reason: why,
+                });
+                continue;
+            }
+            Placement::Turned(r) => {
+                problems.push(Problem {
+                    file: file.to_owned(),
+                    item: b.item.clone(),
+                    reason: format!(
+                        "box {shown} fits the image's stored pixels but not the {width}x{height} \
+                         image as displayed (EXIF orientation {orientation}); taken as drawn on \
+                         the stored pixels and turned with the image"
+                    ),
+                });
+                (r, true)
+            }
+            Placement::Displayed(r, clipped) => {
+                if clipped {
+                    problems.push(Problem {
+                        file: file.to_owned(),
+                        item: b.item.clone(),
+                        reason: format!(
+                            "box {shown} extends past the {width}x{height} image; clipped"
+                        ),
+                    });
+                }
+                (r, clipped)
+            }
+        };
+        let [x, y, w, h] = placed;
+        if !b.alt_labels.is_empty() {
+            uncertain.push(UncertainAnnotation {
                 item: b.item.clone(),
-                reason: format!(
-                    "box [{}, {}, {}, {}] extends past the {width}x{height} image; clipped",
-                    b.x, b.y, b.w, b.h
-                ),
+                labels: labels.clone(),
+                region: Some(placed),
+                reason: format!("its category id has several names ({})", labels.join(", ")),
             });
         }
-        let (w, h) = (x1 - x0, y1 - y0);
         kept.push(BoundingBox {
             label: b.label,
             supercategory: b.supercategory,
-            x: x0,
-            y: y0,
+            x,
+            y,
             w,
             h,
             area: if clipped {
@@ -231,32 +395,76 @@ pub fn validate_boxes(
             annotator: b.annotator,
         });
     }
-    kept
+    (kept, uncertain)
 }
 
-/// Builds the record of one entry from its image file's facts.
+/// Builds the record of one entry from its image file's facts, or `None` (with a problem) when
+/// the entry has more than `max_boxes` annotations.
 pub fn build_record(
     entry: ImageEntry,
     facts: &FileFacts,
     images_root: &Path,
     dataset: &str,
     ingested: DateTime<Utc>,
+    max_boxes: usize,
     problems: &mut Vec<Problem>,
-) -> Record {
+) -> Option<Record> {
     let file = entry.file_name.clone();
+    let count = entry.boxes.len() + entry.uncertain.len();
+    if count > max_boxes {
+        problems.push(Problem {
+            file,
+            item: "annotations".into(),
+            reason: format!(
+                "{count} boxes on one image, more than the limit of {max_boxes}; record \
+                 withheld (dropping some could drop a sensitive one)"
+            ),
+        });
+        return None;
+    }
+    let orientation = facts.orientation;
     if let (Some(w), Some(h)) = (entry.width, entry.height)
         && (w, h) != (facts.width, facts.height)
     {
+        let stored = stored_size(facts.width, facts.height, orientation);
+        let reason = if orientation != 1 && (w, h) == stored {
+            format!(
+                "export says {w}x{h}, the file's stored pixels before its EXIF orientation \
+                 {orientation}; the displayed {}x{} is used (boxes that only fit the stored \
+                 pixels are turned with the image)",
+                facts.width, facts.height
+            )
+        } else {
+            format!(
+                "export says {w}x{h}, file is {}x{}; the file's size is used",
+                facts.width, facts.height
+            )
+        };
         problems.push(Problem {
             file: file.clone(),
             item: "image size".into(),
-            reason: format!(
-                "export says {w}x{h}, file is {}x{}; the file's size is used",
-                facts.width, facts.height
-            ),
+            reason,
         });
     }
-    let boxes = validate_boxes(entry.boxes, facts.width, facts.height, &file, problems);
+    let (boxes, mut uncertain) = validate_boxes(
+        entry.boxes,
+        facts.width,
+        facts.height,
+        orientation,
+        &file,
+        problems,
+    );
+    // Annotations the reader could not read: place their region, if any, on the image.
+    for mut u in entry.uncertain {
+        u.region = match u
+            .region
+            .map(|r| place(r, facts.width, facts.height, orientation))
+        {
+            Some(Placement::Displayed(r, _) | Placement::Turned(r)) => Some(r),
+            _ => None,
+        };
+        uncertain.push(u);
+    }
     let mut labels: Vec<String> = Vec::new();
     let mut supercategories: Vec<String> = Vec::new();
     for b in &boxes {
@@ -278,7 +486,7 @@ pub fn build_record(
         }
     }
     let filename = file.rsplit('/').next().unwrap_or(&file).to_owned();
-    Record {
+    Some(Record {
         id: record_id(&facts.sha256),
         filename,
         path: file,
@@ -302,7 +510,11 @@ pub fn build_record(
         metadata: entry.metadata,
         annotators,
         exports: entry.exports,
-    }
+        privacy: Privacy {
+            orientation,
+            uncertain,
+        },
+    })
 }
 
 #[cfg(test)]
@@ -321,13 +533,14 @@ mod tests {
             iscrowd: false,
             annotator: None,
             item: "annotations[0]".into(),
+            alt_labels: vec![],
         }
     }
 
     #[test]
     fn boxes_are_kept_clipped_or_dropped_with_a_reason() {
         let mut problems = Vec::new();
-        let kept = validate_boxes(
+        let (kept, uncertain) = validate_boxes(
             vec![
                 raw(1.0, 1.0, 5.0, 5.0),
                 raw(90.0, 90.0, 20.0, 20.0),
@@ -337,15 +550,204 @@ mod tests {
             ],
             100,
             100,
+            1,
             "a.jpg",
             &mut problems,
         );
         assert_eq!(kept.len(), 2);
+        // The three dropped boxes stay as unplaceable annotations: redaction fails closed.
+        assert_eq!(uncertain.len(), 3);
+        assert!(
+            uncertain
+                .iter()
+                .all(|u| u.region.is_none() && u.labels == ["cat"])
+        );
         assert_eq!((kept[1].w, kept[1].h), (10.0, 10.0));
         assert_eq!(problems.len(), 4);
         assert!(problems[0].reason.contains("clipped"));
         assert!(problems[1].reason.contains("outside"));
         assert!(problems[2].reason.contains("no area"));
+    }
+
+    fn entry(boxes: Vec<RawBox>) -> ImageEntry {
+        ImageEntry {
+            file_name: "a.jpg".into(),
+            width: None,
+            height: None,
+            captured: None,
+            annotated: None,
+            boxes,
+            captions: vec![],
+            metadata: BTreeMap::new(),
+            annotators: vec![],
+            exports: vec![],
+            uncertain: vec![],
+        }
+    }
+
+    fn facts(width: u32, height: u32, orientation: u8) -> FileFacts {
+        FileFacts {
+            sha256: "ab".repeat(32),
+            bytes: 1,
+            width,
+            height,
+            orientation,
+            created: None,
+            modified: None,
+        }
+    }
+
+    #[test]
+    fn a_box_drawn_on_the_stored_pixels_of_a_turned_image_is_turned_with_it() {
+        // Stored 200x150, EXIF 6: displayed 150x200. [150, 20, 40, 40] only fits the stored
+        // pixels; there the block sits at display x 90..130, y 150..190.
+        let mut problems = Vec::new();
+        let (kept, uncertain) = validate_boxes(
+            vec![raw(150.0, 20.0, 40.0, 40.0), raw(20.0, 130.0, 40.0, 40.0)],
+            150,
+            200,
+            6,
+            "a.jpg",
+            &mut problems,
+        );
+        assert!(uncertain.is_empty());
+        assert_eq!(
+            [kept[0].x, kept[0].y, kept[0].w, kept[0].h],
+            [90.0, 150.0, 40.0, 40.0]
+        );
+        assert!(problems[0].reason.contains("stored pixels"), "{problems:?}");
+        // A box that fits the displayed image is taken as drawn on it.
+        assert_eq!(
+            [kept[1].x, kept[1].y, kept[1].w, kept[1].h],
+            [20.0, 130.0, 40.0, 40.0]
+        );
+        assert_eq!(problems.len(), 1);
+    }
+
+    #[test]
+    fn more_boxes_than_the_limit_withhold_the_record() {
+        let mut problems = Vec::new();
+        let boxes = vec![raw(1.0, 1.0, 5.0, 5.0); 11];
+        let none = build_record(
+            entry(boxes.clone()),
+            &facts(100, 100, 1),
+            Path::new("/r"),
+            "d",
+            Utc::now(),
+            10,
+            &mut problems,
+        );
+        assert!(none.is_none());
+        assert!(problems[0].reason.contains("withheld"), "{problems:?}");
+        let some = build_record(
+            entry(boxes[..10].to_vec()),
+            &facts(100, 100, 1),
+            Path::new("/r"),
+            "d",
+            Utc::now(),
+            10,
+            &mut problems,
+        )
+        .unwrap();
+        assert_eq!(some.boxes.len(), 10);
+    }
+
+    #[test]
+    fn unreadable_annotations_are_placed_on_the_image_or_left_unplaced() {
+        let mut e = entry(vec![]);
+        for region in [
+            Some([10.0, 10.0, 5.0, 5.0]),
+            Some([500.0, 0.0, 5.0, 5.0]),
+            None,
+        ] {
+            e.uncertain.push(UncertainAnnotation {
+                item: "annotations[0]".into(),
+                labels: vec![],
+                region,
+                reason: "x".into(),
+            });
+        }
+        let r = build_record(
+            e,
+            &facts(100, 100, 1),
+            Path::new("/r"),
+            "d",
+            Utc::now(),
+            10,
+            &mut Vec::new(),
+        )
+        .unwrap();
+        let regions: Vec<_> = r.privacy.uncertain.iter().map(|u| u.region).collect();
+        assert_eq!(regions, [Some([10.0, 10.0, 5.0, 5.0]), None, None]);
+    }
+
+    fn jpeg(w: u32, h: u32) -> Vec<u8> {
+        let mut out = std::io::Cursor::new(Vec::new());
+        image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 3) as u8, (y * 5) as u8, 7]))
+            .write_to(&mut out, image::ImageFormat::Jpeg)
+            .unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn file_facts_give_the_displayed_size_and_refuse_truncated_or_foreign_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = DecodeLimits::default();
+        let full = jpeg(40, 20);
+        // EXIF orientation 6 after SOI.
+        let mut tiff = b"MM\x00\x2a\x00\x00\x00\x08".to_vec();
+        tiff.extend([0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0]);
+        let mut app1 = b"Exif\x00\x00".to_vec();
+        app1.extend(tiff);
+        let mut turned = full[..2].to_vec();
+        turned.extend([0xff, 0xe1]);
+        turned.extend(((app1.len() + 2) as u16).to_be_bytes());
+        turned.extend(app1);
+        turned.extend(&full[2..]);
+        let p = dir.path().join("turned.jpg");
+        std::fs::write(&p, &turned).unwrap();
+        let f = file_facts(&p, &limits).unwrap();
+        assert_eq!((f.width, f.height, f.orientation), (20, 40, 6));
+
+        let p = dir.path().join("cut.jpg");
+        std::fs::write(&p, &full[..full.len() / 3]).unwrap();
+        let err = file_facts(&p, &limits).unwrap_err();
+        assert!(err.contains("truncated"), "{err}");
+
+        let p = dir.path().join("big.png");
+        std::fs::write(&p, vec![b'x'; 1 << 20]).unwrap();
+        let err = file_facts(&p, &limits).unwrap_err();
+        assert!(err.contains("not a readable image"), "{err}");
+
+        let p = dir.path().join("ok.jpg");
+        std::fs::write(&p, &full).unwrap();
+        let few = DecodeLimits {
+            max_pixels: 100,
+            ..limits
+        };
+        let err = file_facts(&p, &few).unwrap_err();
+        assert!(err.contains("more than the limit"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_out_of_the_images_folder_is_not_resolved() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("images");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(dir.path().join("secret.jpg"), jpeg(4, 4)).unwrap();
+        std::fs::write(root.join("in.jpg"), jpeg(4, 4)).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret.jpg"), root.join("out.jpg")).unwrap();
+        std::os::unix::fs::symlink(root.join("in.jpg"), root.join("alias.jpg")).unwrap();
+        let err = resolve_inside(&root, "out.jpg").unwrap_err();
+        assert!(err.contains("outside the images folder"), "{err}");
+        assert!(resolve_inside(&root, "alias.jpg").is_ok());
+        assert!(resolve_inside(&root, "in.jpg").is_ok());
+        assert!(
+            resolve_inside(&root, "gone.jpg")
+                .unwrap_err()
+                .contains("missing")
+        );
     }
 
     #[test]
