@@ -549,9 +549,8 @@ fn a_second_ingest_and_an_ingest_beside_a_server_get_a_clear_message() {
     let out = cli(&fx.data, None, &ingest_args);
     assert_refused_beside_server(&out, server.pid(), None, "ingest beside serve");
     // A second server is refused the same way.
-    let err = match Server::try_start(&fx.data, &[]) {
-        Ok(_) => panic!("a second server started on the same library"),
-        Err(log) => log,
+    let Err(err) = Server::try_start(&fx.data, &[]) else {
+        panic!("a second server started on the same library")
     };
     assert!(
         err.contains(&format!(
