@@ -189,7 +189,8 @@ pub struct Record {
     pub filename: String,
     /// Path relative to the images root, `/`-separated.
     pub path: String,
-    /// Absolute images root the path is relative to, at ingest time.
+    /// Absolute images root the path is relative to, at ingest time (the HTTP record view
+    /// shows it, like `exports`, to auditors and admins only).
     pub images_root: String,
     /// Pixel width.
     pub width: u32,
