@@ -7,3 +7,4 @@ mod crash;
 mod http;
 mod ingest;
 mod privacy;
+mod search_safety;
