@@ -3,14 +3,39 @@
 //! [`FilterParams`] is one type for both front ends (clap flags and a JSON object), so a filter
 //! means the same thing wherever it is typed. It turns into the exact [`RecordFilter`] of the
 //! indexer; errors name the flag or field the caller wrote.
+//!
+//! Every size is bounded before any work: at most [`MAX_FILTER_VALUES`] values per list, each
+//! at most [`MAX_VALUE_CHARS`] characters, dates at most [`MAX_DATE_CHARS`], filename patterns
+//! at most [`MAX_PATTERN_CHARS`]. The audit trail keeps a bounded summary of a filter
+//! ([`FilterParams::audit_summary`]), never the request as sent.
 
 use clap::Args;
-use indexer::filter::{DateRange, FilenameMatch, RecordFilter};
+use indexer::filter::{DateRange, FilenameMatch, RecordFilter, shorten};
 use indexer::record::DateAxis;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
+pub use indexer::filter::MAX_PATTERN_CHARS;
+
 use crate::search::SearchError;
+
+/// Most values in one list of a filter (`labels`, `no_labels`, `datasets`).
+pub const MAX_FILTER_VALUES: usize = 100;
+/// Longest label or dataset name in a filter, in characters.
+pub const MAX_VALUE_CHARS: usize = 512;
+/// Longest date in a filter, in characters (RFC 3339 needs 35).
+pub const MAX_DATE_CHARS: usize = 64;
+/// Values of each list an audit entry keeps ([`FilterParams::audit_summary`]).
+pub const AUDIT_LIST_VALUES: usize = 20;
+/// Characters of one list value an audit entry keeps.
+pub const AUDIT_VALUE_CHARS: usize = 128;
+
+/// Whether `text` has more than `max` characters (counting stops at `max + 1`).
+fn longer_than(text: &str, max: usize) -> bool {
+    text.chars().take(max + 1).count() > max
+}
 
 /// Filters shared by search, look-ups, facets and exports. Every clause is exact.
 #[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize, ToSchema)]
@@ -79,6 +104,7 @@ impl FilterParams {
         &self,
         name: impl Fn(&str) -> String,
     ) -> Result<RecordFilter, SearchError> {
+        self.check_sizes(&name)?;
         let mut dates = Vec::new();
         let pairs = [
             (
@@ -135,13 +161,21 @@ impl FilterParams {
                 name("filename_glob")
             )));
         }
-        let filename = match (&self.filename, &self.filename_prefix, &self.filename_glob) {
-            (Some(f), _, _) if f.contains(['*', '?', '[']) => Some(FilenameMatch::Glob(f.clone())),
-            (Some(f), _, _) => Some(FilenameMatch::Exact(f.clone())),
-            (_, Some(p), _) => Some(FilenameMatch::Prefix(p.clone())),
-            (_, _, Some(g)) => Some(FilenameMatch::Glob(g.clone())),
-            _ => None,
+        let (field, filename) = match (&self.filename, &self.filename_prefix, &self.filename_glob) {
+            (Some(f), _, _) if f.contains(['*', '?', '[']) => {
+                ("filename", Some(FilenameMatch::Glob(f.clone())))
+            }
+            (Some(f), _, _) => ("filename", Some(FilenameMatch::Exact(f.clone()))),
+            (_, Some(p), _) => ("filename_prefix", Some(FilenameMatch::Prefix(p.clone()))),
+            (_, _, Some(g)) => ("filename_glob", Some(FilenameMatch::Glob(g.clone()))),
+            _ => ("filename", None),
         };
+        // A glob is compiled here once to refuse a bad one by its field name; the search
+        // compiles it again once per request.
+        if let Some(m) = &filename {
+            m.compile()
+                .map_err(|e| SearchError::Invalid(format!("{}: {e}", name(field))))?;
+        }
         Ok(RecordFilter {
             labels: self.labels.clone(),
             no_labels: self.no_labels.clone(),
@@ -150,6 +184,217 @@ impl FilterParams {
             filename,
         })
     }
+}
+
+impl FilterParams {
+    /// Refuses lists, values, dates and patterns over their limits, naming the field and
+    /// never echoing the value.
+    fn check_sizes(&self, name: &impl Fn(&str) -> String) -> Result<(), SearchError> {
+        for (field, list) in [
+            ("labels", &self.labels),
+            ("no_labels", &self.no_labels),
+            ("datasets", &self.datasets),
+        ] {
+            if list.len() > MAX_FILTER_VALUES {
+                return Err(SearchError::Invalid(format!(
+                    "{} has {} values; the limit is {MAX_FILTER_VALUES}",
+                    name(field),
+                    list.len()
+                )));
+            }
+            if let Some(i) = list.iter().position(|v| longer_than(v, MAX_VALUE_CHARS)) {
+                return Err(SearchError::Invalid(format!(
+                    "{} value {} is longer than {MAX_VALUE_CHARS} characters",
+                    name(field),
+                    i + 1
+                )));
+            }
+        }
+        for (field, value) in self.dates() {
+            if value.is_some_and(|v| longer_than(v, MAX_DATE_CHARS)) {
+                return Err(SearchError::Invalid(format!(
+                    "{} is longer than {MAX_DATE_CHARS} characters: use YYYY-MM-DD or RFC 3339",
+                    name(field)
+                )));
+            }
+        }
+        for (field, value) in self.patterns() {
+            if value.is_some_and(|v| longer_than(v, MAX_PATTERN_CHARS)) {
+                return Err(SearchError::Invalid(format!(
+                    "{} is longer than {MAX_PATTERN_CHARS} characters",
+                    name(field)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The date fields by their JSON name.
+    fn dates(&self) -> [(&'static str, Option<&str>); 8] {
+        [
+            ("captured_after", self.captured_after.as_deref()),
+            ("captured_before", self.captured_before.as_deref()),
+            ("created_after", self.created_after.as_deref()),
+            ("created_before", self.created_before.as_deref()),
+            ("annotated_after", self.annotated_after.as_deref()),
+            ("annotated_before", self.annotated_before.as_deref()),
+            ("ingested_after", self.ingested_after.as_deref()),
+            ("ingested_before", self.ingested_before.as_deref()),
+        ]
+    }
+
+    /// The filename fields by their JSON name.
+    fn patterns(&self) -> [(&'static str, Option<&str>); 3] {
+        [
+            ("filename", self.filename.as_deref()),
+            ("filename_prefix", self.filename_prefix.as_deref()),
+            ("filename_glob", self.filename_glob.as_deref()),
+        ]
+    }
+
+    /// What the audit trail keeps of this filter: each list cut to its first
+    /// [`AUDIT_LIST_VALUES`] values (each cut to [`AUDIT_VALUE_CHARS`] characters) with
+    /// `<list>_count` when it was cut, dates and filename patterns (cut to their limits), and
+    /// `sha256`, the digest of the whole filter as canonical JSON, so the exact filter can still
+    /// be matched against the entry. Empty fields are left out; an empty filter is `{}`.
+    ///
+    /// This is the one summary every audited query uses (search, look-up, facets, and the
+    /// searches of collections and exports), from the CLI and the API alike.
+    pub fn audit_summary(&self) -> Value {
+        let mut m = Map::new();
+        for (field, list) in [
+            ("labels", &self.labels),
+            ("no_labels", &self.no_labels),
+            ("datasets", &self.datasets),
+        ] {
+            if list.is_empty() {
+                continue;
+            }
+            let kept: Vec<Value> = list
+                .iter()
+                .take(AUDIT_LIST_VALUES)
+                .map(|v| Value::String(shorten(v, AUDIT_VALUE_CHARS)))
+                .collect();
+            m.insert(field.into(), Value::Array(kept));
+            if list.len() > AUDIT_LIST_VALUES {
+                m.insert(format!("{field}_count"), list.len().into());
+            }
+        }
+        for (field, value) in self.dates() {
+            if let Some(v) = value {
+                m.insert(field.into(), shorten(v, MAX_DATE_CHARS).into());
+            }
+        }
+        for (field, value) in self.patterns() {
+            if let Some(v) = value {
+                m.insert(field.into(), shorten(v, MAX_PATTERN_CHARS).into());
+            }
+        }
+        if !m.is_empty() {
+            m.insert("sha256".into(), self.digest().into());
+        }
+        Value::Object(m)
+    }
+
+    /// sha256 (hex) of the filter as canonical JSON (fields in declaration order, every field).
+    pub fn digest(&self) -> String {
+        let json = serde_json::to_vec(self).expect("a filter always serialises");
+        hex::encode(Sha256::digest(&json))
+    }
+}
+
+/// What the audit trail keeps of a search: the query text and negative texts (bounded by
+/// [`crate::search::MAX_QUERY_CHARS`] and [`crate::search::MAX_NEGATIVES`] before any search
+/// runs), the liked record as its keyed ref (never the id: `like_ref` is
+/// `AuditLog::record_ref` of it) or the liked image as given, the filter's
+/// [`FilterParams::audit_summary`], and the page size, cursor and weights (cut to 64 characters
+/// each). Used by the CLI and the HTTP API, and by the searches behind collections and exports.
+#[derive(Debug, Clone, Default)]
+pub struct AuditedSearch<'a> {
+    /// Query text.
+    pub query: &'a str,
+    /// `AuditLog::record_ref` of the liked record.
+    pub like_ref: Option<String>,
+    /// What else was liked (an image: its path on the CLI, `sha256` of an upload).
+    pub like_image: Option<Value>,
+    /// Negative texts.
+    pub not: &'a [String],
+    /// The filter as given.
+    pub filter: Option<&'a FilterParams>,
+    /// Page size.
+    pub limit: Option<usize>,
+    /// Cursor as given.
+    pub cursor: Option<&'a str>,
+    /// Weights as given.
+    pub weights: Option<&'a str>,
+}
+
+impl AuditedSearch<'_> {
+    /// The `query` value of the audit entry.
+    pub fn to_value(&self) -> Value {
+        let mut m = Map::new();
+        m.insert(
+            "query".into(),
+            shorten(self.query, crate::search::MAX_QUERY_CHARS).into(),
+        );
+        if let Some(r) = &self.like_ref {
+            m.insert("like_ref".into(), r.clone().into());
+        }
+        if let Some(i) = &self.like_image {
+            m.insert("like_image".into(), i.clone());
+        }
+        if !self.not.is_empty() {
+            let kept: Vec<Value> = self
+                .not
+                .iter()
+                .take(crate::search::MAX_NEGATIVES)
+                .map(|n| shorten(n, crate::search::MAX_QUERY_CHARS).into())
+                .collect();
+            m.insert("not".into(), Value::Array(kept));
+        }
+        if let Some(f) = self.filter {
+            let s = f.audit_summary();
+            if s.as_object().is_some_and(|o| !o.is_empty()) {
+                m.insert("filter".into(), s);
+            }
+        }
+        if let Some(l) = self.limit {
+            m.insert("limit".into(), l.into());
+        }
+        for (field, value) in [("cursor", self.cursor), ("weights", self.weights)] {
+            if let Some(v) = value.filter(|v| !v.is_empty()) {
+                m.insert(field.into(), shorten(v, 64).into());
+            }
+        }
+        Value::Object(m)
+    }
+}
+
+/// What the audit trail keeps of a look-up: the filter's [`FilterParams::audit_summary`], the
+/// sort, order, page size and cursor (cut to 64 characters).
+pub fn audited_lookup(
+    filter: &FilterParams,
+    sort: Option<DateAxis>,
+    descending: bool,
+    limit: usize,
+    cursor: Option<&str>,
+) -> Value {
+    let mut m = Map::new();
+    m.insert("filter".into(), filter.audit_summary());
+    if let Some(axis) = sort {
+        m.insert("sort".into(), axis.name().into());
+    }
+    m.insert("desc".into(), descending.into());
+    m.insert("limit".into(), limit.into());
+    if let Some(c) = cursor.filter(|c| !c.is_empty()) {
+        m.insert("cursor".into(), shorten(c, 64).into());
+    }
+    Value::Object(m)
+}
+
+/// What the audit trail keeps of a facet count: the filter's [`FilterParams::audit_summary`].
+pub fn audited_facets(filter: &FilterParams) -> Value {
+    serde_json::json!({ "filter": filter.audit_summary() })
 }
 
 #[cfg(test)]

@@ -8,13 +8,18 @@
 //!
 //! Every list is taken to a fixed candidate depth that does not depend on the page asked for,
 //! so the fused order is the same on every page and a cursor (an offset bound to the query)
-//! gives no repeats or gaps. Filters are exact: the keyword side evaluates them in tantivy, the
+//! gives no repeats or gaps. Cursors are `offset.tag`, the tag a keyed hash of the offset and
+//! the request (the key, `cursor.key` in the data directory, never leaves it), so a cursor
+//! of another request or with an edited offset is refused, and no offset reaches an allocation
+//! unless it lies within the ranking depth ([`MAX_DEPTH`] at most). Filters are exact: the keyword side evaluates them in tantivy, the
 //! vector side pushes what it can down to the store and checks every hit's payload against the
 //! whole filter.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use indexer::filter::RecordFilter;
 use indexer::keyword::Facets;
@@ -31,6 +36,15 @@ pub const MAX_QUERY_CHARS: usize = 1000;
 pub const MAX_NEGATIVES: usize = 8;
 /// Largest page.
 pub const MAX_LIMIT: usize = 500;
+/// Deepest ranked list (candidates per list); `depth` weights are clamped to
+/// [`MIN_DEPTH`]`..=MAX_DEPTH`, and every page lies within the depth.
+pub const MAX_DEPTH: usize = 10_000;
+/// Shallowest ranked list.
+pub const MIN_DEPTH: usize = 10;
+/// Hex digits of a cursor's tag (64 bits of a keyed sha256).
+const TAG_HEX: usize = 16;
+/// Payload checks between two looks at the cancellation flag.
+const CANCEL_EVERY: usize = 64;
 
 /// Errors of the query service.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +61,9 @@ pub enum SearchError {
     /// The model failed.
     #[error(transparent)]
     Embed(#[from] models::EmbedError),
+    /// The search was stopped by its [`Cancel`] (its request timed out or was abandoned).
+    #[error("{0}")]
+    Cancelled(String),
 }
 
 impl SearchError {
@@ -54,6 +71,8 @@ impl SearchError {
     pub fn fault(&self) -> Fault {
         match self {
             SearchError::Invalid(_) | SearchError::Unavailable(_) => Fault::User,
+            // Not the caller's input: the server gave up on it (an HTTP 503).
+            SearchError::Cancelled(_) => Fault::Internal,
             SearchError::Indexer(e) => e.fault(),
             SearchError::Embed(e) => e.fault(),
         }
@@ -72,7 +91,73 @@ impl From<indexer::store::StoreError> for SearchError {
     }
 }
 
+impl From<indexer::filter::PatternError> for SearchError {
+    fn from(e: indexer::filter::PatternError) -> Self {
+        SearchError::Invalid(e.to_string())
+    }
+}
+
 type SResult<T> = Result<T, SearchError>;
+
+/// Stops a running search: set by whoever gave up on it (an HTTP handler whose request timed
+/// out drops its [`CancelOnDrop`]), or past a deadline. The search looks at it between
+/// candidate lists, every [`CANCEL_EVERY`] payload checks and before each explained hit, and
+/// returns [`SearchError::Cancelled`].
+#[derive(Debug, Clone, Default)]
+pub struct Cancel {
+    flag: Arc<AtomicBool>,
+    deadline: Option<Instant>,
+}
+
+impl Cancel {
+    /// Never cancelled until [`Cancel::cancel`] is called.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Cancelled at `deadline` at the latest.
+    pub fn with_deadline(deadline: Instant) -> Self {
+        Self {
+            flag: Arc::default(),
+            deadline: Some(deadline),
+        }
+    }
+
+    /// Cancels every search holding a clone of this.
+    pub fn cancel(&self) {
+        self.flag.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the work should stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.flag.load(Ordering::Relaxed) || self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// A guard that cancels when dropped (hold it in the future that awaits the search).
+    pub fn on_drop(&self) -> CancelOnDrop {
+        CancelOnDrop(self.clone())
+    }
+
+    fn check(&self) -> SResult<()> {
+        if self.is_cancelled() {
+            return Err(SearchError::Cancelled(
+                "the search was stopped: it took longer than the server's timeout".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Cancels its [`Cancel`] when dropped, e.g. when a timed-out request's future is dropped
+/// (after the work has finished this changes nothing).
+#[derive(Debug)]
+pub struct CancelOnDrop(Cancel);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
 
 /// Fusion weights per ranked list, and the RRF constant.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -318,6 +403,8 @@ pub struct SearchService {
     library: Arc<Library>,
     embedder: Option<Arc<dyn Embedder>>,
     offline_reason: Option<String>,
+    /// Key of cursor tags.
+    cursors: CursorKey,
 }
 
 impl std::fmt::Debug for SearchService {
@@ -343,10 +430,12 @@ impl SearchService {
         if let Some(e) = &embedder {
             library.check_model(e.spec())?;
         }
+        let cursors = CursorKey::load(library.dir());
         Ok(Self {
             library,
             embedder,
             offline_reason,
+            cursors,
         })
     }
 
@@ -414,18 +503,41 @@ impl SearchService {
         req: &SearchRequest,
         query: Option<Embedding>,
     ) -> SResult<SearchResponse> {
+        self.search_cancellable(req, query, &Cancel::new())
+    }
+
+    /// [`SearchService::search_with`] that stops with [`SearchError::Cancelled`] soon after
+    /// `cancel` is cancelled.
+    ///
+    /// # Errors
+    /// As [`SearchService::search`], and [`SearchError::Cancelled`].
+    pub fn search_cancellable(
+        &self,
+        req: &SearchRequest,
+        query: Option<Embedding>,
+        cancel: &Cancel,
+    ) -> SResult<SearchResponse> {
         let (text, negatives) = clean_texts(req)?;
         let limit = page_size(req.limit)?;
-        let offset = decode_cursor(req.cursor.as_deref(), &request_key(req))?;
+        // Every size below comes from `depth` (clamped) and `limit` (at most MAX_LIMIT); the
+        // cursor's offset is refused unless it lies within the depth.
+        let depth = req.fusion.depth.clamp(MIN_DEPTH, MAX_DEPTH);
+        let key = request_key(req);
+        let offset = self
+            .cursors
+            .decode(req.cursor.as_deref(), &key, Some(depth))?;
         if text.trim().is_empty() && req.like.is_none() {
             return Err(SearchError::Invalid(
                 "nothing to search for: give a query text or --like (use `lookup` to list records)"
                     .into(),
             ));
         }
+        // Compiled once per request (a glob is a regular expression), before any work: a bad
+        // pattern is the caller's error whichever lists run.
+        let matcher = req.filter.compile()?;
         let fusion = req.fusion;
-        let depth = fusion.depth.max(offset + limit);
         let kw = self.library.keyword();
+        cancel.check()?;
 
         // Keyword side.
         // A list with weight 0 cannot change the order: skip its work.
@@ -447,17 +559,24 @@ impl SearchService {
             let pushed = req.filter.to_vector_filter();
             let over = if req.filter.fully_pushable() { 1 } else { 4 };
             let run = |using: &str| -> SResult<Vec<Hit>> {
+                cancel.check()?;
                 let hits = store.search(&VectorQuery {
                     using: using.into(),
                     vector: query.as_slice().to_vec(),
                     filter: pushed.clone(),
-                    limit: depth * over,
+                    limit: depth.saturating_mul(over),
                     exact: false,
                 })?;
-                Ok(hits
-                    .into_iter()
-                    .filter(|h| req.filter.matches_payload(&h.payload))
-                    .collect())
+                let mut kept = Vec::with_capacity(hits.len().min(depth));
+                for (i, h) in hits.into_iter().enumerate() {
+                    if i % CANCEL_EVERY == 0 {
+                        cancel.check()?;
+                    }
+                    if matcher.matches(&h.payload) {
+                        kept.push(h);
+                    }
+                }
+                Ok(kept)
             };
             if fusion.image > 0.0 {
                 image_list = run("image")?;
@@ -473,6 +592,7 @@ impl SearchService {
             }
         }
 
+        cancel.check()?;
         // Fuse.
         #[derive(Default)]
         struct Acc {
@@ -531,12 +651,14 @@ impl SearchService {
             .skip(offset)
             .take(limit)
             .collect();
-        let next_cursor = (offset + page.len() < total && !page.is_empty())
-            .then(|| encode_cursor(offset + page.len(), &request_key(req)));
+        let next = offset.saturating_add(page.len());
+        let next_cursor =
+            (next < total && !page.is_empty()).then(|| self.cursors.encode(next, &key));
 
         let query_terms = kw.terms(&text);
         let mut results = Vec::with_capacity(page.len());
         for (id, mut a) in page {
+            cancel.check()?;
             let Some(record) = kw.get(&id)? else { continue };
             a.why.fused = a.fused;
             let (labels_m, captions_m) = matched_words(kw, &record, &query_terms);
@@ -609,7 +731,8 @@ impl SearchService {
                     .vector(image_point_id(id), "image")?
                     .ok_or_else(|| {
                         SearchError::Invalid(format!(
-                            "no record with id {id:?} has an image vector"
+                            "no record with id {:?} has an image vector",
+                            indexer::filter::shorten(id, 64)
                         ))
                     })?;
                 add(&mut q, &v, 1.0);
@@ -656,7 +779,9 @@ impl SearchService {
             "lookup:{}",
             serde_json::to_string(&(&req.filter, req.sort, req.descending)).unwrap_or_default()
         );
-        let offset = decode_cursor(req.cursor.as_deref(), &key)?;
+        // A look-up's list is the whole filtered set: its offsets are bounded by the tag alone
+        // (they only ever skip, never allocate).
+        let offset = self.cursors.decode(req.cursor.as_deref(), &key, None)?;
         let axis = req
             .sort
             .or_else(|| req.filter.dates.first().map(|r| r.axis))
@@ -679,9 +804,9 @@ impl SearchService {
             .map(|(_, id)| id)
             .collect();
         let results = kw.get_many(&ids)?;
-        let next = offset + ids.len();
+        let next = offset.saturating_add(ids.len());
         Ok(LookupResponse {
-            next_cursor: (next < total && !ids.is_empty()).then(|| encode_cursor(next, &key)),
+            next_cursor: (next < total && !ids.is_empty()).then(|| self.cursors.encode(next, &key)),
             results,
             total,
         })
@@ -752,25 +877,129 @@ fn request_key(req: &SearchRequest) -> String {
     key.to_string()
 }
 
-fn key_tag(key: &str) -> String {
-    hex::encode(&Sha256::digest(key.as_bytes())[..6])
-}
+/// The secret that signs cursors (see [`CursorKey::load`]).
+struct CursorKey([u8; 32]);
 
-/// A cursor is `<offset>.<tag of the request>`: opaque to users, checkable by us.
-fn encode_cursor(offset: usize, key: &str) -> String {
-    format!("{offset}.{}", key_tag(key))
-}
-
-fn decode_cursor(cursor: Option<&str>, key: &str) -> SResult<usize> {
-    let Some(c) = cursor.filter(|c| !c.is_empty()) else {
-        return Ok(0);
-    };
-    let bad = || SearchError::Invalid(format!("cursor {c:?} is not valid for this request"));
-    let (offset, tag) = c.split_once('.').ok_or_else(bad)?;
-    if tag != key_tag(key) {
-        return Err(bad());
+impl CursorKey {
+    /// The tag of a cursor: a keyed sha256 of the offset and the request, so neither can be
+    /// changed without the library's cursor key.
+    fn tag(&self, offset: usize, key: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(self.0);
+        h.update(offset.to_string().as_bytes());
+        h.update(b"\n");
+        h.update(key.as_bytes());
+        let mut tag = hex::encode(h.finalize());
+        tag.truncate(TAG_HEX);
+        tag
     }
-    offset.parse().map_err(|_| bad())
+
+    /// A cursor is `<offset>.<tag>`: opaque to users, checkable by us.
+    fn encode(&self, offset: usize, key: &str) -> String {
+        format!("{offset}.{}", self.tag(offset, key))
+    }
+
+    /// The offset of `cursor` (0 without one), refused unless it is below `depth` (when the
+    /// list has one) and its tag is the one this library gives that offset of this request.
+    fn decode(&self, cursor: Option<&str>, key: &str, depth: Option<usize>) -> SResult<usize> {
+        let Some(c) = cursor.filter(|c| !c.is_empty()) else {
+            return Ok(0);
+        };
+        let bad = || {
+            SearchError::Invalid(format!(
+                "cursor {:?} is not valid for this request (pass the next_cursor of the \
+                 previous page of the same request)",
+                indexer::filter::shorten(c, 64)
+            ))
+        };
+        let (offset, tag) = c.split_once('.').ok_or_else(bad)?;
+        if offset.is_empty() || offset.len() > 20 || !offset.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let offset: u64 = offset.parse().map_err(|_| bad())?;
+        if let Some(depth) = depth
+            && usize::try_from(offset).map_or(true, |o| o >= depth)
+        {
+            return Err(SearchError::Invalid(format!(
+                "cursor offset {offset} is beyond the ranking depth {depth} of this request"
+            )));
+        }
+        let offset = usize::try_from(offset).map_err(|_| bad())?;
+        let expected = self.tag(offset, key);
+        // Compare as bytes in constant time: the tag is a secret-keyed value.
+        let same = tag.len() == expected.len()
+            && tag
+                .bytes()
+                .zip(expected.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if !same {
+            return Err(bad());
+        }
+        Ok(offset)
+    }
+
+    /// The library's cursor key: `cursor.key` in the data directory (32 random bytes in hex,
+    /// mode 0600), created on first use. When it cannot be read or created (a read-only
+    /// directory), a key of this process is used: cursors then work within one process only.
+    fn load(dir: &Path) -> Self {
+        Self(load_cursor_key(dir))
+    }
+}
+
+fn load_cursor_key(dir: &Path) -> [u8; 32] {
+    let path = dir.join("cursor.key");
+    let parse = |text: &str| -> Option<[u8; 32]> {
+        let bytes = hex::decode(text.trim()).ok()?;
+        bytes.try_into().ok()
+    };
+    if let Ok(text) = std::fs::read_to_string(&path)
+        && let Some(key) = parse(&text)
+    {
+        return key;
+    }
+    let fresh: [u8; 32] = rand::random();
+    match create_key_file(&path, &fresh) {
+        Ok(()) => fresh,
+        // Another process made it first: use theirs.
+        Err(_) => match std::fs::read_to_string(&path)
+            .ok()
+            .as_deref()
+            .and_then(parse)
+        {
+            Some(key) => key,
+            None => {
+                tracing::warn!(path = %path.display(), "cannot keep a cursor key; cursors will work within this process only");
+                fresh
+            }
+        },
+    }
+}
+
+/// Writes `key` to `path` unless the file exists (a private temp file, then a hard link, so a
+/// reader never sees half a key and two processes never both win).
+fn create_key_file(path: &Path, key: &[u8; 32]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension(format!(
+        "{}.{:08x}.tmp",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let result = (|| {
+        let mut f = opts.open(&tmp)?;
+        f.write_all(hex::encode(key).as_bytes())?;
+        f.sync_all()?;
+        std::fs::hard_link(&tmp, path)
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    result
 }
 
 /// Label and caption words of `record` whose terms are among `terms`.
@@ -792,13 +1021,15 @@ fn matched_words(
         .collect();
     labels.dedup();
     let mut words: Vec<String> = Vec::new();
+    // Each distinct word is tokenised once, however long the captions are.
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     for c in &record.captions {
         for w in c
             .split(|ch: char| !ch.is_alphanumeric())
             .filter(|w| !w.is_empty())
         {
             let lw = w.to_lowercase();
-            if !words.contains(&lw) && hit(&lw) {
+            if seen.insert(lw.clone()) && hit(&lw) {
                 words.push(lw);
             }
         }
@@ -819,9 +1050,13 @@ fn matched_boxes(
         *e = e.max(s);
     }
     let mut out: Vec<MatchedBox> = Vec::new();
+    // Each distinct label is tokenised once, however many boxes carry it.
+    let mut label_hits: HashMap<&str, bool> = HashMap::new();
     for (i, b) in record.boxes.iter().enumerate() {
-        let label_matched =
-            !terms.is_empty() && kw.terms(&b.label).iter().any(|t| terms.contains(t));
+        let label_matched = !terms.is_empty()
+            && *label_hits
+                .entry(b.label.as_str())
+                .or_insert_with(|| kw.terms(&b.label).iter().any(|t| terms.contains(t)));
         let similarity = best.get(&i).copied();
         if label_matched || similarity.is_some() {
             out.push(MatchedBox {
@@ -851,11 +1086,84 @@ mod tests {
 
     #[test]
     fn cursor_is_bound_to_its_request() {
-        let c = encode_cursor(40, "a");
-        assert_eq!(decode_cursor(Some(&c), "a").unwrap(), 40);
-        assert!(decode_cursor(Some(&c), "b").is_err());
-        assert!(decode_cursor(Some("garbage"), "a").is_err());
-        assert_eq!(decode_cursor(None, "a").unwrap(), 0);
+        let k = CursorKey([7; 32]);
+        let c = k.encode(40, "a");
+        assert_eq!(k.decode(Some(&c), "a", Some(1000)).unwrap(), 40);
+        assert!(k.decode(Some(&c), "b", Some(1000)).is_err());
+        assert!(k.decode(Some("garbage"), "a", Some(1000)).is_err());
+        assert_eq!(k.decode(None, "a", Some(1000)).unwrap(), 0);
+        // Another library's key does not accept it.
+        assert!(
+            CursorKey([8; 32])
+                .decode(Some(&c), "a", Some(1000))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_cursor_tag_covers_its_offset() {
+        let k = CursorKey([7; 32]);
+        let c = k.encode(40, "a");
+        let tag = c.split_once('.').unwrap().1;
+        for forged in [
+            format!("41.{tag}"),
+            format!("040.{tag}"),
+            format!("+40.{tag}"),
+        ] {
+            assert!(
+                k.decode(Some(&forged), "a", Some(1000)).is_err(),
+                "{forged}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_cursor_offset_at_or_beyond_the_depth_is_refused_before_anything_else() {
+        let k = CursorKey([7; 32]);
+        for offset in [1000u64, 1_000_000_000_000, u64::MAX] {
+            let c = format!("{offset}.{}", k.tag(0, "a"));
+            let e = k.decode(Some(&c), "a", Some(1000)).unwrap_err().to_string();
+            assert!(e.contains("beyond the ranking depth 1000"), "{e}");
+        }
+        // Larger than u64: not a number we take.
+        let e = k
+            .decode(Some("99999999999999999999999.abc"), "a", Some(1000))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not valid"), "{e}");
+        // A look-up's list has no depth: the tag alone bounds it.
+        let c = k.encode(5000, "a");
+        assert_eq!(k.decode(Some(&c), "a", None).unwrap(), 5000);
+    }
+
+    #[test]
+    fn a_huge_cursor_is_not_echoed_in_full() {
+        let k = CursorKey([7; 32]);
+        let c = "9".repeat(100_000);
+        let e = k.decode(Some(&c), "a", Some(1000)).unwrap_err().to_string();
+        assert!(e.len() < 300, "{} bytes", e.len());
+    }
+
+    #[test]
+    fn the_cursor_key_is_kept_in_the_data_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = load_cursor_key(dir.path());
+        let b = load_cursor_key(dir.path());
+        assert_eq!(a, b, "the second process reads the first one's key");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("cursor.key"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers, ["cursor.key"]);
     }
 
     #[test]

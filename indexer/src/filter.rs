@@ -7,6 +7,42 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+/// Longest filename pattern (exact name, prefix or glob) a filter may carry, in characters.
+/// Longer patterns are refused before anything is compiled: a glob becomes a regular
+/// expression, and its automaton grows with the pattern.
+pub const MAX_PATTERN_CHARS: usize = 512;
+
+/// A filename pattern that cannot be used. The pattern is kept shortened (see
+/// [`shorten`]) so an error never echoes a huge input back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid filename pattern {pattern:?}: {reason}")]
+pub struct PatternError {
+    /// The pattern, shortened to its first 64 characters.
+    pub pattern: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl PatternError {
+    fn new(pattern: &str, reason: impl Into<String>) -> Self {
+        Self {
+            pattern: shorten(pattern, 64),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// `text` cut to its first `max` characters, with `…` and the full length when cut, for error
+/// messages that must not echo a huge input.
+pub fn shorten(text: &str, max: usize) -> String {
+    let n = text.chars().count();
+    if n <= max {
+        return text.to_owned();
+    }
+    let head: String = text.chars().take(max).collect();
+    format!("{head}… ({n} characters)")
+}
+
 use crate::record::DateAxis;
 use crate::store::{Condition, Payload, VectorFilter};
 
@@ -34,6 +70,112 @@ impl FilenameMatch {
     /// Whether the pattern is matched against the relative path rather than the file name.
     pub fn on_path(&self) -> bool {
         self.pattern().contains('/')
+    }
+
+    /// The regular expression both evaluators (the keyword index's automaton and the payload
+    /// check of vector hits) match against the whole name; `None` for an exact name.
+    ///
+    /// `(?s)`: a `*` or `?` also matches a newline, which a file name may contain.
+    pub fn to_regex(&self) -> Option<String> {
+        match self {
+            FilenameMatch::Exact(_) => None,
+            FilenameMatch::Prefix(p) => Some(format!("(?s){}.*", regex_escape(p))),
+            FilenameMatch::Glob(g) => Some(format!("(?s){}", glob_to_regex(g))),
+        }
+    }
+
+    /// Refuses a pattern longer than [`MAX_PATTERN_CHARS`].
+    ///
+    /// # Errors
+    /// [`PatternError`] naming the length and the limit.
+    pub fn check_length(&self) -> Result<(), PatternError> {
+        let pattern = self.pattern();
+        // Counting stops early: a huge pattern costs no more than the limit.
+        let n = pattern.chars().take(MAX_PATTERN_CHARS + 1).count();
+        if n > MAX_PATTERN_CHARS {
+            return Err(PatternError::new(
+                pattern,
+                format!("it is longer than the limit of {MAX_PATTERN_CHARS} characters"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks the pattern's length and compiles it once, for many [`FilenameMatcher::matches`].
+    ///
+    /// # Errors
+    /// [`PatternError`] for a pattern over [`MAX_PATTERN_CHARS`] or a glob that is not a valid
+    /// pattern (e.g. the class `[z-a]`).
+    pub fn compile(&self) -> Result<FilenameMatcher, PatternError> {
+        self.check_length()?;
+        let pattern = self.pattern();
+        let kind = match self {
+            FilenameMatch::Exact(p) => MatcherKind::Exact(p.clone()),
+            FilenameMatch::Prefix(p) => MatcherKind::Prefix(p.clone()),
+            FilenameMatch::Glob(_) => {
+                let re = self.to_regex().unwrap_or_default();
+                let re = regex::RegexBuilder::new(&format!("^(?:{re})$"))
+                    .size_limit(PATTERN_SIZE_LIMIT)
+                    .dfa_size_limit(PATTERN_SIZE_LIMIT)
+                    .build()
+                    .map_err(|e| PatternError::new(pattern, regex_reason(&e)))?;
+                MatcherKind::Regex(re)
+            }
+        };
+        Ok(FilenameMatcher {
+            on_path: self.on_path(),
+            kind,
+        })
+    }
+}
+
+/// Compiled-size limit of a glob's regular expression (the keyword index's automaton has its
+/// own, of 10 MiB).
+const PATTERN_SIZE_LIMIT: usize = 10 << 20;
+
+/// The first line of a regex error, without the echoed pattern (that can be huge).
+fn regex_reason(e: &regex::Error) -> String {
+    match e {
+        regex::Error::CompiledTooBig(limit) => {
+            format!("the pattern compiles to more than {limit} bytes")
+        }
+        regex::Error::Syntax(text) => text
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("error: "))
+            .unwrap_or("not a valid pattern")
+            .to_owned(),
+        _ => "not a valid pattern".to_owned(),
+    }
+}
+
+/// A [`FilenameMatch`] compiled once per request ([`FilenameMatch::compile`]).
+#[derive(Debug, Clone)]
+pub struct FilenameMatcher {
+    on_path: bool,
+    kind: MatcherKind,
+}
+
+#[derive(Debug, Clone)]
+enum MatcherKind {
+    Exact(String),
+    Prefix(String),
+    Regex(regex::Regex),
+}
+
+impl FilenameMatcher {
+    /// Whether the pattern is matched against the relative path rather than the file name.
+    pub fn on_path(&self) -> bool {
+        self.on_path
+    }
+
+    /// Whether `name` matches, with the keyword index's semantics.
+    pub fn matches(&self, name: &str) -> bool {
+        match &self.kind {
+            MatcherKind::Exact(p) => name == p,
+            MatcherKind::Prefix(p) => name.starts_with(p.as_str()),
+            MatcherKind::Regex(re) => re.is_match(name),
+        }
     }
 }
 
@@ -133,27 +275,67 @@ impl RecordFilter {
 }
 
 impl RecordFilter {
+    /// Compiles the filter once for many payload checks ([`PayloadMatcher::matches`]).
+    ///
+    /// # Errors
+    /// [`PatternError`] as [`FilenameMatch::compile`].
+    pub fn compile(&self) -> Result<PayloadMatcher, PatternError> {
+        Ok(PayloadMatcher {
+            labels: self.labels.iter().map(|l| normalize_label(l)).collect(),
+            no_labels: self.no_labels.iter().map(|l| normalize_label(l)).collect(),
+            datasets: self.datasets.clone(),
+            dates: self
+                .dates
+                .iter()
+                .map(|r| {
+                    (
+                        r.axis.name(),
+                        r.after.map(|d| d.timestamp()),
+                        r.before.map(|d| d.timestamp()),
+                    )
+                })
+                .collect(),
+            filename: self
+                .filename
+                .as_ref()
+                .map(FilenameMatch::compile)
+                .transpose()?,
+        })
+    }
+
+    /// Evaluates the whole filter on one point payload. It compiles the filter on every call:
+    /// to check many payloads, [`RecordFilter::compile`] once and use [`PayloadMatcher`]. A
+    /// filter that does not compile matches nothing.
+    pub fn matches_payload(&self, payload: &Payload) -> bool {
+        self.compile().is_ok_and(|m| m.matches(payload))
+    }
+}
+
+/// A [`RecordFilter`] compiled for payload checks: labels normalised, dates in Unix seconds,
+/// the filename pattern compiled.
+#[derive(Debug, Clone)]
+pub struct PayloadMatcher {
+    labels: Vec<String>,
+    no_labels: Vec<String>,
+    datasets: Vec<String>,
+    dates: Vec<(&'static str, Option<i64>, Option<i64>)>,
+    filename: Option<FilenameMatcher>,
+}
+
+impl PayloadMatcher {
     /// Evaluates the whole filter on a point payload (see [`crate::pipeline::payload`]), with
     /// the same semantics as the keyword index. Used to make vector results exact when part of
     /// the filter could not be pushed down.
-    pub fn matches_payload(&self, payload: &Payload) -> bool {
+    pub fn matches(&self, payload: &Payload) -> bool {
         let labels: Vec<&str> = payload
             .get("labels")
             .and_then(|v| v.as_array())
             .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
             .unwrap_or_default();
-        if !self
-            .labels
-            .iter()
-            .all(|l| labels.contains(&normalize_label(l).as_str()))
-        {
+        if !self.labels.iter().all(|l| labels.contains(&l.as_str())) {
             return false;
         }
-        if self
-            .no_labels
-            .iter()
-            .any(|l| labels.contains(&normalize_label(l).as_str()))
-        {
+        if self.no_labels.iter().any(|l| labels.contains(&l.as_str())) {
             return false;
         }
         if !self.datasets.is_empty()
@@ -163,13 +345,11 @@ impl RecordFilter {
         {
             return false;
         }
-        for r in &self.dates {
-            let Some(t) = payload.get_i64(r.axis.name()) else {
+        for &(axis, after, before) in &self.dates {
+            let Some(t) = payload.get_i64(axis) else {
                 return false;
             };
-            if r.after.is_some_and(|a| t < a.timestamp())
-                || r.before.is_some_and(|b| t > b.timestamp())
-            {
+            if after.is_some_and(|a| t < a) || before.is_some_and(|b| t > b) {
                 return false;
             }
         }
@@ -185,14 +365,11 @@ impl RecordFilter {
 }
 
 impl FilenameMatch {
-    /// Whether `name` matches, with the keyword index's semantics.
+    /// Whether `name` matches, with the keyword index's semantics. Compiles the pattern on
+    /// every call: to test many names, [`FilenameMatch::compile`] once. A pattern that does
+    /// not compile matches nothing.
     pub fn matches(&self, name: &str) -> bool {
-        match self {
-            FilenameMatch::Exact(p) => name == p,
-            FilenameMatch::Prefix(p) => name.starts_with(p.as_str()),
-            FilenameMatch::Glob(g) => regex::Regex::new(&format!("^(?:{})$", glob_to_regex(g)))
-                .is_ok_and(|re| re.is_match(name)),
-        }
+        self.compile().is_ok_and(|m| m.matches(name))
     }
 }
 
@@ -213,29 +390,47 @@ pub fn glob_to_regex(glob: &str) -> String {
             '*' => out.push_str(".*"),
             '?' => out.push('.'),
             '[' => {
-                let mut class = String::new();
-                let mut closed = false;
-                if chars.peek() == Some(&'!') {
+                let negated = chars.peek() == Some(&'!');
+                if negated {
                     chars.next();
-                    class.push('^');
                 }
+                let mut raw: Vec<char> = Vec::new();
+                let mut closed = false;
                 for c in chars.by_ref() {
                     if c == ']' {
                         closed = true;
                         break;
                     }
-                    if c == '\\' || c == '[' || c == '^' {
-                        class.push('\\');
-                    }
-                    class.push(c);
+                    raw.push(c);
                 }
-                if closed && !class.is_empty() && class != "^" {
+                if closed && !raw.is_empty() {
                     out.push('[');
-                    out.push_str(&class);
+                    if negated {
+                        out.push('^');
+                    }
+                    let mut prev = None;
+                    for &c in &raw {
+                        // `&&`, `~~` and `--` are set operations in a regex class; in a glob
+                        // they are the characters themselves.
+                        if matches!(c, '\\' | '[' | '^' | '&' | '~')
+                            || (c == '-' && prev == Some('-'))
+                        {
+                            out.push('\\');
+                        }
+                        out.push(c);
+                        prev = Some(c);
+                    }
                     out.push(']');
                 } else {
-                    out.push_str(&regex_escape("["));
-                    out.push_str(&regex_escape(class.trim_start_matches('^')));
+                    // Not a class (unclosed or empty): every character is literal.
+                    out.push_str("\\[");
+                    if negated {
+                        out.push('!');
+                    }
+                    out.push_str(&regex_escape(&raw.iter().collect::<String>()));
+                    if closed {
+                        out.push_str("\\]");
+                    }
                 }
             }
             c => out.push_str(&regex_escape(&c.to_string())),
@@ -267,6 +462,83 @@ mod tests {
         assert_eq!(glob_to_regex("a[0-9]b"), "a[0-9]b");
         assert_eq!(glob_to_regex("x[!ab]"), "x[^ab]");
         assert_eq!(glob_to_regex("(a)+"), "\\(a\\)\\+");
+    }
+
+    #[test]
+    fn glob_star_and_question_mark_match_newlines() {
+        let star = FilenameMatch::Glob("*".into()).compile().unwrap();
+        assert!(star.matches("new\nline.png"));
+        assert!(star.matches(""));
+        let q = FilenameMatch::Glob("new?line.*".into()).compile().unwrap();
+        assert!(q.matches("new\nline.png"));
+        let p = FilenameMatch::Prefix("new".into());
+        assert_eq!(p.to_regex().unwrap(), "(?s)new.*");
+        assert!(p.compile().unwrap().matches("new\nline.png"));
+    }
+
+    #[test]
+    fn class_set_operators_are_literal_characters_in_a_glob() {
+        let m = FilenameMatch::Glob("[a&&b]x".into()).compile().unwrap();
+        assert!(m.matches("&x") && m.matches("ax") && !m.matches("cx"));
+        let m = FilenameMatch::Glob("[~~]x".into()).compile().unwrap();
+        assert!(m.matches("~x"));
+        // Not a class: literal.
+        let m = FilenameMatch::Glob("a[]b".into()).compile().unwrap();
+        assert!(m.matches("a[]b"));
+        let m = FilenameMatch::Glob("a[!".into()).compile().unwrap();
+        assert!(m.matches("a[!"));
+        let m = FilenameMatch::Glob("a[\\".into()).compile().unwrap();
+        assert!(m.matches("a[\\"));
+    }
+
+    #[test]
+    fn a_long_or_invalid_pattern_is_refused_without_echoing_it() {
+        let long = FilenameMatch::Glob("?".repeat(MAX_PATTERN_CHARS + 1));
+        let e = long.compile().unwrap_err();
+        assert!(e.to_string().len() < 200, "{e}");
+        assert!(e.reason.contains("512"), "{e}");
+        assert!(
+            FilenameMatch::Glob("?".repeat(MAX_PATTERN_CHARS))
+                .compile()
+                .is_ok()
+        );
+        let e = FilenameMatch::Glob(format!("[z-a]{}", "b".repeat(400)))
+            .compile()
+            .unwrap_err();
+        assert!(!e.to_string().contains(&"b".repeat(100)), "{e}");
+        assert!(e.reason.contains("range"), "{e}");
+    }
+
+    #[test]
+    fn a_compiled_filter_matches_payloads_like_the_uncompiled_one() {
+        let mut p = Payload::default();
+        p.insert("labels", serde_json::json!(["car", "dog"]));
+        p.insert("dataset", "d1");
+        p.insert("filename", "IMG_1.jpg");
+        p.insert("captured", 100);
+        let f = RecordFilter {
+            labels: vec![" Car ".into()],
+            no_labels: vec!["cat".into()],
+            datasets: vec!["d1".into()],
+            dates: vec![DateRange {
+                axis: DateAxis::Captured,
+                after: DateTime::from_timestamp(50, 0),
+                before: DateTime::from_timestamp(150, 0),
+            }],
+            filename: Some(FilenameMatch::Glob("IMG_?.jpg".into())),
+        };
+        assert!(f.compile().unwrap().matches(&p));
+        assert!(f.matches_payload(&p));
+        let mut g = f.clone();
+        g.no_labels.push("DOG".into());
+        assert!(!g.compile().unwrap().matches(&p));
+        let mut g = f.clone();
+        g.filename = Some(FilenameMatch::Glob("[z-a]".into()));
+        assert!(g.compile().is_err());
+        assert!(
+            !g.matches_payload(&p),
+            "a filter that does not compile matches nothing"
+        );
     }
 
     #[test]

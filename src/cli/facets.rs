@@ -8,6 +8,7 @@ use clap::Args;
 use super::{FilterArgs, access};
 use crate::accounts::Permission;
 use crate::app::{AppSettings, open_library};
+use crate::params::audited_facets;
 use crate::search::SearchService;
 
 /// Arguments of `facets`.
@@ -32,7 +33,7 @@ pub fn run(settings: &AppSettings, args: FacetArgs) -> anyhow::Result<ExitCode> 
     let service = SearchService::new(library, None, None)?;
     let filter = args.filter.to_filter()?;
     let facets = service.facets(&filter)?;
-    caller.audit(&audit, "facets", serde_json::to_value(&filter)?, vec![])?;
+    caller.audit(&audit, "facets", audited_facets(&args.filter), vec![])?;
     if args.json {
         super::print_json(&facets)?;
         return Ok(ExitCode::SUCCESS);

@@ -9,6 +9,7 @@ use indexer::record::DateAxis;
 use super::{FilterArgs, access, cell, day};
 use crate::accounts::Permission;
 use crate::app::{AppSettings, open_library};
+use crate::params::audited_lookup;
 use crate::search::{LookupRequest, SearchService};
 
 /// Arguments of `lookup`.
@@ -75,10 +76,17 @@ pub fn run(settings: &AppSettings, args: LookupArgs) -> anyhow::Result<ExitCode>
         cursor: args.cursor,
     };
     let resp = service.lookup(&req)?;
+    let query = audited_lookup(
+        &args.filter,
+        req.sort,
+        req.descending,
+        req.limit,
+        req.cursor.as_deref(),
+    );
     caller.audit(
         &audit,
         "lookup",
-        serde_json::to_value(&req)?,
+        query,
         resp.results.iter().map(|r| r.id.clone()).collect(),
     )?;
     if args.json {

@@ -9,6 +9,7 @@ use clap::Args;
 use super::{FilterArgs, access, cell, day};
 use crate::accounts::Permission;
 use crate::app::{AppSettings, load_model, open_library};
+use crate::params::AuditedSearch;
 use crate::search::{Fusion, Like, SearchRequest, SearchService};
 
 /// Arguments of `search`.
@@ -67,10 +68,28 @@ pub fn run(settings: &AppSettings, args: SearchArgs) -> anyhow::Result<ExitCode>
         fusion: Fusion::parse(&args.weights)?,
     };
     let resp = service.search(&req)?;
+    // The trail keeps a liked record as its keyed ref, never its id (a deleted record's id
+    // must not stay behind), and the filter as a bounded summary.
+    let (like_ref, like_image) = match &req.like {
+        Some(Like::Record(id)) => (Some(audit.record_ref(id)), None),
+        Some(Like::Image(path)) => (None, Some(path.display().to_string().into())),
+        _ => (None, None),
+    };
+    let query = AuditedSearch {
+        query: &req.text,
+        like_ref,
+        like_image,
+        not: &req.not,
+        filter: Some(&args.filter),
+        limit: Some(req.limit),
+        cursor: req.cursor.as_deref(),
+        weights: Some(&args.weights),
+    }
+    .to_value();
     caller.audit(
         &audit,
         "search",
-        serde_json::to_value(&req)?,
+        query,
         resp.results.iter().map(|h| h.id.clone()).collect(),
     )?;
     if args.json {

@@ -127,6 +127,7 @@ impl From<SearchError> for ApiError {
         match e {
             SearchError::Invalid(m) => Self::invalid(m),
             SearchError::Unavailable(m) => Self::new(StatusCode::CONFLICT, "unavailable", m),
+            SearchError::Cancelled(m) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", m),
             other => {
                 let fault = other.fault();
                 Self::by_fault(fault, "invalid_request", other)

@@ -87,15 +87,12 @@ impl Metrics {
     }
 }
 
-/// `/healthz` answer.
+/// `/healthz` answer. It needs no account, so it says whether the service is ready and
+/// nothing about the library (its size and model are under `/v1/info` and `/metrics`).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Health {
     /// `ok`.
     pub status: String,
-    /// Records in the library.
-    pub records: u64,
-    /// Whether semantic search is on.
-    pub semantic: bool,
 }
 
 /// Liveness and readiness: the keyword index answers.
@@ -104,11 +101,10 @@ pub struct Health {
               (status = 500, description = "the index does not answer", body = ErrorBody)))]
 pub async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     let service = state.service().clone();
-    let records = blocking(move || Ok(service.library().keyword().len())).await?;
+    // Readiness: the index answers (its answer is not shown).
+    blocking(move || Ok(service.library().keyword().len())).await?;
     Ok(Json(Health {
         status: "ok".into(),
-        records,
-        semantic: state.service().semantic(),
     }))
 }
 

@@ -1,9 +1,10 @@
 //! `/v1/search`, `/v1/lookup`, `/v1/facets`, `/v1/info`.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Json;
-use axum::extract::{FromRequest, Multipart, Query, RawQuery, Request, State};
+use axum::extract::{FromRequest, Multipart, Query, Request, State};
 use axum::http::header;
 use indexer::keyword::Facets;
 use indexer::library::Counts;
@@ -15,10 +16,18 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::{ApiError, AppState, ErrorBody, Permission, blocking};
-use crate::params::FilterParams;
+use crate::accounts::Role;
+use crate::audit::AuditLog;
+use crate::params::{AuditedSearch, FilterParams, audited_facets, audited_lookup};
 use crate::search::{
-    Fusion, Like, LookupRequest, LookupResponse, SearchRequest, SearchResponse, UploadedImage,
+    Cancel, Fusion, Like, LookupRequest, LookupResponse, MAX_NEGATIVES, SearchRequest,
+    SearchResponse, UploadedImage,
 };
+
+/// Longest `weights` spec accepted, in characters.
+const MAX_WEIGHTS_CHARS: usize = 256;
+/// Longest `like` accepted, in characters (record ids are 16 hex digits).
+const MAX_LIKE_CHARS: usize = 128;
 
 /// A search, as JSON (or as the `request` part of a multipart upload whose `image` part is the
 /// "more like this" image).
@@ -56,6 +65,26 @@ impl SearchBody {
         limits: &crate::settings::Limits,
         upload: Option<UploadedImage>,
     ) -> Result<SearchRequest, ApiError> {
+        if self.not.len() > MAX_NEGATIVES {
+            return Err(ApiError::invalid(format!(
+                "not has {} texts; the limit is {MAX_NEGATIVES}",
+                self.not.len()
+            )));
+        }
+        if let Some(w) = &self.weights
+            && w.chars().take(MAX_WEIGHTS_CHARS + 1).count() > MAX_WEIGHTS_CHARS
+        {
+            return Err(ApiError::invalid(format!(
+                "weights is longer than {MAX_WEIGHTS_CHARS} characters"
+            )));
+        }
+        if let Some(l) = &self.like
+            && l.chars().take(MAX_LIKE_CHARS + 1).count() > MAX_LIKE_CHARS
+        {
+            return Err(ApiError::invalid(format!(
+                "like is longer than {MAX_LIKE_CHARS} characters: give a record id"
+            )));
+        }
         for (field, text) in
             std::iter::once(("query", &self.query)).chain(self.not.iter().map(|n| ("not", n)))
         {
@@ -95,18 +124,48 @@ impl SearchBody {
                 .map_err(|e| ApiError::invalid(format!("weights: {e}")))?,
         })
     }
+
+    /// What the audit trail keeps of this search ([`AuditedSearch`]): the liked record as its
+    /// keyed ref, the filter as its bounded summary. Collections and exports made from a search
+    /// record the same.
+    pub fn audit_summary(
+        &self,
+        audit: &AuditLog,
+        upload_sha256: Option<&str>,
+    ) -> serde_json::Value {
+        AuditedSearch {
+            query: &self.query,
+            like_ref: self.like.as_deref().map(|id| audit.record_ref(id)),
+            like_image: upload_sha256.map(|h| serde_json::json!({ "sha256": h })),
+            not: &self.not,
+            filter: Some(&self.filter),
+            limit: self.limit,
+            cursor: self.cursor.as_deref(),
+            weights: self.weights.as_deref(),
+        }
+        .to_value()
+    }
 }
 
 /// Runs a search on the blocking pool. Only the model's part (the query vector) holds an
 /// embedding slot: index and vector look-ups are bounded by the blocking pool alone.
+///
+/// The blocking work cannot be aborted from outside, so it is cancelled from inside: when this
+/// future is dropped (the request timed out, or its client went away) or the server's request
+/// timeout has passed, the search stops at its next check ([`Cancel`]) instead of running on.
 pub(crate) async fn run_search(
     state: &AppState,
     req: SearchRequest,
 ) -> Result<SearchResponse, ApiError> {
     let service = state.service().clone();
+    let cancel = match Instant::now().checked_add(state.limits().timeout()) {
+        Some(deadline) => Cancel::with_deadline(deadline),
+        None => Cancel::new(),
+    };
+    let _guard = cancel.on_drop();
     if !service.semantic() {
         // No model work: "more like this" is refused, texts go to BM25 only.
-        return blocking(move || Ok(service.search(&req)?)).await;
+        return blocking(move || Ok(service.search_cancellable(&req, None, &cancel)?)).await;
     }
     let req = Arc::new(req);
     let permit = state.slot(state.embed_slots(), "embedding").await?;
@@ -116,7 +175,7 @@ pub(crate) async fn run_search(
         Ok(service2.query_embedding(&req2)?)
     })
     .await?;
-    blocking(move || Ok(service.search_with(&req, query)?)).await
+    blocking(move || Ok(service.search_cancellable(&req, query, &cancel)?)).await
 }
 
 /// Search with a plain-English query, "more like this" (a record id, or an uploaded image as
@@ -151,10 +210,7 @@ pub async fn search(
         let Json(body) = Json::<SearchBody>::from_request(req, &state).await?;
         (body, None)
     };
-    let mut query = serde_json::to_value(&body).map_err(ApiError::internal)?;
-    if let Some(u) = &upload {
-        query["image_sha256"] = u.sha256.clone().into();
-    }
+    let query = body.audit_summary(state.audit(), upload.as_ref().map(|u| u.sha256.as_str()));
     let request = body.to_request(state.limits(), upload)?;
     let resp = run_search(&state, request).await?;
     let ids = resp.results.iter().map(|h| h.id.clone()).collect();
@@ -304,7 +360,6 @@ impl FilterQuery {
 pub async fn lookup(
     State(state): State<AppState>,
     caller: Caller,
-    RawQuery(raw): RawQuery,
     q: Result<Query<FilterQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<LookupResponse>, ApiError> {
     caller.require(&state, Permission::Lookup, "lookup").await?;
@@ -316,19 +371,25 @@ pub async fn lookup(
             state.limits().max_page
         )));
     }
+    let params = q.params();
     let req = LookupRequest {
-        filter: q.params().to_filter_named(str::to_owned)?,
+        filter: params.to_filter_named(str::to_owned)?,
         sort: q.sort,
         descending: q.desc.unwrap_or(false),
         limit,
         cursor: q.cursor.clone(),
     };
+    let query = audited_lookup(
+        &params,
+        req.sort,
+        req.descending,
+        limit,
+        req.cursor.as_deref(),
+    );
     let service = state.service().clone();
     let resp = blocking(move || Ok(service.lookup(&req)?)).await?;
     let ids = resp.results.iter().map(|r| r.id.clone()).collect();
-    caller
-        .audit(&state, "lookup", Some(raw.unwrap_or_default().into()), ids)
-        .await?;
+    caller.audit(&state, "lookup", Some(query), ids).await?;
     Ok(Json(resp))
 }
 
@@ -341,7 +402,6 @@ pub async fn lookup(
 pub async fn facets(
     State(state): State<AppState>,
     caller: Caller,
-    RawQuery(raw): RawQuery,
     q: Result<Query<FilterQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Facets>, ApiError> {
     caller.require(&state, Permission::Search, "facets").await?;
@@ -351,16 +411,12 @@ pub async fn facets(
             "facets take filters only, not sort, desc, limit or cursor",
         ));
     }
-    let filter = q.params().to_filter_named(str::to_owned)?;
+    let params = q.params();
+    let filter = params.to_filter_named(str::to_owned)?;
     let service = state.service().clone();
     let facets = blocking(move || Ok(service.facets(&filter)?)).await?;
     caller
-        .audit(
-            &state,
-            "facets",
-            Some(raw.unwrap_or_default().into()),
-            vec![],
-        )
+        .audit(&state, "facets", Some(audited_facets(&params)), vec![])
         .await?;
     Ok(Json(facets))
 }
@@ -368,11 +424,14 @@ pub async fn facets(
 /// What `/v1/info` answers.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Info {
-    /// The library's data directory.
-    pub data_dir: String,
+    /// The library's data directory: shown to admins only (a server path tells others
+    /// nothing they need).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<String>,
     /// Layout version.
     pub format_version: u32,
-    /// The model the vectors were made with.
+    /// The model the vectors were made with (a local model folder is named by its last
+    /// component, except to admins).
     pub model: Option<EmbedderSpec>,
     /// Counts at the last ingest.
     pub counts: Counts,
@@ -392,16 +451,36 @@ pub struct Info {
 /// The library's model, counts and state.
 #[utoipa::path(get, path = "/v1/info", tag = "library",
     responses((status = 200, description = "library info", body = Info)))]
-pub async fn info(State(state): State<AppState>, _caller: Caller) -> Json<Info> {
-    Json(info_of(&state))
+pub async fn info(State(state): State<AppState>, caller: Caller) -> Json<Info> {
+    let mut info = info_of(&state);
+    if caller.principal.role != Role::Admin {
+        info.data_dir = None;
+        if let Some(spec) = &mut info.model {
+            spec.model_id = public_model_id(&spec.model_id);
+        }
+    }
+    Json(info)
 }
 
+/// A model id safe to show anyone: a hub id as it is, a local folder by its last component.
+fn public_model_id(model_id: &str) -> String {
+    match models::ModelSource::parse(model_id) {
+        models::ModelSource::Local(path) => path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "local model".into()),
+        _ => model_id.to_owned(),
+    }
+}
+
+/// Everything the server knows about its library, paths included (the handler hides them
+/// from non-admins).
 pub(crate) fn info_of(state: &AppState) -> Info {
     let service = state.service();
     let lib = service.library();
     let m = lib.manifest();
     Info {
-        data_dir: lib.dir().display().to_string(),
+        data_dir: Some(lib.dir().display().to_string()),
         format_version: m.format_version,
         model: m.model.clone(),
         counts: m.counts.clone(),

@@ -10,4 +10,5 @@ mod http;
 mod ingest;
 mod privacy;
 mod redaction;
+mod search_safety;
 mod writers;

@@ -26,7 +26,7 @@ use tantivy::schema::{
 use tantivy::tokenizer::TokenStream;
 use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
-use crate::filter::{FilenameMatch, RecordFilter, glob_to_regex, normalize_label, regex_escape};
+use crate::filter::{PatternError, RecordFilter, normalize_label};
 use crate::record::{DateAxis, Record};
 
 /// Errors of the keyword index.
@@ -364,12 +364,12 @@ impl KeywordIndex {
         }
         if let Some(m) = &filter.filename {
             let field = if m.on_path() { f.path } else { f.filename };
-            let q: Box<dyn Query> = match m {
-                FilenameMatch::Exact(name) => term_query(field, name),
-                FilenameMatch::Prefix(p) => {
-                    regex_query(field, &format!("{}.*", regex_escape(p)), p)?
-                }
-                FilenameMatch::Glob(g) => regex_query(field, &glob_to_regex(g), g)?,
+            m.check_length()?;
+            // The same regular expression as the payload check of vector hits
+            // (`FilenameMatch::compile`), so both sides agree on every name.
+            let q: Box<dyn Query> = match m.to_regex() {
+                None => term_query(field, m.pattern()),
+                Some(re) => regex_query(field, &re, m.pattern())?,
             };
             clauses.push((Occur::Must, q));
         }
@@ -441,6 +441,9 @@ impl KeywordIndex {
         limit: usize,
     ) -> KResult<Vec<KeywordHit>> {
         let terms = self.terms(text);
+        // tantivy's top-k collector allocates for `limit` hits up front: never ask for more
+        // than there are documents.
+        let limit = limit.min(usize::try_from(self.len()).unwrap_or(usize::MAX));
         if terms.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
@@ -602,10 +605,30 @@ fn term_query(field: Field, text: &str) -> Box<dyn Query> {
 fn regex_query(field: Field, regex: &str, pattern: &str) -> KResult<Box<dyn Query>> {
     RegexQuery::from_pattern(regex, field)
         .map(|q| Box::new(q) as Box<dyn Query>)
-        .map_err(|e| KeywordError::Pattern {
-            pattern: pattern.to_owned(),
-            reason: e.to_string(),
+        .map_err(|e| {
+            // tantivy's message quotes the whole expression; keep only the reason.
+            let text = e.to_string();
+            let reason = text
+                .lines()
+                .rev()
+                .find_map(|l| l.trim().strip_prefix("error: "))
+                .map(str::to_owned)
+                .unwrap_or_else(|| crate::filter::shorten(text.lines().next().unwrap_or(""), 200));
+            PatternError {
+                pattern: crate::filter::shorten(pattern, 64),
+                reason,
+            }
+            .into()
         })
+}
+
+impl From<PatternError> for KeywordError {
+    fn from(e: PatternError) -> Self {
+        KeywordError::Pattern {
+            pattern: e.pattern,
+            reason: e.reason,
+        }
+    }
 }
 
 /// The single writer of a keyword index. Changes become visible and durable on [`commit`].
