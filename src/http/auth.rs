@@ -2,9 +2,10 @@
 //!
 //! [`authenticate`] runs before every protected route: it turns the `Authorization` header
 //! (`Bearer <token>` or `Basic <name:password>`) into a [`Principal`] in the request's
-//! extensions, or answers 401. Handlers take a [`Caller`] and call [`Caller::require`] with the
-//! route's [`Permission`] (a refusal is audited and answered 403), then [`Caller::audit`] with
-//! what they are about to disclose, before disclosing it.
+//! extensions, or answers 401 (a failed sign-in is audited and counted; too many answer 429,
+//! and password checks wait for a bounded pool, else 503). Handlers take a [`Caller`] and call
+//! [`Caller::require`] with the route's [`Permission`] (a refusal is audited and answered 403),
+//! then [`Caller::audit`] with what they are about to disclose, before disclosing it.
 
 use std::net::SocketAddr;
 

@@ -605,6 +605,55 @@ fn a_saved_policy_with_absurd_values_makes_retention_run_fail_clearly_not_panic(
 }
 
 #[tokio::test]
+async fn a_saved_policy_out_of_range_makes_a_run_answer_409_naming_the_field() {
+    let fx = fixture(1);
+    fx.ingest(true);
+    let policy = json!({"schedules": {"synth": {"after_ingest_days": 4_294_967_295u32}}});
+    std::fs::write(fx.data.join("retention.json"), policy.to_string()).unwrap();
+    let state = AppState::new(
+        Arc::new(service_for(&fx)),
+        Limits::default(),
+        Redaction::default(),
+    )
+    .unwrap();
+    let admin = token_for(&state, "run-admin", Role::Admin);
+    let lib = Lib {
+        app: router(state.clone()),
+        state,
+        admin,
+        fx,
+    };
+    let admin = bearer(&lib.admin);
+    for dry_run in [true, false] {
+        let msg = call(
+            &lib,
+            "POST",
+            "/v1/retention/run",
+            &admin,
+            Some(json!({ "dry_run": dry_run })),
+        )
+        .await
+        .error(StatusCode::CONFLICT);
+        assert!(msg.contains("after_ingest_days"), "{msg}");
+    }
+    // Nothing was deleted, and the policy can be corrected.
+    let v = call(&lib, "GET", "/v1/lookup", &admin, None).await.ok();
+    assert_eq!(v["total"], 1);
+    call(&lib, "PUT", "/v1/retention", &admin, Some(json!({})))
+        .await
+        .ok();
+    call(
+        &lib,
+        "POST",
+        "/v1/retention/run",
+        &admin,
+        Some(json!({"dry_run": true})),
+    )
+    .await
+    .ok();
+}
+
+#[tokio::test]
 async fn record_holds_are_kept_by_ref_and_still_hold() {
     let lib = new_lib(2, "hold-admin");
     let admin = bearer(&lib.admin);
