@@ -414,6 +414,53 @@ mod tests {
     }
 
     #[test]
+    fn the_audit_summary_of_a_filter_is_bounded_and_keeps_a_digest() {
+        let p = FilterParams {
+            labels: (0..100)
+                .map(|i| format!("{i}{}", "x".repeat(511)))
+                .collect(),
+            filename_glob: Some("*.jpg".into()),
+            ..Default::default()
+        };
+        let s = p.audit_summary();
+        assert_eq!(s["labels"].as_array().unwrap().len(), AUDIT_LIST_VALUES);
+        assert_eq!(s["labels_count"], 100);
+        assert_eq!(s["filename_glob"], "*.jpg");
+        assert_eq!(s["sha256"], p.digest().as_str());
+        assert!(s.to_string().len() < 5_000, "{}", s.to_string().len());
+        assert_eq!(
+            FilterParams::default().audit_summary(),
+            serde_json::json!({})
+        );
+        // Another filter, another digest.
+        let mut q = p.clone();
+        q.labels[99].push('y');
+        assert_ne!(q.digest(), p.digest());
+    }
+
+    #[test]
+    fn oversized_filters_are_refused_naming_the_field_without_echoing_it() {
+        let many = FilterParams {
+            no_labels: (0..=MAX_FILTER_VALUES).map(|i| i.to_string()).collect(),
+            ..Default::default()
+        };
+        let e = many.to_filter_named(|f| format!("filter.{f}")).unwrap_err();
+        assert!(e.to_string().starts_with("filter.no_labels"), "{e}");
+        let long = FilterParams {
+            filename_prefix: Some("p".repeat(MAX_PATTERN_CHARS + 1)),
+            ..Default::default()
+        };
+        let e = long.to_filter().unwrap_err().to_string();
+        assert!(e.starts_with("--filename-prefix") && e.len() < 200, "{e}");
+        let date = FilterParams {
+            ingested_before: Some("1".repeat(10_000)),
+            ..Default::default()
+        };
+        let e = date.to_filter().unwrap_err().to_string();
+        assert!(e.starts_with("--ingested-before") && e.len() < 200, "{e}");
+    }
+
+    #[test]
     fn two_filename_patterns_are_refused() {
         let p = FilterParams {
             filename: Some("a.jpg".into()),

@@ -913,7 +913,12 @@ impl CursorKey {
             ))
         };
         let (offset, tag) = c.split_once('.').ok_or_else(bad)?;
-        if offset.is_empty() || offset.len() > 20 || !offset.bytes().all(|b| b.is_ascii_digit()) {
+        // Only the form we issue: decimal digits, no sign, no leading zero.
+        if offset.is_empty()
+            || offset.len() > 20
+            || !offset.bytes().all(|b| b.is_ascii_digit())
+            || (offset.len() > 1 && offset.starts_with('0'))
+        {
             return Err(bad());
         }
         let offset: u64 = offset.parse().map_err(|_| bad())?;

@@ -165,7 +165,11 @@ pub(crate) async fn run_search(
     let _guard = cancel.on_drop();
     if !service.semantic() {
         // No model work: "more like this" is refused, texts go to BM25 only.
-        return blocking(move || Ok(service.search_cancellable(&req, None, &cancel)?)).await;
+        return blocking(move || {
+            let query = service.query_embedding(&req)?;
+            Ok(service.search_cancellable(&req, query, &cancel)?)
+        })
+        .await;
     }
     let req = Arc::new(req);
     let permit = state.slot(state.embed_slots(), "embedding").await?;

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use axum::Router;
@@ -743,7 +744,7 @@ fn text() -> impl Strategy<Value = String> {
         any::<String>(),
     ];
     prop_oneof![
-        8 => prop::collection::vec(piece, 0..6).prop_map(|v| v.concat()),
+        20 => prop::collection::vec(piece, 0..6).prop_map(|v| v.concat()),
         1 => (990usize..1100).prop_map(|n| "a".repeat(n)),
     ]
 }
@@ -804,17 +805,17 @@ fn label() -> impl Strategy<Value = String> {
 
 fn values() -> impl Strategy<Value = Vec<String>> {
     prop_oneof![
-        6 => prop::collection::vec(label(), 0..4),
+        20 => prop::collection::vec(label(), 0..4),
         1 => prop::collection::vec(label(), 95..110),
     ]
 }
 
 fn filter() -> impl Strategy<Value = FilterParams> {
-    let dates = prop::collection::vec(prop::option::weighted(0.15, date()), 8);
+    let dates = prop::collection::vec(prop::option::weighted(0.06, date()), 8);
     let names = (
-        prop::option::weighted(0.2, pattern()),
-        prop::option::weighted(0.15, pattern()),
-        prop::option::weighted(0.3, pattern()),
+        prop::option::weighted(0.12, pattern()),
+        prop::option::weighted(0.08, pattern()),
+        prop::option::weighted(0.25, pattern()),
     );
     (values(), values(), values(), dates, names).prop_map(|(labels, no_labels, datasets, d, n)| {
         FilterParams {
@@ -837,14 +838,18 @@ fn filter() -> impl Strategy<Value = FilterParams> {
 }
 
 fn weights() -> impl Strategy<Value = Option<String>> {
-    prop::option::of(prop_oneof![
-        Just("keyword=0".to_owned()),
-        Just("depth=10".to_owned()),
-        Just("depth=1e30,k=0".to_owned()),
-        Just("image=NaN".to_owned()),
-        Just("keyword=1,image=1,region=0.7,text=0.5,k=60".to_owned()),
-        "[a-z=0-9.,]{0,20}",
-    ])
+    prop::option::weighted(
+        0.4,
+        prop_oneof![
+            3 => Just("keyword=0".to_owned()),
+            3 => Just("depth=10".to_owned()),
+            3 => Just("depth=1e30,k=0".to_owned()),
+            3 => Just("keyword=1,image=1,region=0.7,text=0.5,k=60".to_owned()),
+            3 => (0u32..12_000).prop_map(|d| format!("depth={d},image=0")),
+            1 => Just("image=NaN".to_owned()),
+            1 => "[a-z=0-9.,]{0,20}",
+        ],
+    )
 }
 
 /// A cursor: none, garbage, or an offset (from the whole u64 range) with some tag.
@@ -852,13 +857,37 @@ fn cursor() -> impl Strategy<Value = Option<String>> {
     let offset = prop_oneof![0u64..30, 990u64..1010, any::<u64>()];
     let tag = prop_oneof!["[0-9a-f]{16}", "[0-9a-f]{0,20}", any::<String>()];
     prop::option::weighted(
-        0.5,
+        0.25,
         prop_oneof![
             (offset, tag).prop_map(|(o, t)| format!("{o}.{t}")),
             any::<String>(),
             "[0-9.+-]{0,25}",
         ],
     )
+}
+
+/// How the cases of a property ended: answered, refused by validation, refused by the search.
+#[derive(Default)]
+struct Tally {
+    answered: AtomicUsize,
+    refused_early: AtomicUsize,
+    refused_by_search: AtomicUsize,
+}
+
+impl Tally {
+    fn count(&self, which: &AtomicUsize) {
+        which.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn report(&self, name: &str) {
+        let get = |a: &AtomicUsize| a.load(Ordering::Relaxed);
+        eprintln!(
+            "{name}: {} answered, {} refused by validation, {} refused by the search",
+            get(&self.answered),
+            get(&self.refused_early),
+            get(&self.refused_by_search)
+        );
+    }
 }
 
 /// A search error must be the caller's: a user fault, answered 4xx over HTTP, with a message
@@ -891,7 +920,11 @@ fn property_any_search_body_is_answered_or_refused_as_a_user_error() {
         ),
         prop::collection::vec(text(), 0..3),
         filter(),
-        prop::option::of(prop_oneof![0usize..30, 490usize..510, Just(usize::MAX)]),
+        prop::option::of(prop_oneof![
+            10 => 0usize..30,
+            1 => 490usize..510,
+            1 => Just(usize::MAX)
+        ]),
         cursor(),
         weights(),
     )
@@ -906,37 +939,48 @@ fn property_any_search_body_is_answered_or_refused_as_a_user_error() {
                 weights,
             },
         );
+    let tally = Tally::default();
     runner()
         .run(&body, |body| {
             let req = match body.to_request(&limits, None) {
                 Ok(r) => r,
                 Err(e) => {
+                    tally.count(&tally.refused_early);
                     prop_assert!(e.status().is_client_error(), "{:?}", e);
                     return Ok(());
                 }
             };
             match lib.service.search(&req) {
                 Ok(resp) => {
+                    tally.count(&tally.answered);
                     prop_assert!(resp.results.len() <= req.limit);
                     // The audit summary of any accepted request is bounded.
                     let summary = body.audit_summary(lib.state.audit(), None);
                     prop_assert!(summary.to_string().len() < 40_000);
                 }
-                Err(e) => user_error(e)?,
+                Err(e) => {
+                    tally.count(&tally.refused_by_search);
+                    user_error(e)?;
+                }
             }
             Ok(())
         })
         .unwrap();
+    tally.report("search bodies");
 }
 
 #[test]
 fn property_any_filter_gives_a_lookup_facets_and_search_or_a_user_error() {
     let lib = lib();
+    let tally = Tally::default();
     runner()
         .run(&(filter(), any::<bool>()), |(params, desc)| {
             let filter = match params.to_filter_named(str::to_owned) {
                 Ok(f) => f,
-                Err(e) => return user_error(e),
+                Err(e) => {
+                    tally.count(&tally.refused_early);
+                    return user_error(e);
+                }
             };
             let look = lib.service.lookup(&LookupRequest {
                 filter: filter.clone(),
@@ -953,6 +997,7 @@ fn property_any_filter_gives_a_lookup_facets_and_search_or_a_user_error() {
             });
             match (look, facets, search) {
                 (Ok(look), Ok(facets), Ok(search)) => {
+                    tally.count(&tally.answered);
                     prop_assert_eq!(look.total as u64, facets.total);
                     // Filters are exact: every hit of either side is a record the look-up
                     // (the keyword index) matched.
@@ -992,6 +1037,7 @@ fn property_any_filter_gives_a_lookup_facets_and_search_or_a_user_error() {
                     }
                 }
                 (l, f, s) => {
+                    tally.count(&tally.refused_by_search);
                     for e in [l.err(), f.err(), s.err()].into_iter().flatten() {
                         user_error(e)?;
                     }
@@ -1000,6 +1046,7 @@ fn property_any_filter_gives_a_lookup_facets_and_search_or_a_user_error() {
             Ok(())
         })
         .unwrap();
+    tally.report("filters");
 }
 
 #[test]
@@ -1033,6 +1080,19 @@ fn property_a_cursor_not_issued_for_the_request_is_refused() {
             }
         })
         .collect();
+    // A cursor binds the request but not its page size: the cursors of one text under any
+    // page size are that request's.
+    let issued: Vec<BTreeSet<String>> = requests
+        .iter()
+        .map(|r| {
+            requests
+                .iter()
+                .zip(&issued)
+                .filter(|(o, _)| o.text == r.text)
+                .flat_map(|(_, c)| c.iter().cloned())
+                .collect()
+        })
+        .collect();
     let all_issued: Vec<String> = issued.iter().flatten().cloned().collect();
     let forged = prop_oneof![
         cursor().prop_map(|c| c.unwrap_or_default()),
@@ -1043,12 +1103,14 @@ fn property_a_cursor_not_issued_for_the_request_is_refused() {
             .prop_map(|(c, o)| format!("{o}.{}", tag_of(&c))),
         prop::sample::select(all_issued),
     ];
+    let tally = Tally::default();
     runner()
         .run(&(0..requests.len(), forged), |(i, c)| {
             let mut req = requests[i].clone();
             req.cursor = Some(c.clone());
             match lib.service.search(&req) {
                 Ok(resp) => {
+                    tally.count(&tally.answered);
                     prop_assert!(
                         c.is_empty() || issued[i].contains(&c),
                         "accepted forged cursor {:?}",
@@ -1057,6 +1119,7 @@ fn property_a_cursor_not_issued_for_the_request_is_refused() {
                     prop_assert!(resp.results.len() <= req.limit);
                 }
                 Err(e) => {
+                    tally.count(&tally.refused_by_search);
                     prop_assert!(
                         !issued[i].contains(&c),
                         "refused its own cursor {:?}: {}",
@@ -1069,4 +1132,5 @@ fn property_a_cursor_not_issued_for_the_request_is_refused() {
             Ok(())
         })
         .unwrap();
+    tally.report("cursors");
 }
