@@ -33,9 +33,12 @@
 //!   anonymity: whoever holds both the key and a candidate id can test whether it was seen,
 //!   which is exactly the auditor's question.
 //! - Callers never put filenames, captions or image bytes into an entry. `query` holds what the
-//!   user *typed* (search text, filters), which is the user's input and kept verbatim as
-//!   evidence, not data of a record; record ids taken from a request path go into `records`,
-//!   never into `query` or `detail`.
+//!   user *typed* (search text, filters) as a bounded summary (`crate::params::AuditedSearch`,
+//!   `FilterParams::audit_summary`: each list's first values, its count and a sha256 of the
+//!   whole filter), which is the user's input and evidence, not data of a record, and cannot
+//!   grow the trail with the size of a request body; record ids, whether taken from a request
+//!   path or typed as a "more like this" target or a hold, are kept only as refs, never in
+//!   clear in `query` or `detail`.
 //!
 //! # What the chain does and does not prove
 //!
@@ -131,7 +134,9 @@ pub struct AuditEntry {
     /// Refs (keyed pseudonyms, see [`AuditLog::record_ref`]) of the records returned or viewed;
     /// never record ids.
     pub records: Vec<String>,
-    /// `ok`, `denied` or `error: ...`.
+    /// `ok`; `denied` (a role or a disabled, expired or revoked credential refused);
+    /// `refused` (an account or token change refused); `failed` (a failed sign-in); or
+    /// `error: ...`.
     pub outcome: String,
     /// Whether an unredacted image or thumbnail was served.
     pub unredacted: bool,
@@ -158,11 +163,13 @@ pub struct NewEntry {
     pub action: String,
     /// Stated purpose.
     pub purpose: Option<String>,
-    /// The query and filters as typed; user input only, never record data.
+    /// The query and filters as typed (bounded summary); user input only, never record data.
     pub query: Option<serde_json::Value>,
     /// Ids of the records returned or viewed; stored only as refs.
     pub records: Vec<String>,
-    /// `ok`, `denied` or `error: ...`.
+    /// `ok`; `denied` (a role or a disabled, expired or revoked credential refused);
+    /// `refused` (an account or token change refused); `failed` (a failed sign-in); or
+    /// `error: ...`.
     pub outcome: String,
     /// Whether an unredacted image or thumbnail was served.
     pub unredacted: bool,

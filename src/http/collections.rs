@@ -101,6 +101,13 @@ pub async fn create(
     let mut ids = body.ids.clone();
     check_count(&state, ids.len())?;
     check_ids_exist(&state, &ids).await?;
+    // The trail keeps the search as its bounded summary, the liked record as its ref.
+    let audited_source = body.search.as_ref().map(|search| {
+        serde_json::json!({
+            "search": search.audit_summary(state.audit(), None),
+            "max_results": body.max_results,
+        })
+    });
     let source = match &body.search {
         Some(search) => {
             let found = search_ids(&state, search, body.max_results).await?;
@@ -126,7 +133,7 @@ pub async fn create(
         .audit(
             &state,
             "collection_create",
-            Some(serde_json::json!({ "name": name, "source": c.source })),
+            Some(serde_json::json!({ "name": name, "source": audited_source })),
             c.ids.clone(),
         )
         .await?;
@@ -291,7 +298,7 @@ pub async fn export_collection(
         &state,
         records,
         (format, archive, unredacted),
-        source,
+        (source.clone(), source),
         &caller,
         &format!("{name}-{format}"),
     )
@@ -340,11 +347,15 @@ pub async fn export_search(
     let ids = search_ids(&state, &body.search, body.max_results).await?;
     let records = records_of(&state, ids).await?;
     let source = serde_json::json!({ "search": body.search, "max_results": body.max_results });
+    let audited = serde_json::json!({
+        "search": body.search.audit_summary(state.audit(), None),
+        "max_results": body.max_results,
+    });
     stream_export(
         &state,
         records,
         (format, archive, unredacted),
-        source,
+        (source, audited),
         &caller,
         &format!("search-{format}"),
     )
@@ -449,7 +460,9 @@ async fn stream_export(
     state: &AppState,
     records: Vec<Record>,
     (format, archive, unredacted): (DatasetFormat, ArchiveFormat, bool),
-    source: serde_json::Value,
+    // What `provenance.json` says the export came from (the request as given: the recipient
+    // gets these records anyway), and what the audit trail keeps of it (bounded, refs only).
+    (source, audited): (serde_json::Value, serde_json::Value),
     caller: &Caller,
     stem: &str,
 ) -> Result<Response, ApiError> {
@@ -489,7 +502,7 @@ async fn stream_export(
     let sensitive = records.iter().any(|r| state.redaction().applies_to(r));
     let mut entry = caller.entry("export");
     entry.query = Some(serde_json::json!({
-        "source": source,
+        "source": audited,
         "format": format,
         "archive": archive,
         "redacted": !unredacted,

@@ -186,7 +186,7 @@ macro_rules! from_rejection {
             fn from(e: $t) -> Self {
                 let status = e.status();
                 let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { "invalid_request" };
-                Self::new(status, code, e.body_text())
+                Self::new(status, code, bounded_message(e.body_text()))
             }
         }
     )*};
@@ -198,6 +198,20 @@ from_rejection!(
     axum::extract::multipart::MultipartRejection,
     axum::extract::multipart::MultipartError
 );
+
+/// Longest message of an extractor's rejection, in characters: serde's messages quote the bad
+/// value, which may be megabytes of the request.
+const MAX_REJECTION_CHARS: usize = 300;
+
+/// `text`, cut to [`MAX_REJECTION_CHARS`] characters.
+fn bounded_message(text: String) -> String {
+    if text.chars().count() <= MAX_REJECTION_CHARS {
+        return text;
+    }
+    let mut cut: String = text.chars().take(MAX_REJECTION_CHARS).collect();
+    cut.push_str("… (cut)");
+    cut
+}
 
 /// The code for a status that axum or tower answered on their own.
 fn code_for(status: StatusCode) -> &'static str {

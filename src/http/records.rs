@@ -11,8 +11,9 @@
 //! still lies inside that folder (a symbolic link to elsewhere is not followed). Responses are
 //! `Cache-Control: private, no-store`: what is served depends on who asks (redacted or not).
 //!
-//! `GET /v1/records/{id}` shows server paths (`images_root`, `exports`) only to roles that may
-//! read the audit trail (auditors, admins); to others they are empty.
+//! `GET /v1/records/{id}` shows server paths (`images_root`, `exports`) and the `annotators`
+//! (staff names) only to roles that may read the audit trail (auditors, admins); to others
+//! they are empty.
 
 use axum::Json;
 use axum::body::Body;
@@ -116,9 +117,14 @@ pub async fn record(
         .audit(&state, "view_record", None, vec![record.id.clone()])
         .await?;
     if !caller.principal.can(Permission::ReadAudit) {
-        // Where the library and its exports live on the server is not a searcher's business.
+        // Where the library and its exports live on the server, and which staff annotated the
+        // image, are not a searcher's business.
         record.images_root = String::new();
         record.exports = Vec::new();
+        record.annotators = Vec::new();
+        for b in &mut record.boxes {
+            b.annotator = None;
+        }
     }
     Ok(Json(record))
 }

@@ -1343,17 +1343,22 @@ async fn deleted_records_with_quotes_tabs_or_newlines_in_their_names_leave_no_re
     }
 
     // No file holds an id, a file name (as is or JSON-escaped) or a caption word. The trail
-    // keeps what was typed (documented); the `like` of a search and a collection's source in
-    // the trail are the search paths' to store as refs, so the trail is left out of this scan.
+    // keeps what was typed (documented: these searches typed the file name and the caption
+    // word), but never an id: a `like` of a search, a collection's source and a hold are kept
+    // there as refs.
     let report_text: Vec<String> = report_strings(&lib.fx.data);
     for (id, name, word) in &deleted {
         let escaped = serde_json::to_string(name).unwrap();
         let escaped = escaped.trim_matches('"').to_owned();
         for file in files(&lib.fx.data) {
+            let bytes = std::fs::read(&file).unwrap();
             if file.ends_with("audit/trail.jsonl") {
+                assert!(
+                    !contains(&bytes, id.as_bytes()),
+                    "the trail still holds the id of {name:?}"
+                );
                 continue;
             }
-            let bytes = std::fs::read(&file).unwrap();
             for (what, needle) in [
                 ("id", id.as_str()),
                 ("file name", name),

@@ -578,10 +578,16 @@ async fn exports_are_redacted_unless_a_role_that_may_see_originals_asks() {
 }
 
 #[tokio::test]
-async fn server_paths_are_shown_only_to_auditors_and_admins() {
+async fn server_paths_and_staff_names_are_shown_only_to_auditors_and_admins() {
     let lib = library(
         &[("a.png", png(&picture(20, 20, [0, 0, 4, 4])))],
-        &[json!({"images": [{"id": 1, "file_name": "a.png"}]})],
+        &[json!({
+            "info": {"contributor": "staff-annotator-anna"},
+            "images": [{"id": 1, "file_name": "a.png"}],
+            "categories": [{"id": 1, "name": "car"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5],
+                             "annotator": "staff-annotator-bert"}],
+        })],
     );
     let id = lib.id("a.png").await;
     for role in [Role::Searcher, Role::Curator] {
@@ -591,6 +597,7 @@ async fn server_paths_are_shown_only_to_auditors_and_admins() {
             .ok();
         assert_eq!(v["images_root"], "", "{role:?}");
         assert_eq!(v["exports"], json!([]), "{role:?}");
+        assert!(!v.to_string().contains("staff-annotator"), "{role:?}: {v}");
     }
     for role in [Role::Auditor, Role::Admin] {
         let v = lib
@@ -599,6 +606,11 @@ async fn server_paths_are_shown_only_to_auditors_and_admins() {
             .ok();
         assert!(!v["images_root"].as_str().unwrap().is_empty(), "{role:?}");
         assert_eq!(v["exports"].as_array().unwrap().len(), 1, "{role:?}");
+        assert_eq!(v["annotators"], json!(["staff-annotator-anna"]), "{role:?}");
+        assert_eq!(
+            v["boxes"][0]["annotator"], "staff-annotator-bert",
+            "{role:?}"
+        );
     }
 }
 
