@@ -33,6 +33,20 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
+/// Longest error message answered, in characters: messages name the bad field and may quote
+/// the bad value (serde's do), which may be megabytes of the request.
+pub const MAX_MESSAGE_CHARS: usize = 1000;
+
+/// `message`, cut to [`MAX_MESSAGE_CHARS`] characters.
+fn bounded(message: String) -> String {
+    if message.chars().count() <= MAX_MESSAGE_CHARS {
+        return message;
+    }
+    let mut cut: String = message.chars().take(MAX_MESSAGE_CHARS).collect();
+    cut.push_str("… (cut)");
+    cut
+}
+
 /// An error answered to the caller.
 #[derive(Debug)]
 pub struct ApiError {
@@ -110,7 +124,7 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code.into(),
-                message: self.message,
+                message: bounded(self.message),
             },
         };
         let mut resp = (self.status, Json(body)).into_response();
@@ -186,7 +200,7 @@ macro_rules! from_rejection {
             fn from(e: $t) -> Self {
                 let status = e.status();
                 let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { "invalid_request" };
-                Self::new(status, code, bounded_message(e.body_text()))
+                Self::new(status, code, e.body_text())
             }
         }
     )*};
@@ -198,20 +212,6 @@ from_rejection!(
     axum::extract::multipart::MultipartRejection,
     axum::extract::multipart::MultipartError
 );
-
-/// Longest message of an extractor's rejection, in characters: serde's messages quote the bad
-/// value, which may be megabytes of the request.
-const MAX_REJECTION_CHARS: usize = 300;
-
-/// `text`, cut to [`MAX_REJECTION_CHARS`] characters.
-fn bounded_message(text: String) -> String {
-    if text.chars().count() <= MAX_REJECTION_CHARS {
-        return text;
-    }
-    let mut cut: String = text.chars().take(MAX_REJECTION_CHARS).collect();
-    cut.push_str("… (cut)");
-    cut
-}
 
 /// The code for a status that axum or tower answered on their own.
 fn code_for(status: StatusCode) -> &'static str {
@@ -260,7 +260,7 @@ pub async fn json_errors(resp: Response) -> Response {
     let body = ErrorBody {
         error: ErrorDetail {
             code: code_for(status).into(),
-            message,
+            message: bounded(message),
         },
     };
     let mut out = Response::from_parts(

@@ -191,7 +191,11 @@ fn check(answer: &Answer, what: &str) -> Result<(), TestCaseError> {
         let message = v["error"]["message"].as_str().unwrap_or_default();
         prop_assert!(!message.is_empty(), "{what}: {v}");
         // An error names the bad field; it never echoes a request's megabytes back.
-        prop_assert!(message.len() <= 2048, "{what}: {} bytes", message.len());
+        let chars = message.chars().count();
+        prop_assert!(
+            chars <= imagelens::http::error::MAX_MESSAGE_CHARS + 10,
+            "{what}: {chars} characters"
+        );
     }
     Ok(())
 }

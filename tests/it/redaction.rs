@@ -606,7 +606,11 @@ async fn server_paths_and_staff_names_are_shown_only_to_auditors_and_admins() {
             .ok();
         assert!(!v["images_root"].as_str().unwrap().is_empty(), "{role:?}");
         assert_eq!(v["exports"].as_array().unwrap().len(), 1, "{role:?}");
-        assert_eq!(v["annotators"], json!(["staff-annotator-anna"]), "{role:?}");
+        assert_eq!(
+            v["annotators"],
+            json!(["staff-annotator-anna", "staff-annotator-bert"]),
+            "{role:?}"
+        );
         assert_eq!(
             v["boxes"][0]["annotator"], "staff-annotator-bert",
             "{role:?}"
