@@ -17,10 +17,11 @@ use imagelens::http::{AppState, router};
 use imagelens::redact::Redaction;
 use imagelens::settings::Limits;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use serde_json::{Map, Value, json};
 
 use crate::common::{Fixture, bin, fixture};
+use crate::generators::{any_json, hostile_number, hostile_string, runner, runtime};
 use crate::http::{Answer, send_as_is, service_for, token_for};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -811,9 +812,6 @@ async fn collection_descriptions_are_bounded() {
 // ---------------------------------------------------------------------------------------------
 // Property tests: every admin route's JSON body, through the real router.
 
-/// Generated inputs per property.
-const CASES: u32 = 10_000;
-
 /// The admin of the property tests' library: a name the generators never produce, so no
 /// generated request demotes, disables or re-passwords it.
 const PROP_ADMIN: &str = "prop.root@admin";
@@ -836,84 +834,6 @@ fn prop_ids() -> Vec<String> {
         crate::common::ids(&v)
     })
     .clone()
-}
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap()
-    })
-}
-
-fn runner() -> TestRunner {
-    TestRunner::new(Config {
-        cases: CASES,
-        failure_persistence: None,
-        max_shrink_iters: 1_000,
-        ..Config::default()
-    })
-}
-
-fn hostile_string() -> impl Strategy<Value = String> {
-    prop_oneof![
-        Just(String::new()),
-        Just(" ".into()),
-        Just("synth".into()),
-        Just("nope".into()),
-        Just("admin".into()),
-        Just("searcher".into()),
-        Just("viewer".into()),
-        Just("../../etc/passwd".into()),
-        Just("\0\u{202e}\u{feff}".into()),
-        Just("he said \"hi\"\t\n.png".into()),
-        Just("+262000-01-01T00:00:00Z".into()),
-        Just("2026-01-01T00:00:00Z".into()),
-        Just("0000000000000000".into()),
-        Just("00000000000000000000000000000000".into()),
-        Just("x".repeat(3_000)),
-        "[a-z0-9._@-]{0,12}",
-        "\\PC{0,40}",
-        any::<String>(),
-    ]
-}
-
-fn hostile_number() -> impl Strategy<Value = Value> {
-    prop_oneof![
-        Just(json!(0)),
-        Just(json!(-1)),
-        Just(json!(1)),
-        Just(json!(366)),
-        Just(json!(367)),
-        Just(json!(36_500)),
-        Just(json!(36_501)),
-        Just(json!(u32::MAX)),
-        Just(json!(u64::MAX)),
-        Just(json!(i64::MIN)),
-        Just(json!(1.5)),
-        Just(json!(1e300)),
-        any::<i64>().prop_map(|n| json!(n)),
-        any::<u32>().prop_map(|n| json!(n)),
-    ]
-}
-
-fn any_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        hostile_number(),
-        hostile_string().prop_map(Value::String),
-    ];
-    leaf.prop_recursive(3, 24, 6, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::btree_map(hostile_string(), inner, 0..4)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
 }
 
 /// Values that are usually of the right kind for admin fields, sometimes anything.

@@ -2,111 +2,23 @@
 //! bodies of search, collections and export, multipart uploads, the query strings of look-ups,
 //! facets, thumbnails and the audit trail, and `serve`'s settings files.
 //!
-//! Each property runs [`CASES`] generated inputs (structure-aware: the real field names with
+//! Each property runs 10,000 generated inputs (`IMAGELENS_PROPTEST_CASES` overrides) (structure-aware: the real field names with
 //! hostile values, plus arbitrary bytes) through the real router in-process and asserts what
 //! the README promises: no panic, no 5xx, and every error in the one JSON shape
 //! `{"error":{"code","message"}}`. (The admin routes' bodies have their own properties in
 //! `accounts_safety.rs`; the COCO reader and the image decoder theirs beside them.)
 
 use std::cell::Cell;
-use std::sync::OnceLock;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use imagelens::settings::ServeSettings;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use serde_json::{Map, Value, json};
 
+use crate::generators::{any_json, hostile_number, hostile_string, runner, runtime};
 use crate::http::{Answer, send, shared};
-
-/// Generated inputs per property.
-const CASES: u32 = 10_000;
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap()
-    })
-}
-
-fn runner() -> TestRunner {
-    TestRunner::new(Config {
-        cases: CASES,
-        failure_persistence: None,
-        // Shrinking a failure through the router is slow but worth it when one appears.
-        max_shrink_iters: 2_000,
-        ..Config::default()
-    })
-}
-
-/// Hostile strings: empty, huge, control characters, unicode tricks, syntax of every parser
-/// behind the API (tantivy, globs, dates, cursors), path traversal.
-fn hostile_string() -> impl Strategy<Value = String> {
-    prop_oneof![
-        Just(String::new()),
-        Just(" ".into()),
-        Just("car".into()),
-        Just("face".into()),
-        Just("*".into()),
-        Just("**/*.jpg".into()),
-        Just("[z-a]".into()),
-        Just("\u{202e}\u{200b}\u{feff}".into()),
-        Just("../../etc/passwd".into()),
-        Just("\0\0".into()),
-        Just("labels_text:face AND (".into()),
-        Just("2021-01-01".into()),
-        Just("2024-13-45".into()),
-        Just("+262143-01-01T00:00:00Z".into()),
-        Just("1000000000000.0123456789ab".into()),
-        Just("18446744073709551615.ffffffffffff".into()),
-        Just("keyword=0,depth=10000".into()),
-        Just("image=NaN".into()),
-        Just("a".repeat(5_000)),
-        Just(format!("*{}", "?".repeat(3_000))),
-        "\\PC{0,40}",
-        any::<String>(),
-        "[a-z0-9_.=,:*?-]{0,30}",
-    ]
-}
-
-fn hostile_number() -> impl Strategy<Value = Value> {
-    prop_oneof![
-        Just(json!(0)),
-        Just(json!(-1)),
-        Just(json!(1)),
-        Just(json!(20)),
-        Just(json!(500)),
-        Just(json!(501)),
-        Just(json!(u64::MAX)),
-        Just(json!(i64::MIN)),
-        Just(json!(1.5)),
-        Just(json!(1e300)),
-        any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_map(|f| json!(f)),
-    ]
-}
-
-/// Any JSON value, a few levels deep, leaves biased to hostile values.
-fn any_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        hostile_number(),
-        hostile_string().prop_map(Value::String),
-    ];
-    leaf.prop_recursive(3, 24, 6, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::btree_map(hostile_string(), inner, 0..4)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
-}
 
 /// An object whose keys come mostly from `fields` (the real names), with any values.
 fn object_of(fields: &'static [&'static str]) -> impl Strategy<Value = Value> {

@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod crash;
 mod fuzz;
+mod generators;
 mod http;
 mod ingest;
 mod privacy;

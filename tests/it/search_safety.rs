@@ -24,11 +24,12 @@ use indexer::Fault;
 use indexer::filter::{FilenameMatch, RecordFilter};
 use indexer::synth::{self, SynthOptions};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::common::{bin, ok_json, path_str};
+use crate::generators::runner;
 use crate::http::{Answer, send_as_is, service_for, token_for};
 
 /// File names a glob must not miss, with the characters that broke things before.
@@ -711,22 +712,6 @@ fn the_cli_keeps_a_liked_record_and_its_filter_as_a_ref_and_a_summary() {
 
 // ---------------------------------------------------------------------------------------------
 // Property tests: generated queries, filters and cursors through the real path.
-
-/// Cases per property (10,000 by default; `IMAGELENS_PROPTEST_CASES` overrides).
-fn cases() -> u32 {
-    std::env::var("IMAGELENS_PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000)
-}
-
-fn runner() -> TestRunner {
-    TestRunner::new(Config {
-        cases: cases(),
-        failure_persistence: None,
-        ..Config::default()
-    })
-}
 
 /// Text with the characters that matter: letters, words of the library, control characters,
 /// query syntax, wide and combining characters; sometimes over the length limit.
