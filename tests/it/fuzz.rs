@@ -14,10 +14,9 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use imagelens::settings::ServeSettings;
 use proptest::prelude::*;
-use proptest::test_runner::TestCaseError;
 use serde_json::{Map, Value, json};
 
-use crate::generators::{any_json, hostile_number, hostile_string, runner, runtime};
+use crate::generators::{any_json, check_answer, hostile_number, hostile_string, runner, runtime};
 use crate::http::{Answer, send, shared};
 
 /// An object whose keys come mostly from `fields` (the real names), with any values.
@@ -76,42 +75,6 @@ fn search_body() -> impl Strategy<Value = Value> {
         })
 }
 
-/// Asserts the API's promise for one answer: no 5xx (busy 503s excepted: they are the
-/// designed answer to overload), and every error in the one JSON shape.
-fn check(answer: &Answer, what: &str) -> Result<(), TestCaseError> {
-    let status = answer.status;
-    let text = String::from_utf8_lossy(&answer.body);
-    prop_assert!(
-        !status.is_server_error() || status == StatusCode::SERVICE_UNAVAILABLE,
-        "{what}: {status}: {text}"
-    );
-    if !status.is_success() {
-        prop_assert_eq!(
-            answer
-                .headers
-                .get(header::CONTENT_TYPE)
-                .map(|v| v.to_str().unwrap_or("")),
-            Some("application/json"),
-            "{}: error {} is not JSON: {}",
-            what,
-            status,
-            text
-        );
-        let v: Value = serde_json::from_slice(&answer.body)
-            .map_err(|e| TestCaseError::fail(format!("{what}: {e}: {text}")))?;
-        prop_assert!(v["error"]["code"].is_string(), "{what}: {v}");
-        let message = v["error"]["message"].as_str().unwrap_or_default();
-        prop_assert!(!message.is_empty(), "{what}: {v}");
-        // An error names the bad field; it never echoes a request's megabytes back.
-        let chars = message.chars().count();
-        prop_assert!(
-            chars <= imagelens::http::error::MAX_MESSAGE_CHARS + 10,
-            "{what}: {chars} characters"
-        );
-    }
-    Ok(())
-}
-
 fn request(method: &str, uri: &str, content_type: &str, body: Vec<u8>) -> Request<Body> {
     Request::builder()
         .method(method)
@@ -137,7 +100,7 @@ fn search_bodies_never_fail_the_server() {
     runner()
         .run(&body, |bytes| {
             let a = call(request("POST", "/v1/search", "application/json", bytes));
-            check(&a, "POST /v1/search")
+            check_answer(&a, "POST /v1/search")
         })
         .unwrap();
 }
@@ -222,7 +185,7 @@ fn collection_and_export_bodies_never_fail_the_server() {
                 "application/json",
                 body.to_string().into_bytes(),
             ));
-            check(&a, &format!("{method} {uri}"))?;
+            check_answer(&a, &format!("{method} {uri}"))?;
             if route == 0 && a.status == StatusCode::CREATED {
                 // Keep the shared library's collections as they were.
                 made.set(made.get() + 1);
@@ -327,7 +290,7 @@ fn multipart_uploads_never_fail_the_server() {
                 "multipart/form-data; boundary=fuzz-boundary",
                 multipart_body(&parts, close),
             ));
-            check(&a, "POST /v1/search (multipart)")
+            check_answer(&a, "POST /v1/search (multipart)")
         })
         .unwrap();
 }
@@ -401,7 +364,7 @@ fn query_strings_never_fail_the_server() {
                 .collect();
             let uri = format!("{route}?{}", qs.join("&"));
             let a = call(Request::get(&uri).body(Body::empty()).unwrap());
-            check(&a, &format!("GET {route}"))
+            check_answer(&a, &format!("GET {route}"))
         })
         .unwrap();
 }

@@ -1,11 +1,15 @@
 //! What the property tests share: the runtime they drive the router with, the runner (cases
-//! per property), and generators of hostile values for structure-aware JSON.
+//! per property), generators of hostile values for structure-aware JSON, and the check of
+//! the API's promise for every answer.
 
 use std::sync::OnceLock;
 
+use axum::http::{StatusCode, header};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{Value, json};
+
+use crate::http::Answer;
 
 /// Cases per property: 10,000 by default; `IMAGELENS_PROPTEST_CASES` overrides.
 pub fn cases() -> u32 {
@@ -118,4 +122,41 @@ pub fn any_json() -> impl Strategy<Value = Value> {
                 .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
+}
+
+/// Asserts the API's promise for one answer: no 5xx (busy 503s excepted: they are the
+/// designed answer to overload), and every error in the one JSON shape with a message that
+/// names the problem without echoing the request back.
+pub fn check_answer(answer: &Answer, what: &str) -> Result<(), TestCaseError> {
+    let status = answer.status;
+    let text = String::from_utf8_lossy(&answer.body);
+    prop_assert!(
+        !status.is_server_error() || status == StatusCode::SERVICE_UNAVAILABLE,
+        "{what}: {status}: {text}"
+    );
+    if !status.is_success() {
+        prop_assert_eq!(
+            answer
+                .headers
+                .get(header::CONTENT_TYPE)
+                .map(|v| v.to_str().unwrap_or("")),
+            Some("application/json"),
+            "{}: error {} is not JSON: {}",
+            what,
+            status,
+            text
+        );
+        let v: Value = serde_json::from_slice(&answer.body)
+            .map_err(|e| TestCaseError::fail(format!("{what}: {e}: {text}")))?;
+        prop_assert!(v["error"]["code"].is_string(), "{what}: {v}");
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        prop_assert!(!message.is_empty(), "{what}: {v}");
+        // An error names the bad field; it never echoes a request's megabytes back.
+        let chars = message.chars().count();
+        prop_assert!(
+            chars <= imagelens::http::error::MAX_MESSAGE_CHARS + 10,
+            "{what}: {chars} characters"
+        );
+    }
+    Ok(())
 }
