@@ -13,6 +13,7 @@ pub mod cli;
 pub mod collections;
 pub mod deletion;
 pub mod export;
+pub mod governance;
 pub mod http;
 pub mod params;
 pub mod redact;
