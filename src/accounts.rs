@@ -208,6 +208,28 @@ impl Permission {
         Permission::Retention,
         Permission::Delete,
     ];
+
+    /// The snake_case name, as serialised (`view_unredacted`, `manage_accounts`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::Search => "search",
+            Permission::ViewRecord => "view_record",
+            Permission::ViewUnredacted => "view_unredacted",
+            Permission::Lookup => "lookup",
+            Permission::Collections => "collections",
+            Permission::Export => "export",
+            Permission::ReadAudit => "read_audit",
+            Permission::ManageAccounts => "manage_accounts",
+            Permission::Retention => "retention",
+            Permission::Delete => "delete",
+        }
+    }
+}
+
+impl fmt::Display for Permission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Who is calling, once authenticated.

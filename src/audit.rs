@@ -98,6 +98,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::governance::Action;
+
 /// How many entries [`AuditLog::query`] returns when the query gives no limit.
 pub const DEFAULT_QUERY_LIMIT: usize = 1000;
 
@@ -568,7 +570,7 @@ impl AuditLog {
         let stored = self.append_locked(
             &mut st,
             NewEntry {
-                action: "audit_archive".into(),
+                action: Action::AuditArchive.name().into(),
                 outcome: "ok".into(),
                 detail: Some(serde_json::to_value(&detail)?),
                 query: None,
@@ -779,7 +781,7 @@ fn verify_trail(
                 ),
             ));
         }
-        if entry.action == "audit_archive" {
+        if entry.action == Action::AuditArchive.name() {
             let detail = entry
                 .detail
                 .clone()

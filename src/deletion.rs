@@ -20,6 +20,7 @@ use utoipa::ToSchema;
 
 use crate::audit::{AuditLog, NewEntry};
 use crate::collections::Collections;
+use crate::governance::Action;
 use crate::retention::Retention;
 
 /// Where a deleted record was removed from.
@@ -194,7 +195,7 @@ pub fn delete(
     receipt.digest = receipt.compute_digest();
     let entry = stores.audit.append(NewEntry {
         actor: actor.to_owned(),
-        action: "delete".into(),
+        action: Action::Delete.name().into(),
         records: found,
         outcome: "ok".into(),
         detail: Some(serde_json::json!({

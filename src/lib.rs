@@ -3,7 +3,10 @@
 //! The binary's library half: [`search`] (hybrid ranking, look-ups, facets), [`app`] (opening
 //! a library and its model), [`cli`] (the `imagelens` command), [`http`] (the API of
 //! `imagelens serve`, with [`settings`]), [`collections`] (saved record sets) and [`export`]
-//! (data sets as archives). [`params`] holds the filter parameters both front ends share.
+//! (data sets as archives). [`params`] holds the filter parameters both front ends share, and
+//! [`governance`] the one permission check and audit entry of both: an [`governance::Actor`]
+//! requires an [`governance::Action`] (whose trail name and permission live in one table) and
+//! records what it discloses; [`accounts`] and [`audit`] keep the accounts and the trail.
 //! Ingest, stores and models live in the `indexer` and `models` crates.
 
 pub mod accounts;
@@ -13,6 +16,7 @@ pub mod cli;
 pub mod collections;
 pub mod deletion;
 pub mod export;
+pub mod governance;
 pub mod http;
 pub mod params;
 pub mod redact;

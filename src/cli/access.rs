@@ -16,16 +16,16 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
 use super::{cell, print_json};
-use crate::accounts::{AccountError, AccountUpdate, Accounts, Permission, Principal, Role};
+use crate::accounts::{AccountError, AccountUpdate, Accounts, Permission, Role};
 use crate::app::{AppSettings, open_library};
 use crate::audit::{AuditLog, NewEntry};
+use crate::governance::{Action, Actor};
 
-/// The caller of a command.
+/// The caller of a command: an [`Actor`] built from the credentials in the environment, or
+/// the local user of a library without accounts.
 #[derive(Debug)]
 pub struct CliCaller {
-    principal: Option<Principal>,
-    actor: String,
-    purpose: Option<String>,
+    actor: Actor,
 }
 
 impl CliCaller {
@@ -44,67 +44,38 @@ impl CliCaller {
         } else {
             None
         };
-        match principal {
-            Some(p) => Ok(Self {
-                actor: p.account.clone(),
-                principal: Some(p),
+        let actor = match principal {
+            Some(p) => Actor::account(p, None, purpose),
+            None if accounts.is_empty() => Actor::local(
+                &std::env::var("USER")
+                    .or_else(|_| std::env::var("LOGNAME"))
+                    .unwrap_or_else(|_| "unknown".into()),
                 purpose,
-            }),
-            None if accounts.is_empty() => Ok(Self {
-                principal: None,
-                actor: format!(
-                    "cli:{}",
-                    std::env::var("USER")
-                        .or_else(|_| std::env::var("LOGNAME"))
-                        .unwrap_or_else(|_| "unknown".into())
-                ),
-                purpose,
-            }),
+            ),
             None => bail!(
                 "this library has accounts: give a token with --token or IMAGELENS_TOKEN \
                  (or IMAGELENS_USER and IMAGELENS_PASSWORD)"
             ),
-        }
+        };
+        Ok(Self { actor })
+    }
+
+    /// Who the caller is.
+    pub fn actor(&self) -> &Actor {
+        &self.actor
     }
 
     /// An audit entry of this caller.
-    pub fn entry(&self, action: &str) -> NewEntry {
-        NewEntry {
-            actor: self.actor.clone(),
-            role: self.principal.as_ref().map(|p| p.role.as_str().to_owned()),
-            action: action.to_owned(),
-            purpose: self.purpose.clone(),
-            outcome: "ok".into(),
-            ..NewEntry::default()
-        }
+    pub fn entry(&self, action: Action) -> NewEntry {
+        self.actor.entry(action)
     }
 
     /// Refuses (and audits the refusal) unless the account may; local mode may.
     ///
     /// # Errors
     /// The refusal, or an audit trail that cannot be written.
-    pub fn require(
-        &self,
-        audit: &AuditLog,
-        permission: Permission,
-        action: &str,
-    ) -> anyhow::Result<()> {
-        let Some(p) = &self.principal else {
-            return Ok(());
-        };
-        if p.can(permission) {
-            return Ok(());
-        }
-        let mut entry = self.entry(action);
-        entry.outcome = "denied".into();
-        audit
-            .append(entry)
-            .context("cannot write the audit trail")?;
-        bail!(
-            "account {:?} (role {}) may not {action}",
-            p.account,
-            p.role.as_str()
-        )
+    pub fn require(&self, audit: &AuditLog, action: Action) -> anyhow::Result<()> {
+        Ok(self.actor.require(audit, action)?)
     }
 
     /// Records a read of `records` with `query`; fails the command if it cannot.
@@ -114,17 +85,13 @@ impl CliCaller {
     pub fn audit(
         &self,
         audit: &AuditLog,
-        action: &str,
+        action: Action,
         query: serde_json::Value,
         records: Vec<String>,
     ) -> anyhow::Result<()> {
-        let mut entry = self.entry(action);
-        entry.query = Some(query);
-        entry.records = records;
-        audit
-            .append(entry)
-            .context("cannot write the audit trail")?;
-        Ok(())
+        self.actor
+            .record(audit, action, Some(query), records)
+            .context("cannot write the audit trail")
     }
 }
 
@@ -258,7 +225,7 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
 fn audit_account(
     audit: &AuditLog,
     caller: &CliCaller,
-    action: &str,
+    action: Action,
     name: &str,
     detail: serde_json::Value,
 ) -> anyhow::Result<()> {
@@ -270,7 +237,7 @@ fn audit_account(
 fn audited<T>(
     audit: &AuditLog,
     caller: &CliCaller,
-    action: &str,
+    action: Action,
     name: &str,
     detail: serde_json::Value,
     result: Result<T, AccountError>,
@@ -316,13 +283,13 @@ pub fn run_account(settings: &AppSettings, args: AccountArgs) -> anyhow::Result<
                 bail!("the first account must be an admin: use --role admin");
             }
             if !bootstrap {
-                caller.require(&audit, Permission::ManageAccounts, "account_create")?;
+                caller.require(&audit, Action::AccountCreate)?;
             }
             let password = read_password(password_stdin)?;
             let info = audited(
                 &audit,
                 &caller,
-                "account_create",
+                Action::AccountCreate,
                 &name,
                 serde_json::json!({ "role": role, "bootstrap": bootstrap }),
                 accounts.create(&name, &password, role),
@@ -334,7 +301,7 @@ pub fn run_account(settings: &AppSettings, args: AccountArgs) -> anyhow::Result<
                 audit_account(
                     &audit,
                     &caller,
-                    "token_issue",
+                    Action::TokenIssue,
                     &name,
                     serde_json::json!({ "token": token.id, "expires": token.expires }),
                 )?;
@@ -346,7 +313,7 @@ pub fn run_account(settings: &AppSettings, args: AccountArgs) -> anyhow::Result<
             }
         }
         AccountCommand::List { json } => {
-            caller.require(&audit, Permission::ManageAccounts, "account_list")?;
+            caller.require(&audit, Action::AccountList)?;
             let list = accounts.list();
             if json {
                 print_json(&serde_json::json!({ "accounts": list }))?;
@@ -369,7 +336,7 @@ pub fn run_account(settings: &AppSettings, args: AccountArgs) -> anyhow::Result<
             enable,
             password_stdin,
         } => {
-            caller.require(&audit, Permission::ManageAccounts, "account_update")?;
+            caller.require(&audit, Action::AccountUpdate)?;
             // All or nothing: the whole change is checked before any of it is applied.
             let update = AccountUpdate {
                 role,
@@ -383,7 +350,7 @@ pub fn run_account(settings: &AppSettings, args: AccountArgs) -> anyhow::Result<
             let a = audited(
                 &audit,
                 &caller,
-                "account_update",
+                Action::AccountUpdate,
                 &name,
                 serde_json::json!({ "role": role, "disable": disable, "enable": enable,
                                     "password_changed": password_stdin }),
@@ -397,11 +364,11 @@ pub fn run_account(settings: &AppSettings, args: AccountArgs) -> anyhow::Result<
             );
         }
         AccountCommand::Delete { name } => {
-            caller.require(&audit, Permission::ManageAccounts, "account_delete")?;
+            caller.require(&audit, Action::AccountDelete)?;
             audited(
                 &audit,
                 &caller,
-                "account_delete",
+                Action::AccountDelete,
                 &name,
                 serde_json::json!({}),
                 accounts.delete(&name),
@@ -418,7 +385,7 @@ pub fn run_account(settings: &AppSettings, args: AccountArgs) -> anyhow::Result<
 /// Bad credentials, refusals, unknown accounts or tokens.
 pub fn run_token(settings: &AppSettings, args: TokenArgs) -> anyhow::Result<ExitCode> {
     let (accounts, audit, caller) = open(settings)?;
-    let me = caller.principal.as_ref().map(|p| p.account.clone());
+    let me = caller.actor.principal().map(|p| p.account.clone());
     match args.command {
         TokenCommand::Issue {
             name,
@@ -429,12 +396,12 @@ pub fn run_token(settings: &AppSettings, args: TokenArgs) -> anyhow::Result<Exit
                 bail!("name the account with --account (no one is signed in)");
             };
             if Some(&account) != me.as_ref() {
-                caller.require(&audit, Permission::ManageAccounts, "token_issue")?;
+                caller.require(&audit, Action::TokenIssue)?;
             }
             let ttl = chrono::Duration::days(i64::from(ttl_days));
             // A token cannot issue a token that outlives it (capped at the caller's token's
             // expiry); a password sign-in or local mode may issue up to 366 days.
-            let result = match &caller.principal {
+            let result = match caller.actor.principal() {
                 Some(by) => accounts.issue_token_by(by, &account, &name, ttl),
                 None => accounts
                     .issue_token(&account, &name, ttl)
@@ -446,8 +413,14 @@ pub fn run_token(settings: &AppSettings, args: TokenArgs) -> anyhow::Result<Exit
                 }),
                 Err(_) => serde_json::json!({ "ttl_days": ttl_days }),
             };
-            let (secret, token, capped_at) =
-                audited(&audit, &caller, "token_issue", &account, detail, result)?;
+            let (secret, token, capped_at) = audited(
+                &audit,
+                &caller,
+                Action::TokenIssue,
+                &account,
+                detail,
+                result,
+            )?;
             if capped_at.is_some() {
                 eprintln!(
                     "note: the lifetime was cut to the expiry of the token you signed in with \
@@ -464,10 +437,7 @@ pub fn run_token(settings: &AppSettings, args: TokenArgs) -> anyhow::Result<Exit
             );
         }
         TokenCommand::List { json } => {
-            let all = caller
-                .principal
-                .as_ref()
-                .is_none_or(|p| p.can(Permission::ManageAccounts));
+            let all = caller.actor.can(Permission::ManageAccounts);
             let tokens = accounts.tokens(if all { None } else { me.as_deref() });
             if json {
                 print_json(&serde_json::json!({ "tokens": tokens }))?;
@@ -492,13 +462,13 @@ pub fn run_token(settings: &AppSettings, args: TokenArgs) -> anyhow::Result<Exit
                 .map(|t| t.account);
             // Permission first, so an unknown id and another account's token read the same.
             if owner.is_none() || owner != me {
-                caller.require(&audit, Permission::ManageAccounts, "token_revoke")?;
+                caller.require(&audit, Action::TokenRevoke)?;
             }
             let owner = owner.with_context(|| format!("no token with id {id:?}"))?;
             audited(
                 &audit,
                 &caller,
-                "token_revoke",
+                Action::TokenRevoke,
                 &owner,
                 serde_json::json!({ "token": id }),
                 accounts.revoke_token(&id),

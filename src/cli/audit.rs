@@ -11,9 +11,10 @@ use clap::{Args, Subcommand};
 
 use super::access::{self, CliCaller};
 use super::print_json;
-use crate::accounts::{Accounts, Permission, Role};
+use crate::accounts::Accounts;
 use crate::app::{AppSettings, Busy};
 use crate::audit::{AuditQuery, VerifyReport};
+use crate::governance::Action;
 
 /// Arguments of `audit`.
 #[derive(Debug, Args)]
@@ -78,16 +79,16 @@ pub fn run(settings: &AppSettings, args: AuditArgs) -> anyhow::Result<ExitCode> 
     let (_, audit, caller) = access::open(settings)?;
     match args.command {
         AuditCommand::Verify { json } => {
-            caller.require(&audit, Permission::ReadAudit, "audit_verify")?;
+            caller.require(&audit, Action::AuditVerify)?;
             print_report(&audit.verify()?, json)
         }
         AuditCommand::Archive { reason, json } => {
-            if !may(&caller, Permission::ManageAccounts) {
+            if !caller.actor().may(Action::AuditArchive) {
                 // Recorded if the trail still takes appends; refused either way.
-                let _ = caller.require(&audit, Permission::ManageAccounts, "audit_archive");
+                let _ = caller.require(&audit, Action::AuditArchive);
                 bail!("only an admin may archive the audit trail");
             }
-            let note = audit.archive(&reason, caller.entry("audit_archive"))?;
+            let note = audit.archive(&reason, caller.entry(Action::AuditArchive))?;
             if json {
                 print_json(&note)?;
             } else {
@@ -113,7 +114,7 @@ pub fn run(settings: &AppSettings, args: AuditArgs) -> anyhow::Result<ExitCode> 
             limit,
             json,
         } => {
-            caller.require(&audit, Permission::ReadAudit, "audit_query")?;
+            caller.require(&audit, Action::AuditQuery)?;
             let q = AuditQuery {
                 record,
                 actor,
@@ -138,7 +139,7 @@ pub fn run(settings: &AppSettings, args: AuditArgs) -> anyhow::Result<ExitCode> 
             };
             caller.audit(
                 &audit,
-                "audit_query",
+                Action::AuditQuery,
                 serde_json::to_value(&logged)?,
                 vec![],
             )?;
@@ -201,15 +202,6 @@ fn print_report(report: &VerifyReport, json: bool) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Whether the caller's role grants `permission` (local mode grants everything), without
-/// recording anything.
-fn may(caller: &CliCaller, permission: Permission) -> bool {
-    caller
-        .entry("")
-        .role
-        .is_none_or(|r| r.parse::<Role>().is_ok_and(|r| r.allows(permission)))
-}
-
 /// `audit verify` while another process (a server) holds the library: reads the accounts and
 /// the trail, writes nothing. An account that may not verify is refused without a record (a
 /// record would be an append): it is pointed at the server's API, which records the refusal.
@@ -219,7 +211,7 @@ fn may(caller: &CliCaller, permission: Permission) -> bool {
 pub fn verify_beside(settings: &AppSettings, busy: &Busy, json: bool) -> anyhow::Result<ExitCode> {
     let accounts = Accounts::open(&settings.data_dir)?;
     let caller = CliCaller::new(settings, &accounts)?;
-    if !may(&caller, Permission::ReadAudit) {
+    if !caller.actor().may(Action::AuditVerify) {
         bail!(busy.refusal("audit verify", Some("GET /v1/audit/verify")));
     }
     print_report(&crate::audit::verify_dir(&settings.data_dir)?, json)

@@ -7,10 +7,10 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use super::{access, print_json};
-use crate::accounts::Permission;
 use crate::app::{AppSettings, open_library};
 use crate::collections::Collections;
 use crate::deletion::{self, DeletionReceipt, Stores};
+use crate::governance::Action;
 use crate::retention::Retention;
 
 /// Arguments of `delete`.
@@ -51,7 +51,7 @@ pub(crate) fn delete_with_receipt(
         retention: &retention,
         audit,
     };
-    let entry = caller.entry("delete");
+    let entry = caller.entry(Action::Delete);
     let receipt = deletion::delete(stores, ids, &entry.actor, reason, entry.clone())?;
     let text = serde_json::to_string_pretty(&receipt)?;
     if let Some(path) = receipt_file {
@@ -87,7 +87,7 @@ pub(crate) fn print_receipt(receipt: &DeletionReceipt) {
 /// Credentials, refusals, legal holds, nothing to delete, store failures.
 pub fn run(settings: &AppSettings, args: DeleteArgs) -> anyhow::Result<ExitCode> {
     let (_, audit, caller) = access::open(settings)?;
-    caller.require(&audit, Permission::Delete, "delete")?;
+    caller.require(&audit, Action::Delete)?;
     if args.reason.trim().is_empty() {
         bail!("--reason must say why (e.g. the erasure request's reference)");
     }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::{FilterArgs, access};
-use crate::accounts::Permission;
 use crate::app::{AppSettings, open_library};
+use crate::governance::Action;
 use crate::params::audited_facets;
 use crate::search::SearchService;
 
@@ -28,12 +28,12 @@ pub struct FacetArgs {
 /// Bad filters; index failures.
 pub fn run(settings: &AppSettings, args: FacetArgs) -> anyhow::Result<ExitCode> {
     let (_, audit, caller) = access::open(settings)?;
-    caller.require(&audit, Permission::Search, "facets")?;
+    caller.require(&audit, Action::Facets)?;
     let library = Arc::new(open_library(settings)?);
     let service = SearchService::new(library, None, None)?;
     let filter = args.filter.to_filter()?;
     let facets = service.facets(&filter)?;
-    caller.audit(&audit, "facets", audited_facets(&args.filter), vec![])?;
+    caller.audit(&audit, Action::Facets, audited_facets(&args.filter), vec![])?;
     if args.json {
         super::print_json(&facets)?;
         return Ok(ExitCode::SUCCESS);

@@ -7,8 +7,8 @@ use clap::Args;
 use indexer::record::DateAxis;
 
 use super::{FilterArgs, access, cell, day};
-use crate::accounts::Permission;
 use crate::app::{AppSettings, open_library};
+use crate::governance::Action;
 use crate::params::audited_lookup;
 use crate::search::{LookupRequest, SearchService};
 
@@ -65,7 +65,7 @@ impl From<AxisArg> for DateAxis {
 /// Bad dates, patterns or cursor; index failures.
 pub fn run(settings: &AppSettings, args: LookupArgs) -> anyhow::Result<ExitCode> {
     let (_, audit, caller) = access::open(settings)?;
-    caller.require(&audit, Permission::Lookup, "lookup")?;
+    caller.require(&audit, Action::Lookup)?;
     let library = Arc::new(open_library(settings)?);
     let service = SearchService::new(library, None, Some("look-ups use no model".into()))?;
     let req = LookupRequest {
@@ -85,7 +85,7 @@ pub fn run(settings: &AppSettings, args: LookupArgs) -> anyhow::Result<ExitCode>
     );
     caller.audit(
         &audit,
-        "lookup",
+        Action::Lookup,
         query,
         resp.results.iter().map(|r| r.id.clone()).collect(),
     )?;

@@ -9,8 +9,8 @@ use chrono::Utc;
 use clap::{Args, Subcommand};
 
 use super::{access, print_json};
-use crate::accounts::Permission;
 use crate::app::{AppSettings, open_library};
+use crate::governance::Action;
 use crate::retention::{Hold, Retention, Schedule};
 
 /// Arguments of `retention`.
@@ -93,7 +93,7 @@ pub fn run(settings: &AppSettings, args: RetentionArgs) -> anyhow::Result<ExitCo
     let retention = Retention::open(&settings.data_dir)?;
     // Record holds are kept and logged by the record's ref, never by its id.
     let record_ref = |id: &str| audit.record_ref(id);
-    let change = |action: &str, detail: serde_json::Value| -> anyhow::Result<()> {
+    let change = |action: Action, detail: serde_json::Value| -> anyhow::Result<()> {
         let mut entry = caller.entry(action);
         entry.detail = Some(detail);
         audit.append(entry)?;
@@ -101,7 +101,7 @@ pub fn run(settings: &AppSettings, args: RetentionArgs) -> anyhow::Result<ExitCo
     };
     match args.command {
         RetentionCommand::Show { json } => {
-            caller.require(&audit, Permission::Retention, "retention_view")?;
+            caller.require(&audit, Action::RetentionView)?;
             let p = retention.policy();
             if json {
                 print_json(&p)?;
@@ -136,7 +136,7 @@ pub fn run(settings: &AppSettings, args: RetentionArgs) -> anyhow::Result<ExitCo
             retired_on,
             after_retired_days,
         } => {
-            caller.require(&audit, Permission::Retention, "retention_set")?;
+            caller.require(&audit, Action::RetentionSet)?;
             let schedule = Schedule {
                 after_ingest_days,
                 retired_on: retired_on
@@ -150,16 +150,16 @@ pub fn run(settings: &AppSettings, args: RetentionArgs) -> anyhow::Result<ExitCo
             retention.update(record_ref, |p| {
                 p.schedules.insert(dataset.clone(), schedule);
             })?;
-            change("retention_set", detail)?;
+            change(Action::RetentionSet, detail)?;
             println!("schedule for {dataset} saved");
         }
         RetentionCommand::Unset { dataset } => {
-            caller.require(&audit, Permission::Retention, "retention_set")?;
+            caller.require(&audit, Action::RetentionSet)?;
             retention.update(record_ref, |p| {
                 p.schedules.remove(&dataset);
             })?;
             change(
-                "retention_set",
+                Action::RetentionSet,
                 serde_json::json!({ "dataset": dataset, "schedule": null }),
             )?;
             println!("schedule for {dataset} removed");
@@ -169,13 +169,13 @@ pub fn run(settings: &AppSettings, args: RetentionArgs) -> anyhow::Result<ExitCo
             dataset,
             reason,
         } => {
-            caller.require(&audit, Permission::Retention, "legal_hold")?;
+            caller.require(&audit, Action::LegalHold)?;
             if reason.trim().is_empty() {
                 bail!("--reason must say why (case reference)");
             }
             let hold = Hold {
                 reason,
-                by: caller.entry("").actor,
+                by: caller.actor().name().to_owned(),
                 since: Utc::now(),
             };
             let mut records = Vec::new();
@@ -189,14 +189,14 @@ pub fn run(settings: &AppSettings, args: RetentionArgs) -> anyhow::Result<ExitCo
                 _ => {}
             })?;
             records.extend(record.clone());
-            let mut entry = caller.entry("legal_hold");
+            let mut entry = caller.entry(Action::LegalHold);
             entry.records = records;
             entry.detail = Some(serde_json::json!({ "dataset": dataset, "reason": hold.reason }));
             audit.append(entry)?;
             println!("hold placed");
         }
         RetentionCommand::Release { record, dataset } => {
-            caller.require(&audit, Permission::Retention, "legal_hold_release")?;
+            caller.require(&audit, Action::LegalHoldRelease)?;
             retention.update(record_ref, |p| {
                 if let Some(r) = &record {
                     // Under its ref, or under the id where an older version saved it.
@@ -207,7 +207,7 @@ pub fn run(settings: &AppSettings, args: RetentionArgs) -> anyhow::Result<ExitCo
                     p.dataset_holds.remove(d);
                 }
             })?;
-            let mut entry = caller.entry("legal_hold_release");
+            let mut entry = caller.entry(Action::LegalHoldRelease);
             entry.records = record.into_iter().collect();
             entry.detail = Some(serde_json::json!({ "dataset": dataset }));
             audit.append(entry)?;
@@ -218,13 +218,13 @@ pub fn run(settings: &AppSettings, args: RetentionArgs) -> anyhow::Result<ExitCo
             receipt,
             json,
         } => {
-            caller.require(&audit, Permission::Retention, "retention_run")?;
+            caller.require(&audit, Action::RetentionRun)?;
             let plan = {
                 let library = open_library(settings)?;
                 retention.due(&library, Utc::now(), record_ref)?
             };
             change(
-                "retention_run",
+                Action::RetentionRun,
                 serde_json::json!({ "dry_run": dry_run, "due": plan.due.len(), "held": plan.held }),
             )?;
             if dry_run || plan.due.is_empty() {

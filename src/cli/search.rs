@@ -7,8 +7,8 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::{FilterArgs, access, cell, day};
-use crate::accounts::Permission;
 use crate::app::{AppSettings, load_model, open_library};
+use crate::governance::Action;
 use crate::params::AuditedSearch;
 use crate::search::{Fusion, Like, SearchRequest, SearchService};
 
@@ -47,7 +47,7 @@ pub struct SearchArgs {
 /// Invalid request, unavailable model, index failures.
 pub fn run(settings: &AppSettings, args: SearchArgs) -> anyhow::Result<ExitCode> {
     let (_, audit, caller) = access::open(settings)?;
-    caller.require(&audit, Permission::Search, "search")?;
+    caller.require(&audit, Action::Search)?;
     let library = Arc::new(open_library(settings)?);
     let model = load_model(settings, &library)?;
     let service = SearchService::new(library, model.embedder, model.offline_reason)?;
@@ -88,7 +88,7 @@ pub fn run(settings: &AppSettings, args: SearchArgs) -> anyhow::Result<ExitCode>
     .to_value();
     caller.audit(
         &audit,
-        "search",
+        Action::Search,
         query,
         resp.results.iter().map(|h| h.id.clone()).collect(),
     )?;

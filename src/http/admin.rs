@@ -12,6 +12,7 @@ use super::{ApiError, AppState, ErrorBody, Permission, blocking};
 use crate::accounts::{AccountInfo, AccountUpdate, Role, TokenInfo};
 use crate::audit::{AuditEntry, AuditQuery, VerifyReport};
 use crate::deletion::{self, DeletionError, DeletionReceipt, Stores};
+use crate::governance::Action;
 use crate::retention::{Plan, RetentionError, RetentionPolicy};
 
 impl From<DeletionError> for ApiError {
@@ -34,7 +35,7 @@ async fn run_delete(
     reason: String,
 ) -> Result<DeletionReceipt, ApiError> {
     let state2 = state.clone();
-    let context = caller.entry("delete");
+    let context = caller.entry(Action::Delete);
     let actor = caller.principal.account.clone();
     blocking(move || {
         let stores = Stores {
@@ -80,7 +81,7 @@ pub async fn delete_record(
     Path(id): Path<String>,
     q: Result<Query<ReasonQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<DeletionReceipt>, ApiError> {
-    caller.require(&state, Permission::Delete, "delete").await?;
+    caller.require(&state, Action::Delete).await?;
     let Query(q) = q?;
     let reason = reason_of(q.reason)?;
     Ok(Json(run_delete(&state, &caller, vec![id], reason).await?))
@@ -111,7 +112,7 @@ pub async fn delete_records(
     caller: Caller,
     body: Result<Json<DeletionRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<DeletionReceipt>, ApiError> {
-    caller.require(&state, Permission::Delete, "delete").await?;
+    caller.require(&state, Action::Delete).await?;
     let Json(body) = body?;
     let reason = reason_of(Some(body.reason))?;
     let mut ids = body.ids;
@@ -156,9 +157,7 @@ pub async fn audit_query(
     caller: Caller,
     q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<AuditEntries>, ApiError> {
-    caller
-        .require(&state, Permission::ReadAudit, "audit_query")
-        .await?;
+    caller.require(&state, Action::AuditQuery).await?;
     let Query(q) = q?;
     if q.limit.is_some_and(|l| l == 0 || l > MAX_AUDIT_PAGE) {
         return Err(ApiError::invalid(format!(
@@ -180,7 +179,7 @@ pub async fn audit_query(
     caller
         .audit(
             &state,
-            "audit_query",
+            Action::AuditQuery,
             Some(serde_json::to_value(&logged).map_err(ApiError::internal)?),
             vec![],
         )
@@ -195,9 +194,7 @@ pub async fn audit_verify(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<VerifyReport>, ApiError> {
-    caller
-        .require(&state, Permission::ReadAudit, "audit_verify")
-        .await?;
+    caller.require(&state, Action::AuditVerify).await?;
     let state2 = state.clone();
     let report = blocking(move || {
         state2
@@ -223,9 +220,7 @@ pub async fn list_accounts(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<AccountList>, ApiError> {
-    caller
-        .require(&state, Permission::ManageAccounts, "account_list")
-        .await?;
+    caller.require(&state, Action::AccountList).await?;
     Ok(Json(AccountList {
         accounts: state.accounts().list(),
     }))
@@ -255,9 +250,7 @@ pub async fn create_account(
     caller: Caller,
     body: Result<Json<NewAccount>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<AccountInfo>), ApiError> {
-    caller
-        .require(&state, Permission::ManageAccounts, "account_create")
-        .await?;
+    caller.require(&state, Action::AccountCreate).await?;
     let Json(body) = body?;
     let state2 = state.clone();
     let (name, role) = (body.name.clone(), body.role);
@@ -270,7 +263,7 @@ pub async fn create_account(
     let info = account_audit(
         &state,
         &caller,
-        "account_create",
+        Action::AccountCreate,
         &name,
         serde_json::json!({ "role": role }),
         result,
@@ -288,7 +281,7 @@ const MAX_LOGGED_NAME: usize = 128;
 async fn account_audit<T>(
     state: &AppState,
     caller: &Caller,
-    action: &str,
+    action: Action,
     name: &str,
     detail: serde_json::Value,
     result: Result<T, ApiError>,
@@ -343,9 +336,7 @@ pub async fn update_account(
     Path(name): Path<String>,
     body: Result<Json<AccountChange>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<AccountInfo>, ApiError> {
-    caller
-        .require(&state, Permission::ManageAccounts, "account_update")
-        .await?;
+    caller.require(&state, Action::AccountUpdate).await?;
     let Json(body) = body?;
     let detail = serde_json::json!({
         "role": body.role, "disabled": body.disabled, "password_changed": body.password.is_some(),
@@ -362,7 +353,15 @@ pub async fn update_account(
         Ok(state2.accounts().change(&name2, &update)?)
     })
     .await;
-    let info = account_audit(&state, &caller, "account_update", &name, detail, result).await?;
+    let info = account_audit(
+        &state,
+        &caller,
+        Action::AccountUpdate,
+        &name,
+        detail,
+        result,
+    )
+    .await?;
     Ok(Json(info))
 }
 
@@ -379,16 +378,14 @@ pub async fn delete_account(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller
-        .require(&state, Permission::ManageAccounts, "account_delete")
-        .await?;
+    caller.require(&state, Action::AccountDelete).await?;
     let state2 = state.clone();
     let name2 = name.clone();
     let result = blocking(move || Ok(state2.accounts().delete(&name2)?)).await;
     account_audit(
         &state,
         &caller,
-        "account_delete",
+        Action::AccountDelete,
         &name,
         serde_json::json!({}),
         result,
@@ -442,9 +439,7 @@ pub async fn issue_token(
         .clone()
         .unwrap_or_else(|| caller.principal.account.clone());
     if account != caller.principal.account {
-        caller
-            .require(&state, Permission::ManageAccounts, "token_issue")
-            .await?;
+        caller.require(&state, Action::TokenIssue).await?;
     }
     let ttl = Duration::days(i64::from(body.ttl_days.unwrap_or(30)));
     let state2 = state.clone();
@@ -462,8 +457,15 @@ pub async fn issue_token(
         }),
         Err(_) => serde_json::json!({ "ttl_days": body.ttl_days }),
     };
-    let (secret, token, capped_at) =
-        account_audit(&state, &caller, "token_issue", &account, detail, result).await?;
+    let (secret, token, capped_at) = account_audit(
+        &state,
+        &caller,
+        Action::TokenIssue,
+        &account,
+        detail,
+        result,
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(IssuedToken {
@@ -513,9 +515,7 @@ pub async fn revoke_token(
     // Permission first: without `manage_accounts` an unknown id and another account's token
     // get the same refusal, so the answer does not tell which token ids exist.
     if owner.as_deref() != Some(caller.principal.account.as_str()) {
-        caller
-            .require(&state, Permission::ManageAccounts, "token_revoke")
-            .await?;
+        caller.require(&state, Action::TokenRevoke).await?;
     }
     let Some(owner) = owner else {
         let shown: String = id.chars().take(64).collect();
@@ -527,7 +527,7 @@ pub async fn revoke_token(
     let info = account_audit(
         &state,
         &caller,
-        "token_revoke",
+        Action::TokenRevoke,
         &owner,
         serde_json::json!({ "token": id }),
         result,
@@ -543,9 +543,7 @@ pub async fn get_retention(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<RetentionPolicy>, ApiError> {
-    caller
-        .require(&state, Permission::Retention, "retention_view")
-        .await?;
+    caller.require(&state, Action::RetentionView).await?;
     Ok(Json(state.retention().policy()))
 }
 
@@ -560,16 +558,14 @@ pub async fn put_retention(
     caller: Caller,
     body: Result<Json<RetentionPolicy>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<RetentionPolicy>, ApiError> {
-    caller
-        .require(&state, Permission::Retention, "retention_set")
-        .await?;
+    caller.require(&state, Action::RetentionSet).await?;
     let Json(policy) = body?;
     // Record holds are kept, shown and logged by the record's ref, never by its id.
     let policy = policy.with_record_refs(|id| state.audit().record_ref(id));
     let state2 = state.clone();
     let p2 = policy.clone();
     let result = blocking(move || state2.retention().set_policy(p2).map_err(retention_error)).await;
-    let mut entry = caller.entry("retention_set");
+    let mut entry = caller.entry(Action::RetentionSet);
     entry.detail = Some(match &result {
         Ok(()) => serde_json::to_value(&policy).map_err(ApiError::internal)?,
         Err(e) => serde_json::json!({
@@ -628,9 +624,7 @@ pub async fn run_retention(
     caller: Caller,
     body: Result<Json<RetentionRun>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<RetentionOutcome>, ApiError> {
-    caller
-        .require(&state, Permission::Retention, "retention_run")
-        .await?;
+    caller.require(&state, Action::RetentionRun).await?;
     let Json(run) = body?;
     let state2 = state.clone();
     let plan = blocking(move || {
@@ -655,7 +649,7 @@ pub async fn run_retention(
             })
     })
     .await?;
-    let mut entry = caller.entry("retention_run");
+    let mut entry = caller.entry(Action::RetentionRun);
     entry.detail = Some(serde_json::json!({
         "dry_run": run.dry_run, "due": plan.due.len(), "held": plan.held,
     }));

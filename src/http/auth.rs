@@ -3,9 +3,11 @@
 //! [`authenticate`] runs before every protected route: it turns the `Authorization` header
 //! (`Bearer <token>` or `Basic <name:password>`) into a [`Principal`] in the request's
 //! extensions, or answers 401 (a failed sign-in is audited and counted; too many answer 429,
-//! and password checks wait for a bounded pool, else 503). Handlers take a [`Caller`] and call
-//! [`Caller::require`] with the route's [`Permission`] (a refusal is audited and answered 403),
-//! then [`Caller::audit`] with what they are about to disclose, before disclosing it.
+//! and password checks wait for a bounded pool, else 503). Handlers take a [`Caller`] (the
+//! request's [`Actor`]) and call [`Caller::require`] with the route's [`Action`] (its
+//! permission comes from the one table in [`crate::governance`]; a refusal is audited and
+//! answered 403), then [`Caller::audit`] with what they are about to disclose, before
+//! disclosing it. Both run the shared [`Actor`] methods on the blocking pool.
 
 use std::net::SocketAddr;
 
@@ -18,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use super::{ApiError, AppState, blocking};
 use crate::accounts::{AccountError, Credentials, Permission, Principal, address_key};
 use crate::audit::NewEntry;
+use crate::governance::{Action, Actor};
 
 /// Longest stated purpose kept.
 const MAX_PURPOSE: usize = 500;
@@ -118,7 +121,7 @@ async fn audit_failed_sign_in(
         actor: credentials.claimed(),
         role: None,
         address: address.map(|a| a.to_string()),
-        action: "sign_in".into(),
+        action: Action::SignIn.name().into(),
         outcome: outcome.into(),
         detail: Some(serde_json::json!({
             "scheme": credentials.scheme(),
@@ -167,15 +170,13 @@ fn unauthorized(message: &str) -> Response {
     resp
 }
 
-/// The authenticated caller of a handler, with where the call came from and why.
+/// The authenticated caller of a handler: the [`Actor`] of the request's [`Principal`], peer
+/// address and `X-Purpose`.
 #[derive(Debug, Clone)]
 pub struct Caller {
     /// Who.
     pub principal: Principal,
-    /// Peer address, when the server knows it.
-    pub address: Option<String>,
-    /// The purpose stated in the `X-Purpose` header.
-    pub purpose: Option<String>,
+    actor: Actor,
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -207,57 +208,51 @@ impl FromRequestParts<AppState> for Caller {
             .map(|p| p.trim().chars().take(MAX_PURPOSE).collect::<String>())
             .filter(|p| !p.is_empty());
         Ok(Self {
+            actor: Actor::account(principal.clone(), address, purpose),
             principal,
-            address,
-            purpose,
         })
     }
 }
 
 impl Caller {
-    /// An audit entry of this caller for `action`, outcome `ok`.
-    pub fn entry(&self, action: &str) -> NewEntry {
-        NewEntry {
-            actor: self.principal.account.clone(),
-            role: Some(self.principal.role.as_str().to_owned()),
-            address: self.address.clone(),
-            action: action.to_owned(),
-            purpose: self.purpose.clone(),
-            outcome: "ok".into(),
-            ..NewEntry::default()
-        }
+    /// Who is calling.
+    pub fn actor(&self) -> &Actor {
+        &self.actor
     }
 
-    /// Refuses (403, audited as `denied`) unless the caller's role allows `permission`.
+    /// An audit entry of this caller for `action`, outcome `ok`.
+    pub fn entry(&self, action: Action) -> NewEntry {
+        self.actor.entry(action)
+    }
+
+    /// Refuses (403, audited as `denied`) unless the caller's role allows `action`
+    /// ([`Actor::require`], on the blocking pool).
     ///
     /// # Errors
     /// 403; 500 when the refusal cannot be audited.
-    pub async fn require(
-        &self,
-        state: &AppState,
-        permission: Permission,
-        action: &str,
-    ) -> Result<(), ApiError> {
-        if self.principal.can(permission) {
+    pub async fn require(&self, state: &AppState, action: Action) -> Result<(), ApiError> {
+        if self.actor.may(action) {
             return Ok(());
         }
-        let mut entry = self.entry(action);
-        entry.outcome = "denied".into();
-        entry.detail = Some(serde_json::json!({ "missing_permission": permission }));
-        self.write(state, entry).await?;
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!(
-                "account {:?} (role {}) may not {action}: it needs permission {}",
-                self.principal.account,
-                self.principal.role.as_str(),
-                serde_json::to_value(permission)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
-            ),
-        ))
+        let (actor, state) = (self.actor.clone(), state.clone());
+        blocking(move || Ok(actor.require(state.audit(), action)?)).await
+    }
+
+    /// Refuses (403, audited as `denied`) an unredacted picture for `action` unless the
+    /// caller's role allows it ([`Actor::require_unredacted`], on the blocking pool).
+    ///
+    /// # Errors
+    /// 403; 500 when the refusal cannot be audited.
+    pub async fn require_unredacted(
+        &self,
+        state: &AppState,
+        action: Action,
+    ) -> Result<(), ApiError> {
+        if self.actor.can(Permission::ViewUnredacted) {
+            return Ok(());
+        }
+        let (actor, state) = (self.actor.clone(), state.clone());
+        blocking(move || Ok(actor.require_unredacted(state.audit(), action)?)).await
     }
 
     /// Records `entry` in the audit trail; the request fails if it cannot be written.
@@ -276,21 +271,25 @@ impl Caller {
         .await
     }
 
-    /// Records a read of `records` (ids) for `action` with the request's `query`.
+    /// Records a read of `records` (ids) for `action` with the request's `query`
+    /// ([`Actor::record`], on the blocking pool).
     ///
     /// # Errors
     /// 500 when the trail cannot be written.
     pub async fn audit(
         &self,
         state: &AppState,
-        action: &str,
+        action: Action,
         query: Option<serde_json::Value>,
         records: Vec<String>,
     ) -> Result<(), ApiError> {
-        let mut entry = self.entry(action);
-        entry.query = query;
-        entry.records = records;
-        self.write(state, entry).await
+        let (actor, state) = (self.actor.clone(), state.clone());
+        blocking(move || {
+            actor
+                .record(state.audit(), action, query, records)
+                .map_err(|e| ApiError::internal(format!("audit trail: {e}")))
+        })
+        .await
     }
 }
 

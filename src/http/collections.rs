@@ -27,9 +27,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::search::{SearchBody, run_search};
-use super::{ApiError, AppState, ErrorBody, Permission, blocking};
+use super::{ApiError, AppState, ErrorBody, blocking};
 use crate::collections::{Collection, CollectionSummary};
 use crate::export::{self, ArchiveFormat, DatasetFormat, ImageMode, Provenance};
+use crate::governance::Action;
 
 /// Default number of search results a collection or export takes.
 const DEFAULT_MAX_RESULTS: usize = 100;
@@ -74,9 +75,7 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<CollectionList>, ApiError> {
-    caller
-        .require(&state, Permission::Collections, "list_collections")
-        .await?;
+    caller.require(&state, Action::ListCollections).await?;
     Ok(Json(CollectionList {
         collections: state.collections().list(),
     }))
@@ -94,9 +93,7 @@ pub async fn create(
     caller: Caller,
     body: Result<Json<CreateCollection>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Collection>), ApiError> {
-    caller
-        .require(&state, Permission::Collections, "collection_create")
-        .await?;
+    caller.require(&state, Action::CollectionCreate).await?;
     let Json(body) = body?;
     let mut ids = body.ids.clone();
     check_count(&state, ids.len())?;
@@ -132,7 +129,7 @@ pub async fn create(
     caller
         .audit(
             &state,
-            "collection_create",
+            Action::CollectionCreate,
             Some(serde_json::json!({ "name": name, "source": audited_source })),
             c.ids.clone(),
         )
@@ -152,14 +149,12 @@ pub async fn get(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Collection>, ApiError> {
-    caller
-        .require(&state, Permission::Collections, "view_collection")
-        .await?;
+    caller.require(&state, Action::ViewCollection).await?;
     let c = state.collections().get(&name)?;
     caller
         .audit(
             &state,
-            "view_collection",
+            Action::ViewCollection,
             Some(serde_json::json!({ "name": name })),
             c.ids.clone(),
         )
@@ -182,9 +177,7 @@ pub async fn update(
     Path(name): Path<String>,
     body: Result<Json<UpdateCollection>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Collection>, ApiError> {
-    caller
-        .require(&state, Permission::Collections, "collection_update")
-        .await?;
+    caller.require(&state, Action::CollectionUpdate).await?;
     let Json(body) = body?;
     let changed: Vec<String> = body.add.iter().chain(&body.remove).cloned().collect();
     let current = state.collections().get(&name)?;
@@ -202,7 +195,7 @@ pub async fn update(
     caller
         .audit(
             &state,
-            "collection_update",
+            Action::CollectionUpdate,
             Some(serde_json::json!({ "name": c.name })),
             changed,
         )
@@ -222,16 +215,14 @@ pub async fn delete(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller
-        .require(&state, Permission::Collections, "collection_delete")
-        .await?;
+    caller.require(&state, Action::CollectionDelete).await?;
     let state2 = state.clone();
     let name2 = name.clone();
     blocking(move || Ok(state2.collections().delete(&name2)?)).await?;
     caller
         .audit(
             &state,
-            "collection_delete",
+            Action::CollectionDelete,
             Some(serde_json::json!({ "name": name })),
             vec![],
         )
@@ -287,7 +278,7 @@ pub async fn export_collection(
     Path(name): Path<String>,
     q: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    caller.require(&state, Permission::Export, "export").await?;
+    caller.require(&state, Action::Export).await?;
     let Query(q) = q?;
     let (format, archive) = q.parse()?;
     let unredacted = wants_unredacted(&state, &caller, q.unredacted).await?;
@@ -335,7 +326,7 @@ pub async fn export_search(
     caller: Caller,
     body: Result<Json<ExportSearch>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    caller.require(&state, Permission::Export, "export").await?;
+    caller.require(&state, Action::Export).await?;
     let Json(body) = body?;
     let (format, archive) = ExportQuery {
         format: body.format.clone(),
@@ -372,9 +363,7 @@ async fn wants_unredacted(
     if asked != Some(true) {
         return Ok(false);
     }
-    caller
-        .require(state, Permission::ViewUnredacted, "export_unredacted")
-        .await?;
+    caller.require(state, Action::ExportUnredacted).await?;
     Ok(true)
 }
 
@@ -500,7 +489,7 @@ async fn stream_export(
     // Recorded before the first byte leaves; `unredacted` only when originals with sensitive
     // regions go out.
     let sensitive = records.iter().any(|r| state.redaction().applies_to(r));
-    let mut entry = caller.entry("export");
+    let mut entry = caller.entry(Action::Export);
     entry.query = Some(serde_json::json!({
         "source": audited,
         "format": format,

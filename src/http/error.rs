@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 
 use crate::collections::CollectionError;
 use crate::export::ExportError;
+use crate::governance::Refusal;
 use crate::search::SearchError;
 use indexer::Fault;
 
@@ -133,6 +134,19 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         resp
+    }
+}
+
+/// A refused action is 403 `forbidden` with the refusal's message; a refusal that could not be
+/// recorded is 500.
+impl From<Refusal> for ApiError {
+    fn from(e: Refusal) -> Self {
+        match e {
+            Refusal::Forbidden { .. } => {
+                Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
+            }
+            Refusal::Unrecorded(cause) => Self::internal(format!("audit trail: {cause}")),
+        }
     }
 }
 

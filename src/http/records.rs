@@ -28,6 +28,7 @@ use utoipa::IntoParams;
 
 use super::auth::Caller;
 use super::{ApiError, AppState, ErrorBody, Permission, blocking};
+use crate::governance::Action;
 
 const CACHE: &str = "private, no-store";
 
@@ -109,12 +110,10 @@ pub async fn record(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Record>, ApiError> {
-    caller
-        .require(&state, Permission::ViewRecord, "view_record")
-        .await?;
+    caller.require(&state, Action::ViewRecord).await?;
     let mut record = find(&state, id).await?;
     caller
-        .audit(&state, "view_record", None, vec![record.id.clone()])
+        .audit(&state, Action::ViewRecord, None, vec![record.id.clone()])
         .await?;
     if !caller.principal.can(Permission::ReadAudit) {
         // Where the library and its exports live on the server, and which staff annotated the
@@ -134,14 +133,12 @@ async fn wants_unredacted(
     state: &AppState,
     caller: &Caller,
     asked: Option<bool>,
-    action: &str,
+    action: Action,
 ) -> Result<bool, ApiError> {
     if asked != Some(true) {
         return Ok(false);
     }
-    caller
-        .require(state, Permission::ViewUnredacted, action)
-        .await?;
+    caller.require_unredacted(state, action).await?;
     Ok(true)
 }
 
@@ -149,7 +146,7 @@ async fn wants_unredacted(
 async fn audit_view(
     state: &AppState,
     caller: &Caller,
-    action: &str,
+    action: Action,
     record: &Record,
     unredacted: bool,
 ) -> Result<(), ApiError> {
@@ -184,10 +181,8 @@ pub async fn image(
     q: Result<Query<ImageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q?;
-    caller
-        .require(&state, Permission::ViewRecord, "view_image")
-        .await?;
-    let unredacted = wants_unredacted(&state, &caller, q.unredacted, "view_image").await?;
+    caller.require(&state, Action::ViewImage).await?;
+    let unredacted = wants_unredacted(&state, &caller, q.unredacted, Action::ViewImage).await?;
     let record = find(&state, id).await?;
     let sensitive = state.redaction().applies_to(&record);
     if sensitive && !unredacted {
@@ -204,7 +199,7 @@ pub async fn image(
             Ok((encode(&img, format)?, format.to_mime_type()))
         })
         .await?;
-        audit_view(&state, &caller, "view_image", &record, false).await?;
+        audit_view(&state, &caller, Action::ViewImage, &record, false).await?;
         return Ok(image_response(bytes, mime));
     }
     let record2 = record.clone();
@@ -212,7 +207,7 @@ pub async fn image(
     let mime = image::guess_format(&bytes)
         .map(|f| f.to_mime_type())
         .unwrap_or("application/octet-stream");
-    audit_view(&state, &caller, "view_image", &record, sensitive).await?;
+    audit_view(&state, &caller, Action::ViewImage, &record, sensitive).await?;
     Ok(image_response(bytes, mime))
 }
 
@@ -292,10 +287,8 @@ pub async fn thumbnail(
     q: Result<Query<ThumbnailQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q?;
-    caller
-        .require(&state, Permission::ViewRecord, "view_thumbnail")
-        .await?;
-    let unredacted = wants_unredacted(&state, &caller, q.unredacted, "view_thumbnail").await?;
+    caller.require(&state, Action::ViewThumbnail).await?;
+    let unredacted = wants_unredacted(&state, &caller, q.unredacted, Action::ViewThumbnail).await?;
     let max = state.limits().max_thumbnail;
     let size = q.size.unwrap_or(256.min(max));
     if !(16..=max).contains(&size) {
@@ -322,7 +315,7 @@ pub async fn thumbnail(
     audit_view(
         &state,
         &caller,
-        "view_thumbnail",
+        Action::ViewThumbnail,
         &record,
         sensitive && unredacted,
     )

@@ -15,9 +15,10 @@ use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
-use super::{ApiError, AppState, ErrorBody, Permission, blocking};
+use super::{ApiError, AppState, ErrorBody, blocking};
 use crate::accounts::Role;
 use crate::audit::AuditLog;
+use crate::governance::Action;
 use crate::params::{AuditedSearch, FilterParams, audited_facets, audited_lookup};
 use crate::search::{
     Cancel, Fusion, Like, LookupRequest, LookupResponse, MAX_NEGATIVES, SearchRequest,
@@ -201,7 +202,7 @@ pub async fn search(
     caller: Caller,
     req: Request,
 ) -> Result<Json<SearchResponse>, ApiError> {
-    caller.require(&state, Permission::Search, "search").await?;
+    caller.require(&state, Action::Search).await?;
     let is_multipart = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -218,7 +219,9 @@ pub async fn search(
     let request = body.to_request(state.limits(), upload)?;
     let resp = run_search(&state, request).await?;
     let ids = resp.results.iter().map(|h| h.id.clone()).collect();
-    caller.audit(&state, "search", Some(query), ids).await?;
+    caller
+        .audit(&state, Action::Search, Some(query), ids)
+        .await?;
     Ok(Json(resp))
 }
 
@@ -366,7 +369,7 @@ pub async fn lookup(
     caller: Caller,
     q: Result<Query<FilterQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<LookupResponse>, ApiError> {
-    caller.require(&state, Permission::Lookup, "lookup").await?;
+    caller.require(&state, Action::Lookup).await?;
     let Query(q) = q?;
     let limit = q.limit.unwrap_or(50);
     if limit == 0 || limit > state.limits().max_page {
@@ -393,7 +396,9 @@ pub async fn lookup(
     let service = state.service().clone();
     let resp = blocking(move || Ok(service.lookup(&req)?)).await?;
     let ids = resp.results.iter().map(|r| r.id.clone()).collect();
-    caller.audit(&state, "lookup", Some(query), ids).await?;
+    caller
+        .audit(&state, Action::Lookup, Some(query), ids)
+        .await?;
     Ok(Json(resp))
 }
 
@@ -408,7 +413,7 @@ pub async fn facets(
     caller: Caller,
     q: Result<Query<FilterQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Facets>, ApiError> {
-    caller.require(&state, Permission::Search, "facets").await?;
+    caller.require(&state, Action::Facets).await?;
     let Query(q) = q?;
     if q.sort.is_some() || q.desc.is_some() || q.limit.is_some() || q.cursor.is_some() {
         return Err(ApiError::invalid(
@@ -420,7 +425,12 @@ pub async fn facets(
     let service = state.service().clone();
     let facets = blocking(move || Ok(service.facets(&filter)?)).await?;
     caller
-        .audit(&state, "facets", Some(audited_facets(&params)), vec![])
+        .audit(
+            &state,
+            Action::Facets,
+            Some(audited_facets(&params)),
+            vec![],
+        )
         .await?;
     Ok(Json(facets))
 }

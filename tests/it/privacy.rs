@@ -1458,3 +1458,49 @@ async fn deleted_records_with_quotes_tabs_or_newlines_in_their_names_leave_no_re
         .ok();
     assert_eq!(p["record_holds"], json!({}));
 }
+
+/// The CLI and the API share one governance core: the same account refused the same action
+/// leaves the same audit entry (outcome `denied`, `missing_permission`) and the same message.
+#[tokio::test]
+async fn a_cli_refusal_and_an_http_refusal_write_the_same_audit_entry() {
+    let lib = lib(2);
+    let searcher = lib.token(Role::Searcher).to_owned();
+    let http = lib
+        .as_role(Role::Searcher, "GET", "/v1/audit/verify", None)
+        .await
+        .error(StatusCode::FORBIDDEN);
+    assert_eq!(
+        http,
+        "account \"searcher1\" (role searcher) may not audit_verify: it needs permission \
+         read_audit"
+    );
+    let out = cli(&lib.fx.data, Some(&searcher), &["audit", "verify"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&http), "{stderr}");
+
+    let trail = lib
+        .as_role(Role::Admin, "GET", "/v1/audit?action=audit_verify", None)
+        .await
+        .ok();
+    let entries = trail["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{trail}");
+    // Everything but the chain, the time and the peer address (the API's in-process test
+    // requests have none, and the CLI never has one) is the same.
+    let shape = |e: &Value| {
+        let mut e = e.as_object().unwrap().clone();
+        for k in ["seq", "time", "prev", "hash", "address"] {
+            assert!(e.remove(k).is_some(), "{k}");
+        }
+        e
+    };
+    let (from_http, from_cli) = (shape(&entries[0]), shape(&entries[1]));
+    assert_eq!(from_http, from_cli);
+    assert_eq!(from_cli["actor"], "searcher1");
+    assert_eq!(from_cli["role"], "searcher");
+    assert_eq!(from_cli["outcome"], "denied");
+    assert_eq!(
+        from_cli["detail"],
+        json!({ "missing_permission": "read_audit" })
+    );
+}
