@@ -101,7 +101,7 @@ type SResult<T> = Result<T, SearchError>;
 
 /// Stops a running search: set by whoever gave up on it (an HTTP handler whose request timed
 /// out drops its [`CancelOnDrop`]), or past a deadline. The search looks at it between
-/// candidate lists, every [`CANCEL_EVERY`] payload checks and before each explained hit, and
+/// candidate lists, every `CANCEL_EVERY` payload checks and before each explained hit, and
 /// returns [`SearchError::Cancelled`].
 #[derive(Debug, Clone, Default)]
 pub struct Cancel {

@@ -38,7 +38,7 @@ const PASSWORD_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(2
 /// Failures are counted per account name (known or not, alike) and per address: after
 /// [`MAX_FAILED_SIGN_INS`] within [`THROTTLE_WINDOW`] further attempts are answered 429 with
 /// `Retry-After`, before any check, so the answer does not say whether the account exists.
-/// Password checks wait at most [`PASSWORD_SLOT_WAIT`] for a slot, else 503.
+/// Password checks wait at most `PASSWORD_SLOT_WAIT` (2 s) for a slot, else 503.
 ///
 /// [`Accounts::password_slots`]: crate::accounts::Accounts::password_slots
 /// [`MAX_FAILED_SIGN_INS`]: crate::accounts::MAX_FAILED_SIGN_INS
