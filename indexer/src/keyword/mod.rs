@@ -10,24 +10,25 @@
 //! commit); a commit is atomic, so a crash leaves the index as of the last commit.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::ops::Bound;
 use std::path::Path;
 
 use chrono::{DateTime, Datelike, Utc};
 use tantivy::collector::{Count, DocSetCollector, TopDocs};
-use tantivy::query::{
-    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, RangeQuery, RegexQuery,
-    TermQuery,
-};
-use tantivy::schema::{
-    DateOptions, DateTimePrecision, FAST, Field, IndexRecordOption, STORED, STRING, Schema,
-    TextFieldIndexing, TextOptions, Value,
-};
+use tantivy::query::{BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery};
+use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::tokenizer::TokenStream;
-use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{DocAddress, Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
 
-use crate::filter::{PatternError, RecordFilter, normalize_label};
+use crate::filter::RecordFilter;
 use crate::record::{DateAxis, Record};
+
+mod query;
+mod schema;
+mod writer;
+
+use schema::{Fields, TEXT_FIELDS, schema};
+pub use writer::KeywordWriter;
+use writer::WRITER_HEAP;
 
 /// Errors of the keyword index.
 #[derive(Debug, thiserror::Error)]
@@ -62,73 +63,6 @@ pub enum KeywordError {
 }
 
 type KResult<T> = Result<T, KeywordError>;
-
-/// Lower bound standing in for "any date" (1800-01-01, the earliest date
-/// [`crate::dates::parse_date`] accepts), inside tantivy's i64-nanosecond range.
-const MIN_DATE_SECS: i64 = -5_364_662_400;
-/// Upper end of tantivy's range we allow (2200-01-01).
-const MAX_DATE_SECS: i64 = 7_258_118_400;
-
-fn tantivy_date(secs: i64) -> tantivy::DateTime {
-    tantivy::DateTime::from_timestamp_secs(secs.clamp(MIN_DATE_SECS, MAX_DATE_SECS))
-}
-
-/// Writer heap for one ingest: enough for large batches, small enough for a 2-core box.
-const WRITER_HEAP: usize = 64 * 1024 * 1024;
-
-/// Tokenised text fields and their BM25 boosts: labels matter most, then captions.
-const TEXT_FIELDS: [(&str, f32); 4] = [
-    ("labels_text", 2.0),
-    ("captions", 1.0),
-    ("filename_text", 0.8),
-    ("metadata", 0.5),
-];
-
-#[derive(Debug, Clone, Copy)]
-struct Fields {
-    id: Field,
-    filename: Field,
-    path: Field,
-    filename_text: Field,
-    label: Field,
-    labels_text: Field,
-    captions: Field,
-    metadata: Field,
-    dataset: Field,
-    fingerprint: Field,
-    embedded: Field,
-    record: Field,
-    dates: [Field; 4],
-}
-
-fn schema() -> (Schema, Fields) {
-    let mut b = Schema::builder();
-    let raw = STRING | STORED | FAST;
-    let text = TextOptions::default().set_indexing_options(
-        TextFieldIndexing::default()
-            .set_tokenizer("en_stem")
-            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
-    );
-    let date = DateOptions::from(tantivy::schema::INDEXED)
-        .set_fast()
-        .set_precision(DateTimePrecision::Seconds);
-    let fields = Fields {
-        id: b.add_text_field("id", raw.clone()),
-        filename: b.add_text_field("filename", raw.clone()),
-        path: b.add_text_field("path", raw.clone()),
-        filename_text: b.add_text_field("filename_text", text.clone()),
-        label: b.add_text_field("label", STRING | FAST),
-        labels_text: b.add_text_field("labels_text", text.clone()),
-        captions: b.add_text_field("captions", text.clone()),
-        metadata: b.add_text_field("metadata", text),
-        dataset: b.add_text_field("dataset", raw.clone()),
-        fingerprint: b.add_text_field("fingerprint", raw.clone()),
-        embedded: b.add_text_field("embedded", raw),
-        record: b.add_text_field("record", STORED),
-        dates: DateAxis::ALL.map(|axis| b.add_date_field(axis.name(), date.clone())),
-    };
-    (b.build(), fields)
-}
 
 /// What the index knows about a record's state, for change detection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -318,62 +252,6 @@ impl KeywordIndex {
     /// tantivy failures.
     pub fn ids(&self) -> KResult<BTreeSet<String>> {
         Ok(self.states()?.into_keys().collect())
-    }
-
-    /// Builds the exact query for a filter (matches all records when the filter is empty).
-    ///
-    /// # Errors
-    /// [`KeywordError::Pattern`] for a filename pattern tantivy's regex cannot compile.
-    pub fn filter_query(&self, filter: &RecordFilter) -> KResult<Box<dyn Query>> {
-        let f = &self.fields;
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, Box::new(AllQuery))];
-        for label in &filter.labels {
-            clauses.push((Occur::Must, term_query(f.label, &normalize_label(label))));
-        }
-        for label in &filter.no_labels {
-            clauses.push((Occur::MustNot, term_query(f.label, &normalize_label(label))));
-        }
-        if !filter.datasets.is_empty() {
-            let any: Vec<(Occur, Box<dyn Query>)> = filter
-                .datasets
-                .iter()
-                .map(|d| (Occur::Should, term_query(f.dataset, d)))
-                .collect();
-            clauses.push((Occur::Must, Box::new(BooleanQuery::new(any))));
-        }
-        for range in &filter.dates {
-            let field = f.dates[DateAxis::ALL
-                .iter()
-                .position(|a| *a == range.axis)
-                .expect("every axis has a field")];
-            let bound = |d: Option<DateTime<Utc>>| match d {
-                Some(d) => {
-                    Bound::Included(Term::from_field_date(field, tantivy_date(d.timestamp())))
-                }
-                None => Bound::Unbounded,
-            };
-            let (lo, hi) = (bound(range.after), bound(range.before));
-            // An unbounded range would also match records that lack the axis; require a value.
-            let lo = match lo {
-                Bound::Unbounded => {
-                    Bound::Included(Term::from_field_date(field, tantivy_date(MIN_DATE_SECS)))
-                }
-                b => b,
-            };
-            clauses.push((Occur::Must, Box::new(RangeQuery::new(lo, hi))));
-        }
-        if let Some(m) = &filter.filename {
-            let field = if m.on_path() { f.path } else { f.filename };
-            m.check_length()?;
-            // The same regular expression as the payload check of vector hits
-            // (`FilenameMatch::compile`), so both sides agree on every name.
-            let q: Box<dyn Query> = match m.to_regex() {
-                None => term_query(field, m.pattern()),
-                Some(re) => regex_query(field, &re, m.pattern())?,
-            };
-            clauses.push((Occur::Must, q));
-        }
-        Ok(Box::new(BooleanQuery::new(clauses)))
     }
 
     /// Ids of every record matching the filter.
@@ -593,141 +471,4 @@ fn first_str(col: &tantivy::columnar::StrColumn, doc: tantivy::DocId) -> KResult
             .map_err(|e| KeywordError::Tantivy(e.into()))?;
     }
     Ok(s)
-}
-
-fn term_query(field: Field, text: &str) -> Box<dyn Query> {
-    Box::new(TermQuery::new(
-        Term::from_field_text(field, text),
-        IndexRecordOption::Basic,
-    ))
-}
-
-fn regex_query(field: Field, regex: &str, pattern: &str) -> KResult<Box<dyn Query>> {
-    RegexQuery::from_pattern(regex, field)
-        .map(|q| Box::new(q) as Box<dyn Query>)
-        .map_err(|e| {
-            // tantivy's message quotes the whole expression; keep only the reason.
-            let text = e.to_string();
-            let reason = text
-                .lines()
-                .rev()
-                .find_map(|l| l.trim().strip_prefix("error: "))
-                .map(str::to_owned)
-                .unwrap_or_else(|| crate::filter::shorten(text.lines().next().unwrap_or(""), 200));
-            PatternError {
-                pattern: crate::filter::shorten(pattern, 64),
-                reason,
-            }
-            .into()
-        })
-}
-
-impl From<PatternError> for KeywordError {
-    fn from(e: PatternError) -> Self {
-        KeywordError::Pattern {
-            pattern: e.pattern,
-            reason: e.reason,
-        }
-    }
-}
-
-/// The single writer of a keyword index. Changes become visible and durable on [`commit`].
-///
-/// [`commit`]: KeywordWriter::commit
-pub struct KeywordWriter {
-    writer: IndexWriter,
-    fields: Fields,
-}
-
-impl std::fmt::Debug for KeywordWriter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeywordWriter").finish_non_exhaustive()
-    }
-}
-
-impl KeywordWriter {
-    /// Adds or replaces a record. `embedded` is the fingerprint of the model its vectors were
-    /// written with, or empty.
-    ///
-    /// # Errors
-    /// tantivy failures.
-    pub fn upsert(&mut self, record: &Record, embedded: &str) -> KResult<()> {
-        let f = &self.fields;
-        self.writer
-            .delete_term(Term::from_field_text(f.id, &record.id));
-        let mut doc = TantivyDocument::default();
-        doc.add_text(f.id, &record.id);
-        doc.add_text(f.filename, &record.filename);
-        doc.add_text(f.path, &record.path);
-        doc.add_text(f.filename_text, filename_words(&record.path));
-        for l in &record.labels {
-            doc.add_text(f.label, normalize_label(l));
-        }
-        let mut label_words = record.labels.join(" ");
-        for s in &record.supercategories {
-            label_words.push(' ');
-            label_words.push_str(s);
-        }
-        doc.add_text(f.labels_text, label_words);
-        for c in &record.captions {
-            doc.add_text(f.captions, c);
-        }
-        doc.add_text(f.metadata, record.metadata_text());
-        doc.add_text(f.dataset, &record.dataset);
-        doc.add_text(f.fingerprint, record.fingerprint());
-        doc.add_text(f.embedded, embedded);
-        doc.add_text(
-            f.record,
-            serde_json::to_string(record).expect("a record always serialises"),
-        );
-        for (i, axis) in DateAxis::ALL.iter().enumerate() {
-            if let Some(d) = axis.get(&record.dates) {
-                doc.add_date(f.dates[i], tantivy_date(d.timestamp()));
-            }
-        }
-        self.writer.add_document(doc)?;
-        Ok(())
-    }
-
-    /// Deletes a record.
-    pub fn delete(&mut self, id: &str) {
-        self.writer
-            .delete_term(Term::from_field_text(self.fields.id, id));
-    }
-
-    /// Makes every change since the last commit durable and visible, atomically.
-    ///
-    /// # Errors
-    /// tantivy failures (the index stays as of the previous commit).
-    pub fn commit(&mut self) -> KResult<()> {
-        self.writer.commit()?;
-        Ok(())
-    }
-
-    /// Merges every segment into one, so deleted documents are physically removed, then waits
-    /// for merge threads to finish.
-    ///
-    /// # Errors
-    /// tantivy failures.
-    pub fn merge_all(mut self) -> KResult<()> {
-        let ids = self.writer.index().searchable_segment_ids()?;
-        if ids.len() > 1 || self.has_deletes()? {
-            self.writer.merge(&ids).wait()?;
-        }
-        self.writer.garbage_collect_files().wait()?;
-        self.writer.wait_merging_threads()?;
-        Ok(())
-    }
-
-    fn has_deletes(&self) -> KResult<bool> {
-        let metas = self.writer.index().searchable_segment_metas()?;
-        Ok(metas.iter().any(|m| m.has_deletes()))
-    }
-}
-
-/// File name split into words for BM25 (`IMG_0042-night.jpg` -> `IMG 0042 night jpg`).
-fn filename_words(path: &str) -> String {
-    path.chars()
-        .map(|c| if c.is_alphanumeric() { c } else { ' ' })
-        .collect()
 }

@@ -3,7 +3,7 @@
 //! The [`VectorStore`] trait is the seam between the library and a vector database: the
 //! embedded qdrant-edge shard ([`EdgeStore`], the default) or a Qdrant server through
 //! qdrant-client ([`ServerStore`], feature `server`). Only our own types cross it; the qdrant
-//! crates' `PointStruct`/`Filter`/`Distance` never leave `edge.rs` / `server.rs`.
+//! crates' `PointStruct`/`Filter`/`Distance` never leave `edge/` / `server.rs`.
 //!
 //! Invariants every implementation keeps (checked by the conformance suite in
 //! `tests/store_suite.rs`):

@@ -1,7 +1,7 @@
 //! [`EdgeStore`]: the embedded [`VectorStore`] on a qdrant-edge 0.7.0 shard.
 //!
 //! Owns one data directory and everything in it; knows nothing of models or annotations. Every
-//! qdrant-edge type stays inside this file: our [`VectorFilter`], [`VectorPoint`] and
+//! qdrant-edge type stays inside this module: our [`VectorFilter`], [`VectorPoint`] and
 //! [`CollectionSpec`] are translated here (filters and index schemas go through qdrant's serde
 //! representation, which is its stable REST shape).
 //!
@@ -48,39 +48,33 @@
 //! runs the optimizer on it, commits it in `collection.json` and deletes the old generation. The
 //! cost is a full copy (like SQLite's `VACUUM`), so call it rarely.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fs;
-use std::io::Write as _;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use qdrant_edge::{
-    CountRequest, Distance, EdgeConfigBuilder, EdgeOptimizersConfig, EdgeShard,
-    EdgeVectorParamsBuilder, FieldIndexOperations, Filter, JsonPath, NamedQuery, PointId as EdgeId,
-    PointInsertOperations, PointOperations, PointStruct, QueryEnum, ScrollRequest, SearchParams,
-    SearchRequest, UpdateOperation, VectorInternal, VectorStructInternal, Vectors,
+    CountRequest, EdgeShard, NamedQuery, PointId as EdgeId, PointInsertOperations, PointOperations,
+    QueryEnum, ScrollRequest, SearchParams, SearchRequest, UpdateOperation, VectorInternal,
     WithPayloadInterface, WithVector,
 };
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
+
+mod convert;
+mod generations;
 
 use super::{
-    CollectionSpec, Condition, Hit, Payload, PointId, StoreError, StoreResult, VectorFilter,
-    VectorPoint, VectorQuery, VectorStore,
+    CollectionSpec, Hit, PointId, StoreError, StoreResult, VectorFilter, VectorPoint, VectorQuery,
+    VectorStore,
+};
+use convert::{dense, from_edge_id, json_path, to_edge_filter, to_edge_point, to_payload};
+use generations::{
+    COLLECTION_FILE, FORMAT, Manifest, copy_points, create_shard, flush_shard, read_manifest,
+    remove_stale_shards, shard_dir, sync_dir, update, write_manifest,
 };
 
-/// Name of the commit file inside the store directory.
-const COLLECTION_FILE: &str = "collection.json";
-/// Version of the `collection.json` format.
-const FORMAT: u32 = 1;
-/// Prefix of shard generation directories.
-const SHARD_PREFIX: &str = "shard-";
 /// Points per scroll page (`distinct`, `compact`).
 const PAGE: usize = 1_000;
-/// Largest integer an `f64` range bound represents exactly (qdrant ranges are `f64`).
-const MAX_EXACT_INT: i64 = 1 << 53;
-
 /// The embedded vector store: one qdrant-edge shard in one directory.
 ///
 /// Cheap to share behind an `Arc`; every method blocks (call it from `spawn_blocking` in async
@@ -95,14 +89,6 @@ struct Open {
     spec: CollectionSpec,
     generation: u64,
     shard: EdgeShard,
-}
-
-/// Contents of `collection.json`.
-#[derive(Debug, Serialize, Deserialize)]
-struct Manifest {
-    format: u32,
-    generation: u64,
-    spec: CollectionSpec,
 }
 
 impl std::fmt::Debug for EdgeStore {
@@ -476,163 +462,6 @@ impl VectorStore for EdgeStore {
     }
 }
 
-/// The directory of shard generation `generation`.
-fn shard_dir(dir: &Path, generation: u64) -> PathBuf {
-    dir.join(format!("{SHARD_PREFIX}{generation}"))
-}
-
-/// Reads `collection.json`, if present.
-fn read_manifest(dir: &Path) -> StoreResult<Option<Manifest>> {
-    let path = dir.join(COLLECTION_FILE);
-    let bytes = match fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(err.into()),
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|err| StoreError::Backend(format!("reading {}: {err}", path.display())))
-}
-
-/// Atomically replaces `collection.json`: temp file, fsync, rename, fsync of the directory.
-fn write_manifest(dir: &Path, manifest: &Manifest) -> StoreResult<()> {
-    let bytes = serde_json::to_vec_pretty(manifest)
-        .map_err(|err| StoreError::Backend(format!("encoding {COLLECTION_FILE}: {err}")))?;
-    let tmp = dir.join(format!("{COLLECTION_FILE}.tmp"));
-    let mut file = fs::File::create(&tmp)?;
-    file.write_all(&bytes)?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(&tmp, dir.join(COLLECTION_FILE))?;
-    sync_dir(dir)
-}
-
-/// Makes renames and deletions inside `dir` durable.
-fn sync_dir(dir: &Path) -> StoreResult<()> {
-    #[cfg(unix)]
-    fs::File::open(dir)?.sync_all()?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
-}
-
-/// Deletes every `shard-*` directory except generation `keep`, and a stray manifest temp file.
-fn remove_stale_shards(dir: &Path, keep: Option<u64>) -> StoreResult<()> {
-    let keep = keep.map(|g| format!("{SHARD_PREFIX}{g}"));
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if name == format!("{COLLECTION_FILE}.tmp") {
-            fs::remove_file(entry.path())?;
-        } else if name.starts_with(SHARD_PREFIX) && Some(name) != keep.as_deref() {
-            tracing::warn!(path = %entry.path().display(), "removing uncommitted vector shard");
-            fs::remove_dir_all(entry.path())?;
-        }
-    }
-    sync_dir(dir)
-}
-
-/// Creates shard generation `generation` for `spec` with its payload indexes, flushed; with
-/// `optimizers` (a compacted shard's settings) or ours.
-fn create_shard(
-    dir: &Path,
-    generation: u64,
-    spec: &CollectionSpec,
-    optimizers: Option<EdgeOptimizersConfig>,
-) -> StoreResult<EdgeShard> {
-    let path = shard_dir(dir, generation);
-    if path.exists() {
-        fs::remove_dir_all(&path)?;
-    }
-    fs::create_dir_all(&path)?;
-    let mut config =
-        EdgeConfigBuilder::new().optimizers(optimizers.unwrap_or(EdgeOptimizersConfig {
-            // `compact` rebuilds instead of vacuuming, but when `optimize` runs, vacuum any
-            // segment with deletions rather than waiting for 20% of 1000 points.
-            deleted_threshold: Some(0.0),
-            vacuum_min_vector_number: Some(0),
-            // No HNSW graphs unless asked for (`EdgeStore::set_indexing_threshold_kb`): at
-            // 100k random 512-d vectors an exact scan took 14 ms for the 1000 candidates the
-            // ranking takes, the graph 15 ms at recall 0.58 (benches/README.md).
-            indexing_threshold: Some(0),
-            ..EdgeOptimizersConfig::default()
-        }));
-    for name in &spec.vectors {
-        config = config.vector(
-            name.clone(),
-            EdgeVectorParamsBuilder::new(spec.dim, Distance::Cosine).build(),
-        );
-    }
-    let shard = EdgeShard::new(&path, config.build()).map_err(backend)?;
-    let fields = spec
-        .keyword_fields
-        .iter()
-        .map(|f| (f, "keyword"))
-        .chain(spec.integer_fields.iter().map(|f| (f, "integer")));
-    for (field, schema) in fields {
-        let create =
-            serde_json::from_value(json!({"field_name": field, "field_schema": schema}))
-                .map_err(|err| StoreError::Backend(format!("payload index on {field:?}: {err}")))?;
-        update(
-            &shard,
-            UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(create)),
-        )?;
-    }
-    flush_shard(&shard)?;
-    Ok(shard)
-}
-
-/// Copies every live point (vectors and payload) of `from` into `to`, page by page.
-fn copy_points(from: &EdgeShard, to: &EdgeShard) -> StoreResult<()> {
-    let mut offset = None;
-    loop {
-        let request = ScrollRequest {
-            offset,
-            limit: Some(PAGE),
-            filter: None,
-            with_payload: Some(WithPayloadInterface::Bool(true)),
-            with_vector: WithVector::Bool(true),
-            order_by: None,
-        };
-        let (records, next) = from.scroll(request).map_err(backend)?;
-        let points: Vec<_> = records
-            .into_iter()
-            .map(|r| {
-                let vectors = r
-                    .vector
-                    .unwrap_or_else(|| VectorStructInternal::Named(HashMap::new()));
-                let payload = Value::Object(r.payload.map(|p| p.0).unwrap_or_default());
-                PointStruct::new(r.id, Vectors(vectors), payload).into()
-            })
-            .collect();
-        if !points.is_empty() {
-            update(
-                to,
-                UpdateOperation::PointOperation(PointOperations::UpsertPoints(
-                    PointInsertOperations::PointsList(points),
-                )),
-            )?;
-        }
-        match next {
-            Some(next) => offset = Some(next),
-            None => return Ok(()),
-        }
-    }
-}
-
-/// Applies one update operation.
-fn update(shard: &EdgeShard, operation: UpdateOperation) -> StoreResult<()> {
-    shard.update(operation).map_err(backend)
-}
-
-/// `EdgeShard::flush` panics on I/O errors (and on a busy lock, which our write lock rules out);
-/// turn that into an error instead of taking the caller down.
-fn flush_shard(shard: &EdgeShard) -> StoreResult<()> {
-    catch_unwind(AssertUnwindSafe(|| shard.flush()))
-        .map_err(|_| StoreError::Backend("flushing the shard failed (see the panic above)".into()))
-}
-
 /// Checks that `name` is one of the collection's vectors and `vector` has its dimension.
 pub(super) fn check_vector(spec: &CollectionSpec, name: &str, vector: &[f32]) -> StoreResult<()> {
     if !spec.vectors.iter().any(|v| v == name) {
@@ -697,84 +526,6 @@ pub(super) fn describe(spec: &CollectionSpec) -> String {
         "dim {} vectors {:?} keyword fields {:?} integer fields {:?}",
         spec.dim, spec.vectors, spec.keyword_fields, spec.integer_fields
     )
-}
-
-/// Our point as edge's persisted point. The payload is a JSON object by construction
-/// ([`Payload`] wraps a map), which `PointStruct::new` requires (it panics otherwise).
-fn to_edge_point(point: VectorPoint) -> qdrant_edge::PointStructPersisted {
-    let vectors: HashMap<String, Vec<f32>> = point.vectors.into_iter().collect();
-    PointStruct::new(
-        point.id,
-        Vectors::from(vectors),
-        Value::Object(point.payload.0),
-    )
-    .into()
-}
-
-/// Our point id from edge's; we only ever write numeric ids.
-fn from_edge_id(id: EdgeId) -> StoreResult<PointId> {
-    match id {
-        EdgeId::NumId(id) => Ok(id),
-        EdgeId::Uuid(uuid) => Err(StoreError::Backend(format!(
-            "unexpected uuid point id {uuid}"
-        ))),
-    }
-}
-
-/// Edge's payload as ours (absent = empty object).
-fn to_payload(payload: Option<qdrant_edge::Payload>) -> Payload {
-    Payload(payload.map(|p| p.0).unwrap_or_default())
-}
-
-/// The dense vector `name` out of a retrieved vector struct.
-fn dense(vectors: VectorStructInternal, name: &str) -> Option<Vec<f32>> {
-    match vectors {
-        VectorStructInternal::Named(mut named) => match named.remove(name)? {
-            VectorInternal::Dense(v) => Some(v),
-            VectorInternal::Sparse(_) | VectorInternal::MultiDense(_) => None,
-        },
-        VectorStructInternal::Single(v) => Some(v),
-        VectorStructInternal::MultiDense(_) => None,
-    }
-}
-
-/// A payload key as a qdrant JSON path.
-fn json_path(key: &str) -> StoreResult<JsonPath> {
-    JsonPath::try_from(key).map_err(|_| StoreError::Backend(format!("invalid payload key {key:?}")))
-}
-
-/// Our filter as edge's (`None` when empty), built through qdrant's serde (REST) shape so no
-/// internal collection types (index sets, hash sets) leak into our code.
-fn to_edge_filter(filter: &VectorFilter) -> StoreResult<Option<Filter>> {
-    if filter.is_empty() {
-        return Ok(None);
-    }
-    let clauses = |conditions: &[Condition]| -> StoreResult<Vec<Value>> {
-        conditions.iter().map(condition_json).collect()
-    };
-    let value = json!({"must": clauses(&filter.must)?, "must_not": clauses(&filter.must_not)?});
-    serde_json::from_value(value)
-        .map(Some)
-        .map_err(|err| StoreError::Backend(format!("translating filter {filter:?}: {err}")))
-}
-
-/// One condition in qdrant's REST shape.
-fn condition_json(condition: &Condition) -> StoreResult<Value> {
-    Ok(match condition {
-        Condition::MatchAny { key, any } => json!({"key": key, "match": {"any": any}}),
-        Condition::Range { key, gte, lte } => {
-            // qdrant ranges are f64: refuse bounds that would be rounded.
-            for bound in [gte, lte].into_iter().flatten() {
-                if bound.unsigned_abs() > MAX_EXACT_INT.unsigned_abs() {
-                    return Err(StoreError::Backend(format!(
-                        "range bound {bound} on {key:?} is beyond ±2^53 and cannot be exact"
-                    )));
-                }
-            }
-            json!({"key": key, "range": {"gte": gte, "lte": lte}})
-        }
-        Condition::HasId(ids) => json!({"has_id": ids}),
-    })
 }
 
 /// Maps a qdrant error to ours.

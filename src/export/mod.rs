@@ -25,18 +25,30 @@
 //!   instead of a silently incomplete data set.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::str::FromStr;
 
-use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use indexer::Fault;
 use indexer::record::Record;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+mod archive;
+mod coco;
+mod csv;
+mod voc;
+mod yolo;
+
+use archive::*;
+use coco::*;
+use csv::*;
+use voc::*;
+use yolo::*;
 
 /// Annotation format of an exported data set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -647,229 +659,6 @@ fn read_verified(r: &Record) -> Result<Vec<u8>, ExportError> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Archives.
-
-/// Whether an entry is worth deflating: images are already compressed, text is not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Compress {
-    Yes,
-    No,
-}
-
-/// The archive being written: zip or tar over the guarded output.
-struct Sink<W: Write> {
-    kind: SinkKind<W>,
-    /// Entry modification time for tar: seconds since the epoch.
-    mtime: u64,
-    /// Entry modification time for zip (MS-DOS time, 1980..=2107, no time zone: UTC is written).
-    zip_time: zip::DateTime,
-}
-
-enum SinkKind<W: Write> {
-    // Boxed: the zip writer is large and there is one per export.
-    Zip(Box<zip::ZipWriter<Spool<Guarded<W>>>>),
-    Tar(tar::Builder<Guarded<W>>),
-}
-
-impl<W: Write> Sink<W> {
-    fn new(out: Guarded<W>, archive: ArchiveFormat, created: DateTime<Utc>) -> Self {
-        let kind = match archive {
-            ArchiveFormat::Zip => {
-                let mut zip = zip::ZipWriter::new(Spool::new(out));
-                // With this the writer never seeks back into a finished entry, which is what
-                // lets `Spool` hand finished entries to the output (zip 2 has no streaming
-                // writer of its own).
-                zip.set_flush_on_finish_file(true);
-                SinkKind::Zip(Box::new(zip))
-            }
-            ArchiveFormat::Tar => SinkKind::Tar(tar::Builder::new(out)),
-        };
-        let zip_time = u16::try_from(created.year())
-            .ok()
-            .and_then(|year| {
-                zip::DateTime::from_date_and_time(
-                    year,
-                    created.month() as u8,
-                    created.day() as u8,
-                    created.hour() as u8,
-                    created.minute() as u8,
-                    created.second().min(59) as u8,
-                )
-                .ok()
-            })
-            .unwrap_or_default();
-        Sink {
-            kind,
-            mtime: u64::try_from(created.timestamp()).unwrap_or(0),
-            zip_time,
-        }
-    }
-
-    fn add(&mut self, name: &str, data: &[u8], compress: Compress) -> Result<(), ExportError> {
-        match &mut self.kind {
-            SinkKind::Zip(zip) => {
-                let method = match compress {
-                    Compress::Yes => zip::CompressionMethod::Deflated,
-                    Compress::No => zip::CompressionMethod::Stored,
-                };
-                let options = zip::write::SimpleFileOptions::default()
-                    .compression_method(method)
-                    .last_modified_time(self.zip_time)
-                    .unix_permissions(0o644)
-                    // Sizes are known up front, so zip64 fields are added only where needed.
-                    .large_file(data.len() as u64 >= u64::from(u32::MAX));
-                zip.start_file(name, options)?;
-                zip.write_all(data)?;
-            }
-            SinkKind::Tar(tar) => {
-                let mut header = tar::Header::new_gnu();
-                header.set_entry_type(tar::EntryType::Regular);
-                header.set_size(data.len() as u64);
-                header.set_mode(0o644);
-                header.set_mtime(self.mtime);
-                header.set_uid(0);
-                header.set_gid(0);
-                // Sets the (GNU long) name and the checksum.
-                tar.append_data(&mut header, name, data)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn finish(self) -> Result<(), ExportError> {
-        let mut out = match self.kind {
-            SinkKind::Zip(zip) => zip.finish()?.into_inner()?,
-            SinkKind::Tar(tar) => tar.into_inner()?,
-        };
-        out.flush()?;
-        Ok(())
-    }
-}
-
-/// The caller's output, cut off for good once the export fails (see the module invariants).
-///
-/// After the cut, writes and flushes succeed without reaching the output: the zip and tar
-/// writers try to finish the archive when dropped, and an error there would only be printed
-/// to stderr by zip's `Drop`. The first failing write still returns its error.
-struct Guarded<W> {
-    inner: W,
-    cut: Rc<Cell<bool>>,
-}
-
-impl<W: Write> Write for Guarded<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.cut.get() {
-            return Ok(buf.len());
-        }
-        let result = self.inner.write(buf);
-        if let Err(e) = &result
-            && e.kind() != io::ErrorKind::Interrupted
-        {
-            self.cut.set(true);
-        }
-        result
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        if self.cut.get() {
-            return Ok(());
-        }
-        let result = self.inner.flush();
-        if result.is_err() {
-            self.cut.set(true);
-        }
-        result
-    }
-}
-
-/// Makes a plain writer look seekable to `zip::ZipWriter`, which writes each entry's header,
-/// then its data, then seeks back to fill in the header's CRC and sizes.
-///
-/// Bytes are kept from the last flush on; seeks may move anywhere within them, and `flush`
-/// hands everything before the current position to the output. The zip writer flushes at the
-/// end of each entry (`set_flush_on_finish_file`) and never seeks before that point again, so
-/// at most one entry (plus, at the end, the central directory) is held in memory.
-struct Spool<W> {
-    inner: W,
-    /// Bytes already handed to `inner`.
-    committed: u64,
-    /// Bytes after `committed`, not yet handed on.
-    buf: Vec<u8>,
-    /// Write position within `buf`.
-    pos: usize,
-}
-
-impl<W: Write> Spool<W> {
-    fn new(inner: W) -> Self {
-        Spool {
-            inner,
-            committed: 0,
-            buf: Vec::new(),
-            pos: 0,
-        }
-    }
-
-    /// Hands every held byte on and returns the output.
-    fn into_inner(mut self) -> io::Result<W> {
-        self.pos = self.buf.len();
-        self.flush()?;
-        Ok(self.inner)
-    }
-}
-
-impl<W: Write> Write for Spool<W> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let end = self.pos + data.len();
-        if end > self.buf.len() {
-            self.buf.resize(end, 0);
-        }
-        self.buf[self.pos..end].copy_from_slice(data);
-        self.pos = end;
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.write_all(&self.buf[..self.pos])?;
-        self.buf.drain(..self.pos);
-        self.committed += self.pos as u64;
-        self.pos = 0;
-        self.inner.flush()
-    }
-}
-
-impl<W: Write> Seek for Spool<W> {
-    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
-        let end = self.committed + self.buf.len() as u64;
-        let target = match to {
-            SeekFrom::Start(n) => Some(n),
-            SeekFrom::End(d) => end.checked_add_signed(d),
-            SeekFrom::Current(d) => (self.committed + self.pos as u64).checked_add_signed(d),
-        };
-        match target {
-            Some(t) if (self.committed..=end).contains(&t) => {
-                self.pos = (t - self.committed) as usize;
-                Ok(t)
-            }
-            _ => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "zip writer sought outside the bytes not yet streamed",
-            )),
-        }
-    }
-}
-
-/// zip 2 offers `set_flush_on_finish_file` only on readable writers, for the sake of
-/// `deep_copy_file`, which this module never calls; reading fails.
-impl<W> Read for Spool<W> {
-    fn read(&mut self, _buf: &mut [u8]) -> io::Result<usize> {
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "a streamed zip cannot be read back",
-        ))
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Annotation files.
 
 /// The annotation files of `format`, as (archive name, bytes), in archive order.
@@ -913,418 +702,27 @@ fn box_labels(records: &[Record]) -> Vec<&str> {
     set.into_iter().collect()
 }
 
-// COCO ----------------------------------------------------------------------------------------
-
-/// Image fields the COCO writer sets itself; metadata keys with these names are not copied
-/// (the reader keeps everything else as metadata, so the rest round-trips).
-const COCO_IMAGE_FIELDS: [&str; 5] = ["id", "file_name", "width", "height", "date_captured"];
-
-#[derive(Serialize)]
-struct CocoFile<'a, A> {
-    info: &'a CocoInfo,
-    images: &'a [CocoImage<'a>],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    categories: Option<Vec<CocoCategory<'a>>>,
-    annotations: Vec<A>,
-}
-
-#[derive(Serialize)]
-struct CocoInfo {
-    description: String,
-    date_created: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    contributor: Option<String>,
-}
-
-#[derive(Serialize)]
-struct CocoImage<'a> {
-    id: usize,
-    file_name: &'a str,
-    width: u32,
-    height: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    date_captured: Option<String>,
-    #[serde(flatten)]
-    metadata: BTreeMap<&'a str, &'a serde_json::Value>,
-}
-
-#[derive(Serialize)]
-struct CocoCategory<'a> {
-    id: usize,
-    name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    supercategory: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct CocoBox<'a> {
-    id: usize,
-    image_id: usize,
-    category_id: usize,
-    bbox: [f32; 4],
-    area: f32,
-    iscrowd: u8,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    annotator: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct CocoCaption<'a> {
-    id: usize,
-    image_id: usize,
-    caption: &'a str,
-}
-
-/// `annotations/instances.json` and `annotations/captions.json`. Image ids are 1-based record
-/// positions; category ids are 1-based positions in the sorted box labels.
-fn coco_files(
-    records: &[Record],
-    created: DateTime<Utc>,
-) -> Result<Vec<(String, Vec<u8>)>, ExportError> {
-    // The reader takes `info.date_created` as every image's annotated date, so only a date all
-    // records share can be written without changing theirs.
-    let annotated = match records.first().and_then(|r| r.dates.annotated) {
-        Some(d) if records.iter().all(|r| r.dates.annotated == Some(d)) => d,
-        _ => created,
-    };
-    // Likewise the contributor becomes every image's annotator.
-    let contributor = match records.first() {
-        Some(first)
-            if !first.annotators.is_empty()
-                && records.iter().all(|r| r.annotators == first.annotators) =>
-        {
-            Some(first.annotators.join(", "))
-        }
-        _ => None,
-    };
-    let info = CocoInfo {
-        description: format!("imagelens export of {} images", records.len()),
-        date_created: rfc3339(annotated),
-        contributor,
-    };
-
-    let images: Vec<CocoImage<'_>> = records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| CocoImage {
-            id: i + 1,
-            file_name: &r.path,
-            width: r.width,
-            height: r.height,
-            date_captured: r.dates.captured.map(rfc3339),
-            metadata: r
-                .metadata
-                .iter()
-                .filter(|(k, v)| !COCO_IMAGE_FIELDS.contains(&k.as_str()) && !v.is_null())
-                .map(|(k, v)| (k.as_str(), v))
-                .collect(),
-        })
-        .collect();
-
-    let labels = box_labels(records);
-    let category_id: HashMap<&str, usize> = labels
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (*l, i + 1))
-        .collect();
-    let categories: Vec<CocoCategory<'_>> = labels
-        .iter()
-        .enumerate()
-        .map(|(i, label)| CocoCategory {
-            id: i + 1,
-            name: label,
-            // A category has one supercategory; the first record that names one decides.
-            supercategory: records
-                .iter()
-                .flat_map(|r| &r.boxes)
-                .filter(|b| b.label == *label)
-                .find_map(|b| b.supercategory.as_deref()),
-        })
-        .collect();
-
-    let mut boxes = Vec::new();
-    let mut captions = Vec::new();
-    for (i, r) in records.iter().enumerate() {
-        for b in &r.boxes {
-            boxes.push(CocoBox {
-                id: boxes.len() + 1,
-                image_id: i + 1,
-                category_id: category_id[b.label.as_str()],
-                bbox: [b.x, b.y, b.w, b.h],
-                area: b.area,
-                iscrowd: u8::from(b.iscrowd),
-                annotator: b.annotator.as_deref(),
-            });
-        }
-        for c in &r.captions {
-            captions.push(CocoCaption {
-                id: captions.len() + 1,
-                image_id: i + 1,
-                caption: c,
-            });
-        }
-    }
-
-    let instances = CocoFile {
-        info: &info,
-        images: &images,
-        categories: Some(categories),
-        annotations: boxes,
-    };
-    let captions = CocoFile {
-        info: &info,
-        images: &images,
-        categories: None,
-        annotations: captions,
-    };
-    Ok(vec![
-        (
-            "annotations/instances.json".to_owned(),
-            serde_json::to_vec(&instances).map_err(io::Error::from)?,
-        ),
-        (
-            "annotations/captions.json".to_owned(),
-            serde_json::to_vec(&captions).map_err(io::Error::from)?,
-        ),
-    ])
-}
-
-// YOLO ----------------------------------------------------------------------------------------
-
-fn yolo_label_file(path: &str) -> String {
-    format!("labels/{}", replace_extension(path, "txt"))
-}
-
-/// One label file per image (empty for an image without boxes, which YOLO trainers read as a
-/// background image), `classes.txt` and `data.yaml`.
-fn yolo_files(records: &[Record]) -> Vec<(String, Vec<u8>)> {
-    let labels = box_labels(records);
-    let class: HashMap<&str, usize> = labels.iter().enumerate().map(|(i, l)| (*l, i)).collect();
-    let mut files: Vec<(String, Vec<u8>)> = records
-        .iter()
-        .map(|r| {
-            let mut text = String::new();
-            for b in &r.boxes {
-                if let Some(line) = yolo_line(class[b.label.as_str()], b, r.width, r.height) {
-                    text.push_str(&line);
-                    text.push('\n');
-                }
-            }
-            (yolo_label_file(&r.path), text.into_bytes())
-        })
-        .collect();
-
-    // One name per line: a line break inside a label would shift every later class.
-    let one_line = |l: &str| l.replace(['\n', '\r'], " ");
-    let mut classes = String::new();
-    for l in &labels {
-        classes.push_str(&one_line(l));
-        classes.push('\n');
-    }
-    files.push(("classes.txt".to_owned(), classes.into_bytes()));
-
-    // `val` is required by Ultralytics' loader even when it is the training set. Names are
-    // written as JSON strings, which are valid YAML double-quoted scalars whatever they hold.
-    let mut yaml = String::from(
-        "# YOLO data set written by imagelens. Paths are relative to this file's folder;\n\
-         # set `path` to its absolute location if your trainer resolves it elsewhere.\n\
-         path: .\ntrain: images\nval: images\n",
-    );
-    yaml.push_str(&format!("nc: {}\nnames:\n", labels.len()));
-    for l in &labels {
-        let quoted = serde_json::to_string(l).expect("a string always serialises");
-        yaml.push_str(&format!("  - {quoted}\n"));
-    }
-    files.push(("data.yaml".to_owned(), yaml.into_bytes()));
-    files
-}
-
-/// `class cx cy w h`, normalised by the image size, 6 decimals. The box is first clipped to the
-/// image (ingest already does, this keeps every value in [0, 1] regardless); a box with nothing
-/// left, or an image without a size, gives no line.
-fn yolo_line(
-    class: usize,
-    b: &indexer::record::BoundingBox,
-    width: u32,
-    height: u32,
-) -> Option<String> {
-    let (iw, ih) = (f64::from(width), f64::from(height));
-    let (x0, y0) = (f64::from(b.x).max(0.0), f64::from(b.y).max(0.0));
-    let x1 = (f64::from(b.x) + f64::from(b.w)).min(iw);
-    let y1 = (f64::from(b.y) + f64::from(b.h)).min(ih);
-    if width == 0 || height == 0 || x1 <= x0 || y1 <= y0 {
-        return None;
-    }
-    let (cx, cy) = ((x0 + x1) / 2.0 / iw, (y0 + y1) / 2.0 / ih);
-    let (w, h) = ((x1 - x0) / iw, (y1 - y0) / ih);
-    Some(format!("{class} {cx:.6} {cy:.6} {w:.6} {h:.6}"))
-}
-
-// Pascal VOC ----------------------------------------------------------------------------------
-
-fn voc_annotation_file(path: &str) -> String {
-    format!("Annotations/{}", replace_extension(path, "xml"))
-}
-
-/// Escapes text for XML element content and attribute values. Characters XML 1.0 does not allow
-/// at all (most control characters) become U+FFFD, since no escape can represent them.
-fn xml_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => out.push(c),
-            c if c < ' ' || matches!(c, '\u{FFFE}' | '\u{FFFF}') => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// One image's Pascal VOC annotation. Boxes are integer pixels, rounded (`xmin = round(x)`,
-/// `xmax = round(x + w)`) and kept inside the image. VOC has no crowd flag: crowd boxes are
-/// written like the others.
-fn voc_xml(r: &Record) -> String {
-    let (folder, filename) = match r.path.rsplit_once('/') {
-        Some((dir, name)) => (format!("images/{dir}"), name),
-        None => ("images".to_owned(), r.path.as_str()),
-    };
-    let mut xml = String::from("<annotation>\n");
-    xml.push_str(&format!(
-        "  <folder>{}</folder>\n  <filename>{}</filename>\n  <path>images/{}</path>\n",
-        xml_escape(&folder),
-        xml_escape(filename),
-        xml_escape(&r.path)
-    ));
-    xml.push_str(&format!(
-        "  <source>\n    <database>{}</database>\n  </source>\n",
-        xml_escape(&r.dataset)
-    ));
-    xml.push_str(&format!(
-        "  <size>\n    <width>{}</width>\n    <height>{}</height>\n    <depth>3</depth>\n  \
-         </size>\n  <segmented>0</segmented>\n",
-        r.width, r.height
-    ));
-    let (iw, ih) = (f64::from(r.width), f64::from(r.height));
-    let px = |v: f64, max: f64| v.round().clamp(0.0, max) as u32;
-    for b in &r.boxes {
-        let (x, y) = (f64::from(b.x), f64::from(b.y));
-        let (xmin, ymin) = (px(x, iw), px(y, ih));
-        let xmax = px(x + f64::from(b.w), iw);
-        let ymax = px(y + f64::from(b.h), ih);
-        xml.push_str(&format!(
-            "  <object>\n    <name>{}</name>\n    <pose>Unspecified</pose>\n    \
-             <truncated>0</truncated>\n    <difficult>0</difficult>\n    <bndbox>\n      \
-             <xmin>{xmin}</xmin>\n      <ymin>{ymin}</ymin>\n      <xmax>{xmax}</xmax>\n      \
-             <ymax>{ymax}</ymax>\n    </bndbox>\n  </object>\n",
-            xml_escape(&b.label)
-        ));
-    }
-    xml.push_str("</annotation>\n");
-    xml
-}
-
-// CSV -----------------------------------------------------------------------------------------
-
-/// The CSV header, in column order.
-const CSV_HEADER: [&str; 14] = [
-    "record_id",
-    "path",
-    "filename",
-    "dataset",
-    "width",
-    "height",
-    "sha256",
-    "captured",
-    "label",
-    "x",
-    "y",
-    "w",
-    "h",
-    "captions",
-];
-
-/// `annotations.csv`: a row per box; a row with only `label` for each image-level label no box
-/// carries (CSV, unlike COCO, can say that); one row with empty label and box fields for an
-/// image with neither. Image columns repeat on every row of the image.
-fn csv_file(records: &[Record]) -> Result<Vec<u8>, ExportError> {
-    let csv_error = |e: csv::Error| ExportError::Archive(format!("csv: {e}"));
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(CSV_HEADER).map_err(csv_error)?;
-    for r in records {
-        let width = r.width.to_string();
-        let height = r.height.to_string();
-        let captured = r.dates.captured.map(rfc3339).unwrap_or_default();
-        let captions = r.captions.join(" | ");
-        let mut rows: Vec<[String; 5]> = r
-            .boxes
-            .iter()
-            .map(|b| {
-                [
-                    b.label.clone(),
-                    b.x.to_string(),
-                    b.y.to_string(),
-                    b.w.to_string(),
-                    b.h.to_string(),
-                ]
-            })
-            .collect();
-        for l in &r.labels {
-            if !r.boxes.iter().any(|b| &b.label == l) {
-                rows.push([
-                    l.clone(),
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                ]);
-            }
-        }
-        if rows.is_empty() {
-            rows.push(Default::default());
-        }
-        for [label, x, y, bw, bh] in &rows {
-            w.write_record([
-                r.id.as_str(),
-                &r.path,
-                &r.filename,
-                &r.dataset,
-                &width,
-                &height,
-                &r.sha256,
-                &captured,
-                label,
-                x,
-                y,
-                bw,
-                bh,
-                &captions,
-            ])
-            .map_err(csv_error)?;
-        }
-    }
-    w.into_inner()
-        .map_err(|e| ExportError::Archive(format!("csv: {}", e.error())))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
     use std::io::{Cursor, Read};
     use std::path::Path;
 
     use chrono::TimeZone;
-    use indexer::ingest::{build_record, coco, file_facts, resolve_image_path};
+    use indexer::ingest::file_facts;
     use indexer::record::{BoundingBox, Dates};
 
     use super::*;
 
     /// Writes a small PNG under `root/path` (contents vary with `seed`) and returns a record
     /// of it with no annotations.
-    fn image_record(root: &Path, path: &str, width: u32, height: u32, seed: u8) -> Record {
+    pub(super) fn image_record(
+        root: &Path,
+        path: &str,
+        width: u32,
+        height: u32,
+        seed: u8,
+    ) -> Record {
         let file = root.join(path);
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
         image::RgbImage::from_fn(width, height, |x, y| {
@@ -1356,7 +754,7 @@ mod tests {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn bbox(
+    pub(super) fn bbox(
         label: &str,
         supercategory: Option<&str>,
         x: f32,
@@ -1379,7 +777,7 @@ mod tests {
         }
     }
 
-    fn with_boxes(mut r: Record, boxes: Vec<BoundingBox>) -> Record {
+    pub(super) fn with_boxes(mut r: Record, boxes: Vec<BoundingBox>) -> Record {
         for b in &boxes {
             if !r.labels.contains(&b.label) {
                 r.labels.push(b.label.clone());
@@ -1389,7 +787,7 @@ mod tests {
         r
     }
 
-    fn provenance() -> Provenance {
+    pub(super) fn provenance() -> Provenance {
         Provenance {
             created: Utc.with_ymd_and_hms(2024, 5, 6, 7, 8, 9).unwrap(),
             requested_by: "tester".into(),
@@ -1402,14 +800,18 @@ mod tests {
         }
     }
 
-    fn export(records: &[Record], format: DatasetFormat, archive: ArchiveFormat) -> Vec<u8> {
+    pub(super) fn export(
+        records: &[Record],
+        format: DatasetFormat,
+        archive: ArchiveFormat,
+    ) -> Vec<u8> {
         let mut out = Vec::new();
         write_dataset(&mut out, records, format, archive, &provenance()).unwrap();
         out
     }
 
     /// Every entry of a tar archive, by name.
-    fn tar_entries(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
+    pub(super) fn tar_entries(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
         let mut archive = tar::Archive::new(Cursor::new(bytes));
         let mut entries = BTreeMap::new();
         for entry in archive.entries().unwrap() {
@@ -1424,7 +826,7 @@ mod tests {
 
     /// Three records: two boxes, captions, a capture date and metadata; one box, no date; no
     /// box, one caption. All share an annotated date.
-    fn sample(root: &Path) -> Vec<Record> {
+    pub(super) fn sample(root: &Path) -> Vec<Record> {
         let annotated = Utc.with_ymd_and_hms(2020, 1, 2, 3, 4, 5).unwrap();
         let mut one = with_boxes(
             image_record(root, "a/one.png", 16, 12, 1),
@@ -1466,198 +868,6 @@ mod tests {
             r.dates.annotated = Some(annotated);
         }
         records
-    }
-
-    #[test]
-    fn coco_export_round_trips_through_the_coco_reader() {
-        let src = tempfile::tempdir().unwrap();
-        let records = sample(src.path());
-        let bytes = export(&records, DatasetFormat::Coco, ArchiveFormat::Tar);
-
-        let dst = tempfile::tempdir().unwrap();
-        tar::Archive::new(Cursor::new(bytes))
-            .unpack(dst.path())
-            .unwrap();
-        let ann = dst.path().join("annotations");
-        let (entries, problems) =
-            coco::read_exports(&[ann.join("instances.json"), ann.join("captions.json")]).unwrap();
-        assert_eq!(problems, vec![]);
-        assert_eq!(entries.len(), records.len());
-
-        let images = dst.path().join("images");
-        let mut problems = Vec::new();
-        for entry in entries {
-            let file = resolve_image_path(&images, &entry.file_name).unwrap();
-            let facts = file_facts(&file, &Default::default()).unwrap();
-            let back = build_record(
-                entry,
-                &facts,
-                &images,
-                "back",
-                Utc::now(),
-                indexer::ingest::MAX_BOXES_PER_IMAGE,
-                &mut problems,
-            )
-            .unwrap();
-            let orig = records.iter().find(|r| r.path == back.path).unwrap();
-            assert_eq!(back.sha256, orig.sha256, "{}", orig.path);
-            assert_eq!((back.width, back.height), (orig.width, orig.height));
-            assert_eq!(back.labels, orig.labels, "{}", orig.path);
-            assert_eq!(back.supercategories, orig.supercategories, "{}", orig.path);
-            assert_eq!(back.boxes, orig.boxes, "{}", orig.path);
-            assert_eq!(back.captions, orig.captions, "{}", orig.path);
-            assert_eq!(back.dates.captured, orig.dates.captured, "{}", orig.path);
-            assert_eq!(back.dates.annotated, orig.dates.annotated, "{}", orig.path);
-            assert_eq!(back.metadata, orig.metadata, "{}", orig.path);
-        }
-        assert_eq!(problems, vec![]);
-    }
-
-    #[test]
-    fn coco_categories_are_sorted_by_name_with_their_supercategory() {
-        let src = tempfile::tempdir().unwrap();
-        let records = sample(src.path());
-        let entries = tar_entries(&export(&records, DatasetFormat::Coco, ArchiveFormat::Tar));
-        let instances: serde_json::Value =
-            serde_json::from_slice(&entries["annotations/instances.json"]).unwrap();
-        assert_eq!(
-            instances["categories"],
-            serde_json::json!([
-                {"id": 1, "name": "cat", "supercategory": "animal"},
-                {"id": 2, "name": "dog"},
-            ])
-        );
-        assert_eq!(instances["info"]["date_created"], "2020-01-02T03:04:05Z");
-        assert_eq!(
-            instances["images"][0]["date_captured"],
-            "2021-03-04T05:06:07.250Z"
-        );
-    }
-
-    #[test]
-    fn yolo_line_is_the_normalised_centre_and_size() {
-        let b = bbox("cat", None, 2.0, 3.0, 8.0, 6.0, 48.0, false);
-        assert_eq!(
-            yolo_line(0, &b, 16, 12).unwrap(),
-            "0 0.375000 0.500000 0.500000 0.500000"
-        );
-        let b = bbox("cat", None, 0.0, 0.0, 5.0, 3.0, 15.0, false);
-        assert_eq!(
-            yolo_line(4, &b, 16, 12).unwrap(),
-            "4 0.156250 0.125000 0.312500 0.250000"
-        );
-        // Clipped to the image, and nothing at all outside it.
-        let b = bbox("cat", None, 12.0, -2.0, 8.0, 6.0, 48.0, false);
-        assert_eq!(
-            yolo_line(1, &b, 16, 12).unwrap(),
-            "1 0.875000 0.166667 0.250000 0.333333"
-        );
-        let b = bbox("cat", None, 20.0, 0.0, 8.0, 6.0, 48.0, false);
-        assert_eq!(yolo_line(1, &b, 16, 12), None);
-    }
-
-    #[test]
-    fn yolo_export_has_a_label_file_per_image_and_sorted_classes() {
-        let src = tempfile::tempdir().unwrap();
-        let records = sample(src.path());
-        let entries = tar_entries(&export(&records, DatasetFormat::Yolo, ArchiveFormat::Tar));
-        assert_eq!(entries["classes.txt"], b"cat\ndog\n");
-        let one = String::from_utf8(entries["labels/a/one.txt"].clone()).unwrap();
-        assert_eq!(
-            one,
-            "0 0.375000 0.500000 0.500000 0.500000\n1 0.203125 0.177083 0.343750 0.312500\n"
-        );
-        assert_eq!(entries["labels/b/c/three.txt"], b"");
-        let yaml = String::from_utf8(entries["data.yaml"].clone()).unwrap();
-        for line in [
-            "path: .",
-            "train: images",
-            "nc: 2",
-            "names:",
-            "  - \"cat\"",
-            "  - \"dog\"",
-        ] {
-            assert!(
-                yaml.lines().any(|l| l == line),
-                "{line:?} missing in\n{yaml}"
-            );
-        }
-    }
-
-    #[test]
-    fn voc_xml_escapes_text_and_rounds_boxes_to_integers() {
-        let src = tempfile::tempdir().unwrap();
-        let mut r = with_boxes(
-            image_record(src.path(), "d/<x>&y.png", 16, 12, 1),
-            vec![bbox("cat & <dog>", None, 2.4, 3.5, 8.2, 5.9, 1.0, false)],
-        );
-        r.dataset = "Tom's \"set\"".into();
-        let xml = voc_xml(&r);
-        assert!(
-            xml.contains("<filename>&lt;x&gt;&amp;y.png</filename>"),
-            "{xml}"
-        );
-        assert!(xml.contains("<folder>images/d</folder>"), "{xml}");
-        assert!(
-            xml.contains("<database>Tom&apos;s &quot;set&quot;</database>"),
-            "{xml}"
-        );
-        assert!(xml.contains("<name>cat &amp; &lt;dog&gt;</name>"), "{xml}");
-        assert!(xml.contains("<width>16</width>"), "{xml}");
-        assert!(xml.contains("<depth>3</depth>"), "{xml}");
-        for tag in [
-            "<xmin>2</xmin>",
-            "<ymin>4</ymin>",
-            "<xmax>11</xmax>",
-            "<ymax>9</ymax>",
-            "<pose>Unspecified</pose>",
-            "<truncated>0</truncated>",
-            "<difficult>0</difficult>",
-        ] {
-            assert!(xml.contains(tag), "{tag} missing in\n{xml}");
-        }
-        assert_eq!(xml_escape("a\u{1}b"), "a\u{FFFD}b");
-
-        let entries = tar_entries(&export(&[r], DatasetFormat::Voc, ArchiveFormat::Tar));
-        assert!(entries.contains_key("Annotations/d/<x>&y.xml"));
-    }
-
-    #[test]
-    fn csv_has_one_row_per_box_and_one_for_a_boxless_record() {
-        let src = tempfile::tempdir().unwrap();
-        let records = sample(src.path());
-        let entries = tar_entries(&export(&records, DatasetFormat::Csv, ArchiveFormat::Tar));
-        let mut reader = csv::Reader::from_reader(Cursor::new(entries["annotations.csv"].clone()));
-        assert_eq!(reader.headers().unwrap(), CSV_HEADER.as_slice());
-        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
-        assert_eq!(rows.len(), 4);
-        let column = |row: &csv::StringRecord, name: &str| {
-            row[CSV_HEADER.iter().position(|h| *h == name).unwrap()].to_owned()
-        };
-        assert_eq!(column(&rows[0], "path"), "a/one.png");
-        assert_eq!(column(&rows[0], "label"), "cat");
-        assert_eq!(
-            [&rows[1]].map(|r| ["label", "x", "y", "w", "h"].map(|c| column(r, c))),
-            [["dog", "0.5", "0.25", "5.5", "3.75"].map(str::to_owned)]
-        );
-        assert_eq!(column(&rows[1], "captions"), "a cat & a dog | two animals");
-        assert_eq!(column(&rows[1], "captured"), "2021-03-04T05:06:07.250Z");
-        assert_eq!(column(&rows[2], "path"), "two.png");
-        assert_eq!(column(&rows[3], "path"), "b/c/three.png");
-        for c in ["label", "x", "y", "w", "h", "captured"] {
-            assert_eq!(column(&rows[3], c), "", "{c}");
-        }
-        assert_eq!(column(&rows[3], "sha256"), records[2].sha256);
-    }
-
-    #[test]
-    fn csv_lists_image_level_labels_without_boxes() {
-        let src = tempfile::tempdir().unwrap();
-        let mut r = image_record(src.path(), "x.png", 16, 12, 1);
-        r.labels = vec!["indoor".into()];
-        let text = String::from_utf8(csv_file(&[r]).unwrap()).unwrap();
-        let row = text.lines().nth(1).unwrap();
-        assert!(row.contains(",indoor,,,,,"), "{row}");
     }
 
     #[test]

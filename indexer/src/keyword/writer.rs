@@ -1,0 +1,107 @@
+//! The single writer of the keyword index: [`KeywordWriter`] adds, replaces and deletes
+//! record documents (one document per record id: every write deletes the id's term first, in
+//! the same commit), commits atomically, and merges segments so deletions are physically gone.
+
+use tantivy::{IndexWriter, TantivyDocument, Term};
+
+use super::KResult;
+use super::schema::{Fields, filename_words, tantivy_date};
+use crate::filter::normalize_label;
+use crate::record::{DateAxis, Record};
+
+/// Writer heap for one ingest: enough for large batches, small enough for a 2-core box.
+pub(super) const WRITER_HEAP: usize = 64 * 1024 * 1024;
+
+/// The single writer of a keyword index. Changes become visible and durable on [`commit`].
+///
+/// [`commit`]: KeywordWriter::commit
+pub struct KeywordWriter {
+    pub(super) writer: IndexWriter,
+    pub(super) fields: Fields,
+}
+
+impl std::fmt::Debug for KeywordWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeywordWriter").finish_non_exhaustive()
+    }
+}
+
+impl KeywordWriter {
+    /// Adds or replaces a record. `embedded` is the fingerprint of the model its vectors were
+    /// written with, or empty.
+    ///
+    /// # Errors
+    /// tantivy failures.
+    pub fn upsert(&mut self, record: &Record, embedded: &str) -> KResult<()> {
+        let f = &self.fields;
+        self.writer
+            .delete_term(Term::from_field_text(f.id, &record.id));
+        let mut doc = TantivyDocument::default();
+        doc.add_text(f.id, &record.id);
+        doc.add_text(f.filename, &record.filename);
+        doc.add_text(f.path, &record.path);
+        doc.add_text(f.filename_text, filename_words(&record.path));
+        for l in &record.labels {
+            doc.add_text(f.label, normalize_label(l));
+        }
+        let mut label_words = record.labels.join(" ");
+        for s in &record.supercategories {
+            label_words.push(' ');
+            label_words.push_str(s);
+        }
+        doc.add_text(f.labels_text, label_words);
+        for c in &record.captions {
+            doc.add_text(f.captions, c);
+        }
+        doc.add_text(f.metadata, record.metadata_text());
+        doc.add_text(f.dataset, &record.dataset);
+        doc.add_text(f.fingerprint, record.fingerprint());
+        doc.add_text(f.embedded, embedded);
+        doc.add_text(
+            f.record,
+            serde_json::to_string(record).expect("a record always serialises"),
+        );
+        for (i, axis) in DateAxis::ALL.iter().enumerate() {
+            if let Some(d) = axis.get(&record.dates) {
+                doc.add_date(f.dates[i], tantivy_date(d.timestamp()));
+            }
+        }
+        self.writer.add_document(doc)?;
+        Ok(())
+    }
+
+    /// Deletes a record.
+    pub fn delete(&mut self, id: &str) {
+        self.writer
+            .delete_term(Term::from_field_text(self.fields.id, id));
+    }
+
+    /// Makes every change since the last commit durable and visible, atomically.
+    ///
+    /// # Errors
+    /// tantivy failures (the index stays as of the previous commit).
+    pub fn commit(&mut self) -> KResult<()> {
+        self.writer.commit()?;
+        Ok(())
+    }
+
+    /// Merges every segment into one, so deleted documents are physically removed, then waits
+    /// for merge threads to finish.
+    ///
+    /// # Errors
+    /// tantivy failures.
+    pub fn merge_all(mut self) -> KResult<()> {
+        let ids = self.writer.index().searchable_segment_ids()?;
+        if ids.len() > 1 || self.has_deletes()? {
+            self.writer.merge(&ids).wait()?;
+        }
+        self.writer.garbage_collect_files().wait()?;
+        self.writer.wait_merging_threads()?;
+        Ok(())
+    }
+
+    fn has_deletes(&self) -> KResult<bool> {
+        let metas = self.writer.index().searchable_segment_metas()?;
+        Ok(metas.iter().any(|m| m.has_deletes()))
+    }
+}

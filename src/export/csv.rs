@@ -1,0 +1,134 @@
+//! The CSV writer: `annotations.csv`, a row per box, per box-less image-level label, and per
+//! image with neither.
+
+use indexer::record::Record;
+
+use super::*;
+
+/// The CSV header, in column order.
+pub(super) const CSV_HEADER: [&str; 14] = [
+    "record_id",
+    "path",
+    "filename",
+    "dataset",
+    "width",
+    "height",
+    "sha256",
+    "captured",
+    "label",
+    "x",
+    "y",
+    "w",
+    "h",
+    "captions",
+];
+
+/// `annotations.csv`: a row per box; a row with only `label` for each image-level label no box
+/// carries (CSV, unlike COCO, can say that); one row with empty label and box fields for an
+/// image with neither. Image columns repeat on every row of the image.
+pub(super) fn csv_file(records: &[Record]) -> Result<Vec<u8>, ExportError> {
+    let csv_error = |e: ::csv::Error| ExportError::Archive(format!("csv: {e}"));
+    let mut w = ::csv::Writer::from_writer(Vec::new());
+    w.write_record(CSV_HEADER).map_err(csv_error)?;
+    for r in records {
+        let width = r.width.to_string();
+        let height = r.height.to_string();
+        let captured = r.dates.captured.map(rfc3339).unwrap_or_default();
+        let captions = r.captions.join(" | ");
+        let mut rows: Vec<[String; 5]> = r
+            .boxes
+            .iter()
+            .map(|b| {
+                [
+                    b.label.clone(),
+                    b.x.to_string(),
+                    b.y.to_string(),
+                    b.w.to_string(),
+                    b.h.to_string(),
+                ]
+            })
+            .collect();
+        for l in &r.labels {
+            if !r.boxes.iter().any(|b| &b.label == l) {
+                rows.push([
+                    l.clone(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ]);
+            }
+        }
+        if rows.is_empty() {
+            rows.push(Default::default());
+        }
+        for [label, x, y, bw, bh] in &rows {
+            w.write_record([
+                r.id.as_str(),
+                &r.path,
+                &r.filename,
+                &r.dataset,
+                &width,
+                &height,
+                &r.sha256,
+                &captured,
+                label,
+                x,
+                y,
+                bw,
+                bh,
+                &captions,
+            ])
+            .map_err(csv_error)?;
+        }
+    }
+    w.into_inner()
+        .map_err(|e| ExportError::Archive(format!("csv: {}", e.error())))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use super::*;
+    use crate::export::tests::*;
+
+    #[test]
+    fn csv_has_one_row_per_box_and_one_for_a_boxless_record() {
+        let src = tempfile::tempdir().unwrap();
+        let records = sample(src.path());
+        let entries = tar_entries(&export(&records, DatasetFormat::Csv, ArchiveFormat::Tar));
+        let mut reader =
+            ::csv::Reader::from_reader(Cursor::new(entries["annotations.csv"].clone()));
+        assert_eq!(reader.headers().unwrap(), CSV_HEADER.as_slice());
+        let rows: Vec<::csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 4);
+        let column = |row: &::csv::StringRecord, name: &str| {
+            row[CSV_HEADER.iter().position(|h| *h == name).unwrap()].to_owned()
+        };
+        assert_eq!(column(&rows[0], "path"), "a/one.png");
+        assert_eq!(column(&rows[0], "label"), "cat");
+        assert_eq!(
+            [&rows[1]].map(|r| ["label", "x", "y", "w", "h"].map(|c| column(r, c))),
+            [["dog", "0.5", "0.25", "5.5", "3.75"].map(str::to_owned)]
+        );
+        assert_eq!(column(&rows[1], "captions"), "a cat & a dog | two animals");
+        assert_eq!(column(&rows[1], "captured"), "2021-03-04T05:06:07.250Z");
+        assert_eq!(column(&rows[2], "path"), "two.png");
+        assert_eq!(column(&rows[3], "path"), "b/c/three.png");
+        for c in ["label", "x", "y", "w", "h", "captured"] {
+            assert_eq!(column(&rows[3], c), "", "{c}");
+        }
+        assert_eq!(column(&rows[3], "sha256"), records[2].sha256);
+    }
+
+    #[test]
+    fn csv_lists_image_level_labels_without_boxes() {
+        let src = tempfile::tempdir().unwrap();
+        let mut r = image_record(src.path(), "x.png", 16, 12, 1);
+        r.labels = vec!["indoor".into()];
+        let text = String::from_utf8(csv_file(&[r]).unwrap()).unwrap();
+        let row = text.lines().nth(1).unwrap();
+        assert!(row.contains(",indoor,,,,,"), "{row}");
+    }
+}
