@@ -44,7 +44,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -55,6 +55,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use chrono::{DateTime, Duration, Utc};
 use indexer::Fault;
+use indexer::json_file::JsonFile;
 use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -420,8 +421,7 @@ impl State {
 
 /// The accounts and tokens of one service.
 pub struct Accounts {
-    path: PathBuf,
-    inner: Mutex<State>,
+    file: JsonFile<State>,
     throttle: SignInThrottle,
     password_slots: Arc<tokio::sync::Semaphore>,
 }
@@ -430,7 +430,7 @@ impl fmt::Debug for Accounts {
     // Not derived: the state holds password and token hashes.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Accounts")
-            .field("path", &self.path)
+            .field("path", &self.file.path())
             .finish_non_exhaustive()
     }
 }
@@ -442,20 +442,9 @@ impl Accounts {
     /// [`AccountError::Store`] when the file exists but cannot be read, parsed, or holds an
     /// unreadable hash.
     pub fn open(dir: &Path) -> Result<Self, AccountError> {
-        let path = dir.join("accounts.json");
-        let state: State = match indexer::library::read_json(&path)? {
-            Some(state) => {
-                State::check(&state).map_err(|reason| indexer::Error::DataDir {
-                    path: path.display().to_string(),
-                    reason,
-                })?;
-                state
-            }
-            None => State::default(),
-        };
+        let file = JsonFile::open_checked(dir.join("accounts.json"), State::check)?.private();
         Ok(Self {
-            path,
-            inner: Mutex::new(state),
+            file,
             throttle: SignInThrottle::new(MAX_FAILED_SIGN_INS, THROTTLE_WINDOW),
             password_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_PASSWORD_CHECKS)),
         })
@@ -496,22 +485,20 @@ impl Accounts {
         }
         // Hashed outside the lock: argon2 is deliberately slow and would stall every request.
         let password_hash = hash_password(password);
-        let mut state = self.lock();
-        if state.accounts.contains_key(name) {
-            return Err(AccountError::Exists(name.to_owned()));
-        }
-        let account = StoredAccount {
-            role,
-            password_hash,
-            created: Utc::now(),
-            disabled: false,
-        };
-        let info = account_info(name, &account);
-        let mut next = state.clone();
-        next.accounts.insert(name.to_owned(), account);
-        self.save(&next)?;
-        *state = next;
-        Ok(info)
+        self.file.change(|state| {
+            if state.accounts.contains_key(name) {
+                return Err(AccountError::Exists(name.to_owned()));
+            }
+            let account = StoredAccount {
+                role,
+                password_hash,
+                created: Utc::now(),
+                disabled: false,
+            };
+            let info = account_info(name, &account);
+            state.accounts.insert(name.to_owned(), account);
+            Ok(info)
+        })
     }
 
     /// Every account, by name.
@@ -599,14 +586,13 @@ impl Accounts {
         }
         // Hashed outside the lock: argon2 is deliberately slow and would stall every request.
         let password_hash = update.password.as_deref().map(hash_password);
-        let mut state = self.lock();
-        let mut next = state.clone();
-        let info = apply_update(&mut next, name, update, password_hash)?;
-        // Checked again: another change may have landed while the hash was computed.
-        keeps_an_admin(&state, &next)?;
-        self.save(&next)?;
-        *state = next;
-        Ok(info)
+        self.file.change(|state| {
+            let before = state.clone();
+            let info = apply_update(state, name, update, password_hash)?;
+            // Checked again: another change may have landed while the hash was computed.
+            keeps_an_admin(&before, state)?;
+            Ok(info)
+        })
     }
 
     /// Deletes an account and all its tokens.
@@ -615,17 +601,14 @@ impl Accounts {
     /// [`AccountError::NotFound`], [`AccountError::LastAdmin`] when deleting the last enabled
     /// admin, or a write failure (then nothing changed).
     pub fn delete(&self, name: &str) -> Result<(), AccountError> {
-        let mut state = self.lock();
-        if !state.accounts.contains_key(name) {
-            return Err(AccountError::NotFound(name.to_owned()));
-        }
-        let mut next = state.clone();
-        next.accounts.remove(name);
-        next.tokens.retain(|_, t| t.account != name);
-        keeps_an_admin(&state, &next)?;
-        self.save(&next)?;
-        *state = next;
-        Ok(())
+        self.file.change(|state| {
+            let before = state.clone();
+            if state.accounts.remove(name).is_none() {
+                return Err(AccountError::NotFound(name.to_owned()));
+            }
+            state.tokens.retain(|_, t| t.account != name);
+            keeps_an_admin(&before, state)
+        })
     }
 
     /// Checks a name and password.
@@ -692,41 +675,39 @@ impl Accounts {
                 ttl.num_seconds()
             )));
         }
-        let mut state = self.lock();
-        let owner = state
-            .accounts
-            .get(account)
-            .ok_or_else(|| AccountError::NotFound(account.to_owned()))?;
-        if owner.disabled {
-            return Err(AccountError::Disabled);
-        }
-        let id = loop {
-            let id = hex::encode(random_bytes::<6>());
-            if !state.tokens.contains_key(&id) {
-                break id;
+        self.file.change(|state| {
+            let owner = state
+                .accounts
+                .get(account)
+                .ok_or_else(|| AccountError::NotFound(account.to_owned()))?;
+            if owner.disabled {
+                return Err(AccountError::Disabled);
             }
-        };
-        let secret = format!(
-            "{TOKEN_PREFIX}{id}_{}",
-            URL_SAFE_NO_PAD.encode(random_bytes::<32>())
-        );
-        let created = Utc::now();
-        let token = StoredToken {
-            account: account.to_owned(),
-            name: name.to_owned(),
-            // A plain SHA-256 is enough here, unlike for passwords: the secret has 256 random
-            // bits, so there is nothing to gain from a slow hash, and every request checks one.
-            secret_sha256: hex::encode(Sha256::digest(secret.as_bytes())),
-            created,
-            expires: cap.map_or(created + ttl, |cap| cap.min(created + ttl)),
-            revoked: None,
-        };
-        let info = token_info(&id, &token);
-        let mut next = state.clone();
-        next.tokens.insert(id, token);
-        self.save(&next)?;
-        *state = next;
-        Ok((secret, info))
+            let id = loop {
+                let id = hex::encode(random_bytes::<6>());
+                if !state.tokens.contains_key(&id) {
+                    break id;
+                }
+            };
+            let secret = format!(
+                "{TOKEN_PREFIX}{id}_{}",
+                URL_SAFE_NO_PAD.encode(random_bytes::<32>())
+            );
+            let created = Utc::now();
+            let token = StoredToken {
+                account: account.to_owned(),
+                name: name.to_owned(),
+                // A plain SHA-256 is enough here, unlike for passwords: the secret has 256 random
+                // bits, so there is nothing to gain from a slow hash, and every request checks one.
+                secret_sha256: hex::encode(Sha256::digest(secret.as_bytes())),
+                created,
+                expires: cap.map_or(created + ttl, |cap| cap.min(created + ttl)),
+                revoked: None,
+            };
+            let info = token_info(&id, &token);
+            state.tokens.insert(id, token);
+            Ok((secret, info))
+        })
     }
 
     /// Issues a token on behalf of `by`. A caller signed in with a token cannot issue a token
@@ -800,21 +781,17 @@ impl Accounts {
     /// # Errors
     /// [`AccountError::NotFound`] with the id, or a write failure (then nothing changed).
     pub fn revoke_token(&self, id: &str) -> Result<TokenInfo, AccountError> {
-        let mut state = self.lock();
-        let token = state
-            .tokens
-            .get(id)
-            .ok_or_else(|| AccountError::NotFound(id.to_owned()))?;
-        if token.revoked.is_some() {
-            return Ok(token_info(id, token));
-        }
-        let mut next = state.clone();
-        let token = next.tokens.get_mut(id).expect("checked above");
-        token.revoked = Some(Utc::now());
-        let info = token_info(id, token);
-        self.save(&next)?;
-        *state = next;
-        Ok(info)
+        self.file.change_if(|state| {
+            let token = state
+                .tokens
+                .get_mut(id)
+                .ok_or_else(|| AccountError::NotFound(id.to_owned()))?;
+            if token.revoked.is_some() {
+                return Ok((false, token_info(id, token)));
+            }
+            token.revoked = Some(Utc::now());
+            Ok((true, token_info(id, token)))
+        })
     }
 
     /// Authenticates a token secret now.
@@ -886,45 +863,8 @@ impl Accounts {
         }
     }
 
-    fn save(&self, state: &State) -> Result<(), AccountError> {
-        let bytes = serde_json::to_vec_pretty(state).expect("accounts serialise");
-        #[cfg(unix)]
-        self.restrict_temp_file()?;
-        indexer::library::write_atomic(&self.path, &bytes)?;
-        // Also after the write, in case `write_atomic` ever stops using `<path>.tmp`.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o600))
-                .map_err(|source| io_error(&self.path, source))?;
-        }
-        Ok(())
-    }
-
-    /// Makes the temporary file `write_atomic` writes first (`<path>.tmp`) exist with mode 0600:
-    /// `File::create` keeps an existing file's mode, so the hashes are never readable by others,
-    /// not even between the write and the rename.
-    #[cfg(unix)]
-    fn restrict_temp_file(&self) -> Result<(), AccountError> {
-        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-        let tmp = self.path.with_extension("tmp");
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|source| io_error(&tmp, source))?;
-        // `mode` applies only when the file is new; a leftover file keeps its own.
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
-            .map_err(|source| io_error(&tmp, source))?;
-        Ok(())
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave the state half-changed: every change is
-        // made on a copy and swapped in after the file is written.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.file.read()
     }
 }
 
@@ -1296,14 +1236,6 @@ fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
     rand::rng().fill_bytes(&mut bytes);
     bytes
-}
-
-fn io_error(path: &Path, source: std::io::Error) -> AccountError {
-    indexer::Error::Io {
-        path: path.display().to_string(),
-        source,
-    }
-    .into()
 }
 
 #[cfg(test)]

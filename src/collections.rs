@@ -14,10 +14,10 @@
 //! with quotes, tabs or newlines are found as they are.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::Path;
 
 use chrono::{DateTime, Utc};
+use indexer::json_file::JsonFile;
 use indexer::record::Record;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -91,8 +91,7 @@ pub enum CollectionError {
 /// The collections of one library.
 #[derive(Debug)]
 pub struct Collections {
-    path: PathBuf,
-    inner: Mutex<BTreeMap<String, Collection>>,
+    file: JsonFile<BTreeMap<String, Collection>>,
 }
 
 impl Collections {
@@ -101,17 +100,15 @@ impl Collections {
     /// # Errors
     /// [`CollectionError::Store`] when the file exists but cannot be read or parsed.
     pub fn open(dir: &Path) -> Result<Self, CollectionError> {
-        let path = dir.join("collections.json");
-        let map = indexer::library::read_json(&path)?.unwrap_or_default();
         Ok(Self {
-            path,
-            inner: Mutex::new(map),
+            file: JsonFile::open(dir.join("collections.json"))?,
         })
     }
 
     /// Every collection, by name.
     pub fn list(&self) -> Vec<CollectionSummary> {
-        self.lock()
+        self.file
+            .read()
             .values()
             .map(|c| CollectionSummary {
                 name: c.name.clone(),
@@ -128,7 +125,8 @@ impl Collections {
     /// # Errors
     /// [`CollectionError::NotFound`].
     pub fn get(&self, name: &str) -> Result<Collection, CollectionError> {
-        self.lock()
+        self.file
+            .read()
             .get(name)
             .cloned()
             .ok_or_else(|| CollectionError::NotFound(name.to_owned()))
@@ -156,26 +154,24 @@ impl Collections {
                 )));
             }
         }
-        let mut map = self.lock();
-        if map.contains_key(name) {
-            return Err(CollectionError::Exists(name.to_owned()));
-        }
-        let now = Utc::now();
-        let mut c = Collection {
-            name: name.to_owned(),
-            description,
-            ids: Vec::new(),
-            source,
-            created_by,
-            created: now,
-            updated: now,
-        };
-        push_distinct(&mut c.ids, ids);
-        let mut next = map.clone();
-        next.insert(name.to_owned(), c.clone());
-        self.save(&next)?;
-        *map = next;
-        Ok(c)
+        self.file.change(|map| {
+            if map.contains_key(name) {
+                return Err(CollectionError::Exists(name.to_owned()));
+            }
+            let now = Utc::now();
+            let mut c = Collection {
+                name: name.to_owned(),
+                description,
+                ids: Vec::new(),
+                source,
+                created_by,
+                created: now,
+                updated: now,
+            };
+            push_distinct(&mut c.ids, ids);
+            map.insert(name.to_owned(), c.clone());
+            Ok(c)
+        })
     }
 
     /// Adds ids (already present ones are kept where they are).
@@ -199,15 +195,11 @@ impl Collections {
     /// # Errors
     /// [`CollectionError::NotFound`] or a write failure (then nothing changed).
     pub fn delete(&self, name: &str) -> Result<(), CollectionError> {
-        let mut map = self.lock();
-        if !map.contains_key(name) {
-            return Err(CollectionError::NotFound(name.to_owned()));
-        }
-        let mut next = map.clone();
-        next.remove(name);
-        self.save(&next)?;
-        *map = next;
-        Ok(())
+        self.file.change(|map| {
+            map.remove(name)
+                .map(drop)
+                .ok_or_else(|| CollectionError::NotFound(name.to_owned()))
+        })
     }
 
     /// Removes deleted records from every collection: their ids, and every saved `source`
@@ -216,33 +208,28 @@ impl Collections {
     /// # Errors
     /// A write failure (then nothing changed).
     pub fn remove_everywhere(&self, records: &[Record]) -> Result<(), CollectionError> {
-        let mut map = self.lock();
-        let mut next = map.clone();
-        let now = Utc::now();
-        let mut changed = false;
-        for c in next.values_mut() {
-            let before = c.ids.len();
-            let held: Vec<&Record> = records.iter().filter(|r| c.ids.contains(&r.id)).collect();
-            c.ids.retain(|i| !records.iter().any(|r| &r.id == i));
-            let names_one = c.source.as_ref().is_some_and(|source| {
-                records
-                    .iter()
-                    .any(|r| names_record(source, r, held.iter().any(|h| h.id == r.id)))
-            });
-            if names_one {
-                c.source = None;
+        self.file.change_if(|map| {
+            let now = Utc::now();
+            let mut changed = false;
+            for c in map.values_mut() {
+                let before = c.ids.len();
+                let held: Vec<&Record> = records.iter().filter(|r| c.ids.contains(&r.id)).collect();
+                c.ids.retain(|i| !records.iter().any(|r| &r.id == i));
+                let names_one = c.source.as_ref().is_some_and(|source| {
+                    records
+                        .iter()
+                        .any(|r| names_record(source, r, held.iter().any(|h| h.id == r.id)))
+                });
+                if names_one {
+                    c.source = None;
+                }
+                if c.ids.len() != before || names_one {
+                    c.updated = now;
+                    changed = true;
+                }
             }
-            if c.ids.len() != before || names_one {
-                c.updated = now;
-                changed = true;
-            }
-        }
-        if !changed {
-            return Ok(());
-        }
-        self.save(&next)?;
-        *map = next;
-        Ok(())
+            Ok::<_, CollectionError>((changed, ()))
+        })
     }
 
     fn update(
@@ -250,30 +237,14 @@ impl Collections {
         name: &str,
         change: impl FnOnce(&mut Collection),
     ) -> Result<Collection, CollectionError> {
-        let mut map = self.lock();
-        let mut c = map
-            .get(name)
-            .cloned()
-            .ok_or_else(|| CollectionError::NotFound(name.to_owned()))?;
-        change(&mut c);
-        c.updated = Utc::now();
-        let mut next = map.clone();
-        next.insert(name.to_owned(), c.clone());
-        self.save(&next)?;
-        *map = next;
-        Ok(c)
-    }
-
-    fn save(&self, map: &BTreeMap<String, Collection>) -> Result<(), CollectionError> {
-        let bytes = serde_json::to_vec_pretty(map).expect("collections serialise");
-        indexer::library::write_atomic(&self.path, &bytes)?;
-        Ok(())
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Collection>> {
-        // A panic while holding the lock cannot leave the map half-changed: every change is
-        // made on a copy and swapped in after the file is written.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.file.change(|map| {
+            let c = map
+                .get_mut(name)
+                .ok_or_else(|| CollectionError::NotFound(name.to_owned()))?;
+            change(c);
+            c.updated = Utc::now();
+            Ok(c.clone())
+        })
     }
 }
 

@@ -17,12 +17,12 @@
 //! policy edited by hand into absurd values is an error naming the field, never a panic.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::Path;
 
 use chrono::{DateTime, Datelike as _, TimeDelta, Utc};
 use indexer::Library;
 use indexer::filter::{DateRange, RecordFilter};
+use indexer::json_file::JsonFile;
 use indexer::record::DateAxis;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -247,8 +247,7 @@ pub enum RetentionError {
 /// The retention policy of one library.
 #[derive(Debug)]
 pub struct Retention {
-    path: PathBuf,
-    policy: Mutex<RetentionPolicy>,
+    file: JsonFile<RetentionPolicy>,
 }
 
 impl Retention {
@@ -257,17 +256,14 @@ impl Retention {
     /// # Errors
     /// [`RetentionError::Store`] when the file exists but cannot be read or parsed.
     pub fn open(dir: &Path) -> Result<Self, RetentionError> {
-        let path = dir.join("retention.json");
-        let policy = indexer::library::read_json(&path)?.unwrap_or_default();
         Ok(Self {
-            path,
-            policy: Mutex::new(policy),
+            file: JsonFile::open(dir.join("retention.json"))?,
         })
     }
 
     /// The policy now.
     pub fn policy(&self) -> RetentionPolicy {
-        self.lock().clone()
+        self.file.read().clone()
     }
 
     /// Replaces the policy after checking every schedule and hold ([`RetentionPolicy::check`]).
@@ -277,23 +273,15 @@ impl Retention {
     /// [`RetentionError::InvalidSchedule`], [`RetentionError::InvalidHold`] (also for a record
     /// hold not keyed by a ref), or a write failure (then nothing changed).
     pub fn set_policy(&self, policy: RetentionPolicy) -> Result<(), RetentionError> {
-        policy.check()?;
-        if let Some(key) = policy.record_holds.keys().find(|k| !is_ref(k)) {
-            return Err(RetentionError::InvalidHold {
-                kind: "record",
-                key: shown(key),
-                reason: "record holds are kept by the record's ref, not its id".into(),
-            });
-        }
-        let mut guard = self.lock();
-        let bytes = serde_json::to_vec_pretty(&policy).expect("policy serialises");
-        indexer::library::write_atomic(&self.path, &bytes)?;
-        *guard = policy;
-        Ok(())
+        check_keyed(&policy)?;
+        self.file.change(|saved| {
+            *saved = policy;
+            Ok(())
+        })
     }
 
     /// Changes the policy with `change`, keys its record holds by ref (`record_ref` gives a
-    /// record's ref) and saves it.
+    /// record's ref) and saves it, all under one lock, so two changes at once both apply.
     ///
     /// # Errors
     /// As [`Retention::set_policy`].
@@ -302,9 +290,14 @@ impl Retention {
         record_ref: impl Fn(&str) -> String,
         change: impl FnOnce(&mut RetentionPolicy),
     ) -> Result<(), RetentionError> {
-        let mut next = self.policy();
-        change(&mut next);
-        self.set_policy(next.with_record_refs(record_ref))
+        self.file.change(|saved| {
+            let mut next = saved.clone();
+            change(&mut next);
+            let next = next.with_record_refs(record_ref);
+            check_keyed(&next)?;
+            *saved = next;
+            Ok(())
+        })
     }
 
     /// Records due for disposal at `now`, holds excepted; `record_ref` gives a record's ref
@@ -396,17 +389,26 @@ impl Retention {
     /// Whether a record (id `id`, ref `record_ref`, of `dataset`) is on hold, and why. Holds
     /// are found under the ref, or under the id for holds saved by older versions.
     pub fn hold_of(&self, id: &str, record_ref: &str, dataset: &str) -> Option<Hold> {
-        let p = self.lock();
+        let p = self.file.read();
         p.record_holds
             .get(record_ref)
             .or_else(|| p.record_holds.get(id))
             .or_else(|| p.dataset_holds.get(dataset))
             .cloned()
     }
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, RetentionPolicy> {
-        self.policy.lock().unwrap_or_else(|p| p.into_inner())
+/// [`RetentionPolicy::check`], and every record hold keyed by a ref.
+fn check_keyed(policy: &RetentionPolicy) -> Result<(), RetentionError> {
+    policy.check()?;
+    if let Some(key) = policy.record_holds.keys().find(|k| !is_ref(k)) {
+        return Err(RetentionError::InvalidHold {
+            kind: "record",
+            key: shown(key),
+            reason: "record holds are kept by the record's ref, not its id".into(),
+        });
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod dates;
 mod error;
 pub mod filter;
 pub mod ingest;
+pub mod json_file;
 pub mod keyword;
 pub mod library;
 pub mod pipeline;

@@ -1,0 +1,226 @@
+//! [`JsonFile`]: one JSON document of the data directory, held in memory and written back
+//! whole on every change, all or nothing.
+//!
+//! The accounts, collections and retention policy are each such a file. A change is made on a
+//! copy, the copy is written with [`write_atomic`], and only then swapped in, so a failed write
+//! changes neither the file nor what the process serves, and a panic in the middle of a change
+//! cannot leave the state half-changed. One process writes a data directory (the root crate's
+//! data-directory lock), so the in-memory copy never goes stale.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::library::{read_json, write_atomic};
+use crate::{Error, Result};
+
+/// A JSON document kept in memory and in `path`.
+#[derive(Debug)]
+pub struct JsonFile<T> {
+    path: PathBuf,
+    private: bool,
+    state: Mutex<T>,
+}
+
+impl<T: Clone + Serialize + DeserializeOwned + Default> JsonFile<T> {
+    /// Opens `path`; an absent file is the default value (nothing is written until a change).
+    ///
+    /// # Errors
+    /// The file exists but cannot be read or parsed ([`Error::Io`], [`Error::DataDir`]).
+    pub fn open(path: PathBuf) -> Result<Self> {
+        Self::open_checked(path, |_| Ok(()))
+    }
+
+    /// [`JsonFile::open`], refusing a document that `check` rejects (its message becomes an
+    /// [`Error::DataDir`] naming the file).
+    ///
+    /// # Errors
+    /// As [`JsonFile::open`], or `check` refuses.
+    pub fn open_checked(
+        path: PathBuf,
+        check: impl FnOnce(&T) -> Result<(), String>,
+    ) -> Result<Self> {
+        let value = match read_json(&path)? {
+            Some(value) => {
+                check(&value).map_err(|reason| Error::DataDir {
+                    path: path.display().to_string(),
+                    reason,
+                })?;
+                value
+            }
+            None => T::default(),
+        };
+        Ok(Self {
+            path,
+            private: false,
+            state: Mutex::new(value),
+        })
+    }
+
+    /// Keeps the file readable by its owner only (mode 0600 on Unix), also while it is being
+    /// written: for files holding secrets such as password hashes.
+    #[must_use]
+    pub fn private(mut self) -> Self {
+        self.private = true;
+        self
+    }
+
+    /// Where the document lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The document now, locked for the life of the guard: keep it short.
+    pub fn read(&self) -> MutexGuard<'_, T> {
+        // Every change is made on a copy and swapped in after the file is written, so a panic
+        // while the lock was held cannot have left the document half-changed.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies `change` to a copy of the document, writes the copy and swaps it in. When
+    /// `change` fails or the write fails, nothing changed, in memory or on disk.
+    ///
+    /// # Errors
+    /// What `change` returns, or the write failure.
+    pub fn change<R, E: From<Error>>(
+        &self,
+        change: impl FnOnce(&mut T) -> std::result::Result<R, E>,
+    ) -> std::result::Result<R, E> {
+        let mut guard = self.read();
+        let mut next = guard.clone();
+        let out = change(&mut next)?;
+        self.save(&next)?;
+        *guard = next;
+        Ok(out)
+    }
+
+    /// [`JsonFile::change`] that writes only when `change` says it changed something (its
+    /// result is `(changed, out)`).
+    ///
+    /// # Errors
+    /// As [`JsonFile::change`].
+    pub fn change_if<R, E: From<Error>>(
+        &self,
+        change: impl FnOnce(&mut T) -> std::result::Result<(bool, R), E>,
+    ) -> std::result::Result<R, E> {
+        let mut guard = self.read();
+        let mut next = guard.clone();
+        let (changed, out) = change(&mut next)?;
+        if changed {
+            self.save(&next)?;
+            *guard = next;
+        }
+        Ok(out)
+    }
+
+    fn save(&self, value: &T) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::DataDir {
+            path: self.path.display().to_string(),
+            reason: format!("cannot encode: {e}"),
+        })?;
+        if self.private {
+            self.restrict(&self.path.with_extension("tmp"))?;
+        }
+        write_atomic(&self.path, &bytes)?;
+        if self.private {
+            // Also after the write, in case `write_atomic` ever stops using `<path>.tmp`.
+            self.restrict(&self.path)?;
+        }
+        Ok(())
+    }
+
+    /// Makes `path` exist with mode 0600: `File::create` keeps an existing file's mode, so the
+    /// temporary file is created restricted before `write_atomic` fills it.
+    #[cfg(unix)]
+    fn restrict(&self, path: &Path) -> Result<()> {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        if !path.exists() {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| Error::io(path, e))?;
+        }
+        // `mode` applies only when the file is new; a leftover file keeps its own.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::io(path, e))
+    }
+
+    #[cfg(not(unix))]
+    fn restrict(&self, _path: &Path) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    type Doc = BTreeMap<String, u32>;
+
+    #[test]
+    fn a_change_is_written_whole_and_a_failed_one_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("doc.json");
+        let file = JsonFile::<Doc>::open(path.clone()).unwrap();
+        assert!(file.read().is_empty());
+        assert!(!path.exists(), "nothing is written before a change");
+
+        file.change(|d| {
+            d.insert("a".into(), 1);
+            Ok::<_, Error>(())
+        })
+        .unwrap();
+        let failed = file.change(|d| {
+            d.insert("b".into(), 2);
+            Err::<(), _>(Error::DataDir {
+                path: "x".into(),
+                reason: "refused".into(),
+            })
+        });
+        assert!(failed.is_err());
+        assert_eq!(*file.read(), Doc::from([("a".into(), 1)]));
+        let reopened = JsonFile::<Doc>::open(path.clone()).unwrap();
+        assert_eq!(*reopened.read(), Doc::from([("a".into(), 1)]));
+
+        let untouched = file.change_if(|_| Ok::<_, Error>((false, 7))).unwrap();
+        assert_eq!(untouched, 7);
+    }
+
+    #[test]
+    fn a_check_that_refuses_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("doc.json");
+        std::fs::write(&path, br#"{"a": 1}"#).unwrap();
+        let err = JsonFile::<Doc>::open_checked(path, |_| Err("no".into())).unwrap_err();
+        assert!(err.to_string().contains("doc.json"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_private_file_is_written_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret.json");
+        std::fs::write(path.with_extension("tmp"), b"").unwrap();
+        std::fs::set_permissions(
+            path.with_extension("tmp"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let file = JsonFile::<Doc>::open(path.clone()).unwrap().private();
+        file.change(|d| {
+            d.insert("k".into(), 1);
+            Ok::<_, Error>(())
+        })
+        .unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+}
