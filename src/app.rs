@@ -1,5 +1,10 @@
-//! Composition root: from command-line settings to an open, locked data directory, a
-//! [`Library`] and an optional model.
+//! Composition root: from command-line settings to an open, locked data directory ([`App`]:
+//! the library, collections, accounts, audit trail and retention policy, each opened once per
+//! process) and an optional model.
+//!
+//! Both front ends start here: every CLI command that governs the library opens one [`App`],
+//! and `serve` opens one and hands it to the HTTP state. A new front end does the same and
+//! gets the one-writer rule, the trail and the [`Desk`] use cases for free.
 //!
 //! # One writer per data directory
 //!
@@ -45,6 +50,13 @@ use chrono::{DateTime, Utc};
 use indexer::{Library, StoreSettings};
 use models::{ClipEmbedder, Embedder, ModelSource};
 
+use crate::accounts::{AccountError, Accounts};
+use crate::audit::{AuditError, AuditLog};
+use crate::collections::{CollectionError, Collections};
+use crate::deletion::Stores;
+use crate::governance::{Actor, Desk};
+use crate::retention::{Retention, RetentionError};
+
 /// Where the library lives and which model to use.
 #[derive(Debug, Clone)]
 pub struct AppSettings {
@@ -87,6 +99,146 @@ pub fn open_library(settings: &AppSettings) -> anyhow::Result<Library> {
     }
     Library::open(&settings.data_dir, settings.store.clone())
         .with_context(|| format!("cannot open library in {}", settings.data_dir.display()))
+}
+
+/// Why a library's files could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// `collections.json`.
+    #[error("cannot open the collections: {0}")]
+    Collections(#[from] CollectionError),
+    /// `accounts.json`.
+    #[error("cannot open the accounts: {0}")]
+    Accounts(#[from] AccountError),
+    /// `audit/`.
+    #[error("cannot open the audit trail: {0}")]
+    Audit(#[from] AuditError),
+    /// `retention.json`.
+    #[error("cannot open the retention policy: {0}")]
+    Retention(#[from] RetentionError),
+}
+
+/// Everything a process opens in a data directory, each opened once: the governed files
+/// (collections, accounts, trail, retention policy) when the app is opened, the library (its
+/// keyword index and vector store) on first use, so commands that only govern (accounts,
+/// tokens, the trail) never open the stores. Cheap to clone (shared handles).
+#[derive(Clone)]
+pub struct App {
+    settings: AppSettings,
+    library: Arc<std::sync::OnceLock<Arc<Library>>>,
+    collections: Arc<Collections>,
+    accounts: Arc<Accounts>,
+    audit: Arc<AuditLog>,
+    retention: Arc<Retention>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("dir", &self.settings.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// Opens (or creates) the library in a data directory this process has locked with
+    /// [`lock_data_dir`], then its collections, accounts, trail and retention policy. A new
+    /// directory becomes an (empty) library before anything else is written into it.
+    ///
+    /// # Errors
+    /// The directory is not locked by this process, or a file cannot be read.
+    pub fn open(settings: &AppSettings) -> anyhow::Result<Self> {
+        let library = Arc::new(std::sync::OnceLock::new());
+        if !settings.data_dir.join("manifest.json").exists() {
+            let _ = library.set(Arc::new(open_library(settings)?));
+        }
+        let dir = &settings.data_dir;
+        Ok(Self::with_files(settings.clone(), library, dir)?)
+    }
+
+    /// Opens the governed files beside an open `library`. The caller holds the data
+    /// directory's lock (as [`App::open`] checks), or is a test that owns the directory alone.
+    ///
+    /// # Errors
+    /// A file cannot be read.
+    pub fn around(library: Arc<Library>) -> Result<Self, OpenError> {
+        let dir = library.dir().to_owned();
+        let settings = AppSettings {
+            data_dir: dir.clone(),
+            model: None,
+            no_model: false,
+            store: StoreSettings::Edge,
+            token: None,
+            user: None,
+            purpose: None,
+        };
+        Self::with_files(settings, Arc::new(std::sync::OnceLock::from(library)), &dir)
+    }
+
+    fn with_files(
+        settings: AppSettings,
+        library: Arc<std::sync::OnceLock<Arc<Library>>>,
+        dir: &Path,
+    ) -> Result<Self, OpenError> {
+        Ok(Self {
+            collections: Arc::new(Collections::open(dir)?),
+            accounts: Arc::new(Accounts::open(dir)?),
+            audit: Arc::new(AuditLog::open(dir)?),
+            retention: Arc::new(Retention::open(dir)?),
+            library,
+            settings,
+        })
+    }
+
+    /// The library (keyword index, vector store, reports), opened on first use.
+    ///
+    /// # Errors
+    /// The first opening fails.
+    pub fn library(&self) -> anyhow::Result<&Arc<Library>> {
+        if let Some(library) = self.library.get() {
+            return Ok(library);
+        }
+        let opened = Arc::new(open_library(&self.settings)?);
+        Ok(self.library.get_or_init(|| opened))
+    }
+
+    /// Saved collections.
+    pub fn collections(&self) -> &Collections {
+        &self.collections
+    }
+
+    /// Accounts and tokens.
+    pub fn accounts(&self) -> &Accounts {
+        &self.accounts
+    }
+
+    /// The audit trail.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// Retention schedules and legal holds.
+    pub fn retention(&self) -> &Retention {
+        &self.retention
+    }
+
+    /// The administration use cases, as `actor`.
+    pub fn desk<'a>(&'a self, actor: &'a Actor) -> Desk<'a> {
+        Desk::new(&self.accounts, &self.audit, actor)
+    }
+
+    /// Every store a deletion purges.
+    ///
+    /// # Errors
+    /// The library cannot be opened.
+    pub fn deletion_stores(&self) -> anyhow::Result<Stores<'_>> {
+        Ok(Stores {
+            library: self.library()?,
+            collections: &self.collections,
+            retention: &self.retention,
+            audit: &self.audit,
+        })
+    }
 }
 
 /// Loads the model as described in the module docs.

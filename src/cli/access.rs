@@ -16,10 +16,10 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
 use super::{cell, print_json};
-use crate::accounts::{AccountError, AccountUpdate, Accounts, Permission, Role};
-use crate::app::{AppSettings, open_library};
+use crate::accounts::{AccountUpdate, Accounts, Role};
+use crate::app::{App, AppSettings};
 use crate::audit::{AuditLog, NewEntry};
-use crate::governance::{Action, Actor};
+use crate::governance::{Action, Actor, AdminError};
 
 /// The caller of a command: an [`Actor`] built from the credentials in the environment, or
 /// the local user of a library without accounts.
@@ -95,27 +95,16 @@ impl CliCaller {
     }
 }
 
-/// Opens the accounts and audit trail of the library and authenticates the caller. The data
+/// Opens the library's files once ([`App::open`]) and authenticates the caller. The data
 /// directory must be locked by this process ([`crate::app::lock_data_dir`], which
 /// [`super::run`] takes before any command runs), so that nothing read here can go stale.
 ///
 /// # Errors
 /// Unreadable files, bad credentials, a data directory this process has not locked.
-pub fn open(settings: &AppSettings) -> anyhow::Result<(Accounts, AuditLog, CliCaller)> {
-    if !crate::app::holds_data_dir_lock(&settings.data_dir) {
-        bail!(
-            "internal error: the library in {} was opened without its lock",
-            settings.data_dir.display()
-        );
-    }
-    // A new directory becomes an (empty) library before anything else is written into it.
-    if !settings.data_dir.join("manifest.json").exists() {
-        drop(open_library(settings)?);
-    }
-    let accounts = Accounts::open(&settings.data_dir)?;
-    let audit = AuditLog::open(&settings.data_dir)?;
-    let caller = CliCaller::new(settings, &accounts)?;
-    Ok((accounts, audit, caller))
+pub fn open(settings: &AppSettings) -> anyhow::Result<(App, CliCaller)> {
+    let app = App::open(settings)?;
+    let caller = CliCaller::new(settings, app.accounts())?;
+    Ok((app, caller))
 }
 
 /// `account` subcommands.
@@ -222,55 +211,13 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
         .context("give the password with --password-stdin or IMAGELENS_NEW_PASSWORD")
 }
 
-fn audit_account(
-    audit: &AuditLog,
-    caller: &CliCaller,
-    action: Action,
-    name: &str,
-    detail: serde_json::Value,
-) -> anyhow::Result<()> {
-    audited(audit, caller, action, name, detail, Ok(()))
-}
-
-/// Writes the audit entry of an account or token change, made or refused (outcome `refused`
-/// with the reason), then returns `result`.
-fn audited<T>(
-    audit: &AuditLog,
-    caller: &CliCaller,
-    action: Action,
-    name: &str,
-    detail: serde_json::Value,
-    result: Result<T, AccountError>,
-) -> anyhow::Result<T> {
-    let mut entry = caller.entry(action);
-    let name: String = name.chars().take(128).collect();
-    entry.query = Some(serde_json::json!({ "account": name }));
-    let mut detail = detail;
-    if let Err(e) = &result {
-        entry.outcome = match e.fault() {
-            indexer::Fault::User => "refused".into(),
-            indexer::Fault::Internal => "error".into(),
-        };
-        if let Some(d) = detail.as_object_mut() {
-            d.insert(
-                "error".into(),
-                e.to_string().chars().take(500).collect::<String>().into(),
-            );
-        }
-    }
-    entry.detail = Some(detail);
-    audit
-        .append(entry)
-        .context("cannot write the audit trail")?;
-    Ok(result?)
-}
-
 /// Runs `account`.
 ///
 /// # Errors
 /// Bad credentials, refusals, invalid names or passwords.
 pub fn run_account(settings: &AppSettings, args: AccountArgs) -> anyhow::Result<ExitCode> {
-    let (accounts, audit, caller) = open(settings)?;
+    let (app, caller) = open(settings)?;
+    let desk = app.desk(caller.actor());
     match args.command {
         AccountCommand::Create {
             name,
@@ -278,43 +225,28 @@ pub fn run_account(settings: &AppSettings, args: AccountArgs) -> anyhow::Result<
             password_stdin,
             token_ttl_days,
         } => {
-            let bootstrap = accounts.is_empty();
+            let bootstrap = app.accounts().is_empty();
             if bootstrap && role != Role::Admin {
                 bail!("the first account must be an admin: use --role admin");
             }
             if !bootstrap {
-                caller.require(&audit, Action::AccountCreate)?;
+                desk.require(Action::AccountCreate)?;
             }
             let password = read_password(password_stdin)?;
-            let info = audited(
-                &audit,
-                &caller,
-                Action::AccountCreate,
-                &name,
-                serde_json::json!({ "role": role, "bootstrap": bootstrap }),
-                accounts.create(&name, &password, role),
-            )?;
+            let info = desk.create_account(&name, &password, role)?;
             println!("created account {} ({})", info.name, info.role.as_str());
             if bootstrap {
-                let ttl = chrono::Duration::days(i64::from(token_ttl_days));
-                let (secret, token) = accounts.issue_token(&name, "bootstrap", ttl)?;
-                audit_account(
-                    &audit,
-                    &caller,
-                    Action::TokenIssue,
-                    &name,
-                    serde_json::json!({ "token": token.id, "expires": token.expires }),
-                )?;
+                let issued = desk.issue_token(Some(&name), "bootstrap", token_ttl_days)?;
                 println!(
-                    "first token (shown once; expires {}):\n{secret}\nuse it as IMAGELENS_TOKEN \
+                    "first token (shown once; expires {}):\n{}\nuse it as IMAGELENS_TOKEN \
                      or `Authorization: Bearer ...`",
-                    token.expires.date_naive()
+                    issued.token.expires.date_naive(),
+                    issued.secret
                 );
             }
         }
         AccountCommand::List { json } => {
-            caller.require(&audit, Action::AccountList)?;
-            let list = accounts.list();
+            let list = desk.accounts()?;
             if json {
                 print_json(&serde_json::json!({ "accounts": list }))?;
             } else {
@@ -336,7 +268,7 @@ pub fn run_account(settings: &AppSettings, args: AccountArgs) -> anyhow::Result<
             enable,
             password_stdin,
         } => {
-            caller.require(&audit, Action::AccountUpdate)?;
+            desk.require(Action::AccountUpdate)?;
             // All or nothing: the whole change is checked before any of it is applied.
             let update = AccountUpdate {
                 role,
@@ -347,15 +279,7 @@ pub fn run_account(settings: &AppSettings, args: AccountArgs) -> anyhow::Result<
                 },
                 disabled: (disable || enable).then_some(disable),
             };
-            let a = audited(
-                &audit,
-                &caller,
-                Action::AccountUpdate,
-                &name,
-                serde_json::json!({ "role": role, "disable": disable, "enable": enable,
-                                    "password_changed": password_stdin }),
-                accounts.change(&name, &update),
-            )?;
+            let a = desk.update_account(&name, &update)?;
             println!(
                 "{} is {}{}",
                 a.name,
@@ -364,15 +288,7 @@ pub fn run_account(settings: &AppSettings, args: AccountArgs) -> anyhow::Result<
             );
         }
         AccountCommand::Delete { name } => {
-            caller.require(&audit, Action::AccountDelete)?;
-            audited(
-                &audit,
-                &caller,
-                Action::AccountDelete,
-                &name,
-                serde_json::json!({}),
-                accounts.delete(&name),
-            )?;
+            desk.delete_account(&name)?;
             println!("deleted account {name} and its tokens");
         }
     }
@@ -384,61 +300,38 @@ pub fn run_account(settings: &AppSettings, args: AccountArgs) -> anyhow::Result<
 /// # Errors
 /// Bad credentials, refusals, unknown accounts or tokens.
 pub fn run_token(settings: &AppSettings, args: TokenArgs) -> anyhow::Result<ExitCode> {
-    let (accounts, audit, caller) = open(settings)?;
-    let me = caller.actor.principal().map(|p| p.account.clone());
+    let (app, caller) = open(settings)?;
+    let desk = app.desk(caller.actor());
     match args.command {
         TokenCommand::Issue {
             name,
             account,
             ttl_days,
         } => {
-            let Some(account) = account.or(me.clone()) else {
-                bail!("name the account with --account (no one is signed in)");
+            let issued = match desk.issue_token(account.as_deref(), &name, ttl_days) {
+                Err(AdminError::NoAccount) => {
+                    bail!("name the account with --account (no one is signed in)")
+                }
+                other => other?,
             };
-            if Some(&account) != me.as_ref() {
-                caller.require(&audit, Action::TokenIssue)?;
-            }
-            let ttl = chrono::Duration::days(i64::from(ttl_days));
-            // A token cannot issue a token that outlives it (capped at the caller's token's
-            // expiry); a password sign-in or local mode may issue up to 366 days.
-            let result = match caller.actor.principal() {
-                Some(by) => accounts.issue_token_by(by, &account, &name, ttl),
-                None => accounts
-                    .issue_token(&account, &name, ttl)
-                    .map(|(s, t)| (s, t, None)),
-            };
-            let detail = match &result {
-                Ok((_, token, capped_at)) => serde_json::json!({
-                    "token": token.id, "expires": token.expires, "capped_at": capped_at,
-                }),
-                Err(_) => serde_json::json!({ "ttl_days": ttl_days }),
-            };
-            let (secret, token, capped_at) = audited(
-                &audit,
-                &caller,
-                Action::TokenIssue,
-                &account,
-                detail,
-                result,
-            )?;
-            if capped_at.is_some() {
+            if issued.capped_at.is_some() {
                 eprintln!(
                     "note: the lifetime was cut to the expiry of the token you signed in with \
                      ({}): a token cannot issue a longer-lived one; sign in with \
                      IMAGELENS_USER and IMAGELENS_PASSWORD for up to 366 days",
-                    token.expires.to_rfc3339()
+                    issued.token.expires.to_rfc3339()
                 );
             }
             println!(
-                "token {} for {} (expires {}), shown once:\n{secret}",
-                token.id,
-                token.account,
-                token.expires.date_naive()
+                "token {} for {} (expires {}), shown once:\n{}",
+                issued.token.id,
+                issued.token.account,
+                issued.token.expires.date_naive(),
+                issued.secret
             );
         }
         TokenCommand::List { json } => {
-            let all = caller.actor.can(Permission::ManageAccounts);
-            let tokens = accounts.tokens(if all { None } else { me.as_deref() });
+            let tokens = desk.tokens();
             if json {
                 print_json(&serde_json::json!({ "tokens": tokens }))?;
             } else {
@@ -455,24 +348,7 @@ pub fn run_token(settings: &AppSettings, args: TokenArgs) -> anyhow::Result<Exit
             }
         }
         TokenCommand::Revoke { id } => {
-            let owner = accounts
-                .tokens(None)
-                .into_iter()
-                .find(|t| t.id == id)
-                .map(|t| t.account);
-            // Permission first, so an unknown id and another account's token read the same.
-            if owner.is_none() || owner != me {
-                caller.require(&audit, Action::TokenRevoke)?;
-            }
-            let owner = owner.with_context(|| format!("no token with id {id:?}"))?;
-            audited(
-                &audit,
-                &caller,
-                Action::TokenRevoke,
-                &owner,
-                serde_json::json!({ "token": id }),
-                accounts.revoke_token(&id),
-            )?;
+            desk.revoke_token(&id)?;
             println!("revoked token {id}");
         }
     }

@@ -76,16 +76,17 @@ pub enum AuditCommand {
 /// # Errors
 /// Credentials, refusals, bad dates, an unreadable trail.
 pub fn run(settings: &AppSettings, args: AuditArgs) -> anyhow::Result<ExitCode> {
-    let (_, audit, caller) = access::open(settings)?;
+    let (app, caller) = access::open(settings)?;
+    let audit = app.audit();
     match args.command {
         AuditCommand::Verify { json } => {
-            caller.require(&audit, Action::AuditVerify)?;
+            caller.require(audit, Action::AuditVerify)?;
             print_report(&audit.verify()?, json)
         }
         AuditCommand::Archive { reason, json } => {
             if !caller.actor().may(Action::AuditArchive) {
                 // Recorded if the trail still takes appends; refused either way.
-                let _ = caller.require(&audit, Action::AuditArchive);
+                let _ = caller.require(audit, Action::AuditArchive);
                 bail!("only an admin may archive the audit trail");
             }
             let note = audit.archive(&reason, caller.entry(Action::AuditArchive))?;
@@ -114,7 +115,7 @@ pub fn run(settings: &AppSettings, args: AuditArgs) -> anyhow::Result<ExitCode> 
             limit,
             json,
         } => {
-            caller.require(&audit, Action::AuditQuery)?;
+            caller.require(audit, Action::AuditQuery)?;
             let q = AuditQuery {
                 record,
                 actor,
@@ -131,18 +132,7 @@ pub fn run(settings: &AppSettings, args: AuditArgs) -> anyhow::Result<ExitCode> 
                     .map_err(|e| anyhow::anyhow!("--before: {e}"))?,
                 limit: Some(limit),
             };
-            let entries = audit.query(&q)?;
-            // The record asked about is kept as its ref, like every record in the trail.
-            let logged = AuditQuery {
-                record: q.record.as_deref().map(|id| audit.record_ref(id)),
-                ..q.clone()
-            };
-            caller.audit(
-                &audit,
-                Action::AuditQuery,
-                serde_json::to_value(&logged)?,
-                vec![],
-            )?;
+            let entries = app.desk(caller.actor()).query_audit(&q)?;
             if json {
                 print_json(&serde_json::json!({ "entries": entries }))?;
                 return Ok(ExitCode::SUCCESS);

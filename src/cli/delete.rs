@@ -7,11 +7,9 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use super::{access, print_json};
-use crate::app::{AppSettings, open_library};
-use crate::collections::Collections;
+use crate::app::AppSettings;
 use crate::deletion::{self, DeletionReceipt, Stores};
-use crate::governance::Action;
-use crate::retention::Retention;
+use crate::governance::{self, Action};
 
 /// Arguments of `delete`.
 #[derive(Debug, Args)]
@@ -33,24 +31,15 @@ pub struct DeleteArgs {
     pub json: bool,
 }
 
-/// Deletes `ids` with the caller's identity and saves the receipt to `receipt_file` if given.
+/// Deletes `ids` from `stores` with the caller's identity and saves the receipt to
+/// `receipt_file` if given.
 pub(crate) fn delete_with_receipt(
-    settings: &AppSettings,
+    stores: Stores<'_>,
     caller: &access::CliCaller,
-    audit: &crate::audit::AuditLog,
     ids: &[String],
     reason: &str,
     receipt_file: Option<&PathBuf>,
 ) -> anyhow::Result<DeletionReceipt> {
-    let library = open_library(settings)?;
-    let collections = Collections::open(&settings.data_dir)?;
-    let retention = Retention::open(&settings.data_dir)?;
-    let stores = Stores {
-        library: &library,
-        collections: &collections,
-        retention: &retention,
-        audit,
-    };
     let entry = caller.entry(Action::Delete);
     let receipt = deletion::delete(stores, ids, &entry.actor, reason, entry.clone())?;
     let text = serde_json::to_string_pretty(&receipt)?;
@@ -86,26 +75,15 @@ pub(crate) fn print_receipt(receipt: &DeletionReceipt) {
 /// # Errors
 /// Credentials, refusals, legal holds, nothing to delete, store failures.
 pub fn run(settings: &AppSettings, args: DeleteArgs) -> anyhow::Result<ExitCode> {
-    let (_, audit, caller) = access::open(settings)?;
-    caller.require(&audit, Action::Delete)?;
+    let (app, caller) = access::open(settings)?;
+    caller.require(app.audit(), Action::Delete)?;
     if args.reason.trim().is_empty() {
         bail!("--reason must say why (e.g. the erasure request's reference)");
     }
-    let mut ids = args.ids.clone();
-    if let Some(d) = &args.dataset {
-        ids.extend(deletion::dataset_ids(&open_library(settings)?, d)?);
-    }
-    if ids.is_empty() {
-        bail!("name records with --id or --dataset");
-    }
-    let receipt = delete_with_receipt(
-        settings,
-        &caller,
-        &audit,
-        &ids,
-        args.reason.trim(),
-        args.receipt.as_ref(),
-    )?;
+    let ids = governance::records_to_delete(app.library()?, args.ids, args.dataset.as_deref())?;
+    let stores = app.deletion_stores()?;
+    let reason = args.reason.trim();
+    let receipt = delete_with_receipt(stores, &caller, &ids, reason, args.receipt.as_ref())?;
     if args.json {
         print_json(&receipt)?;
     } else {

@@ -1,12 +1,11 @@
 //! `imagelens facets`.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Args;
 
 use super::{FilterArgs, access};
-use crate::app::{AppSettings, open_library};
+use crate::app::AppSettings;
 use crate::governance::Action;
 use crate::params::audited_facets;
 use crate::search::SearchService;
@@ -27,13 +26,14 @@ pub struct FacetArgs {
 /// # Errors
 /// Bad filters; index failures.
 pub fn run(settings: &AppSettings, args: FacetArgs) -> anyhow::Result<ExitCode> {
-    let (_, audit, caller) = access::open(settings)?;
-    caller.require(&audit, Action::Facets)?;
-    let library = Arc::new(open_library(settings)?);
+    let (app, caller) = access::open(settings)?;
+    let audit = app.audit();
+    caller.require(audit, Action::Facets)?;
+    let library = app.library()?.clone();
     let service = SearchService::new(library, None, None)?;
     let filter = args.filter.to_filter()?;
     let facets = service.facets(&filter)?;
-    caller.audit(&audit, Action::Facets, audited_facets(&args.filter), vec![])?;
+    caller.audit(audit, Action::Facets, audited_facets(&args.filter), vec![])?;
     if args.json {
         super::print_json(&facets)?;
         return Ok(ExitCode::SUCCESS);

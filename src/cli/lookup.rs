@@ -1,13 +1,12 @@
 //! `imagelens lookup`: records by filename or date, for auditors. Never loads a model.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Args;
 use indexer::record::DateAxis;
 
 use super::{FilterArgs, access, cell, day};
-use crate::app::{AppSettings, open_library};
+use crate::app::AppSettings;
 use crate::governance::Action;
 use crate::params::audited_lookup;
 use crate::search::{LookupRequest, SearchService};
@@ -64,9 +63,10 @@ impl From<AxisArg> for DateAxis {
 /// # Errors
 /// Bad dates, patterns or cursor; index failures.
 pub fn run(settings: &AppSettings, args: LookupArgs) -> anyhow::Result<ExitCode> {
-    let (_, audit, caller) = access::open(settings)?;
-    caller.require(&audit, Action::Lookup)?;
-    let library = Arc::new(open_library(settings)?);
+    let (app, caller) = access::open(settings)?;
+    let audit = app.audit();
+    caller.require(audit, Action::Lookup)?;
+    let library = app.library()?.clone();
     let service = SearchService::new(library, None, Some("look-ups use no model".into()))?;
     let req = LookupRequest {
         filter: args.filter.to_filter()?,
@@ -84,7 +84,7 @@ pub fn run(settings: &AppSettings, args: LookupArgs) -> anyhow::Result<ExitCode>
         req.cursor.as_deref(),
     );
     caller.audit(
-        &audit,
+        audit,
         Action::Lookup,
         query,
         resp.results.iter().map(|r| r.id.clone()).collect(),

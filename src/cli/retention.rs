@@ -9,9 +9,9 @@ use chrono::Utc;
 use clap::{Args, Subcommand};
 
 use super::{access, print_json};
-use crate::app::{AppSettings, open_library};
+use crate::app::AppSettings;
 use crate::governance::Action;
-use crate::retention::{Hold, Retention, Schedule};
+use crate::retention::{Hold, Schedule};
 
 /// Arguments of `retention`.
 #[derive(Debug, Args)]
@@ -89,8 +89,8 @@ pub enum RetentionCommand {
 /// # Errors
 /// Credentials, refusals, invalid schedules, store failures.
 pub fn run(settings: &AppSettings, args: RetentionArgs) -> anyhow::Result<ExitCode> {
-    let (_, audit, caller) = access::open(settings)?;
-    let retention = Retention::open(&settings.data_dir)?;
+    let (app, caller) = access::open(settings)?;
+    let (audit, retention) = (app.audit(), app.retention());
     // Record holds are kept and logged by the record's ref, never by its id.
     let record_ref = |id: &str| audit.record_ref(id);
     let change = |action: Action, detail: serde_json::Value| -> anyhow::Result<()> {
@@ -101,7 +101,7 @@ pub fn run(settings: &AppSettings, args: RetentionArgs) -> anyhow::Result<ExitCo
     };
     match args.command {
         RetentionCommand::Show { json } => {
-            caller.require(&audit, Action::RetentionView)?;
+            caller.require(audit, Action::RetentionView)?;
             let p = retention.policy();
             if json {
                 print_json(&p)?;
@@ -136,7 +136,7 @@ pub fn run(settings: &AppSettings, args: RetentionArgs) -> anyhow::Result<ExitCo
             retired_on,
             after_retired_days,
         } => {
-            caller.require(&audit, Action::RetentionSet)?;
+            caller.require(audit, Action::RetentionSet)?;
             let schedule = Schedule {
                 after_ingest_days,
                 retired_on: retired_on
@@ -154,7 +154,7 @@ pub fn run(settings: &AppSettings, args: RetentionArgs) -> anyhow::Result<ExitCo
             println!("schedule for {dataset} saved");
         }
         RetentionCommand::Unset { dataset } => {
-            caller.require(&audit, Action::RetentionSet)?;
+            caller.require(audit, Action::RetentionSet)?;
             retention.update(record_ref, |p| {
                 p.schedules.remove(&dataset);
             })?;
@@ -169,7 +169,7 @@ pub fn run(settings: &AppSettings, args: RetentionArgs) -> anyhow::Result<ExitCo
             dataset,
             reason,
         } => {
-            caller.require(&audit, Action::LegalHold)?;
+            caller.require(audit, Action::LegalHold)?;
             if reason.trim().is_empty() {
                 bail!("--reason must say why (case reference)");
             }
@@ -196,7 +196,7 @@ pub fn run(settings: &AppSettings, args: RetentionArgs) -> anyhow::Result<ExitCo
             println!("hold placed");
         }
         RetentionCommand::Release { record, dataset } => {
-            caller.require(&audit, Action::LegalHoldRelease)?;
+            caller.require(audit, Action::LegalHoldRelease)?;
             retention.update(record_ref, |p| {
                 if let Some(r) = &record {
                     // Under its ref, or under the id where an older version saved it.
@@ -218,15 +218,9 @@ pub fn run(settings: &AppSettings, args: RetentionArgs) -> anyhow::Result<ExitCo
             receipt,
             json,
         } => {
-            caller.require(&audit, Action::RetentionRun)?;
-            let plan = {
-                let library = open_library(settings)?;
-                retention.due(&library, Utc::now(), record_ref)?
-            };
-            change(
-                Action::RetentionRun,
-                serde_json::json!({ "dry_run": dry_run, "due": plan.due.len(), "held": plan.held }),
-            )?;
+            let desk = app.desk(caller.actor());
+            desk.require(Action::RetentionRun)?;
+            let plan = desk.plan_retention_run(retention, app.library()?, Utc::now(), dry_run)?;
             if dry_run || plan.due.is_empty() {
                 if json {
                     print_json(&serde_json::json!({ "plan": plan, "receipt": null }))?;
@@ -249,9 +243,8 @@ pub fn run(settings: &AppSettings, args: RetentionArgs) -> anyhow::Result<ExitCo
             }
             let ids: Vec<String> = plan.due.iter().map(|d| d.id.clone()).collect();
             let r = super::delete::delete_with_receipt(
-                settings,
+                app.deletion_stores()?,
                 &caller,
-                &audit,
                 &ids,
                 "retention schedule",
                 receipt.as_ref(),

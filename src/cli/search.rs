@@ -2,12 +2,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Args;
 
 use super::{FilterArgs, access, cell, day};
-use crate::app::{AppSettings, load_model, open_library};
+use crate::app::{AppSettings, load_model};
 use crate::governance::Action;
 use crate::params::AuditedSearch;
 use crate::search::{Fusion, Like, SearchRequest, SearchService};
@@ -46,9 +45,10 @@ pub struct SearchArgs {
 /// # Errors
 /// Invalid request, unavailable model, index failures.
 pub fn run(settings: &AppSettings, args: SearchArgs) -> anyhow::Result<ExitCode> {
-    let (_, audit, caller) = access::open(settings)?;
-    caller.require(&audit, Action::Search)?;
-    let library = Arc::new(open_library(settings)?);
+    let (app, caller) = access::open(settings)?;
+    let audit = app.audit();
+    caller.require(audit, Action::Search)?;
+    let library = app.library()?.clone();
     let model = load_model(settings, &library)?;
     let service = SearchService::new(library, model.embedder, model.offline_reason)?;
     let like = args.like.map(|l| {
@@ -87,7 +87,7 @@ pub fn run(settings: &AppSettings, args: SearchArgs) -> anyhow::Result<ExitCode>
     }
     .to_value();
     caller.audit(
-        &audit,
+        audit,
         Action::Search,
         query,
         resp.results.iter().map(|h| h.id.clone()).collect(),

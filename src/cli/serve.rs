@@ -31,7 +31,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tower::ServiceExt;
 
-use crate::app::{AppSettings, LockError, load_model, lock_data_dir, open_library};
+use crate::app::{App, AppSettings, LockError, load_model, lock_data_dir};
 use crate::http::{AppState, router};
 use crate::search::SearchService;
 use crate::settings::ServeSettings;
@@ -145,13 +145,19 @@ pub fn run(
         user: None,
         purpose: None,
     };
-    let library = Arc::new(open_library(&app)?);
+    let opened = App::open(&app)?;
+    let library = opened.library()?.clone();
     let model = load_model(&app, &library)?;
     let service = SearchService::new(library, model.embedder, model.offline_reason)?;
     if let Some(n) = service.semantic_notice() {
         eprintln!("note: {n}");
     }
-    let state = AppState::new(Arc::new(service), s.limits.clone(), s.privacy.clone())?;
+    let state = AppState::with_app(
+        opened,
+        Arc::new(service),
+        s.limits.clone(),
+        s.privacy.clone(),
+    );
     // The whole trail, not only its end: a forked or edited trail is not evidence to append to.
     let report = state
         .audit()

@@ -8,11 +8,16 @@
 //! [`Actor`] from its own notion of a signed-in user and calls `require` before acting and
 //! `record` before disclosing.
 //!
+//! [`Desk`] holds the administration use cases (accounts, tokens, audit queries, the records
+//! of a deletion) that both front ends call, so they record alike.
+//!
 //! Accounts and roles live in [`crate::accounts`], the trail in [`crate::audit`].
 
 mod actor;
+mod desk;
 
 pub use actor::{Actor, Refusal};
+pub use desk::{AdminError, DEFAULT_TOKEN_DAYS, Desk, IssuedToken, records_to_delete};
 
 use crate::accounts::Permission;
 

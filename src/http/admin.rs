@@ -3,29 +3,17 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use chrono::{DateTime, Duration, Utc};
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
-use super::{ApiError, AppState, ErrorBody, Permission, blocking};
+use super::{ApiError, AppState, ErrorBody, blocking};
 use crate::accounts::{AccountInfo, AccountUpdate, Role, TokenInfo};
 use crate::audit::{AuditEntry, AuditQuery, VerifyReport};
-use crate::deletion::{self, DeletionError, DeletionReceipt, Stores};
-use crate::governance::Action;
+use crate::deletion::{self, DeletionReceipt};
+use crate::governance::{self, Action, DEFAULT_TOKEN_DAYS, IssuedToken};
 use crate::retention::{Plan, RetentionError, RetentionPolicy};
-
-impl From<DeletionError> for ApiError {
-    fn from(e: DeletionError) -> Self {
-        match e {
-            DeletionError::Held { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "legal_hold", e.to_string())
-            }
-            DeletionError::NothingFound(_) => ApiError::not_found(e.to_string()),
-            other => ApiError::internal(other),
-        }
-    }
-}
 
 /// Runs [`deletion::delete`] on the blocking pool.
 async fn run_delete(
@@ -38,12 +26,7 @@ async fn run_delete(
     let context = caller.entry(Action::Delete);
     let actor = caller.principal.account.clone();
     blocking(move || {
-        let stores = Stores {
-            library: state2.service().library(),
-            collections: state2.collections(),
-            retention: state2.retention(),
-            audit: state2.audit(),
-        };
+        let stores = state2.app().deletion_stores().map_err(ApiError::internal)?;
         Ok(deletion::delete(stores, &ids, &actor, &reason, context)?)
     })
     .await
@@ -115,24 +98,16 @@ pub async fn delete_records(
     caller.require(&state, Action::Delete).await?;
     let Json(body) = body?;
     let reason = reason_of(Some(body.reason))?;
-    let mut ids = body.ids;
-    if let Some(dataset) = body.dataset {
-        let service = state.service().clone();
-        let name = dataset.clone();
-        let more = blocking(move || Ok(deletion::dataset_ids(service.library(), &name)?)).await?;
-        if more.is_empty() && ids.is_empty() {
-            let shown: String = dataset.chars().take(64).collect();
-            return Err(ApiError::not_found(format!(
-                "no dataset named {shown:?}: it has no records in the library"
-            )));
-        }
-        ids.extend(more);
-    }
-    if ids.is_empty() {
-        return Err(ApiError::invalid(
-            "name the records to delete: give ids, a dataset, or both",
-        ));
-    }
+    let service = state.service().clone();
+    let ids = blocking(move || {
+        let library = service.library();
+        Ok(governance::records_to_delete(
+            library,
+            body.ids,
+            body.dataset.as_deref(),
+        )?)
+    })
+    .await?;
     Ok(Json(run_delete(&state, &caller, ids, reason).await?))
 }
 
@@ -164,25 +139,8 @@ pub async fn audit_query(
             "limit must be 1 to {MAX_AUDIT_PAGE}"
         )));
     }
-    let state2 = state.clone();
-    let q2 = q.clone();
-    let entries = blocking(move || {
-        state2
-            .audit()
-            .query(&q2)
-            .map_err(|e| ApiError::internal(format!("audit trail: {e}")))
-    })
-    .await?;
-    // The record asked about is kept as its ref, like every record in the trail.
-    let mut logged = q.clone();
-    logged.record = q.record.as_deref().map(|id| state.audit().record_ref(id));
-    caller
-        .audit(
-            &state,
-            Action::AuditQuery,
-            Some(serde_json::to_value(&logged).map_err(ApiError::internal)?),
-            vec![],
-        )
+    let entries = caller
+        .desk(&state, move |desk| desk.query_audit(&q))
         .await?;
     Ok(Json(AuditEntries { entries }))
 }
@@ -220,10 +178,8 @@ pub async fn list_accounts(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<AccountList>, ApiError> {
-    caller.require(&state, Action::AccountList).await?;
-    Ok(Json(AccountList {
-        accounts: state.accounts().list(),
-    }))
+    let accounts = caller.desk(&state, |desk| desk.accounts()).await?;
+    Ok(Json(AccountList { accounts }))
 }
 
 /// A new account.
@@ -252,61 +208,12 @@ pub async fn create_account(
 ) -> Result<(StatusCode, Json<AccountInfo>), ApiError> {
     caller.require(&state, Action::AccountCreate).await?;
     let Json(body) = body?;
-    let state2 = state.clone();
-    let (name, role) = (body.name.clone(), body.role);
-    let result = blocking(move || {
-        Ok(state2
-            .accounts()
-            .create(&body.name, &body.password, body.role)?)
-    })
-    .await;
-    let info = account_audit(
-        &state,
-        &caller,
-        Action::AccountCreate,
-        &name,
-        serde_json::json!({ "role": role }),
-        result,
-    )
-    .await?;
+    let info = caller
+        .desk(&state, move |desk| {
+            desk.create_account(&body.name, &body.password, body.role)
+        })
+        .await?;
     Ok((StatusCode::CREATED, Json(info)))
-}
-
-/// Longest account name kept as typed in the trail of a refused change.
-const MAX_LOGGED_NAME: usize = 128;
-
-/// Writes the audit entry of an account or token change, whether it was made or refused
-/// (outcome `refused` for a refusal, `error` for our failure, with the message), then returns
-/// `result`.
-async fn account_audit<T>(
-    state: &AppState,
-    caller: &Caller,
-    action: Action,
-    name: &str,
-    detail: serde_json::Value,
-    result: Result<T, ApiError>,
-) -> Result<T, ApiError> {
-    let mut entry = caller.entry(action);
-    let name: String = name.chars().take(MAX_LOGGED_NAME).collect();
-    entry.query = Some(serde_json::json!({ "account": name }));
-    let mut detail = detail;
-    if let Err(e) = &result {
-        entry.outcome = if e.status().is_server_error() {
-            "error".into()
-        } else {
-            "refused".into()
-        };
-        if let Some(d) = detail.as_object_mut() {
-            d.insert("status".into(), e.status().as_u16().into());
-            d.insert(
-                "error".into(),
-                e.message().chars().take(500).collect::<String>().into(),
-            );
-        }
-    }
-    entry.detail = Some(detail);
-    caller.write(state, entry).await?;
-    result
 }
 
 /// Changes to an account; absent fields stay as they are.
@@ -338,30 +245,15 @@ pub async fn update_account(
 ) -> Result<Json<AccountInfo>, ApiError> {
     caller.require(&state, Action::AccountUpdate).await?;
     let Json(body) = body?;
-    let detail = serde_json::json!({
-        "role": body.role, "disabled": body.disabled, "password_changed": body.password.is_some(),
-    });
-    let state2 = state.clone();
-    let name2 = name.clone();
     // All or nothing: the whole change is checked before any of it is applied.
-    let result = blocking(move || {
-        let update = AccountUpdate {
-            role: body.role,
-            password: body.password,
-            disabled: body.disabled,
-        };
-        Ok(state2.accounts().change(&name2, &update)?)
-    })
-    .await;
-    let info = account_audit(
-        &state,
-        &caller,
-        Action::AccountUpdate,
-        &name,
-        detail,
-        result,
-    )
-    .await?;
+    let update = AccountUpdate {
+        role: body.role,
+        password: body.password,
+        disabled: body.disabled,
+    };
+    let info = caller
+        .desk(&state, move |desk| desk.update_account(&name, &update))
+        .await?;
     Ok(Json(info))
 }
 
@@ -378,19 +270,9 @@ pub async fn delete_account(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(&state, Action::AccountDelete).await?;
-    let state2 = state.clone();
-    let name2 = name.clone();
-    let result = blocking(move || Ok(state2.accounts().delete(&name2)?)).await;
-    account_audit(
-        &state,
-        &caller,
-        Action::AccountDelete,
-        &name,
-        serde_json::json!({}),
-        result,
-    )
-    .await?;
+    caller
+        .desk(&state, move |desk| desk.delete_account(&name))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -408,19 +290,6 @@ pub struct NewToken {
     pub ttl_days: Option<u32>,
 }
 
-/// A newly issued token: the secret is shown this once.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct IssuedToken {
-    /// Send as `Authorization: Bearer <secret>`. Not stored: it cannot be shown again.
-    pub secret: String,
-    /// The token.
-    pub token: TokenInfo,
-    /// Set when the lifetime asked for was cut short: a token cannot issue a token that
-    /// outlives it, so the new one expires with the caller's token, at this time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub capped_at: Option<DateTime<Utc>>,
-}
-
 /// Issues an API token (for oneself, or for another account with `manage_accounts`).
 #[utoipa::path(post, path = "/v1/tokens", tag = "admin", request_body = NewToken,
     responses(
@@ -434,46 +303,13 @@ pub async fn issue_token(
     body: Result<Json<NewToken>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
     let Json(body) = body?;
-    let account = body
-        .account
-        .clone()
-        .unwrap_or_else(|| caller.principal.account.clone());
-    if account != caller.principal.account {
-        caller.require(&state, Action::TokenIssue).await?;
-    }
-    let ttl = Duration::days(i64::from(body.ttl_days.unwrap_or(30)));
-    let state2 = state.clone();
-    let account2 = account.clone();
-    let by = caller.principal.clone();
-    let result = blocking(move || {
-        Ok(state2
-            .accounts()
-            .issue_token_by(&by, &account2, &body.name, ttl)?)
-    })
-    .await;
-    let detail = match &result {
-        Ok((_, token, capped_at)) => serde_json::json!({
-            "token": token.id, "expires": token.expires, "capped_at": capped_at,
-        }),
-        Err(_) => serde_json::json!({ "ttl_days": body.ttl_days }),
-    };
-    let (secret, token, capped_at) = account_audit(
-        &state,
-        &caller,
-        Action::TokenIssue,
-        &account,
-        detail,
-        result,
-    )
-    .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(IssuedToken {
-            secret,
-            token,
-            capped_at,
-        }),
-    ))
+    let issued = caller
+        .desk(&state, move |desk| {
+            let ttl_days = body.ttl_days.unwrap_or(DEFAULT_TOKEN_DAYS);
+            desk.issue_token(body.account.as_deref(), &body.name, ttl_days)
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(issued)))
 }
 
 /// Tokens.
@@ -486,12 +322,12 @@ pub struct TokenList {
 /// The caller's tokens (every account's with `manage_accounts`); never the secrets.
 #[utoipa::path(get, path = "/v1/tokens", tag = "admin",
     responses((status = 200, description = "tokens", body = TokenList)))]
-pub async fn list_tokens(State(state): State<AppState>, caller: Caller) -> Json<TokenList> {
-    let all = caller.principal.can(Permission::ManageAccounts);
-    let account = (!all).then_some(caller.principal.account.as_str());
-    Json(TokenList {
-        tokens: state.accounts().tokens(account),
-    })
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<TokenList>, ApiError> {
+    let tokens = caller.desk(&state, |desk| Ok(desk.tokens())).await?;
+    Ok(Json(TokenList { tokens }))
 }
 
 /// Revokes a token (one's own, or any with `manage_accounts`).
@@ -506,33 +342,9 @@ pub async fn revoke_token(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<TokenInfo>, ApiError> {
-    let owner = state
-        .accounts()
-        .tokens(None)
-        .into_iter()
-        .find(|t| t.id == id)
-        .map(|t| t.account);
-    // Permission first: without `manage_accounts` an unknown id and another account's token
-    // get the same refusal, so the answer does not tell which token ids exist.
-    if owner.as_deref() != Some(caller.principal.account.as_str()) {
-        caller.require(&state, Action::TokenRevoke).await?;
-    }
-    let Some(owner) = owner else {
-        let shown: String = id.chars().take(64).collect();
-        return Err(ApiError::not_found(format!("no token with id {shown:?}")));
-    };
-    let state2 = state.clone();
-    let id2 = id.clone();
-    let result = blocking(move || Ok(state2.accounts().revoke_token(&id2)?)).await;
-    let info = account_audit(
-        &state,
-        &caller,
-        Action::TokenRevoke,
-        &owner,
-        serde_json::json!({ "token": id }),
-        result,
-    )
-    .await?;
+    let info = caller
+        .desk(&state, move |desk| desk.revoke_token(&id))
+        .await?;
     Ok(Json(info))
 }
 
@@ -627,33 +439,12 @@ pub async fn run_retention(
     caller.require(&state, Action::RetentionRun).await?;
     let Json(run) = body?;
     let state2 = state.clone();
-    let plan = blocking(move || {
-        let audit = state2.audit();
-        state2
-            .retention()
-            .due(state2.service().library(), Utc::now(), |id| {
-                audit.record_ref(id)
-            })
-            .map_err(|e| match e {
-                RetentionError::InvalidSchedule { .. } | RetentionError::InvalidHold { .. } => {
-                    ApiError::new(
-                        StatusCode::CONFLICT,
-                        "invalid_policy",
-                        format!(
-                            "the saved retention policy cannot be run; correct it with \
-                             PUT /v1/retention: {e}"
-                        ),
-                    )
-                }
-                other => ApiError::internal(other),
-            })
-    })
-    .await?;
-    let mut entry = caller.entry(Action::RetentionRun);
-    entry.detail = Some(serde_json::json!({
-        "dry_run": run.dry_run, "due": plan.due.len(), "held": plan.held,
-    }));
-    caller.write(&state, entry).await?;
+    let plan = caller
+        .desk(&state, move |desk| {
+            let (retention, library) = (state2.retention(), state2.service().library());
+            desk.plan_retention_run(retention, library, Utc::now(), run.dry_run)
+        })
+        .await?;
     let receipt = if run.dry_run || plan.due.is_empty() {
         None
     } else {

@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use super::{ApiError, AppState, blocking};
 use crate::accounts::{AccountError, Credentials, Permission, Principal, address_key};
 use crate::audit::NewEntry;
-use crate::governance::{Action, Actor};
+use crate::governance::{Action, Actor, AdminError, Desk};
 
 /// Longest stated purpose kept.
 const MAX_PURPOSE: usize = 500;
@@ -253,6 +253,19 @@ impl Caller {
         }
         let (actor, state) = (self.actor.clone(), state.clone());
         blocking(move || Ok(actor.require_unredacted(state.audit(), action)?)).await
+    }
+
+    /// Runs an administration use case at this caller's [`Desk`] on the blocking pool.
+    ///
+    /// # Errors
+    /// What the use case refuses, mapped to its status.
+    pub async fn desk<T: Send + 'static>(
+        &self,
+        state: &AppState,
+        work: impl FnOnce(Desk<'_>) -> Result<T, AdminError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let (actor, state) = (self.actor.clone(), state.clone());
+        blocking(move || Ok(work(Desk::new(state.accounts(), state.audit(), &actor))?)).await
     }
 
     /// Records `entry` in the audit trail; the request fails if it cannot be written.

@@ -13,8 +13,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::collections::CollectionError;
+use crate::deletion::DeletionError;
 use crate::export::ExportError;
-use crate::governance::Refusal;
+use crate::governance::{AdminError, Refusal};
+use crate::retention::RetentionError;
 use crate::search::SearchError;
 use indexer::Fault;
 
@@ -146,6 +148,44 @@ impl From<Refusal> for ApiError {
                 Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
             }
             Refusal::Unrecorded(cause) => Self::internal(format!("audit trail: {cause}")),
+        }
+    }
+}
+
+impl From<DeletionError> for ApiError {
+    fn from(e: DeletionError) -> Self {
+        match e {
+            DeletionError::Held { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "legal_hold", e.to_string())
+            }
+            DeletionError::NothingFound(_) => ApiError::not_found(e.to_string()),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::Refused(r) => r.into(),
+            AdminError::Account(a) => a.into(),
+            AdminError::Deletion(d) => d.into(),
+            AdminError::Audit(cause) => Self::internal(format!("audit trail: {cause}")),
+            AdminError::Retention(
+                r @ (RetentionError::InvalidSchedule { .. } | RetentionError::InvalidHold { .. }),
+            ) => Self::new(
+                StatusCode::CONFLICT,
+                "invalid_policy",
+                format!(
+                    "the saved retention policy cannot be run; correct it with PUT \
+                     /v1/retention: {r}"
+                ),
+            ),
+            AdminError::Retention(other) => Self::internal(other),
+            AdminError::NoToken(_) | AdminError::NoDataset(_) => Self::not_found(e.to_string()),
+            AdminError::NoAccount | AdminError::FirstNotAdmin | AdminError::NothingNamed => {
+                Self::invalid(e.to_string())
+            }
         }
     }
 }

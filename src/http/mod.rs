@@ -37,11 +37,12 @@ use axum::routing::{get, post};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_http::timeout::TimeoutLayer;
 
-use crate::accounts::{AccountError, Accounts};
-use crate::audit::{AuditError, AuditLog};
-use crate::collections::{CollectionError, Collections};
+use crate::accounts::Accounts;
+use crate::app::App;
+use crate::audit::AuditLog;
+use crate::collections::Collections;
 use crate::redact::Redaction;
-use crate::retention::{Retention, RetentionError};
+use crate::retention::Retention;
 use crate::search::SearchService;
 use crate::settings::Limits;
 
@@ -57,22 +58,7 @@ pub mod search;
 pub use crate::accounts::Permission;
 pub use error::{ApiError, ErrorBody};
 
-/// Why the service's state could not be opened.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    /// `collections.json`.
-    #[error("cannot open the collections: {0}")]
-    Collections(#[from] CollectionError),
-    /// `accounts.json`.
-    #[error("cannot open the accounts: {0}")]
-    Accounts(#[from] AccountError),
-    /// `audit/`.
-    #[error("cannot open the audit trail: {0}")]
-    Audit(#[from] AuditError),
-    /// `retention.json`.
-    #[error("cannot open the retention policy: {0}")]
-    Retention(#[from] RetentionError),
-}
+pub use crate::app::OpenError;
 
 /// Shared state of every handler.
 #[derive(Clone)]
@@ -80,10 +66,7 @@ pub struct AppState(Arc<Inner>);
 
 struct Inner {
     service: Arc<SearchService>,
-    collections: Arc<Collections>,
-    accounts: Arc<Accounts>,
-    audit: Arc<AuditLog>,
-    retention: Arc<Retention>,
+    app: App,
     redaction: Redaction,
     limits: Limits,
     embed_slots: Arc<Semaphore>,
@@ -102,9 +85,9 @@ impl std::fmt::Debug for AppState {
 
 impl AppState {
     /// State over an open search service: opens the library's collections, accounts, audit
-    /// trail and retention policy. The caller holds the data directory's lock (as `serve`
-    /// does), or is a test that owns the directory alone: the state assumes it is the only
-    /// writer of those files (see the module docs).
+    /// trail and retention policy ([`App::around`]). The caller holds the data directory's
+    /// lock, or is a test that owns the directory alone: the state assumes it is the only
+    /// writer of those files (see [`crate::app`]).
     ///
     /// # Errors
     /// When one of those files cannot be read.
@@ -113,19 +96,31 @@ impl AppState {
         limits: Limits,
         redaction: Redaction,
     ) -> Result<Self, OpenError> {
-        let dir = service.library().dir().to_owned();
-        Ok(Self(Arc::new(Inner {
+        let app = App::around(service.library().clone())?;
+        Ok(Self::with_app(app, service, limits, redaction))
+    }
+
+    /// State over an [`App`] opened by the composition root and a search service over the
+    /// same library.
+    pub fn with_app(
+        app: App,
+        service: Arc<SearchService>,
+        limits: Limits,
+        redaction: Redaction,
+    ) -> Self {
+        debug_assert!(
+            app.library()
+                .is_ok_and(|library| Arc::ptr_eq(library, service.library()))
+        );
+        Self(Arc::new(Inner {
             embed_slots: Arc::new(Semaphore::new(limits.max_concurrent_embeds)),
             decode_slots: Arc::new(Semaphore::new(limits.max_concurrent_decodes)),
-            collections: Arc::new(Collections::open(&dir)?),
-            accounts: Arc::new(Accounts::open(&dir)?),
-            audit: Arc::new(AuditLog::open(&dir)?),
-            retention: Arc::new(Retention::open(&dir)?),
+            app,
             redaction,
             service,
             limits,
             metrics: health::Metrics::new(),
-        })))
+        }))
     }
 
     /// The same library, stores and trail under other limits (one process must never open a
@@ -135,10 +130,7 @@ impl AppState {
         let i = &self.0;
         Self(Arc::new(Inner {
             service: i.service.clone(),
-            collections: i.collections.clone(),
-            accounts: i.accounts.clone(),
-            audit: i.audit.clone(),
-            retention: i.retention.clone(),
+            app: i.app.clone(),
             redaction: i.redaction.clone(),
             embed_slots: Arc::new(Semaphore::new(limits.max_concurrent_embeds)),
             decode_slots: Arc::new(Semaphore::new(limits.max_concurrent_decodes)),
@@ -161,24 +153,29 @@ impl AppState {
         &self.0.service
     }
 
+    /// The library's files, opened once ([`App`]).
+    pub fn app(&self) -> &App {
+        &self.0.app
+    }
+
     /// The collections.
     pub fn collections(&self) -> &Collections {
-        &self.0.collections
+        self.0.app.collections()
     }
 
     /// The accounts.
     pub fn accounts(&self) -> &Accounts {
-        &self.0.accounts
+        self.0.app.accounts()
     }
 
     /// The audit trail.
     pub fn audit(&self) -> &AuditLog {
-        &self.0.audit
+        self.0.app.audit()
     }
 
     /// The retention policy.
     pub fn retention(&self) -> &Retention {
-        &self.0.retention
+        self.0.app.retention()
     }
 
     /// Which labels are redacted.

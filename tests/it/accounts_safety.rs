@@ -299,9 +299,9 @@ async fn a_refused_account_change_changes_nothing_and_is_audited() {
     // Both refusals are in the trail, with their outcome and reason, and no password.
     let updates = audit_entries(&lib, "action=account_update").await;
     assert_eq!(updates.len(), 2, "{updates:?}");
-    for (e, status) in updates.iter().zip([409, 400]) {
+    for (e, code) in updates.iter().zip(["last_admin", "invalid"]) {
         assert_eq!(e["outcome"], "refused", "{e}");
-        assert_eq!(e["detail"]["status"], status, "{e}");
+        assert_eq!(e["detail"]["code"], code, "{e}");
         assert!(e["detail"]["error"].is_string(), "{e}");
     }
     let trail = std::fs::read_to_string(lib.fx.data.join("audit/trail.jsonl")).unwrap();
@@ -400,7 +400,9 @@ async fn failed_sign_ins_are_audited_and_throttled_per_account_and_per_address()
     )
     .await
     .error(StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(unknown, msg);
+    // The same message but for the seconds left, which tick on while the test runs.
+    let without_seconds = |m: &str| m.replace(|c: char| c.is_ascii_digit(), "");
+    assert_eq!(without_seconds(&unknown), without_seconds(&msg));
 
     // Per address: bad tokens from one address lock that address, even for a good token.
     let searcher = token_for(&lib.state, "throttle-searcher", Role::Searcher);

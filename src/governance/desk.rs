@@ -1,0 +1,524 @@
+//! The administration use cases both front ends call ([`Desk`]): account and token changes,
+//! audit queries and choosing the records of a deletion.
+//!
+//! Each use case checks the actor's permission ([`Actor::require`], refusal audited), acts,
+//! and writes its audit entry whether the change was made or refused, in one place: `imagelens
+//! account|token|audit|delete` and `/v1/accounts|tokens|audit|deletions` differ only in how
+//! they read their input and show the answer. Synchronous: the HTTP API runs them on its
+//! blocking pool.
+
+use chrono::{DateTime, Duration, Utc};
+use indexer::{Fault, Library};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{Action, Actor, Refusal};
+use crate::accounts::{
+    AccountError, AccountInfo, AccountUpdate, Accounts, Permission, Role, TokenInfo,
+};
+use crate::audit::{AuditEntry, AuditError, AuditLog, AuditQuery};
+use crate::deletion::{self, DeletionError};
+use crate::retention::{Plan, Retention, RetentionError};
+
+/// Longest account name kept as typed in the trail of a refused change.
+const MAX_LOGGED_NAME: usize = 128;
+
+/// Longest error message kept in the trail of a refused change.
+const MAX_LOGGED_ERROR: usize = 500;
+
+/// Lifetime of a token when none is asked for, in days.
+pub const DEFAULT_TOKEN_DAYS: u32 = 30;
+
+/// Why an administration use case did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The actor's role does not allow it (the refusal is in the trail).
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The account store refused the change or failed.
+    #[error(transparent)]
+    Account(#[from] AccountError),
+    /// No token has this id (or, without `manage_accounts`, none of the caller's has).
+    #[error("no token with id {0:?}")]
+    NoToken(String),
+    /// No one is signed in and no account was named for a token.
+    #[error("name the account the token is for (no one is signed in)")]
+    NoAccount,
+    /// The first account of a library must be an admin.
+    #[error("the first account must be an admin")]
+    FirstNotAdmin,
+    /// A deletion named neither records nor a dataset.
+    #[error("name the records to delete: give ids, a dataset, or both")]
+    NothingNamed,
+    /// A deletion named a dataset with no records (and no ids).
+    #[error("no dataset named {0:?}: it has no records in the library")]
+    NoDataset(String),
+    /// The deletion's records could not be listed.
+    #[error(transparent)]
+    Deletion(#[from] DeletionError),
+    /// The saved retention policy cannot be run, or the index failed while planning.
+    #[error(transparent)]
+    Retention(#[from] RetentionError),
+    /// The trail cannot be read or written: nothing is disclosed.
+    #[error("audit trail: {0}")]
+    Audit(#[from] AuditError),
+}
+
+impl AdminError {
+    /// Whose fault it is: refusals and bad requests are the caller's, store failures ours.
+    pub fn fault(&self) -> Fault {
+        match self {
+            AdminError::Refused(Refusal::Forbidden { .. }) => Fault::User,
+            AdminError::Refused(Refusal::Unrecorded(_)) | AdminError::Audit(_) => Fault::Internal,
+            AdminError::Account(e) => e.fault(),
+            AdminError::Retention(RetentionError::Store(e)) => e.fault(),
+            AdminError::Retention(_) => Fault::User,
+            AdminError::Deletion(e) => match e {
+                DeletionError::Held { .. } | DeletionError::NothingFound(_) => Fault::User,
+                _ => Fault::Internal,
+            },
+            _ => Fault::User,
+        }
+    }
+
+    /// A short stable name of the error, written to the trail beside its message (the HTTP
+    /// API answers the same name as its error `code`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            AdminError::Refused(Refusal::Forbidden { .. }) => "forbidden",
+            AdminError::Account(AccountError::NotFound(_)) | AdminError::NoToken(_) => "not_found",
+            AdminError::NoDataset(_) => "not_found",
+            AdminError::Account(AccountError::Exists(_)) => "exists",
+            AdminError::Account(AccountError::LastAdmin) => "last_admin",
+            AdminError::Account(e) if e.is_unauthenticated() => "unauthenticated",
+            _ => match self.fault() {
+                Fault::User => "invalid",
+                Fault::Internal => "internal",
+            },
+        }
+    }
+}
+
+/// A newly issued token: the secret is shown this once.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct IssuedToken {
+    /// Send as `Authorization: Bearer <secret>`. Not stored: it cannot be shown again.
+    pub secret: String,
+    /// The token.
+    pub token: TokenInfo,
+    /// Set when the lifetime asked for was cut short: a token cannot issue a token that
+    /// outlives it, so the new one expires with the caller's token, at this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capped_at: Option<DateTime<Utc>>,
+}
+
+/// The account store and the trail, seen by one actor: every administration use case.
+#[derive(Debug, Clone, Copy)]
+pub struct Desk<'a> {
+    /// Accounts and tokens.
+    pub accounts: &'a Accounts,
+    /// The audit trail.
+    pub audit: &'a AuditLog,
+    /// Who acts.
+    pub actor: &'a Actor,
+}
+
+impl<'a> Desk<'a> {
+    /// The desk of `actor`.
+    pub fn new(accounts: &'a Accounts, audit: &'a AuditLog, actor: &'a Actor) -> Self {
+        Self {
+            accounts,
+            audit,
+            actor,
+        }
+    }
+
+    /// [`Actor::require`] on this desk's trail.
+    ///
+    /// # Errors
+    /// [`AdminError::Refused`].
+    pub fn require(&self, action: Action) -> Result<(), AdminError> {
+        Ok(self.actor.require(self.audit, action)?)
+    }
+
+    /// Creates an account. The first account of a library (created by the local user, since
+    /// no one can sign in yet) must be an admin and needs no permission; every later one
+    /// needs `manage_accounts`.
+    ///
+    /// # Errors
+    /// [`AdminError::FirstNotAdmin`], a refusal, or what [`Accounts::create`] refuses.
+    pub fn create_account(
+        &self,
+        name: &str,
+        password: &str,
+        role: Role,
+    ) -> Result<AccountInfo, AdminError> {
+        let bootstrap = self.accounts.is_empty();
+        if bootstrap && role != Role::Admin {
+            return Err(AdminError::FirstNotAdmin);
+        }
+        if !bootstrap {
+            self.require(Action::AccountCreate)?;
+        }
+        let result = self.accounts.create(name, password, role);
+        let detail = serde_json::json!({ "role": role, "bootstrap": bootstrap });
+        self.recorded(Action::AccountCreate, name, detail, result)
+    }
+
+    /// Changes an account's role, password or state, all or nothing.
+    ///
+    /// # Errors
+    /// A refusal, or what [`Accounts::change`] refuses (then nothing changed).
+    pub fn update_account(
+        &self,
+        name: &str,
+        update: &AccountUpdate,
+    ) -> Result<AccountInfo, AdminError> {
+        self.require(Action::AccountUpdate)?;
+        let detail = serde_json::json!({
+            "role": update.role, "disabled": update.disabled,
+            "password_changed": update.password.is_some(),
+        });
+        let result = self.accounts.change(name, update);
+        self.recorded(Action::AccountUpdate, name, detail, result)
+    }
+
+    /// Deletes an account and its tokens.
+    ///
+    /// # Errors
+    /// A refusal, or what [`Accounts::delete`] refuses.
+    pub fn delete_account(&self, name: &str) -> Result<(), AdminError> {
+        self.require(Action::AccountDelete)?;
+        let result = self.accounts.delete(name);
+        self.recorded(Action::AccountDelete, name, serde_json::json!({}), result)
+    }
+
+    /// Every account, by name.
+    ///
+    /// # Errors
+    /// A refusal.
+    pub fn accounts(&self) -> Result<Vec<AccountInfo>, AdminError> {
+        self.require(Action::AccountList)?;
+        Ok(self.accounts.list())
+    }
+
+    /// Issues a token for `account` (default: the signed-in account) valid `ttl_days` days.
+    /// A token for another account needs `manage_accounts`; a caller signed in with a token
+    /// cannot issue one that outlives it (the expiry is capped, see
+    /// [`IssuedToken::capped_at`]); a password sign-in or the local user may issue up to 366
+    /// days.
+    ///
+    /// # Errors
+    /// [`AdminError::NoAccount`], a refusal, or what the account store refuses.
+    pub fn issue_token(
+        &self,
+        account: Option<&str>,
+        name: &str,
+        ttl_days: u32,
+    ) -> Result<IssuedToken, AdminError> {
+        let me = self.actor.principal().map(|p| p.account.as_str());
+        let account = account.or(me).ok_or(AdminError::NoAccount)?;
+        if Some(account) != me {
+            self.require(Action::TokenIssue)?;
+        }
+        let ttl = Duration::days(i64::from(ttl_days));
+        let result = match self.actor.principal() {
+            Some(by) => self.accounts.issue_token_by(by, account, name, ttl),
+            None => self
+                .accounts
+                .issue_token(account, name, ttl)
+                .map(|(secret, token)| (secret, token, None)),
+        };
+        let detail = match &result {
+            Ok((_, token, capped_at)) => serde_json::json!({
+                "token": token.id, "expires": token.expires, "capped_at": capped_at,
+            }),
+            Err(_) => serde_json::json!({ "ttl_days": ttl_days }),
+        };
+        let (secret, token, capped_at) =
+            self.recorded(Action::TokenIssue, account, detail, result)?;
+        Ok(IssuedToken {
+            secret,
+            token,
+            capped_at,
+        })
+    }
+
+    /// The actor's tokens, or every account's with `manage_accounts`; never the secrets.
+    pub fn tokens(&self) -> Vec<TokenInfo> {
+        if self.actor.can(Permission::ManageAccounts) {
+            self.accounts.tokens(None)
+        } else {
+            let me = self.actor.principal().map(|p| p.account.as_str());
+            self.accounts.tokens(Some(me.unwrap_or_default()))
+        }
+    }
+
+    /// Revokes a token: one's own, or any with `manage_accounts`. The permission is checked
+    /// first, so without it an unknown id and another account's token get the same refusal
+    /// and the answer does not tell which ids exist.
+    ///
+    /// # Errors
+    /// A refusal, [`AdminError::NoToken`], or a store failure.
+    pub fn revoke_token(&self, id: &str) -> Result<TokenInfo, AdminError> {
+        let owner = self
+            .accounts
+            .tokens(None)
+            .into_iter()
+            .find(|t| t.id == id)
+            .map(|t| t.account);
+        let me = self.actor.principal().map(|p| p.account.as_str());
+        if owner.is_none() || owner.as_deref() != me {
+            self.require(Action::TokenRevoke)?;
+        }
+        let owner = owner.ok_or_else(|| AdminError::NoToken(id.chars().take(64).collect()))?;
+        let result = self.accounts.revoke_token(id);
+        let detail = serde_json::json!({ "token": id });
+        self.recorded(Action::TokenRevoke, &owner, detail, result)
+    }
+
+    /// Audit entries matching `q`, oldest first. The query itself is recorded, with the
+    /// record asked about kept as its ref like every record in the trail.
+    ///
+    /// # Errors
+    /// A refusal, or the trail cannot be read or written.
+    pub fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, AdminError> {
+        self.require(Action::AuditQuery)?;
+        let entries = self.audit.query(q)?;
+        let logged = AuditQuery {
+            record: q.record.as_deref().map(|id| self.audit.record_ref(id)),
+            ..q.clone()
+        };
+        let logged = serde_json::to_value(&logged).map_err(AuditError::from)?;
+        self.actor
+            .record(self.audit, Action::AuditQuery, Some(logged), vec![])?;
+        Ok(entries)
+    }
+
+    /// Plans a retention run at `now`: the records past their schedule, holds excepted
+    /// (holds are keyed by the record's ref). The run is recorded (`dry_run`, how many are due
+    /// and held) before anything is deleted; the caller deletes [`Plan::due`] unless
+    /// `dry_run`.
+    ///
+    /// # Errors
+    /// A refusal, [`AdminError::Retention`] for a saved policy out of range, or the trail
+    /// cannot be written.
+    pub fn plan_retention_run(
+        &self,
+        retention: &Retention,
+        library: &Library,
+        now: DateTime<Utc>,
+        dry_run: bool,
+    ) -> Result<Plan, AdminError> {
+        self.require(Action::RetentionRun)?;
+        let plan = retention.due(library, now, |id| self.audit.record_ref(id))?;
+        let mut entry = self.actor.entry(Action::RetentionRun);
+        entry.detail = Some(serde_json::json!({
+            "dry_run": dry_run, "due": plan.due.len(), "held": plan.held,
+        }));
+        self.audit.append(entry)?;
+        Ok(plan)
+    }
+
+    /// Writes the audit entry of an account or token change, made or refused (outcome
+    /// `refused` or `error`, with the error's code and message), then returns `result`.
+    fn recorded<T>(
+        &self,
+        action: Action,
+        account: &str,
+        mut detail: serde_json::Value,
+        result: Result<T, AccountError>,
+    ) -> Result<T, AdminError> {
+        let result = result.map_err(AdminError::from);
+        let mut entry = self.actor.entry(action);
+        let name: String = account.chars().take(MAX_LOGGED_NAME).collect();
+        entry.query = Some(serde_json::json!({ "account": name }));
+        if let Err(e) = &result {
+            entry.outcome = match e.fault() {
+                Fault::User => "refused".into(),
+                Fault::Internal => "error".into(),
+            };
+            if let Some(d) = detail.as_object_mut() {
+                d.insert("code".into(), e.code().into());
+                let message: String = e.to_string().chars().take(MAX_LOGGED_ERROR).collect();
+                d.insert("error".into(), message.into());
+            }
+        }
+        entry.detail = Some(detail);
+        self.audit.append(entry)?;
+        result
+    }
+}
+
+/// The records a deletion names: `ids` plus every record of `dataset`.
+///
+/// # Errors
+/// [`AdminError::NoDataset`] for a dataset without records when no ids are given either,
+/// [`AdminError::NothingNamed`] when nothing is named, or the keyword index fails.
+pub fn records_to_delete(
+    library: &Library,
+    mut ids: Vec<String>,
+    dataset: Option<&str>,
+) -> Result<Vec<String>, AdminError> {
+    if let Some(dataset) = dataset {
+        let more = deletion::dataset_ids(library, dataset)?;
+        if more.is_empty() && ids.is_empty() {
+            return Err(AdminError::NoDataset(dataset.chars().take(64).collect()));
+        }
+        ids.extend(more);
+    }
+    if ids.is_empty() {
+        return Err(AdminError::NothingNamed);
+    }
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounts::Principal;
+
+    const PASSWORD: &str = "a long enough password";
+
+    fn setup() -> (tempfile::TempDir, Accounts, AuditLog) {
+        let dir = tempfile::tempdir().unwrap();
+        let accounts = Accounts::open(dir.path()).unwrap();
+        let audit = AuditLog::open(dir.path()).unwrap();
+        (dir, accounts, audit)
+    }
+
+    fn signed_in(accounts: &Accounts, name: &str) -> Actor {
+        let info = accounts.get(name).unwrap();
+        Actor::account(
+            Principal {
+                account: info.name,
+                role: info.role,
+                token: None,
+            },
+            None,
+            None,
+        )
+    }
+
+    fn all(audit: &AuditLog) -> Vec<AuditEntry> {
+        audit.query(&AuditQuery::default()).unwrap()
+    }
+
+    #[test]
+    fn the_first_account_must_be_an_admin_and_later_ones_need_the_permission() {
+        let (_dir, accounts, audit) = setup();
+        let local = Actor::local("root", None);
+        let desk = Desk::new(&accounts, &audit, &local);
+        assert!(matches!(
+            desk.create_account("ann", PASSWORD, Role::Searcher),
+            Err(AdminError::FirstNotAdmin)
+        ));
+        desk.create_account("ann", PASSWORD, Role::Admin).unwrap();
+        desk.create_account("bob", PASSWORD, Role::Searcher)
+            .unwrap();
+
+        let bob = signed_in(&accounts, "bob");
+        let err = Desk::new(&accounts, &audit, &bob)
+            .create_account("eve", PASSWORD, Role::Admin)
+            .unwrap_err();
+        assert_eq!((err.code(), err.fault()), ("forbidden", Fault::User));
+        assert!(accounts.get("eve").is_err());
+
+        let trail = all(&audit);
+        let shapes: Vec<_> = trail
+            .iter()
+            .map(|e| (e.actor.as_str(), e.action.as_str(), e.outcome.as_str()))
+            .collect();
+        assert_eq!(
+            shapes,
+            [
+                ("cli:root", "account_create", "ok"),
+                ("cli:root", "account_create", "ok"),
+                ("bob", "account_create", "denied"),
+            ]
+        );
+        assert_eq!(trail[0].detail.as_ref().unwrap()["bootstrap"], true);
+        assert_eq!(trail[1].detail.as_ref().unwrap()["bootstrap"], false);
+    }
+
+    #[test]
+    fn a_refused_change_is_recorded_with_its_code_and_changes_nothing() {
+        let (_dir, accounts, audit) = setup();
+        let local = Actor::local("root", None);
+        let desk = Desk::new(&accounts, &audit, &local);
+        desk.create_account("ann", PASSWORD, Role::Admin).unwrap();
+        let err = desk
+            .update_account(
+                "ann",
+                &AccountUpdate {
+                    role: Some(Role::Searcher),
+                    ..AccountUpdate::default()
+                },
+            )
+            .unwrap_err();
+        assert_eq!(err.code(), "last_admin");
+        assert_eq!(accounts.get("ann").unwrap().role, Role::Admin);
+        let last = all(&audit).pop().unwrap();
+        assert_eq!(last.outcome, "refused");
+        let detail = last.detail.unwrap();
+        assert_eq!(detail["code"], "last_admin");
+        assert!(
+            detail["error"]
+                .as_str()
+                .unwrap()
+                .contains("last enabled admin")
+        );
+    }
+
+    #[test]
+    fn tokens_of_others_need_the_permission_and_unknown_ids_read_alike() {
+        let (_dir, accounts, audit) = setup();
+        let local = Actor::local("root", None);
+        let desk = Desk::new(&accounts, &audit, &local);
+        desk.create_account("ann", PASSWORD, Role::Admin).unwrap();
+        desk.create_account("bob", PASSWORD, Role::Searcher)
+            .unwrap();
+        assert!(matches!(
+            desk.issue_token(None, "t", 1),
+            Err(AdminError::NoAccount)
+        ));
+        let anns = desk.issue_token(Some("ann"), "t", 1).unwrap();
+
+        let bob = signed_in(&accounts, "bob");
+        let bobs_desk = Desk::new(&accounts, &audit, &bob);
+        let own = bobs_desk.issue_token(None, "mine", 7).unwrap();
+        assert_eq!(own.token.account, "bob");
+        assert_eq!(bobs_desk.tokens().len(), 1);
+        assert!(matches!(
+            bobs_desk.issue_token(Some("ann"), "x", 1),
+            Err(AdminError::Refused(_))
+        ));
+        // Another account's token and an unknown id: the same refusal.
+        for id in [anns.token.id.as_str(), "000000000000"] {
+            assert_eq!(bobs_desk.revoke_token(id).unwrap_err().code(), "forbidden");
+        }
+        bobs_desk.revoke_token(&own.token.id).unwrap();
+        assert_eq!(
+            desk.revoke_token("000000000000").unwrap_err().code(),
+            "not_found"
+        );
+        assert_eq!(desk.tokens().len(), 2);
+    }
+
+    #[test]
+    fn an_audit_query_is_recorded_with_the_record_as_its_ref() {
+        let (_dir, accounts, audit) = setup();
+        let local = Actor::local("root", None);
+        let desk = Desk::new(&accounts, &audit, &local);
+        let q = AuditQuery {
+            record: Some("secret-record-id".into()),
+            ..AuditQuery::default()
+        };
+        desk.query_audit(&q).unwrap();
+        let last = all(&audit).pop().unwrap();
+        assert_eq!(last.action, "audit_query");
+        let logged = last.query.unwrap();
+        assert_eq!(logged["record"], audit.record_ref("secret-record-id"));
+        assert!(!logged.to_string().contains("secret-record-id"));
+    }
+}
