@@ -40,7 +40,8 @@ pub fn ndcg_at(ranked: &[String], relevant: &BTreeSet<String>, k: usize) -> f64 
         .enumerate()
         .filter(|(_, id)| relevant.contains(*id))
         .map(|(i, _)| discount(i + 1))
-        .sum();
+        // fold from +0.0: an empty `sum` of floats is -0.0, which prints as "-0.000"
+        .fold(0.0, |a, b| a + b);
     dcg / ideal
 }
 
@@ -119,6 +120,7 @@ mod tests {
             1.0
         ));
         assert!(close(ndcg_at(&ids(&["x", "y"]), &set(&["a"]), 10), 0.0));
+        assert!(ndcg_at(&ids(&["x"]), &set(&["a"]), 10).is_sign_positive());
         // beyond k does not count
         let mut long = ids(&["x"; 10]);
         long.push("a".into());
