@@ -43,6 +43,10 @@ pub struct EvalArgs {
     /// Hybrid fusion weights, as `search --weights` (default: the search defaults).
     #[arg(long, value_name = "SPEC", default_value = "")]
     pub weights: String,
+    /// Also search the fusion weights and k on a seeded half of the queries, report the gain
+    /// on the other half, and print the `--weights` to adopt (never applied by itself).
+    #[arg(long)]
+    pub sweep: bool,
     /// Do not save the report under DIR/eval/.
     #[arg(long)]
     pub no_save: bool,
@@ -77,6 +81,7 @@ pub fn run_eval(settings: &AppSettings, args: EvalArgs) -> anyhow::Result<ExitCo
         sample: usize::try_from(args.sample).unwrap_or(MAX_SAMPLE),
         seed: args.seed,
         fusion: Fusion::parse(&args.weights)?,
+        sweep: args.sweep,
     };
     opts.check()?;
     let report = run(&service, &opts, |q, systems, ids| -> anyhow::Result<()> {
@@ -119,6 +124,9 @@ pub fn run_eval(settings: &AppSettings, args: EvalArgs) -> anyhow::Result<ExitCo
         eprintln!("note: {n}");
     }
     print_report(&report);
+    if args.sweep {
+        print_sweep(&report);
+    }
     if let Some(p) = saved {
         println!("saved: {}", p.display());
     }
@@ -233,4 +241,26 @@ fn print_report(r: &EvalReport) {
         }
         println!();
     }
+}
+
+fn print_sweep(r: &EvalReport) {
+    let Some(s) = &r.sweep else {
+        println!(
+            "\nsweep: nothing to sweep (it needs vectors, and queries for both halves of the split)"
+        );
+        return;
+    };
+    println!(
+        "\nsweep: {} settings on {} training queries; mean nDCG@10 per set, averaged:",
+        s.settings_tried, s.train_queries
+    );
+    println!(
+        "  training  best {:.3}  current {:.3}",
+        s.train_best, s.train_current
+    );
+    println!(
+        "  held out  best {:.3}  current {:.3}  gain {:+.3} ({} queries)",
+        s.held_out_best, s.held_out_current, s.held_out_gain, s.held_out_queries
+    );
+    println!("  to adopt: --weights {} (not applied)", s.weights);
 }

@@ -30,6 +30,7 @@ use sha2::{Digest, Sha256};
 use crate::search::{Fusion, MAX_QUERY_CHARS, SearchError, SearchRequest, SearchService};
 
 pub mod metrics;
+pub mod sweep;
 
 /// Results asked per query: MRR is MRR@DEPTH.
 pub const DEPTH: usize = 100;
@@ -205,6 +206,9 @@ pub struct EvalOptions {
     pub seed: u64,
     /// Hybrid weights.
     pub fusion: Fusion,
+    /// Also search the fusion weights and k on a training split ([`sweep`]).
+    #[serde(default)]
+    pub sweep: bool,
 }
 
 impl Default for EvalOptions {
@@ -215,6 +219,7 @@ impl Default for EvalOptions {
             sample: 1000,
             seed: 42,
             fusion: Fusion::default(),
+            sweep: false,
         }
     }
 }
@@ -318,6 +323,9 @@ pub struct EvalReport {
     pub sets: Vec<SetReport>,
     /// Label queries one by one, worst hybrid nDCG@10 first.
     pub labels: Vec<LabelRow>,
+    /// What `--sweep` found (with vectors only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<sweep::SweepReport>,
 }
 
 /// Orders `keys` by `sha256(seed:key)` and keeps the first `n`.
@@ -438,6 +446,7 @@ pub fn run<E: From<SearchError>>(
     let mut sums: BTreeMap<(QuerySet, System), Scores> = BTreeMap::new();
     let mut counts: BTreeMap<QuerySet, usize> = BTreeMap::new();
     let mut labels = Vec::new();
+    let mut lists = Vec::new();
     for q in &queries {
         let base = SearchRequest {
             text: q.text.clone(),
@@ -449,6 +458,7 @@ pub fn run<E: From<SearchError>>(
         let vector = service.query_embedding(&base)?;
         let mut returned = BTreeSet::new();
         let mut row = BTreeMap::new();
+        let mut alone: [Vec<String>; 4] = Default::default();
         for &system in &systems {
             let req = SearchRequest {
                 fusion: system.fusion(opts.fusion),
@@ -457,6 +467,16 @@ pub fn run<E: From<SearchError>>(
             let resp = service.search_with(&req, vector.clone())?;
             let ranked: Vec<String> = resp.results.into_iter().map(|h| h.id).collect();
             let s = Scores::of(&ranked, &q.relevant);
+            let slot = match system {
+                System::Keyword => Some(0),
+                System::Image => Some(1),
+                System::Region => Some(2),
+                System::Text => Some(3),
+                System::Hybrid | System::Chance => None,
+            };
+            if let Some(i) = slot.filter(|_| opts.sweep) {
+                alone[i].clone_from(&ranked);
+            }
             returned.extend(ranked);
             sums.entry((q.set, system)).or_default().add(&s);
             row.insert(system, s);
@@ -468,6 +488,14 @@ pub fn run<E: From<SearchError>>(
         row.insert(System::Chance, chance);
         *counts.entry(q.set).or_default() += 1;
         on_query(q, &systems, returned.into_iter().collect())?;
+        if opts.sweep {
+            lists.push(sweep::QueryLists {
+                set: q.set,
+                key: q.text.clone(),
+                relevant: q.relevant.clone(),
+                lists: alone,
+            });
+        }
         if let Some(label) = &q.label {
             labels.push(LabelRow {
                 label: label.clone(),
@@ -530,6 +558,11 @@ pub fn run<E: From<SearchError>>(
         options: opts.clone(),
         sets,
         labels,
+        sweep: if opts.sweep && service.semantic() {
+            sweep::sweep(&lists, opts.fusion, opts.seed)
+        } else {
+            None
+        },
     })
 }
 
