@@ -133,6 +133,9 @@ pub fn sweep(queries: &[QueryLists], current: Fusion, seed: u64) -> Option<Sweep
         }
     }
     let (w, k, train_best) = best?;
+    // RRF orders are unchanged when every weight is scaled alike: state the largest as 1.
+    let top = w.iter().copied().fold(0.0f32, f32::max);
+    let w = w.map(|v| v / top);
     let chosen = Fusion {
         keyword: w[0],
         image: w[1],
@@ -210,7 +213,7 @@ mod tests {
         assert_eq!(r.settings_tried, (4usize.pow(4) - 1) * KS.len());
         assert!(
             r.weights
-                .starts_with("keyword=0.25,image=0,region=0,text=0,k=20"),
+                .starts_with("keyword=1,image=0,region=0,text=0,k=20"),
             "{}",
             r.weights
         );
