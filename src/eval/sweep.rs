@@ -59,6 +59,10 @@ pub struct SweepReport {
     pub held_out_current: f64,
     /// `held_out_best - held_out_current`: what adopting `best` is expected to gain.
     pub held_out_gain: f64,
+    /// Mean nDCG@10 per set of the current weights fused offline over every query: equal to
+    /// the hybrid's own figure whenever every list fits in [`DEPTH`] (a check of the offline
+    /// fusion against the search's).
+    pub offline_current: BTreeMap<QuerySet, f64>,
 }
 
 /// The fused order of `lists` under weights `w` (keyword, image, region, text) and `k`.
@@ -145,6 +149,16 @@ pub fn sweep(queries: &[QueryLists], current: Fusion, seed: u64) -> Option<Sweep
         ..current
     };
     let cur = weights_of(&current);
+    let mut offline: BTreeMap<QuerySet, (f64, usize)> = BTreeMap::new();
+    for q in queries {
+        let e = offline.entry(q.set).or_default();
+        e.0 += metrics::ndcg_at(&fuse(&q.lists, cur, current.k), &q.relevant, 10);
+        e.1 += 1;
+    }
+    let offline_current = offline
+        .into_iter()
+        .map(|(set, (sum, n))| (set, sum / n as f64))
+        .collect();
     let held_out_best = objective(&held, w, k);
     let held_out_current = objective(&held, cur, current.k);
     Some(SweepReport {
@@ -161,6 +175,7 @@ pub fn sweep(queries: &[QueryLists], current: Fusion, seed: u64) -> Option<Sweep
         held_out_best,
         held_out_current,
         held_out_gain: held_out_best - held_out_current,
+        offline_current,
     })
 }
 

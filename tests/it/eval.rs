@@ -42,6 +42,16 @@ fn eval_measures_each_list_and_saves_comparable_reports() {
         sw["weights"].as_str().unwrap().starts_with("keyword="),
         "{sw}"
     );
+    // Every list holds the whole library here, so the offline fusion the sweep uses must give
+    // exactly the search's own hybrid figures.
+    for set in ["label", "caption"] {
+        let offline = sw["offline_current"][set].as_f64().unwrap();
+        let hybrid = metric(&r, set, "hybrid", "ndcg_10");
+        assert!(
+            (offline - hybrid).abs() < 1e-9,
+            "{set}: offline {offline} vs search {hybrid}"
+        );
+    }
     let label_queries = r["sets"][0]["queries"].as_u64().unwrap();
     assert!(label_queries >= 5, "{label_queries} label queries");
     assert_eq!(
