@@ -666,7 +666,14 @@ impl Reader<'_, '_> {
                 before: range.before.map(|d| self.instant(d, true)),
                 overridden: false,
             };
-            return Some(vec![(n, f)]);
+            // Local days at the ends of the accepted years can fall outside them in UTC.
+            let valid = [&f.after, &f.before]
+                .into_iter()
+                .flatten()
+                .all(|d| indexer::dates::parse_date(d).is_ok());
+            if valid {
+                return Some(vec![(n, f)]);
+            }
         }
         // "with no dogs" is an exclusion.
         let (exclude, lead) = if word == "with" && matches!(self.norm(i + 1), "no" | "out") {

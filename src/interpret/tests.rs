@@ -469,6 +469,11 @@ fn dates_are_read_in_the_stated_time_zone() {
         got.filters[0].before.as_deref(),
         Some("2026-11-30T23:59:59+02:00")
     );
+    // 2200 ends after the last instant the index accepts once read at -05:00: no filter.
+    let minus5 = FixedOffset::west_opt(5 * 3600).unwrap();
+    let edge = interpret("boats in 2200", &vocab(), &clock(), minus5);
+    assert!(edge.filters.is_empty());
+    assert_eq!(edge.text, "boats in 2200");
     let utc = read("boats yesterday");
     assert_eq!(
         utc.filters[0].after.as_deref(),
