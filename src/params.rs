@@ -303,6 +303,18 @@ impl FilterParams {
     }
 }
 
+/// A search answer as the CLI's `--json` and `POST /v1/search` give it: the page of results
+/// and, unless the query was taken literally, what [`crate::interpret`] read from it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct InterpretedSearch {
+    /// The page.
+    #[serde(flatten)]
+    pub response: crate::search::SearchResponse,
+    /// Filters read from the query, with the words of each, and the ranking text kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interpreted: Option<crate::interpret::Interpretation>,
+}
+
 /// What the audit trail keeps of a search: the query text and negative texts (bounded by
 /// [`crate::search::MAX_QUERY_CHARS`] and [`crate::search::MAX_NEGATIVES`] before any search
 /// runs), the liked record as its keyed ref (never the id: `like_ref` is

@@ -18,6 +18,7 @@ mod access;
 mod audit;
 mod delete;
 mod demo;
+mod eval;
 mod facets;
 mod info;
 mod ingest;
@@ -69,6 +70,8 @@ pub enum Command {
     Info(info::InfoArgs),
     /// Build a demo library from generated scenes and run example searches.
     Demo(demo::DemoArgs),
+    /// Measure search quality on the library's own annotations (R@k, nDCG@10, MRR).
+    Eval(eval::EvalArgs),
     /// Serve the HTTP API (see /v1/openapi.json).
     Serve(serve::ServeArgs),
     /// Manage accounts (the first admin is created here).
@@ -150,6 +153,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Lookup(a) => lookup::run(&settings, a),
         Command::Facets(a) => facets::run(&settings, a),
         Command::Info(a) => info::run(&settings, a),
+        Command::Eval(a) => eval::run_eval(&settings, a),
         Command::Demo(_) | Command::Serve(_) => unreachable!("dispatched above"),
         Command::Account(a) => access::run_account(&settings, a),
         Command::Token(a) => access::run_token(&settings, a),
@@ -172,6 +176,7 @@ fn describe(command: &Command) -> (String, Option<String>) {
         Command::Facets(_) => ("facets", Some("GET /v1/facets".into())),
         Command::Info(_) => ("info", Some("GET /v1/info".into())),
         Command::Demo(_) => ("demo", None),
+        Command::Eval(_) => ("eval", None),
         Command::Serve(_) => ("serve", None),
         Command::Account(a) => match &a.command {
             A::Create { .. } => ("account create", Some("POST /v1/accounts".into())),

@@ -8,7 +8,8 @@ use clap::Args;
 use super::{FilterArgs, access, cell, day};
 use crate::app::{AppSettings, load_model};
 use crate::governance::Action;
-use crate::params::AuditedSearch;
+use crate::interpret::library::interpret_in;
+use crate::params::{AuditedSearch, InterpretedSearch};
 use crate::search::{Fusion, Like, SearchRequest, SearchService};
 
 /// Arguments of `search`.
@@ -35,6 +36,14 @@ pub struct SearchArgs {
     /// Fusion weights, e.g. `keyword=1,image=1,region=0.7,text=0.5,k=60`.
     #[arg(long, value_name = "SPEC", default_value = "")]
     pub weights: String,
+    /// Take the query literally: no dates, labels, exclusions, datasets or file names are
+    /// read from it as filters.
+    #[arg(long)]
+    pub literal: bool,
+    /// Time zone relative dates ("yesterday", "last March") are read in: UTC or an offset such
+    /// as +01:00 (default: the library's `interpret.json`, else UTC).
+    #[arg(long, value_name = "TZ", env = "IMAGELENS_TIME_ZONE")]
+    pub time_zone: Option<String>,
     /// Print one JSON document.
     #[arg(long)]
     pub json: bool,
@@ -58,11 +67,28 @@ pub fn run(settings: &AppSettings, args: SearchArgs) -> anyhow::Result<ExitCode>
             Like::Record(l)
         }
     });
+    // Plain English becomes exact filters before ranking (unless --literal); the answer says
+    // what was read, from which words.
+    let mut filter = args.filter.clone();
+    let mut text = args.query.clone();
+    let interpreted = if args.literal {
+        None
+    } else {
+        let mut i = interpret_in(
+            service.library(),
+            &args.query,
+            args.time_zone.as_deref(),
+            chrono::Utc::now(),
+        )?;
+        i.apply(&mut filter);
+        text = i.ranking_text(&args.query).to_owned();
+        Some(i)
+    };
     let req = SearchRequest {
-        text: args.query,
+        text,
         like,
         not: args.not,
-        filter: args.filter.to_filter()?,
+        filter: filter.to_filter()?,
         limit: args.limit,
         cursor: args.cursor,
         fusion: Fusion::parse(&args.weights)?,
@@ -76,11 +102,11 @@ pub fn run(settings: &AppSettings, args: SearchArgs) -> anyhow::Result<ExitCode>
         _ => (None, None),
     };
     let query = AuditedSearch {
-        query: &req.text,
+        query: &args.query,
         like_ref,
         like_image,
         not: &req.not,
-        filter: Some(&args.filter),
+        filter: Some(&filter),
         limit: Some(req.limit),
         cursor: req.cursor.as_deref(),
         weights: Some(&args.weights),
@@ -93,11 +119,17 @@ pub fn run(settings: &AppSettings, args: SearchArgs) -> anyhow::Result<ExitCode>
         resp.results.iter().map(|h| h.id.clone()).collect(),
     )?;
     if args.json {
-        super::print_json(&resp)?;
+        super::print_json(&InterpretedSearch {
+            response: resp,
+            interpreted,
+        })?;
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(n) = &resp.notice {
         eprintln!("note: {n}");
+    }
+    if let Some(i) = interpreted.as_ref().filter(|i| !i.filters.is_empty()) {
+        println!("{}", i.summary());
     }
     if resp.results.is_empty() {
         println!("no results");

@@ -19,7 +19,11 @@ use super::{ApiError, AppState, ErrorBody, blocking};
 use crate::accounts::Role;
 use crate::audit::AuditLog;
 use crate::governance::Action;
-use crate::params::{AuditedSearch, FilterParams, audited_facets, audited_lookup};
+use crate::interpret::Interpretation;
+use crate::interpret::library::{interpret_in, parse_time_zone};
+use crate::params::{
+    AuditedSearch, FilterParams, InterpretedSearch, audited_facets, audited_lookup,
+};
 use crate::search::{
     Cancel, Fusion, Like, LookupRequest, LookupResponse, MAX_NEGATIVES, SearchRequest,
     SearchResponse, UploadedImage,
@@ -54,6 +58,14 @@ pub struct SearchBody {
     /// Fusion weights, e.g. `keyword=1,image=1,region=0.7,text=0.5,k=60`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weights: Option<String>,
+    /// Take the query literally: read no dates, labels, exclusions, datasets or file names
+    /// from it (the answer's `interpreted` is then absent).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub literal: bool,
+    /// Time zone relative dates are read in: `UTC` or an offset such as `+01:00` (default: the
+    /// library's `interpret.json`, else UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
 }
 
 impl SearchBody {
@@ -191,7 +203,7 @@ pub(crate) async fn run_search(
         (SearchUpload = "multipart/form-data"),
     )),
     responses(
-        (status = 200, description = "a page of ranked results, each explained", body = SearchResponse),
+        (status = 200, description = "a page of ranked results, each explained, and what was read from the query", body = InterpretedSearch),
         (status = 400, description = "a bad field, named in the message", body = ErrorBody),
         (status = 409, description = "more like this without vectors", body = ErrorBody),
         (status = 413, description = "body or image too large", body = ErrorBody),
@@ -201,7 +213,7 @@ pub async fn search(
     State(state): State<AppState>,
     caller: Caller,
     req: Request,
-) -> Result<Json<SearchResponse>, ApiError> {
+) -> Result<Json<InterpretedSearch>, ApiError> {
     caller.require(&state, Action::Search).await?;
     let is_multipart = req
         .headers()
@@ -215,14 +227,54 @@ pub async fn search(
         let Json(body) = Json::<SearchBody>::from_request(req, &state).await?;
         (body, None)
     };
+    let (body, interpreted) = interpret_body(&state, body).await?;
     let query = body.audit_summary(state.audit(), upload.as_ref().map(|u| u.sha256.as_str()));
-    let request = body.to_request(state.limits(), upload)?;
+    let mut request = body.to_request(state.limits(), upload)?;
+    if let Some(i) = &interpreted {
+        request.text = i.ranking_text(&body.query).to_owned();
+    }
     let resp = run_search(&state, request).await?;
     let ids = resp.results.iter().map(|h| h.id.clone()).collect();
     caller
         .audit(&state, Action::Search, Some(query), ids)
         .await?;
-    Ok(Json(resp))
+    Ok(Json(InterpretedSearch {
+        response: resp,
+        interpreted,
+    }))
+}
+
+/// Reads filters from the body's query unless it is `literal`: the returned body keeps the
+/// query as typed (so the trail records it so) with the filter joined, and the interpretation
+/// gives the ranking text. Runs on the blocking pool (it reads the library's labels).
+async fn interpret_body(
+    state: &AppState,
+    mut body: SearchBody,
+) -> Result<(SearchBody, Option<Interpretation>), ApiError> {
+    if body.literal {
+        return Ok((body, None));
+    }
+    let n = body.query.chars().count();
+    if n > state.limits().max_query_chars {
+        // to_request refuses it, naming the field.
+        return Ok((body, None));
+    }
+    if let Some(tz) = &body.time_zone {
+        parse_time_zone(tz).map_err(|e| ApiError::invalid(format!("time_zone: {e}")))?;
+    }
+    let service = state.service().clone();
+    let (query, tz) = (body.query.clone(), body.time_zone.clone());
+    let mut interpretation = blocking(move || {
+        Ok(interpret_in(
+            service.library(),
+            &query,
+            tz.as_deref(),
+            chrono::Utc::now(),
+        )?)
+    })
+    .await?;
+    interpretation.apply(&mut body.filter);
+    Ok((body, Some(interpretation)))
 }
 
 /// The multipart form of a search: a JSON `request` part and an `image` part.

@@ -922,6 +922,7 @@ fn property_any_search_body_is_answered_or_refused_as_a_user_error() {
                 limit,
                 cursor,
                 weights,
+                ..Default::default()
             },
         );
     let tally = Tally::default();

@@ -1,0 +1,746 @@
+//! Query interpretation: plain English becomes exact filters before ranking, visibly.
+//!
+//! "white pickup trucks at night from last March without people in fleet-2024" is read as the
+//! ranking text `white pickup trucks at night`, a captured-date range (March of the latest
+//! year it has ended), the excluded label `person` and the dataset `fleet-2024`. What is
+//! read, and from which words, is returned as an [`Interpretation`] that every search answer
+//! carries (`interpreted`); `--literal` / `"literal": true` turns it off.
+//!
+//! Owns: the phrase rules ([`interpret`]), the label/dataset [`Vocabulary`], and how an
+//! interpretation joins the filter the caller typed ([`Interpretation::apply`]). Does not own:
+//! where the vocabulary, today's date and the time zone come from (the front ends, through
+//! [`library`]), nor ranking.
+//!
+//! Invariants:
+//! - Pure and deterministic: the same text, vocabulary and [`Clock`] give the same answer; no
+//!   I/O, no clock read here.
+//! - Every word of the query is accounted for: it is in [`Interpretation::text`] or in the
+//!   `words` of exactly one [`Interpreted`] filter.
+//! - When in doubt, do not filter: a label is a requirement only after a cue ("with a dog",
+//!   "containing plates") and an exclusion only after "without / no / not / excluding"; a
+//!   label word followed by more description ("with a dog bowl") stays text; a date word that
+//!   could be something else ("may", "march", "2021") needs a preposition or a time verb and,
+//!   unless it is unmistakable, a clause end after it; datasets need "in / from / dataset".
+//! - Work is bounded: at most [`MAX_WORDS`] words are read (longer queries keep the rest as
+//!   text), labels and datasets are matched up to [`MAX_PHRASE_WORDS`] words long.
+
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::{FixedOffset, NaiveDate, NaiveTime, SecondsFormat, TimeZone};
+use indexer::filter::{FilenameMatch, MAX_PATTERN_CHARS, normalize_label};
+use indexer::record::DateAxis;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::params::FilterParams;
+
+pub mod dates;
+pub mod library;
+#[cfg(test)]
+mod tests;
+
+pub use dates::Clock;
+
+/// Most words of a query that are read (the rest is kept as text).
+pub const MAX_WORDS: usize = 256;
+/// Longest label or dataset name matched, in words.
+pub const MAX_PHRASE_WORDS: usize = 4;
+
+/// The labels and datasets a library knows, with plural forms and synonyms, for matching.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Vocabulary {
+    /// Lower-case form (singular, plural or synonym, words joined by one space) -> label.
+    labels: BTreeMap<String, String>,
+    /// Lower-case name -> dataset.
+    datasets: BTreeMap<String, String>,
+}
+
+/// English plural of the last word of `phrase` (regular rules plus common irregular nouns).
+pub fn plural(phrase: &str) -> String {
+    let (head, last) = match phrase.rsplit_once(' ') {
+        Some((h, l)) => (format!("{h} "), l),
+        None => (String::new(), phrase),
+    };
+    const IRREGULAR: [(&str, &str); 12] = [
+        ("person", "people"),
+        ("man", "men"),
+        ("woman", "women"),
+        ("child", "children"),
+        ("mouse", "mice"),
+        ("foot", "feet"),
+        ("tooth", "teeth"),
+        ("goose", "geese"),
+        ("knife", "knives"),
+        ("leaf", "leaves"),
+        ("sheep", "sheep"),
+        ("deer", "deer"),
+    ];
+    let plural = if let Some((_, p)) = IRREGULAR.iter().find(|(s, _)| *s == last) {
+        (*p).to_owned()
+    } else if last.ends_with(['s', 'x', 'z']) || last.ends_with("ch") || last.ends_with("sh") {
+        format!("{last}es")
+    } else if last.len() > 1
+        && last.ends_with('y')
+        && !last[..last.len() - 1].ends_with(['a', 'e', 'i', 'o', 'u'])
+    {
+        format!("{}ies", &last[..last.len() - 1])
+    } else {
+        format!("{last}s")
+    };
+    format!("{head}{plural}")
+}
+
+/// Lower case, words joined by one space.
+fn fold(text: &str) -> String {
+    normalize_label(text)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl Vocabulary {
+    /// The vocabulary of `labels` and `datasets` as the library stores them; `synonyms` maps a
+    /// word or phrase to one of the labels (entries naming an unknown label are ignored: a
+    /// filter on it could only match nothing).
+    pub fn new<L, D>(labels: L, datasets: D, synonyms: &BTreeMap<String, String>) -> Self
+    where
+        L: IntoIterator,
+        L::Item: AsRef<str>,
+        D: IntoIterator,
+        D::Item: AsRef<str>,
+    {
+        let mut v = Vocabulary::default();
+        let mut known: BTreeMap<String, String> = BTreeMap::new();
+        for l in labels {
+            let label = l.as_ref();
+            let folded = fold(label);
+            if folded.is_empty() || folded.split(' ').count() > MAX_PHRASE_WORDS {
+                continue;
+            }
+            known.insert(folded, label.to_owned());
+        }
+        // Exact names first, then plurals and synonyms where they do not shadow a name.
+        for (folded, label) in &known {
+            v.labels.insert(folded.clone(), label.clone());
+        }
+        for (folded, label) in &known {
+            v.labels
+                .entry(plural(folded))
+                .or_insert_with(|| label.clone());
+        }
+        for (word, target) in synonyms {
+            let (w, t) = (fold(word), fold(target));
+            if w.is_empty() || w.split(' ').count() > MAX_PHRASE_WORDS {
+                continue;
+            }
+            if let Some(label) = known.get(&t) {
+                v.labels.entry(w.clone()).or_insert_with(|| label.clone());
+                v.labels.entry(plural(&w)).or_insert_with(|| label.clone());
+            }
+        }
+        for d in datasets {
+            let folded = fold(d.as_ref());
+            if !folded.is_empty() && folded.split(' ').count() <= MAX_PHRASE_WORDS {
+                v.datasets.insert(folded, d.as_ref().to_owned());
+            }
+        }
+        v
+    }
+
+    /// The label `words` name, if any.
+    pub fn label(&self, words: &str) -> Option<&str> {
+        self.labels.get(words).map(String::as_str)
+    }
+
+    /// The dataset `words` name, if any.
+    pub fn dataset(&self, words: &str) -> Option<&str> {
+        self.datasets.get(words).map(String::as_str)
+    }
+}
+
+/// What kind of filter a phrase added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FilterKind {
+    /// A required label ("with a dog").
+    Label,
+    /// An excluded label ("without people").
+    NoLabel,
+    /// A dataset ("in fleet-2024").
+    Dataset,
+    /// A date range on one time axis ("taken last March").
+    Date,
+    /// A file-name glob (`IMG_2021*.jpg`).
+    Filename,
+}
+
+/// One filter read from the query, with the words that produced it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Interpreted {
+    /// Kind of filter.
+    pub kind: FilterKind,
+    /// The words of the query it came from, as typed.
+    pub words: String,
+    /// The label, dataset or glob (not for dates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// The time axis of a date range.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub axis: Option<DateAxis>,
+    /// First instant included (RFC 3339 in the interpretation's time zone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// Last instant included (RFC 3339 in the interpretation's time zone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+    /// Set when a filter the caller gave explicitly took precedence and this one was not
+    /// applied (a dataset or file name given by flag or field).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub overridden: bool,
+}
+
+/// What the interpreter read from a query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Interpretation {
+    /// The ranking text: the words no filter took. When every word became a filter this is
+    /// empty and the search ranks by the whole query (see [`Interpretation::ranking_text`]).
+    pub text: String,
+    /// Filters added, in the order of their words.
+    pub filters: Vec<Interpreted>,
+    /// The time zone relative dates were read in (`+00:00` is UTC).
+    pub time_zone: String,
+}
+
+impl Interpretation {
+    /// The text to rank by: [`Interpretation::text`], or the whole query when no word was
+    /// left (the filters still apply).
+    pub fn ranking_text<'a>(&'a self, query: &'a str) -> &'a str {
+        if self.text.trim().is_empty() {
+            query
+        } else {
+            &self.text
+        }
+    }
+
+    /// One line for people: `filters: label=dog (with a dog); captured 2026-03-01..2026-03-31
+    /// (last March) | text: "white trucks"`.
+    pub fn summary(&self) -> String {
+        let parts: Vec<String> = self
+            .filters
+            .iter()
+            .map(|f| {
+                let what = match f.kind {
+                    FilterKind::Label => format!("label={}", f.value.as_deref().unwrap_or("")),
+                    FilterKind::NoLabel => {
+                        format!("no-label={}", f.value.as_deref().unwrap_or(""))
+                    }
+                    FilterKind::Dataset => {
+                        format!("dataset={}", f.value.as_deref().unwrap_or(""))
+                    }
+                    FilterKind::Filename => {
+                        format!("filename={}", f.value.as_deref().unwrap_or(""))
+                    }
+                    FilterKind::Date => format!(
+                        "{} {}..{}",
+                        f.axis.map_or("captured", DateAxis::name),
+                        f.after.as_deref().map_or("", |d| d.get(..10).unwrap_or(d)),
+                        f.before.as_deref().map_or("", |d| d.get(..10).unwrap_or(d)),
+                    ),
+                };
+                let flag = if f.overridden { ", overridden" } else { "" };
+                format!("{what} ({}{flag})", f.words)
+            })
+            .collect();
+        format!(
+            "interpreted: {} | text: {:?}",
+            if parts.is_empty() {
+                "no filters".to_owned()
+            } else {
+                parts.join("; ")
+            },
+            self.text
+        )
+    }
+
+    /// Joins these filters to the filter the caller gave: labels and excluded labels are
+    /// added, date ranges narrow the caller's range on the same axis (both must hold), a
+    /// dataset or file name the caller gave wins (the interpreted one is marked
+    /// `overridden`). A date the caller gave that does not parse is left as it is, for the
+    /// filter's own check to refuse by its name.
+    pub fn apply(&mut self, filter: &mut FilterParams) {
+        let explicit_datasets = !filter.datasets.is_empty();
+        let explicit_name = filter.filename.is_some()
+            || filter.filename_prefix.is_some()
+            || filter.filename_glob.is_some();
+        for f in &mut self.filters {
+            match f.kind {
+                FilterKind::Label | FilterKind::NoLabel => {
+                    let list = if f.kind == FilterKind::Label {
+                        &mut filter.labels
+                    } else {
+                        &mut filter.no_labels
+                    };
+                    let value = f.value.clone().unwrap_or_default();
+                    if !list
+                        .iter()
+                        .any(|l| normalize_label(l) == normalize_label(&value))
+                    {
+                        list.push(value);
+                    }
+                }
+                FilterKind::Dataset => {
+                    if explicit_datasets {
+                        f.overridden = true;
+                    } else if let Some(v) = &f.value
+                        && !filter.datasets.contains(v)
+                    {
+                        filter.datasets.push(v.clone());
+                    }
+                }
+                FilterKind::Filename => {
+                    if explicit_name || filter.filename_glob.is_some() {
+                        f.overridden = true;
+                    } else {
+                        filter.filename_glob = f.value.clone();
+                    }
+                }
+                FilterKind::Date => {
+                    let axis = f.axis.unwrap_or(DateAxis::Captured);
+                    let (after, before) = date_fields(filter, axis);
+                    narrow(after, f.after.as_deref(), false);
+                    narrow(before, f.before.as_deref(), true);
+                }
+            }
+        }
+    }
+}
+
+fn date_fields(f: &mut FilterParams, axis: DateAxis) -> (&mut Option<String>, &mut Option<String>) {
+    match axis {
+        DateAxis::Captured => (&mut f.captured_after, &mut f.captured_before),
+        DateAxis::Created => (&mut f.created_after, &mut f.created_before),
+        DateAxis::Annotated => (&mut f.annotated_after, &mut f.annotated_before),
+        DateAxis::Ingested => (&mut f.ingested_after, &mut f.ingested_before),
+    }
+}
+
+/// Keeps the tighter of the caller's bound and the interpreted one.
+fn narrow(slot: &mut Option<String>, ours: Option<&str>, upper: bool) {
+    let Some(ours) = ours else { return };
+    let Some(theirs) = slot.as_deref() else {
+        *slot = Some(ours.to_owned());
+        return;
+    };
+    let parse = if upper {
+        indexer::dates::parse_date_end
+    } else {
+        indexer::dates::parse_date
+    };
+    if let (Ok(t), Ok(o)) = (parse(theirs), parse(ours))
+        && ((upper && o < t) || (!upper && o > t))
+    {
+        *slot = Some(ours.to_owned());
+    }
+}
+
+/// One word of the query: as typed, and folded for matching.
+#[derive(Debug)]
+struct Word<'a> {
+    raw: &'a str,
+    norm: String,
+    /// The word ends a clause (`,` `;` `.` `!` `?` after it).
+    ends_clause: bool,
+}
+
+fn words(text: &str) -> Vec<Word<'_>> {
+    text.split_whitespace()
+        .map(|raw| {
+            let trimmed = raw.trim_end_matches(['"', '\'', ')', ']']);
+            let ends_clause = trimmed.ends_with([',', ';', '.', '!', '?', ':']);
+            let norm = raw
+                .trim_matches(|c: char| !c.is_alphanumeric() && !matches!(c, '*' | '?'))
+                .to_lowercase();
+            Word {
+                raw,
+                norm,
+                ends_clause,
+            }
+        })
+        .collect()
+}
+
+/// Words after which a label or an ambiguous date is whole (the description does not go on).
+const BOUNDARY: [&str; 36] = [
+    "and",
+    "or",
+    "nor",
+    "in",
+    "on",
+    "at",
+    "from",
+    "during",
+    "since",
+    "before",
+    "after",
+    "until",
+    "without",
+    "with",
+    "no",
+    "not",
+    "excluding",
+    "except",
+    "near",
+    "by",
+    "under",
+    "over",
+    "between",
+    "taken",
+    "captured",
+    "shot",
+    "annotated",
+    "labelled",
+    "labeled",
+    "ingested",
+    "uploaded",
+    "added",
+    "created",
+    "last",
+    "yesterday",
+    "today",
+];
+
+/// Words after "with" (and the other cues) that may come before the label.
+const ARTICLES: [&str; 14] = [
+    "a", "an", "the", "some", "any", "one", "two", "three", "four", "five", "several", "many",
+    "multiple", "more",
+];
+
+const REQUIRE_CUES: [&str; 8] = [
+    "with",
+    "containing",
+    "contains",
+    "contain",
+    "showing",
+    "featuring",
+    "including",
+    "having",
+];
+
+const EXCLUDE_CUES: [&str; 6] = ["without", "no", "not", "excluding", "except", "minus"];
+
+const DATASET_CUES: [&str; 3] = ["in", "from", "dataset"];
+
+/// Every word that can start or steer a filter: a query without any of these (and without
+/// digits, `*` or `?`) yields no filter. The property tests rely on this list.
+pub fn cue_words() -> HashSet<&'static str> {
+    let mut s: HashSet<&'static str> = HashSet::new();
+    s.extend(REQUIRE_CUES);
+    s.extend(EXCLUDE_CUES);
+    s.extend(DATASET_CUES);
+    s.extend([
+        "between",
+        "from",
+        "since",
+        "after",
+        "before",
+        "until",
+        "till",
+        "in",
+        "on",
+        "during",
+        "today",
+        "yesterday",
+        "last",
+        "past",
+        "previous",
+        "this",
+        "named",
+        "matching",
+        "over",
+    ]);
+    s.extend([
+        "taken",
+        "captured",
+        "shot",
+        "photographed",
+        "recorded",
+        "annotated",
+        "labelled",
+        "labeled",
+        "ingested",
+        "uploaded",
+        "added",
+        "indexed",
+        "imported",
+        "created",
+    ]);
+    s
+}
+
+struct Reader<'v, 'w> {
+    vocab: &'v Vocabulary,
+    clock: &'v Clock,
+    offset: FixedOffset,
+    w: &'w [Word<'w>],
+}
+
+impl Reader<'_, '_> {
+    fn norm(&self, i: usize) -> &str {
+        self.w.get(i).map_or("", |w| w.norm.as_str())
+    }
+
+    /// Whether a phrase ending before word `end` is whole.
+    fn boundary(&self, end: usize) -> bool {
+        end >= self.w.len() || self.w[end - 1].ends_clause || BOUNDARY.contains(&self.norm(end))
+    }
+
+    /// The longest known label (or dataset) at `i`, whole: (words taken, name).
+    fn name_at(&self, i: usize, dataset: bool) -> Option<(usize, String)> {
+        let max = MAX_PHRASE_WORDS.min(self.w.len().saturating_sub(i));
+        for n in (1..=max).rev() {
+            // A clause end inside the phrase breaks it.
+            if self.w[i..i + n - 1].iter().any(|w| w.ends_clause) {
+                continue;
+            }
+            let key = self.w[i..i + n]
+                .iter()
+                .map(|w| w.norm.as_str())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let found = if dataset {
+                self.vocab.dataset(&key)
+            } else {
+                self.vocab.label(&key)
+            };
+            if let Some(name) = found
+                && self.boundary(i + n)
+            {
+                return Some((n, name.to_owned()));
+            }
+        }
+        None
+    }
+
+    /// A list of labels after a cue at `i`: `[article] L (and|or|, [article] [cue] L)*`, as
+    /// (words taken, label) per item; the first item's words start at `i`.
+    fn labels_after(&self, mut i: usize, cues: &[&str]) -> Option<Vec<(usize, String)>> {
+        let mut found = Vec::new();
+        let mut item_start = i;
+        loop {
+            let mut j = i;
+            if ARTICLES.contains(&self.norm(j)) {
+                j += 1;
+            }
+            match self.name_at(j, false) {
+                Some((n, label)) => {
+                    i = j + n;
+                    found.push((i - item_start, label));
+                }
+                None => break,
+            }
+            // Continue the list: "and a cat", "or dogs", "and no cats".
+            let sep = self.norm(i);
+            let joined = matches!(sep, "and" | "or" | "nor");
+            if !joined && !self.w[i - 1].ends_clause {
+                break;
+            }
+            let mut k = if joined { i + 1 } else { i };
+            if cues.contains(&self.norm(k)) {
+                k += 1;
+            }
+            let mut probe = k;
+            if ARTICLES.contains(&self.norm(probe)) {
+                probe += 1;
+            }
+            if self.name_at(probe, false).is_none() {
+                break;
+            }
+            item_start = i;
+            i = k;
+        }
+        (!found.is_empty()).then_some(found)
+    }
+
+    fn date_at(&self, i: usize) -> Option<(usize, DateAxis, dates::DayRange)> {
+        let (axis, verb) = match dates::axis_verb(self.norm(i)) {
+            Some(a) => (a, true),
+            None => (DateAxis::Captured, false),
+        };
+        let from = i + usize::from(verb);
+        let norms: Vec<&str> = self.w[from..]
+            .iter()
+            .take(8)
+            .map(|w| w.norm.as_str())
+            .collect();
+        // A clause end inside the phrase cuts it, except the comma of "May 3, 2021".
+        let is_year = |s: &str| s.len() == 4 && s.bytes().all(|b| b.is_ascii_digit());
+        let cut = self.w[from..]
+            .iter()
+            .take(8)
+            .enumerate()
+            .position(|(k, w)| w.ends_clause && !norms.get(k + 1).is_some_and(|n| is_year(n)))
+            .map_or(norms.len(), |p| p + 1);
+        let (n, range, sure) = dates::phrase(&norms[..cut], self.clock, verb)?;
+        if !sure && !self.boundary(from + n) {
+            return None;
+        }
+        Some((from + n - i, axis, range))
+    }
+
+    fn glob_at(&self, i: usize) -> Option<(usize, String)> {
+        let lead = usize::from(matches!(self.norm(i), "named" | "matching"));
+        let raw = self.w.get(i + lead)?.raw;
+        let g = raw
+            .trim_matches(|c: char| matches!(c, '"' | '\'' | '`' | ',' | ';' | '(' | ')'))
+            .trim_end_matches(['.', ':']);
+        let has_star = g.contains('*');
+        let has_q = g.contains('?')
+            && g.rsplit_once('.')
+                .is_some_and(|(_, ext)| ext.chars().any(char::is_alphanumeric));
+        if !(has_star || has_q)
+            || !g.chars().any(char::is_alphanumeric)
+            || g.chars().count() > MAX_PATTERN_CHARS
+        {
+            return None;
+        }
+        FilenameMatch::Glob(g.to_owned()).compile().ok()?;
+        Some((lead + 1, g.to_owned()))
+    }
+
+    fn instant(&self, d: NaiveDate, end: bool) -> String {
+        let t = if end {
+            NaiveTime::from_hms_opt(23, 59, 59)
+        } else {
+            NaiveTime::from_hms_opt(0, 0, 0)
+        }
+        .expect("valid time");
+        self.offset
+            .from_local_datetime(&d.and_time(t))
+            .single()
+            .expect("a fixed offset maps every local time once")
+            .to_rfc3339_opts(SecondsFormat::Secs, true)
+    }
+
+    /// The rule at word `i`: its filters in order, each with the number of words it took.
+    fn rule_at(&self, i: usize) -> Option<Vec<(usize, Interpreted)>> {
+        let one = |kind, value: String| Interpreted {
+            kind,
+            words: String::new(),
+            value: Some(value),
+            axis: None,
+            after: None,
+            before: None,
+            overridden: false,
+        };
+        if let Some((n, g)) = self.glob_at(i) {
+            return Some(vec![(n, one(FilterKind::Filename, g))]);
+        }
+        let word = self.norm(i);
+        // Datasets before dates: a dataset named "2021" is the dataset.
+        if DATASET_CUES.contains(&word) {
+            let lead = if word != "dataset" && self.norm(i + 1) == "dataset" {
+                2
+            } else {
+                1
+            };
+            if let Some((n, d)) = self.name_at(i + lead, true) {
+                let mut at = i + lead + n;
+                let mut found = vec![(lead + n, one(FilterKind::Dataset, d))];
+                // "in fleet-2024 or fleet-2025"
+                while matches!(self.norm(at), "or" | "and")
+                    && let Some((n2, d2)) = self.name_at(at + 1, true)
+                {
+                    found.push((1 + n2, one(FilterKind::Dataset, d2)));
+                    at += 1 + n2;
+                }
+                return Some(found);
+            }
+        }
+        if let Some((n, axis, range)) = self.date_at(i) {
+            let f = Interpreted {
+                kind: FilterKind::Date,
+                words: String::new(),
+                value: None,
+                axis: Some(axis),
+                after: range.after.map(|d| self.instant(d, false)),
+                before: range.before.map(|d| self.instant(d, true)),
+                overridden: false,
+            };
+            // Local days at the ends of the accepted years can fall outside them in UTC.
+            let valid = [&f.after, &f.before]
+                .into_iter()
+                .flatten()
+                .all(|d| indexer::dates::parse_date(d).is_ok());
+            if valid {
+                return Some(vec![(n, f)]);
+            }
+        }
+        // "with no dogs" is an exclusion.
+        let (exclude, lead) = if word == "with" && matches!(self.norm(i + 1), "no" | "out") {
+            (true, 2)
+        } else if EXCLUDE_CUES.contains(&word) {
+            (true, 1)
+        } else if REQUIRE_CUES.contains(&word) {
+            (false, 1)
+        } else {
+            return None;
+        };
+        let cues: &[&str] = if exclude {
+            &EXCLUDE_CUES
+        } else {
+            &REQUIRE_CUES
+        };
+        let kind = if exclude {
+            FilterKind::NoLabel
+        } else {
+            FilterKind::Label
+        };
+        let mut items = self.labels_after(i + lead, cues)?;
+        items[0].0 += lead;
+        Some(items.into_iter().map(|(n, l)| (n, one(kind, l))).collect())
+    }
+}
+
+/// Reads `query` against the library's `vocab` with today's date from `clock`, in the time
+/// zone `offset`. Never fails: what it cannot read stays ranking text.
+pub fn interpret(
+    query: &str,
+    vocab: &Vocabulary,
+    clock: &Clock,
+    offset: FixedOffset,
+) -> Interpretation {
+    let all = words(query);
+    let read = all.len().min(MAX_WORDS);
+    let reader = Reader {
+        vocab,
+        clock,
+        offset,
+        w: &all[..read],
+    };
+    let mut kept: Vec<&str> = Vec::new();
+    let mut filters = Vec::new();
+    let mut i = 0;
+    while i < read {
+        let Some(found) = reader.rule_at(i) else {
+            kept.push(all[i].raw);
+            i += 1;
+            continue;
+        };
+        for (n, mut f) in found {
+            let n = n.min(read - i);
+            f.words = all[i..i + n]
+                .iter()
+                .map(|w| w.raw)
+                .collect::<Vec<_>>()
+                .join(" ");
+            filters.push(f);
+            i += n;
+        }
+    }
+    kept.extend(all[read..].iter().map(|w| w.raw));
+    Interpretation {
+        text: kept.join(" "),
+        filters,
+        time_zone: offset.to_string(),
+    }
+}
