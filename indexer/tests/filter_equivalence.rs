@@ -1,0 +1,336 @@
+//! The exact-filter promise, checked across its three evaluators: for random records and random
+//! filters, the keyword index ([`KeywordIndex::filter_ids`]), the payload check
+//! ([`RecordFilter::compile`] over [`pipeline::payload`]) and the vector store's pushed-down
+//! filter ([`RecordFilter::to_vector_filter`], then the payload check for the clauses a store
+//! cannot evaluate) select the same records, on whole-image points and on region points.
+//!
+//! The records are built to sit on the edges where evaluators drift apart: labels differing
+//! only in case and spacing, file names with the same stem in other folders, dates with
+//! sub-second parts and bounds placed exactly on, just before and just after them, records
+//! without a value on an axis. Cases: 1,000 by default, `IMAGELENS_PROPTEST_CASES` overrides.
+
+use std::collections::BTreeSet;
+use std::sync::OnceLock;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use indexer::filter::{DateRange, FilenameMatch, RecordFilter};
+use indexer::keyword::KeywordIndex;
+use indexer::library::{INTEGER_FIELDS, KEYWORD_FIELDS, VECTOR_NAMES};
+use indexer::pipeline::payload;
+use indexer::record::{DateAxis, Record, image_point_id, region_point_id};
+use indexer::store::{
+    CollectionSpec, EdgeStore, VectorFilter, VectorPoint, VectorQuery, VectorStore,
+};
+use proptest::prelude::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+const DIM: usize = 8;
+const RECORDS: usize = 240;
+
+/// Label spellings: several normalise to the same label.
+const LABELS: [&str; 8] = [
+    "car",
+    "Car",
+    "traffic light",
+    "Traffic  Light",
+    "person",
+    "dog",
+    "fire hydrant",
+    "truck",
+];
+const DATASETS: [&str; 4] = ["fleet-2024", "street", "Street", "coco val"];
+const STEMS: [&str; 5] = [
+    "img_1.jpg",
+    "img_10.jpg",
+    "IMG_1.JPG",
+    "night.png",
+    "a b.jpg",
+];
+const FOLDERS: [&str; 3] = ["", "2021/", "cams/north/"];
+
+struct World {
+    _dir: tempfile::TempDir,
+    records: Vec<Record>,
+    keyword: KeywordIndex,
+    store: EdgeStore,
+    /// Timestamps that occur in the records, for bounds placed on them.
+    instants: Vec<DateTime<Utc>>,
+    points: usize,
+}
+
+fn base_time() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2021, 3, 14, 12, 0, 0).unwrap()
+}
+
+fn random_record(rng: &mut StdRng, n: usize) -> Record {
+    let path = format!(
+        "{}{}",
+        FOLDERS[rng.random_range(0..FOLDERS.len())],
+        STEMS[rng.random_range(0..STEMS.len())]
+    );
+    let filename = path.rsplit('/').next().unwrap().to_owned();
+    let date = |rng: &mut StdRng| -> Option<DateTime<Utc>> {
+        rng.random_bool(0.8).then(|| {
+            // Whole seconds, or with a fraction: bounds in seconds must treat both alike.
+            let secs = rng.random_range(-400_000_i64..400_000);
+            let millis = if rng.random_bool(0.5) {
+                0
+            } else {
+                rng.random_range(1..1000)
+            };
+            base_time() + Duration::seconds(secs) + Duration::milliseconds(millis)
+        })
+    };
+    let boxes: Vec<_> = (0..rng.random_range(0..4))
+        .map(|_| {
+            json!({
+                "label": LABELS[rng.random_range(0..LABELS.len())],
+                "x": 1.0, "y": 1.0, "w": 5.0, "h": 5.0, "area": 25.0, "iscrowd": false,
+            })
+        })
+        .collect();
+    let mut labels: Vec<String> = boxes
+        .iter()
+        .map(|b| b["label"].as_str().unwrap().to_owned())
+        .collect();
+    if rng.random_bool(0.3) {
+        labels.push(LABELS[rng.random_range(0..LABELS.len())].to_owned());
+    }
+    labels.sort();
+    labels.dedup();
+    let value = json!({
+        "id": format!("{n:064x}"),
+        "filename": filename,
+        "path": path,
+        "images_root": "/images",
+        "width": 64, "height": 64, "bytes": 100,
+        "sha256": format!("{n:064x}"),
+        "dataset": DATASETS[rng.random_range(0..DATASETS.len())],
+        "dates": {
+            "captured": date(rng), "created": date(rng),
+            "annotated": date(rng), "ingested": date(rng),
+        },
+        "labels": labels,
+        "boxes": boxes,
+    });
+    serde_json::from_value(value).expect("a record")
+}
+
+fn unit(rng: &mut StdRng) -> Vec<f32> {
+    let v: Vec<f32> = (0..DIM).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+    v.into_iter().map(|x| x / n).collect()
+}
+
+fn world() -> &'static World {
+    static WORLD: OnceLock<World> = OnceLock::new();
+    WORLD.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = StdRng::seed_from_u64(7);
+        let records: Vec<Record> = (0..RECORDS).map(|n| random_record(&mut rng, n)).collect();
+
+        let keyword = KeywordIndex::open(&dir.path().join("keyword")).unwrap();
+        let mut writer = keyword.writer().unwrap();
+        for r in &records {
+            writer.upsert(r, "").unwrap();
+        }
+        writer.commit().unwrap();
+        keyword.reload().unwrap();
+
+        let store = EdgeStore::open(&dir.path().join("vectors")).unwrap();
+        store
+            .ensure(&CollectionSpec {
+                dim: DIM,
+                vectors: VECTOR_NAMES.iter().map(|s| s.to_string()).collect(),
+                keyword_fields: KEYWORD_FIELDS.iter().map(|s| s.to_string()).collect(),
+                integer_fields: INTEGER_FIELDS.iter().map(|s| s.to_string()).collect(),
+            })
+            .unwrap();
+        let mut points = Vec::new();
+        for r in &records {
+            points.push(VectorPoint {
+                id: image_point_id(&r.id),
+                vectors: [("image".to_owned(), unit(&mut rng))].into(),
+                payload: payload(r, None),
+            });
+            for b in 0..r.boxes.len() {
+                points.push(VectorPoint {
+                    id: region_point_id(&r.id, b),
+                    vectors: [("region".to_owned(), unit(&mut rng))].into(),
+                    payload: payload(r, Some(b)),
+                });
+            }
+        }
+        let count = points.len();
+        store.upsert(points).unwrap();
+        store.flush().unwrap();
+
+        let mut instants: Vec<DateTime<Utc>> = records
+            .iter()
+            .flat_map(|r| DateAxis::ALL.into_iter().filter_map(|a| a.get(&r.dates)))
+            .collect();
+        instants.sort();
+        World {
+            _dir: dir,
+            records,
+            keyword,
+            store,
+            instants,
+            points: count,
+        }
+    })
+}
+
+/// A bound on, just before or just after an instant of the records, or anywhere.
+fn bound() -> impl Strategy<Value = Option<DateTime<Utc>>> {
+    let n = world().instants.len();
+    prop_oneof![
+        1 => Just(None),
+        3 => (0..n, -2i64..=2, prop::bool::ANY).prop_map(|(i, nudge, millis)| {
+            let t = world().instants[i];
+            Some(if millis {
+                t + Duration::milliseconds(nudge * 300)
+            } else {
+                t + Duration::seconds(nudge)
+            })
+        }),
+        1 => (-500_000i64..500_000).prop_map(|s| Some(base_time() + Duration::seconds(s))),
+    ]
+}
+
+fn axis() -> impl Strategy<Value = DateAxis> {
+    prop::sample::select(DateAxis::ALL.to_vec())
+}
+
+fn filename() -> impl Strategy<Value = Option<FilenameMatch>> {
+    let names: Vec<String> = STEMS
+        .iter()
+        .flat_map(|s| FOLDERS.iter().map(move |f| format!("{f}{s}")))
+        .chain(STEMS.iter().map(|s| s.to_string()))
+        .collect();
+    prop_oneof![
+        4 => Just(None),
+        1 => prop::sample::select(names.clone()).prop_map(|n| Some(FilenameMatch::Exact(n))),
+        1 => prop::sample::select(vec!["img", "IMG", "img_1", "cams/", "2021/img", "n", "a b"])
+            .prop_map(|p| Some(FilenameMatch::Prefix(p.to_owned()))),
+        1 => prop::sample::select(vec!["*.jpg", "img_?.jpg", "*/img_1*", "[in]*", "*", "cams/*/*.png"])
+            .prop_map(|g| Some(FilenameMatch::Glob(g.to_owned()))),
+    ]
+}
+
+fn filter() -> impl Strategy<Value = RecordFilter> {
+    let label = prop::sample::select(LABELS.to_vec()).prop_map(str::to_owned);
+    let dataset = prop::sample::select(DATASETS.to_vec()).prop_map(str::to_owned);
+    (
+        prop::collection::vec(label.clone(), 0..3),
+        prop::collection::vec(label, 0..3),
+        prop::collection::vec(dataset, 0..3),
+        prop::collection::vec(
+            (axis(), bound(), bound()).prop_map(|(axis, after, before)| DateRange {
+                axis,
+                after,
+                before,
+            }),
+            0..3,
+        ),
+        filename(),
+    )
+        .prop_map(
+            |(labels, no_labels, datasets, dates, filename)| RecordFilter {
+                labels,
+                no_labels,
+                datasets,
+                dates,
+                filename,
+            },
+        )
+}
+
+/// Records whose points of `kind` the store returns under the pushed-down filter, after the
+/// payload check of what the store cannot evaluate (`post_check`).
+fn store_selects(f: &RecordFilter, kind: &str, post_check: bool) -> BTreeSet<String> {
+    let w = world();
+    let matcher = f.compile().unwrap();
+    let mut pushed: VectorFilter = f.to_vector_filter();
+    pushed.must.push(indexer::store::Condition::MatchAny {
+        key: "kind".into(),
+        any: vec![kind.to_owned()],
+    });
+    let hits = w
+        .store
+        .search(&VectorQuery {
+            using: kind.to_owned(),
+            vector: vec![1.0 / (DIM as f32).sqrt(); DIM],
+            filter: pushed,
+            limit: w.points,
+            exact: true,
+        })
+        .unwrap();
+    hits.into_iter()
+        .filter(|h| !post_check || matcher.matches(&h.payload))
+        .map(|h| h.payload.get_str("record_id").unwrap().to_owned())
+        .collect()
+}
+
+fn cases() -> u32 {
+    std::env::var("IMAGELENS_PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    #[test]
+    fn keyword_payload_and_store_filters_select_the_same_records(f in filter()) {
+        let w = world();
+        let by_keyword = w.keyword.filter_ids(&f).unwrap();
+        let matcher = f.compile().unwrap();
+        let by_payload: BTreeSet<String> = w
+            .records
+            .iter()
+            .filter(|r| matcher.matches(&payload(r, None)))
+            .map(|r| r.id.clone())
+            .collect();
+        prop_assert_eq!(&by_payload, &by_keyword, "payload check vs keyword index: {:?}", f);
+
+        let by_store = store_selects(&f, "image", true);
+        prop_assert_eq!(&by_store, &by_keyword, "vector store vs keyword index: {:?}", f);
+        if f.fully_pushable() {
+            // What the store can evaluate alone, it evaluates exactly: no post-check needed.
+            let alone = store_selects(&f, "image", false);
+            prop_assert_eq!(&alone, &by_keyword, "store alone: {:?}", f);
+        }
+
+        // Region points carry the record's payload: the same records, among those with boxes.
+        let with_boxes: BTreeSet<String> = w
+            .records
+            .iter()
+            .filter(|r| !r.boxes.is_empty() && by_keyword.contains(&r.id))
+            .map(|r| r.id.clone())
+            .collect();
+        prop_assert_eq!(store_selects(&f, "region", true), with_boxes, "regions: {:?}", f);
+    }
+}
+
+#[test]
+fn the_generated_world_has_the_edges_it_is_meant_to_test() {
+    let w = world();
+    let fractional = w
+        .instants
+        .iter()
+        .filter(|t| t.timestamp_subsec_millis() > 0)
+        .count();
+    assert!(fractional > 50 && fractional < w.instants.len() - 50);
+    let spellings: BTreeSet<&str> = w
+        .records
+        .iter()
+        .flat_map(|r| r.labels.iter().map(String::as_str))
+        .collect();
+    assert!(spellings.contains("Car") && spellings.contains("car"));
+    assert!(w.records.iter().any(|r| r.dates.captured.is_none()));
+    assert!(w.records.iter().any(|r| r.boxes.is_empty()));
+}
