@@ -8,14 +8,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
 use sha2::{Digest, Sha256};
 
 use super::access;
-use crate::app::{AppSettings, load_model, open_library};
+use crate::app::{AppSettings, load_model};
 use crate::eval::{EvalOptions, EvalReport, MAX_SAMPLE, QuerySet, System, compare, run};
 use crate::governance::Action;
 use crate::params::AuditedSearch;
@@ -70,9 +69,10 @@ pub fn run_eval(settings: &AppSettings, args: EvalArgs) -> anyhow::Result<ExitCo
     settings
         .purpose
         .get_or_insert_with(|| "imagelens eval".to_owned());
-    let (_, audit, caller) = access::open(&settings)?;
-    caller.require(&audit, Action::Search)?;
-    let library = Arc::new(open_library(&settings)?);
+    let (app, caller) = access::open(&settings)?;
+    let audit = app.audit();
+    caller.require(audit, Action::Search)?;
+    let library = app.library()?.clone();
     let model = load_model(&settings, &library)?;
     let service = SearchService::new(library, model.embedder, model.offline_reason)?;
     let opts = EvalOptions {
@@ -109,7 +109,7 @@ pub fn run_eval(settings: &AppSettings, args: EvalArgs) -> anyhow::Result<ExitCo
                 );
             }
         }
-        caller.audit(&audit, Action::Search, query, ids)
+        caller.audit(audit, Action::Search, query, ids)
     })?;
     let saved = if args.no_save {
         None
