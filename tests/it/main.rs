@@ -5,6 +5,7 @@ mod accounts_safety;
 mod cli;
 mod common;
 mod crash;
+mod formats;
 mod fuzz;
 mod generators;
 mod http;
