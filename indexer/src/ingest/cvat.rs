@@ -192,13 +192,11 @@ pub fn parse<R: BufRead>(
         };
         match el.name.as_str() {
             "meta" => meta = read_meta(&el),
-            "version" => {
-                if el.text.trim() != "1.1" {
-                    problems.push(problem(
-                        "version".into(),
-                        format!("version {:?}, read as 1.1", el.text.trim()),
-                    ));
-                }
+            "version" if el.text.trim() != "1.1" => {
+                problems.push(problem(
+                    "version".into(),
+                    format!("version {:?}, read as 1.1", el.text.trim()),
+                ));
             }
             "image" => {
                 let i = n;

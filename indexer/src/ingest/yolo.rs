@@ -355,7 +355,7 @@ const ROUNDING_SLACK: f64 = 0.01;
 
 /// `v` moved onto the edge of `0..=max` when it lies outside by no more than rounding.
 fn snap(v: f64, max: f64) -> f64 {
-    if v < 0.0 && v >= -ROUNDING_SLACK {
+    if (-ROUNDING_SLACK..0.0).contains(&v) {
         0.0
     } else if v > max && v <= max + ROUNDING_SLACK {
         max
