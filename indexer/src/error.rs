@@ -24,7 +24,7 @@ pub enum IngestError {
     /// An unsupported export format name.
     #[error(
         "unsupported annotation format {0:?} (supported: auto, coco, voc, yolo, cvat, \
-         labelstudio, csv)"
+         labelstudio, csv, clarifai)"
     )]
     Format(String),
 }

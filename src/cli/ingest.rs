@@ -13,7 +13,7 @@ use crate::app::{AppSettings, load_model, open_library};
 #[derive(Debug, Args)]
 pub struct IngestArgs {
     /// Annotation format: auto (detect from the files, the default), coco, voc, yolo, cvat,
-    /// labelstudio or csv (also TSV and JSONL).
+    /// labelstudio, csv (also TSV and JSONL) or clarifai (an unpacked SDK export).
     #[arg(long, default_value = "auto")]
     pub format: String,
     /// Annotation files or folders: COCO JSON files, a VOC or YOLO root folder (or a YOLO

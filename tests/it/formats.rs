@@ -521,3 +521,59 @@ fn the_cli_detects_the_format_and_names_what_it_looked_for() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("supported"));
 }
+
+#[test]
+fn an_unpacked_clarifai_sdk_export_ingests_with_negative_concepts_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("clarifai");
+    png(&root.join("train/inputs/in1.png"), 200, 100);
+    png(&root.join("valid/inputs/in2.png"), 40, 30);
+    std::fs::create_dir_all(root.join("train/annotations")).unwrap();
+    std::fs::create_dir_all(root.join("valid/annotations")).unwrap();
+    // As the SDK writes them: MessageToDict of data.regions / data.concepts (zero values omitted).
+    std::fs::write(
+        root.join("train/annotations/in1.json"),
+        serde_json::to_vec(&json!([
+            {"id": "r1", "regionInfo": {"boundingBox": {"topRow": 0.2, "leftCol": 0.1, "bottomRow": 0.7, "rightCol": 0.35}},
+             "data": {"concepts": [{"id": "face", "name": "face", "value": 1.0, "appId": "a"}]}},
+            {"id": "r2", "regionInfo": {"boundingBox": {"topRow": 0.0, "leftCol": 0.5, "bottomRow": 0.5, "rightCol": 1.0}},
+             "data": {"concepts": [{"id": "car", "name": "car"}]}}
+        ]))
+        .unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("valid/annotations/in2.json"),
+        serde_json::to_vec(&json!([
+            {"id": "street", "name": "street", "value": 1.0},
+            {"id": "dog", "name": "dog"}
+        ]))
+        .unwrap(),
+    )
+    .unwrap();
+    let located = locate("auto", std::slice::from_ref(&root)).unwrap();
+    assert_eq!(located.format, Format::Clarifai);
+    let (report, got) = ingest_fresh(dir.path(), "auto", &[root], None);
+    let a = &got["train/inputs/in1.png"];
+    assert_eq!(a.labels, ["face"]);
+    assert_eq!(
+        [a.boxes[0].x, a.boxes[0].y, a.boxes[0].w, a.boxes[0].h],
+        [20.0, 20.0, 50.0, 50.0]
+    );
+    assert_eq!(a.metadata["split"], json!("train"));
+    assert_eq!(a.metadata["source_id"], json!("in1"));
+    let b = &got["valid/inputs/in2.png"];
+    assert_eq!(b.labels, ["street"]);
+    // Value-0 concepts are never labels; the report names them.
+    for name in ["car", "dog"] {
+        assert!(got.values().all(|r| !r.labels.iter().any(|l| l == name)));
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.reason.contains("negative") && p.reason.contains(name)),
+            "{:?}",
+            report.problems
+        );
+    }
+}

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use super::{ImageEntry, Problem, coco, cvat, labelstudio, manifest, voc, yolo};
+use super::{ImageEntry, Problem, clarifai, coco, cvat, labelstudio, manifest, voc, yolo};
 use crate::IngestError;
 
 /// An annotation format imagelens reads.
@@ -24,17 +24,20 @@ pub enum Format {
     LabelStudio,
     /// CSV or JSONL manifest ([`manifest`]).
     Csv,
+    /// Clarifai dataset export as the SDK downloads it, unpacked ([`clarifai`]).
+    Clarifai,
 }
 
 impl Format {
     /// Every format, in the order `--format` lists them.
-    pub const ALL: [Format; 6] = [
+    pub const ALL: [Format; 7] = [
         Format::Coco,
         Format::Voc,
         Format::Yolo,
         Format::Cvat,
         Format::LabelStudio,
         Format::Csv,
+        Format::Clarifai,
     ];
 
     /// The `--format` name.
@@ -46,6 +49,7 @@ impl Format {
             Format::Cvat => "cvat",
             Format::LabelStudio => "labelstudio",
             Format::Csv => "csv",
+            Format::Clarifai => "clarifai",
         }
     }
 
@@ -99,7 +103,8 @@ const LOOKED_FOR: &str = "a COCO JSON object with \"images\" (or a folder with a
      a Pascal VOC folder (Annotations/*.xml or *.xml with <annotation>), a YOLO folder \
      (data.yaml, or labels/ with classes.txt) or its data.yaml, a CVAT for images XML \
      (<annotations>), a Label Studio JSON export (a list of tasks with \"data\"), a CSV, TSV or \
-     JSONL manifest (or a folder with annotations.csv)";
+     JSONL manifest (or a folder with annotations.csv), an unpacked Clarifai SDK export \
+     ({split}/inputs and {split}/annotations)";
 
 /// Reads at most this many bytes of a file to recognise it.
 const SNIFF_BYTES: u64 = 64 * 1024;
@@ -193,6 +198,12 @@ fn detect_dir(dir: &Path) -> Option<(Format, String)> {
     }
     if has("annotations.csv") {
         return Some((Format::Csv, "a folder with annotations.csv".to_owned()));
+    }
+    if !clarifai::split_dirs(dir).is_empty() {
+        return Some((
+            Format::Clarifai,
+            "a folder with inputs/ (Clarifai SDK export)".to_owned(),
+        ));
     }
     if dir.join("annotations").is_dir() {
         return Some((Format::Coco, "a folder with annotations/".to_owned()));
@@ -317,6 +328,7 @@ fn default_images(format: Format, path: &Path) -> PathBuf {
             first_dir(&[root.join("images"), dir.join("images")])
         }
         Format::Cvat | Format::LabelStudio | Format::Csv => first_dir(&[dir.join("images")]),
+        Format::Clarifai => dir.clone(),
     }
 }
 
@@ -404,6 +416,11 @@ pub fn read_annotations(
                 entries.extend(manifest::read_file(&file, &mut problems)?);
             }
         }
+        Format::Clarifai => {
+            for p in paths {
+                entries.extend(clarifai::read_dir(p, &mut problems)?);
+            }
+        }
     }
     Ok((super::merge_by_name(entries), problems))
 }
@@ -462,6 +479,11 @@ mod tests {
             assert!(got.detected.is_some());
         }
         assert_eq!(locate("auto", &[d.join("y")]).unwrap().format, Format::Yolo);
+        std::fs::create_dir_all(d.join("cl/train/inputs")).unwrap();
+        assert_eq!(
+            locate("auto", &[d.join("cl")]).unwrap().format,
+            Format::Clarifai
+        );
         std::fs::create_dir_all(d.join("v/Annotations")).unwrap();
         assert_eq!(locate("auto", &[d.join("v")]).unwrap().format, Format::Voc);
 

@@ -1,6 +1,7 @@
 //! Annotation exports turned into our own types, and image files turned into [`Record`]s.
 //!
-//! Owns format readers ([`coco`], [`voc`], [`yolo`], [`cvat`], [`labelstudio`], [`manifest`])
+//! Owns format readers ([`coco`], [`voc`], [`yolo`], [`cvat`], [`labelstudio`], [`manifest`],
+//! [`clarifai`])
 //! that produce format-neutral [`ImageEntry`]s, format detection ([`locate`]) and dispatch
 //! ([`read_annotations`]), the per-item [`Problem`] report, and [`build_record`], which hashes
 //! and measures the image file and validates boxes against the real image size. It does not
@@ -19,6 +20,7 @@ use models::preprocess::{
 
 use crate::record::{BoundingBox, Dates, Privacy, Record, UncertainAnnotation, record_id};
 
+pub mod clarifai;
 pub mod coco;
 pub mod cvat;
 mod detect;
