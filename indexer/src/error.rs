@@ -22,7 +22,10 @@ pub enum IngestError {
     #[error("nothing could be ingested: {0}")]
     NothingIngested(String),
     /// An unsupported export format name.
-    #[error("unsupported annotation format {0:?} (supported: coco)")]
+    #[error(
+        "unsupported annotation format {0:?} (supported: auto, coco, voc, yolo, cvat, \
+         labelstudio, csv, clarifai)"
+    )]
     Format(String),
 }
 

@@ -1,6 +1,7 @@
 //! Turns annotation exports plus their images into a searchable library.
 //!
-//! - [`ingest`](mod@ingest): export formats (COCO) -> format-neutral entries -> [`record::Record`]s.
+//! - [`ingest`](mod@ingest): export formats (COCO, Pascal VOC, YOLO, CVAT, Label Studio,
+//!   CSV/JSONL) -> format-neutral entries -> [`record::Record`]s.
 //! - [`keyword`]: the tantivy index, record of truth for records, filters, look-ups, facets.
 //! - [`store`]: the [`store::VectorStore`] seam, qdrant-edge by default.
 //! - [`pipeline`]: batches, embedding, and the two-store consistency protocol.

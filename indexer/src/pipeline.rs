@@ -23,7 +23,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::filter::normalize_label;
-use crate::ingest::{MAX_BOXES_PER_IMAGE, Problem, build_record, coco, file_facts, resolve_inside};
+use crate::ingest::{self, MAX_BOXES_PER_IMAGE, Problem, build_record, file_facts, resolve_inside};
 use crate::library::{Library, write_atomic};
 use crate::record::{DateAxis, Record, image_point_id, region_point_id};
 use crate::store::{Payload, VectorFilter, VectorPoint};
@@ -32,7 +32,7 @@ use crate::{Error, IngestError, Result};
 /// How to ingest.
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
-    /// Annotation export format (`coco`).
+    /// Annotation export format: `auto` or a [`ingest::Format`] name (`coco`, `voc`, ...).
     pub format: String,
     /// Annotation files.
     pub annotations: Vec<PathBuf>,
@@ -133,9 +133,11 @@ pub fn ingest(
     embedder: Option<&dyn Embedder>,
     opts: &IngestOptions,
 ) -> Result<IngestReport> {
-    if opts.format != "coco" {
-        return Err(IngestError::Format(opts.format.clone()).into());
-    }
+    let format = if opts.format.trim().eq_ignore_ascii_case("auto") {
+        ingest::locate("auto", &opts.annotations)?.format
+    } else {
+        opts.format.parse::<ingest::Format>()?
+    };
     if !opts.images.is_dir() {
         return Err(IngestError::ImagesRoot(opts.images.display().to_string()).into());
     }
@@ -148,7 +150,8 @@ pub fn ingest(
         .iter()
         .map(|p| p.canonicalize().unwrap_or_else(|_| p.clone()))
         .collect();
-    let (entries, mut problems) = coco::read_exports(&annotation_files)?;
+    let (entries, mut problems) =
+        ingest::read_annotations(format, &annotation_files, &images_root)?;
     let mut report = IngestReport {
         entries: entries.len(),
         semantic: embedder.is_some(),

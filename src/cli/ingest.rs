@@ -1,6 +1,6 @@
 //! `imagelens ingest`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -12,16 +12,21 @@ use crate::app::{AppSettings, load_model, open_library};
 /// Arguments of `ingest`.
 #[derive(Debug, Args)]
 pub struct IngestArgs {
-    /// Annotation format.
-    #[arg(long, default_value = "coco")]
+    /// Annotation format: auto (detect from the files, the default), coco, voc, yolo, cvat,
+    /// labelstudio, csv (also TSV and JSONL) or clarifai (an unpacked SDK export).
+    #[arg(long, default_value = "auto")]
     pub format: String,
-    /// Annotation files (instances and/or captions).
-    #[arg(long, required = true, num_args = 1.., value_name = "FILE")]
+    /// Annotation files or folders: COCO JSON files, a VOC or YOLO root folder (or a YOLO
+    /// data.yaml), a CVAT XML, a Label Studio JSON, a CSV/TSV/JSONL manifest.
+    #[arg(long, required = true, num_args = 1.., value_name = "PATH")]
     pub annotations: Vec<PathBuf>,
-    /// Folder the export's file names are relative to.
+    /// Folder the export's file names are relative to (default: where the format keeps its
+    /// images: JPEGImages/ for VOC, the image folders of data.yaml for YOLO, an images/ folder
+    /// beside the annotations otherwise).
     #[arg(long, value_name = "DIR")]
-    pub images: PathBuf,
-    /// Dataset name (default: the images folder's name).
+    pub images: Option<PathBuf>,
+    /// Dataset name (default: the images folder's name when --images is given, else the
+    /// export's folder name).
     #[arg(long)]
     pub dataset: Option<String>,
     /// Images per batch (one commit per batch).
@@ -43,19 +48,36 @@ pub struct IngestArgs {
 /// # Errors
 /// Unreadable input, nothing ingested, model mismatch, store failures.
 pub fn run(settings: &AppSettings, args: IngestArgs) -> anyhow::Result<ExitCode> {
-    let mut library = open_library(settings)?;
-    let model = load_model(settings, &library)?;
+    let located = indexer::ingest::locate(&args.format, &args.annotations)
+        .context("cannot read the annotations")?;
+    let chose = match &located.detected {
+        Some(why) => format!("format {} (detected: {why})", located.format),
+        None => format!("format {}", located.format),
+    };
+    if !args.json {
+        println!("{chose}");
+    }
+    let images = args
+        .images
+        .clone()
+        .unwrap_or_else(|| located.images.clone());
     let dataset = args.dataset.clone().unwrap_or_else(|| {
-        args.images
-            .canonicalize()
-            .ok()
+        let named = if args.images.is_some() {
+            Some(images.clone())
+        } else {
+            export_folder(&args.annotations[0])
+        };
+        named
+            .and_then(|p| p.canonicalize().ok())
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_else(|| "default".into())
     });
+    let mut library = open_library(settings)?;
+    let model = load_model(settings, &library)?;
     let opts = IngestOptions {
-        format: args.format.clone(),
+        format: located.format.name().to_owned(),
         annotations: args.annotations.clone(),
-        images: args.images.clone(),
+        images,
         dataset,
         batch_size: args.batch_size,
         min_region: args.min_region,
@@ -73,6 +95,8 @@ pub fn run(settings: &AppSettings, args: IngestArgs) -> anyhow::Result<ExitCode>
     if args.json {
         let mut v = serde_json::to_value(&report)?;
         v["notice"] = serde_json::json!(notice);
+        v["format"] = serde_json::json!(located.format.name());
+        v["detected"] = serde_json::json!(located.detected);
         super::print_json(&v)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -123,4 +147,19 @@ pub fn run(settings: &AppSettings, args: IngestArgs) -> anyhow::Result<ExitCode>
         eprintln!("note: {n}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The folder an export is named after: the path itself when it is a folder, else the folder
+/// holding the file (its parent when that is an `annotations` or `labels` folder).
+fn export_folder(path: &Path) -> Option<PathBuf> {
+    if path.is_dir() {
+        return Some(path.to_path_buf());
+    }
+    let dir = path.canonicalize().ok()?.parent()?.to_path_buf();
+    let name = dir.file_name()?.to_string_lossy().to_ascii_lowercase();
+    if matches!(name.as_str(), "annotations" | "labels") {
+        dir.parent().map(Path::to_path_buf)
+    } else {
+        Some(dir)
+    }
 }

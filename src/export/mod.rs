@@ -64,7 +64,8 @@ pub enum DatasetFormat {
     /// `labels/<path>.txt` (one `class cx cy w h` line per box, normalised to the image size,
     /// class = index into the sorted box labels), `classes.txt` and `data.yaml`.
     Yolo,
-    /// `Annotations/<path>.xml` in Pascal VOC XML, one file per image, integer pixel boxes.
+    /// `Annotations/<path>.xml` in Pascal VOC XML, one file per image, integer pixel boxes
+    /// (1-based and inclusive, as the VOC devkit has them).
     Voc,
     /// `annotations.csv`: one row per box, per image-level label without a box, or per image
     /// with neither.

@@ -55,8 +55,10 @@ pub(super) fn voc_xml(r: &Record) -> String {
     let (iw, ih) = (f64::from(r.width), f64::from(r.height));
     let px = |v: f64, max: f64| v.round().clamp(0.0, max) as u32;
     for b in &r.boxes {
+        // VOC's pixels are 1-based and inclusive: 0-based columns x..x+w are xmin = x + 1 to
+        // xmax = x + w (the Pascal VOC devkit's convention, which every VOC reader undoes).
         let (x, y) = (f64::from(b.x), f64::from(b.y));
-        let (xmin, ymin) = (px(x, iw), px(y, ih));
+        let (xmin, ymin) = (px(x, iw) + 1, px(y, ih) + 1);
         let xmax = px(x + f64::from(b.w), iw);
         let ymax = px(y + f64::from(b.h), ih);
         xml.push_str(&format!(
@@ -99,8 +101,8 @@ mod tests {
         assert!(xml.contains("<width>16</width>"), "{xml}");
         assert!(xml.contains("<depth>3</depth>"), "{xml}");
         for tag in [
-            "<xmin>2</xmin>",
-            "<ymin>4</ymin>",
+            "<xmin>3</xmin>",
+            "<ymin>5</ymin>",
             "<xmax>11</xmax>",
             "<ymax>9</ymax>",
             "<pose>Unspecified</pose>",

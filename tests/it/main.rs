@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod crash;
 mod eval;
+mod formats;
 mod fuzz;
 mod generators;
 mod http;

@@ -221,6 +221,7 @@ pub fn parse_export(
             annotators: contributor.iter().cloned().collect(),
             exports: vec![shown.to_owned()],
             uncertain: Vec::new(),
+            labels: Vec::new(),
         });
     }
 
@@ -320,6 +321,7 @@ pub fn parse_export(
             annotator,
             item: format!("{item} {}", entry.file_name),
             alt_labels,
+            attributes: BTreeMap::new(),
         });
     }
     Ok(entries)
@@ -417,14 +419,10 @@ mod tests {
     }
 
     // ---- property tests: any input is read or refused cleanly, and no annotation is dropped
-    // without a word. 10,000 cases each.
+    // without a word. 10,000 cases each (`IMAGELENS_PROPTEST_CASES` overrides).
 
     fn config() -> ProptestConfig {
-        ProptestConfig {
-            cases: 10_000,
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        }
+        crate::ingest::proptest_config()
     }
 
     /// A valid export with boxes, captions, categories and a bit of everything.

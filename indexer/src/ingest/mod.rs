@@ -1,9 +1,11 @@
 //! Annotation exports turned into our own types, and image files turned into [`Record`]s.
 //!
-//! Owns format readers ([`coco`]) that produce format-neutral [`ImageEntry`]s, the per-item
-//! [`Problem`] report, and [`build_record`], which hashes and measures the image file and
-//! validates boxes against the real image size. It does not embed or write anything; see
-//! [`crate::pipeline`].
+//! Owns format readers ([`coco`], [`voc`], [`yolo`], [`cvat`], [`labelstudio`], [`manifest`],
+//! [`clarifai`])
+//! that produce format-neutral [`ImageEntry`]s, format detection ([`locate`]) and dispatch
+//! ([`read_annotations`]), the per-item [`Problem`] report, and [`build_record`], which hashes
+//! and measures the image file and validates boxes against the real image size. It does not
+//! embed or write anything; see [`crate::pipeline`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,7 +20,17 @@ use models::preprocess::{
 
 use crate::record::{BoundingBox, Dates, Privacy, Record, UncertainAnnotation, record_id};
 
+pub mod clarifai;
 pub mod coco;
+pub mod cvat;
+mod detect;
+pub mod labelstudio;
+pub mod manifest;
+pub mod voc;
+mod xml;
+pub mod yolo;
+
+pub use detect::{Format, Located, locate, read_annotations};
 
 /// One problem with one item of the input, reported and skipped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +69,30 @@ pub struct RawBox {
     /// Other names the export gives the box's category id (a category id defined twice with
     /// different names); the box is then redacted if any of its names is sensitive.
     pub alt_labels: Vec<String>,
+    /// Attributes the export gives the box (occluded, pose, rotation, colour, ...); kept in the
+    /// record's metadata under `box_attributes`, keyed by the box's index in the record.
+    pub attributes: BTreeMap<String, serde_json::Value>,
+}
+
+impl RawBox {
+    /// A box of `label` at `[x, y, w, h]` (pixels), read from `item`; everything else empty.
+    pub fn new(label: impl Into<String>, rect: [f32; 4], item: impl Into<String>) -> Self {
+        let [x, y, w, h] = rect;
+        Self {
+            label: label.into(),
+            supercategory: None,
+            x,
+            y,
+            w,
+            h,
+            area: None,
+            iscrowd: false,
+            annotator: None,
+            item: item.into(),
+            alt_labels: Vec::new(),
+            attributes: BTreeMap::new(),
+        }
+    }
 }
 
 impl RawBox {
@@ -98,6 +134,38 @@ pub struct ImageEntry {
     /// Annotations that could not be read; their `region`, when known, is as the export states
     /// it and is placed on the image by [`build_record`].
     pub uncertain: Vec<UncertainAnnotation>,
+    /// Image-level labels (tags, classifications) without a region. A label that no box of the
+    /// image carries is also kept as an unplaced [`UncertainAnnotation`], so an image tagged
+    /// with a sensitive label is redacted whole.
+    pub labels: Vec<String>,
+}
+
+impl ImageEntry {
+    /// An entry for `file_name` read from `export`, with nothing else known yet.
+    pub fn new(file_name: impl Into<String>, export: &str) -> Self {
+        Self {
+            file_name: file_name.into(),
+            width: None,
+            height: None,
+            captured: None,
+            annotated: None,
+            boxes: Vec::new(),
+            captions: Vec::new(),
+            metadata: BTreeMap::new(),
+            annotators: Vec::new(),
+            exports: vec![export.to_owned()],
+            uncertain: Vec::new(),
+            labels: Vec::new(),
+        }
+    }
+
+    /// Adds an image-level label once.
+    pub fn add_label(&mut self, label: &str) {
+        let label = label.trim();
+        if !label.is_empty() && !self.labels.iter().any(|l| l == label) {
+            self.labels.push(label.to_owned());
+        }
+    }
 }
 
 impl ImageEntry {
@@ -122,6 +190,77 @@ impl ImageEntry {
         }
         self.exports.extend(other.exports);
         self.uncertain.extend(other.uncertain);
+        for l in other.labels {
+            self.add_label(&l);
+        }
+    }
+}
+
+/// Merges entries that name the same file (several files of one export, or one file listed
+/// twice), keeping the order in which files were first named.
+pub fn merge_by_name(entries: Vec<ImageEntry>) -> Vec<ImageEntry> {
+    let mut merged: Vec<ImageEntry> = Vec::with_capacity(entries.len());
+    let mut by_name: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for entry in entries {
+        match by_name.get(&entry.file_name) {
+            Some(&i) => merged[i].merge(entry),
+            None => {
+                by_name.insert(entry.file_name.clone(), merged.len());
+                merged.push(entry);
+            }
+        }
+    }
+    merged
+}
+
+/// The axis-aligned box `[x, y, w, h]` around points, or `None` without a finite point.
+pub fn bbox_of_points(points: &[(f64, f64)]) -> Option<[f32; 4]> {
+    let finite: Vec<&(f64, f64)> = points
+        .iter()
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .collect();
+    if finite.is_empty() || finite.len() != points.len() {
+        return None;
+    }
+    let (mut x0, mut y0, mut x1, mut y1) = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
+    for (x, y) in finite {
+        x0 = x0.min(*x);
+        y0 = y0.min(*y);
+        x1 = x1.max(*x);
+        y1 = y1.max(*y);
+    }
+    Some([x0 as f32, y0 as f32, (x1 - x0) as f32, (y1 - y0) as f32])
+}
+
+/// The axis-aligned box around a `w` x `h` rectangle whose corner `(x, y)` is turned by
+/// `degrees` (clockwise on screen, y down) about the point `(px, py)`.
+pub fn rotated_bbox(rect: [f64; 4], degrees: f64, pivot: (f64, f64)) -> Option<[f32; 4]> {
+    let [x, y, w, h] = rect;
+    let (s, c) = degrees.to_radians().sin_cos();
+    let (px, py) = pivot;
+    let corners = [(x, y), (x + w, y), (x + w, y + h), (x, y + h)].map(|(cx, cy)| {
+        let (dx, dy) = (cx - px, cy - py);
+        (px + dx * c - dy * s, py + dx * s + dy * c)
+    });
+    bbox_of_points(&corners)
+}
+
+/// A trimmed, non-empty text.
+pub(crate) fn text(s: &str) -> Option<String> {
+    let t = s.trim();
+    (!t.is_empty()).then(|| t.to_owned())
+}
+
+/// Cases per property test: 10,000 by default; `IMAGELENS_PROPTEST_CASES` overrides.
+#[cfg(test)]
+pub(crate) fn proptest_config() -> proptest::test_runner::Config {
+    proptest::test_runner::Config {
+        cases: std::env::var("IMAGELENS_PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10_000),
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
     }
 }
 
@@ -278,11 +417,18 @@ fn place(rect: [f32; 4], width: u32, height: u32, orientation: u8) -> Placement 
     if x1 <= x0 || y1 <= y0 {
         return Placement::Outside;
     }
-    let placed = [x0, y0, x1 - x0, y1 - y0];
+    // Inside the image: kept exactly as given (recomputing the width from clipped edges would
+    // change it by float rounding and report a clip that did not happen).
+    let inside = r[0] >= 0.0 && r[1] >= 0.0 && r[0] + r[2] <= iw && r[1] + r[3] <= ih;
+    let placed = if inside {
+        r
+    } else {
+        [x0, y0, x1 - x0, y1 - y0]
+    };
     if turned {
         Placement::Turned(placed)
     } else {
-        Placement::Displayed(placed, placed != r)
+        Placement::Displayed(placed, !inside)
     }
 }
 
@@ -318,7 +464,24 @@ pub fn validate_boxes(
     file: &str,
     problems: &mut Vec<Problem>,
 ) -> (Vec<BoundingBox>, Vec<UncertainAnnotation>) {
+    let (kept, _, uncertain) =
+        validate_boxes_with_attributes(boxes, width, height, orientation, file, problems);
+    (kept, uncertain)
+}
+
+/// The attributes of one kept box, by its index in the record's boxes.
+type BoxAttributes = Vec<(usize, BTreeMap<String, serde_json::Value>)>;
+
+fn validate_boxes_with_attributes(
+    boxes: Vec<RawBox>,
+    width: u32,
+    height: u32,
+    orientation: u8,
+    file: &str,
+    problems: &mut Vec<Problem>,
+) -> (Vec<BoundingBox>, BoxAttributes, Vec<UncertainAnnotation>) {
     let mut kept = Vec::with_capacity(boxes.len());
+    let mut attributes = Vec::new();
     let mut uncertain = Vec::new();
     for b in boxes {
         let rect = [b.x, b.y, b.w, b.h];
@@ -379,6 +542,9 @@ pub fn validate_boxes(
                 reason: format!("its category id has several names ({})", labels.join(", ")),
             });
         }
+        if !b.attributes.is_empty() {
+            attributes.push((kept.len(), b.attributes));
+        }
         kept.push(BoundingBox {
             label: b.label,
             supercategory: b.supercategory,
@@ -395,7 +561,7 @@ pub fn validate_boxes(
             annotator: b.annotator,
         });
     }
-    (kept, uncertain)
+    (kept, attributes, uncertain)
 }
 
 /// Builds the record of one entry from its image file's facts, or `None` (with a problem) when
@@ -446,7 +612,7 @@ pub fn build_record(
             reason,
         });
     }
-    let (boxes, mut uncertain) = validate_boxes(
+    let (boxes, box_attributes, mut uncertain) = validate_boxes_with_attributes(
         entry.boxes,
         facts.width,
         facts.height,
@@ -476,6 +642,29 @@ pub fn build_record(
         {
             supercategories.push(s.clone());
         }
+    }
+    // Image-level labels: listed with the others; one no box carries is also an unplaced
+    // annotation, so a sensitive tag redacts the whole image.
+    for l in &entry.labels {
+        if !labels.contains(l) {
+            labels.push(l.clone());
+        }
+        if !boxes.iter().any(|b| &b.label == l) {
+            uncertain.push(UncertainAnnotation {
+                item: "image label".into(),
+                labels: vec![l.clone()],
+                region: None,
+                reason: "image-level label without a region".into(),
+            });
+        }
+    }
+    let mut metadata = entry.metadata;
+    if !box_attributes.is_empty() {
+        let list: Vec<serde_json::Value> = box_attributes
+            .into_iter()
+            .map(|(i, a)| serde_json::json!({"box": i, "label": boxes[i].label, "attributes": a}))
+            .collect();
+        metadata.insert("box_attributes".into(), serde_json::Value::Array(list));
     }
     let mut annotators = entry.annotators;
     for b in &boxes {
@@ -507,7 +696,7 @@ pub fn build_record(
         supercategories,
         boxes,
         captions: entry.captions,
-        metadata: entry.metadata,
+        metadata,
         annotators,
         exports: entry.exports,
         privacy: Privacy {
@@ -534,6 +723,7 @@ mod tests {
             annotator: None,
             item: "annotations[0]".into(),
             alt_labels: vec![],
+            attributes: BTreeMap::new(),
         }
     }
 
@@ -582,6 +772,7 @@ mod tests {
             annotators: vec![],
             exports: vec![],
             uncertain: vec![],
+            labels: vec![],
         }
     }
 
@@ -650,6 +841,59 @@ mod tests {
         )
         .unwrap();
         assert_eq!(some.boxes.len(), 10);
+    }
+
+    #[test]
+    fn image_labels_and_box_attributes_reach_the_record() {
+        let mut b = raw(1.0, 1.0, 5.0, 5.0);
+        b.attributes
+            .insert("occluded".into(), serde_json::json!(true));
+        let mut e = entry(vec![raw(200.0, 0.0, 5.0, 5.0), b]);
+        e.add_label("cat");
+        e.add_label(" face ");
+        e.add_label("cat");
+        let r = build_record(
+            e,
+            &facts(100, 100, 1),
+            Path::new("/r"),
+            "d",
+            Utc::now(),
+            10,
+            &mut Vec::new(),
+        )
+        .unwrap();
+        assert_eq!(r.labels, ["cat", "face"]);
+        // The attributes follow their box to its index among the kept boxes.
+        assert_eq!(
+            r.metadata["box_attributes"],
+            serde_json::json!([{"box": 0, "label": "cat", "attributes": {"occluded": true}}])
+        );
+        // "face" has no box: it is an unplaced annotation, so redaction covers the image.
+        let tags: Vec<_> = r
+            .privacy
+            .uncertain
+            .iter()
+            .filter(|u| u.item == "image label")
+            .map(|u| (u.labels.clone(), u.region))
+            .collect();
+        assert_eq!(tags, [(vec!["face".to_owned()], None)]);
+    }
+
+    #[test]
+    fn rotated_and_polygon_boxes_are_the_upright_box_around_them() {
+        assert_eq!(
+            bbox_of_points(&[(1.0, 5.0), (4.0, 2.0), (3.0, 9.0)]),
+            Some([1.0, 2.0, 3.0, 7.0])
+        );
+        assert_eq!(bbox_of_points(&[(1.0, f64::NAN)]), None);
+        assert_eq!(bbox_of_points(&[]), None);
+        let turned = rotated_bbox([0.0, 0.0, 20.0, 10.0], 90.0, (10.0, 5.0)).unwrap();
+        let want = [5.0, -5.0, 10.0, 20.0];
+        for k in 0..4 {
+            assert!((turned[k] - want[k]).abs() < 1e-4, "{turned:?}");
+        }
+        let same = rotated_bbox([3.0, 4.0, 5.0, 6.0], 360.0, (3.0, 4.0)).unwrap();
+        assert!((same[2] - 5.0).abs() < 1e-4 && (same[3] - 6.0).abs() < 1e-4);
     }
 
     #[test]

@@ -1,0 +1,377 @@
+//! Clarifai dataset exports in the form the Clarifai Python SDK downloads them
+//! (`InputAnnotationDownloader`), unpacked: `{split}/inputs/{input_id}.png` and
+//! `{split}/annotations/{input_id}.json`, the JSON being the input's `data.concepts` or
+//! `data.regions` as protobuf's `MessageToDict` writes them (camelCase, zero values left out).
+//!
+//! A concept with a value above 0 is an image-level label; a region's `regionInfo.boundingBox`
+//! (`topRow`, `leftCol`, `bottomRow`, `rightCol`, fractions of the image's displayed size, read
+//! from its header) or `polygon` points become a box labelled with its positive concept. A
+//! concept with value 0 (or none: `MessageToDict` leaves zeros out) is a negative label: it is
+//! never indexed as present; as the record has no place for negative labels yet, it is named in
+//! a problem. The protobuf archive (`mimetype` + `InputBatch` entries) is not read.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use super::{ImageEntry, Problem, RawBox, bbox_of_points};
+use crate::IngestError;
+use crate::record::UncertainAnnotation;
+
+/// Largest annotation file read.
+const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The split folders of an unpacked SDK export: `root` itself when it has `inputs/`, else each
+/// sub-folder that has one.
+pub fn split_dirs(root: &Path) -> Vec<PathBuf> {
+    if root.join("inputs").is_dir() {
+        return vec![root.to_path_buf()];
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.join("inputs").is_dir())
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.sort();
+    dirs
+}
+
+/// Reads an unpacked SDK export rooted at `root` (file names are relative to it).
+///
+/// # Errors
+/// [`IngestError::Unreadable`] when `root` has no `inputs/` folder, directly or in a split.
+pub fn read_dir(root: &Path, problems: &mut Vec<Problem>) -> Result<Vec<ImageEntry>, IngestError> {
+    let splits = split_dirs(root);
+    if splits.is_empty() {
+        return Err(IngestError::Unreadable {
+            file: root.display().to_string(),
+            reason: "no inputs/ folder (Clarifai SDK export: {split}/inputs, {split}/annotations)"
+                .into(),
+        });
+    }
+    let mut entries = Vec::new();
+    for dir in splits {
+        let split = (dir != root)
+            .then(|| dir.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .flatten();
+        let mut inputs: Vec<PathBuf> = std::fs::read_dir(dir.join("inputs"))
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.is_file())
+                    .collect()
+            })
+            .unwrap_or_default();
+        inputs.sort();
+        for image in inputs.into_iter().take(super::voc::MAX_FILES) {
+            let Some(id) = image.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
+                continue;
+            };
+            let rel = image
+                .strip_prefix(root)
+                .map(|p| p.to_string_lossy().replace('\\', "/"))
+                .unwrap_or_else(|_| id.clone());
+            let ann = dir.join("annotations").join(format!("{id}.json"));
+            let shown = ann.display().to_string();
+            let mut entry = ImageEntry::new(rel, &shown);
+            entry.metadata.insert("source_id".into(), json!(id));
+            if let Some(s) = &split {
+                entry.metadata.insert("split".into(), json!(s));
+            }
+            if ann.is_file() {
+                let size = models::preprocess::probe_file(
+                    &image,
+                    &models::preprocess::DecodeLimits::default(),
+                )
+                .ok()
+                .map(|h| (h.width, h.height));
+                let bytes = match std::fs::metadata(&ann) {
+                    Ok(m) if m.len() > MAX_FILE_BYTES => Err(format!(
+                        "{} bytes, more than the limit of {MAX_FILE_BYTES}",
+                        m.len()
+                    )),
+                    _ => std::fs::read(&ann).map_err(|e| e.to_string()),
+                };
+                match bytes.and_then(|b| {
+                    serde_json::from_slice::<Value>(&b).map_err(|e| format!("malformed JSON: {e}"))
+                }) {
+                    Ok(doc) => read_annotations(&doc, size, &shown, &mut entry, problems),
+                    Err(reason) => {
+                        // The image's annotations are unknown: it is not ingested.
+                        problems.push(Problem {
+                            file: shown,
+                            item: "file".into(),
+                            reason: format!("{reason}; the input is skipped"),
+                        });
+                        continue;
+                    }
+                }
+            }
+            entries.push(entry);
+        }
+    }
+    Ok(entries)
+}
+
+fn concepts(v: Option<&Value>) -> Vec<(String, bool)> {
+    v.and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|c| {
+                    let name = ["name", "id"]
+                        .iter()
+                        .find_map(|k| c.get(*k).and_then(Value::as_str).and_then(super::text))?;
+                    let value = c.get("value").and_then(Value::as_f64).unwrap_or(0.0);
+                    Some((name, value > 0.0))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn field<'a>(v: &'a Value, camel: &str, snake: &str) -> Option<&'a Value> {
+    v.get(camel).or_else(|| v.get(snake))
+}
+
+/// Reads one annotation document: a list of concepts or regions (or an object holding
+/// `concepts`, `regions` and `metadata`).
+pub fn read_annotations(
+    doc: &Value,
+    size: Option<(u32, u32)>,
+    shown: &str,
+    entry: &mut ImageEntry,
+    problems: &mut Vec<Problem>,
+) {
+    let mut items: Vec<(String, &Value)> = Vec::new();
+    match doc {
+        Value::Array(list) => {
+            items.extend(list.iter().enumerate().map(|(i, v)| (format!("[{i}]"), v)))
+        }
+        Value::Object(o) => {
+            if let Some(Value::Object(m)) = o.get("metadata") {
+                for (k, v) in m {
+                    entry.metadata.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+            for key in ["concepts", "regions"] {
+                if let Some(Value::Array(list)) = o.get(key) {
+                    items.extend(
+                        list.iter()
+                            .enumerate()
+                            .map(|(i, v)| (format!("{key}[{i}]"), v)),
+                    );
+                }
+            }
+        }
+        _ => {}
+    }
+    let mut negative: Vec<String> = Vec::new();
+    for (at, item) in items {
+        let at = format!("{at} {}", entry.file_name);
+        let Some(info) = field(item, "regionInfo", "region_info") else {
+            for (name, present) in concepts(Some(&Value::Array(vec![item.clone()]))) {
+                if present {
+                    entry.add_label(&name);
+                } else if !negative.contains(&name) {
+                    negative.push(name);
+                }
+            }
+            continue;
+        };
+        let region_concepts = concepts(field(item, "data", "data").and_then(|d| d.get("concepts")));
+        let positive: Vec<String> = region_concepts
+            .iter()
+            .filter(|c| c.1)
+            .map(|c| c.0.clone())
+            .collect();
+        for (n, present) in &region_concepts {
+            if !present && !negative.contains(n) {
+                negative.push(n.clone());
+            }
+        }
+        let rect = size.and_then(|(w, h)| {
+            let (w, h) = (f64::from(w), f64::from(h));
+            if let Some(b) = field(info, "boundingBox", "bounding_box") {
+                let g = |c: &str, s: &str| field(b, c, s).and_then(Value::as_f64).unwrap_or(0.0);
+                let (top, left) = (g("topRow", "top_row"), g("leftCol", "left_col"));
+                let (bottom, right) = (g("bottomRow", "bottom_row"), g("rightCol", "right_col"));
+                bbox_of_points(&[(left * w, top * h), (right * w, bottom * h)])
+            } else {
+                let points = field(info, "polygon", "polygon")?
+                    .get("points")?
+                    .as_array()?;
+                let pts: Option<Vec<(f64, f64)>> = points
+                    .iter()
+                    .map(|p| Some((p.get("col")?.as_f64()? * w, p.get("row")?.as_f64()? * h)))
+                    .collect();
+                bbox_of_points(&pts?)
+            }
+        });
+        if positive.is_empty() && !region_concepts.is_empty() {
+            continue; // Only negative concepts: the region is "not X", reported below.
+        }
+        match (positive.as_slice(), rect) {
+            ([label], Some(rect)) => {
+                let mut b = RawBox::new(label.clone(), rect, at);
+                if let Some(id) = item.get("id").and_then(Value::as_str) {
+                    b.attributes = BTreeMap::from([("source_id".to_owned(), json!(id))]);
+                }
+                entry.boxes.push(b);
+            }
+            (labels, rect) => {
+                let why = if labels.is_empty() {
+                    "region without a concept"
+                } else if rect.is_none() {
+                    "region whose box cannot be read or placed"
+                } else {
+                    "region with several concepts"
+                };
+                problems.push(Problem {
+                    file: shown.to_owned(),
+                    item: at.clone(),
+                    reason: format!(
+                        "{why}; box skipped, and {}",
+                        super::fails_closed(labels, rect.is_some())
+                    ),
+                });
+                entry.uncertain.push(UncertainAnnotation {
+                    item: at,
+                    labels: labels.to_vec(),
+                    region: rect,
+                    reason: why.into(),
+                });
+            }
+        }
+    }
+    if !negative.is_empty() {
+        problems.push(Problem {
+            file: shown.to_owned(),
+            item: format!("concepts {}", entry.file_name),
+            reason: format!(
+                "negative concept(s) {} (value 0): not indexed as labels (records have no \
+                 negative labels yet)",
+                negative.join(", ")
+            ),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn valid() -> Value {
+        json!([
+            {"id": "r1", "regionInfo": {"boundingBox": {"topRow": 0.1, "leftCol": 0.25, "bottomRow": 0.5, "rightCol": 0.75}},
+             "data": {"concepts": [{"id": "car", "name": "car", "value": 1.0}]}},
+            {"id": "r2", "regionInfo": {"polygon": {"points": [{"row": 0.2, "col": 0.1}, {"row": 0.6, "col": 0.3}, {"row": 0.4, "col": 0.2}]}},
+             "data": {"concepts": [{"id": "face", "name": "face", "value": 1}]}},
+            {"id": "r3", "regionInfo": {"boundingBox": {"topRow": 0.0, "leftCol": 0.0, "bottomRow": 0.1, "rightCol": 0.1}},
+             "data": {"concepts": [{"id": "dog", "name": "dog"}]}},
+            {"id": "r4", "regionInfo": {"boundingBox": {"topRow": 0.0, "leftCol": 0.0, "bottomRow": 0.1, "rightCol": 0.1}}}
+        ])
+    }
+
+    #[test]
+    fn regions_become_boxes_and_zero_concepts_are_never_labels() {
+        let mut entry = ImageEntry::new("train/inputs/x.png", "a.json");
+        let mut problems = Vec::new();
+        read_annotations(
+            &valid(),
+            Some((200, 100)),
+            "a.json",
+            &mut entry,
+            &mut problems,
+        );
+        let got: Vec<_> = entry
+            .boxes
+            .iter()
+            .map(|b| (b.label.as_str(), [b.x, b.y, b.w, b.h]))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("car", [50.0, 10.0, 100.0, 40.0]),
+                ("face", [20.0, 20.0, 40.0, 40.0])
+            ]
+        );
+        assert_eq!(entry.uncertain.len(), 1);
+        assert!(entry.labels.is_empty());
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.reason.contains("negative concept(s) dog")),
+            "{problems:?}"
+        );
+
+        let mut entry = ImageEntry::new("x.png", "a.json");
+        let concepts =
+            json!([{"id": "cat", "name": "cat", "value": 1}, {"id": "dog", "name": "dog"}]);
+        read_annotations(&concepts, None, "a.json", &mut entry, &mut problems);
+        assert_eq!(entry.labels, ["cat"]);
+    }
+
+    #[test]
+    fn an_unpacked_sdk_export_reads_splits_inputs_and_annotations() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("train/inputs")).unwrap();
+        std::fs::create_dir_all(d.join("train/annotations")).unwrap();
+        image::RgbImage::new(200, 100)
+            .save(d.join("train/inputs/in1.png"))
+            .unwrap();
+        image::RgbImage::new(20, 10)
+            .save(d.join("train/inputs/in2.png"))
+            .unwrap();
+        std::fs::write(
+            d.join("train/annotations/in1.json"),
+            serde_json::to_vec(&valid()).unwrap(),
+        )
+        .unwrap();
+        let mut problems = Vec::new();
+        let entries = read_dir(d, &mut problems).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].file_name, "train/inputs/in1.png");
+        assert_eq!(entries[0].metadata["split"], json!("train"));
+        assert_eq!(entries[0].metadata["source_id"], json!("in1"));
+        assert_eq!(entries[0].boxes.len(), 2);
+        assert!(entries[1].boxes.is_empty());
+        assert!(read_dir(&d.join("train/annotations"), &mut problems).is_err());
+    }
+
+    proptest! {
+        #![proptest_config(crate::ingest::proptest_config())]
+
+        #[test]
+        fn arbitrary_json_never_loses_a_region(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            if let Ok(doc) = serde_json::from_slice::<Value>(&bytes) {
+                let mut entry = ImageEntry::new("x.png", "a.json");
+                read_annotations(&doc, Some((64, 48)), "a.json", &mut entry, &mut Vec::new());
+            }
+        }
+
+        #[test]
+        fn mutated_annotations_are_read_or_reported(edits in prop::collection::vec((any::<prop::sample::Index>(), 0usize..8, "[\\[\\]{}:,\"a-z0-9 .]{0,5}"), 1..4)) {
+            let mut text = serde_json::to_string(&valid()).unwrap();
+            for (at, len, insert) in &edits {
+                let i = at.index(text.len() + 1);
+                let j = (i + len).min(text.len());
+                text.replace_range(i..j, insert);
+            }
+            if let Ok(doc) = serde_json::from_str::<Value>(&text) {
+                let mut entry = ImageEntry::new("x.png", "a.json");
+                let mut problems = Vec::new();
+                read_annotations(&doc, Some((64, 48)), "a.json", &mut entry, &mut problems);
+                for u in &entry.uncertain {
+                    prop_assert!(problems.iter().any(|p| p.item == u.item));
+                }
+            }
+        }
+    }
+}

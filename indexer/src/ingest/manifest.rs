@@ -1,0 +1,510 @@
+//! CSV, TSV and JSONL manifests: one row per image or per box, for labels kept in a
+//! spreadsheet. Rows of the same file are one image.
+//!
+//! Columns (names compared without case; the first present of each group is used):
+//! - the image: `path`, `file_name`, `filename`, `image`, `image_path` or `file`
+//!   (relative to the images folder);
+//! - `label` (or `class`, `category`): with a box, the box's label; without one, an image-level
+//!   label;
+//! - the box, in pixels: `xmin`, `ymin`, `xmax`, `ymax`, or `x`, `y`, `w`, `h`;
+//! - `caption` or `captions` (several captions in one cell separated by ` | `, as the CSV
+//!   export writes them);
+//! - `captured_at` (or `captured`, `date_captured`): when the picture was taken;
+//! - `annotator`; `width` and `height`: the image's size as the manifest states it;
+//! - any other column is kept in the record's metadata.
+//!
+//! A row without a file name, a box with a missing or unreadable coordinate, or a date that
+//! cannot be read is a problem; a box that cannot be read is an uncertain annotation.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+use serde_json::{Map, Value, json};
+
+use super::{ImageEntry, Problem, RawBox};
+use crate::IngestError;
+use crate::dates::parse_date;
+use crate::record::UncertainAnnotation;
+
+const FILE_COLUMNS: [&str; 6] = [
+    "path",
+    "file_name",
+    "filename",
+    "image",
+    "image_path",
+    "file",
+];
+const LABEL_COLUMNS: [&str; 3] = ["label", "class", "category"];
+const CAPTION_COLUMNS: [&str; 2] = ["caption", "captions"];
+const DATE_COLUMNS: [&str; 3] = ["captured_at", "captured", "date_captured"];
+const CORNERS: [&str; 4] = ["xmin", "ymin", "xmax", "ymax"];
+const XYWH: [&str; 4] = ["x", "y", "w", "h"];
+/// Longest JSONL line read.
+const MAX_LINE: usize = 16 * 1024 * 1024;
+
+/// How one manifest is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Comma-separated, with a header row.
+    Csv,
+    /// Tab-separated, with a header row.
+    Tsv,
+    /// One JSON object a line.
+    Jsonl,
+}
+
+impl Kind {
+    /// The kind a file name says (`.tsv`, `.jsonl`/`.ndjson`, else CSV).
+    pub fn of(path: &Path) -> Kind {
+        match path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+            .as_deref()
+        {
+            Some("tsv") => Kind::Tsv,
+            Some("jsonl" | "ndjson") => Kind::Jsonl,
+            _ => Kind::Csv,
+        }
+    }
+}
+
+/// Reads one manifest file.
+///
+/// # Errors
+/// [`IngestError::Unreadable`] when the file cannot be opened, or a CSV has no file name column.
+pub fn read_file(path: &Path, problems: &mut Vec<Problem>) -> Result<Vec<ImageEntry>, IngestError> {
+    let shown = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|e| IngestError::Unreadable {
+        file: shown.clone(),
+        reason: e.to_string(),
+    })?;
+    parse(file, Kind::of(path), &shown, problems).map_err(|reason| IngestError::Unreadable {
+        file: shown.clone(),
+        reason,
+    })
+}
+
+/// One row, as named cells.
+type Row = Map<String, Value>;
+
+/// Parses a manifest.
+///
+/// # Errors
+/// A reason when a CSV/TSV has no header or no file name column.
+pub fn parse<R: Read>(
+    input: R,
+    kind: Kind,
+    shown: &str,
+    problems: &mut Vec<Problem>,
+) -> Result<Vec<ImageEntry>, String> {
+    let mut out = Rows {
+        shown,
+        entries: Vec::new(),
+        by_name: HashMap::new(),
+    };
+    match kind {
+        Kind::Csv | Kind::Tsv => {
+            let mut reader = csv::ReaderBuilder::new()
+                .delimiter(if kind == Kind::Tsv { b'\t' } else { b',' })
+                .flexible(true)
+                .from_reader(input);
+            let headers: Vec<String> = reader
+                .byte_headers()
+                .map_err(|e| format!("not a CSV file: {e}"))?
+                .iter()
+                .map(|h| {
+                    let h = String::from_utf8_lossy(h);
+                    h.trim_start_matches('\u{feff}').trim().to_ascii_lowercase()
+                })
+                .collect();
+            if !headers.iter().any(|h| FILE_COLUMNS.contains(&h.as_str())) {
+                return Err(format!(
+                    "no file name column; the header is {headers:?}, one of {FILE_COLUMNS:?} is \
+                     needed"
+                ));
+            }
+            let mut record = csv::ByteRecord::new();
+            let mut n = 0usize;
+            loop {
+                n += 1;
+                match reader.read_byte_record(&mut record) {
+                    Ok(false) => break,
+                    Ok(true) => {
+                        let row: Row = headers
+                            .iter()
+                            .zip(record.iter())
+                            .filter(|(h, _)| !h.is_empty())
+                            .map(|(h, v)| (h.clone(), json!(String::from_utf8_lossy(v).trim())))
+                            .collect();
+                        out.row(&row, &format!("row {n}"), problems);
+                    }
+                    Err(e) => {
+                        problems.push(Problem {
+                            file: shown.to_owned(),
+                            item: format!("row {n}"),
+                            reason: format!(
+                                "{e}; the rows before it are kept, the rest are not read"
+                            ),
+                        });
+                        break;
+                    }
+                }
+            }
+        }
+        Kind::Jsonl => {
+            let mut reader = BufReader::new(input);
+            let mut line = Vec::new();
+            let mut n = 0usize;
+            loop {
+                n += 1;
+                line.clear();
+                let read = (&mut reader)
+                    .take(MAX_LINE as u64 + 1)
+                    .read_until(b'\n', &mut line)
+                    .map_err(|e| e.to_string())?;
+                if read == 0 {
+                    break;
+                }
+                let item = format!("line {n}");
+                if line.len() > MAX_LINE {
+                    problems.push(Problem {
+                        file: shown.to_owned(),
+                        item,
+                        reason: format!(
+                            "longer than {MAX_LINE} bytes; the lines before it are kept, the \
+                             rest are not read"
+                        ),
+                    });
+                    break;
+                }
+                let text = String::from_utf8_lossy(&line);
+                let text = text.trim_start_matches('\u{feff}').trim();
+                if text.is_empty() {
+                    continue;
+                }
+                match serde_json::from_str::<Value>(text) {
+                    Ok(Value::Object(o)) => {
+                        let row: Row = o
+                            .into_iter()
+                            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v))
+                            .collect();
+                        out.row(&row, &item, problems);
+                    }
+                    Ok(_) => problems.push(Problem {
+                        file: shown.to_owned(),
+                        item,
+                        reason: "not a JSON object; skipped".into(),
+                    }),
+                    Err(e) => problems.push(Problem {
+                        file: shown.to_owned(),
+                        item,
+                        reason: format!("malformed JSON: {e}; skipped"),
+                    }),
+                }
+            }
+        }
+    }
+    Ok(out.entries)
+}
+
+struct Rows<'a> {
+    shown: &'a str,
+    entries: Vec<ImageEntry>,
+    by_name: HashMap<String, usize>,
+}
+
+fn cell<'r, 'n>(row: &'r Row, names: &[&'n str]) -> Option<(&'n str, &'r Value)> {
+    names
+        .iter()
+        .find_map(|n| row.get(*n).filter(|v| !is_blank(v)).map(|v| (*n, v)))
+}
+
+fn is_blank(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.trim().is_empty(),
+        _ => false,
+    }
+}
+
+fn as_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => super::text(s),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn as_number(v: &Value) -> Option<f64> {
+    let n: Option<f64> = match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    };
+    n.filter(|f| f.is_finite())
+}
+
+impl Rows<'_> {
+    fn row(&mut self, row: &Row, item: &str, problems: &mut Vec<Problem>) {
+        let problem = |item: &str, reason: String| Problem {
+            file: self.shown.to_owned(),
+            item: item.to_owned(),
+            reason,
+        };
+        let Some(name) = cell(row, &FILE_COLUMNS)
+            .and_then(|(_, v)| as_text(v))
+            .map(|n| n.replace('\\', "/"))
+        else {
+            problems.push(problem(item, "row without a file name; skipped".into()));
+            return;
+        };
+        let slot = match self.by_name.get(&name) {
+            Some(&i) => i,
+            None => {
+                self.by_name.insert(name.clone(), self.entries.len());
+                self.entries.push(ImageEntry::new(name.clone(), self.shown));
+                self.entries.len() - 1
+            }
+        };
+        let entry = &mut self.entries[slot];
+        let item = format!("{item} {name}");
+        let label = cell(row, &LABEL_COLUMNS).and_then(|(_, v)| as_text(v));
+        // The box, as corners or as x, y, w, h: every coordinate or none.
+        let (columns, shape) = if CORNERS
+            .iter()
+            .any(|c| row.get(*c).is_some_and(|v| !is_blank(v)))
+        {
+            (CORNERS, "corners")
+        } else {
+            (XYWH, "xywh")
+        };
+        let given: Vec<Option<&Value>> = columns
+            .iter()
+            .map(|c| row.get(*c).filter(|v| !is_blank(v)))
+            .collect();
+        if given.iter().any(Option::is_some) {
+            let values: Option<Vec<f64>> = given.iter().map(|v| v.and_then(as_number)).collect();
+            let rect = values.map(|v| match shape {
+                "corners" => [v[0], v[1], v[2] - v[0], v[3] - v[1]],
+                _ => [v[0], v[1], v[2], v[3]],
+            });
+            let rect = rect.map(|r| r.map(|x| x as f32));
+            match (label.clone(), rect) {
+                (Some(label), Some(rect)) => {
+                    let mut b = RawBox::new(label, rect, item.clone());
+                    b.annotator = row.get("annotator").and_then(as_text);
+                    entry.boxes.push(b);
+                }
+                (label, rect) => {
+                    let why = if label.is_none() {
+                        "box without a label".to_owned()
+                    } else {
+                        format!(
+                            "box with a missing or unreadable coordinate ({})",
+                            columns.join(", ")
+                        )
+                    };
+                    let labels: Vec<String> = label.into_iter().collect();
+                    problems.push(problem(
+                        &item,
+                        format!(
+                            "{why}; box skipped, and {}",
+                            super::fails_closed(&labels, rect.is_some())
+                        ),
+                    ));
+                    entry.uncertain.push(UncertainAnnotation {
+                        item: item.clone(),
+                        labels,
+                        region: rect,
+                        reason: why,
+                    });
+                }
+            }
+        } else if let Some(l) = &label {
+            entry.add_label(l);
+        }
+        if let Some((column, v)) = cell(row, &CAPTION_COLUMNS) {
+            let all: Vec<String> = match v {
+                Value::Array(a) => a.iter().filter_map(as_text).collect(),
+                v => as_text(v)
+                    .map(|t| {
+                        if column == "captions" {
+                            t.split(" | ").filter_map(super::text).collect()
+                        } else {
+                            vec![t]
+                        }
+                    })
+                    .unwrap_or_default(),
+            };
+            for c in all {
+                if !entry.captions.contains(&c) {
+                    entry.captions.push(c);
+                }
+            }
+        }
+        if let Some((_, v)) = cell(row, &DATE_COLUMNS) {
+            match as_text(v).map(|t| parse_date(&t)) {
+                Some(Ok(d)) => entry.captured = entry.captured.or(Some(d)),
+                Some(Err(e)) => problems.push(problem(&item, format!("{e}; date not kept"))),
+                None => problems.push(problem(&item, "date is not text; not kept".into())),
+            }
+        }
+        if let Some(a) = row.get("annotator").and_then(as_text)
+            && !entry.annotators.contains(&a)
+        {
+            entry.annotators.push(a);
+        }
+        let dim = |k: &str| {
+            row.get(k)
+                .and_then(as_number)
+                .filter(|v| *v >= 1.0 && *v <= f64::from(u32::MAX) && v.fract() == 0.0)
+                .map(|v| v as u32)
+        };
+        entry.width = entry.width.or(dim("width"));
+        entry.height = entry.height.or(dim("height"));
+        let known: Vec<&str> = [
+            FILE_COLUMNS.as_slice(),
+            &LABEL_COLUMNS,
+            &CAPTION_COLUMNS,
+            &DATE_COLUMNS,
+            &CORNERS,
+            &XYWH,
+            &["annotator", "width", "height"],
+        ]
+        .concat();
+        let extra: BTreeMap<String, Value> = row
+            .iter()
+            .filter(|(k, v)| !known.contains(&k.as_str()) && !is_blank(v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (k, v) in extra {
+            entry.metadata.entry(k).or_insert(v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const VALID: &str = "filename,label,xmin,ymin,xmax,ymax,caption,captured_at,site\n\
+        a.jpg,car,10,20,30,60,a red car,2024-01-02 03:04:05,north\n\
+        a.jpg,face,1,2,3,4,a red car,,\n\
+        a.jpg,night,,,,,,,\n\
+        dir/b.png,,,,,,,2024-01-03,south\n\
+        c.jpg,plate,1,x,3,4,,,\n\
+        ,car,1,1,2,2,,,\n\
+        c.jpg,,5,5,6,6,,bad date,\n";
+
+    fn parse_str(text: &str, kind: Kind) -> (Vec<ImageEntry>, Vec<Problem>) {
+        let mut problems = Vec::new();
+        let entries = parse(text.as_bytes(), kind, "m.csv", &mut problems).unwrap();
+        (entries, problems)
+    }
+
+    #[test]
+    fn a_csv_manifest_reads_to_exactly_its_rows() {
+        let (entries, problems) = parse_str(VALID, Kind::Csv);
+        let names: Vec<_> = entries.iter().map(|e| e.file_name.as_str()).collect();
+        assert_eq!(names, ["a.jpg", "dir/b.png", "c.jpg"]);
+        let a = &entries[0];
+        let boxes: Vec<_> = a
+            .boxes
+            .iter()
+            .map(|b| (b.label.as_str(), [b.x, b.y, b.w, b.h]))
+            .collect();
+        assert_eq!(
+            boxes,
+            [
+                ("car", [10.0, 20.0, 20.0, 40.0]),
+                ("face", [1.0, 2.0, 2.0, 2.0])
+            ]
+        );
+        assert_eq!(a.labels, ["night"]);
+        assert_eq!(a.captions, ["a red car"]);
+        assert_eq!(
+            a.captured,
+            Some(parse_date("2024-01-02T03:04:05Z").unwrap())
+        );
+        assert_eq!(
+            a.metadata,
+            BTreeMap::from([("site".into(), json!("north"))])
+        );
+        assert_eq!(entries[1].captured, Some(parse_date("2024-01-03").unwrap()));
+        let c = &entries[2];
+        let u: Vec<_> = c
+            .uncertain
+            .iter()
+            .map(|u| (u.labels.clone(), u.region))
+            .collect();
+        assert_eq!(
+            u,
+            [
+                (vec!["plate".to_owned()], None),
+                (vec![], Some([5.0, 5.0, 1.0, 1.0]))
+            ]
+        );
+        // The bad box, the row without a file, the box without a label, the bad date.
+        assert_eq!(problems.len(), 4, "{problems:?}");
+    }
+
+    #[test]
+    fn jsonl_and_xywh_and_the_export_columns_read_alike() {
+        let text = "{\"path\": \"d/a.jpg\", \"filename\": \"a.jpg\", \"label\": \"car\", \"x\": 1.5, \"y\": 2, \"w\": \"3\", \"h\": 4, \"captions\": \"one | two\", \"record_id\": \"ab\"}\n\
+                    \n[1]\n{oops\n{\"path\": \"d/a.jpg\", \"label\": \"cat\"}\n";
+        let (entries, problems) = parse_str(text, Kind::Jsonl);
+        assert_eq!(entries.len(), 1);
+        let e = &entries[0];
+        assert_eq!(e.file_name, "d/a.jpg");
+        assert_eq!(
+            [e.boxes[0].x, e.boxes[0].y, e.boxes[0].w, e.boxes[0].h],
+            [1.5, 2.0, 3.0, 4.0]
+        );
+        assert_eq!(e.captions, ["one", "two"]);
+        assert_eq!(e.labels, ["cat"]);
+        assert_eq!(e.metadata["record_id"], json!("ab"));
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        let tsv = "file_name\tlabel\nq.jpg\tdog\n";
+        let (entries, _) = parse_str(tsv, Kind::Tsv);
+        assert_eq!(entries[0].labels, ["dog"]);
+        let mut p = Vec::new();
+        assert!(parse("name,label\na,b\n".as_bytes(), Kind::Csv, "m.csv", &mut p).is_err());
+    }
+
+    proptest! {
+        #![proptest_config(crate::ingest::proptest_config())]
+
+        #[test]
+        fn arbitrary_bytes_are_read_or_refused_cleanly(bytes in prop::collection::vec(any::<u8>(), 0..512), jsonl in any::<bool>()) {
+            let kind = if jsonl { Kind::Jsonl } else { Kind::Csv };
+            if let Err(e) = parse(bytes.as_slice(), kind, "fuzz", &mut Vec::new()) {
+                prop_assert!(!e.is_empty());
+            }
+        }
+
+        #[test]
+        fn mutated_manifests_are_read_or_reported(edits in prop::collection::vec((any::<prop::sample::Index>(), 0usize..8, "[,\"\\na-z0-9 .:-]{0,6}"), 1..4)) {
+            let mut text = VALID.to_owned();
+            for (at, len, insert) in &edits {
+                let i = at.index(text.len() + 1);
+                let j = (i + len).min(text.len());
+                text.replace_range(i..j, insert);
+            }
+            let mut problems = Vec::new();
+            match parse(text.as_bytes(), Kind::Csv, "fuzz.csv", &mut problems) {
+                Err(e) => prop_assert!(e.contains("file name column") || e.contains("CSV")),
+                Ok(entries) => {
+                    for e in &entries {
+                        for u in &e.uncertain {
+                            prop_assert!(problems.iter().any(|p| p.item == u.item));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,785 @@
+//! YOLO / Ultralytics data sets: `data.yaml` (`names` as a list or an id -> name map, `path`,
+//! `train`/`val`/`test` as folders, image-list files or lists of them) and one `labels/*.txt`
+//! per image, found as Ultralytics finds it (the last `/images/` of the image's path replaced by
+//! `/labels/`, the extension by `.txt`). Without a `data.yaml`, `classes.txt` and `images/`.
+//!
+//! Rows are `class cx cy w h`, normalised to the image's displayed size, which is read from the
+//! image's header; a polygon row (`class x1 y1 x2 y2 ...`, three points or more) becomes the box
+//! around the polygon; with `kpt_shape` in `data.yaml`, pose rows keep their box. A row that
+//! cannot be read, or names an unknown class, is a problem and an uncertain annotation.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+use serde_norway::Value as Yaml;
+
+use super::voc::{MAX_FILES, walk};
+use super::{ImageEntry, Problem, RawBox, bbox_of_points};
+use crate::IngestError;
+use crate::record::UncertainAnnotation;
+
+/// Largest `data.yaml`, `classes.txt` or image list read.
+const MAX_CONFIG_BYTES: u64 = 8 * 1024 * 1024;
+/// Largest label file read.
+const MAX_LABEL_BYTES: u64 = 16 * 1024 * 1024;
+/// Most classes accepted.
+const MAX_CLASSES: usize = 100_000;
+/// Image extensions Ultralytics reads (those imagelens can also decode).
+const IMAGE_EXTS: [&str; 8] = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"];
+
+/// Class names by class id.
+pub type Names = HashMap<i64, String>;
+
+/// What a `data.yaml` says.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Config {
+    /// Class names.
+    pub names: Names,
+    /// `path`, when given.
+    pub path: Option<String>,
+    /// `(split, entry)` for each of `train`, `val`, `test` (an entry per list element).
+    pub splits: Vec<(String, String)>,
+    /// Whether rows carry keypoints after the box (`kpt_shape`).
+    pub keypoints: bool,
+}
+
+fn yaml_str(v: &Yaml) -> Option<String> {
+    match v {
+        Yaml::String(s) => Some(s.clone()),
+        Yaml::Number(n) => Some(n.to_string()),
+        Yaml::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Parses a `data.yaml`; unusable fields are problems, a text that is not a YAML mapping is
+/// an error.
+///
+/// # Errors
+/// A reason when the text is not YAML or not a mapping.
+pub fn parse_config(
+    text: &str,
+    shown: &str,
+    problems: &mut Vec<Problem>,
+) -> Result<Config, String> {
+    let doc: Yaml = serde_norway::from_str(text).map_err(|e| format!("not YAML: {e}"))?;
+    let Some(map) = doc.as_mapping() else {
+        return Err("not a YOLO data.yaml: the top level is not a mapping".into());
+    };
+    let problem = |item: &str, reason: String| Problem {
+        file: shown.to_owned(),
+        item: item.to_owned(),
+        reason,
+    };
+    let mut cfg = Config::default();
+    match map.get("names") {
+        Some(Yaml::Sequence(list)) => {
+            for (i, n) in list.iter().take(MAX_CLASSES).enumerate() {
+                match yaml_str(n)
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                {
+                    Some(name) => {
+                        cfg.names.insert(i as i64, name);
+                    }
+                    None => problems.push(problem(
+                        &format!("names[{i}]"),
+                        "class name is not a string; its boxes are kept as uncertain".into(),
+                    )),
+                }
+            }
+        }
+        Some(Yaml::Mapping(m)) => {
+            for (k, n) in m.iter().take(MAX_CLASSES) {
+                let id = k
+                    .as_i64()
+                    .or_else(|| k.as_str().and_then(|s| s.trim().parse().ok()));
+                let name = yaml_str(n)
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty());
+                match (id, name) {
+                    (Some(id), Some(name)) if id >= 0 => {
+                        cfg.names.insert(id, name);
+                    }
+                    _ => problems.push(problem(
+                        "names",
+                        format!(
+                            "entry {} is not a class id and a name; its boxes are kept as \
+                             uncertain",
+                            yaml_str(k).unwrap_or_else(|| "?".into())
+                        ),
+                    )),
+                }
+            }
+        }
+        None => problems.push(problem(
+            "names",
+            "no names; every box is kept as uncertain".into(),
+        )),
+        Some(_) => problems.push(problem(
+            "names",
+            "names is neither a list nor a map; every box is kept as uncertain".into(),
+        )),
+    }
+    cfg.path = map
+        .get("path")
+        .and_then(yaml_str)
+        .filter(|p| !p.trim().is_empty());
+    for split in ["train", "val", "test"] {
+        match map.get(split) {
+            None | Some(Yaml::Null) => {}
+            Some(Yaml::Sequence(list)) => {
+                for v in list.iter().take(1000) {
+                    match yaml_str(v) {
+                        Some(s) => cfg.splits.push((split.to_owned(), s)),
+                        None => {
+                            problems.push(problem(split, "entry is not a path; skipped".into()))
+                        }
+                    }
+                }
+            }
+            Some(v) => match yaml_str(v) {
+                Some(s) => cfg.splits.push((split.to_owned(), s)),
+                None => problems.push(problem(split, "not a path; skipped".into())),
+            },
+        }
+    }
+    cfg.keypoints = map.get("kpt_shape").is_some_and(|v| !v.is_null());
+    Ok(cfg)
+}
+
+/// One image and the split it was listed in.
+#[derive(Debug)]
+struct Listed {
+    path: PathBuf,
+    split: Option<String>,
+}
+
+/// Where a data set's files are.
+#[derive(Debug)]
+struct Layout {
+    config: Config,
+    /// Where `config` came from (`data.yaml` or `classes.txt`).
+    config_file: String,
+    /// Folders or list files of images, with their split.
+    sources: Vec<(Option<String>, PathBuf)>,
+}
+
+fn read_small(path: &Path) -> Result<String, String> {
+    let len = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+    if len > MAX_CONFIG_BYTES {
+        return Err(format!(
+            "{len} bytes, more than the limit of {MAX_CONFIG_BYTES}"
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let bytes = bytes
+        .strip_prefix(b"\xEF\xBB\xBF".as_slice())
+        .unwrap_or(&bytes);
+    Ok(String::from_utf8_lossy(bytes).into_owned())
+}
+
+fn layout(path: &Path, problems: &mut Vec<Problem>) -> Result<Layout, String> {
+    let yaml = if path.is_dir() {
+        ["data.yaml", "data.yml"]
+            .iter()
+            .map(|n| path.join(n))
+            .find(|p| p.is_file())
+    } else {
+        Some(path.to_path_buf())
+    };
+    let dir = if path.is_dir() {
+        path.to_path_buf()
+    } else {
+        path.parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    };
+    let Some(yaml) = yaml else {
+        // No data.yaml: classes.txt and images/.
+        let classes = dir.join("classes.txt");
+        let text =
+            read_small(&classes).map_err(|e| format!("no data.yaml, and classes.txt: {e}"))?;
+        let names = text
+            .lines()
+            .map(str::trim)
+            .take(MAX_CLASSES)
+            .enumerate()
+            .filter(|(_, n)| !n.is_empty())
+            .map(|(i, n)| (i as i64, n.to_owned()))
+            .collect();
+        let images = if dir.join("images").is_dir() {
+            dir.join("images")
+        } else {
+            dir.clone()
+        };
+        return Ok(Layout {
+            config: Config {
+                names,
+                ..Config::default()
+            },
+            config_file: classes.display().to_string(),
+            sources: vec![(None, images)],
+        });
+    };
+    let shown = yaml.display().to_string();
+    let config = parse_config(&read_small(&yaml)?, &shown, problems)?;
+    let base = match &config.path {
+        Some(p) if Path::new(p).is_absolute() && Path::new(p).is_dir() => PathBuf::from(p),
+        Some(p) if dir.join(p).is_dir() => dir.join(p),
+        _ => dir.clone(),
+    };
+    let mut sources = Vec::new();
+    for (split, entry) in &config.splits {
+        let mut p = base.join(entry);
+        if !p.exists() {
+            // Roboflow writes `../train/images` relative to the data set's own folder.
+            let trimmed = entry.trim_start_matches("../");
+            if base.join(trimmed).exists() {
+                p = base.join(trimmed);
+            } else {
+                problems.push(Problem {
+                    file: shown.clone(),
+                    item: split.clone(),
+                    reason: format!("{entry} does not exist under {}; skipped", base.display()),
+                });
+                continue;
+            }
+        }
+        sources.push((Some(split.clone()), p));
+    }
+    if config.splits.is_empty() && base.join("images").is_dir() {
+        sources.push((None, base.join("images")));
+    }
+    Ok(Layout {
+        config,
+        config_file: shown,
+        sources,
+    })
+}
+
+fn is_image(p: &Path) -> bool {
+    p.extension()
+        .is_some_and(|e| IMAGE_EXTS.contains(&e.to_string_lossy().to_ascii_lowercase().as_str()))
+}
+
+fn list_images(layout: &Layout, problems: &mut Vec<Problem>) -> Vec<Listed> {
+    let mut out = Vec::new();
+    for (split, src) in &layout.sources {
+        let found: Vec<PathBuf> = if src.is_dir() {
+            let mut all = Vec::new();
+            for ext in IMAGE_EXTS {
+                match walk(src, ext) {
+                    Ok(v) => all.extend(v),
+                    Err(e) => {
+                        problems.push(Problem {
+                            file: src.display().to_string(),
+                            item: "folder".into(),
+                            reason: format!("{e}; skipped"),
+                        });
+                        break;
+                    }
+                }
+            }
+            all.sort();
+            all.dedup();
+            all
+        } else {
+            // An image list: one path a line, relative to the list's folder.
+            let parent = src.parent().unwrap_or(Path::new("."));
+            match read_small(src) {
+                Ok(t) => t
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .take(MAX_FILES)
+                    .map(|l| parent.join(l.trim_start_matches("./")))
+                    .filter(|p| is_image(p))
+                    .collect(),
+                Err(e) => {
+                    problems.push(Problem {
+                        file: src.display().to_string(),
+                        item: "image list".into(),
+                        reason: format!("{e}; skipped"),
+                    });
+                    Vec::new()
+                }
+            }
+        };
+        out.extend(found.into_iter().map(|path| Listed {
+            path,
+            split: split.clone(),
+        }));
+    }
+    out
+}
+
+/// The folder that holds every image of the data set at `path` (its image folders' deepest
+/// common folder), when its layout can be read.
+pub fn images_root(path: &Path) -> Option<PathBuf> {
+    let layout = layout(path, &mut Vec::new()).ok()?;
+    let dirs: Vec<PathBuf> = layout
+        .sources
+        .iter()
+        .map(|(_, s)| {
+            if s.is_dir() {
+                s.clone()
+            } else {
+                s.parent().unwrap_or(Path::new(".")).to_path_buf()
+            }
+        })
+        .filter_map(|d| d.canonicalize().ok())
+        .collect();
+    let mut common = dirs.first()?.clone();
+    for d in &dirs[1..] {
+        while !d.starts_with(&common) {
+            common = common.parent()?.to_path_buf();
+        }
+    }
+    Some(common)
+}
+
+/// The label file of an image, as Ultralytics finds it.
+pub fn label_path(image: &Path) -> PathBuf {
+    let s = image.to_string_lossy().replace('\\', "/");
+    let swapped = match s.rfind("/images/") {
+        Some(i) => format!("{}/labels/{}", &s[..i], &s[i + "/images/".len()..]),
+        None => s,
+    };
+    Path::new(&swapped).with_extension("txt")
+}
+
+/// Pixels a coordinate may lie outside the image and still be taken as its edge: YOLO files
+/// round to six decimals, which is a hundredth of a pixel on a 10,000-pixel side.
+const ROUNDING_SLACK: f64 = 0.01;
+
+/// `v` moved onto the edge of `0..=max` when it lies outside by no more than rounding.
+fn snap(v: f64, max: f64) -> f64 {
+    if (-ROUNDING_SLACK..0.0).contains(&v) {
+        0.0
+    } else if v > max && v <= max + ROUNDING_SLACK {
+        max
+    } else {
+        v
+    }
+}
+
+/// The parsed rows of one label file.
+#[derive(Debug, Default, PartialEq)]
+pub struct Rows {
+    /// Boxes in pixels.
+    pub boxes: Vec<RawBox>,
+    /// Rows that could not be read or placed.
+    pub uncertain: Vec<UncertainAnnotation>,
+}
+
+/// Parses one label file's text. `size` is the image's displayed size; without it, no row can
+/// be placed and every row is uncertain.
+pub fn parse_labels(
+    text: &str,
+    shown: &str,
+    names: &Names,
+    keypoints: bool,
+    size: Option<(u32, u32)>,
+    problems: &mut Vec<Problem>,
+) -> Rows {
+    let mut rows = Rows::default();
+    for (n, line) in text.lines().enumerate() {
+        let tokens: Vec<&str> = line.split_whitespace().collect();
+        if tokens.is_empty() {
+            continue;
+        }
+        let item = format!("line {}", n + 1);
+        let class = tokens[0]
+            .parse::<f64>()
+            .ok()
+            .filter(|c| c.is_finite() && c.fract() == 0.0 && *c >= 0.0 && *c < 1e15)
+            .map(|c| c as i64);
+        let label = class.and_then(|c| names.get(&c)).cloned();
+        let values: Option<Vec<f64>> = tokens[1..]
+            .iter()
+            .map(|t| t.parse::<f64>().ok().filter(|v| v.is_finite()))
+            .collect();
+        let shape = match values.as_deref() {
+            Some(v) if keypoints && v.len() >= 4 => Some(("box", v[..4].to_vec())),
+            Some(v) if v.len() == 4 => Some(("box", v.to_vec())),
+            Some(v) if v.len() >= 6 && v.len() % 2 == 0 => Some(("polygon", v.to_vec())),
+            _ => None,
+        };
+        let rect = match (&shape, size) {
+            (Some(("box", v)), Some((w, h))) => {
+                let (iw, ih) = (f64::from(w), f64::from(h));
+                let (cx, cy, bw, bh) = (v[0] * iw, v[1] * ih, v[2] * iw, v[3] * ih);
+                let x0 = snap(cx - bw / 2.0, iw);
+                let y0 = snap(cy - bh / 2.0, ih);
+                let (x1, y1) = (snap(cx + bw / 2.0, iw), snap(cy + bh / 2.0, ih));
+                Some([x0 as f32, y0 as f32, (x1 - x0) as f32, (y1 - y0) as f32])
+            }
+            (Some((_, v)), Some((w, h))) => {
+                let (iw, ih) = (f64::from(w), f64::from(h));
+                let points: Vec<(f64, f64)> = v
+                    .chunks(2)
+                    .map(|p| (snap(p[0] * iw, iw), snap(p[1] * ih, ih)))
+                    .collect();
+                bbox_of_points(&points)
+            }
+            _ => None,
+        };
+        let why = if class.is_none() {
+            Some(format!("class {:?} is not a class id", tokens[0]))
+        } else if label.is_none() {
+            Some(format!("class {} has no name in the data set", tokens[0]))
+        } else if shape.is_none() {
+            Some(format!(
+                "{} values after the class: neither a box (4) nor a polygon (3 points or more)",
+                tokens.len() - 1
+            ))
+        } else if size.is_none() {
+            Some("the image's size could not be read, so the row cannot be placed".into())
+        } else {
+            None
+        };
+        match (why, label, rect) {
+            (None, Some(label), Some(rect)) => {
+                let mut b = RawBox::new(label, rect, item);
+                if let Some(("polygon", v)) = &shape {
+                    b.attributes.insert("shape".into(), json!("polygon"));
+                    b.attributes.insert("points".into(), json!(v.len() / 2));
+                }
+                if keypoints {
+                    b.attributes.insert("keypoints".into(), json!(true));
+                }
+                rows.boxes.push(b);
+            }
+            (why, label, rect) => {
+                let why = why.unwrap_or_else(|| "the row cannot be placed".into());
+                let labels: Vec<String> = label.into_iter().collect();
+                problems.push(Problem {
+                    file: shown.to_owned(),
+                    item: item.clone(),
+                    reason: format!(
+                        "{why}; box skipped, and {}",
+                        super::fails_closed(&labels, rect.is_some())
+                    ),
+                });
+                rows.uncertain.push(UncertainAnnotation {
+                    item,
+                    labels,
+                    region: rect,
+                    reason: why,
+                });
+            }
+        }
+    }
+    rows
+}
+
+/// Reads a YOLO data set (its folder or its `data.yaml`); entries are named relative to
+/// `images`.
+///
+/// # Errors
+/// [`IngestError::Unreadable`] when neither a readable `data.yaml` nor `classes.txt` is there.
+pub fn read_path(
+    path: &Path,
+    images: &Path,
+    problems: &mut Vec<Problem>,
+) -> Result<Vec<ImageEntry>, IngestError> {
+    let layout = layout(path, problems).map_err(|reason| IngestError::Unreadable {
+        file: path.display().to_string(),
+        reason,
+    })?;
+    let root = images
+        .canonicalize()
+        .unwrap_or_else(|_| images.to_path_buf());
+    let limits = models::preprocess::DecodeLimits::default();
+    // An image listed by several splits (one folder used for train and val) has no one split.
+    let listed = list_images(&layout, problems);
+    let mut splits: BTreeMap<PathBuf, Vec<String>> = BTreeMap::new();
+    for l in &listed {
+        let s = splits.entry(l.path.clone()).or_default();
+        if let Some(split) = &l.split
+            && !s.contains(split)
+        {
+            s.push(split.clone());
+        }
+    }
+    let mut entries = Vec::new();
+    for (image, split) in splits {
+        let real = image.canonicalize().unwrap_or_else(|_| image.clone());
+        let Ok(rel) = real.strip_prefix(&root) else {
+            problems.push(Problem {
+                file: image.display().to_string(),
+                item: "image".into(),
+                reason: format!(
+                    "outside the images folder {}; skipped (pass --images)",
+                    root.display()
+                ),
+            });
+            continue;
+        };
+        let file_name = rel.to_string_lossy().replace('\\', "/");
+        let labels = label_path(&image);
+        let shown = labels.display().to_string();
+        let mut entry = ImageEntry::new(file_name, &layout.config_file);
+        if let [one] = split.as_slice() {
+            entry.metadata.insert("split".into(), json!(one));
+        }
+        let text = match std::fs::metadata(&labels) {
+            Err(_) => None, // An image without a label file has no objects.
+            Ok(m) if m.len() > MAX_LABEL_BYTES => {
+                problems.push(Problem {
+                    file: shown.clone(),
+                    item: "file".into(),
+                    reason: format!(
+                        "{} bytes, more than the limit of {MAX_LABEL_BYTES}; the image is \
+                         skipped (its boxes cannot be read)",
+                        m.len()
+                    ),
+                });
+                continue;
+            }
+            Ok(_) => match std::fs::read(&labels) {
+                Ok(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+                Err(e) => {
+                    problems.push(Problem {
+                        file: shown.clone(),
+                        item: "file".into(),
+                        reason: format!("{e}; the image is skipped (its boxes cannot be read)"),
+                    });
+                    continue;
+                }
+            },
+        };
+        if let Some(text) = text {
+            entry.exports.push(shown.clone());
+            let size = if text.trim().is_empty() {
+                None
+            } else {
+                match models::preprocess::probe_file(&real, &limits) {
+                    Ok(h) => Some((h.width, h.height)),
+                    Err(e) => {
+                        problems.push(Problem {
+                            file: entry.file_name.clone(),
+                            item: "image size".into(),
+                            reason: format!("cannot read the image's header: {e}"),
+                        });
+                        None
+                    }
+                }
+            };
+            let rows = parse_labels(
+                &text,
+                &shown,
+                &layout.config.names,
+                layout.config.keypoints,
+                size,
+                problems,
+            );
+            entry.width = size.map(|s| s.0);
+            entry.height = size.map(|s| s.1);
+            entry.boxes = rows.boxes;
+            entry.uncertain = rows.uncertain;
+        }
+        entries.push(entry);
+    }
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn names() -> Names {
+        HashMap::from([(0, "face".to_owned()), (1, "car".to_owned())])
+    }
+
+    #[test]
+    fn names_are_read_as_a_list_or_a_map() {
+        let mut p = Vec::new();
+        let list = parse_config(
+            "names: [face, car]\ntrain: images/train\nval: [a, b]\n",
+            "d",
+            &mut p,
+        )
+        .unwrap();
+        assert_eq!(list.names, names());
+        assert_eq!(
+            list.splits,
+            [("train", "images/train"), ("val", "a"), ("val", "b")]
+                .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        );
+        let map = parse_config(
+            "names:\n  0: face\n  '1': car\nkpt_shape: [17, 3]\n",
+            "d",
+            &mut p,
+        )
+        .unwrap();
+        assert_eq!(map.names, names());
+        assert!(map.keypoints);
+        assert!(p.is_empty(), "{p:?}");
+        assert!(parse_config("- a\n- b\n", "d", &mut p).is_err());
+        assert!(parse_config("names: [a", "d", &mut p).is_err());
+    }
+
+    #[test]
+    fn rows_become_pixel_boxes_polygons_their_bounding_box() {
+        let mut problems = Vec::new();
+        let text = "0 0.5 0.5 0.5 0.25\n\n1 0.1 0.1 0.3 0.1 0.2 0.4\n7 0.5 0.5 0.1 0.1\n0 0.5 0.5\nx 1 1 1 1\n";
+        let rows = parse_labels(
+            text,
+            "l.txt",
+            &names(),
+            false,
+            Some((200, 100)),
+            &mut problems,
+        );
+        let got: Vec<_> = rows
+            .boxes
+            .iter()
+            .map(|b| (b.label.as_str(), [b.x, b.y, b.w, b.h], b.item.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("face", [50.0, 37.5, 100.0, 25.0], "line 1"),
+                ("car", [20.0, 10.0, 40.0, 30.0], "line 3"),
+            ]
+        );
+        assert_eq!(rows.boxes[1].attributes["shape"], json!("polygon"));
+        let u: Vec<_> = rows
+            .uncertain
+            .iter()
+            .map(|u| (u.item.as_str(), u.labels.len(), u.region.is_some()))
+            .collect();
+        assert_eq!(
+            u,
+            [
+                ("line 4", 0, true),
+                ("line 5", 1, false),
+                ("line 6", 0, true)
+            ]
+        );
+        assert_eq!(problems.len(), 3);
+        // Without the image's size nothing can be placed.
+        let rows = parse_labels(
+            "0 0.5 0.5 0.5 0.5\n",
+            "l.txt",
+            &names(),
+            false,
+            None,
+            &mut problems,
+        );
+        assert!(rows.boxes.is_empty());
+        assert_eq!(rows.uncertain[0].labels, ["face"]);
+    }
+
+    #[test]
+    fn label_files_are_found_as_ultralytics_finds_them() {
+        assert_eq!(
+            label_path(Path::new("/d/images/train/a.b.jpg")),
+            Path::new("/d/labels/train/a.b.txt")
+        );
+        assert_eq!(
+            label_path(Path::new("/d/images/x/images/a.png")),
+            Path::new("/d/images/x/labels/a.txt")
+        );
+        assert_eq!(label_path(Path::new("/d/a.png")), Path::new("/d/a.txt"));
+    }
+
+    fn png(path: &Path, w: u32, h: u32) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        image::RgbImage::new(w, h).save(path).unwrap();
+    }
+
+    #[test]
+    fn a_data_set_reads_splits_sizes_and_background_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(
+            d.join("data.yaml"),
+            "path: .\ntrain: images/train\nval: images/val\nnames: {0: face, 1: car}\n",
+        )
+        .unwrap();
+        png(&d.join("images/train/a.png"), 40, 20);
+        png(&d.join("images/val/b.png"), 10, 10);
+        std::fs::create_dir_all(d.join("labels/train")).unwrap();
+        std::fs::write(d.join("labels/train/a.txt"), "1 0.5 0.5 0.5 0.5\n").unwrap();
+        let root = images_root(d).unwrap();
+        assert_eq!(root, d.join("images").canonicalize().unwrap());
+        let mut problems = Vec::new();
+        let entries = read_path(d, &root, &mut problems).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].file_name, "train/a.png");
+        assert_eq!(entries[0].metadata["split"], json!("train"));
+        assert_eq!((entries[0].width, entries[0].height), (Some(40), Some(20)));
+        let b = &entries[0].boxes[0];
+        assert_eq!(
+            (b.label.as_str(), [b.x, b.y, b.w, b.h]),
+            ("car", [10.0, 5.0, 20.0, 10.0])
+        );
+        assert_eq!(entries[1].file_name, "val/b.png");
+        assert!(entries[1].boxes.is_empty());
+        assert!(read_path(&d.join("images"), &root, &mut problems).is_err());
+    }
+
+    fn valid_labels() -> String {
+        "0 0.5 0.5 0.2 0.2\n1 0.1 0.1 0.3 0.1 0.2 0.4\n1 0.25 0.75 0.5 0.5\n".to_owned()
+    }
+
+    proptest! {
+        #![proptest_config(crate::ingest::proptest_config())]
+
+        #[test]
+        fn arbitrary_label_bytes_never_lose_a_row(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let mut problems = Vec::new();
+            let rows = parse_labels(&text, "f.txt", &names(), false, Some((64, 48)), &mut problems);
+            let lines = text.lines().filter(|l| !l.trim().is_empty()).count();
+            prop_assert_eq!(rows.boxes.len() + rows.uncertain.len(), lines);
+            prop_assert_eq!(problems.len(), rows.uncertain.len());
+        }
+
+        #[test]
+        fn mutated_label_files_are_read_or_reported(edits in prop::collection::vec((any::<prop::sample::Index>(), 0usize..6, "[-0-9 .e\\nxa]{0,5}"), 1..4)) {
+            let mut text = valid_labels();
+            for (at, len, insert) in &edits {
+                let i = at.index(text.len() + 1);
+                let j = (i + len).min(text.len());
+                text.replace_range(i..j, insert);
+            }
+            let mut problems = Vec::new();
+            let rows = parse_labels(&text, "f.txt", &names(), false, Some((64, 48)), &mut problems);
+            let lines = text.lines().filter(|l| !l.trim().is_empty()).count();
+            prop_assert_eq!(rows.boxes.len() + rows.uncertain.len(), lines);
+            for u in &rows.uncertain {
+                prop_assert!(problems.iter().any(|p| p.item == u.item));
+            }
+        }
+
+        #[test]
+        fn arbitrary_yaml_is_read_or_refused_cleanly(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            if let Err(e) = parse_config(&text, "d.yaml", &mut Vec::new()) {
+                prop_assert!(!e.is_empty());
+            }
+        }
+
+        #[test]
+        fn mutated_yaml_is_read_or_refused_cleanly(edits in prop::collection::vec((any::<prop::sample::Index>(), 0usize..6, "[-:{}\\[\\], 0-9a-z\\n'\"]{0,5}"), 1..4)) {
+            let mut text = "path: .\ntrain: images/train\nval: [images/val]\nnames:\n  0: face\n  1: car\n".to_owned();
+            for (at, len, insert) in &edits {
+                let i = at.index(text.len() + 1);
+                let j = (i + len).min(text.len());
+                text.replace_range(i..j, insert);
+            }
+            let mut problems = Vec::new();
+            match parse_config(&text, "d.yaml", &mut problems) {
+                Err(e) => prop_assert!(!e.is_empty()),
+                Ok(cfg) => prop_assert!(cfg.names.len() <= MAX_CLASSES),
+            }
+        }
+    }
+}

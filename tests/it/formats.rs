@@ -1,0 +1,579 @@
+//! Issue 12: every annotation format reads into the same records. The same generated scene
+//! written as COCO, Pascal VOC, YOLO and CVAT ingests to the same records; each export format
+//! imagelens writes (COCO, YOLO, VOC, CSV) ingests back into a fresh library unchanged; CVAT,
+//! Label Studio and CSV fixtures ingest to the records they describe; the CLI detects formats.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{TimeZone, Utc};
+use imagelens::export::{ArchiveFormat, DatasetFormat, Provenance, write_dataset};
+use indexer::ingest::{Format, locate};
+use indexer::record::Record;
+use indexer::synth::{SynthLibrary, SynthOptions, write_library};
+use indexer::{IngestOptions, IngestReport, Library, StoreSettings, ingest};
+use serde_json::json;
+
+use crate::common::{bin, ok_json};
+
+const W: u32 = 64;
+const H: u32 = 48;
+
+fn synth(dir: &Path, count: usize) -> SynthLibrary {
+    write_library(
+        dir,
+        &SynthOptions {
+            count,
+            width: W,
+            height: H,
+            seed: 23,
+            jpeg: true,
+        },
+    )
+    .unwrap()
+}
+
+/// Ingests `annotations` (format `auto` unless named) into a fresh library without a model;
+/// `images` defaults to where the format keeps them. Returns the report and the records by
+/// path.
+fn ingest_fresh(
+    dir: &Path,
+    format: &str,
+    annotations: &[PathBuf],
+    images: Option<&Path>,
+) -> (IngestReport, BTreeMap<String, Record>) {
+    let located = locate(format, annotations).unwrap();
+    let data = tempfile::tempdir_in(dir).unwrap();
+    let mut lib = Library::open(data.path(), StoreSettings::Edge).unwrap();
+    let opts = IngestOptions {
+        format: format.into(),
+        annotations: annotations.to_vec(),
+        images: images.map_or(located.images, Path::to_path_buf),
+        dataset: "d".into(),
+        progress: false,
+        ..IngestOptions::default()
+    };
+    let report = ingest(&mut lib, None, &opts).unwrap();
+    lib.keyword().reload().unwrap();
+    let ids: Vec<String> = lib.keyword().ids().unwrap().into_iter().collect();
+    let records = lib
+        .keyword()
+        .get_many(&ids)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.path.clone(), r))
+        .collect();
+    (report, records)
+}
+
+type Shape = (String, Vec<String>, Vec<(String, [f32; 4])>);
+
+/// What must agree between formats: id, labels and boxes, by path.
+fn shape(records: &BTreeMap<String, Record>) -> BTreeMap<String, Shape> {
+    records
+        .iter()
+        .map(|(p, r)| {
+            let mut labels = r.labels.clone();
+            labels.sort();
+            let mut boxes: Vec<(String, [f32; 4])> = r
+                .boxes
+                .iter()
+                .map(|b| (b.label.clone(), [b.x, b.y, b.w, b.h]))
+                .collect();
+            boxes.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+            (p.clone(), (r.id.clone(), labels, boxes))
+        })
+        .collect()
+}
+
+fn assert_same(
+    what: &str,
+    got: &BTreeMap<String, Shape>,
+    want: &BTreeMap<String, Shape>,
+    tol: f32,
+) {
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "{what}: paths"
+    );
+    for (path, (id, labels, boxes)) in want {
+        let (gid, glabels, gboxes) = &got[path];
+        assert_eq!((gid, glabels), (id, labels), "{what}: {path}");
+        assert_eq!(gboxes.len(), boxes.len(), "{what}: {path} boxes");
+        for ((gl, g), (l, b)) in gboxes.iter().zip(boxes) {
+            assert_eq!(gl, l, "{what}: {path}");
+            for k in 0..4 {
+                assert!((g[k] - b[k]).abs() <= tol, "{what}: {path} {g:?} vs {b:?}");
+            }
+        }
+    }
+}
+
+fn stem(path: &str) -> &str {
+    path.rsplit_once('.').map_or(path, |(s, _)| s)
+}
+
+/// The scene as a VOC folder (1-based inclusive pixels) with its images in `JPEGImages/`.
+fn write_voc(src: &SynthLibrary, root: &Path) {
+    for s in &src.scenes {
+        let (sub, name) = s.file_name.rsplit_once('/').unwrap_or(("", &s.file_name));
+        let mut xml = format!(
+            "<annotation><folder>VOC</folder><filename>{name}</filename>\
+             <size><width>{W}</width><height>{H}</height><depth>3</depth></size>"
+        );
+        for b in &s.boxes {
+            let [x, y, w, h] = b.bbox;
+            xml.push_str(&format!(
+                "<object><name>{}</name><pose>Unspecified</pose><truncated>0</truncated>\
+                 <difficult>0</difficult><bndbox><xmin>{}</xmin><ymin>{}</ymin><xmax>{}</xmax>\
+                 <ymax>{}</ymax></bndbox></object>",
+                b.label,
+                x + 1.0,
+                y + 1.0,
+                x + w,
+                y + h
+            ));
+        }
+        xml.push_str("</annotation>");
+        let file = root
+            .join("Annotations")
+            .join(sub)
+            .join(format!("{}.xml", stem(name)));
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, xml).unwrap();
+        let image = root.join("JPEGImages").join(&s.file_name);
+        std::fs::create_dir_all(image.parent().unwrap()).unwrap();
+        std::fs::copy(src.images.join(&s.file_name), image).unwrap();
+    }
+}
+
+/// The scene as an Ultralytics data set: names as a map, one label file per image.
+fn write_yolo(src: &SynthLibrary, root: &Path) -> Vec<String> {
+    let mut names: Vec<String> = src
+        .scenes
+        .iter()
+        .flat_map(|s| s.boxes.iter().map(|b| b.label.to_owned()))
+        .collect();
+    names.sort();
+    names.dedup();
+    let mut yaml = "path: .\ntrain: images/train\nnames:\n".to_owned();
+    for (i, n) in names.iter().enumerate() {
+        yaml.push_str(&format!("  {i}: {n}\n"));
+    }
+    std::fs::write(root.join("data.yaml"), yaml).unwrap();
+    for s in &src.scenes {
+        let mut text = String::new();
+        for b in &s.boxes {
+            let [x, y, w, h] = b.bbox;
+            let class = names.iter().position(|n| n == b.label).unwrap();
+            let (iw, ih) = (f64::from(W), f64::from(H));
+            let (x, y, w, h) = (f64::from(x), f64::from(y), f64::from(w), f64::from(h));
+            text.push_str(&format!(
+                "{class} {:.6} {:.6} {:.6} {:.6}\n",
+                (x + w / 2.0) / iw,
+                (y + h / 2.0) / ih,
+                w / iw,
+                h / ih
+            ));
+        }
+        let label = root
+            .join("labels/train")
+            .join(format!("{}.txt", stem(&s.file_name)));
+        std::fs::create_dir_all(label.parent().unwrap()).unwrap();
+        std::fs::write(label, text).unwrap();
+        let image = root.join("images/train").join(&s.file_name);
+        std::fs::create_dir_all(image.parent().unwrap()).unwrap();
+        std::fs::copy(src.images.join(&s.file_name), image).unwrap();
+    }
+    names
+}
+
+/// The scene as CVAT for images 1.1, boxes as `<box>`, one as a `<polygon>`.
+fn write_cvat(src: &SynthLibrary, file: &Path) {
+    let mut xml = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<annotations><version>1.1</version>\
+                   <meta><task><id>1</id><name>scene</name></task></meta>"
+        .to_owned();
+    for (i, s) in src.scenes.iter().enumerate() {
+        xml.push_str(&format!(
+            "<image id=\"{i}\" name=\"{}\" width=\"{W}\" height=\"{H}\">",
+            s.file_name
+        ));
+        for (k, b) in s.boxes.iter().enumerate() {
+            let [x, y, w, h] = b.bbox;
+            if k == 1 {
+                xml.push_str(&format!(
+                    "<polygon label=\"{}\" occluded=\"0\" points=\"{x},{y};{},{y};{},{};{x},{}\"/>",
+                    b.label,
+                    x + w,
+                    x + w / 2.0,
+                    y + h,
+                    y + h / 2.0
+                ));
+            } else {
+                xml.push_str(&format!(
+                    "<box label=\"{}\" occluded=\"0\" xtl=\"{x}\" ytl=\"{y}\" xbr=\"{}\" ybr=\"{}\"/>",
+                    b.label,
+                    x + w,
+                    y + h
+                ));
+            }
+        }
+        xml.push_str("</image>");
+    }
+    xml.push_str("</annotations>");
+    std::fs::write(file, xml).unwrap();
+}
+
+#[test]
+fn the_same_scene_from_coco_voc_yolo_and_cvat_gives_the_same_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = synth(&dir.path().join("coco"), 9);
+    let (report, coco) = ingest_fresh(
+        dir.path(),
+        "auto",
+        &[src.instances.clone(), src.captions.clone()],
+        Some(&src.images),
+    );
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(coco.len(), 9);
+    let want = shape(&coco);
+
+    let voc = dir.path().join("voc");
+    write_voc(&src, &voc);
+    assert_eq!(
+        locate("auto", std::slice::from_ref(&voc)).unwrap().format,
+        Format::Voc
+    );
+    let (report, got) = ingest_fresh(dir.path(), "auto", &[voc], None);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_same("voc", &shape(&got), &want, 0.0);
+
+    let yolo = dir.path().join("yolo");
+    std::fs::create_dir_all(&yolo).unwrap();
+    write_yolo(&src, &yolo);
+    let (report, got) = ingest_fresh(dir.path(), "auto", &[yolo], None);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    // Six decimals of a fraction of 64 pixels.
+    assert_same("yolo", &shape(&got), &want, 0.001);
+    assert!(got.values().all(|r| r.metadata["split"] == json!("train")));
+
+    let cvat = dir.path().join("annotations.xml");
+    write_cvat(&src, &cvat);
+    let (report, got) = ingest_fresh(dir.path(), "auto", &[cvat], Some(&src.images));
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_same("cvat", &shape(&got), &want, 0.0);
+}
+
+fn export_to(records: &[Record], format: DatasetFormat, dir: &Path) {
+    let provenance = Provenance {
+        created: Utc.with_ymd_and_hms(2025, 1, 2, 3, 4, 5).unwrap(),
+        requested_by: "test".into(),
+        source: json!({"test": true}),
+        library: json!({}),
+        model: None,
+        format,
+        images_redacted: false,
+        records: vec![],
+    };
+    let mut bytes = Vec::new();
+    write_dataset(&mut bytes, records, format, ArchiveFormat::Tar, &provenance).unwrap();
+    tar::Archive::new(bytes.as_slice()).unpack(dir).unwrap();
+}
+
+#[test]
+fn exports_ingest_back_into_a_fresh_library_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = synth(&dir.path().join("src"), 7);
+    let (_, original) = ingest_fresh(
+        dir.path(),
+        "coco",
+        &[src.instances.clone(), src.captions.clone()],
+        Some(&src.images),
+    );
+    let records: Vec<Record> = original.values().cloned().collect();
+    let want = shape(&original);
+    for (format, tol, captions, dates) in [
+        (DatasetFormat::Coco, 0.0, true, true),
+        (DatasetFormat::Yolo, 0.001, false, false),
+        (DatasetFormat::Voc, 0.0, false, false),
+        (DatasetFormat::Csv, 0.0, true, true),
+    ] {
+        let out = dir.path().join(format!("export-{}", format.as_str()));
+        export_to(&records, format, &out);
+        // `auto` finds the format in the export's folder and its images where it keeps them.
+        let located = locate("auto", std::slice::from_ref(&out)).unwrap();
+        assert_eq!(located.format.name(), format.as_str());
+        assert_eq!(
+            located.images.canonicalize().unwrap(),
+            out.join("images").canonicalize().unwrap()
+        );
+        let (report, back) = ingest_fresh(dir.path(), "auto", &[out], None);
+        assert!(
+            report.problems.is_empty(),
+            "{format:?}: {:?}",
+            report.problems
+        );
+        assert_same(format.as_str(), &shape(&back), &want, tol);
+        for (path, r) in &back {
+            let o = &original[path];
+            assert_eq!(r.filename, o.filename);
+            assert_eq!(r.sha256, o.sha256);
+            if captions {
+                assert_eq!(r.captions, o.captions, "{format:?} {path}");
+            }
+            if dates {
+                assert_eq!(r.dates.captured, o.dates.captured, "{format:?} {path}");
+            }
+        }
+    }
+}
+
+fn png(path: &Path, w: u32, h: u32) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    image::RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, (x ^ y) as u8]))
+        .save(path)
+        .unwrap();
+}
+
+#[test]
+fn cvat_label_studio_and_csv_fixtures_ingest_to_the_records_they_describe() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    png(&images.join("street/a.png"), 200, 100);
+    png(&images.join("b.png"), 50, 40);
+
+    // CVAT: a box with attributes, a turned box, a polygon, a tag.
+    let cvat = dir.path().join("cvat.xml");
+    std::fs::write(
+        &cvat,
+        r#"<annotations><version>1.1</version>
+  <meta><task><id>4</id><name>street</name></task><dumped>2024-03-04 05:06:07+00:00</dumped></meta>
+  <image id="0" name="street/a.png" width="200" height="100" subset="val">
+    <box label="car" occluded="1" xtl="10" ytl="20" xbr="60" ybr="70"><attribute name="color">white</attribute></box>
+    <box label="licence plate" occluded="0" xtl="100" ytl="40" xbr="120" ybr="50" rotation="90"/>
+    <polygon label="person" occluded="0" points="150,10;190,10;170,90"/>
+    <tag label="night"/>
+  </image>
+  <image id="1" name="b.png" width="50" height="40"><tag label="face"/></image>
+</annotations>"#,
+    )
+    .unwrap();
+    let (report, got) = ingest_fresh(dir.path(), "auto", &[cvat], Some(&images));
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let a = &got["street/a.png"];
+    assert_eq!(a.labels, ["car", "licence plate", "person", "night"]);
+    let boxes: Vec<_> = a
+        .boxes
+        .iter()
+        .map(|b| (b.label.as_str(), [b.x, b.y, b.w, b.h]))
+        .collect();
+    assert_eq!(
+        boxes,
+        [
+            ("car", [10.0, 20.0, 50.0, 50.0]),
+            ("licence plate", [105.0, 35.0, 10.0, 20.0]),
+            ("person", [150.0, 10.0, 40.0, 80.0]),
+        ]
+    );
+    assert_eq!(a.metadata["split"], json!("val"));
+    assert_eq!(a.metadata["source_id"], json!("0"));
+    assert_eq!(a.metadata["cvat_task"]["name"], json!("street"));
+    assert_eq!(
+        a.metadata["box_attributes"],
+        json!([
+            {"box": 0, "label": "car", "attributes": {"color": "white", "occluded": true}},
+            {"box": 1, "label": "licence plate", "attributes": {"rotation": 90.0}},
+            {"box": 2, "label": "person", "attributes": {"shape": "polygon"}},
+        ])
+    );
+    assert_eq!(
+        a.dates.annotated,
+        Some(Utc.with_ymd_and_hms(2024, 3, 4, 5, 6, 7).unwrap())
+    );
+    // The image-level tag has no region: kept unplaced, so a sensitive tag fails closed.
+    let b = &got["b.png"];
+    assert_eq!(b.labels, ["face"]);
+    assert!(b.boxes.is_empty());
+    assert_eq!(b.privacy.uncertain.len(), 1);
+    assert_eq!(
+        (
+            b.privacy.uncertain[0].labels.clone(),
+            b.privacy.uncertain[0].region
+        ),
+        (vec!["face".to_owned()], None)
+    );
+
+    // Label Studio: percent boxes, a caption, choices, an upload name; predictions ignored.
+    let ls = dir.path().join("ls.json");
+    std::fs::write(
+        &ls,
+        serde_json::to_vec(&json!([
+            {"id": 5, "data": {"image": "/data/local-files/?d=street/a.png"},
+             "annotations": [{"completed_by": {"email": "ann@x.org"}, "result": [
+                {"type": "rectanglelabels", "original_width": 200, "original_height": 100,
+                 "value": {"x": 5, "y": 20, "width": 25, "height": 50, "rectanglelabels": ["car"]}},
+                {"type": "textarea", "value": {"text": ["a white car"]}},
+                {"type": "choices", "value": {"choices": ["night"]}}]}],
+             "predictions": [{"result": [{"type": "rectanglelabels", "original_width": 200, "original_height": 100,
+                 "value": {"x": 0, "y": 0, "width": 10, "height": 10, "rectanglelabels": ["dog"]}}]}]},
+            {"id": 6, "data": {"image": "/data/upload/1/0a1b2c3d-b.png"},
+             "annotations": [{"result": [
+                {"type": "polygonlabels", "value": {"points": [[10, 25], [50, 25], [30, 75]], "polygonlabels": ["face"]}}]}]}
+        ]))
+        .unwrap(),
+    )
+    .unwrap();
+    let (report, got) = ingest_fresh(dir.path(), "auto", &[ls], Some(&images));
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let a = &got["street/a.png"];
+    assert_eq!(a.labels, ["car", "night"]);
+    assert_eq!(a.captions, ["a white car"]);
+    assert_eq!(a.annotators, ["ann@x.org"]);
+    assert_eq!(
+        [a.boxes[0].x, a.boxes[0].y, a.boxes[0].w, a.boxes[0].h],
+        [10.0, 20.0, 50.0, 50.0]
+    );
+    assert_eq!(a.metadata["source_id"], json!(5));
+    // No original size in the result: the size is read from the image (50 x 40).
+    let b = &got["b.png"];
+    assert_eq!(b.boxes[0].label, "face");
+    assert_eq!(
+        [b.boxes[0].x, b.boxes[0].y, b.boxes[0].w, b.boxes[0].h],
+        [5.0, 10.0, 20.0, 20.0]
+    );
+
+    // CSV: corners, an image-level label, a caption, a capture date, extra columns.
+    let csv = dir.path().join("labels.csv");
+    std::fs::write(
+        &csv,
+        "filename,label,xmin,ymin,xmax,ymax,caption,captured_at,camera\n\
+         street/a.png,car,10,20,60,70,a car,2023-07-08 09:10:11,cam-3\n\
+         street/a.png,outdoor,,,,,a car,,\n\
+         b.png,,,,,,,,cam-4\n",
+    )
+    .unwrap();
+    let (report, got) = ingest_fresh(dir.path(), "auto", &[csv], Some(&images));
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let a = &got["street/a.png"];
+    assert_eq!(a.labels, ["car", "outdoor"]);
+    assert_eq!(
+        [a.boxes[0].x, a.boxes[0].y, a.boxes[0].w, a.boxes[0].h],
+        [10.0, 20.0, 50.0, 50.0]
+    );
+    assert_eq!(a.captions, ["a car"]);
+    assert_eq!(
+        a.dates.captured,
+        Some(Utc.with_ymd_and_hms(2023, 7, 8, 9, 10, 11).unwrap())
+    );
+    assert_eq!(a.metadata["camera"], json!("cam-3"));
+    assert_eq!(got["b.png"].metadata["camera"], json!("cam-4"));
+    assert!(got["b.png"].labels.is_empty());
+}
+
+#[test]
+fn the_cli_detects_the_format_and_names_what_it_looked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = synth(&dir.path().join("coco"), 3);
+    let voc = dir.path().join("voc");
+    write_voc(&src, &voc);
+    let data = dir.path().join("lib");
+    let run = |args: &[&str]| {
+        bin()
+            .arg("--data-dir")
+            .arg(&data)
+            .env("IMAGELENS_NO_MODEL", "true")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "ingest",
+        "--annotations",
+        voc.to_str().unwrap(),
+        "--json",
+        "--no-progress",
+    ]);
+    let v = ok_json(&out);
+    assert_eq!(v["format"], json!("voc"));
+    assert!(
+        v["detected"].as_str().unwrap().contains("Annotations"),
+        "{v}"
+    );
+    assert_eq!(v["added"], json!(3));
+
+    let stray = dir.path().join("notes.txt");
+    std::fs::write(&stray, "not annotations").unwrap();
+    let out = run(&["ingest", "--annotations", stray.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("looked for") && err.contains("Pascal VOC") && err.contains("--format"),
+        "{err}"
+    );
+    let out = run(&[
+        "ingest",
+        "--format",
+        "tfrecord",
+        "--annotations",
+        voc.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("supported"));
+}
+
+#[test]
+fn an_unpacked_clarifai_sdk_export_ingests_with_negative_concepts_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("clarifai");
+    png(&root.join("train/inputs/in1.png"), 200, 100);
+    png(&root.join("valid/inputs/in2.png"), 40, 30);
+    std::fs::create_dir_all(root.join("train/annotations")).unwrap();
+    std::fs::create_dir_all(root.join("valid/annotations")).unwrap();
+    // As the SDK writes them: MessageToDict of data.regions / data.concepts (zero values omitted).
+    std::fs::write(
+        root.join("train/annotations/in1.json"),
+        serde_json::to_vec(&json!([
+            {"id": "r1", "regionInfo": {"boundingBox": {"topRow": 0.2, "leftCol": 0.1, "bottomRow": 0.7, "rightCol": 0.35}},
+             "data": {"concepts": [{"id": "face", "name": "face", "value": 1.0, "appId": "a"}]}},
+            {"id": "r2", "regionInfo": {"boundingBox": {"topRow": 0.0, "leftCol": 0.5, "bottomRow": 0.5, "rightCol": 1.0}},
+             "data": {"concepts": [{"id": "car", "name": "car"}]}}
+        ]))
+        .unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("valid/annotations/in2.json"),
+        serde_json::to_vec(&json!([
+            {"id": "street", "name": "street", "value": 1.0},
+            {"id": "dog", "name": "dog"}
+        ]))
+        .unwrap(),
+    )
+    .unwrap();
+    let located = locate("auto", std::slice::from_ref(&root)).unwrap();
+    assert_eq!(located.format, Format::Clarifai);
+    let (report, got) = ingest_fresh(dir.path(), "auto", &[root], None);
+    let a = &got["train/inputs/in1.png"];
+    assert_eq!(a.labels, ["face"]);
+    assert_eq!(
+        [a.boxes[0].x, a.boxes[0].y, a.boxes[0].w, a.boxes[0].h],
+        [20.0, 20.0, 50.0, 50.0]
+    );
+    assert_eq!(a.metadata["split"], json!("train"));
+    assert_eq!(a.metadata["source_id"], json!("in1"));
+    let b = &got["valid/inputs/in2.png"];
+    assert_eq!(b.labels, ["street"]);
+    // Value-0 concepts are never labels; the report names them.
+    for name in ["car", "dog"] {
+        assert!(got.values().all(|r| !r.labels.iter().any(|l| l == name)));
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.reason.contains("negative") && p.reason.contains(name)),
+            "{:?}",
+            report.problems
+        );
+    }
+}
