@@ -26,7 +26,7 @@
 //!
 //! The one exception is reading the trail without appending (`imagelens audit verify`), which
 //! may run beside a server because the trail is append-only and read under a shared lock of
-//! its own (see [`crate::audit`]).
+//! its own (see [`crate::governance::audit`]).
 //!
 //! The lock is advisory (`flock` on Unix, `LockFileEx` on Windows) and meant for local file
 //! systems. [`open_library`] refuses to open a directory this process has not locked, so no
@@ -50,12 +50,12 @@ use chrono::{DateTime, Utc};
 use indexer::{Library, StoreSettings};
 use models::{ClipEmbedder, Embedder, ModelSource};
 
-use crate::accounts::{AccountError, Accounts};
-use crate::audit::{AuditError, AuditLog};
 use crate::collections::{CollectionError, Collections};
-use crate::deletion::Stores;
+use crate::governance::accounts::{AccountError, Accounts};
+use crate::governance::audit::{AuditError, AuditLog};
+use crate::governance::deletion::Stores;
+use crate::governance::retention::{Retention, RetentionError};
 use crate::governance::{Actor, Desk};
-use crate::retention::{Retention, RetentionError};
 
 /// Where the library lives and which model to use.
 #[derive(Debug, Clone)]

@@ -6,22 +6,19 @@
 //! (data sets as archives). [`params`] holds the filter parameters both front ends share, and
 //! [`governance`] the one permission check and audit entry of both: an [`governance::Actor`]
 //! requires an [`governance::Action`] (whose trail name and permission live in one table) and
-//! records what it discloses; [`accounts`] and [`audit`] keep the accounts and the trail.
+//! records what it discloses; [`governance::accounts`], [`governance::audit`],
+//! [`governance::retention`], [`governance::deletion`] and [`governance::redact`] keep the
+//! accounts, the trail, retention and holds, deletion with receipts and redaction.
 //! Ingest, stores and models live in the `indexer` and `models` crates.
 
-pub mod accounts;
 pub mod app;
-pub mod audit;
 pub mod cli;
 pub mod collections;
-pub mod deletion;
 pub mod eval;
 pub mod export;
 pub mod governance;
 pub mod http;
 pub mod interpret;
 pub mod params;
-pub mod redact;
-pub mod retention;
 pub mod search;
 pub mod settings;

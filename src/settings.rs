@@ -26,7 +26,7 @@ pub struct ServeSettings {
     /// Limits that protect the service.
     pub limits: Limits,
     /// Which labels are blurred in served images.
-    pub privacy: crate::redact::Redaction,
+    pub privacy: crate::governance::redact::Redaction,
 }
 
 impl Default for ServeSettings {
@@ -37,7 +37,7 @@ impl Default for ServeSettings {
             model: None,
             no_model: false,
             limits: Limits::default(),
-            privacy: crate::redact::Redaction::default(),
+            privacy: crate::governance::redact::Redaction::default(),
         }
     }
 }

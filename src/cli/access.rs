@@ -16,9 +16,9 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
 use super::{cell, print_json};
-use crate::accounts::{AccountUpdate, Accounts, Role};
 use crate::app::{App, AppSettings};
-use crate::audit::{AuditLog, NewEntry};
+use crate::governance::accounts::{AccountUpdate, Accounts, Role};
+use crate::governance::audit::{AuditLog, NewEntry};
 use crate::governance::{Action, Actor, AdminError};
 
 /// The caller of a command: an [`Actor`] built from the credentials in the environment, or

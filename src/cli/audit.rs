@@ -11,10 +11,10 @@ use clap::{Args, Subcommand};
 
 use super::access::{self, CliCaller};
 use super::print_json;
-use crate::accounts::Accounts;
 use crate::app::{AppSettings, Busy};
-use crate::audit::{AuditQuery, VerifyReport};
 use crate::governance::Action;
+use crate::governance::accounts::Accounts;
+use crate::governance::audit::{AuditQuery, VerifyReport};
 
 /// Arguments of `audit`.
 #[derive(Debug, Args)]
@@ -204,5 +204,8 @@ pub fn verify_beside(settings: &AppSettings, busy: &Busy, json: bool) -> anyhow:
     if !caller.actor().may(Action::AuditVerify) {
         bail!(busy.refusal("audit verify", Some("GET /v1/audit/verify")));
     }
-    print_report(&crate::audit::verify_dir(&settings.data_dir)?, json)
+    print_report(
+        &crate::governance::audit::verify_dir(&settings.data_dir)?,
+        json,
+    )
 }

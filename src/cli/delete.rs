@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::{access, print_json};
 use crate::app::AppSettings;
-use crate::deletion::{self, DeletionReceipt, Stores};
+use crate::governance::deletion::{self, DeletionReceipt, Stores};
 use crate::governance::{self, Action};
 
 /// Arguments of `delete`.

@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use super::{access, print_json};
 use crate::app::AppSettings;
 use crate::governance::Action;
-use crate::retention::{Hold, Schedule};
+use crate::governance::retention::{Hold, Schedule};
 
 /// Arguments of `retention`.
 #[derive(Debug, Args)]

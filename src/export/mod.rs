@@ -247,7 +247,7 @@ pub enum ImageMode {
     /// the others go byte for byte.
     Redacted {
         /// Which labels are sensitive.
-        redaction: crate::redact::Redaction,
+        redaction: crate::governance::redact::Redaction,
         /// Decoding limits.
         limits: models::preprocess::DecodeLimits,
     },
@@ -556,7 +556,7 @@ fn write_entries<W: Write>(
 fn redacted(
     r: &Record,
     bytes: &[u8],
-    redaction: &crate::redact::Redaction,
+    redaction: &crate::governance::redact::Redaction,
     limits: &models::preprocess::DecodeLimits,
 ) -> Result<Vec<u8>, ExportError> {
     let failed = |reason: String| ExportError::Redaction {
@@ -926,7 +926,7 @@ mod tests {
         );
         let records = vec![face, car];
         let mode = ImageMode::Redacted {
-            redaction: crate::redact::Redaction::default(),
+            redaction: crate::governance::redact::Redaction::default(),
             limits: Default::default(),
         };
         let mut out = Vec::new();

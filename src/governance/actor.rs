@@ -2,8 +2,8 @@
 //! front ends.
 
 use super::Action;
-use crate::accounts::{Permission, Principal};
-use crate::audit::{AuditError, AuditLog, NewEntry};
+use crate::governance::accounts::{Permission, Principal};
+use crate::governance::audit::{AuditError, AuditLog, NewEntry};
 
 /// Who acts: a signed-in account (CLI credentials or an HTTP token or password), or the local
 /// user of a library without accounts (the CLI's local mode, which may do everything), with
@@ -167,7 +167,7 @@ impl Actor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::accounts::Role;
+    use crate::governance::accounts::Role;
 
     fn account(role: Role) -> Actor {
         Actor::account(

@@ -13,12 +13,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{Action, Actor, Refusal};
-use crate::accounts::{
+use crate::governance::accounts::{
     AccountError, AccountInfo, AccountUpdate, Accounts, Permission, Role, TokenInfo,
 };
-use crate::audit::{AuditEntry, AuditError, AuditLog, AuditQuery};
-use crate::deletion::{self, DeletionError};
-use crate::retention::{Plan, Retention, RetentionError};
+use crate::governance::audit::{AuditEntry, AuditError, AuditLog, AuditQuery};
+use crate::governance::deletion::{self, DeletionError};
+use crate::governance::retention::{Plan, Retention, RetentionError};
 
 /// Longest account name kept as typed in the trail of a refused change.
 const MAX_LOGGED_NAME: usize = 128;
@@ -376,7 +376,7 @@ pub fn records_to_delete(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::accounts::Principal;
+    use crate::governance::accounts::Principal;
 
     const PASSWORD: &str = "a long enough password";
 

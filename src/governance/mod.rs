@@ -11,15 +11,20 @@
 //! [`Desk`] holds the administration use cases (accounts, tokens, audit queries, the records
 //! of a deletion) that both front ends call, so they record alike.
 //!
-//! Accounts and roles live in [`crate::accounts`], the trail in [`crate::audit`].
+//! Accounts and roles live in [`crate::governance::accounts`], the trail in [`crate::governance::audit`].
 
+pub mod accounts;
 mod actor;
+pub mod audit;
+pub mod deletion;
 mod desk;
+pub mod redact;
+pub mod retention;
 
 pub use actor::{Actor, Refusal};
 pub use desk::{AdminError, DEFAULT_TOKEN_DAYS, Desk, IssuedToken, records_to_delete};
 
-use crate::accounts::Permission;
+use crate::governance::accounts::Permission;
 
 /// Every audited action, with its name in the trail and the permission it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -198,7 +203,7 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
-    use crate::accounts::Role;
+    use crate::governance::accounts::Role;
 
     /// The role table of the README ("Administrators: accounts, roles, audit, retention and
     /// deletion"), written out per action: which roles may do it.

@@ -9,11 +9,11 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::{ApiError, AppState, ErrorBody, blocking};
-use crate::accounts::{AccountInfo, AccountUpdate, Role, TokenInfo};
-use crate::audit::{AuditEntry, AuditQuery, VerifyReport};
-use crate::deletion::{self, DeletionReceipt};
+use crate::governance::accounts::{AccountInfo, AccountUpdate, Role, TokenInfo};
+use crate::governance::audit::{AuditEntry, AuditQuery, VerifyReport};
+use crate::governance::deletion::{self, DeletionReceipt};
+use crate::governance::retention::{Plan, RetentionError, RetentionPolicy};
 use crate::governance::{self, Action, DEFAULT_TOKEN_DAYS, IssuedToken};
-use crate::retention::{Plan, RetentionError, RetentionPolicy};
 
 /// Runs [`deletion::delete`] on the blocking pool.
 async fn run_delete(

@@ -18,8 +18,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState, blocking};
-use crate::accounts::{AccountError, Credentials, Permission, Principal, address_key};
-use crate::audit::NewEntry;
+use crate::governance::accounts::{AccountError, Credentials, Permission, Principal, address_key};
+use crate::governance::audit::NewEntry;
 use crate::governance::{Action, Actor, AdminError, Desk};
 
 /// Longest stated purpose kept.
@@ -40,9 +40,9 @@ const PASSWORD_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(2
 /// `Retry-After`, before any check, so the answer does not say whether the account exists.
 /// Password checks wait at most `PASSWORD_SLOT_WAIT` (2 s) for a slot, else 503.
 ///
-/// [`Accounts::password_slots`]: crate::accounts::Accounts::password_slots
-/// [`MAX_FAILED_SIGN_INS`]: crate::accounts::MAX_FAILED_SIGN_INS
-/// [`THROTTLE_WINDOW`]: crate::accounts::THROTTLE_WINDOW
+/// [`Accounts::password_slots`]: crate::governance::accounts::Accounts::password_slots
+/// [`MAX_FAILED_SIGN_INS`]: crate::governance::accounts::MAX_FAILED_SIGN_INS
+/// [`THROTTLE_WINDOW`]: crate::governance::accounts::THROTTLE_WINDOW
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let Some(value) = req
         .headers()

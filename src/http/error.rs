@@ -13,10 +13,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::collections::CollectionError;
-use crate::deletion::DeletionError;
 use crate::export::ExportError;
+use crate::governance::deletion::DeletionError;
+use crate::governance::retention::RetentionError;
 use crate::governance::{AdminError, Refusal};
-use crate::retention::RetentionError;
 use crate::search::SearchError;
 use indexer::Fault;
 

@@ -37,12 +37,12 @@ use axum::routing::{get, post};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_http::timeout::TimeoutLayer;
 
-use crate::accounts::Accounts;
 use crate::app::App;
-use crate::audit::AuditLog;
 use crate::collections::Collections;
-use crate::redact::Redaction;
-use crate::retention::Retention;
+use crate::governance::accounts::Accounts;
+use crate::governance::audit::AuditLog;
+use crate::governance::redact::Redaction;
+use crate::governance::retention::Retention;
 use crate::search::SearchService;
 use crate::settings::Limits;
 
@@ -55,7 +55,7 @@ pub mod openapi;
 pub mod records;
 pub mod search;
 
-pub use crate::accounts::Permission;
+pub use crate::governance::accounts::Permission;
 pub use error::{ApiError, ErrorBody};
 
 pub use crate::app::OpenError;

@@ -2,7 +2,7 @@
 //! box overlay.
 //!
 //! Images and thumbnails of records with sensitive boxes (faces, licence plates: see
-//! [`crate::redact`]) are served redacted; `?unredacted=true` serves them as they are to roles
+//! [`crate::governance::redact`]) are served redacted; `?unredacted=true` serves them as they are to roles
 //! with [`Permission::ViewUnredacted`], and the audit entry says so.
 //!
 //! The library does not copy images: they are read from the images folder the record was

@@ -16,9 +16,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::{ApiError, AppState, ErrorBody, blocking};
-use crate::accounts::Role;
-use crate::audit::AuditLog;
 use crate::governance::Action;
+use crate::governance::accounts::Role;
+use crate::governance::audit::AuditLog;
 use crate::interpret::Interpretation;
 use crate::interpret::library::{interpret_in, parse_time_zone};
 use crate::params::{

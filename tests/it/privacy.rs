@@ -10,9 +10,9 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use imagelens::accounts::{Permission, Role};
+use imagelens::governance::accounts::{Permission, Role};
+use imagelens::governance::redact::Redaction;
 use imagelens::http::{AppState, router};
-use imagelens::redact::Redaction;
 use imagelens::settings::Limits;
 use serde_json::{Value, json};
 

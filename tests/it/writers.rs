@@ -776,14 +776,14 @@ fn the_cli_binary_and_another_trail_writer_keep_one_chain() {
     let fx = fixture(2);
     fx.ingest(false);
     let data = fx.data.clone();
-    let log = Arc::new(imagelens::audit::AuditLog::open(&data).unwrap());
+    let log = Arc::new(imagelens::governance::audit::AuditLog::open(&data).unwrap());
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
         let (log, done) = (Arc::clone(&log), Arc::clone(&done));
         std::thread::spawn(move || {
             let mut n = 0_u64;
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                log.append(imagelens::audit::NewEntry {
+                log.append(imagelens::governance::audit::NewEntry {
                     actor: "in-process".into(),
                     action: "search".into(),
                     outcome: "ok".into(),
@@ -807,11 +807,11 @@ fn the_cli_binary_and_another_trail_writer_keep_one_chain() {
     }
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let appended = writer.join().unwrap();
-    let report = imagelens::audit::verify_dir(&data).unwrap();
+    let report = imagelens::governance::audit::verify_dir(&data).unwrap();
     assert!(report.ok, "{report:?}");
     assert_eq!(report.entries, appended + RUNS as u64);
     let cli_entries = log
-        .query(&imagelens::audit::AuditQuery {
+        .query(&imagelens::governance::audit::AuditQuery {
             action: Some("audit_query".into()),
             ..Default::default()
         })

@@ -18,10 +18,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
-use crate::audit::{AuditLog, NewEntry};
 use crate::collections::Collections;
 use crate::governance::Action;
-use crate::retention::Retention;
+use crate::governance::audit::{AuditLog, NewEntry};
+use crate::governance::retention::Retention;
 
 /// Where a deleted record was removed from.
 pub const STORES: [&str; 4] = [
@@ -102,7 +102,7 @@ pub enum DeletionError {
     /// The records are deleted but the audit entry could not be written; the caller reports
     /// this as a failure so the operator repairs the trail.
     #[error(transparent)]
-    Audit(#[from] crate::audit::AuditError),
+    Audit(#[from] crate::governance::audit::AuditError),
 }
 
 /// The stores a deletion touches.

@@ -4,10 +4,10 @@
 //! dispose of a record a number of days after it was ingested, and/or a number of days after a
 //! "no longer in use" date set for the dataset. A legal hold on a record or a whole dataset
 //! keeps it whatever its schedule says. [`Retention::due`] only plans; deleting is the caller's
-//! job (see [`crate::deletion`]), so a dry run and a real run see the same plan.
+//! job (see [`crate::governance::deletion`]), so a dry run and a real run see the same plan.
 //!
 //! Record holds are kept by the record's ref (the keyed pseudonym the audit trail uses, see
-//! [`crate::audit::AuditLog::record_ref`]), never by its id: an id given to a hold is turned into
+//! [`crate::governance::audit::AuditLog::record_ref`]), never by its id: an id given to a hold is turned into
 //! its ref ([`RetentionPolicy::with_record_refs`]) before it is saved or logged, so neither
 //! `retention.json` nor the trail names a record in clear. Holds saved by older versions under
 //! the id still hold ([`Retention::hold_of`] looks under both).
@@ -36,7 +36,7 @@ pub const MAX_DATASET_LEN: usize = 256;
 /// Longest hold reason or `by`, in characters.
 pub const MAX_HOLD_TEXT: usize = 2_000;
 
-/// Length of a record ref (hex digits), as [`crate::audit::AuditLog::record_ref`] makes them.
+/// Length of a record ref (hex digits), as [`crate::governance::audit::AuditLog::record_ref`] makes them.
 const REF_LEN: usize = 32;
 
 /// When records of one dataset are disposed of.
