@@ -12,4 +12,6 @@ mod ingest;
 mod privacy;
 mod redaction;
 mod search_safety;
+#[cfg(feature = "server")]
+mod store_server;
 mod writers;
