@@ -135,9 +135,11 @@ fn a_killed_server_is_unavailable_within_the_timeout_and_nothing_is_lost_after_r
 fn a_server_that_stops_answering_is_unavailable_after_the_timeout_not_a_hang() {
     let Some(server) = server() else { return };
     let url = server.grpc_url();
+    // Set up with a generous deadline (a loaded CI box), then freeze with a 2 s one.
+    let setup = ServerStore::connect_with(&url, "lib", options(30)).unwrap();
+    setup.ensure(&spec()).unwrap();
+    setup.upsert(points(2, 0..50)).unwrap();
     let store = ServerStore::connect_with(&url, "lib", options(2)).unwrap();
-    store.ensure(&spec()).unwrap();
-    store.upsert(points(2, 0..50)).unwrap();
 
     server.signal("STOP").unwrap();
     let started = Instant::now();

@@ -464,9 +464,13 @@ mod real {
                         self.url,
                         status.message()
                     )),
-                    // A connection that failed before any answer surfaces as `Unknown` with a
-                    // transport error as its source.
-                    Code::Unknown if status.message().contains("transport error") => {
+                    // A connection that failed before any answer: the client's channel pool
+                    // reports it as `Internal` "Failed to connect to ..." (qdrant-client 1.20,
+                    // seen against a killed server), tonic as `Unknown` "transport error".
+                    Code::Internal | Code::Unknown
+                        if status.message().contains("Failed to connect")
+                            || status.message().contains("transport error") =>
+                    {
                         self.unavailable(status.message().to_owned())
                     }
                     _ => backend(err),
@@ -986,7 +990,7 @@ mod real {
 /// Environment variable naming the Qdrant server binary for tests and scripts.
 pub const QDRANT_BIN_ENV: &str = "IMAGELENS_QDRANT_BIN";
 
-/// How long [`QdrantProcess::start`] waits for `GET /readyz` to answer 200.
+/// How long [`QdrantProcess::start`] waits for `GET /readyz` to answer 200 and the gRPC port.
 const READY_WAIT: Duration = Duration::from_secs(60);
 
 /// A Qdrant server (`../shared/bin/qdrant` by default) running as a child process on free
@@ -1196,10 +1200,16 @@ impl QdrantProcess {
                     self.log_tail()
                 )));
             }
+            // `/readyz` can answer before the gRPC port listens: wait for both.
             if matches!(
                 http_get(self.http_port, "/readyz", Duration::from_secs(1)),
                 Ok((200, _))
-            ) {
+            ) && TcpStream::connect_timeout(
+                &SocketAddr::from((Ipv4Addr::LOCALHOST, self.grpc_port)),
+                Duration::from_secs(1),
+            )
+            .is_ok()
+            {
                 return Ok(());
             }
             if Instant::now() >= until {
