@@ -236,8 +236,8 @@ fn the_layout_is_settable_and_status_shows_shards_replicas_and_points() {
 /// Three nodes on loopback, 3 shards with 2 replicas each: a node killed with SIGKILL, writes
 /// and a deletion while it is down, and the healed cluster checked node by node.
 ///
-/// Ignored by default: three servers on a small CI machine take about half a minute. Run it
-/// with `cargo test -p indexer --features server --test store_server -- --ignored cluster`.
+/// Ignored by default: three servers on a small shared CI machine are slow (not yet timed).
+/// Run it with `cargo test -p indexer --features server --test store_server -- --ignored cluster`.
 #[test]
 #[ignore = "three Qdrant nodes; run with --ignored (see the doc comment)"]
 fn cluster_of_three_keeps_answering_with_a_node_down_and_heals_with_deletions_applied() {
