@@ -27,6 +27,8 @@ pub struct ServeSettings {
     pub limits: Limits,
     /// Which labels are blurred in served images.
     pub privacy: crate::governance::redact::Redaction,
+    /// `[store]`: where the library's vectors live.
+    pub store: StoreSection,
 }
 
 impl Default for ServeSettings {
@@ -38,7 +40,51 @@ impl Default for ServeSettings {
             no_model: false,
             limits: Limits::default(),
             privacy: crate::governance::redact::Redaction::default(),
+            store: StoreSection::default(),
         }
+    }
+}
+
+/// `[store]`: the vector store of the library (`--store` / `IMAGELENS_STORE` take precedence
+/// over `url`, `IMAGELENS_QDRANT_API_KEY` over `api_key`). A library keeps the store it was
+/// made with; naming another one is refused.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    /// `edge` or `qdrant+http://HOST:6334[/COLLECTION][?shards=N&replication=N]`
+    /// (default: the store the library records, else `edge`).
+    pub url: Option<String>,
+    /// Qdrant API key; never serialised back out.
+    #[serde(skip_serializing)]
+    pub api_key: Option<String>,
+}
+
+impl std::fmt::Debug for StoreSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreSection")
+            .field("url", &self.url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl StoreSection {
+    /// The store `url` names, if any.
+    ///
+    /// # Errors
+    /// [`SettingsError::Range`] naming `store.url` when it does not parse.
+    pub fn parsed(&self) -> Result<Option<indexer::StoreSettings>, SettingsError> {
+        self.url
+            .as_deref()
+            .map(|u| {
+                u.parse::<indexer::StoreSettings>()
+                    .map_err(|_| SettingsError::Range {
+                        key: "store.url",
+                        value: u.to_owned(),
+                        why: "`edge` or `qdrant+http://HOST:6334[/COLLECTION]`",
+                    })
+            })
+            .transpose()
     }
 }
 
@@ -240,6 +286,7 @@ impl ServeSettings {
                 "1 to 3600",
             ),
         ];
+        self.store.parsed()?;
         for (key, value, lo, hi, why) in checks {
             if !(lo..=hi).contains(&value) {
                 return Err(SettingsError::Range {
@@ -266,6 +313,26 @@ mod tests {
         assert_eq!(s.limits.max_thumbnail, Limits::default().max_thumbnail);
         let err = ServeSettings::from_toml("[limits]\nmax_pages = 50\n").unwrap_err();
         assert!(err.contains("max_pages"), "{err}");
+    }
+
+    #[test]
+    fn the_store_section_parses_checks_its_url_and_hides_the_key() {
+        let s = ServeSettings::from_toml(
+            "[store]\nurl = \"qdrant+http://10.0.0.5:6334/lib\"\napi_key = \"k3y\"\n",
+        )
+        .unwrap();
+        s.validate().unwrap();
+        assert_eq!(
+            s.store.parsed().unwrap().unwrap().to_string(),
+            "qdrant+http://10.0.0.5:6334/lib"
+        );
+        assert!(!format!("{s:?}").contains("k3y"));
+        assert!(!toml::to_string(&s).unwrap().contains("k3y"));
+        assert_eq!(ServeSettings::default().store.parsed().unwrap(), None);
+        let mut bad = ServeSettings::default();
+        bad.store.url = Some("http://10.0.0.5:6334".into());
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(err.contains("store.url"), "{err}");
     }
 
     #[test]

@@ -22,5 +22,5 @@ pub mod store;
 pub mod synth;
 
 pub use error::{Error, Fault, IngestError, Result};
-pub use library::{Library, StoreSettings};
+pub use library::{Library, ServerSettings, StoreSettings};
 pub use pipeline::{IngestOptions, IngestReport, ingest};

@@ -5,9 +5,11 @@
 //! `directory/tests.rs` and ripgrep's `rgtest!`:
 //!
 //! - `edge`: [`EdgeStore`] in a fresh temporary directory per test;
-//! - `server`: [`ServerStore`] against `QDRANT_URL`, only with `--features server`; each test
-//!   uses its own collection and drops it afterwards. Without the URL each test says why it
-//!   skipped.
+//! - `server`: [`ServerStore`] against a real Qdrant server, only with `--features server`: each
+//!   test starts `../shared/bin/qdrant` (or `$IMAGELENS_QDRANT_BIN`) on free loopback ports with
+//!   a temporary storage folder and kills it when done, or uses the server at `QDRANT_URL` with
+//!   a collection of its own. Without a binary or URL each test says why it skipped.
+//!   Server-only cases (failure behaviour, layout, status) live in `tests/store_server.rs`.
 //!
 //! After the generic cases come edge-only ones: crash recovery after `kill -9` (the test binary
 //! re-runs itself as the child to kill), leftovers of interrupted `ensure`/`compact`, and the
@@ -17,6 +19,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "server")]
+use indexer::store::QdrantProcess;
 use indexer::store::{
     CollectionSpec, Condition, EdgeStore, Hit, Payload, PointId, ServerStore, StoreError,
     VectorFilter, VectorPoint, VectorQuery, VectorStore,
@@ -64,36 +68,41 @@ fn edge_in_tempdir() -> Fixture {
     }
 }
 
-/// [`ServerStore`] on a fresh collection of the server at `QDRANT_URL`, if there is one.
+/// [`ServerStore`] on a fresh collection of a real Qdrant server: the one at `QDRANT_URL` when
+/// that is set, else a [`QdrantProcess`] started for this test (`../shared/bin/qdrant`, or
+/// `$IMAGELENS_QDRANT_BIN`) and killed when the fixture drops. `None` (the test says it skipped)
+/// only when there is neither.
 #[cfg(feature = "server")]
 fn server_fixture() -> Option<Fixture> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static NEXT: AtomicUsize = AtomicUsize::new(0);
 
-    let Ok(url) = std::env::var("QDRANT_URL") else {
-        eprintln!("skipped: set QDRANT_URL (e.g. http://localhost:6334) to run the server suite");
-        return None;
+    let (url, process) = match std::env::var("QDRANT_URL") {
+        Ok(url) => (url, None),
+        Err(_) => {
+            let process = started_server()?;
+            (process.grpc_url(), Some(process))
+        }
     };
     let collection = format!(
-        "store_suite_{}_{}_{}",
+        "store_suite_{}_{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
     );
-    struct DropCollection(String, String);
+    struct DropCollection(String, String, Option<QdrantProcess>);
     impl Drop for DropCollection {
         fn drop(&mut self) {
-            if let Ok(store) = ServerStore::connect(&self.0, &self.1) {
+            // A server started for the test goes whole; a shared one loses the collection.
+            if self.2.is_none()
+                && let Ok(store) = ServerStore::connect(&self.0, &self.1)
+            {
                 let _ = store.drop_collection();
             }
         }
     }
-    let guard = DropCollection(url.clone(), collection.clone());
+    let guard = DropCollection(url.clone(), collection.clone(), process);
     let open = move || -> Box<dyn VectorStore> {
-        Box::new(ServerStore::connect(&url, &collection).expect("connect to QDRANT_URL"))
+        Box::new(ServerStore::connect(&url, &collection).expect("connect to the server"))
     };
     Some(Fixture {
         store: Some(open()),
@@ -101,6 +110,19 @@ fn server_fixture() -> Option<Fixture> {
         dir: None,
         _guard: Box::new(guard),
     })
+}
+
+/// A Qdrant server for one test, or `None` after saying why not (no binary).
+#[cfg(feature = "server")]
+fn started_server() -> Option<QdrantProcess> {
+    if QdrantProcess::binary().is_none() {
+        eprintln!(
+            "skipped: no Qdrant server binary at ../shared/bin/qdrant (set IMAGELENS_QDRANT_BIN \
+             or QDRANT_URL to run the server suite)"
+        );
+        return None;
+    }
+    Some(QdrantProcess::start().expect("start the Qdrant server"))
 }
 
 /// Instantiates every generic case for one backend: `store_suite!(name, || Option<Fixture>)`.
@@ -129,6 +151,8 @@ macro_rules! store_suite {
                 data_survives_drop_and_reopen_after_flush,
                 compact_keeps_live_points_and_purges_deleted_ones,
                 optimize_keeps_every_point_and_every_answer,
+                search_many_answers_each_query_like_search,
+                large_upserts_are_batched_and_re_upserts_replace,
             );
         }
     };
@@ -152,7 +176,7 @@ store_suite!(server, server_fixture);
 #[cfg(not(feature = "server"))]
 #[test]
 fn server_suite_skipped_without_the_server_feature() {
-    eprintln!("skipped: the server suite needs `--features server` and QDRANT_URL");
+    eprintln!("skipped: the server suite needs `--features server` (and ../shared/bin/qdrant)");
     let err = ServerStore::connect("http://localhost:6334", "x").expect_err("stub");
     assert!(matches!(err, StoreError::NotCompiled("server")), "{err}");
 }
@@ -928,6 +952,89 @@ fn optimize_keeps_every_point_and_every_answer(f: &mut Fixture) {
         samples.len() + 1
     );
     assert_eq!(answers(store), before, "answers survive a reopen");
+}
+
+fn search_many_answers_each_query_like_search(f: &mut Fixture) {
+    let store = ensured(f);
+    let samples = samples(31, 200);
+    store
+        .upsert(
+            samples
+                .iter()
+                .map(|s| {
+                    let mut p = s.point();
+                    let region: Vec<f32> = s.image.iter().rev().copied().collect();
+                    p.vectors.insert("region".into(), region);
+                    p
+                })
+                .collect(),
+        )
+        .unwrap();
+    let mut rng = StdRng::seed_from_u64(9);
+    let queries = vec![
+        query(
+            "image",
+            random_vector(&mut rng, DIM),
+            VectorFilter::default(),
+            10,
+        ),
+        query(
+            "region",
+            random_vector(&mut rng, DIM),
+            must(vec![match_any("labels", &["cat"])]),
+            7,
+        ),
+        query(
+            "text",
+            random_vector(&mut rng, DIM),
+            VectorFilter::default(),
+            5,
+        ),
+        query(
+            "image",
+            random_vector(&mut rng, DIM),
+            VectorFilter::default(),
+            0,
+        ),
+    ];
+    let lists = store.search_many(&queries).unwrap();
+    assert_eq!(lists.len(), queries.len(), "one list per query");
+    for (q, list) in queries.iter().zip(&lists) {
+        assert_eq!(ids(list), ids(&store.search(q).unwrap()), "{}", q.using);
+    }
+    assert_eq!(lists[0].len(), 10);
+    assert!(!lists[1].is_empty());
+    assert!(lists[2].is_empty(), "no point has a text vector");
+    assert!(lists[3].is_empty(), "limit 0");
+    assert!(store.search_many(&[]).unwrap().is_empty());
+    let err = store
+        .search_many(&[query("image", vec![1.0; 3], VectorFilter::default(), 1)])
+        .expect_err("bad dimension in one query");
+    assert!(matches!(err, StoreError::DimensionMismatch { .. }), "{err}");
+}
+
+fn large_upserts_are_batched_and_re_upserts_replace(f: &mut Fixture) {
+    let store = ensured(f);
+    // More than a few of the server store's batches, and an odd size.
+    let samples = samples(17, 1_337);
+    let points: Vec<VectorPoint> = samples.iter().map(Sample::point).collect();
+    store.upsert(points.clone()).unwrap();
+    assert_eq!(
+        store.count(&VectorFilter::default()).unwrap(),
+        samples.len()
+    );
+    // An interrupted ingest re-sends what it had sent: nothing doubles.
+    store.upsert(points[..700].to_vec()).unwrap();
+    store.upsert(points).unwrap();
+    assert_eq!(
+        store.count(&VectorFilter::default()).unwrap(),
+        samples.len()
+    );
+    let last = samples.last().unwrap();
+    assert_eq!(
+        store.retrieve(&[last.id]).unwrap()[0].payload,
+        last.point().payload
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-//! `imagelens info`.
+//! `imagelens info`: the library's model, counts and layout, and for a library on a Qdrant
+//! server the server's version, the collection's points and every shard replica's state.
 
 use std::process::ExitCode;
 
@@ -21,6 +22,7 @@ pub struct InfoArgs {
 pub fn run(settings: &AppSettings, args: InfoArgs) -> anyhow::Result<ExitCode> {
     let library = open_library(settings)?;
     let m = library.manifest();
+    let server = library.server_status()?;
     let semantic = m.model.is_some();
     let notice = (!semantic).then(|| {
         "semantic search is off: this library has no vectors yet. Run `imagelens --model \
@@ -31,6 +33,7 @@ pub fn run(settings: &AppSettings, args: InfoArgs) -> anyhow::Result<ExitCode> {
         super::print_json(&serde_json::json!({
             "data_dir": library.dir(),
             "manifest": m,
+            "server": server,
             "semantic": semantic,
             "notice": notice,
         }))?;
@@ -38,7 +41,37 @@ pub fn run(settings: &AppSettings, args: InfoArgs) -> anyhow::Result<ExitCode> {
     }
     println!("library      {}", library.dir().display());
     println!("format       {}", m.format_version);
-    println!("store        {:?}", m.store);
+    match &server {
+        None => println!("store        {} (embedded, in the data directory)", m.store),
+        Some(s) => {
+            println!("store        {} (Qdrant {})", m.store, s.version);
+            if s.exists {
+                println!(
+                    "collection   {}: {}, {} points ({} indexed), {} shard(s) x {} replica(s), \
+                     write consistency {}",
+                    s.collection,
+                    s.status,
+                    s.points,
+                    s.indexed_vectors,
+                    s.shard_number,
+                    s.replication_factor,
+                    s.write_consistency_factor
+                );
+                for r in &s.replicas {
+                    let points = r.points.map_or(String::new(), |p| format!(", {p} points"));
+                    println!(
+                        "replica      shard {} on peer {}: {}{points}",
+                        r.shard, r.peer, r.state
+                    );
+                }
+            } else {
+                println!(
+                    "collection   {}: not created yet (the first embedded ingest creates it)",
+                    s.collection
+                );
+            }
+        }
+    }
     match &m.model {
         Some(s) => println!("model        {}", indexer::pipeline::describe(s)),
         None => println!("model        none (keyword-only library)"),

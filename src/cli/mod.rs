@@ -50,6 +50,11 @@ pub struct Cli {
     /// Why you are looking (recorded in the audit trail).
     #[arg(long, global = true, env = "IMAGELENS_PURPOSE")]
     pub purpose: Option<String>,
+    /// Vector store: `edge` (embedded, the default) or `qdrant+http://HOST:6334[/COLLECTION]`
+    /// (a Qdrant server or cluster, gRPC port; `qdrant+https` for TLS; API key from
+    /// IMAGELENS_QDRANT_API_KEY). Recorded when a library is made; a library refuses another.
+    #[arg(long, global = true, env = "IMAGELENS_STORE", value_name = "URL")]
+    pub store: Option<indexer::StoreSettings>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -112,14 +117,20 @@ pub fn main() -> ExitCode {
 /// # Errors
 /// Anything the command reports.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let data_dir = cli
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let store = match &cli.command {
+        // Serve resolves its own (its settings file may name a store).
+        Command::Serve(_) => indexer::StoreSettings::Edge,
+        _ => indexer::StoreSettings::resolve(&data_dir, cli.store.clone(), qdrant_api_key())?,
+    };
     let settings = AppSettings {
-        data_dir: cli
-            .data_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+        data_dir,
         model: cli.model.clone(),
         no_model: cli.no_model,
-        store: indexer::StoreSettings::Edge,
+        store,
         token: cli.token.clone(),
         user: cli.user.clone(),
         purpose: cli.purpose.clone(),
@@ -127,7 +138,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // Serve locks the directory its settings name, for its whole life; demo builds a library
     // of its own and locks that.
     let command = match cli.command {
-        Command::Serve(a) => return serve::run(cli.data_dir, cli.model, cli.no_model, a),
+        Command::Serve(a) => {
+            return serve::run(cli.data_dir, cli.model, cli.no_model, cli.store, a);
+        }
         Command::Demo(a) => return demo::run(&settings, a),
         other => other,
     };
@@ -211,6 +224,16 @@ fn describe(command: &Command) -> (String, Option<String>) {
         ),
     };
     (what.to_owned(), route)
+}
+
+/// Environment variable holding the Qdrant API key (never a flag: argv is visible to others).
+pub const QDRANT_API_KEY_ENV: &str = "IMAGELENS_QDRANT_API_KEY";
+
+/// The Qdrant API key from [`QDRANT_API_KEY_ENV`], if set and not empty.
+fn qdrant_api_key() -> Option<String> {
+    std::env::var(QDRANT_API_KEY_ENV)
+        .ok()
+        .filter(|k| !k.is_empty())
 }
 
 /// Prints one JSON document.

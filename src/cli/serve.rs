@@ -99,6 +99,7 @@ pub fn run(
     data_dir: Option<PathBuf>,
     model: Option<String>,
     no_model: bool,
+    store: Option<indexer::StoreSettings>,
     args: ServeArgs,
 ) -> anyhow::Result<ExitCode> {
     let mut s = match &args.config {
@@ -136,11 +137,17 @@ pub fn run(
         other => other.into(),
     })?;
     warn_if_shared(lock.dir());
+    // `--store` / IMAGELENS_STORE, else `[store] url`, else what the library records.
+    let store = indexer::StoreSettings::resolve(
+        &s.data_dir,
+        store.or(s.store.parsed()?),
+        super::qdrant_api_key().or_else(|| s.store.api_key.clone()),
+    )?;
     let app = AppSettings {
         data_dir: s.data_dir.clone(),
         model: s.model.clone(),
         no_model: s.no_model,
-        store: indexer::StoreSettings::Edge,
+        store,
         token: None,
         user: None,
         purpose: None,

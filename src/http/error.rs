@@ -196,6 +196,7 @@ impl From<SearchError> for ApiError {
             SearchError::Invalid(m) => Self::invalid(m),
             SearchError::Unavailable(m) => Self::new(StatusCode::CONFLICT, "unavailable", m),
             SearchError::Cancelled(m) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", m),
+            SearchError::Indexer(e) => e.into(),
             other => {
                 let fault = other.fault();
                 Self::by_fault(fault, "invalid_request", other)
@@ -204,9 +205,21 @@ impl From<SearchError> for ApiError {
     }
 }
 
+/// A vector store server that is down, overloaded or too slow is 503 `store_unavailable` (with
+/// `Retry-After`, like every 503): the request may succeed later and nothing was lost.
 impl From<indexer::Error> for ApiError {
     fn from(e: indexer::Error) -> Self {
-        Self::by_fault(e.fault(), "invalid_request", e)
+        match e {
+            indexer::Error::Store(indexer::store::StoreError::Unavailable { .. }) => {
+                tracing::warn!(error = %e, "vector store unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the vector store is unavailable; retry shortly",
+                )
+            }
+            e => Self::by_fault(e.fault(), "invalid_request", e),
+        }
     }
 }
 
@@ -218,6 +231,9 @@ impl From<CollectionError> for ApiError {
             }
             CollectionError::NotFound(_) => Self::not_found(e.to_string()),
             CollectionError::Exists(_) => Self::new(StatusCode::CONFLICT, "exists", e.to_string()),
+            CollectionError::Store(
+                inner @ indexer::Error::Store(indexer::store::StoreError::Unavailable { .. }),
+            ) => inner.into(),
             CollectionError::Store(inner) => Self::internal(inner),
         }
     }
@@ -327,4 +343,33 @@ pub async fn json_errors(resp: Response) -> Response {
     );
     out.headers_mut().remove(header::CONTENT_LENGTH);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use indexer::store::StoreError;
+
+    #[test]
+    fn an_unavailable_vector_store_is_503_with_retry_after_and_no_internals() {
+        let store = StoreError::Unavailable {
+            url: "http://10.1.2.3:6334".into(),
+            reason: "tcp connect error".into(),
+        };
+        for err in [
+            ApiError::from(indexer::Error::from(StoreError::Unavailable {
+                url: "http://10.1.2.3:6334".into(),
+                reason: "tcp connect error".into(),
+            })),
+            ApiError::from(SearchError::from(store)),
+        ] {
+            assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(err.code(), "store_unavailable");
+            assert!(!err.message().contains("10.1.2.3"), "{}", err.message());
+            let resp = err.into_response();
+            assert_eq!(resp.headers().get(header::RETRY_AFTER).unwrap(), "1");
+        }
+        let other = ApiError::from(indexer::Error::from(StoreError::Backend("x".into())));
+        assert_eq!(other.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
 }

@@ -15,4 +15,6 @@ mod interpret;
 mod privacy;
 mod redaction;
 mod search_safety;
+#[cfg(feature = "server")]
+mod store_server;
 mod writers;

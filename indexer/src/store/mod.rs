@@ -21,7 +21,10 @@ mod edge;
 mod server;
 
 pub use edge::EdgeStore;
-pub use server::ServerStore;
+pub use server::{
+    ClusterRole, DEFAULT_TIMEOUT, MAX_TIMEOUT, QDRANT_BIN_ENV, QdrantProcess, ServerOptions,
+    ServerStatus, ServerStore, ShardReplica, UPSERT_BATCH,
+};
 
 /// Result type of store operations.
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -62,6 +65,15 @@ pub enum StoreError {
     /// The backend failed.
     #[error("vector store backend: {0}")]
     Backend(String),
+    /// A vector store server is down, overloaded or did not answer within the request timeout
+    /// (retrying later may succeed; nothing was lost).
+    #[error("the vector store at {url} is unavailable: {reason}")]
+    Unavailable {
+        /// The server's URL.
+        url: String,
+        /// What happened.
+        reason: String,
+    },
 }
 
 /// Id of one point. Derived deterministically by the indexer, so re-upserts replace.
@@ -217,6 +229,16 @@ pub trait VectorStore: Send + Sync {
     /// # Errors
     /// Backend failures.
     fn search(&self, query: &VectorQuery) -> StoreResult<Vec<Hit>>;
+
+    /// Several searches at once, one answer list per query in the same order (hybrid ranking's
+    /// image, region and text lists). A server store sends them in one request; the default
+    /// runs them one after the other.
+    ///
+    /// # Errors
+    /// As [`VectorStore::search`], for any of the queries.
+    fn search_many(&self, queries: &[VectorQuery]) -> StoreResult<Vec<Vec<Hit>>> {
+        queries.iter().map(|q| self.search(q)).collect()
+    }
 
     /// Reads points by id (payload only); missing ids are skipped.
     ///

@@ -1,20 +1,45 @@
-//! [`ServerStore`]: the [`VectorStore`](super::VectorStore) on a Qdrant server through
-//! qdrant-client (cargo feature `server`).
+//! [`ServerStore`]: the [`VectorStore`](super::VectorStore) on a Qdrant server or cluster through
+//! qdrant-client (cargo feature `server`), and [`QdrantProcess`], a real Qdrant server started on
+//! loopback ports for tests and scripts.
 //!
-//! Without the feature this is a stub, in the manner of candle's dummy CUDA backend:
-//! [`ServerStore::connect`] returns [`StoreError::NotCompiled`], so callers (`AnyStore`,
-//! `app.rs`) need no `#[cfg]` of their own.
+//! Without the feature [`ServerStore`] is a stub, in the manner of candle's dummy CUDA backend:
+//! [`ServerStore::connect`] returns [`StoreError::NotCompiled`], so callers (`Library`, `app.rs`)
+//! need no `#[cfg]` of their own.
 //!
 //! With the feature, every qdrant-client type stays inside this file. The client is async; the
 //! store owns a private one-worker tokio runtime and blocks on it, so like every store method
 //! these block: from async code call them inside `tokio::task::spawn_blocking` (blocking on the
 //! private runtime from a runtime thread panics).
 //!
-//! Invariants (shared with the edge store, checked by `tests/store_suite.rs`): writes use
-//! `wait=true`, so they are applied and in the server's WAL when the call returns; the collection
-//! spec is read back from the server's collection info (vector names, size, cosine distance,
-//! payload index types), so a second process with another spec gets
-//! [`StoreError::SpecMismatch`].
+//! # Invariants (shared with the edge store, checked by `tests/store_suite.rs`)
+//!
+//! - Every write (upsert, delete) is sent with `wait=true`: when the call returns it is applied
+//!   (and in the server's WAL, which the server replays after a crash). Deletions also ask for
+//!   `ordering=strong` (through the shard's permanent leader), so in a cluster a deletion that
+//!   returned is applied on every replica that acknowledged it; a replica that did not is marked
+//!   dead by the server and re-synchronised from a live one before it serves again.
+//! - Upserts are checked whole before anything is sent (a bad vector stores nothing), then sent
+//!   in batches of [`UPSERT_BATCH`] points, one at a time, each waited for: the server's
+//!   acknowledgement is the back-pressure. Points have deterministic ids, so re-sending a batch
+//!   after a failure replaces, never duplicates.
+//! - The collection spec is read back from the server's collection info (vector names, size,
+//!   cosine distance, payload index types), so a second process with another spec gets
+//!   [`StoreError::SpecMismatch`]. Every filter field gets a payload index when the collection
+//!   is created.
+//! - Every request has a deadline ([`ServerOptions::timeout`]); a server that is down, refuses,
+//!   or does not answer in time is [`StoreError::Unavailable`] naming the URL, never a hang.
+//! - The client's version check is skipped: it prints to stdout (which would corrupt `--json`
+//!   output) and the client (1.20) is two minor versions ahead of the server we test against
+//!   (1.18.3); compatibility is established by the conformance suite running against that
+//!   server instead.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 #[cfg(not(feature = "server"))]
@@ -26,6 +51,92 @@ use std::collections::BTreeSet;
 
 #[cfg(feature = "server")]
 pub use real::ServerStore;
+
+/// Points per upsert request.
+pub const UPSERT_BATCH: usize = 256;
+
+/// Default deadline of one request to the server.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Longest request deadline accepted (an hour): a user-controlled timeout stays bounded.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// How a [`ServerStore`] talks to its server and lays out a collection it creates.
+///
+/// The layout fields only matter when [`VectorStore::ensure`](super::VectorStore::ensure)
+/// creates the collection; an existing collection keeps the layout it was created with.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// API key sent with every request (Qdrant's `api-key` header).
+    pub api_key: Option<String>,
+    /// Deadline of one request ([`DEFAULT_TIMEOUT`] when `None`, at most [`MAX_TIMEOUT`]).
+    pub timeout: Option<Duration>,
+    /// Shards of a new collection (the server's default, 1 per node, when `None`).
+    pub shard_number: Option<u32>,
+    /// Copies of each shard in a cluster.
+    pub replication_factor: Option<u32>,
+    /// Replicas that must acknowledge a write before it returns.
+    pub write_consistency_factor: Option<u32>,
+}
+
+impl std::fmt::Debug for ServerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerOptions")
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .field("shard_number", &self.shard_number)
+            .field("replication_factor", &self.replication_factor)
+            .field("write_consistency_factor", &self.write_consistency_factor)
+            .finish()
+    }
+}
+
+impl ServerOptions {
+    /// The request deadline in force.
+    pub fn deadline(&self) -> Duration {
+        self.timeout.unwrap_or(DEFAULT_TIMEOUT).min(MAX_TIMEOUT)
+    }
+}
+
+/// What `imagelens info` shows about a server-backed store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ServerStatus {
+    /// gRPC URL of the server.
+    pub url: String,
+    /// Server version (from its health check).
+    pub version: String,
+    /// Collection name.
+    pub collection: String,
+    /// Whether the collection exists yet (it is created by the first embedded ingest).
+    pub exists: bool,
+    /// Collection status: `green` (ready), `yellow` (optimizing), `grey`, `red`.
+    pub status: String,
+    /// Points in the collection (the server's approximate count).
+    pub points: u64,
+    /// Vectors already in an HNSW graph.
+    pub indexed_vectors: u64,
+    /// Shards of the collection.
+    pub shard_number: u32,
+    /// Copies of each shard.
+    pub replication_factor: u32,
+    /// Replicas that acknowledge each write.
+    pub write_consistency_factor: u32,
+    /// Every replica of every shard, as the answering peer sees it.
+    pub replicas: Vec<ShardReplica>,
+}
+
+/// One replica of one shard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ShardReplica {
+    /// Shard number.
+    pub shard: u32,
+    /// Peer (node) holding it.
+    pub peer: u64,
+    /// Replica state: `Active`, `Dead`, `Partial`, `Initializing`, ...
+    pub state: String,
+    /// Points in it; known only for replicas on the answering peer.
+    pub points: Option<u64>,
+}
 
 /// Stand-in for the Qdrant server backend when the `server` feature is off: it cannot be
 /// constructed ([`ServerStore::connect`] always fails with [`StoreError::NotCompiled`]).
@@ -42,7 +153,31 @@ impl ServerStore {
     /// # Errors
     /// Always [`StoreError::NotCompiled`]`("server")`.
     pub fn connect(url: &str, collection: &str) -> StoreResult<Self> {
-        let _ = (url, collection);
+        Self::connect_with(url, collection, ServerOptions::default())
+    }
+
+    /// Always fails: this binary was built without `--features server`.
+    ///
+    /// # Errors
+    /// Always [`StoreError::NotCompiled`]`("server")`.
+    pub fn connect_with(url: &str, collection: &str, options: ServerOptions) -> StoreResult<Self> {
+        let _ = (url, collection, options);
+        Err(not_compiled())
+    }
+
+    /// Never called: no stub can be constructed.
+    ///
+    /// # Errors
+    /// Always [`StoreError::NotCompiled`]`("server")`.
+    pub fn status(&self) -> StoreResult<ServerStatus> {
+        Err(not_compiled())
+    }
+
+    /// Never called: no stub can be constructed.
+    ///
+    /// # Errors
+    /// Always [`StoreError::NotCompiled`]`("server")`.
+    pub fn drop_collection(&self) -> StoreResult<()> {
         Err(not_compiled())
     }
 }
@@ -92,7 +227,7 @@ impl VectorStore for ServerStore {
     }
 }
 
-/// Maps a client error to ours.
+/// Maps a client error that is not about reachability to ours.
 #[cfg_attr(not(feature = "server"), allow(dead_code))]
 fn backend(err: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(err.to_string())
@@ -103,19 +238,22 @@ mod real {
     use std::collections::{BTreeSet, HashMap};
     use std::future::Future;
     use std::sync::RwLock;
+    use std::time::{Duration, Instant};
 
-    use qdrant_client::Qdrant;
     use qdrant_client::qdrant::{
-        self, Condition as QCondition, CountPointsBuilder, CreateCollectionBuilder,
-        CreateFieldIndexCollectionBuilder, DeleteCollectionBuilder, DeletePointsBuilder, Distance,
-        FieldType, GetPointsBuilder, PayloadIncludeSelector, PayloadSchemaType, PointStruct,
-        PointsIdsList, Query, QueryPointsBuilder, ScrollPointsBuilder, SearchParamsBuilder,
+        self, CollectionStatus, Condition as QCondition, CountPointsBuilder,
+        CreateCollectionBuilder, CreateFieldIndexCollectionBuilder, DeleteCollectionBuilder,
+        DeletePointsBuilder, Distance, FieldType, GetPointsBuilder, PayloadIncludeSelector,
+        PayloadSchemaType, PointStruct, PointsIdsList, Query, QueryBatchPointsBuilder,
+        QueryPointsBuilder, ReplicaState, ScrollPointsBuilder, SearchParamsBuilder,
         UpsertPointsBuilder, VectorParamsBuilder, VectorsConfigBuilder, VectorsSelector,
-        point_id::PointIdOptions, value::Kind, vector_output, vectors_config, vectors_output,
+        WriteOrdering, WriteOrderingType, point_id::PointIdOptions, value::Kind, vector_output,
+        vectors_config, vectors_output,
     };
+    use qdrant_client::{Qdrant, QdrantError};
     use serde_json::Value;
 
-    use super::backend;
+    use super::{ServerOptions, ServerStatus, ShardReplica, UPSERT_BATCH, backend};
     use crate::store::edge::{check_vector, describe, normalize};
     use crate::store::{
         CollectionSpec, Condition, Hit, Payload, PointId, StoreError, StoreResult, VectorFilter,
@@ -125,10 +263,15 @@ mod real {
     /// Points per scroll page in [`VectorStore::distinct`].
     const PAGE: u32 = 1_000;
 
-    /// A collection on a Qdrant server.
+    /// How often [`VectorStore::optimize`] asks whether the server's optimizers are done.
+    const OPTIMIZE_POLL: Duration = Duration::from_millis(200);
+
+    /// A collection on a Qdrant server or cluster.
     pub struct ServerStore {
         client: Qdrant,
+        url: String,
         collection: String,
+        options: ServerOptions,
         runtime: tokio::runtime::Runtime,
         /// The collection's spec as read from the server; `None` until it exists.
         spec: RwLock<Option<CollectionSpec>>,
@@ -137,34 +280,68 @@ mod real {
     impl std::fmt::Debug for ServerStore {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.debug_struct("ServerStore")
+                .field("url", &self.url)
                 .field("collection", &self.collection)
+                .field("options", &self.options)
                 .finish_non_exhaustive()
         }
     }
 
     impl ServerStore {
-        /// Connects to the gRPC endpoint `url` (e.g. `http://localhost:6334`) and reads the spec
-        /// of `collection` if it exists.
+        /// [`ServerStore::connect_with`] with default options.
         ///
         /// # Errors
-        /// [`StoreError::Backend`] if the server is unreachable or the collection unreadable;
-        /// [`StoreError::Io`] if the private runtime cannot start.
+        /// As [`ServerStore::connect_with`].
         pub fn connect(url: &str, collection: &str) -> StoreResult<Self> {
+            Self::connect_with(url, collection, ServerOptions::default())
+        }
+
+        /// Connects to the gRPC endpoint `url` (`http://host:6334`, or `https://` for TLS) and
+        /// reads the spec of `collection` if it exists.
+        ///
+        /// # Errors
+        /// [`StoreError::Unavailable`] if the server cannot be reached within the deadline;
+        /// [`StoreError::Backend`] for a bad URL or an unreadable collection;
+        /// [`StoreError::Io`] if the private runtime cannot start.
+        pub fn connect_with(
+            url: &str,
+            collection: &str,
+            options: ServerOptions,
+        ) -> StoreResult<Self> {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .thread_name("qdrant-client")
                 .enable_all()
                 .build()?;
-            let client = Qdrant::from_url(url).build().map_err(backend)?;
+            let deadline = options.deadline();
+            let client = Qdrant::from_url(url)
+                .api_key(options.api_key.clone())
+                .timeout(deadline)
+                .connect_timeout(deadline.min(Duration::from_secs(10)))
+                .skip_compatibility_check()
+                .build()
+                .map_err(|e| StoreError::Backend(format!("Qdrant url {url:?}: {e}")))?;
             let store = Self {
                 client,
+                url: url.to_owned(),
                 collection: collection.to_owned(),
+                options,
                 runtime,
                 spec: RwLock::new(None),
             };
             let spec = store.read_spec()?;
             *store.spec.write().map_err(|_| poisoned())? = spec;
             Ok(store)
+        }
+
+        /// The server's URL.
+        pub fn url(&self) -> &str {
+            &self.url
+        }
+
+        /// The collection name.
+        pub fn collection(&self) -> &str {
+            &self.collection
         }
 
         /// Deletes the whole collection on the server (tests and tooling).
@@ -180,11 +357,133 @@ mod real {
             Ok(())
         }
 
-        fn block_on<T, E: std::fmt::Display>(
+        /// The server's version and the collection's points, layout and replica states.
+        ///
+        /// # Errors
+        /// [`StoreError::Unavailable`] when the server does not answer; backend failures.
+        pub fn status(&self) -> StoreResult<ServerStatus> {
+            let version = self.block_on(self.client.health_check())?.version;
+            let mut status = ServerStatus {
+                url: self.url.clone(),
+                version,
+                collection: self.collection.clone(),
+                exists: false,
+                status: "absent".into(),
+                points: 0,
+                indexed_vectors: 0,
+                shard_number: 0,
+                replication_factor: 0,
+                write_consistency_factor: 0,
+                replicas: Vec::new(),
+            };
+            if !self.block_on(self.client.collection_exists(&self.collection))? {
+                return Ok(status);
+            }
+            let info = self
+                .block_on(self.client.collection_info(&self.collection))?
+                .result
+                .ok_or_else(|| StoreError::Backend("collection info is empty".into()))?;
+            status.exists = true;
+            status.status = CollectionStatus::try_from(info.status)
+                .map_or("unknown", |s| s.as_str_name())
+                .to_ascii_lowercase();
+            status.points = info.points_count.unwrap_or(0);
+            status.indexed_vectors = info.indexed_vectors_count.unwrap_or(0);
+            if let Some(params) = info.config.and_then(|c| c.params) {
+                status.shard_number = params.shard_number;
+                status.replication_factor = params.replication_factor.unwrap_or(1);
+                status.write_consistency_factor = params.write_consistency_factor.unwrap_or(1);
+            }
+            let cluster = self.block_on(self.client.collection_cluster_info(&self.collection))?;
+            let state = |s: i32| {
+                ReplicaState::try_from(s)
+                    .map_or("Unknown", |s| s.as_str_name())
+                    .to_owned()
+            };
+            for local in &cluster.local_shards {
+                status.replicas.push(ShardReplica {
+                    shard: local.shard_id,
+                    peer: cluster.peer_id,
+                    state: state(local.state),
+                    points: Some(local.points_count),
+                });
+            }
+            for remote in &cluster.remote_shards {
+                status.replicas.push(ShardReplica {
+                    shard: remote.shard_id,
+                    peer: remote.peer_id,
+                    state: state(remote.state),
+                    points: None,
+                });
+            }
+            status.replicas.sort_by_key(|r| (r.shard, r.peer));
+            Ok(status)
+        }
+
+        /// Runs a client call on the private runtime under the request deadline.
+        fn block_on<T>(
             &self,
-            future: impl Future<Output = Result<T, E>>,
+            future: impl Future<Output = Result<T, QdrantError>>,
         ) -> StoreResult<T> {
-            self.runtime.block_on(future).map_err(backend)
+            let deadline = self.options.deadline();
+            // The client's own deadline covers each gRPC call; this one also covers connecting
+            // and the client's single retry, so no call outlives it by more than a second.
+            let outer = deadline + Duration::from_secs(1);
+            match self
+                .runtime
+                .block_on(async { tokio::time::timeout(outer, future).await })
+            {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(err)) => Err(self.classify(err)),
+                Err(_) => Err(self.unavailable(format!(
+                    "no answer within {}s (the request timeout)",
+                    deadline.as_secs_f32()
+                ))),
+            }
+        }
+
+        /// The reason on one line (CLI errors are one line).
+        fn unavailable(&self, reason: String) -> StoreError {
+            StoreError::Unavailable {
+                url: self.url.clone(),
+                reason: reason.split_whitespace().collect::<Vec<_>>().join(" "),
+            }
+        }
+
+        /// Unreachable, overloaded or too slow: [`StoreError::Unavailable`]; anything else
+        /// (a request the server refused): [`StoreError::Backend`].
+        fn classify(&self, err: QdrantError) -> StoreError {
+            use tonic::Code;
+            match &err {
+                QdrantError::ResponseError { status } => match status.code() {
+                    Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
+                        self.unavailable(status.message().to_owned())
+                    }
+                    Code::Unauthenticated | Code::PermissionDenied => StoreError::Backend(format!(
+                        "the Qdrant server at {} refused the API key: {}",
+                        self.url,
+                        status.message()
+                    )),
+                    // A connection that failed before any answer: the client's channel pool
+                    // reports it as `Internal` "Failed to connect to ..." (qdrant-client 1.20,
+                    // seen against a killed server), tonic as `Unknown` "transport error".
+                    Code::Internal | Code::Unknown
+                        if status.message().contains("Failed to connect")
+                            || status.message().contains("transport error") =>
+                    {
+                        self.unavailable(status.message().to_owned())
+                    }
+                    _ => backend(err),
+                },
+                QdrantError::ResourceExhaustedError {
+                    retry_after_seconds,
+                    ..
+                } => self.unavailable(format!(
+                    "the server is overloaded; it asks to retry after {retry_after_seconds}s"
+                )),
+                QdrantError::Io(e) => self.unavailable(e.to_string()),
+                _ => backend(err),
+            }
         }
 
         fn spec(&self) -> StoreResult<CollectionSpec> {
@@ -193,6 +492,10 @@ mod real {
                 .map_err(|_| poisoned())?
                 .clone()
                 .ok_or(StoreError::Missing)
+        }
+
+        fn has_spec(&self) -> StoreResult<bool> {
+            Ok(self.spec.read().map_err(|_| poisoned())?.is_some())
         }
 
         /// Reconstructs the spec from the server's collection info.
@@ -253,6 +556,38 @@ mod real {
             })
             .map(Some)
         }
+
+        fn query_points(&self, query: &VectorQuery) -> qdrant::QueryPoints {
+            let mut request = QueryPointsBuilder::new(&self.collection)
+                .query(Query::new_nearest(query.vector.clone()))
+                .using(&query.using)
+                .limit(query.limit as u64)
+                .with_payload(true)
+                .params(SearchParamsBuilder::default().exact(query.exact));
+            if let Some(filter) = to_filter(&query.filter) {
+                request = request.filter(filter);
+            }
+            request.build()
+        }
+    }
+
+    fn hits(points: Vec<qdrant::ScoredPoint>) -> StoreResult<Vec<Hit>> {
+        points
+            .into_iter()
+            .map(|p| {
+                Ok(Hit {
+                    id: from_id(p.id)?,
+                    score: p.score,
+                    payload: to_payload(p.payload),
+                })
+            })
+            .collect()
+    }
+
+    fn strong() -> WriteOrdering {
+        WriteOrdering {
+            r#type: WriteOrderingType::Strong as i32,
+        }
     }
 
     impl VectorStore for ServerStore {
@@ -279,9 +614,17 @@ mod real {
                     VectorParamsBuilder::new(spec.dim as u64, Distance::Cosine),
                 );
             }
-            self.block_on(self.client.create_collection(
-                CreateCollectionBuilder::new(&self.collection).vectors_config(vectors),
-            ))?;
+            let mut create = CreateCollectionBuilder::new(&self.collection).vectors_config(vectors);
+            if let Some(n) = self.options.shard_number {
+                create = create.shard_number(n);
+            }
+            if let Some(n) = self.options.replication_factor {
+                create = create.replication_factor(n);
+            }
+            if let Some(n) = self.options.write_consistency_factor {
+                create = create.write_consistency_factor(n);
+            }
+            self.block_on(self.client.create_collection(create))?;
             let fields = spec
                 .keyword_fields
                 .iter()
@@ -306,27 +649,27 @@ mod real {
                     check_vector(&spec, name, vector)?;
                 }
             }
-            if points.is_empty() {
-                return Ok(());
+            let mut points = points.into_iter().map(|p| {
+                let vectors: HashMap<String, Vec<f32>> = p.vectors.into_iter().collect();
+                let payload: HashMap<String, qdrant::Value> = p
+                    .payload
+                    .0
+                    .into_iter()
+                    .map(|(k, v)| (k, to_value(v)))
+                    .collect();
+                PointStruct::new(p.id, vectors, qdrant_client::Payload::from(payload))
+            });
+            loop {
+                let batch: Vec<PointStruct> = points.by_ref().take(UPSERT_BATCH).collect();
+                if batch.is_empty() {
+                    return Ok(());
+                }
+                self.block_on(
+                    self.client.upsert_points(
+                        UpsertPointsBuilder::new(&self.collection, batch).wait(true),
+                    ),
+                )?;
             }
-            let points: Vec<PointStruct> = points
-                .into_iter()
-                .map(|p| {
-                    let vectors: HashMap<String, Vec<f32>> = p.vectors.into_iter().collect();
-                    let payload: HashMap<String, qdrant::Value> = p
-                        .payload
-                        .0
-                        .into_iter()
-                        .map(|(k, v)| (k, to_value(v)))
-                        .collect();
-                    PointStruct::new(p.id, vectors, qdrant_client::Payload::from(payload))
-                })
-                .collect();
-            self.block_on(
-                self.client
-                    .upsert_points(UpsertPointsBuilder::new(&self.collection, points).wait(true)),
-            )?;
-            Ok(())
         }
 
         fn search(&self, query: &VectorQuery) -> StoreResult<Vec<Hit>> {
@@ -335,31 +678,50 @@ mod real {
             if query.limit == 0 {
                 return Ok(Vec::new());
             }
-            let mut request = QueryPointsBuilder::new(&self.collection)
-                .query(Query::new_nearest(query.vector.clone()))
-                .using(&query.using)
-                .limit(query.limit as u64)
-                .with_payload(true)
-                .params(SearchParamsBuilder::default().exact(query.exact));
-            if let Some(filter) = to_filter(&query.filter) {
-                request = request.filter(filter);
+            let response = self.block_on(self.client.query(self.query_points(query)))?;
+            hits(response.result)
+        }
+
+        /// One `QueryBatch` request for every list (the server runs them side by side).
+        fn search_many(&self, queries: &[VectorQuery]) -> StoreResult<Vec<Vec<Hit>>> {
+            let spec = self.spec()?;
+            for query in queries {
+                check_vector(&spec, &query.using, &query.vector)?;
             }
-            let response = self.block_on(self.client.query(request))?;
-            response
-                .result
-                .into_iter()
-                .map(|p| {
-                    Ok(Hit {
-                        id: from_id(p.id)?,
-                        score: p.score,
-                        payload: to_payload(p.payload),
-                    })
-                })
-                .collect()
+            // Empty answers for limit 0, without asking (the server refuses a zero limit).
+            let asked: Vec<usize> = (0..queries.len())
+                .filter(|&i| queries[i].limit > 0)
+                .collect();
+            let mut lists = vec![Vec::new(); queries.len()];
+            if asked.is_empty() {
+                return Ok(lists);
+            }
+            let requests: Vec<qdrant::QueryPoints> = asked
+                .iter()
+                .map(|&i| self.query_points(&queries[i]))
+                .collect();
+            let response = self.block_on(
+                self.client
+                    .query_batch(QueryBatchPointsBuilder::new(&self.collection, requests)),
+            )?;
+            if response.result.len() != asked.len() {
+                return Err(StoreError::Backend(format!(
+                    "asked {} lists in one batch, got {}",
+                    asked.len(),
+                    response.result.len()
+                )));
+            }
+            for (i, batch) in asked.into_iter().zip(response.result) {
+                lists[i] = hits(batch.result)?;
+            }
+            Ok(lists)
         }
 
         fn retrieve(&self, ids: &[PointId]) -> StoreResult<Vec<Hit>> {
             self.spec()?;
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
             let ids: Vec<qdrant::PointId> = ids.iter().map(|&id| id.into()).collect();
             let response = self.block_on(
                 self.client
@@ -420,6 +782,7 @@ mod real {
                 self.client.delete_points(
                     DeletePointsBuilder::new(&self.collection)
                         .points(ids)
+                        .ordering(strong())
                         .wait(true),
                 ),
             )?;
@@ -437,6 +800,7 @@ mod real {
                 self.client.delete_points(
                     DeletePointsBuilder::new(&self.collection)
                         .points(filter)
+                        .ordering(strong())
                         .wait(true),
                 ),
             )?;
@@ -444,7 +808,7 @@ mod real {
         }
 
         fn count(&self, filter: &VectorFilter) -> StoreResult<usize> {
-            if self.spec.read().map_err(|_| poisoned())?.is_none() {
+            if !self.has_spec()? {
                 return Ok(0);
             }
             let mut request = CountPointsBuilder::new(&self.collection).exact(true);
@@ -460,7 +824,7 @@ mod real {
 
         fn distinct(&self, key: &str) -> StoreResult<BTreeSet<String>> {
             let mut values = BTreeSet::new();
-            if self.spec.read().map_err(|_| poisoned())?.is_none() {
+            if !self.has_spec()? {
                 return Ok(values);
             }
             let mut offset: Option<qdrant::PointId> = None;
@@ -500,14 +864,30 @@ mod real {
             Ok(())
         }
 
-        /// A no-op: the server builds HNSW graphs in the background once a segment passes the
-        /// collection's indexing threshold.
+        /// Waits until the server's background optimizers are done with the collection
+        /// (status green: segments merged, HNSW graphs built past the indexing threshold), for
+        /// at most the request deadline; then returns, because the collection answers
+        /// correctly meanwhile.
         fn optimize(&self) -> StoreResult<()> {
-            Ok(())
+            if !self.has_spec()? {
+                return Ok(());
+            }
+            let until = Instant::now() + self.options.deadline();
+            loop {
+                let info = self
+                    .block_on(self.client.collection_info(&self.collection))?
+                    .result
+                    .ok_or_else(|| StoreError::Backend("collection info is empty".into()))?;
+                if info.status == CollectionStatus::Green as i32 || Instant::now() >= until {
+                    return Ok(());
+                }
+                std::thread::sleep(OPTIMIZE_POLL);
+            }
         }
 
         /// A no-op: the server's own optimizers vacuum segments in the background according to
-        /// the collection's optimizer config; the API offers no synchronous purge.
+        /// the collection's optimizer config; the API offers no synchronous purge. Deleted points
+        /// are gone from every answer as soon as the deletion returns.
         fn compact(&self) -> StoreResult<()> {
             Ok(())
         }
@@ -602,4 +982,310 @@ mod real {
     fn poisoned() -> StoreError {
         StoreError::Backend("vector store lock poisoned by an earlier panic".into())
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A real Qdrant server process
+
+/// Environment variable naming the Qdrant server binary for tests and scripts.
+pub const QDRANT_BIN_ENV: &str = "IMAGELENS_QDRANT_BIN";
+
+/// How long [`QdrantProcess::start`] waits for `GET /readyz` to answer 200 and the gRPC port.
+const READY_WAIT: Duration = Duration::from_secs(60);
+
+/// A Qdrant server (`../shared/bin/qdrant` by default) running as a child process on free
+/// loopback ports with its own storage folder, for tests and scripts. Killed (SIGKILL) and its
+/// folder removed when dropped, whatever happened.
+#[derive(Debug)]
+pub struct QdrantProcess {
+    binary: PathBuf,
+    child: Option<Child>,
+    dir: PathBuf,
+    /// Remove `dir` on drop (not when the caller owns it).
+    owns_dir: bool,
+    http_port: u16,
+    grpc_port: u16,
+    p2p_port: Option<u16>,
+    bootstrap: Option<u16>,
+}
+
+/// How a node joins a cluster.
+#[derive(Debug, Clone, Copy)]
+pub enum ClusterRole {
+    /// A single server, not in a cluster.
+    Single,
+    /// The first node of a new cluster.
+    First,
+    /// A node joining through the first node's p2p port.
+    Join(u16),
+}
+
+impl QdrantProcess {
+    /// The server binary: `$IMAGELENS_QDRANT_BIN`, else `../shared/bin/qdrant` beside the
+    /// workspace; `None` when that file does not exist.
+    pub fn binary() -> Option<PathBuf> {
+        let path = match std::env::var_os(QDRANT_BIN_ENV) {
+            Some(p) => PathBuf::from(p),
+            None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/bin/qdrant"),
+        };
+        path.is_file().then_some(path)
+    }
+
+    /// Starts a single server in a fresh temporary folder and waits until it is ready.
+    ///
+    /// # Errors
+    /// When the binary is absent, or the server exits or is not ready within a minute (the
+    /// message carries the end of its log).
+    pub fn start() -> std::io::Result<Self> {
+        Self::start_node(ClusterRole::Single)
+    }
+
+    /// Starts a server, or a cluster node, in a fresh temporary folder (removed on drop).
+    ///
+    /// # Errors
+    /// As [`QdrantProcess::start`].
+    pub fn start_node(role: ClusterRole) -> std::io::Result<Self> {
+        let binary = Self::binary().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "no Qdrant binary (set {QDRANT_BIN_ENV} or put one at ../shared/bin/qdrant)"
+                ),
+            )
+        })?;
+        let dir = fresh_dir()?;
+        // Free ports can be taken by someone else between our probe and the server's bind:
+        // try a few times with new ones.
+        let mut last = None;
+        for _ in 0..3 {
+            let mut node = Self {
+                binary: binary.clone(),
+                child: None,
+                dir: dir.clone(),
+                owns_dir: true,
+                http_port: free_port()?,
+                grpc_port: free_port()?,
+                p2p_port: match role {
+                    ClusterRole::Single => None,
+                    _ => Some(free_port()?),
+                },
+                bootstrap: match role {
+                    ClusterRole::Join(port) => Some(port),
+                    _ => None,
+                },
+            };
+            match node.spawn() {
+                Ok(()) => return Ok(node),
+                Err(e) => {
+                    node.owns_dir = false;
+                    drop(node);
+                    let _ = std::fs::remove_dir_all(dir.join("storage"));
+                    last = Some(e);
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        Err(last.unwrap_or_else(|| std::io::Error::other("qdrant did not start")))
+    }
+
+    /// gRPC URL for qdrant-client (`http://127.0.0.1:PORT`).
+    pub fn grpc_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc_port)
+    }
+
+    /// REST URL (`http://127.0.0.1:PORT`).
+    pub fn http_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    /// The p2p port of a cluster node.
+    pub fn p2p_port(&self) -> Option<u16> {
+        self.p2p_port
+    }
+
+    /// The child's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Kills the server with SIGKILL (no chance to flush), keeping its storage.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same ports and storage and waits until it is ready.
+    ///
+    /// # Errors
+    /// As [`QdrantProcess::start`].
+    pub fn restart(&mut self) -> std::io::Result<()> {
+        self.kill();
+        self.spawn()
+    }
+
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to the server with `kill(1)`: `STOP` makes a
+    /// server that accepts connections and never answers.
+    ///
+    /// # Errors
+    /// When it is not running or `kill` fails.
+    pub fn signal(&self, signal: &str) -> std::io::Result<()> {
+        let pid = self
+            .pid()
+            .ok_or_else(|| std::io::Error::other("qdrant is not running"))?;
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(format!(
+                "kill -{signal} {pid}: {status}"
+            )))
+        }
+    }
+
+    /// `GET path` on the REST port: the status code and body, within `timeout`.
+    ///
+    /// # Errors
+    /// Connection or i/o failures.
+    pub fn http_get(&self, path: &str, timeout: Duration) -> std::io::Result<(u16, String)> {
+        http_get(self.http_port, path, timeout)
+    }
+
+    fn spawn(&mut self) -> std::io::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("qdrant.log"))?;
+        let mut command = Command::new(&self.binary);
+        command
+            .current_dir(&self.dir)
+            .env("QDRANT__SERVICE__HOST", "127.0.0.1")
+            .env("QDRANT__SERVICE__HTTP_PORT", self.http_port.to_string())
+            .env("QDRANT__SERVICE__GRPC_PORT", self.grpc_port.to_string())
+            .env("QDRANT__STORAGE__STORAGE_PATH", self.dir.join("storage"))
+            .env(
+                "QDRANT__STORAGE__SNAPSHOTS_PATH",
+                self.dir.join("snapshots"),
+            )
+            .env("QDRANT__TELEMETRY_DISABLED", "true")
+            .env("QDRANT__LOG_LEVEL", "WARN")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        if let Some(p2p) = self.p2p_port {
+            command
+                .env("QDRANT__CLUSTER__ENABLED", "true")
+                .env("QDRANT__CLUSTER__P2P__PORT", p2p.to_string())
+                .arg("--uri")
+                .arg(format!("http://127.0.0.1:{p2p}"));
+            if let Some(first) = self.bootstrap {
+                command
+                    .arg("--bootstrap")
+                    .arg(format!("http://127.0.0.1:{first}"));
+            }
+        }
+        self.child = Some(command.spawn()?);
+        let until = Instant::now() + READY_WAIT;
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                self.child = None;
+                return Err(std::io::Error::other(format!(
+                    "qdrant exited with {status} before it was ready; its log ends:\n{}",
+                    self.log_tail()
+                )));
+            }
+            // `/readyz` can answer before the gRPC port listens: wait for both.
+            if matches!(
+                http_get(self.http_port, "/readyz", Duration::from_secs(1)),
+                Ok((200, _))
+            ) && TcpStream::connect_timeout(
+                &SocketAddr::from((Ipv4Addr::LOCALHOST, self.grpc_port)),
+                Duration::from_secs(1),
+            )
+            .is_ok()
+            {
+                return Ok(());
+            }
+            if Instant::now() >= until {
+                self.kill();
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "qdrant was not ready within {}s; its log ends:\n{}",
+                        READY_WAIT.as_secs(),
+                        self.log_tail()
+                    ),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The last lines of the server's log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.join("qdrant.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+impl Drop for QdrantProcess {
+    fn drop(&mut self) {
+        self.kill();
+        if self.owns_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A new empty folder under the system temp dir.
+fn fresh_dir() -> std::io::Result<PathBuf> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!(
+        "imagelens-qdrant-{}-{}-{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// A loopback port nobody listens on right now.
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port())
+}
+
+/// A minimal HTTP/1.0 GET on loopback (no client crate needed for a readiness probe).
+fn http_get(port: u16, path: &str, timeout: Duration) -> std::io::Result<(u16, String)> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {response:.80}")))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_owned());
+    Ok((code, body))
 }

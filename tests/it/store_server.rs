@@ -1,0 +1,151 @@
+//! The CLI end to end on a real Qdrant server (`--features server`): ingest, info, search and
+//! delete with `--store qdrant+http://...`, the same answers as the embedded store, a library
+//! that refuses to switch stores, and a one-line error naming the URL when the server is gone.
+//!
+//! Starts `../shared/bin/qdrant` (or `$IMAGELENS_QDRANT_BIN`) on free loopback ports and kills
+//! it at the end; skips, saying so, when there is no binary.
+
+use indexer::store::{QdrantProcess, ServerStore, VectorFilter, VectorStore};
+
+use crate::common::{Fixture, bin, fixture, ids, ok_json};
+
+fn run_on(
+    fx: &Fixture,
+    data: &std::path::Path,
+    store: Option<&str>,
+    args: &[&str],
+) -> std::process::Output {
+    let mut c = bin();
+    c.arg("--data-dir").arg(data).arg("--model").arg(&fx.model);
+    c.env_remove("IMAGELENS_STORE");
+    if let Some(s) = store {
+        c.arg("--store").arg(s);
+    }
+    c.args(args).output().unwrap()
+}
+
+fn ingest_args(fx: &Fixture) -> Vec<String> {
+    vec![
+        "ingest".into(),
+        "--annotations".into(),
+        fx.synth.instances.display().to_string(),
+        fx.synth.captions.display().to_string(),
+        "--images".into(),
+        fx.synth.images.display().to_string(),
+        "--dataset".into(),
+        "synth".into(),
+        "--json".into(),
+    ]
+}
+
+#[test]
+fn ingest_search_info_and_delete_through_the_cli_on_a_qdrant_server() {
+    if QdrantProcess::binary().is_none() {
+        eprintln!(
+            "skipped: no Qdrant server binary at ../shared/bin/qdrant (IMAGELENS_QDRANT_BIN)"
+        );
+        return;
+    }
+    let mut server = QdrantProcess::start().expect("start qdrant");
+    let url = server.grpc_url();
+    let store = format!("qdrant+{url}/e2e?shards=2");
+    let fx = fixture(24);
+    let args = ingest_args(&fx);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    // The same export into the embedded store and into the server.
+    let edge = fx.dir.path().join("edge-library");
+    ok_json(&run_on(&fx, &edge, None, &args));
+    ok_json(&run_on(&fx, &fx.data, Some(&store), &args));
+
+    // info shows the server, the collection, its layout and replicas; no key anywhere.
+    let info = ok_json(&run_on(&fx, &fx.data, None, &["info", "--json"]));
+    let server_info = &info["server"];
+    assert_eq!(server_info["url"], url.as_str());
+    assert_eq!(server_info["version"], "1.18.3");
+    assert_eq!(server_info["collection"], "e2e");
+    assert_eq!(server_info["exists"], true);
+    assert_eq!(server_info["shard_number"], 2);
+    assert_eq!(server_info["points"], info["manifest"]["counts"]["points"]);
+    assert!(server_info["points"].as_u64().unwrap() >= 24);
+    assert_eq!(server_info["replicas"].as_array().unwrap().len(), 2);
+    assert_eq!(info["manifest"]["store"]["backend"], "server");
+    let text = run_on(&fx, &fx.data, None, &["info"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("(Qdrant 1.18.3)") && text.contains("2 shard(s)"),
+        "{text}"
+    );
+
+    // Hybrid search answers as the embedded store does (both exact at this size), without
+    // --store: the library remembers its store.
+    for query in [
+        ["search", "dog", "--limit", "50", "--json"],
+        ["search", "a red car", "--limit", "10", "--json"],
+    ] {
+        let on_server = ok_json(&run_on(&fx, &fx.data, None, &query));
+        let embedded = ok_json(&run_on(&fx, &edge, None, &query));
+        assert_eq!(on_server["semantic"], true);
+        assert_eq!(ids(&on_server), ids(&embedded), "{query:?}");
+    }
+
+    // A library never switches stores silently.
+    let out = run_on(&fx, &fx.data, Some("edge"), &["info"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("never switches vector stores"), "{err}");
+    let out = run_on(&fx, &edge, Some(&store), &["info"]);
+    assert!(
+        !out.status.success(),
+        "an embedded library refuses the server"
+    );
+
+    // Deleting a record removes its points from the server before the receipt.
+    let victim = ids(&ok_json(&run_on(
+        &fx,
+        &fx.data,
+        None,
+        &["search", "dog", "--limit", "1", "--json"],
+    )))[0]
+        .clone();
+    let out = run_on(
+        &fx,
+        &fx.data,
+        None,
+        &["delete", "--id", &victim, "--reason", "test", "--json"],
+    );
+    ok_json(&out);
+    let direct = ServerStore::connect(&url, "e2e").unwrap();
+    assert_eq!(
+        direct
+            .count(&VectorFilter::records(vec![victim.clone()]))
+            .unwrap(),
+        0
+    );
+    assert!(direct.count(&VectorFilter::default()).unwrap() > 0);
+
+    // The server goes away: one line naming the URL, exit 1, no panic, no hang.
+    server.kill();
+    let started = std::time::Instant::now();
+    let out = run_on(&fx, &fx.data, None, &["search", "dog", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line: {err}");
+    assert!(
+        lines[0].contains(&url) && lines[0].contains("unavailable"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(40),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(out.stdout.is_empty(), "nothing on stdout");
+
+    // Back up: the library works again.
+    server.restart().unwrap();
+    let v = ok_json(&run_on(&fx, &fx.data, None, &["search", "dog", "--json"]));
+    assert!(!ids(&v).contains(&victim), "deleted stays deleted");
+}
