@@ -1,6 +1,8 @@
 //! Cursors: an offset bound to its request by a keyed tag, and the key kept in the data
 //! directory.
 
+use std::collections::HashSet;
+
 use super::*;
 
 /// Identity of a request for cursor binding: everything but the cursor and page size.
@@ -147,6 +149,65 @@ fn create_key_file(path: &Path, key: &[u8; 32]) -> std::io::Result<()> {
     result
 }
 
+/// The tiers of a request with a page-sized depth (`Fusion::depth` 0): `(first, depth)` says
+/// that positions of the fused sequence from `first` on are taken from a ranking whose lists go
+/// `depth` deep, at least five times deeper than the position (until [`MAX_DEPTH`]). The first
+/// page of 20 therefore costs one ranking at depth 100 instead of 1,000.
+pub(super) const PAGE_TIERS: [(usize, usize); 4] =
+    [(0, 100), (20, 500), (100, 2_500), (500, MAX_DEPTH)];
+
+/// The fused sequence of a request with page-sized depth up to position `end` (the end of the
+/// page asked for), and whether it goes on past `end`.
+///
+/// `rank(depth)` is the fused ranking with every list taken to `depth` and whether any list
+/// was cut there. The sequence is built tier by tier: the positions of tier i are filled from
+/// tier i's ranking in order, skipping records already placed. Which tier fills a position
+/// depends on the position only, never on the page size, and rankings are deterministic, so
+/// every page of a request is a slice of one sequence: paging (with any page sizes) gives no
+/// repeats, and no record ranked above a shown one in its tier's ranking is skipped. A page at
+/// offset 200 re-runs the shallower tiers' rankings to know what earlier pages showed; the
+/// first page runs one ranking.
+///
+/// # Errors
+/// Whatever `rank` returns.
+pub(super) fn paged_sequence<T>(
+    end: usize,
+    mut rank: impl FnMut(usize) -> SResult<(Vec<(String, T)>, bool)>,
+) -> SResult<(Vec<(String, T)>, bool)> {
+    let end = end.min(MAX_DEPTH);
+    let top = PAGE_TIERS
+        .iter()
+        .rposition(|&(first, _)| first < end.max(1))
+        .unwrap_or(0);
+    let mut sequence = Vec::with_capacity(end);
+    let mut placed: HashSet<String> = HashSet::with_capacity(end);
+    let mut more = false;
+    for (tier, &(_, depth)) in PAGE_TIERS.iter().enumerate().take(top + 1) {
+        let stop = PAGE_TIERS
+            .get(tier + 1)
+            .filter(|_| tier < top)
+            .map_or(end, |&(first, _)| first);
+        let (ranked, cut) = rank(depth)?;
+        let mut beyond = false;
+        for (id, value) in ranked {
+            if placed.contains(&id) {
+                continue;
+            }
+            if sequence.len() >= stop {
+                beyond = true;
+                break;
+            }
+            placed.insert(id.clone());
+            sequence.push((id, value));
+        }
+        if tier == top {
+            // A deeper tier may find more when this one's lists were cut at their depth.
+            more = (beyond || (cut && tier + 1 < PAGE_TIERS.len())) && end < MAX_DEPTH;
+        }
+    }
+    Ok((sequence, more))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,5 +292,95 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(leftovers, ["cursor.key"]);
+    }
+
+    /// A stand-in ranking per depth: records `r0..` in an order that shifts with the depth (as
+    /// deeper lists change fused scores), `n` records in all, cut when `n > depth`.
+    fn ranking(n: usize, seed: u64) -> impl FnMut(usize) -> SResult<(Vec<(String, ())>, bool)> {
+        move |depth: usize| {
+            let mut ids: Vec<usize> = (0..n.min(depth * 2)).collect();
+            // A deterministic shuffle of neighbours that depends on the depth.
+            let mut h = seed ^ depth as u64;
+            for i in (1..ids.len()).rev() {
+                h = h
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                if h >> 62 == 0 {
+                    ids.swap(i, i - 1);
+                }
+            }
+            Ok((
+                ids.into_iter().map(|i| (format!("r{i}"), ())).collect(),
+                n > depth,
+            ))
+        }
+    }
+
+    #[test]
+    fn pages_of_any_size_slice_one_sequence_without_repeats_or_gaps() {
+        for (n, seed) in [(5_000, 1), (130, 2), (21, 3), (2_600, 4)] {
+            for limits in [
+                vec![20usize; 15],
+                vec![7, 50, 13, 100, 3, 200, 1, 40, 60, 9, 500],
+            ] {
+                let mut shown: Vec<String> = Vec::new();
+                let mut offset = 0;
+                for &limit in limits.iter().cycle().take(40) {
+                    let (sequence, more) =
+                        paged_sequence(offset + limit, ranking(n, seed)).unwrap();
+                    let page: Vec<String> = sequence
+                        .into_iter()
+                        .skip(offset)
+                        .take(limit)
+                        .map(|(id, _)| id)
+                        .collect();
+                    offset += page.len();
+                    shown.extend(page);
+                    if !more {
+                        break;
+                    }
+                }
+                let distinct: HashSet<&String> = shown.iter().collect();
+                assert_eq!(distinct.len(), shown.len(), "no repeats ({n}, {limits:?})");
+                // The same positions asked for in one page give the same records.
+                let (whole, _) = paged_sequence(shown.len(), ranking(n, seed)).unwrap();
+                let whole: Vec<String> = whole.into_iter().map(|(id, _)| id).collect();
+                assert_eq!(whole, shown, "pages are slices of one sequence");
+                // No gaps: within each tier every record ranked above one it placed was shown.
+                for (tier, &(first, depth)) in PAGE_TIERS.iter().enumerate() {
+                    if first >= shown.len() {
+                        break;
+                    }
+                    let (ranked, _) = ranking(n, seed)(depth).unwrap();
+                    let next_first = PAGE_TIERS.get(tier + 1).map_or(usize::MAX, |t| t.0);
+                    let from_tier: HashSet<&String> =
+                        shown[first..shown.len().min(next_first)].iter().collect();
+                    let last = ranked.iter().rposition(|(id, _)| from_tier.contains(id));
+                    for (id, _) in &ranked[..last.map_or(0, |l| l + 1)] {
+                        assert!(distinct.contains(id), "{id} skipped in tier {tier}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_first_page_runs_one_shallow_ranking_and_a_deep_page_stays_bounded() {
+        let mut depths = Vec::new();
+        let (page, more) = paged_sequence(20, |d| {
+            depths.push(d);
+            ranking(10_000, 5)(d)
+        })
+        .unwrap();
+        assert_eq!((page.len(), more, depths), (20, true, vec![100]));
+        let mut depths = Vec::new();
+        let (page, more) = paged_sequence(usize::MAX, |d| {
+            depths.push(d);
+            ranking(30_000, 5)(d)
+        })
+        .unwrap();
+        assert_eq!(page.len(), MAX_DEPTH);
+        assert!(!more, "nothing past the deepest tier");
+        assert_eq!(depths, vec![100, 500, 2_500, MAX_DEPTH]);
     }
 }

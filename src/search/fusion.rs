@@ -1,5 +1,8 @@
 //! Fusion of the ranked lists: the weights ([`Fusion`]) and the search itself.
 
+use indexer::filter::PayloadMatcher;
+
+use super::cursor::paged_sequence;
 use super::explain::{matched_boxes, matched_words};
 use super::*;
 
@@ -17,7 +20,9 @@ pub struct Fusion {
     pub region: f32,
     /// Label/caption text vectors.
     pub text: f32,
-    /// Candidates taken from each list (fixed per query so pages agree).
+    /// Candidates taken from each list: 0 (the default) sizes them to the page asked for
+    /// (100 for the first 20 results, deeper for later pages, see `PAGE_TIERS`); 10 to 10,000
+    /// takes every list that deep for every page.
     pub depth: usize,
 }
 
@@ -29,7 +34,7 @@ impl Default for Fusion {
             image: 1.0,
             region: 0.7,
             text: 0.5,
-            depth: 1000,
+            depth: 0,
         }
     }
 }
@@ -61,7 +66,8 @@ impl Fusion {
                 "image" => f.image = v,
                 "region" => f.region = v,
                 "text" => f.text = v,
-                "depth" => f.depth = (v as usize).clamp(10, 10_000),
+                "depth" if v == 0.0 => f.depth = 0,
+                "depth" => f.depth = (v as usize).clamp(MIN_DEPTH, MAX_DEPTH),
                 other => {
                     return Err(SearchError::Invalid(format!(
                         "unknown weight {other:?} (known: k, keyword, image, region, text, depth)"
@@ -99,13 +105,16 @@ impl SearchService {
     ) -> SResult<SearchResponse> {
         let (text, negatives) = clean_texts(req)?;
         let limit = page_size(req.limit)?;
-        // Every size below comes from `depth` (clamped) and `limit` (at most MAX_LIMIT); the
-        // cursor's offset is refused unless it lies within the depth.
-        let depth = req.fusion.depth.clamp(MIN_DEPTH, MAX_DEPTH);
+        // Every size below comes from the depth (a fixed one clamped, or a tier of
+        // `PAGE_TIERS`) and `limit` (at most MAX_LIMIT); the cursor's offset is refused unless
+        // it lies within the deepest list the request can take.
+        let fixed = (req.fusion.depth != 0).then(|| req.fusion.depth.clamp(MIN_DEPTH, MAX_DEPTH));
         let key = request_key(req);
-        let offset = self
-            .cursors
-            .decode(req.cursor.as_deref(), &key, Some(depth))?;
+        let offset = self.cursors.decode(
+            req.cursor.as_deref(),
+            &key,
+            Some(fixed.unwrap_or(MAX_DEPTH)),
+        )?;
         if text.trim().is_empty() && req.like.is_none() {
             return Err(SearchError::Invalid(
                 "nothing to search for: give a query text or --like (use `lookup` to list records)"
@@ -115,38 +124,108 @@ impl SearchService {
         // Compiled once per request (a glob is a regular expression), before any work: a bad
         // pattern is the caller's error whichever lists run.
         let matcher = req.filter.compile()?;
-        let fusion = req.fusion;
         let kw = self.library.keyword();
         cancel.check()?;
+        let negative_terms: Vec<(String, Vec<String>)> =
+            negatives.iter().map(|n| (n.clone(), kw.terms(n))).collect();
+        let semantic = self.semantic();
+        let rank = |depth: usize| self.ranked(&text, req, query.as_ref(), &matcher, depth, cancel);
+        let end = offset.saturating_add(limit);
+        let (sequence, more) = match fixed {
+            // One ranking at a fixed depth: every page is a slice of it.
+            Some(depth) => {
+                let (mut ranked, _) = rank(depth)?;
+                let total = ranked.len().min(depth);
+                ranked.truncate(total.min(end));
+                (ranked, end < total)
+            }
+            None => paged_sequence(end, rank)?,
+        };
+        let page: Vec<(String, Acc)> = sequence.into_iter().skip(offset).take(limit).collect();
+        let next = offset.saturating_add(page.len());
+        let next_cursor = (more && !page.is_empty()).then(|| self.cursors.encode(next, &key));
+
+        let query_terms = kw.terms(&text);
+        let mut results = Vec::with_capacity(page.len());
+        for (id, mut a) in page {
+            cancel.check()?;
+            let Some(record) = kw.get(&id)? else { continue };
+            a.why.fused = a.fused;
+            let (labels_m, captions_m) = matched_words(kw, &record, &query_terms);
+            a.why.matched_labels = labels_m;
+            a.why.matched_caption_words = captions_m;
+            a.why.matched_negatives = negative_terms
+                .iter()
+                .filter(|(_, terms)| {
+                    let (l, c) = matched_words(kw, &record, terms);
+                    !l.is_empty() || !c.is_empty()
+                })
+                .map(|(n, _)| n.clone())
+                .collect();
+            let boxes = matched_boxes(kw, &record, &query_terms, &a.regions);
+            results.push(SearchHit {
+                id: record.id.clone(),
+                filename: record.filename.clone(),
+                path: record.path.clone(),
+                dataset: record.dataset.clone(),
+                score: a.fused,
+                labels: record.labels.clone(),
+                dates: record.dates.clone(),
+                boxes,
+                why: a.why,
+            });
+        }
+        Ok(SearchResponse {
+            results,
+            next_cursor,
+            semantic,
+            notice: self.semantic_notice(),
+        })
+    }
+
+    /// The fused ranking with every list taken to `depth`, best first, and whether any list
+    /// was cut at its depth (so a deeper ranking could hold more records).
+    fn ranked(
+        &self,
+        text: &str,
+        req: &SearchRequest,
+        query: Option<&Embedding>,
+        matcher: &PayloadMatcher,
+        depth: usize,
+        cancel: &Cancel,
+    ) -> SResult<(Vec<(String, Acc)>, bool)> {
+        let fusion = req.fusion;
+        let kw = self.library.keyword();
+        let mut cut = false;
 
         // Keyword side.
         // A list with weight 0 cannot change the order: skip its work.
         let keyword_hits = if fusion.keyword > 0.0 {
-            kw.search(&text, &req.filter, depth)?
+            kw.search(text, &req.filter, depth)?
         } else {
             Vec::new()
         };
-        let negative_terms: Vec<(String, Vec<String>)> =
-            negatives.iter().map(|n| (n.clone(), kw.terms(n))).collect();
+        cut |= keyword_hits.len() >= depth;
 
         // Vector side.
         let mut image_list: Vec<Hit> = Vec::new();
         let mut region_list: Vec<Hit> = Vec::new();
         let mut text_list: Vec<Hit> = Vec::new();
-        let semantic = self.semantic();
         if let Some(query) = query {
             let store = self.library.store();
             let pushed = req.filter.to_vector_filter();
             let over = if req.filter.fully_pushable() { 1 } else { 4 };
-            let run = |using: &str| -> SResult<Vec<Hit>> {
+            let run = |using: &str| -> SResult<(Vec<Hit>, bool)> {
                 cancel.check()?;
+                let wanted = depth.saturating_mul(over);
                 let hits = store.search(&VectorQuery {
                     using: using.into(),
                     vector: query.as_slice().to_vec(),
                     filter: pushed.clone(),
-                    limit: depth.saturating_mul(over),
+                    limit: wanted,
                     exact: false,
                 })?;
+                let full = hits.len() >= wanted;
                 let mut kept = Vec::with_capacity(hits.len().min(depth));
                 for (i, h) in hits.into_iter().enumerate() {
                     if i % CANCEL_EVERY == 0 {
@@ -156,30 +235,30 @@ impl SearchService {
                         kept.push(h);
                     }
                 }
-                Ok(kept)
+                Ok((kept, full))
             };
             if fusion.image > 0.0 {
-                image_list = run("image")?;
+                let full;
+                (image_list, full) = run("image")?;
+                cut |= full;
             }
             // "More like this" alone compares whole images; box regions and caption texts
             // answer words, so they join only when there is query text.
             let has_text = !text.trim().is_empty();
             if fusion.region > 0.0 && has_text {
-                region_list = run("region")?;
+                let full;
+                (region_list, full) = run("region")?;
+                cut |= full;
             }
             if fusion.text > 0.0 && has_text {
-                text_list = run("text")?;
+                let full;
+                (text_list, full) = run("text")?;
+                cut |= full;
             }
         }
 
         cancel.check()?;
         // Fuse.
-        #[derive(Default)]
-        struct Acc {
-            fused: f32,
-            why: Why,
-            regions: Vec<(usize, f32)>,
-        }
         let mut acc: HashMap<String, Acc> = HashMap::new();
         let k = fusion.k;
         for (i, h) in keyword_hits.iter().enumerate() {
@@ -224,54 +303,16 @@ impl SearchService {
         }
         let mut ranked: Vec<(String, Acc)> = acc.into_iter().collect();
         ranked.sort_by(|a, b| b.1.fused.total_cmp(&a.1.fused).then_with(|| a.0.cmp(&b.0)));
-        let total = ranked.len().min(depth);
-        let page: Vec<(String, Acc)> = ranked
-            .into_iter()
-            .take(total)
-            .skip(offset)
-            .take(limit)
-            .collect();
-        let next = offset.saturating_add(page.len());
-        let next_cursor =
-            (next < total && !page.is_empty()).then(|| self.cursors.encode(next, &key));
-
-        let query_terms = kw.terms(&text);
-        let mut results = Vec::with_capacity(page.len());
-        for (id, mut a) in page {
-            cancel.check()?;
-            let Some(record) = kw.get(&id)? else { continue };
-            a.why.fused = a.fused;
-            let (labels_m, captions_m) = matched_words(kw, &record, &query_terms);
-            a.why.matched_labels = labels_m;
-            a.why.matched_caption_words = captions_m;
-            a.why.matched_negatives = negative_terms
-                .iter()
-                .filter(|(_, terms)| {
-                    let (l, c) = matched_words(kw, &record, terms);
-                    !l.is_empty() || !c.is_empty()
-                })
-                .map(|(n, _)| n.clone())
-                .collect();
-            let boxes = matched_boxes(kw, &record, &query_terms, &a.regions);
-            results.push(SearchHit {
-                id: record.id.clone(),
-                filename: record.filename.clone(),
-                path: record.path.clone(),
-                dataset: record.dataset.clone(),
-                score: a.fused,
-                labels: record.labels.clone(),
-                dates: record.dates.clone(),
-                boxes,
-                why: a.why,
-            });
-        }
-        Ok(SearchResponse {
-            results,
-            next_cursor,
-            semantic,
-            notice: self.semantic_notice(),
-        })
+        Ok((ranked, cut))
     }
+}
+
+/// A record's fused score so far and why.
+#[derive(Debug, Default)]
+pub(super) struct Acc {
+    fused: f32,
+    why: Why,
+    regions: Vec<(usize, f32)>,
 }
 
 #[cfg(test)]
@@ -285,5 +326,9 @@ mod tests {
         assert!(Fusion::parse("keyword=-1").is_err());
         assert!(Fusion::parse("colour=1").is_err());
         assert!(Fusion::parse("keyword").is_err());
+        assert_eq!(Fusion::default().depth, 0, "sized to the page by default");
+        assert_eq!(Fusion::parse("depth=0").unwrap().depth, 0);
+        assert_eq!(Fusion::parse("depth=3").unwrap().depth, MIN_DEPTH);
+        assert_eq!(Fusion::parse("depth=1e30").unwrap().depth, MAX_DEPTH);
     }
 }

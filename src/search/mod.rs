@@ -6,14 +6,16 @@
 //! - vector: the CLIP text embedding (plus a "more like this" image, minus negative texts)
 //!   against the `image`, `region` (box crops) and `text` (label/caption) vectors.
 //!
-//! Every list is taken to a fixed candidate depth that does not depend on the page asked for,
-//! so the fused order is the same on every page and a cursor (an offset bound to the query)
-//! gives no repeats or gaps. Cursors are `offset.tag`, the tag a keyed hash of the offset and
-//! the request (the key, `cursor.key` in the data directory, never leaves it), so a cursor
-//! of another request or with an edited offset is refused, and no offset reaches an allocation
-//! unless it lies within the ranking depth ([`MAX_DEPTH`] at most). Filters are exact: the keyword side evaluates them in tantivy, the
-//! vector side pushes what it can down to the store and checks every hit's payload against the
-//! whole filter.
+//! By default the candidate depth is sized to the page (`cursor::PAGE_TIERS`: lists 100 deep
+//! for the first 20 results, deeper for later pages); every page is a slice of one fused
+//! sequence, built tier by tier, so a cursor (an offset bound to the query) gives no repeats or
+//! gaps whatever the page sizes. A fixed depth (`Fusion::depth`) takes one ranking that deep.
+//! Cursors are `offset.tag`, the tag a keyed hash of the offset and the request (the key,
+//! `cursor.key` in the data directory, never leaves it), so a cursor of another request or with
+//! an edited offset is refused, and no offset reaches an allocation unless it lies within the
+//! ranking depth ([`MAX_DEPTH`] at most). Filters are exact: the keyword side evaluates them in
+//! tantivy, the vector side pushes what it can down to the store and checks every hit's payload
+//! against the whole filter.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

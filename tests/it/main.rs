@@ -11,5 +11,6 @@ mod http;
 mod ingest;
 mod privacy;
 mod redaction;
+mod search_paging;
 mod search_safety;
 mod writers;
