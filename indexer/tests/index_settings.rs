@@ -176,15 +176,17 @@ fn search(
         .unwrap()
 }
 
+/// A built store with the samples and cluster centres it holds (its directory last).
+type Built = (EdgeStore, Vec<Sample>, Vec<Vec<f32>>, tempfile::TempDir);
+
 /// The shared graph + int8 store of the property test (built once).
-fn quantized_store() -> &'static (tempfile::TempDir, EdgeStore, Vec<Sample>, Vec<Vec<f32>>) {
-    static STORE: OnceLock<(tempfile::TempDir, EdgeStore, Vec<Sample>, Vec<Vec<f32>>)> =
-        OnceLock::new();
+fn quantized_store() -> &'static Built {
+    static STORE: OnceLock<Built> = OnceLock::new();
     STORE.get_or_init(|| {
         let tmp = tempfile::tempdir().unwrap();
         let (samples, centres) = clustered(3, POINTS);
         let store = store_with(tmp.path(), &samples, &graph_settings(Quantization::Int8));
-        (tmp, store, samples, centres)
+        (store, samples, centres, tmp)
     })
 }
 
@@ -232,7 +234,7 @@ proptest! {
         cluster in 0..CLUSTERS,
         limit in 1usize..=60,
     ) {
-        let (_tmp, store, samples, centres) = quantized_store();
+        let (store, samples, centres, _tmp) = quantized_store();
         let hits = search(store, &centres[cluster], f.clone(), limit, false);
         let by_id: std::collections::HashMap<PointId, &Sample> =
             samples.iter().map(|s| (s.id, s)).collect();

@@ -89,7 +89,7 @@ pub fn run(settings: &AppSettings, args: OptimizeArgs) -> anyhow::Result<ExitCod
             "index": state,
         }))?;
     } else {
-        println!("optimised in {:.1?}", took);
+        println!("optimised in {took:.1?}");
         println!("index        {}", describe(&state));
     }
     Ok(ExitCode::SUCCESS)

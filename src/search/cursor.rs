@@ -296,7 +296,10 @@ mod tests {
 
     /// A stand-in ranking per depth: records `r0..` in an order that shifts with the depth (as
     /// deeper lists change fused scores), `n` records in all, cut when `n > depth`.
-    fn ranking(n: usize, seed: u64) -> impl FnMut(usize) -> SResult<(Vec<(String, ())>, bool)> {
+    /// A ranking and whether it was cut at its depth.
+    type Ranked = SResult<(Vec<(String, ())>, bool)>;
+
+    fn ranking(n: usize, seed: u64) -> impl FnMut(usize) -> Ranked {
         move |depth: usize| {
             let mut ids: Vec<usize> = (0..n.min(depth * 2)).collect();
             // A deterministic shuffle of neighbours that depends on the depth.
