@@ -300,7 +300,13 @@ impl VectorStore for EdgeStore {
         let settings = self.settings()?;
         let exact = query.exact || settings.kind == IndexKind::Exact;
         let quantization = match settings.quantization {
-            Quantization::None => None,
+            // Segments quantized under earlier settings keep their copies until the next
+            // optimize: do not use them.
+            Quantization::None => Some(QuantizationSearchParams {
+                ignore: true,
+                rescore: None,
+                oversampling: None,
+            }),
             // Candidates from the int8 copies, `oversampling` per hit, rescored with the
             // original vectors, so scores (and the top-k of the candidates) are exact cosines.
             Quantization::Int8 => Some(QuantizationSearchParams {
