@@ -1,10 +1,14 @@
-//! Query latency at library scale (issue 4): p50/p99 of keyword-only, vector-only, hybrid and
-//! hybrid + filter searches over generated records with random unit vectors.
+//! Query latency and answer quality at library scale (issues 4 and 11): p50/p99 of keyword-only,
+//! vector-only, hybrid and hybrid + filter searches, exact scans against HNSW graphs (with and
+//! without int8 quantization) in the same run, and the overlap of each mode's fused top-20 with
+//! that of exact scans at the old fixed depth of 1,000.
 //!
 //! A bench binary (not criterion) because the figures wanted are percentiles:
-//! `cargo bench --bench search` (env `IMAGELENS_BENCH_RECORDS`, default 100000; the library is
-//! built once under `target/bench-search-<N>` and reused). Text encoding is not included here:
-//! the query vector comes from a fixed random embedder; `cargo bench --bench embed` times the
+//! `cargo bench --bench search`. Environment: `IMAGELENS_BENCH_RECORDS` (default 100000),
+//! `IMAGELENS_BENCH_DATA` (`clustered`, `uniform` or `both`, the default). Each library is built
+//! once under `target/bench-search-<data>-<N>` (with graphs and int8 copies: the default auto
+//! index with quantization on) and reused. Text encoding is not included: query vectors come
+//! from a stand-in embedder (see `common::BenchEmbedder`); `cargo bench --bench embed` times the
 //! text encoder itself.
 
 mod common;
@@ -14,11 +18,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
-use common::{DIM, FixedEmbedder, build, random_unit};
+use common::{BenchEmbedder, DIM, Data, Generator, build};
 use imagelens::search::{Fusion, SearchRequest, SearchService};
 use indexer::filter::{DateRange, RecordFilter};
 use indexer::record::DateAxis;
-use indexer::store::{EdgeStore, VectorFilter, VectorQuery};
+use indexer::store::{IndexKind, IndexSettings, Quantization, VectorFilter, VectorQuery};
 use indexer::synth::LABELS;
 use indexer::{Library, StoreSettings};
 use models::{Embedder, EmbedderSpec};
@@ -30,92 +34,146 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
-/// Recall of the approximate (HNSW) image-vector search against an exact scan, at the page
-/// size and at the candidate depth the hybrid ranking takes.
-fn recall(lib: &Library, probes: usize) {
-    let mut rng = StdRng::seed_from_u64(17);
-    for depth in [20, 1000] {
-        let (mut found, mut wanted) = (0, 0);
-        let (mut exact_time, mut approx_time) = (Duration::ZERO, Duration::ZERO);
-        for _ in 0..probes {
-            let query = VectorQuery {
-                using: "image".into(),
-                vector: random_unit(&mut rng),
-                filter: VectorFilter::default(),
-                limit: depth,
-                exact: true,
-            };
-            let start = Instant::now();
-            let exact = lib.store().search(&query).unwrap();
-            exact_time += start.elapsed();
-            let start = Instant::now();
-            let approximate = lib
-                .store()
-                .search(&VectorQuery {
-                    exact: false,
-                    ..query
-                })
-                .unwrap();
-            approx_time += start.elapsed();
-            let truth: HashSet<_> = exact.iter().map(|h| h.id).collect();
-            wanted += truth.len();
-            found += approximate.iter().filter(|h| truth.contains(&h.id)).count();
-        }
-        println!(
-            "image vectors, top {depth}: HNSW recall {:.3} vs exact scan, mean {:.2?} (exact {:.2?}) over {probes} random queries",
-            found as f64 / wanted.max(1) as f64,
-            approx_time / probes as u32,
-            exact_time / probes as u32,
-        );
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+/// The settings the bench libraries are built with: the defaults plus int8 copies, so every
+/// mode below can be measured on one build.
+fn built_settings() -> IndexSettings {
+    IndexSettings {
+        quantization: Quantization::Int8,
+        ..IndexSettings::default()
     }
 }
 
-fn main() {
-    // `cargo test --benches` runs bench binaries once: keep that path tiny.
-    let quick = !std::env::args().any(|a| a == "--bench");
-    let n: usize = std::env::var("IMAGELENS_BENCH_RECORDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if quick { 500 } else { 100_000 });
-    let queries: usize = if quick { 5 } else { 200 };
+/// One search mode: index settings switched at search time (no rebuild) and a candidate depth
+/// (`None`: the service's page-sized default).
+struct Mode {
+    name: &'static str,
+    settings: IndexSettings,
+    depth: Option<usize>,
+}
+
+fn modes() -> Vec<Mode> {
+    let exact = IndexSettings {
+        kind: IndexKind::Exact,
+        ..built_settings()
+    };
+    let graph = |ef, quantization| IndexSettings {
+        ef,
+        quantization,
+        ..built_settings()
+    };
+    vec![
+        Mode {
+            name: "exact, depth 1000 (before)",
+            settings: exact.clone(),
+            depth: Some(1000),
+        },
+        Mode {
+            name: "exact, page-sized depth",
+            settings: exact,
+            depth: None,
+        },
+        Mode {
+            name: "hnsw ef 128, page-sized",
+            settings: graph(128, Quantization::None),
+            depth: None,
+        },
+        Mode {
+            name: "hnsw+int8 ef 128, page-sized",
+            settings: graph(128, Quantization::Int8),
+            depth: None,
+        },
+        Mode {
+            name: "hnsw+int8 ef 64, page-sized",
+            settings: graph(64, Quantization::Int8),
+            depth: None,
+        },
+    ]
+}
+
+/// Cosines of records' nearest other image (exact), to check the data's structure.
+fn neighbour_cosines(lib: &Library, generator: &Generator, probes: usize) -> (f32, f32, f32) {
+    let mut rng = StdRng::seed_from_u64(5);
+    let mut cosines: Vec<f32> = (0..probes)
+        .map(|_| {
+            let g = generator.generate(rng.random_range(0..1_000_000), &mut rng);
+            // A fresh point of the data's distribution; its nearest stored image.
+            let hits = lib
+                .store()
+                .search(&VectorQuery {
+                    using: "image".into(),
+                    vector: g.image,
+                    filter: VectorFilter::default(),
+                    limit: 1,
+                    exact: true,
+                })
+                .unwrap();
+            hits.first().map_or(0.0, |h| h.score)
+        })
+        .collect();
+    cosines.sort_by(f32::total_cmp);
+    let at = |p: f64| cosines[((cosines.len() - 1) as f64 * p).round() as usize];
+    (at(0.1), at(0.5), at(0.9))
+}
+
+fn open(n: usize, data: Data, spec: &EmbedderSpec) -> (Library, Generator) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("target")
-        .join(format!("bench-search-{n}"));
+        .join(format!("bench-search-{}-{n}", data.name()));
+    let mut lib = Library::open(&dir, StoreSettings::Edge).unwrap();
+    let generator = if lib.manifest().counts.records != n as u64 {
+        drop(lib);
+        let _ = std::fs::remove_dir_all(&dir);
+        lib = Library::open(&dir, StoreSettings::Edge).unwrap();
+        lib.store().set_index_settings(&built_settings()).unwrap();
+        let start = Instant::now();
+        let generator = build(&mut lib, spec, n, data, |_, _| {});
+        println!(
+            "{}: keyword index + vectors of {n} records written in {:.1?}",
+            data.name(),
+            start.elapsed()
+        );
+        generator
+    } else {
+        Generator::new(data)
+    };
+    // What `imagelens ingest` does at the end of a run: builds graphs and int8 copies (a
+    // no-op on a reused library).
+    let start = Instant::now();
+    lib.store().optimize().unwrap();
+    let state = lib.store().index_state().unwrap();
+    println!(
+        "{}: optimised (graphs) in {:.1?}: {} points, {} vectors in graphs, {} segments, {:.0} MiB on disk",
+        data.name(),
+        start.elapsed(),
+        state.points,
+        state.indexed_vectors,
+        state.segments,
+        state.disk_bytes as f64 / (1 << 20) as f64
+    );
+    (lib, generator)
+}
+
+fn run(n: usize, data: Data, quick: bool) {
+    let queries: usize = if quick { 5 } else { 200 };
     let spec = EmbedderSpec {
         model_id: "bench-random".into(),
         revision: "sha256:random".into(),
         dim: DIM,
         image_size: 224,
     };
-    let mut lib = Library::open(&dir, StoreSettings::Edge).unwrap();
-    if lib.manifest().counts.records != n as u64 {
-        drop(lib);
-        let _ = std::fs::remove_dir_all(&dir);
-        lib = Library::open(&dir, StoreSettings::Edge).unwrap();
-        build(&mut lib, &spec, n, |_, _| {});
-    }
-    // `IMAGELENS_BENCH_HNSW_KB=N` gives segments above N KiB an HNSW graph (off by default, as
-    // in a library `imagelens ingest` makes); the setting stays with the cached library.
-    let hnsw_kb: Option<usize> = std::env::var("IMAGELENS_BENCH_HNSW_KB").ok().map(|v| {
-        v.parse()
-            .expect("IMAGELENS_BENCH_HNSW_KB is a number of KiB")
-    });
-    if let Some(kb) = hnsw_kb {
-        drop(lib);
-        let store = EdgeStore::open(&dir.join("vectors")).unwrap();
-        store.set_indexing_threshold_kb(kb).unwrap();
-        drop(store);
-        lib = Library::open(&dir, StoreSettings::Edge).unwrap();
-    }
-    // What `imagelens ingest` does at the end of a run (a no-op on a cached library).
-    let start = Instant::now();
-    lib.store().optimize().unwrap();
-    println!("vector store optimised in {:.1?}", start.elapsed());
-    if hnsw_kb.is_some() {
-        recall(&lib, if quick { 3 } else { 50 });
-    }
+    let (lib, generator) = open(n, data, &spec);
+    let (p10, p50, p90) = neighbour_cosines(&lib, &generator, if quick { 5 } else { 200 });
+    println!(
+        "{}: nearest stored image of a fresh point: cosine p10 {p10:.3} / p50 {p50:.3} / p90 {p90:.3}",
+        data.name()
+    );
+    let world = (data == Data::Clustered).then(|| generator.world().clone());
     let lib = Arc::new(lib);
-    let embedder: Arc<dyn Embedder> = Arc::new(FixedEmbedder(spec));
+    let embedder: Arc<dyn Embedder> = Arc::new(BenchEmbedder::new(spec, world));
     let keyword_only = SearchService::new(lib.clone(), None, None).unwrap();
     let hybrid = SearchService::new(lib.clone(), Some(embedder), None).unwrap();
     let filter = RecordFilter {
@@ -126,10 +184,6 @@ fn main() {
             before: None,
         }],
         ..RecordFilter::default()
-    };
-    let vector_fusion = Fusion {
-        keyword: 0.0,
-        ..Fusion::default()
     };
     let mut rng = StdRng::seed_from_u64(9);
     let texts: Vec<String> = (0..queries)
@@ -144,7 +198,10 @@ fn main() {
             format!("{a} with a {b} {when}")
         })
         .collect();
-    println!("records: {n}, queries per case: {queries}, page size 20, candidate depth 1000");
+    let vector_only = Fusion {
+        keyword: 0.0,
+        ..Fusion::default()
+    };
     let cases: [(&str, &SearchService, Fusion, RecordFilter); 4] = [
         (
             "keyword-only",
@@ -152,12 +209,7 @@ fn main() {
             Fusion::default(),
             RecordFilter::default(),
         ),
-        (
-            "vector-only",
-            &hybrid,
-            vector_fusion,
-            RecordFilter::default(),
-        ),
+        ("vector-only", &hybrid, vector_only, RecordFilter::default()),
         (
             "hybrid",
             &hybrid,
@@ -166,28 +218,97 @@ fn main() {
         ),
         ("hybrid+filter", &hybrid, Fusion::default(), filter),
     ];
-    for (name, service, fusion, filter) in cases {
-        let mut times = Vec::with_capacity(queries);
-        let mut returned = 0;
-        for t in &texts {
-            let req = SearchRequest {
-                text: t.clone(),
-                filter: filter.clone(),
-                limit: 20,
-                fusion,
-                ..SearchRequest::default()
-            };
-            let start = Instant::now();
-            let resp = service.search(&req).unwrap();
-            times.push(start.elapsed());
-            returned += resp.results.len();
+    let request =
+        |text: &str, fusion: Fusion, filter: &RecordFilter, depth: Option<usize>| SearchRequest {
+            text: text.to_owned(),
+            filter: filter.clone(),
+            limit: 20,
+            fusion: Fusion {
+                depth: depth.unwrap_or(fusion.depth),
+                ..fusion
+            },
+            ..SearchRequest::default()
+        };
+    println!(
+        "\n{} data, {n} records, {queries} queries per case, page size 20\n",
+        data.name()
+    );
+    println!("| data | mode | case | p50 | p99 | top-20 overlap vs exact depth 1000 |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    // The reference answers: exact scans at the old fixed depth.
+    let modes = modes();
+    lib.store().set_index_settings(&modes[0].settings).unwrap();
+    let reference: Vec<Vec<Vec<String>>> = cases
+        .iter()
+        .map(|(_, service, fusion, filter)| {
+            texts
+                .iter()
+                .map(|t| {
+                    let resp = service
+                        .search(&request(t, *fusion, filter, Some(1000)))
+                        .unwrap();
+                    resp.results.into_iter().map(|r| r.id).collect()
+                })
+                .collect()
+        })
+        .collect();
+    for mode in &modes {
+        lib.store().set_index_settings(&mode.settings).unwrap();
+        for (c, (name, service, fusion, filter)) in cases.iter().enumerate() {
+            if *name == "keyword-only"
+                && mode.depth.is_none()
+                && mode.settings.kind != IndexKind::Exact
+            {
+                continue; // no vectors: the exact rows already time it
+            }
+            let mut times = Vec::with_capacity(queries);
+            let mut overlap = 0.0;
+            for (q, t) in texts.iter().enumerate() {
+                let req = request(t, *fusion, filter, mode.depth);
+                let start = Instant::now();
+                let resp = service.search(&req).unwrap();
+                times.push(start.elapsed());
+                let truth: HashSet<&String> = reference[c][q].iter().collect();
+                let found = resp
+                    .results
+                    .iter()
+                    .filter(|r| truth.contains(&r.id))
+                    .count();
+                overlap += if truth.is_empty() {
+                    1.0
+                } else {
+                    found as f64 / truth.len() as f64
+                };
+            }
+            times.sort();
+            println!(
+                "| {} | {} | {name} | {} | {} | {:.3} |",
+                data.name(),
+                mode.name,
+                ms(percentile(&times, 0.5)),
+                ms(percentile(&times, 0.99)),
+                overlap / queries as f64
+            );
         }
-        times.sort();
-        println!(
-            "{name:<14} p50 {:>9.2?}  p99 {:>9.2?}  (mean results {:.1})",
-            percentile(&times, 0.5),
-            percentile(&times, 0.99),
-            returned as f64 / queries as f64
-        );
+    }
+    lib.store().set_index_settings(&built_settings()).unwrap();
+}
+
+fn main() {
+    // `cargo test --benches` runs bench binaries once: keep that path tiny.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let n: usize = std::env::var("IMAGELENS_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 500 } else { 100_000 });
+    let data = std::env::var("IMAGELENS_BENCH_DATA").unwrap_or_else(|_| "both".into());
+    let kinds: Vec<Data> = match data.as_str() {
+        "clustered" => vec![Data::Clustered],
+        "uniform" => vec![Data::Uniform],
+        "both" => vec![Data::Clustered, Data::Uniform],
+        other => panic!("IMAGELENS_BENCH_DATA is clustered, uniform or both, not {other:?}"),
+    };
+    for data in kinds {
+        run(n, data, quick);
     }
 }

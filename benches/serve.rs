@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use chrono::Duration as Days;
-use common::{DIM, FixedEmbedder, sha_of};
+use common::{BenchEmbedder, DIM, Data, Generator, sha_of};
 use imagelens::governance::accounts::{Accounts, Role};
 use imagelens::governance::redact::Redaction;
 use imagelens::http::{AppState, router};
@@ -59,7 +59,7 @@ fn write_images(dir: &Path) -> anyhow::Result<Vec<u64>> {
 /// The generated library, every record pointing at one of the 64 JPEGs so thumbnails decode
 /// real files.
 fn build(lib: &mut Library, spec: &EmbedderSpec, n: usize, images: &Path, sizes: &[u64]) {
-    common::build(lib, spec, n, |r, i| {
+    common::build(lib, spec, n, Data::Clustered, |r, i| {
         r.path = format!("img_{}.jpg", i % IMAGES);
         r.images_root = images.display().to_string();
         r.width = W;
@@ -292,7 +292,9 @@ fn run() -> anyhow::Result<ExitCode> {
     // runs are alike and the reused library does not grow without bound.
     let _ = std::fs::remove_dir_all(dir.join("audit"));
     let auth = authorization(&dir)?;
-    let embedder: Arc<dyn Embedder> = Arc::new(FixedEmbedder(spec));
+    // Query text lands near the clusters of the label it names (see `common::World`).
+    let world = Generator::new(Data::Clustered).world().clone();
+    let embedder: Arc<dyn Embedder> = Arc::new(BenchEmbedder::new(spec, Some(world)));
     let service = Arc::new(SearchService::new(Arc::new(lib), Some(embedder), None)?);
     let limits = Limits::default();
     let timeout_s = limits.request_timeout_secs + 10;

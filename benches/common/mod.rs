@@ -1,13 +1,20 @@
 //! What the query and HTTP benches share: a stand-in model that costs nothing, so the figures
 //! are those of the search service and not of CLIP (the embed bench times the model), and the
 //! generated library they search.
+//!
+//! Two kinds of data ([`Data`]): `clustered`, vectors with the structure CLIP embeddings have
+//! (see [`World`] and benches/README.md), and `uniform`, independent random unit vectors: the
+//! worst case for any approximate index, kept as a second row.
+
+#![allow(dead_code)] // each bench binary uses a different part of this module
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{Duration as Days, TimeZone, Utc};
 use indexer::Library;
-use indexer::record::{BoundingBox, Dates, Record, image_point_id};
+use indexer::record::{BoundingBox, Dates, Record, image_point_id, region_point_id};
 use indexer::store::VectorPoint;
 use indexer::synth::LABELS;
 use models::{EmbedError, Embedder, EmbedderSpec, Embedding};
@@ -17,8 +24,24 @@ use rand::{Rng, SeedableRng};
 /// Dimension of the generated vectors (ViT-B/32's projection).
 pub const DIM: usize = 512;
 
-/// Returns a seeded random unit vector per text: the cost of search without the model's.
-pub struct FixedEmbedder(pub EmbedderSpec);
+/// Which vectors a generated library holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Data {
+    /// A Zipf mixture of clusters on the sphere ([`World`]).
+    Clustered,
+    /// Independent uniform random unit vectors (no neighbourhood structure).
+    Uniform,
+}
+
+impl Data {
+    /// Short name for directories and report rows.
+    pub fn name(self) -> &'static str {
+        match self {
+            Data::Clustered => "clustered",
+            Data::Uniform => "uniform",
+        }
+    }
+}
 
 /// A random unit vector of [`DIM`] dimensions.
 pub fn random_unit(rng: &mut StdRng) -> Vec<f32> {
@@ -26,9 +49,276 @@ pub fn random_unit(rng: &mut StdRng) -> Vec<f32> {
     Embedding::normalized(v).into_vec()
 }
 
-impl Embedder for FixedEmbedder {
+/// A standard normal sample (Box-Muller).
+fn gaussian(rng: &mut StdRng) -> f32 {
+    let u: f32 = rng.random_range(f32::EPSILON..1.0);
+    let v: f32 = rng.random_range(0.0..1.0);
+    (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+}
+
+fn unit(v: Vec<f32>) -> Vec<f32> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.into_iter().map(|x| x / n).collect()
+}
+
+/// `centre` moved by isotropic Gaussian noise of expected length `spread`, back on the sphere:
+/// its cosine with `centre` is about `1 / sqrt(1 + spread^2)`, and two such points of one
+/// centre have a cosine of about `1 / (1 + spread^2)`.
+fn near(centre: &[f32], spread: f32, rng: &mut StdRng) -> Vec<f32> {
+    let scale = spread / (DIM as f32).sqrt();
+    unit(centre.iter().map(|x| x + scale * gaussian(rng)).collect())
+}
+
+/// Cumulative Zipf weights `1 / (rank + 1)^s` over `n` ranks.
+fn zipf(n: usize, s: f64) -> Vec<f64> {
+    let mut total = 0.0;
+    (0..n)
+        .map(|k| {
+            total += 1.0 / ((k + 1) as f64).powf(s);
+            total
+        })
+        .collect()
+}
+
+/// A rank drawn from cumulative weights.
+fn draw(cumulative: &[f64], rng: &mut StdRng) -> usize {
+    let x = rng.random_range(0.0..*cumulative.last().expect("non-empty"));
+    cumulative
+        .partition_point(|&c| c <= x)
+        .min(cumulative.len() - 1)
+}
+
+/// Number of clusters of the clustered data.
+pub const CLUSTERS: usize = 3_000;
+/// Words of the caption vocabulary.
+pub const VOCABULARY: usize = 4_000;
+
+/// The clustered data's generative model, fixed by its seed:
+///
+/// - one *family* centre per label of [`LABELS`] (random unit vectors, nearly orthogonal);
+/// - [`CLUSTERS`] cluster centres, each in one family: `0.6 x family + 0.8 x random`, normalised
+///   (clusters of one family have cosines about 0.36, of different families about 0);
+/// - cluster sizes Zipf-distributed (exponent 1, ranks shuffled over clusters);
+/// - per cluster a spread drawn in `[0.38, 0.68]`, so two images of one cluster have cosines of
+///   about 0.69 to 0.87 (the bench prints the measured nearest-neighbour cosines);
+/// - a record's image is its cluster centre plus noise; its labels are its family's label plus,
+///   with probability 0.5, one other; each box region lies near the image (cosine about 0.9);
+///   its caption text vector lies near the image (cosine about 0.8);
+/// - captions add 3 to 8 words drawn from a Zipf vocabulary of [`VOCABULARY`] made-up words.
+pub struct World {
+    families: Vec<Vec<f32>>,
+    centres: Vec<Vec<f32>>,
+    family_of: Vec<usize>,
+    spread: Vec<f32>,
+    sizes: Vec<f64>,
+    clusters_of_family: Vec<Vec<usize>>,
+    words: Vec<String>,
+    word_weights: Vec<f64>,
+}
+
+impl World {
+    /// The world of `seed`.
+    pub fn new(seed: u64) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let families: Vec<Vec<f32>> = (0..LABELS.len())
+            .map(|_| unit((0..DIM).map(|_| gaussian(&mut rng)).collect()))
+            .collect();
+        let family_of: Vec<usize> = (0..CLUSTERS)
+            .map(|_| rng.random_range(0..LABELS.len()))
+            .collect();
+        let centres = family_of
+            .iter()
+            .map(|&f| {
+                let r = unit((0..DIM).map(|_| gaussian(&mut rng)).collect());
+                unit(
+                    families[f]
+                        .iter()
+                        .zip(&r)
+                        .map(|(a, b)| 0.6 * a + 0.8 * b)
+                        .collect(),
+                )
+            })
+            .collect();
+        let spread = (0..CLUSTERS)
+            .map(|_| rng.random_range(0.38f32..0.68))
+            .collect();
+        // Zipf weights assigned to clusters in a shuffled order.
+        let mut order: Vec<usize> = (0..CLUSTERS).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.random_range(0..=i));
+        }
+        let mut weight = vec![0.0; CLUSTERS];
+        for (rank, &c) in order.iter().enumerate() {
+            weight[c] = 1.0 / (rank + 1) as f64;
+        }
+        let mut total = 0.0;
+        let sizes = weight
+            .iter()
+            .map(|w| {
+                total += w;
+                total
+            })
+            .collect();
+        let mut clusters_of_family = vec![Vec::new(); LABELS.len()];
+        for (c, &f) in family_of.iter().enumerate() {
+            clusters_of_family[f].push(c);
+        }
+        const SYLLABLES: [&str; 20] = [
+            "ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "do", "pe", "zu", "ba", "ge", "fi",
+            "ho", "ja", "ku", "ly", "mo", "ni",
+        ];
+        let words = (0..VOCABULARY)
+            .map(|i| {
+                let (a, b, c) = (i % 20, (i / 20) % 20, i / 400);
+                format!("{}{}{}", SYLLABLES[a], SYLLABLES[b], SYLLABLES[c % 20])
+            })
+            .collect();
+        World {
+            families,
+            centres,
+            family_of,
+            spread,
+            sizes,
+            clusters_of_family,
+            words,
+            word_weights: zipf(VOCABULARY, 1.07),
+        }
+    }
+
+    /// A vector where an image of a cluster of the family of `label` would land (a cluster
+    /// picked by size); a random cluster's when `label` is not one of [`LABELS`].
+    pub fn query_near(&self, label: Option<&str>, rng: &mut StdRng) -> Vec<f32> {
+        let family = label.and_then(|l| LABELS.iter().position(|(name, _, _)| *name == l));
+        let cluster = match family {
+            Some(f) if !self.clusters_of_family[f].is_empty() => {
+                let clusters = &self.clusters_of_family[f];
+                let weights: Vec<f64> = clusters
+                    .iter()
+                    .scan(0.0, |total, &c| {
+                        let w = self.sizes[c] - if c == 0 { 0.0 } else { self.sizes[c - 1] };
+                        *total += w;
+                        Some(*total)
+                    })
+                    .collect();
+                clusters[draw(&weights, rng)]
+            }
+            _ => draw(&self.sizes, rng),
+        };
+        near(&self.centres[cluster], self.spread[cluster], rng)
+    }
+}
+
+/// One generated record and its vectors.
+pub struct Generated {
+    /// The record (labels, boxes, caption, dates, filename, dataset).
+    pub record: Record,
+    /// Its `image` vector.
+    pub image: Vec<f32>,
+    /// Its caption's `text` vector.
+    pub text: Vec<f32>,
+    /// One `region` vector per box.
+    pub regions: Vec<Vec<f32>>,
+}
+
+/// Generates records of one kind of data.
+pub struct Generator {
+    data: Data,
+    world: Arc<World>,
+}
+
+impl Generator {
+    /// The generator of `data` (the clustered world of seed 7).
+    pub fn new(data: Data) -> Self {
+        Generator {
+            data,
+            world: Arc::new(World::new(7)),
+        }
+    }
+
+    /// The clustered world (also used by [`BenchEmbedder`] for query vectors).
+    pub fn world(&self) -> &Arc<World> {
+        &self.world
+    }
+
+    /// Generated record `i` with its vectors.
+    pub fn generate(&self, i: usize, rng: &mut StdRng) -> Generated {
+        match self.data {
+            Data::Uniform => {
+                let labels: Vec<&str> = (0..rng.random_range(1..=3))
+                    .map(|_| LABELS[rng.random_range(0..LABELS.len())].0)
+                    .collect();
+                let record = record(i, &labels, &[], rng);
+                let regions = record.boxes.iter().map(|_| random_unit(rng)).collect();
+                Generated {
+                    record,
+                    image: random_unit(rng),
+                    text: random_unit(rng),
+                    regions,
+                }
+            }
+            Data::Clustered => {
+                let w = &self.world;
+                let cluster = draw(&w.sizes, rng);
+                let image = near(&w.centres[cluster], w.spread[cluster], rng);
+                let mut labels = vec![LABELS[w.family_of[cluster]].0];
+                if rng.random_bool(0.5) {
+                    labels.push(LABELS[rng.random_range(0..LABELS.len())].0);
+                }
+                let words: Vec<&str> = (0..rng.random_range(3..=8))
+                    .map(|_| w.words[draw(&w.word_weights, rng)].as_str())
+                    .collect();
+                let record = record(i, &labels, &words, rng);
+                let regions = record
+                    .boxes
+                    .iter()
+                    .map(|_| near(&image, 0.5, rng))
+                    .collect();
+                let text = near(&image, 0.75, rng);
+                Generated {
+                    record,
+                    image,
+                    text,
+                    regions,
+                }
+            }
+        }
+    }
+}
+
+/// The stand-in model: query text becomes a seeded vector (no model cost). With uniform data
+/// it is a random unit vector; with clustered data it lands near a cluster of the family of
+/// the first label the text names, as a CLIP text embedding lands near matching images.
+pub struct BenchEmbedder {
+    spec: EmbedderSpec,
+    world: Option<Arc<World>>,
+}
+
+impl BenchEmbedder {
+    /// A stand-in for `spec`; `world` for clustered data.
+    pub fn new(spec: EmbedderSpec, world: Option<Arc<World>>) -> Self {
+        BenchEmbedder { spec, world }
+    }
+
+    fn vector(&self, text: &str) -> Vec<f32> {
+        let seed = text
+            .bytes()
+            .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+        let mut rng = StdRng::seed_from_u64(seed);
+        match &self.world {
+            None => random_unit(&mut rng),
+            Some(world) => {
+                let label = text
+                    .split(|c: char| !c.is_alphanumeric())
+                    .find(|w| LABELS.iter().any(|(l, _, _)| l == w));
+                world.query_near(label, &mut rng)
+            }
+        }
+    }
+}
+
+impl Embedder for BenchEmbedder {
     fn spec(&self) -> &EmbedderSpec {
-        &self.0
+        &self.spec
     }
     fn embed_images(&self, batch: &[image::RgbImage]) -> Result<Vec<Embedding>, EmbedError> {
         let mut rng = StdRng::seed_from_u64(batch.len() as u64);
@@ -40,12 +330,7 @@ impl Embedder for FixedEmbedder {
     fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Embedding>, EmbedError> {
         Ok(texts
             .iter()
-            .map(|t| {
-                let seed = t
-                    .bytes()
-                    .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
-                Embedding::normalized(random_unit(&mut StdRng::seed_from_u64(seed)))
-            })
+            .map(|t| Embedding::normalized(self.vector(t)))
             .collect())
     }
 }
@@ -56,14 +341,21 @@ pub fn sha_of(i: usize) -> String {
     hex::encode(sha2::Sha256::digest(format!("bench record {i}").as_bytes()))
 }
 
-/// Generated record `i`: 1 to 3 labelled boxes, a caption, four time axes, three datasets.
-pub fn record(i: usize, rng: &mut StdRng) -> Record {
+/// Generated record `i` with one box per label (plus, sometimes, a second box of the first
+/// label), a caption naming the labels plus `words`, four time axes and three datasets.
+pub fn record(i: usize, labels: &[&str], words: &[&str], rng: &mut StdRng) -> Record {
     let start = Utc.with_ymd_and_hms(2018, 1, 1, 0, 0, 0).unwrap();
-    let n = rng.random_range(1..=3);
     let mut boxes = Vec::new();
-    let mut labels: Vec<String> = Vec::new();
-    for _ in 0..n {
-        let (label, sup, _) = LABELS[rng.random_range(0..LABELS.len())];
+    let mut distinct: Vec<String> = Vec::new();
+    let mut box_labels: Vec<&str> = labels.to_vec();
+    if rng.random_bool(0.3) {
+        box_labels.push(labels[0]);
+    }
+    for label in box_labels {
+        let sup = LABELS
+            .iter()
+            .find(|(l, _, _)| *l == label)
+            .map_or("thing", |(_, s, _)| *s);
         boxes.push(BoundingBox {
             label: label.into(),
             supercategory: Some(sup.into()),
@@ -75,14 +367,23 @@ pub fn record(i: usize, rng: &mut StdRng) -> Record {
             iscrowd: false,
             annotator: None,
         });
-        if !labels.contains(&label.to_string()) {
-            labels.push(label.into());
+        if !distinct.iter().any(|l| l == label) {
+            distinct.push(label.into());
         }
     }
     let place = ["street", "beach", "park", "harbour", "yard"][i % 5];
     let night = rng.random_bool(0.4);
     let sha = sha_of(i);
     let captured = start + Days::minutes(rng.random_range(0..6 * 365 * 24 * 60));
+    let mut caption = format!(
+        "a {} on a {place} {}",
+        distinct.join(" and a "),
+        if night { "at night" } else { "during the day" }
+    );
+    for w in words {
+        caption.push(' ');
+        caption.push_str(w);
+    }
     Record {
         id: indexer::record::record_id(&sha),
         filename: format!("{place}_{i:06}.jpg"),
@@ -100,12 +401,8 @@ pub fn record(i: usize, rng: &mut StdRng) -> Record {
             annotated: Some(captured + Days::days(30)),
             ingested: Some(Utc::now()),
         },
-        captions: vec![format!(
-            "a {} on a {place} {}",
-            labels.join(" and a "),
-            if night { "at night" } else { "during the day" }
-        )],
-        labels,
+        captions: vec![caption],
+        labels: distinct,
         supercategories: Vec::new(),
         boxes,
         metadata: Default::default(),
@@ -115,40 +412,56 @@ pub fn record(i: usize, rng: &mut StdRng) -> Record {
     }
 }
 
-/// Writes `n` generated records with random `image` and `text` vectors into `lib`; `adjust`
-/// changes each record before it is written (e.g. to point it at a real image file).
+/// Writes `n` generated records of `data` (an `image` and a `text` vector per record, a
+/// `region` vector per box) into `lib`; `adjust` changes each record before it is written
+/// (e.g. to point it at a real image file). Returns the generator (for query vectors).
 pub fn build(
     lib: &mut Library,
     spec: &EmbedderSpec,
     n: usize,
+    data: Data,
     adjust: impl Fn(&mut Record, usize),
-) {
+) -> Generator {
+    let generator = Generator::new(data);
     lib.adopt_model(spec).unwrap();
     let mut rng = StdRng::seed_from_u64(42);
     let mut writer = lib.keyword().writer().unwrap();
     let fp = spec.fingerprint();
     let start = Instant::now();
     for chunk in (0..n).collect::<Vec<_>>().chunks(2_000) {
-        let mut points = Vec::with_capacity(chunk.len());
+        let mut points = Vec::with_capacity(chunk.len() * 3);
         for &i in chunk {
-            let mut r = record(i, &mut rng);
-            adjust(&mut r, i);
+            let Generated {
+                mut record,
+                image,
+                text,
+                regions,
+            } = generator.generate(i, &mut rng);
+            adjust(&mut record, i);
             let mut vectors = BTreeMap::new();
-            vectors.insert("image".to_owned(), random_unit(&mut rng));
-            vectors.insert("text".to_owned(), random_unit(&mut rng));
+            vectors.insert("image".to_owned(), image);
+            vectors.insert("text".to_owned(), text);
             points.push(VectorPoint {
-                id: image_point_id(&r.id),
+                id: image_point_id(&record.id),
                 vectors,
-                payload: indexer::pipeline::payload(&r, None),
+                payload: indexer::pipeline::payload(&record, None),
             });
-            writer.upsert(&r, &fp).unwrap();
+            for (b, region) in regions.into_iter().enumerate() {
+                points.push(VectorPoint {
+                    id: region_point_id(&record.id, b),
+                    vectors: [("region".to_owned(), region)].into(),
+                    payload: indexer::pipeline::payload(&record, Some(b)),
+                });
+            }
+            writer.upsert(&record, &fp).unwrap();
         }
         lib.store().upsert(points).unwrap();
         lib.store().flush().unwrap();
         writer.commit().unwrap();
         eprint!(
-            "\rbuilt {} / {n} records ({:.0?})",
+            "\rbuilt {} / {n} {} records ({:.0?})",
             chunk[chunk.len() - 1] + 1,
+            data.name(),
             start.elapsed()
         );
     }
@@ -159,4 +472,5 @@ pub fn build(
         n as u64,
         "every generated record is distinct"
     );
+    generator
 }

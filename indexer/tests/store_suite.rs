@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 #[cfg(feature = "server")]
 use indexer::store::QdrantProcess;
 use indexer::store::{
-    CollectionSpec, Condition, EdgeStore, Hit, Payload, PointId, ServerStore, StoreError,
-    VectorFilter, VectorPoint, VectorQuery, VectorStore,
+    CollectionSpec, Condition, EdgeStore, Hit, IndexKind, IndexSettings, Payload, PointId,
+    ServerStore, StoreError, VectorFilter, VectorPoint, VectorQuery, VectorStore,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -1200,7 +1200,7 @@ fn edge_flushed_data_survives_kill_9() {
 }
 
 #[test]
-fn edge_optimize_builds_an_hnsw_graph_only_when_asked_and_search_uses_it() {
+fn edge_optimize_builds_an_hnsw_graph_only_when_settings_ask_and_search_uses_it() {
     let tmp = tempfile::tempdir().unwrap();
     let store = edge_spec_store(tmp.path());
     let samples = samples(77, 3_000);
@@ -1208,9 +1208,17 @@ fn edge_optimize_builds_an_hnsw_graph_only_when_asked_and_search_uses_it() {
         .upsert(samples.iter().map(Sample::point).collect())
         .unwrap();
     store.optimize().unwrap();
-    assert_eq!(store.indexed_vectors().unwrap(), 0, "no graph by default");
-    // 3,000 points of 8 floats are 94 KiB: above a 16 KiB threshold.
-    store.set_indexing_threshold_kb(16).unwrap();
+    assert_eq!(
+        store.indexed_vectors().unwrap(),
+        0,
+        "no graph below the auto threshold"
+    );
+    store
+        .set_index_settings(&IndexSettings {
+            kind: IndexKind::Hnsw,
+            ..IndexSettings::default()
+        })
+        .unwrap();
     store.optimize().unwrap();
     let indexed = store.indexed_vectors().unwrap();
     assert!(indexed >= samples.len(), "{indexed} vectors in a graph");
@@ -1249,7 +1257,7 @@ fn edge_optimize_builds_an_hnsw_graph_only_when_asked_and_search_uses_it() {
     assert_eq!(hits.len(), 50);
     assert!(hits.iter().all(|h| by_id[&h.id].matches(&filter)));
 
-    // The threshold and the graph survive compaction and a reopen.
+    // The settings and the graph survive compaction and a reopen.
     store.delete(&[samples[0].id]).unwrap();
     store.compact().unwrap();
     assert!(store.indexed_vectors().unwrap() >= samples.len() - 1);

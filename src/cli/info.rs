@@ -21,6 +21,7 @@ pub struct InfoArgs {
 /// When the library cannot be opened.
 pub fn run(settings: &AppSettings, args: InfoArgs) -> anyhow::Result<ExitCode> {
     let library = open_library(settings)?;
+    let index = library.store().index_state()?;
     let m = library.manifest();
     let server = library.server_status()?;
     let semantic = m.model.is_some();
@@ -36,6 +37,7 @@ pub fn run(settings: &AppSettings, args: InfoArgs) -> anyhow::Result<ExitCode> {
             "server": server,
             "semantic": semantic,
             "notice": notice,
+            "index": index,
         }))?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -79,6 +81,7 @@ pub fn run(settings: &AppSettings, args: InfoArgs) -> anyhow::Result<ExitCode> {
     println!("records      {}", m.counts.records);
     println!("embedded     {}", m.counts.embedded_records);
     println!("points       {}", m.counts.points);
+    println!("index        {}", super::optimize::describe(&index));
     println!("updated      {}", m.updated.to_rfc3339());
     if let Some(n) = notice {
         eprintln!("note: {n}");

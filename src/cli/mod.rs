@@ -23,6 +23,7 @@ mod facets;
 mod info;
 mod ingest;
 mod lookup;
+mod optimize;
 mod retention;
 mod search;
 mod serve;
@@ -89,6 +90,8 @@ pub enum Command {
     Retention(retention::RetentionArgs),
     /// Delete records from every store, with a receipt.
     Delete(delete::DeleteArgs),
+    /// Set the vector index (exact / HNSW graphs, int8 quantization) and rebuild it.
+    Optimize(optimize::OptimizeArgs),
 }
 
 /// Runs the command line and maps errors to a message on stderr and exit code 1
@@ -173,6 +176,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(a) => audit::run(&settings, a),
         Command::Retention(a) => retention::run(&settings, a),
         Command::Delete(a) => delete::run(&settings, a),
+        Command::Optimize(a) => optimize::run(&settings, a),
     }
 }
 
@@ -218,6 +222,7 @@ fn describe(command: &Command) -> (String, Option<String>) {
             R::Release { .. } => ("retention release", Some("PUT /v1/retention".into())),
             R::Run { .. } => ("retention run", Some("POST /v1/retention/run".into())),
         },
+        Command::Optimize(_) => ("optimize", None),
         Command::Delete(_) => (
             "delete",
             Some("DELETE /v1/records/ID?reason=REF or POST /v1/deletions".into()),

@@ -494,3 +494,51 @@ fn hostile_queries_return_promptly_without_panic() {
     let out = fx.run(&["lookup", "--filename-glob", "[[[("]);
     assert_ne!(out.status.code(), Some(101));
 }
+
+#[test]
+fn optimize_sets_the_index_rebuilds_it_and_info_shows_it_while_search_answers_the_same() {
+    let fx = fixture(12);
+    fx.ingest(true);
+    let before = ok_json(&fx.run(&["search", "truck", "--json"]));
+    let info = ok_json(&fx.run(&["info", "--json"]));
+    assert_eq!(info["index"]["settings"]["kind"], "auto", "{info}");
+    assert_eq!(
+        info["index"]["indexed_vectors"], 0,
+        "small libraries stay exact"
+    );
+    assert!(info["index"]["points"].as_u64().unwrap() >= 12);
+    assert!(info["index"]["disk_bytes"].as_u64().unwrap() > 0);
+
+    // Out-of-range numbers are refused with the reason, and nothing changes.
+    let bad = fx.run(&["optimize", "--m", "1000"]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("m must lie in 4..=128"), "{err}");
+    let info = ok_json(&fx.run(&["info", "--json"]));
+    assert_eq!(info["index"]["settings"]["m"], 16);
+
+    let v = ok_json(&fx.run(&[
+        "optimize",
+        "--index",
+        "hnsw",
+        "--quantization",
+        "int8",
+        "--ef",
+        "64",
+        "--full-scan-kb",
+        "1",
+        "--json",
+    ]));
+    assert_eq!(v["index"]["settings"]["kind"], "hnsw", "{v}");
+    assert_eq!(v["index"]["settings"]["quantization"], "int8");
+    assert!(v["index"]["indexed_vectors"].as_u64().unwrap() > 0, "{v}");
+    let human = fx.run(&["info"]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        text.contains("index        hnsw, m 16 ef_construct 100 ef 64, int8 x2 rescored"),
+        "{text}"
+    );
+    // A dozen records: the graph finds what the scan found.
+    let after = ok_json(&fx.run(&["search", "truck", "--json"]));
+    assert_eq!(ids(&after), ids(&before));
+}

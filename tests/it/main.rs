@@ -14,6 +14,7 @@ mod ingest;
 mod interpret;
 mod privacy;
 mod redaction;
+mod search_paging;
 mod search_safety;
 #[cfg(feature = "server")]
 mod store_server;

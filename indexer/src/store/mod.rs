@@ -182,6 +182,26 @@ impl VectorFilter {
     pub fn is_empty(&self) -> bool {
         self.must.is_empty() && self.must_not.is_empty()
     }
+
+    /// Whether point `id` with `payload` satisfies the filter, evaluated here (the meaning the
+    /// stores implement: a string or array-of-strings value matches `MatchAny` when any element
+    /// is listed; `Range` needs an integer inside both bounds).
+    pub fn matches(&self, id: PointId, payload: &Payload) -> bool {
+        let holds = |c: &Condition| match c {
+            Condition::MatchAny { key, any } => match payload.get(key) {
+                Some(serde_json::Value::String(s)) => any.contains(s),
+                Some(serde_json::Value::Array(items)) => items
+                    .iter()
+                    .any(|v| v.as_str().is_some_and(|s| any.iter().any(|a| a == s))),
+                _ => false,
+            },
+            Condition::Range { key, gte, lte } => payload
+                .get_i64(key)
+                .is_some_and(|v| gte.is_none_or(|g| v >= g) && lte.is_none_or(|l| v <= l)),
+            Condition::HasId(ids) => ids.contains(&id),
+        };
+        self.must.iter().all(holds) && !self.must_not.iter().any(holds)
+    }
 }
 
 /// A nearest-neighbour query on one named vector.
@@ -197,6 +217,129 @@ pub struct VectorQuery {
     pub limit: usize,
     /// Search exhaustively instead of through the HNSW graph (exact top-k).
     pub exact: bool,
+}
+
+/// How a collection searches its vectors: exact scans, or HNSW graphs (optionally over int8
+/// quantized copies, rescored with the original vectors). Persisted by the store with its data
+/// (`index.json` in an [`EdgeStore`] directory); a store that has none uses the default.
+///
+/// Every number is bounded by [`IndexSettings::validate`] before it reaches the backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IndexSettings {
+    /// Exact scans, HNSW graphs, or graphs once a segment holds [`Self::auto_threshold`] points.
+    pub kind: IndexKind,
+    /// With [`IndexKind::Auto`]: points (per segment) from which a graph is built.
+    pub auto_threshold: usize,
+    /// Edges per graph node (qdrant `m`).
+    pub m: usize,
+    /// Neighbours considered while building the graph (qdrant `ef_construct`).
+    pub ef_construct: usize,
+    /// A search (or the part of it a filter lets through) over less vector data than this, in
+    /// KiB, scans exactly instead of walking the graph (qdrant `full_scan_threshold`; 10,000 KiB
+    /// is about 5,000 vectors of 512 floats). Fixed when a graph is built.
+    pub full_scan_kb: usize,
+    /// Beam width of a graph search; a query asking for more hits than this searches with a
+    /// beam as wide as its limit.
+    pub ef: usize,
+    /// Quantized copies of the vectors searched first (graph segments only).
+    pub quantization: Quantization,
+    /// With quantization: candidates taken from the quantized vectors per hit wanted, all
+    /// rescored with the original vectors.
+    pub oversampling: f64,
+}
+
+/// [`IndexSettings::kind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexKind {
+    /// Graphs for segments holding at least [`IndexSettings::auto_threshold`] points; smaller
+    /// ones are scanned exactly.
+    Auto,
+    /// Every search is an exact scan; no graph is built.
+    Exact,
+    /// Every segment gets a graph when the store is optimised.
+    Hnsw,
+}
+
+/// [`IndexSettings::quantization`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Quantization {
+    /// Full-precision vectors only.
+    None,
+    /// Scalar int8 copies kept in RAM (a quarter of the floats' size), rescored.
+    Int8,
+}
+
+impl Default for IndexSettings {
+    fn default() -> Self {
+        IndexSettings {
+            kind: IndexKind::Auto,
+            auto_threshold: 20_000,
+            m: 16,
+            ef_construct: 100,
+            full_scan_kb: 10_000,
+            ef: 128,
+            quantization: Quantization::None,
+            oversampling: 2.0,
+        }
+    }
+}
+
+impl IndexSettings {
+    /// Largest accepted `m`.
+    pub const MAX_M: usize = 128;
+    /// Largest accepted `ef_construct` and `ef`.
+    pub const MAX_EF: usize = 10_000;
+    /// Largest accepted oversampling factor.
+    pub const MAX_OVERSAMPLING: f64 = 16.0;
+
+    /// Checks every number against its bounds.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] naming the setting and its accepted range.
+    pub fn validate(&self) -> StoreResult<()> {
+        let bad = |what: &str, range: &str| {
+            Err(StoreError::Backend(format!(
+                "index setting {what} must lie in {range}"
+            )))
+        };
+        if !(4..=Self::MAX_M).contains(&self.m) {
+            return bad("m", "4..=128");
+        }
+        if !(4..=Self::MAX_EF).contains(&self.ef_construct) {
+            return bad("ef_construct", "4..=10000");
+        }
+        if !(1..=10_000_000).contains(&self.full_scan_kb) {
+            return bad("full_scan_kb", "1..=10000000");
+        }
+        if !(1..=Self::MAX_EF).contains(&self.ef) {
+            return bad("ef", "1..=10000");
+        }
+        if !(1..=1_000_000_000).contains(&self.auto_threshold) {
+            return bad("auto_threshold", "1..=1000000000");
+        }
+        if !(1.0..=Self::MAX_OVERSAMPLING).contains(&self.oversampling) {
+            return bad("oversampling", "1.0..=16.0");
+        }
+        Ok(())
+    }
+}
+
+/// What a store reports about its index (for `imagelens info`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IndexState {
+    /// The settings in force.
+    pub settings: Option<IndexSettings>,
+    /// Points stored.
+    pub points: usize,
+    /// Vectors reachable through a graph, over every named vector.
+    pub indexed_vectors: usize,
+    /// Storage segments.
+    pub segments: usize,
+    /// Bytes on disk under the store's directory (0 when not local).
+    pub disk_bytes: u64,
 }
 
 /// A scored point.
@@ -290,6 +433,37 @@ pub trait VectorStore: Send + Sync {
     /// # Errors
     /// Backend failures.
     fn optimize(&self) -> StoreResult<()>;
+
+    /// The index settings in force (the default for a backend without its own).
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn index_settings(&self) -> StoreResult<IndexSettings> {
+        Ok(IndexSettings::default())
+    }
+
+    /// Replaces the index settings, durably. Search-time settings (`ef`, `oversampling`) act
+    /// at once; graphs and quantized copies are (re)built by the next [`Self::optimize`].
+    ///
+    /// # Errors
+    /// Invalid settings; [`StoreError::Backend`] where the backend has no such settings.
+    fn set_index_settings(&self, settings: &IndexSettings) -> StoreResult<()> {
+        settings.validate()?;
+        Err(StoreError::Backend(
+            "this vector store backend has no index settings".into(),
+        ))
+    }
+
+    /// Points, graph-indexed vectors, segments and disk use.
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn index_state(&self) -> StoreResult<IndexState> {
+        Ok(IndexState {
+            points: self.count(&VectorFilter::default())?,
+            ..IndexState::default()
+        })
+    }
 
     /// Rewrites storage so deleted points are physically gone (not just tombstoned).
     ///

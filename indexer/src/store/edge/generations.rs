@@ -12,14 +12,17 @@ use std::path::{Path, PathBuf};
 
 use qdrant_edge::{
     Distance, EdgeConfigBuilder, EdgeOptimizersConfig, EdgeShard, EdgeVectorParamsBuilder,
-    FieldIndexOperations, PointInsertOperations, PointOperations, PointStruct, ScrollRequest,
-    UpdateOperation, VectorStructInternal, Vectors, WithPayloadInterface, WithVector,
+    FieldIndexOperations, HnswIndexConfig, PointInsertOperations, PointOperations, PointStruct,
+    QuantizationConfig, ScrollRequest, UpdateOperation, VectorStructInternal, Vectors,
+    WithPayloadInterface, WithVector,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{PAGE, backend};
-use crate::store::{CollectionSpec, StoreError, StoreResult};
+use crate::store::{
+    CollectionSpec, IndexKind, IndexSettings, Quantization, StoreError, StoreResult,
+};
 
 /// Name of the commit file inside the store directory.
 pub(super) const COLLECTION_FILE: &str = "collection.json";
@@ -27,6 +30,9 @@ pub(super) const COLLECTION_FILE: &str = "collection.json";
 pub(super) const FORMAT: u32 = 1;
 /// Prefix of shard generation directories.
 pub(super) const SHARD_PREFIX: &str = "shard-";
+/// Name of the index settings file inside the store directory (absent in stores made before
+/// it existed: they use [`IndexSettings::default`]).
+pub(super) const INDEX_FILE: &str = "index.json";
 /// Contents of `collection.json`.
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct Manifest {
@@ -55,14 +61,45 @@ pub(super) fn read_manifest(dir: &Path) -> StoreResult<Option<Manifest>> {
 
 /// Atomically replaces `collection.json`: temp file, fsync, rename, fsync of the directory.
 pub(super) fn write_manifest(dir: &Path, manifest: &Manifest) -> StoreResult<()> {
-    let bytes = serde_json::to_vec_pretty(manifest)
-        .map_err(|err| StoreError::Backend(format!("encoding {COLLECTION_FILE}: {err}")))?;
-    let tmp = dir.join(format!("{COLLECTION_FILE}.tmp"));
+    write_atomic(dir, COLLECTION_FILE, manifest)
+}
+
+/// Reads `index.json`; the default settings when it is absent.
+pub(super) fn read_index_settings(dir: &Path) -> StoreResult<IndexSettings> {
+    let path = dir.join(INDEX_FILE);
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(IndexSettings::default());
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let settings: IndexSettings = serde_json::from_slice(&bytes)
+        .map_err(|err| StoreError::Backend(format!("reading {}: {err}", path.display())))?;
+    match settings.validate() {
+        Err(StoreError::Backend(why)) => {
+            Err(StoreError::Backend(format!("{}: {why}", path.display())))
+        }
+        other => other.map(|()| settings),
+    }
+}
+
+/// Atomically replaces `index.json`.
+pub(super) fn write_index_settings(dir: &Path, settings: &IndexSettings) -> StoreResult<()> {
+    write_atomic(dir, INDEX_FILE, settings)
+}
+
+/// Atomically replaces `dir/name` with `value` as JSON: temp file, fsync, rename, fsync of the
+/// directory.
+fn write_atomic(dir: &Path, name: &str, value: &impl Serialize) -> StoreResult<()> {
+    let bytes = serde_json::to_vec_pretty(value)
+        .map_err(|err| StoreError::Backend(format!("encoding {name}: {err}")))?;
+    let tmp = dir.join(format!("{name}.tmp"));
     let mut file = fs::File::create(&tmp)?;
     file.write_all(&bytes)?;
     file.sync_all()?;
     drop(file);
-    fs::rename(&tmp, dir.join(COLLECTION_FILE))?;
+    fs::rename(&tmp, dir.join(name))?;
     sync_dir(dir)
 }
 
@@ -82,7 +119,7 @@ pub(super) fn remove_stale_shards(dir: &Path, keep: Option<u64>) -> StoreResult<
         let entry = entry?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if name == format!("{COLLECTION_FILE}.tmp") {
+        if name == format!("{COLLECTION_FILE}.tmp") || name == format!("{INDEX_FILE}.tmp") {
             fs::remove_file(entry.path())?;
         } else if name.starts_with(SHARD_PREFIX) && Some(name) != keep.as_deref() {
             tracing::warn!(path = %entry.path().display(), "removing uncommitted vector shard");
@@ -92,38 +129,77 @@ pub(super) fn remove_stale_shards(dir: &Path, keep: Option<u64>) -> StoreResult<
     sync_dir(dir)
 }
 
-/// Creates shard generation `generation` for `spec` with its payload indexes, flushed; with
-/// `optimizers` (a compacted shard's settings) or ours.
+/// The qdrant settings that carry `settings` for a collection of `spec`: the graph's shape,
+/// the optimizer thresholds (which segments get a graph) and the quantization.
+pub(super) fn qdrant_index(
+    spec: &CollectionSpec,
+    settings: &IndexSettings,
+) -> StoreResult<(
+    HnswIndexConfig,
+    EdgeOptimizersConfig,
+    Option<QuantizationConfig>,
+)> {
+    settings.validate()?;
+    let hnsw = HnswIndexConfig {
+        m: settings.m,
+        ef_construct: settings.ef_construct,
+        full_scan_threshold: settings.full_scan_kb,
+        ..HnswIndexConfig::default()
+    };
+    // Vector data of one named vector per point, in KiB: qdrant compares segment sizes in KiB.
+    let kb_per_point = (spec.dim * 4) as f64 / 1024.0;
+    let indexing_threshold = match settings.kind {
+        // 0 disables graph building altogether.
+        IndexKind::Exact => 0,
+        // The smallest non-zero threshold: every segment gets a graph.
+        IndexKind::Hnsw => 1,
+        IndexKind::Auto => ((settings.auto_threshold as f64 * kb_per_point).ceil() as usize).max(1),
+    };
+    let optimizers = EdgeOptimizersConfig {
+        // `compact` rebuilds instead of vacuuming, but when `optimize` runs, vacuum any
+        // segment with deletions rather than waiting for 20% of 1000 points.
+        deleted_threshold: Some(0.0),
+        vacuum_min_vector_number: Some(0),
+        indexing_threshold: Some(indexing_threshold),
+        ..EdgeOptimizersConfig::default()
+    };
+    let quantization = match settings.quantization {
+        Quantization::None => None,
+        Quantization::Int8 => Some(
+            serde_json::from_value(json!({
+                "scalar": {"type": "int8", "quantile": 0.99, "always_ram": true}
+            }))
+            .map_err(|err| StoreError::Backend(format!("int8 quantization config: {err}")))?,
+        ),
+    };
+    Ok((hnsw, optimizers, quantization))
+}
+
+/// Creates shard generation `generation` for `spec` with its payload indexes and the qdrant
+/// form of `settings`, flushed.
 pub(super) fn create_shard(
     dir: &Path,
     generation: u64,
     spec: &CollectionSpec,
-    optimizers: Option<EdgeOptimizersConfig>,
+    settings: &IndexSettings,
 ) -> StoreResult<EdgeShard> {
+    let (hnsw, optimizers, quantization) = qdrant_index(spec, settings)?;
     let path = shard_dir(dir, generation);
     if path.exists() {
         fs::remove_dir_all(&path)?;
     }
     fs::create_dir_all(&path)?;
-    let mut config =
-        EdgeConfigBuilder::new().optimizers(optimizers.unwrap_or(EdgeOptimizersConfig {
-            // `compact` rebuilds instead of vacuuming, but when `optimize` runs, vacuum any
-            // segment with deletions rather than waiting for 20% of 1000 points.
-            deleted_threshold: Some(0.0),
-            vacuum_min_vector_number: Some(0),
-            // No HNSW graphs unless asked for (`EdgeStore::set_indexing_threshold_kb`): at
-            // 100k random 512-d vectors an exact scan took 14 ms for the 1000 candidates the
-            // ranking takes, the graph 15 ms at recall 0.58 (benches/README.md).
-            indexing_threshold: Some(0),
-            ..EdgeOptimizersConfig::default()
-        }));
+    let mut config = EdgeConfigBuilder::new().optimizers(optimizers);
     for name in &spec.vectors {
         config = config.vector(
             name.clone(),
             EdgeVectorParamsBuilder::new(spec.dim, Distance::Cosine).build(),
         );
     }
-    let shard = EdgeShard::new(&path, config.build()).map_err(backend)?;
+    let mut config = config.build();
+    config.hnsw_config = hnsw;
+    config.quantization_config = quantization;
+    let shard = EdgeShard::new(&path, config).map_err(backend)?;
     let fields = spec
         .keyword_fields
         .iter()

@@ -9,6 +9,7 @@
 //!
 //! ```text
 //! <dir>/collection.json   {"format":1,"generation":G,"spec":{..}}: the commit point
+//! <dir>/index.json        the IndexSettings (absent before they existed: defaults apply)
 //! <dir>/shard-G/          the live EdgeShard (edge_config.json, wal/, segments/, ...)
 //! <dir>/shard-*/          anything else is a leftover of an interrupted ensure/compact
 //! ```
@@ -55,8 +56,8 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use qdrant_edge::{
     CountRequest, EdgeShard, NamedQuery, PointId as EdgeId, PointInsertOperations, PointOperations,
-    QueryEnum, ScrollRequest, SearchParams, SearchRequest, UpdateOperation, VectorInternal,
-    WithPayloadInterface, WithVector,
+    QuantizationSearchParams, QueryEnum, ScrollRequest, SearchParams, SearchRequest,
+    UpdateOperation, VectorInternal, WithPayloadInterface, WithVector,
 };
 use serde_json::Value;
 
@@ -64,13 +65,14 @@ mod convert;
 mod generations;
 
 use super::{
-    CollectionSpec, Hit, PointId, StoreError, StoreResult, VectorFilter, VectorPoint, VectorQuery,
-    VectorStore,
+    CollectionSpec, Hit, IndexKind, IndexSettings, IndexState, PointId, Quantization, StoreError,
+    StoreResult, VectorFilter, VectorPoint, VectorQuery, VectorStore,
 };
 use convert::{dense, from_edge_id, json_path, to_edge_filter, to_edge_point, to_payload};
 use generations::{
-    COLLECTION_FILE, FORMAT, Manifest, copy_points, create_shard, flush_shard, read_manifest,
-    remove_stale_shards, shard_dir, sync_dir, update, write_manifest,
+    COLLECTION_FILE, FORMAT, Manifest, copy_points, create_shard, flush_shard, qdrant_index,
+    read_index_settings, read_manifest, remove_stale_shards, shard_dir, sync_dir, update,
+    write_index_settings, write_manifest,
 };
 
 /// Points per scroll page (`distinct`, `compact`).
@@ -82,6 +84,8 @@ const PAGE: usize = 1_000;
 pub struct EdgeStore {
     dir: PathBuf,
     state: RwLock<Option<Open>>,
+    /// Lock order: `state` before `settings`.
+    settings: RwLock<IndexSettings>,
 }
 
 /// A created collection: its spec, generation and live shard.
@@ -112,6 +116,7 @@ impl EdgeStore {
     /// process has it open).
     pub fn open(dir: &Path) -> StoreResult<Self> {
         fs::create_dir_all(dir)?;
+        let settings = read_index_settings(dir)?;
         let manifest = read_manifest(dir)?;
         remove_stale_shards(dir, manifest.as_ref().map(|m| m.generation))?;
         let state = match manifest {
@@ -141,6 +146,7 @@ impl EdgeStore {
         Ok(Self {
             dir: dir.to_owned(),
             state: RwLock::new(state),
+            settings: RwLock::new(settings),
         })
     }
 
@@ -150,8 +156,8 @@ impl EdgeStore {
     }
 
     /// Vectors searchable through an HNSW graph, over every named vector (0 until
-    /// [`VectorStore::optimize`] has met a segment above the indexing threshold; 0 before
-    /// [`VectorStore::ensure`]).
+    /// [`VectorStore::optimize`] has met a segment that [`IndexSettings`] gives a graph; 0
+    /// before [`VectorStore::ensure`]).
     ///
     /// # Errors
     /// [`StoreError::Backend`] when the store's lock is poisoned.
@@ -162,21 +168,65 @@ impl EdgeStore {
             .map_or(0, |open| open.shard.info().indexed_vectors_count))
     }
 
-    /// Sets the size above which [`VectorStore::optimize`] gives a segment an HNSW graph, in KiB
-    /// of vector data; 0 (our default) means never, so searches are exact scans. qdrant's own
-    /// default is 10,000 KiB (about 5,000 vectors of 512 floats). Saved with the shard and kept
-    /// by [`VectorStore::compact`].
-    ///
-    /// # Errors
-    /// [`StoreError::Missing`] before [`VectorStore::ensure`]; backend failures.
-    pub fn set_indexing_threshold_kb(&self, kb: usize) -> StoreResult<()> {
-        let state = self.write()?;
-        let open = state.as_ref().ok_or(StoreError::Missing)?;
-        let mut optimizers = open.shard.config().optimizers.clone();
-        optimizers.indexing_threshold = Some(kb);
-        open.shard
-            .set_optimizers_config(optimizers)
-            .map_err(backend)
+    fn settings(&self) -> StoreResult<IndexSettings> {
+        self.settings
+            .read()
+            .map(|s| s.clone())
+            .map_err(|_| poisoned())
+    }
+
+    /// Brings the live shard's qdrant config to `settings` (graph shape, which segments get a
+    /// graph, quantization). qdrant-edge 0.7.0 has no setter for quantization, so a change of
+    /// it reloads the shard with the new config (reopened as it was if that fails). Graphs and
+    /// quantized copies themselves are rebuilt by the shard's config-mismatch optimizer on the
+    /// next `optimize`.
+    fn apply(&self, state: &mut Option<Open>, settings: &IndexSettings) -> StoreResult<()> {
+        let Some(open) = state.as_ref() else {
+            return Ok(());
+        };
+        let (hnsw, optimizers, quantization) = qdrant_index(&open.spec, settings)?;
+        let current = open.shard.config().clone();
+        if current.quantization_config == quantization {
+            if current.hnsw_config != hnsw {
+                open.shard.set_hnsw_config(hnsw).map_err(backend)?;
+            }
+            if current.optimizers != optimizers {
+                open.shard
+                    .set_optimizers_config(optimizers)
+                    .map_err(backend)?;
+            }
+            return Ok(());
+        }
+        let mut config = current;
+        config.hnsw_config = hnsw;
+        config.optimizers = optimizers;
+        config.quantization_config = quantization;
+        let Open {
+            spec,
+            generation,
+            shard,
+        } = state.take().expect("checked above");
+        let path = shard_dir(&self.dir, generation);
+        // Dropping flushes the shard and releases its WAL lock, which `load` takes again.
+        drop(shard);
+        let (shard, result) = match EdgeShard::load(&path, Some(config)) {
+            Ok(shard) => (shard, Ok(())),
+            Err(err) => {
+                let shard = EdgeShard::load(&path, None).map_err(|again| {
+                    StoreError::Backend(format!(
+                        "reloading shard {} after a failed config change ({err}): {again}",
+                        path.display()
+                    ))
+                })?;
+                (shard, Err(backend(err)))
+            }
+        };
+        *state = Some(Open {
+            spec,
+            generation,
+            shard,
+        });
+        result
     }
 
     fn read(&self) -> StoreResult<RwLockReadGuard<'_, Option<Open>>> {
@@ -203,7 +253,7 @@ impl VectorStore for EdgeStore {
             };
         }
         let generation = 0;
-        let shard = create_shard(&self.dir, generation, &spec, None)?;
+        let shard = create_shard(&self.dir, generation, &spec, &self.settings()?)?;
         write_manifest(
             &self.dir,
             &Manifest {
@@ -247,6 +297,24 @@ impl VectorStore for EdgeStore {
         if query.limit == 0 {
             return Ok(Vec::new());
         }
+        let settings = self.settings()?;
+        let exact = query.exact || settings.kind == IndexKind::Exact;
+        let quantization = match settings.quantization {
+            // Segments quantized under earlier settings keep their copies until the next
+            // optimize: do not use them.
+            Quantization::None => Some(QuantizationSearchParams {
+                ignore: true,
+                rescore: None,
+                oversampling: None,
+            }),
+            // Candidates from the int8 copies, `oversampling` per hit, rescored with the
+            // original vectors, so scores (and the top-k of the candidates) are exact cosines.
+            Quantization::Int8 => Some(QuantizationSearchParams {
+                ignore: exact,
+                rescore: Some(true),
+                oversampling: Some(settings.oversampling),
+            }),
+        };
         let request = SearchRequest {
             query: QueryEnum::Nearest(NamedQuery::new(
                 VectorInternal::Dense(query.vector.clone()),
@@ -254,7 +322,10 @@ impl VectorStore for EdgeStore {
             )),
             filter: to_edge_filter(&query.filter)?,
             params: Some(SearchParams {
-                exact: query.exact,
+                exact,
+                // The beam is never narrower than the hits asked for.
+                hnsw_ef: Some(settings.ef.max(query.limit)),
+                quantization,
                 ..SearchParams::default()
             }),
             limit: query.limit,
@@ -264,16 +335,21 @@ impl VectorStore for EdgeStore {
             score_threshold: None,
         };
         let points = open.shard.search(request).map_err(backend)?;
-        points
-            .into_iter()
-            .map(|p| {
-                Ok(Hit {
-                    id: from_edge_id(p.id)?,
-                    score: p.score,
-                    payload: to_payload(p.payload),
-                })
-            })
-            .collect()
+        let mut hits = Vec::with_capacity(points.len());
+        for p in points {
+            let hit = Hit {
+                id: from_edge_id(p.id)?,
+                score: p.score,
+                payload: to_payload(p.payload),
+            };
+            // qdrant-edge 0.7.0's graph search can return points outside the filter (seen with
+            // a filter no point satisfies, `tests/index_settings.rs`): check every hit here so
+            // filters stay exact whatever the index.
+            if query.filter.matches(hit.id, &hit.payload) {
+                hits.push(hit);
+            }
+        }
+        Ok(hits)
     }
 
     fn retrieve(&self, ids: &[PointId]) -> StoreResult<Vec<Hit>> {
@@ -417,6 +493,11 @@ impl VectorStore for EdgeStore {
     /// vacuumed), then flushes. Searches keep answering meanwhile; an interrupted run leaves
     /// segment directories without `version.info`, which the next open discards.
     fn optimize(&self) -> StoreResult<()> {
+        {
+            let mut state = self.write()?;
+            let settings = self.settings()?;
+            self.apply(&mut state, &settings)?;
+        }
         let state = self.read()?;
         let Some(open) = state.as_ref() else {
             return Ok(());
@@ -425,8 +506,42 @@ impl VectorStore for EdgeStore {
         flush_shard(&open.shard)
     }
 
+    fn index_settings(&self) -> StoreResult<IndexSettings> {
+        self.settings()
+    }
+
+    /// Saves `settings` in `index.json` and applies them to the live shard's config; the next
+    /// [`VectorStore::optimize`] builds (or drops) graphs and quantized copies to match.
+    fn set_index_settings(&self, settings: &IndexSettings) -> StoreResult<()> {
+        settings.validate()?;
+        let mut state = self.write()?;
+        write_index_settings(&self.dir, settings)?;
+        *self.settings.write().map_err(|_| poisoned())? = settings.clone();
+        self.apply(&mut state, settings)
+    }
+
+    fn index_state(&self) -> StoreResult<IndexState> {
+        let settings = self.settings()?;
+        let state = self.read()?;
+        let (points, indexed_vectors, segments) = state.as_ref().map_or((0, 0, 0), |open| {
+            let info = open.shard.info();
+            (
+                info.points_count,
+                info.indexed_vectors_count,
+                info.segments_count,
+            )
+        });
+        Ok(IndexState {
+            settings: Some(settings),
+            points,
+            indexed_vectors,
+            segments,
+            disk_bytes: disk_usage(&self.dir)?,
+        })
+    }
+
     /// Rewrites the collection into a fresh shard generation holding only live points (with the
-    /// old one's optimizer settings), runs the optimizer on it (merging, and HNSW graphs where
+    /// store's index settings), runs the optimizer on it (merging, and HNSW graphs where
     /// the indexing threshold asks for them), commits it and deletes the old generation. See
     /// the module docs for why an in-place vacuum is not enough in qdrant-edge 0.7.0.
     fn compact(&self) -> StoreResult<()> {
@@ -435,8 +550,7 @@ impl VectorStore for EdgeStore {
             return Ok(());
         };
         let generation = open.generation + 1;
-        let optimizers = open.shard.config().optimizers.clone();
-        let fresh = create_shard(&self.dir, generation, &open.spec, Some(optimizers))?;
+        let fresh = create_shard(&self.dir, generation, &open.spec, &self.settings()?)?;
         copy_points(&open.shard, &fresh)?;
         fresh.optimize().map_err(backend)?;
         flush_shard(&fresh)?;
@@ -526,6 +640,24 @@ pub(super) fn describe(spec: &CollectionSpec) -> String {
         "dim {} vectors {:?} keyword fields {:?} integer fields {:?}",
         spec.dim, spec.vectors, spec.keyword_fields, spec.integer_fields
     )
+}
+
+/// Bytes of every file under `dir` (symbolic links are not followed).
+fn disk_usage(dir: &Path) -> StoreResult<u64> {
+    let mut total = 0;
+    let mut pending = vec![dir.to_owned()];
+    while let Some(dir) = pending.pop() {
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            if meta.is_dir() {
+                pending.push(entry.path());
+            } else if meta.is_file() {
+                total += meta.len();
+            }
+        }
+    }
+    Ok(total)
 }
 
 /// Maps a qdrant error to ours.

@@ -1,0 +1,125 @@
+//! `imagelens optimize`: changes the library's vector index settings and (re)builds its graphs.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+use indexer::store::{IndexKind, IndexSettings, IndexState, Quantization};
+
+use crate::app::{AppSettings, open_library};
+
+/// Arguments of `optimize`.
+#[derive(Debug, Args)]
+pub struct OptimizeArgs {
+    /// Index kind: `auto` (HNSW graphs for storage segments of at least --auto-threshold
+    /// points, exact scans below), `exact` (no graphs) or `hnsw` (graphs everywhere).
+    #[arg(long, value_parser = ["auto", "exact", "hnsw"])]
+    pub index: Option<String>,
+    /// With `--index auto`: points per segment from which a graph is built.
+    #[arg(long)]
+    pub auto_threshold: Option<usize>,
+    /// Edges per graph node (4 to 128).
+    #[arg(long)]
+    pub m: Option<usize>,
+    /// Neighbours considered while building a graph (4 to 10000).
+    #[arg(long)]
+    pub ef_construct: Option<usize>,
+    /// Searches over less vector data than this (KiB) scan exactly instead of using a graph.
+    #[arg(long)]
+    pub full_scan_kb: Option<usize>,
+    /// Beam width of a graph search (1 to 10000; a query wanting more hits uses its limit).
+    #[arg(long)]
+    pub ef: Option<usize>,
+    /// Quantized vector copies searched first and rescored: `none` or `int8`.
+    #[arg(long, value_parser = ["none", "int8"])]
+    pub quantization: Option<String>,
+    /// With int8: candidates per hit wanted, rescored with the full vectors (1 to 16).
+    #[arg(long)]
+    pub oversampling: Option<f64>,
+    /// Print one JSON document.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl OptimizeArgs {
+    /// `current` with the flags given applied.
+    fn apply(&self, current: &IndexSettings) -> anyhow::Result<IndexSettings> {
+        let word = |w: &str| serde_json::Value::String(w.to_owned());
+        let mut s = current.clone();
+        if let Some(kind) = &self.index {
+            s.kind = serde_json::from_value::<IndexKind>(word(kind))?;
+        }
+        if let Some(q) = &self.quantization {
+            s.quantization = serde_json::from_value::<Quantization>(word(q))?;
+        }
+        s.auto_threshold = self.auto_threshold.unwrap_or(s.auto_threshold);
+        s.m = self.m.unwrap_or(s.m);
+        s.ef_construct = self.ef_construct.unwrap_or(s.ef_construct);
+        s.ef = self.ef.unwrap_or(s.ef);
+        s.full_scan_kb = self.full_scan_kb.unwrap_or(s.full_scan_kb);
+        s.oversampling = self.oversampling.unwrap_or(s.oversampling);
+        Ok(s)
+    }
+}
+
+/// Runs `optimize`: saves the settings given (refused with the reason, and nothing changed,
+/// when a number is out of range), then runs the store's optimizer, which builds the graphs and
+/// quantized copies the settings ask for, and prints the index state.
+///
+/// # Errors
+/// Invalid settings; store failures.
+pub fn run(settings: &AppSettings, args: OptimizeArgs) -> anyhow::Result<ExitCode> {
+    let library = open_library(settings)?;
+    let store = library.store();
+    let current = store.index_settings()?;
+    let wanted = args.apply(&current)?;
+    if wanted != current {
+        store
+            .set_index_settings(&wanted)
+            .context("index settings not changed")?;
+    }
+    let start = Instant::now();
+    store.optimize()?;
+    let took = start.elapsed();
+    let state = store.index_state()?;
+    if args.json {
+        super::print_json(&serde_json::json!({
+            "seconds": took.as_secs_f64(),
+            "index": state,
+        }))?;
+    } else {
+        println!("optimised in {took:.1?}");
+        println!("index        {}", describe(&state));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line for `info` and `optimize`: kind, graph parameters, quantization, graph coverage
+/// and disk use.
+pub(super) fn describe(state: &IndexState) -> String {
+    let settings = state.settings.as_ref();
+    let kind = match settings.map(|s| (s.kind, s.auto_threshold)) {
+        Some((IndexKind::Auto, t)) => format!("auto (graphs from {t} points per segment)"),
+        Some((IndexKind::Exact, _)) => "exact scans".into(),
+        Some((IndexKind::Hnsw, _)) => "hnsw".into(),
+        None => "backend default".into(),
+    };
+    let params = settings.map_or(String::new(), |s| {
+        let q = match s.quantization {
+            Quantization::None => "no quantization".to_owned(),
+            Quantization::Int8 => format!("int8 x{} rescored", s.oversampling),
+        };
+        format!(
+            ", m {} ef_construct {} ef {}, {q}",
+            s.m, s.ef_construct, s.ef
+        )
+    });
+    format!(
+        "{kind}{params}; {} points, {} vectors in graphs, {} segments, {:.1} MiB on disk",
+        state.points,
+        state.indexed_vectors,
+        state.segments,
+        state.disk_bytes as f64 / (1u64 << 20) as f64
+    )
+}

@@ -1,0 +1,389 @@
+//! Cursors: an offset bound to its request by a keyed tag, and the key kept in the data
+//! directory.
+
+use std::collections::HashSet;
+
+use super::*;
+
+/// Identity of a request for cursor binding: everything but the cursor and page size.
+pub(super) fn request_key(req: &SearchRequest) -> String {
+    let key = serde_json::json!({
+        "text": req.text, "like": req.like, "not": req.not, "filter": req.filter,
+        "fusion": req.fusion,
+    });
+    key.to_string()
+}
+
+/// The secret that signs cursors (see [`CursorKey::load`]).
+pub(super) struct CursorKey([u8; 32]);
+
+impl CursorKey {
+    /// The tag of a cursor: a keyed sha256 of the offset and the request, so neither can be
+    /// changed without the library's cursor key.
+    fn tag(&self, offset: usize, key: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(self.0);
+        h.update(offset.to_string().as_bytes());
+        h.update(b"\n");
+        h.update(key.as_bytes());
+        let mut tag = hex::encode(h.finalize());
+        tag.truncate(TAG_HEX);
+        tag
+    }
+
+    /// A cursor is `<offset>.<tag>`: opaque to users, checkable by us.
+    pub(super) fn encode(&self, offset: usize, key: &str) -> String {
+        format!("{offset}.{}", self.tag(offset, key))
+    }
+
+    /// The offset of `cursor` (0 without one), refused unless it is below `depth` (when the
+    /// list has one) and its tag is the one this library gives that offset of this request.
+    pub(super) fn decode(
+        &self,
+        cursor: Option<&str>,
+        key: &str,
+        depth: Option<usize>,
+    ) -> SResult<usize> {
+        let Some(c) = cursor.filter(|c| !c.is_empty()) else {
+            return Ok(0);
+        };
+        let bad = || {
+            SearchError::Invalid(format!(
+                "cursor {:?} is not valid for this request (pass the next_cursor of the \
+                 previous page of the same request)",
+                indexer::filter::shorten(c, 64)
+            ))
+        };
+        let (offset, tag) = c.split_once('.').ok_or_else(bad)?;
+        // Only the form we issue: decimal digits, no sign, no leading zero.
+        if offset.is_empty()
+            || offset.len() > 20
+            || !offset.bytes().all(|b| b.is_ascii_digit())
+            || (offset.len() > 1 && offset.starts_with('0'))
+        {
+            return Err(bad());
+        }
+        let offset: u64 = offset.parse().map_err(|_| bad())?;
+        if let Some(depth) = depth
+            && usize::try_from(offset).map_or(true, |o| o >= depth)
+        {
+            return Err(SearchError::Invalid(format!(
+                "cursor offset {offset} is beyond the ranking depth {depth} of this request"
+            )));
+        }
+        let offset = usize::try_from(offset).map_err(|_| bad())?;
+        let expected = self.tag(offset, key);
+        // Compare as bytes in constant time: the tag is a secret-keyed value.
+        let same = tag.len() == expected.len()
+            && tag
+                .bytes()
+                .zip(expected.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if !same {
+            return Err(bad());
+        }
+        Ok(offset)
+    }
+
+    /// The library's cursor key: `cursor.key` in the data directory (32 random bytes in hex,
+    /// mode 0600), created on first use. When it cannot be read or created (a read-only
+    /// directory), a key of this process is used: cursors then work within one process only.
+    pub(super) fn load(dir: &Path) -> Self {
+        Self(load_cursor_key(dir))
+    }
+}
+
+fn load_cursor_key(dir: &Path) -> [u8; 32] {
+    let path = dir.join("cursor.key");
+    let parse = |text: &str| -> Option<[u8; 32]> {
+        let bytes = hex::decode(text.trim()).ok()?;
+        bytes.try_into().ok()
+    };
+    if let Ok(text) = std::fs::read_to_string(&path)
+        && let Some(key) = parse(&text)
+    {
+        return key;
+    }
+    let fresh: [u8; 32] = rand::random();
+    match create_key_file(&path, &fresh) {
+        Ok(()) => fresh,
+        // Another process made it first: use theirs.
+        Err(_) => match std::fs::read_to_string(&path)
+            .ok()
+            .as_deref()
+            .and_then(parse)
+        {
+            Some(key) => key,
+            None => {
+                tracing::warn!(path = %path.display(), "cannot keep a cursor key; cursors will work within this process only");
+                fresh
+            }
+        },
+    }
+}
+
+/// Writes `key` to `path` unless the file exists (a private temp file, then a hard link, so a
+/// reader never sees half a key and two processes never both win).
+fn create_key_file(path: &Path, key: &[u8; 32]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension(format!(
+        "{}.{:08x}.tmp",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let result = (|| {
+        let mut f = opts.open(&tmp)?;
+        f.write_all(hex::encode(key).as_bytes())?;
+        f.sync_all()?;
+        std::fs::hard_link(&tmp, path)
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    result
+}
+
+/// The tiers of a request with a page-sized depth (`Fusion::depth` 0): `(first, depth)` says
+/// that positions of the fused sequence from `first` on are taken from a ranking whose lists go
+/// `depth` deep, at least five times deeper than the position (until [`MAX_DEPTH`]). The first
+/// page of 20 therefore costs one ranking at depth 100 instead of 1,000.
+pub(super) const PAGE_TIERS: [(usize, usize); 4] =
+    [(0, 100), (20, 500), (100, 2_500), (500, MAX_DEPTH)];
+
+/// The fused sequence of a request with page-sized depth up to position `end` (the end of the
+/// page asked for), and whether it goes on past `end`.
+///
+/// `rank(depth)` is the fused ranking with every list taken to `depth` and whether any list
+/// was cut there. The sequence is built tier by tier: the positions of tier i are filled from
+/// tier i's ranking in order, skipping records already placed. Which tier fills a position
+/// depends on the position only, never on the page size, and rankings are deterministic, so
+/// every page of a request is a slice of one sequence: paging (with any page sizes) gives no
+/// repeats, and no record ranked above a shown one in its tier's ranking is skipped. A page at
+/// offset 200 re-runs the shallower tiers' rankings to know what earlier pages showed; the
+/// first page runs one ranking.
+///
+/// # Errors
+/// Whatever `rank` returns.
+pub(super) fn paged_sequence<T>(
+    end: usize,
+    mut rank: impl FnMut(usize) -> SResult<(Vec<(String, T)>, bool)>,
+) -> SResult<(Vec<(String, T)>, bool)> {
+    let end = end.min(MAX_DEPTH);
+    let top = PAGE_TIERS
+        .iter()
+        .rposition(|&(first, _)| first < end.max(1))
+        .unwrap_or(0);
+    let mut sequence = Vec::with_capacity(end);
+    let mut placed: HashSet<String> = HashSet::with_capacity(end);
+    let mut more = false;
+    for (tier, &(_, depth)) in PAGE_TIERS.iter().enumerate().take(top + 1) {
+        let stop = PAGE_TIERS
+            .get(tier + 1)
+            .filter(|_| tier < top)
+            .map_or(end, |&(first, _)| first);
+        let (ranked, cut) = rank(depth)?;
+        let mut beyond = false;
+        for (id, value) in ranked {
+            if placed.contains(&id) {
+                continue;
+            }
+            if sequence.len() >= stop {
+                beyond = true;
+                break;
+            }
+            placed.insert(id.clone());
+            sequence.push((id, value));
+        }
+        if tier == top {
+            // A deeper tier may find more when this one's lists were cut at their depth.
+            more = (beyond || (cut && tier + 1 < PAGE_TIERS.len())) && end < MAX_DEPTH;
+        }
+    }
+    Ok((sequence, more))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_is_bound_to_its_request() {
+        let k = CursorKey([7; 32]);
+        let c = k.encode(40, "a");
+        assert_eq!(k.decode(Some(&c), "a", Some(1000)).unwrap(), 40);
+        assert!(k.decode(Some(&c), "b", Some(1000)).is_err());
+        assert!(k.decode(Some("garbage"), "a", Some(1000)).is_err());
+        assert_eq!(k.decode(None, "a", Some(1000)).unwrap(), 0);
+        // Another library's key does not accept it.
+        assert!(
+            CursorKey([8; 32])
+                .decode(Some(&c), "a", Some(1000))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_cursor_tag_covers_its_offset() {
+        let k = CursorKey([7; 32]);
+        let c = k.encode(40, "a");
+        let tag = c.split_once('.').unwrap().1;
+        for forged in [
+            format!("41.{tag}"),
+            format!("040.{tag}"),
+            format!("+40.{tag}"),
+        ] {
+            assert!(
+                k.decode(Some(&forged), "a", Some(1000)).is_err(),
+                "{forged}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_cursor_offset_at_or_beyond_the_depth_is_refused_before_anything_else() {
+        let k = CursorKey([7; 32]);
+        for offset in [1000u64, 1_000_000_000_000, u64::MAX] {
+            let c = format!("{offset}.{}", k.tag(0, "a"));
+            let e = k.decode(Some(&c), "a", Some(1000)).unwrap_err().to_string();
+            assert!(e.contains("beyond the ranking depth 1000"), "{e}");
+        }
+        // Larger than u64: not a number we take.
+        let e = k
+            .decode(Some("99999999999999999999999.abc"), "a", Some(1000))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not valid"), "{e}");
+        // A look-up's list has no depth: the tag alone bounds it.
+        let c = k.encode(5000, "a");
+        assert_eq!(k.decode(Some(&c), "a", None).unwrap(), 5000);
+    }
+
+    #[test]
+    fn a_huge_cursor_is_not_echoed_in_full() {
+        let k = CursorKey([7; 32]);
+        let c = "9".repeat(100_000);
+        let e = k.decode(Some(&c), "a", Some(1000)).unwrap_err().to_string();
+        assert!(e.len() < 300, "{} bytes", e.len());
+    }
+
+    #[test]
+    fn the_cursor_key_is_kept_in_the_data_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = load_cursor_key(dir.path());
+        let b = load_cursor_key(dir.path());
+        assert_eq!(a, b, "the second process reads the first one's key");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("cursor.key"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers, ["cursor.key"]);
+    }
+
+    /// A stand-in ranking per depth: records `r0..` in an order that shifts with the depth (as
+    /// deeper lists change fused scores), `n` records in all, cut when `n > depth`.
+    /// A ranking and whether it was cut at its depth.
+    type Ranked = SResult<(Vec<(String, ())>, bool)>;
+
+    fn ranking(n: usize, seed: u64) -> impl FnMut(usize) -> Ranked {
+        move |depth: usize| {
+            let mut ids: Vec<usize> = (0..n.min(depth * 2)).collect();
+            // A deterministic shuffle of neighbours that depends on the depth.
+            let mut h = seed ^ depth as u64;
+            for i in (1..ids.len()).rev() {
+                h = h
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                if h >> 62 == 0 {
+                    ids.swap(i, i - 1);
+                }
+            }
+            Ok((
+                ids.into_iter().map(|i| (format!("r{i}"), ())).collect(),
+                n > depth,
+            ))
+        }
+    }
+
+    #[test]
+    fn pages_of_any_size_slice_one_sequence_without_repeats_or_gaps() {
+        for (n, seed) in [(5_000, 1), (130, 2), (21, 3), (2_600, 4)] {
+            for limits in [
+                vec![20usize; 15],
+                vec![7, 50, 13, 100, 3, 200, 1, 40, 60, 9, 500],
+            ] {
+                let mut shown: Vec<String> = Vec::new();
+                let mut offset = 0;
+                for &limit in limits.iter().cycle().take(40) {
+                    let (sequence, more) =
+                        paged_sequence(offset + limit, ranking(n, seed)).unwrap();
+                    let page: Vec<String> = sequence
+                        .into_iter()
+                        .skip(offset)
+                        .take(limit)
+                        .map(|(id, _)| id)
+                        .collect();
+                    offset += page.len();
+                    shown.extend(page);
+                    if !more {
+                        break;
+                    }
+                }
+                let distinct: HashSet<&String> = shown.iter().collect();
+                assert_eq!(distinct.len(), shown.len(), "no repeats ({n}, {limits:?})");
+                // The same positions asked for in one page give the same records.
+                let (whole, _) = paged_sequence(shown.len(), ranking(n, seed)).unwrap();
+                let whole: Vec<String> = whole.into_iter().map(|(id, _)| id).collect();
+                assert_eq!(whole, shown, "pages are slices of one sequence");
+                // No gaps: within each tier every record ranked above one it placed was shown.
+                for (tier, &(first, depth)) in PAGE_TIERS.iter().enumerate() {
+                    if first >= shown.len() {
+                        break;
+                    }
+                    let (ranked, _) = ranking(n, seed)(depth).unwrap();
+                    let next_first = PAGE_TIERS.get(tier + 1).map_or(usize::MAX, |t| t.0);
+                    let from_tier: HashSet<&String> =
+                        shown[first..shown.len().min(next_first)].iter().collect();
+                    let last = ranked.iter().rposition(|(id, _)| from_tier.contains(id));
+                    for (id, _) in &ranked[..last.map_or(0, |l| l + 1)] {
+                        assert!(distinct.contains(id), "{id} skipped in tier {tier}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_first_page_runs_one_shallow_ranking_and_a_deep_page_stays_bounded() {
+        let mut depths = Vec::new();
+        let (page, more) = paged_sequence(20, |d| {
+            depths.push(d);
+            ranking(10_000, 5)(d)
+        })
+        .unwrap();
+        assert_eq!((page.len(), more, depths), (20, true, vec![100]));
+        let mut depths = Vec::new();
+        let (page, more) = paged_sequence(usize::MAX, |d| {
+            depths.push(d);
+            ranking(30_000, 5)(d)
+        })
+        .unwrap();
+        assert_eq!(page.len(), MAX_DEPTH);
+        assert!(!more, "nothing past the deepest tier");
+        assert_eq!(depths, vec![100, 500, 2_500, MAX_DEPTH]);
+    }
+}

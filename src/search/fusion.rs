@@ -1,0 +1,334 @@
+//! Fusion of the ranked lists: the weights ([`Fusion`]) and the search itself.
+
+use indexer::filter::PayloadMatcher;
+
+use super::cursor::paged_sequence;
+use super::explain::{matched_boxes, matched_words};
+use super::*;
+
+/// Fusion weights per ranked list, and the RRF constant.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Fusion {
+    /// RRF k.
+    pub k: f32,
+    /// BM25 list.
+    pub keyword: f32,
+    /// Whole-image vectors.
+    pub image: f32,
+    /// Box-region vectors.
+    pub region: f32,
+    /// Label/caption text vectors.
+    pub text: f32,
+    /// Candidates taken from each list: 0 (the default) sizes them to the page asked for
+    /// (100 for the first 20 results, deeper for later pages, see `PAGE_TIERS`); 10 to 10,000
+    /// takes every list that deep for every page.
+    pub depth: usize,
+}
+
+impl Default for Fusion {
+    fn default() -> Self {
+        Self {
+            k: 60.0,
+            keyword: 1.0,
+            image: 1.0,
+            region: 0.7,
+            text: 0.5,
+            depth: 0,
+        }
+    }
+}
+
+impl Fusion {
+    /// Parses `keyword=1,image=0.5,k=60,depth=500` over the defaults.
+    ///
+    /// # Errors
+    /// [`SearchError::Invalid`] naming the bad entry.
+    pub fn parse(spec: &str) -> SResult<Self> {
+        let mut f = Fusion::default();
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = part.split_once('=').ok_or_else(|| {
+                SearchError::Invalid(format!("weight {part:?} is not name=value"))
+            })?;
+            let v: f32 = value
+                .trim()
+                .parse()
+                .ok()
+                .filter(|v: &f32| v.is_finite() && *v >= 0.0)
+                .ok_or_else(|| {
+                    SearchError::Invalid(format!(
+                        "weight {key} must be a number >= 0, got {value:?}"
+                    ))
+                })?;
+            match key.trim() {
+                "k" => f.k = v.max(1.0),
+                "keyword" => f.keyword = v,
+                "image" => f.image = v,
+                "region" => f.region = v,
+                "text" => f.text = v,
+                "depth" if v == 0.0 => f.depth = 0,
+                "depth" => f.depth = (v as usize).clamp(MIN_DEPTH, MAX_DEPTH),
+                other => {
+                    return Err(SearchError::Invalid(format!(
+                        "unknown weight {other:?} (known: k, keyword, image, region, text, depth)"
+                    )));
+                }
+            }
+        }
+        Ok(f)
+    }
+}
+
+impl SearchService {
+    /// Runs a search with the vector [`SearchService::query_embedding`] made for `req`.
+    ///
+    /// # Errors
+    /// As [`SearchService::search`].
+    pub fn search_with(
+        &self,
+        req: &SearchRequest,
+        query: Option<Embedding>,
+    ) -> SResult<SearchResponse> {
+        self.search_cancellable(req, query, &Cancel::new())
+    }
+
+    /// [`SearchService::search_with`] that stops with [`SearchError::Cancelled`] soon after
+    /// `cancel` is cancelled.
+    ///
+    /// # Errors
+    /// As [`SearchService::search`], and [`SearchError::Cancelled`].
+    pub fn search_cancellable(
+        &self,
+        req: &SearchRequest,
+        query: Option<Embedding>,
+        cancel: &Cancel,
+    ) -> SResult<SearchResponse> {
+        let (text, negatives) = clean_texts(req)?;
+        let limit = page_size(req.limit)?;
+        // Every size below comes from the depth (a fixed one clamped, or a tier of
+        // `PAGE_TIERS`) and `limit` (at most MAX_LIMIT); the cursor's offset is refused unless
+        // it lies within the deepest list the request can take.
+        let fixed = (req.fusion.depth != 0).then(|| req.fusion.depth.clamp(MIN_DEPTH, MAX_DEPTH));
+        let key = request_key(req);
+        let offset = self.cursors.decode(
+            req.cursor.as_deref(),
+            &key,
+            Some(fixed.unwrap_or(MAX_DEPTH)),
+        )?;
+        if text.trim().is_empty() && req.like.is_none() {
+            return Err(SearchError::Invalid(
+                "nothing to search for: give a query text or --like (use `lookup` to list records)"
+                    .into(),
+            ));
+        }
+        // Compiled once per request (a glob is a regular expression), before any work: a bad
+        // pattern is the caller's error whichever lists run.
+        let matcher = req.filter.compile()?;
+        let kw = self.library.keyword();
+        cancel.check()?;
+        let negative_terms: Vec<(String, Vec<String>)> =
+            negatives.iter().map(|n| (n.clone(), kw.terms(n))).collect();
+        let semantic = self.semantic();
+        let rank = |depth: usize| self.ranked(&text, req, query.as_ref(), &matcher, depth, cancel);
+        let end = offset.saturating_add(limit);
+        let (sequence, more) = match fixed {
+            // One ranking at a fixed depth: every page is a slice of it.
+            Some(depth) => {
+                let (mut ranked, _) = rank(depth)?;
+                let total = ranked.len().min(depth);
+                ranked.truncate(total.min(end));
+                (ranked, end < total)
+            }
+            None => paged_sequence(end, rank)?,
+        };
+        let page: Vec<(String, Acc)> = sequence.into_iter().skip(offset).take(limit).collect();
+        let next = offset.saturating_add(page.len());
+        let next_cursor = (more && !page.is_empty()).then(|| self.cursors.encode(next, &key));
+
+        let query_terms = kw.terms(&text);
+        let mut results = Vec::with_capacity(page.len());
+        for (id, mut a) in page {
+            cancel.check()?;
+            let Some(record) = kw.get(&id)? else { continue };
+            a.why.fused = a.fused;
+            let (labels_m, captions_m) = matched_words(kw, &record, &query_terms);
+            a.why.matched_labels = labels_m;
+            a.why.matched_caption_words = captions_m;
+            a.why.matched_negatives = negative_terms
+                .iter()
+                .filter(|(_, terms)| {
+                    let (l, c) = matched_words(kw, &record, terms);
+                    !l.is_empty() || !c.is_empty()
+                })
+                .map(|(n, _)| n.clone())
+                .collect();
+            let boxes = matched_boxes(kw, &record, &query_terms, &a.regions);
+            results.push(SearchHit {
+                id: record.id.clone(),
+                filename: record.filename.clone(),
+                path: record.path.clone(),
+                dataset: record.dataset.clone(),
+                score: a.fused,
+                labels: record.labels.clone(),
+                dates: record.dates.clone(),
+                boxes,
+                why: a.why,
+            });
+        }
+        Ok(SearchResponse {
+            results,
+            next_cursor,
+            semantic,
+            notice: self.semantic_notice(),
+        })
+    }
+
+    /// The fused ranking with every list taken to `depth`, best first, and whether any list
+    /// was cut at its depth (so a deeper ranking could hold more records).
+    fn ranked(
+        &self,
+        text: &str,
+        req: &SearchRequest,
+        query: Option<&Embedding>,
+        matcher: &PayloadMatcher,
+        depth: usize,
+        cancel: &Cancel,
+    ) -> SResult<(Vec<(String, Acc)>, bool)> {
+        let fusion = req.fusion;
+        let kw = self.library.keyword();
+        let mut cut = false;
+
+        // Keyword side.
+        // A list with weight 0 cannot change the order: skip its work.
+        let keyword_hits = if fusion.keyword > 0.0 {
+            kw.search(text, &req.filter, depth)?
+        } else {
+            Vec::new()
+        };
+        cut |= keyword_hits.len() >= depth;
+
+        // Vector side.
+        let mut image_list: Vec<Hit> = Vec::new();
+        let mut region_list: Vec<Hit> = Vec::new();
+        let mut text_list: Vec<Hit> = Vec::new();
+        if let Some(query) = query {
+            let store = self.library.store();
+            let pushed = req.filter.to_vector_filter();
+            let over = if req.filter.fully_pushable() { 1 } else { 4 };
+            let run = |using: &str| -> SResult<(Vec<Hit>, bool)> {
+                cancel.check()?;
+                let wanted = depth.saturating_mul(over);
+                let hits = store.search(&VectorQuery {
+                    using: using.into(),
+                    vector: query.as_slice().to_vec(),
+                    filter: pushed.clone(),
+                    limit: wanted,
+                    exact: false,
+                })?;
+                let full = hits.len() >= wanted;
+                let mut kept = Vec::with_capacity(hits.len().min(depth));
+                for (i, h) in hits.into_iter().enumerate() {
+                    if i % CANCEL_EVERY == 0 {
+                        cancel.check()?;
+                    }
+                    if matcher.matches(&h.payload) {
+                        kept.push(h);
+                    }
+                }
+                Ok((kept, full))
+            };
+            if fusion.image > 0.0 {
+                let full;
+                (image_list, full) = run("image")?;
+                cut |= full;
+            }
+            // "More like this" alone compares whole images; box regions and caption texts
+            // answer words, so they join only when there is query text.
+            let has_text = !text.trim().is_empty();
+            if fusion.region > 0.0 && has_text {
+                let full;
+                (region_list, full) = run("region")?;
+                cut |= full;
+            }
+            if fusion.text > 0.0 && has_text {
+                let full;
+                (text_list, full) = run("text")?;
+                cut |= full;
+            }
+        }
+
+        cancel.check()?;
+        // Fuse.
+        let mut acc: HashMap<String, Acc> = HashMap::new();
+        let k = fusion.k;
+        for (i, h) in keyword_hits.iter().enumerate() {
+            let a = acc.entry(h.id.clone()).or_default();
+            a.fused += fusion.keyword / (k + (i + 1) as f32);
+            a.why.keyword = Some(SideRank {
+                rank: i + 1,
+                score: h.score,
+            });
+        }
+        let mut add_vector_list =
+            |list: &[Hit], weight: f32, side: fn(&mut Why) -> &mut Option<SideRank>| {
+                let mut rank = 0;
+                for h in list {
+                    let Some(id) = h.payload.get_str("record_id") else {
+                        continue;
+                    };
+                    let a = acc.entry(id.to_owned()).or_default();
+                    if let Some(b) = h.payload.get_i64("box") {
+                        a.regions.push((b as usize, h.score));
+                    }
+                    let slot = side(&mut a.why);
+                    if slot.is_some() {
+                        continue; // a record counts once per list, at its best rank
+                    }
+                    rank += 1;
+                    a.fused += weight / (k + rank as f32);
+                    *slot = Some(SideRank {
+                        rank,
+                        score: h.score,
+                    });
+                }
+            };
+        add_vector_list(&image_list, fusion.image, |w| &mut w.image);
+        add_vector_list(&region_list, fusion.region, |w| &mut w.region);
+        add_vector_list(&text_list, fusion.text, |w| &mut w.text);
+
+        // The liked record is the query, not an answer (as Elasticsearch's more_like_this and
+        // Qdrant's recommend do).
+        if let Some(Like::Record(id)) = &req.like {
+            acc.remove(id);
+        }
+        let mut ranked: Vec<(String, Acc)> = acc.into_iter().collect();
+        ranked.sort_by(|a, b| b.1.fused.total_cmp(&a.1.fused).then_with(|| a.0.cmp(&b.0)));
+        Ok((ranked, cut))
+    }
+}
+
+/// A record's fused score so far and why.
+#[derive(Debug, Default)]
+pub(super) struct Acc {
+    fused: f32,
+    why: Why,
+    regions: Vec<(usize, f32)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fusion_weights_parse_and_reject_nonsense() {
+        let f = Fusion::parse("keyword=2, image=0.5,k=10").unwrap();
+        assert_eq!((f.keyword, f.image, f.k), (2.0, 0.5, 10.0));
+        assert!(Fusion::parse("keyword=-1").is_err());
+        assert!(Fusion::parse("colour=1").is_err());
+        assert!(Fusion::parse("keyword").is_err());
+        assert_eq!(Fusion::default().depth, 0, "sized to the page by default");
+        assert_eq!(Fusion::parse("depth=0").unwrap().depth, 0);
+        assert_eq!(Fusion::parse("depth=3").unwrap().depth, MIN_DEPTH);
+        assert_eq!(Fusion::parse("depth=1e30").unwrap().depth, MAX_DEPTH);
+    }
+}

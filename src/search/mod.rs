@@ -1,0 +1,548 @@
+//! Hybrid ranking for plain-English queries, look-ups and facets over one [`Library`].
+//!
+//! A query runs two ways and the ranked lists are fused with weighted reciprocal rank fusion
+//! (RRF, k = 60 by default; Cormack, Clarke & Büttcher 2009):
+//! - keyword: BM25 (tantivy) over labels, captions, file names and metadata text;
+//! - vector: the CLIP text embedding (plus a "more like this" image, minus negative texts)
+//!   against the `image`, `region` (box crops) and `text` (label/caption) vectors.
+//!
+//! By default the candidate depth is sized to the page (`cursor::PAGE_TIERS`: lists 100 deep
+//! for the first 20 results, deeper for later pages); every page is a slice of one fused
+//! sequence, built tier by tier, so a cursor (an offset bound to the query) gives no repeats or
+//! gaps whatever the page sizes. A fixed depth (`Fusion::depth`) takes one ranking that deep.
+//! Cursors are `offset.tag`, the tag a keyed hash of the offset and the request (the key,
+//! `cursor.key` in the data directory, never leaves it), so a cursor of another request or with
+//! an edited offset is refused, and no offset reaches an allocation unless it lies within the
+//! ranking depth ([`MAX_DEPTH`] at most). Filters are exact: the keyword side evaluates them in
+//! tantivy, the vector side pushes what it can down to the store and checks every hit's payload
+//! against the whole filter.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use indexer::filter::RecordFilter;
+use indexer::keyword::Facets;
+use indexer::record::{BoundingBox, DateAxis, Dates, Record, image_point_id};
+use indexer::store::{Hit, VectorQuery};
+use indexer::{Fault, Library};
+use models::{Embedder, Embedding};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+mod cursor;
+mod explain;
+mod fusion;
+
+use cursor::{CursorKey, request_key};
+pub use explain::{MatchedBox, SearchHit, SideRank, Why};
+pub use fusion::Fusion;
+
+/// Longest query text accepted, in characters.
+pub const MAX_QUERY_CHARS: usize = 1000;
+/// Most negative texts per query.
+pub const MAX_NEGATIVES: usize = 8;
+/// Largest page.
+pub const MAX_LIMIT: usize = 500;
+/// Deepest ranked list (candidates per list); `depth` weights are clamped to
+/// [`MIN_DEPTH`]`..=MAX_DEPTH`, and every page lies within the depth.
+pub const MAX_DEPTH: usize = 10_000;
+/// Shallowest ranked list.
+pub const MIN_DEPTH: usize = 10;
+/// Hex digits of a cursor's tag (64 bits of a keyed sha256).
+const TAG_HEX: usize = 16;
+/// Payload checks between two looks at the cancellation flag.
+const CANCEL_EVERY: usize = 64;
+
+/// Errors of the query service.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    /// A request the caller must fix.
+    #[error("{0}")]
+    Invalid(String),
+    /// The library cannot answer it (e.g. semantic search without vectors).
+    #[error("{0}")]
+    Unavailable(String),
+    /// Lower layers failed.
+    #[error(transparent)]
+    Indexer(#[from] indexer::Error),
+    /// The model failed.
+    #[error(transparent)]
+    Embed(#[from] models::EmbedError),
+    /// The search was stopped by its [`Cancel`] (its request timed out or was abandoned).
+    #[error("{0}")]
+    Cancelled(String),
+}
+
+impl SearchError {
+    /// Whose fault it is.
+    pub fn fault(&self) -> Fault {
+        match self {
+            SearchError::Invalid(_) | SearchError::Unavailable(_) => Fault::User,
+            // Not the caller's input: the server gave up on it (an HTTP 503).
+            SearchError::Cancelled(_) => Fault::Internal,
+            SearchError::Indexer(e) => e.fault(),
+            SearchError::Embed(e) => e.fault(),
+        }
+    }
+}
+
+impl From<indexer::keyword::KeywordError> for SearchError {
+    fn from(e: indexer::keyword::KeywordError) -> Self {
+        SearchError::Indexer(e.into())
+    }
+}
+
+impl From<indexer::store::StoreError> for SearchError {
+    fn from(e: indexer::store::StoreError) -> Self {
+        SearchError::Indexer(e.into())
+    }
+}
+
+impl From<indexer::filter::PatternError> for SearchError {
+    fn from(e: indexer::filter::PatternError) -> Self {
+        SearchError::Invalid(e.to_string())
+    }
+}
+
+type SResult<T> = Result<T, SearchError>;
+
+/// Stops a running search: set by whoever gave up on it (an HTTP handler whose request timed
+/// out drops its [`CancelOnDrop`]), or past a deadline. The search looks at it between
+/// candidate lists, every `CANCEL_EVERY` payload checks and before each explained hit, and
+/// returns [`SearchError::Cancelled`].
+#[derive(Debug, Clone, Default)]
+pub struct Cancel {
+    flag: Arc<AtomicBool>,
+    deadline: Option<Instant>,
+}
+
+impl Cancel {
+    /// Never cancelled until [`Cancel::cancel`] is called.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Cancelled at `deadline` at the latest.
+    pub fn with_deadline(deadline: Instant) -> Self {
+        Self {
+            flag: Arc::default(),
+            deadline: Some(deadline),
+        }
+    }
+
+    /// Cancels every search holding a clone of this.
+    pub fn cancel(&self) {
+        self.flag.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the work should stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.flag.load(Ordering::Relaxed) || self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// A guard that cancels when dropped (hold it in the future that awaits the search).
+    pub fn on_drop(&self) -> CancelOnDrop {
+        CancelOnDrop(self.clone())
+    }
+
+    fn check(&self) -> SResult<()> {
+        if self.is_cancelled() {
+            return Err(SearchError::Cancelled(
+                "the search was stopped: it took longer than the server's timeout".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Cancels its [`Cancel`] when dropped, e.g. when a timed-out request's future is dropped
+/// (after the work has finished this changes nothing).
+#[derive(Debug)]
+pub struct CancelOnDrop(Cancel);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// "More like this": a record of the library, an image file, or an uploaded image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Like {
+    /// A record id.
+    Record(String),
+    /// An image file.
+    Image(PathBuf),
+    /// An image already decoded by the caller (an HTTP upload).
+    #[serde(skip_deserializing)]
+    Upload(UploadedImage),
+}
+
+/// A decoded uploaded image. Only its content hash takes part in the request's identity (and so
+/// in cursors): uploading the same bytes again continues the same result list.
+#[derive(Debug, Clone)]
+pub struct UploadedImage {
+    /// sha256 of the uploaded bytes, hex.
+    pub sha256: String,
+    /// The pixels.
+    pub image: Arc<image::RgbImage>,
+}
+
+impl PartialEq for UploadedImage {
+    fn eq(&self, other: &Self) -> bool {
+        self.sha256 == other.sha256
+    }
+}
+
+impl Serialize for UploadedImage {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.sha256)
+    }
+}
+
+/// A search.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SearchRequest {
+    /// Plain-English query.
+    pub text: String,
+    /// More like this.
+    pub like: Option<Like>,
+    /// Texts to push results away from.
+    pub not: Vec<String>,
+    /// Exact filter.
+    pub filter: RecordFilter,
+    /// Page size.
+    pub limit: usize,
+    /// Cursor from the previous page.
+    pub cursor: Option<String>,
+    /// Fusion settings.
+    pub fusion: Fusion,
+}
+
+/// A page of results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SearchResponse {
+    /// Results of this page.
+    pub results: Vec<SearchHit>,
+    /// Cursor of the next page; `None` on the last.
+    pub next_cursor: Option<String>,
+    /// Whether vectors took part.
+    pub semantic: bool,
+    /// A notice for the user (e.g. why semantic search is off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
+}
+
+/// Sort and page for a look-up.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LookupRequest {
+    /// Exact filter (filename and dates are the usual ones).
+    pub filter: RecordFilter,
+    /// Axis to sort by (default: the first date filter's axis, else ingested).
+    pub sort: Option<DateAxis>,
+    /// Newest first.
+    pub descending: bool,
+    /// Page size.
+    pub limit: usize,
+    /// Cursor.
+    pub cursor: Option<String>,
+}
+
+/// A page of full records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LookupResponse {
+    /// Records of this page, sorted by the axis.
+    pub results: Vec<Record>,
+    /// Cursor of the next page.
+    pub next_cursor: Option<String>,
+    /// Records matched in all.
+    pub total: usize,
+}
+
+/// The query service over one library and an optional model.
+pub struct SearchService {
+    library: Arc<Library>,
+    embedder: Option<Arc<dyn Embedder>>,
+    offline_reason: Option<String>,
+    /// Key of cursor tags.
+    cursors: CursorKey,
+}
+
+impl std::fmt::Debug for SearchService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SearchService")
+            .field("library", &self.library)
+            .field("semantic", &self.semantic())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SearchService {
+    /// A service; `embedder` must be the library's model (checked), `offline_reason` says why
+    /// there is none.
+    ///
+    /// # Errors
+    /// [`indexer::Error::ModelMismatch`].
+    pub fn new(
+        library: Arc<Library>,
+        embedder: Option<Arc<dyn Embedder>>,
+        offline_reason: Option<String>,
+    ) -> SResult<Self> {
+        if let Some(e) = &embedder {
+            library.check_model(e.spec())?;
+        }
+        let cursors = CursorKey::load(library.dir());
+        Ok(Self {
+            library,
+            embedder,
+            offline_reason,
+            cursors,
+        })
+    }
+
+    /// The library.
+    pub fn library(&self) -> &Arc<Library> {
+        &self.library
+    }
+
+    /// The model, if one is loaded.
+    pub fn embedder(&self) -> Option<&Arc<dyn Embedder>> {
+        self.embedder.as_ref()
+    }
+
+    /// Whether vector search is available (a model and vectors).
+    pub fn semantic(&self) -> bool {
+        self.embedder.is_some() && self.library.has_vectors()
+    }
+
+    /// Why semantic search is off, with how to turn it on; `None` when it is on.
+    pub fn semantic_notice(&self) -> Option<String> {
+        if self.semantic() {
+            return None;
+        }
+        let why = if self.embedder.is_none() {
+            self.offline_reason
+                .clone()
+                .unwrap_or_else(|| "no model is loaded".into())
+        } else {
+            "this library has no vectors yet".into()
+        };
+        Some(format!(
+            "semantic search is off ({why}); keyword search, filters and look-ups still work. \
+             To turn it on, run `imagelens --model /path/to/clip-folder ingest ...` (or a hub id \
+             with network access) so the vectors are added"
+        ))
+    }
+
+    /// Runs a search.
+    ///
+    /// # Errors
+    /// [`SearchError::Invalid`] for bad input (too long, bad cursor, nothing to search for),
+    /// [`SearchError::Unavailable`] for "more like this" without vectors.
+    pub fn search(&self, req: &SearchRequest) -> SResult<SearchResponse> {
+        let query = self.query_embedding(req)?;
+        self.search_with(req, query)
+    }
+
+    /// The model's part of a search: the query vector (text, plus a liked image, minus negative
+    /// texts), or `None` when vectors take no part. Split from [`SearchService::search_with`]
+    /// so a server can bound concurrent embedding without bounding the rest of the search.
+    ///
+    /// # Errors
+    /// As [`SearchService::search`], for the query's texts and "more like this".
+    pub fn query_embedding(&self, req: &SearchRequest) -> SResult<Option<Embedding>> {
+        let (text, negatives) = clean_texts(req)?;
+        self.query_vector(&text, req.like.as_ref(), &negatives)
+    }
+
+    /// The query vector: text, plus a liked image, minus negatives; `None` without vectors.
+    fn query_vector(
+        &self,
+        text: &str,
+        like: Option<&Like>,
+        negatives: &[String],
+    ) -> SResult<Option<Embedding>> {
+        let Some(embedder) = self
+            .embedder
+            .as_ref()
+            .filter(|_| self.library.has_vectors())
+        else {
+            if like.is_some() {
+                return Err(SearchError::Unavailable(
+                    self.semantic_notice().unwrap_or_default().replace(
+                        "semantic search is off",
+                        "more like this needs vectors, but semantic search is off",
+                    ),
+                ));
+            }
+            return Ok(None);
+        };
+        let dim = embedder.spec().dim;
+        let mut q = vec![0.0f32; dim];
+        let mut parts = 0;
+        if !text.trim().is_empty() {
+            let t = embedder.embed_texts(&[text])?.remove(0);
+            add(&mut q, t.as_slice(), 1.0);
+            parts += 1;
+        }
+        match like {
+            Some(Like::Record(id)) => {
+                let v = self
+                    .library
+                    .store()
+                    .vector(image_point_id(id), "image")?
+                    .ok_or_else(|| {
+                        SearchError::Invalid(format!(
+                            "no record with id {:?} has an image vector",
+                            indexer::filter::shorten(id, 64)
+                        ))
+                    })?;
+                add(&mut q, &v, 1.0);
+                parts += 1;
+            }
+            Some(Like::Image(path)) => {
+                let img = models::preprocess::open(path, &Default::default()).map_err(|e| {
+                    SearchError::Invalid(format!("cannot use {} for --like: {e}", path.display()))
+                })?;
+                let v = embedder.embed_images(&[img])?.remove(0);
+                add(&mut q, v.as_slice(), 1.0);
+                parts += 1;
+            }
+            Some(Like::Upload(upload)) => {
+                let v = embedder
+                    .embed_images(std::slice::from_ref(upload.image.as_ref()))?
+                    .remove(0);
+                add(&mut q, v.as_slice(), 1.0);
+                parts += 1;
+            }
+            None => {}
+        }
+        if parts == 0 {
+            return Ok(None);
+        }
+        if !negatives.is_empty() {
+            let refs: Vec<&str> = negatives.iter().map(String::as_str).collect();
+            let n = embedder.embed_texts(&refs)?;
+            let w = 0.5 / n.len() as f32;
+            for v in &n {
+                add(&mut q, v.as_slice(), -w * parts as f32);
+            }
+        }
+        Ok(Some(Embedding::normalized(q)))
+    }
+
+    /// Full records by filename and/or date, sorted by date.
+    ///
+    /// # Errors
+    /// [`SearchError::Invalid`] for a bad cursor or page size.
+    pub fn lookup(&self, req: &LookupRequest) -> SResult<LookupResponse> {
+        let limit = page_size(req.limit)?;
+        let key = format!(
+            "lookup:{}",
+            serde_json::to_string(&(&req.filter, req.sort, req.descending)).unwrap_or_default()
+        );
+        // A look-up's list is the whole filtered set: its offsets are bounded by the tag alone
+        // (they only ever skip, never allocate).
+        let offset = self.cursors.decode(req.cursor.as_deref(), &key, None)?;
+        let axis = req
+            .sort
+            .or_else(|| req.filter.dates.first().map(|r| r.axis))
+            .unwrap_or(DateAxis::Ingested);
+        let kw = self.library.keyword();
+        let mut sorted = kw.sorted_by_date(&req.filter, axis)?;
+        if req.descending {
+            // Newest first, records without a date still last.
+            let split = sorted
+                .iter()
+                .position(|(d, _)| d.is_none())
+                .unwrap_or(sorted.len());
+            sorted[..split].reverse();
+        }
+        let total = sorted.len();
+        let ids: Vec<String> = sorted
+            .into_iter()
+            .skip(offset)
+            .take(limit)
+            .map(|(_, id)| id)
+            .collect();
+        let results = kw.get_many(&ids)?;
+        let next = offset.saturating_add(ids.len());
+        Ok(LookupResponse {
+            next_cursor: (next < total && !ids.is_empty()).then(|| self.cursors.encode(next, &key)),
+            results,
+            total,
+        })
+    }
+
+    /// Facet counts over the filtered set.
+    ///
+    /// # Errors
+    /// Pattern or index errors.
+    pub fn facets(&self, filter: &RecordFilter) -> SResult<Facets> {
+        Ok(self.library.keyword().facets(filter)?)
+    }
+}
+
+fn add(acc: &mut [f32], v: &[f32], w: f32) {
+    for (a, b) in acc.iter_mut().zip(v) {
+        *a += w * b;
+    }
+}
+
+/// The query text and negative texts, checked and cleaned.
+fn clean_texts(req: &SearchRequest) -> SResult<(String, Vec<String>)> {
+    let text = clean_text(&req.text, "query")?;
+    if req.not.len() > MAX_NEGATIVES {
+        return Err(SearchError::Invalid(format!(
+            "at most {MAX_NEGATIVES} negative texts are allowed, got {}",
+            req.not.len()
+        )));
+    }
+    let negatives = req
+        .not
+        .iter()
+        .map(|n| clean_text(n, "negative text"))
+        .collect::<SResult<_>>()?;
+    Ok((text, negatives))
+}
+
+/// Rejects over-long text and removes control characters (they carry no meaning in a query).
+fn clean_text(text: &str, what: &str) -> SResult<String> {
+    let n = text.chars().count();
+    if n > MAX_QUERY_CHARS {
+        return Err(SearchError::Invalid(format!(
+            "{what} is {n} characters long; the limit is {MAX_QUERY_CHARS}"
+        )));
+    }
+    Ok(text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect())
+}
+
+fn page_size(limit: usize) -> SResult<usize> {
+    match limit {
+        0 => Ok(20),
+        n if n > MAX_LIMIT => Err(SearchError::Invalid(format!(
+            "limit {n} is above the maximum page size {MAX_LIMIT}"
+        ))),
+        n => Ok(n),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_text_is_refused_and_control_characters_dropped() {
+        assert!(clean_text(&"a".repeat(MAX_QUERY_CHARS + 1), "query").is_err());
+        assert_eq!(clean_text("a\u{0}b\nc", "query").unwrap(), "a b c");
+    }
+}
