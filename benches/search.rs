@@ -38,10 +38,11 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
-/// The settings the bench libraries are built with: the defaults plus int8 copies, so every
+/// The settings the bench libraries are built with: graphs (`auto`) and int8 copies, so every
 /// mode below can be measured on one build.
 fn built_settings() -> IndexSettings {
     IndexSettings {
+        kind: IndexKind::Auto,
         quantization: Quantization::Int8,
         ..IndexSettings::default()
     }
