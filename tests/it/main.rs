@@ -2,6 +2,7 @@
 //! and through the library crates, on data generated from seeds.
 
 mod accounts_safety;
+mod browser;
 mod cli;
 mod common;
 mod crash;
@@ -12,4 +13,5 @@ mod ingest;
 mod privacy;
 mod redaction;
 mod search_safety;
+mod web;
 mod writers;
