@@ -104,7 +104,8 @@ fn demo_account(library: &std::path::Path) -> anyhow::Result<Option<String>> {
         .unwrap_or_else(|_| "unknown".into());
     let mut entry = Actor::local(&user, None).entry(Action::AccountCreate);
     entry.query = Some(serde_json::json!({ "account": "demo" }));
-    entry.detail = Some(serde_json::json!({ "role": "admin", "bootstrap": true, "by": "demo --serve" }));
+    entry.detail =
+        Some(serde_json::json!({ "role": "admin", "bootstrap": true, "by": "demo --serve" }));
     accounts.create("demo", &password, crate::accounts::Role::Admin)?;
     audit.append(entry)?;
     Ok(Some(password))

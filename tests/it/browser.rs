@@ -83,7 +83,11 @@ fn cli(data: &Path, token: Option<&str>, args: &[&str]) -> String {
 fn served(n: usize) -> (Fixture, Running, SocketAddr) {
     let fx = fixture(n);
     fx.ingest(true);
-    let out = cli(&fx.data, None, &["account", "create", "boss", "--role", "admin"]);
+    let out = cli(
+        &fx.data,
+        None,
+        &["account", "create", "boss", "--role", "admin"],
+    );
     let admin = out
         .lines()
         .find(|l| l.starts_with("il_"))
@@ -111,7 +115,10 @@ fn served(n: usize) -> (Fixture, Running, SocketAddr) {
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(at) = line.find(" on http://") {
-                let addr = line[at + 11..].split_whitespace().next().unwrap_or_default();
+                let addr = line[at + 11..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default();
                 if let Ok(addr) = addr.parse::<SocketAddr>() {
                     let _ = tx.send(addr);
                 }
@@ -204,7 +211,12 @@ async fn js(c: &Client, expr: &str) -> Value {
 }
 
 async fn sign_in(c: &Client, name: &str, purpose: &str) {
-    until(c, "the sign-in form", "!document.getElementById('signin-view').hidden").await;
+    until(
+        c,
+        "the sign-in form",
+        "!document.getElementById('signin-view').hidden",
+    )
+    .await;
     let form = c.find(Locator::Id("signin-name")).await.unwrap();
     form.clear().await.unwrap();
     form.send_keys(name).await.unwrap();
@@ -292,33 +304,58 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
 
     // A forged session gets the sign-in page, not an error.
     c.goto(&base).await.unwrap();
-    js(&c, "sessionStorage.setItem('imagelens.token', 'il_forged_0000') || true").await;
+    js(
+        &c,
+        "sessionStorage.setItem('imagelens.token', 'il_forged_0000') || true",
+    )
+    .await;
     c.refresh().await.unwrap();
     until(&c, "sign-in after a forged token", "!document.getElementById('signin-view').hidden && document.getElementById('signin-error').textContent.includes('session ended')").await;
 
     // Sign in as the curator; the purpose is kept for the session.
     sign_in(&c, "cur", "web test").await;
-    assert_eq!(js(&c, "sessionStorage.getItem('imagelens.purpose')").await, "web test");
+    assert_eq!(
+        js(&c, "sessionStorage.getItem('imagelens.purpose')").await,
+        "web test"
+    );
     assert_eq!(
         js(&c, "document.getElementById('who-name').textContent").await,
         "cur (curator)"
     );
     // The auditor's tab is hidden for a curator.
-    assert_eq!(js(&c, "document.getElementById('tab-audit').hidden").await, true);
+    assert_eq!(
+        js(&c, "document.getElementById('tab-audit').hidden").await,
+        true
+    );
 
     // Search: thumbnails painted, with boxes and a "why".
     let q = c.find(Locator::Id("q")).await.unwrap();
     q.send_keys("car\u{E007}").await.unwrap();
-    let paint = until(&c, "first results painted", "document.body.dataset.firstPaintMs").await;
-    eprintln!("first results painted {} ms after Enter (40 scenes, tiny model)", paint.as_str().unwrap());
+    let paint = until(
+        &c,
+        "first results painted",
+        "document.body.dataset.firstPaintMs",
+    )
+    .await;
+    eprintln!(
+        "first results painted {} ms after Enter (40 scenes, tiny model)",
+        paint.as_str().unwrap()
+    );
     until(&c, "thumbnails as blob: URLs", "[...document.querySelectorAll('#results .card img')].filter(i => i.complete && i.naturalWidth > 0 && i.src.startsWith('blob:')).length >= 8").await;
-    until(&c, "boxes over the first card", "document.querySelectorAll('#results .card:first-child svg.boxes g.box').length > 0").await;
+    until(
+        &c,
+        "boxes over the first card",
+        "document.querySelectorAll('#results .card:first-child svg.boxes g.box').length > 0",
+    )
+    .await;
     // Hits whose labels say car are explained by that label.
     let car_why = js(&c, "[...document.querySelectorAll('#results .card')].filter(c => c.querySelector('img').alt.includes('car')).map(c => c.querySelector('.why').textContent)").await;
     let car_why = car_why.as_array().unwrap();
     assert!(!car_why.is_empty(), "no result labelled car");
     assert!(
-        car_why.iter().all(|w| w.as_str().unwrap().contains("labels: car")),
+        car_why
+            .iter()
+            .all(|w| w.as_str().unwrap().contains("labels: car")),
         "{car_why:?}"
     );
     screenshot(&c, "search-1280").await;
@@ -327,23 +364,47 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     let first_page = js(&c, "document.querySelectorAll('#results .card').length").await;
     assert_eq!(first_page, 24, "one page of 24 first");
     js(&c, "window.scrollTo(0, document.body.scrollHeight) || true").await;
-    until(&c, "the second page", "document.querySelectorAll('#results .card').length === 40").await;
-    let distinct = js(&c, "new Set([...document.querySelectorAll('#results .card')].map(c => c.dataset.id)).size").await;
+    until(
+        &c,
+        "the second page",
+        "document.querySelectorAll('#results .card').length === 40",
+    )
+    .await;
+    let distinct = js(
+        &c,
+        "new Set([...document.querySelectorAll('#results .card')].map(c => c.dataset.id)).size",
+    )
+    .await;
     assert_eq!(distinct, 40, "a result repeated across pages");
     js(&c, "window.scrollTo(0, 0) || true").await;
 
     // A label filter narrows the grid and the counts.
     let before = js(&c, "document.getElementById('facet-total').textContent").await;
-    c.find(Locator::Css("#label-list input[data-kind=label][data-value=dog]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    c.find(Locator::Css(
+        "#label-list input[data-kind=label][data-value=dog]",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
     until(&c, "the grid filtered to dogs", "document.querySelectorAll('#results .card').length > 0 && document.querySelectorAll('#results .card').length < 40 && location.search.includes('label=dog')").await;
-    until(&c, "dog alt texts", "[...document.querySelectorAll('#results .card img')].every(i => i.alt.includes('dog'))").await;
+    until(
+        &c,
+        "dog alt texts",
+        "[...document.querySelectorAll('#results .card img')].every(i => i.alt.includes('dog'))",
+    )
+    .await;
     let after = until(&c, "narrower facet counts", &format!("document.getElementById('facet-total').textContent !== {before} && document.getElementById('facet-total').textContent")).await;
-    let count = |v: &Value| -> u64 { v.as_str().unwrap().split_whitespace().next().unwrap().parse().unwrap() };
+    let count = |v: &Value| -> u64 {
+        v.as_str()
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
     assert!(count(&after) < count(&before), "{before} -> {after}");
     assert_eq!(
         js(&c, "document.querySelectorAll('#results .card').length").await,
@@ -361,8 +422,14 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     until(&c, "the record view", "document.getElementById('record-dialog').open && document.querySelector('#record-frame img')?.complete && document.querySelector('#record-frame img').naturalWidth > 0").await;
     let facts = js(&c, "document.getElementById('record-facts').textContent").await;
     let facts = facts.as_str().unwrap();
-    assert!(facts.contains("sha256") && facts.contains("Dataset") && facts.contains("synth"), "{facts}");
-    assert!(location_has(&c, "open=").await, "the address names the open record");
+    assert!(
+        facts.contains("sha256") && facts.contains("Dataset") && facts.contains("synth"),
+        "{facts}"
+    );
+    assert!(
+        location_has(&c, "open=").await,
+        "the address names the open record"
+    );
     // Boxes are drawn where the record says: a pixel on the first box's left edge has the
     // label's colour with boxes shown, and not with boxes hidden.
     let geometry = js(&c, "(() => { const img = document.querySelector('#record-frame img'); const r = img.getBoundingClientRect(); const g = document.querySelector('#record-frame g.box'); const rect = g.querySelector('rect'); return {left: r.left, top: r.top, width: r.width, height: r.height, natural: img.naturalWidth, label: g.dataset.label, x: +rect.getAttribute('x'), y: +rect.getAttribute('y'), w: +rect.getAttribute('width'), h: +rect.getAttribute('height'), vw: document.querySelector('#record-frame svg').viewBox.baseVal.width}; })()").await;
@@ -379,13 +446,34 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     js(&c, "document.getElementById('show-boxes').click() || true").await;
     let on = nearest(&with_boxes, px, py, 2, colour);
     let off = nearest(&without, px, py, 0, colour);
-    assert!(on < 60, "box edge at ({px},{py}) is not {colour:?} (distance {on}); {geometry}");
-    assert!(off > on, "the pixel has the box colour without boxes too ({off} vs {on})");
-    c.find(Locator::Id("record-close")).await.unwrap().click().await.unwrap();
-    until(&c, "the record view closed", "!document.getElementById('record-dialog').open").await;
+    assert!(
+        on < 60,
+        "box edge at ({px},{py}) is not {colour:?} (distance {on}); {geometry}"
+    );
+    assert!(
+        off > on,
+        "the pixel has the box colour without boxes too ({off} vs {on})"
+    );
+    c.find(Locator::Id("record-close"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &c,
+        "the record view closed",
+        "!document.getElementById('record-dialog').open",
+    )
+    .await;
 
     // Keyboard only: Tab from the search box reaches a result; Enter opens it; Esc closes.
-    c.find(Locator::Id("q")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("q"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     let mut reached = false;
     for _ in 0..150 {
         let active = c.active_element().await.unwrap();
@@ -397,52 +485,131 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
         press(&c, '\u{E004}').await;
     }
     assert!(reached, "Tab never reached a result");
-    until(&c, "the record opened by keyboard", "document.getElementById('record-dialog').open").await;
+    until(
+        &c,
+        "the record opened by keyboard",
+        "document.getElementById('record-dialog').open",
+    )
+    .await;
     press(&c, '\u{E00C}').await;
-    until(&c, "Esc closed it", "!document.getElementById('record-dialog').open").await;
+    until(
+        &c,
+        "Esc closed it",
+        "!document.getElementById('record-dialog').open",
+    )
+    .await;
 
     // Select two results (click, then shift-click for the range) into a new collection.
-    let picks = c.find_all(Locator::Css("#results .card .pick")).await.unwrap();
+    let picks = c
+        .find_all(Locator::Css("#results .card .pick"))
+        .await
+        .unwrap();
     assert!(picks.len() >= 2, "need two dog results");
     picks[0].click().await.unwrap();
     picks[1].click().await.unwrap();
-    until(&c, "two selected", "document.getElementById('selection-count').textContent === '2 selected'").await;
-    c.find(Locator::Id("collect")).await.unwrap().click().await.unwrap();
-    until(&c, "the collection dialog", "document.getElementById('collect-dialog').open").await;
+    until(
+        &c,
+        "two selected",
+        "document.getElementById('selection-count').textContent === '2 selected'",
+    )
+    .await;
+    c.find(Locator::Id("collect"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &c,
+        "the collection dialog",
+        "document.getElementById('collect-dialog').open",
+    )
+    .await;
     c.find(Locator::Id("collect-name"))
         .await
         .unwrap()
         .send_keys("picked")
         .await
         .unwrap();
-    c.find(Locator::Id("collect-ok")).await.unwrap().click().await.unwrap();
-    until(&c, "the collection saved", "document.getElementById('status').textContent.includes('Collection picked now has 2')").await;
-    c.find(Locator::Id("tab-collections")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("collect-ok"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &c,
+        "the collection saved",
+        "document.getElementById('status').textContent.includes('Collection picked now has 2')",
+    )
+    .await;
+    c.find(Locator::Id("tab-collections"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     until(&c, "the collection listed", "document.querySelector('#collections-table tr[data-name=picked] td:nth-child(3)')?.textContent === '2'").await;
     screenshot(&c, "collections-1280").await;
 
     // At 390 px wide the page still works: search view, filters above the grid.
-    c.find(Locator::Id("tab-search")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("tab-search"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     c.set_window_size(390, 844).await.unwrap();
-    until(&c, "cards at 390 px", "document.querySelectorAll('#results .card').length > 0").await;
-    let overflow = js(&c, "document.documentElement.scrollWidth <= window.innerWidth + 1").await;
+    until(
+        &c,
+        "cards at 390 px",
+        "document.querySelectorAll('#results .card').length > 0",
+    )
+    .await;
+    let overflow = js(
+        &c,
+        "document.documentElement.scrollWidth <= window.innerWidth + 1",
+    )
+    .await;
     assert_eq!(overflow, true, "the page scrolls sideways at 390 px");
     screenshot(&c, "search-390").await;
     c.set_window_size(1280, 900).await.unwrap();
 
     // Sign out revokes the token: the old token no longer works.
     let token = js(&c, "sessionStorage.getItem('imagelens.token')").await;
-    c.find(Locator::Id("sign-out")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("sign-out"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     until(&c, "signed out", "!document.getElementById('signin-view').hidden && !sessionStorage.getItem('imagelens.token')").await;
-    js(&c, &format!("sessionStorage.setItem('imagelens.token', {token}) || true")).await;
+    js(
+        &c,
+        &format!("sessionStorage.setItem('imagelens.token', {token}) || true"),
+    )
+    .await;
     c.refresh().await.unwrap();
     until(&c, "a revoked session gets the sign-in page", "!document.getElementById('signin-view').hidden && document.getElementById('signin-error').textContent.includes('revoked')").await;
 
     // The auditor: no search, the audit view lists the curator's reads and verifies.
     sign_in(&c, "aud", "review").await;
-    until(&c, "the audit view", "!document.getElementById('audit-view').hidden").await;
-    assert_eq!(js(&c, "document.getElementById('tab-search').hidden").await, true);
-    until(&c, "the trail verified", "document.getElementById('verify-status').textContent.startsWith('Verified')").await;
+    until(
+        &c,
+        "the audit view",
+        "!document.getElementById('audit-view').hidden",
+    )
+    .await;
+    assert_eq!(
+        js(&c, "document.getElementById('tab-search').hidden").await,
+        true
+    );
+    until(
+        &c,
+        "the trail verified",
+        "document.getElementById('verify-status').textContent.startsWith('Verified')",
+    )
+    .await;
     until(&c, "the curator's reads in the trail", "[...document.querySelectorAll('#trail-table tbody tr')].some(r => r.dataset.action === 'view_thumbnail' && r.textContent.includes('cur (curator)') && r.textContent.includes('web test'))").await;
     screenshot(&c, "audit-1280").await;
     // A look-up by glob, then the original image, which says it is recorded.
@@ -452,15 +619,30 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
         .send_keys("*.jpg\u{E007}")
         .await
         .unwrap();
-    until(&c, "look-up results", "document.querySelectorAll('#lookup-table tbody tr').length > 0").await;
+    until(
+        &c,
+        "look-up results",
+        "document.querySelectorAll('#lookup-table tbody tr').length > 0",
+    )
+    .await;
     c.find(Locator::Css("#lookup-table tbody tr:first-child button"))
         .await
         .unwrap()
         .click()
         .await
         .unwrap();
-    until(&c, "the record for the auditor", "document.querySelector('#record-frame img')?.complete").await;
-    c.find(Locator::Id("record-original")).await.unwrap().click().await.unwrap();
+    until(
+        &c,
+        "the record for the auditor",
+        "document.querySelector('#record-frame img')?.complete",
+    )
+    .await;
+    c.find(Locator::Id("record-original"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     until(&c, "the original, recorded", "document.getElementById('record-notice').textContent.includes('recorded in the audit trail (unredacted)')").await;
     c.close().await.unwrap();
 }

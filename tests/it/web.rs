@@ -72,7 +72,10 @@ async fn every_page_file_is_served_without_an_account_with_its_type_and_csp() {
         assert_eq!(header_of(&a, header::REFERRER_POLICY), "no-referrer");
         // Same bytes for everyone: revalidated, never stored stale.
         assert_eq!(header_of(&a, header::CACHE_CONTROL), "no-cache");
-        assert!(a.headers.get(header::SET_COOKIE).is_none(), "{name} sets a cookie");
+        assert!(
+            a.headers.get(header::SET_COOKIE).is_none(),
+            "{name} sets a cookie"
+        );
         // A revalidation with the ETag is answered 304 without the body.
         let tag = header_of(&a, header::ETAG).to_owned();
         let again = send_as_is(
@@ -177,7 +180,10 @@ async fn the_page_never_embeds_a_token_or_record_data() {
         for secret in [token, issued.as_str()] {
             assert!(!text.contains(secret), "{name} embeds a token");
         }
-        assert!(!text.contains("il_"), "{name} holds something shaped like a token");
+        assert!(
+            !text.contains("il_"),
+            "{name} holds something shaped like a token"
+        );
         for r in &records {
             for field in ["id", "sha256", "filename"] {
                 let v = r[field].as_str().unwrap();
@@ -238,7 +244,10 @@ async fn whoami_tells_the_page_the_role_permissions_and_token() {
         .map(|t| t["id"].as_str().unwrap())
         .collect();
     assert!(ids.contains(&me["token"]["id"].as_str().unwrap()), "{me}");
-    assert!(me["token"].get("secret").is_none(), "the secret is never shown again");
+    assert!(
+        me["token"].get("secret").is_none(),
+        "the secret is never shown again"
+    );
     // The admin has every permission; a password caller has no token.
     let admin = get(&app, "/v1/whoami").await.ok();
     assert_eq!(admin["role"], "admin");

@@ -184,12 +184,23 @@ mod tests {
         assert!(!html.contains(" style="), "inline style attribute");
         assert!(!html.contains("<style"), "inline style element");
         let lower = html.to_ascii_lowercase();
-        for handler in [" onclick=", " onload=", " onerror=", " onsubmit=", "javascript:"] {
+        for handler in [
+            " onclick=",
+            " onload=",
+            " onerror=",
+            " onsubmit=",
+            "javascript:",
+        ] {
             assert!(!lower.contains(handler), "{handler} in the page");
         }
         for a in ASSETS.iter().filter(|a| a.name.ends_with(".js")) {
             let js = std::str::from_utf8(a.body).unwrap();
-            for banned in ["eval(", "new Function(", "innerHTML", "setAttribute('style'"] {
+            for banned in [
+                "eval(",
+                "new Function(",
+                "innerHTML",
+                "setAttribute('style'",
+            ] {
                 assert!(!js.contains(banned), "{} uses {banned}", a.name);
             }
         }
