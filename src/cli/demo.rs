@@ -4,6 +4,9 @@
 //! When no real CLIP model is reachable (no `--model`, offline, nothing cached) the demo uses a
 //! tiny CLIP with seeded random weights so the whole vector path still runs; it says so,
 //! because such vectors carry no meaning and only the keyword side ranks sensibly then.
+//!
+//! `demo --serve` then serves the demo library (API and web page), creating a `demo` admin
+//! with a random password, printed once, when the library has no account yet.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +22,7 @@ use models::{ClipEmbedder, Embedder};
 
 use super::{cell, day};
 use crate::app::{AppSettings, LockError, load_model, lock_data_dir};
+use crate::governance::{Action, Actor};
 use crate::search::{LookupRequest, SearchRequest, SearchService};
 
 /// Arguments of `demo`.
@@ -30,13 +34,84 @@ pub struct DemoArgs {
     /// Number of scenes to generate.
     #[arg(long, default_value_t = 60)]
     pub count: usize,
+    /// Then serve the demo library (API and web page) on 127.0.0.1:7878 (or `--addr`), with a
+    /// `demo` admin account whose password is printed once (when the library has none yet).
+    #[arg(long)]
+    pub serve: bool,
+    /// Address for `--serve`.
+    #[arg(long, requires = "serve")]
+    pub addr: Option<std::net::SocketAddr>,
 }
 
-/// Runs `demo`.
+/// Runs `demo`, then `serve` on the demo library when asked.
 ///
 /// # Errors
-/// I/O, model or ingest failures.
+/// I/O, model or ingest failures; with `--serve`, whatever `serve` fails with.
 pub fn run(settings: &AppSettings, args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let (serve, addr) = (args.serve, args.addr);
+    // The demo's lock and stores are released when `build` returns, before `serve` opens them.
+    let built = build(settings, args)?;
+    if !serve {
+        return Ok(ExitCode::SUCCESS);
+    }
+    match demo_account(&built.library)? {
+        Some(password) => println!(
+            "\nsign in on the page as `demo` with password {password} (shown once; an admin: \
+             create other accounts with `imagelens --data-dir {} account create`)",
+            built.library.display()
+        ),
+        None => println!("\nthe demo library already has accounts: sign in with one of them"),
+    }
+    let args = super::serve::ServeArgs {
+        config: None,
+        addr,
+        max_body_bytes: None,
+        request_timeout_secs: None,
+        max_concurrent_embeds: None,
+        max_page: None,
+        header_read_timeout_secs: 10,
+    };
+    let model = settings
+        .model
+        .clone()
+        .or_else(|| built.tiny.map(|p| p.display().to_string()));
+    super::serve::run(Some(built.library), model, settings.no_model, args)
+}
+
+/// What `build` made: the library folder, and the tiny model's folder when the demo used it.
+struct Built {
+    library: PathBuf,
+    tiny: Option<PathBuf>,
+}
+
+/// Creates the `demo` admin (with a random password, returned) when the library has no
+/// account, and records that in the audit trail as the command line does.
+fn demo_account(library: &std::path::Path) -> anyhow::Result<Option<String>> {
+    use rand::Rng;
+
+    let accounts = crate::governance::accounts::Accounts::open(library)?;
+    if !accounts.is_empty() {
+        return Ok(None);
+    }
+    let password: String = rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(20)
+        .map(char::from)
+        .collect();
+    let audit = crate::governance::audit::AuditLog::open(library)?;
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let mut entry = Actor::local(&user, None).entry(Action::AccountCreate);
+    entry.query = Some(serde_json::json!({ "account": "demo" }));
+    entry.detail =
+        Some(serde_json::json!({ "role": "admin", "bootstrap": true, "by": "demo --serve" }));
+    accounts.create("demo", &password, crate::governance::accounts::Role::Admin)?;
+    audit.append(entry)?;
+    Ok(Some(password))
+}
+
+fn build(settings: &AppSettings, args: DemoArgs) -> anyhow::Result<Built> {
     let source = args.dir.join("source");
     let library_dir = args.dir.join("library");
     let opts = SynthOptions {
@@ -63,6 +138,7 @@ pub fn run(settings: &AppSettings, args: DemoArgs) -> anyhow::Result<ExitCode> {
         ..settings.clone()
     };
     let mut choice = load_model(&demo_settings, &library)?;
+    let mut tiny_used = None;
     if choice.embedder.is_none() && !settings.no_model {
         let tiny = args.dir.join("tiny-clip");
         if !tiny.join("model.safetensors").exists() {
@@ -77,6 +153,7 @@ pub fn run(settings: &AppSettings, args: DemoArgs) -> anyhow::Result<ExitCode> {
             tiny.display()
         );
         choice.embedder = Some(Arc::new(e));
+        tiny_used = Some(tiny);
     }
     let report = ingest(
         &mut library,
@@ -179,5 +256,8 @@ pub fn run(settings: &AppSettings, args: DemoArgs) -> anyhow::Result<ExitCode> {
         "\nTry it yourself: imagelens --data-dir {} search \"truck at night\"",
         library_dir.display()
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(Built {
+        library: library_dir,
+        tiny: tiny_used,
+    })
 }

@@ -202,7 +202,8 @@ pub fn run(
             tracing::warn!(error = %e, "cannot note the address in the lock file");
         }
         eprintln!(
-            "imagelens serving {} on http://{addr} (API under /v1, document at /v1/openapi.json)",
+            "imagelens serving {} on http://{addr} (web page at http://{addr}/, API under /v1, \
+             document at /v1/openapi.json)",
             s.data_dir.display()
         );
         serve(listener, router(state), header_timeout).await;

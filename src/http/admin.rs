@@ -330,6 +330,44 @@ pub async fn list_tokens(
     Ok(Json(TokenList { tokens }))
 }
 
+/// Who the caller is: what a front end needs to show the right views.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WhoAmI {
+    /// Account name.
+    pub account: String,
+    /// Its role.
+    pub role: Role,
+    /// The permissions that role grants, by name.
+    pub permissions: Vec<String>,
+    /// The token the request was signed with (`None` for a password).
+    pub token: Option<TokenInfo>,
+}
+
+/// The caller's account, role and permissions, and the token it signed in with. Discloses
+/// nothing about records, so it needs no permission and is not audited (like `/v1/tokens`).
+#[utoipa::path(get, path = "/v1/whoami", tag = "admin",
+    responses((status = 200, description = "the caller", body = WhoAmI)))]
+pub async fn whoami(State(state): State<AppState>, caller: Caller) -> Json<WhoAmI> {
+    let p = &caller.principal;
+    let token = p.token.as_ref().and_then(|id| {
+        state
+            .accounts()
+            .tokens(Some(&p.account))
+            .into_iter()
+            .find(|t| &t.id == id)
+    });
+    Json(WhoAmI {
+        account: p.account.clone(),
+        role: p.role,
+        permissions: Permission::ALL
+            .iter()
+            .filter(|perm| p.can(**perm))
+            .map(|perm| perm.to_string())
+            .collect(),
+        token,
+    })
+}
+
 /// Revokes a token (one's own, or any with `manage_accounts`).
 #[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "admin",
     params(("id" = String, Path, description = "token id")),

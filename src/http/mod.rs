@@ -3,10 +3,11 @@
 //! Routes by resource: [`search`] (search, look-ups, facets, info), [`records`] (a record, its
 //! image, its thumbnail, its deletion), [`collections`] (saved sets and data-set export),
 //! [`admin`] (accounts, tokens, the audit trail, retention, deletions), [`health`]
-//! (`/healthz`, `/metrics`) and [`openapi`] (`/v1/openapi.json`, generated from these handlers).
+//! (`/healthz`, `/metrics`) and [`openapi`] (`/v1/openapi.json`, generated from these handlers);
+//! [`web`] serves the web page (`/`, `/ui/*`), a client of this API embedded in the binary.
 //!
 //! Invariants:
-//! - Every route but `/healthz` needs an account ([`auth`]: a bearer token or HTTP Basic); every
+//! - Every route but `/healthz` and the page's static files (which carry no data) needs an account ([`auth`]: a bearer token or HTTP Basic); every
 //!   handler checks its [`Permission`] server-side through [`auth::Caller`].
 //! - Every read of record data (search, look-up, record, image, thumbnail, export) is written
 //!   to the audit trail before the data is sent; if the entry cannot be written the request
@@ -54,6 +55,7 @@ pub mod health;
 pub mod openapi;
 pub mod records;
 pub mod search;
+pub mod web;
 
 pub use crate::governance::accounts::Permission;
 pub use error::{ApiError, ErrorBody};
@@ -269,6 +271,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/tokens",
             get(admin::list_tokens).post(admin::issue_token),
         )
+        .route("/v1/whoami", get(admin::whoami))
         .route(
             "/v1/tokens/{id}",
             axum::routing::delete(admin::revoke_token),
@@ -300,9 +303,11 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .route("/healthz", get(health::healthz))
+        .merge(web::routes())
         .merge(protected)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(middleware::map_response(error::json_errors))
+        .layer(middleware::from_fn(web::no_store_by_default))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }

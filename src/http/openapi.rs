@@ -42,6 +42,7 @@ use super::{admin, collections, health, records, search};
         admin::issue_token,
         admin::list_tokens,
         admin::revoke_token,
+        admin::whoami,
         admin::get_retention,
         admin::put_retention,
         admin::run_retention,

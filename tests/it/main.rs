@@ -2,6 +2,7 @@
 //! and through the library crates, on data generated from seeds.
 
 mod accounts_safety;
+mod browser;
 mod cli;
 mod common;
 mod crash;
@@ -18,4 +19,5 @@ mod search_paging;
 mod search_safety;
 #[cfg(feature = "server")]
 mod store_server;
+mod web;
 mod writers;

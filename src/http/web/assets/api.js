@@ -1,0 +1,193 @@
+// The page's one way to the /v1 API: the session (token and purpose in this tab's
+// sessionStorage), the Authorization and X-Purpose headers, errors in the API's shape, and
+// images as blob: URLs (an <img src> cannot send the token).
+
+const TOKEN = 'imagelens.token';
+const ISSUED = 'imagelens.issued';
+const PURPOSE = 'imagelens.purpose';
+
+/** An error answered by the API: status, code and message. */
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** Called when the API answers 401 to a signed-in call (expired, revoked or forged token). */
+let onSignedOut = () => {};
+export function whenSignedOut(callback) {
+  onSignedOut = callback;
+}
+
+export const session = {
+  get token() {
+    return sessionStorage.getItem(TOKEN);
+  },
+  /** Whether the page issued the token (and so revokes it at sign-out). */
+  get issued() {
+    return sessionStorage.getItem(ISSUED) === '1';
+  },
+  get purpose() {
+    return sessionStorage.getItem(PURPOSE) || '';
+  },
+  set purpose(value) {
+    sessionStorage.setItem(PURPOSE, value);
+  },
+  keep(token, issued) {
+    sessionStorage.setItem(TOKEN, token);
+    sessionStorage.setItem(ISSUED, issued ? '1' : '0');
+  },
+  clear() {
+    sessionStorage.removeItem(TOKEN);
+    sessionStorage.removeItem(ISSUED);
+  },
+};
+
+/** Header values are ASCII: other characters of the purpose are replaced, not dropped. */
+function headerSafe(text) {
+  return text.replace(/[^\x20-\x7e]/g, '?').slice(0, 500);
+}
+
+function headers(extra) {
+  const h = new Headers(extra || {});
+  const token = session.token;
+  if (token && !h.has('Authorization')) h.set('Authorization', `Bearer ${token}`);
+  const purpose = session.purpose.trim();
+  if (purpose) h.set('X-Purpose', headerSafe(purpose));
+  return h;
+}
+
+async function failure(resp) {
+  let code = 'error';
+  let message = `${resp.status} ${resp.statusText}`;
+  try {
+    const body = await resp.json();
+    if (body && body.error) {
+      code = body.error.code;
+      message = body.error.message;
+    }
+  } catch {
+    // Not JSON (hyper's own 414/431): keep the status line.
+  }
+  return new ApiError(resp.status, code, message);
+}
+
+/**
+ * Calls the API. `options.json` is sent as a JSON body; `options.form` as multipart;
+ * `options.raw` returns the Response instead of its JSON.
+ */
+export async function api(path, options = {}) {
+  const init = { method: options.method || 'GET', headers: headers(options.headers) };
+  if (options.json !== undefined) {
+    init.headers.set('Content-Type', 'application/json');
+    init.body = JSON.stringify(options.json);
+  } else if (options.form) {
+    init.body = options.form;
+  }
+  if (options.signal) init.signal = options.signal;
+  const resp = await fetch(path, init);
+  if (!resp.ok) {
+    const err = await failure(resp);
+    if (resp.status === 401 && !options.signingIn) {
+      session.clear();
+      onSignedOut(err);
+    }
+    throw err;
+  }
+  if (options.raw) return resp;
+  if (resp.status === 204) return null;
+  return resp.json();
+}
+
+/** Query string of the non-empty values of `params`. */
+export function query(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) {
+    if (v === undefined || v === null || v === '' || (Array.isArray(v) && v.length === 0)) {
+      continue;
+    }
+    q.set(k, Array.isArray(v) ? v.join(',') : String(v));
+  }
+  const s = q.toString();
+  return s ? `?${s}` : '';
+}
+
+/** Signs in with a name and password: asks for a one-day token for this page. */
+export async function signIn(name, password) {
+  const bytes = new TextEncoder().encode(`${name}:${password}`);
+  let binary = '';
+  for (const b of bytes) binary += String.fromCharCode(b);
+  const issued = await api('/v1/tokens', {
+    method: 'POST',
+    headers: { Authorization: `Basic ${btoa(binary)}` },
+    json: { name: 'web-page', ttl_days: 1 },
+    signingIn: true,
+  });
+  session.keep(issued.secret, true);
+  return issued;
+}
+
+/** Who the token belongs to; throws (401) when it does not work. */
+export function whoami(signingIn = false) {
+  return api('/v1/whoami', { signingIn });
+}
+
+/** Signs out: revokes the token the page issued, then forgets it. */
+export async function signOut(me) {
+  try {
+    if (session.issued && me && me.token) {
+      await api(`/v1/tokens/${encodeURIComponent(me.token.id)}`, { method: 'DELETE' });
+    }
+  } finally {
+    session.clear();
+  }
+}
+
+// Image fetches share a small pool so a page of results does not open dozens at once.
+const MAX_PARALLEL = 6;
+let running = 0;
+const waiting = [];
+
+async function slot(work) {
+  if (running >= MAX_PARALLEL) await new Promise((resolve) => waiting.push(resolve));
+  running += 1;
+  try {
+    return await work();
+  } finally {
+    running -= 1;
+    const next = waiting.shift();
+    if (next) next();
+  }
+}
+
+/** Fetches an image of the API and returns a blob: URL for it (revoke it when done). */
+export function imageUrl(path, signal) {
+  return slot(async () => {
+    const resp = await api(path, { raw: true, signal });
+    return URL.createObjectURL(await resp.blob());
+  });
+}
+
+/** A JSON read through the same pool (record look-ups beside thumbnails). */
+export function pooled(path, signal) {
+  return slot(() => api(path, { signal }));
+}
+
+/** Downloads a streamed archive answer as a file. */
+export async function download(path, options, fallbackName) {
+  const resp = await api(path, { ...options, raw: true });
+  const disposition = resp.headers.get('Content-Disposition') || '';
+  const m = /filename="?([^";]+)"?/.exec(disposition);
+  const name = m ? m[1] : fallbackName;
+  const url = URL.createObjectURL(await resp.blob());
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
+  return name;
+}

@@ -1,0 +1,552 @@
+// The page: sign-in, views by role, search with facets and cursor paging, the address bar as
+// the search's bookmark.
+
+import { api, session, signIn, signOut, whoami, whenSignedOut, query } from './api.js';
+import {
+  $, h, me, card, gridKeys, openRecord, initRecordView, recordHooks, collectDialog, exportDialog,
+  showCollections, initAuditView, showAudit, applyPermissions,
+} from './views.js';
+
+const PAGE = 24;
+const AXES = ['captured', 'created', 'annotated', 'ingested'];
+
+/** The search as the page holds it; the address bar mirrors it. */
+const state = {
+  q: '',
+  not: '',
+  like: '',
+  labels: new Set(),
+  noLabels: new Set(),
+  datasets: new Set(),
+  dates: {},
+  filename: '',
+  image: null,
+};
+
+let cursor = null;
+let loading = false;
+let generation = 0;
+let abort = null;
+let seen = new Set();
+let order = [];
+const selection = new Set();
+let lastPicked = null;
+let hits = new Map();
+
+// ---- Session --------------------------------------------------------------------------------
+
+function show(view) {
+  for (const v of ['signin', 'search', 'collections', 'audit']) $(`${v}-view`).hidden = v !== view;
+  for (const b of document.querySelectorAll('#tabs button')) {
+    b.setAttribute('aria-current', b.dataset.view === view ? 'page' : 'false');
+  }
+  if (view === 'collections') showCollections();
+  if (view === 'audit') showAudit();
+}
+
+function banner(text) {
+  const b = $('banner');
+  b.textContent = text || '';
+  b.hidden = !text;
+}
+
+function signedOutView(message) {
+  me.permissions = new Set();
+  $('tabs').hidden = true;
+  $('who').hidden = true;
+  show('signin');
+  if (message) $('signin-error').textContent = message;
+  $('signin-name').focus();
+}
+
+async function enter() {
+  const who = await whoami(true);
+  me.account = who.account;
+  me.role = who.role;
+  me.token = who.token;
+  me.permissions = new Set(who.permissions);
+  $('who-name').textContent = `${who.account} (${who.role})`;
+  $('who').hidden = false;
+  $('purpose').value = session.purpose;
+  $('tabs').hidden = false;
+  $('tab-search').hidden = !me.permissions.has('search');
+  $('tab-collections').hidden = !me.permissions.has('collections');
+  $('tab-audit').hidden = !(me.permissions.has('lookup') || me.permissions.has('read_audit'));
+  applyPermissions(document);
+  $('signin-error').textContent = '';
+  banner('');
+  if (me.permissions.has('search')) {
+    show('search');
+    fromAddress();
+    if (hasSearch()) runSearch();
+    else {
+      loadFacets();
+      $('q').focus();
+    }
+  } else if (!$('tab-audit').hidden) {
+    show('audit');
+  } else {
+    show('collections');
+  }
+  const open = new URLSearchParams(location.search).get('open');
+  if (open) openRecord(open, null);
+}
+
+function initSession() {
+  whenSignedOut((err) => signedOutView(`Signed out: ${err.message}. Sign in again.`));
+  $('signin-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    $('signin-error').textContent = '';
+    session.purpose = $('signin-purpose').value.trim();
+    const button = $('signin-submit');
+    button.disabled = true;
+    try {
+      await signIn($('signin-name').value.trim(), $('signin-password').value);
+      $('signin-password').value = '';
+      await enter();
+    } catch (e) {
+      session.clear();
+      $('signin-error').textContent = `Cannot sign in: ${e.message}`;
+    } finally {
+      button.disabled = false;
+    }
+  });
+  $('token-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    session.keep($('token-input').value.trim(), false);
+    $('token-input').value = '';
+    try {
+      await enter();
+    } catch (e) {
+      session.clear();
+      $('signin-error').textContent = `That token does not work: ${e.message}`;
+    }
+  });
+  $('sign-out').addEventListener('click', async () => {
+    try {
+      await signOut(me);
+    } catch {
+      // Revocation failed (already expired): the token is forgotten all the same.
+    }
+    signedOutView('Signed out.');
+  });
+  $('purpose').addEventListener('change', () => {
+    session.purpose = $('purpose').value.trim();
+  });
+  for (const b of document.querySelectorAll('#tabs button')) {
+    b.addEventListener('click', () => show(b.dataset.view));
+  }
+}
+
+// ---- Address bar ----------------------------------------------------------------------------
+
+function filterBody() {
+  const f = {
+    labels: [...state.labels],
+    no_labels: [...state.noLabels],
+    datasets: [...state.datasets],
+  };
+  for (const axis of AXES) {
+    const d = state.dates[axis] || {};
+    if (d.after) f[`${axis}_after`] = d.after;
+    if (d.before) f[`${axis}_before`] = d.before;
+  }
+  if (state.filename) f.filename = state.filename;
+  return f;
+}
+
+function filterQuery() {
+  const f = filterBody();
+  const p = { label: f.labels, no_label: f.no_labels, dataset: f.datasets };
+  for (const [k, v] of Object.entries(f)) if (!Array.isArray(v)) p[k] = v;
+  return p;
+}
+
+function toAddress(openId) {
+  const p = { q: state.q, not: state.not, like: state.like, ...filterQuery(), open: openId };
+  history.replaceState(null, '', `/${query(p)}`);
+}
+
+function fromAddress() {
+  const p = new URLSearchParams(location.search);
+  const list = (k) => new Set((p.get(k) || '').split(',').map((s) => s.trim()).filter(Boolean));
+  state.q = p.get('q') || '';
+  state.not = p.get('not') || '';
+  state.like = p.get('like') || '';
+  state.labels = list('label');
+  state.noLabels = list('no_label');
+  state.datasets = list('dataset');
+  state.filename = p.get('filename') || '';
+  state.dates = {};
+  for (const axis of AXES) {
+    state.dates[axis] = { after: p.get(`${axis}_after`) || '', before: p.get(`${axis}_before`) || '' };
+  }
+  $('q').value = state.q;
+  $('not').value = state.not;
+  $('f-filename').value = state.filename;
+  likeNote();
+}
+
+function hasSearch() {
+  return Boolean(state.q || state.like || state.image);
+}
+
+// ---- Search ---------------------------------------------------------------------------------
+
+function searchBody(withCursor) {
+  const body = {
+    query: state.q,
+    not: state.not.split(',').map((s) => s.trim()).filter(Boolean),
+    filter: filterBody(),
+    limit: PAGE,
+  };
+  if (state.like) body.like = state.like;
+  if (withCursor && cursor) body.cursor = cursor;
+  return body;
+}
+
+function likeNote() {
+  const note = $('like-note');
+  if (state.like) $('like-text').textContent = `More like record ${state.like}`;
+  else if (state.image) $('like-text').textContent = `More like the image ${state.image.name}`;
+  note.hidden = !(state.like || state.image);
+}
+
+/** Starts a new search: clears the grid and loads the first page and the facets. */
+async function runSearch() {
+  performance.clearMarks();
+  performance.mark('search-start');
+  generation += 1;
+  if (abort) abort.abort();
+  abort = new AbortController();
+  cursor = null;
+  seen = new Set();
+  order = [];
+  hits = new Map();
+  lastPicked = null;
+  $('results').replaceChildren();
+  toAddress();
+  loadFacets();
+  if (!hasSearch()) {
+    $('status').textContent = 'Type a query, pick an image, or choose "More like this" on a record.';
+    $('more').hidden = true;
+    return;
+  }
+  await loadPage(generation);
+}
+
+async function loadPage(gen) {
+  if (loading) return;
+  loading = true;
+  $('status').textContent = cursor ? 'Loading more…' : 'Searching…';
+  try {
+    const body = searchBody(true);
+    let resp;
+    if (state.image) {
+      // "More like this image": the image goes with every page (cursors are tied to it).
+      const form = new FormData();
+      form.append('request', new Blob([JSON.stringify(body)], { type: 'application/json' }));
+      form.append('image', state.image);
+      resp = await api('/v1/search', { method: 'POST', form, signal: abort.signal });
+    } else {
+      resp = await api('/v1/search', { method: 'POST', json: body, signal: abort.signal });
+    }
+    if (gen !== generation) return;
+    render(resp.results, gen);
+    cursor = resp.next_cursor || null;
+    $('more').hidden = !cursor;
+    const notice = resp.notice ? ` ${resp.notice}` : '';
+    $('status').textContent = order.length
+      ? `${order.length} result${order.length === 1 ? '' : 's'}${cursor ? ', more below' : ''}.${notice}`
+      : `No results.${notice}`;
+    document.body.dataset.resultCount = String(order.length);
+  } catch (e) {
+    if (e.name !== 'AbortError' && gen === generation) $('status').textContent = `Search failed: ${e.message}`;
+  } finally {
+    loading = false;
+  }
+}
+
+function painted(gen) {
+  return () => {
+    if (gen !== generation || document.body.dataset.firstPaintGen === String(gen)) return;
+    document.body.dataset.firstPaintGen = String(gen);
+    performance.mark('first-results');
+    const m = performance.measure('first-results-paint', 'search-start', 'first-results');
+    document.body.dataset.firstPaintMs = m.duration.toFixed(1);
+  };
+}
+
+function render(results, gen) {
+  const grid = $('results');
+  for (const hit of results) {
+    if (seen.has(hit.id)) continue;
+    seen.add(hit.id);
+    hits.set(hit.id, hit);
+    const index = order.length;
+    order.push(hit.id);
+    grid.append(
+      card(hit, {
+        onOpen: (id, hh) => {
+          toAddress(id);
+          openRecord(id, hh);
+        },
+        selection,
+        onSelect: pick,
+        index,
+        signal: abort.signal,
+        onPainted: painted(gen),
+      }),
+    );
+  }
+}
+
+/** Click selects one; shift-click selects the range from the last one clicked. */
+function pick(id, on, shift, index) {
+  if (shift && lastPicked !== null) {
+    const [a, b] = [Math.min(lastPicked, index), Math.max(lastPicked, index)];
+    for (let i = a; i <= b; i += 1) {
+      if (on) selection.add(order[i]);
+      else selection.delete(order[i]);
+    }
+  } else if (on) selection.add(id);
+  else selection.delete(id);
+  lastPicked = index;
+  syncSelection();
+}
+
+function syncSelection() {
+  for (const box of document.querySelectorAll('#results .card')) {
+    box.querySelector('.pick').checked = selection.has(box.dataset.id);
+    box.classList.toggle('selected', selection.has(box.dataset.id));
+  }
+  $('selection-count').textContent = selection.size ? `${selection.size} selected` : '';
+}
+
+// ---- Facets ---------------------------------------------------------------------------------
+
+let facetTimer = null;
+
+async function loadFacets() {
+  if (!me.permissions.has('search')) return;
+  clearTimeout(facetTimer);
+  facetTimer = setTimeout(async () => {
+    try {
+      const f = await api(`/v1/facets${query(filterQuery())}`);
+      renderFacets(f);
+    } catch (e) {
+      $('facet-total').textContent = `Facets unavailable: ${e.message}`;
+    }
+  }, 50);
+}
+
+function facetRow(name, count, includeSet, excludeSet, kind) {
+  const li = h('li', { 'data-value': name });
+  const inc = h('input', { type: 'checkbox', 'aria-label': `Only ${name}`, 'data-kind': kind, 'data-value': name, checked: includeSet.has(name) });
+  inc.addEventListener('change', () => {
+    if (inc.checked) {
+      includeSet.add(name);
+      if (excludeSet) excludeSet.delete(name);
+    } else includeSet.delete(name);
+    runSearch();
+  });
+  li.append(h('label', { class: 'inc' }, inc, ` ${name} `), h('span', { class: 'count', text: String(count) }));
+  if (excludeSet) {
+    const exc = h('input', { type: 'checkbox', 'aria-label': `Not ${name}`, 'data-kind': 'no-label', 'data-value': name, checked: excludeSet.has(name) });
+    exc.addEventListener('change', () => {
+      if (exc.checked) {
+        excludeSet.add(name);
+        includeSet.delete(name);
+      } else excludeSet.delete(name);
+      runSearch();
+    });
+    li.append(h('label', { class: 'exc', title: `exclude ${name}` }, exc, ' not'));
+  }
+  return li;
+}
+
+function renderFacets(f) {
+  $('facet-total').textContent = `${f.total} record${f.total === 1 ? '' : 's'} match the filters.`;
+  const labels = $('label-list');
+  labels.replaceChildren();
+  const names = new Set([...Object.keys(f.labels), ...state.labels, ...state.noLabels]);
+  for (const name of [...names].sort()) {
+    labels.append(facetRow(name, f.labels[name] || 0, state.labels, state.noLabels, 'label'));
+  }
+  const datasets = $('dataset-list');
+  datasets.replaceChildren();
+  const ds = new Set([...Object.keys(f.datasets), ...state.datasets]);
+  for (const name of [...ds].sort()) datasets.append(facetRow(name, f.datasets[name] || 0, state.datasets, null, 'dataset'));
+  const dates = $('date-list');
+  dates.replaceChildren();
+  for (const axis of AXES) {
+    const d = state.dates[axis] || (state.dates[axis] = { after: '', before: '' });
+    const after = h('input', { type: 'date', value: d.after, 'aria-label': `${axis} from` });
+    const before = h('input', { type: 'date', value: d.before, 'aria-label': `${axis} to` });
+    const changed = () => {
+      d.after = after.value;
+      d.before = before.value;
+      runSearch();
+    };
+    after.addEventListener('change', changed);
+    before.addEventListener('change', changed);
+    const months = (f.months && f.months[axis]) || {};
+    dates.append(
+      h('div', { class: 'axis' }, h('span', { class: 'axis-name', text: axis }), after, before, histogram(axis, months, d)),
+    );
+  }
+}
+
+/** A per-month histogram; a bar is a button that sets the range to its month. */
+function histogram(axis, months, d) {
+  const keys = Object.keys(months).sort();
+  const wrap = h('div', { class: 'histogram', role: 'group', 'aria-label': `${axis} per month` });
+  if (!keys.length) {
+    wrap.append(h('span', { class: 'hint', text: 'no dates' }));
+    return wrap;
+  }
+  const max = Math.max(...keys.map((k) => months[k]));
+  for (const k of keys.slice(-36)) {
+    const bar = h('button', { type: 'button', class: 'bar', tabindex: '-1', title: `${k}: ${months[k]}`, 'aria-label': `${axis} ${k}: ${months[k]} records` });
+    const fill = h('span', { class: 'fill' });
+    // Height as a class step (CSP allows no inline style attribute): 10 steps.
+    fill.classList.add(`h${Math.max(1, Math.round((months[k] / max) * 10))}`);
+    bar.append(fill);
+    bar.addEventListener('click', () => {
+      const [y, m] = k.split('-').map(Number);
+      const last = new Date(Date.UTC(y, m, 0)).getUTCDate();
+      d.after = `${k}-01`;
+      d.before = `${k}-${String(last).padStart(2, '0')}`;
+      runSearch();
+    });
+    wrap.append(bar);
+  }
+  return wrap;
+}
+
+// ---- Wiring ---------------------------------------------------------------------------------
+
+function initSearch() {
+  $('search-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    state.q = $('q').value.trim();
+    state.not = $('not').value.trim();
+    runSearch();
+  });
+  $('image-file').addEventListener('change', () => {
+    const file = $('image-file').files[0];
+    state.image = file || null;
+    if (file) state.like = '';
+    likeNote();
+    runSearch();
+  });
+  $('like-clear').addEventListener('click', () => {
+    state.like = '';
+    state.image = null;
+    $('image-file').value = '';
+    likeNote();
+    runSearch();
+  });
+  // Drop an image anywhere on the search view.
+  const view = $('search-view');
+  view.addEventListener('dragover', (ev) => ev.preventDefault());
+  view.addEventListener('drop', (ev) => {
+    ev.preventDefault();
+    const file = [...(ev.dataTransfer.files || [])].find((f) => f.type.startsWith('image/'));
+    if (!file) return;
+    state.image = file;
+    state.like = '';
+    likeNote();
+    runSearch();
+  });
+  $('f-filename').addEventListener('change', () => {
+    state.filename = $('f-filename').value.trim();
+    runSearch();
+  });
+  $('clear-filters').addEventListener('click', () => {
+    state.labels.clear();
+    state.noLabels.clear();
+    state.datasets.clear();
+    state.dates = {};
+    state.filename = '';
+    $('f-filename').value = '';
+    runSearch();
+  });
+  $('show-boxes').addEventListener('change', () => {
+    document.body.classList.toggle('hide-boxes', !$('show-boxes').checked);
+  });
+  $('select-page').addEventListener('click', () => {
+    for (const id of order) selection.add(id);
+    syncSelection();
+  });
+  $('select-none').addEventListener('click', () => {
+    selection.clear();
+    syncSelection();
+  });
+  $('collect').addEventListener('click', async () => {
+    if (!selection.size) {
+      $('status').textContent = 'Select results first (click the boxes; shift-click for a range).';
+      return;
+    }
+    const c = await collectDialog([...selection]);
+    if (c) {
+      $('status').textContent = `Collection ${c.name} now has ${c.ids.length} record(s).`;
+      selection.clear();
+      syncSelection();
+    }
+  });
+  $('export-search').addEventListener('click', () => {
+    if (!hasSearch() || state.image) {
+      $('status').textContent = 'Export takes a text or "more like this" search.';
+      return;
+    }
+    const body = searchBody(false);
+    delete body.limit;
+    exportDialog({ search: body });
+  });
+  $('more').addEventListener('click', () => loadPage(generation));
+  const observer = new IntersectionObserver((entries) => {
+    if (entries.some((e) => e.isIntersecting) && cursor && !loading) loadPage(generation);
+  }, { rootMargin: '200px' });
+  observer.observe($('sentinel'));
+  gridKeys($('results'));
+  gridKeys($('collection-grid'));
+  recordHooks({
+    like: (record) => {
+      state.like = record.id;
+      state.image = null;
+      state.q = '';
+      $('q').value = '';
+      likeNote();
+      show('search');
+      runSearch();
+    },
+    collect: async (ids) => {
+      const c = await collectDialog(ids);
+      if (c) $('record-notice').textContent = `Added to ${c.name}.`;
+    },
+    closed: () => {
+      if (!$('search-view').hidden) toAddress();
+    },
+  });
+}
+
+async function start() {
+  initSession();
+  initSearch();
+  initRecordView();
+  initAuditView();
+  if (session.token) {
+    try {
+      await enter();
+      return;
+    } catch (e) {
+      session.clear();
+      signedOutView(`Your session ended: ${e.message}. Sign in again.`);
+      return;
+    }
+  }
+  signedOutView('');
+}
+
+start();

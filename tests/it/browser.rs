@@ -1,0 +1,660 @@
+//! The web page in a real browser: headless Chromium driven through chromedriver (WebDriver,
+//! via fantoccini) against a real `imagelens serve` on a generated library with the tiny
+//! model. Skipped, saying so, when chromium or chromedriver is not installed (`.ci/run`
+//! installs Debian's `chromium` and `chromium-driver`, and sets `IMAGELENS_REQUIRE_BROWSER=1`
+//! so that CI fails instead of skipping).
+//!
+//! Screenshots of the main views at 1280 and 390 px wide go to
+//! `target/tmp/web-screenshots/` (`CARGO_TARGET_TMPDIR`).
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::{Value, json};
+
+use crate::common::{Fixture, bin, fixture, path_str};
+
+const PASSWORD: &str = "a long enough password";
+
+/// A child process killed when dropped (the server, chromedriver).
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn on_path(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    names.iter().find_map(|name| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Chromium and chromedriver, from `IMAGELENS_CHROMIUM` / `IMAGELENS_CHROMEDRIVER` or `PATH`.
+fn browser() -> Option<(PathBuf, PathBuf)> {
+    let chromium = std::env::var_os("IMAGELENS_CHROMIUM")
+        .map(PathBuf::from)
+        .or_else(|| on_path(&["chromium", "chromium-browser", "google-chrome"]))?;
+    let driver = std::env::var_os("IMAGELENS_CHROMEDRIVER")
+        .map(PathBuf::from)
+        .or_else(|| on_path(&["chromedriver"]))?;
+    Some((chromium, driver))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn cli(data: &Path, token: Option<&str>, args: &[&str]) -> String {
+    let mut c = bin();
+    c.arg("--data-dir").arg(data);
+    if let Some(t) = token {
+        c.env("IMAGELENS_TOKEN", t);
+    }
+    let out = c
+        .env("IMAGELENS_NEW_PASSWORD", PASSWORD)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A library of `n` scenes with an admin, a curator `cur` and an auditor `aud`, served.
+fn served(n: usize) -> (Fixture, Running, SocketAddr) {
+    let fx = fixture(n);
+    fx.ingest(true);
+    let out = cli(
+        &fx.data,
+        None,
+        &["account", "create", "boss", "--role", "admin"],
+    );
+    let admin = out
+        .lines()
+        .find(|l| l.starts_with("il_"))
+        .expect("the first admin's token")
+        .to_owned();
+    for (name, role) in [("cur", "curator"), ("aud", "auditor")] {
+        cli(
+            &fx.data,
+            Some(&admin),
+            &["account", "create", name, "--role", role],
+        );
+    }
+    let mut child = bin()
+        .arg("--data-dir")
+        .arg(&fx.data)
+        .arg("--model")
+        .arg(&fx.model)
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(at) = line.find(" on http://") {
+                let addr = line[at + 11..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default();
+                if let Ok(addr) = addr.parse::<SocketAddr>() {
+                    let _ = tx.send(addr);
+                }
+            }
+        }
+    });
+    let server = Running(child);
+    let addr = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("serve printed its address");
+    (fx, server, addr)
+}
+
+fn start_driver(driver: &Path) -> (Running, u16) {
+    let port = free_port();
+    let child = Command::new(driver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = Running(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (running, port)
+}
+
+async fn connect(chromium: &Path, port: u16, profile: &Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": path_str(chromium),
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1280,900", "--force-device-scale-factor=1",
+                format!("--user-data-dir={}", path_str(profile)),
+            ],
+        }),
+    );
+    ClientBuilder::new(HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a chromium session")
+}
+
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        _ => true,
+    }
+}
+
+/// Evaluates `expr` in the page until it is truthy (30 s), and returns its value.
+async fn until(c: &Client, what: &str, expr: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = c
+            .execute(&format!("return ({expr});"), vec![])
+            .await
+            .unwrap();
+        if truthy(&v) {
+            return v;
+        }
+        if Instant::now() > deadline {
+            let status = c
+                .execute(
+                    "return [document.getElementById('status')?.textContent, document.getElementById('signin-error')?.textContent, document.getElementById('banner')?.textContent].join(' | ')",
+                    vec![],
+                )
+                .await
+                .unwrap_or_default();
+            panic!("timed out waiting for {what} ({expr}); page says: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn js(c: &Client, expr: &str) -> Value {
+    c.execute(&format!("return ({expr});"), vec![])
+        .await
+        .unwrap()
+}
+
+async fn sign_in(c: &Client, name: &str, purpose: &str) {
+    until(
+        c,
+        "the sign-in form",
+        "!document.getElementById('signin-view').hidden",
+    )
+    .await;
+    let form = c.find(Locator::Id("signin-name")).await.unwrap();
+    form.clear().await.unwrap();
+    form.send_keys(name).await.unwrap();
+    c.find(Locator::Id("signin-password"))
+        .await
+        .unwrap()
+        .send_keys(PASSWORD)
+        .await
+        .unwrap();
+    c.find(Locator::Id("signin-purpose"))
+        .await
+        .unwrap()
+        .send_keys(purpose)
+        .await
+        .unwrap();
+    c.find(Locator::Id("signin-submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(c, "signed in", "!document.getElementById('who').hidden").await;
+}
+
+async fn screenshot(c: &Client, name: &str) {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = c.screenshot().await.unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+/// The colour the page draws a label's boxes in (boxes.js `labelColour`).
+fn label_colour(label: &str) -> [u8; 3] {
+    const PALETTE: [[u8; 3]; 8] = [
+        [0xe6, 0x19, 0x4b],
+        [0x3c, 0xb4, 0x4b],
+        [0xff, 0xe1, 0x19],
+        [0x00, 0x82, 0xc8],
+        [0xf5, 0x82, 0x30],
+        [0x91, 0x1e, 0xb4],
+        [0x46, 0xf0, 0xf0],
+        [0xf0, 0x32, 0xe6],
+    ];
+    let h = label
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    PALETTE[(h % 8) as usize]
+}
+
+/// Smallest colour distance to `want` around (x, y) within `r` pixels.
+fn nearest(img: &image::RgbaImage, x: i64, y: i64, r: i64, want: [u8; 3]) -> u32 {
+    let mut best = u32::MAX;
+    for dy in -r..=r {
+        for dx in -r..=r {
+            let (px, py) = (x + dx, y + dy);
+            if px < 0 || py < 0 || px >= i64::from(img.width()) || py >= i64::from(img.height()) {
+                continue;
+            }
+            let p = img.get_pixel(px as u32, py as u32).0;
+            let d: u32 = (0..3).map(|i| u32::from(p[i].abs_diff(want[i]))).sum();
+            best = best.min(d);
+        }
+    }
+    best
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
+    let Some((chromium, driver)) = browser() else {
+        assert!(
+            std::env::var_os("IMAGELENS_REQUIRE_BROWSER").is_none(),
+            "IMAGELENS_REQUIRE_BROWSER is set but chromium or chromedriver is missing"
+        );
+        eprintln!(
+            "skipped: the browser test needs chromium and chromedriver on PATH \
+             (apt-get install chromium chromium-driver)"
+        );
+        return;
+    };
+    let (fx, _server, addr) = served(40);
+    let (_driver, port) = start_driver(&driver);
+    let profile = fx.dir.path().join("chromium-profile");
+    let c = connect(&chromium, port, &profile).await;
+    let base = format!("http://{addr}/");
+
+    // A forged session gets the sign-in page, not an error.
+    c.goto(&base).await.unwrap();
+    js(
+        &c,
+        "sessionStorage.setItem('imagelens.token', 'il_forged_0000') || true",
+    )
+    .await;
+    c.refresh().await.unwrap();
+    until(&c, "sign-in after a forged token", "!document.getElementById('signin-view').hidden && document.getElementById('signin-error').textContent.includes('session ended')").await;
+
+    // Sign in as the curator; the purpose is kept for the session.
+    sign_in(&c, "cur", "web test").await;
+    assert_eq!(
+        js(&c, "sessionStorage.getItem('imagelens.purpose')").await,
+        "web test"
+    );
+    assert_eq!(
+        js(&c, "document.getElementById('who-name').textContent").await,
+        "cur (curator)"
+    );
+    // The auditor's tab is hidden for a curator.
+    assert_eq!(
+        js(&c, "document.getElementById('tab-audit').hidden").await,
+        true
+    );
+
+    // Search: thumbnails painted, with boxes and a "why".
+    let q = c.find(Locator::Id("q")).await.unwrap();
+    q.send_keys("car\u{E007}").await.unwrap();
+    let paint = until(
+        &c,
+        "first results painted",
+        "document.body.dataset.firstPaintMs",
+    )
+    .await;
+    eprintln!(
+        "first results painted {} ms after Enter (40 scenes, tiny model)",
+        paint.as_str().unwrap()
+    );
+    until(&c, "thumbnails as blob: URLs", "[...document.querySelectorAll('#results .card img')].filter(i => i.complete && i.naturalWidth > 0 && i.src.startsWith('blob:')).length >= 8").await;
+    until(
+        &c,
+        "boxes over the first card",
+        "document.querySelectorAll('#results .card:first-child svg.boxes g.box').length > 0",
+    )
+    .await;
+    // Hits whose labels say car are explained by that label.
+    let car_why = js(&c, "[...document.querySelectorAll('#results .card')].filter(c => c.querySelector('img').alt.includes('car')).map(c => c.querySelector('.why').textContent)").await;
+    let car_why = car_why.as_array().unwrap();
+    assert!(!car_why.is_empty(), "no result labelled car");
+    assert!(
+        car_why
+            .iter()
+            .all(|w| w.as_str().unwrap().contains("labels: car")),
+        "{car_why:?}"
+    );
+    screenshot(&c, "search-1280").await;
+
+    // Scrolling loads the next page, without repeats.
+    let first_page = js(&c, "document.querySelectorAll('#results .card').length").await;
+    assert_eq!(first_page, 24, "one page of 24 first");
+    js(&c, "window.scrollTo(0, document.body.scrollHeight) || true").await;
+    until(
+        &c,
+        "the second page",
+        "document.querySelectorAll('#results .card').length === 40",
+    )
+    .await;
+    let distinct = js(
+        &c,
+        "new Set([...document.querySelectorAll('#results .card')].map(c => c.dataset.id)).size",
+    )
+    .await;
+    assert_eq!(distinct, 40, "a result repeated across pages");
+    js(&c, "window.scrollTo(0, 0) || true").await;
+
+    // A label filter narrows the grid and the counts.
+    let before = js(&c, "document.getElementById('facet-total').textContent").await;
+    c.find(Locator::Css(
+        "#label-list input[data-kind=label][data-value=dog]",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    until(&c, "the grid filtered to dogs", "document.querySelectorAll('#results .card').length > 0 && document.querySelectorAll('#results .card').length < 40 && location.search.includes('label=dog')").await;
+    until(
+        &c,
+        "dog alt texts",
+        "[...document.querySelectorAll('#results .card img')].every(i => i.alt.includes('dog'))",
+    )
+    .await;
+    let after = until(&c, "narrower facet counts", &format!("document.getElementById('facet-total').textContent !== {before} && document.getElementById('facet-total').textContent")).await;
+    let count = |v: &Value| -> u64 {
+        v.as_str()
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(count(&after) < count(&before), "{before} -> {after}");
+    assert_eq!(
+        js(&c, "document.querySelectorAll('#results .card').length").await,
+        json!(count(&after)),
+        "the grid holds exactly the filtered records"
+    );
+
+    // Open a record: full image, every box, facts.
+    c.find(Locator::Css("#results .card:first-child .open"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(&c, "the record view", "document.getElementById('record-dialog').open && document.querySelector('#record-frame img')?.complete && document.querySelector('#record-frame img').naturalWidth > 0").await;
+    let facts = js(&c, "document.getElementById('record-facts').textContent").await;
+    let facts = facts.as_str().unwrap();
+    assert!(
+        facts.contains("sha256") && facts.contains("Dataset") && facts.contains("synth"),
+        "{facts}"
+    );
+    assert!(
+        location_has(&c, "open=").await,
+        "the address names the open record"
+    );
+    // Boxes are drawn where the record says: a pixel on the first box's left edge has the
+    // label's colour with boxes shown, and not with boxes hidden.
+    let geometry = js(&c, "(() => { const img = document.querySelector('#record-frame img'); const r = img.getBoundingClientRect(); const g = document.querySelector('#record-frame g.box'); const rect = g.querySelector('rect'); return {left: r.left, top: r.top, width: r.width, height: r.height, natural: img.naturalWidth, label: g.dataset.label, x: +rect.getAttribute('x'), y: +rect.getAttribute('y'), w: +rect.getAttribute('width'), h: +rect.getAttribute('height'), vw: document.querySelector('#record-frame svg').viewBox.baseVal.width}; })()").await;
+    let g = |k: &str| geometry[k].as_f64().unwrap();
+    let scale = g("width") / g("vw");
+    let px = (g("left") + g("x") * scale).round() as i64;
+    let py = (g("top") + (g("y") + g("h") / 2.0) * scale).round() as i64;
+    let colour = label_colour(geometry["label"].as_str().unwrap());
+    let shot = |png: Vec<u8>| image::load_from_memory(&png).unwrap().to_rgba8();
+    let with_boxes = shot(c.screenshot().await.unwrap());
+    screenshot(&c, "record-1280").await;
+    js(&c, "document.getElementById('show-boxes').click() || true").await;
+    let without = shot(c.screenshot().await.unwrap());
+    js(&c, "document.getElementById('show-boxes').click() || true").await;
+    let on = nearest(&with_boxes, px, py, 2, colour);
+    let off = nearest(&without, px, py, 0, colour);
+    assert!(
+        on < 60,
+        "box edge at ({px},{py}) is not {colour:?} (distance {on}); {geometry}"
+    );
+    assert!(
+        off > on,
+        "the pixel has the box colour without boxes too ({off} vs {on})"
+    );
+    c.find(Locator::Id("record-close"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &c,
+        "the record view closed",
+        "!document.getElementById('record-dialog').open",
+    )
+    .await;
+
+    // Keyboard only: Tab from the search box reaches a result; Enter opens it; Esc closes.
+    c.find(Locator::Id("q"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let mut reached = false;
+    for _ in 0..150 {
+        let active = c.active_element().await.unwrap();
+        if active.attr("class").await.unwrap().as_deref() == Some("open") {
+            reached = true;
+            press(&c, '\u{E007}').await;
+            break;
+        }
+        press(&c, '\u{E004}').await;
+    }
+    assert!(reached, "Tab never reached a result");
+    until(
+        &c,
+        "the record opened by keyboard",
+        "document.getElementById('record-dialog').open",
+    )
+    .await;
+    press(&c, '\u{E00C}').await;
+    until(
+        &c,
+        "Esc closed it",
+        "!document.getElementById('record-dialog').open",
+    )
+    .await;
+
+    // Select two results (click, then shift-click for the range) into a new collection.
+    let picks = c
+        .find_all(Locator::Css("#results .card .pick"))
+        .await
+        .unwrap();
+    assert!(picks.len() >= 2, "need two dog results");
+    picks[0].click().await.unwrap();
+    picks[1].click().await.unwrap();
+    until(
+        &c,
+        "two selected",
+        "document.getElementById('selection-count').textContent === '2 selected'",
+    )
+    .await;
+    c.find(Locator::Id("collect"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &c,
+        "the collection dialog",
+        "document.getElementById('collect-dialog').open",
+    )
+    .await;
+    c.find(Locator::Id("collect-name"))
+        .await
+        .unwrap()
+        .send_keys("picked")
+        .await
+        .unwrap();
+    c.find(Locator::Id("collect-ok"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &c,
+        "the collection saved",
+        "document.getElementById('status').textContent.includes('Collection picked now has 2')",
+    )
+    .await;
+    c.find(Locator::Id("tab-collections"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(&c, "the collection listed", "document.querySelector('#collections-table tr[data-name=picked] td:nth-child(3)')?.textContent === '2'").await;
+    screenshot(&c, "collections-1280").await;
+
+    // At 390 px wide the page still works: search view, filters above the grid.
+    c.find(Locator::Id("tab-search"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.set_window_size(390, 844).await.unwrap();
+    until(
+        &c,
+        "cards at 390 px",
+        "document.querySelectorAll('#results .card').length > 0",
+    )
+    .await;
+    let overflow = js(
+        &c,
+        "document.documentElement.scrollWidth <= window.innerWidth + 1",
+    )
+    .await;
+    assert_eq!(overflow, true, "the page scrolls sideways at 390 px");
+    screenshot(&c, "search-390").await;
+    c.set_window_size(1280, 900).await.unwrap();
+
+    // Sign out revokes the token: the old token no longer works.
+    let token = js(&c, "sessionStorage.getItem('imagelens.token')").await;
+    c.find(Locator::Id("sign-out"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(&c, "signed out", "!document.getElementById('signin-view').hidden && !sessionStorage.getItem('imagelens.token')").await;
+    js(
+        &c,
+        &format!("sessionStorage.setItem('imagelens.token', {token}) || true"),
+    )
+    .await;
+    c.refresh().await.unwrap();
+    until(&c, "a revoked session gets the sign-in page", "!document.getElementById('signin-view').hidden && document.getElementById('signin-error').textContent.includes('revoked')").await;
+
+    // The auditor: no search, the audit view lists the curator's reads and verifies.
+    sign_in(&c, "aud", "review").await;
+    until(
+        &c,
+        "the audit view",
+        "!document.getElementById('audit-view').hidden",
+    )
+    .await;
+    assert_eq!(
+        js(&c, "document.getElementById('tab-search').hidden").await,
+        true
+    );
+    until(
+        &c,
+        "the trail verified",
+        "document.getElementById('verify-status').textContent.startsWith('Verified')",
+    )
+    .await;
+    until(&c, "the curator's reads in the trail", "[...document.querySelectorAll('#trail-table tbody tr')].some(r => r.dataset.action === 'view_thumbnail' && r.textContent.includes('cur (curator)') && r.textContent.includes('web test'))").await;
+    screenshot(&c, "audit-1280").await;
+    // A look-up by glob, then the original image, which says it is recorded.
+    c.find(Locator::Id("lk-filename"))
+        .await
+        .unwrap()
+        .send_keys("*.jpg\u{E007}")
+        .await
+        .unwrap();
+    until(
+        &c,
+        "look-up results",
+        "document.querySelectorAll('#lookup-table tbody tr').length > 0",
+    )
+    .await;
+    c.find(Locator::Css("#lookup-table tbody tr:first-child button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &c,
+        "the record for the auditor",
+        "document.querySelector('#record-frame img')?.complete",
+    )
+    .await;
+    c.find(Locator::Id("record-original"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(&c, "the original, recorded", "document.getElementById('record-notice').textContent.includes('recorded in the audit trail (unredacted)')").await;
+    c.close().await.unwrap();
+}
+
+/// Presses one key on whatever has the focus (WebDriver key actions, as a person would).
+async fn press(c: &Client, key: char) {
+    let keys = KeyActions::new("keyboard".into())
+        .then(KeyAction::Down { value: key })
+        .then(KeyAction::Up { value: key });
+    c.perform_actions(keys).await.unwrap();
+}
+
+async fn location_has(c: &Client, part: &str) -> bool {
+    js(c, &format!("location.search.includes({part:?})")).await == Value::Bool(true)
+}

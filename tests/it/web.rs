@@ -1,0 +1,312 @@
+//! The web page through the router (no sockets): served without an account, with its content
+//! types, a strict CSP and revalidation; it embeds no secret; every per-account answer the page
+//! reads is `no-store`; `/v1/whoami` tells the page who signed in.
+
+use std::sync::OnceLock;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use imagelens::governance::accounts::Role;
+use imagelens::http::router;
+use imagelens::http::web::{CSP, asset_names};
+use serde_json::json;
+
+use crate::http::{Answer, all_records, get, send, send_as_is, shared, token_for};
+
+fn app() -> Router {
+    router(shared().state.clone())
+}
+
+/// A searcher's token on the shared library (made once).
+fn searcher() -> &'static str {
+    static TOKEN: OnceLock<String> = OnceLock::new();
+    TOKEN.get_or_init(|| token_for(&shared().state, "web-searcher", Role::Searcher))
+}
+
+async fn anonymous(app: &Router, uri: &str) -> Answer {
+    send_as_is(app, Request::get(uri).body(Body::empty()).unwrap()).await
+}
+
+async fn as_token(app: &Router, uri: &str, token: &str) -> Answer {
+    let req = Request::get(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    send(app, req).await
+}
+
+fn header_of<'a>(a: &'a Answer, name: header::HeaderName) -> &'a str {
+    a.headers
+        .get(&name)
+        .unwrap_or_else(|| panic!("no {name} header"))
+        .to_str()
+        .unwrap()
+}
+
+fn path_of(name: &str) -> String {
+    if name == "index.html" {
+        "/".into()
+    } else {
+        format!("/ui/{name}")
+    }
+}
+
+#[tokio::test]
+async fn every_page_file_is_served_without_an_account_with_its_type_and_csp() {
+    let app = app();
+    for name in asset_names() {
+        let a = anonymous(&app, &path_of(name)).await;
+        assert_eq!(a.status, StatusCode::OK, "{name}");
+        let want = match name.rsplit('.').next().unwrap() {
+            "html" => "text/html; charset=utf-8",
+            "css" => "text/css; charset=utf-8",
+            "js" => "text/javascript; charset=utf-8",
+            "svg" => "image/svg+xml",
+            other => panic!("unexpected .{other}"),
+        };
+        assert_eq!(header_of(&a, header::CONTENT_TYPE), want, "{name}");
+        assert_eq!(header_of(&a, header::CONTENT_SECURITY_POLICY), CSP);
+        assert_eq!(header_of(&a, header::X_CONTENT_TYPE_OPTIONS), "nosniff");
+        assert_eq!(header_of(&a, header::X_FRAME_OPTIONS), "DENY");
+        assert_eq!(header_of(&a, header::REFERRER_POLICY), "no-referrer");
+        // Same bytes for everyone: revalidated, never stored stale.
+        assert_eq!(header_of(&a, header::CACHE_CONTROL), "no-cache");
+        assert!(
+            a.headers.get(header::SET_COOKIE).is_none(),
+            "{name} sets a cookie"
+        );
+        // A revalidation with the ETag is answered 304 without the body.
+        let tag = header_of(&a, header::ETAG).to_owned();
+        let again = send_as_is(
+            &app,
+            Request::get(path_of(name))
+                .header(header::IF_NONE_MATCH, &tag)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(again.status, StatusCode::NOT_MODIFIED, "{name}");
+        assert!(again.body.is_empty());
+    }
+    // The policy forbids inline and foreign script, framing and plugins.
+    for part in [
+        "default-src 'none'",
+        "script-src 'self';",
+        "frame-ancestors 'none'",
+        "object-src 'none'",
+        "img-src 'self' blob:;",
+    ] {
+        assert!(CSP.contains(part), "{part}");
+    }
+    assert!(!CSP.contains("unsafe-inline") && !CSP.contains("unsafe-eval"));
+    // An unknown file is a JSON 404, and the API stays closed to the anonymous.
+    anonymous(&app, "/ui/secret.txt")
+        .await
+        .error(StatusCode::NOT_FOUND);
+    anonymous(&app, "/ui/..%2Fmod.rs")
+        .await
+        .error(StatusCode::NOT_FOUND);
+    anonymous(&app, "/v1/whoami")
+        .await
+        .error(StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_page_links_only_files_it_embeds() {
+    let app = app();
+    let names: Vec<&str> = asset_names().collect();
+    let html = String::from_utf8(anonymous(&app, "/").await.body.to_vec()).unwrap();
+    for attr in ["src=\"", "href=\""] {
+        for part in html.split(attr).skip(1) {
+            let target = &part[..part.find('"').unwrap()];
+            if target.starts_with('#') {
+                continue;
+            }
+            let file = target
+                .strip_prefix("/ui/")
+                .unwrap_or_else(|| panic!("{target} is not a page file"));
+            assert!(names.contains(&file), "{target} is not embedded");
+        }
+    }
+    // Every module import names an embedded module.
+    for name in names.iter().filter(|n| n.ends_with(".js")) {
+        let js = String::from_utf8(anonymous(&app, &path_of(name)).await.body.to_vec()).unwrap();
+        for part in js.split(" from './").skip(1) {
+            let file = &part[..part.find('\'').unwrap()];
+            assert!(names.contains(&file), "{name} imports {file}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_page_never_embeds_a_token_or_record_data() {
+    let app = app();
+    let token = searcher();
+    let records = all_records(&app).await;
+    // Sign in as the page does, then fetch every file with the token and a session cookie:
+    // the bytes do not change and carry neither the secret nor any record's data.
+    let issued = {
+        let req = Request::post("/v1/tokens")
+            .header(
+                header::AUTHORIZATION,
+                format!(
+                    "Basic {}",
+                    base64::Engine::encode(
+                        &base64::engine::general_purpose::STANDARD,
+                        "web-searcher:correct horse battery staple"
+                    )
+                ),
+            )
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(
+                json!({"name": "web-page", "ttl_days": 1}).to_string(),
+            ))
+            .unwrap();
+        let a = send(&app, req).await;
+        assert_eq!(a.status, StatusCode::CREATED);
+        a.json()["secret"].as_str().unwrap().to_owned()
+    };
+    for name in asset_names() {
+        let plain = anonymous(&app, &path_of(name)).await.body;
+        let req = Request::get(path_of(name))
+            .header(header::AUTHORIZATION, format!("Bearer {issued}"))
+            .header(header::COOKIE, format!("token={token}"))
+            .body(Body::empty())
+            .unwrap();
+        let signed = send_as_is(&app, req).await;
+        assert_eq!(signed.body, plain, "{name} differs for a signed-in caller");
+        let text = String::from_utf8_lossy(&plain);
+        for secret in [token, issued.as_str()] {
+            assert!(!text.contains(secret), "{name} embeds a token");
+        }
+        assert!(
+            !text.contains("il_"),
+            "{name} holds something shaped like a token"
+        );
+        for r in &records {
+            for field in ["id", "sha256", "filename"] {
+                let v = r[field].as_str().unwrap();
+                assert!(!text.contains(v), "{name} embeds record {field} {v}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn everything_the_page_reads_per_account_is_no_store() {
+    let app = app();
+    let token = searcher();
+    let search = {
+        let req = Request::post("/v1/search")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(json!({"query": "car", "limit": 2}).to_string()))
+            .unwrap();
+        send(&app, req).await
+    };
+    let id = search.ok()["results"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(header_of(&search, header::CACHE_CONTROL), "no-store");
+    for uri in [
+        "/v1/whoami".to_owned(),
+        "/v1/facets".to_owned(),
+        "/v1/info".to_owned(),
+        format!("/v1/records/{id}"),
+        format!("/v1/records/{id}/thumbnail?size=64"),
+        format!("/v1/records/{id}/image"),
+    ] {
+        let a = as_token(&app, &uri, token).await;
+        assert_eq!(a.status, StatusCode::OK, "{uri}");
+        let cache = header_of(&a, header::CACHE_CONTROL);
+        assert!(cache.contains("no-store"), "{uri}: {cache}");
+        assert!(!cache.contains("public"), "{uri}: {cache}");
+        assert_eq!(header_of(&a, header::X_CONTENT_TYPE_OPTIONS), "nosniff");
+    }
+    // Errors too: a refusal must not be cached for the next account either.
+    let refused = as_token(&app, "/v1/audit", token).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(header_of(&refused, header::CACHE_CONTROL), "no-store");
+}
+
+#[tokio::test]
+async fn whoami_tells_the_page_the_role_permissions_and_token() {
+    let app = app();
+    let token = searcher();
+    let me = as_token(&app, "/v1/whoami", token).await.ok();
+    assert_eq!(me["account"], "web-searcher");
+    assert_eq!(me["role"], "searcher");
+    assert_eq!(me["permissions"], json!(["search", "view_record"]));
+    let tokens = as_token(&app, "/v1/tokens", token).await.ok();
+    let ids: Vec<&str> = tokens["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&me["token"]["id"].as_str().unwrap()), "{me}");
+    assert!(
+        me["token"].get("secret").is_none(),
+        "the secret is never shown again"
+    );
+    // The admin has every permission; a password caller has no token.
+    let admin = get(&app, "/v1/whoami").await.ok();
+    assert_eq!(admin["role"], "admin");
+    assert_eq!(admin["permissions"].as_array().unwrap().len(), 10);
+    let basic = send(
+        &app,
+        Request::get("/v1/whoami")
+            .header(
+                header::AUTHORIZATION,
+                format!(
+                    "Basic {}",
+                    base64::Engine::encode(
+                        &base64::engine::general_purpose::STANDARD,
+                        "web-searcher:correct horse battery staple"
+                    )
+                ),
+            )
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+    .ok();
+    assert!(basic["token"].is_null());
+    // It is in the OpenAPI document like every route.
+    let doc = get(&app, "/v1/openapi.json").await.ok();
+    assert!(doc["paths"]["/v1/whoami"]["get"].is_object());
+}
+
+#[tokio::test]
+async fn signing_out_revokes_the_page_token() {
+    let app = app();
+    token_for(&shared().state, "web-leaver", Role::Searcher);
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            "web-leaver:correct horse battery staple"
+        )
+    );
+    let issued = send(
+        &app,
+        Request::post("/v1/tokens")
+            .header(header::AUTHORIZATION, basic)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(
+                json!({"name": "web-page", "ttl_days": 1}).to_string(),
+            ))
+            .unwrap(),
+    )
+    .await;
+    let secret = issued.json()["secret"].as_str().unwrap().to_owned();
+    let me = as_token(&app, "/v1/whoami", &secret).await.ok();
+    let id = me["token"]["id"].as_str().unwrap();
+    let req = Request::delete(format!("/v1/tokens/{id}"))
+        .header(header::AUTHORIZATION, format!("Bearer {secret}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&app, req).await.status, StatusCode::OK);
+    // The page's next call is refused, so it shows the sign-in form again.
+    let after = as_token(&app, "/v1/whoami", &secret).await;
+    assert!(after.error(StatusCode::UNAUTHORIZED).contains("revoked"));
+}
