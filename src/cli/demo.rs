@@ -75,7 +75,7 @@ pub fn run(settings: &AppSettings, args: DemoArgs) -> anyhow::Result<ExitCode> {
         .model
         .clone()
         .or_else(|| built.tiny.map(|p| p.display().to_string()));
-    super::serve::run(Some(built.library), model, settings.no_model, args)
+    super::serve::run(Some(built.library), model, settings.no_model, None, args)
 }
 
 /// What `build` made: the library folder, and the tiny model's folder when the demo used it.

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
-use super::{ApiError, AppState, ErrorBody, blocking};
+use super::{ApiError, AppState, ErrorBody, Permission, blocking};
 use crate::governance::accounts::{AccountInfo, AccountUpdate, Role, TokenInfo};
 use crate::governance::audit::{AuditEntry, AuditQuery, VerifyReport};
 use crate::governance::deletion::{self, DeletionReceipt};
