@@ -971,7 +971,8 @@ async fn openapi_document_lists_every_route_and_resolves_every_ref() {
     let app = app();
     let doc = get(&app, "/v1/openapi.json").await.ok();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    let routes: [(&str, &str); 31] = [
+    let routes: [(&str, &str); 32] = [
+        ("get", "/v1/whoami"),
         ("post", "/v1/search"),
         ("get", "/v1/lookup"),
         ("get", "/v1/facets"),
