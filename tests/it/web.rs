@@ -36,7 +36,7 @@ async fn as_token(app: &Router, uri: &str, token: &str) -> Answer {
     send(app, req).await
 }
 
-fn header_of<'a>(a: &'a Answer, name: header::HeaderName) -> &'a str {
+fn header_of(a: &Answer, name: header::HeaderName) -> &str {
     a.headers
         .get(&name)
         .unwrap_or_else(|| panic!("no {name} header"))
