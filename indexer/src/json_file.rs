@@ -88,12 +88,7 @@ impl<T: Clone + Serialize + DeserializeOwned + Default> JsonFile<T> {
         &self,
         change: impl FnOnce(&mut T) -> std::result::Result<R, E>,
     ) -> std::result::Result<R, E> {
-        let mut guard = self.read();
-        let mut next = guard.clone();
-        let out = change(&mut next)?;
-        self.save(&next)?;
-        *guard = next;
-        Ok(out)
+        self.change_if(|next| change(next).map(|out| (true, out)))
     }
 
     /// [`JsonFile::change`] that writes only when `change` says it changed something (its
