@@ -90,15 +90,20 @@ pub struct ModelChoice {
 /// # Errors
 /// When the data directory is unusable or not locked by this process.
 pub fn open_library(settings: &AppSettings) -> anyhow::Result<Library> {
-    if !holds_data_dir_lock(&settings.data_dir) {
+    open_library_at(&settings.data_dir, &settings.store)
+}
+
+/// [`open_library`] from the two settings it reads.
+fn open_library_at(dir: &Path, store: &StoreSettings) -> anyhow::Result<Library> {
+    if !holds_data_dir_lock(dir) {
         anyhow::bail!(
             "internal error: the library in {} was opened without its lock \
              (app::lock_data_dir)",
-            settings.data_dir.display()
+            dir.display()
         );
     }
-    Library::open(&settings.data_dir, settings.store.clone())
-        .with_context(|| format!("cannot open library in {}", settings.data_dir.display()))
+    Library::open(dir, store.clone())
+        .with_context(|| format!("cannot open library in {}", dir.display()))
 }
 
 /// Why a library's files could not be opened.
@@ -124,7 +129,9 @@ pub enum OpenError {
 /// tokens, the trail) never open the stores. Cheap to clone (shared handles).
 #[derive(Clone)]
 pub struct App {
-    settings: AppSettings,
+    dir: PathBuf,
+    /// How to open the library on first use; `None` when it was given open ([`App::around`]).
+    store: Option<StoreSettings>,
     library: Arc<std::sync::OnceLock<Arc<Library>>>,
     collections: Arc<Collections>,
     accounts: Arc<Accounts>,
@@ -135,7 +142,7 @@ pub struct App {
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App")
-            .field("dir", &self.settings.data_dir)
+            .field("dir", &self.dir)
             .finish_non_exhaustive()
     }
 }
@@ -152,8 +159,8 @@ impl App {
         if !settings.data_dir.join("manifest.json").exists() {
             let _ = library.set(Arc::new(open_library(settings)?));
         }
-        let dir = &settings.data_dir;
-        Ok(Self::with_files(settings.clone(), library, dir)?)
+        let store = Some(settings.store.clone());
+        Ok(Self::with_files(settings.data_dir.clone(), store, library)?)
     }
 
     /// Opens the governed files beside an open `library`. The caller holds the data
@@ -163,30 +170,22 @@ impl App {
     /// A file cannot be read.
     pub fn around(library: Arc<Library>) -> Result<Self, OpenError> {
         let dir = library.dir().to_owned();
-        let settings = AppSettings {
-            data_dir: dir.clone(),
-            model: None,
-            no_model: false,
-            store: StoreSettings::Edge,
-            token: None,
-            user: None,
-            purpose: None,
-        };
-        Self::with_files(settings, Arc::new(std::sync::OnceLock::from(library)), &dir)
+        Self::with_files(dir, None, Arc::new(std::sync::OnceLock::from(library)))
     }
 
     fn with_files(
-        settings: AppSettings,
+        dir: PathBuf,
+        store: Option<StoreSettings>,
         library: Arc<std::sync::OnceLock<Arc<Library>>>,
-        dir: &Path,
     ) -> Result<Self, OpenError> {
         Ok(Self {
-            collections: Arc::new(Collections::open(dir)?),
-            accounts: Arc::new(Accounts::open(dir)?),
-            audit: Arc::new(AuditLog::open(dir)?),
-            retention: Arc::new(Retention::open(dir)?),
+            collections: Arc::new(Collections::open(&dir)?),
+            accounts: Arc::new(Accounts::open(&dir)?),
+            audit: Arc::new(AuditLog::open(&dir)?),
+            retention: Arc::new(Retention::open(&dir)?),
             library,
-            settings,
+            store,
+            dir,
         })
     }
 
@@ -198,7 +197,11 @@ impl App {
         if let Some(library) = self.library.get() {
             return Ok(library);
         }
-        let opened = Arc::new(open_library(&self.settings)?);
+        let store = self
+            .store
+            .as_ref()
+            .expect("an App without a store setting was given its library open");
+        let opened = Arc::new(open_library_at(&self.dir, store)?);
         Ok(self.library.get_or_init(|| opened))
     }
 
