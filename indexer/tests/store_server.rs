@@ -237,7 +237,7 @@ fn the_layout_is_settable_and_status_shows_shards_replicas_and_points() {
 /// and a deletion while it is down, and the healed cluster checked node by node.
 ///
 /// Ignored by default: three servers on a small shared CI machine are slow (not yet timed).
-/// Run it with `cargo test -p indexer --features server --test store_server -- --ignored cluster`.
+/// Run it with `scripts/qdrant-cluster-test`.
 #[test]
 #[ignore = "three Qdrant nodes; run with --ignored (see the doc comment)"]
 fn cluster_of_three_keeps_answering_with_a_node_down_and_heals_with_deletions_applied() {

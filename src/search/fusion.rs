@@ -212,48 +212,44 @@ impl SearchService {
         let mut region_list: Vec<Hit> = Vec::new();
         let mut text_list: Vec<Hit> = Vec::new();
         if let Some(query) = query {
-            let store = self.library.store();
+            // "More like this" alone compares whole images; box regions and caption texts
+            // answer words, so they join only when there is query text.
+            let has_text = !text.trim().is_empty();
+            let lists: Vec<(&str, &mut Vec<Hit>)> = [
+                ("image", fusion.image > 0.0, &mut image_list),
+                ("region", fusion.region > 0.0 && has_text, &mut region_list),
+                ("text", fusion.text > 0.0 && has_text, &mut text_list),
+            ]
+            .into_iter()
+            .filter(|(_, on, _)| *on)
+            .map(|(using, _, list)| (using, list))
+            .collect();
             let pushed = req.filter.to_vector_filter();
             let over = if req.filter.fully_pushable() { 1 } else { 4 };
-            let run = |using: &str| -> SResult<(Vec<Hit>, bool)> {
-                cancel.check()?;
-                let wanted = depth.saturating_mul(over);
-                let hits = store.search(&VectorQuery {
-                    using: using.into(),
+            let wanted = depth.saturating_mul(over);
+            let queries: Vec<VectorQuery> = lists
+                .iter()
+                .map(|(using, _)| VectorQuery {
+                    using: (*using).into(),
                     vector: query.as_slice().to_vec(),
                     filter: pushed.clone(),
                     limit: wanted,
                     exact: false,
-                })?;
-                let full = hits.len() >= wanted;
-                let mut kept = Vec::with_capacity(hits.len().min(depth));
+                })
+                .collect();
+            cancel.check()?;
+            // One call for every list: a server store answers them in one request.
+            let answers = self.library.store().search_many(&queries)?;
+            for ((_, list), hits) in lists.into_iter().zip(answers) {
+                cut |= hits.len() >= wanted;
                 for (i, h) in hits.into_iter().enumerate() {
                     if i % CANCEL_EVERY == 0 {
                         cancel.check()?;
                     }
                     if matcher.matches(&h.payload) {
-                        kept.push(h);
+                        list.push(h);
                     }
                 }
-                Ok((kept, full))
-            };
-            if fusion.image > 0.0 {
-                let full;
-                (image_list, full) = run("image")?;
-                cut |= full;
-            }
-            // "More like this" alone compares whole images; box regions and caption texts
-            // answer words, so they join only when there is query text.
-            let has_text = !text.trim().is_empty();
-            if fusion.region > 0.0 && has_text {
-                let full;
-                (region_list, full) = run("region")?;
-                cut |= full;
-            }
-            if fusion.text > 0.0 && has_text {
-                let full;
-                (text_list, full) = run("text")?;
-                cut |= full;
             }
         }
 

@@ -352,6 +352,28 @@ impl VectorStore for EdgeStore {
         Ok(hits)
     }
 
+    /// The lists run on threads of their own: qdrant-edge searches a shard's segments one
+    /// after the other on the calling thread, so a hybrid search's image, region and text
+    /// lists would otherwise wait for each other.
+    fn search_many(&self, queries: &[VectorQuery]) -> StoreResult<Vec<Vec<Hit>>> {
+        if queries.len() < 2 {
+            return queries.iter().map(|q| self.search(q)).collect();
+        }
+        std::thread::scope(|scope| {
+            let running: Vec<_> = queries
+                .iter()
+                .map(|q| scope.spawn(move || self.search(q)))
+                .collect();
+            running
+                .into_iter()
+                .map(|t| {
+                    t.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        })
+    }
+
     fn retrieve(&self, ids: &[PointId]) -> StoreResult<Vec<Hit>> {
         let state = self.read()?;
         let open = state.as_ref().ok_or(StoreError::Missing)?;
