@@ -66,7 +66,7 @@ fn modes() -> Vec<Mode> {
         quantization,
         ..built_settings()
     };
-    vec![
+    let all = vec![
         Mode {
             name: "exact, depth 1000 (before)",
             settings: exact.clone(),
@@ -74,8 +74,28 @@ fn modes() -> Vec<Mode> {
         },
         Mode {
             name: "exact, page-sized depth",
-            settings: exact,
+            settings: exact.clone(),
             depth: None,
+        },
+        Mode {
+            name: "exact, depth 300",
+            settings: exact.clone(),
+            depth: Some(300),
+        },
+        Mode {
+            name: "exact, depth 500",
+            settings: exact,
+            depth: Some(500),
+        },
+        Mode {
+            name: "hnsw+int8 ef 128, depth 1000",
+            settings: graph(128, Quantization::Int8),
+            depth: Some(1000),
+        },
+        Mode {
+            name: "hnsw+int8 ef 128, depth 500",
+            settings: graph(128, Quantization::Int8),
+            depth: Some(500),
         },
         Mode {
             name: "hnsw ef 128, page-sized",
@@ -92,7 +112,16 @@ fn modes() -> Vec<Mode> {
             settings: graph(64, Quantization::Int8),
             depth: None,
         },
-    ]
+    ];
+    // `IMAGELENS_BENCH_MODES`: a comma-separated list of words; only modes whose name holds
+    // one of them run (the reference answers are always computed).
+    match std::env::var("IMAGELENS_BENCH_MODES") {
+        Ok(wanted) => all
+            .into_iter()
+            .filter(|m| wanted.split(',').any(|w| m.name.contains(w.trim())))
+            .collect(),
+        Err(_) => all,
+    }
 }
 
 /// Cosines of records' nearest other image (exact), to check the data's structure.
@@ -238,7 +267,12 @@ fn run(n: usize, data: Data, quick: bool) {
     println!("| --- | --- | --- | --- | --- | --- |");
     // The reference answers: exact scans at the old fixed depth.
     let modes = modes();
-    lib.store().set_index_settings(&modes[0].settings).unwrap();
+    lib.store()
+        .set_index_settings(&IndexSettings {
+            kind: IndexKind::Exact,
+            ..built_settings()
+        })
+        .unwrap();
     let reference: Vec<Vec<Vec<String>>> = cases
         .iter()
         .map(|(_, service, fusion, filter)| {

@@ -501,7 +501,7 @@ fn optimize_sets_the_index_rebuilds_it_and_info_shows_it_while_search_answers_th
     fx.ingest(true);
     let before = ok_json(&fx.run(&["search", "truck", "--json"]));
     let info = ok_json(&fx.run(&["info", "--json"]));
-    assert_eq!(info["index"]["settings"]["kind"], "exact", "{info}");
+    assert_eq!(info["index"]["settings"]["kind"], "auto", "{info}");
     assert_eq!(
         info["index"]["indexed_vectors"], 0,
         "small libraries stay exact"

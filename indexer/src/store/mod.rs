@@ -272,14 +272,15 @@ pub enum Quantization {
     Int8,
 }
 
-/// Exact scans are the default until the search bench shows, on clustered 512-d data at
-/// library scale, that graphs keep the fused top-20 overlap target (>= 0.95 against exact):
-/// graph recall has only been measured on 32-d test data (`indexer/tests/index_settings.rs`).
-/// `imagelens optimize --index auto|hnsw` turns graphs on for a library.
+/// Graphs once a segment holds 20,000 points (`auto`), full-precision vectors. On the clustered
+/// 100k bench library (512-d), graph + int8 search at ef `max(128, depth)` returned the same
+/// fused top 20 as exact scans at depths 500 and 1000 (overlap 1.000 and equal to exact's) at a
+/// third of the vector-search time (benches/README.md); int8 saved a further 10-17 % there
+/// but costs RAM, so it stays a choice (`imagelens optimize --quantization int8`).
 impl Default for IndexSettings {
     fn default() -> Self {
         IndexSettings {
-            kind: IndexKind::Exact,
+            kind: IndexKind::Auto,
             auto_threshold: 20_000,
             m: 16,
             ef_construct: 100,
