@@ -185,7 +185,7 @@ impl SearchService {
 
     /// The fused ranking with every list taken to `depth`, best first, and whether any list
     /// was cut at its depth (so a deeper ranking could hold more records).
-    fn ranked(
+    pub(super) fn ranked(
         &self,
         text: &str,
         req: &SearchRequest,

@@ -327,6 +327,9 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
         js(&c, "document.getElementById('tab-audit').hidden").await,
         true
     );
+    // Without a query the facets count the whole library.
+    let whole_cars = until(&c, "facets over the filters", "document.body.dataset.facetScope === 'filters' && document.querySelector('#label-list li[data-value=car] .count')?.textContent").await;
+    let whole_total = js(&c, "document.getElementById('facet-total').textContent").await;
 
     // Search: thumbnails painted, with boxes and a "why".
     let q = c.find(Locator::Id("q")).await.unwrap();
@@ -551,6 +554,30 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
         .unwrap();
     until(&c, "the collection listed", "document.querySelector('#collections-table tr[data-name=picked] td:nth-child(3)')?.textContent === '2'").await;
     screenshot(&c, "collections-1280").await;
+    // Facet counts follow the query: "dogs without cars" counts its own candidates, none of
+    // them a car, where the empty query counted every car.
+    c.goto(&format!("{base}?q=dogs%20without%20cars"))
+        .await
+        .unwrap();
+    let query_total = until(&c, "facets over the query's candidates", "document.body.dataset.facetScope === 'query' && document.getElementById('facet-total').textContent").await;
+    assert_ne!(query_total, whole_total);
+    assert!(
+        query_total.as_str().unwrap().contains("among the top 1000"),
+        "{query_total}"
+    );
+    let car_now = js(
+        &c,
+        "document.querySelector('#label-list li[data-value=car] .count')?.textContent ?? '0'",
+    )
+    .await;
+    assert_eq!(car_now, "0", "no car among the candidates");
+    assert_ne!(whole_cars, "0", "the empty query counted cars");
+    until(
+        &c,
+        "results for the query",
+        "document.querySelectorAll('#results .card').length > 0",
+    )
+    .await;
 
     // At 390 px wide the page still works: search view, filters above the grid.
     c.find(Locator::Id("tab-search"))

@@ -1048,4 +1048,15 @@ async fn openapi_document_lists_every_route_and_resolves_every_ref() {
         }
     }
     assert!(refs > 10);
+    // The facets' search fields are described.
+    let facet_params: Vec<&str> = doc["paths"]["/v1/facets"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for name in ["query", "like", "not", "literal", "time_zone", "weights"] {
+        assert!(facet_params.contains(&name), "{name}: {facet_params:?}");
+    }
+    assert!(schemas["FacetScope"]["properties"]["depth"].is_object());
 }
