@@ -17,7 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::Caller;
 use super::{ApiError, AppState, ErrorBody, blocking};
 use crate::governance::Action;
-use crate::governance::accounts::Role;
+use crate::governance::accounts::{Permission, Role};
 use crate::governance::audit::AuditLog;
 use crate::interpret::Interpretation;
 use crate::interpret::library::{interpret_in, parse_time_zone};
@@ -233,7 +233,13 @@ pub async fn search(
     if let Some(i) = &interpreted {
         request.text = i.ranking_text(&body.query).to_owned();
     }
-    let resp = run_search(&state, request).await?;
+    let mut resp = run_search(&state, request).await?;
+    if !caller.principal.can(Permission::ReadAudit) {
+        // As the record view: which staff annotated a box is not a searcher's business.
+        for hit in &mut resp.results {
+            hit.hide_annotators();
+        }
+    }
     let ids = resp.results.iter().map(|h| h.id.clone()).collect();
     caller
         .audit(&state, Action::Search, Some(query), ids)

@@ -327,6 +327,8 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
         js(&c, "document.getElementById('tab-audit').hidden").await,
         true
     );
+    // Every request the page makes is kept for the checks below.
+    js(&c, "performance.setResourceTimingBufferSize(10000) || true").await;
     // Without a query the facets count the whole library.
     let whole_cars = until(&c, "facets over the filters", "document.body.dataset.facetScope === 'filters' && document.querySelector('#label-list li[data-value=car] .count')?.textContent").await;
     let whole_total = js(&c, "document.getElementById('facet-total').textContent").await;
@@ -379,6 +381,20 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     )
     .await;
     assert_eq!(distinct, 40, "a result repeated across pages");
+    // The grid drew 40 cards with their boxes and alt texts from the hits alone: it read
+    // thumbnails, and no record (`GET /v1/records/{id}`, a `view_record` entry each).
+    let reads = until(&c, "the 40 thumbnails fetched", "(() => { const r = performance.getEntriesByType('resource').map(e => new URL(e.name).pathname).filter(p => p.startsWith('/v1/records/')); return r.filter(p => p.endsWith('/thumbnail')).length >= 40 && r; })()").await;
+    let reads: Vec<&str> = reads
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(reads.len() >= 40, "{reads:?}");
+    assert!(
+        reads.iter().all(|p| p.ends_with("/thumbnail")),
+        "the grid read a record: {reads:?}"
+    );
     js(&c, "window.scrollTo(0, 0) || true").await;
 
     // A label filter narrows the grid and the counts.

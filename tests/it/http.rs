@@ -1048,7 +1048,7 @@ async fn openapi_document_lists_every_route_and_resolves_every_ref() {
         }
     }
     assert!(refs > 10);
-    // The facets' search fields are described.
+    // The facets' search fields and what a grid card draws are described.
     let facet_params: Vec<&str> = doc["paths"]["/v1/facets"]["get"]["parameters"]
         .as_array()
         .unwrap()
@@ -1059,4 +1059,10 @@ async fn openapi_document_lists_every_route_and_resolves_every_ref() {
         assert!(facet_params.contains(&name), "{name}: {facet_params:?}");
     }
     assert!(schemas["FacetScope"]["properties"]["depth"].is_object());
+    for field in ["width", "height", "captions", "all_boxes"] {
+        assert!(
+            schemas["SearchHit"]["properties"][field].is_object(),
+            "SearchHit.{field}"
+        );
+    }
 }

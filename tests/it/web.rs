@@ -462,3 +462,64 @@ async fn facet_counts_follow_the_query_over_its_candidate_set() {
         "{entry}"
     );
 }
+
+#[tokio::test]
+async fn search_hits_carry_what_a_card_draws_so_the_grid_reads_no_record() {
+    let app = app();
+    token_for(&shared().state, "web-grid", Role::Searcher);
+    let token = shared()
+        .state
+        .accounts()
+        .issue_token("web-grid", "grid", chrono::Duration::days(1))
+        .unwrap()
+        .0;
+    let req = Request::post("/v1/search")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(json!({"query": "car", "limit": 12}).to_string()))
+        .unwrap();
+    let resp = send(&app, req).await.ok();
+    let hits = resp["results"].as_array().unwrap();
+    assert_eq!(hits.len(), 12);
+    // What the grid does with them: one thumbnail each, nothing else.
+    for hit in hits {
+        let id = hit["id"].as_str().unwrap();
+        let thumb = as_token(
+            &app,
+            &format!("/v1/records/{id}/thumbnail?size=256"),
+            &token,
+        )
+        .await;
+        assert_eq!(thumb.status, StatusCode::OK, "{id}");
+    }
+    let actions: Vec<String> = trail_of("web-grid")
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect();
+    let mut want = vec!["search".to_owned()];
+    want.extend(std::iter::repeat_n("view_thumbnail".to_owned(), 12));
+    assert_eq!(actions, want, "no view_record per card");
+
+    // Each hit carries the record's size, captions and every box, as the record view shows
+    // them to the same role (the admin's record, less the annotators a searcher is not shown).
+    for hit in hits {
+        let id = hit["id"].as_str().unwrap();
+        let mut record = get(&app, &format!("/v1/records/{id}")).await.ok();
+        for b in record["boxes"].as_array_mut().unwrap() {
+            b.as_object_mut().unwrap().remove("annotator");
+        }
+        assert_eq!(hit["width"], record["width"], "{id}");
+        assert_eq!(hit["height"], record["height"], "{id}");
+        assert!(hit["width"].as_u64().unwrap() > 0);
+        assert_eq!(hit["captions"], record["captions"], "{id}");
+        assert_eq!(hit["all_boxes"], record["boxes"], "{id}");
+        for m in hit["boxes"].as_array().unwrap() {
+            let i = m["index"].as_u64().unwrap() as usize;
+            assert_eq!(m["label"], hit["all_boxes"][i]["label"], "{id}");
+            assert_eq!(m["x"], hit["all_boxes"][i]["x"], "{id}");
+        }
+    }
+    // The page draws cards from the hit and reads a record only for a collection member.
+    let views = String::from_utf8(anonymous(&app, "/ui/views.js").await.body.to_vec()).unwrap();
+    assert!(views.contains("overlay(hit.width, hit.height, hit.all_boxes, matched)"));
+}
