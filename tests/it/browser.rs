@@ -570,6 +570,35 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
         .unwrap();
     until(&c, "the collection listed", "document.querySelector('#collections-table tr[data-name=picked] td:nth-child(3)')?.textContent === '2'").await;
     screenshot(&c, "collections-1280").await;
+    // Rename it in one call: the same two records under the new name only.
+    c.find(Locator::Css(
+        "#collections-table tr[data-name=picked] button[aria-label='Rename picked']",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    let field = c
+        .find(Locator::Css(
+            "#collections-table input[aria-label='New name for picked']",
+        ))
+        .await
+        .unwrap();
+    field.clear().await.unwrap();
+    field.send_keys("picked-dogs").await.unwrap();
+    c.find(Locator::Css(
+        "#collections-table tr[data-name=picked] td.actions button",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    until(&c, "the collection renamed", "document.querySelector('#collections-table tr[data-name=picked-dogs] td:nth-child(3)')?.textContent === '2' && !document.querySelector('#collections-table tr[data-name=picked]')").await;
+    let renames = js(&c, "performance.getEntriesByType('resource').filter(e => new URL(e.name).pathname.startsWith('/v1/collections/picked')).length").await;
+    assert_eq!(renames, 1, "one call renames (no create + delete)");
+
     // Facet counts follow the query: "dogs without cars" counts its own candidates, none of
     // them a car, where the empty query counted every car.
     c.goto(&format!("{base}?q=dogs%20without%20cars"))

@@ -421,8 +421,8 @@ export async function showCollections() {
 }
 
 /**
- * Renames by creating the new name with the same records and description, then deleting the
- * old one (the API has no rename; both steps are audited).
+ * Renames in one audited call (`PATCH` with the new name): the records, description and source
+ * stay; a taken or invalid name is refused and the collection keeps its old name.
  */
 function renameCollection(name, button) {
   const cell = button.parentElement;
@@ -434,9 +434,7 @@ function renameCollection(name, button) {
     const to = input.value.trim();
     if (!to || to === name) return showCollections();
     try {
-      const c = await api(`/v1/collections/${encodeURIComponent(name)}`);
-      await api('/v1/collections', { method: 'POST', json: { name: to, description: c.description || null, ids: c.ids } });
-      await api(`/v1/collections/${encodeURIComponent(name)}`, { method: 'DELETE' });
+      await api(`/v1/collections/${encodeURIComponent(name)}`, { method: 'PATCH', json: { name: to } });
       showCollections();
     } catch (e) {
       $('collections-status').textContent = e.message;
