@@ -363,6 +363,15 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
             .all(|w| w.as_str().unwrap().contains("labels: car")),
         "{car_why:?}"
     );
+    until(
+        &c,
+        "every thumbnail of the page painted",
+        "[...document.querySelectorAll('#results .card img')].every(i => i.complete && i.naturalWidth > 0)",
+    )
+    .await;
+    // The filters stay inside their panel (nothing wider than the sidebar).
+    let sticking = js(&c, "(() => { const box = document.getElementById('filters-box').getBoundingClientRect(); return [...document.querySelectorAll('#filters-box input, #filters-box .histogram')].filter(e => e.getBoundingClientRect().right > box.right + 1).map(e => `${e.tagName}.${e.className}[${e.getAttribute('aria-label')}] ${e.getBoundingClientRect().right} > ${box.right}`); })()").await;
+    assert_eq!(sticking, json!([]), "filters stick out of the sidebar");
     screenshot(&c, "search-1280").await;
 
     // Scrolling loads the next page, without repeats.
