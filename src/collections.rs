@@ -190,6 +190,36 @@ impl Collections {
         self.update(name, |c| c.ids.retain(|id| !ids.contains(id)))
     }
 
+    /// Renames a collection: one atomic write of the file, so it is found under the old name
+    /// or the new one, never both or neither; its ids, description, source and creation are
+    /// kept. Renaming to its own name changes nothing.
+    ///
+    /// # Errors
+    /// [`CollectionError::InvalidName`] for a bad new name, [`CollectionError::NotFound`],
+    /// [`CollectionError::Exists`] when another collection has the new name, or a write
+    /// failure; in every case nothing changed.
+    pub fn rename(&self, name: &str, new_name: &str) -> Result<Collection, CollectionError> {
+        validate_name(new_name)?;
+        self.file.change_if(|map| {
+            let Some(current) = map.get(name) else {
+                return Err(CollectionError::NotFound(name.to_owned()));
+            };
+            if name == new_name {
+                return Ok((false, current.clone()));
+            }
+            if map.contains_key(new_name) {
+                return Err(CollectionError::Exists(new_name.to_owned()));
+            }
+            let mut c = map
+                .remove(name)
+                .ok_or_else(|| CollectionError::NotFound(name.to_owned()))?;
+            c.name = new_name.to_owned();
+            c.updated = Utc::now();
+            map.insert(new_name.to_owned(), c.clone());
+            Ok((true, c))
+        })
+    }
+
     /// Deletes a collection.
     ///
     /// # Errors
@@ -346,6 +376,75 @@ mod tests {
             Collections::open(dir.path()).unwrap().get("trucks"),
             Err(CollectionError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn a_rename_keeps_everything_and_refuses_clashes_and_bad_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Collections::open(dir.path()).unwrap();
+        let made = c
+            .create(
+                "old",
+                Some("what for".into()),
+                vec!["b".into(), "a".into()],
+                Some(serde_json::json!({"search": {"query": "dog"}})),
+                Some("cur".into()),
+            )
+            .unwrap();
+        c.create("taken", None, vec!["z".into()], None, None)
+            .unwrap();
+        let before = std::fs::read(dir.path().join("collections.json")).unwrap();
+        for (to, clash) in [("taken", true), ("bad name", false), ("", false)] {
+            let e = c.rename("old", to).unwrap_err();
+            assert!(
+                if clash {
+                    matches!(e, CollectionError::Exists(_))
+                } else {
+                    matches!(e, CollectionError::InvalidName(_))
+                },
+                "{to:?}: {e}"
+            );
+        }
+        assert!(matches!(
+            c.rename("absent", "new"),
+            Err(CollectionError::NotFound(_))
+        ));
+        assert_eq!(
+            std::fs::read(dir.path().join("collections.json")).unwrap(),
+            before,
+            "a refused rename writes nothing"
+        );
+        assert_eq!(
+            c.rename("old", "old").unwrap(),
+            made,
+            "same name: unchanged"
+        );
+        let renamed = c.rename("old", "new.name").unwrap();
+        let again = Collections::open(dir.path()).unwrap();
+        assert!(matches!(
+            again.get("old"),
+            Err(CollectionError::NotFound(_))
+        ));
+        let kept = again.get("new.name").unwrap();
+        assert_eq!(kept, renamed);
+        assert_eq!(
+            (
+                &kept.ids,
+                &kept.description,
+                &kept.source,
+                &kept.created_by,
+                kept.created
+            ),
+            (
+                &made.ids,
+                &made.description,
+                &made.source,
+                &made.created_by,
+                made.created
+            )
+        );
+        assert_eq!(again.get("taken").unwrap().ids, ["z"]);
+        assert_eq!(again.list().len(), 2);
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub struct CreateCollection {
     pub max_results: Option<usize>,
 }
 
-/// Ids to add to and remove from a collection.
+/// Ids to add to and remove from a collection, or a new name for it.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct UpdateCollection {
@@ -59,6 +59,10 @@ pub struct UpdateCollection {
     pub add: Vec<String>,
     /// Ids to remove.
     pub remove: Vec<String>,
+    /// Rename the collection to this (letters, digits, `-`, `_`, `.`; 1 to 64; not taken):
+    /// one atomic change that keeps its ids, description and source. Not with `add` or
+    /// `remove`.
+    pub name: Option<String>,
 }
 
 /// Every collection.
@@ -162,14 +166,15 @@ pub async fn get(
     Ok(Json(c))
 }
 
-/// Adds and removes ids.
+/// Adds and removes ids, or renames the collection (`{"name": "new-name"}`).
 #[utoipa::path(patch, path = "/v1/collections/{name}", tag = "collections",
     params(("name" = String, Path, description = "collection name")),
     request_body = UpdateCollection,
     responses(
-        (status = 200, description = "the changed collection", body = Collection),
-        (status = 400, description = "unknown ids", body = ErrorBody),
+        (status = 200, description = "the changed (or renamed) collection", body = Collection),
+        (status = 400, description = "unknown ids, a bad new name, or a rename with ids", body = ErrorBody),
         (status = 404, description = "no such collection", body = ErrorBody),
+        (status = 409, description = "the new name is taken", body = ErrorBody),
     ))]
 pub async fn update(
     State(state): State<AppState>,
@@ -179,6 +184,27 @@ pub async fn update(
 ) -> Result<Json<Collection>, ApiError> {
     caller.require(&state, Action::CollectionUpdate).await?;
     let Json(body) = body?;
+    if let Some(new_name) = body.name {
+        if !body.add.is_empty() || !body.remove.is_empty() {
+            return Err(ApiError::invalid(
+                "a rename (name) is one change on its own: send add and remove separately",
+            ));
+        }
+        let state2 = state.clone();
+        let (from, to) = (name.clone(), new_name.clone());
+        let c = blocking(move || Ok(state2.collections().rename(&from, &to)?)).await?;
+        // The answer lists the ids, as a view of the collection does. Both names passed
+        // `validate_name` (the old one is a key of the file, the new one was just checked).
+        caller
+            .audit(
+                &state,
+                Action::CollectionUpdate,
+                Some(serde_json::json!({ "name": name, "renamed_to": c.name })),
+                c.ids.clone(),
+            )
+            .await?;
+        return Ok(Json(c));
+    }
     let changed: Vec<String> = body.add.iter().chain(&body.remove).cloned().collect();
     let current = state.collections().get(&name)?;
     check_count(&state, current.ids.len() + body.add.len())?;

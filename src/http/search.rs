@@ -17,7 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::Caller;
 use super::{ApiError, AppState, ErrorBody, blocking};
 use crate::governance::Action;
-use crate::governance::accounts::Role;
+use crate::governance::accounts::{Permission, Role};
 use crate::governance::audit::AuditLog;
 use crate::interpret::Interpretation;
 use crate::interpret::library::{interpret_in, parse_time_zone};
@@ -25,8 +25,8 @@ use crate::params::{
     AuditedSearch, FilterParams, InterpretedSearch, audited_facets, audited_lookup,
 };
 use crate::search::{
-    Cancel, Fusion, Like, LookupRequest, LookupResponse, MAX_NEGATIVES, SearchRequest,
-    SearchResponse, UploadedImage,
+    Cancel, FACET_DEPTH, Fusion, Like, LookupRequest, LookupResponse, MAX_NEGATIVES, QueryFacets,
+    SearchRequest, SearchResponse, UploadedImage,
 };
 
 /// Longest `weights` spec accepted, in characters.
@@ -233,7 +233,13 @@ pub async fn search(
     if let Some(i) = &interpreted {
         request.text = i.ranking_text(&body.query).to_owned();
     }
-    let resp = run_search(&state, request).await?;
+    let mut resp = run_search(&state, request).await?;
+    if !caller.principal.can(Permission::ReadAudit) {
+        // As the record view: which staff annotated a box is not a searcher's business.
+        for hit in &mut resp.results {
+            hit.hide_annotators();
+        }
+    }
     let ids = resp.results.iter().map(|h| h.id.clone()).collect();
     caller
         .audit(&state, Action::Search, Some(query), ids)
@@ -375,21 +381,48 @@ pub struct FilterQuery {
     pub limit: Option<usize>,
     /// Look-ups: `next_cursor` of the previous page.
     pub cursor: Option<String>,
+    /// Facets: count over the candidate set of a search for this plain-English text (read as
+    /// a search reads it unless `literal`) instead of the whole filtered set.
+    pub query: Option<String>,
+    /// Facets: count over the candidate set of "more like this" record (its id).
+    pub like: Option<String>,
+    /// Facets: the search's texts to push results away from (comma-separated).
+    pub not: Option<String>,
+    /// Facets: take `query` literally (as a search's `literal`).
+    pub literal: Option<bool>,
+    /// Facets: time zone relative dates in `query` are read in (as a search's `time_zone`).
+    pub time_zone: Option<String>,
+    /// Facets: the search's fusion weights (as a search's `weights`; its `depth` is replaced
+    /// by the facets' fixed depth).
+    pub weights: Option<String>,
+}
+
+/// A comma-separated list, trimmed, without empty entries.
+fn comma_list(v: &Option<String>) -> Vec<String> {
+    v.as_deref()
+        .map(|s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl FilterQuery {
+    /// Whether any of the search fields only facets take is given.
+    fn has_search_fields(&self) -> bool {
+        self.query.is_some()
+            || self.like.is_some()
+            || self.not.is_some()
+            || self.literal.is_some()
+            || self.time_zone.is_some()
+            || self.weights.is_some()
+    }
+
     fn params(&self) -> FilterParams {
-        let list = |v: &Option<String>| -> Vec<String> {
-            v.as_deref()
-                .map(|s| {
-                    s.split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
+        let list = comma_list;
         FilterParams {
             labels: list(&self.label),
             no_labels: list(&self.no_label),
@@ -423,6 +456,12 @@ pub async fn lookup(
 ) -> Result<Json<LookupResponse>, ApiError> {
     caller.require(&state, Action::Lookup).await?;
     let Query(q) = q?;
+    if q.has_search_fields() {
+        return Err(ApiError::invalid(
+            "look-ups take filters, sort and page only, not query, like, not, literal, \
+             time_zone or weights",
+        ));
+    }
     let limit = q.limit.unwrap_or(50);
     if limit == 0 || limit > state.limits().max_page {
         return Err(ApiError::invalid(format!(
@@ -454,37 +493,148 @@ pub async fn lookup(
     Ok(Json(resp))
 }
 
-/// Counts per label, dataset and month of each time axis over the filtered set.
+/// What `/v1/facets` answers: the counts, and what they were counted over.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FacetsAnswer {
+    /// The counts.
+    #[serde(flatten)]
+    pub facets: Facets,
+    /// What was counted.
+    pub scope: FacetScope,
+    /// Filters read from the query (absent without a query, or when `literal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interpreted: Option<Interpretation>,
+}
+
+/// What facet counts were counted over: the whole filtered set, or (with a query) the
+/// candidate set of the search for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FacetScope {
+    /// The query as given (absent: the whole filtered set was counted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// With a query or `like`: the fused ranking's depth, [`FACET_DEPTH`] (1,000); the
+    /// candidate set is the records it holds, those a search with `weights=depth=1000` pages
+    /// through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depth: Option<usize>,
+    /// Records counted over.
+    pub records: u64,
+}
+
+/// Counts per label, dataset and month of each time axis over the filtered set or, with
+/// `query` (or `like`), over the candidate set of that search: the records its fused ranking
+/// holds at a fixed depth of 1,000, read as the search reads the query (filters from its words
+/// unless `literal`).
 #[utoipa::path(get, path = "/v1/facets", tag = "search", params(FilterQuery),
     responses(
-        (status = 200, description = "facet counts", body = Facets),
+        (status = 200, description = "facet counts and what they were counted over", body = FacetsAnswer),
         (status = 400, description = "a bad parameter, named in the message", body = ErrorBody),
+        (status = 409, description = "like without vectors", body = ErrorBody),
+        (status = 503, description = "busy or timed out; retry", body = ErrorBody),
     ))]
 pub async fn facets(
     State(state): State<AppState>,
     caller: Caller,
     q: Result<Query<FilterQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Facets>, ApiError> {
+) -> Result<Json<FacetsAnswer>, ApiError> {
     caller.require(&state, Action::Facets).await?;
     let Query(q) = q?;
     if q.sort.is_some() || q.desc.is_some() || q.limit.is_some() || q.cursor.is_some() {
         return Err(ApiError::invalid(
-            "facets take filters only, not sort, desc, limit or cursor",
+            "facets take filters and a search, not sort, desc, limit or cursor",
         ));
     }
     let params = q.params();
-    let filter = params.to_filter_named(str::to_owned)?;
-    let service = state.service().clone();
-    let facets = blocking(move || Ok(service.facets(&filter)?)).await?;
+    let searched = q.query.as_deref().is_some_and(|t| !t.trim().is_empty()) || q.like.is_some();
+    if !searched {
+        if q.not.is_some() || q.weights.is_some() {
+            return Err(ApiError::invalid(
+                "not and weights shape a search: give a query or like with them",
+            ));
+        }
+        let filter = params.to_filter_named(str::to_owned)?;
+        let service = state.service().clone();
+        let facets = blocking(move || Ok(service.facets(&filter)?)).await?;
+        caller
+            .audit(
+                &state,
+                Action::Facets,
+                Some(audited_facets(&params)),
+                vec![],
+            )
+            .await?;
+        let records = facets.total;
+        return Ok(Json(FacetsAnswer {
+            facets,
+            scope: FacetScope {
+                query: None,
+                depth: None,
+                records,
+            },
+            interpreted: None,
+        }));
+    }
+    let body = SearchBody {
+        query: q.query.clone().unwrap_or_default(),
+        like: q.like.clone(),
+        not: comma_list(&q.not),
+        filter: params,
+        limit: None,
+        cursor: None,
+        weights: q.weights.clone(),
+        literal: q.literal.unwrap_or(false),
+        time_zone: q.time_zone.clone(),
+    };
+    let (body, interpreted) = interpret_body(&state, body).await?;
+    let mut request = body.to_request(state.limits(), None)?;
+    if let Some(i) = &interpreted {
+        request.text = i.ranking_text(&body.query).to_owned();
+    }
+    let mut summary = body.audit_summary(state.audit(), None);
+    if let Some(m) = summary.as_object_mut() {
+        m.insert("depth".into(), FACET_DEPTH.into());
+    }
+    let counted = run_query_facets(&state, request).await?;
     caller
-        .audit(
-            &state,
-            Action::Facets,
-            Some(audited_facets(&params)),
-            vec![],
-        )
+        .audit(&state, Action::Facets, Some(summary), vec![])
         .await?;
-    Ok(Json(facets))
+    Ok(Json(FacetsAnswer {
+        scope: FacetScope {
+            query: Some(body.query),
+            depth: Some(FACET_DEPTH),
+            records: counted.facets.total,
+        },
+        facets: counted.facets,
+        interpreted,
+    }))
+}
+
+/// [`crate::search::SearchService::query_facets`] on the blocking pool, with the model's part holding an
+/// embedding slot and the server's timeout as for a search ([`run_search`]).
+async fn run_query_facets(state: &AppState, req: SearchRequest) -> Result<QueryFacets, ApiError> {
+    let service = state.service().clone();
+    let cancel = match Instant::now().checked_add(state.limits().timeout()) {
+        Some(deadline) => Cancel::with_deadline(deadline),
+        None => Cancel::new(),
+    };
+    let _guard = cancel.on_drop();
+    if !service.semantic() {
+        return blocking(move || {
+            let query = service.query_embedding(&req)?;
+            Ok(service.query_facets(&req, query, &cancel)?)
+        })
+        .await;
+    }
+    let req = Arc::new(req);
+    let permit = state.slot(state.embed_slots(), "embedding").await?;
+    let (service2, req2) = (service.clone(), req.clone());
+    let query = blocking(move || {
+        let _permit = permit;
+        Ok(service2.query_embedding(&req2)?)
+    })
+    .await?;
+    blocking(move || Ok(service.query_facets(&req, query, &cancel)?)).await
 }
 
 /// What `/v1/info` answers.

@@ -73,6 +73,33 @@ pub struct SearchHit {
     pub boxes: Vec<MatchedBox>,
     /// Explanation.
     pub why: Why,
+    /// Pixel width of the image as displayed (after its EXIF orientation): the space of the
+    /// boxes.
+    #[serde(default)]
+    pub width: u32,
+    /// Pixel height of the image as displayed.
+    #[serde(default)]
+    pub height: u32,
+    /// The record's captions.
+    #[serde(default)]
+    pub captions: Vec<String>,
+    /// Every box of the record, in its order (a matched box's `index` is its place here), so
+    /// a result can be drawn without reading the record.
+    #[serde(default)]
+    pub all_boxes: Vec<BoundingBox>,
+}
+
+impl SearchHit {
+    /// Removes who annotated each box, from `boxes` and `all_boxes` (what a record view hides
+    /// from roles that may not read the audit trail).
+    pub fn hide_annotators(&mut self) {
+        for b in &mut self.boxes {
+            b.bbox.annotator = None;
+        }
+        for b in &mut self.all_boxes {
+            b.annotator = None;
+        }
+    }
 }
 
 /// Label and caption words of `record` whose terms are among `terms`.

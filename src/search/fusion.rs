@@ -164,15 +164,19 @@ impl SearchService {
                 .collect();
             let boxes = matched_boxes(kw, &record, &query_terms, &a.regions);
             results.push(SearchHit {
-                id: record.id.clone(),
-                filename: record.filename.clone(),
-                path: record.path.clone(),
-                dataset: record.dataset.clone(),
+                id: record.id,
+                filename: record.filename,
+                path: record.path,
+                dataset: record.dataset,
                 score: a.fused,
-                labels: record.labels.clone(),
-                dates: record.dates.clone(),
+                labels: record.labels,
+                dates: record.dates,
                 boxes,
                 why: a.why,
+                width: record.width,
+                height: record.height,
+                captions: record.captions,
+                all_boxes: record.boxes,
             });
         }
         Ok(SearchResponse {
@@ -185,7 +189,7 @@ impl SearchService {
 
     /// The fused ranking with every list taken to `depth`, best first, and whether any list
     /// was cut at its depth (so a deeper ranking could hold more records).
-    fn ranked(
+    pub(super) fn ranked(
         &self,
         text: &str,
         req: &SearchRequest,

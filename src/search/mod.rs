@@ -487,6 +487,56 @@ impl SearchService {
     pub fn facets(&self, filter: &RecordFilter) -> SResult<Facets> {
         Ok(self.library.keyword().facets(filter)?)
     }
+
+    /// Facet counts over a search's candidate set: the records the fused ranking of `req`
+    /// (text, "more like this", negatives, filter and weights; its page, cursor and depth are
+    /// not used) holds when every list is taken [`FACET_DEPTH`] deep, at most [`FACET_DEPTH`]
+    /// of them. These are the records a person can page through with that search at
+    /// `depth=1000`. `query` is [`SearchService::query_embedding`] of `req`.
+    ///
+    /// # Errors
+    /// As [`SearchService::search`], and [`SearchError::Cancelled`].
+    pub fn query_facets(
+        &self,
+        req: &SearchRequest,
+        query: Option<Embedding>,
+        cancel: &Cancel,
+    ) -> SResult<QueryFacets> {
+        let (text, _) = clean_texts(req)?;
+        if text.trim().is_empty() && req.like.is_none() {
+            return Err(SearchError::Invalid(
+                "query facets need a query text or a liked record (without one, the facets \
+                 count the whole filtered set)"
+                    .into(),
+            ));
+        }
+        let matcher = req.filter.compile()?;
+        let (ranked, _) = self.ranked(&text, req, query.as_ref(), &matcher, FACET_DEPTH, cancel)?;
+        let ids: Vec<String> = ranked
+            .into_iter()
+            .take(FACET_DEPTH)
+            .map(|(id, _)| id)
+            .collect();
+        cancel.check()?;
+        let facets = self.library.keyword().facets_within(&req.filter, &ids)?;
+        Ok(QueryFacets {
+            facets,
+            candidates: ids.len(),
+        })
+    }
+}
+
+/// How deep a search's candidate set goes for [`SearchService::query_facets`]: the records a
+/// person can page through (50 pages of 20).
+pub const FACET_DEPTH: usize = 1_000;
+
+/// Facet counts over a search's candidate set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryFacets {
+    /// The counts (its `total` is the candidates still in the library when counted).
+    pub facets: Facets,
+    /// Records the ranking held (at most [`FACET_DEPTH`]).
+    pub candidates: usize,
 }
 
 fn add(acc: &mut [f32], v: &[f32], w: f32) {

@@ -327,6 +327,11 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
         js(&c, "document.getElementById('tab-audit').hidden").await,
         true
     );
+    // Every request the page makes is kept for the checks below.
+    js(&c, "performance.setResourceTimingBufferSize(10000) || true").await;
+    // Without a query the facets count the whole library.
+    let whole_cars = until(&c, "facets over the filters", "document.body.dataset.facetScope === 'filters' && document.querySelector('#label-list li[data-value=car] .count')?.textContent").await;
+    let whole_total = js(&c, "document.getElementById('facet-total').textContent").await;
 
     // Search: thumbnails painted, with boxes and a "why".
     let q = c.find(Locator::Id("q")).await.unwrap();
@@ -358,6 +363,15 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
             .all(|w| w.as_str().unwrap().contains("labels: car")),
         "{car_why:?}"
     );
+    until(
+        &c,
+        "every thumbnail of the page painted",
+        "[...document.querySelectorAll('#results .card img')].every(i => i.complete && i.naturalWidth > 0)",
+    )
+    .await;
+    // The filters stay inside their panel (nothing wider than the sidebar).
+    let sticking = js(&c, "(() => { const box = document.getElementById('filters-box').getBoundingClientRect(); return [...document.querySelectorAll('#filters-box input, #filters-box .histogram')].filter(e => e.getBoundingClientRect().right > box.right + 1).map(e => `${e.tagName}.${e.className}[${e.getAttribute('aria-label')}] ${e.getBoundingClientRect().right} > ${box.right}`); })()").await;
+    assert_eq!(sticking, json!([]), "filters stick out of the sidebar");
     screenshot(&c, "search-1280").await;
 
     // Scrolling loads the next page, without repeats.
@@ -376,6 +390,20 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     )
     .await;
     assert_eq!(distinct, 40, "a result repeated across pages");
+    // The grid drew 40 cards with their boxes and alt texts from the hits alone: it read
+    // thumbnails, and no record (`GET /v1/records/{id}`, a `view_record` entry each).
+    let reads = until(&c, "the 40 thumbnails fetched", "(() => { const r = performance.getEntriesByType('resource').map(e => new URL(e.name).pathname).filter(p => p.startsWith('/v1/records/')); return r.filter(p => p.endsWith('/thumbnail')).length >= 40 && r; })()").await;
+    let reads: Vec<&str> = reads
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(reads.len() >= 40, "{reads:?}");
+    assert!(
+        reads.iter().all(|p| p.ends_with("/thumbnail")),
+        "the grid read a record: {reads:?}"
+    );
     js(&c, "window.scrollTo(0, 0) || true").await;
 
     // A label filter narrows the grid and the counts.
@@ -551,6 +579,59 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
         .unwrap();
     until(&c, "the collection listed", "document.querySelector('#collections-table tr[data-name=picked] td:nth-child(3)')?.textContent === '2'").await;
     screenshot(&c, "collections-1280").await;
+    // Rename it in one call: the same two records under the new name only.
+    c.find(Locator::Css(
+        "#collections-table tr[data-name=picked] button[aria-label='Rename picked']",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    let field = c
+        .find(Locator::Css(
+            "#collections-table input[aria-label='New name for picked']",
+        ))
+        .await
+        .unwrap();
+    field.clear().await.unwrap();
+    field.send_keys("picked-dogs").await.unwrap();
+    c.find(Locator::Css(
+        "#collections-table tr[data-name=picked] td.actions button",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    until(&c, "the collection renamed", "document.querySelector('#collections-table tr[data-name=picked-dogs] td:nth-child(3)')?.textContent === '2' && !document.querySelector('#collections-table tr[data-name=picked]')").await;
+    let renames = js(&c, "performance.getEntriesByType('resource').filter(e => new URL(e.name).pathname.startsWith('/v1/collections/picked')).length").await;
+    assert_eq!(renames, 1, "one call renames (no create + delete)");
+
+    // Facet counts follow the query: "dogs without cars" counts its own candidates, none of
+    // them a car, where the empty query counted every car.
+    c.goto(&format!("{base}?q=dogs%20without%20cars"))
+        .await
+        .unwrap();
+    let query_total = until(&c, "facets over the query's candidates", "document.body.dataset.facetScope === 'query' && document.getElementById('facet-total').textContent").await;
+    assert_ne!(query_total, whole_total);
+    assert!(
+        query_total.as_str().unwrap().contains("among the top 1000"),
+        "{query_total}"
+    );
+    let car_now = js(
+        &c,
+        "document.querySelector('#label-list li[data-value=car] .count')?.textContent ?? '0'",
+    )
+    .await;
+    assert_eq!(car_now, "0", "no car among the candidates");
+    assert_ne!(whole_cars, "0", "the empty query counted cars");
+    until(
+        &c,
+        "results for the query",
+        "document.querySelectorAll('#results .card').length > 0",
+    )
+    .await;
 
     // At 390 px wide the page still works: search view, filters above the grid.
     c.find(Locator::Id("tab-search"))

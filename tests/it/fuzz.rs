@@ -320,6 +320,12 @@ const QUERY_KEYS: &[&str] = &[
     "before",
     "format",
     "archive",
+    "query",
+    "like",
+    "not",
+    "literal",
+    "time_zone",
+    "weights",
 ];
 
 #[test]

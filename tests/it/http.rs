@@ -1048,4 +1048,135 @@ async fn openapi_document_lists_every_route_and_resolves_every_ref() {
         }
     }
     assert!(refs > 10);
+    // The rename, the facets' search fields and what a grid card draws are described.
+    assert!(
+        schemas["UpdateCollection"]["properties"]["name"].is_object(),
+        "rename is documented"
+    );
+    let facet_params: Vec<&str> = doc["paths"]["/v1/facets"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for name in ["query", "like", "not", "literal", "time_zone", "weights"] {
+        assert!(facet_params.contains(&name), "{name}: {facet_params:?}");
+    }
+    assert!(schemas["FacetScope"]["properties"]["depth"].is_object());
+    for field in ["width", "height", "captions", "all_boxes"] {
+        assert!(
+            schemas["SearchHit"]["properties"][field].is_object(),
+            "SearchHit.{field}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_collection_is_renamed_in_one_audited_call_and_a_refusal_loses_nothing() {
+    let app = app();
+    let records = all_records(&app).await;
+    let some: Vec<String> = records
+        .iter()
+        .take(2)
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    for (name, ids) in [("rename-from", &some[..]), ("rename-taken", &some[..1])] {
+        let a = json_req(
+            &app,
+            "POST",
+            "/v1/collections",
+            json!({"name": name, "description": "ladders", "ids": ids}),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::CREATED);
+    }
+    let before = get(&app, "/v1/collections/rename-from").await.ok();
+    // Refused: a taken name (409), a bad name (400), ids with a rename (400), a missing one (404).
+    let msg = json_req(
+        &app,
+        "PATCH",
+        "/v1/collections/rename-from",
+        json!({"name": "rename-taken"}),
+    )
+    .await
+    .error(StatusCode::CONFLICT);
+    assert!(msg.contains("rename-taken"), "{msg}");
+    for bad in ["bad name/x", "", ".hidden", &"x".repeat(65)] {
+        let msg = json_req(
+            &app,
+            "PATCH",
+            "/v1/collections/rename-from",
+            json!({"name": bad}),
+        )
+        .await
+        .error(StatusCode::BAD_REQUEST);
+        assert!(msg.contains("not valid"), "{bad}: {msg}");
+    }
+    let msg = json_req(
+        &app,
+        "PATCH",
+        "/v1/collections/rename-from",
+        json!({"name": "rename-to", "add": [some[1]]}),
+    )
+    .await
+    .error(StatusCode::BAD_REQUEST);
+    assert!(msg.contains("on its own"), "{msg}");
+    json_req(
+        &app,
+        "PATCH",
+        "/v1/collections/rename-absent",
+        json!({"name": "rename-to"}),
+    )
+    .await
+    .error(StatusCode::NOT_FOUND);
+    // Nothing changed (the store's own test checks the file's bytes).
+    assert_eq!(get(&app, "/v1/collections/rename-from").await.ok(), before);
+    get(&app, "/v1/collections/rename-to")
+        .await
+        .error(StatusCode::NOT_FOUND);
+
+    // The rename: the same ids, description and creation under the new name only.
+    let renamed = json_req(
+        &app,
+        "PATCH",
+        "/v1/collections/rename-from",
+        json!({"name": "rename-to"}),
+    )
+    .await
+    .ok();
+    assert_eq!(renamed["name"], "rename-to");
+    for field in ["ids", "description", "created", "created_by"] {
+        assert_eq!(renamed[field], before[field], "{field}");
+    }
+    get(&app, "/v1/collections/rename-from")
+        .await
+        .error(StatusCode::NOT_FOUND);
+    assert_eq!(
+        get(&app, "/v1/collections/rename-to").await.ok()["ids"],
+        json!(some)
+    );
+    assert_eq!(
+        get(&app, "/v1/collections/rename-taken").await.ok()["ids"],
+        json!(some[..1])
+    );
+    // One audited call, naming both.
+    let trail = std::fs::read_to_string(shared().fx.data.join("audit/trail.jsonl")).unwrap();
+    let entries: Vec<Value> = trail
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["action"] == "collection_update" && e["query"]["name"] == "rename-from")
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["query"]["renamed_to"], "rename-to");
+    assert_eq!(entries[0]["outcome"], "ok");
+    for name in ["rename-to", "rename-taken"] {
+        let a = send(
+            &app,
+            Request::delete(format!("/v1/collections/{name}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::NO_CONTENT);
+    }
 }

@@ -177,6 +177,18 @@ async fn every_route_allows_exactly_the_roles_that_hold_its_permission() {
             Some(Permission::Collections),
         ),
         (
+            "PATCH",
+            "/v1/collections/absent".into(),
+            Some(json!({"name": "renamed"})),
+            Some(Permission::Collections),
+        ),
+        (
+            "GET",
+            "/v1/facets?query=dog".into(),
+            None,
+            Some(Permission::Search),
+        ),
+        (
             "DELETE",
             "/v1/collections/absent".into(),
             None,

@@ -616,6 +616,29 @@ async fn server_paths_and_staff_names_are_shown_only_to_auditors_and_admins() {
             "{role:?}"
         );
     }
+    // Search hits carry every box (so the grid reads no record): by the same rule.
+    for (role, shown) in [
+        (Role::Searcher, false),
+        (Role::Curator, false),
+        (Role::Admin, true),
+    ] {
+        let v = lib
+            .call(role, "POST", "/v1/search", Some(json!({"query": "car"})))
+            .await
+            .ok();
+        let hit = &v["results"][0];
+        assert_eq!(
+            hit["all_boxes"].as_array().unwrap().len(),
+            1,
+            "{role:?}: {v}"
+        );
+        assert_eq!(hit["boxes"][0]["label"], "car", "{role:?}: {v}");
+        assert_eq!(
+            v.to_string().contains("staff-annotator-bert"),
+            shown,
+            "{role:?}: {v}"
+        );
+    }
 }
 
 #[tokio::test]

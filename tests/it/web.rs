@@ -2,6 +2,7 @@
 //! types, a strict CSP and revalidation; it embeds no secret; every per-account answer the page
 //! reads is `no-store`; `/v1/whoami` tells the page who signed in.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
 use axum::Router;
@@ -10,6 +11,7 @@ use axum::http::{Request, StatusCode, header};
 use imagelens::governance::accounts::Role;
 use imagelens::http::router;
 use imagelens::http::web::{CSP, asset_names};
+use imagelens::settings::Limits;
 use serde_json::json;
 
 use crate::http::{Answer, all_records, get, send, send_as_is, shared, token_for};
@@ -309,4 +311,215 @@ async fn signing_out_revokes_the_page_token() {
     // The page's next call is refused, so it shows the sign-in form again.
     let after = as_token(&app, "/v1/whoami", &secret).await;
     assert!(after.error(StatusCode::UNAUTHORIZED).contains("revoked"));
+}
+
+/// The trail's entries of one actor, in order.
+fn trail_of(actor: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(shared().fx.data.join("audit/trail.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["actor"] == actor)
+        .collect()
+}
+
+/// Label counts over the labels of `hits` (each record once per label), as facets count them.
+fn label_counts(hits: &[serde_json::Value]) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for h in hits {
+        let labels: BTreeSet<String> = h["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| indexer::filter::normalize_label(l.as_str().unwrap()))
+            .collect();
+        for l in labels {
+            *counts.entry(l).or_default() += 1;
+        }
+    }
+    counts
+}
+
+#[tokio::test]
+async fn facet_counts_follow_the_query_over_its_candidate_set() {
+    let app = app();
+    let whole = get(&app, "/v1/facets").await.ok();
+    let total = whole["total"].as_u64().unwrap();
+    assert_eq!(
+        whole["scope"],
+        json!({"records": total}),
+        "no query: the filtered set"
+    );
+    let cars = whole["labels"]["car"].as_u64().unwrap();
+    assert!(cars > 0 && cars < total, "{whole}");
+
+    // Read as a search reads it: "without cars" excludes the label, so no candidate has one.
+    let q = get(&app, "/v1/facets?query=dogs%20without%20cars")
+        .await
+        .ok();
+    assert_eq!(q["scope"]["query"], "dogs without cars");
+    assert_eq!(q["scope"]["depth"], 1000);
+    assert_eq!(q["scope"]["records"], q["total"]);
+    assert!(q["labels"].get("car").is_none(), "{q}");
+    assert_eq!(q["total"].as_u64().unwrap(), total - cars, "{q}");
+    assert_eq!(q["interpreted"]["filters"][0]["kind"], "no_label", "{q}");
+    // Taken literally the words are only ranking text: on this small library the vector lists
+    // rank every record, so the candidate set is the whole library again.
+    let literal = get(&app, "/v1/facets?query=dogs%20without%20cars&literal=true")
+        .await
+        .ok();
+    assert_eq!(literal["labels"]["car"], cars, "{literal}");
+    assert!(literal.get("interpreted").is_none());
+
+    // Keyword ranking only: the candidate set is the records whose words match, exactly those
+    // the same search pages through at depth 1,000, counted label by label.
+    let weights = "image=0,region=0,text=0";
+    let kw = get(&app, &format!("/v1/facets?query=car&weights={weights}"))
+        .await
+        .ok();
+    let mut hits = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut body =
+            json!({"query": "car", "weights": format!("{weights},depth=1000"), "limit": 500});
+        if let Some(c) = &cursor {
+            body["cursor"] = json!(c);
+        }
+        let page = crate::http::json_req(&app, "POST", "/v1/search", body)
+            .await
+            .ok();
+        hits.extend(page["results"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert!(
+        !hits.is_empty() && (hits.len() as u64) < total,
+        "{}",
+        hits.len()
+    );
+    assert_eq!(kw["total"], hits.len() as u64);
+    assert_eq!(
+        kw["labels"],
+        serde_json::to_value(label_counts(&hits)).unwrap(),
+        "the counts are the candidates' labels"
+    );
+    assert_ne!(
+        kw["labels"], whole["labels"],
+        "the query changed the counts"
+    );
+    // Filters still apply on top of the query.
+    let kw_dog = get(
+        &app,
+        &format!("/v1/facets?query=car&weights={weights}&label=dog"),
+    )
+    .await
+    .ok();
+    let dogs_among = hits
+        .iter()
+        .filter(|h| h["labels"].as_array().unwrap().contains(&json!("dog")))
+        .count();
+    assert_eq!(kw_dog["total"], dogs_among as u64);
+
+    // The filtered-only answer is unchanged by all this.
+    assert_eq!(get(&app, "/v1/facets").await.ok(), whole);
+
+    // Bounded and checked like a search, by the same names.
+    let long = "a".repeat(Limits::default().max_query_chars + 1);
+    let msg = get(&app, &format!("/v1/facets?query={long}"))
+        .await
+        .error(StatusCode::BAD_REQUEST);
+    assert!(msg.starts_with("query"), "{msg}");
+    let msg = get(&app, "/v1/facets?query=car&weights=colour=1")
+        .await
+        .error(StatusCode::BAD_REQUEST);
+    assert!(msg.contains("weights"), "{msg}");
+    let msg = get(&app, "/v1/facets?not=car")
+        .await
+        .error(StatusCode::BAD_REQUEST);
+    assert!(msg.contains("query or like"), "{msg}");
+    let msg = get(&app, "/v1/lookup?query=car")
+        .await
+        .error(StatusCode::BAD_REQUEST);
+    assert!(msg.contains("not query"), "{msg}");
+
+    // Audited as facets: the query as a bounded summary with the depth, no record ids.
+    let token = searcher();
+    as_token(&app, "/v1/facets?query=dogs%20without%20cars", token)
+        .await
+        .ok();
+    let entry = trail_of("web-searcher")
+        .into_iter()
+        .rev()
+        .find(|e| e["action"] == "facets")
+        .expect("a facets entry");
+    assert_eq!(entry["query"]["query"], "dogs without cars");
+    assert_eq!(entry["query"]["depth"], 1000);
+    assert_eq!(entry["query"]["filter"]["no_labels"], json!(["car"]));
+    assert!(
+        entry["records"].as_array().is_none_or(|r| r.is_empty()),
+        "{entry}"
+    );
+}
+
+#[tokio::test]
+async fn search_hits_carry_what_a_card_draws_so_the_grid_reads_no_record() {
+    let app = app();
+    token_for(&shared().state, "web-grid", Role::Searcher);
+    let token = shared()
+        .state
+        .accounts()
+        .issue_token("web-grid", "grid", chrono::Duration::days(1))
+        .unwrap()
+        .0;
+    let req = Request::post("/v1/search")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(json!({"query": "car", "limit": 12}).to_string()))
+        .unwrap();
+    let resp = send(&app, req).await.ok();
+    let hits = resp["results"].as_array().unwrap();
+    assert_eq!(hits.len(), 12);
+    // What the grid does with them: one thumbnail each, nothing else.
+    for hit in hits {
+        let id = hit["id"].as_str().unwrap();
+        let thumb = as_token(
+            &app,
+            &format!("/v1/records/{id}/thumbnail?size=256"),
+            &token,
+        )
+        .await;
+        assert_eq!(thumb.status, StatusCode::OK, "{id}");
+    }
+    let actions: Vec<String> = trail_of("web-grid")
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect();
+    let mut want = vec!["search".to_owned()];
+    want.extend(std::iter::repeat_n("view_thumbnail".to_owned(), 12));
+    assert_eq!(actions, want, "no view_record per card");
+
+    // Each hit carries the record's size, captions and every box, as the record view shows
+    // them to the same role (the admin's record, less the annotators a searcher is not shown).
+    for hit in hits {
+        let id = hit["id"].as_str().unwrap();
+        let mut record = get(&app, &format!("/v1/records/{id}")).await.ok();
+        for b in record["boxes"].as_array_mut().unwrap() {
+            b.as_object_mut().unwrap().remove("annotator");
+        }
+        assert_eq!(hit["width"], record["width"], "{id}");
+        assert_eq!(hit["height"], record["height"], "{id}");
+        assert!(hit["width"].as_u64().unwrap() > 0);
+        assert_eq!(hit["captions"], record["captions"], "{id}");
+        assert_eq!(hit["all_boxes"], record["boxes"], "{id}");
+        for m in hit["boxes"].as_array().unwrap() {
+            let i = m["index"].as_u64().unwrap() as usize;
+            assert_eq!(m["label"], hit["all_boxes"][i]["label"], "{id}");
+            assert_eq!(m["x"], hit["all_boxes"][i]["x"], "{id}");
+        }
+    }
+    // The page draws cards from the hit and reads a record only for a collection member.
+    let views = String::from_utf8(anonymous(&app, "/ui/views.js").await.body.to_vec()).unwrap();
+    assert!(views.contains("overlay(hit.width, hit.height, hit.all_boxes, matched)"));
 }

@@ -14,7 +14,9 @@ use std::path::Path;
 
 use chrono::{DateTime, Datelike, Utc};
 use tantivy::collector::{Count, DocSetCollector, TopDocs};
-use tantivy::query::{BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery};
+use tantivy::query::{
+    BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery, TermSetQuery,
+};
 use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::tokenizer::TokenStream;
 use tantivy::{DocAddress, Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
@@ -407,9 +409,29 @@ impl KeywordIndex {
     /// # Errors
     /// As [`KeywordIndex::filter_query`].
     pub fn facets(&self, filter: &RecordFilter) -> KResult<Facets> {
-        let searcher = self.reader.searcher();
         let q = self.filter_query(filter)?;
-        let docs = searcher.search(&*q, &DocSetCollector)?;
+        self.facets_of(&*q)
+    }
+
+    /// Facet counts over the records among `ids` that match `filter` (unknown ids count for
+    /// nothing, each record counts once however often its id is given): the counts of a
+    /// candidate set, such as the records a search ranks, counted as [`KeywordIndex::facets`]
+    /// counts the whole filtered set.
+    ///
+    /// # Errors
+    /// As [`KeywordIndex::filter_query`].
+    pub fn facets_within(&self, filter: &RecordFilter, ids: &[String]) -> KResult<Facets> {
+        let within = TermSetQuery::new(
+            ids.iter()
+                .map(|id| Term::from_field_text(self.fields.id, id)),
+        );
+        let q = BooleanQuery::intersection(vec![self.filter_query(filter)?, Box::new(within)]);
+        self.facets_of(&q)
+    }
+
+    fn facets_of(&self, q: &dyn Query) -> KResult<Facets> {
+        let searcher = self.reader.searcher();
+        let docs = searcher.search(q, &DocSetCollector)?;
         let mut by_segment: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
         for addr in &docs {
             by_segment

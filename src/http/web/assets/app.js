@@ -332,7 +332,13 @@ async function loadFacets() {
   clearTimeout(facetTimer);
   facetTimer = setTimeout(async () => {
     try {
-      const f = await api(`/v1/facets${query(filterQuery())}`);
+      // With a query (or a liked record) the counts are over that search's candidate set
+      // (its ranking 1,000 deep), read as the search reads it; without, over the filters.
+      const p = filterQuery();
+      if (state.q) p.query = state.q;
+      if (state.like) p.like = state.like;
+      if ((state.q || state.like) && state.not) p.not = state.not;
+      const f = await api(`/v1/facets${query(p)}`);
       renderFacets(f);
     } catch (e) {
       $('facet-total').textContent = `Facets unavailable: ${e.message}`;
@@ -366,7 +372,11 @@ function facetRow(name, count, includeSet, excludeSet, kind) {
 }
 
 function renderFacets(f) {
-  $('facet-total').textContent = `${f.total} record${f.total === 1 ? '' : 's'} match the filters.`;
+  const scope = f.scope && f.scope.depth
+    ? ` among the top ${f.scope.depth} for “${f.scope.query || 'more like this'}”`
+    : ' match the filters';
+  $('facet-total').textContent = `${f.total} record${f.total === 1 ? '' : 's'}${scope}.`;
+  document.body.dataset.facetScope = f.scope && f.scope.depth ? 'query' : 'filters';
   const labels = $('label-list');
   labels.replaceChildren();
   const names = new Set([...Object.keys(f.labels), ...state.labels, ...state.noLabels]);

@@ -55,9 +55,10 @@ function altText(record) {
 }
 
 /**
- * A result card: thumbnail (redacted as the API serves it), boxes from the record, score and
- * "why". `hit` is a search hit, or `{id}` for a collection member. `onOpen(id, hit)` opens
- * the record; `selection` (a Set) is toggled by the checkbox when given.
+ * A result card: thumbnail (redacted as the API serves it), every box, score and "why". `hit`
+ * is a search hit (it carries the size, captions and boxes), or `{id}` for a collection member
+ * (whose record is read for them). `onOpen(id, hit)` opens the record; `selection` (a Set) is
+ * toggled by the checkbox when given.
  */
 export function card(hit, { onOpen, selection, onSelect, index, signal, onPainted }) {
   const whyId = `why-${hit.id}-${index}`;
@@ -100,12 +101,18 @@ export function card(hit, { onOpen, selection, onSelect, index, signal, onPainte
       if (e.name !== 'AbortError') li.classList.add('failed');
       img.alt = `image unavailable: ${e.message}`;
     });
-  // The record gives the alt text (labels and caption) and every box.
+  const matched = new Set((hit.boxes || []).map((b) => b.index));
+  if (hit.all_boxes && hit.width && hit.height) {
+    // A search hit carries the alt text's labels and captions and every box: no record read.
+    img.alt = altText(hit);
+    frame.append(overlay(hit.width, hit.height, hit.all_boxes, matched));
+    return li;
+  }
+  // A collection member is only an id: the record gives the alt text and every box.
   pooled(`/v1/records/${encodeURIComponent(hit.id)}`, signal)
     .then((record) => {
       img.alt = altText(record);
       if (!hit.filename) caption.querySelector('.name').textContent = record.filename;
-      const matched = new Set((hit.boxes || []).map((b) => b.index));
       frame.append(overlay(record.width, record.height, record.boxes || [], matched));
     })
     .catch(() => {});
@@ -414,8 +421,8 @@ export async function showCollections() {
 }
 
 /**
- * Renames by creating the new name with the same records and description, then deleting the
- * old one (the API has no rename; both steps are audited).
+ * Renames in one audited call (`PATCH` with the new name): the records, description and source
+ * stay; a taken or invalid name is refused and the collection keeps its old name.
  */
 function renameCollection(name, button) {
   const cell = button.parentElement;
@@ -427,9 +434,7 @@ function renameCollection(name, button) {
     const to = input.value.trim();
     if (!to || to === name) return showCollections();
     try {
-      const c = await api(`/v1/collections/${encodeURIComponent(name)}`);
-      await api('/v1/collections', { method: 'POST', json: { name: to, description: c.description || null, ids: c.ids } });
-      await api(`/v1/collections/${encodeURIComponent(name)}`, { method: 'DELETE' });
+      await api(`/v1/collections/${encodeURIComponent(name)}`, { method: 'PATCH', json: { name: to } });
       showCollections();
     } catch (e) {
       $('collections-status').textContent = e.message;
