@@ -406,8 +406,11 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-/// `(id, unit vector, labels, captured)` per point, and the cluster centres.
-type Clustered = (Vec<(PointId, Vec<f32>, Vec<String>, i64)>, Vec<Vec<f32>>);
+/// A clustered point: `(id, unit vector, labels, captured)`.
+type CPoint = (PointId, Vec<f32>, Vec<String>, i64);
+
+/// The points and the cluster centres.
+type Clustered = (Vec<CPoint>, Vec<Vec<f32>>);
 
 fn clustered(seed: u64) -> Clustered {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -435,7 +438,7 @@ fn clustered(seed: u64) -> Clustered {
     (points, centres)
 }
 
-fn clustered_point(p: &(PointId, Vec<f32>, Vec<String>, i64)) -> VectorPoint {
+fn clustered_point(p: &CPoint) -> VectorPoint {
     let mut payload = Payload::default();
     payload
         .insert("labels", p.2.clone())
@@ -487,8 +490,7 @@ fn graph_and_int8_search_on_clustered_data_finds_the_exact_top_k_and_filters_sta
     let config = collection_config(&server, "clustered");
     assert_eq!(config["quantization_config"]["scalar"]["type"], "int8");
 
-    let by_id: BTreeMap<PointId, &(PointId, Vec<f32>, Vec<String>, i64)> =
-        points.iter().map(|p| (p.0, p)).collect();
+    let by_id: BTreeMap<PointId, &CPoint> = points.iter().map(|p| (p.0, p)).collect();
     let mut rng = StdRng::seed_from_u64(8);
     for limit in [10, 100] {
         let (mut found, mut wanted) = (0, 0);
@@ -517,7 +519,7 @@ fn graph_and_int8_search_on_clustered_data_finds_the_exact_top_k_and_filters_sta
     }
 
     // Random filters (labels, ranges, negations) stay exact on the graph + int8 path.
-    let satisfies = |p: &(PointId, Vec<f32>, Vec<String>, i64), c: &Condition| match c {
+    let satisfies = |p: &CPoint, c: &Condition| match c {
         Condition::MatchAny { any, .. } => p.2.iter().any(|l| any.contains(l)),
         Condition::Range { gte, lte, .. } => {
             gte.is_none_or(|g| p.3 >= g) && lte.is_none_or(|l| p.3 <= l)
@@ -556,7 +558,7 @@ fn graph_and_int8_search_on_clustered_data_finds_the_exact_top_k_and_filters_sta
         let hits = store
             .search(&near(centre, filter.clone(), limit, false))
             .unwrap();
-        let matches = |p: &(PointId, Vec<f32>, Vec<String>, i64)| {
+        let matches = |p: &CPoint| {
             filter.must.iter().all(|c| satisfies(p, c))
                 && !filter.must_not.iter().any(|c| satisfies(p, c))
         };

@@ -747,12 +747,13 @@ mod real {
                 indexing_threshold: Some(settings.indexing_threshold_kb(spec.dim) as u64),
                 ..OptimizersConfigDiff::default()
             };
-            let int8 = (settings.quantization == Quantization::Int8).then(|| ScalarQuantization {
-                r#type: qdrant::QuantizationType::Int8 as i32,
-                quantile: Some(0.99),
-                always_ram: Some(true),
-                memory: None,
-            });
+            let int8 =
+                (settings.quantization == Quantization::Int8).then_some(ScalarQuantization {
+                    r#type: qdrant::QuantizationType::Int8 as i32,
+                    quantile: Some(0.99),
+                    always_ram: Some(true),
+                    memory: None,
+                });
             (hnsw, optimizers, int8)
         }
 
