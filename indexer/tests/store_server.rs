@@ -347,6 +347,113 @@ fn index_settings_set_the_collection_config_and_survive_a_new_process() {
     assert_eq!(store.count(&all()).unwrap(), 500);
 }
 
+/// `method path` with a JSON body on the server's REST port (another client changing the
+/// collection behind imagelens's back): the status code.
+fn http_send(server: &QdrantProcess, method: &str, path: &str, body: &str) -> u16 {
+    use std::io::{Read, Write};
+    let port = server.http_url().rsplit(':').next().unwrap().to_owned();
+    let mut stream = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {response}"))
+}
+
+/// A collection imagelens did not make (no settings in its metadata, Qdrant's defaults) reads
+/// as what it does: graphs from Qdrant's default 10,000 KiB per segment. Changes made with
+/// another client win over the recorded settings for what the config holds (graph shape, the
+/// threshold's kind), while the search-time values stay as recorded.
+#[test]
+fn the_collection_config_is_the_truth_for_what_it_holds() {
+    let Some(server) = server() else { return };
+    let url = server.grpc_url();
+    let created = http_send(
+        &server,
+        "PUT",
+        "/collections/foreign",
+        r#"{"vectors":{"image":{"size":16,"distance":"Cosine"}}}"#,
+    );
+    assert_eq!(created, 200);
+    let store = ServerStore::connect(&url, "foreign").unwrap();
+    let read = store.index_settings().unwrap();
+    assert_eq!(read.kind, IndexKind::Auto, "{read:?}");
+    // 10,000 KiB of 16-float (1/16 KiB) vectors.
+    assert_eq!(read.auto_threshold, 160_000);
+    assert_eq!(
+        (read.m, read.ef_construct, read.full_scan_kb),
+        (16, 100, 10_000)
+    );
+    assert_eq!(read.quantization, Quantization::None);
+
+    let wanted = IndexSettings {
+        kind: IndexKind::Hnsw,
+        ef: 300,
+        oversampling: 4.0,
+        quantization: Quantization::Int8,
+        ..IndexSettings::default()
+    };
+    store.set_index_settings(&wanted).unwrap();
+    drop(store);
+    assert_eq!(
+        ServerStore::connect(&url, "foreign")
+            .unwrap()
+            .index_settings()
+            .unwrap(),
+        wanted
+    );
+
+    // Someone else turns graphs off and changes m: the config wins, ef stays as recorded.
+    let patched = http_send(
+        &server,
+        "PATCH",
+        "/collections/foreign",
+        r#"{"optimizers_config":{"indexing_threshold":0},"hnsw_config":{"m":32},"quantization_config":"Disabled"}"#,
+    );
+    assert_eq!(patched, 200);
+    let read = ServerStore::connect(&url, "foreign")
+        .unwrap()
+        .index_settings()
+        .unwrap();
+    assert_eq!(
+        read,
+        IndexSettings {
+            kind: IndexKind::Exact,
+            m: 32,
+            quantization: Quantization::None,
+            ..wanted.clone()
+        }
+    );
+
+    // A config outside the bounds imagelens accepts is refused with the reason, not guessed.
+    let patched = http_send(
+        &server,
+        "PATCH",
+        "/collections/foreign",
+        r#"{"hnsw_config":{"m":2}}"#,
+    );
+    assert_eq!(patched, 200);
+    let err = ServerStore::connect(&url, "foreign")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("foreign") && err.contains("m must lie in"),
+        "{err}"
+    );
+}
+
 #[test]
 fn settings_given_before_the_collection_exists_shape_the_collection_ensure_creates() {
     let Some(server) = server() else { return };
