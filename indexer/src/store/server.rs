@@ -1103,7 +1103,7 @@ mod real {
         /// settings ask), for at most the request deadline; then returns, because the
         /// collection answers correctly meanwhile. After this store changed the collection, a
         /// green status counts only once the optimizers have visibly started (a status other
-        /// than green) or it stayed green for [`SETTLE`]. A collection whose optimizations are
+        /// than green) or it stayed green for a second. A collection whose optimizations are
         /// pending but not started (status grey, e.g. after a server restart) is nudged with an
         /// empty update, which is how Qdrant starts them.
         fn optimize(&self) -> StoreResult<()> {
