@@ -173,11 +173,20 @@ fn main() {
         .collect();
 
     let modes = [
-        ("exact scans (baseline)", IndexSettings::default()),
+        (
+            "exact scans (baseline)",
+            IndexSettings {
+                kind: IndexKind::Exact,
+                ..IndexSettings::default()
+            },
+        ),
         (
             "hnsw m 16 ef 128",
             IndexSettings {
                 kind: IndexKind::Hnsw,
+                m: 16,
+                ef: 128,
+                quantization: Quantization::None,
                 ..IndexSettings::default()
             },
         ),
@@ -185,6 +194,8 @@ fn main() {
             "hnsw m 16 ef 128 + int8 x2 rescored",
             IndexSettings {
                 kind: IndexKind::Hnsw,
+                m: 16,
+                ef: 128,
                 quantization: Quantization::Int8,
                 ..IndexSettings::default()
             },

@@ -235,6 +235,17 @@ fn the_layout_is_settable_and_status_shows_shards_replicas_and_points() {
     assert!(matches!(err, StoreError::SpecMismatch { .. }), "{err}");
 }
 
+/// The optimizer `indexing_threshold` (KiB) that carries `settings.kind` for `dim` floats, as
+/// the stores set it: 0 never builds a graph, 1 builds one for every segment, auto builds one
+/// from `auto_threshold` points' worth of vector data.
+fn threshold_kb(settings: &IndexSettings, dim: usize) -> u64 {
+    match settings.kind {
+        IndexKind::Exact => 0,
+        IndexKind::Hnsw => 1,
+        IndexKind::Auto => ((settings.auto_threshold * dim * 4) as f64 / 1024.0).ceil() as u64,
+    }
+}
+
 /// The collection's config and metadata as the server's REST API shows them.
 fn collection_config(server: &QdrantProcess, name: &str) -> serde_json::Value {
     let (code, body) = server
@@ -252,13 +263,20 @@ fn index_settings_set_the_collection_config_and_survive_a_new_process() {
     let store = ServerStore::connect(&url, "tuned").unwrap();
     store.ensure(&spec()).unwrap();
     store.upsert(points(4, 0..500)).unwrap();
-    assert_eq!(store.index_settings().unwrap(), IndexSettings::default());
+    // A new collection gets the embedded store's defaults.
+    let defaults = IndexSettings::default();
+    assert_eq!(store.index_settings().unwrap(), defaults);
     let config = collection_config(&server, "tuned");
     assert_eq!(
-        config["optimizer_config"]["indexing_threshold"], 0,
-        "exact by default, as the embedded store: {config}"
+        config["optimizer_config"]["indexing_threshold"],
+        threshold_kb(&defaults, DIM),
+        "{config}"
     );
-    assert!(config["quantization_config"].is_null(), "{config}");
+    assert_eq!(
+        config["quantization_config"].is_null(),
+        defaults.quantization == Quantization::None,
+        "{config}"
+    );
 
     let wanted = IndexSettings {
         kind: IndexKind::Hnsw,

@@ -174,9 +174,14 @@ fn optimize_builds_graphs_and_int8_on_a_qdrant_server_and_info_shows_them() {
     let query = ["search", "dog", "--limit", "10", "--json"];
     let embedded = ids(&ok_json(&run_on(&fx, &edge, None, &query)));
 
-    // A new collection starts with the embedded store's defaults: exact scans.
+    // A new collection starts with the embedded store's defaults; a couple of dozen records
+    // are below any default graph threshold.
     let info = ok_json(&run_on(&fx, &fx.data, None, &["info", "--json"]));
-    assert_eq!(info["index"]["settings"]["kind"], "exact", "{info}");
+    assert_eq!(
+        info["index"]["settings"],
+        serde_json::to_value(indexer::store::IndexSettings::default()).unwrap(),
+        "{info}"
+    );
     assert_eq!(info["index"]["indexed_vectors"], 0, "{info}");
     assert_eq!(info["index"]["points"], info["server"]["points"], "{info}");
     assert!(
