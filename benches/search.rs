@@ -182,7 +182,7 @@ fn open(n: usize, data: Data, spec: &EmbedderSpec) -> (Library, Generator) {
         state.points,
         state.indexed_vectors,
         state.segments,
-        state.disk_bytes as f64 / (1 << 20) as f64
+        state.disk_bytes.unwrap_or(0) as f64 / (1 << 20) as f64
     );
     (lib, generator)
 }

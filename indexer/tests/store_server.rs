@@ -1,6 +1,7 @@
 //! [`ServerStore`] against a real Qdrant server, beyond the shared conformance suite
 //! (`store_suite.rs`): failure behaviour (a server killed or frozen mid-test), the collection
-//! layout and status, and a 3-node cluster.
+//! layout and status, index settings (HNSW, int8) on the collection and their quality on
+//! clustered data, and a 3-node cluster.
 //!
 //! Each test starts its own `../shared/bin/qdrant` (or `$IMAGELENS_QDRANT_BIN`) on free loopback
 //! ports with a temporary storage folder; the [`QdrantProcess`] guard kills it whatever happens.
@@ -11,8 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use indexer::store::{
-    ClusterRole, CollectionSpec, Condition, Payload, PointId, QdrantProcess, ServerOptions,
-    ServerStore, StoreError, VectorFilter, VectorPoint, VectorQuery, VectorStore,
+    ClusterRole, CollectionSpec, Condition, IndexKind, IndexSettings, Payload, PointId,
+    QdrantProcess, Quantization, ServerOptions, ServerStore, StoreError, VectorFilter, VectorPoint,
+    VectorQuery, VectorStore,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -231,6 +233,470 @@ fn the_layout_is_settable_and_status_shows_shards_replicas_and_points() {
         })
         .expect_err("other dim");
     assert!(matches!(err, StoreError::SpecMismatch { .. }), "{err}");
+}
+
+/// The optimizer `indexing_threshold` (KiB) that carries `settings.kind` for `dim` floats, as
+/// the stores set it: 0 never builds a graph, 1 builds one for every segment, auto builds one
+/// from `auto_threshold` points' worth of vector data.
+fn threshold_kb(settings: &IndexSettings, dim: usize) -> u64 {
+    match settings.kind {
+        IndexKind::Exact => 0,
+        IndexKind::Hnsw => 1,
+        IndexKind::Auto => ((settings.auto_threshold * dim * 4) as f64 / 1024.0).ceil() as u64,
+    }
+}
+
+/// The collection's config and metadata as the server's REST API shows them.
+fn collection_config(server: &QdrantProcess, name: &str) -> serde_json::Value {
+    let (code, body) = server
+        .http_get(&format!("/collections/{name}"), Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["result"]["config"].clone()
+}
+
+#[test]
+fn index_settings_set_the_collection_config_and_survive_a_new_process() {
+    let Some(server) = server() else { return };
+    let url = server.grpc_url();
+    let store = ServerStore::connect(&url, "tuned").unwrap();
+    store.ensure(&spec()).unwrap();
+    store.upsert(points(4, 0..500)).unwrap();
+    // A new collection gets the embedded store's defaults.
+    let defaults = IndexSettings::default();
+    assert_eq!(store.index_settings().unwrap(), defaults);
+    let config = collection_config(&server, "tuned");
+    assert_eq!(
+        config["optimizer_config"]["indexing_threshold"],
+        threshold_kb(&defaults, DIM),
+        "{config}"
+    );
+    assert_eq!(
+        config["quantization_config"].is_null(),
+        defaults.quantization == Quantization::None,
+        "{config}"
+    );
+
+    let wanted = IndexSettings {
+        kind: IndexKind::Hnsw,
+        m: 24,
+        ef_construct: 64,
+        full_scan_kb: 1,
+        ef: 77,
+        quantization: Quantization::Int8,
+        oversampling: 3.0,
+        ..IndexSettings::default()
+    };
+    store.set_index_settings(&wanted).unwrap();
+    assert_eq!(store.index_settings().unwrap(), wanted);
+    let config = collection_config(&server, "tuned");
+    assert_eq!(config["hnsw_config"]["m"], 24, "{config}");
+    assert_eq!(config["hnsw_config"]["ef_construct"], 64);
+    assert_eq!(config["hnsw_config"]["full_scan_threshold"], 1);
+    assert_eq!(config["optimizer_config"]["indexing_threshold"], 1);
+    let int8 = &config["quantization_config"]["scalar"];
+    assert_eq!(int8["type"], "int8", "{config}");
+    assert!((int8["quantile"].as_f64().unwrap() - 0.99).abs() < 1e-6);
+    assert_eq!(int8["always_ram"], true);
+    assert_eq!(config["metadata"]["imagelens_index"]["ef"], 77, "{config}");
+
+    store.optimize().unwrap();
+    let state = store.index_state().unwrap();
+    assert_eq!(state.settings.as_ref(), Some(&wanted));
+    assert_eq!(state.points, 500);
+    assert!(state.indexed_vectors >= 500, "{state:?}");
+    assert!(state.segments >= 1);
+    assert_eq!(state.disk_bytes, None, "the server does not report it");
+    assert_eq!(store.status().unwrap().status, "green");
+
+    // Bad settings are refused before anything reaches the server.
+    let before = collection_config(&server, "tuned");
+    for bad in [
+        IndexSettings {
+            m: 1_000,
+            ..wanted.clone()
+        },
+        IndexSettings {
+            ef: 0,
+            ..wanted.clone()
+        },
+        IndexSettings {
+            full_scan_kb: 0,
+            ..wanted.clone()
+        },
+        IndexSettings {
+            oversampling: f64::NAN,
+            kind: IndexKind::Exact,
+            ..wanted.clone()
+        },
+    ] {
+        let err = store.set_index_settings(&bad).unwrap_err().to_string();
+        assert!(err.contains("must lie in"), "{err}");
+    }
+    assert_eq!(collection_config(&server, "tuned"), before);
+    assert_eq!(store.index_settings().unwrap(), wanted);
+
+    // A new process reads them back, with the search-time values from the metadata.
+    drop(store);
+    let store = ServerStore::connect(&url, "tuned").unwrap();
+    assert_eq!(store.index_settings().unwrap(), wanted);
+
+    // Auto with a threshold whose vector data rounds to the same 1 KiB as hnsw: the kind
+    // comes back from the metadata, not guessed from the config.
+    let auto = IndexSettings {
+        kind: IndexKind::Auto,
+        auto_threshold: 5,
+        quantization: Quantization::None,
+        ..wanted.clone()
+    };
+    store.set_index_settings(&auto).unwrap();
+    assert!(collection_config(&server, "tuned")["quantization_config"].is_null());
+    drop(store);
+    let store = ServerStore::connect(&url, "tuned").unwrap();
+    assert_eq!(store.index_settings().unwrap(), auto);
+
+    // A server restart loses nothing.
+    let mut server = server;
+    server.restart().unwrap();
+    let store = ServerStore::connect(&url, "tuned").unwrap();
+    assert_eq!(store.index_settings().unwrap(), auto);
+    store.optimize().unwrap();
+    assert_eq!(store.count(&all()).unwrap(), 500);
+}
+
+/// `method path` with a JSON body on the server's REST port (another client changing the
+/// collection behind imagelens's back): the status code.
+fn http_send(server: &QdrantProcess, method: &str, path: &str, body: &str) -> u16 {
+    use std::io::{Read, Write};
+    let port = server.http_url().rsplit(':').next().unwrap().to_owned();
+    let mut stream = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {response}"))
+}
+
+/// A collection imagelens did not make (no settings in its metadata, Qdrant's defaults) reads
+/// as what it does: graphs from Qdrant's default 10,000 KiB per segment. Changes made with
+/// another client win over the recorded settings for what the config holds (graph shape, the
+/// threshold's kind), while the search-time values stay as recorded.
+#[test]
+fn the_collection_config_is_the_truth_for_what_it_holds() {
+    let Some(server) = server() else { return };
+    let url = server.grpc_url();
+    let created = http_send(
+        &server,
+        "PUT",
+        "/collections/foreign",
+        r#"{"vectors":{"image":{"size":16,"distance":"Cosine"}}}"#,
+    );
+    assert_eq!(created, 200);
+    let store = ServerStore::connect(&url, "foreign").unwrap();
+    let read = store.index_settings().unwrap();
+    assert_eq!(read.kind, IndexKind::Auto, "{read:?}");
+    // 10,000 KiB of 16-float (1/16 KiB) vectors.
+    assert_eq!(read.auto_threshold, 160_000);
+    assert_eq!(
+        (read.m, read.ef_construct, read.full_scan_kb),
+        (16, 100, 10_000)
+    );
+    assert_eq!(read.quantization, Quantization::None);
+
+    let wanted = IndexSettings {
+        kind: IndexKind::Hnsw,
+        ef: 300,
+        oversampling: 4.0,
+        quantization: Quantization::Int8,
+        ..IndexSettings::default()
+    };
+    store.set_index_settings(&wanted).unwrap();
+    drop(store);
+    assert_eq!(
+        ServerStore::connect(&url, "foreign")
+            .unwrap()
+            .index_settings()
+            .unwrap(),
+        wanted
+    );
+
+    // Someone else turns graphs off and changes m: the config wins, ef stays as recorded.
+    let patched = http_send(
+        &server,
+        "PATCH",
+        "/collections/foreign",
+        r#"{"optimizers_config":{"indexing_threshold":0},"hnsw_config":{"m":32},"quantization_config":"Disabled"}"#,
+    );
+    assert_eq!(patched, 200);
+    let read = ServerStore::connect(&url, "foreign")
+        .unwrap()
+        .index_settings()
+        .unwrap();
+    assert_eq!(
+        read,
+        IndexSettings {
+            kind: IndexKind::Exact,
+            m: 32,
+            quantization: Quantization::None,
+            ..wanted.clone()
+        }
+    );
+
+    // A config outside the bounds imagelens accepts is refused with the reason, not guessed.
+    let patched = http_send(
+        &server,
+        "PATCH",
+        "/collections/foreign",
+        r#"{"hnsw_config":{"m":2}}"#,
+    );
+    assert_eq!(patched, 200);
+    let err = ServerStore::connect(&url, "foreign")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("foreign") && err.contains("m must lie in"),
+        "{err}"
+    );
+}
+
+#[test]
+fn settings_given_before_the_collection_exists_shape_the_collection_ensure_creates() {
+    let Some(server) = server() else { return };
+    let store = ServerStore::connect(&server.grpc_url(), "early").unwrap();
+    let wanted = IndexSettings {
+        kind: IndexKind::Auto,
+        auto_threshold: 1_000,
+        quantization: Quantization::Int8,
+        ..IndexSettings::default()
+    };
+    store.set_index_settings(&wanted).unwrap();
+    store.ensure(&spec()).unwrap();
+    let config = collection_config(&server, "early");
+    // 1,000 points of 16 floats: 62.5 KiB, rounded up.
+    assert_eq!(
+        config["optimizer_config"]["indexing_threshold"], 63,
+        "{config}"
+    );
+    assert_eq!(config["quantization_config"]["scalar"]["type"], "int8");
+    drop(store);
+    let store = ServerStore::connect(&server.grpc_url(), "early").unwrap();
+    assert_eq!(store.index_settings().unwrap(), wanted);
+}
+
+// Clustered data, as `index_settings.rs` makes it for the embedded store: points around
+// cluster centres on the unit sphere, labels picked by the cluster (random vectors say
+// nothing about a graph's quality).
+
+const CDIM: usize = 32;
+const CLUSTERS: usize = 40;
+const CPOINTS: u64 = 4_000;
+const CLABELS: [&str; 8] = [
+    "car", "truck", "bus", "person", "dog", "cat", "boat", "bike",
+];
+
+fn clustered_spec() -> CollectionSpec {
+    CollectionSpec {
+        dim: CDIM,
+        vectors: vec!["image".into()],
+        keyword_fields: vec!["labels".into()],
+        integer_fields: vec!["captured".into()],
+    }
+}
+
+fn unit(v: Vec<f32>) -> Vec<f32> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.into_iter().map(|x| x / n).collect()
+}
+
+fn gaussian(rng: &mut StdRng) -> f32 {
+    let u: f32 = rng.random_range(f32::EPSILON..1.0);
+    let v: f32 = rng.random_range(0.0..1.0);
+    (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// A clustered point: `(id, unit vector, labels, captured)`.
+type CPoint = (PointId, Vec<f32>, Vec<String>, i64);
+
+/// The points and the cluster centres.
+type Clustered = (Vec<CPoint>, Vec<Vec<f32>>);
+
+fn clustered(seed: u64) -> Clustered {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let centres: Vec<Vec<f32>> = (0..CLUSTERS)
+        .map(|_| unit((0..CDIM).map(|_| gaussian(&mut rng)).collect()))
+        .collect();
+    let spread = 0.35 / (CDIM as f32).sqrt();
+    let points = (0..CPOINTS)
+        .map(|id| {
+            let c = rng.random_range(0..CLUSTERS);
+            let v = unit(
+                centres[c]
+                    .iter()
+                    .map(|x| x + spread * gaussian(&mut rng))
+                    .collect(),
+            );
+            let mut labels = vec![CLABELS[c % CLABELS.len()].to_owned()];
+            if rng.random_bool(0.3) {
+                labels.push(CLABELS[rng.random_range(0..CLABELS.len())].to_owned());
+            }
+            labels.dedup();
+            (id * 11 + 5, v, labels, rng.random_range(0..=10_000))
+        })
+        .collect();
+    (points, centres)
+}
+
+fn clustered_point(p: &CPoint) -> VectorPoint {
+    let mut payload = Payload::default();
+    payload
+        .insert("labels", p.2.clone())
+        .insert("captured", p.3);
+    VectorPoint {
+        id: p.0,
+        vectors: BTreeMap::from([("image".to_owned(), p.1.clone())]),
+        payload,
+    }
+}
+
+fn near(vector: &[f32], filter: VectorFilter, limit: usize, exact: bool) -> VectorQuery {
+    VectorQuery {
+        using: "image".into(),
+        vector: vector.to_vec(),
+        filter,
+        limit,
+        exact,
+    }
+}
+
+/// HNSW graphs with int8 copies on a server collection of clustered data: after `optimize`
+/// every vector is in a graph, graph + int8 search finds the exact top-k (recall >= 0.95 at
+/// 10 and 100 against exact scans) with rescored (true cosine) scores, and random filters stay
+/// exact with pages full whenever enough points match.
+#[test]
+fn graph_and_int8_search_on_clustered_data_finds_the_exact_top_k_and_filters_stay_exact() {
+    let Some(server) = server() else { return };
+    let store = ServerStore::connect(&server.grpc_url(), "clustered").unwrap();
+    store.ensure(&clustered_spec()).unwrap();
+    let (points, centres) = clustered(5);
+    store
+        .upsert(points.iter().map(clustered_point).collect())
+        .unwrap();
+    store
+        .set_index_settings(&IndexSettings {
+            kind: IndexKind::Hnsw,
+            quantization: Quantization::Int8,
+            ef: 64,
+            // Far below qdrant's default, which would scan these small vectors exactly: walk
+            // the graph for every search and every filter.
+            full_scan_kb: 1,
+            ..IndexSettings::default()
+        })
+        .unwrap();
+    store.optimize().unwrap();
+    let state = store.index_state().unwrap();
+    assert!(state.indexed_vectors >= points.len(), "{state:?}");
+    let config = collection_config(&server, "clustered");
+    assert_eq!(config["quantization_config"]["scalar"]["type"], "int8");
+
+    let by_id: BTreeMap<PointId, &CPoint> = points.iter().map(|p| (p.0, p)).collect();
+    let mut rng = StdRng::seed_from_u64(8);
+    for limit in [10, 100] {
+        let (mut found, mut wanted) = (0, 0);
+        for _ in 0..40 {
+            let probe = &points[rng.random_range(0..points.len())].1;
+            let truth: BTreeSet<PointId> = store
+                .search(&near(probe, all(), limit, true))
+                .unwrap()
+                .iter()
+                .map(|h| h.id)
+                .collect();
+            let approx = store.search(&near(probe, all(), limit, false)).unwrap();
+            for h in &approx {
+                let cos = dot(&by_id[&h.id].1, probe);
+                assert!(
+                    (h.score - cos).abs() < 1e-3,
+                    "rescored: {} vs {cos}",
+                    h.score
+                );
+            }
+            wanted += truth.len();
+            found += approx.iter().filter(|h| truth.contains(&h.id)).count();
+        }
+        let recall = found as f64 / wanted as f64;
+        assert!(recall >= 0.95, "recall@{limit} {recall:.3}");
+    }
+
+    // Random filters (labels, ranges, negations) stay exact on the graph + int8 path.
+    let satisfies = |p: &CPoint, c: &Condition| match c {
+        Condition::MatchAny { any, .. } => p.2.iter().any(|l| any.contains(l)),
+        Condition::Range { gte, lte, .. } => {
+            gte.is_none_or(|g| p.3 >= g) && lte.is_none_or(|l| p.3 <= l)
+        }
+        Condition::HasId(ids) => ids.contains(&p.0),
+    };
+    let condition = |rng: &mut StdRng| {
+        if rng.random_bool(0.5) {
+            let n = rng.random_range(1..=3);
+            Condition::MatchAny {
+                key: "labels".into(),
+                any: (0..n)
+                    .map(|_| CLABELS[rng.random_range(0..CLABELS.len())].to_owned())
+                    .collect(),
+            }
+        } else {
+            let a = rng.random_range(0..10_000);
+            Condition::Range {
+                key: "captured".into(),
+                gte: rng.random_bool(0.8).then_some(a),
+                lte: rng.random_bool(0.8).then(|| a + rng.random_range(0..6_000)),
+            }
+        }
+    };
+    for _ in 0..48 {
+        let filter = VectorFilter {
+            must: (0..rng.random_range(0..=2))
+                .map(|_| condition(&mut rng))
+                .collect(),
+            must_not: (0..rng.random_range(0..=1))
+                .map(|_| condition(&mut rng))
+                .collect(),
+        };
+        let limit = rng.random_range(1..=60);
+        let centre = &centres[rng.random_range(0..CLUSTERS)];
+        let hits = store
+            .search(&near(centre, filter.clone(), limit, false))
+            .unwrap();
+        let matches = |p: &CPoint| {
+            filter.must.iter().all(|c| satisfies(p, c))
+                && !filter.must_not.iter().any(|c| satisfies(p, c))
+        };
+        for h in &hits {
+            assert!(matches(by_id[&h.id]), "hit {} breaks {filter:?}", h.id);
+        }
+        assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+        let matching = points.iter().filter(|p| matches(p)).count();
+        assert!(hits.len() <= limit.min(matching));
+        if matching >= 100 {
+            assert_eq!(hits.len(), limit.min(matching), "{filter:?}");
+        }
+    }
 }
 
 /// Three nodes on loopback, 3 shards with 2 replicas each: a node killed with SIGKILL, writes

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use indexer::store::QdrantProcess;
 use indexer::store::{
     CollectionSpec, Condition, EdgeStore, Hit, IndexKind, IndexSettings, Payload, PointId,
-    ServerStore, StoreError, VectorFilter, VectorPoint, VectorQuery, VectorStore,
+    Quantization, ServerStore, StoreError, VectorFilter, VectorPoint, VectorQuery, VectorStore,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -153,6 +153,7 @@ macro_rules! store_suite {
                 optimize_keeps_every_point_and_every_answer,
                 search_many_answers_each_query_like_search,
                 large_upserts_are_batched_and_re_upserts_replace,
+                index_settings_round_trip_survive_a_reopen_and_bad_ones_change_nothing,
             );
         }
     };
@@ -1039,6 +1040,81 @@ fn large_upserts_are_batched_and_re_upserts_replace(f: &mut Fixture) {
 
 // ---------------------------------------------------------------------------------------------
 // Edge-only cases
+
+fn index_settings_round_trip_survive_a_reopen_and_bad_ones_change_nothing(f: &mut Fixture) {
+    let store = ensured(f);
+    assert_eq!(store.index_settings().unwrap(), IndexSettings::default());
+    let samples = samples(41, 300);
+    store
+        .upsert(samples.iter().map(Sample::point).collect())
+        .unwrap();
+    let wanted = IndexSettings {
+        kind: IndexKind::Hnsw,
+        m: 24,
+        ef_construct: 64,
+        full_scan_kb: 1,
+        ef: 77,
+        quantization: Quantization::Int8,
+        oversampling: 3.0,
+        ..IndexSettings::default()
+    };
+    store.set_index_settings(&wanted).unwrap();
+    assert_eq!(store.index_settings().unwrap(), wanted);
+    store.optimize().unwrap();
+    let state = store.index_state().unwrap();
+    assert_eq!(state.settings.as_ref(), Some(&wanted));
+    assert_eq!(state.points, samples.len());
+    assert!(state.indexed_vectors >= samples.len(), "{state:?}");
+    let filter = must(vec![match_any("labels", &["cat", "dog"])]);
+    let probe = vec![0.3; DIM];
+    let exact = ids(&store
+        .search(&query("image", probe.clone(), filter.clone(), 10))
+        .unwrap());
+
+    for bad in [
+        IndexSettings {
+            m: 1_000,
+            ..wanted.clone()
+        },
+        IndexSettings {
+            ef: 0,
+            kind: IndexKind::Exact,
+            ..wanted.clone()
+        },
+        IndexSettings {
+            oversampling: 0.5,
+            quantization: Quantization::None,
+            ..wanted.clone()
+        },
+    ] {
+        let err = store.set_index_settings(&bad).unwrap_err().to_string();
+        assert!(err.contains("must lie in"), "{err}");
+        assert_eq!(store.index_settings().unwrap(), wanted, "nothing changed");
+    }
+
+    // Auto with a threshold that, for these small vectors, asks qdrant for the same graphs as
+    // hnsw: the kind itself is kept, not guessed back from the qdrant config.
+    let auto = IndexSettings {
+        kind: IndexKind::Auto,
+        auto_threshold: 5,
+        ..wanted.clone()
+    };
+    store.set_index_settings(&auto).unwrap();
+    store.flush().unwrap();
+    f.reopen();
+    let store = f.store();
+    assert_eq!(store.index_settings().unwrap(), auto);
+    assert_eq!(store.index_state().unwrap().settings, Some(auto.clone()));
+    store.set_index_settings(&wanted).unwrap();
+    f.reopen();
+    let store = f.store();
+    assert_eq!(store.index_settings().unwrap(), wanted);
+    assert_eq!(
+        ids(&store.search(&query("image", probe, filter, 10)).unwrap()),
+        exact,
+        "exact answers after a reopen"
+    );
+}
 
 fn edge_spec_store(dir: &Path) -> EdgeStore {
     let store = EdgeStore::open(dir).expect("open");

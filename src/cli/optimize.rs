@@ -115,11 +115,12 @@ pub(super) fn describe(state: &IndexState) -> String {
             s.m, s.ef_construct, s.ef
         )
     });
+    let disk = state.disk_bytes.map_or(
+        "disk use unknown (not reported by the server)".into(),
+        |b| format!("{:.1} MiB on disk", b as f64 / (1u64 << 20) as f64),
+    );
     format!(
-        "{kind}{params}; {} points, {} vectors in graphs, {} segments, {:.1} MiB on disk",
-        state.points,
-        state.indexed_vectors,
-        state.segments,
-        state.disk_bytes as f64 / (1u64 << 20) as f64
+        "{kind}{params}; {} points, {} vectors in graphs, {} segments, {disk}",
+        state.points, state.indexed_vectors, state.segments,
     )
 }

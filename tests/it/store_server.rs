@@ -149,3 +149,104 @@ fn ingest_search_info_and_delete_through_the_cli_on_a_qdrant_server() {
     let v = ok_json(&run_on(&fx, &fx.data, None, &["search", "dog", "--json"]));
     assert!(!ids(&v).contains(&victim), "deleted stays deleted");
 }
+
+/// `imagelens optimize` on a server library: bad numbers change nothing; `--index hnsw
+/// --quantization int8` builds graphs and int8 copies on the server; `info` (a new process,
+/// so the settings come back from the collection) shows them; search answers as the embedded
+/// store does.
+#[test]
+fn optimize_builds_graphs_and_int8_on_a_qdrant_server_and_info_shows_them() {
+    if QdrantProcess::binary().is_none() {
+        eprintln!(
+            "skipped: no Qdrant server binary at ../shared/bin/qdrant (IMAGELENS_QDRANT_BIN)"
+        );
+        return;
+    }
+    let server = QdrantProcess::start().expect("start qdrant");
+    let url = server.grpc_url();
+    let store = format!("qdrant+{url}/tuned");
+    let fx = fixture(24);
+    let args = ingest_args(&fx);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let edge = fx.dir.path().join("edge-library");
+    ok_json(&run_on(&fx, &edge, None, &args));
+    ok_json(&run_on(&fx, &fx.data, Some(&store), &args));
+    let query = ["search", "dog", "--limit", "10", "--json"];
+    let embedded = ids(&ok_json(&run_on(&fx, &edge, None, &query)));
+
+    // A new collection starts with the embedded store's defaults; a couple of dozen records
+    // are below any default graph threshold.
+    let info = ok_json(&run_on(&fx, &fx.data, None, &["info", "--json"]));
+    assert_eq!(
+        info["index"]["settings"],
+        serde_json::to_value(indexer::store::IndexSettings::default()).unwrap(),
+        "{info}"
+    );
+    assert_eq!(info["index"]["indexed_vectors"], 0, "{info}");
+    assert_eq!(info["index"]["points"], info["server"]["points"], "{info}");
+    assert!(
+        info["index"]["disk_bytes"].is_null(),
+        "not reported: {info}"
+    );
+
+    // Out-of-range numbers are refused with the reason, and nothing changes.
+    let bad = run_on(&fx, &fx.data, None, &["optimize", "--m", "1000"]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("m must lie in 4..=128"), "{err}");
+    let info = ok_json(&run_on(&fx, &fx.data, None, &["info", "--json"]));
+    assert_eq!(info["index"]["settings"]["m"], 16, "{info}");
+
+    let v = ok_json(&run_on(
+        &fx,
+        &fx.data,
+        None,
+        &[
+            "optimize",
+            "--index",
+            "hnsw",
+            "--quantization",
+            "int8",
+            "--ef",
+            "64",
+            "--full-scan-kb",
+            "1",
+            "--json",
+        ],
+    ));
+    assert_eq!(v["index"]["settings"]["kind"], "hnsw", "{v}");
+    assert_eq!(v["index"]["settings"]["quantization"], "int8", "{v}");
+    let points = v["index"]["points"].as_u64().unwrap();
+    assert!(points >= 24, "{v}");
+    assert!(
+        v["index"]["indexed_vectors"].as_u64().unwrap() >= points,
+        "every point's vectors in a graph after optimize: {v}"
+    );
+
+    // A new process reads the settings back from the collection.
+    let info = ok_json(&run_on(&fx, &fx.data, None, &["info", "--json"]));
+    let settings = &info["index"]["settings"];
+    assert_eq!(settings["kind"], "hnsw", "{info}");
+    assert_eq!(settings["quantization"], "int8");
+    assert_eq!(settings["ef"], 64);
+    assert_eq!(settings["full_scan_kb"], 1);
+    assert_eq!(info["server"]["status"], "green", "optimize waited: {info}");
+    let text = run_on(&fx, &fx.data, None, &["info"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("index        hnsw, m 16 ef_construct 100 ef 64, int8 x2 rescored")
+            && text.contains("disk use unknown"),
+        "{text}"
+    );
+    let direct = ServerStore::connect(&url, "tuned").unwrap();
+    let read_back = direct.index_settings().unwrap();
+    assert_eq!(read_back.kind, indexer::store::IndexKind::Hnsw);
+    assert_eq!(read_back.quantization, indexer::store::Quantization::Int8);
+    drop(direct);
+
+    // A couple of dozen records: the graph and the rescored int8 copies find what the
+    // embedded store's exact scan found.
+    let on_server = ok_json(&run_on(&fx, &fx.data, None, &query));
+    assert_eq!(on_server["semantic"], true);
+    assert_eq!(ids(&on_server), embedded);
+}

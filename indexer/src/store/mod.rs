@@ -22,8 +22,8 @@ mod server;
 
 pub use edge::EdgeStore;
 pub use server::{
-    ClusterRole, DEFAULT_TIMEOUT, MAX_TIMEOUT, QDRANT_BIN_ENV, QdrantProcess, ServerOptions,
-    ServerStatus, ServerStore, ShardReplica, UPSERT_BATCH,
+    ClusterRole, DEFAULT_TIMEOUT, INDEX_METADATA_KEY, MAX_TIMEOUT, QDRANT_BIN_ENV, QdrantProcess,
+    ServerOptions, ServerStatus, ServerStore, ShardReplica, UPSERT_BATCH,
 };
 
 /// Result type of store operations.
@@ -330,6 +330,22 @@ impl IndexSettings {
         }
         Ok(())
     }
+
+    /// Qdrant's optimizer `indexing_threshold` (KiB of vector data per segment, per named
+    /// vector, from which a segment gets a graph) carrying [`Self::kind`] for vectors of `dim`
+    /// floats: 0 (qdrant's "never build a graph") for exact scans, 1 (the smallest non-zero
+    /// value: every segment) for hnsw, and `auto_threshold` points' worth of vector data for auto.
+    pub(crate) fn indexing_threshold_kb(&self, dim: usize) -> usize {
+        match self.kind {
+            IndexKind::Exact => 0,
+            IndexKind::Hnsw => 1,
+            IndexKind::Auto => {
+                // qdrant compares segment sizes in KiB.
+                let kb_per_point = (dim * 4) as f64 / 1024.0;
+                ((self.auto_threshold as f64 * kb_per_point).ceil() as usize).max(1)
+            }
+        }
+    }
 }
 
 /// What a store reports about its index (for `imagelens info`).
@@ -341,10 +357,11 @@ pub struct IndexState {
     pub points: usize,
     /// Vectors reachable through a graph, over every named vector.
     pub indexed_vectors: usize,
-    /// Storage segments.
+    /// Storage segments (over every shard, for a server collection).
     pub segments: usize,
-    /// Bytes on disk under the store's directory (0 when not local).
-    pub disk_bytes: u64,
+    /// Bytes on disk under the store's directory; `None` when unknown (a Qdrant server
+    /// reports no disk use through its API).
+    pub disk_bytes: Option<u64>,
 }
 
 /// A scored point.

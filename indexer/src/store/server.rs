@@ -28,6 +28,10 @@
 //!   is created.
 //! - Every request has a deadline ([`ServerOptions::timeout`]); a server that is down, refuses,
 //!   or does not answer in time is [`StoreError::Unavailable`] naming the URL, never a hang.
+//! - The [`IndexSettings`](super::IndexSettings) live with the collection: its HNSW, optimizer
+//!   and quantization config carry them, and its user metadata ([`INDEX_METADATA_KEY`]) keeps
+//!   the values the config has no field for. They are validated before anything is sent, and
+//!   read back when a store connects; searches use them as the embedded store does.
 //! - The client's version check is skipped: it prints to stdout (which would corrupt `--json`
 //!   output) and the client (1.20) is two minor versions ahead of the server we test against
 //!   (1.18.3); compatibility is established by the conformance suite running against that
@@ -54,6 +58,12 @@ pub use real::ServerStore;
 
 /// Points per upsert request.
 pub const UPSERT_BATCH: usize = 256;
+
+/// Key of a server collection's user metadata that holds its
+/// [`IndexSettings`](super::IndexSettings) as JSON: the search-time values (`ef`,
+/// `oversampling`), and the kind where the collection's config cannot tell `auto` from `hnsw`,
+/// have no collection field of their own.
+pub const INDEX_METADATA_KEY: &str = "imagelens_index";
 
 /// Default deadline of one request to the server.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -238,26 +248,30 @@ mod real {
     use std::collections::{BTreeSet, HashMap};
     use std::future::Future;
     use std::sync::RwLock;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::{Duration, Instant};
 
     use qdrant_client::qdrant::{
-        self, CollectionStatus, Condition as QCondition, CountPointsBuilder,
+        self, CollectionInfo, CollectionStatus, Condition as QCondition, CountPointsBuilder,
         CreateCollectionBuilder, CreateFieldIndexCollectionBuilder, DeleteCollectionBuilder,
-        DeletePointsBuilder, Distance, FieldType, GetPointsBuilder, PayloadIncludeSelector,
-        PayloadSchemaType, PointStruct, PointsIdsList, Query, QueryBatchPointsBuilder,
-        QueryPointsBuilder, ReplicaState, ScrollPointsBuilder, SearchParamsBuilder,
+        DeletePointsBuilder, Distance, FieldType, GetPointsBuilder, HnswConfigDiff,
+        OptimizersConfigDiff, PayloadIncludeSelector, PayloadSchemaType, PointStruct,
+        PointsIdsList, Query, QueryBatchPointsBuilder, QueryPointsBuilder, ReplicaState,
+        ScalarQuantization, ScrollPointsBuilder, SearchParamsBuilder, UpdateCollection,
         UpsertPointsBuilder, VectorParamsBuilder, VectorsConfigBuilder, VectorsSelector,
-        WriteOrdering, WriteOrderingType, point_id::PointIdOptions, value::Kind, vector_output,
-        vectors_config, vectors_output,
+        WriteOrdering, WriteOrderingType, point_id::PointIdOptions, quantization_config,
+        quantization_config_diff, value::Kind, vector_output, vectors_config, vectors_output,
     };
     use qdrant_client::{Qdrant, QdrantError};
     use serde_json::Value;
 
-    use super::{ServerOptions, ServerStatus, ShardReplica, UPSERT_BATCH, backend};
+    use super::{
+        INDEX_METADATA_KEY, ServerOptions, ServerStatus, ShardReplica, UPSERT_BATCH, backend,
+    };
     use crate::store::edge::{check_vector, describe, normalize};
     use crate::store::{
-        CollectionSpec, Condition, Hit, Payload, PointId, StoreError, StoreResult, VectorFilter,
-        VectorPoint, VectorQuery, VectorStore,
+        CollectionSpec, Condition, Hit, IndexKind, IndexSettings, IndexState, Payload, PointId,
+        Quantization, StoreError, StoreResult, VectorFilter, VectorPoint, VectorQuery, VectorStore,
     };
 
     /// Points per scroll page in [`VectorStore::distinct`].
@@ -265,6 +279,18 @@ mod real {
 
     /// How often [`VectorStore::optimize`] asks whether the server's optimizers are done.
     const OPTIMIZE_POLL: Duration = Duration::from_millis(200);
+
+    /// After this store changed the collection (a write or new index settings), how long
+    /// [`VectorStore::optimize`] must see the collection green before it believes it: the
+    /// server answers an update before its new optimizers have started ("starting new
+    /// optimizers is not blocking", Qdrant's `recreate_optimizers_blocking`), and a status
+    /// asked for in between is green although a rebuild is about to start (seen in
+    /// `benches/server_index.rs`). Seeing it not green ends the wait for that start at once.
+    const SETTLE: Duration = Duration::from_secs(1);
+
+    /// Qdrant's `indexing_threshold` when a collection's optimizer config leaves it unset
+    /// (its documented default, in KiB).
+    const QDRANT_DEFAULT_INDEXING_KB: u64 = 10_000;
 
     /// A collection on a Qdrant server or cluster.
     pub struct ServerStore {
@@ -275,6 +301,12 @@ mod real {
         runtime: tokio::runtime::Runtime,
         /// The collection's spec as read from the server; `None` until it exists.
         spec: RwLock<Option<CollectionSpec>>,
+        /// The index settings as last read from (or written to) the collection; before the
+        /// collection exists, the ones [`VectorStore::ensure`] will create it with.
+        index: RwLock<IndexSettings>,
+        /// Whether this store changed the collection since the last [`VectorStore::optimize`]
+        /// (which then waits for the server's optimizers to start, see [`SETTLE`]).
+        changed: AtomicBool,
     }
 
     impl std::fmt::Debug for ServerStore {
@@ -328,9 +360,13 @@ mod real {
                 options,
                 runtime,
                 spec: RwLock::new(None),
+                index: RwLock::new(IndexSettings::default()),
+                changed: AtomicBool::new(false),
             };
-            let spec = store.read_spec()?;
-            *store.spec.write().map_err(|_| poisoned())? = spec;
+            if let Some((spec, index)) = store.read_collection()? {
+                *store.spec.write().map_err(|_| poisoned())? = Some(spec);
+                *store.index.write().map_err(|_| poisoned())? = index;
+            }
             Ok(store)
         }
 
@@ -498,18 +534,34 @@ mod real {
             Ok(self.spec.read().map_err(|_| poisoned())?.is_some())
         }
 
-        /// Reconstructs the spec from the server's collection info.
-        fn read_spec(&self) -> StoreResult<Option<CollectionSpec>> {
+        /// The collection's info; `None` when it does not exist.
+        fn info(&self) -> StoreResult<Option<CollectionInfo>> {
             if !self.block_on(self.client.collection_exists(&self.collection))? {
                 return Ok(None);
             }
-            let info = self
-                .block_on(self.client.collection_info(&self.collection))?
+            self.block_on(self.client.collection_info(&self.collection))?
                 .result
-                .ok_or_else(|| StoreError::Backend("collection info is empty".into()))?;
+                .map(Some)
+                .ok_or_else(|| StoreError::Backend("collection info is empty".into()))
+        }
+
+        /// The spec and index settings of the collection, read from the server; `None` when
+        /// it does not exist.
+        fn read_collection(&self) -> StoreResult<Option<(CollectionSpec, IndexSettings)>> {
+            let Some(info) = self.info()? else {
+                return Ok(None);
+            };
+            let spec = self.spec_of(&info)?;
+            let index = self.index_of(&info, &spec)?;
+            Ok(Some((spec, index)))
+        }
+
+        /// Reconstructs the spec from the server's collection info.
+        fn spec_of(&self, info: &CollectionInfo) -> StoreResult<CollectionSpec> {
             let params = info
                 .config
-                .and_then(|c| c.params)
+                .as_ref()
+                .and_then(|c| c.params.clone())
                 .and_then(|p| p.vectors_config)
                 .and_then(|v| v.config);
             let map = match params {
@@ -541,11 +593,11 @@ mod real {
             };
             let mut keyword_fields = Vec::new();
             let mut integer_fields = Vec::new();
-            for (field, schema) in info.payload_schema {
+            for (field, schema) in &info.payload_schema {
                 if schema.data_type == PayloadSchemaType::Keyword as i32 {
-                    keyword_fields.push(field);
+                    keyword_fields.push(field.clone());
                 } else if schema.data_type == PayloadSchemaType::Integer as i32 {
-                    integer_fields.push(field);
+                    integer_fields.push(field.clone());
                 }
             }
             normalize(&CollectionSpec {
@@ -554,34 +606,196 @@ mod real {
                 keyword_fields,
                 integer_fields,
             })
-            .map(Some)
         }
 
-        fn query_points(&self, query: &VectorQuery) -> qdrant::QueryPoints {
+        /// The index settings of a collection: the ones recorded in its metadata
+        /// ([`INDEX_METADATA_KEY`]; the defaults when there are none), corrected by what the
+        /// collection's config says it does. The config is the truth for the graph shape
+        /// (`m`, `ef_construct`, `full_scan_threshold`), the quantization and which segments
+        /// get a graph (`indexing_threshold`): when the recorded kind no longer produces the
+        /// configured threshold (someone changed the collection with another client, or it
+        /// was made before imagelens kept settings), the kind is read from the threshold.
+        fn index_of(
+            &self,
+            info: &CollectionInfo,
+            spec: &CollectionSpec,
+        ) -> StoreResult<IndexSettings> {
+            let config = info.config.as_ref();
+            let mut settings = match config.and_then(|c| c.metadata.get(INDEX_METADATA_KEY)) {
+                None => IndexSettings::default(),
+                Some(value) => {
+                    let recorded: IndexSettings = serde_json::from_value(from_value(value.clone()))
+                        .map_err(|e| {
+                            StoreError::Backend(format!(
+                                "collection {:?}: metadata {INDEX_METADATA_KEY:?}: {e}",
+                                self.collection
+                            ))
+                        })?;
+                    recorded.validate().map_err(|e| {
+                        StoreError::Backend(format!(
+                            "collection {:?}: metadata {INDEX_METADATA_KEY:?}: {e}",
+                            self.collection
+                        ))
+                    })?;
+                    recorded
+                }
+            };
+            let number = |v: Option<u64>, what: &str| -> StoreResult<Option<usize>> {
+                v.map(|v| {
+                    usize::try_from(v).map_err(|_| {
+                        StoreError::Backend(format!("collection {what} {v} is out of range"))
+                    })
+                })
+                .transpose()
+            };
+            if let Some(hnsw) = config.and_then(|c| c.hnsw_config.as_ref()) {
+                settings.m = number(hnsw.m, "hnsw m")?.unwrap_or(settings.m);
+                settings.ef_construct = number(hnsw.ef_construct, "hnsw ef_construct")?
+                    .unwrap_or(settings.ef_construct);
+                settings.full_scan_kb = number(hnsw.full_scan_threshold, "full_scan_threshold")?
+                    .unwrap_or(settings.full_scan_kb);
+            }
+            settings.quantization = match config
+                .and_then(|c| c.quantization_config.as_ref())
+                .and_then(|q| q.quantization.as_ref())
+            {
+                None => Quantization::None,
+                Some(quantization_config::Quantization::Scalar(s))
+                    if s.r#type == qdrant::QuantizationType::Int8 as i32 =>
+                {
+                    Quantization::Int8
+                }
+                Some(other) => {
+                    return Err(StoreError::Backend(format!(
+                        "collection {:?} uses a quantization imagelens does not manage: {other:?}",
+                        self.collection
+                    )));
+                }
+            };
+            let threshold = config
+                .and_then(|c| c.optimizer_config.as_ref())
+                .and_then(|o| o.indexing_threshold)
+                .unwrap_or(QDRANT_DEFAULT_INDEXING_KB);
+            if settings.indexing_threshold_kb(spec.dim) as u64 != threshold {
+                let kb_per_point = (spec.dim * 4) as f64 / 1024.0;
+                settings.kind = match threshold {
+                    0 => IndexKind::Exact,
+                    1 => IndexKind::Hnsw,
+                    kb => {
+                        settings.auto_threshold =
+                            ((kb as f64 / kb_per_point).floor() as usize).clamp(1, 1_000_000_000);
+                        IndexKind::Auto
+                    }
+                };
+            }
+            // A collection changed by hand may hold numbers our bounds refuse: say so.
+            settings.validate().map_err(|e| {
+                StoreError::Backend(format!("collection {:?}: {e}", self.collection))
+            })?;
+            Ok(settings)
+        }
+
+        fn index(&self) -> StoreResult<IndexSettings> {
+            self.index.read().map(|s| s.clone()).map_err(|_| poisoned())
+        }
+
+        /// The request for one search, with the index settings' search-time values exactly
+        /// as [`EdgeStore`](crate::store::EdgeStore) uses them: an exact scan when the query or
+        /// the kind asks for one, a beam of `max(ef, limit)`, and with int8 the quantized
+        /// copies searched `oversampling` per hit and rescored with the original vectors (with
+        /// quantization off, or an exact scan, quantized copies left from earlier settings are
+        /// ignored).
+        fn query_points(
+            &self,
+            query: &VectorQuery,
+            settings: &IndexSettings,
+        ) -> qdrant::QueryPoints {
+            let exact = query.exact || settings.kind == IndexKind::Exact;
+            let quantization = match settings.quantization {
+                Quantization::None => qdrant::QuantizationSearchParams {
+                    ignore: Some(true),
+                    rescore: None,
+                    oversampling: None,
+                },
+                Quantization::Int8 => qdrant::QuantizationSearchParams {
+                    ignore: Some(exact),
+                    rescore: Some(true),
+                    oversampling: Some(settings.oversampling),
+                },
+            };
+            let params = SearchParamsBuilder::default()
+                .exact(exact)
+                .hnsw_ef(settings.ef.max(query.limit) as u64)
+                .quantization(quantization);
             let mut request = QueryPointsBuilder::new(&self.collection)
                 .query(Query::new_nearest(query.vector.clone()))
                 .using(&query.using)
                 .limit(query.limit as u64)
                 .with_payload(true)
-                .params(SearchParamsBuilder::default().exact(query.exact));
+                .params(params);
             if let Some(filter) = to_filter(&query.filter) {
                 request = request.filter(filter);
             }
             request.build()
         }
+
+        /// The collection's config for `settings`: graph shape, which segments get a graph,
+        /// and the int8 copies (quantile 0.99, kept in RAM) or none.
+        #[allow(deprecated)] // `always_ram`: the 1.18 server does not know its successor `memory`.
+        fn index_config(
+            spec: &CollectionSpec,
+            settings: &IndexSettings,
+        ) -> (
+            HnswConfigDiff,
+            OptimizersConfigDiff,
+            Option<ScalarQuantization>,
+        ) {
+            let hnsw = HnswConfigDiff {
+                m: Some(settings.m as u64),
+                ef_construct: Some(settings.ef_construct as u64),
+                full_scan_threshold: Some(settings.full_scan_kb as u64),
+                ..HnswConfigDiff::default()
+            };
+            let optimizers = OptimizersConfigDiff {
+                indexing_threshold: Some(settings.indexing_threshold_kb(spec.dim) as u64),
+                ..OptimizersConfigDiff::default()
+            };
+            let int8 =
+                (settings.quantization == Quantization::Int8).then_some(ScalarQuantization {
+                    r#type: qdrant::QuantizationType::Int8 as i32,
+                    quantile: Some(0.99),
+                    always_ram: Some(true),
+                    memory: None,
+                });
+            (hnsw, optimizers, int8)
+        }
+
+        /// The settings as collection metadata.
+        fn index_metadata(settings: &IndexSettings) -> StoreResult<HashMap<String, qdrant::Value>> {
+            let json = serde_json::to_value(settings).map_err(backend)?;
+            Ok(HashMap::from([(
+                INDEX_METADATA_KEY.to_owned(),
+                to_value(json),
+            )]))
+        }
     }
 
-    fn hits(points: Vec<qdrant::ScoredPoint>) -> StoreResult<Vec<Hit>> {
-        points
-            .into_iter()
-            .map(|p| {
-                Ok(Hit {
-                    id: from_id(p.id)?,
-                    score: p.score,
-                    payload: to_payload(p.payload),
-                })
-            })
-            .collect()
+    /// The hits as ours. Qdrant applies filters exactly; every hit is still checked against
+    /// the filter, as [`EdgeStore`](crate::store::EdgeStore) does after a graph search
+    /// returned a point outside one, so filters stay exact whatever the index.
+    fn hits(points: Vec<qdrant::ScoredPoint>, filter: &VectorFilter) -> StoreResult<Vec<Hit>> {
+        let mut hits = Vec::with_capacity(points.len());
+        for p in points {
+            let hit = Hit {
+                id: from_id(p.id)?,
+                score: p.score,
+                payload: to_payload(p.payload),
+            };
+            if filter.matches(hit.id, &hit.payload) {
+                hits.push(hit);
+            }
+        }
+        Ok(hits)
     }
 
     fn strong() -> WriteOrdering {
@@ -594,8 +808,11 @@ mod real {
         fn ensure(&self, spec: &CollectionSpec) -> StoreResult<()> {
             let spec = normalize(spec)?;
             let mut known = self.spec.write().map_err(|_| poisoned())?;
-            if known.is_none() {
-                *known = self.read_spec()?;
+            if known.is_none()
+                && let Some((existing, index)) = self.read_collection()?
+            {
+                *known = Some(existing);
+                *self.index.write().map_err(|_| poisoned())? = index;
             }
             if let Some(existing) = known.as_ref() {
                 return if *existing == spec {
@@ -614,7 +831,17 @@ mod real {
                     VectorParamsBuilder::new(spec.dim as u64, Distance::Cosine),
                 );
             }
-            let mut create = CreateCollectionBuilder::new(&self.collection).vectors_config(vectors);
+            let settings = self.index()?;
+            let (hnsw, optimizers, int8) = Self::index_config(&spec, &settings);
+            let mut create = CreateCollectionBuilder::new(&self.collection)
+                .vectors_config(vectors)
+                .hnsw_config(hnsw)
+                .optimizers_config(optimizers)
+                .timeout(self.options.deadline().as_secs().max(1));
+            if let Some(int8) = int8 {
+                create =
+                    create.quantization_config(quantization_config::Quantization::Scalar(int8));
+            }
             if let Some(n) = self.options.shard_number {
                 create = create.shard_number(n);
             }
@@ -624,6 +851,8 @@ mod real {
             if let Some(n) = self.options.write_consistency_factor {
                 create = create.write_consistency_factor(n);
             }
+            let mut create = create.build();
+            create.metadata = Self::index_metadata(&settings)?;
             self.block_on(self.client.create_collection(create))?;
             let fields = spec
                 .keyword_fields
@@ -664,6 +893,7 @@ mod real {
                 if batch.is_empty() {
                     return Ok(());
                 }
+                self.changed.store(true, Ordering::Relaxed);
                 self.block_on(
                     self.client.upsert_points(
                         UpsertPointsBuilder::new(&self.collection, batch).wait(true),
@@ -678,8 +908,9 @@ mod real {
             if query.limit == 0 {
                 return Ok(Vec::new());
             }
-            let response = self.block_on(self.client.query(self.query_points(query)))?;
-            hits(response.result)
+            let settings = self.index()?;
+            let response = self.block_on(self.client.query(self.query_points(query, &settings)))?;
+            hits(response.result, &query.filter)
         }
 
         /// One `QueryBatch` request for every list (the server runs them side by side).
@@ -696,9 +927,10 @@ mod real {
             if asked.is_empty() {
                 return Ok(lists);
             }
+            let settings = self.index()?;
             let requests: Vec<qdrant::QueryPoints> = asked
                 .iter()
-                .map(|&i| self.query_points(&queries[i]))
+                .map(|&i| self.query_points(&queries[i], &settings))
                 .collect();
             let response = self.block_on(
                 self.client
@@ -712,7 +944,7 @@ mod real {
                 )));
             }
             for (i, batch) in asked.into_iter().zip(response.result) {
-                lists[i] = hits(batch.result)?;
+                lists[i] = hits(batch.result, &queries[i].filter)?;
             }
             Ok(lists)
         }
@@ -778,6 +1010,7 @@ mod real {
             let ids = PointsIdsList {
                 ids: ids.iter().map(|&id| id.into()).collect(),
             };
+            self.changed.store(true, Ordering::Relaxed);
             self.block_on(
                 self.client.delete_points(
                     DeletePointsBuilder::new(&self.collection)
@@ -796,6 +1029,7 @@ mod real {
                 ));
             };
             self.spec()?;
+            self.changed.store(true, Ordering::Relaxed);
             self.block_on(
                 self.client.delete_points(
                     DeletePointsBuilder::new(&self.collection)
@@ -865,24 +1099,124 @@ mod real {
         }
 
         /// Waits until the server's background optimizers are done with the collection
-        /// (status green: segments merged, HNSW graphs built past the indexing threshold), for
-        /// at most the request deadline; then returns, because the collection answers
-        /// correctly meanwhile.
+        /// (status green: segments merged, HNSW graphs and int8 copies built as the index
+        /// settings ask), for at most the request deadline; then returns, because the
+        /// collection answers correctly meanwhile. After this store changed the collection, a
+        /// green status counts only once the optimizers have visibly started (a status other
+        /// than green) or it stayed green for a second. A collection whose optimizations are
+        /// pending but not started (status grey, e.g. after a server restart) is nudged with an
+        /// empty update, which is how Qdrant starts them.
         fn optimize(&self) -> StoreResult<()> {
             if !self.has_spec()? {
                 return Ok(());
             }
-            let until = Instant::now() + self.options.deadline();
+            let start = Instant::now();
+            let until = start + self.options.deadline();
+            let mut settled = !self.changed.swap(false, Ordering::Relaxed);
+            let mut green_since: Option<Instant> = None;
+            let mut nudged = false;
             loop {
                 let info = self
                     .block_on(self.client.collection_info(&self.collection))?
                     .result
                     .ok_or_else(|| StoreError::Backend("collection info is empty".into()))?;
-                if info.status == CollectionStatus::Green as i32 || Instant::now() >= until {
+                let now = Instant::now();
+                if info.status == CollectionStatus::Green as i32 {
+                    let since = *green_since.get_or_insert(now);
+                    if settled || now.duration_since(since) >= SETTLE {
+                        return Ok(());
+                    }
+                } else {
+                    settled = true;
+                    green_since = None;
+                }
+                if now >= until {
+                    tracing::warn!(
+                        collection = %self.collection,
+                        status = info.status,
+                        "the server is still optimizing after the request deadline; \
+                         searches answer meanwhile"
+                    );
                     return Ok(());
+                }
+                if info.status == CollectionStatus::Grey as i32 && !nudged {
+                    nudged = true;
+                    self.block_on(self.client.update_collection(UpdateCollection {
+                        collection_name: self.collection.clone(),
+                        optimizers_config: Some(OptimizersConfigDiff::default()),
+                        ..UpdateCollection::default()
+                    }))?;
                 }
                 std::thread::sleep(OPTIMIZE_POLL);
             }
+        }
+
+        /// The settings read from the collection when this store connected or last changed
+        /// them (the defaults a new collection gets, before it exists). Another process's
+        /// change is seen after a reconnect; until then searches use the older search-time
+        /// values, which changes their speed, not their correctness (filters stay exact,
+        /// scores are rescored cosines).
+        fn index_settings(&self) -> StoreResult<IndexSettings> {
+            self.index()
+        }
+
+        /// Checks `settings`, then changes the collection in one update request: HNSW `m`,
+        /// `ef_construct` and `full_scan_threshold`, the optimizer's `indexing_threshold`
+        /// (0 = never build a graph, for exact; 1 KiB = every segment, for hnsw; the auto
+        /// threshold's vector data otherwise), int8 scalar quantization (quantile 0.99, in
+        /// RAM) or `Disabled`, and the settings themselves in the collection's metadata under
+        /// [`INDEX_METADATA_KEY`], where a reconnecting process reads them back. The server's
+        /// optimizers rebuild graphs and quantized copies in the background; [`Self::optimize`]
+        /// waits for them. Invalid settings are refused before anything is sent. Before the
+        /// collection exists they are kept here and given to the collection `ensure` creates.
+        fn set_index_settings(&self, settings: &IndexSettings) -> StoreResult<()> {
+            settings.validate()?;
+            let spec = self.spec.read().map_err(|_| poisoned())?.clone();
+            let Some(spec) = spec else {
+                *self.index.write().map_err(|_| poisoned())? = settings.clone();
+                return Ok(());
+            };
+            let (hnsw, optimizers, int8) = Self::index_config(&spec, settings);
+            let quantization = match int8 {
+                Some(int8) => quantization_config_diff::Quantization::Scalar(int8),
+                None => quantization_config_diff::Quantization::Disabled(qdrant::Disabled {}),
+            };
+            let mut index = self.index.write().map_err(|_| poisoned())?;
+            self.changed.store(true, Ordering::Relaxed);
+            self.block_on(self.client.update_collection(UpdateCollection {
+                collection_name: self.collection.clone(),
+                optimizers_config: Some(optimizers),
+                timeout: Some(self.options.deadline().as_secs().max(1)),
+                hnsw_config: Some(hnsw),
+                quantization_config: Some(qdrant::QuantizationConfigDiff {
+                    quantization: Some(quantization),
+                }),
+                metadata: Self::index_metadata(settings)?,
+                ..UpdateCollection::default()
+            }))?;
+            *index = settings.clone();
+            Ok(())
+        }
+
+        /// Points, graph-indexed vectors (over every named vector) and segments from the
+        /// collection info; disk use is unknown (the server's API does not report it).
+        fn index_state(&self) -> StoreResult<IndexState> {
+            let settings = self.index()?;
+            if !self.has_spec()? {
+                return Ok(IndexState {
+                    settings: Some(settings),
+                    ..IndexState::default()
+                });
+            }
+            let info = self.info()?.ok_or(StoreError::Missing)?;
+            let number = |v: u64| usize::try_from(v).map_err(backend);
+            Ok(IndexState {
+                settings: Some(settings),
+                points: number(info.points_count.unwrap_or(0))?,
+                indexed_vectors: number(info.indexed_vectors_count.unwrap_or(0))?,
+                segments: number(info.segments_count)?,
+                disk_bytes: None,
+            })
         }
 
         /// A no-op: the server's own optimizers vacuum segments in the background according to

@@ -20,9 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{PAGE, backend};
-use crate::store::{
-    CollectionSpec, IndexKind, IndexSettings, Quantization, StoreError, StoreResult,
-};
+use crate::store::{CollectionSpec, IndexSettings, Quantization, StoreError, StoreResult};
 
 /// Name of the commit file inside the store directory.
 pub(super) const COLLECTION_FILE: &str = "collection.json";
@@ -146,15 +144,7 @@ pub(super) fn qdrant_index(
         full_scan_threshold: settings.full_scan_kb,
         ..HnswIndexConfig::default()
     };
-    // Vector data of one named vector per point, in KiB: qdrant compares segment sizes in KiB.
-    let kb_per_point = (spec.dim * 4) as f64 / 1024.0;
-    let indexing_threshold = match settings.kind {
-        // 0 disables graph building altogether.
-        IndexKind::Exact => 0,
-        // The smallest non-zero threshold: every segment gets a graph.
-        IndexKind::Hnsw => 1,
-        IndexKind::Auto => ((settings.auto_threshold as f64 * kb_per_point).ceil() as usize).max(1),
-    };
+    let indexing_threshold = settings.indexing_threshold_kb(spec.dim);
     let optimizers = EdgeOptimizersConfig {
         // `compact` rebuilds instead of vacuuming, but when `optimize` runs, vacuum any
         // segment with deletions rather than waiting for 20% of 1000 points.

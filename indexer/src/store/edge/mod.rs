@@ -558,7 +558,7 @@ impl VectorStore for EdgeStore {
             points,
             indexed_vectors,
             segments,
-            disk_bytes: disk_usage(&self.dir)?,
+            disk_bytes: Some(disk_usage(&self.dir)?),
         })
     }
 
