@@ -275,8 +275,9 @@ pub enum Quantization {
 /// Graphs once a segment holds 20,000 points (`auto`), full-precision vectors. On the clustered
 /// 100k bench library (512-d), graph + int8 search at ef `max(128, depth)` returned the same
 /// fused top 20 as exact scans at depths 500 and 1000 (overlap 1.000 and equal to exact's) at a
-/// third of the vector-search time (benches/README.md); int8 saved a further 10-17 % there
-/// but costs RAM, so it stays a choice (`imagelens optimize --quantization int8`).
+/// third of the vector-search time (benches/README.md). int8 was 10-17 % faster than plain
+/// graphs in one run and slower in another: it stays a choice (`imagelens optimize
+/// --quantization int8`).
 impl Default for IndexSettings {
     fn default() -> Self {
         IndexSettings {
