@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use common::{BenchEmbedder, DIM, Data, Generator, build};
-use imagelens::search::{Fusion, SearchRequest, SearchService};
+use imagelens::search::{Fusion, LookupRequest, SearchRequest, SearchService};
 use indexer::filter::{DateRange, RecordFilter};
 use indexer::record::DateAxis;
 use indexer::store::{IndexKind, IndexSettings, Quantization, VectorFilter, VectorQuery};
@@ -325,6 +325,45 @@ fn run(n: usize, data: Data, quick: bool) {
                 overlap / queries as f64
             );
         }
+    }
+    // Look-ups (no model, no vectors): an auditor's first page of a date range, and of the
+    // whole library, newest first. Each sorts every matching record by date.
+    let since_2020 = RecordFilter {
+        dates: vec![DateRange {
+            axis: DateAxis::Captured,
+            after: Some(Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap()),
+            before: None,
+        }],
+        ..RecordFilter::default()
+    };
+    for (name, filter) in [
+        ("captured since 2020", since_2020),
+        ("whole library", RecordFilter::default()),
+    ] {
+        let rounds = queries.min(50);
+        let mut times = Vec::with_capacity(rounds);
+        let mut total = 0;
+        for _ in 0..rounds {
+            let start = Instant::now();
+            let page = keyword_only
+                .lookup(&LookupRequest {
+                    filter: filter.clone(),
+                    sort: None,
+                    descending: true,
+                    limit: 20,
+                    cursor: None,
+                })
+                .unwrap();
+            times.push(start.elapsed());
+            total = page.total;
+        }
+        times.sort();
+        println!(
+            "| {} | look-up, newest first | {name} ({total} records) | {} | {} | |",
+            data.name(),
+            ms(percentile(&times, 0.5)),
+            ms(percentile(&times, 0.99)),
+        );
     }
     lib.store().set_index_settings(&built_settings()).unwrap();
 }

@@ -264,11 +264,8 @@ impl KeywordIndex {
         let searcher = self.reader.searcher();
         let q = self.filter_query(filter)?;
         let docs = searcher.search(&*q, &DocSetCollector)?;
-        let mut out = BTreeSet::new();
-        for addr in docs {
-            out.insert(self.id_at(&searcher, addr)?);
-        }
-        Ok(out)
+        let docs: Vec<DocAddress> = docs.into_iter().collect();
+        Ok(ids_of(&searcher, &docs)?.into_iter().collect())
     }
 
     /// Number of records matching the filter.
@@ -278,18 +275,6 @@ impl KeywordIndex {
     pub fn count(&self, filter: &RecordFilter) -> KResult<u64> {
         let q = self.filter_query(filter)?;
         Ok(self.reader.searcher().search(&*q, &Count)? as u64)
-    }
-
-    fn id_at(&self, searcher: &tantivy::Searcher, addr: DocAddress) -> KResult<String> {
-        let seg = searcher.segment_reader(addr.segment_ord);
-        let col = seg
-            .fast_fields()
-            .str("id")?
-            .ok_or_else(|| KeywordError::Corrupt {
-                id: format!("{addr:?}"),
-                reason: "no id column".into(),
-            })?;
-        first_str(&col, addr.doc_id)
     }
 
     /// Splits text into the index's terms (lowercased, stemmed), as BM25 sees them.
@@ -356,13 +341,12 @@ impl KeywordIndex {
         ]);
         let searcher = self.reader.searcher();
         let top = searcher.search(&query, &TopDocs::with_limit(limit).order_by_score())?;
-        let mut hits = Vec::with_capacity(top.len());
-        for (score, addr) in top {
-            hits.push(KeywordHit {
-                id: self.id_at(&searcher, addr)?,
-                score,
-            });
-        }
+        let addrs: Vec<DocAddress> = top.iter().map(|&(_, addr)| addr).collect();
+        let mut hits: Vec<KeywordHit> = ids_of(&searcher, &addrs)?
+            .into_iter()
+            .zip(top)
+            .map(|(id, (score, _))| KeywordHit { id, score })
+            .collect();
         hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
         Ok(hits)
     }
@@ -379,10 +363,13 @@ impl KeywordIndex {
     ) -> KResult<Vec<(Option<i64>, String)>> {
         let searcher = self.reader.searcher();
         let q = self.filter_query(filter)?;
-        let docs = searcher.search(&*q, &DocSetCollector)?;
-        let mut out = Vec::with_capacity(docs.len());
+        let docs: Vec<DocAddress> = searcher
+            .search(&*q, &DocSetCollector)?
+            .into_iter()
+            .collect();
         let mut columns = HashMap::new();
-        for addr in docs {
+        let mut dates = Vec::with_capacity(docs.len());
+        for addr in &docs {
             let col = match columns.entry(addr.segment_ord) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::hash_map::Entry::Vacant(v) => v.insert(
@@ -392,9 +379,10 @@ impl KeywordIndex {
                         .date(axis.name())?,
                 ),
             };
-            let date = col.first(addr.doc_id).map(|d| d.into_timestamp_secs());
-            out.push((date, self.id_at(&searcher, addr)?));
+            dates.push(col.first(addr.doc_id).map(|d| d.into_timestamp_secs()));
         }
+        let mut out: Vec<(Option<i64>, String)> =
+            dates.into_iter().zip(ids_of(&searcher, &docs)?).collect();
         out.sort_by(|a, b| match (a.0, b.0) {
             (Some(x), Some(y)) => x.cmp(&y).then_with(|| a.1.cmp(&b.1)),
             (Some(_), None) => std::cmp::Ordering::Less,
@@ -483,6 +471,56 @@ impl KeywordIndex {
         }
         Ok(facets)
     }
+}
+
+/// The record ids of the documents at `addrs`, in the same order, from the `id` fast column.
+///
+/// Per segment the column is opened once and the term ordinals are turned into strings in one
+/// sorted pass over the dictionary: resolving ordinals one at a time rescans a dictionary block
+/// for each, which made a look-up that sorts 100,000 records take over a second
+/// (benches/README.md).
+fn ids_of(searcher: &tantivy::Searcher, addrs: &[DocAddress]) -> KResult<Vec<String>> {
+    let mut out = vec![String::new(); addrs.len()];
+    let mut by_segment: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    for (i, addr) in addrs.iter().enumerate() {
+        by_segment.entry(addr.segment_ord).or_default().push(i);
+    }
+    for (segment, positions) in by_segment {
+        let col = searcher
+            .segment_reader(segment)
+            .fast_fields()
+            .str("id")?
+            .ok_or_else(|| KeywordError::Corrupt {
+                id: format!("segment {segment}"),
+                reason: "no id column".into(),
+            })?;
+        // (ordinal, position in `addrs`), sorted by ordinal; a document without an id keeps "".
+        let mut ords: Vec<(u64, usize)> = positions
+            .into_iter()
+            .filter_map(|i| col.term_ords(addrs[i].doc_id).next().map(|ord| (ord, i)))
+            .collect();
+        ords.sort_unstable();
+        let sorted: Vec<u64> = ords.iter().map(|&(ord, _)| ord).collect();
+        let mut next = ords.iter().map(|&(_, i)| i);
+        let mut bad_utf8 = false;
+        col.dictionary()
+            .sorted_ords_to_term_cb(&sorted, |bytes| {
+                if let Some(i) = next.next() {
+                    match std::str::from_utf8(bytes) {
+                        Ok(id) => out[i] = id.to_owned(),
+                        Err(_) => bad_utf8 = true,
+                    }
+                }
+            })
+            .map_err(|e| KeywordError::Tantivy(e.into()))?;
+        if bad_utf8 {
+            return Err(KeywordError::Corrupt {
+                id: format!("segment {segment}"),
+                reason: "a record id that is not UTF-8".into(),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// The first value of a string fast column for `doc` (empty when it has none).
