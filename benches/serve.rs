@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use chrono::Duration as Days;
-use common::{BenchEmbedder, DIM, Data, Generator, sha_of};
+use common::{BenchEmbedder, DIM, Data, Generator};
 use imagelens::governance::accounts::{Accounts, Role};
 use imagelens::governance::redact::Redaction;
 use imagelens::http::{AppState, router};
@@ -32,14 +32,15 @@ use models::{Embedder, EmbedderSpec};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
+use sha2::Digest;
 
 const IMAGES: usize = 64;
 const W: u32 = 320;
 const H: u32 = 240;
 const PLACES: [&str; 5] = ["street", "beach", "park", "harbour", "yard"];
 
-/// Writes the 64 gradient JPEGs if missing; returns their sizes in bytes.
-fn write_images(dir: &Path) -> anyhow::Result<Vec<u64>> {
+/// Writes the 64 gradient JPEGs if missing; returns their sizes in bytes and sha256s.
+fn write_images(dir: &Path) -> anyhow::Result<Vec<(u64, String)>> {
     std::fs::create_dir_all(dir)?;
     (0..IMAGES)
         .map(|k| {
@@ -51,20 +52,30 @@ fn write_images(dir: &Path) -> anyhow::Result<Vec<u64>> {
                 })
                 .save(&path)?;
             }
-            Ok(std::fs::metadata(&path)?.len())
+            let bytes = std::fs::read(&path)?;
+            Ok((
+                bytes.len() as u64,
+                hex::encode(sha2::Sha256::digest(&bytes)),
+            ))
         })
         .collect()
 }
 
 /// The generated library, every record pointing at one of the 64 JPEGs so thumbnails decode
-/// real files.
-fn build(lib: &mut Library, spec: &EmbedderSpec, n: usize, images: &Path, sizes: &[u64]) {
+/// real files. The first 64 records are those files as an ingest records them (their sha256
+/// and the id made from it), so their thumbnails are served; the others share the files but
+/// not their hashes, and the server refuses their images (409, the image changed).
+fn build(lib: &mut Library, spec: &EmbedderSpec, n: usize, images: &Path, files: &[(u64, String)]) {
     common::build(lib, spec, n, Data::Clustered, |r, i| {
         r.path = format!("img_{}.jpg", i % IMAGES);
         r.images_root = images.display().to_string();
         r.width = W;
         r.height = H;
-        r.bytes = sizes[i % IMAGES];
+        r.bytes = files[i % IMAGES].0;
+        if i < IMAGES {
+            r.sha256 = files[i].1.clone();
+            r.id = record_id(&r.sha256);
+        }
     });
 }
 
@@ -87,7 +98,7 @@ struct Req {
 }
 
 /// The mix, in cycle order: search, look-up, search, thumbnail (50 / 25 / 25 %).
-fn mix(n: usize, rng: &mut StdRng) -> Vec<Req> {
+fn mix(n: usize, files: &[(u64, String)], rng: &mut StdRng) -> Vec<Req> {
     const QUERIES: [&str; 20] = [
         "a red car on a street at night",
         "a dog in the park",
@@ -138,7 +149,8 @@ fn mix(n: usize, rng: &mut StdRng) -> Vec<Req> {
             1 => format!("captured_after={y}-{m:02}-01&captured_before={y}-{m:02}-28&desc=true"),
             _ => format!("label=car&annotated_after={y}-{m:02}-01&sort=annotated"),
         };
-        let id = record_id(&sha_of(rng.random_range(0..n)));
+        // One of the records whose image is the file as ingested (see `build`).
+        let id = record_id(&files[rng.random_range(0..IMAGES.min(n))].1);
         let boxes = if k % 2 == 0 { "&boxes=true" } else { "" };
         // Cycle order: search, look-up, search, thumbnail.
         out.insert(out.len() - 1, get(format!("/v1/lookup?{lookup}&limit=20")));
@@ -267,7 +279,7 @@ fn run() -> anyhow::Result<ExitCode> {
         .join("target")
         .join(format!("bench-serve-{n}"));
     let (dir, images) = (root.join("library"), root.join("images"));
-    let sizes = write_images(&images)?;
+    let files = write_images(&images)?;
     let spec = EmbedderSpec {
         model_id: "bench-random".into(),
         revision: "sha256:random".into(),
@@ -277,14 +289,27 @@ fn run() -> anyhow::Result<ExitCode> {
     let mut lib = Library::open(&dir, StoreSettings::Edge)?;
     let first_root = lib
         .keyword()
-        .get(&record_id(&sha_of(0)))?
+        .get(&record_id(&files[0].1))?
         .map(|r| PathBuf::from(r.images_root));
     if lib.manifest().counts.records != n as u64 || first_root.as_deref() != Some(images.as_path())
     {
         drop(lib);
         let _ = std::fs::remove_dir_all(&dir);
         lib = Library::open(&dir, StoreSettings::Edge)?;
-        build(&mut lib, &spec, n, &images, &sizes);
+        build(&mut lib, &spec, n, &images, &files);
+    }
+    // `IMAGELENS_BENCH_INDEX=exact` measures the service with exact scans (no graphs), to
+    // compare with the default (`auto`: graphs for segments of 20,000 points and more) on the
+    // same library.
+    if let Ok(kind) = std::env::var("IMAGELENS_BENCH_INDEX") {
+        let kind: indexer::store::IndexKind = serde_json::from_value(json!(kind))
+            .context("IMAGELENS_BENCH_INDEX is auto, exact or hnsw")?;
+        lib.store()
+            .set_index_settings(&indexer::store::IndexSettings {
+                kind,
+                ..indexer::store::IndexSettings::default()
+            })?;
+        println!("index: {kind:?} (IMAGELENS_BENCH_INDEX)");
     }
     // As `imagelens ingest` leaves a library (a no-op on a reused one).
     lib.store().optimize()?;
@@ -311,7 +336,7 @@ fn run() -> anyhow::Result<ExitCode> {
     rt.spawn(async move { axum::serve(listener, app).await.expect("server runs") });
 
     let mut rng = StdRng::seed_from_u64(9);
-    let mix = mix(n, &mut rng);
+    let mix = mix(n, &files, &mut rng);
     // One of each kind first, so a broken mix fails in a second rather than after the run.
     for req in &mix[..12] {
         let (status, text) = http(port, req, auth.as_deref())?;
