@@ -9,7 +9,7 @@ use axum::http::header;
 use indexer::keyword::Facets;
 use indexer::library::Counts;
 use indexer::record::DateAxis;
-use models::EmbedderSpec;
+use models::{EmbedderSpec, Embedding};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
@@ -25,8 +25,8 @@ use crate::params::{
     AuditedSearch, FilterParams, InterpretedSearch, audited_facets, audited_lookup,
 };
 use crate::search::{
-    Cancel, FACET_DEPTH, Fusion, Like, LookupRequest, LookupResponse, MAX_NEGATIVES, QueryFacets,
-    SearchRequest, SearchResponse, UploadedImage,
+    Cancel, FACET_DEPTH, Fusion, Like, LookupRequest, LookupResponse, MAX_NEGATIVES, SearchError,
+    SearchRequest, SearchResponse, SearchService, UploadedImage,
 };
 
 /// Longest `weights` spec accepted, in characters.
@@ -160,16 +160,26 @@ impl SearchBody {
     }
 }
 
-/// Runs a search on the blocking pool. Only the model's part (the query vector) holds an
-/// embedding slot: index and vector look-ups are bounded by the blocking pool alone.
-///
-/// The blocking work cannot be aborted from outside, so it is cancelled from inside: when this
-/// future is dropped (the request timed out, or its client went away) or the server's request
-/// timeout has passed, the search stops at its next check ([`Cancel`]) instead of running on.
+/// Runs a search on the blocking pool ([`with_query_vector`]).
 pub(crate) async fn run_search(
     state: &AppState,
     req: SearchRequest,
 ) -> Result<SearchResponse, ApiError> {
+    with_query_vector(state, req, SearchService::search_cancellable).await
+}
+
+/// Runs `work` (a search, or a count over a search's candidates) on the blocking pool with
+/// the request's query vector. Only the model's part (the query vector) holds an embedding
+/// slot: index and vector look-ups are bounded by the blocking pool alone.
+///
+/// The blocking work cannot be aborted from outside, so it is cancelled from inside: when this
+/// future is dropped (the request timed out, or its client went away) or the server's request
+/// timeout has passed, `work` stops at its next check ([`Cancel`]) instead of running on.
+async fn with_query_vector<T: Send + 'static>(
+    state: &AppState,
+    req: SearchRequest,
+    work: fn(&SearchService, &SearchRequest, Option<Embedding>, &Cancel) -> Result<T, SearchError>,
+) -> Result<T, ApiError> {
     let service = state.service().clone();
     let cancel = match Instant::now().checked_add(state.limits().timeout()) {
         Some(deadline) => Cancel::with_deadline(deadline),
@@ -180,7 +190,7 @@ pub(crate) async fn run_search(
         // No model work: "more like this" is refused, texts go to BM25 only.
         return blocking(move || {
             let query = service.query_embedding(&req)?;
-            Ok(service.search_cancellable(&req, query, &cancel)?)
+            Ok(work(&service, &req, query, &cancel)?)
         })
         .await;
     }
@@ -192,7 +202,7 @@ pub(crate) async fn run_search(
         Ok(service2.query_embedding(&req2)?)
     })
     .await?;
-    blocking(move || Ok(service.search_cancellable(&req, query, &cancel)?)).await
+    blocking(move || Ok(work(&service, &req, query, &cancel)?)).await
 }
 
 /// Search with a plain-English query, "more like this" (a record id, or an uploaded image as
@@ -595,7 +605,7 @@ pub async fn facets(
     if let Some(m) = summary.as_object_mut() {
         m.insert("depth".into(), FACET_DEPTH.into());
     }
-    let counted = run_query_facets(&state, request).await?;
+    let counted = with_query_vector(&state, request, SearchService::query_facets).await?;
     caller
         .audit(&state, Action::Facets, Some(summary), vec![])
         .await?;
@@ -608,33 +618,6 @@ pub async fn facets(
         facets: counted.facets,
         interpreted,
     }))
-}
-
-/// [`crate::search::SearchService::query_facets`] on the blocking pool, with the model's part holding an
-/// embedding slot and the server's timeout as for a search ([`run_search`]).
-async fn run_query_facets(state: &AppState, req: SearchRequest) -> Result<QueryFacets, ApiError> {
-    let service = state.service().clone();
-    let cancel = match Instant::now().checked_add(state.limits().timeout()) {
-        Some(deadline) => Cancel::with_deadline(deadline),
-        None => Cancel::new(),
-    };
-    let _guard = cancel.on_drop();
-    if !service.semantic() {
-        return blocking(move || {
-            let query = service.query_embedding(&req)?;
-            Ok(service.query_facets(&req, query, &cancel)?)
-        })
-        .await;
-    }
-    let req = Arc::new(req);
-    let permit = state.slot(state.embed_slots(), "embedding").await?;
-    let (service2, req2) = (service.clone(), req.clone());
-    let query = blocking(move || {
-        let _permit = permit;
-        Ok(service2.query_embedding(&req2)?)
-    })
-    .await?;
-    blocking(move || Ok(service.query_facets(&req, query, &cancel)?)).await
 }
 
 /// What `/v1/info` answers.
