@@ -15,10 +15,10 @@ mod common;
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::{TimeZone, Utc};
-use common::{BenchEmbedder, DIM, Data, Generator, build};
+use common::{BenchEmbedder, DIM, Data, Generator, build, ms, percentile};
 use imagelens::search::{Fusion, LookupRequest, SearchRequest, SearchService};
 use indexer::filter::{DateRange, RecordFilter};
 use indexer::record::DateAxis;
@@ -28,15 +28,6 @@ use indexer::{Library, StoreSettings};
 use models::{Embedder, EmbedderSpec};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1e3)
-}
 
 /// The settings the bench libraries are built with: graphs (`auto`) and int8 copies, so every
 /// mode below can be measured on one build.

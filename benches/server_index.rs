@@ -11,9 +11,12 @@
 //! vectors (400 cluster centres on the 256-d sphere, Zipf-sized clusters, nearest-neighbour
 //! cosines about 0.8), queries near stored points; random vectors say nothing about a graph.
 
+mod common;
+
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
+use common::{gaussian, ms, percentile, unit};
 use indexer::store::{
     CollectionSpec, IndexKind, IndexSettings, MAX_TIMEOUT, Payload, QdrantProcess, Quantization,
     ServerOptions, ServerStore, VectorFilter, VectorPoint, VectorQuery, VectorStore,
@@ -25,27 +28,8 @@ const DIM: usize = 256;
 const CLUSTERS: usize = 400;
 const MAX_POINTS: usize = 1_000_000;
 
-fn unit(v: Vec<f32>) -> Vec<f32> {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    v.into_iter().map(|x| x / n).collect()
-}
-
-fn gaussian(rng: &mut StdRng) -> f32 {
-    let u: f32 = rng.random_range(f32::EPSILON..1.0);
-    let v: f32 = rng.random_range(0.0..1.0);
-    (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
-}
-
 fn noisy(rng: &mut StdRng, centre: &[f32], spread: f32) -> Vec<f32> {
     unit(centre.iter().map(|x| x + spread * gaussian(rng)).collect())
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
 /// p50, p99 and recall@`limit` of `queries` against `truth` under the store's settings.

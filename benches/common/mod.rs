@@ -50,15 +50,26 @@ pub fn random_unit(rng: &mut StdRng) -> Vec<f32> {
 }
 
 /// A standard normal sample (Box-Muller).
-fn gaussian(rng: &mut StdRng) -> f32 {
+pub fn gaussian(rng: &mut StdRng) -> f32 {
     let u: f32 = rng.random_range(f32::EPSILON..1.0);
     let v: f32 = rng.random_range(0.0..1.0);
     (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
 }
 
-fn unit(v: Vec<f32>) -> Vec<f32> {
+/// `v` scaled to length 1.
+pub fn unit(v: Vec<f32>) -> Vec<f32> {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     v.into_iter().map(|x| x / n).collect()
+}
+
+/// The value at fraction `p` of `sorted` (nearest rank).
+pub fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// A duration in milliseconds, two decimals.
+pub fn ms(d: std::time::Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
 /// `centre` moved by isotropic Gaussian noise of expected length `spread`, back on the sphere:

@@ -11,125 +11,15 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use indexer::store::{
-    CollectionSpec, Condition, EdgeStore, IndexKind, IndexSettings, Payload, PointId, Quantization,
-    VectorFilter, VectorPoint, VectorQuery, VectorStore,
+    Condition, EdgeStore, IndexKind, IndexSettings, PointId, Quantization, VectorFilter,
+    VectorQuery, VectorStore,
 };
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-const DIM: usize = 32;
-const CLUSTERS: usize = 40;
-const POINTS: u64 = 4_000;
-const LABELS: [&str; 8] = [
-    "car", "truck", "bus", "person", "dog", "cat", "boat", "bike",
-];
-const DATASETS: [&str; 3] = ["fleet", "coast", "city"];
-
-fn spec() -> CollectionSpec {
-    CollectionSpec {
-        dim: DIM,
-        vectors: vec!["image".into()],
-        keyword_fields: vec!["dataset".into(), "labels".into()],
-        integer_fields: vec!["captured".into()],
-    }
-}
-
-fn unit(v: Vec<f32>) -> Vec<f32> {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    v.into_iter().map(|x| x / n).collect()
-}
-
-fn gaussian(rng: &mut StdRng) -> f32 {
-    // Box-Muller.
-    let u: f32 = rng.random_range(f32::EPSILON..1.0);
-    let v: f32 = rng.random_range(0.0..1.0);
-    (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>() / (norm(a) * norm(b))
-}
-
-fn norm(v: &[f32]) -> f32 {
-    v.iter().map(|x| x * x).sum::<f32>().sqrt()
-}
-
-/// A generated point kept in memory to check answers by brute force.
-#[derive(Clone, Debug)]
-struct Sample {
-    id: PointId,
-    image: Vec<f32>,
-    labels: Vec<String>,
-    dataset: String,
-    captured: i64,
-}
-
-impl Sample {
-    fn point(&self) -> VectorPoint {
-        let mut payload = Payload::default();
-        payload
-            .insert("labels", self.labels.clone())
-            .insert("dataset", self.dataset.clone())
-            .insert("captured", self.captured);
-        VectorPoint {
-            id: self.id,
-            vectors: [("image".to_owned(), self.image.clone())].into(),
-            payload,
-        }
-    }
-
-    fn satisfies(&self, c: &Condition) -> bool {
-        match c {
-            Condition::MatchAny { key, any } if key == "labels" => {
-                self.labels.iter().any(|l| any.contains(l))
-            }
-            Condition::MatchAny { key, any } if key == "dataset" => any.contains(&self.dataset),
-            Condition::Range { key, gte, lte } if key == "captured" => {
-                gte.is_none_or(|g| self.captured >= g) && lte.is_none_or(|l| self.captured <= l)
-            }
-            other => panic!("no sample field for {other:?}"),
-        }
-    }
-
-    fn matches(&self, f: &VectorFilter) -> bool {
-        f.must.iter().all(|c| self.satisfies(c)) && !f.must_not.iter().any(|c| self.satisfies(c))
-    }
-}
-
-/// Clustered points: each cluster has a centre on the sphere and a label family; a point is
-/// its centre plus Gaussian noise, normalised, so close points share labels.
-fn clustered(seed: u64, n: u64) -> (Vec<Sample>, Vec<Vec<f32>>) {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let centres: Vec<Vec<f32>> = (0..CLUSTERS)
-        .map(|_| unit((0..DIM).map(|_| gaussian(&mut rng)).collect()))
-        .collect();
-    let spread = 0.35 / (DIM as f32).sqrt();
-    let samples = (0..n)
-        .map(|id| {
-            let c = rng.random_range(0..CLUSTERS);
-            let image = unit(
-                centres[c]
-                    .iter()
-                    .map(|x| x + spread * gaussian(&mut rng))
-                    .collect(),
-            );
-            let mut labels = vec![LABELS[c % LABELS.len()].to_owned()];
-            if rng.random_bool(0.3) {
-                labels.push(LABELS[rng.random_range(0..LABELS.len())].to_owned());
-            }
-            labels.dedup();
-            Sample {
-                id: id * 11 + 5,
-                image,
-                labels,
-                dataset: DATASETS[rng.random_range(0..DATASETS.len())].to_owned(),
-                captured: rng.random_range(0..=10_000),
-            }
-        })
-        .collect();
-    (samples, centres)
-}
+mod common;
+use common::{CLUSTERS, DATASETS, LABELS, POINTS, Sample, clustered, cosine, spec};
 
 fn graph_settings(quantization: Quantization) -> IndexSettings {
     IndexSettings {

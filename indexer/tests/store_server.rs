@@ -19,6 +19,9 @@ use indexer::store::{
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+mod common;
+use common::Sample;
+
 const DIM: usize = 16;
 
 fn spec() -> CollectionSpec {
@@ -496,84 +499,7 @@ fn settings_given_before_the_collection_exists_shape_the_collection_ensure_creat
     assert_eq!(store.index_settings().unwrap(), wanted);
 }
 
-// Clustered data, as `index_settings.rs` makes it for the embedded store: points around
-// cluster centres on the unit sphere, labels picked by the cluster (random vectors say
-// nothing about a graph's quality).
-
-const CDIM: usize = 32;
-const CLUSTERS: usize = 40;
-const CPOINTS: u64 = 4_000;
-const CLABELS: [&str; 8] = [
-    "car", "truck", "bus", "person", "dog", "cat", "boat", "bike",
-];
-
-fn clustered_spec() -> CollectionSpec {
-    CollectionSpec {
-        dim: CDIM,
-        vectors: vec!["image".into()],
-        keyword_fields: vec!["labels".into()],
-        integer_fields: vec!["captured".into()],
-    }
-}
-
-fn unit(v: Vec<f32>) -> Vec<f32> {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    v.into_iter().map(|x| x / n).collect()
-}
-
-fn gaussian(rng: &mut StdRng) -> f32 {
-    let u: f32 = rng.random_range(f32::EPSILON..1.0);
-    let v: f32 = rng.random_range(0.0..1.0);
-    (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-/// A clustered point: `(id, unit vector, labels, captured)`.
-type CPoint = (PointId, Vec<f32>, Vec<String>, i64);
-
-/// The points and the cluster centres.
-type Clustered = (Vec<CPoint>, Vec<Vec<f32>>);
-
-fn clustered(seed: u64) -> Clustered {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let centres: Vec<Vec<f32>> = (0..CLUSTERS)
-        .map(|_| unit((0..CDIM).map(|_| gaussian(&mut rng)).collect()))
-        .collect();
-    let spread = 0.35 / (CDIM as f32).sqrt();
-    let points = (0..CPOINTS)
-        .map(|id| {
-            let c = rng.random_range(0..CLUSTERS);
-            let v = unit(
-                centres[c]
-                    .iter()
-                    .map(|x| x + spread * gaussian(&mut rng))
-                    .collect(),
-            );
-            let mut labels = vec![CLABELS[c % CLABELS.len()].to_owned()];
-            if rng.random_bool(0.3) {
-                labels.push(CLABELS[rng.random_range(0..CLABELS.len())].to_owned());
-            }
-            labels.dedup();
-            (id * 11 + 5, v, labels, rng.random_range(0..=10_000))
-        })
-        .collect();
-    (points, centres)
-}
-
-fn clustered_point(p: &CPoint) -> VectorPoint {
-    let mut payload = Payload::default();
-    payload
-        .insert("labels", p.2.clone())
-        .insert("captured", p.3);
-    VectorPoint {
-        id: p.0,
-        vectors: BTreeMap::from([("image".to_owned(), p.1.clone())]),
-        payload,
-    }
-}
+// Clustered data (`common`), the same as `index_settings.rs` uses for the embedded store.
 
 fn near(vector: &[f32], filter: VectorFilter, limit: usize, exact: bool) -> VectorQuery {
     VectorQuery {
@@ -593,10 +519,10 @@ fn near(vector: &[f32], filter: VectorFilter, limit: usize, exact: bool) -> Vect
 fn graph_and_int8_search_on_clustered_data_finds_the_exact_top_k_and_filters_stay_exact() {
     let Some(server) = server() else { return };
     let store = ServerStore::connect(&server.grpc_url(), "clustered").unwrap();
-    store.ensure(&clustered_spec()).unwrap();
-    let (points, centres) = clustered(5);
+    store.ensure(&common::spec()).unwrap();
+    let (points, centres) = common::clustered(5, common::POINTS);
     store
-        .upsert(points.iter().map(clustered_point).collect())
+        .upsert(points.iter().map(Sample::point).collect())
         .unwrap();
     store
         .set_index_settings(&IndexSettings {
@@ -615,12 +541,12 @@ fn graph_and_int8_search_on_clustered_data_finds_the_exact_top_k_and_filters_sta
     let config = collection_config(&server, "clustered");
     assert_eq!(config["quantization_config"]["scalar"]["type"], "int8");
 
-    let by_id: BTreeMap<PointId, &CPoint> = points.iter().map(|p| (p.0, p)).collect();
+    let by_id: BTreeMap<PointId, &Sample> = points.iter().map(|p| (p.id, p)).collect();
     let mut rng = StdRng::seed_from_u64(8);
     for limit in [10, 100] {
         let (mut found, mut wanted) = (0, 0);
         for _ in 0..40 {
-            let probe = &points[rng.random_range(0..points.len())].1;
+            let probe = &points[rng.random_range(0..points.len())].image;
             let truth: BTreeSet<PointId> = store
                 .search(&near(probe, all(), limit, true))
                 .unwrap()
@@ -629,7 +555,7 @@ fn graph_and_int8_search_on_clustered_data_finds_the_exact_top_k_and_filters_sta
                 .collect();
             let approx = store.search(&near(probe, all(), limit, false)).unwrap();
             for h in &approx {
-                let cos = dot(&by_id[&h.id].1, probe);
+                let cos = common::cosine(&by_id[&h.id].image, probe);
                 assert!(
                     (h.score - cos).abs() < 1e-3,
                     "rescored: {} vs {cos}",
@@ -644,20 +570,13 @@ fn graph_and_int8_search_on_clustered_data_finds_the_exact_top_k_and_filters_sta
     }
 
     // Random filters (labels, ranges, negations) stay exact on the graph + int8 path.
-    let satisfies = |p: &CPoint, c: &Condition| match c {
-        Condition::MatchAny { any, .. } => p.2.iter().any(|l| any.contains(l)),
-        Condition::Range { gte, lte, .. } => {
-            gte.is_none_or(|g| p.3 >= g) && lte.is_none_or(|l| p.3 <= l)
-        }
-        Condition::HasId(ids) => ids.contains(&p.0),
-    };
     let condition = |rng: &mut StdRng| {
         if rng.random_bool(0.5) {
             let n = rng.random_range(1..=3);
             Condition::MatchAny {
                 key: "labels".into(),
                 any: (0..n)
-                    .map(|_| CLABELS[rng.random_range(0..CLABELS.len())].to_owned())
+                    .map(|_| common::LABELS[rng.random_range(0..common::LABELS.len())].to_owned())
                     .collect(),
             }
         } else {
@@ -679,19 +598,19 @@ fn graph_and_int8_search_on_clustered_data_finds_the_exact_top_k_and_filters_sta
                 .collect(),
         };
         let limit = rng.random_range(1..=60);
-        let centre = &centres[rng.random_range(0..CLUSTERS)];
+        let centre = &centres[rng.random_range(0..common::CLUSTERS)];
         let hits = store
             .search(&near(centre, filter.clone(), limit, false))
             .unwrap();
-        let matches = |p: &CPoint| {
-            filter.must.iter().all(|c| satisfies(p, c))
-                && !filter.must_not.iter().any(|c| satisfies(p, c))
-        };
         for h in &hits {
-            assert!(matches(by_id[&h.id]), "hit {} breaks {filter:?}", h.id);
+            assert!(
+                by_id[&h.id].matches(&filter),
+                "hit {} breaks {filter:?}",
+                h.id
+            );
         }
         assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
-        let matching = points.iter().filter(|p| matches(p)).count();
+        let matching = points.iter().filter(|p| p.matches(&filter)).count();
         assert!(hits.len() <= limit.min(matching));
         if matching >= 100 {
             assert_eq!(hits.len(), limit.min(matching), "{filter:?}");
