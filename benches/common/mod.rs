@@ -8,14 +8,13 @@
 
 #![allow(dead_code)] // each bench binary uses a different part of this module
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{Duration as Days, TimeZone, Utc};
 use indexer::Library;
-use indexer::record::{BoundingBox, Dates, Record, image_point_id, region_point_id};
-use indexer::store::VectorPoint;
+use indexer::points;
+use indexer::record::{BoundingBox, Dates, Record};
 use indexer::synth::LABELS;
 use models::{EmbedError, Embedder, EmbedderSpec, Embedding};
 use rand::rngs::StdRng;
@@ -449,20 +448,9 @@ pub fn build(
                 regions,
             } = generator.generate(i, &mut rng);
             adjust(&mut record, i);
-            let mut vectors = BTreeMap::new();
-            vectors.insert("image".to_owned(), image);
-            vectors.insert("text".to_owned(), text);
-            points.push(VectorPoint {
-                id: image_point_id(&record.id),
-                vectors,
-                payload: indexer::pipeline::payload(&record, None),
-            });
+            points.push(points::image_point(&record, image, Some(text)));
             for (b, region) in regions.into_iter().enumerate() {
-                points.push(VectorPoint {
-                    id: region_point_id(&record.id, b),
-                    vectors: [("region".to_owned(), region)].into(),
-                    payload: indexer::pipeline::payload(&record, Some(b)),
-                });
+                points.push(points::region_point(&record, b, region));
             }
             writer.upsert(&record, &fp).unwrap();
         }

@@ -43,6 +43,7 @@ pub fn shorten(text: &str, max: usize) -> String {
     format!("{head}… ({n} characters)")
 }
 
+use crate::points::key;
 use crate::record::DateAxis;
 use crate::store::{Condition, Payload, VectorFilter};
 
@@ -236,19 +237,19 @@ impl RecordFilter {
         let mut f = VectorFilter::default();
         for l in &self.labels {
             f.must.push(Condition::MatchAny {
-                key: "labels".into(),
+                key: key::LABELS.into(),
                 any: vec![normalize_label(l)],
             });
         }
         if !self.no_labels.is_empty() {
             f.must_not.push(Condition::MatchAny {
-                key: "labels".into(),
+                key: key::LABELS.into(),
                 any: self.no_labels.iter().map(|l| normalize_label(l)).collect(),
             });
         }
         if !self.datasets.is_empty() {
             f.must.push(Condition::MatchAny {
-                key: "dataset".into(),
+                key: key::DATASET.into(),
                 any: self.datasets.clone(),
             });
         }
@@ -261,9 +262,9 @@ impl RecordFilter {
         }
         if let Some(FilenameMatch::Exact(name)) = &self.filename {
             let key = if name.contains('/') {
-                "path"
+                key::PATH
             } else {
-                "filename"
+                key::FILENAME
             };
             f.must.push(Condition::MatchAny {
                 key: key.into(),
@@ -323,12 +324,12 @@ pub struct PayloadMatcher {
 }
 
 impl PayloadMatcher {
-    /// Evaluates the whole filter on a point payload (see [`crate::pipeline::payload`]), with
+    /// Evaluates the whole filter on a point payload (see [`crate::points::payload`]), with
     /// the same semantics as the keyword index. Used to make vector results exact when part of
     /// the filter could not be pushed down.
     pub fn matches(&self, payload: &Payload) -> bool {
         let labels: Vec<&str> = payload
-            .get("labels")
+            .get(key::LABELS)
             .and_then(|v| v.as_array())
             .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
             .unwrap_or_default();
@@ -340,7 +341,7 @@ impl PayloadMatcher {
         }
         if !self.datasets.is_empty()
             && !payload
-                .get_str("dataset")
+                .get_str(key::DATASET)
                 .is_some_and(|d| self.datasets.iter().any(|x| x == d))
         {
             return false;
@@ -354,7 +355,11 @@ impl PayloadMatcher {
             }
         }
         if let Some(m) = &self.filename {
-            let key = if m.on_path() { "path" } else { "filename" };
+            let key = if m.on_path() {
+                key::PATH
+            } else {
+                key::FILENAME
+            };
             let Some(name) = payload.get_str(key) else {
                 return false;
             };

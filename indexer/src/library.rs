@@ -14,8 +14,8 @@ use models::EmbedderSpec;
 use serde::{Deserialize, Serialize};
 
 use crate::keyword::KeywordIndex;
-use crate::pipeline::IngestReport;
 use crate::record::Record;
+use crate::report::IngestReport;
 use crate::store::{
     CollectionSpec, EdgeStore, MAX_TIMEOUT, ServerOptions, ServerStatus, ServerStore, VectorFilter,
     VectorStore,
@@ -27,16 +27,6 @@ const TOMBSTONES_FILE: &str = "tombstones.json";
 
 /// Version of the on-disk layout; bumped on incompatible changes.
 pub const FORMAT_VERSION: u32 = 1;
-
-/// Named vectors of the collection.
-pub const VECTOR_NAMES: [&str; 3] = ["image", "region", "text"];
-
-/// Payload keys filtered as keywords.
-pub const KEYWORD_FIELDS: [&str; 6] =
-    ["record_id", "kind", "labels", "dataset", "filename", "path"];
-
-/// Payload keys filtered as integer ranges (Unix seconds).
-pub const INTEGER_FIELDS: [&str; 4] = ["captured", "created", "annotated", "ingested"];
 
 /// Which vector store backs the library. Recorded in the manifest when the library is made;
 /// [`Library::open`] refuses another one, so a library never silently switches stores.
@@ -489,12 +479,7 @@ impl Library {
 
     /// The collection spec for a model's vectors.
     pub fn collection_spec(spec: &EmbedderSpec) -> CollectionSpec {
-        CollectionSpec {
-            dim: spec.dim,
-            vectors: VECTOR_NAMES.iter().map(|s| s.to_string()).collect(),
-            keyword_fields: KEYWORD_FIELDS.iter().map(|s| s.to_string()).collect(),
-            integer_fields: INTEGER_FIELDS.iter().map(|s| s.to_string()).collect(),
-        }
+        crate::points::collection_spec(spec.dim)
     }
 
     /// Pins the model (first embedded ingest) and creates the collection.

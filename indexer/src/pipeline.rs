@@ -20,13 +20,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 use models::preprocess::{DecodeLimits, crop_region};
 use models::{Embedder, EmbedderSpec};
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
-use crate::filter::normalize_label;
 use crate::ingest::{self, MAX_BOXES_PER_IMAGE, Problem, build_record, file_facts, resolve_inside};
 use crate::library::{Library, write_atomic};
-use crate::record::{DateAxis, Record, image_point_id, region_point_id};
-use crate::store::{Payload, VectorFilter, VectorPoint};
+use crate::points;
+use crate::record::Record;
+use crate::report::IngestReport;
+use crate::store::{VectorFilter, VectorPoint};
 use crate::{Error, IngestError, Result};
 
 /// How to ingest.
@@ -72,44 +72,6 @@ impl Default for IngestOptions {
             max_boxes: MAX_BOXES_PER_IMAGE,
             progress: true,
         }
-    }
-}
-
-/// What an ingest did, item by item where something went wrong.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IngestReport {
-    /// Image entries found in the exports.
-    pub entries: usize,
-    /// New records written.
-    pub added: usize,
-    /// Existing records whose annotations or file changed.
-    pub updated: usize,
-    /// Existing records that only needed vectors.
-    pub embedded_only: usize,
-    /// Records already up to date.
-    pub unchanged: usize,
-    /// Records written with vectors in this run.
-    pub embedded: usize,
-    /// Region vectors written in this run.
-    pub regions: usize,
-    /// Orphan vector points removed by reconciliation.
-    pub orphans_removed: usize,
-    /// Images not ingested because they were deleted from this library before.
-    #[serde(default)]
-    pub withheld_deleted: usize,
-    /// Whether vectors were written (a model was available).
-    pub semantic: bool,
-    /// Problems, one per item.
-    pub problems: Vec<Problem>,
-    /// Where the JSON report was saved.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub saved_to: Option<String>,
-}
-
-impl IngestReport {
-    /// Records that are now in the library from this input (written or already there).
-    pub fn kept(&self) -> usize {
-        self.added + self.updated + self.embedded_only + self.unchanged
     }
 }
 
@@ -443,57 +405,17 @@ fn embed_batch(
 
     let mut points = Vec::with_capacity(records.len() + crops.len());
     for (i, ((record, _), v)) in records.iter().zip(image_vecs).enumerate() {
-        let mut vectors = std::collections::BTreeMap::new();
-        vectors.insert("image".to_owned(), v.into_vec());
-        if let Some(t) = text_of.remove(&i) {
-            vectors.insert("text".to_owned(), t);
-        }
-        points.push(VectorPoint {
-            id: image_point_id(&record.id),
-            vectors,
-            payload: payload(record, None),
-        });
+        points.push(points::image_point(
+            record,
+            v.into_vec(),
+            text_of.remove(&i),
+        ));
     }
     let regions = region_vecs.len();
     for ((i, b), v) in crop_owner.into_iter().zip(region_vecs) {
-        let record = &records[i].0;
-        let mut vectors = std::collections::BTreeMap::new();
-        vectors.insert("region".to_owned(), v.into_vec());
-        points.push(VectorPoint {
-            id: region_point_id(&record.id, b),
-            vectors,
-            payload: payload(record, Some(b)),
-        });
+        points.push(points::region_point(&records[i].0, b, v.into_vec()));
     }
     Ok((points, regions))
-}
-
-/// The payload every point of a record carries, so vector search can filter by itself.
-pub fn payload(record: &Record, region: Option<usize>) -> Payload {
-    let mut p = Payload::default();
-    p.insert("record_id", record.id.clone())
-        .insert("kind", if region.is_some() { "region" } else { "image" })
-        .insert(
-            "labels",
-            record
-                .labels
-                .iter()
-                .map(|l| normalize_label(l))
-                .collect::<Vec<_>>(),
-        )
-        .insert("dataset", record.dataset.clone())
-        .insert("filename", record.filename.clone())
-        .insert("path", record.path.clone());
-    if let Some(b) = region {
-        p.insert("box", b as u64)
-            .insert("box_label", normalize_label(&record.boxes[b].label));
-    }
-    for axis in DateAxis::ALL {
-        if let Some(d) = axis.get(&record.dates) {
-            p.insert(axis.name(), d.timestamp());
-        }
-    }
-    p
 }
 
 /// Brings the two stores into agreement after an interrupted run; returns orphans removed.
@@ -504,7 +426,7 @@ pub fn reconcile(lib: &mut Library) -> Result<usize> {
     if !lib.has_vectors() {
         return Ok(0);
     }
-    let in_store: BTreeSet<String> = lib.store().distinct("record_id")?;
+    let in_store: BTreeSet<String> = lib.store().distinct(points::key::RECORD_ID)?;
     let states = lib.keyword().states()?;
     let orphans: Vec<String> = in_store
         .iter()

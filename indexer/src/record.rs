@@ -74,7 +74,7 @@ impl DateAxis {
     ];
 
     /// Field / payload name of the axis.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             DateAxis::Captured => "captured",
             DateAxis::Created => "created",
@@ -266,21 +266,6 @@ impl Record {
     }
 }
 
-/// Deterministic vector-store point id for a record's whole-image point.
-pub fn image_point_id(record_id: &str) -> u64 {
-    point_id(record_id, "image", 0)
-}
-
-/// Deterministic vector-store point id for box `index` of a record.
-pub fn region_point_id(record_id: &str, index: usize) -> u64 {
-    point_id(record_id, "region", index)
-}
-
-fn point_id(record_id: &str, kind: &str, index: usize) -> u64 {
-    let digest = Sha256::digest(format!("{record_id}:{kind}:{index}").as_bytes());
-    u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,13 +297,5 @@ mod tests {
         assert_eq!(before, r.fingerprint());
         r.captions.push("a cat".into());
         assert_ne!(before, r.fingerprint());
-    }
-
-    #[test]
-    fn point_ids_differ_by_kind_and_index() {
-        let id = "0123456789abcdef";
-        assert_ne!(image_point_id(id), region_point_id(id, 0));
-        assert_ne!(region_point_id(id, 0), region_point_id(id, 1));
-        assert_eq!(region_point_id(id, 3), region_point_id(id, 3));
     }
 }

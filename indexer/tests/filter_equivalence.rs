@@ -1,6 +1,6 @@
 //! The exact-filter promise, checked across its three evaluators: for random records and random
 //! filters, the keyword index ([`KeywordIndex::filter_ids`]), the payload check
-//! ([`RecordFilter::compile`] over [`pipeline::payload`]) and the vector store's pushed-down
+//! ([`RecordFilter::compile`] over [`points::payload`]) and the vector store's pushed-down
 //! filter ([`RecordFilter::to_vector_filter`], then the payload check for the clauses a store
 //! cannot evaluate) select the same records, on whole-image points and on region points.
 //!
@@ -15,12 +15,9 @@ use std::sync::OnceLock;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use indexer::filter::{DateRange, FilenameMatch, RecordFilter};
 use indexer::keyword::KeywordIndex;
-use indexer::library::{INTEGER_FIELDS, KEYWORD_FIELDS, VECTOR_NAMES};
-use indexer::pipeline::payload;
-use indexer::record::{DateAxis, Record, image_point_id, region_point_id};
-use indexer::store::{
-    CollectionSpec, EdgeStore, VectorFilter, VectorPoint, VectorQuery, VectorStore,
-};
+use indexer::points::{self, payload};
+use indexer::record::{DateAxis, Record};
+use indexer::store::{EdgeStore, VectorFilter, VectorQuery, VectorStore};
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -140,27 +137,12 @@ fn world() -> &'static World {
         keyword.reload().unwrap();
 
         let store = EdgeStore::open(&dir.path().join("vectors")).unwrap();
-        store
-            .ensure(&CollectionSpec {
-                dim: DIM,
-                vectors: VECTOR_NAMES.iter().map(|s| s.to_string()).collect(),
-                keyword_fields: KEYWORD_FIELDS.iter().map(|s| s.to_string()).collect(),
-                integer_fields: INTEGER_FIELDS.iter().map(|s| s.to_string()).collect(),
-            })
-            .unwrap();
+        store.ensure(&points::collection_spec(DIM)).unwrap();
         let mut points = Vec::new();
         for r in &records {
-            points.push(VectorPoint {
-                id: image_point_id(&r.id),
-                vectors: [("image".to_owned(), unit(&mut rng))].into(),
-                payload: payload(r, None),
-            });
+            points.push(points::image_point(r, unit(&mut rng), None));
             for b in 0..r.boxes.len() {
-                points.push(VectorPoint {
-                    id: region_point_id(&r.id, b),
-                    vectors: [("region".to_owned(), unit(&mut rng))].into(),
-                    payload: payload(r, Some(b)),
-                });
+                points.push(points::region_point(r, b, unit(&mut rng)));
             }
         }
         let count = points.len();

@@ -25,7 +25,8 @@ use std::time::Instant;
 
 use indexer::filter::RecordFilter;
 use indexer::keyword::Facets;
-use indexer::record::{BoundingBox, DateAxis, Dates, Record, image_point_id};
+use indexer::points::{VectorName, image_point_id};
+use indexer::record::{BoundingBox, DateAxis, Dates, Record};
 use indexer::store::{Hit, VectorQuery};
 use indexer::{Fault, Library};
 use models::{Embedder, Embedding};
@@ -396,7 +397,7 @@ impl SearchService {
                 let v = self
                     .library
                     .store()
-                    .vector(image_point_id(id), "image")?
+                    .vector(image_point_id(id), VectorName::Image.as_str())?
                     .ok_or_else(|| {
                         SearchError::Invalid(format!(
                             "no record with id {:?} has an image vector",

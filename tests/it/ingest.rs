@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use indexer::record::{image_point_id, region_point_id};
+use indexer::points::{image_point_id, region_point_id};
 use indexer::store::VectorFilter;
 use indexer::{IngestOptions, Library, StoreSettings, ingest};
 use models::{ClipEmbedder, Embedder};

@@ -3,14 +3,15 @@
 //! whatever the page sizes, with exact scans and with HNSW graphs + int8 quantization on: no
 //! record is shown twice, none is skipped, and filters hold on every page.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{Duration as Days, TimeZone, Utc};
 use imagelens::search::{Fusion, SearchRequest, SearchService};
 use indexer::filter::RecordFilter;
-use indexer::record::{BoundingBox, Dates, Record, image_point_id, record_id, region_point_id};
-use indexer::store::{IndexKind, IndexSettings, Quantization, VectorPoint};
+use indexer::points;
+use indexer::record::{BoundingBox, Dates, Record, record_id};
+use indexer::store::{IndexKind, IndexSettings, Quantization};
 use indexer::{Library, StoreSettings};
 use models::{EmbedError, Embedder, EmbedderSpec, Embedding};
 use rand::rngs::StdRng;
@@ -114,20 +115,9 @@ fn library(dir: &std::path::Path) -> (Arc<Library>, EmbedderSpec) {
     for i in 0..RECORDS {
         let label = rng.random_range(0..LABELS.len());
         let r = record(i, LABELS[label], &mut rng);
-        let vectors = BTreeMap::from([
-            ("image".to_owned(), near(label, &mut rng)),
-            ("text".to_owned(), near(label, &mut rng)),
-        ]);
-        points.push(VectorPoint {
-            id: image_point_id(&r.id),
-            vectors,
-            payload: indexer::pipeline::payload(&r, None),
-        });
-        points.push(VectorPoint {
-            id: region_point_id(&r.id, 0),
-            vectors: BTreeMap::from([("region".to_owned(), near(label, &mut rng))]),
-            payload: indexer::pipeline::payload(&r, Some(0)),
-        });
+        let (image, text) = (near(label, &mut rng), near(label, &mut rng));
+        points.push(points::image_point(&r, image, Some(text)));
+        points.push(points::region_point(&r, 0, near(label, &mut rng)));
         writer.upsert(&r, &spec.fingerprint()).unwrap();
     }
     lib.store().upsert(points).unwrap();

@@ -81,9 +81,8 @@ pub type PointId = u64;
 
 /// Payload attached to a point: always a JSON object.
 ///
-/// Keys used by the indexer: `record_id` (string), `kind` (`"image"`/`"region"`), `box` (integer),
-/// `labels` (array of strings), `dataset` (string), `filename` (string), and the time axes
-/// `captured`, `created`, `annotated`, `ingested` (integer Unix seconds).
+/// The stores treat keys as opaque; the keys the library writes and what they hold are
+/// [`crate::points::key`] (and one integer per time axis, [`crate::points::INTEGER_KEYS`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Payload(pub serde_json::Map<String, serde_json::Value>);
 
@@ -167,11 +166,11 @@ pub struct VectorFilter {
 }
 
 impl VectorFilter {
-    /// Matches every point of these records (payload `record_id`).
+    /// Matches every point of these records (payload [`crate::points::key::RECORD_ID`]).
     pub fn records(ids: Vec<String>) -> Self {
         VectorFilter {
             must: vec![Condition::MatchAny {
-                key: "record_id".into(),
+                key: crate::points::key::RECORD_ID.into(),
                 any: ids,
             }],
             must_not: vec![],
