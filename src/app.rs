@@ -68,6 +68,8 @@ pub struct AppSettings {
     pub no_model: bool,
     /// Vector store backend.
     pub store: StoreSettings,
+    /// Default fusion weights (`[fusion]`); a search's own weights overlay them.
+    pub fusion: crate::search::Fusion,
     /// API token of the account running the command (`--token`, `IMAGELENS_TOKEN`).
     pub token: Option<String>,
     /// Account name for password sign-in (`IMAGELENS_USER`, with `IMAGELENS_PASSWORD`).
@@ -137,6 +139,8 @@ pub struct App {
     accounts: Arc<Accounts>,
     audit: Arc<AuditLog>,
     retention: Arc<Retention>,
+    /// Default fusion weights of this process's searches (`[fusion]`).
+    fusion: crate::search::Fusion,
 }
 
 impl std::fmt::Debug for App {
@@ -160,7 +164,22 @@ impl App {
             let _ = library.set(Arc::new(open_library(settings)?));
         }
         let store = Some(settings.store.clone());
-        Ok(Self::with_files(settings.data_dir.clone(), store, library)?)
+        let mut app = Self::with_files(settings.data_dir.clone(), store, library)?;
+        app.fusion = settings.fusion;
+        Ok(app)
+    }
+
+    /// The same app with other default fusion weights (tests and callers of [`App::around`]).
+    #[must_use]
+    pub fn with_fusion(mut self, fusion: crate::search::Fusion) -> Self {
+        self.fusion = fusion;
+        self
+    }
+
+    /// Default fusion weights of this process's searches (`[fusion]`): a request's own
+    /// `weights` overlay them.
+    pub fn fusion(&self) -> crate::search::Fusion {
+        self.fusion
     }
 
     /// Opens the governed files beside an open `library`. The caller holds the data
@@ -186,6 +205,7 @@ impl App {
             library,
             store,
             dir,
+            fusion: crate::search::Fusion::default(),
         })
     }
 

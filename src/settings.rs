@@ -1,9 +1,15 @@
-//! Settings of `imagelens serve`: defaults, then a TOML file, then environment and flags.
+//! Settings of every `imagelens` command: defaults, then a TOML file, then environment and flags.
 //!
-//! One serde tree with defaults for everything ([`ServeSettings`]); `--config FILE` (or
-//! `IMAGELENS_CONFIG`) overlays a TOML file; flags and their environment variables overlay
-//! that (clap reads the variables, so a flag and its variable are one layer). The result is
-//! validated once, in [`ServeSettings::validate`], before anything is opened.
+//! One serde tree with defaults for everything ([`Settings`]); `--config FILE` (or
+//! `IMAGELENS_CONFIG`, a global flag, so every command reads the same file) overlays a TOML
+//! file; flags and their environment variables overlay that (clap reads the variables, so a
+//! flag and its variable are one layer, the flag winning). The result is validated once, in
+//! [`Settings::validate`], before anything is opened. `imagelens settings` prints what a
+//! command would run with.
+//!
+//! Every command uses `data_dir`, `model`, `no_model`, `[store]` and `[fusion]` (the default
+//! weights of `search`, `eval` and the server's searches, which a request's own `weights`
+//! overlay); `addr`, `[limits]` and `[privacy]` are `serve`'s.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,38 +17,63 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Everything `serve` needs.
+use crate::search::Fusion;
+
+/// Everything a command needs from settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct ServeSettings {
-    /// Address to listen on.
-    pub addr: SocketAddr,
+pub struct Settings {
     /// Library data directory.
     pub data_dir: PathBuf,
     /// CLIP model folder or hub id (default: the library's model).
     pub model: Option<String>,
     /// Never load a model.
     pub no_model: bool,
-    /// Limits that protect the service.
-    pub limits: Limits,
-    /// Which labels are blurred in served images.
-    pub privacy: crate::governance::redact::Redaction,
+    /// Address `serve` listens on.
+    pub addr: SocketAddr,
     /// `[store]`: where the library's vectors live.
     pub store: StoreSection,
+    /// `[fusion]`: default fusion weights and RRF k (`imagelens eval --sweep` prints a table to
+    /// adopt here); a request's `weights` / `--weights` overlay them.
+    pub fusion: Fusion,
+    /// `[limits]`: limits that protect the service.
+    pub limits: Limits,
+    /// `[privacy]`: which labels are blurred in served images and exports.
+    pub privacy: crate::governance::redact::Redaction,
 }
 
-impl Default for ServeSettings {
+impl Default for Settings {
     fn default() -> Self {
         Self {
-            addr: SocketAddr::from(([127, 0, 0, 1], 7878)),
-            data_dir: PathBuf::from("imagelens-data"),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             model: None,
             no_model: false,
+            addr: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            store: StoreSection::default(),
+            fusion: Fusion::default(),
             limits: Limits::default(),
             privacy: crate::governance::redact::Redaction::default(),
-            store: StoreSection::default(),
         }
     }
+}
+
+/// Data directory when neither `--data-dir`, `IMAGELENS_DATA_DIR` nor a settings file names one.
+pub const DEFAULT_DATA_DIR: &str = "imagelens-data";
+
+/// What the command line and its environment variables say about the settings every command
+/// shares (the layer above the file).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--data-dir` / `IMAGELENS_DATA_DIR`.
+    pub data_dir: Option<PathBuf>,
+    /// `--model` / `IMAGELENS_MODEL`.
+    pub model: Option<String>,
+    /// `--no-model` / `IMAGELENS_NO_MODEL` (only ever turns model loading off).
+    pub no_model: bool,
+    /// `--store` / `IMAGELENS_STORE`, as given (checked by [`store_url`]).
+    pub store: Option<String>,
+    /// `IMAGELENS_QDRANT_API_KEY`.
+    pub api_key: Option<String>,
 }
 
 /// `[store]`: the vector store of the library (`--store` / `IMAGELENS_STORE` take precedence
@@ -86,6 +117,15 @@ impl StoreSection {
             })
             .transpose()
     }
+}
+
+/// Checks a store URL as given on the command line and keeps its text (options included).
+///
+/// # Errors
+/// What [`indexer::StoreSettings`] says is wrong with it.
+pub fn store_url(text: &str) -> Result<String, String> {
+    text.parse::<indexer::StoreSettings>()?;
+    Ok(text.trim().to_owned())
 }
 
 /// Bounds on what one request may ask for and on concurrent heavy work.
@@ -172,6 +212,14 @@ pub enum SettingsError {
         /// What the parser said (names the key).
         message: String,
     },
+    /// A table holds a value it cannot take.
+    #[error("setting [{key}] is not valid: {why}")]
+    Invalid {
+        /// The table.
+        key: &'static str,
+        /// What is wrong (names the field).
+        why: String,
+    },
     /// A value is out of range.
     #[error("setting {key} = {value} is out of range: {why}")]
     Range {
@@ -184,7 +232,47 @@ pub enum SettingsError {
     },
 }
 
-impl ServeSettings {
+impl Settings {
+    /// Defaults, overlaid by the TOML file at `path` when there is one.
+    ///
+    /// # Errors
+    /// As [`Settings::from_file`].
+    pub fn load(path: Option<&Path>) -> Result<Self, SettingsError> {
+        path.map_or_else(|| Ok(Self::default()), Self::from_file)
+    }
+
+    /// Overlays the command line and environment: what they name wins over the file.
+    #[must_use]
+    pub fn overlaid(mut self, o: Overrides) -> Self {
+        if let Some(d) = o.data_dir {
+            self.data_dir = d;
+        }
+        if o.model.is_some() {
+            self.model = o.model;
+        }
+        self.no_model |= o.no_model;
+        if o.store.is_some() {
+            self.store.url = o.store;
+        }
+        if o.api_key.is_some() {
+            self.store.api_key = o.api_key;
+        }
+        self
+    }
+
+    /// The vector store a command opens: `[store] url` (after the flag's overlay), else what
+    /// the library's manifest records, else the embedded shard; the API key attached.
+    ///
+    /// # Errors
+    /// A store URL that does not parse, or an unreadable manifest.
+    pub fn resolve_store(&self) -> anyhow::Result<indexer::StoreSettings> {
+        Ok(indexer::StoreSettings::resolve(
+            &self.data_dir,
+            self.store.parsed()?,
+            self.store.api_key.clone(),
+        )?)
+    }
+
     /// Defaults overlaid by a TOML file.
     ///
     /// # Errors
@@ -287,6 +375,10 @@ impl ServeSettings {
             ),
         ];
         self.store.parsed()?;
+        self.fusion.validate().map_err(|e| SettingsError::Invalid {
+            key: "fusion",
+            why: e.to_string(),
+        })?;
         for (key, value, lo, hi, why) in checks {
             if !(lo..=hi).contains(&value) {
                 return Err(SettingsError::Range {
@@ -306,18 +398,18 @@ mod tests {
 
     #[test]
     fn toml_overlays_defaults_and_names_unknown_keys() {
-        let s = ServeSettings::from_toml("addr = \"127.0.0.1:9000\"\n[limits]\nmax_page = 50\n")
-            .unwrap();
+        let s =
+            Settings::from_toml("addr = \"127.0.0.1:9000\"\n[limits]\nmax_page = 50\n").unwrap();
         assert_eq!(s.addr.port(), 9000);
         assert_eq!(s.limits.max_page, 50);
         assert_eq!(s.limits.max_thumbnail, Limits::default().max_thumbnail);
-        let err = ServeSettings::from_toml("[limits]\nmax_pages = 50\n").unwrap_err();
+        let err = Settings::from_toml("[limits]\nmax_pages = 50\n").unwrap_err();
         assert!(err.contains("max_pages"), "{err}");
     }
 
     #[test]
     fn the_store_section_parses_checks_its_url_and_hides_the_key() {
-        let s = ServeSettings::from_toml(
+        let s = Settings::from_toml(
             "[store]\nurl = \"qdrant+http://10.0.0.5:6334/lib\"\napi_key = \"k3y\"\n",
         )
         .unwrap();
@@ -328,16 +420,70 @@ mod tests {
         );
         assert!(!format!("{s:?}").contains("k3y"));
         assert!(!toml::to_string(&s).unwrap().contains("k3y"));
-        assert_eq!(ServeSettings::default().store.parsed().unwrap(), None);
-        let mut bad = ServeSettings::default();
+        assert_eq!(Settings::default().store.parsed().unwrap(), None);
+        let mut bad = Settings::default();
         bad.store.url = Some("http://10.0.0.5:6334".into());
         let err = bad.validate().unwrap_err().to_string();
         assert!(err.contains("store.url"), "{err}");
     }
 
     #[test]
+    fn the_file_is_overlaid_by_flags_and_fusion_tables_are_checked() {
+        let file = Settings::from_toml(
+            "data_dir = \"/lib/file\"\nmodel = \"m-file\"\n[store]\nurl = \"edge\"\n\
+             [fusion]\nimage = 0.25\nk = 30\n",
+        )
+        .unwrap();
+        assert_eq!(file.fusion.image, 0.25);
+        assert_eq!(file.fusion.keyword, Fusion::default().keyword);
+        file.validate().unwrap();
+        // Nothing on the command line: the file stands.
+        let same = file.clone().overlaid(Overrides::default());
+        assert_eq!(same, file);
+        // What the command line names wins; --no-model only ever turns the model off.
+        let o = Overrides {
+            data_dir: Some("/lib/flag".into()),
+            model: None,
+            no_model: true,
+            store: Some("qdrant+http://10.0.0.5:6334/c?shards=2".into()),
+            api_key: Some("k3y".into()),
+        };
+        let s = file.clone().overlaid(o);
+        assert_eq!(s.data_dir, PathBuf::from("/lib/flag"));
+        assert_eq!(s.model.as_deref(), Some("m-file"));
+        assert!(s.no_model);
+        assert_eq!(
+            s.store.url.as_deref(),
+            Some("qdrant+http://10.0.0.5:6334/c?shards=2"),
+            "the URL keeps its options"
+        );
+        let indexer::StoreSettings::Server(server) = s.resolve_store().unwrap() else {
+            panic!("a server store")
+        };
+        assert_eq!(server.shard_number, Some(2));
+        assert_eq!(server.api_key.as_deref(), Some("k3y"));
+        // Fusion tables are checked like --weights.
+        for (text, names) in [
+            ("[fusion]\nk = 0\n", "k must be"),
+            ("[fusion]\nimage = -1\n", "image"),
+            ("[fusion]\ndepth = 5\n", "depth"),
+        ] {
+            let err = Settings::from_toml(text)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(names) && err.contains("fusion"), "{err}");
+        }
+        let err = Settings::from_toml("[fusion]\nimages = 1\n").unwrap_err();
+        assert!(err.contains("images"), "{err}");
+        assert!(store_url("http://x:6334").is_err());
+        assert_eq!(store_url(" edge ").unwrap(), "edge");
+    }
+
+    #[test]
     fn out_of_range_limits_are_refused_by_name() {
-        let mut s = ServeSettings::default();
+        let mut s = Settings::default();
         s.validate().unwrap();
         s.limits.max_concurrent_embeds = 0;
         let err = s.validate().unwrap_err().to_string();

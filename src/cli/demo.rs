@@ -47,7 +47,11 @@ pub struct DemoArgs {
 ///
 /// # Errors
 /// I/O, model or ingest failures; with `--serve`, whatever `serve` fails with.
-pub fn run(settings: &AppSettings, args: DemoArgs) -> anyhow::Result<ExitCode> {
+pub fn run(
+    settings: &AppSettings,
+    file: crate::settings::Settings,
+    args: DemoArgs,
+) -> anyhow::Result<ExitCode> {
     let (serve, addr) = (args.serve, args.addr);
     // The demo's lock and stores are released when `build` returns, before `serve` opens them.
     let built = build(settings, args)?;
@@ -63,7 +67,6 @@ pub fn run(settings: &AppSettings, args: DemoArgs) -> anyhow::Result<ExitCode> {
         None => println!("\nthe demo library already has accounts: sign in with one of them"),
     }
     let args = super::serve::ServeArgs {
-        config: None,
         addr,
         max_body_bytes: None,
         request_timeout_secs: None,
@@ -75,7 +78,15 @@ pub fn run(settings: &AppSettings, args: DemoArgs) -> anyhow::Result<ExitCode> {
         .model
         .clone()
         .or_else(|| built.tiny.map(|p| p.display().to_string()));
-    super::serve::run(Some(built.library), model, settings.no_model, None, args)
+    // The settings file's limits and privacy apply; the library is the demo's, on the
+    // embedded store.
+    let served = crate::settings::Settings {
+        data_dir: built.library,
+        model,
+        store: crate::settings::StoreSection::default(),
+        ..file
+    };
+    super::serve::run(served, args)
 }
 
 /// What `build` made: the library folder, and the tiny model's folder when the demo used it.

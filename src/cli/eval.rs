@@ -80,7 +80,7 @@ pub fn run_eval(settings: &AppSettings, args: EvalArgs) -> anyhow::Result<ExitCo
         min_records: args.min_records,
         sample: usize::try_from(args.sample).unwrap_or(MAX_SAMPLE),
         seed: args.seed,
-        fusion: Fusion::parse(&args.weights)?,
+        fusion: settings.fusion.overlay(&args.weights)?,
         sweep: args.sweep,
     };
     opts.check()?;
@@ -263,4 +263,15 @@ fn print_sweep(r: &EvalReport) {
         s.held_out_best, s.held_out_current, s.held_out_gain, s.held_out_queries
     );
     println!("  to adopt: --weights {} (not applied)", s.weights);
+    // The same weights as a settings table, for every search of every command and the server.
+    #[derive(serde::Serialize)]
+    struct Table {
+        fusion: Fusion,
+    }
+    if let Ok(table) = toml::to_string(&Table { fusion: s.best }) {
+        println!("  or in the settings file (--config):");
+        for line in table.lines() {
+            println!("    {line}");
+        }
+    }
 }

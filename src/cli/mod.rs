@@ -10,9 +10,8 @@ use clap::{Parser, Subcommand};
 
 use crate::app::{AppSettings, LockError, lock_data_dir};
 pub use crate::params::FilterParams as FilterArgs;
-
-/// Data directory when neither `--data-dir`, `IMAGELENS_DATA_DIR` nor a config file names one.
-pub const DEFAULT_DATA_DIR: &str = "imagelens-data";
+pub use crate::settings::DEFAULT_DATA_DIR;
+use crate::settings::{Overrides, Settings};
 
 mod access;
 mod audit;
@@ -32,6 +31,10 @@ mod serve;
 #[derive(Debug, Parser)]
 #[command(name = "imagelens", version, about, max_term_width = 100)]
 pub struct Cli {
+    /// TOML settings file read by every command (data_dir, model, [store], [fusion]; serve's
+    /// addr, [limits], [privacy]); flags and their environment variables override it.
+    #[arg(long, global = true, env = "IMAGELENS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Library data directory [default: imagelens-data].
     #[arg(long, global = true, env = "IMAGELENS_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -54,8 +57,9 @@ pub struct Cli {
     /// Vector store: `edge` (embedded, the default) or `qdrant+http://HOST:6334[/COLLECTION]`
     /// (a Qdrant server or cluster, gRPC port; `qdrant+https` for TLS; API key from
     /// IMAGELENS_QDRANT_API_KEY). Recorded when a library is made; a library refuses another.
-    #[arg(long, global = true, env = "IMAGELENS_STORE", value_name = "URL")]
-    pub store: Option<indexer::StoreSettings>,
+    #[arg(long, global = true, env = "IMAGELENS_STORE", value_name = "URL",
+          value_parser = crate::settings::store_url)]
+    pub store: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -92,6 +96,17 @@ pub enum Command {
     Delete(delete::DeleteArgs),
     /// Set the vector index (exact / HNSW graphs, int8 quantization) and rebuild it.
     Optimize(optimize::OptimizeArgs),
+    /// Print the settings a command runs with (defaults, then --config, then environment and
+    /// flags) as TOML; the Qdrant API key is never printed.
+    Settings(SettingsArgs),
+}
+
+/// Arguments of `settings`.
+#[derive(Debug, clap::Args)]
+pub struct SettingsArgs {
+    /// Print one JSON document instead of TOML.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Runs the command line and maps errors to a message on stderr and exit code 1
@@ -120,31 +135,38 @@ pub fn main() -> ExitCode {
 /// # Errors
 /// Anything the command reports.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let data_dir = cli
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-    let store = match &cli.command {
-        // Serve resolves its own (its settings file may name a store).
-        Command::Serve(_) => indexer::StoreSettings::Edge,
-        _ => indexer::StoreSettings::resolve(&data_dir, cli.store.clone(), qdrant_api_key())?,
-    };
-    let settings = AppSettings {
-        data_dir,
+    // Defaults, then the settings file, then environment and flags: one tree for every command.
+    let resolved = Settings::load(cli.config.as_deref())?.overlaid(Overrides {
+        data_dir: cli.data_dir.clone(),
         model: cli.model.clone(),
         no_model: cli.no_model,
+        store: cli.store.clone(),
+        api_key: qdrant_api_key(),
+    });
+    let command = match cli.command {
+        Command::Serve(a) => return serve::run(resolved, a),
+        Command::Settings(a) => return print_settings(resolved, &a),
+        other => other,
+    };
+    resolved.validate()?;
+    let store = match &command {
+        // Demo makes a library of its own, on the embedded store.
+        Command::Demo(_) => indexer::StoreSettings::Edge,
+        _ => resolved.resolve_store()?,
+    };
+    let settings = AppSettings {
+        data_dir: resolved.data_dir.clone(),
+        model: resolved.model.clone(),
+        no_model: resolved.no_model,
         store,
+        fusion: resolved.fusion,
         token: cli.token.clone(),
         user: cli.user.clone(),
         purpose: cli.purpose.clone(),
     };
-    // Serve locks the directory its settings name, for its whole life; demo builds a library
-    // of its own and locks that.
-    let command = match cli.command {
-        Command::Serve(a) => {
-            return serve::run(cli.data_dir, cli.model, cli.no_model, cli.store, a);
-        }
-        Command::Demo(a) => return demo::run(&settings, a),
+    // Demo builds a library of its own and locks that.
+    let command = match command {
+        Command::Demo(a) => return demo::run(&settings, resolved, a),
         other => other,
     };
     // One process at a time opens a data directory (see `app`): held until the command ends.
@@ -170,7 +192,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Facets(a) => facets::run(&settings, a),
         Command::Info(a) => info::run(&settings, a),
         Command::Eval(a) => eval::run_eval(&settings, a),
-        Command::Demo(_) | Command::Serve(_) => unreachable!("dispatched above"),
+        Command::Demo(_) | Command::Serve(_) | Command::Settings(_) => {
+            unreachable!("dispatched above")
+        }
         Command::Account(a) => access::run_account(&settings, a),
         Command::Token(a) => access::run_token(&settings, a),
         Command::Audit(a) => audit::run(&settings, a),
@@ -223,6 +247,7 @@ fn describe(command: &Command) -> (String, Option<String>) {
             R::Run { .. } => ("retention run", Some("POST /v1/retention/run".into())),
         },
         Command::Optimize(_) => ("optimize", None),
+        Command::Settings(_) => ("settings", None),
         Command::Delete(_) => (
             "delete",
             Some("DELETE /v1/records/ID?reason=REF or POST /v1/deletions".into()),
@@ -239,6 +264,17 @@ fn qdrant_api_key() -> Option<String> {
     std::env::var(QDRANT_API_KEY_ENV)
         .ok()
         .filter(|k| !k.is_empty())
+}
+
+/// `imagelens settings`: the resolved settings, checked, without opening the library.
+fn print_settings(settings: Settings, args: &SettingsArgs) -> anyhow::Result<ExitCode> {
+    settings.validate()?;
+    if args.json {
+        print_json(&settings)?;
+    } else {
+        print!("{}", toml::to_string(&settings)?);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Prints one JSON document.

@@ -10,7 +10,7 @@ use crate::app::{AppSettings, load_model};
 use crate::governance::Action;
 use crate::interpret::library::interpret_in;
 use crate::params::{AuditedSearch, InterpretedSearch};
-use crate::search::{Fusion, Like, SearchRequest, SearchService};
+use crate::search::{Like, SearchRequest, SearchService};
 
 /// Arguments of `search`.
 #[derive(Debug, Args)]
@@ -33,7 +33,7 @@ pub struct SearchArgs {
     /// Cursor from the previous page.
     #[arg(long)]
     pub cursor: Option<String>,
-    /// Fusion weights, e.g. `keyword=1,image=1,region=0.7,text=0.5,k=60`.
+    /// Fusion weights over the `[fusion]` settings, e.g. `keyword=1,image=1,region=0.7,text=0.5,k=60`.
     #[arg(long, value_name = "SPEC", default_value = "")]
     pub weights: String,
     /// Take the query literally: no dates, labels, exclusions, datasets or file names are
@@ -91,7 +91,7 @@ pub fn run(settings: &AppSettings, args: SearchArgs) -> anyhow::Result<ExitCode>
         filter: filter.to_filter()?,
         limit: args.limit,
         cursor: args.cursor,
-        fusion: Fusion::parse(&args.weights)?,
+        fusion: settings.fusion.overlay(&args.weights)?,
     };
     let resp = service.search(&req)?;
     // The trail keeps a liked record as its keyed ref, never its id (a deleted record's id

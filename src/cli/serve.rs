@@ -1,7 +1,8 @@
 //! `imagelens serve`: the HTTP API on one library.
 //!
 //! Settings: defaults, then `--config FILE` (TOML, see [`crate::settings`]), then flags and
-//! their environment variables.
+//! their environment variables; `serve`'s own flags below overlay the file's `addr` and
+//! `[limits]`.
 //!
 //! The server holds the data directory's lock ([`crate::app::lock_data_dir`]) for its whole
 //! life, so while it runs every change goes through its API and no other process writes the
@@ -17,7 +18,6 @@
 //! lets requests in flight finish for up to [`SHUTDOWN_GRACE`], then exits.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,14 +34,11 @@ use tower::ServiceExt;
 use crate::app::{App, AppSettings, LockError, load_model, lock_data_dir};
 use crate::http::{AppState, router};
 use crate::search::SearchService;
-use crate::settings::ServeSettings;
+use crate::settings::Settings;
 
 /// Arguments of `serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// TOML settings file (address, data_dir, model, [limits]).
-    #[arg(long, env = "IMAGELENS_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:7878].
     #[arg(long, env = "IMAGELENS_ADDR")]
     pub addr: Option<SocketAddr>,
@@ -95,24 +92,7 @@ async fn shutdown_signal() {
 ///
 /// # Errors
 /// Bad settings, an unusable library or model, or an address that cannot be bound.
-pub fn run(
-    data_dir: Option<PathBuf>,
-    model: Option<String>,
-    no_model: bool,
-    store: Option<indexer::StoreSettings>,
-    args: ServeArgs,
-) -> anyhow::Result<ExitCode> {
-    let mut s = match &args.config {
-        Some(path) => ServeSettings::from_file(path)?,
-        None => ServeSettings::default(),
-    };
-    if let Some(d) = data_dir {
-        s.data_dir = d;
-    }
-    if model.is_some() {
-        s.model = model;
-    }
-    s.no_model |= no_model;
+pub fn run(mut s: Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(a) = args.addr {
         s.addr = a;
     }
@@ -138,16 +118,13 @@ pub fn run(
     })?;
     warn_if_shared(lock.dir());
     // `--store` / IMAGELENS_STORE, else `[store] url`, else what the library records.
-    let store = indexer::StoreSettings::resolve(
-        &s.data_dir,
-        store.or(s.store.parsed()?),
-        super::qdrant_api_key().or_else(|| s.store.api_key.clone()),
-    )?;
+    let store = s.resolve_store()?;
     let app = AppSettings {
         data_dir: s.data_dir.clone(),
         model: s.model.clone(),
         no_model: s.no_model,
         store,
+        fusion: s.fusion,
         token: None,
         user: None,
         purpose: None,

@@ -448,7 +448,11 @@ async fn search_ids(
     let mut ids = Vec::new();
     loop {
         body.limit = Some((max - ids.len()).min(state.limits().max_page));
-        let resp = run_search(state, body.to_request(state.limits(), None)?).await?;
+        let resp = run_search(
+            state,
+            body.to_request(state.limits(), state.fusion(), None)?,
+        )
+        .await?;
         ids.extend(resp.results.into_iter().map(|h| h.id));
         match resp.next_cursor {
             Some(c) if ids.len() < max => body.cursor = Some(c),

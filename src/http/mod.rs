@@ -150,6 +150,14 @@ impl AppState {
         next
     }
 
+    /// The same state with other default fusion weights (`[fusion]`).
+    pub fn with_fusion(&self, fusion: crate::search::Fusion) -> Self {
+        let mut next = self.with_limits(self.limits().clone());
+        let inner = Arc::get_mut(&mut next.0).expect("just created, not shared");
+        inner.app = inner.app.clone().with_fusion(fusion);
+        next
+    }
+
     /// The query service.
     pub fn service(&self) -> &Arc<SearchService> {
         &self.0.service
@@ -180,7 +188,12 @@ impl AppState {
         self.0.app.retention()
     }
 
-    /// Which labels are redacted.
+    /// Default fusion weights of searches (`[fusion]`); a request's `weights` overlay them.
+    pub fn fusion(&self) -> crate::search::Fusion {
+        self.0.app.fusion()
+    }
+
+    /// Which labels are sensitive.
     pub fn redaction(&self) -> &Redaction {
         &self.0.redaction
     }

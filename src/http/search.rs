@@ -69,13 +69,15 @@ pub struct SearchBody {
 }
 
 impl SearchBody {
-    /// The service request, checked against the server's limits.
+    /// The service request, checked against the server's limits; its `weights` overlay the
+    /// server's default fusion weights `base` (`[fusion]`).
     ///
     /// # Errors
     /// 400 naming the field.
     pub fn to_request(
         &self,
         limits: &crate::settings::Limits,
+        base: Fusion,
         upload: Option<UploadedImage>,
     ) -> Result<SearchRequest, ApiError> {
         if self.not.len() > MAX_NEGATIVES {
@@ -133,7 +135,8 @@ impl SearchBody {
             filter: self.filter.to_filter_named(|f| format!("filter.{f}"))?,
             limit,
             cursor: self.cursor.clone(),
-            fusion: Fusion::parse(self.weights.as_deref().unwrap_or(""))
+            fusion: base
+                .overlay(self.weights.as_deref().unwrap_or(""))
                 .map_err(|e| ApiError::invalid(format!("weights: {e}")))?,
         })
     }
@@ -239,7 +242,7 @@ pub async fn search(
     };
     let (body, interpreted) = interpret_body(&state, body).await?;
     let query = body.audit_summary(state.audit(), upload.as_ref().map(|u| u.sha256.as_str()));
-    let mut request = body.to_request(state.limits(), upload)?;
+    let mut request = body.to_request(state.limits(), state.fusion(), upload)?;
     if let Some(i) = &interpreted {
         request.text = i.ranking_text(&body.query).to_owned();
     }
@@ -597,7 +600,7 @@ pub async fn facets(
         time_zone: q.time_zone.clone(),
     };
     let (body, interpreted) = interpret_body(&state, body).await?;
-    let mut request = body.to_request(state.limits(), None)?;
+    let mut request = body.to_request(state.limits(), state.fusion(), None)?;
     if let Some(i) = &interpreted {
         request.text = i.ranking_text(&body.query).to_owned();
     }

@@ -1,6 +1,7 @@
 //! Fusion of the ranked lists: the weights ([`Fusion`]) and the search itself.
 
 use indexer::filter::PayloadMatcher;
+use indexer::points::{HitRef, VectorName};
 
 use super::cursor::paged_sequence;
 use super::explain::{matched_boxes, matched_words};
@@ -8,7 +9,7 @@ use super::*;
 
 /// Fusion weights per ranked list, and the RRF constant.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Fusion {
     /// RRF k.
     pub k: f32,
@@ -21,8 +22,8 @@ pub struct Fusion {
     /// Label/caption text vectors.
     pub text: f32,
     /// Candidates taken from each list: 0 (the default) sizes them to the page asked for
-    /// (100 for the first 20 results, deeper for later pages, see `PAGE_TIERS`); 10 to 10,000
-    /// takes every list that deep for every page.
+    /// (500 for results up to position 100, deeper for later pages, see `PAGE_TIERS`); 10 to
+    /// 10,000 takes every list that deep for every page.
     pub depth: usize,
 }
 
@@ -45,7 +46,16 @@ impl Fusion {
     /// # Errors
     /// [`SearchError::Invalid`] naming the bad entry.
     pub fn parse(spec: &str) -> SResult<Self> {
-        let mut f = Fusion::default();
+        Fusion::default().overlay(spec)
+    }
+
+    /// Parses `keyword=1,image=0.5,k=60,depth=500` over these weights (the `[fusion]`
+    /// settings): what the spec names changes, the rest stays.
+    ///
+    /// # Errors
+    /// [`SearchError::Invalid`] naming the bad entry.
+    pub fn overlay(self, spec: &str) -> SResult<Self> {
+        let mut f = self;
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (key, value) = part.split_once('=').ok_or_else(|| {
                 SearchError::Invalid(format!("weight {part:?} is not name=value"))
@@ -76,6 +86,47 @@ impl Fusion {
             }
         }
         Ok(f)
+    }
+
+    /// Checks weights that did not come through [`Fusion::parse`] (a `[fusion]` settings
+    /// table): every weight finite and >= 0, `k` >= 1, `depth` 0 or 10 to 10,000.
+    ///
+    /// # Errors
+    /// [`SearchError::Invalid`] naming the field.
+    pub fn validate(&self) -> SResult<()> {
+        for (name, v) in [
+            ("keyword", self.keyword),
+            ("image", self.image),
+            ("region", self.region),
+            ("text", self.text),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(SearchError::Invalid(format!(
+                    "weight {name} must be a number >= 0, got {v}"
+                )));
+            }
+        }
+        if !(self.k.is_finite() && self.k >= 1.0) {
+            return Err(SearchError::Invalid(format!(
+                "k must be a number >= 1, got {}",
+                self.k
+            )));
+        }
+        if self.depth != 0 && !(MIN_DEPTH..=MAX_DEPTH).contains(&self.depth) {
+            return Err(SearchError::Invalid(format!(
+                "depth must be 0 (sized to the page) or {MIN_DEPTH} to {MAX_DEPTH}, got {}",
+                self.depth
+            )));
+        }
+        Ok(())
+    }
+
+    /// The `--weights` spelling of these weights (parses back to the same values).
+    pub fn spec(&self) -> String {
+        format!(
+            "keyword={},image={},region={},text={},k={},depth={}",
+            self.keyword, self.image, self.region, self.text, self.k, self.depth
+        )
     }
 }
 
@@ -219,10 +270,18 @@ impl SearchService {
             // "More like this" alone compares whole images; box regions and caption texts
             // answer words, so they join only when there is query text.
             let has_text = !text.trim().is_empty();
-            let lists: Vec<(&str, &mut Vec<Hit>)> = [
-                ("image", fusion.image > 0.0, &mut image_list),
-                ("region", fusion.region > 0.0 && has_text, &mut region_list),
-                ("text", fusion.text > 0.0 && has_text, &mut text_list),
+            let lists: Vec<(VectorName, &mut Vec<Hit>)> = [
+                (VectorName::Image, fusion.image > 0.0, &mut image_list),
+                (
+                    VectorName::Region,
+                    fusion.region > 0.0 && has_text,
+                    &mut region_list,
+                ),
+                (
+                    VectorName::Text,
+                    fusion.text > 0.0 && has_text,
+                    &mut text_list,
+                ),
             ]
             .into_iter()
             .filter(|(_, on, _)| *on)
@@ -234,7 +293,7 @@ impl SearchService {
             let queries: Vec<VectorQuery> = lists
                 .iter()
                 .map(|(using, _)| VectorQuery {
-                    using: (*using).into(),
+                    using: using.as_str().into(),
                     vector: query.as_slice().to_vec(),
                     filter: pushed.clone(),
                     limit: wanted,
@@ -273,12 +332,12 @@ impl SearchService {
             |list: &[Hit], weight: f32, side: fn(&mut Why) -> &mut Option<SideRank>| {
                 let mut rank = 0;
                 for h in list {
-                    let Some(id) = h.payload.get_str("record_id") else {
+                    let Some(hit) = HitRef::from_payload(&h.payload) else {
                         continue;
                     };
-                    let a = acc.entry(id.to_owned()).or_default();
-                    if let Some(b) = h.payload.get_i64("box") {
-                        a.regions.push((b as usize, h.score));
+                    let a = acc.entry(hit.record_id.to_owned()).or_default();
+                    if let Some(b) = hit.region {
+                        a.regions.push((b, h.score));
                     }
                     let slot = side(&mut a.why);
                     if slot.is_some() {

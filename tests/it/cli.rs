@@ -542,3 +542,147 @@ fn optimize_sets_the_index_rebuilds_it_and_info_shows_it_while_search_answers_th
     let after = ok_json(&fx.run(&["search", "truck", "--json"]));
     assert_eq!(ids(&after), ids(&before));
 }
+
+#[test]
+fn one_settings_file_serves_every_command_and_environment_and_flags_win_over_it() {
+    let fx = fixture(12);
+    let config = fx.dir.path().join("imagelens.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\nmodel = {:?}\n\n[fusion]\nimage = 0\nregion = 0\ntext = 0\n",
+            path_str(&fx.data),
+            path_str(&fx.model)
+        ),
+    )
+    .unwrap();
+    let with_config = |args: &[&str]| {
+        let mut c = crate::common::bin();
+        c.arg("--config").arg(&config);
+        c.args(args).output().unwrap()
+    };
+    // Ingest names neither the library nor the model: both come from the file.
+    ok_json(&with_config(&[
+        "ingest",
+        "--annotations",
+        path_str(&fx.synth.instances),
+        "--images",
+        path_str(&fx.synth.images),
+        "--json",
+    ]));
+    assert!(fx.data.join("manifest.json").exists());
+    let info = ok_json(&with_config(&["info", "--json"]));
+    assert_eq!(info["manifest"]["counts"]["records"], 12, "{info}");
+
+    // `settings` shows the resolved tree: the file, then the environment, then flags.
+    let v = ok_json(&with_config(&["settings", "--json"]));
+    assert_eq!(v["data_dir"], path_str(&fx.data));
+    assert_eq!(v["fusion"]["image"], 0.0);
+    assert_eq!(
+        v["fusion"]["keyword"], 1.0,
+        "unnamed weights keep their defaults"
+    );
+    let from_env = crate::common::bin()
+        .arg("--config")
+        .arg(&config)
+        .env("IMAGELENS_DATA_DIR", "/elsewhere/env")
+        .args(["settings", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(ok_json(&from_env)["data_dir"], "/elsewhere/env");
+    let from_flag = crate::common::bin()
+        .arg("--config")
+        .arg(&config)
+        .env("IMAGELENS_DATA_DIR", "/elsewhere/env")
+        .args(["--data-dir", "/elsewhere/flag", "settings", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(ok_json(&from_flag)["data_dir"], "/elsewhere/flag");
+    let toml_out = with_config(&["settings"]);
+    assert!(toml_out.status.success());
+    let text = String::from_utf8_lossy(&toml_out.stdout);
+    assert!(
+        text.contains("[fusion]") && text.contains("[limits]"),
+        "{text}"
+    );
+
+    // `[fusion]` shapes every search: keyword list alone, so only the dogs come back...
+    let by_path = id_by_path(&fx);
+    let dogs: BTreeSet<String> = fx
+        .synth
+        .scenes
+        .iter()
+        .filter(|s| s.labels().contains(&"dog"))
+        .map(|s| by_path[&s.file_name].clone())
+        .collect();
+    assert!(!dogs.is_empty());
+    let v = ok_json(&with_config(&["search", "dog", "--limit", "100", "--json"]));
+    assert_eq!(ids(&v).into_iter().collect::<BTreeSet<_>>(), dogs);
+    // ...and `--weights` overlays the file: the image list ranks every record again.
+    let v = ok_json(&with_config(&[
+        "search",
+        "dog",
+        "--limit",
+        "100",
+        "--weights",
+        "image=1",
+        "--json",
+    ]));
+    assert_eq!(ids(&v).len(), 12);
+
+    // A bad file is refused naming the key, before anything is opened or written.
+    let bad = fx.dir.path().join("bad.toml");
+    let fresh = fx.dir.path().join("never-made");
+    for (text, names) in [
+        (
+            format!("data_dir = {:?}\n[fusion]\nk = 0\n", path_str(&fresh)),
+            "k must be",
+        ),
+        (
+            format!("data_dir = {:?}\n[fusion]\nimages = 1\n", path_str(&fresh)),
+            "images",
+        ),
+        (
+            format!(
+                "data_dir = {:?}\n[store]\nurl = \"http://x:6334\"\n",
+                path_str(&fresh)
+            ),
+            "store.url",
+        ),
+    ] {
+        std::fs::write(&bad, text).unwrap();
+        let out = crate::common::bin()
+            .arg("--config")
+            .arg(&bad)
+            .args(["info", "--json"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(names), "{err}");
+        assert!(
+            !fresh.exists(),
+            "nothing is created for a bad settings file"
+        );
+    }
+    // `[store] url` really selects the backend: a fresh library on a Qdrant URL is made
+    // there (here an address nothing listens on, so the command fails naming it and leaves
+    // no library behind claiming another store).
+    std::fs::write(
+        &bad,
+        format!(
+            "data_dir = {:?}\n[store]\nurl = \"qdrant+http://127.0.0.1:9/lib\"\n",
+            path_str(&fresh)
+        ),
+    )
+    .unwrap();
+    let out = crate::common::bin()
+        .arg("--config")
+        .arg(&bad)
+        .args(["info", "--json"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("127.0.0.1:9"), "{err}");
+    assert!(!fresh.join("manifest.json").exists(), "{err}");
+}

@@ -47,7 +47,9 @@ pub fn bin() -> Command {
         )
         .env_remove("IMAGELENS_MODEL")
         .env_remove("IMAGELENS_DATA_DIR")
-        .env_remove("IMAGELENS_NO_MODEL");
+        .env_remove("IMAGELENS_NO_MODEL")
+        .env_remove("IMAGELENS_CONFIG")
+        .env_remove("IMAGELENS_STORE");
     c
 }
 

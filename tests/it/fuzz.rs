@@ -12,7 +12,7 @@ use std::cell::Cell;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use imagelens::settings::ServeSettings;
+use imagelens::settings::Settings;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
@@ -440,7 +440,7 @@ fn settings_files_are_parsed_or_refused_by_name() {
     let accepted = Cell::new(0usize);
     runner()
         .run(&text, |text| {
-            match ServeSettings::from_toml(&text) {
+            match Settings::from_toml(&text) {
                 Ok(s) => {
                     if s.validate().is_ok() {
                         accepted.set(accepted.get() + 1);

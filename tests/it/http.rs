@@ -267,6 +267,45 @@ async fn search_answers_the_cli_contract_and_honours_filters() {
 }
 
 #[tokio::test]
+async fn the_servers_fusion_settings_are_the_default_weights_a_request_overlays() {
+    // `[fusion]` with every vector list off: the server ranks by keywords alone.
+    let keyword_only = imagelens::search::Fusion {
+        image: 0.0,
+        region: 0.0,
+        text: 0.0,
+        ..Default::default()
+    };
+    let state = shared().state.with_fusion(keyword_only);
+    let app = router(state);
+    let v = json_req(
+        &app,
+        "POST",
+        "/v1/search",
+        json!({"query": "dog", "limit": 100}),
+    )
+    .await
+    .ok();
+    let results = v["results"].as_array().unwrap();
+    assert!(!results.is_empty());
+    for r in results {
+        assert!(r["why"]["keyword"].is_object(), "{r}");
+        assert!(r["why"].get("image").is_none_or(Value::is_null), "{r}");
+    }
+    // The request's own weights overlay the settings: the image list comes back.
+    let v = json_req(
+        &app,
+        "POST",
+        "/v1/search",
+        json!({"query": "dog", "limit": 100, "weights": "image=1"}),
+    )
+    .await
+    .ok();
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 24, "the image list ranks every record");
+    assert!(results.iter().all(|r| r["why"]["image"].is_object()));
+}
+
+#[tokio::test]
 async fn search_errors_name_the_bad_field() {
     let app = app();
     let cases: Vec<(Value, &str)> = vec![

@@ -18,7 +18,7 @@ use imagelens::governance::redact::Redaction;
 use imagelens::http::search::SearchBody;
 use imagelens::http::{AppState, router};
 use imagelens::params::FilterParams;
-use imagelens::search::{Cancel, LookupRequest, SearchError, SearchRequest, SearchService};
+use imagelens::search::{Cancel, Fusion, LookupRequest, SearchError, SearchRequest, SearchService};
 use imagelens::settings::Limits;
 use indexer::Fault;
 use indexer::filter::{FilenameMatch, RecordFilter};
@@ -929,7 +929,7 @@ fn property_any_search_body_is_answered_or_refused_as_a_user_error() {
     let tally = Tally::default();
     runner()
         .run(&body, |body| {
-            let req = match body.to_request(&limits, None) {
+            let req = match body.to_request(&limits, Fusion::default(), None) {
                 Ok(r) => r,
                 Err(e) => {
                     tally.count(&tally.refused_early);
