@@ -1,7 +1,9 @@
 //! One error shape for every response: `{"error": {"code", "message"}}`.
 //!
 //! Caller faults are 4xx with a message naming the bad field or value; our faults are 500 with
-//! "internal error" and the cause logged, never sent. Responses that axum or tower produce on
+//! "internal error" and the cause logged, never sent. The cause travels in the response's
+//! extensions ([`Cause`]) and is logged once, with the route and method, by the router's
+//! layer [`log_causes`], so no handler logs an error it answers. Responses that axum or tower produce on
 //! their own (unknown route, wrong method, body too large, extractor rejections, timeouts) are
 //! rewritten into the same shape by [`json_errors`].
 
@@ -56,6 +58,29 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// What the log gets and the caller does not (our faults only).
+    cause: Option<Cause>,
+}
+
+/// Why a request failed on our side, for the log only: set on the response's extensions by
+/// [`ApiError`] and logged once by the router's layer [`log_causes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cause {
+    /// The underlying error's text.
+    pub error: String,
+    /// Whether it is a dependency being unavailable (logged as a warning) rather than a fault.
+    pub unavailable: bool,
+}
+
+impl Cause {
+    /// Logs the cause of a failed request, once, with where it happened.
+    pub fn log(&self, method: &str, route: &str, status: StatusCode) {
+        if self.unavailable {
+            tracing::warn!(method, route, status = status.as_u16(), error = %self.error, "dependency unavailable");
+        } else {
+            tracing::error!(method, route, status = status.as_u16(), error = %self.error, "internal error");
+        }
+    }
 }
 
 impl ApiError {
@@ -65,6 +90,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            cause: None,
         }
     }
 
@@ -83,14 +109,24 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message)
     }
 
-    /// 500; the cause is logged, not sent.
+    /// 500; the cause is logged (once, by the router's layer), not sent.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %cause, "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "internal error",
         )
+        .with_cause(cause.to_string(), false)
+    }
+
+    fn with_cause(mut self, error: String, unavailable: bool) -> Self {
+        self.cause = Some(Cause { error, unavailable });
+        self
+    }
+
+    /// The cause the log gets, if this is our fault.
+    pub fn cause(&self) -> Option<&Cause> {
+        self.cause.as_ref()
     }
 
     /// The same error with `what: ` before its message (naming the field it is about).
@@ -131,6 +167,9 @@ impl IntoResponse for ApiError {
             },
         };
         let mut resp = (self.status, Json(body)).into_response();
+        if let Some(cause) = self.cause {
+            resp.extensions_mut().insert(cause);
+        }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -210,14 +249,12 @@ impl From<SearchError> for ApiError {
 impl From<indexer::Error> for ApiError {
     fn from(e: indexer::Error) -> Self {
         match e {
-            indexer::Error::Store(indexer::store::StoreError::Unavailable { .. }) => {
-                tracing::warn!(error = %e, "vector store unavailable");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store_unavailable",
-                    "the vector store is unavailable; retry shortly",
-                )
-            }
+            indexer::Error::Store(indexer::store::StoreError::Unavailable { .. }) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the vector store is unavailable; retry shortly",
+            )
+            .with_cause(e.to_string(), true),
             e => Self::by_fault(e.fault(), "invalid_request", e),
         }
     }
@@ -282,6 +319,21 @@ from_rejection!(
     axum::extract::multipart::MultipartRejection,
     axum::extract::multipart::MultipartError
 );
+
+/// Middleware: logs the [`Cause`] of a failed request once, with its method and route (the
+/// route's pattern, not the path: a path may hold record ids).
+pub async fn log_causes(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let resp = next.run(req).await;
+    if let Some(cause) = resp.extensions().get::<Cause>() {
+        cause.log(&method, &route, resp.status());
+    }
+    resp
+}
 
 /// The code for a status that axum or tower answered on their own.
 fn code_for(status: StatusCode) -> &'static str {
@@ -371,5 +423,77 @@ mod tests {
         }
         let other = ApiError::from(indexer::Error::from(StoreError::Backend("x".into())));
         assert_eq!(other.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    /// A writer the test subscriber logs into.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_internal_cause_is_logged_once_with_its_route_and_never_sent() {
+        use tower::ServiceExt;
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let app = axum::Router::new()
+            .route(
+                "/v1/records/{id}",
+                axum::routing::get(|| async {
+                    ApiError::internal("disk on fire at /srv/secret/path")
+                }),
+            )
+            .route(
+                "/v1/ok",
+                axum::routing::get(|| async { ApiError::invalid("bad field") }),
+            )
+            .layer(axum::middleware::from_fn(log_causes));
+        let resp = app
+            .clone()
+            .oneshot(
+                axum::http::Request::get("/v1/records/abc123")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        assert!(!String::from_utf8_lossy(&body).contains("fire"));
+        let resp = app
+            .oneshot(
+                axum::http::Request::get("/v1/ok")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(log.matches("disk on fire").count(), 1, "{log}");
+        assert!(log.contains("route=\"/v1/records/{id}\""), "{log}");
+        assert!(
+            !log.contains("abc123"),
+            "the path's record id is not logged: {log}"
+        );
+        assert!(
+            !log.contains("bad field"),
+            "caller faults are not logged: {log}"
+        );
     }
 }

@@ -320,6 +320,7 @@ pub fn router(state: AppState) -> Router {
         .merge(protected)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(middleware::map_response(error::json_errors))
+        .layer(middleware::from_fn(error::log_causes))
         .layer(middleware::from_fn(web::no_store_by_default))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
