@@ -31,8 +31,8 @@ mod serve;
 #[derive(Debug, Parser)]
 #[command(name = "imagelens", version, about, max_term_width = 100)]
 pub struct Cli {
-    /// TOML settings file read by every command (data_dir, model, [store], [fusion]; serve's
-    /// addr, [limits], [privacy]); flags and their environment variables override it.
+    /// TOML settings file read by every command (data_dir, model, the store and fusion tables;
+    /// serve's addr and its limits and privacy tables); flags and environment variables win.
     #[arg(long, global = true, env = "IMAGELENS_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Library data directory [default: imagelens-data].

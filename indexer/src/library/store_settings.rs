@@ -10,7 +10,7 @@ use crate::Result;
 use crate::store::{MAX_TIMEOUT, ServerOptions};
 
 /// Which vector store backs the library. Recorded in the manifest when the library is made;
-/// [`Library::open`] refuses another one, so a library never silently switches stores.
+/// [`Library::open`](super::Library::open) refuses another one, so a library never silently switches stores.
 ///
 /// As text (the `--store` flag, `IMAGELENS_STORE`, `[store] url`): `edge`, or
 /// `qdrant+http://HOST:6334[/COLLECTION][?shards=N&replication=N&write_consistency=N&timeout=SECS]`
@@ -199,7 +199,7 @@ impl StoreSettings {
     }
 
     /// The store to open the library in `dir` with: `requested` when given (a library that
-    /// records another one will refuse it in [`Library::open`]), else the one its manifest
+    /// records another one will refuse it in [`Library::open`](super::Library::open)), else the one its manifest
     /// records, else the embedded shard. `api_key` is attached to a server store.
     ///
     /// # Errors
