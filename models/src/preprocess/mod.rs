@@ -12,7 +12,7 @@
 //! - unlike transformers (PIL does not rotate on open), EXIF orientation is applied: a photo is
 //!   embedded the way people see it.
 //!
-//! Decoding and crops live in `decode.rs`, the Pillow resize port in `resample.rs`; this module
+//! Decoding and crops live in `decode/`, the Pillow resize port in `resample.rs`; this module
 //! holds the `CLIPImageProcessor` settings and re-exports both, so callers use
 //! `models::preprocess::*` paths only.
 
