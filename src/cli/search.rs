@@ -40,8 +40,9 @@ pub struct SearchArgs {
     /// read from it as filters.
     #[arg(long)]
     pub literal: bool,
-    /// Time zone relative dates ("yesterday", "last March") are read in: UTC or an offset such
-    /// as +01:00 (default: the library's `interpret.json`, else UTC).
+    /// Time zone relative dates ("yesterday", "last March") are read in: UTC, an offset such
+    /// as +01:00 or an IANA name such as Europe/Paris, with its daylight saving time (default:
+    /// the library's `interpret.json`, else UTC).
     #[arg(long, value_name = "TZ", env = "IMAGELENS_TIME_ZONE")]
     pub time_zone: Option<String>,
     /// Print one JSON document.

@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
-use super::search::{SearchBody, run_search};
+use super::search::{SearchBody, interpreted_request, run_search};
 use super::{ApiError, AppState, ErrorBody, blocking};
 use crate::collections::{Collection, CollectionSummary};
 use crate::export::{self, ArchiveFormat, DatasetFormat, ImageMode, Provenance};
@@ -444,18 +444,17 @@ async fn search_ids(
 ) -> Result<Vec<String>, ApiError> {
     let max = max.unwrap_or(DEFAULT_MAX_RESULTS);
     check_count(state, max)?;
+    // Read once (as /v1/search reads it), then page through the same request.
     let mut body = search.clone();
+    body.limit = Some(max.clamp(1, state.limits().max_page));
+    let (_, mut request, _) = interpreted_request(state, body, None).await?;
     let mut ids = Vec::new();
     loop {
-        body.limit = Some((max - ids.len()).min(state.limits().max_page));
-        let resp = run_search(
-            state,
-            body.to_request(state.limits(), state.fusion(), None)?,
-        )
-        .await?;
+        request.limit = (max - ids.len()).min(state.limits().max_page);
+        let resp = run_search(state, request.clone()).await?;
         ids.extend(resp.results.into_iter().map(|h| h.id));
         match resp.next_cursor {
-            Some(c) if ids.len() < max => body.cursor = Some(c),
+            Some(c) if ids.len() < max => request.cursor = Some(c),
             _ => break,
         }
     }

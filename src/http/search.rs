@@ -62,8 +62,8 @@ pub struct SearchBody {
     /// from it (the answer's `interpreted` is then absent).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub literal: bool,
-    /// Time zone relative dates are read in: `UTC` or an offset such as `+01:00` (default: the
-    /// library's `interpret.json`, else UTC).
+    /// Time zone relative dates are read in: `UTC`, an offset such as `+01:00` or an IANA name
+    /// such as `Europe/Paris` (default: the library's `interpret.json`, else UTC).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub time_zone: Option<String>,
 }
@@ -240,12 +240,9 @@ pub async fn search(
         let Json(body) = Json::<SearchBody>::from_request(req, &state).await?;
         (body, None)
     };
-    let (body, interpreted) = interpret_body(&state, body).await?;
-    let query = body.audit_summary(state.audit(), upload.as_ref().map(|u| u.sha256.as_str()));
-    let mut request = body.to_request(state.limits(), state.fusion(), upload)?;
-    if let Some(i) = &interpreted {
-        request.text = i.ranking_text(&body.query).to_owned();
-    }
+    let upload_sha = upload.as_ref().map(|u| u.sha256.clone());
+    let (body, request, interpreted) = interpreted_request(&state, body, upload).await?;
+    let query = body.audit_summary(state.audit(), upload_sha.as_deref());
     let mut resp = run_search(&state, request).await?;
     if !caller.principal.can(Permission::ReadAudit) {
         // As the record view: which staff annotated a box is not a searcher's business.
@@ -261,6 +258,23 @@ pub async fn search(
         response: resp,
         interpreted,
     }))
+}
+
+/// A search body as the engine runs it, the same for every endpoint that takes a search
+/// (`/v1/search`, `/v1/facets`, collections, exports): the body with the filters read from its
+/// query joined (its query kept as typed, for the trail), the request whose ranking text is
+/// what the interpretation left, and the interpretation (`None` when `literal`).
+pub(crate) async fn interpreted_request(
+    state: &AppState,
+    body: SearchBody,
+    upload: Option<UploadedImage>,
+) -> Result<(SearchBody, SearchRequest, Option<Interpretation>), ApiError> {
+    let (body, interpreted) = interpret_body(state, body).await?;
+    let mut request = body.to_request(state.limits(), state.fusion(), upload)?;
+    if let Some(i) = &interpreted {
+        request.text = i.ranking_text(&body.query).to_owned();
+    }
+    Ok((body, request, interpreted))
 }
 
 /// Reads filters from the body's query unless it is `literal`: the returned body keeps the
@@ -599,11 +613,7 @@ pub async fn facets(
         literal: q.literal.unwrap_or(false),
         time_zone: q.time_zone.clone(),
     };
-    let (body, interpreted) = interpret_body(&state, body).await?;
-    let mut request = body.to_request(state.limits(), state.fusion(), None)?;
-    if let Some(i) = &interpreted {
-        request.text = i.ranking_text(&body.query).to_owned();
-    }
+    let (body, request, interpreted) = interpreted_request(&state, body, None).await?;
     let mut summary = body.audit_summary(state.audit(), None);
     if let Some(m) = summary.as_object_mut() {
         m.insert("depth".into(), FACET_DEPTH.into());

@@ -3,19 +3,19 @@
 //! the clock. The only part of [`crate::interpret`] that reads anything.
 //!
 //! `DIR/interpret.json` (optional, written by whoever curates the library):
-//! `{"time_zone": "+01:00", "synonyms": {"lorry": "truck", "number plate": "licence plate"}}`.
+//! `{"time_zone": "Europe/Paris", "synonyms": {"lorry": "truck", "number plate": "licence plate"}}`.
 //! It is at most [`MAX_SETTINGS_BYTES`] long with at most [`MAX_SYNONYMS`] entries; a time
 //! zone given with a request (`--time-zone`, `"time_zone"`) wins over the file's.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, Utc};
 use indexer::Library;
 use indexer::filter::RecordFilter;
 use serde::{Deserialize, Serialize};
 
-use super::{Clock, Interpretation, Vocabulary, interpret};
+use super::{Clock, Interpretation, Vocabulary, Zone, interpret};
 use crate::search::SearchError;
 
 /// File name of the library's interpretation settings.
@@ -24,14 +24,13 @@ pub const SETTINGS_FILE: &str = "interpret.json";
 pub const MAX_SETTINGS_BYTES: u64 = 1 << 20;
 /// Most synonyms read.
 pub const MAX_SYNONYMS: usize = 10_000;
-/// Longest time zone accepted, in characters.
-pub const MAX_TIME_ZONE_CHARS: usize = 16;
 
 /// The library's interpretation settings (`DIR/interpret.json`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct InterpretSettings {
-    /// Time zone relative dates are read in: `UTC` (default) or an offset such as `+01:00`.
+    /// Time zone relative dates are read in: `UTC` (default), an offset such as `+01:00` or an
+    /// IANA name such as `Europe/Paris`.
     pub time_zone: Option<String>,
     /// Word or phrase -> one of the library's labels.
     pub synonyms: BTreeMap<String, String>,
@@ -72,48 +71,13 @@ impl InterpretSettings {
     }
 }
 
-/// Parses a time zone: `UTC`, `Z`, or a fixed offset `+01:00`, `-0530`, `+2`.
+/// Parses a time zone: `UTC`, a fixed offset such as `+01:00`, or an IANA name such as
+/// `Europe/Paris` ([`Zone::parse`]).
 ///
 /// # Errors
 /// [`SearchError::Invalid`] naming the accepted forms.
-pub fn parse_time_zone(text: &str) -> Result<FixedOffset, SearchError> {
-    let bad = || {
-        SearchError::Invalid(format!(
-            "time zone {:?} is not UTC or an offset such as +01:00 or -05:30",
-            indexer::filter::shorten(text, MAX_TIME_ZONE_CHARS)
-        ))
-    };
-    let t = text.trim();
-    if t.chars().count() > MAX_TIME_ZONE_CHARS {
-        return Err(bad());
-    }
-    let upper = t.to_ascii_uppercase();
-    let t = upper
-        .strip_prefix("UTC")
-        .or_else(|| upper.strip_prefix("GMT"))
-        .unwrap_or(&upper);
-    if t.is_empty() || t == "Z" {
-        return Ok(FixedOffset::east_opt(0).expect("zero offset"));
-    }
-    let (sign, rest) = match t.as_bytes()[0] {
-        b'+' => (1, &t[1..]),
-        b'-' => (-1, &t[1..]),
-        _ => return Err(bad()),
-    };
-    let (h, m) = match rest.split_once(':') {
-        Some((h, m)) => (h, m),
-        None if rest.len() == 4 && rest.is_ascii() => rest.split_at(2),
-        None => (rest, "0"),
-    };
-    let digits = |s: &str| !s.is_empty() && s.len() <= 2 && s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(h) || !digits(m) {
-        return Err(bad());
-    }
-    let (h, m): (i32, i32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
-    if h > 14 || m > 59 {
-        return Err(bad());
-    }
-    FixedOffset::east_opt(sign * (h * 3600 + m * 60)).ok_or_else(bad)
+pub fn parse_time_zone(text: &str) -> Result<Zone, SearchError> {
+    Zone::parse(text)
 }
 
 /// The library's vocabulary: every label and dataset it holds, with `synonyms`.
@@ -144,46 +108,20 @@ pub fn interpret_in(
     now: DateTime<Utc>,
 ) -> Result<Interpretation, SearchError> {
     let settings = InterpretSettings::load(library.dir())?;
-    let offset = match time_zone.or(settings.time_zone.as_deref()) {
+    let zone = match time_zone.or(settings.time_zone.as_deref()) {
         Some(tz) => parse_time_zone(tz)?,
-        None => FixedOffset::east_opt(0).expect("zero offset"),
+        None => Zone::utc(),
     };
     let vocab = vocabulary(library, &settings.synonyms)?;
     let clock = Clock {
-        today: now.with_timezone(&offset).date_naive(),
+        today: zone.today(now),
     };
-    Ok(interpret(query, &vocab, &clock, offset))
+    Ok(interpret(query, &vocab, &clock, zone))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn time_zones_are_utc_or_fixed_offsets() {
-        for (tz, secs) in [
-            ("UTC", 0),
-            ("utc", 0),
-            ("Z", 0),
-            ("+01:00", 3600),
-            ("-05:30", -19800),
-            ("+0530", 19800),
-            ("UTC+2", 7200),
-            ("GMT-3", -10800),
-        ] {
-            assert_eq!(parse_time_zone(tz).unwrap().local_minus_utc(), secs, "{tz}");
-        }
-        for tz in [
-            "Europe/Paris",
-            "+15:00",
-            "+1:99",
-            "++1",
-            "x".repeat(100).as_str(),
-        ] {
-            let e = parse_time_zone(tz).unwrap_err().to_string();
-            assert!(e.contains("time zone") && e.len() < 200, "{e}");
-        }
-    }
 
     #[test]
     fn settings_file_is_optional_bounded_and_checked() {
@@ -200,6 +138,18 @@ mod tests {
         let s = InterpretSettings::load(dir.path()).unwrap();
         assert_eq!(s.time_zone.as_deref(), Some("+02:00"));
         assert_eq!(s.synonyms["lorry"], "truck");
+        std::fs::write(
+            dir.path().join(SETTINGS_FILE),
+            r#"{"time_zone":"Europe/Paris"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            InterpretSettings::load(dir.path())
+                .unwrap()
+                .time_zone
+                .as_deref(),
+            Some("Europe/Paris")
+        );
         std::fs::write(dir.path().join(SETTINGS_FILE), r#"{"time_zone":"Mars"}"#).unwrap();
         assert!(InterpretSettings::load(dir.path()).is_err());
         std::fs::write(dir.path().join(SETTINGS_FILE), r#"{"synonym":{}}"#).unwrap();

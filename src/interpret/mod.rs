@@ -26,18 +26,20 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use chrono::{FixedOffset, NaiveDate, NaiveTime, SecondsFormat, TimeZone};
+use chrono::NaiveDate;
 use indexer::filter::{FilenameMatch, MAX_PATTERN_CHARS, normalize_label};
 use indexer::record::DateAxis;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::params::FilterParams;
+pub use zone::Zone;
 
 pub mod dates;
 pub mod library;
 #[cfg(test)]
 mod tests;
+pub mod zone;
 
 pub use dates::Clock;
 
@@ -480,7 +482,7 @@ pub fn cue_words() -> HashSet<&'static str> {
 struct Reader<'v, 'w> {
     vocab: &'v Vocabulary,
     clock: &'v Clock,
-    offset: FixedOffset,
+    zone: Zone,
     w: &'w [Word<'w>],
 }
 
@@ -608,17 +610,7 @@ impl Reader<'_, '_> {
     }
 
     fn instant(&self, d: NaiveDate, end: bool) -> String {
-        let t = if end {
-            NaiveTime::from_hms_opt(23, 59, 59)
-        } else {
-            NaiveTime::from_hms_opt(0, 0, 0)
-        }
-        .expect("valid time");
-        self.offset
-            .from_local_datetime(&d.and_time(t))
-            .single()
-            .expect("a fixed offset maps every local time once")
-            .to_rfc3339_opts(SecondsFormat::Secs, true)
+        self.zone.day_bound(d, end)
     }
 
     /// The rule at word `i`: its filters in order, each with the number of words it took.
@@ -702,19 +694,20 @@ impl Reader<'_, '_> {
 }
 
 /// Reads `query` against the library's `vocab` with today's date from `clock`, in the time
-/// zone `offset`. Never fails: what it cannot read stays ranking text.
+/// zone `zone`. Never fails: what it cannot read stays ranking text.
 pub fn interpret(
     query: &str,
     vocab: &Vocabulary,
     clock: &Clock,
-    offset: FixedOffset,
+    zone: impl Into<Zone>,
 ) -> Interpretation {
+    let zone = zone.into();
     let all = words(query);
     let read = all.len().min(MAX_WORDS);
     let reader = Reader {
         vocab,
         clock,
-        offset,
+        zone,
         w: &all[..read],
     };
     let mut kept: Vec<&str> = Vec::new();
@@ -741,6 +734,6 @@ pub fn interpret(
     Interpretation {
         text: kept.join(" "),
         filters,
-        time_zone: offset.to_string(),
+        time_zone: zone.to_string(),
     }
 }

@@ -479,6 +479,32 @@ fn dates_are_read_in_the_stated_time_zone() {
         utc.filters[0].after.as_deref(),
         Some("2026-11-30T00:00:00Z")
     );
+    // A named zone's day follows its daylight saving time: the day Paris springs forward
+    // starts at +01:00 and ends at +02:00.
+    let paris = super::Zone::parse("Europe/Paris").unwrap();
+    let spring = Clock {
+        today: NaiveDate::from_ymd_opt(2026, 3, 30).unwrap(),
+    };
+    let got = interpret("boats yesterday", &vocab(), &spring, paris);
+    assert_eq!(got.time_zone, "Europe/Paris");
+    assert_eq!(
+        got.filters[0].after.as_deref(),
+        Some("2026-03-29T00:00:00+01:00")
+    );
+    assert_eq!(
+        got.filters[0].before.as_deref(),
+        Some("2026-03-29T23:59:59+02:00")
+    );
+    // "last March" read in Paris: the month starts in winter time and ends in summer time.
+    let got = interpret("boats from last March", &vocab(), &clock(), paris);
+    assert_eq!(
+        got.filters[0].after.as_deref(),
+        Some("2026-03-01T00:00:00+01:00")
+    );
+    assert_eq!(
+        got.filters[0].before.as_deref(),
+        Some("2026-03-31T23:59:59+02:00")
+    );
 }
 
 #[test]

@@ -112,6 +112,23 @@ fn a_time_zone_moves_relative_dates_and_a_bad_one_is_refused() {
         "{f}"
     );
     assert_eq!(v["interpreted"]["time_zone"], "+05:00");
+    // An IANA zone: its offset today is the one the day's start carries.
+    let v = ok_json(&fx.run_with(
+        false,
+        &[
+            "search",
+            "boats yesterday",
+            "--time-zone",
+            "Asia/Tokyo",
+            "--json",
+        ],
+    ));
+    assert_eq!(v["interpreted"]["time_zone"], "Asia/Tokyo");
+    let f = &v["interpreted"]["filters"][0];
+    assert!(
+        f["after"].as_str().unwrap().ends_with("T00:00:00+09:00"),
+        "{f}"
+    );
     let out = fx.run_with(false, &["search", "boats", "--time-zone", "Mars/Base"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("time zone"));
@@ -152,11 +169,96 @@ async fn the_api_reads_filters_unless_literal() {
         &app,
         "POST",
         "/v1/search",
-        json!({"query": "boats", "time_zone": "Europe/Paris"}),
+        json!({"query": "boats", "time_zone": "Europe/Atlantis"}),
+    )
+    .await;
+    let msg = bad.error(axum::http::StatusCode::BAD_REQUEST);
+    assert!(
+        msg.starts_with("time_zone") && msg.contains("Europe/Paris"),
+        "{msg}"
+    );
+}
+
+/// The ids of a collection made from `search` through the API.
+async fn collection_from(app: &axum::Router, name: &str, search: Value) -> BTreeSet<String> {
+    let a = json_req(
+        app,
+        "POST",
+        "/v1/collections",
+        json!({"name": name, "search": search, "max_results": 100}),
+    )
+    .await;
+    assert_eq!(
+        a.status,
+        axum::http::StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&a.body)
+    );
+    a.json()["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn collections_and_exports_select_what_the_same_search_shows() {
+    let app = router(shared().state.clone());
+    let query = format!("{EVERY_PLACE} containing cars");
+    let shown: BTreeSet<String> = json_req(
+        &app,
+        "POST",
+        "/v1/search",
+        json!({"query": query, "limit": 100}),
+    )
+    .await
+    .ok()["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!shown.is_empty());
+    // A collection made from the search holds what the search showed: the label read from
+    // the query applies (it used to be taken literally and hold every place).
+    let kept = collection_from(&app, "interpreted-cars", json!({"query": query})).await;
+    assert_eq!(kept, shown);
+    let literal = collection_from(
+        &app,
+        "literal-cars",
+        json!({"query": query, "literal": true}),
     )
     .await;
     assert!(
-        bad.error(axum::http::StatusCode::BAD_REQUEST)
-            .starts_with("time_zone")
+        literal.len() > kept.len(),
+        "{} {}",
+        literal.len(),
+        kept.len()
     );
+    // An export of the same search holds the same records.
+    let a = json_req(
+        &app,
+        "POST",
+        "/v1/export",
+        json!({"search": {"query": query}, "format": "csv", "archive": "tar", "max_results": 100}),
+    )
+    .await;
+    assert_eq!(a.status, axum::http::StatusCode::OK);
+    let mut archive = tar::Archive::new(&a.body[..]);
+    let mut csv_text = String::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap().ends_with("annotations.csv") {
+            std::io::Read::read_to_string(&mut entry, &mut csv_text).unwrap();
+        }
+    }
+    let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    let id_col = headers.iter().position(|h| h == "record_id").unwrap();
+    let exported: BTreeSet<String> = reader
+        .records()
+        .map(|r| r.unwrap()[id_col].to_owned())
+        .collect();
+    assert_eq!(exported, shown);
 }
