@@ -95,6 +95,26 @@ pub fn ingest(
     embedder: Option<&dyn Embedder>,
     opts: &IngestOptions,
 ) -> Result<IngestReport> {
+    let mut plan = plan(lib, embedder, opts)?;
+    run_batches(lib, embedder, opts, &mut plan)?;
+    finish(lib, plan)
+}
+
+/// What a run will do: the records to write and why, and what it found so far.
+struct Plan {
+    /// Records to write, in order, with the reason.
+    work: Vec<(Record, Work)>,
+    /// Problems found so far, one per item.
+    problems: Vec<Problem>,
+    /// The report being filled in.
+    report: IngestReport,
+    /// The model's fingerprint, when there is a model.
+    model_fp: Option<String>,
+}
+
+/// Reads the exports, reconciles the stores, reads every image file's facts and classifies
+/// each record (add / update / embed-only / unchanged).
+fn plan(lib: &mut Library, embedder: Option<&dyn Embedder>, opts: &IngestOptions) -> Result<Plan> {
     let format = if opts.format.trim().eq_ignore_ascii_case("auto") {
         ingest::locate("auto", &opts.annotations)?.format
     } else {
@@ -210,6 +230,29 @@ pub fn ingest(
         }
     }
 
+    Ok(Plan {
+        work,
+        problems,
+        report,
+        model_fp,
+    })
+}
+
+/// Writes the planned records batch by batch (decode || embed, replace points, flush, write
+/// and commit the keyword index), then optimises the vector store once.
+fn run_batches(
+    lib: &mut Library,
+    embedder: Option<&dyn Embedder>,
+    opts: &IngestOptions,
+    plan: &mut Plan,
+) -> Result<()> {
+    let Plan {
+        work,
+        problems,
+        report,
+        model_fp,
+    } = plan;
+    let work = std::mem::take(work);
     let bar = progress_bar(opts.progress, work.len() as u64);
     if !work.is_empty() {
         let mut writer = lib.keyword().writer()?;
@@ -308,6 +351,16 @@ pub fn ingest(
         }
     }
 
+    Ok(())
+}
+
+/// Refreshes the counts, saves the report, and refuses a run that kept nothing.
+fn finish(lib: &mut Library, plan: Plan) -> Result<IngestReport> {
+    let Plan {
+        problems,
+        mut report,
+        ..
+    } = plan;
     lib.refresh_counts()?;
     report.problems = problems;
     report.saved_to = Some(save_report(lib.dir(), &report)?);
