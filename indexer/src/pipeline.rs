@@ -133,7 +133,12 @@ fn plan(lib: &mut Library, embedder: Option<&dyn Embedder>, opts: &IngestOptions
         .map(|p| p.canonicalize().unwrap_or_else(|_| p.clone()))
         .collect();
     let (entries, mut problems) =
-        ingest::read_annotations(format, &annotation_files, &images_root)?;
+        ingest::read_annotations(
+            format,
+            &annotation_files,
+            &images_root,
+            &lib.dir().join(crate::library::CARRIED_IMAGES),
+        )?;
     let mut report = IngestReport {
         entries: entries.len(),
         semantic: embedder.is_some(),
@@ -152,7 +157,9 @@ fn plan(lib: &mut Library, embedder: Option<&dyn Embedder>, opts: &IngestOptions
         .map(|entry| {
             let mut local = Vec::new();
             let file = entry.file_name.clone();
-            let path = match resolve_inside(&images_root, &file) {
+            // Images a Clarifai archive carried were written under the library.
+            let root = entry.root.clone().unwrap_or_else(|| images_root.clone());
+            let path = match resolve_inside(&root, &file) {
                 Ok(p) => p,
                 Err(reason) => {
                     local.push(Problem {
@@ -168,7 +175,7 @@ fn plan(lib: &mut Library, embedder: Option<&dyn Embedder>, opts: &IngestOptions
                     let r = build_record(
                         entry,
                         &facts,
-                        &images_root,
+                        &root,
                         &opts.dataset,
                         now,
                         opts.max_boxes,

@@ -13,11 +13,13 @@ use crate::app::{AppSettings, load_model, open_library};
 #[derive(Debug, Args)]
 pub struct IngestArgs {
     /// Annotation format: auto (detect from the files, the default), coco, voc, yolo, cvat,
-    /// labelstudio, csv (also TSV and JSONL) or clarifai (an unpacked SDK export).
+    /// labelstudio, csv (also TSV and JSONL) or clarifai (an export archive or the SDK's unpacked
+    /// download).
     #[arg(long, default_value = "auto")]
     pub format: String,
     /// Annotation files or folders: COCO JSON files, a VOC or YOLO root folder (or a YOLO
-    /// data.yaml), a CVAT XML, a Label Studio JSON, a CSV/TSV/JSONL manifest.
+    /// data.yaml), a CVAT XML, a Label Studio JSON, a CSV/TSV/JSONL manifest, a Clarifai
+    /// export zip or unpacked SDK download.
     #[arg(long, required = true, num_args = 1.., value_name = "PATH")]
     pub annotations: Vec<PathBuf>,
     /// Folder the export's file names are relative to (default: where the format keeps its

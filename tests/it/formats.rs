@@ -577,3 +577,84 @@ fn an_unpacked_clarifai_sdk_export_ingests_with_negative_concepts_left_out() {
         );
     }
 }
+
+/// Copies the Clarifai fixture (the export archive written by clarifai-grpc's own classes, and
+/// the local copies of the images it links to) into `dir`.
+fn clarifai_fixture(dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("indexer/tests/fixtures/clarifai");
+    let dst = dir.join("clarifai");
+    std::fs::create_dir_all(dst.join("images/street")).unwrap();
+    for f in [
+        "dataset-export.zip",
+        "images/in-face.jpg",
+        "images/street/car-01.png",
+    ] {
+        std::fs::copy(src.join(f), dst.join(f)).unwrap();
+    }
+    dst.join("dataset-export.zip")
+}
+
+#[test]
+fn a_clarifai_export_archive_ingests_from_the_cli_with_carried_and_matched_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let zip = clarifai_fixture(dir.path());
+    let data = dir.path().join("lib");
+    let run = |args: &[&str]| {
+        bin()
+            .arg("--data-dir")
+            .arg(&data)
+            .env("IMAGELENS_NO_MODEL", "true")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let ingest_args = [
+        "ingest",
+        "--annotations",
+        zip.to_str().unwrap(),
+        "--json",
+        "--no-progress",
+    ];
+    let v = ok_json(&run(&ingest_args));
+    assert_eq!(v["format"], json!("clarifai"), "{v}");
+    assert!(v["detected"].as_str().unwrap().contains("mimetype"), "{v}");
+    assert_eq!(v["added"], json!(3), "{v}");
+    let problems = v["problems"].to_string();
+    assert!(
+        problems.contains("in-gone") && problems.contains("never downloaded"),
+        "{problems}"
+    );
+    assert!(problems.contains("negative concept(s) person"), "{problems}");
+
+    // Searchable by the labels the archive gave, with the boxes in pixels.
+    let hits = ok_json(&run(&["search", "boat", "--json"]));
+    let boat = hits["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["labels"].as_array().unwrap().contains(&json!("boat")))
+        .unwrap_or_else(|| panic!("{hits}"))
+        .clone();
+    let boat_id = boat["id"].as_str().unwrap().to_owned();
+    // The carried image now lives in the library's own images folder.
+    let carried: Vec<PathBuf> = std::fs::read_dir(data.join("images"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(carried.len(), 1, "{carried:?}");
+    assert!(
+        carried[0].to_string_lossy().ends_with(".png"),
+        "{carried:?}"
+    );
+    // A second ingest of the same archive changes nothing.
+    let again = ok_json(&run(&ingest_args));
+    assert_eq!(again["added"], json!(0), "{again}");
+    assert_eq!(std::fs::read_dir(data.join("images")).unwrap().count(), 1);
+
+    // Deleting the record removes the library's copy of its image.
+    let out = run(&["delete", "--id", &boat_id, "--reason", "test", "--json"]);
+    ok_json(&out);
+    assert_eq!(std::fs::read_dir(data.join("images")).unwrap().count(), 0);
+    // The images matched in the user's folder are left alone by deletions.
+    assert!(zip.with_file_name("images").join("in-face.jpg").is_file());
+}

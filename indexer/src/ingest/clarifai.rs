@@ -8,7 +8,8 @@
 //! from its header) or `polygon` points become a box labelled with its positive concept. A
 //! concept with value 0 (or none: `MessageToDict` leaves zeros out) is a negative label: it is
 //! never indexed as present; as the record has no place for negative labels yet, it is named in
-//! a problem. The protobuf archive (`mimetype` + `InputBatch` entries) is not read.
+//! a problem. The export archive itself (`mimetype` + `InputBatch` entries) is read by
+//! [`super::clarifai_archive`], which hands each input to [`read_annotations`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

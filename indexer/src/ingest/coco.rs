@@ -222,6 +222,7 @@ pub fn parse_export(
             exports: vec![shown.to_owned()],
             uncertain: Vec::new(),
             labels: Vec::new(),
+            root: None,
         });
     }
 

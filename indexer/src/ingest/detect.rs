@@ -6,7 +6,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use super::{ImageEntry, Problem, clarifai, coco, cvat, labelstudio, manifest, voc, yolo};
+use super::{
+    ImageEntry, Problem, clarifai, clarifai_archive, coco, cvat, labelstudio, manifest, voc, yolo,
+};
 use crate::IngestError;
 
 /// An annotation format imagelens reads.
@@ -24,7 +26,8 @@ pub enum Format {
     LabelStudio,
     /// CSV or JSONL manifest ([`manifest`]).
     Csv,
-    /// Clarifai dataset export as the SDK downloads it, unpacked ([`clarifai`]).
+    /// Clarifai dataset export: the export archive itself ([`clarifai_archive`]) or the SDK's
+    /// download of it, unpacked ([`clarifai`]).
     Clarifai,
 }
 
@@ -103,8 +106,9 @@ const LOOKED_FOR: &str = "a COCO JSON object with \"images\" (or a folder with a
      a Pascal VOC folder (Annotations/*.xml or *.xml with <annotation>), a YOLO folder \
      (data.yaml, or labels/ with classes.txt) or its data.yaml, a CVAT for images XML \
      (<annotations>), a Label Studio JSON export (a list of tasks with \"data\"), a CSV, TSV or \
-     JSONL manifest (or a folder with annotations.csv), an unpacked Clarifai SDK export \
-     ({split}/inputs and {split}/annotations)";
+     JSONL manifest (or a folder with annotations.csv), a Clarifai dataset export archive (a \
+     zip whose mimetype entry reads application/x.clarifai-data+protobuf) or its unpacked SDK \
+     download ({split}/inputs and {split}/annotations)";
 
 /// Reads at most this many bytes of a file to recognise it.
 const SNIFF_BYTES: u64 = 64 * 1024;
@@ -152,6 +156,12 @@ fn detect_file(path: &Path) -> Result<Option<(Format, String)>, IngestError> {
     let found = match e.as_str() {
         "csv" | "tsv" | "jsonl" | "ndjson" => Some((Format::Csv, format!("a .{e} manifest"))),
         "yaml" | "yml" => Some((Format::Yolo, "a YOLO data.yaml".to_owned())),
+        "zip" if clarifai_archive::is_archive(path) => Some((
+            Format::Clarifai,
+            "a zip whose mimetype is application/x.clarifai-data+protobuf (Clarifai dataset \
+             export)"
+                .to_owned(),
+        )),
         "xml" => match xml_root(&sniff(path)?).as_deref() {
             Some("annotations") => Some((Format::Cvat, "an XML with <annotations>".to_owned())),
             Some("annotation") => Some((Format::Voc, "an XML with <annotation>".to_owned())),
@@ -328,7 +338,8 @@ fn default_images(format: Format, path: &Path) -> PathBuf {
             first_dir(&[root.join("images"), dir.join("images")])
         }
         Format::Cvat | Format::LabelStudio | Format::Csv => first_dir(&[dir.join("images")]),
-        Format::Clarifai => dir.clone(),
+        Format::Clarifai if path.is_dir() => dir.clone(),
+        Format::Clarifai => first_dir(&[dir.join("images")]),
     }
 }
 
@@ -351,7 +362,8 @@ fn coco_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Reads `paths` as `format`; `images` is the folder the entries' file names are relative to
-/// (readers that need image sizes, such as YOLO, read the headers there).
+/// (readers that need image sizes, such as YOLO, read the headers there); `extract_to` is
+/// where images an export carries inside it (a Clarifai archive) are written.
 ///
 /// # Errors
 /// [`IngestError::Unreadable`] when an input cannot be read at all.
@@ -359,6 +371,7 @@ pub fn read_annotations(
     format: Format,
     paths: &[PathBuf],
     images: &Path,
+    extract_to: &Path,
 ) -> Result<(Vec<ImageEntry>, Vec<Problem>), IngestError> {
     let mut entries: Vec<ImageEntry> = Vec::new();
     let mut problems = Vec::new();
@@ -418,7 +431,16 @@ pub fn read_annotations(
         }
         Format::Clarifai => {
             for p in paths {
-                entries.extend(clarifai::read_dir(p, &mut problems)?);
+                if p.is_file() {
+                    entries.extend(clarifai_archive::read_archive(
+                        p,
+                        images,
+                        extract_to,
+                        &mut problems,
+                    )?);
+                } else {
+                    entries.extend(clarifai::read_dir(p, &mut problems)?);
+                }
             }
         }
     }

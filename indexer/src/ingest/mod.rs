@@ -21,6 +21,7 @@ use models::preprocess::{
 use crate::record::{BoundingBox, Dates, Privacy, Record, UncertainAnnotation, record_id};
 
 pub mod clarifai;
+pub mod clarifai_archive;
 pub mod coco;
 pub mod cvat;
 mod detect;
@@ -138,6 +139,9 @@ pub struct ImageEntry {
     /// image carries is also kept as an unplaced [`UncertainAnnotation`], so an image tagged
     /// with a sensitive label is redacted whole.
     pub labels: Vec<String>,
+    /// The folder `file_name` is relative to when it is not the run's images folder: images a
+    /// Clarifai archive carries are written under the library and read from there.
+    pub root: Option<PathBuf>,
 }
 
 impl ImageEntry {
@@ -156,6 +160,7 @@ impl ImageEntry {
             exports: vec![export.to_owned()],
             uncertain: Vec::new(),
             labels: Vec::new(),
+            root: None,
         }
     }
 
@@ -200,12 +205,14 @@ impl ImageEntry {
 /// twice), keeping the order in which files were first named.
 pub fn merge_by_name(entries: Vec<ImageEntry>) -> Vec<ImageEntry> {
     let mut merged: Vec<ImageEntry> = Vec::with_capacity(entries.len());
-    let mut by_name: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut by_name: std::collections::HashMap<(Option<PathBuf>, String), usize> =
+        std::collections::HashMap::new();
     for entry in entries {
-        match by_name.get(&entry.file_name) {
+        let key = (entry.root.clone(), entry.file_name.clone());
+        match by_name.get(&key) {
             Some(&i) => merged[i].merge(entry),
             None => {
-                by_name.insert(entry.file_name.clone(), merged.len());
+                by_name.insert(key, merged.len());
                 merged.push(entry);
             }
         }
@@ -773,6 +780,7 @@ mod tests {
             exports: vec![],
             uncertain: vec![],
             labels: vec![],
+            root: None,
         }
     }
 

@@ -29,6 +29,10 @@ const TOMBSTONES_FILE: &str = "tombstones.json";
 
 /// Version of the on-disk layout; bumped on incompatible changes.
 pub const FORMAT_VERSION: u32 = 1;
+/// Folder (under the data directory) of the images the library holds itself: those a Clarifai
+/// export archive carried inside it. Content-addressed (`{sha256}.{ext}`); a deletion removes
+/// a deleted record's file.
+pub const CARRIED_IMAGES: &str = "images";
 
 /// Record and vector counts, refreshed after each ingest.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -313,7 +317,9 @@ impl Library {
     ///    fresh generation (qdrant-edge keeps deleted payloads in its WAL otherwise);
     /// 2. tantivy deletes the documents, commits, merges all segments (deleted documents are
     ///    physically dropped, not just tombstoned) and garbage-collects the old segment files;
-    /// 3. ingest reports are rewritten without the problems that name the records' files.
+    /// 3. ingest reports are rewritten without the problems that name the records' files;
+    /// 4. images the library holds itself (those a Clarifai archive carried, under
+    ///    [`CARRIED_IMAGES`]) are removed; images in the user's own folders are left alone.
     ///
     /// Vectors go first: an interruption between the steps leaves the record visible (and the
     /// deletion can simply be run again) rather than a record whose vectors silently vanished
@@ -344,8 +350,30 @@ impl Library {
         writer.merge_all()?;
         self.keyword.reload()?;
         self.scrub_reports(&records)?;
+        self.remove_carried_images(&records)?;
         self.refresh_counts()?;
         Ok(records)
+    }
+
+    /// Removes the image files of `records` that live under the library's own
+    /// [`CARRIED_IMAGES`] folder.
+    fn remove_carried_images(&self, records: &[Record]) -> Result<()> {
+        let Ok(carried) = self.dir.join(CARRIED_IMAGES).canonicalize() else {
+            return Ok(()); // The library holds no images of its own.
+        };
+        for r in records {
+            let root = Path::new(&r.images_root);
+            if root.canonicalize().is_ok_and(|c| c.starts_with(&carried))
+                && let Ok(file) = crate::ingest::resolve_inside(root, &r.path)
+            {
+                match std::fs::remove_file(&file) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io(&file, e)),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Whether an image with this sha256 was deleted from the library (ingest withholds it).
