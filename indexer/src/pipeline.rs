@@ -132,13 +132,12 @@ fn plan(lib: &mut Library, embedder: Option<&dyn Embedder>, opts: &IngestOptions
         .iter()
         .map(|p| p.canonicalize().unwrap_or_else(|_| p.clone()))
         .collect();
-    let (entries, mut problems) =
-        ingest::read_annotations(
-            format,
-            &annotation_files,
-            &images_root,
-            &lib.dir().join(crate::library::CARRIED_IMAGES),
-        )?;
+    let (entries, mut problems) = ingest::read_annotations(
+        format,
+        &annotation_files,
+        &images_root,
+        &lib.dir().join(crate::library::CARRIED_IMAGES),
+    )?;
     let mut report = IngestReport {
         entries: entries.len(),
         semantic: embedder.is_some(),

@@ -624,7 +624,10 @@ fn a_clarifai_export_archive_ingests_from_the_cli_with_carried_and_matched_image
         problems.contains("in-gone") && problems.contains("never downloaded"),
         "{problems}"
     );
-    assert!(problems.contains("negative concept(s) person"), "{problems}");
+    assert!(
+        problems.contains("negative concept(s) person"),
+        "{problems}"
+    );
 
     // Searchable by the labels the archive gave, with the boxes in pixels.
     let hits = ok_json(&run(&["search", "boat", "--json"]));

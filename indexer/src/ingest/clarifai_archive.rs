@@ -304,14 +304,9 @@ pub fn read_archive(
             .map(|(dir, _)| dir.to_owned())
             .filter(|d| !d.is_empty());
         for input in batch.inputs {
-            if let Some(entry) = read_input(
-                input,
-                split.as_deref(),
-                &item,
-                images,
-                extract_to,
-                problems,
-            ) {
+            if let Some(entry) =
+                read_input(input, split.as_deref(), &item, images, extract_to, problems)
+            {
                 entries.push(entry);
             }
         }
@@ -405,7 +400,9 @@ fn read_input(
         .then(|| (info.width.unsigned_abs(), info.height.unsigned_abs()));
     let size = header.map(|h| (h.width, h.height)).or(stated);
     entry.metadata.insert("source_id".into(), json!(id));
-    entry.metadata.insert("source_format".into(), json!("clarifai"));
+    entry
+        .metadata
+        .insert("source_format".into(), json!("clarifai"));
     if let Some(s) = split {
         entry.metadata.insert("split".into(), json!(s));
     }
@@ -488,7 +485,9 @@ fn value_to_json(v: &prost_types::Value, depth: usize) -> Value {
     }
     match &v.kind {
         None | Some(Kind::NullValue(_)) => Value::Null,
-        Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number),
+        Some(Kind::NumberValue(n)) => {
+            serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number)
+        }
         Some(Kind::StringValue(s)) => Value::String(s.clone()),
         Some(Kind::BoolValue(b)) => Value::Bool(*b),
         Some(Kind::StructValue(s)) => Value::Object(
@@ -497,9 +496,12 @@ fn value_to_json(v: &prost_types::Value, depth: usize) -> Value {
                 .map(|(k, v)| (k.clone(), value_to_json(v, depth + 1)))
                 .collect(),
         ),
-        Some(Kind::ListValue(l)) => {
-            Value::Array(l.values.iter().map(|v| value_to_json(v, depth + 1)).collect())
-        }
+        Some(Kind::ListValue(l)) => Value::Array(
+            l.values
+                .iter()
+                .map(|v| value_to_json(v, depth + 1))
+                .collect(),
+        ),
     }
 }
 
@@ -546,11 +548,7 @@ fn extract(bytes: &[u8], dir: &Path) -> Result<String, String> {
     }
     let format = image::guess_format(bytes)
         .map_err(|_| "the image it carries is in no format imagelens reads".to_owned())?;
-    let ext = format
-        .extensions_str()
-        .first()
-        .copied()
-        .unwrap_or("img");
+    let ext = format.extensions_str().first().copied().unwrap_or("img");
     let name = format!("{}.{ext}", hex::encode(Sha256::digest(bytes)));
     let path = dir.join(&name);
     if !path.is_file() {
@@ -569,8 +567,8 @@ mod tests {
     use std::collections::BTreeMap;
     use std::path::PathBuf;
 
-    use prost::Message;
     use proptest::prelude::*;
+    use prost::Message;
 
     use super::*;
 
@@ -612,7 +610,10 @@ mod tests {
         assert_eq!(boat.labels, ["boat"]);
         assert_eq!(boat.metadata["camera"], "pier-2");
         assert_eq!(boat.metadata["split"], "train");
-        assert_eq!(boat.metadata["clarifai_dataset_ids"], json!(["harbour-set"]));
+        assert_eq!(
+            boat.metadata["clarifai_dataset_ids"],
+            json!(["harbour-set"])
+        );
         assert_eq!(
             boat.annotated.unwrap().timestamp(),
             1_700_000_000,
@@ -634,7 +635,9 @@ mod tests {
         assert!(!boat.labels.contains(&"person".to_owned()));
         let reasons: Vec<&str> = problems.iter().map(|p| p.reason.as_str()).collect();
         assert!(
-            reasons.iter().any(|r| r.contains("negative concept(s) person")),
+            reasons
+                .iter()
+                .any(|r| r.contains("negative concept(s) person")),
             "{reasons:?}"
         );
         assert!(
@@ -670,10 +673,18 @@ mod tests {
         }
         assert!(!is_archive(&path));
         let err = read_archive(&path, dir.path(), dir.path(), &mut Vec::new()).unwrap_err();
-        assert!(err.to_string().contains("not a Clarifai dataset export"), "{err}");
+        assert!(
+            err.to_string().contains("not a Clarifai dataset export"),
+            "{err}"
+        );
         std::fs::write(dir.path().join("junk.zip"), b"not a zip").unwrap();
-        let err = read_archive(&dir.path().join("junk.zip"), dir.path(), dir.path(), &mut Vec::new())
-            .unwrap_err();
+        let err = read_archive(
+            &dir.path().join("junk.zip"),
+            dir.path(),
+            dir.path(),
+            &mut Vec::new(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("not a zip"), "{err}");
     }
 
