@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::{ApiError, AppState, ErrorBody, Permission, blocking};
-use crate::governance::accounts::{AccountInfo, AccountUpdate, Role, TokenInfo};
+use crate::governance::accounts::{AccountInfo, AccountUpdate, Principal, Role, TokenInfo};
 use crate::governance::audit::{AuditEntry, AuditQuery, VerifyReport};
 use crate::governance::deletion::{self, DeletionReceipt};
 use crate::governance::retention::{Plan, RetentionError, RetentionPolicy};
@@ -348,7 +348,11 @@ pub struct WhoAmI {
 #[utoipa::path(get, path = "/v1/whoami", tag = "admin",
     responses((status = 200, description = "the caller", body = WhoAmI)))]
 pub async fn whoami(State(state): State<AppState>, caller: Caller) -> Json<WhoAmI> {
-    let p = &caller.principal;
+    Json(who_am_i(&state, &caller.principal))
+}
+
+/// What [`whoami`] answers for `p`.
+pub(crate) fn who_am_i(state: &AppState, p: &Principal) -> WhoAmI {
     let token = p.token.as_ref().and_then(|id| {
         state
             .accounts()
@@ -356,7 +360,7 @@ pub async fn whoami(State(state): State<AppState>, caller: Caller) -> Json<WhoAm
             .into_iter()
             .find(|t| &t.id == id)
     });
-    Json(WhoAmI {
+    WhoAmI {
         account: p.account.clone(),
         role: p.role,
         permissions: Permission::ALL
@@ -365,7 +369,7 @@ pub async fn whoami(State(state): State<AppState>, caller: Caller) -> Json<WhoAm
             .map(|perm| perm.to_string())
             .collect(),
         token,
-    })
+    }
 }
 
 /// Revokes a token (one's own, or any with `manage_accounts`).

@@ -1,7 +1,9 @@
 //! Authentication (who is calling), authorisation (may they) and the audit entry of each call.
 //!
 //! [`authenticate`] runs before every protected route: it turns the `Authorization` header
-//! (`Bearer <token>` or `Basic <name:password>`) into a [`Principal`] in the request's
+//! (`Bearer <token>` or `Basic <name:password>`), or without one the web page's session cookie
+//! (whose state-changing requests must also pass the CSRF checks of [`session`]), into a
+//! [`Principal`] in the request's
 //! extensions, or answers 401 (a failed sign-in is audited and counted; too many answer 429,
 //! and password checks wait for a bounded pool, else 503). Handlers take a [`Caller`] (the
 //! request's [`Actor`]) and call [`Caller::require`] with the route's [`Action`] (its
@@ -17,7 +19,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::{ApiError, AppState, blocking};
+use super::{ApiError, AppState, blocking, session};
 use crate::governance::accounts::{AccountError, Credentials, Permission, Principal, address_key};
 use crate::governance::audit::NewEntry;
 use crate::governance::{Action, Actor, AdminError, Desk};
@@ -44,13 +46,26 @@ const PASSWORD_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(2
 /// [`MAX_FAILED_SIGN_INS`]: crate::governance::accounts::MAX_FAILED_SIGN_INS
 /// [`THROTTLE_WINDOW`]: crate::governance::accounts::THROTTLE_WINDOW
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let Some(value) = req
+    let header_value = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-    else {
-        return unauthorized("authentication required: send `Authorization: Bearer <token>`");
+        .map(str::to_owned);
+    // Without an Authorization header, the web page's session cookie (see [`session`]).
+    let cookie = if header_value.is_none() {
+        session::secret(req.headers())
+    } else {
+        None
+    };
+    let value = match (header_value, &cookie) {
+        (Some(v), _) => v,
+        (None, Some(secret)) => format!("Bearer {secret}"),
+        (None, None) => {
+            return unauthorized(
+                "authentication required: send `Authorization: Bearer <token>` (or sign in on \
+                 the web page)",
+            );
+        }
     };
     let credentials = Credentials::parse(&value);
     let address = req
@@ -90,6 +105,13 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             if let Some(key) = credentials.account_key() {
                 state.accounts().throttle().clear(&key);
             }
+            if let Some(secret) = &cookie {
+                let csrf = session::csrf_of(secret);
+                if let Err(e) = session::check(&req, &csrf) {
+                    return e.into_response();
+                }
+                req.extensions_mut().insert(session::CookieSession { csrf });
+            }
             req.extensions_mut().insert(principal);
             next.run(req).await
         }
@@ -98,7 +120,13 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         Ok(Err(e)) => {
             let now_blocked = state.accounts().throttle().fail(&keys);
             audit_failed_sign_in(&state, &credentials, address, &e, now_blocked).await;
-            unauthorized(&e.to_string())
+            let mut resp = unauthorized(&e.to_string());
+            if cookie.is_some() {
+                // A session that no longer works: the browser forgets it.
+                resp.headers_mut()
+                    .insert(header::SET_COOKIE, session::clear_cookie(req.headers()));
+            }
+            resp
         }
         Err(e) => e.into_response(),
     }

@@ -55,6 +55,7 @@ pub mod health;
 pub mod openapi;
 pub mod records;
 pub mod search;
+pub mod session;
 pub mod web;
 
 pub use crate::governance::accounts::Permission;
@@ -285,6 +286,12 @@ pub fn router(state: AppState) -> Router {
             get(admin::list_tokens).post(admin::issue_token),
         )
         .route("/v1/whoami", get(admin::whoami))
+        .route(
+            "/v1/session",
+            get(session::current)
+                .post(session::start)
+                .delete(session::end),
+        )
         .route(
             "/v1/tokens/{id}",
             axum::routing::delete(admin::revoke_token),

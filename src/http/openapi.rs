@@ -6,7 +6,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, Secur
 use utoipa::{Modify, OpenApi};
 
 use super::auth::Caller;
-use super::{admin, collections, health, records, search};
+use super::{admin, collections, health, records, search, session};
 
 /// The API's OpenAPI description.
 #[derive(OpenApi)]
@@ -43,6 +43,9 @@ use super::{admin, collections, health, records, search};
         admin::list_tokens,
         admin::revoke_token,
         admin::whoami,
+        session::start,
+        session::current,
+        session::end,
         admin::get_retention,
         admin::put_retention,
         admin::run_retention,

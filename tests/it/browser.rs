@@ -302,18 +302,35 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     let c = connect(&chromium, port, &profile).await;
     let base = format!("http://{addr}/");
 
-    // A forged session gets the sign-in page, not an error.
+    // A forged session cookie gets the sign-in page, not an error.
     c.goto(&base).await.unwrap();
     js(
         &c,
-        "sessionStorage.setItem('imagelens.token', 'il_forged_0000') || true",
+        "(document.cookie = 'imagelens_session=il_forged_0000; path=/') && true",
     )
     .await;
     c.refresh().await.unwrap();
-    until(&c, "sign-in after a forged token", "!document.getElementById('signin-view').hidden && document.getElementById('signin-error').textContent.includes('session ended')").await;
+    until(&c, "sign-in after a forged session", "!document.getElementById('signin-view').hidden && document.getElementById('signin-error').textContent.includes('session ended')").await;
 
     // Sign in as the curator; the purpose is kept for the session.
     sign_in(&c, "cur", "web test").await;
+    // The session is an HttpOnly cookie: no script of the page can read it, and no secret is
+    // kept in the page's storage.
+    let session = c.get_named_cookie("imagelens_session").await.unwrap();
+    assert_eq!(session.http_only(), Some(true));
+    assert_eq!(session.same_site(), Some(cookie::SameSite::Strict));
+    assert_eq!(
+        js(&c, "document.cookie.includes('imagelens_session')").await,
+        false
+    );
+    assert_eq!(
+        js(
+            &c,
+            "JSON.stringify(Object.assign({}, sessionStorage, localStorage)).includes('il_')"
+        )
+        .await,
+        false
+    );
     assert_eq!(
         js(&c, "sessionStorage.getItem('imagelens.purpose')").await,
         "web test"
@@ -656,20 +673,22 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     screenshot(&c, "search-390").await;
     c.set_window_size(1280, 900).await.unwrap();
 
-    // Sign out revokes the token: the old token no longer works.
-    let token = js(&c, "sessionStorage.getItem('imagelens.token')").await;
+    // Sign out revokes the session on the server: the old cookie, put back, no longer works.
+    let old = c.get_named_cookie("imagelens_session").await.unwrap();
     c.find(Locator::Id("sign-out"))
         .await
         .unwrap()
         .click()
         .await
         .unwrap();
-    until(&c, "signed out", "!document.getElementById('signin-view').hidden && !sessionStorage.getItem('imagelens.token')").await;
-    js(
+    until(
         &c,
-        &format!("sessionStorage.setItem('imagelens.token', {token}) || true"),
+        "signed out",
+        "!document.getElementById('signin-view').hidden",
     )
     .await;
+    assert!(c.get_named_cookie("imagelens_session").await.is_err());
+    c.add_cookie(old).await.unwrap();
     c.refresh().await.unwrap();
     until(&c, "a revoked session gets the sign-in page", "!document.getElementById('signin-view').hidden && document.getElementById('signin-error').textContent.includes('revoked')").await;
 

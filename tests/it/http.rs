@@ -1010,8 +1010,11 @@ async fn openapi_document_lists_every_route_and_resolves_every_ref() {
     let app = app();
     let doc = get(&app, "/v1/openapi.json").await.ok();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    let routes: [(&str, &str); 32] = [
+    let routes: [(&str, &str); 35] = [
         ("get", "/v1/whoami"),
+        ("post", "/v1/session"),
+        ("get", "/v1/session"),
+        ("delete", "/v1/session"),
         ("post", "/v1/search"),
         ("get", "/v1/lookup"),
         ("get", "/v1/facets"),

@@ -278,8 +278,44 @@ async fn whoami_tells_the_page_the_role_permissions_and_token() {
     assert!(doc["paths"]["/v1/whoami"]["get"].is_object());
 }
 
+/// A request with the session cookie `secret` (and no Authorization header).
+fn with_cookie(
+    method: &str,
+    uri: &str,
+    secret: &str,
+    extra: &[(&str, &str)],
+    body: Option<serde_json::Value>,
+) -> Request<Body> {
+    let mut b = Request::builder().method(method).uri(uri).header(
+        header::COOKIE,
+        format!("other=1; imagelens_session={secret}"),
+    );
+    for (k, v) in extra {
+        b = b.header(*k, *v);
+    }
+    match body {
+        Some(j) => b
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(j.to_string()))
+            .unwrap(),
+        None => b.body(Body::empty()).unwrap(),
+    }
+}
+
+/// The `imagelens_session` value a `Set-Cookie` answer carries.
+fn session_cookie(a: &Answer) -> String {
+    let set = header_of(a, header::SET_COOKIE);
+    let value = set
+        .split(';')
+        .next()
+        .unwrap()
+        .strip_prefix("imagelens_session=")
+        .unwrap_or_else(|| panic!("{set}"));
+    value.to_owned()
+}
+
 #[tokio::test]
-async fn signing_out_revokes_the_page_token() {
+async fn a_session_cookie_is_http_only_needs_its_csrf_token_and_ends_on_the_server() {
     let app = app();
     token_for(&shared().state, "web-leaver", Role::Searcher);
     let basic = format!(
@@ -289,28 +325,139 @@ async fn signing_out_revokes_the_page_token() {
             "web-leaver:correct horse battery staple"
         )
     );
-    let issued = send(
+    // Sign in as the page does: the cookie is set, the body holds the CSRF token, no secret.
+    let started = send_as_is(
         &app,
-        Request::post("/v1/tokens")
-            .header(header::AUTHORIZATION, basic)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(
-                json!({"name": "web-page", "ttl_days": 1}).to_string(),
-            ))
+        Request::post("/v1/session")
+            .header(header::AUTHORIZATION, &basic)
+            .header("sec-fetch-site", "same-origin")
+            .body(Body::empty())
             .unwrap(),
     )
     .await;
-    let secret = issued.json()["secret"].as_str().unwrap().to_owned();
-    let me = as_token(&app, "/v1/whoami", &secret).await.ok();
-    let id = me["token"]["id"].as_str().unwrap();
-    let req = Request::delete(format!("/v1/tokens/{id}"))
-        .header(header::AUTHORIZATION, format!("Bearer {secret}"))
-        .body(Body::empty())
-        .unwrap();
-    assert_eq!(send(&app, req).await.status, StatusCode::OK);
-    // The page's next call is refused, so it shows the sign-in form again.
-    let after = as_token(&app, "/v1/whoami", &secret).await;
-    assert!(after.error(StatusCode::UNAUTHORIZED).contains("revoked"));
+    assert_eq!(started.status, StatusCode::CREATED);
+    let set = header_of(&started, header::SET_COOKIE).to_owned();
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age="] {
+        assert!(set.contains(part), "{set}");
+    }
+    assert!(!set.contains("Secure"), "plain http: {set}");
+    let secret = session_cookie(&started);
+    assert!(secret.starts_with("il_"), "{set}");
+    let body = started.json();
+    let csrf = body["csrf"].as_str().unwrap().to_owned();
+    assert_eq!(body["account"], "web-leaver");
+    assert_eq!(body["token"]["name"], "web-session");
+    assert!(
+        !started
+            .body
+            .windows(secret.len())
+            .any(|w| w == secret.as_bytes())
+    );
+    // Over HTTPS (behind a proxy that says so) the cookie is Secure.
+    let tls = send_as_is(
+        &app,
+        Request::post("/v1/session")
+            .header(header::AUTHORIZATION, &basic)
+            .header("x-forwarded-proto", "https")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert!(header_of(&tls, header::SET_COOKIE).contains("Secure"));
+
+    // Reads work with the cookie alone; GET /v1/session gives the CSRF token back.
+    let me = send_as_is(&app, with_cookie("GET", "/v1/session", &secret, &[], None)).await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert_eq!(me.json()["csrf"], json!(csrf));
+    let query = json!({"query": "car", "limit": 2});
+    // A state-changing request with the cookie but without the token, with a wrong one, or
+    // from another site, is refused before it runs.
+    for (extra, why) in [
+        (vec![], "no token"),
+        (vec![("x-csrf-token", "0000")], "wrong token"),
+        (
+            vec![
+                ("x-csrf-token", csrf.as_str()),
+                ("sec-fetch-site", "cross-site"),
+            ],
+            "cross-site",
+        ),
+        (
+            vec![
+                ("x-csrf-token", csrf.as_str()),
+                ("origin", "http://evil.example"),
+                ("host", "127.0.0.1:7878"),
+            ],
+            "foreign origin",
+        ),
+    ] {
+        let a = send_as_is(
+            &app,
+            with_cookie("POST", "/v1/search", &secret, &extra, Some(query.clone())),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{why}");
+        assert_eq!(a.json()["error"]["code"], "csrf", "{why}");
+    }
+    let ok = send_as_is(
+        &app,
+        with_cookie(
+            "POST",
+            "/v1/search",
+            &secret,
+            &[
+                ("x-csrf-token", csrf.as_str()),
+                ("sec-fetch-site", "same-origin"),
+                ("origin", "http://127.0.0.1:7878"),
+                ("host", "127.0.0.1:7878"),
+            ],
+            Some(query.clone()),
+        ),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    // A forged cookie is a bad token: 401, and the answer clears the cookie.
+    let forged = send_as_is(
+        &app,
+        with_cookie("GET", "/v1/whoami", "il_forged_0000", &[], None),
+    )
+    .await;
+    assert_eq!(forged.status, StatusCode::UNAUTHORIZED);
+    assert!(header_of(&forged, header::SET_COOKIE).contains("Max-Age=0"));
+
+    // Signing out revokes the session's token on the server and clears the cookie: the same
+    // cookie, replayed, no longer works.
+    let out = send_as_is(
+        &app,
+        with_cookie(
+            "DELETE",
+            "/v1/session",
+            &secret,
+            &[("x-csrf-token", csrf.as_str())],
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT);
+    assert!(header_of(&out, header::SET_COOKIE).contains("Max-Age=0"));
+    let replayed = send_as_is(&app, with_cookie("GET", "/v1/whoami", &secret, &[], None)).await;
+    assert!(replayed.error(StatusCode::UNAUTHORIZED).contains("revoked"));
+    // The trail has the session's token issued and revoked.
+    let actions: Vec<String> = trail_of("web-leaver")
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        actions.iter().any(|a| a == "token_issue") && actions.iter().any(|a| a == "token_revoke"),
+        "{actions:?}"
+    );
+    // A bearer caller has no session to end.
+    let a = send(
+        &app,
+        Request::delete("/v1/session").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
 }
 
 /// The trail's entries of one actor, in order.

@@ -1,10 +1,10 @@
-// The page's one way to the /v1 API: the session (token and purpose in this tab's
-// sessionStorage), the Authorization and X-Purpose headers, errors in the API's shape, and
-// images as blob: URLs (an <img src> cannot send the token).
+// The page's one way to the /v1 API: the session (an HttpOnly cookie the server sets and this
+// script never sees, plus its CSRF token, kept in memory only and asked for again after a
+// reload), the X-CSRF-Token and X-Purpose headers, errors in the API's shape, and images as
+// blob: URLs fetched through one bounded pool.
 
-const TOKEN = 'imagelens.token';
-const ISSUED = 'imagelens.issued';
 const PURPOSE = 'imagelens.purpose';
+let csrf = null;
 
 /** An error answered by the API: status, code and message. */
 export class ApiError extends Error {
@@ -22,26 +22,19 @@ export function whenSignedOut(callback) {
 }
 
 export const session = {
-  get token() {
-    return sessionStorage.getItem(TOKEN);
-  },
-  /** Whether the page issued the token (and so revokes it at sign-out). */
-  get issued() {
-    return sessionStorage.getItem(ISSUED) === '1';
-  },
+  /** The purpose is not a secret: it is kept for the tab. */
   get purpose() {
     return sessionStorage.getItem(PURPOSE) || '';
   },
   set purpose(value) {
     sessionStorage.setItem(PURPOSE, value);
   },
-  keep(token, issued) {
-    sessionStorage.setItem(TOKEN, token);
-    sessionStorage.setItem(ISSUED, issued ? '1' : '0');
+  /** Keeps the CSRF token of a session answer (POST or GET /v1/session). */
+  keep(info) {
+    csrf = (info && info.csrf) || null;
   },
   clear() {
-    sessionStorage.removeItem(TOKEN);
-    sessionStorage.removeItem(ISSUED);
+    csrf = null;
   },
 };
 
@@ -50,10 +43,9 @@ function headerSafe(text) {
   return text.replace(/[^\x20-\x7e]/g, '?').slice(0, 500);
 }
 
-function headers(extra) {
+function headers(extra, method) {
   const h = new Headers(extra || {});
-  const token = session.token;
-  if (token && !h.has('Authorization')) h.set('Authorization', `Bearer ${token}`);
+  if (csrf && !['GET', 'HEAD'].includes(method)) h.set('X-CSRF-Token', csrf);
   const purpose = session.purpose.trim();
   if (purpose) h.set('X-Purpose', headerSafe(purpose));
   return h;
@@ -79,7 +71,8 @@ async function failure(resp) {
  * `options.raw` returns the Response instead of its JSON.
  */
 export async function api(path, options = {}) {
-  const init = { method: options.method || 'GET', headers: headers(options.headers) };
+  const method = options.method || 'GET';
+  const init = { method, headers: headers(options.headers, method), credentials: 'same-origin' };
   if (options.json !== undefined) {
     init.headers.set('Content-Type', 'application/json');
     init.body = JSON.stringify(options.json);
@@ -114,32 +107,46 @@ export function query(params) {
   return s ? `?${s}` : '';
 }
 
-/** Signs in with a name and password: asks for a one-day token for this page. */
-export async function signIn(name, password) {
+/** Starts a session with these credentials: the server sets the cookie. */
+async function startSession(authorization) {
+  const info = await api('/v1/session', {
+    method: 'POST',
+    headers: { Authorization: authorization },
+    signingIn: true,
+  });
+  session.keep(info);
+  return info;
+}
+
+/** Signs in with a name and password (one-day session). */
+export function signIn(name, password) {
   const bytes = new TextEncoder().encode(`${name}:${password}`);
   let binary = '';
   for (const b of bytes) binary += String.fromCharCode(b);
-  const issued = await api('/v1/tokens', {
-    method: 'POST',
-    headers: { Authorization: `Basic ${btoa(binary)}` },
-    json: { name: 'web-page', ttl_days: 1 },
-    signingIn: true,
-  });
-  session.keep(issued.secret, true);
-  return issued;
+  return startSession(`Basic ${btoa(binary)}`);
 }
 
-/** Who the token belongs to; throws (401) when it does not work. */
+/** Signs in with a pasted token: the session is a token of its own, the pasted one is not kept. */
+export function signInWithToken(token) {
+  return startSession(`Bearer ${token}`);
+}
+
+/** The session the browser already holds (after a reload); throws (401) when there is none. */
+export async function resume() {
+  const info = await api('/v1/session', { signingIn: true });
+  session.keep(info);
+  return info;
+}
+
+/** Who is signed in; throws (401) when the session does not work. */
 export function whoami(signingIn = false) {
   return api('/v1/whoami', { signingIn });
 }
 
-/** Signs out: revokes the token the page issued, then forgets it. */
-export async function signOut(me) {
+/** Signs out: the server revokes the session's token and clears the cookie. */
+export async function signOut() {
   try {
-    if (session.issued && me && me.token) {
-      await api(`/v1/tokens/${encodeURIComponent(me.token.id)}`, { method: 'DELETE' });
-    }
+    await api('/v1/session', { method: 'DELETE' });
   } finally {
     session.clear();
   }

@@ -1,7 +1,17 @@
 // The page: sign-in, views by role, search with facets and cursor paging, the address bar as
 // the search's bookmark.
 
-import { api, session, signIn, signOut, whoami, whenSignedOut, query } from './api.js';
+import {
+  api,
+  session,
+  signIn,
+  signInWithToken,
+  signOut,
+  resume,
+  whoami,
+  whenSignedOut,
+  query,
+} from './api.js';
 import {
   $, h, me, card, gridKeys, openRecord, initRecordView, recordHooks, collectDialog, exportDialog,
   showCollections, initAuditView, showAudit, applyPermissions,
@@ -113,9 +123,10 @@ function initSession() {
   });
   $('token-form').addEventListener('submit', async (ev) => {
     ev.preventDefault();
-    session.keep($('token-input').value.trim(), false);
+    const token = $('token-input').value.trim();
     $('token-input').value = '';
     try {
+      await signInWithToken(token);
       await enter();
     } catch (e) {
       session.clear();
@@ -124,9 +135,9 @@ function initSession() {
   });
   $('sign-out').addEventListener('click', async () => {
     try {
-      await signOut(me);
+      await signOut();
     } catch {
-      // Revocation failed (already expired): the token is forgotten all the same.
+      // Revocation failed (already expired): the session is forgotten all the same.
     }
     signedOutView('Signed out.');
   });
@@ -546,17 +557,15 @@ async function start() {
   initSearch();
   initRecordView();
   initAuditView();
-  if (session.token) {
-    try {
-      await enter();
-      return;
-    } catch (e) {
-      session.clear();
-      signedOutView(`Your session ended: ${e.message}. Sign in again.`);
-      return;
-    }
+  try {
+    await resume();
+    await enter();
+  } catch (e) {
+    session.clear();
+    // No session at all is the ordinary first visit; one that stopped working is said so.
+    const none = e.status === 401 && e.message.startsWith('authentication required');
+    signedOutView(none ? '' : `Your session ended: ${e.message}. Sign in again.`);
   }
-  signedOutView('');
 }
 
 start();
