@@ -352,7 +352,22 @@ fn run_batches(
         if lib.has_vectors() {
             // Once for the whole run: per batch it would redo the same merges each time.
             let spinner = spinner(opts.progress, "optimising the vector store");
-            lib.store().optimize()?;
+            match lib.store().optimize() {
+                // Everything is written and searchable; the server finishes on its own.
+                Err(crate::store::StoreError::StillOptimizing {
+                    status,
+                    waited_secs,
+                }) => {
+                    tracing::warn!(
+                        status,
+                        waited_secs,
+                        "the vector store server is still building its index after the \
+                         request timeout; the records are in and searchable meanwhile \
+                         (`imagelens optimize` waits for it)"
+                    );
+                }
+                other => other?,
+            }
             spinner.finish_and_clear();
         }
     }

@@ -748,3 +748,60 @@ fn wait_until_all_active(store: &ServerStore, replicas: usize) {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// An optimize whose rebuild outlasts the request deadline says so
+/// ([`StoreError::StillOptimizing`]) instead of returning as if the index were built, and
+/// loses nothing: every point answers meanwhile, and once the server may build again a new
+/// optimize finishes.
+#[test]
+fn a_rebuild_unfinished_at_the_deadline_is_an_error_and_loses_nothing() {
+    let Some(server) = server() else { return };
+    let url = server.grpc_url();
+    let setup = ServerStore::connect(&url, "slow").unwrap();
+    setup.ensure(&spec()).unwrap();
+    setup.upsert(points(9, 0..2_000)).unwrap();
+    setup.optimize().unwrap();
+    // Another client stops the server's optimizers (no thread may run them), then graphs are
+    // asked for: the rebuild cannot finish.
+    let code = http_send(
+        &server,
+        "PATCH",
+        "/collections/slow",
+        r#"{"optimizers_config": {"max_optimization_threads": 0}}"#,
+    );
+    assert_eq!(code, 200);
+    let store = ServerStore::connect_with(&url, "slow", options(3)).unwrap();
+    store
+        .set_index_settings(&IndexSettings {
+            kind: IndexKind::Hnsw,
+            full_scan_kb: 1,
+            ..IndexSettings::default()
+        })
+        .unwrap();
+    let start = Instant::now();
+    let err = store.optimize().unwrap_err();
+    assert!(matches!(err, StoreError::StillOptimizing { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("still optimizing") && text.contains("imagelens optimize"),
+        "{text}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "bounded by the deadline"
+    );
+    // Nothing lost: every point counts and answers.
+    assert_eq!(store.count(&all()).unwrap(), 2_000);
+    assert_eq!(store.search(&probe()).unwrap().len(), 10);
+    // Optimizers allowed again: the next optimize finishes.
+    let code = http_send(
+        &server,
+        "PATCH",
+        "/collections/slow",
+        r#"{"optimizers_config": {"max_optimization_threads": 1}}"#,
+    );
+    assert_eq!(code, 200);
+    let patient = ServerStore::connect_with(&url, "slow", options(120)).unwrap();
+    patient.optimize().unwrap();
+    assert_eq!(patient.status().unwrap().status, "green");
+}

@@ -80,7 +80,16 @@ pub fn run(settings: &AppSettings, args: OptimizeArgs) -> anyhow::Result<ExitCod
             .context("index settings not changed")?;
     }
     let start = Instant::now();
-    store.optimize()?;
+    match store.optimize() {
+        Err(e @ indexer::store::StoreError::StillOptimizing { .. }) => {
+            return Err(anyhow::Error::new(e).context(if wanted != current {
+                "index settings applied, but the index is not built yet"
+            } else {
+                "the index is not built yet"
+            }));
+        }
+        other => other?,
+    }
     let took = start.elapsed();
     let state = store.index_state()?;
     if args.json {

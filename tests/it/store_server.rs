@@ -250,3 +250,68 @@ fn optimize_builds_graphs_and_int8_on_a_qdrant_server_and_info_shows_them() {
     assert_eq!(on_server["semantic"], true);
     assert_eq!(ids(&on_server), embedded);
 }
+
+/// `PATCH /collections/{name}` with `body` on the server's REST port (another client).
+fn patch_collection(server: &QdrantProcess, name: &str, body: &str) {
+    use std::io::{Read, Write};
+    let port = server.http_url().rsplit(':').next().unwrap().to_owned();
+    let mut stream = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    write!(
+        stream,
+        "PATCH /collections/{name} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Type: \
+         application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn optimize_whose_rebuild_outlasts_the_timeout_fails_saying_the_settings_are_applied() {
+    if QdrantProcess::binary().is_none() {
+        eprintln!(
+            "skipped: no Qdrant server binary at ../shared/bin/qdrant (IMAGELENS_QDRANT_BIN)"
+        );
+        return;
+    }
+    let server = QdrantProcess::start().expect("start qdrant");
+    let url = server.grpc_url();
+    let fx = fixture(24);
+    let args = ingest_args(&fx);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok_json(&run_on(
+        &fx,
+        &fx.data,
+        Some(&format!("qdrant+{url}/slow")),
+        &args,
+    ));
+    // Another client stops the server's optimizers: no rebuild can finish.
+    patch_collection(
+        &server,
+        "slow",
+        r#"{"optimizers_config": {"max_optimization_threads": 0}}"#,
+    );
+    let out = run_on(
+        &fx,
+        &fx.data,
+        Some(&format!("qdrant+{url}/slow?timeout=3")),
+        &["optimize", "--index", "hnsw", "--full-scan-kb", "1"],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("index settings applied, but the index is not built yet")
+            && err.contains("still optimizing"),
+        "{err}"
+    );
+    // The settings are in, and searches answer meanwhile.
+    let info = ok_json(&run_on(&fx, &fx.data, None, &["info", "--json"]));
+    assert_eq!(info["index"]["settings"]["kind"], "hnsw", "{info}");
+    let hits = ok_json(&run_on(&fx, &fx.data, None, &["search", "dog", "--json"]));
+    assert!(!ids(&hits).is_empty(), "{hits}");
+}

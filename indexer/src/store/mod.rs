@@ -74,6 +74,20 @@ pub enum StoreError {
         /// What happened.
         reason: String,
     },
+    /// [`VectorStore::optimize`] waited its deadline and the server's optimizers are still
+    /// building (graphs, quantized copies). Nothing is lost: the points and settings are in
+    /// place and searches answer meanwhile; waiting again (or longer) finishes it.
+    #[error(
+        "the vector store is still optimizing after {waited_secs:.0} s (collection status \
+         {status}); the data and settings are in place and searches answer meanwhile: run \
+         `imagelens optimize` again to wait for it, or raise the store timeout"
+    )]
+    StillOptimizing {
+        /// The collection's status when the wait ended (`yellow`, `grey`).
+        status: String,
+        /// How long it waited.
+        waited_secs: f32,
+    },
 }
 
 /// Id of one point. Derived deterministically by the indexer, so re-upserts replace.

@@ -1106,8 +1106,9 @@ mod real {
 
         /// Waits until the server's background optimizers are done with the collection
         /// (status green: segments merged, HNSW graphs and int8 copies built as the index
-        /// settings ask), for at most the request deadline; then returns, because the
-        /// collection answers correctly meanwhile. After this store changed the collection, a
+        /// settings ask), for at most the request deadline; past it the answer is
+        /// [`StoreError::StillOptimizing`] (the collection answers correctly meanwhile, so a
+        /// caller may go on and say so). After this store changed the collection, a
         /// green status counts only once the optimizers have visibly started (a status other
         /// than green) or it stayed green for a second. A collection whose optimizations are
         /// pending but not started (status grey, e.g. after a server restart) is nudged with an
@@ -1137,13 +1138,12 @@ mod real {
                     green_since = None;
                 }
                 if now >= until {
-                    tracing::warn!(
-                        collection = %self.collection,
-                        status = info.status,
-                        "the server is still optimizing after the request deadline; \
-                         searches answer meanwhile"
-                    );
-                    return Ok(());
+                    return Err(StoreError::StillOptimizing {
+                        status: CollectionStatus::try_from(info.status)
+                            .map_or("unknown", |s| s.as_str_name())
+                            .to_ascii_lowercase(),
+                        waited_secs: now.duration_since(start).as_secs_f32(),
+                    });
                 }
                 if info.status == CollectionStatus::Grey as i32 && !nudged {
                     nudged = true;
