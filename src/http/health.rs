@@ -19,6 +19,8 @@ pub(crate) struct Metrics {
     latency: HistogramVec,
     /// Requests answered 503 for lack of a work slot, by kind of work.
     pub(crate) busy: IntCounterVec,
+    /// Time of each search stage (embed, keyword, vectors, fuse, records).
+    stages: HistogramVec,
 }
 
 impl Metrics {
@@ -48,10 +50,23 @@ impl Metrics {
             &["work"],
         )
         .expect("valid metric");
+        let stages = HistogramVec::new(
+            HistogramOpts::new(
+                "imagelens_search_stage_seconds",
+                "Time of each stage of a search: embed (the query vector), keyword (BM25), \
+                 vectors (the vector lists), fuse (rank fusion), records (the page's records)",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["stage"],
+        )
+        .expect("valid metric");
         for m in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
             Box::new(busy.clone()),
+            Box::new(stages.clone()),
         ] {
             registry.register(m).expect("metric registered once");
         }
@@ -60,7 +75,15 @@ impl Metrics {
             requests,
             latency,
             busy,
+            stages,
         }
+    }
+
+    /// Records the time a search spent in `stage`.
+    pub(crate) fn observe_stage(&self, stage: &str, took: Duration) {
+        self.stages
+            .with_label_values(&[stage])
+            .observe(took.as_secs_f64());
     }
 
     pub(crate) fn observe(&self, route: &str, method: &str, status: StatusCode, took: Duration) {

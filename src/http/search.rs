@@ -168,7 +168,11 @@ pub(crate) async fn run_search(
     state: &AppState,
     req: SearchRequest,
 ) -> Result<SearchResponse, ApiError> {
-    with_query_vector(state, req, SearchService::search_cancellable).await
+    let resp = with_query_vector(state, req, SearchService::search_cancellable).await?;
+    for (stage, took) in resp.stages.named() {
+        state.metrics().observe_stage(stage, took);
+    }
+    Ok(resp)
 }
 
 /// Runs `work` (a search, or a count over a search's candidates) on the blocking pool with
@@ -200,11 +204,13 @@ async fn with_query_vector<T: Send + 'static>(
     let req = Arc::new(req);
     let permit = state.slot(state.embed_slots(), "embedding").await?;
     let (service2, req2) = (service.clone(), req.clone());
+    let started = Instant::now();
     let query = blocking(move || {
         let _permit = permit;
         Ok(service2.query_embedding(&req2)?)
     })
     .await?;
+    state.metrics().observe_stage("embed", started.elapsed());
     blocking(move || Ok(work(&service, &req, query, &cancel)?)).await
 }
 

@@ -180,7 +180,10 @@ impl SearchService {
         let negative_terms: Vec<(String, Vec<String>)> =
             negatives.iter().map(|n| (n.clone(), kw.terms(n))).collect();
         let semantic = self.semantic();
-        let rank = |depth: usize| self.ranked(&text, req, query.as_ref(), &matcher, depth, cancel);
+        let stages = std::cell::Cell::new(StageTimes::default());
+        let rank = |depth: usize| {
+            self.ranked(&text, req, query.as_ref(), &matcher, depth, cancel, &stages)
+        };
         let end = offset.saturating_add(limit);
         let (sequence, more) = match fixed {
             // One ranking at a fixed depth: every page is a slice of it.
@@ -196,6 +199,7 @@ impl SearchService {
         let next = offset.saturating_add(page.len());
         let next_cursor = (more && !page.is_empty()).then(|| self.cursors.encode(next, &key));
 
+        let records_started = std::time::Instant::now();
         let query_terms = kw.terms(&text);
         let mut results = Vec::with_capacity(page.len());
         for (id, mut a) in page {
@@ -230,16 +234,21 @@ impl SearchService {
                 all_boxes: record.boxes,
             });
         }
+        let mut times = stages.get();
+        times.records = records_started.elapsed();
         Ok(SearchResponse {
             results,
             next_cursor,
             semantic,
             notice: self.semantic_notice(),
+            stages: times,
         })
     }
 
     /// The fused ranking with every list taken to `depth`, best first, and whether any list
-    /// was cut at its depth (so a deeper ranking could hold more records).
+    /// was cut at its depth (so a deeper ranking could hold more records). The time of each
+    /// stage is added to `stages`.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn ranked(
         &self,
         text: &str,
@@ -248,10 +257,13 @@ impl SearchService {
         matcher: &PayloadMatcher,
         depth: usize,
         cancel: &Cancel,
+        stages: &std::cell::Cell<StageTimes>,
     ) -> SResult<(Vec<(String, Acc)>, bool)> {
         let fusion = req.fusion;
         let kw = self.library.keyword();
         let mut cut = false;
+        let mut times = stages.get();
+        let mut started = std::time::Instant::now();
 
         // Keyword side.
         // A list with weight 0 cannot change the order: skip its work.
@@ -261,6 +273,8 @@ impl SearchService {
             Vec::new()
         };
         cut |= keyword_hits.len() >= depth;
+        times.keyword += started.elapsed();
+        started = std::time::Instant::now();
 
         // Vector side.
         let mut image_list: Vec<Hit> = Vec::new();
@@ -316,6 +330,8 @@ impl SearchService {
             }
         }
 
+        times.vectors += started.elapsed();
+        started = std::time::Instant::now();
         cancel.check()?;
         // Fuse.
         let mut acc: HashMap<String, Acc> = HashMap::new();
@@ -362,6 +378,8 @@ impl SearchService {
         }
         let mut ranked: Vec<(String, Acc)> = acc.into_iter().collect();
         ranked.sort_by(|a, b| b.1.fused.total_cmp(&a.1.fused).then_with(|| a.0.cmp(&b.0)));
+        times.fuse += started.elapsed();
+        stages.set(times);
         Ok((ranked, cut))
     }
 }

@@ -237,6 +237,35 @@ pub struct SearchResponse {
     /// A notice for the user (e.g. why semantic search is off).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notice: Option<String>,
+    /// Where the search spent its time (for metrics; not part of the answer).
+    #[serde(skip)]
+    pub stages: StageTimes,
+}
+
+/// Time a search spent in each stage, summed over the rankings it ran (a page past the first
+/// tier ranks again, deeper). The query vector is made before, by the caller.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StageTimes {
+    /// BM25 over labels and captions, with the filter.
+    pub keyword: std::time::Duration,
+    /// The vector lists (one `search_many` call) and their payload check.
+    pub vectors: std::time::Duration,
+    /// Reciprocal-rank fusion and sorting.
+    pub fuse: std::time::Duration,
+    /// Reading the page's records and explaining each hit.
+    pub records: std::time::Duration,
+}
+
+impl StageTimes {
+    /// The stages by name, as `/metrics` labels them.
+    pub fn named(&self) -> [(&'static str, std::time::Duration); 4] {
+        [
+            ("keyword", self.keyword),
+            ("vectors", self.vectors),
+            ("fuse", self.fuse),
+            ("records", self.records),
+        ]
+    }
 }
 
 /// Sort and page for a look-up.
@@ -512,7 +541,16 @@ impl SearchService {
             ));
         }
         let matcher = req.filter.compile()?;
-        let (ranked, _) = self.ranked(&text, req, query.as_ref(), &matcher, FACET_DEPTH, cancel)?;
+        let stages = std::cell::Cell::new(StageTimes::default());
+        let (ranked, _) = self.ranked(
+            &text,
+            req,
+            query.as_ref(),
+            &matcher,
+            FACET_DEPTH,
+            cancel,
+            &stages,
+        )?;
         let ids: Vec<String> = ranked
             .into_iter()
             .take(FACET_DEPTH)

@@ -571,10 +571,31 @@ async fn info_health_metrics_and_unknown_routes() {
     assert_eq!(v["model"]["dim"], 32);
     let v = get(&app, "/healthz").await.ok();
     assert_eq!(v["status"], "ok");
+    // A search, so its stages are timed.
+    json_req(
+        &app,
+        "POST",
+        "/v1/search",
+        json!({"query": "a dog in a park"}),
+    )
+    .await
+    .ok();
     let a = get(&app, "/metrics").await;
     assert_eq!(a.status, StatusCode::OK);
     let text = String::from_utf8(a.body.to_vec()).unwrap();
     assert!(text.contains("imagelens_http_requests_total{"), "{text}");
+    // Every stage of a search has its histogram (the shared library has a model: embed too).
+    for stage in ["embed", "keyword", "vectors", "fuse", "records"] {
+        let count = text
+            .lines()
+            .find(|l| {
+                l.starts_with("imagelens_search_stage_seconds_count")
+                    && l.contains(&format!("stage=\"{stage}\""))
+            })
+            .unwrap_or_else(|| panic!("no {stage} stage in {text}"));
+        let n: u64 = count.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(n >= 1, "{count}");
+    }
     assert!(text.contains("route=\"/v1/info\""), "{text}");
     assert!(text.contains("imagelens_library_records 24"), "{text}");
     let msg = get(&app, "/v2/nothing").await.error(StatusCode::NOT_FOUND);
