@@ -36,6 +36,17 @@ fn synth(dir: &Path, count: usize) -> SynthLibrary {
 /// Ingests `annotations` (format `auto` unless named) into a fresh library without a model;
 /// `images` defaults to where the format keeps them. Returns the report and the records by
 /// path.
+/// `imagelens --data-dir DATA ARGS` without a model.
+fn no_model_cli(data: &Path, args: &[&str]) -> std::process::Output {
+    bin()
+        .arg("--data-dir")
+        .arg(data)
+        .env("IMAGELENS_NO_MODEL", "true")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 fn ingest_fresh(
     dir: &Path,
     format: &str,
@@ -478,15 +489,7 @@ fn the_cli_detects_the_format_and_names_what_it_looked_for() {
     let voc = dir.path().join("voc");
     write_voc(&src, &voc);
     let data = dir.path().join("lib");
-    let run = |args: &[&str]| {
-        bin()
-            .arg("--data-dir")
-            .arg(&data)
-            .env("IMAGELENS_NO_MODEL", "true")
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| no_model_cli(&data, args);
     let out = run(&[
         "ingest",
         "--annotations",
@@ -599,15 +602,7 @@ fn a_clarifai_export_archive_ingests_from_the_cli_with_carried_and_matched_image
     let dir = tempfile::tempdir().unwrap();
     let zip = clarifai_fixture(dir.path());
     let data = dir.path().join("lib");
-    let run = |args: &[&str]| {
-        bin()
-            .arg("--data-dir")
-            .arg(&data)
-            .env("IMAGELENS_NO_MODEL", "true")
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| no_model_cli(&data, args);
     let ingest_args = [
         "ingest",
         "--annotations",

@@ -24,6 +24,17 @@ fn run_on(
     c.args(args).output().unwrap()
 }
 
+/// A Qdrant server of our own, or `None` (saying the test skipped) without the binary.
+fn started() -> Option<QdrantProcess> {
+    if QdrantProcess::binary().is_none() {
+        eprintln!(
+            "skipped: no Qdrant server binary at ../shared/bin/qdrant (IMAGELENS_QDRANT_BIN)"
+        );
+        return None;
+    }
+    Some(QdrantProcess::start().expect("start qdrant"))
+}
+
 fn ingest_args(fx: &Fixture) -> Vec<String> {
     vec![
         "ingest".into(),
@@ -40,13 +51,7 @@ fn ingest_args(fx: &Fixture) -> Vec<String> {
 
 #[test]
 fn ingest_search_info_and_delete_through_the_cli_on_a_qdrant_server() {
-    if QdrantProcess::binary().is_none() {
-        eprintln!(
-            "skipped: no Qdrant server binary at ../shared/bin/qdrant (IMAGELENS_QDRANT_BIN)"
-        );
-        return;
-    }
-    let mut server = QdrantProcess::start().expect("start qdrant");
+    let Some(mut server) = started() else { return };
     let url = server.grpc_url();
     let store = format!("qdrant+{url}/e2e?shards=2");
     let fx = fixture(24);
@@ -156,13 +161,7 @@ fn ingest_search_info_and_delete_through_the_cli_on_a_qdrant_server() {
 /// store does.
 #[test]
 fn optimize_builds_graphs_and_int8_on_a_qdrant_server_and_info_shows_them() {
-    if QdrantProcess::binary().is_none() {
-        eprintln!(
-            "skipped: no Qdrant server binary at ../shared/bin/qdrant (IMAGELENS_QDRANT_BIN)"
-        );
-        return;
-    }
-    let server = QdrantProcess::start().expect("start qdrant");
+    let Some(server) = started() else { return };
     let url = server.grpc_url();
     let store = format!("qdrant+{url}/tuned");
     let fx = fixture(24);
@@ -273,13 +272,7 @@ fn patch_collection(server: &QdrantProcess, name: &str, body: &str) {
 
 #[test]
 fn optimize_whose_rebuild_outlasts_the_timeout_fails_saying_the_settings_are_applied() {
-    if QdrantProcess::binary().is_none() {
-        eprintln!(
-            "skipped: no Qdrant server binary at ../shared/bin/qdrant (IMAGELENS_QDRANT_BIN)"
-        );
-        return;
-    }
-    let server = QdrantProcess::start().expect("start qdrant");
+    let Some(server) = started() else { return };
     let url = server.grpc_url();
     let fx = fixture(24);
     let args = ingest_args(&fx);

@@ -744,8 +744,18 @@ mod tests {
         assert!(problems[0].reason.contains("not an InputBatch"));
     }
 
+    /// 1,000 cases (each writes a zip); `IMAGELENS_PROPTEST_CASES` overrides, as for every
+    /// reader.
+    fn config() -> ProptestConfig {
+        let mut c = crate::ingest::proptest_config();
+        if std::env::var_os("IMAGELENS_PROPTEST_CASES").is_none() {
+            c.cases = 1_000;
+        }
+        c
+    }
+
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+        #![proptest_config(config())]
 
         /// Arbitrary bytes as a batch, and the fixture's batches with bytes flipped: never a
         /// panic; a batch either reads or is one problem.
