@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use indexer::store::{
-    ClusterRole, CollectionSpec, Condition, IndexKind, IndexSettings, Payload, PointId,
+    ClusterRole, CollectionSpec, Condition, EdgeStore, IndexKind, IndexSettings, Payload, PointId,
     QdrantProcess, Quantization, ServerOptions, ServerStore, StoreError, VectorFilter, VectorPoint,
     VectorQuery, VectorStore,
 };
@@ -649,13 +649,19 @@ fn cluster_of_three_keeps_answering_with_a_node_down_and_heals_with_deletions_ap
     store.ensure(&spec()).unwrap();
     wait_until_all_active(&store, 6);
 
-    let n = 3_000;
+    let n = 20_000;
     let all_points = points(4, 0..n);
     store.upsert(all_points.clone()).unwrap();
     let probe = probe();
     let expected = store.search(&probe).unwrap();
     assert_eq!(store.count(&all()).unwrap(), n as usize);
     eprintln!("cluster up and {n} points in after {:?}", started.elapsed());
+    // The embedded shard with the same points gives the same answers (exact scans).
+    let edge_dir = tempfile::tempdir().unwrap();
+    let edge = EdgeStore::open(edge_dir.path()).unwrap();
+    edge.ensure(&spec()).unwrap();
+    edge.upsert(all_points.clone()).unwrap();
+    same_answers(&store, &edge, "cluster up");
 
     // Kill the third node (never the one we talk to): the replicas answer.
     nodes[2].kill();
@@ -671,6 +677,9 @@ fn cluster_of_three_keeps_answering_with_a_node_down_and_heals_with_deletions_ap
     store.delete(&doomed).unwrap();
     let live = (n + 200) as usize - doomed.len();
     assert_eq!(store.count(&all()).unwrap(), live);
+    edge.upsert(points(5, n..n + 200)).unwrap();
+    edge.delete(&doomed).unwrap();
+    same_answers(&store, &edge, "node down, after an ingest and a deletion");
 
     // Restart it: the cluster heals and every node holds the same live points.
     nodes[2].restart().unwrap();
@@ -711,7 +720,61 @@ fn cluster_of_three_keeps_answering_with_a_node_down_and_heals_with_deletions_ap
         total, live as u64,
         "one replica of each shard holds every live point"
     );
+    same_answers(
+        &store_on_third,
+        &edge,
+        "healed, asked through the restarted node",
+    );
     eprintln!("cluster test done in {:?}", started.elapsed());
+}
+
+/// `a` and `b` answer the same exact searches (ids in order, scores within 1e-4) and counts,
+/// with and without filters, for a few seeded probes.
+fn same_answers(a: &dyn VectorStore, b: &dyn VectorStore, when: &str) {
+    let mut rng = StdRng::seed_from_u64(77);
+    let filters = [
+        all(),
+        VectorFilter {
+            must: vec![Condition::MatchAny {
+                key: "labels".into(),
+                any: vec!["dog".into()],
+            }],
+            ..VectorFilter::default()
+        },
+        VectorFilter {
+            must: vec![Condition::Range {
+                key: "captured".into(),
+                gte: Some(1_000),
+                lte: Some(9_999),
+            }],
+            must_not: vec![Condition::MatchAny {
+                key: "labels".into(),
+                any: vec!["car".into()],
+            }],
+        },
+    ];
+    for filter in &filters {
+        assert_eq!(
+            a.count(filter).unwrap(),
+            b.count(filter).unwrap(),
+            "{when}: count {filter:?}"
+        );
+        for _ in 0..3 {
+            let q = VectorQuery {
+                using: "image".into(),
+                vector: (0..DIM).map(|_| rng.random_range(-1.0..1.0)).collect(),
+                filter: filter.clone(),
+                limit: 20,
+                exact: true,
+            };
+            let (x, y) = (a.search(&q).unwrap(), b.search(&q).unwrap());
+            let ids = |h: &[indexer::store::Hit]| h.iter().map(|h| h.id).collect::<Vec<_>>();
+            assert_eq!(ids(&x), ids(&y), "{when}: {filter:?}");
+            for (p, q) in x.iter().zip(&y) {
+                assert!((p.score - q.score).abs() < 1e-4, "{when}: {p:?} {q:?}");
+            }
+        }
+    }
 }
 
 fn wait_for_peers(node: &QdrantProcess, peers: usize) {
