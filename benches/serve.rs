@@ -7,8 +7,15 @@
 //! point at so thumbnails decode real files) and reused. Query text is embedded by a fixed random
 //! embedder, so the run measures the service, not the model. Exits non-zero on any non-2xx
 //! answer other than 503 (deliberate load-shedding) and on any socket error.
+//!
+//! `IMAGELENS_BENCH_MODE=first-paint` runs the web page in headless Chromium on the same
+//! served library instead of wrk: milliseconds from Enter to the first thumbnail painted, for
+//! 20 queries x `IMAGELENS_BENCH_ROUNDS` (default 3), beside the server's own mean time per
+//! search and per search stage in the same run (`first_paint.rs`).
 
 mod common;
+#[path = "serve/first_paint.rs"]
+mod first_paint;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -61,10 +68,10 @@ fn write_images(dir: &Path) -> anyhow::Result<Vec<(u64, String)>> {
         .collect()
 }
 
-/// The generated library, every record pointing at one of the 64 JPEGs so thumbnails decode
-/// real files. The first 64 records are those files as an ingest records them (their sha256
-/// and the id made from it), so their thumbnails are served; the others share the files but
-/// not their hashes, and the server refuses their images (409, the image changed).
+/// The generated library, every record pointing at one of the 64 JPEGs with that file's size
+/// and sha256, so every thumbnail is served (the web page's first paint needs the top results'
+/// images). The first 64 records are those files as an ingest records them (the id made from
+/// the sha256); the others keep their generated ids.
 fn build(lib: &mut Library, spec: &EmbedderSpec, n: usize, images: &Path, files: &[(u64, String)]) {
     common::build(lib, spec, n, Data::Clustered, |r, i| {
         r.path = format!("img_{}.jpg", i % IMAGES);
@@ -72,8 +79,8 @@ fn build(lib: &mut Library, spec: &EmbedderSpec, n: usize, images: &Path, files:
         r.width = W;
         r.height = H;
         r.bytes = files[i % IMAGES].0;
+        r.sha256 = files[i % IMAGES].1.clone();
         if i < IMAGES {
-            r.sha256 = files[i].1.clone();
             r.id = record_id(&r.sha256);
         }
     });
@@ -97,30 +104,32 @@ struct Req {
     body: Option<String>,
 }
 
+/// The queries of the mix (and of the first-paint run).
+const QUERIES: [&str; 20] = [
+    "a red car on a street at night",
+    "a dog in the park",
+    "a person riding a bicycle",
+    "a boat in the harbour during the day",
+    "a cat sitting in a yard",
+    "a truck parked on the street",
+    "birds on the beach",
+    "a tree in the park at night",
+    "a ladder against a wall",
+    "a person walking a dog",
+    "cars and trucks in traffic",
+    "a cat and a dog together",
+    "boats on the beach",
+    "a bicycle leaning on a tree",
+    "a person on a boat",
+    "a bird in a tree",
+    "a truck with a ladder",
+    "people on the beach during the day",
+    "a car in a yard at night",
+    "a dog running on the beach",
+];
+
 /// The mix, in cycle order: search, look-up, search, thumbnail (50 / 25 / 25 %).
 fn mix(n: usize, files: &[(u64, String)], rng: &mut StdRng) -> Vec<Req> {
-    const QUERIES: [&str; 20] = [
-        "a red car on a street at night",
-        "a dog in the park",
-        "a person riding a bicycle",
-        "a boat in the harbour during the day",
-        "a cat sitting in a yard",
-        "a truck parked on the street",
-        "birds on the beach",
-        "a tree in the park at night",
-        "a ladder against a wall",
-        "a person walking a dog",
-        "cars and trucks in traffic",
-        "a cat and a dog together",
-        "boats on the beach",
-        "a bicycle leaning on a tree",
-        "a person on a boat",
-        "a bird in a tree",
-        "a truck with a ladder",
-        "people on the beach during the day",
-        "a car in a yard at night",
-        "a dog running on the beach",
-    ];
     let filters = [
         json!({}),
         json!({"labels": ["car"], "captured_after": "2020-01-01"}),
@@ -269,15 +278,18 @@ fn run() -> anyhow::Result<ExitCode> {
     let n = env_or("IMAGELENS_BENCH_RECORDS", if quick { 300 } else { 100_000 })?;
     let secs = env_or("IMAGELENS_BENCH_SECS", if quick { 2 } else { 60 })?;
     let connections = if quick { 8 } else { 64 };
-    // Before the library build (a minute at 100k), so a missing wrk is told at once.
-    if let Err(e) = Command::new("wrk").arg("--version").output() {
+    let first_paint = std::env::var("IMAGELENS_BENCH_MODE").as_deref() == Ok("first-paint");
+    // Before the library build (a minute at 100k), so a missing tool is told at once.
+    if first_paint {
+        first_paint::browser()?;
+    } else if let Err(e) = Command::new("wrk").arg("--version").output() {
         eprintln!("cannot run wrk ({e}): install it with `apt-get install wrk` (Debian/Ubuntu)");
         // `cargo test --benches` must not fail for want of a load generator.
         return Ok(ExitCode::from(if quick { 0 } else { 2 }));
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("target")
-        .join(format!("bench-serve-{n}"));
+        .join(format!("bench-serve-v2-{n}"));
     let (dir, images) = (root.join("library"), root.join("images"));
     let files = write_images(&images)?;
     let spec = EmbedderSpec {
@@ -343,6 +355,9 @@ fn run() -> anyhow::Result<ExitCode> {
         if status != 200 {
             bail!("{} {} answered {status}:\n{text}", req.method, req.path);
         }
+    }
+    if first_paint {
+        return paint_run(&rt, port, n, auth.as_deref());
     }
     let script = tempfile::Builder::new().suffix(".lua").tempfile()?;
     std::fs::write(script.path(), lua(&mix, auth.as_deref()))?;
@@ -483,6 +498,84 @@ fn run() -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     println!("OK");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Mean of a histogram's observations per label value, in ms, from `/metrics` text.
+fn means(text: &str, name: &str) -> BTreeMap<String, (f64, f64)> {
+    let read = |suffix: &str| -> BTreeMap<String, f64> {
+        text.lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix(&format!("{name}{suffix}"))?;
+                let label = rest.split('"').nth(1)?.to_owned();
+                Some((label, rest.rsplit(' ').next()?.parse().ok()?))
+            })
+            .collect()
+    };
+    let sums = read("_sum");
+    read("_count")
+        .into_iter()
+        .filter(|(_, c)| *c > 0.0)
+        .map(|(k, c)| {
+            let mean = sums.get(&k).copied().unwrap_or(0.0) / c * 1000.0;
+            (k, (mean, c))
+        })
+        .collect()
+}
+
+/// The first-paint run: the page in Chromium, and the server's own times from `/metrics`.
+fn paint_run(
+    rt: &tokio::runtime::Runtime,
+    port: u16,
+    n: usize,
+    auth: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let rounds = env_or("IMAGELENS_BENCH_ROUNDS", 3)?;
+    // The page signs in with the password of the admin `authorization` made.
+    let base = format!("http://127.0.0.1:{port}/");
+    println!(
+        "first paint: records {n}, {} queries x {rounds} rounds, headless Chromium, fixed random \
+         embedder (no text encoder)",
+        QUERIES.len()
+    );
+    let times = rt.block_on(first_paint::measure(
+        &base,
+        "bench-admin",
+        "bench-admin-password",
+        &QUERIES,
+        rounds,
+    ))?;
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    let pct = |p: f64| sorted[((sorted.len() - 1) as f64 * p).round() as usize];
+    let (_, text) = http(port, &get("/metrics".into()), auth)?;
+    let routes = means(&text, "imagelens_http_request_duration_seconds");
+    let stages = means(&text, "imagelens_search_stage_seconds");
+    let search = routes.get("/v1/search").map_or(0.0, |m| m.0);
+    println!(
+        "  first paint after Enter: p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms over {} searches \
+         (the first round includes cold caches)",
+        pct(0.5),
+        pct(0.9),
+        pct(1.0),
+        sorted.len()
+    );
+    for (route, (mean, count)) in &routes {
+        if route.starts_with("/v1/") {
+            println!("  server mean {route}: {mean:.2} ms over {count:.0} requests");
+        }
+    }
+    for (stage, (mean, count)) in &stages {
+        println!("  search stage {stage}: mean {mean:.2} ms over {count:.0}");
+    }
+    if search > 0.0 {
+        println!(
+            "  ratio: first-paint p50 / server search mean = {:.2}; first-paint p50 / 300 ms \
+             target = {:.2}",
+            pct(0.5) / search,
+            pct(0.5) / 300.0
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
