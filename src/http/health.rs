@@ -53,7 +53,8 @@ impl Metrics {
         let stages = HistogramVec::new(
             HistogramOpts::new(
                 "imagelens_search_stage_seconds",
-                "Time of each stage of a search: embed (the query vector), keyword (BM25), \
+                "Time of each stage of a search: interpret (filters read from the query), embed (the \
+                 query vector), keyword (BM25), \
                  vectors (the vector lists), fuse (rank fusion), records (the page's records)",
             )
             .buckets(vec![

@@ -303,6 +303,7 @@ async fn interpret_body(
     }
     let service = state.service().clone();
     let (query, tz) = (body.query.clone(), body.time_zone.clone());
+    let started = Instant::now();
     let mut interpretation = blocking(move || {
         Ok(interpret_in(
             service.library(),
@@ -312,6 +313,9 @@ async fn interpret_body(
         )?)
     })
     .await?;
+    state
+        .metrics()
+        .observe_stage("interpret", started.elapsed());
     interpretation.apply(&mut body.filter);
     Ok((body, Some(interpretation)))
 }

@@ -8,7 +8,8 @@
 //! zone given with a request (`--time-zone`, `"time_zone"`) wins over the file's.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use indexer::Library;
@@ -87,14 +88,38 @@ pub fn parse_time_zone(text: &str) -> Result<Zone, SearchError> {
 pub fn vocabulary(
     library: &Library,
     synonyms: &BTreeMap<String, String>,
-) -> Result<Vocabulary, SearchError> {
+) -> Result<Arc<Vocabulary>, SearchError> {
+    // Counting every label of the library is a pass over all its records (tens of ms at 100k):
+    // kept per library while its index content and the synonyms stay the same.
+    type Cached = (String, BTreeMap<String, String>, Arc<Vocabulary>);
+    static CACHE: Mutex<BTreeMap<PathBuf, Cached>> = Mutex::new(BTreeMap::new());
+    let key = library.keyword().content_key();
+    let dir = library.dir().to_path_buf();
+    {
+        let cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((k, s, v)) = cache.get(&dir)
+            && *k == key
+            && s == synonyms
+        {
+            return Ok(v.clone());
+        }
+    }
     let facets = library.keyword().facets(&RecordFilter::default())?;
-    Ok(Vocabulary::new(
+    let vocab = Arc::new(Vocabulary::new(
         facets.labels.keys(),
         facets.datasets.keys(),
         synonyms,
-    ))
+    ));
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    if cache.len() >= MAX_CACHED_LIBRARIES && !cache.contains_key(&dir) {
+        cache.clear();
+    }
+    cache.insert(dir, (key, synonyms.clone(), vocab.clone()));
+    Ok(vocab)
 }
+
+/// Libraries whose vocabulary is kept at once (a server has one; tests open many).
+const MAX_CACHED_LIBRARIES: usize = 16;
 
 /// Interprets `query` against `library` at `now`, in `time_zone` (else the library's, else
 /// UTC).

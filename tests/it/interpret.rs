@@ -262,3 +262,28 @@ async fn collections_and_exports_select_what_the_same_search_shows() {
         .collect();
     assert_eq!(exported, shown);
 }
+
+#[test]
+fn the_vocabulary_is_kept_until_the_library_changes() {
+    use imagelens::interpret::library::vocabulary;
+    let fx = fixture(6);
+    fx.ingest(false);
+    let lib = indexer::Library::open(&fx.data, indexer::StoreSettings::Edge).unwrap();
+    let synonyms = std::collections::BTreeMap::new();
+    let first = vocabulary(&lib, &synonyms).unwrap();
+    let again = vocabulary(&lib, &synonyms).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&first, &again), "read once");
+    assert_ne!(*first, Default::default());
+    // Other synonyms: made anew.
+    let lorry = std::collections::BTreeMap::from([("lorry".to_owned(), "car".to_owned())]);
+    assert!(!std::sync::Arc::ptr_eq(
+        &first,
+        &vocabulary(&lib, &lorry).unwrap()
+    ));
+    // Every record deleted: the index changed, so the labels are gone.
+    let ids: Vec<String> = lib.keyword().ids().unwrap().into_iter().collect();
+    lib.delete_records(&ids).unwrap();
+    lib.keyword().reload().unwrap();
+    let after = vocabulary(&lib, &synonyms).unwrap();
+    assert_eq!(*after, Default::default(), "{after:?}");
+}

@@ -160,6 +160,12 @@ impl KeywordIndex {
         Ok(self.reader.reload()?)
     }
 
+    /// What the reader sees, as text that changes whenever the index's content does (its
+    /// segments and their deletions): a key for caches derived from the whole index.
+    pub fn content_key(&self) -> String {
+        format!("{:?}", self.reader.searcher().generation().segments())
+    }
+
     /// Number of records.
     pub fn len(&self) -> u64 {
         self.reader.searcher().num_docs()
