@@ -585,7 +585,14 @@ async fn info_health_metrics_and_unknown_routes() {
     let text = String::from_utf8(a.body.to_vec()).unwrap();
     assert!(text.contains("imagelens_http_requests_total{"), "{text}");
     // Every stage of a search has its histogram (the shared library has a model: embed too).
-    for stage in ["interpret", "embed", "keyword", "vectors", "fuse", "records"] {
+    for stage in [
+        "interpret",
+        "embed",
+        "keyword",
+        "vectors",
+        "fuse",
+        "records",
+    ] {
         let count = text
             .lines()
             .find(|l| {
