@@ -111,15 +111,19 @@ pub fn vocabulary(
         synonyms,
     ));
     let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
-    if cache.len() >= MAX_CACHED_LIBRARIES && !cache.contains_key(&dir) {
-        cache.clear();
+    if cache.len() >= MAX_CACHED_LIBRARIES
+        && !cache.contains_key(&dir)
+        && let Some(evicted) = cache.keys().next().cloned()
+    {
+        cache.remove(&evicted);
     }
     cache.insert(dir, (key, synonyms.clone(), vocab.clone()));
     Ok(vocab)
 }
 
-/// Libraries whose vocabulary is kept at once (a server has one; tests open many).
-const MAX_CACHED_LIBRARIES: usize = 16;
+/// Libraries whose vocabulary is kept at once (a server has one; a test process opens a few
+/// dozen); past it one other library's entry is dropped.
+const MAX_CACHED_LIBRARIES: usize = 64;
 
 /// Interprets `query` against `library` at `now`, in `time_zone` (else the library's, else
 /// UTC).
