@@ -5,46 +5,22 @@
 //! bench's fixed random embedder does). Needs Debian's `chromium` and `chromium-driver` (or
 //! `IMAGELENS_CHROMIUM` / `IMAGELENS_CHROMEDRIVER`).
 
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use fantoccini::{Client, ClientBuilder, Locator};
-use hyper_util::client::legacy::connect::HttpConnector;
-use serde_json::{Value, json};
+use fantoccini::{Client, Locator};
+use serde_json::Value;
 
-/// A child process killed when dropped.
-struct Running(Child);
+#[path = "../../tests/support/chromium.rs"]
+mod chromium;
+use chromium::{connect, start_driver, truthy};
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn on_path(names: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    names.iter().find_map(|n| {
-        std::env::split_paths(&path)
-            .map(|d| d.join(n))
-            .find(|p| p.is_file())
-    })
-}
-
-/// Chromium and chromedriver, or why not.
-pub fn browser() -> anyhow::Result<(PathBuf, PathBuf)> {
-    let chromium = std::env::var_os("IMAGELENS_CHROMIUM")
-        .map(PathBuf::from)
-        .or_else(|| on_path(&["chromium", "chromium-browser", "google-chrome"]))
-        .context("no chromium: apt-get install chromium chromium-driver")?;
-    let driver = std::env::var_os("IMAGELENS_CHROMEDRIVER")
-        .map(PathBuf::from)
-        .or_else(|| on_path(&["chromedriver"]))
-        .context("no chromedriver: apt-get install chromium-driver")?;
-    Ok((chromium, driver))
+/// Chromium and chromedriver, or how to get them.
+pub fn browser() -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
+    chromium::browser().context(
+        "no chromium or chromedriver: apt-get install chromium chromium-driver (or set \
+         IMAGELENS_CHROMIUM and IMAGELENS_CHROMEDRIVER)",
+    )
 }
 
 /// Evaluates `expr` in the page until it is truthy (60 s), and returns its value.
@@ -52,13 +28,7 @@ async fn until(c: &Client, what: &str, expr: &str) -> anyhow::Result<Value> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let v = c.execute(&format!("return ({expr});"), vec![]).await?;
-        let truthy = match &v {
-            Value::Null => false,
-            Value::Bool(b) => *b,
-            Value::String(s) => !s.is_empty(),
-            _ => true,
-        };
-        if truthy {
+        if truthy(&v) {
             return Ok(v);
         }
         if Instant::now() >= deadline {
@@ -78,38 +48,9 @@ pub async fn measure(
     rounds: usize,
 ) -> anyhow::Result<Vec<f64>> {
     let (chromium, driver) = browser()?;
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let _driver = Running(
-        Command::new(&driver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("cannot start chromedriver")?,
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() >= deadline {
-            bail!("chromedriver did not listen");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (_driver, port) = start_driver(&driver).context("cannot start chromedriver")?;
     let profile = tempfile::tempdir()?;
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": chromium.display().to_string(),
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,900", "--force-device-scale-factor=1",
-                format!("--user-data-dir={}", profile.path().display()),
-            ],
-        }),
-    );
-    let c = ClientBuilder::new(HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
+    let c = connect(&chromium, port, profile.path())
         .await
         .context("no chromium session")?;
     let result = session(&c, base, user, password, queries, rounds).await;

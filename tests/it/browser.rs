@@ -8,57 +8,22 @@
 //! `target/tmp/web-screenshots/` (`CARGO_TARGET_TMPDIR`).
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use fantoccini::actions::{InputSource, KeyAction, KeyActions};
-use fantoccini::{Client, ClientBuilder, Locator};
-use hyper_util::client::legacy::connect::HttpConnector;
+use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
 
-use crate::common::{Fixture, bin, fixture, path_str};
+use crate::common::{Fixture, bin, fixture};
+
+#[path = "../support/chromium.rs"]
+mod chromium;
+use chromium::{Running, browser, connect, start_driver, truthy};
 
 const PASSWORD: &str = "a long enough password";
-
-/// A child process killed when dropped (the server, chromedriver).
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn on_path(names: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    names.iter().find_map(|name| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    })
-}
-
-/// Chromium and chromedriver, from `IMAGELENS_CHROMIUM` / `IMAGELENS_CHROMEDRIVER` or `PATH`.
-fn browser() -> Option<(PathBuf, PathBuf)> {
-    let chromium = std::env::var_os("IMAGELENS_CHROMIUM")
-        .map(PathBuf::from)
-        .or_else(|| on_path(&["chromium", "chromium-browser", "google-chrome"]))?;
-    let driver = std::env::var_os("IMAGELENS_CHROMEDRIVER")
-        .map(PathBuf::from)
-        .or_else(|| on_path(&["chromedriver"]))?;
-    Some((chromium, driver))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn cli(data: &Path, token: Option<&str>, args: &[&str]) -> String {
     let mut c = bin();
@@ -130,53 +95,6 @@ fn served(n: usize) -> (Fixture, Running, SocketAddr) {
         .recv_timeout(Duration::from_secs(120))
         .expect("serve printed its address");
     (fx, server, addr)
-}
-
-fn start_driver(driver: &Path) -> (Running, u16) {
-    let port = free_port();
-    let child = Command::new(driver)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let running = Running(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "chromedriver did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (running, port)
-}
-
-async fn connect(chromium: &Path, port: u16, profile: &Path) -> Client {
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": path_str(chromium),
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,900", "--force-device-scale-factor=1",
-                format!("--user-data-dir={}", path_str(profile)),
-            ],
-        }),
-    );
-    ClientBuilder::new(HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("a chromium session")
-}
-
-fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        _ => true,
-    }
 }
 
 /// Evaluates `expr` in the page until it is truthy (30 s), and returns its value.
@@ -297,9 +215,11 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
         return;
     };
     let (fx, _server, addr) = served(40);
-    let (_driver, port) = start_driver(&driver);
+    let (_driver, port) = start_driver(&driver).expect("chromedriver listening");
     let profile = fx.dir.path().join("chromium-profile");
-    let c = connect(&chromium, port, &profile).await;
+    let c = connect(&chromium, port, &profile)
+        .await
+        .expect("a chromium session");
     let base = format!("http://{addr}/");
 
     // A forged session cookie gets the sign-in page, not an error.
