@@ -415,19 +415,8 @@ fn run() -> anyhow::Result<ExitCode> {
         println!("{l}");
     }
     // Mean time to the response head per route, from the server's latency histogram.
-    let per_route = |name: &str| -> BTreeMap<String, f64> {
-        text.lines()
-            .filter_map(|l| {
-                let rest = l.strip_prefix(name)?;
-                let route = rest.split('"').nth(1)?.to_owned();
-                Some((route, rest.rsplit(' ').next()?.parse().ok()?))
-            })
-            .collect()
-    };
-    let sums = per_route("imagelens_http_request_duration_seconds_sum");
-    for (route, count) in per_route("imagelens_http_request_duration_seconds_count") {
-        if route.starts_with("/v1/") && count > 0.0 {
-            let mean = sums.get(&route).copied().unwrap_or(0.0) / count * 1000.0;
+    for (route, (mean, count)) in means(&text, "imagelens_http_request_duration_seconds") {
+        if route.starts_with("/v1/") {
             println!("mean server time {route}: {mean:.2} ms over {count:.0} requests");
         }
     }
