@@ -57,9 +57,9 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     } else {
         None
     };
-    let value = match (header_value, &cookie) {
-        (Some(v), _) => v,
-        (None, Some(secret)) => format!("Bearer {secret}"),
+    let credentials = match (header_value, &cookie) {
+        (Some(v), _) => Credentials::parse(&v),
+        (None, Some(secret)) => Credentials::Bearer(secret.trim().to_owned()),
         (None, None) => {
             return unauthorized(
                 "authentication required: send `Authorization: Bearer <token>` (or sign in on \
@@ -67,7 +67,6 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             );
         }
     };
-    let credentials = Credentials::parse(&value);
     let address = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()

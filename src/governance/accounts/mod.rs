@@ -875,14 +875,14 @@ fn token_id(secret: &str) -> Option<&str> {
     ok.then_some(id)
 }
 
-fn decode_digest(hex_digest: &str) -> Option<[u8; 32]> {
+pub(crate) fn decode_digest(hex_digest: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
     hex::decode_to_slice(hex_digest, &mut out).ok()?;
     Some(out)
 }
 
 /// Compares two digests in time independent of where they differ.
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
     std::hint::black_box(diff) == 0
 }
