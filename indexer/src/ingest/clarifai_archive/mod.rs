@@ -17,7 +17,7 @@
 //! metadata, and is never downloaded: one it cannot find is a problem and the input is skipped.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
@@ -222,9 +222,11 @@ pub fn is_archive(path: &Path) -> bool {
     let Ok(file) = std::fs::File::open(path) else {
         return false;
     };
-    let Ok(mut zip) = zip::ZipArchive::new(file) else {
-        return false;
-    };
+    zip::ZipArchive::new(file).is_ok_and(|mut zip| has_mimetype(&mut zip))
+}
+
+/// Whether the archive's `mimetype` entry names a Clarifai export.
+fn has_mimetype<R: Read + std::io::Seek>(zip: &mut zip::ZipArchive<R>) -> bool {
     let Ok(entry) = zip.by_name("mimetype") else {
         return false;
     };
@@ -255,7 +257,7 @@ pub fn read_archive(
     };
     let file = std::fs::File::open(path).map_err(|e| unreadable(e.to_string()))?;
     let mut zip = zip::ZipArchive::new(file).map_err(|e| unreadable(format!("not a zip: {e}")))?;
-    if !is_archive(path) {
+    if !has_mimetype(&mut zip) {
         return Err(unreadable(format!(
             "a zip without a \"mimetype\" entry reading {}: not a Clarifai dataset export",
             String::from_utf8_lossy(MIMETYPE)
@@ -332,12 +334,12 @@ fn read_input(
             reason: format!("{why}; the input is skipped"),
         });
     };
-    let data = input.data.unwrap_or_default();
+    let mut data = input.data.unwrap_or_default();
     if data.video.is_some() || data.text.is_some() || data.audio.is_some() {
         skip(problems, "not an image (video, text or audio)".into());
         return None;
     }
-    let Some(image) = data.image.clone() else {
+    let Some(image) = data.image.take() else {
         skip(problems, "no image".into());
         return None;
     };
@@ -350,10 +352,16 @@ fn read_input(
         .as_ref()
         .map(struct_to_json)
         .unwrap_or_default();
-    // Where the image is: carried in the archive, or a local copy of the hosted one.
-    let (root, file_name, bytes) = if image.base64.is_empty() {
+    // Where the image is (carried in the archive, or a local copy of the hosted one), and its
+    // header, for the size the region fractions are of.
+    let limits = models::preprocess::DecodeLimits::default();
+    let (root, file_name, header) = if image.base64.is_empty() {
         match local_copy(images, split, &id, &metadata) {
-            Some(rel) => (None, rel, None),
+            Some((rel, path)) => (
+                None,
+                rel,
+                models::preprocess::probe_file(&path, &limits).ok(),
+            ),
             None => {
                 let hosted = image.hosted.as_ref().map_or_else(
                     || image.url.clone(),
@@ -374,27 +382,19 @@ fn read_input(
         }
     } else {
         match extract(&image.base64, extract_to) {
-            Ok(rel) => (Some(extract_to.to_path_buf()), rel, Some(&image.base64)),
+            Ok(rel) => {
+                let header =
+                    models::preprocess::probe(std::io::Cursor::new(&image.base64[..]), &limits);
+                (Some(extract_to.to_path_buf()), rel, header.ok())
+            }
             Err(why) => {
                 skip(problems, why);
                 return None;
             }
         }
     };
-    let mut entry = ImageEntry::new(file_name.clone(), batch);
-    entry.root = root.clone();
-    let header = match bytes {
-        Some(b) => models::preprocess::probe(
-            std::io::Cursor::new(b.as_slice()),
-            &models::preprocess::DecodeLimits::default(),
-        )
-        .ok(),
-        None => models::preprocess::probe_file(
-            &images.join(&file_name),
-            &models::preprocess::DecodeLimits::default(),
-        )
-        .ok(),
-    };
+    let mut entry = ImageEntry::new(file_name, batch);
+    entry.root = root;
     let info = image.image_info.unwrap_or_default();
     let stated = (info.width > 0 && info.height > 0)
         .then(|| (info.width.unsigned_abs(), info.height.unsigned_abs()));
@@ -505,14 +505,15 @@ fn value_to_json(v: &prost_types::Value, depth: usize) -> Value {
     }
 }
 
-/// The local copy of a hosted image, relative to `images`: `{id}.{ext}` in `images`, in
-/// `images/{split}/inputs/` or `images/{split}/`, else the file name in the metadata.
+/// The local copy of a hosted image, relative to `images` and as resolved inside it:
+/// `{id}.{ext}` in `images`, in `images/{split}/inputs/` or `images/{split}/`, else the file
+/// name in the metadata.
 fn local_copy(
     images: &Path,
     split: Option<&str>,
     id: &str,
     metadata: &serde_json::Map<String, Value>,
-) -> Option<String> {
+) -> Option<(String, PathBuf)> {
     if id.contains(['/', '\\']) || id.starts_with('.') {
         return None;
     }
@@ -524,8 +525,8 @@ fn local_copy(
     for dir in &dirs {
         for ext in IMAGE_EXTENSIONS {
             let rel = format!("{dir}{id}.{ext}");
-            if super::resolve_inside(images, &rel).is_ok_and(|p| p.is_file()) {
-                return Some(rel);
+            if let Some(path) = file_inside(images, &rel) {
+                return Some((rel, path));
             }
         }
     }
@@ -533,7 +534,14 @@ fn local_copy(
         .iter()
         .filter_map(|k| metadata.get(*k).and_then(Value::as_str))
         .map(|n| n.replace('\\', "/"))
-        .find(|rel| super::resolve_inside(images, rel).is_ok_and(|p| p.is_file()))
+        .find_map(|rel| file_inside(images, &rel).map(|path| (rel, path)))
+}
+
+/// `rel` resolved inside `images` when it is a file there.
+fn file_inside(images: &Path, rel: &str) -> Option<PathBuf> {
+    super::resolve_inside(images, rel)
+        .ok()
+        .filter(|p| p.is_file())
 }
 
 /// Writes image bytes carried in the archive under `dir` as `{sha256}.{ext}` (once: the same
