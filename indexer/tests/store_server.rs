@@ -371,26 +371,10 @@ fn index_settings_set_the_collection_config_and_survive_a_new_process() {
 /// `method path` with a JSON body on the server's REST port (another client changing the
 /// collection behind imagelens's back): the status code.
 fn http_send(server: &QdrantProcess, method: &str, path: &str, body: &str) -> u16 {
-    use std::io::{Read, Write};
-    let port = server.http_url().rsplit(':').next().unwrap().to_owned();
-    let mut stream = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP answer: {response}"))
+    server
+        .http_send(method, path, body, Duration::from_secs(10))
+        .unwrap()
+        .0
 }
 
 /// A collection imagelens did not make (no settings in its metadata, Qdrant's defaults) reads

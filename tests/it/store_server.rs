@@ -252,22 +252,15 @@ fn optimize_builds_graphs_and_int8_on_a_qdrant_server_and_info_shows_them() {
 
 /// `PATCH /collections/{name}` with `body` on the server's REST port (another client).
 fn patch_collection(server: &QdrantProcess, name: &str, body: &str) {
-    use std::io::{Read, Write};
-    let port = server.http_url().rsplit(':').next().unwrap().to_owned();
-    let mut stream = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
-    write!(
-        stream,
-        "PATCH /collections/{name} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Type: \
-         application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    assert!(
-        answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
-        "{answer}"
-    );
+    let (code, answer) = server
+        .http_send(
+            "PATCH",
+            &format!("/collections/{name}"),
+            body,
+            std::time::Duration::from_secs(10),
+        )
+        .unwrap();
+    assert_eq!(code, 200, "{answer}");
 }
 
 #[test]

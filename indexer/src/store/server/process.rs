@@ -174,6 +174,21 @@ impl QdrantProcess {
         http_get(self.http_port, path, timeout)
     }
 
+    /// `method path` with a JSON `body` on the REST port (another client of the server, for
+    /// tests): the status code and body, within `timeout`.
+    ///
+    /// # Errors
+    /// Connection or i/o failures.
+    pub fn http_send(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+        timeout: Duration,
+    ) -> std::io::Result<(u16, String)> {
+        http(self.http_port, method, path, Some(body), timeout)
+    }
+
     fn spawn(&mut self) -> std::io::Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -288,14 +303,33 @@ fn free_port() -> std::io::Result<u16> {
 
 /// A minimal HTTP/1.0 GET on loopback (no client crate needed for a readiness probe).
 fn http_get(port: u16, path: &str, timeout: Duration) -> std::io::Result<(u16, String)> {
+    http(port, "GET", path, None, timeout)
+}
+
+/// One HTTP/1.0 request on loopback `port`, with a JSON `body` when given.
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    timeout: Duration,
+) -> std::io::Result<(u16, String)> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )?;
+    match body {
+        Some(body) => write!(
+            stream,
+            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Type: \
+             application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?,
+        None => write!(
+            stream,
+            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        )?,
+    }
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     let code = response
