@@ -71,6 +71,7 @@ pub fn run(
         max_body_bytes: None,
         request_timeout_secs: None,
         max_concurrent_embeds: None,
+        max_concurrent_searches: None,
         max_page: None,
         header_read_timeout_secs: 10,
     };
@@ -230,7 +231,7 @@ fn build(settings: &AppSettings, args: DemoArgs) -> anyhow::Result<Built> {
             );
         }
     }
-    let lookup = service.lookup(&LookupRequest {
+    let lookup = service.catalog().lookup(&LookupRequest {
         filter: RecordFilter {
             filename: Some(FilenameMatch::Prefix("street_".into())),
             ..RecordFilter::default()
@@ -251,7 +252,7 @@ fn build(settings: &AppSettings, args: DemoArgs) -> anyhow::Result<Built> {
             day(r.dates.captured)
         );
     }
-    let facets = service.facets(&RecordFilter::default())?;
+    let facets = service.catalog().facets(&RecordFilter::default())?;
     let mut top: Vec<_> = facets.labels.iter().collect();
     top.sort_by(|a, b| b.1.cmp(a.1));
     println!(

@@ -8,7 +8,7 @@ use super::{FilterArgs, access};
 use crate::app::AppSettings;
 use crate::governance::Action;
 use crate::params::audited_facets;
-use crate::search::SearchService;
+use crate::search::Catalog;
 
 /// Arguments of `facets`.
 #[derive(Debug, Args)]
@@ -29,10 +29,9 @@ pub fn run(settings: &AppSettings, args: FacetArgs) -> anyhow::Result<ExitCode> 
     let (app, caller) = access::open(settings)?;
     let audit = app.audit();
     caller.require(audit, Action::Facets)?;
-    let library = app.library()?.clone();
-    let service = SearchService::new(library, None, None)?;
+    let catalog = Catalog::new(app.library()?.clone());
     let filter = args.filter.to_filter()?;
-    let facets = service.facets(&filter)?;
+    let facets = catalog.facets(&filter)?;
     caller.audit(audit, Action::Facets, audited_facets(&args.filter), vec![])?;
     if args.json {
         super::print_json(&facets)?;

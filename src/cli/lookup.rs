@@ -9,7 +9,7 @@ use super::{FilterArgs, access, cell, day};
 use crate::app::AppSettings;
 use crate::governance::Action;
 use crate::params::audited_lookup;
-use crate::search::{LookupRequest, SearchService};
+use crate::search::{Catalog, LookupRequest};
 
 /// Arguments of `lookup`.
 #[derive(Debug, Args)]
@@ -66,8 +66,7 @@ pub fn run(settings: &AppSettings, args: LookupArgs) -> anyhow::Result<ExitCode>
     let (app, caller) = access::open(settings)?;
     let audit = app.audit();
     caller.require(audit, Action::Lookup)?;
-    let library = app.library()?.clone();
-    let service = SearchService::new(library, None, Some("look-ups use no model".into()))?;
+    let catalog = Catalog::new(app.library()?.clone());
     let req = LookupRequest {
         filter: args.filter.to_filter()?,
         sort: args.sort.map(Into::into),
@@ -75,7 +74,7 @@ pub fn run(settings: &AppSettings, args: LookupArgs) -> anyhow::Result<ExitCode>
         limit: args.limit,
         cursor: args.cursor,
     };
-    let resp = service.lookup(&req)?;
+    let resp = catalog.lookup(&req)?;
     let query = audited_lookup(
         &args.filter,
         req.sort,

@@ -161,7 +161,7 @@ impl SearchService {
         // it lies within the deepest list the request can take.
         let fixed = (req.fusion.depth != 0).then(|| req.fusion.depth.clamp(MIN_DEPTH, MAX_DEPTH));
         let key = request_key(req);
-        let offset = self.cursors.decode(
+        let offset = self.catalog.cursors.decode(
             req.cursor.as_deref(),
             &key,
             Some(fixed.unwrap_or(MAX_DEPTH)),
@@ -175,7 +175,7 @@ impl SearchService {
         // Compiled once per request (a glob is a regular expression), before any work: a bad
         // pattern is the caller's error whichever lists run.
         let matcher = req.filter.compile()?;
-        let kw = self.library.keyword();
+        let kw = self.catalog.library.keyword();
         cancel.check()?;
         let negative_terms: Vec<(String, Vec<String>)> =
             negatives.iter().map(|n| (n.clone(), kw.terms(n))).collect();
@@ -197,7 +197,8 @@ impl SearchService {
         };
         let page: Vec<(String, Acc)> = sequence.into_iter().skip(offset).take(limit).collect();
         let next = offset.saturating_add(page.len());
-        let next_cursor = (more && !page.is_empty()).then(|| self.cursors.encode(next, &key));
+        let next_cursor =
+            (more && !page.is_empty()).then(|| self.catalog.cursors.encode(next, &key));
 
         let records_started = std::time::Instant::now();
         let query_terms = kw.terms(&text);
@@ -260,7 +261,7 @@ impl SearchService {
         stages: &std::cell::Cell<StageTimes>,
     ) -> SResult<(Vec<(String, Acc)>, bool)> {
         let fusion = req.fusion;
-        let kw = self.library.keyword();
+        let kw = self.catalog.library.keyword();
         let mut cut = false;
         let mut times = stages.get();
         let mut started = std::time::Instant::now();
@@ -316,7 +317,7 @@ impl SearchService {
                 .collect();
             cancel.check()?;
             // One call for every list: a server store answers them in one request.
-            let answers = self.library.store().search_many(&queries)?;
+            let answers = self.catalog.library.store().search_many(&queries)?;
             for ((_, list), hits) in lists.into_iter().zip(answers) {
                 cut |= hits.len() >= wanted;
                 for (i, h) in hits.into_iter().enumerate() {

@@ -26,18 +26,21 @@ use std::time::Instant;
 use indexer::filter::RecordFilter;
 use indexer::keyword::Facets;
 use indexer::points::{VectorName, image_point_id};
-use indexer::record::{BoundingBox, DateAxis, Dates, Record};
+use indexer::record::{BoundingBox, Dates, Record};
 use indexer::store::{Hit, VectorQuery};
 use indexer::{Fault, Library};
 use models::{Embedder, Embedding};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+mod catalog;
 mod cursor;
 mod explain;
 mod fusion;
 
-use cursor::{CursorKey, request_key};
+use catalog::page_size;
+pub use catalog::{Catalog, LookupRequest, LookupResponse};
+use cursor::request_key;
 pub use explain::{MatchedBox, SearchHit, SideRank, Why};
 pub use fusion::Fusion;
 
@@ -268,46 +271,18 @@ impl StageTimes {
     }
 }
 
-/// Sort and page for a look-up.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct LookupRequest {
-    /// Exact filter (filename and dates are the usual ones).
-    pub filter: RecordFilter,
-    /// Axis to sort by (default: the first date filter's axis, else ingested).
-    pub sort: Option<DateAxis>,
-    /// Newest first.
-    pub descending: bool,
-    /// Page size.
-    pub limit: usize,
-    /// Cursor.
-    pub cursor: Option<String>,
-}
-
-/// A page of full records.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct LookupResponse {
-    /// Records of this page, sorted by the axis.
-    pub results: Vec<Record>,
-    /// Cursor of the next page.
-    pub next_cursor: Option<String>,
-    /// Records matched in all.
-    pub total: usize,
-}
-
 /// The query service over one library and an optional model.
 pub struct SearchService {
-    library: Arc<Library>,
+    /// The library and its cursor key (what needs no model).
+    catalog: Catalog,
     embedder: Option<Arc<dyn Embedder>>,
     offline_reason: Option<String>,
-    /// Key of cursor tags.
-    cursors: CursorKey,
 }
 
 impl std::fmt::Debug for SearchService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SearchService")
-            .field("library", &self.library)
+            .field("library", &self.catalog.library)
             .field("semantic", &self.semantic())
             .finish_non_exhaustive()
     }
@@ -327,18 +302,21 @@ impl SearchService {
         if let Some(e) = &embedder {
             library.check_model(e.spec())?;
         }
-        let cursors = CursorKey::load(library.dir());
         Ok(Self {
-            library,
+            catalog: Catalog::new(library),
             embedder,
             offline_reason,
-            cursors,
         })
     }
 
     /// The library.
     pub fn library(&self) -> &Arc<Library> {
-        &self.library
+        &self.catalog.library
+    }
+
+    /// Look-ups and facets: the part of the service that needs no model.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
     }
 
     /// The model, if one is loaded.
@@ -348,7 +326,7 @@ impl SearchService {
 
     /// Whether vector search is available (a model and vectors).
     pub fn semantic(&self) -> bool {
-        self.embedder.is_some() && self.library.has_vectors()
+        self.embedder.is_some() && self.catalog.library.has_vectors()
     }
 
     /// Why semantic search is off, with how to turn it on; `None` when it is on.
@@ -401,7 +379,7 @@ impl SearchService {
         let Some(embedder) = self
             .embedder
             .as_ref()
-            .filter(|_| self.library.has_vectors())
+            .filter(|_| self.catalog.library.has_vectors())
         else {
             if like.is_some() {
                 return Err(SearchError::Unavailable(
@@ -424,6 +402,7 @@ impl SearchService {
         match like {
             Some(Like::Record(id)) => {
                 let v = self
+                    .catalog
                     .library
                     .store()
                     .vector(image_point_id(id), VectorName::Image.as_str())?
@@ -467,57 +446,6 @@ impl SearchService {
         Ok(Some(Embedding::normalized(q)))
     }
 
-    /// Full records by filename and/or date, sorted by date.
-    ///
-    /// # Errors
-    /// [`SearchError::Invalid`] for a bad cursor or page size.
-    pub fn lookup(&self, req: &LookupRequest) -> SResult<LookupResponse> {
-        let limit = page_size(req.limit)?;
-        let key = format!(
-            "lookup:{}",
-            serde_json::to_string(&(&req.filter, req.sort, req.descending)).unwrap_or_default()
-        );
-        // A look-up's list is the whole filtered set: its offsets are bounded by the tag alone
-        // (they only ever skip, never allocate).
-        let offset = self.cursors.decode(req.cursor.as_deref(), &key, None)?;
-        let axis = req
-            .sort
-            .or_else(|| req.filter.dates.first().map(|r| r.axis))
-            .unwrap_or(DateAxis::Ingested);
-        let kw = self.library.keyword();
-        let mut sorted = kw.sorted_by_date(&req.filter, axis)?;
-        if req.descending {
-            // Newest first, records without a date still last.
-            let split = sorted
-                .iter()
-                .position(|(d, _)| d.is_none())
-                .unwrap_or(sorted.len());
-            sorted[..split].reverse();
-        }
-        let total = sorted.len();
-        let ids: Vec<String> = sorted
-            .into_iter()
-            .skip(offset)
-            .take(limit)
-            .map(|(_, id)| id)
-            .collect();
-        let results = kw.get_many(&ids)?;
-        let next = offset.saturating_add(ids.len());
-        Ok(LookupResponse {
-            next_cursor: (next < total && !ids.is_empty()).then(|| self.cursors.encode(next, &key)),
-            results,
-            total,
-        })
-    }
-
-    /// Facet counts over the filtered set.
-    ///
-    /// # Errors
-    /// Pattern or index errors.
-    pub fn facets(&self, filter: &RecordFilter) -> SResult<Facets> {
-        Ok(self.library.keyword().facets(filter)?)
-    }
-
     /// Facet counts over a search's candidate set: the records the fused ranking of `req`
     /// (text, "more like this", negatives, filter and weights; its page, cursor and depth are
     /// not used) holds when every list is taken [`FACET_DEPTH`] deep, at most [`FACET_DEPTH`]
@@ -557,7 +485,11 @@ impl SearchService {
             .map(|(id, _)| id)
             .collect();
         cancel.check()?;
-        let facets = self.library.keyword().facets_within(&req.filter, &ids)?;
+        let facets = self
+            .catalog
+            .library
+            .keyword()
+            .facets_within(&req.filter, &ids)?;
         Ok(QueryFacets {
             facets,
             candidates: ids.len(),
@@ -615,23 +547,5 @@ fn clean_text(text: &str, what: &str) -> SResult<String> {
         .collect())
 }
 
-fn page_size(limit: usize) -> SResult<usize> {
-    match limit {
-        0 => Ok(20),
-        n if n > MAX_LIMIT => Err(SearchError::Invalid(format!(
-            "limit {n} is above the maximum page size {MAX_LIMIT}"
-        ))),
-        n => Ok(n),
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn long_text_is_refused_and_control_characters_dropped() {
-        assert!(clean_text(&"a".repeat(MAX_QUERY_CHARS + 1), "query").is_err());
-        assert_eq!(clean_text("a\u{0}b\nc", "query").unwrap(), "a b c");
-    }
-}
+mod tests;

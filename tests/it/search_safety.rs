@@ -131,6 +131,7 @@ fn build(count: usize) -> Lib {
         .map(|r| (*r, token_for(&state, &format!("{}1", r.as_str()), *r)))
         .collect();
     let all = service
+        .catalog()
         .lookup(&LookupRequest {
             limit: 500,
             ..Default::default()
@@ -969,13 +970,13 @@ fn property_any_filter_gives_a_lookup_facets_and_search_or_a_user_error() {
                     return user_error(e);
                 }
             };
-            let look = lib.service.lookup(&LookupRequest {
+            let look = lib.service.catalog().lookup(&LookupRequest {
                 filter: filter.clone(),
                 descending: desc,
                 limit: 500,
                 ..Default::default()
             });
-            let facets = lib.service.facets(&filter);
+            let facets = lib.service.catalog().facets(&filter);
             let search = lib.service.search(&SearchRequest {
                 text: "a photo".into(),
                 filter: filter.clone(),
