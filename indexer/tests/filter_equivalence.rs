@@ -129,11 +129,14 @@ fn world() -> &'static World {
         let records: Vec<Record> = (0..RECORDS).map(|n| random_record(&mut rng, n)).collect();
 
         let keyword = KeywordIndex::open(&dir.path().join("keyword")).unwrap();
-        let mut writer = keyword.writer().unwrap();
-        for r in &records {
-            writer.upsert(r, "").unwrap();
+        // Several commits, so several segments: look-up pages merge them.
+        for chunk in records.chunks(RECORDS / 4) {
+            let mut writer = keyword.writer().unwrap();
+            for r in chunk {
+                writer.upsert(r, "").unwrap();
+            }
+            writer.commit().unwrap();
         }
-        writer.commit().unwrap();
         keyword.reload().unwrap();
 
         let store = EdgeStore::open(&dir.path().join("vectors")).unwrap();
@@ -295,6 +298,45 @@ proptest! {
             .map(|r| r.id.clone())
             .collect();
         prop_assert_eq!(store_selects(&f, "region", true), with_boxes, "regions: {:?}", f);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases() / 4, ..ProptestConfig::default() })]
+
+    /// A look-up page (one pass, a bounded heap per segment) is the same slice of the same
+    /// order as sorting every match: dated records by date then id (newest first reverses
+    /// both), undated ones last by id, across segments.
+    #[test]
+    fn a_look_up_page_is_the_slice_of_the_full_date_order(
+        f in filter(),
+        axis in axis(),
+        descending in prop::bool::ANY,
+        offset in prop_oneof![3 => 0usize..30, 1 => 0usize..(RECORDS + 10)],
+        limit in 1usize..40,
+    ) {
+        let w = world();
+        let mut full = w.keyword.sorted_by_date(&f, axis).unwrap();
+        if descending {
+            let split = full.iter().position(|(d, _)| d.is_none()).unwrap_or(full.len());
+            full[..split].reverse();
+        }
+        let expected: Vec<String> = full.iter().skip(offset).take(limit).map(|(_, id)| id.clone()).collect();
+        let page = w.keyword.page_by_date(&f, axis, descending, offset, limit).unwrap();
+        prop_assert_eq!(page.total, full.len());
+        prop_assert_eq!(&page.ids, &expected, "{:?} {:?} desc {} at {}+{}", f, axis, descending, offset, limit);
+        // The full order itself: dates ascending, ids breaking ties, the undated last.
+        for pair in full.windows(2) {
+            let ((da, ia), (db, ib)) = (&pair[0], &pair[1]);
+            let ok = match (da, db, descending) {
+                (Some(a), Some(b), false) => (a, ia) < (b, ib),
+                (Some(a), Some(b), true) => (a, ia) > (b, ib),
+                (Some(_), None, _) => true,
+                (None, Some(_), _) => false,
+                (None, None, _) => ia < ib,
+            };
+            prop_assert!(ok, "out of order: {:?} then {:?}", pair[0], pair[1]);
+        }
     }
 }
 

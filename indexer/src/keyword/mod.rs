@@ -24,10 +24,12 @@ use tantivy::{DocAddress, Index, IndexReader, ReloadPolicy, TantivyDocument, Ter
 use crate::filter::RecordFilter;
 use crate::record::{DateAxis, Record};
 
+mod by_date;
 mod query;
 mod schema;
 mod writer;
 
+pub use by_date::DatePage;
 use schema::{Fields, TEXT_FIELDS, schema};
 pub use writer::KeywordWriter;
 use writer::WRITER_HEAP;
@@ -357,47 +359,6 @@ impl KeywordIndex {
         Ok(hits)
     }
 
-    /// Every record matching `filter`, as `(date on axis, id)`, sorted by date then id
-    /// (records without a value on the axis last). Used by look-ups.
-    ///
-    /// # Errors
-    /// As [`KeywordIndex::filter_query`].
-    pub fn sorted_by_date(
-        &self,
-        filter: &RecordFilter,
-        axis: DateAxis,
-    ) -> KResult<Vec<(Option<i64>, String)>> {
-        let searcher = self.reader.searcher();
-        let q = self.filter_query(filter)?;
-        let docs: Vec<DocAddress> = searcher
-            .search(&*q, &DocSetCollector)?
-            .into_iter()
-            .collect();
-        let mut columns = HashMap::new();
-        let mut dates = Vec::with_capacity(docs.len());
-        for addr in &docs {
-            let col = match columns.entry(addr.segment_ord) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(v) => v.insert(
-                    searcher
-                        .segment_reader(addr.segment_ord)
-                        .fast_fields()
-                        .date(axis.name())?,
-                ),
-            };
-            dates.push(col.first(addr.doc_id).map(|d| d.into_timestamp_secs()));
-        }
-        let mut out: Vec<(Option<i64>, String)> =
-            dates.into_iter().zip(ids_of(&searcher, &docs)?).collect();
-        out.sort_by(|a, b| match (a.0, b.0) {
-            (Some(x), Some(y)) => x.cmp(&y).then_with(|| a.1.cmp(&b.1)),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => a.1.cmp(&b.1),
-        });
-        Ok(out)
-    }
-
     /// Facet counts over every record matching `filter`.
     ///
     /// # Errors
@@ -485,7 +446,7 @@ impl KeywordIndex {
 /// sorted pass over the dictionary: resolving ordinals one at a time rescans a dictionary block
 /// for each, which made a look-up that sorts 100,000 records take over a second
 /// (benches/README.md).
-fn ids_of(searcher: &tantivy::Searcher, addrs: &[DocAddress]) -> KResult<Vec<String>> {
+pub(crate) fn ids_of(searcher: &tantivy::Searcher, addrs: &[DocAddress]) -> KResult<Vec<String>> {
     let mut out = vec![String::new(); addrs.len()];
     let mut by_segment: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
     for (i, addr) in addrs.iter().enumerate() {
