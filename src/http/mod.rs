@@ -49,6 +49,7 @@ use crate::settings::Limits;
 
 pub mod admin;
 pub mod auth;
+pub mod catalog;
 pub mod collections;
 pub mod error;
 pub mod health;
@@ -251,9 +252,9 @@ pub fn router(state: AppState) -> Router {
     let limits = state.limits().clone();
     let timed = Router::new()
         .route("/v1/search", post(search::search))
-        .route("/v1/lookup", get(search::lookup))
+        .route("/v1/lookup", get(catalog::lookup))
         .route("/v1/facets", get(search::facets))
-        .route("/v1/info", get(search::info))
+        .route("/v1/info", get(catalog::info))
         .route(
             "/v1/records/{id}",
             get(records::record).delete(admin::delete_record),

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, Secur
 use utoipa::{Modify, OpenApi};
 
 use super::auth::Caller;
-use super::{admin, collections, health, records, search, session};
+use super::{admin, catalog, collections, health, records, search, session};
 
 /// The API's OpenAPI description.
 #[derive(OpenApi)]
@@ -18,9 +18,9 @@ use super::{admin, collections, health, records, search, session};
     ),
     paths(
         search::search,
-        search::lookup,
+        catalog::lookup,
         search::facets,
-        search::info,
+        catalog::info,
         records::record,
         records::image,
         records::thumbnail,

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 mod edge;
 mod server;
+mod spec;
 
 pub use edge::EdgeStore;
 pub use server::{

@@ -11,6 +11,7 @@
 //! last.
 
 pub mod config;
+mod layers;
 mod model;
 
 use std::collections::BTreeMap;
@@ -156,7 +157,7 @@ impl ClipEmbedder {
         // than mapping keeps this crate free of `unsafe`.
         let bytes = std::fs::read(&weights_path).map_err(|e| io_error(&weights_path, e))?;
         let revision = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
-        let weights = model::Weights::from_buffer(&bytes, &weights_path, device)?;
+        let weights = layers::Weights::from_buffer(&bytes, &weights_path, device)?;
         drop(bytes);
         let model = model::ClipModel::load(&weights, &config)?;
 

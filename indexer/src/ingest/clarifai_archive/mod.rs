@@ -32,8 +32,6 @@ const MAX_ENTRY_BYTES: u64 = 512 * 1024 * 1024;
 const MAX_IMAGE_BYTES: usize = 256 * 1024 * 1024;
 /// Most entries read from one archive.
 const MAX_ENTRIES: usize = 1_000_000;
-/// Extensions tried when an input's local copy is looked for by id.
-const IMAGE_EXTENSIONS: [&str; 8] = ["jpg", "jpeg", "png", "webp", "gif", "JPG", "JPEG", "PNG"];
 
 /// The protobuf messages of Clarifai's `resources.proto` that an export holds, reduced to the
 /// fields read here.
@@ -523,7 +521,10 @@ fn local_copy(
         dirs.push(format!("{s}/"));
     }
     for dir in &dirs {
-        for ext in IMAGE_EXTENSIONS {
+        let exts = super::IMAGE_EXTENSIONS
+            .iter()
+            .flat_map(|e| [(*e).to_owned(), e.to_ascii_uppercase()]);
+        for ext in exts {
             let rel = format!("{dir}{id}.{ext}");
             if let Some(path) = file_inside(images, &rel) {
                 return Some((rel, path));

@@ -22,7 +22,7 @@ use qdrant_client::{Qdrant, QdrantError};
 use serde_json::Value;
 
 use super::{INDEX_METADATA_KEY, ServerOptions, ServerStatus, ShardReplica, UPSERT_BATCH, backend};
-use crate::store::edge::{check_vector, describe, normalize};
+use crate::store::spec::{check_vector, describe, normalize};
 use crate::store::{
     CollectionSpec, Condition, Hit, IndexKind, IndexSettings, IndexState, Payload, PointId,
     Quantization, StoreError, StoreResult, VectorFilter, VectorPoint, VectorQuery, VectorStore,

@@ -1,0 +1,241 @@
+//! `/v1/lookup` (records by filename and date, no model) and `/v1/info`.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use indexer::library::Counts;
+use indexer::record::DateAxis;
+use models::EmbedderSpec;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::Caller;
+use super::{ApiError, AppState, ErrorBody, blocking};
+use crate::governance::Action;
+use crate::governance::accounts::Role;
+use crate::params::{FilterParams, audited_lookup};
+use crate::search::{LookupRequest, LookupResponse};
+
+/// Filters, sort and page of a look-up or facet request, as query parameters. Lists
+/// (`label`, `no_label`, `dataset`) are comma-separated.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(default, deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct FilterQuery {
+    /// Labels that must all be present (comma-separated).
+    pub label: Option<String>,
+    /// Labels that must be absent (comma-separated).
+    pub no_label: Option<String>,
+    /// Datasets, any of them (comma-separated).
+    pub dataset: Option<String>,
+    /// Captured on or after (YYYY-MM-DD or RFC 3339).
+    pub captured_after: Option<String>,
+    /// Captured on or before (a bare day includes the whole day).
+    pub captured_before: Option<String>,
+    /// File created on or after.
+    pub created_after: Option<String>,
+    /// File created on or before.
+    pub created_before: Option<String>,
+    /// Annotated on or after.
+    pub annotated_after: Option<String>,
+    /// Annotated on or before.
+    pub annotated_before: Option<String>,
+    /// Ingested on or after.
+    pub ingested_after: Option<String>,
+    /// Ingested on or before.
+    pub ingested_before: Option<String>,
+    /// File name: exact, or a glob when it contains `*`, `?` or `[`.
+    pub filename: Option<String>,
+    /// File name prefix.
+    pub filename_prefix: Option<String>,
+    /// File name glob.
+    pub filename_glob: Option<String>,
+    /// Look-ups: axis to sort by (default: the first date filter's axis, else ingested).
+    pub sort: Option<DateAxis>,
+    /// Look-ups: newest first.
+    pub desc: Option<bool>,
+    /// Look-ups: page size (default 50).
+    pub limit: Option<usize>,
+    /// Look-ups: `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Facets: count over the candidate set of a search for this plain-English text (read as
+    /// a search reads it unless `literal`) instead of the whole filtered set.
+    pub query: Option<String>,
+    /// Facets: count over the candidate set of "more like this" record (its id).
+    pub like: Option<String>,
+    /// Facets: the search's texts to push results away from (comma-separated).
+    pub not: Option<String>,
+    /// Facets: take `query` literally (as a search's `literal`).
+    pub literal: Option<bool>,
+    /// Facets: time zone relative dates in `query` are read in (as a search's `time_zone`).
+    pub time_zone: Option<String>,
+    /// Facets: the search's fusion weights (as a search's `weights`; its `depth` is replaced
+    /// by the facets' fixed depth).
+    pub weights: Option<String>,
+}
+
+/// A comma-separated list, trimmed, without empty entries.
+pub(super) fn comma_list(v: &Option<String>) -> Vec<String> {
+    v.as_deref()
+        .map(|s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl FilterQuery {
+    /// Whether any of the search fields only facets take is given.
+    fn has_search_fields(&self) -> bool {
+        self.query.is_some()
+            || self.like.is_some()
+            || self.not.is_some()
+            || self.literal.is_some()
+            || self.time_zone.is_some()
+            || self.weights.is_some()
+    }
+
+    pub(super) fn params(&self) -> FilterParams {
+        let list = comma_list;
+        FilterParams {
+            labels: list(&self.label),
+            no_labels: list(&self.no_label),
+            datasets: list(&self.dataset),
+            captured_after: self.captured_after.clone(),
+            captured_before: self.captured_before.clone(),
+            created_after: self.created_after.clone(),
+            created_before: self.created_before.clone(),
+            annotated_after: self.annotated_after.clone(),
+            annotated_before: self.annotated_before.clone(),
+            ingested_after: self.ingested_after.clone(),
+            ingested_before: self.ingested_before.clone(),
+            filename: self.filename.clone(),
+            filename_prefix: self.filename_prefix.clone(),
+            filename_glob: self.filename_glob.clone(),
+        }
+    }
+}
+
+/// Look records up by filename (exact, prefix, glob) and/or date range on any axis, sorted by
+/// date, with the full records. Needs no model.
+#[utoipa::path(get, path = "/v1/lookup", tag = "audit", params(FilterQuery),
+    responses(
+        (status = 200, description = "a page of full records", body = LookupResponse),
+        (status = 400, description = "a bad parameter, named in the message", body = ErrorBody),
+    ))]
+pub async fn lookup(
+    State(state): State<AppState>,
+    caller: Caller,
+    q: Result<Query<FilterQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<LookupResponse>, ApiError> {
+    caller.require(&state, Action::Lookup).await?;
+    let Query(q) = q?;
+    if q.has_search_fields() {
+        return Err(ApiError::invalid(
+            "look-ups take filters, sort and page only, not query, like, not, literal, \
+             time_zone or weights",
+        ));
+    }
+    let limit = q.limit.unwrap_or(50);
+    if limit == 0 || limit > state.limits().max_page {
+        return Err(ApiError::invalid(format!(
+            "limit must be 1 to {}, got {limit}",
+            state.limits().max_page
+        )));
+    }
+    let params = q.params();
+    let req = LookupRequest {
+        filter: params.to_filter_named(str::to_owned)?,
+        sort: q.sort,
+        descending: q.desc.unwrap_or(false),
+        limit,
+        cursor: q.cursor.clone(),
+    };
+    let query = audited_lookup(
+        &params,
+        req.sort,
+        req.descending,
+        limit,
+        req.cursor.as_deref(),
+    );
+    let service = state.service().clone();
+    let resp = blocking(move || Ok(service.catalog().lookup(&req)?)).await?;
+    let ids = resp.results.iter().map(|r| r.id.clone()).collect();
+    caller
+        .audit(&state, Action::Lookup, Some(query), ids)
+        .await?;
+    Ok(Json(resp))
+}
+
+/// What `/v1/info` answers.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Info {
+    /// The library's data directory: shown to admins only (a server path tells others
+    /// nothing they need).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<String>,
+    /// Layout version.
+    pub format_version: u32,
+    /// The model the vectors were made with (a local model folder is named by its last
+    /// component, except to admins).
+    pub model: Option<EmbedderSpec>,
+    /// Counts at the last ingest.
+    pub counts: Counts,
+    /// Records now.
+    pub records: u64,
+    /// Whether semantic search is on.
+    pub semantic: bool,
+    /// Why it is off, and how to turn it on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
+    /// Saved collections.
+    pub collections: usize,
+    /// Server version.
+    pub version: String,
+}
+
+/// The library's model, counts and state.
+#[utoipa::path(get, path = "/v1/info", tag = "library",
+    responses((status = 200, description = "library info", body = Info)))]
+pub async fn info(State(state): State<AppState>, caller: Caller) -> Json<Info> {
+    let mut info = info_of(&state);
+    if caller.principal.role != Role::Admin {
+        info.data_dir = None;
+        if let Some(spec) = &mut info.model {
+            spec.model_id = public_model_id(&spec.model_id);
+        }
+    }
+    Json(info)
+}
+
+/// A model id safe to show anyone: a hub id as it is, a local folder by its last component.
+fn public_model_id(model_id: &str) -> String {
+    match models::ModelSource::parse(model_id) {
+        models::ModelSource::Local(path) => path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "local model".into()),
+        _ => model_id.to_owned(),
+    }
+}
+
+/// Everything the server knows about its library, paths included (the handler hides them
+/// from non-admins).
+pub(crate) fn info_of(state: &AppState) -> Info {
+    let service = state.service();
+    let lib = service.library();
+    let m = lib.manifest();
+    Info {
+        data_dir: Some(lib.dir().display().to_string()),
+        format_version: m.format_version,
+        model: m.model.clone(),
+        counts: m.counts.clone(),
+        records: lib.keyword().len(),
+        semantic: service.semantic(),
+        notice: service.semantic_notice(),
+        collections: state.collections().list().len(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    }
+}
