@@ -383,6 +383,9 @@ fn finish(lib: &mut Library, plan: Plan) -> Result<IngestReport> {
         ..
     } = plan;
     lib.refresh_counts()?;
+    // Images an archive carried for entries not kept (or left by an earlier run that failed)
+    // must not outlive this run: a withheld image was deleted on purpose.
+    report.carried_removed = lib.sweep_carried_images()?;
     report.problems = problems;
     report.saved_to = Some(save_report(lib.dir(), &report)?);
     // An export whose images were all deleted before is not bad input: there is just nothing

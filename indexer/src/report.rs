@@ -27,6 +27,10 @@ pub struct IngestReport {
     /// Images not ingested because they were deleted from this library before.
     #[serde(default)]
     pub withheld_deleted: usize,
+    /// Image copies an export archive carried that no record points at, removed from the
+    /// library's own images folder (see `Library::sweep_carried_images`).
+    #[serde(default)]
+    pub carried_removed: usize,
     /// Whether vectors were written (a model was available).
     pub semantic: bool,
     /// Problems, one per item.

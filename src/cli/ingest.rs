@@ -130,6 +130,13 @@ pub fn run(settings: &AppSettings, args: IngestArgs) -> anyhow::Result<ExitCode>
             report.orphans_removed
         );
     }
+    if report.carried_removed > 0 {
+        println!(
+            "removed {} image copies from the library's images folder that no record uses \
+             (carried for withheld or refused entries, or left by a failed run)",
+            report.carried_removed
+        );
+    }
     if !report.problems.is_empty() {
         println!(
             "{} problems (each item skipped or fixed as said):",

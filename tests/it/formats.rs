@@ -653,6 +653,22 @@ fn a_clarifai_export_archive_ingests_from_the_cli_with_carried_and_matched_image
     let out = run(&["delete", "--id", &boat_id, "--reason", "test", "--json"]);
     ok_json(&out);
     assert_eq!(std::fs::read_dir(data.join("images")).unwrap().count(), 0);
+    // Ingesting the archive again withholds the deleted image, and the copy the reader wrote
+    // of it is swept: no trace of a deleted image stays in the library. A half-written copy
+    // of an interrupted run goes too; a file of the user's own naming stays.
+    let partial = data
+        .join("images")
+        .join(format!(".{}.png.partial", "ab".repeat(32)));
+    std::fs::write(&partial, b"half").unwrap();
+    std::fs::write(data.join("images").join("notes.txt"), b"mine").unwrap();
+    let third = ok_json(&run(&ingest_args));
+    assert_eq!(third["withheld_deleted"], json!(1), "{third}");
+    assert_eq!(third["carried_removed"], json!(2), "{third}");
+    let left: Vec<String> = std::fs::read_dir(data.join("images"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(left, ["notes.txt"]);
     // The images matched in the user's folder are left alone by deletions.
     assert!(zip.with_file_name("images").join("in-face.jpg").is_file());
 }

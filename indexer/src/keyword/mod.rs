@@ -9,7 +9,7 @@
 //! Invariants: one document per record id (every write deletes the id's term first, in the same
 //! commit); a commit is atomic, so a crash leaves the index as of the last commit.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use chrono::{DateTime, Datelike, Utc};
@@ -251,6 +251,24 @@ impl KeywordIndex {
                         embedded: first_str(&emb, doc)?,
                     },
                 );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every record's image path (relative to its images root).
+    ///
+    /// # Errors
+    /// tantivy failures.
+    pub fn paths(&self) -> KResult<HashSet<String>> {
+        let searcher = self.reader.searcher();
+        let mut out = HashSet::new();
+        for segment in searcher.segment_readers() {
+            let Some(paths) = segment.fast_fields().str("path")? else {
+                continue;
+            };
+            for doc in segment.doc_ids_alive() {
+                out.insert(first_str(&paths, doc)?);
             }
         }
         Ok(out)

@@ -376,6 +376,55 @@ impl Library {
         Ok(())
     }
 
+    /// Removes the files under [`CARRIED_IMAGES`] that no record points at, and returns how
+    /// many: images an archive carried for entries that were not kept (withheld because the
+    /// image was deleted before, or refused with a problem), or written by an ingest that
+    /// failed before its records were committed, and half-written `.partial` files. Only
+    /// names the archive reader writes (`{sha256}.{ext}`, `.{sha256}.{ext}.partial`) are
+    /// considered; a file some record's path names is kept. Run after an ingest commits.
+    ///
+    /// # Errors
+    /// Index or i/o failures.
+    pub fn sweep_carried_images(&self) -> Result<usize> {
+        let dir = self.dir.join(CARRIED_IMAGES);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(Error::io(&dir, e)),
+        };
+        let kept = self.keyword.paths()?;
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(&dir, e))?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            let partial = name
+                .strip_prefix('.')
+                .and_then(|n| n.strip_suffix(".partial"));
+            let content_addressed = |n: &str| {
+                n.split_once('.').is_some_and(|(stem, ext)| {
+                    stem.len() == 64
+                        && stem.bytes().all(|b| b.is_ascii_hexdigit())
+                        && !ext.is_empty()
+                })
+            };
+            let orphan = match partial {
+                Some(n) => content_addressed(n),
+                None => content_addressed(&name) && !kept.contains(&name),
+            };
+            if orphan && entry.file_type().is_ok_and(|t| t.is_file()) {
+                let path = entry.path();
+                match std::fs::remove_file(&path) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io(&path, e)),
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// Whether an image with this sha256 was deleted from the library (ingest withholds it).
     pub fn is_deleted_image(&self, sha256: &str) -> bool {
         let t = self.tombstones.read().unwrap_or_else(|p| p.into_inner());
