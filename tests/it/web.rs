@@ -460,6 +460,92 @@ async fn a_session_cookie_is_http_only_needs_its_csrf_token_and_ends_on_the_serv
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
 }
 
+/// A session whose token has expired is refused as expired, and the answer clears the cookie.
+/// Tokens live at least a minute, so time is moved on the server's data instead of waited for:
+/// the token's expiry in `accounts.json` is set to the past while no server has the library
+/// open, and a server opened on it afterwards sees an expired session.
+#[tokio::test]
+async fn an_expired_session_cookie_is_refused_as_expired_and_cleared() {
+    use std::sync::Arc;
+
+    use imagelens::governance::redact::Redaction;
+    use imagelens::http::AppState;
+    use imagelens::search::SearchService;
+    use indexer::{Library, StoreSettings};
+
+    let fx = crate::common::fixture(1);
+    fx.ingest(false);
+    let open = || {
+        let library = Arc::new(Library::open(&fx.data, StoreSettings::Edge).unwrap());
+        let service = Arc::new(SearchService::new(library, None, Some("test".into())).unwrap());
+        AppState::new(service, Limits::default(), Redaction::default()).unwrap()
+    };
+    let state = open();
+    token_for(&state, "web-sleeper", Role::Searcher);
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            "web-sleeper:correct horse battery staple"
+        )
+    );
+    let app = router(state.clone());
+    let started = send_as_is(
+        &app,
+        Request::post("/v1/session")
+            .header(header::AUTHORIZATION, &basic)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(started.status, StatusCode::CREATED);
+    let secret = session_cookie(&started);
+    let csrf = started.json()["csrf"].as_str().unwrap().to_owned();
+    let me = send_as_is(&app, with_cookie("GET", "/v1/whoami", &secret, &[], None)).await;
+    assert_eq!(me.status, StatusCode::OK, "the fresh session works");
+    drop((app, state));
+
+    // The session's token (named "web-session") expired a second ago.
+    let path = fx.data.join("accounts.json");
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut expired = 0;
+    for token in doc["tokens"].as_object_mut().unwrap().values_mut() {
+        if token["account"] == "web-sleeper" && token["name"] == "web-session" {
+            token["expires"] =
+                json!((chrono::Utc::now() - chrono::Duration::seconds(1)).to_rfc3339());
+            expired += 1;
+        }
+    }
+    assert_eq!(expired, 1, "{doc}");
+    std::fs::write(&path, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+
+    let app = router(open());
+    let late = send_as_is(&app, with_cookie("GET", "/v1/whoami", &secret, &[], None)).await;
+    assert!(late.error(StatusCode::UNAUTHORIZED).contains("expired"));
+    assert!(header_of(&late, header::SET_COOKIE).contains("Max-Age=0"));
+    // A state-changing request with its CSRF token is refused the same way (401, not 403):
+    // the session is over, not forged.
+    let write = send_as_is(
+        &app,
+        with_cookie(
+            "POST",
+            "/v1/search",
+            &secret,
+            &[
+                ("x-csrf-token", csrf.as_str()),
+                ("sec-fetch-site", "same-origin"),
+            ],
+            Some(json!({"query": "car"})),
+        ),
+    )
+    .await;
+    assert!(write.error(StatusCode::UNAUTHORIZED).contains("expired"));
+    // The page's "who am I" after a reload asks the same and gets the same answer.
+    let again = send_as_is(&app, with_cookie("GET", "/v1/session", &secret, &[], None)).await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED);
+}
+
 /// The trail's entries of one actor, in order.
 fn trail_of(actor: &str) -> Vec<serde_json::Value> {
     std::fs::read_to_string(shared().fx.data.join("audit/trail.jsonl"))
