@@ -603,7 +603,8 @@ fn graph_and_int8_search_on_clustered_data_finds_the_exact_top_k_and_filters_sta
 }
 
 /// Three nodes on loopback, 3 shards with 2 replicas each: a node killed with SIGKILL, writes
-/// and a deletion while it is down, and the healed cluster checked node by node.
+/// and a deletion while it is down, and the healed cluster checked node by node; then graph +
+/// int8 search on clustered data across the cluster against exact scans.
 ///
 /// About 8 s on the 2-core development machine (3,000 points), so it runs with the suite;
 /// `scripts/qdrant-cluster-test` runs it alone. It found that strongly ordered deletions are
@@ -709,6 +710,63 @@ fn cluster_of_three_keeps_answering_with_a_node_down_and_heals_with_deletions_ap
         &edge,
         "healed, asked through the restarted node",
     );
+
+    // Approximate search on the cluster: clustered data in a second collection of the same
+    // layout, HNSW graphs over int8 copies on every replica, must find what exact scans of the
+    // embedded shard find (recall >= 0.95 at 10 and at 100), with true cosine scores.
+    let clustered =
+        ServerStore::connect_with(&nodes[0].grpc_url(), "clustered", layout.clone()).unwrap();
+    clustered.ensure(&common::spec()).unwrap();
+    wait_until_all_active(&clustered, 6);
+    let (samples, _) = common::clustered(6, 12_000);
+    let sample_points: Vec<VectorPoint> = samples.iter().map(Sample::point).collect();
+    clustered.upsert(sample_points.clone()).unwrap();
+    clustered
+        .set_index_settings(&IndexSettings {
+            kind: IndexKind::Hnsw,
+            quantization: Quantization::Int8,
+            ef: 64,
+            full_scan_kb: 1,
+            ..IndexSettings::default()
+        })
+        .unwrap();
+    clustered.optimize().unwrap();
+    // Every vector of the collection is in a graph.
+    let state = clustered.index_state().unwrap();
+    assert!(state.indexed_vectors >= samples.len(), "{state:?}");
+    let exact_dir = tempfile::tempdir().unwrap();
+    let exact = EdgeStore::open(exact_dir.path()).unwrap();
+    exact.ensure(&common::spec()).unwrap();
+    exact.upsert(sample_points).unwrap();
+    let by_id: BTreeMap<PointId, &Sample> = samples.iter().map(|p| (p.id, p)).collect();
+    let mut rng = StdRng::seed_from_u64(9);
+    for limit in [10, 100] {
+        let (mut found, mut wanted) = (0, 0);
+        for _ in 0..40 {
+            let probe = &samples[rng.random_range(0..samples.len())].image;
+            let truth: BTreeSet<PointId> = exact
+                .search(&near(probe, all(), limit, true))
+                .unwrap()
+                .iter()
+                .map(|h| h.id)
+                .collect();
+            let approx = clustered.search(&near(probe, all(), limit, false)).unwrap();
+            assert_eq!(approx.len(), limit);
+            for h in &approx {
+                let cos = common::cosine(&by_id[&h.id].image, probe);
+                assert!(
+                    (h.score - cos).abs() < 1e-3,
+                    "rescored: {} vs {cos}",
+                    h.score
+                );
+            }
+            wanted += truth.len();
+            found += approx.iter().filter(|h| truth.contains(&h.id)).count();
+        }
+        let recall = found as f64 / wanted as f64;
+        eprintln!("cluster, graph + int8, recall@{limit} {recall:.3} against exact scans");
+        assert!(recall >= 0.95, "cluster recall@{limit} {recall:.3}");
+    }
     eprintln!("cluster test done in {:?}", started.elapsed());
 }
 
