@@ -333,7 +333,16 @@ fn run() -> anyhow::Result<ExitCode> {
     let world = Generator::new(Data::Clustered).world().clone();
     let embedder: Arc<dyn Embedder> = Arc::new(BenchEmbedder::new(spec, Some(world)));
     let service = Arc::new(SearchService::new(Arc::new(lib), Some(embedder), None)?);
-    let limits = Limits::default();
+    let mut limits = Limits::default();
+    // `IMAGELENS_BENCH_SEARCH_SLOTS=N` sets how many searches rank at once (default: the
+    // cores); a large N is the service before ranking slots existed (every search ran at once,
+    // and look-ups and thumbnails shared the cores with all of them).
+    if let Ok(n) = std::env::var("IMAGELENS_BENCH_SEARCH_SLOTS") {
+        limits.max_concurrent_searches = n
+            .parse()
+            .context("IMAGELENS_BENCH_SEARCH_SLOTS is a number")?;
+    }
+    println!("search slots: {}", limits.max_concurrent_searches);
     let timeout_s = limits.request_timeout_secs + 10;
     let app = router(AppState::new(service, limits, Redaction::default())?);
 

@@ -146,6 +146,10 @@ pub struct Limits {
     pub max_concurrent_embeds: usize,
     /// Concurrent image decodes (thumbnails).
     pub max_concurrent_decodes: usize,
+    /// Concurrent rankings (searches and a query's facets: BM25 and vector lists). More than
+    /// the cores only slows each one down; look-ups, records and thumbnails do not wait for
+    /// these slots, so they are not queued behind vector scans. Default: the cores.
+    pub max_concurrent_searches: usize,
     /// How long a request waits for an embedding or decoding slot before it is answered 503.
     pub queue_wait_ms: u64,
     /// Largest thumbnail edge in pixels.
@@ -168,6 +172,7 @@ impl Default for Limits {
             request_timeout_secs: 30,
             max_concurrent_embeds: 2,
             max_concurrent_decodes: 4,
+            max_concurrent_searches: std::thread::available_parallelism().map_or(2, usize::from),
             queue_wait_ms: 2000,
             max_thumbnail: 1024,
             max_export_records: 50_000,
@@ -302,7 +307,7 @@ impl Settings {
     /// [`SettingsError::Range`] naming the key.
     pub fn validate(&self) -> Result<(), SettingsError> {
         let l = &self.limits;
-        let checks: [(&'static str, u64, u64, u64, &'static str); 10] = [
+        let checks: [(&'static str, u64, u64, u64, &'static str); 11] = [
             (
                 "limits.max_body_bytes",
                 l.max_body_bytes as u64,
@@ -348,6 +353,13 @@ impl Settings {
             (
                 "limits.max_concurrent_decodes",
                 l.max_concurrent_decodes as u64,
+                1,
+                1024,
+                "1 to 1024",
+            ),
+            (
+                "limits.max_concurrent_searches",
+                l.max_concurrent_searches as u64,
                 1,
                 1024,
                 "1 to 1024",

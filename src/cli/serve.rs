@@ -51,6 +51,9 @@ pub struct ServeArgs {
     /// Concurrent embedding jobs before requests queue (then 503).
     #[arg(long, env = "IMAGELENS_MAX_CONCURRENT_EMBEDS")]
     pub max_concurrent_embeds: Option<usize>,
+    /// Concurrent searches before requests queue (then 503) [default: the cores].
+    #[arg(long, env = "IMAGELENS_MAX_CONCURRENT_SEARCHES")]
+    pub max_concurrent_searches: Option<usize>,
     /// Largest page of results.
     #[arg(long, env = "IMAGELENS_MAX_PAGE")]
     pub max_page: Option<usize>,
@@ -105,6 +108,9 @@ pub fn run(mut s: Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(v) = args.max_concurrent_embeds {
         l.max_concurrent_embeds = v;
+    }
+    if let Some(v) = args.max_concurrent_searches {
+        l.max_concurrent_searches = v;
     }
     if let Some(v) = args.max_page {
         l.max_page = v;

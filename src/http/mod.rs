@@ -14,9 +14,10 @@
 //!   fails. Refusals are recorded too.
 //! - Every index, store, model or image call is blocking and runs on the blocking pool
 //!   (`blocking`); the async runtime only moves bytes.
-//! - Embedding and image decoding hold a slot of a bounded semaphore; a request that cannot get
-//!   one within `limits.queue_wait_ms` is answered 503 `busy`, so overload sheds load instead of
-//!   stalling every request behind it.
+//! - Embedding, image decoding and ranking (a search's BM25 and vector lists) hold a slot of a
+//!   bounded semaphore each; a request that cannot get one within `limits.queue_wait_ms` is
+//!   answered 503 `busy`, so overload sheds load instead of stalling every request behind it.
+//!   Look-ups, records and thumbnails need no ranking slot: they do not queue behind searches.
 //! - Every error, ours or axum's, has the shape of [`error::ErrorBody`] (except hyper's own
 //!   414 and 431, answered before any of our code runs).
 //! - [`AppState`] reads accounts, tokens, retention policy and collections once and writes
@@ -75,6 +76,7 @@ struct Inner {
     limits: Limits,
     embed_slots: Arc<Semaphore>,
     decode_slots: Arc<Semaphore>,
+    search_slots: Arc<Semaphore>,
     metrics: health::Metrics,
 }
 
@@ -119,6 +121,7 @@ impl AppState {
         Self(Arc::new(Inner {
             embed_slots: Arc::new(Semaphore::new(limits.max_concurrent_embeds)),
             decode_slots: Arc::new(Semaphore::new(limits.max_concurrent_decodes)),
+            search_slots: Arc::new(Semaphore::new(limits.max_concurrent_searches)),
             app,
             redaction,
             service,
@@ -138,6 +141,7 @@ impl AppState {
             redaction: i.redaction.clone(),
             embed_slots: Arc::new(Semaphore::new(limits.max_concurrent_embeds)),
             decode_slots: Arc::new(Semaphore::new(limits.max_concurrent_decodes)),
+            search_slots: Arc::new(Semaphore::new(limits.max_concurrent_searches)),
             metrics: health::Metrics::new(),
             limits,
         }))
@@ -213,6 +217,11 @@ impl AppState {
     /// The decoding slots.
     pub fn decode_slots(&self) -> &Arc<Semaphore> {
         &self.0.decode_slots
+    }
+
+    /// The ranking slots (searches and query facets).
+    pub fn search_slots(&self) -> &Arc<Semaphore> {
+        &self.0.search_slots
     }
 
     fn metrics(&self) -> &health::Metrics {

@@ -194,7 +194,9 @@ async fn with_query_vector<T: Send + 'static>(
     let _guard = cancel.on_drop();
     if !service.semantic() {
         // No model work: "more like this" is refused, texts go to BM25 only.
+        let permit = state.slot(state.search_slots(), "search").await?;
         return blocking(move || {
+            let _permit = permit;
             let query = service.query_embedding(&req)?;
             Ok(work(&service, &req, query, &cancel)?)
         })
@@ -210,7 +212,12 @@ async fn with_query_vector<T: Send + 'static>(
     })
     .await?;
     state.metrics().observe_stage("embed", started.elapsed());
-    blocking(move || Ok(work(&service, &req, query, &cancel)?)).await
+    let permit = state.slot(state.search_slots(), "search").await?;
+    blocking(move || {
+        let _permit = permit;
+        Ok(work(&service, &req, query, &cancel)?)
+    })
+    .await
 }
 
 /// Search with a plain-English query, "more like this" (a record id, or an uploaded image as

@@ -387,6 +387,7 @@ const SETTINGS_KEYS: &[&str] = &[
     "request_timeout_secs",
     "max_concurrent_embeds",
     "max_concurrent_decodes",
+    "max_concurrent_searches",
     "queue_wait_ms",
     "max_thumbnail",
     "max_export_records",

@@ -1018,6 +1018,40 @@ async fn limits_answer_413_503_and_timeouts_in_the_error_shape() {
         .await
         .ok();
 
+    // Every ranking slot is taken (searches running): a search, and a query's facets, are
+    // shed with 503, while look-ups, records and thumbnails do not queue behind them.
+    let (app, state) = app_with(Limits {
+        max_concurrent_searches: 1,
+        queue_wait_ms: 50,
+        ..Limits::default()
+    });
+    let held = state.search_slots().clone().acquire_owned().await.unwrap();
+    let a = json_req(&app, "POST", "/v1/search", json!({"query": "dog"})).await;
+    assert!(
+        a.error(StatusCode::SERVICE_UNAVAILABLE)
+            .contains("busy with other search")
+    );
+    assert!(a.headers.contains_key(header::RETRY_AFTER));
+    get(&app, "/v1/facets?query=dog")
+        .await
+        .error(StatusCode::SERVICE_UNAVAILABLE);
+    let look = get(&app, "/v1/lookup?limit=1").await.ok();
+    let id = look["results"][0]["id"].as_str().unwrap().to_owned();
+    get(&app, &format!("/v1/records/{id}")).await.ok();
+    let thumb = get(&app, &format!("/v1/records/{id}/thumbnail?size=32")).await;
+    assert_eq!(thumb.status, StatusCode::OK);
+    get(&app, "/v1/facets").await.ok();
+    let metrics = get(&app, "/metrics").await;
+    assert!(
+        String::from_utf8_lossy(&metrics.body)
+            .contains("imagelens_busy_rejections_total{work=\"search\"}"),
+        "the shed searches are counted"
+    );
+    drop(held);
+    json_req(&app, "POST", "/v1/search", json!({"query": "dog"}))
+        .await
+        .ok();
+
     // Timeout: a request waiting longer than the request timeout is answered 503.
     let (app, state) = app_with(Limits {
         max_concurrent_embeds: 1,
