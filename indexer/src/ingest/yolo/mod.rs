@@ -25,7 +25,6 @@ const MAX_CONFIG_BYTES: u64 = 8 * 1024 * 1024;
 const MAX_LABEL_BYTES: u64 = 16 * 1024 * 1024;
 /// Most classes accepted.
 const MAX_CLASSES: usize = 100_000;
-/// Image extensions Ultralytics reads (those imagelens can also decode).
 
 /// Class names by class id.
 pub type Names = HashMap<i64, String>;
