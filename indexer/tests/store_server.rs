@@ -495,6 +495,42 @@ fn near(vector: &[f32], filter: VectorFilter, limit: usize, exact: bool) -> Vect
     }
 }
 
+/// Recall at `limit` of `approx`'s graph search against `exact`'s exact scans (the same store
+/// or another holding the same points), over 40 probes drawn from `samples`; every approximate
+/// hit's score must be its true cosine (rescored, not the int8 estimate).
+fn graph_recall(
+    approx: &dyn VectorStore,
+    exact: &dyn VectorStore,
+    samples: &[Sample],
+    limit: usize,
+    rng: &mut StdRng,
+) -> f64 {
+    let by_id: BTreeMap<PointId, &Sample> = samples.iter().map(|p| (p.id, p)).collect();
+    let (mut found, mut wanted) = (0, 0);
+    for _ in 0..40 {
+        let probe = &samples[rng.random_range(0..samples.len())].image;
+        let truth: BTreeSet<PointId> = exact
+            .search(&near(probe, all(), limit, true))
+            .unwrap()
+            .iter()
+            .map(|h| h.id)
+            .collect();
+        let hits = approx.search(&near(probe, all(), limit, false)).unwrap();
+        assert_eq!(hits.len(), limit.min(samples.len()));
+        for h in &hits {
+            let cos = common::cosine(&by_id[&h.id].image, probe);
+            assert!(
+                (h.score - cos).abs() < 1e-3,
+                "rescored: {} vs {cos}",
+                h.score
+            );
+        }
+        wanted += truth.len();
+        found += hits.iter().filter(|h| truth.contains(&h.id)).count();
+    }
+    found as f64 / wanted as f64
+}
+
 /// HNSW graphs with int8 copies on a server collection of clustered data: after `optimize`
 /// every vector is in a graph, graph + int8 search finds the exact top-k (recall >= 0.95 at
 /// 10 and 100 against exact scans) with rescored (true cosine) scores, and random filters stay
@@ -528,28 +564,7 @@ fn graph_and_int8_search_on_clustered_data_finds_the_exact_top_k_and_filters_sta
     let by_id: BTreeMap<PointId, &Sample> = points.iter().map(|p| (p.id, p)).collect();
     let mut rng = StdRng::seed_from_u64(8);
     for limit in [10, 100] {
-        let (mut found, mut wanted) = (0, 0);
-        for _ in 0..40 {
-            let probe = &points[rng.random_range(0..points.len())].image;
-            let truth: BTreeSet<PointId> = store
-                .search(&near(probe, all(), limit, true))
-                .unwrap()
-                .iter()
-                .map(|h| h.id)
-                .collect();
-            let approx = store.search(&near(probe, all(), limit, false)).unwrap();
-            for h in &approx {
-                let cos = common::cosine(&by_id[&h.id].image, probe);
-                assert!(
-                    (h.score - cos).abs() < 1e-3,
-                    "rescored: {} vs {cos}",
-                    h.score
-                );
-            }
-            wanted += truth.len();
-            found += approx.iter().filter(|h| truth.contains(&h.id)).count();
-        }
-        let recall = found as f64 / wanted as f64;
+        let recall = graph_recall(&store, &store, &points, limit, &mut rng);
         assert!(recall >= 0.95, "recall@{limit} {recall:.3}");
     }
 
@@ -738,32 +753,9 @@ fn cluster_of_three_keeps_answering_with_a_node_down_and_heals_with_deletions_ap
     let exact = EdgeStore::open(exact_dir.path()).unwrap();
     exact.ensure(&common::spec()).unwrap();
     exact.upsert(sample_points).unwrap();
-    let by_id: BTreeMap<PointId, &Sample> = samples.iter().map(|p| (p.id, p)).collect();
     let mut rng = StdRng::seed_from_u64(9);
     for limit in [10, 100] {
-        let (mut found, mut wanted) = (0, 0);
-        for _ in 0..40 {
-            let probe = &samples[rng.random_range(0..samples.len())].image;
-            let truth: BTreeSet<PointId> = exact
-                .search(&near(probe, all(), limit, true))
-                .unwrap()
-                .iter()
-                .map(|h| h.id)
-                .collect();
-            let approx = clustered.search(&near(probe, all(), limit, false)).unwrap();
-            assert_eq!(approx.len(), limit);
-            for h in &approx {
-                let cos = common::cosine(&by_id[&h.id].image, probe);
-                assert!(
-                    (h.score - cos).abs() < 1e-3,
-                    "rescored: {} vs {cos}",
-                    h.score
-                );
-            }
-            wanted += truth.len();
-            found += approx.iter().filter(|h| truth.contains(&h.id)).count();
-        }
-        let recall = found as f64 / wanted as f64;
+        let recall = graph_recall(&clustered, &exact, &samples, limit, &mut rng);
         eprintln!("cluster, graph + int8, recall@{limit} {recall:.3} against exact scans");
         assert!(recall >= 0.95, "cluster recall@{limit} {recall:.3}");
     }
