@@ -79,8 +79,9 @@ impl Catalog {
             "lookup:{}",
             serde_json::to_string(&(&req.filter, req.sort, req.descending)).unwrap_or_default()
         );
-        // A look-up's list is the whole filtered set: its offsets are bounded by the tag alone
-        // (they only skip: the page is found with a heap of `offset + limit` per segment).
+        // A look-up's list is the whole filtered set: its offset is bounded by the tag alone (a
+        // cursor is only issued for an offset below the set's size), and it sizes the heap of
+        // `offset + limit` documents each segment keeps while the page is found.
         let offset = self.cursors.decode(req.cursor.as_deref(), &key, None)?;
         let axis = req
             .sort

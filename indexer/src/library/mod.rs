@@ -392,34 +392,45 @@ impl Library {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
             Err(e) => return Err(Error::io(&dir, e)),
         };
-        let kept = self.keyword.paths()?;
-        let mut removed = 0;
+        let content_addressed = |n: &str| {
+            n.split_once('.').is_some_and(|(stem, ext)| {
+                stem.len() == 64 && stem.bytes().all(|b| b.is_ascii_hexdigit()) && !ext.is_empty()
+            })
+        };
+        // (path, name when a record may still point at it; None for a `.partial`).
+        let mut candidates = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| Error::io(&dir, e))?;
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };
-            let partial = name
+            if !entry.file_type().is_ok_and(|t| t.is_file()) {
+                continue;
+            }
+            match name
                 .strip_prefix('.')
-                .and_then(|n| n.strip_suffix(".partial"));
-            let content_addressed = |n: &str| {
-                n.split_once('.').is_some_and(|(stem, ext)| {
-                    stem.len() == 64
-                        && stem.bytes().all(|b| b.is_ascii_hexdigit())
-                        && !ext.is_empty()
-                })
-            };
-            let orphan = match partial {
-                Some(n) => content_addressed(n),
-                None => content_addressed(&name) && !kept.contains(&name),
-            };
-            if orphan && entry.file_type().is_ok_and(|t| t.is_file()) {
-                let path = entry.path();
-                match std::fs::remove_file(&path) {
-                    Ok(()) => removed += 1,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::io(&path, e)),
-                }
+                .and_then(|n| n.strip_suffix(".partial"))
+            {
+                Some(n) if content_addressed(n) => candidates.push((entry.path(), None)),
+                None if content_addressed(&name) => candidates.push((entry.path(), Some(name))),
+                _ => {}
+            }
+        }
+        // Every record's path is read only when a carried image might be an orphan.
+        let kept = if candidates.iter().any(|(_, name)| name.is_some()) {
+            self.keyword.paths()?
+        } else {
+            Default::default()
+        };
+        let mut removed = 0;
+        for (path, name) in candidates {
+            if name.is_some_and(|n| kept.contains(&n)) {
+                continue;
+            }
+            match std::fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&path, e)),
             }
         }
         Ok(removed)
