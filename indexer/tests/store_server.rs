@@ -495,6 +495,28 @@ fn near(vector: &[f32], filter: VectorFilter, limit: usize, exact: bool) -> Vect
     }
 }
 
+/// Writes `samples` into `store`, sets HNSW graphs over int8 copies (`ef` 64) and builds them;
+/// every vector must end up in a graph.
+fn fill_with_graphs(store: &ServerStore, samples: &[Sample]) {
+    store
+        .upsert(samples.iter().map(Sample::point).collect())
+        .unwrap();
+    store
+        .set_index_settings(&IndexSettings {
+            kind: IndexKind::Hnsw,
+            quantization: Quantization::Int8,
+            ef: 64,
+            // Far below qdrant's default, which would scan these small vectors exactly: walk
+            // the graph for every search and every filter.
+            full_scan_kb: 1,
+            ..IndexSettings::default()
+        })
+        .unwrap();
+    store.optimize().unwrap();
+    let state = store.index_state().unwrap();
+    assert!(state.indexed_vectors >= samples.len(), "{state:?}");
+}
+
 /// Recall at `limit` of `approx`'s graph search against `exact`'s exact scans (the same store
 /// or another holding the same points), over 40 probes drawn from `samples`; every approximate
 /// hit's score must be its true cosine (rescored, not the int8 estimate).
@@ -541,23 +563,7 @@ fn graph_and_int8_search_on_clustered_data_finds_the_exact_top_k_and_filters_sta
     let store = ServerStore::connect(&server.grpc_url(), "clustered").unwrap();
     store.ensure(&common::spec()).unwrap();
     let (points, centres) = common::clustered(5, common::POINTS);
-    store
-        .upsert(points.iter().map(Sample::point).collect())
-        .unwrap();
-    store
-        .set_index_settings(&IndexSettings {
-            kind: IndexKind::Hnsw,
-            quantization: Quantization::Int8,
-            ef: 64,
-            // Far below qdrant's default, which would scan these small vectors exactly: walk
-            // the graph for every search and every filter.
-            full_scan_kb: 1,
-            ..IndexSettings::default()
-        })
-        .unwrap();
-    store.optimize().unwrap();
-    let state = store.index_state().unwrap();
-    assert!(state.indexed_vectors >= points.len(), "{state:?}");
+    fill_with_graphs(&store, &points);
     let config = collection_config(&server, "clustered");
     assert_eq!(config["quantization_config"]["scalar"]["type"], "int8");
 
@@ -734,25 +740,13 @@ fn cluster_of_three_keeps_answering_with_a_node_down_and_heals_with_deletions_ap
     clustered.ensure(&common::spec()).unwrap();
     wait_until_all_active(&clustered, 6);
     let (samples, _) = common::clustered(6, 12_000);
-    let sample_points: Vec<VectorPoint> = samples.iter().map(Sample::point).collect();
-    clustered.upsert(sample_points.clone()).unwrap();
-    clustered
-        .set_index_settings(&IndexSettings {
-            kind: IndexKind::Hnsw,
-            quantization: Quantization::Int8,
-            ef: 64,
-            full_scan_kb: 1,
-            ..IndexSettings::default()
-        })
-        .unwrap();
-    clustered.optimize().unwrap();
-    // Every vector of the collection is in a graph.
-    let state = clustered.index_state().unwrap();
-    assert!(state.indexed_vectors >= samples.len(), "{state:?}");
+    fill_with_graphs(&clustered, &samples);
     let exact_dir = tempfile::tempdir().unwrap();
     let exact = EdgeStore::open(exact_dir.path()).unwrap();
     exact.ensure(&common::spec()).unwrap();
-    exact.upsert(sample_points).unwrap();
+    exact
+        .upsert(samples.iter().map(Sample::point).collect())
+        .unwrap();
     let mut rng = StdRng::seed_from_u64(9);
     for limit in [10, 100] {
         let recall = graph_recall(&clustered, &exact, &samples, limit, &mut rng);

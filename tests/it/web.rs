@@ -302,6 +302,17 @@ fn with_cookie(
     }
 }
 
+/// `Authorization: Basic` for an account made by `token_for` (its test password).
+fn basic_auth(name: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{name}:correct horse battery staple")
+        )
+    )
+}
+
 /// The `imagelens_session` value a `Set-Cookie` answer carries.
 fn session_cookie(a: &Answer) -> String {
     let set = header_of(a, header::SET_COOKIE);
@@ -318,13 +329,7 @@ fn session_cookie(a: &Answer) -> String {
 async fn a_session_cookie_is_http_only_needs_its_csrf_token_and_ends_on_the_server() {
     let app = app();
     token_for(&shared().state, "web-leaver", Role::Searcher);
-    let basic = format!(
-        "Basic {}",
-        base64::Engine::encode(
-            &base64::engine::general_purpose::STANDARD,
-            "web-leaver:correct horse battery staple"
-        )
-    );
+    let basic = basic_auth("web-leaver");
     // Sign in as the page does: the cookie is set, the body holds the CSRF token, no secret.
     let started = send_as_is(
         &app,
@@ -482,13 +487,7 @@ async fn an_expired_session_cookie_is_refused_as_expired_and_cleared() {
     };
     let state = open();
     token_for(&state, "web-sleeper", Role::Searcher);
-    let basic = format!(
-        "Basic {}",
-        base64::Engine::encode(
-            &base64::engine::general_purpose::STANDARD,
-            "web-sleeper:correct horse battery staple"
-        )
-    );
+    let basic = basic_auth("web-sleeper");
     let app = router(state.clone());
     let started = send_as_is(
         &app,
