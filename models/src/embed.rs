@@ -77,6 +77,14 @@ pub trait Embedder: Send + Sync {
     /// The identity of the model behind this embedder.
     fn spec(&self) -> &EmbedderSpec;
 
+    /// Why this model's vectors carry no meaning, when its own files say so (a model whose
+    /// weights are seeded random numbers, as `imagelens demo` writes when no real CLIP is
+    /// reachable); `None` for a trained model. Searches then keep its text vectors out of the
+    /// ranking. Nothing is measured here: a trained model is taken at its word.
+    fn untrained(&self) -> Option<&str> {
+        None
+    }
+
     /// Embeds decoded RGB images of any size (each is resized and cropped as the model expects).
     ///
     /// # Errors

@@ -2,8 +2,9 @@
 //! (tantivy + qdrant-edge, no server) and runs example searches and look-ups.
 //!
 //! When no real CLIP model is reachable (no `--model`, offline, nothing cached) the demo uses a
-//! tiny CLIP with seeded random weights so the whole vector path still runs; it says so,
-//! because such vectors carry no meaning and only the keyword side ranks sensibly then.
+//! tiny CLIP with seeded random weights so ingest runs the whole vector path; its `config.json`
+//! says the weights are random, so searches leave its vectors out of ranking query text (they
+//! carry no meaning) and the examples rank as BM25 does. The demo says so.
 //!
 //! `demo --serve` then serves the demo library (API and web page), creating a `demo` admin
 //! with a random password, printed once, when the library has no account yet.
@@ -149,18 +150,37 @@ fn build(settings: &AppSettings, args: DemoArgs) -> anyhow::Result<Built> {
         data_dir: library_dir.clone(),
         ..settings.clone()
     };
+    let tiny = args.dir.join("tiny-clip");
+    let tiny_weights = tiny.join(models::clip::WEIGHTS_FILE);
+    // The demo's own tiny model from an older demo lacks the random-weights entry: when its
+    // weights are byte for byte what the demo's seed writes, its config.json is replaced by the
+    // marked one (the library's model identity, the weights' sha256, is unchanged). Anything
+    // else in that folder is left alone.
+    let config = tiny.join(models::clip::CONFIG_FILE);
+    let marked =
+        models::clip::ClipConfig::from_file(&config).is_ok_and(|c| c.random_weights.is_some());
+    if tiny_weights.exists() && !marked {
+        let fresh = args.dir.join(".tiny-clip.check");
+        models::tiny::write(&fresh, 2024).context("cannot write the tiny demo model")?;
+        let same =
+            std::fs::read(fresh.join(models::clip::WEIGHTS_FILE))? == std::fs::read(&tiny_weights)?;
+        if same {
+            std::fs::copy(fresh.join(models::clip::CONFIG_FILE), &config)
+                .with_context(|| format!("cannot update {}", config.display()))?;
+        }
+        std::fs::remove_dir_all(&fresh)
+            .with_context(|| format!("cannot remove {}", fresh.display()))?;
+    }
     let mut choice = load_model(&demo_settings, &library)?;
     let mut tiny_used = None;
     if choice.embedder.is_none() && !settings.no_model {
-        let tiny = args.dir.join("tiny-clip");
-        if !tiny.join("model.safetensors").exists() {
+        if !tiny_weights.exists() {
             models::tiny::write(&tiny, 2024).context("cannot write the tiny demo model")?;
         }
         let e = ClipEmbedder::load_dir(&tiny, &models::best_device(false))?;
         println!(
             "note: no real CLIP model is reachable ({}); using a tiny CLIP with seeded random \
-             weights from {} so the vector path runs. Its vectors carry no meaning: pass \
-             --model /path/to/clip-folder for real semantic search",
+             weights from {} so ingest runs the vector path (see the next note)",
             choice.offline_reason.as_deref().unwrap_or("offline"),
             tiny.display()
         );
@@ -179,9 +199,10 @@ fn build(settings: &AppSettings, args: DemoArgs) -> anyhow::Result<Built> {
         },
     )?;
     println!(
-        "library {}: {} added, {} unchanged, {} box regions embedded, {} problems",
+        "library {}: {} added, {} updated, {} unchanged, {} box regions embedded, {} problems",
         library_dir.display(),
         report.added,
+        report.updated,
         report.unchanged,
         report.regions,
         report.problems.len()

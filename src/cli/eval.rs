@@ -245,9 +245,17 @@ fn print_report(r: &EvalReport) {
 
 fn print_sweep(r: &EvalReport) {
     let Some(s) = &r.sweep else {
-        println!(
-            "\nsweep: nothing to sweep (it needs vectors, and queries for both halves of the split)"
-        );
+        if r.untrained.is_some() {
+            println!(
+                "\nsweep: nothing to sweep (the model is untrained: its lists take no part in \
+                 searches, so no weights for them mean anything)"
+            );
+        } else {
+            println!(
+                "\nsweep: nothing to sweep (it needs vectors, and queries for both halves of the \
+                 split)"
+            );
+        }
         return;
     };
     println!(

@@ -29,8 +29,11 @@ use sha2::{Digest, Sha256};
 
 use crate::search::{Fusion, MAX_QUERY_CHARS, SearchError, SearchRequest, SearchService};
 
+mod compare;
 pub mod metrics;
 pub mod sweep;
+
+pub use compare::{Difference, compare};
 
 /// Results asked per query: MRR is MRR@DEPTH.
 pub const DEPTH: usize = 100;
@@ -315,6 +318,11 @@ pub struct EvalReport {
     pub model: Option<EmbedderSpec>,
     /// Whether the vector lists took part.
     pub semantic: bool,
+    /// Why the model's vectors carry no meaning, when it says so: each vector list is then
+    /// measured alone (at chance) but searches, and so the hybrid row, rank query text by
+    /// keywords alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub untrained: Option<String>,
     /// The library.
     pub library: LibraryState,
     /// The options.
@@ -454,8 +462,15 @@ pub fn run<E: From<SearchError>>(
             fusion: opts.fusion,
             ..Default::default()
         };
-        // One query vector serves every system (it does not depend on the weights).
-        let vector = service.query_embedding(&base)?;
+        // One query vector serves every system (it does not depend on the weights). Each list
+        // alone is measured with the vector a trained model would be asked for; the hybrid
+        // gets what a search gets, which from an untrained model is no vector at all.
+        let vector = service.measured_query_embedding(&base)?;
+        let searched = if service.untrained().is_some() {
+            service.query_embedding(&base)?
+        } else {
+            vector.clone()
+        };
         let mut returned = BTreeSet::new();
         let mut row = BTreeMap::new();
         let mut alone: [Vec<String>; 4] = Default::default();
@@ -464,7 +479,11 @@ pub fn run<E: From<SearchError>>(
                 fusion: system.fusion(opts.fusion),
                 ..base.clone()
             };
-            let resp = service.search_with(&req, vector.clone())?;
+            let query = match system {
+                System::Hybrid => searched.clone(),
+                _ => vector.clone(),
+            };
+            let resp = service.search_with(&req, query)?;
             let ranked: Vec<String> = resp.results.into_iter().map(|h| h.id).collect();
             let s = Scores::of(&ranked, &q.relevant);
             let slot = match system {
@@ -548,6 +567,7 @@ pub fn run<E: From<SearchError>>(
             .map(|e| e.spec().clone())
             .filter(|_| service.semantic()),
         semantic: service.semantic(),
+        untrained: service.untrained().map(str::to_owned),
         library: LibraryState {
             records: total as u64,
             embedded_records: manifest.counts.embedded_records,
@@ -558,77 +578,13 @@ pub fn run<E: From<SearchError>>(
         options: opts.clone(),
         sets,
         labels,
-        sweep: if opts.sweep && service.semantic() {
+        // Weights for lists an untrained model fills with noise would mean nothing.
+        sweep: if opts.sweep && service.semantic() && service.untrained().is_none() {
             sweep::sweep(&lists, opts.fusion, opts.seed)
         } else {
             None
         },
     })
-}
-
-/// One metric of two reports side by side.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Difference {
-    /// Query set.
-    pub set: QuerySet,
-    /// System.
-    pub system: System,
-    /// Metric name (`nDCG@10`, ...).
-    pub metric: String,
-    /// In the first report.
-    pub a: f64,
-    /// In the second report.
-    pub b: f64,
-}
-
-/// Every metric both reports have, with what differs between their setups (model, library,
-/// options) in words.
-pub fn compare(a: &EvalReport, b: &EvalReport) -> (Vec<Difference>, Vec<String>) {
-    let mut notes = Vec::new();
-    let model = |r: &EvalReport| {
-        r.model
-            .as_ref()
-            .map_or("none (keyword only)".to_owned(), |m| {
-                format!("{} {}", m.model_id, m.fingerprint())
-            })
-    };
-    if a.model != b.model {
-        notes.push(format!("model: {} -> {}", model(a), model(b)));
-    }
-    if a.library.ids_sha256 != b.library.ids_sha256 {
-        notes.push(format!(
-            "records: {} -> {} (a different set of records)",
-            a.library.records, b.library.records
-        ));
-    }
-    if a.options != b.options {
-        notes.push(format!(
-            "options: {} -> {}",
-            serde_json::to_string(&a.options).unwrap_or_default(),
-            serde_json::to_string(&b.options).unwrap_or_default()
-        ));
-    }
-    let mut rows = Vec::new();
-    for sa in &a.sets {
-        let Some(sb) = b.sets.iter().find(|s| s.set == sa.set) else {
-            continue;
-        };
-        for xa in &sa.systems {
-            let Some(xb) = sb.systems.iter().find(|x| x.system == xa.system) else {
-                continue;
-            };
-            for ((metric, va), (_, vb)) in xa.scores.named().into_iter().zip(xb.scores.named()) {
-                rows.push(Difference {
-                    set: sa.set,
-                    system: xa.system,
-                    metric: metric.to_owned(),
-                    a: va,
-                    b: vb,
-                });
-            }
-        }
-    }
-    (rows, notes)
 }
 
 #[cfg(test)]

@@ -179,7 +179,9 @@ impl SearchService {
         cancel.check()?;
         let negative_terms: Vec<(String, Vec<String>)> =
             negatives.iter().map(|n| (n.clone(), kw.terms(n))).collect();
-        let semantic = self.semantic();
+        // Vectors took part only when there was a query vector (an untrained model makes none
+        // from words).
+        let semantic = self.semantic() && query.is_some();
         let stages = std::cell::Cell::new(StageTimes::default());
         let rank = |depth: usize| {
             self.ranked(&text, req, query.as_ref(), &matcher, depth, cancel, &stages)
@@ -283,8 +285,11 @@ impl SearchService {
         let mut text_list: Vec<Hit> = Vec::new();
         if let Some(query) = query {
             // "More like this" alone compares whole images; box regions and caption texts
-            // answer words, so they join only when there is query text.
-            let has_text = !text.trim().is_empty();
+            // answer words, so they join only when the query vector holds the query text. An
+            // untrained model's vector never holds words when an image is liked (see
+            // `query_embedding`); without one it is `eval`'s measured vector, which does.
+            let has_text =
+                !text.trim().is_empty() && (self.untrained.is_none() || req.like.is_none());
             let lists: Vec<(VectorName, &mut Vec<Hit>)> = [
                 (VectorName::Image, fusion.image > 0.0, &mut image_list),
                 (

@@ -277,6 +277,9 @@ pub struct SearchService {
     catalog: Catalog,
     embedder: Option<Arc<dyn Embedder>>,
     offline_reason: Option<String>,
+    /// Why the model's vectors carry no meaning ([`Embedder::untrained`]); its text vectors
+    /// then take no part in ranking.
+    untrained: Option<String>,
 }
 
 impl std::fmt::Debug for SearchService {
@@ -302,10 +305,14 @@ impl SearchService {
         if let Some(e) = &embedder {
             library.check_model(e.spec())?;
         }
+        let untrained = embedder
+            .as_ref()
+            .and_then(|e| e.untrained().map(str::to_owned));
         Ok(Self {
             catalog: Catalog::new(library),
             embedder,
             offline_reason,
+            untrained,
         })
     }
 
@@ -329,10 +336,25 @@ impl SearchService {
         self.embedder.is_some() && self.catalog.library.has_vectors()
     }
 
-    /// Why semantic search is off, with how to turn it on; `None` when it is on.
+    /// Why the model's vectors carry no meaning, when it says so ([`Embedder::untrained`]):
+    /// query text is then ranked by keywords alone, and only "more like this" uses vectors.
+    pub fn untrained(&self) -> Option<&str> {
+        self.untrained.as_deref()
+    }
+
+    /// Why semantic search is off or limited, with how to turn it on; `None` when it is on.
     pub fn semantic_notice(&self) -> Option<String> {
         if self.semantic() {
-            return None;
+            let why = self.untrained.as_deref()?;
+            let model = self.embedder.as_ref().map(|e| e.spec().model_id.as_str());
+            return Some(format!(
+                "the model {} is untrained: {why}. Its vectors carry no meaning, so query text \
+                 is ranked by keywords (BM25) alone and only \"more like this\" compares \
+                 images through it. For semantic search, ingest with a real CLIP: \
+                 `imagelens --model /path/to/clip-folder ingest ...` (or a hub id with network \
+                 access)",
+                model.unwrap_or("in use")
+            ));
         }
         let why = if self.embedder.is_none() {
             self.offline_reason
@@ -366,15 +388,30 @@ impl SearchService {
     /// As [`SearchService::search`], for the query's texts and "more like this".
     pub fn query_embedding(&self, req: &SearchRequest) -> SResult<Option<Embedding>> {
         let (text, negatives) = clean_texts(req)?;
-        self.query_vector(&text, req.like.as_ref(), &negatives)
+        // An untrained model's text vectors are noise: they take no part (see `untrained`).
+        let words = self.untrained.is_none();
+        self.query_vector(&text, req.like.as_ref(), &negatives, words)
     }
 
-    /// The query vector: text, plus a liked image, minus negatives; `None` without vectors.
+    /// The query vector a trained model would be asked for, made even when the model says it
+    /// is untrained: for `imagelens eval`, which measures every list (an untrained model's at
+    /// chance) whatever searches use. Searches use [`SearchService::query_embedding`].
+    ///
+    /// # Errors
+    /// As [`SearchService::query_embedding`].
+    pub fn measured_query_embedding(&self, req: &SearchRequest) -> SResult<Option<Embedding>> {
+        let (text, negatives) = clean_texts(req)?;
+        self.query_vector(&text, req.like.as_ref(), &negatives, true)
+    }
+
+    /// The query vector: text (when `words`), plus a liked image, minus negatives (when
+    /// `words`); `None` without vectors or when nothing is left to embed.
     fn query_vector(
         &self,
         text: &str,
         like: Option<&Like>,
         negatives: &[String],
+        words: bool,
     ) -> SResult<Option<Embedding>> {
         let Some(embedder) = self
             .embedder
@@ -394,7 +431,7 @@ impl SearchService {
         let dim = embedder.spec().dim;
         let mut q = vec![0.0f32; dim];
         let mut parts = 0;
-        if !text.trim().is_empty() {
+        if words && !text.trim().is_empty() {
             let t = embedder.embed_texts(&[text])?.remove(0);
             add(&mut q, t.as_slice(), 1.0);
             parts += 1;
@@ -435,7 +472,7 @@ impl SearchService {
         if parts == 0 {
             return Ok(None);
         }
-        if !negatives.is_empty() {
+        if words && !negatives.is_empty() {
             let refs: Vec<&str> = negatives.iter().map(String::as_str).collect();
             let n = embedder.embed_texts(&refs)?;
             let w = 0.5 / n.len() as f32;

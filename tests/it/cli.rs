@@ -686,3 +686,90 @@ fn one_settings_file_serves_every_command_and_environment_and_flags_win_over_it(
     assert!(err.contains("127.0.0.1:9"), "{err}");
     assert!(!fresh.join("manifest.json").exists(), "{err}");
 }
+
+#[test]
+fn the_demo_runs_offline_and_its_untrained_model_leaves_the_ranking_to_bm25() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("demo");
+    let run = || {
+        crate::common::bin()
+            .args(["demo", "--dir", path_str(&demo), "--count", "40"])
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("seeded random"), "{stdout}");
+    assert!(
+        stdout.contains("untrained") && stdout.contains("keywords (BM25) alone"),
+        "{stdout}"
+    );
+    // Every example ranks as the keyword list alone does.
+    let library = demo.join("library");
+    for (query, filter) in [
+        ("white pickup truck with a ladder at night", None),
+        ("a dog in the park", None),
+        ("boat on the harbour", Some("2021-01-01")),
+    ] {
+        let header = match filter {
+            Some(after) => format!("$ imagelens search {query:?} --captured-after {after}"),
+            None => format!("$ imagelens search {query:?}"),
+        };
+        let shown: Vec<&str> = stdout
+            .lines()
+            .skip_while(|l| *l != header)
+            .skip(1)
+            .take_while(|l| l.starts_with("  "))
+            .map(|l| l.split_whitespace().next().unwrap())
+            .collect();
+        assert!(!shown.is_empty(), "{header} printed no results:\n{stdout}");
+        let mut args = vec![
+            "--data-dir",
+            path_str(&library),
+            "search",
+            query,
+            "--literal",
+            "--limit",
+            "3",
+            "--weights",
+            "image=0,region=0,text=0",
+            "--json",
+        ];
+        if let Some(after) = filter {
+            args.extend(["--captured-after", after]);
+        }
+        let bm25 = ok_json(&crate::common::bin().args(&args).output().unwrap());
+        assert_eq!(shown, ids(&bm25), "{query}");
+        if query.starts_with("boat") {
+            let top = &bm25["results"][0]["labels"];
+            assert!(top.to_string().contains("boat"), "{top}");
+        }
+    }
+    // A second run reuses the folder, model and library; a tiny model an older demo wrote
+    // (without the random-weights entry) is written again, marked, with the same weights.
+    let config = demo.join("tiny-clip/config.json");
+    let mut c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    assert_eq!(c["imagelens_random_weights"]["seed"], 2024);
+    c.as_object_mut()
+        .unwrap()
+        .remove("imagelens_random_weights");
+    std::fs::write(&config, serde_json::to_vec(&c).unwrap()).unwrap();
+    let again = run();
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(again.status.success());
+    assert!(
+        stdout.contains("0 added") && stdout.contains("untrained"),
+        "{stdout}"
+    );
+    assert!(
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .contains("imagelens_random_weights")
+    );
+}

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::common::{fixture, ok_json};
+use crate::common::{fixture, ids, ok_json};
 
 fn scores<'a>(report: &'a Value, set: &str, system: &str) -> &'a Value {
     report["sets"]
@@ -177,4 +177,92 @@ fn eval_without_a_model_scores_the_keyword_list_and_refuses_bad_options() {
         let out = fx.run_with(false, &bad);
         assert!(!out.status.success(), "{bad:?}");
     }
+}
+
+#[test]
+fn an_untrained_model_is_measured_at_chance_and_left_out_of_searches() {
+    let mut fx = fixture(60);
+    // The same seeded weights as the fixture's model, with the random-weights entry its
+    // config.json lacks: the library's model identity is the same for both.
+    let unmarked = fx.model.clone();
+    fx.model = models::tiny::write(&fx.dir.path().join("marked-clip"), 5).unwrap();
+    fx.ingest(true);
+
+    let r = ok_json(&fx.run(&["eval", "--json", "--sweep", "--no-save"]));
+    assert_eq!(r["semantic"], true);
+    let why = r["untrained"].as_str().expect("the report says why");
+    assert!(why.contains("seeded random"), "{why}");
+    assert!(r["sweep"].is_null(), "no weights to sweep: {}", r["sweep"]);
+    // Each vector list alone is measured (near chance); the hybrid is what a search does,
+    // which is the keyword list, figure for figure.
+    let chance = metric(&r, "label", "chance", "ndcg_10");
+    let kw = metric(&r, "label", "keyword", "ndcg_10");
+    assert!(kw > 0.9, "keyword nDCG@10 on label queries {kw}");
+    for system in ["image", "region", "text"] {
+        let v = metric(&r, "label", system, "ndcg_10");
+        assert!(v < kw - 0.3 && (v - chance).abs() < 0.35, "{system} {v}");
+    }
+    for set in ["label", "caption"] {
+        for m in ["recall_1", "recall_5", "recall_10", "ndcg_10", "mrr"] {
+            assert_eq!(
+                metric(&r, set, "hybrid", m),
+                metric(&r, set, "keyword", m),
+                "{set} {m}"
+            );
+        }
+    }
+    let human = fx.run(&["eval", "--sweep", "--no-save"]);
+    assert!(human.status.success());
+    let (out, err) = (
+        String::from_utf8_lossy(&human.stdout),
+        String::from_utf8_lossy(&human.stderr),
+    );
+    assert!(out.contains("the model is untrained"), "{out}");
+    assert!(err.contains("untrained"), "{err}");
+
+    // A search ranks the query text as BM25 does, and says why.
+    let query = "a dog in the park";
+    let s = ok_json(&fx.run(&["search", query, "--literal", "--json"]));
+    assert_eq!(s["semantic"], false);
+    let notice = s["notice"].as_str().unwrap();
+    assert!(
+        notice.contains("untrained") && notice.contains("keywords (BM25) alone"),
+        "{notice}"
+    );
+    let keyword_only = |model: &std::path::Path, weights: &str| {
+        let out = crate::common::bin()
+            .arg("--data-dir")
+            .arg(&fx.data)
+            .arg("--model")
+            .arg(model)
+            .args(["search", query, "--literal", "--json", "--weights", weights])
+            .output()
+            .unwrap();
+        ok_json(&out)
+    };
+    let bm25 = keyword_only(&unmarked, "image=0,region=0,text=0");
+    assert!(!ids(&bm25).is_empty());
+    assert_eq!(ids(&s), ids(&bm25));
+    // The same weights unmarked: the vector lists take part again.
+    let hybrid = keyword_only(&unmarked, "");
+    assert_eq!(hybrid["semantic"], true);
+    assert!(hybrid["notice"].is_null(), "{}", hybrid["notice"]);
+    // Negative texts are words too: they change nothing an untrained model could rank.
+    let with_not = ok_json(&fx.run(&["search", query, "--literal", "--not", "a cat", "--json"]));
+    assert_eq!(ids(&with_not), ids(&s));
+
+    // "More like this" still compares images through it, exactly as the unmarked model does.
+    let first = ids(&s)[0].clone();
+    let like = ok_json(&fx.run(&["search", "--like", &first, "--json"]));
+    assert_eq!(like["semantic"], true);
+    assert!(!ids(&like).is_empty() && !ids(&like).contains(&first));
+    let out = crate::common::bin()
+        .arg("--data-dir")
+        .arg(&fx.data)
+        .arg("--model")
+        .arg(&unmarked)
+        .args(["search", "--like", &first, "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(ids(&like), ids(&ok_json(&out)));
 }

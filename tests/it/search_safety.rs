@@ -91,7 +91,7 @@ fn build(count: usize) -> Lib {
         serde_json::to_vec(&synth::captions_json(&scenes, &opts)).unwrap(),
     )
     .unwrap();
-    let model = models::tiny::write(&dir.path().join("tiny-clip"), 5).unwrap();
+    let model = models::tiny::write_unmarked(&dir.path().join("tiny-clip"), 5).unwrap();
     let data = dir.path().join("library");
     let out = bin()
         .arg("--data-dir")
@@ -681,7 +681,7 @@ fn the_cli_keeps_a_liked_record_and_its_filter_as_a_ref_and_a_summary() {
         },
     )
     .unwrap();
-    let model = models::tiny::write(&dir.path().join("tiny-clip"), 5).unwrap();
+    let model = models::tiny::write_unmarked(&dir.path().join("tiny-clip"), 5).unwrap();
     let data = dir.path().join("library");
     let fx = crate::common::Fixture {
         dir,

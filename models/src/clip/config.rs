@@ -128,6 +128,20 @@ pub struct ClipConfig {
     /// `model_type`; only `clip` (or absent) is accepted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_type: Option<String>,
+    /// Present only in the folders imagelens' own generator writes (`models::tiny`, feature
+    /// `testing`): the weights are seeded random numbers, so the vectors carry no meaning.
+    #[serde(
+        rename = "imagelens_random_weights",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub random_weights: Option<RandomWeights>,
+}
+
+/// The `imagelens_random_weights` entry of a generated model's `config.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RandomWeights {
+    /// The seed the weights were drawn with.
+    pub seed: u64,
 }
 
 impl Default for ClipConfig {
@@ -137,6 +151,7 @@ impl Default for ClipConfig {
             vision_config: ClipVisionConfig::default(),
             projection_dim: 512,
             model_type: Some("clip".into()),
+            random_weights: None,
         }
     }
 }

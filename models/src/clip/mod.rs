@@ -22,7 +22,7 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use tokenizers::{Tokenizer, TruncationParams};
 
-pub use config::{Activation, ClipConfig, ClipTextConfig, ClipVisionConfig};
+pub use config::{Activation, ClipConfig, ClipTextConfig, ClipVisionConfig, RandomWeights};
 
 use crate::preprocess::{self, PreprocessConfig};
 use crate::{EmbedError, Embedder, EmbedderSpec, Embedding, ModelSource};
@@ -61,6 +61,7 @@ fn io_error(path: &Path, e: std::io::Error) -> EmbedError {
 /// A CLIP model (vision and text towers) ready to embed images and texts into one space.
 pub struct ClipEmbedder {
     spec: EmbedderSpec,
+    untrained: Option<String>,
     config: ClipConfig,
     preprocess: PreprocessConfig,
     model: model::ClipModel,
@@ -168,8 +169,16 @@ impl ClipEmbedder {
             image_size,
         };
         tracing::info!(model = %spec.model_id, revision = %spec.revision, dim = spec.dim, "loaded CLIP model");
+        let untrained = config.random_weights.as_ref().map(|r| {
+            format!(
+                "its config.json says its weights are seeded random numbers (seed {}) written by \
+                 imagelens for demos and tests, not a trained CLIP",
+                r.seed
+            )
+        });
         Ok(Self {
             spec,
+            untrained,
             config,
             preprocess,
             model,
@@ -285,6 +294,10 @@ impl ClipEmbedder {
 impl Embedder for ClipEmbedder {
     fn spec(&self) -> &EmbedderSpec {
         &self.spec
+    }
+
+    fn untrained(&self) -> Option<&str> {
+        self.untrained.as_deref()
     }
 
     fn embed_images(&self, batch: &[image::RgbImage]) -> Result<Vec<Embedding>, EmbedError> {

@@ -132,7 +132,9 @@ fn words() -> Vec<&'static str> {
         .collect()
 }
 
-/// Writes the default tiny model into `dir` (created if needed) and returns `dir`.
+/// Writes the default tiny model into `dir` (created if needed) and returns `dir`. Its
+/// `config.json` says the weights are random ([`crate::clip::RandomWeights`]), so searches keep
+/// its text vectors out of the ranking ([`crate::Embedder::untrained`]).
 ///
 /// # Errors
 /// [`EmbedError::Io`] when the files cannot be written.
@@ -140,7 +142,19 @@ pub fn write(dir: &Path, seed: u64) -> Result<PathBuf, EmbedError> {
     write_with_shapes(dir, seed, &TinyShapes::default())
 }
 
-/// Writes a CLIP of the given shapes with seeded random weights into `dir`; returns `dir`.
+/// [`write()`] without the random-weights entry in `config.json`: the model then loads as a
+/// trained one would and every vector list ranks with it. For tests and benches of the vector
+/// machinery (fusion, paging, explanations), which need lists that take part, whatever they
+/// mean; a person is never given such a model.
+///
+/// # Errors
+/// As [`write()`].
+pub fn write_unmarked(dir: &Path, seed: u64) -> Result<PathBuf, EmbedError> {
+    write_model(dir, seed, &TinyShapes::default(), false)
+}
+
+/// Writes a CLIP of the given shapes with seeded random weights into `dir`, marked as random
+/// as [`write()`] marks them; returns `dir`.
 ///
 /// Weights are drawn uniformly with the standard deviation of a Xavier-style init (about
 /// `1/sqrt(fan_in)`), so activations neither explode nor collapse and different inputs give
@@ -154,6 +168,15 @@ pub fn write_with_shapes(
     seed: u64,
     shapes: &TinyShapes,
 ) -> Result<PathBuf, EmbedError> {
+    write_model(dir, seed, shapes, true)
+}
+
+fn write_model(
+    dir: &Path,
+    seed: u64,
+    shapes: &TinyShapes,
+    marked: bool,
+) -> Result<PathBuf, EmbedError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| EmbedError::Io { path, source }
@@ -166,7 +189,7 @@ pub fn write_with_shapes(
         .max(words.len() + 3);
     let s = shapes;
 
-    let config = json!({
+    let mut config = json!({
         "architectures": ["CLIPModel"],
         "model_type": "clip",
         "projection_dim": s.projection_dim,
@@ -200,6 +223,9 @@ pub fn write_with_shapes(
             "projection_dim": s.projection_dim,
         },
     });
+    if marked {
+        config["imagelens_random_weights"] = json!({ "seed": seed });
+    }
     let config_text = serde_json::to_string_pretty(&config).expect("json values serialise");
     // Check the shapes the same way the loader will, before writing 600 MB of weights.
     let parsed = crate::clip::ClipConfig::from_json(&config_text, &dir.join(CONFIG_FILE))?;

@@ -1,6 +1,7 @@
 //! Unit tests of the parent module.
 
 use super::*;
+use crate::clip::RandomWeights;
 use crate::{ClipEmbedder, Embedder, Embedding};
 
 fn load(dir: &Path) -> ClipEmbedder {
@@ -83,6 +84,34 @@ fn same_seed_same_model_other_seed_other_model() {
     let t = |m: &ClipEmbedder| m.embed_texts(&["a cat"]).unwrap().remove(0);
     assert_eq!(t(&ma), t(&mb));
     assert!(t(&ma).cosine(&t(&mc)) < 0.99);
+}
+
+#[test]
+fn the_written_config_says_the_weights_are_random_unless_asked_not_to() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let marked = load(&write(a.path(), 3).unwrap());
+    let unmarked = load(&write_unmarked(b.path(), 3).unwrap());
+    let why = marked
+        .untrained()
+        .expect("a generated model says it is untrained");
+    assert!(
+        why.contains("seeded random") && why.contains("seed 3"),
+        "{why}"
+    );
+    assert_eq!(
+        marked.config().random_weights,
+        Some(RandomWeights { seed: 3 })
+    );
+    assert_eq!(unmarked.untrained(), None);
+    assert_eq!(unmarked.config().random_weights, None);
+    // The entry is in config.json only: same weights, same identity, same vectors.
+    assert_eq!(marked.spec().revision, unmarked.spec().revision);
+    assert_eq!(
+        marked.embed_texts(&["a cat"]).unwrap(),
+        unmarked.embed_texts(&["a cat"]).unwrap()
+    );
+    let text = std::fs::read_to_string(a.path().join(CONFIG_FILE)).unwrap();
+    assert!(text.contains("\"imagelens_random_weights\""), "{text}");
 }
 
 #[test]
