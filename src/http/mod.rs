@@ -262,7 +262,10 @@ pub fn router(state: AppState) -> Router {
     let timed = Router::new()
         .route("/v1/search", post(search::search))
         .route("/v1/lookup", get(catalog::lookup))
-        .route("/v1/facets", get(search::facets))
+        .route(
+            "/v1/facets",
+            get(search::facets).post(search::facets_of_search),
+        )
         .route("/v1/info", get(catalog::info))
         .route(
             "/v1/records/{id}",

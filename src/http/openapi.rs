@@ -20,6 +20,7 @@ use super::{admin, catalog, collections, health, records, search, session};
         search::search,
         catalog::lookup,
         search::facets,
+        search::facets_of_search,
         catalog::info,
         records::record,
         records::image,

@@ -240,18 +240,7 @@ pub async fn search(
     req: Request,
 ) -> Result<Json<InterpretedSearch>, ApiError> {
     caller.require(&state, Action::Search).await?;
-    let is_multipart = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/form-data"));
-    let (body, upload) = if is_multipart {
-        let multipart = Multipart::from_request(req, &state).await?;
-        read_upload(&state, multipart).await?
-    } else {
-        let Json(body) = Json::<SearchBody>::from_request(req, &state).await?;
-        (body, None)
-    };
+    let (body, upload) = search_body(&state, req).await?;
     let upload_sha = upload.as_ref().map(|u| u.sha256.clone());
     let (body, request, interpreted) = interpreted_request(&state, body, upload).await?;
     let query = body.audit_summary(state.audit(), upload_sha.as_deref());
@@ -402,9 +391,12 @@ pub struct FacetScope {
     /// The query as given (absent: the whole filtered set was counted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
-    /// With a query or `like`: the fused ranking's depth, [`FACET_DEPTH`] (1,000); the
-    /// candidate set is the records it holds, those a search with `weights=depth=1000` pages
-    /// through.
+    /// sha256 of the uploaded "more like this" image, when the search had one (`POST`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_sha256: Option<String>,
+    /// With a query, `like` or an image: the fused ranking's depth, [`FACET_DEPTH`] (1,000);
+    /// the candidate set is the records it holds, those a search with `weights=depth=1000`
+    /// pages through.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub depth: Option<usize>,
     /// Records counted over.
@@ -458,6 +450,7 @@ pub async fn facets(
             facets,
             scope: FacetScope {
                 query: None,
+                image_sha256: None,
                 depth: None,
                 records,
             },
@@ -475,22 +468,92 @@ pub async fn facets(
         literal: q.literal.unwrap_or(false),
         time_zone: q.time_zone.clone(),
     };
-    let (body, request, interpreted) = interpreted_request(&state, body, None).await?;
-    let mut summary = body.audit_summary(state.audit(), None);
+    Ok(Json(search_facets(&state, &caller, body, None).await?))
+}
+
+/// Counts over the candidate set of a search given as `/v1/search` takes it: JSON, or
+/// multipart with an uploaded "more like this" image (the only way to count over an image
+/// search, which `GET` cannot carry). The search's `limit` and `cursor` are refused: the
+/// counts do not depend on a page.
+#[utoipa::path(post, path = "/v1/facets", tag = "search",
+    request_body(content(
+        (SearchBody = "application/json"),
+        (SearchUpload = "multipart/form-data"),
+    )),
+    responses(
+        (status = 200, description = "facet counts over the search's candidates", body = FacetsAnswer),
+        (status = 400, description = "a bad field, named in the message", body = ErrorBody),
+        (status = 409, description = "like or an image without vectors", body = ErrorBody),
+        (status = 413, description = "body or image too large", body = ErrorBody),
+        (status = 503, description = "busy or timed out; retry", body = ErrorBody),
+    ))]
+pub async fn facets_of_search(
+    State(state): State<AppState>,
+    caller: Caller,
+    req: Request,
+) -> Result<Json<FacetsAnswer>, ApiError> {
+    caller.require(&state, Action::Facets).await?;
+    let (body, upload) = search_body(&state, req).await?;
+    if body.limit.is_some() || body.cursor.is_some() {
+        return Err(ApiError::invalid(
+            "facets count a search's candidates, not a page: give no limit or cursor",
+        ));
+    }
+    if body.query.trim().is_empty() && body.like.is_none() && upload.is_none() {
+        return Err(ApiError::invalid(
+            "nothing to count over: give a query, like or an image (GET /v1/facets counts the \
+             filtered set)",
+        ));
+    }
+    Ok(Json(search_facets(&state, &caller, body, upload).await?))
+}
+
+/// The body of a `POST` that takes a search: multipart (a JSON `request` part and an optional
+/// `image` part) or JSON.
+async fn search_body(
+    state: &AppState,
+    req: Request,
+) -> Result<(SearchBody, Option<UploadedImage>), ApiError> {
+    let is_multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    if is_multipart {
+        let multipart = Multipart::from_request(req, state).await?;
+        read_upload(state, multipart).await
+    } else {
+        let Json(body) = Json::<SearchBody>::from_request(req, state).await?;
+        Ok((body, None))
+    }
+}
+
+/// Facet counts over the candidates of `body`'s search (read as the search reads it), audited
+/// as `facets` with the search's summary and the depth.
+async fn search_facets(
+    state: &AppState,
+    caller: &Caller,
+    body: SearchBody,
+    upload: Option<UploadedImage>,
+) -> Result<FacetsAnswer, ApiError> {
+    let image_sha256 = upload.as_ref().map(|u| u.sha256.clone());
+    let (body, request, interpreted) = interpreted_request(state, body, upload).await?;
+    let mut summary = body.audit_summary(state.audit(), image_sha256.as_deref());
     if let Some(m) = summary.as_object_mut() {
         m.insert("depth".into(), FACET_DEPTH.into());
     }
-    let counted = with_query_vector(&state, request, SearchService::query_facets).await?;
+    let counted = with_query_vector(state, request, SearchService::query_facets).await?;
     caller
-        .audit(&state, Action::Facets, Some(summary), vec![])
+        .audit(state, Action::Facets, Some(summary), vec![])
         .await?;
-    Ok(Json(FacetsAnswer {
+    Ok(FacetsAnswer {
         scope: FacetScope {
             query: Some(body.query),
+            image_sha256,
             depth: Some(FACET_DEPTH),
             records: counted.facets.total,
         },
         facets: counted.facets,
         interpreted,
-    }))
+    })
 }

@@ -570,6 +570,32 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     )
     .await;
 
+    // An image search counts over its own candidates too: the page posts the image with the
+    // facets as it posts it with the search.
+    c.goto(&base).await.unwrap();
+    until(&c, "facets over the filters again", "document.body.dataset.facetScope === 'filters' && document.getElementById('facet-total').textContent").await;
+    let image = fx.synth.images.join(&fx.synth.scenes[0].file_name);
+    c.find(Locator::Id("image-file"))
+        .await
+        .unwrap()
+        .send_keys(image.to_str().unwrap())
+        .await
+        .unwrap();
+    let image_total = until(&c, "facets over the image search's candidates", "document.body.dataset.facetScope === 'query' && document.getElementById('facet-total').textContent").await;
+    assert!(
+        image_total
+            .as_str()
+            .unwrap()
+            .contains("among the top 1000 for “more like this image”"),
+        "{image_total}"
+    );
+    until(
+        &c,
+        "results for the image",
+        "document.querySelectorAll('#results .card').length > 0",
+    )
+    .await;
+
     // At 390 px wide the page still works: search view, filters above the grid.
     c.find(Locator::Id("tab-search"))
         .await

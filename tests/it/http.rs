@@ -168,7 +168,7 @@ pub(crate) async fn all_records(app: &Router) -> Vec<Value> {
     v["results"].as_array().unwrap().clone()
 }
 
-fn multipart(parts: &[(&str, &str, &[u8])]) -> (String, Vec<u8>) {
+pub(crate) fn multipart(parts: &[(&str, &str, &[u8])]) -> (String, Vec<u8>) {
     let boundary = "imagelens-test-boundary";
     let mut body = Vec::new();
     for (name, content_type, data) in parts {
@@ -1072,7 +1072,7 @@ async fn openapi_document_lists_every_route_and_resolves_every_ref() {
     let app = app();
     let doc = get(&app, "/v1/openapi.json").await.ok();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    let routes: [(&str, &str); 35] = [
+    let routes: [(&str, &str); 36] = [
         ("get", "/v1/whoami"),
         ("post", "/v1/session"),
         ("get", "/v1/session"),
@@ -1080,6 +1080,7 @@ async fn openapi_document_lists_every_route_and_resolves_every_ref() {
         ("post", "/v1/search"),
         ("get", "/v1/lookup"),
         ("get", "/v1/facets"),
+        ("post", "/v1/facets"),
         ("get", "/v1/info"),
         ("get", "/v1/records/{id}"),
         ("delete", "/v1/records/{id}"),

@@ -695,6 +695,118 @@ async fn facet_counts_follow_the_query_over_its_candidate_set() {
     );
 }
 
+/// POSTs `request` (JSON) and `image` as one multipart form, as the page does.
+async fn post_form(app: &Router, uri: &str, request: serde_json::Value, image: &[u8]) -> Answer {
+    let (ct, body) = crate::http::multipart(&[
+        (
+            "request",
+            "application/json",
+            request.to_string().as_bytes(),
+        ),
+        ("image", "image/jpeg", image),
+    ]);
+    let req = Request::post(uri)
+        .header(header::CONTENT_TYPE, ct)
+        .body(Body::from(body))
+        .unwrap();
+    send(app, req).await
+}
+
+#[tokio::test]
+async fn facets_count_over_an_uploaded_image_search_posted_as_the_search_is() {
+    use sha2::Digest;
+    let app = app();
+    let records = all_records(&app).await;
+    let path = records[0]["path"].as_str().unwrap();
+    let file = std::fs::read(shared().fx.synth.images.join(path)).unwrap();
+    let sha = hex::encode(sha2::Sha256::digest(&file));
+
+    // The image search's candidates, paged as the search pages them at depth 1,000, with a
+    // filter on top.
+    let request = json!({"filter": {"labels": ["car"]}, "weights": "depth=1000"});
+    let f = post_form(&app, "/v1/facets", request.clone(), &file)
+        .await
+        .ok();
+    assert_eq!(f["scope"]["image_sha256"], sha.as_str());
+    assert_eq!(f["scope"]["depth"], 1000);
+    assert_eq!(f["scope"]["records"], f["total"]);
+    let mut hits = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut body = request.clone();
+        body["limit"] = json!(500);
+        if let Some(c) = &cursor {
+            body["cursor"] = json!(c);
+        }
+        let page = post_form(&app, "/v1/search", body, &file).await.ok();
+        hits.extend(page["results"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert!(!hits.is_empty());
+    assert_eq!(f["total"], hits.len() as u64);
+    assert_eq!(
+        f["labels"],
+        serde_json::to_value(label_counts(&hits)).unwrap(),
+        "the counts are the image search's candidates' labels"
+    );
+    assert!(f["labels"]["car"].as_u64().unwrap() == hits.len() as u64);
+
+    // JSON posts the same search GET takes, with the same answer.
+    let by_get = get(&app, "/v1/facets?query=dogs%20without%20cars")
+        .await
+        .ok();
+    let by_post = crate::http::json_req(
+        &app,
+        "POST",
+        "/v1/facets",
+        json!({"query": "dogs without cars"}),
+    )
+    .await
+    .ok();
+    assert_eq!(by_post, by_get);
+
+    // A page is not a candidate set; nothing to search is not a search.
+    let msg = post_form(&app, "/v1/facets", json!({"limit": 5}), &file)
+        .await
+        .error(StatusCode::BAD_REQUEST);
+    assert!(msg.contains("limit"), "{msg}");
+    let msg = crate::http::json_req(&app, "POST", "/v1/facets", json!({}))
+        .await
+        .error(StatusCode::BAD_REQUEST);
+    assert!(msg.contains("nothing to count over"), "{msg}");
+    let msg = post_form(&app, "/v1/facets", json!({}), b"not an image")
+        .await
+        .error(StatusCode::BAD_REQUEST);
+    assert!(msg.starts_with("image"), "{msg}");
+
+    // Audited as facets: the image by its sha256, with the depth, no record ids.
+    let token = searcher();
+    let (ct, body) = crate::http::multipart(&[
+        ("request", "application/json", b"{}"),
+        ("image", "image/jpeg", &file),
+    ]);
+    let req = Request::post("/v1/facets")
+        .header(header::CONTENT_TYPE, ct)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::from(body))
+        .unwrap();
+    send_as_is(&app, req).await.ok();
+    let entry = trail_of("web-searcher")
+        .into_iter()
+        .rev()
+        .find(|e| e["action"] == "facets")
+        .expect("a facets entry");
+    assert_eq!(entry["query"]["like_image"]["sha256"], sha.as_str());
+    assert_eq!(entry["query"]["depth"], 1000);
+    assert!(
+        entry["records"].as_array().is_none_or(|r| r.is_empty()),
+        "{entry}"
+    );
+}
+
 #[tokio::test]
 async fn search_hits_carry_what_a_card_draws_so_the_grid_reads_no_record() {
     let app = app();

@@ -343,13 +343,24 @@ async function loadFacets() {
   clearTimeout(facetTimer);
   facetTimer = setTimeout(async () => {
     try {
-      // With a query (or a liked record) the counts are over that search's candidate set
-      // (its ranking 1,000 deep), read as the search reads it; without, over the filters.
-      const p = filterQuery();
-      if (state.q) p.query = state.q;
-      if (state.like) p.like = state.like;
-      if ((state.q || state.like) && state.not) p.not = state.not;
-      const f = await api(`/v1/facets${query(p)}`);
+      // With a query, a liked record or an image the counts are over that search's candidate
+      // set (its ranking 1,000 deep), read as the search reads it; without, over the filters.
+      let f;
+      if (state.image) {
+        // An image goes up with the search, as the search sends it (GET cannot carry it).
+        const body = searchBody(false);
+        delete body.limit;
+        const form = new FormData();
+        form.append('request', new Blob([JSON.stringify(body)], { type: 'application/json' }));
+        form.append('image', state.image);
+        f = await api('/v1/facets', { method: 'POST', form });
+      } else {
+        const p = filterQuery();
+        if (state.q) p.query = state.q;
+        if (state.like) p.like = state.like;
+        if ((state.q || state.like) && state.not) p.not = state.not;
+        f = await api(`/v1/facets${query(p)}`);
+      }
       renderFacets(f);
     } catch (e) {
       $('facet-total').textContent = `Facets unavailable: ${e.message}`;
@@ -384,7 +395,7 @@ function facetRow(name, count, includeSet, excludeSet, kind) {
 
 function renderFacets(f) {
   const scope = f.scope && f.scope.depth
-    ? ` among the top ${f.scope.depth} for “${f.scope.query || 'more like this'}”`
+    ? ` among the top ${f.scope.depth} for “${f.scope.query || (f.scope.image_sha256 ? 'more like this image' : 'more like this')}”`
     : ' match the filters';
   $('facet-total').textContent = `${f.total} record${f.total === 1 ? '' : 's'}${scope}.`;
   document.body.dataset.facetScope = f.scope && f.scope.depth ? 'query' : 'filters';
