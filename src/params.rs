@@ -21,7 +21,7 @@ pub use indexer::filter::MAX_PATTERN_CHARS;
 
 use crate::search::SearchError;
 
-/// Most values in one list of a filter (`labels`, `no_labels`, `datasets`).
+/// Most values in one list of a filter (`labels`, `no_labels`, `datasets`, `splits`).
 pub const MAX_FILTER_VALUES: usize = 100;
 /// Longest label or dataset name in a filter, in characters.
 pub const MAX_VALUE_CHARS: usize = 512;
@@ -50,6 +50,10 @@ pub struct FilterParams {
     /// Only records of this dataset (repeat: any of them).
     #[arg(long = "dataset", value_name = "D")]
     pub datasets: Vec<String>,
+    /// Only records in this split, e.g. `val` (repeat: any of them; records without a split
+    /// never match).
+    #[arg(long = "split", value_name = "S")]
+    pub splits: Vec<String>,
     /// Captured on or after DATE (YYYY-MM-DD or RFC 3339).
     #[arg(long, value_name = "DATE")]
     pub captured_after: Option<String>,
@@ -180,6 +184,7 @@ impl FilterParams {
             labels: self.labels.clone(),
             no_labels: self.no_labels.clone(),
             datasets: self.datasets.clone(),
+            splits: self.splits.clone(),
             dates,
             filename,
         })
@@ -194,6 +199,7 @@ impl FilterParams {
             ("labels", &self.labels),
             ("no_labels", &self.no_labels),
             ("datasets", &self.datasets),
+            ("splits", &self.splits),
         ] {
             if list.len() > MAX_FILTER_VALUES {
                 return Err(SearchError::Invalid(format!(
@@ -266,6 +272,7 @@ impl FilterParams {
             ("labels", &self.labels),
             ("no_labels", &self.no_labels),
             ("datasets", &self.datasets),
+            ("splits", &self.splits),
         ] {
             if list.is_empty() {
                 continue;

@@ -415,6 +415,8 @@ pub fn record(i: usize, labels: &[&str], words: &[&str], rng: &mut StdRng) -> Re
         labels: distinct,
         supercategories: Vec::new(),
         boxes,
+        split: None,
+        negative_labels: Vec::new(),
         metadata: Default::default(),
         annotators: Vec::new(),
         exports: Vec::new(),

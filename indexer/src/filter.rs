@@ -205,6 +205,10 @@ pub struct RecordFilter {
     /// The dataset is one of these (any, when empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub datasets: Vec<String>,
+    /// The split (`train`, `val`, ...) is one of these (any, when empty); a record without a
+    /// split matches none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub splits: Vec<String>,
     /// Date ranges, all of which hold.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dates: Vec<DateRange>,
@@ -219,6 +223,7 @@ impl RecordFilter {
         self.labels.is_empty()
             && self.no_labels.is_empty()
             && self.datasets.is_empty()
+            && self.splits.is_empty()
             && self.dates.is_empty()
             && self.filename.is_none()
     }
@@ -253,6 +258,12 @@ impl RecordFilter {
                 any: self.datasets.clone(),
             });
         }
+        if !self.splits.is_empty() {
+            f.must.push(Condition::MatchAny {
+                key: key::SPLIT.into(),
+                any: self.splits.clone(),
+            });
+        }
         for r in &self.dates {
             f.must.push(Condition::Range {
                 key: r.axis.name().into(),
@@ -285,6 +296,7 @@ impl RecordFilter {
             labels: self.labels.iter().map(|l| normalize_label(l)).collect(),
             no_labels: self.no_labels.iter().map(|l| normalize_label(l)).collect(),
             datasets: self.datasets.clone(),
+            splits: self.splits.clone(),
             dates: self
                 .dates
                 .iter()
@@ -319,6 +331,7 @@ pub struct PayloadMatcher {
     labels: Vec<String>,
     no_labels: Vec<String>,
     datasets: Vec<String>,
+    splits: Vec<String>,
     dates: Vec<(&'static str, Option<i64>, Option<i64>)>,
     filename: Option<FilenameMatcher>,
 }
@@ -343,6 +356,13 @@ impl PayloadMatcher {
             && !payload
                 .get_str(key::DATASET)
                 .is_some_and(|d| self.datasets.iter().any(|x| x == d))
+        {
+            return false;
+        }
+        if !self.splits.is_empty()
+            && !payload
+                .get_str(key::SPLIT)
+                .is_some_and(|d| self.splits.iter().any(|x| x == d))
         {
             return false;
         }
@@ -525,6 +545,7 @@ mod tests {
             labels: vec![" Car ".into()],
             no_labels: vec!["cat".into()],
             datasets: vec!["d1".into()],
+            splits: Vec::new(),
             dates: vec![DateRange {
                 axis: DateAxis::Captured,
                 after: DateTime::from_timestamp(50, 0),

@@ -58,6 +58,8 @@ pub mod key {
     pub const LABELS: &str = "labels";
     /// The record's dataset (string).
     pub const DATASET: &str = "dataset";
+    /// The record's split (string; absent when the export gives none).
+    pub const SPLIT: &str = "split";
     /// The image's file name (string).
     pub const FILENAME: &str = "filename";
     /// The image's path under its images folder (string).
@@ -69,11 +71,12 @@ pub mod key {
 }
 
 /// Payload keys filtered as exact keywords (the store builds an index for each).
-pub const KEYWORD_KEYS: [&str; 6] = [
+pub const KEYWORD_KEYS: [&str; 7] = [
     key::RECORD_ID,
     key::KIND,
     key::LABELS,
     key::DATASET,
+    key::SPLIT,
     key::FILENAME,
     key::PATH,
 ];
@@ -156,6 +159,9 @@ pub fn payload(record: &Record, region: Option<usize>) -> Payload {
         .insert(key::DATASET, record.dataset.clone())
         .insert(key::FILENAME, record.filename.clone())
         .insert(key::PATH, record.path.clone());
+    if let Some(s) = &record.split {
+        p.insert(key::SPLIT, s.clone());
+    }
     if let Some(b) = region {
         p.insert(key::BOX, b as u64)
             .insert(key::BOX_LABEL, normalize_label(&record.boxes[b].label));
@@ -246,6 +252,8 @@ mod tests {
                 annotator: None,
             }],
             captions: vec![],
+            split: Some("val".into()),
+            negative_labels: Vec::new(),
             metadata: std::collections::BTreeMap::new(),
             annotators: vec![],
             exports: vec![],

@@ -215,6 +215,13 @@ pub struct Record {
     /// Captions.
     #[serde(default)]
     pub captions: Vec<String>,
+    /// The split the export puts the image in (`train`, `val`, `test`, ...), when it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<String>,
+    /// Labels the annotation says are absent ("not X": a Clarifai concept with value 0). Never
+    /// among `labels`, never indexed or searched as present.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub negative_labels: Vec<String>,
     /// Free metadata from the export (licence, urls, source ids, ...).
     #[serde(default)]
     pub metadata: BTreeMap<String, serde_json::Value>,
@@ -287,6 +294,8 @@ mod tests {
             supercategories: vec![],
             boxes: vec![],
             captions: vec![],
+            split: None,
+            negative_labels: Vec::new(),
             metadata: BTreeMap::new(),
             annotators: vec![],
             exports: vec![],

@@ -38,6 +38,7 @@ const LABELS: [&str; 8] = [
     "truck",
 ];
 const DATASETS: [&str; 4] = ["fleet-2024", "street", "Street", "coco val"];
+const SPLITS: [&str; 3] = ["train", "val", "Val"];
 const STEMS: [&str; 5] = [
     "img_1.jpg",
     "img_10.jpg",
@@ -97,6 +98,10 @@ fn random_record(rng: &mut StdRng, n: usize) -> Record {
     }
     labels.sort();
     labels.dedup();
+    // Some records have no split: a split filter must leave them out everywhere.
+    let split = rng
+        .random_bool(0.7)
+        .then(|| SPLITS[rng.random_range(0..SPLITS.len())]);
     let value = json!({
         "id": format!("{n:064x}"),
         "filename": filename,
@@ -111,6 +116,7 @@ fn random_record(rng: &mut StdRng, n: usize) -> Record {
         },
         "labels": labels,
         "boxes": boxes,
+        "split": split,
     });
     serde_json::from_value(value).expect("a record")
 }
@@ -208,10 +214,12 @@ fn filename() -> impl Strategy<Value = Option<FilenameMatch>> {
 fn filter() -> impl Strategy<Value = RecordFilter> {
     let label = prop::sample::select(LABELS.to_vec()).prop_map(str::to_owned);
     let dataset = prop::sample::select(DATASETS.to_vec()).prop_map(str::to_owned);
+    let split = prop::sample::select(SPLITS.to_vec()).prop_map(str::to_owned);
     (
         prop::collection::vec(label.clone(), 0..3),
         prop::collection::vec(label, 0..3),
         prop::collection::vec(dataset, 0..3),
+        prop::collection::vec(split, 0..2),
         prop::collection::vec(
             (axis(), bound(), bound()).prop_map(|(axis, after, before)| DateRange {
                 axis,
@@ -223,10 +231,11 @@ fn filter() -> impl Strategy<Value = RecordFilter> {
         filename(),
     )
         .prop_map(
-            |(labels, no_labels, datasets, dates, filename)| RecordFilter {
+            |(labels, no_labels, datasets, splits, dates, filename)| RecordFilter {
                 labels,
                 no_labels,
                 datasets,
+                splits,
                 dates,
                 filename,
             },
@@ -357,4 +366,6 @@ fn the_generated_world_has_the_edges_it_is_meant_to_test() {
     assert!(spellings.contains("Car") && spellings.contains("car"));
     assert!(w.records.iter().any(|r| r.dates.captured.is_none()));
     assert!(w.records.iter().any(|r| r.boxes.is_empty()));
+    assert!(w.records.iter().any(|r| r.split.is_none()));
+    assert!(w.records.iter().any(|r| r.split.as_deref() == Some("val")));
 }

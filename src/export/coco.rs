@@ -12,8 +12,14 @@ use super::*;
 
 /// Image fields the COCO writer sets itself; metadata keys with these names are not copied
 /// (the reader keeps everything else as metadata, so the rest round-trips).
-pub(super) const COCO_IMAGE_FIELDS: [&str; 5] =
-    ["id", "file_name", "width", "height", "date_captured"];
+pub(super) const COCO_IMAGE_FIELDS: [&str; 6] = [
+    "id",
+    "file_name",
+    "width",
+    "height",
+    "date_captured",
+    "split",
+];
 
 #[derive(Serialize)]
 pub(super) struct CocoFile<'a, A> {
@@ -40,6 +46,9 @@ pub(super) struct CocoImage<'a> {
     height: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     date_captured: Option<String>,
+    /// Not COCO's own field: the split, which the COCO reader of ingest reads back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    split: Option<&'a str>,
     #[serde(flatten)]
     metadata: BTreeMap<&'a str, &'a serde_json::Value>,
 }
@@ -108,6 +117,7 @@ pub(super) fn coco_files(
             width: r.width,
             height: r.height,
             date_captured: r.dates.captured.map(rfc3339),
+            split: r.split.as_deref(),
             metadata: r
                 .metadata
                 .iter()

@@ -6,11 +6,12 @@ use indexer::record::Record;
 use super::*;
 
 /// The CSV header, in column order.
-pub(super) const CSV_HEADER: [&str; 14] = [
+pub(super) const CSV_HEADER: [&str; 15] = [
     "record_id",
     "path",
     "filename",
     "dataset",
+    "split",
     "width",
     "height",
     "sha256",
@@ -68,6 +69,7 @@ pub(super) fn csv_file(records: &[Record]) -> Result<Vec<u8>, ExportError> {
                 &r.path,
                 &r.filename,
                 &r.dataset,
+                r.split.as_deref().unwrap_or_default(),
                 &width,
                 &height,
                 &r.sha256,
@@ -107,6 +109,8 @@ mod tests {
             row[CSV_HEADER.iter().position(|h| *h == name).unwrap()].to_owned()
         };
         assert_eq!(column(&rows[0], "path"), "a/one.png");
+        assert_eq!(column(&rows[0], "split"), "val");
+        assert_eq!(column(&rows[2], "split"), "");
         assert_eq!(column(&rows[0], "label"), "cat");
         assert_eq!(
             [&rows[1]].map(|r| ["label", "x", "y", "w", "h"].map(|c| column(r, c))),

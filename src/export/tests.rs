@@ -34,6 +34,8 @@ pub(super) fn image_record(root: &Path, path: &str, width: u32, height: u32, see
         supercategories: vec![],
         boxes: vec![],
         captions: vec![],
+        split: None,
+        negative_labels: Vec::new(),
         metadata: BTreeMap::new(),
         annotators: vec![],
         exports: vec![],
@@ -123,6 +125,7 @@ pub(super) fn sample(root: &Path) -> Vec<Record> {
         ],
     );
     one.supercategories = vec!["animal".into()];
+    one.split = Some("val".into());
     one.captions = vec!["a cat & a dog".into(), "two animals".into()];
     one.dates.captured = Some(
         Utc.with_ymd_and_hms(2021, 3, 4, 5, 6, 7).unwrap() + chrono::Duration::milliseconds(250),

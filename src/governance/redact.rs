@@ -238,6 +238,8 @@ mod tests {
                 annotator: None,
             }],
             captions: vec![],
+            split: None,
+            negative_labels: Vec::new(),
             metadata: Default::default(),
             annotators: vec![],
             exports: vec![],

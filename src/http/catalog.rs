@@ -27,6 +27,8 @@ pub struct FilterQuery {
     pub no_label: Option<String>,
     /// Datasets, any of them (comma-separated).
     pub dataset: Option<String>,
+    /// Splits (`train`, `val`, ...), any of them (comma-separated).
+    pub split: Option<String>,
     /// Captured on or after (YYYY-MM-DD or RFC 3339).
     pub captured_after: Option<String>,
     /// Captured on or before (a bare day includes the whole day).
@@ -103,6 +105,7 @@ impl FilterQuery {
             labels: list(&self.label),
             no_labels: list(&self.no_label),
             datasets: list(&self.dataset),
+            splits: list(&self.split),
             captured_after: self.captured_after.clone(),
             captured_before: self.captured_before.clone(),
             created_after: self.created_after.clone(),

@@ -267,7 +267,7 @@ fn the_same_scene_from_coco_voc_yolo_and_cvat_gives_the_same_records() {
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     // Six decimals of a fraction of 64 pixels.
     assert_same("yolo", &shape(&got), &want, 0.001);
-    assert!(got.values().all(|r| r.metadata["split"] == json!("train")));
+    assert!(got.values().all(|r| r.split.as_deref() == Some("train")));
 
     let cvat = dir.path().join("annotations.xml");
     write_cvat(&src, &cvat);
@@ -302,7 +302,20 @@ fn exports_ingest_back_into_a_fresh_library_unchanged() {
         &[src.instances.clone(), src.captions.clone()],
         Some(&src.images),
     );
-    let records: Vec<Record> = original.values().cloned().collect();
+    // Splits as another tool's export would have given them, one record without.
+    let mut records: Vec<Record> = original.values().cloned().collect();
+    for (i, r) in records.iter_mut().enumerate() {
+        r.split = match i % 3 {
+            0 => Some("train".into()),
+            1 => Some("val".into()),
+            _ => None,
+        };
+    }
+    let splits: BTreeMap<String, Option<String>> = records
+        .iter()
+        .map(|r| (r.path.clone(), r.split.clone()))
+        .collect();
+    assert!(splits.values().any(Option::is_none) && splits.values().any(Option::is_some));
     let want = shape(&original);
     for (format, tol, captions, dates) in [
         (DatasetFormat::Coco, 0.0, true, true),
@@ -335,6 +348,8 @@ fn exports_ingest_back_into_a_fresh_library_unchanged() {
             }
             if dates {
                 assert_eq!(r.dates.captured, o.dates.captured, "{format:?} {path}");
+                // The formats that hold dates hold the split too.
+                assert_eq!(r.split, splits[path], "{format:?} {path}");
             }
         }
     }
@@ -387,7 +402,7 @@ fn cvat_label_studio_and_csv_fixtures_ingest_to_the_records_they_describe() {
             ("person", [150.0, 10.0, 40.0, 80.0]),
         ]
     );
-    assert_eq!(a.metadata["split"], json!("val"));
+    assert_eq!(a.split.as_deref(), Some("val"));
     assert_eq!(a.metadata["source_id"], json!("0"));
     assert_eq!(a.metadata["cvat_task"]["name"], json!("street"));
     assert_eq!(
@@ -563,22 +578,30 @@ fn an_unpacked_clarifai_sdk_export_ingests_with_negative_concepts_left_out() {
         [a.boxes[0].x, a.boxes[0].y, a.boxes[0].w, a.boxes[0].h],
         [20.0, 20.0, 50.0, 50.0]
     );
-    assert_eq!(a.metadata["split"], json!("train"));
+    assert_eq!(a.split.as_deref(), Some("train"));
     assert_eq!(a.metadata["source_id"], json!("in1"));
     let b = &got["valid/inputs/in2.png"];
     assert_eq!(b.labels, ["street"]);
-    // Value-0 concepts are never labels; the report names them.
+    // Value-0 concepts are never labels. The image's own "not dog" is kept as a negative
+    // label; a region's "not car" says nothing about the image, and the report names it.
     for name in ["car", "dog"] {
         assert!(got.values().all(|r| !r.labels.iter().any(|l| l == name)));
-        assert!(
-            report
-                .problems
-                .iter()
-                .any(|p| p.reason.contains("negative") && p.reason.contains(name)),
-            "{:?}",
-            report.problems
-        );
     }
+    assert_eq!(b.negative_labels, ["dog"]);
+    assert!(a.negative_labels.is_empty());
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.reason.contains("negative region concept(s) car")),
+        "{:?}",
+        report.problems
+    );
+    assert!(
+        !report.problems.iter().any(|p| p.reason.contains("dog")),
+        "{:?}",
+        report.problems
+    );
 }
 
 /// Copies the Clarifai fixture (the export archive written by clarifai-grpc's own classes, and
@@ -619,10 +642,7 @@ fn a_clarifai_export_archive_ingests_from_the_cli_with_carried_and_matched_image
         problems.contains("in-gone") && problems.contains("never downloaded"),
         "{problems}"
     );
-    assert!(
-        problems.contains("negative concept(s) person"),
-        "{problems}"
-    );
+    assert!(!problems.contains("negative"), "{problems}");
 
     // Searchable by the labels the archive gave, with the boxes in pixels.
     let hits = ok_json(&run(&["search", "boat", "--json"]));
@@ -634,6 +654,27 @@ fn a_clarifai_export_archive_ingests_from_the_cli_with_carried_and_matched_image
         .unwrap_or_else(|| panic!("{hits}"))
         .clone();
     let boat_id = boat["id"].as_str().unwrap().to_owned();
+    // Its "not person" is kept as a negative label, shown in the look-up, never searched as a
+    // label; the split of the batch it came in is filterable.
+    let record = ok_json(&run(&["lookup", "--json", "--limit", "10"]));
+    let looked = record["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == boat_id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(looked["negative_labels"], json!(["person"]), "{looked}");
+    let split = looked["split"]
+        .as_str()
+        .expect("the batch's split")
+        .to_owned();
+    let in_split = ok_json(&run(&["lookup", "--split", &split, "--json"]));
+    assert!(crate::common::ids(&in_split).contains(&boat_id));
+    let other = ok_json(&run(&["lookup", "--split", "no-such-split", "--json"]));
+    assert_eq!(other["total"], json!(0));
+    let person = ok_json(&run(&["lookup", "--label", "person", "--json"]));
+    assert!(!crate::common::ids(&person).contains(&boat_id));
     // The carried image now lives in the library's own images folder.
     let carried: Vec<PathBuf> = std::fs::read_dir(data.join("images"))
         .unwrap()

@@ -499,6 +499,14 @@ async fn lookups_and_facets_match_the_true_counts() {
     assert_eq!(f["labels"], serde_json::to_value(&labels).unwrap());
     let f = get(&app, "/v1/facets?label=car").await.ok();
     assert_eq!(f["total"], json!(labels["car"]));
+    // No record of this library has a split: none is counted, and a split filter matches none.
+    assert!(f.get("splits").is_none(), "{f}");
+    let none = get(&app, "/v1/lookup?split=val,train").await.ok();
+    assert_eq!(none["total"], 0);
+    let msg = get(&app, &format!("/v1/lookup?split={}", ",x".repeat(101)))
+        .await
+        .error(StatusCode::BAD_REQUEST);
+    assert!(msg.contains("splits"), "{msg}");
 
     // Bad parameters are named.
     let cases = [

@@ -85,6 +85,8 @@ fn record(i: usize, label: &str, rng: &mut StdRng) -> Record {
             iscrowd: false,
             annotator: None,
         }],
+        split: None,
+        negative_labels: Vec::new(),
         metadata: Default::default(),
         annotators: Vec::new(),
         exports: Vec::new(),

@@ -804,11 +804,12 @@ fn filter() -> impl Strategy<Value = FilterParams> {
         prop::option::weighted(0.08, pattern()),
         prop::option::weighted(0.25, pattern()),
     );
-    (values(), values(), values(), dates, names).prop_map(|(labels, no_labels, datasets, d, n)| {
-        FilterParams {
+    (values(), values(), values(), values(), dates, names).prop_map(
+        |(labels, no_labels, datasets, splits, d, n)| FilterParams {
             labels,
             no_labels,
             datasets,
+            splits,
             captured_after: d[0].clone(),
             captured_before: d[1].clone(),
             created_after: d[2].clone(),
@@ -820,8 +821,8 @@ fn filter() -> impl Strategy<Value = FilterParams> {
             filename: n.0,
             filename_prefix: n.1,
             filename_glob: n.2,
-        }
-    })
+        },
+    )
 }
 
 fn weights() -> impl Strategy<Value = Option<String>> {

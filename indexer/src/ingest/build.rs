@@ -414,6 +414,13 @@ pub fn build_record(
             annotators.push(a.clone());
         }
     }
+    // A label both present and said absent is present: the box or tag is the evidence.
+    let mut negative_labels: Vec<String> = Vec::new();
+    for n in entry.negative_labels {
+        if !labels.contains(&n) && !negative_labels.contains(&n) {
+            negative_labels.push(n);
+        }
+    }
     let filename = file.rsplit('/').next().unwrap_or(&file).to_owned();
     Some(Record {
         id: record_id(&facts.sha256),
@@ -436,6 +443,8 @@ pub fn build_record(
         supercategories,
         boxes,
         captions: entry.captions,
+        split: entry.split,
+        negative_labels,
         metadata,
         annotators,
         exports: entry.exports,

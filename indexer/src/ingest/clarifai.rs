@@ -6,9 +6,10 @@
 //! A concept with a value above 0 is an image-level label; a region's `regionInfo.boundingBox`
 //! (`topRow`, `leftCol`, `bottomRow`, `rightCol`, fractions of the image's displayed size, read
 //! from its header) or `polygon` points become a box labelled with its positive concept. A
-//! concept with value 0 (or none: `MessageToDict` leaves zeros out) is a negative label: it is
-//! never indexed as present; as the record has no place for negative labels yet, it is named in
-//! a problem. The export archive itself (`mimetype` + `InputBatch` entries) is read by
+//! concept with value 0 (or none: `MessageToDict` leaves zeros out) is a negative label: an
+//! image-level one is kept as the record's `negative_labels` ("not X"), never indexed as
+//! present; a region's ("this region is not X") says nothing about the image and is named in a
+//! problem. The export archive itself (`mimetype` + `InputBatch` entries) is read by
 //! [`super::clarifai_archive`], which hands each input to [`read_annotations`].
 
 use std::collections::BTreeMap;
@@ -80,9 +81,7 @@ pub fn read_dir(root: &Path, problems: &mut Vec<Problem>) -> Result<Vec<ImageEnt
             let shown = ann.display().to_string();
             let mut entry = ImageEntry::new(rel, &shown);
             entry.metadata.insert("source_id".into(), json!(id));
-            if let Some(s) = &split {
-                entry.metadata.insert("split".into(), json!(s));
-            }
+            entry.split.clone_from(&split);
             if ann.is_file() {
                 let size = models::preprocess::probe_file(
                     &image,
@@ -170,7 +169,10 @@ pub fn read_annotations(
         }
         _ => {}
     }
+    // Image-level concepts with value 0 say the image holds no X; a region's say that region
+    // is not X, which says nothing about the image.
     let mut negative: Vec<String> = Vec::new();
+    let mut region_negative: Vec<String> = Vec::new();
     for (at, item) in items {
         let at = format!("{at} {}", entry.file_name);
         let Some(info) = field(item, "regionInfo", "region_info") else {
@@ -190,8 +192,8 @@ pub fn read_annotations(
             .map(|c| c.0.clone())
             .collect();
         for (n, present) in &region_concepts {
-            if !present && !negative.contains(n) {
-                negative.push(n.clone());
+            if !present && !region_negative.contains(n) {
+                region_negative.push(n.clone());
             }
         }
         let rect = size.and_then(|(w, h)| {
@@ -248,14 +250,19 @@ pub fn read_annotations(
             }
         }
     }
-    if !negative.is_empty() {
+    for n in negative {
+        if !entry.negative_labels.contains(&n) {
+            entry.negative_labels.push(n);
+        }
+    }
+    if !region_negative.is_empty() {
         problems.push(Problem {
             file: shown.to_owned(),
-            item: format!("concepts {}", entry.file_name),
+            item: format!("region concepts {}", entry.file_name),
             reason: format!(
-                "negative concept(s) {} (value 0): not indexed as labels (records have no \
-                 negative labels yet)",
-                negative.join(", ")
+                "negative region concept(s) {} (value 0): a region said not to be that; not \
+                 kept (a record's negative labels are the image's)",
+                region_negative.join(", ")
             ),
         });
     }
@@ -307,8 +314,12 @@ mod tests {
         assert!(
             problems
                 .iter()
-                .any(|p| p.reason.contains("negative concept(s) dog")),
+                .any(|p| p.reason.contains("negative region concept(s) dog")),
             "{problems:?}"
+        );
+        assert!(
+            entry.negative_labels.is_empty(),
+            "a region's 'not dog' is not the image's"
         );
 
         let mut entry = ImageEntry::new("x.png", "a.json");
@@ -316,6 +327,7 @@ mod tests {
             json!([{"id": "cat", "name": "cat", "value": 1}, {"id": "dog", "name": "dog"}]);
         read_annotations(&concepts, None, "a.json", &mut entry, &mut problems);
         assert_eq!(entry.labels, ["cat"]);
+        assert_eq!(entry.negative_labels, ["dog"]);
     }
 
     #[test]
@@ -339,7 +351,7 @@ mod tests {
         let entries = read_dir(d, &mut problems).unwrap();
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[0].file_name, "train/inputs/in1.png");
-        assert_eq!(entries[0].metadata["split"], json!("train"));
+        assert_eq!(entries[0].split.as_deref(), Some("train"));
         assert_eq!(entries[0].metadata["source_id"], json!("in1"));
         assert_eq!(entries[0].boxes.len(), 2);
         assert!(entries[1].boxes.is_empty());

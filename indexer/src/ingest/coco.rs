@@ -207,6 +207,16 @@ pub fn parse_export(
                     .collect()
             })
             .unwrap_or_default();
+        let mut metadata = metadata;
+        // Not COCO's own field: imagelens' COCO export writes it, other tools do the same.
+        let split = match metadata.remove("split") {
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s),
+            Some(other) => {
+                metadata.insert("split".into(), other);
+                None
+            }
+            None => None,
+        };
         by_id.insert(id, entries.len());
         names.insert(name.clone());
         entries.push(ImageEntry {
@@ -217,6 +227,8 @@ pub fn parse_export(
             annotated,
             boxes: Vec::new(),
             captions: Vec::new(),
+            split,
+            negative_labels: Vec::new(),
             metadata,
             annotators: contributor.iter().cloned().collect(),
             exports: vec![shown.to_owned()],

@@ -256,7 +256,7 @@ fn read_image(
         entry.metadata.insert("source_id".into(), json!(id));
     }
     if let Some(s) = el.attr("subset").and_then(super::text) {
-        entry.metadata.insert("split".into(), json!(s));
+        entry.split = Some(s);
     }
     let mut tags = Map::new();
     for (k, child) in el.children.iter().enumerate() {
@@ -371,7 +371,7 @@ mod tests {
             a.annotated,
             Some(parse_date("2024-03-04T05:06:07.123456Z").unwrap())
         );
-        assert_eq!(a.metadata["split"], json!("train"));
+        assert_eq!(a.split.as_deref(), Some("train"));
         assert_eq!(a.metadata["source_id"], json!("0"));
         assert_eq!(a.metadata["cvat_task"]["name"], json!("street"));
         assert_eq!(

@@ -11,6 +11,7 @@
 //!   export writes them);
 //! - `captured_at` (or `captured`, `date_captured`): when the picture was taken;
 //! - `annotator`; `width` and `height`: the image's size as the manifest states it;
+//! - `split` (or `subset`): the split the image is in (`train`, `val`, `test`, ...);
 //! - any other column is kept in the record's metadata.
 //!
 //! A row without a file name, a box with a missing or unreadable coordinate, or a date that
@@ -38,6 +39,7 @@ const FILE_COLUMNS: [&str; 6] = [
 const LABEL_COLUMNS: [&str; 3] = ["label", "class", "category"];
 const CAPTION_COLUMNS: [&str; 2] = ["caption", "captions"];
 const DATE_COLUMNS: [&str; 3] = ["captured_at", "captured", "date_captured"];
+const SPLIT_COLUMNS: [&str; 2] = ["split", "subset"];
 const CORNERS: [&str; 4] = ["xmin", "ymin", "xmax", "ymax"];
 const XYWH: [&str; 4] = ["x", "y", "w", "h"];
 /// Longest JSONL line read.
@@ -362,6 +364,11 @@ impl Rows<'_> {
                 .filter(|v| *v >= 1.0 && *v <= f64::from(u32::MAX) && v.fract() == 0.0)
                 .map(|v| v as u32)
         };
+        if let Some((_, v)) = cell(row, &SPLIT_COLUMNS)
+            && let Some(s) = as_text(v)
+        {
+            entry.split = entry.split.take().or(Some(s));
+        }
         entry.width = entry.width.or(dim("width"));
         entry.height = entry.height.or(dim("height"));
         let known: Vec<&str> = [
@@ -369,6 +376,7 @@ impl Rows<'_> {
             &LABEL_COLUMNS,
             &CAPTION_COLUMNS,
             &DATE_COLUMNS,
+            &SPLIT_COLUMNS,
             &CORNERS,
             &XYWH,
             &["annotator", "width", "height"],

@@ -133,6 +133,10 @@ pub struct ImageEntry {
     pub boxes: Vec<RawBox>,
     /// Captions.
     pub captions: Vec<String>,
+    /// The split the export puts the image in (`train`, `val`, `test`, ...).
+    pub split: Option<String>,
+    /// Labels the annotation says are absent (a Clarifai concept with value 0).
+    pub negative_labels: Vec<String>,
     /// Free metadata.
     pub metadata: BTreeMap<String, serde_json::Value>,
     /// Annotators.
@@ -162,6 +166,8 @@ impl ImageEntry {
             annotated: None,
             boxes: Vec::new(),
             captions: Vec::new(),
+            split: None,
+            negative_labels: Vec::new(),
             metadata: BTreeMap::new(),
             annotators: Vec::new(),
             exports: vec![export.to_owned()],

@@ -58,6 +58,8 @@ fn entry(boxes: Vec<RawBox>) -> ImageEntry {
         annotated: None,
         boxes,
         captions: vec![],
+        split: None,
+        negative_labels: Vec::new(),
         metadata: BTreeMap::new(),
         annotators: vec![],
         exports: vec![],

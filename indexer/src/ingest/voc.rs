@@ -79,8 +79,13 @@ pub fn read_path(
                     .file_stem()
                     .map(|s| s.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                if let Some(split) = splits.get(&stem) {
-                    entry.metadata.insert("split".into(), split.clone());
+                match splits.get(&stem) {
+                    Some(Value::String(one)) => entry.split = Some(one.clone()),
+                    // Listed in several splits: no one split; the lists are kept.
+                    Some(several) => {
+                        entry.metadata.insert("splits".into(), several.clone());
+                    }
+                    None => {}
                 }
                 entries.push(entry);
             }
@@ -397,8 +402,8 @@ mod tests {
         let entries = read_path(root, root, &mut problems).unwrap();
         let names: Vec<_> = entries.iter().map(|e| e.file_name.as_str()).collect();
         assert_eq!(names, ["000005.jpg", "d/b.png"]);
-        assert_eq!(entries[0].metadata["split"], json!("train"));
-        assert_eq!(entries[1].metadata["split"], json!("trainval"));
+        assert_eq!(entries[0].split.as_deref(), Some("train"));
+        assert_eq!(entries[1].split.as_deref(), Some("trainval"));
         assert!(
             problems
                 .iter()

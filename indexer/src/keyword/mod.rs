@@ -25,6 +25,7 @@ use crate::filter::RecordFilter;
 use crate::record::{DateAxis, Record};
 
 mod by_date;
+mod migrate;
 mod query;
 mod schema;
 mod writer;
@@ -97,6 +98,9 @@ pub struct Facets {
     pub labels: BTreeMap<String, u64>,
     /// Records per dataset.
     pub datasets: BTreeMap<String, u64>,
+    /// Records per split (absent when no record has one).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub splits: BTreeMap<String, u64>,
     /// Per time axis, records per `YYYY-MM`.
     pub months: BTreeMap<String, BTreeMap<String, u64>>,
 }
@@ -115,7 +119,9 @@ impl std::fmt::Debug for KeywordIndex {
 }
 
 impl KeywordIndex {
-    /// Opens the index in `dir`, creating it when the directory is empty or missing.
+    /// Opens the index in `dir`, creating it when the directory is empty or missing, and
+    /// rebuilding it from its stored records when it was written with another schema (see
+    /// `migrate.rs`).
     ///
     /// # Errors
     /// [`KeywordError::Open`] when the directory holds something else or is unreadable.
@@ -124,9 +130,18 @@ impl KeywordIndex {
             path: dir.display().to_string(),
             source,
         };
+        migrate::recover(dir)?;
         std::fs::create_dir_all(dir)
             .map_err(|e| open_err(tantivy::TantivyError::IoError(e.into())))?;
         let (schema, fields) = schema();
+        let directory = tantivy::directory::MmapDirectory::open(dir)
+            .map_err(|e| open_err(tantivy::TantivyError::from(e)))?;
+        // An index written before the schema gained a field is rebuilt from its records.
+        if Index::exists(&directory).map_err(|e| open_err(e.into()))?
+            && Index::open(directory.clone()).map_err(open_err)?.schema() != schema
+        {
+            migrate::rebuild(dir, &schema, fields)?;
+        }
         let directory = tantivy::directory::MmapDirectory::open(dir)
             .map_err(|e| open_err(tantivy::TantivyError::from(e)))?;
         let index = Index::open_or_create(directory, schema).map_err(open_err)?;
@@ -422,6 +437,7 @@ impl KeywordIndex {
             for (name, target) in [
                 ("label", &mut facets.labels),
                 ("dataset", &mut facets.datasets),
+                ("split", &mut facets.splits),
             ] {
                 let Some(col) = ff.str(name)? else { continue };
                 let mut per_ord: HashMap<u64, u64> = HashMap::new();

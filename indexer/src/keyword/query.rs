@@ -37,6 +37,14 @@ impl KeywordIndex {
                 .collect();
             clauses.push((Occur::Must, Box::new(BooleanQuery::new(any))));
         }
+        if !filter.splits.is_empty() {
+            let any: Vec<(Occur, Box<dyn Query>)> = filter
+                .splits
+                .iter()
+                .map(|d| (Occur::Should, term_query(f.split, d)))
+                .collect();
+            clauses.push((Occur::Must, Box::new(BooleanQuery::new(any))));
+        }
         for range in &filter.dates {
             let field = f.dates[DateAxis::ALL
                 .iter()

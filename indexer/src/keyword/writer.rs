@@ -55,6 +55,9 @@ impl KeywordWriter {
         }
         doc.add_text(f.metadata, record.metadata_text());
         doc.add_text(f.dataset, &record.dataset);
+        if let Some(s) = &record.split {
+            doc.add_text(f.split, s);
+        }
         doc.add_text(f.fingerprint, record.fingerprint());
         doc.add_text(f.embedded, embedded);
         doc.add_text(

@@ -401,9 +401,7 @@ fn read_input(
     entry
         .metadata
         .insert("source_format".into(), json!("clarifai"));
-    if let Some(s) = split {
-        entry.metadata.insert("split".into(), json!(s));
-    }
+    entry.split = split.map(str::to_owned);
     if !input.dataset_ids.is_empty() {
         entry
             .metadata

@@ -521,7 +521,7 @@ pub fn read_path(
         let shown = labels.display().to_string();
         let mut entry = ImageEntry::new(file_name, &layout.config_file);
         if let [one] = split.as_slice() {
-            entry.metadata.insert("split".into(), json!(one));
+            entry.split = Some(one.clone());
         }
         let text = match std::fs::metadata(&labels) {
             Err(_) => None, // An image without a label file has no objects.

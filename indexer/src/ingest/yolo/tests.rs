@@ -126,7 +126,7 @@ fn a_data_set_reads_splits_sizes_and_background_images() {
     assert!(problems.is_empty(), "{problems:?}");
     assert_eq!(entries.len(), 2);
     assert_eq!(entries[0].file_name, "train/a.png");
-    assert_eq!(entries[0].metadata["split"], json!("train"));
+    assert_eq!(entries[0].split.as_deref(), Some("train"));
     assert_eq!((entries[0].width, entries[0].height), (Some(40), Some(20)));
     let b = &entries[0].boxes[0];
     assert_eq!(
