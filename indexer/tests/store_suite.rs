@@ -139,6 +139,7 @@ macro_rules! store_suite {
 
             store_suite!(@cases
                 ensure_is_idempotent_and_refuses_a_different_spec_after_reopen,
+                ensure_adds_the_payload_indexes_a_later_spec_names,
                 methods_before_ensure_report_missing,
                 upsert_then_search_returns_nearest_first_with_cosine_scores,
                 upsert_same_id_replaces_vectors_and_payload,
@@ -400,6 +401,58 @@ fn ensure_is_idempotent_and_refuses_a_different_spec_after_reopen(f: &mut Fixtur
         1,
         "refusals change nothing"
     );
+}
+
+fn ensure_adds_the_payload_indexes_a_later_spec_names(f: &mut Fixture) {
+    // A library made before a payload key was filtered on (`split`, added after `dataset`).
+    let store = ensured(f);
+    let points: Vec<VectorPoint> = (0..6u64)
+        .map(|i| {
+            let mut p = vec![("dataset", serde_json::json!("coco"))];
+            if i % 3 != 2 {
+                p.push((
+                    "split",
+                    serde_json::json!(["train", "val"][(i % 3) as usize]),
+                ));
+            }
+            point(i, &[("image", vec![1.0 + i as f32; DIM])], payload(&p))
+        })
+        .collect();
+    store.upsert(points).unwrap();
+    store.flush().unwrap();
+    let later = || {
+        let mut s = spec();
+        s.keyword_fields.push("split".into());
+        s
+    };
+    store
+        .ensure(&later())
+        .expect("a spec that only adds an index");
+    store.ensure(&later()).expect("idempotent");
+    let val = must(vec![match_any("split", &["val"])]);
+    assert_eq!(store.count(&val).unwrap(), 2);
+    let hits = store
+        .search(&query("image", vec![1.0; DIM], val, 10))
+        .unwrap();
+    assert_eq!(ids(&hits).len(), 2);
+    store.flush().unwrap();
+
+    // The added index is part of the collection now: the later spec stands after a reopen,
+    // and dropping a field or changing anything else is still refused.
+    f.reopen();
+    let store = f.store();
+    store.ensure(&later()).expect("the later spec after reopen");
+    for other in [
+        spec(),
+        CollectionSpec {
+            dim: DIM + 1,
+            ..later()
+        },
+    ] {
+        let err = store.ensure(&other).expect_err("not only an added index");
+        assert!(matches!(err, StoreError::SpecMismatch { .. }), "{err}");
+    }
+    assert_eq!(store.count(&VectorFilter::default()).unwrap(), 6);
 }
 
 fn methods_before_ensure_report_missing(f: &mut Fixture) {

@@ -63,6 +63,31 @@ pub(crate) fn normalize(spec: &CollectionSpec) -> StoreResult<CollectionSpec> {
     Ok(spec)
 }
 
+/// The keyword and integer fields `requested` adds to `existing`, when it differs from it only
+/// by adding some (same dimension and vectors, every existing field kept as it was): a newer
+/// imagelens filtering on a new payload key. `None` for any other difference. Both specs are
+/// normalised.
+pub(crate) fn added_fields(
+    existing: &CollectionSpec,
+    requested: &CollectionSpec,
+) -> Option<(Vec<String>, Vec<String>)> {
+    let kept = |old: &[String], new: &[String]| old.iter().all(|f| new.contains(f));
+    if existing.dim != requested.dim
+        || existing.vectors != requested.vectors
+        || !kept(&existing.keyword_fields, &requested.keyword_fields)
+        || !kept(&existing.integer_fields, &requested.integer_fields)
+    {
+        return None;
+    }
+    let new = |old: &[String], new: &[String]| -> Vec<String> {
+        new.iter().filter(|f| !old.contains(f)).cloned().collect()
+    };
+    Some((
+        new(&existing.keyword_fields, &requested.keyword_fields),
+        new(&existing.integer_fields, &requested.integer_fields),
+    ))
+}
+
 /// Human-readable spec for error messages.
 pub(crate) fn describe(spec: &CollectionSpec) -> String {
     format!(

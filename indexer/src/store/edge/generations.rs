@@ -190,22 +190,31 @@ pub(super) fn create_shard(
     config.hnsw_config = hnsw;
     config.quantization_config = quantization;
     let shard = EdgeShard::new(&path, config).map_err(backend)?;
-    let fields = spec
-        .keyword_fields
+    create_payload_indexes(&shard, &spec.keyword_fields, &spec.integer_fields)?;
+    flush_shard(&shard)?;
+    Ok(shard)
+}
+
+/// Builds a payload index on each of these keyword and integer fields of `shard`.
+pub(super) fn create_payload_indexes(
+    shard: &EdgeShard,
+    keyword: &[String],
+    integer: &[String],
+) -> StoreResult<()> {
+    let fields = keyword
         .iter()
         .map(|f| (f, "keyword"))
-        .chain(spec.integer_fields.iter().map(|f| (f, "integer")));
+        .chain(integer.iter().map(|f| (f, "integer")));
     for (field, schema) in fields {
         let create =
             serde_json::from_value(json!({"field_name": field, "field_schema": schema}))
                 .map_err(|err| StoreError::Backend(format!("payload index on {field:?}: {err}")))?;
         update(
-            &shard,
+            shard,
             UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(create)),
         )?;
     }
-    flush_shard(&shard)?;
-    Ok(shard)
+    Ok(())
 }
 
 /// Copies every live point (vectors and payload) of `from` into `to`, page by page.

@@ -64,16 +64,16 @@ use serde_json::Value;
 mod convert;
 mod generations;
 
-use super::spec::{check_vector, describe, normalize};
+use super::spec::{added_fields, check_vector, describe, normalize};
 use super::{
     CollectionSpec, Hit, IndexKind, IndexSettings, IndexState, PointId, Quantization, StoreError,
     StoreResult, VectorFilter, VectorPoint, VectorQuery, VectorStore,
 };
 use convert::{dense, from_edge_id, json_path, to_edge_filter, to_edge_point, to_payload};
 use generations::{
-    COLLECTION_FILE, FORMAT, Manifest, copy_points, create_shard, flush_shard, qdrant_index,
-    read_index_settings, read_manifest, remove_stale_shards, shard_dir, sync_dir, update,
-    write_index_settings, write_manifest,
+    COLLECTION_FILE, FORMAT, Manifest, copy_points, create_payload_indexes, create_shard,
+    flush_shard, qdrant_index, read_index_settings, read_manifest, remove_stale_shards, shard_dir,
+    sync_dir, update, write_index_settings, write_manifest,
 };
 
 /// Points per scroll page (`distinct`, `compact`).
@@ -243,15 +243,30 @@ impl VectorStore for EdgeStore {
     fn ensure(&self, spec: &CollectionSpec) -> StoreResult<()> {
         let spec = normalize(spec)?;
         let mut state = self.write()?;
-        if let Some(open) = state.as_ref() {
-            return if open.spec == spec {
-                Ok(())
-            } else {
-                Err(StoreError::SpecMismatch {
+        if let Some(open) = state.as_mut() {
+            if open.spec == spec {
+                return Ok(());
+            }
+            // A newer imagelens filters on a payload key an older one did not index: the
+            // index is added (points without the key simply lack it), nothing else changes.
+            let Some((keyword, integer)) = added_fields(&open.spec, &spec) else {
+                return Err(StoreError::SpecMismatch {
                     existing: describe(&open.spec),
                     requested: describe(&spec),
-                })
+                });
             };
+            create_payload_indexes(&open.shard, &keyword, &integer)?;
+            flush_shard(&open.shard)?;
+            write_manifest(
+                &self.dir,
+                &Manifest {
+                    format: FORMAT,
+                    generation: open.generation,
+                    spec: spec.clone(),
+                },
+            )?;
+            open.spec = spec;
+            return Ok(());
         }
         let generation = 0;
         let shard = create_shard(&self.dir, generation, &spec, &self.settings()?)?;

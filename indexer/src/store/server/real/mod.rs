@@ -22,7 +22,7 @@ use qdrant_client::{Qdrant, QdrantError};
 use serde_json::Value;
 
 use super::{INDEX_METADATA_KEY, ServerOptions, ServerStatus, ShardReplica, UPSERT_BATCH, backend};
-use crate::store::spec::{check_vector, describe, normalize};
+use crate::store::spec::{added_fields, check_vector, describe, normalize};
 use crate::store::{
     CollectionSpec, Condition, Hit, IndexKind, IndexSettings, IndexState, Payload, PointId,
     Quantization, StoreError, StoreResult, VectorFilter, VectorPoint, VectorQuery, VectorStore,
@@ -290,6 +290,20 @@ impl ServerStore {
             .result
             .map(Some)
             .ok_or_else(|| StoreError::Backend("collection info is empty".into()))
+    }
+
+    /// Builds a payload index on each of these keyword and integer fields, waiting for each.
+    fn create_field_indexes(&self, keyword: &[String], integer: &[String]) -> StoreResult<()> {
+        let fields = keyword
+            .iter()
+            .map(|f| (f, FieldType::Keyword))
+            .chain(integer.iter().map(|f| (f, FieldType::Integer)));
+        for (field, kind) in fields {
+            self.block_on(self.client.create_field_index(
+                CreateFieldIndexCollectionBuilder::new(&self.collection, field, kind).wait(true),
+            ))?;
+        }
+        Ok(())
     }
 
     /// The spec and index settings of the collection, read from the server; `None` when

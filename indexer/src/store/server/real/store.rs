@@ -13,14 +13,20 @@ impl VectorStore for ServerStore {
             *self.index.write().map_err(|_| poisoned())? = index;
         }
         if let Some(existing) = known.as_ref() {
-            return if *existing == spec {
-                Ok(())
-            } else {
-                Err(StoreError::SpecMismatch {
+            if *existing == spec {
+                return Ok(());
+            }
+            // A newer imagelens filters on a payload key an older one did not index: the
+            // index is added, nothing else changes.
+            let Some((keyword, integer)) = added_fields(existing, &spec) else {
+                return Err(StoreError::SpecMismatch {
                     existing: describe(existing),
                     requested: describe(&spec),
-                })
+                });
             };
+            self.create_field_indexes(&keyword, &integer)?;
+            *known = Some(spec);
+            return Ok(());
         }
         let mut vectors = VectorsConfigBuilder::default();
         for name in &spec.vectors {
@@ -51,16 +57,7 @@ impl VectorStore for ServerStore {
         let mut create = create.build();
         create.metadata = Self::index_metadata(&settings)?;
         self.block_on(self.client.create_collection(create))?;
-        let fields = spec
-            .keyword_fields
-            .iter()
-            .map(|f| (f, FieldType::Keyword))
-            .chain(spec.integer_fields.iter().map(|f| (f, FieldType::Integer)));
-        for (field, kind) in fields {
-            self.block_on(self.client.create_field_index(
-                CreateFieldIndexCollectionBuilder::new(&self.collection, field, kind).wait(true),
-            ))?;
-        }
+        self.create_field_indexes(&spec.keyword_fields, &spec.integer_fields)?;
         *known = Some(spec);
         Ok(())
     }
