@@ -570,6 +570,51 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     )
     .await;
 
+    // What was read from the query shows as a chip; removing it searches those words as text
+    // (the query taken literally, in the address bar too), and one click reads them again.
+    let chip = until(
+        &c,
+        "the exclusion read from the query",
+        "document.querySelector('#interpreted .chip[data-kind=no_label]')?.textContent",
+    )
+    .await;
+    assert!(chip.as_str().unwrap().contains("without car"), "{chip}");
+    c.find(Locator::Css(
+        "#interpreted .chip[data-kind=no_label] button",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    until(&c, "the query taken literally", "location.search.includes('literal=true') && document.getElementById('interpreted').textContent.includes('taken literally') && document.getElementById('q').value === 'dogs without cars'").await;
+    until(&c, "cars counted again", "document.body.dataset.facetScope === 'query' && (document.querySelector('#label-list li[data-value=car] .count')?.textContent ?? '0') !== '0'").await;
+    c.find(Locator::Css("#interpreted button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(&c, "the exclusion read again", "!location.search.includes('literal') && !!document.querySelector('#interpreted .chip[data-kind=no_label]') && (document.querySelector('#label-list li[data-value=car] .count')?.textContent ?? '0') === '0'").await;
+
+    // A split from the address bar is a filter like any other: this library has no split, so
+    // the Splits list appears only for the chosen one, nothing matches, and unticking it
+    // brings the whole library back.
+    assert_eq!(
+        js(&c, "document.getElementById('f-splits').hidden").await,
+        true,
+        "no split in this library: no Splits list"
+    );
+    c.goto(&format!("{base}?split=val")).await.unwrap();
+    until(&c, "facets with the split filter", "document.body.dataset.facetScope === 'filters' && document.getElementById('facet-total').textContent.startsWith('0 records') && !document.getElementById('f-splits').hidden").await;
+    c.find(Locator::Css("#split-list input[data-value=val]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(&c, "the split filter removed", &format!("document.getElementById('facet-total').textContent === {whole_total} && !location.search.includes('split')")).await;
+
     // An image search counts over its own candidates too: the page posts the image with the
     // facets as it posts it with the search.
     c.goto(&base).await.unwrap();

@@ -28,9 +28,12 @@ const state = {
   labels: new Set(),
   noLabels: new Set(),
   datasets: new Set(),
+  splits: new Set(),
   dates: {},
   filename: '',
   image: null,
+  // Take the query literally: no filters are read from its words.
+  literal: false,
 };
 
 let cursor = null;
@@ -156,6 +159,7 @@ function filterBody() {
     labels: [...state.labels],
     no_labels: [...state.noLabels],
     datasets: [...state.datasets],
+    splits: [...state.splits],
   };
   for (const axis of AXES) {
     const d = state.dates[axis] || {};
@@ -168,13 +172,14 @@ function filterBody() {
 
 function filterQuery() {
   const f = filterBody();
-  const p = { label: f.labels, no_label: f.no_labels, dataset: f.datasets };
+  const p = { label: f.labels, no_label: f.no_labels, dataset: f.datasets, split: f.splits };
   for (const [k, v] of Object.entries(f)) if (!Array.isArray(v)) p[k] = v;
   return p;
 }
 
 function toAddress(openId) {
   const p = { q: state.q, not: state.not, like: state.like, ...filterQuery(), open: openId };
+  if (state.literal) p.literal = 'true';
   history.replaceState(null, '', `/${query(p)}`);
 }
 
@@ -184,9 +189,11 @@ function fromAddress() {
   state.q = p.get('q') || '';
   state.not = p.get('not') || '';
   state.like = p.get('like') || '';
+  state.literal = p.get('literal') === 'true';
   state.labels = list('label');
   state.noLabels = list('no_label');
   state.datasets = list('dataset');
+  state.splits = list('split');
   state.filename = p.get('filename') || '';
   state.dates = {};
   for (const axis of AXES) {
@@ -212,6 +219,7 @@ function searchBody(withCursor) {
     limit: PAGE,
   };
   if (state.like) body.like = state.like;
+  if (state.literal) body.literal = true;
   if (withCursor && cursor) body.cursor = cursor;
   return body;
 }
@@ -238,6 +246,7 @@ async function runSearch() {
   $('results').replaceChildren();
   toAddress();
   loadFacets();
+  renderInterpreted(null);
   if (!hasSearch()) {
     $('status').textContent = 'Type a query, pick an image, or choose "More like this" on a record.';
     $('more').hidden = true;
@@ -263,6 +272,7 @@ async function loadPage(gen) {
       resp = await api('/v1/search', { method: 'POST', json: body, signal: abort.signal });
     }
     if (gen !== generation) return;
+    if (!body.cursor) renderInterpreted(resp.interpreted);
     render(resp.results, gen);
     cursor = resp.next_cursor || null;
     $('more').hidden = !cursor;
@@ -276,6 +286,72 @@ async function loadPage(gen) {
   } finally {
     loading = false;
   }
+}
+
+// ---- What was read from the query ----------------------------------------------------------
+
+/** The words of `f` as a chip names them. */
+function chipText(f) {
+  switch (f.kind) {
+    case 'label': return `with ${f.value}`;
+    case 'no_label': return `without ${f.value}`;
+    case 'dataset': return `dataset ${f.value}`;
+    case 'filename': return `file ${f.value}`;
+    default: return `${f.axis || 'captured'} ${(f.after || '').slice(0, 10)}…${(f.before || '').slice(0, 10)}`;
+  }
+}
+
+/** Makes an interpreted filter an explicit one of the page's filters. */
+function adopt(f) {
+  if (f.kind === 'label') state.labels.add(f.value);
+  else if (f.kind === 'no_label') state.noLabels.add(f.value);
+  else if (f.kind === 'dataset') state.datasets.add(f.value);
+  else if (f.kind === 'filename') {
+    state.filename = f.value;
+    $('f-filename').value = f.value;
+  } else if (f.kind === 'date') {
+    const axis = f.axis || 'captured';
+    state.dates[axis] = { after: (f.after || '').slice(0, 10), before: (f.before || '').slice(0, 10) };
+  }
+}
+
+/**
+ * Shows the filters the server read from the query as chips. Removing one takes the query
+ * literally from then on: the other chips become explicit filters and the removed chip's
+ * words go back into the ranking text.
+ */
+function renderInterpreted(interp) {
+  const box = $('interpreted');
+  box.replaceChildren();
+  if (state.literal && state.q) {
+    const again = h('button', { type: 'button', text: 'Read filters from the query' });
+    again.addEventListener('click', () => {
+      state.literal = false;
+      runSearch();
+    });
+    box.append(h('span', { text: 'Your words are taken literally.' }), again);
+    box.hidden = false;
+    return;
+  }
+  const filters = (interp && interp.filters) || [];
+  box.hidden = filters.length === 0;
+  if (!filters.length) return;
+  box.append(h('span', { text: 'Read from your query:' }));
+  filters.forEach((f, i) => {
+    const remove = h('button', { type: 'button', text: '×', 'aria-label': `Remove “${chipText(f)}”: search these words as text` });
+    remove.addEventListener('click', () => {
+      filters.forEach((g, j) => {
+        if (j !== i && !g.overridden) adopt(g);
+      });
+      state.q = [interp.text, f.words].filter(Boolean).join(' ');
+      $('q').value = state.q;
+      state.literal = true;
+      runSearch();
+    });
+    const chip = h('span', { class: 'chip', 'data-kind': f.kind, title: `from “${f.words}”${f.overridden ? ' (overridden by your filter)' : ''}` },
+      h('span', { text: chipText(f) }), h('span', { class: 'from', text: `“${f.words}”` }), remove);
+    box.append(chip);
+  });
 }
 
 function painted(gen) {
@@ -359,6 +435,7 @@ async function loadFacets() {
         if (state.q) p.query = state.q;
         if (state.like) p.like = state.like;
         if ((state.q || state.like) && state.not) p.not = state.not;
+        if (state.q && state.literal) p.literal = 'true';
         f = await api(`/v1/facets${query(p)}`);
       }
       renderFacets(f);
@@ -409,6 +486,13 @@ function renderFacets(f) {
   datasets.replaceChildren();
   const ds = new Set([...Object.keys(f.datasets), ...state.datasets]);
   for (const name of [...ds].sort()) datasets.append(facetRow(name, f.datasets[name] || 0, state.datasets, null, 'dataset'));
+  // Splits (train, val, ...) only when some record has one, or one is chosen.
+  const splitCounts = f.splits || {};
+  const sp = new Set([...Object.keys(splitCounts), ...state.splits]);
+  const splits = $('split-list');
+  splits.replaceChildren();
+  for (const name of [...sp].sort()) splits.append(facetRow(name, splitCounts[name] || 0, state.splits, null, 'split'));
+  $('f-splits').hidden = sp.size === 0;
   const dates = $('date-list');
   dates.replaceChildren();
   for (const axis of AXES) {
@@ -462,6 +546,8 @@ function initSearch() {
   $('search-form').addEventListener('submit', (ev) => {
     ev.preventDefault();
     state.q = $('q').value.trim();
+    // A query typed anew is read for filters again.
+    state.literal = false;
     state.not = $('not').value.trim();
     runSearch();
   });
@@ -499,6 +585,7 @@ function initSearch() {
     state.labels.clear();
     state.noLabels.clear();
     state.datasets.clear();
+    state.splits.clear();
     state.dates = {};
     state.filename = '';
     $('f-filename').value = '';
