@@ -105,11 +105,10 @@ pub fn vocabulary(
         }
     }
     let facets = library.keyword().facets(&RecordFilter::default())?;
-    let vocab = Arc::new(Vocabulary::new(
-        facets.labels.keys(),
-        facets.datasets.keys(),
-        synonyms,
-    ));
+    let vocab = Arc::new(
+        Vocabulary::new(facets.labels.keys(), facets.datasets.keys(), synonyms)
+            .with_splits(facets.splits.keys()),
+    );
     let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
     if cache.len() >= MAX_CACHED_LIBRARIES
         && !cache.contains_key(&dir)

@@ -20,7 +20,8 @@
 //!   "containing plates") and an exclusion only after "without / no / not / excluding"; a
 //!   label word followed by more description ("with a dog bowl") stays text; a date word that
 //!   could be something else ("may", "march", "2021") needs a preposition or a time verb and,
-//!   unless it is unmistakable, a clause end after it; datasets need "in / from / dataset".
+//!   unless it is unmistakable, a clause end after it; datasets need "in / from / dataset",
+//!   splits "split / subset" (or "set" after a usual split name: "the training set").
 //! - Work is bounded: at most [`MAX_WORDS`] words are read (longer queries keep the rest as
 //!   text), labels and datasets are matched up to [`MAX_PHRASE_WORDS`] words long.
 
@@ -58,6 +59,8 @@ pub struct Vocabulary {
     labels: BTreeMap<String, String>,
     /// Lower-case name -> dataset.
     datasets: BTreeMap<String, String>,
+    /// Lower-case name (and the long form of a usual short one) -> split.
+    splits: BTreeMap<String, String>,
 }
 
 /// English plural of the last word of `phrase` (regular rules plus common irregular nouns).
@@ -161,6 +164,39 @@ impl Vocabulary {
     pub fn dataset(&self, words: &str) -> Option<&str> {
         self.datasets.get(words).map(String::as_str)
     }
+
+    /// These splits (`train`, `val`, ... as the library stores them) too; the long forms
+    /// people type (`training`, `validation`, `testing`) name the usual short ones when the
+    /// library has them and no split of that name.
+    #[must_use]
+    pub fn with_splits<S>(mut self, splits: S) -> Self
+    where
+        S: IntoIterator,
+        S::Item: AsRef<str>,
+    {
+        for s in splits {
+            let folded = fold(s.as_ref());
+            if !folded.is_empty() && !folded.contains(' ') {
+                self.splits.insert(folded, s.as_ref().to_owned());
+            }
+        }
+        for (long, short) in [
+            ("training", "train"),
+            ("validation", "val"),
+            ("validation", "valid"),
+            ("testing", "test"),
+        ] {
+            if let Some(name) = self.splits.get(short).cloned() {
+                self.splits.entry(long.to_owned()).or_insert(name);
+            }
+        }
+        self
+    }
+
+    /// The split `word` names, if any.
+    pub fn split(&self, word: &str) -> Option<&str> {
+        self.splits.get(word).map(String::as_str)
+    }
 }
 
 /// What kind of filter a phrase added.
@@ -173,6 +209,8 @@ pub enum FilterKind {
     NoLabel,
     /// A dataset ("in fleet-2024").
     Dataset,
+    /// A split ("in the val split", "training set").
+    Split,
     /// A date range on one time axis ("taken last March").
     Date,
     /// A file-name glob (`IMG_2021*.jpg`).
@@ -242,6 +280,9 @@ impl Interpretation {
                     FilterKind::Dataset => {
                         format!("dataset={}", f.value.as_deref().unwrap_or(""))
                     }
+                    FilterKind::Split => {
+                        format!("split={}", f.value.as_deref().unwrap_or(""))
+                    }
                     FilterKind::Filename => {
                         format!("filename={}", f.value.as_deref().unwrap_or(""))
                     }
@@ -274,6 +315,7 @@ impl Interpretation {
     /// filter's own check to refuse by its name.
     pub fn apply(&mut self, filter: &mut FilterParams) {
         let explicit_datasets = !filter.datasets.is_empty();
+        let explicit_splits = !filter.splits.is_empty();
         let explicit_name = filter.filename.is_some()
             || filter.filename_prefix.is_some()
             || filter.filename_glob.is_some();
@@ -300,6 +342,15 @@ impl Interpretation {
                         && !filter.datasets.contains(v)
                     {
                         filter.datasets.push(v.clone());
+                    }
+                }
+                FilterKind::Split => {
+                    if explicit_splits {
+                        f.overridden = true;
+                    } else if let Some(v) = &f.value
+                        && !filter.splits.contains(v)
+                    {
+                        filter.splits.push(v.clone());
                     }
                 }
                 FilterKind::Filename => {

@@ -90,6 +90,13 @@ const EXCLUDE_CUES: [&str; 6] = ["without", "no", "not", "excluding", "except", 
 
 const DATASET_CUES: [&str; 3] = ["in", "from", "dataset"];
 
+/// Words that make a known split name a filter: "val split", "split val", "subset test".
+const SPLIT_CUES: [&str; 2] = ["split", "subset"];
+
+/// Split names that "set" makes a filter ("the training set"); "train set" is left as text,
+/// since a toy train set is a thing a picture shows.
+const SET_SPLITS: [&str; 6] = ["training", "val", "validation", "test", "testing", "dev"];
+
 /// Every word that can start or steer a filter: a query without any of these (and without
 /// digits, `*` or `?`) yields no filter. The property tests rely on this list.
 pub fn cue_words() -> HashSet<&'static str> {
@@ -97,6 +104,8 @@ pub fn cue_words() -> HashSet<&'static str> {
     s.extend(REQUIRE_CUES);
     s.extend(EXCLUDE_CUES);
     s.extend(DATASET_CUES);
+    s.extend(SPLIT_CUES);
+    s.insert("set");
     s.extend([
         "between",
         "from",
@@ -179,6 +188,33 @@ impl Reader<'_, '_> {
             }
         }
         None
+    }
+
+    /// A split at `i`: `[in|from] [the] S split|subset`, `[in|from] [the] split|subset S`, or
+    /// `[in|from] [the] S set` for the usual names of [`SET_SPLITS`], where S is a split the
+    /// library has and the phrase ends there: (words taken from `i`, split).
+    fn split_at(&self, i: usize) -> Option<(usize, String)> {
+        let mut j = i;
+        if matches!(self.norm(j), "in" | "from") {
+            j += 1;
+        }
+        if self.norm(j) == "the" {
+            j += 1;
+        }
+        let (name, cue) = if SPLIT_CUES.contains(&self.norm(j)) {
+            (self.norm(j + 1), true)
+        } else {
+            let next = self.norm(j + 1);
+            let name = self.norm(j);
+            let cue = SPLIT_CUES.contains(&next) || (next == "set" && SET_SPLITS.contains(&name));
+            (name, cue)
+        };
+        let split = self.vocab.split(name)?;
+        // No clause end inside the phrase, and a whole phrase.
+        let inside = self.w[i..(j + 1).min(self.w.len())]
+            .iter()
+            .any(|w| w.ends_clause);
+        (cue && !inside && self.boundary(j + 2)).then(|| (j + 2 - i, split.to_owned()))
     }
 
     /// A list of labels after a cue at `i`: `[article] L (and|or|, [article] [cue] L)*`, as
@@ -284,6 +320,9 @@ impl Reader<'_, '_> {
         };
         if let Some((n, g)) = self.glob_at(i) {
             return Some(vec![(n, one(FilterKind::Filename, g))]);
+        }
+        if let Some((n, s)) = self.split_at(i) {
+            return Some(vec![(n, one(FilterKind::Split, s))]);
         }
         let word = self.norm(i);
         // Datasets before dates: a dataset named "2021" is the dataset.

@@ -31,6 +31,7 @@ fn vocab() -> Vocabulary {
         ["fleet-2024", "fleet-2025", "harbour", "2019"],
         &synonyms,
     )
+    .with_splits(["train", "val", "test"])
 }
 
 fn clock() -> Clock {
@@ -362,6 +363,30 @@ const TABLE: &[(&str, &str, &[&str])] = &[
         "park with a dog without people",
         "park",
         &["label=dog", "no_label=person"],
+    ),
+    // Splits: only with "split" / "subset" (or "set" after a usual split name), and only
+    // splits the library has.
+    ("trucks in the val split", "trucks", &["split=val"]),
+    ("trucks from split test", "trucks", &["split=test"]),
+    (
+        "val subset trucks at night",
+        "val subset trucks at night",
+        &[],
+    ),
+    ("dogs in the training set", "dogs", &["split=train"]),
+    ("dogs in the validation split", "dogs", &["split=val"]),
+    (
+        "boats in the test set, at night",
+        "boats at night",
+        &["split=test"],
+    ),
+    ("a toy train set", "a toy train set", &[]),
+    ("trucks in the dev split", "trucks in the dev split", &[]),
+    ("a split log", "a split log", &[]),
+    (
+        "trucks in the val split in fleet-2024",
+        "trucks",
+        &["split=val", "dataset=fleet-2024"],
     ),
     // Datasets.
     ("trucks in fleet-2024", "trucks", &["dataset=fleet-2024"]),

@@ -673,6 +673,23 @@ fn a_clarifai_export_archive_ingests_from_the_cli_with_carried_and_matched_image
     assert!(crate::common::ids(&in_split).contains(&boat_id));
     let other = ok_json(&run(&["lookup", "--split", "no-such-split", "--json"]));
     assert_eq!(other["total"], json!(0));
+    // Plain English reads the library's split names as the same filter.
+    let read = ok_json(&run(&[
+        "search",
+        &format!("boat in the {split} split"),
+        "--json",
+    ]));
+    assert_eq!(
+        read["interpreted"]["filters"][0]["kind"],
+        json!("split"),
+        "{read}"
+    );
+    assert_eq!(
+        read["interpreted"]["filters"][0]["value"],
+        json!(split.as_str())
+    );
+    assert_eq!(read["interpreted"]["text"], json!("boat"));
+    assert!(crate::common::ids(&read).contains(&boat_id));
     let person = ok_json(&run(&["lookup", "--label", "person", "--json"]));
     assert!(!crate::common::ids(&person).contains(&boat_id));
     // The carried image now lives in the library's own images folder.

@@ -296,6 +296,7 @@ function chipText(f) {
     case 'label': return `with ${f.value}`;
     case 'no_label': return `without ${f.value}`;
     case 'dataset': return `dataset ${f.value}`;
+    case 'split': return `split ${f.value}`;
     case 'filename': return `file ${f.value}`;
     default: return `${f.axis || 'captured'} ${(f.after || '').slice(0, 10)}…${(f.before || '').slice(0, 10)}`;
   }
@@ -306,6 +307,7 @@ function adopt(f) {
   if (f.kind === 'label') state.labels.add(f.value);
   else if (f.kind === 'no_label') state.noLabels.add(f.value);
   else if (f.kind === 'dataset') state.datasets.add(f.value);
+  else if (f.kind === 'split') state.splits.add(f.value);
   else if (f.kind === 'filename') {
     state.filename = f.value;
     $('f-filename').value = f.value;
