@@ -21,7 +21,7 @@ pub use indexer::filter::MAX_PATTERN_CHARS;
 
 use crate::search::SearchError;
 
-/// Most values in one list of a filter (`labels`, `no_labels`, `datasets`, `splits`).
+/// Most values in one list of a filter (`labels`, `no_labels`, `datasets`, `splits`, `attrs`).
 pub const MAX_FILTER_VALUES: usize = 100;
 /// Longest label or dataset name in a filter, in characters.
 pub const MAX_VALUE_CHARS: usize = 512;
@@ -54,6 +54,10 @@ pub struct FilterParams {
     /// never match).
     #[arg(long = "split", value_name = "S")]
     pub splits: Vec<String>,
+    /// Only records with a box that has this attribute, as `key=value` (e.g.
+    /// `color=white`, `occluded=true`; repeat: all of them).
+    #[arg(long = "attr", value_name = "KEY=VALUE")]
+    pub attrs: Vec<String>,
     /// Captured on or after DATE (YYYY-MM-DD or RFC 3339).
     #[arg(long, value_name = "DATE")]
     pub captured_after: Option<String>,
@@ -185,6 +189,7 @@ impl FilterParams {
             no_labels: self.no_labels.clone(),
             datasets: self.datasets.clone(),
             splits: self.splits.clone(),
+            attrs: self.attrs.clone(),
             dates,
             filename,
         })
@@ -200,6 +205,7 @@ impl FilterParams {
             ("no_labels", &self.no_labels),
             ("datasets", &self.datasets),
             ("splits", &self.splits),
+            ("attrs", &self.attrs),
         ] {
             if list.len() > MAX_FILTER_VALUES {
                 return Err(SearchError::Invalid(format!(
@@ -215,6 +221,17 @@ impl FilterParams {
                     i + 1
                 )));
             }
+        }
+        if let Some(i) = self
+            .attrs
+            .iter()
+            .position(|a| a.split_once('=').is_none_or(|(k, _)| k.trim().is_empty()))
+        {
+            return Err(SearchError::Invalid(format!(
+                "{} value {} is not key=value (e.g. color=white)",
+                name("attrs"),
+                i + 1
+            )));
         }
         for (field, value) in self.dates() {
             if value.is_some_and(|v| longer_than(v, MAX_DATE_CHARS)) {
@@ -273,6 +290,7 @@ impl FilterParams {
             ("no_labels", &self.no_labels),
             ("datasets", &self.datasets),
             ("splits", &self.splits),
+            ("attrs", &self.attrs),
         ] {
             if list.is_empty() {
                 continue;

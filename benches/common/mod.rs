@@ -376,6 +376,7 @@ pub fn record(i: usize, labels: &[&str], words: &[&str], rng: &mut StdRng) -> Re
             area: 8000.0,
             iscrowd: false,
             annotator: None,
+            attributes: Default::default(),
         });
         if !distinct.iter().any(|l| l == label) {
             distinct.push(label.into());

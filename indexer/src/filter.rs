@@ -205,6 +205,10 @@ pub struct RecordFilter {
     /// The dataset is one of these (any, when empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub datasets: Vec<String>,
+    /// Every one of these box attributes is present on some box, as `key=value` (compared
+    /// as [`crate::record::attribute_term`] writes them: lower case, trimmed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attrs: Vec<String>,
     /// The split (`train`, `val`, ...) is one of these (any, when empty); a record without a
     /// split matches none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -224,6 +228,7 @@ impl RecordFilter {
             && self.no_labels.is_empty()
             && self.datasets.is_empty()
             && self.splits.is_empty()
+            && self.attrs.is_empty()
             && self.dates.is_empty()
             && self.filename.is_none()
     }
@@ -264,6 +269,12 @@ impl RecordFilter {
                 any: self.splits.clone(),
             });
         }
+        for a in &self.attrs {
+            f.must.push(Condition::MatchAny {
+                key: key::ATTRS.into(),
+                any: vec![normalize_attr(a)],
+            });
+        }
         for r in &self.dates {
             f.must.push(Condition::Range {
                 key: r.axis.name().into(),
@@ -297,6 +308,7 @@ impl RecordFilter {
             no_labels: self.no_labels.iter().map(|l| normalize_label(l)).collect(),
             datasets: self.datasets.clone(),
             splits: self.splits.clone(),
+            attrs: self.attrs.iter().map(|a| normalize_attr(a)).collect(),
             dates: self
                 .dates
                 .iter()
@@ -332,6 +344,7 @@ pub struct PayloadMatcher {
     no_labels: Vec<String>,
     datasets: Vec<String>,
     splits: Vec<String>,
+    attrs: Vec<String>,
     dates: Vec<(&'static str, Option<i64>, Option<i64>)>,
     filename: Option<FilenameMatcher>,
 }
@@ -365,6 +378,16 @@ impl PayloadMatcher {
                 .is_some_and(|d| self.splits.iter().any(|x| x == d))
         {
             return false;
+        }
+        if !self.attrs.is_empty() {
+            let attrs: Vec<&str> = payload
+                .get(key::ATTRS)
+                .and_then(|v| v.as_array())
+                .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+                .unwrap_or_default();
+            if !self.attrs.iter().all(|a| attrs.contains(&a.as_str())) {
+                return false;
+            }
         }
         for &(axis, after, before) in &self.dates {
             let Some(t) = payload.get_i64(axis) else {
@@ -401,6 +424,16 @@ impl FilenameMatch {
 /// Labels are compared case-insensitively and without surrounding space.
 pub fn normalize_label(label: &str) -> String {
     label.trim().to_lowercase()
+}
+
+/// An attribute filter `key=value` as [`crate::record::attribute_term`] writes the terms it
+/// matches (`Color = White` is `color=white`); text without `=` is only lower-cased and trimmed.
+pub fn normalize_attr(attr: &str) -> String {
+    match attr.split_once('=') {
+        Some((k, v)) => crate::record::attribute_term(k, &serde_json::Value::String(v.into()))
+            .unwrap_or_else(|| normalize_label(attr)),
+        None => normalize_label(attr),
+    }
 }
 
 /// Translates a shell glob into an anchored regular expression over the whole name.
@@ -546,6 +579,7 @@ mod tests {
             no_labels: vec!["cat".into()],
             datasets: vec!["d1".into()],
             splits: Vec::new(),
+            attrs: Vec::new(),
             dates: vec![DateRange {
                 axis: DateAxis::Captured,
                 after: DateTime::from_timestamp(50, 0),

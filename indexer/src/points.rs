@@ -60,6 +60,9 @@ pub mod key {
     pub const DATASET: &str = "dataset";
     /// The record's split (string; absent when the export gives none).
     pub const SPLIT: &str = "split";
+    /// The record's box attributes as `key=value` terms
+    /// ([`crate::record::Record::attribute_terms`]); array of strings, absent when none.
+    pub const ATTRS: &str = "attrs";
     /// The image's file name (string).
     pub const FILENAME: &str = "filename";
     /// The image's path under its images folder (string).
@@ -71,12 +74,13 @@ pub mod key {
 }
 
 /// Payload keys filtered as exact keywords (the store builds an index for each).
-pub const KEYWORD_KEYS: [&str; 7] = [
+pub const KEYWORD_KEYS: [&str; 8] = [
     key::RECORD_ID,
     key::KIND,
     key::LABELS,
     key::DATASET,
     key::SPLIT,
+    key::ATTRS,
     key::FILENAME,
     key::PATH,
 ];
@@ -161,6 +165,10 @@ pub fn payload(record: &Record, region: Option<usize>) -> Payload {
         .insert(key::PATH, record.path.clone());
     if let Some(s) = &record.split {
         p.insert(key::SPLIT, s.clone());
+    }
+    let attrs = record.attribute_terms();
+    if !attrs.is_empty() {
+        p.insert(key::ATTRS, attrs);
     }
     if let Some(b) = region {
         p.insert(key::BOX, b as u64)
@@ -250,6 +258,7 @@ mod tests {
                 area: 4.0,
                 iscrowd: false,
                 annotator: None,
+                attributes: BTreeMap::from([("Color".into(), serde_json::json!(" White "))]),
             }],
             captions: vec![],
             split: Some("val".into()),

@@ -118,6 +118,24 @@ pub struct BoundingBox {
     /// Who or what annotated it, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotator: Option<String>,
+    /// The annotation's attributes as the export gives them (CVAT `attribute`s and
+    /// `occluded`, VOC `pose` / `truncated` / `difficult`, ...), filterable as
+    /// [`attribute_term`]s.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, serde_json::Value>,
+}
+
+/// An attribute as a filter term: `key=value`, both lower-cased and trimmed; a string value as
+/// it is, any other value as its JSON text (`occluded=true`, `count=2`). `None` for an empty key
+/// or a null, array or object value.
+pub fn attribute_term(key: &str, value: &serde_json::Value) -> Option<String> {
+    let key = key.trim().to_lowercase();
+    let value = match value {
+        serde_json::Value::String(s) => s.trim().to_lowercase(),
+        serde_json::Value::Bool(_) | serde_json::Value::Number(_) => value.to_string(),
+        _ => return None,
+    };
+    (!key.is_empty()).then(|| format!("{key}={value}"))
 }
 
 /// An annotation that could not be read or placed on the image (its category id or box is
@@ -237,6 +255,20 @@ pub struct Record {
 }
 
 impl Record {
+    /// Every box attribute as an [`attribute_term`], once each, sorted: what an `attrs` filter
+    /// matches (a record matches `color=white` when any of its boxes has it).
+    pub fn attribute_terms(&self) -> Vec<String> {
+        let mut terms: Vec<String> = self
+            .boxes
+            .iter()
+            .flat_map(|b| b.attributes.iter())
+            .filter_map(|(k, v)| attribute_term(k, v))
+            .collect();
+        terms.sort();
+        terms.dedup();
+        terms
+    }
+
     /// Digest of everything except the ingest time: changes exactly when re-indexing is due.
     pub fn fingerprint(&self) -> String {
         let mut copy = self.clone();
@@ -267,6 +299,11 @@ impl Record {
             out.push_str(k);
             out.push(' ');
             out.push_str(&v);
+            out.push('\n');
+        }
+        // Box attributes are words about the image too ("white", "occluded").
+        for t in self.attribute_terms() {
+            out.push_str(&t.replacen('=', " ", 1));
             out.push('\n');
         }
         out

@@ -39,6 +39,14 @@ const LABELS: [&str; 8] = [
 ];
 const DATASETS: [&str; 4] = ["fleet-2024", "street", "Street", "coco val"];
 const SPLITS: [&str; 3] = ["train", "val", "Val"];
+const COLORS: [&str; 3] = ["white", "White ", "red"];
+const ATTRS: [&str; 5] = [
+    "color=white",
+    "Color = White",
+    "color=red",
+    "occluded=true",
+    "occluded=false",
+];
 const STEMS: [&str; 5] = [
     "img_1.jpg",
     "img_10.jpg",
@@ -83,9 +91,21 @@ fn random_record(rng: &mut StdRng, n: usize) -> Record {
     };
     let boxes: Vec<_> = (0..rng.random_range(0..4))
         .map(|_| {
+            // Attributes as exports give them: some boxes none, strings in any case, booleans.
+            let mut attributes = serde_json::Map::new();
+            if rng.random_bool(0.5) {
+                attributes.insert(
+                    "Color".into(),
+                    json!(COLORS[rng.random_range(0..COLORS.len())]),
+                );
+            }
+            if rng.random_bool(0.4) {
+                attributes.insert("occluded".into(), json!(rng.random_bool(0.5)));
+            }
             json!({
                 "label": LABELS[rng.random_range(0..LABELS.len())],
                 "x": 1.0, "y": 1.0, "w": 5.0, "h": 5.0, "area": 25.0, "iscrowd": false,
+                "attributes": attributes,
             })
         })
         .collect();
@@ -215,11 +235,13 @@ fn filter() -> impl Strategy<Value = RecordFilter> {
     let label = prop::sample::select(LABELS.to_vec()).prop_map(str::to_owned);
     let dataset = prop::sample::select(DATASETS.to_vec()).prop_map(str::to_owned);
     let split = prop::sample::select(SPLITS.to_vec()).prop_map(str::to_owned);
+    let attr = prop::sample::select(ATTRS.to_vec()).prop_map(str::to_owned);
     (
         prop::collection::vec(label.clone(), 0..3),
         prop::collection::vec(label, 0..3),
         prop::collection::vec(dataset, 0..3),
         prop::collection::vec(split, 0..2),
+        prop::collection::vec(attr, 0..2),
         prop::collection::vec(
             (axis(), bound(), bound()).prop_map(|(axis, after, before)| DateRange {
                 axis,
@@ -231,11 +253,12 @@ fn filter() -> impl Strategy<Value = RecordFilter> {
         filename(),
     )
         .prop_map(
-            |(labels, no_labels, datasets, splits, dates, filename)| RecordFilter {
+            |(labels, no_labels, datasets, splits, attrs, dates, filename)| RecordFilter {
                 labels,
                 no_labels,
                 datasets,
                 splits,
+                attrs,
                 dates,
                 filename,
             },
@@ -367,5 +390,10 @@ fn the_generated_world_has_the_edges_it_is_meant_to_test() {
     assert!(w.records.iter().any(|r| r.dates.captured.is_none()));
     assert!(w.records.iter().any(|r| r.boxes.is_empty()));
     assert!(w.records.iter().any(|r| r.split.is_none()));
+    let terms: BTreeSet<String> = w.records.iter().flat_map(|r| r.attribute_terms()).collect();
+    assert!(
+        terms.contains("color=white") && terms.contains("occluded=true"),
+        "{terms:?}"
+    );
     assert!(w.records.iter().any(|r| r.split.as_deref() == Some("val")));
 }

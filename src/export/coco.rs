@@ -71,6 +71,9 @@ pub(super) struct CocoBox<'a> {
     iscrowd: u8,
     #[serde(skip_serializing_if = "Option::is_none")]
     annotator: Option<&'a str>,
+    /// The box's attributes, as CVAT's COCO export writes them (the reader reads them back).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    attributes: &'a BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -160,6 +163,7 @@ pub(super) fn coco_files(
                 area: b.area,
                 iscrowd: u8::from(b.iscrowd),
                 annotator: b.annotator.as_deref(),
+                attributes: &b.attributes,
             });
         }
         for c in &r.captions {

@@ -64,6 +64,7 @@ pub(super) fn bbox(
         area,
         iscrowd,
         annotator: None,
+        attributes: Default::default(),
     }
 }
 

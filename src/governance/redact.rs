@@ -236,6 +236,7 @@ mod tests {
                 area: 1600.0,
                 iscrowd: false,
                 annotator: None,
+                attributes: Default::default(),
             }],
             captions: vec![],
             split: None,

@@ -29,6 +29,8 @@ pub struct FilterQuery {
     pub dataset: Option<String>,
     /// Splits (`train`, `val`, ...), any of them (comma-separated).
     pub split: Option<String>,
+    /// Box attributes as `key=value`, all of them (comma-separated).
+    pub attr: Option<String>,
     /// Captured on or after (YYYY-MM-DD or RFC 3339).
     pub captured_after: Option<String>,
     /// Captured on or before (a bare day includes the whole day).
@@ -106,6 +108,7 @@ impl FilterQuery {
             no_labels: list(&self.no_label),
             datasets: list(&self.dataset),
             splits: list(&self.split),
+            attrs: list(&self.attr),
             captured_after: self.captured_after.clone(),
             captured_before: self.captured_before.clone(),
             created_after: self.created_after.clone(),

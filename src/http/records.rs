@@ -415,6 +415,7 @@ mod tests {
                 area: 6000.0,
                 iscrowd: false,
                 annotator: None,
+                attributes: Default::default(),
             }],
             captions: vec![],
             split: None,

@@ -14,7 +14,7 @@ use indexer::synth::{SynthLibrary, SynthOptions, write_library};
 use indexer::{IngestOptions, IngestReport, Library, StoreSettings, ingest};
 use serde_json::json;
 
-use crate::common::{bin, ok_json};
+use crate::common::{bin, ok_json, path_str};
 
 const W: u32 = 64;
 const H: u32 = 48;
@@ -316,6 +316,18 @@ fn exports_ingest_back_into_a_fresh_library_unchanged() {
         .map(|r| (r.path.clone(), r.split.clone()))
         .collect();
     assert!(splits.values().any(Option::is_none) && splits.values().any(Option::is_some));
+    // Box attributes as a CVAT export would have given them, on every third record's boxes.
+    for r in records.iter_mut().step_by(3) {
+        for b in &mut r.boxes {
+            b.attributes.insert("color".into(), json!("white"));
+            b.attributes.insert("occluded".into(), json!(true));
+        }
+    }
+    let attributes: BTreeMap<String, Vec<String>> = records
+        .iter()
+        .map(|r| (r.path.clone(), r.attribute_terms()))
+        .collect();
+    assert!(attributes.values().any(|a| !a.is_empty()));
     let want = shape(&original);
     for (format, tol, captions, dates) in [
         (DatasetFormat::Coco, 0.0, true, true),
@@ -350,6 +362,10 @@ fn exports_ingest_back_into_a_fresh_library_unchanged() {
                 assert_eq!(r.dates.captured, o.dates.captured, "{format:?} {path}");
                 // The formats that hold dates hold the split too.
                 assert_eq!(r.split, splits[path], "{format:?} {path}");
+            }
+            if format == DatasetFormat::Coco {
+                // COCO holds box attributes (on each annotation, as CVAT writes them).
+                assert_eq!(r.attribute_terms(), attributes[path], "{path}");
             }
         }
     }
@@ -405,13 +421,71 @@ fn cvat_label_studio_and_csv_fixtures_ingest_to_the_records_they_describe() {
     assert_eq!(a.split.as_deref(), Some("val"));
     assert_eq!(a.metadata["source_id"], json!("0"));
     assert_eq!(a.metadata["cvat_task"]["name"], json!("street"));
+    let attributes: Vec<serde_json::Value> = a
+        .boxes
+        .iter()
+        .map(|b| serde_json::to_value(&b.attributes).unwrap())
+        .collect();
     assert_eq!(
-        a.metadata["box_attributes"],
-        json!([
-            {"box": 0, "label": "car", "attributes": {"color": "white", "occluded": true}},
-            {"box": 1, "label": "licence plate", "attributes": {"rotation": 90.0}},
-            {"box": 2, "label": "person", "attributes": {"shape": "polygon"}},
-        ])
+        attributes,
+        [
+            json!({"color": "white", "occluded": true}),
+            json!({"rotation": 90.0}),
+            json!({"shape": "polygon"}),
+        ]
+    );
+    assert_eq!(
+        a.attribute_terms(),
+        [
+            "color=white",
+            "occluded=true",
+            "rotation=90.0",
+            "shape=polygon"
+        ]
+    );
+    // The attributes are a filter, from the command line and the API alike: any box's.
+    let data = dir.path().join("cvat-lib");
+    let run = |args: &[&str]| no_model_cli(&data, args);
+    ok_json(&run(&[
+        "ingest",
+        "--annotations",
+        path_str(&dir.path().join("cvat.xml")),
+        "--images",
+        path_str(&images),
+        "--json",
+    ]));
+    let paths = |args: &[&str]| -> Vec<String> {
+        let mut a = vec!["lookup", "--json"];
+        a.extend_from_slice(args);
+        ok_json(&run(&a))["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["path"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(paths(&["--attr", "color=white"]), ["street/a.png"]);
+    assert_eq!(paths(&["--attr", "Color = White"]), ["street/a.png"]);
+    assert_eq!(
+        paths(&["--attr", "color=white", "--attr", "rotation=90.0"]),
+        ["street/a.png"]
+    );
+    assert!(paths(&["--attr", "color=red"]).is_empty());
+    assert!(paths(&["--attr", "occluded=false"]).is_empty());
+    let hits = ok_json(&run(&[
+        "search",
+        "white car",
+        "--attr",
+        "occluded=true",
+        "--json",
+    ]));
+    assert_eq!(crate::common::ids(&hits).len(), 1);
+    let bad = run(&["lookup", "--attr", "color"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("--attrs value 1 is not key=value"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
     );
     assert_eq!(
         a.dates.annotated,

@@ -503,6 +503,8 @@ async fn lookups_and_facets_match_the_true_counts() {
     assert!(f.get("splits").is_none(), "{f}");
     let none = get(&app, "/v1/lookup?split=val,train").await.ok();
     assert_eq!(none["total"], 0);
+    let none = get(&app, "/v1/lookup?attr=color%3Dwhite").await.ok();
+    assert_eq!(none["total"], 0, "no box of this library has attributes");
     let msg = get(&app, &format!("/v1/lookup?split={}", ",x".repeat(101)))
         .await
         .error(StatusCode::BAD_REQUEST);
@@ -518,6 +520,7 @@ async fn lookups_and_facets_match_the_true_counts() {
         ("/v1/lookup?filename=a&filename_glob=*", "filename"),
         ("/v1/lookup?cursor=9.bad", "cursor"),
         ("/v1/facets?limit=5", "limit"),
+        ("/v1/lookup?attr=color", "attrs"),
     ];
     for (uri, needle) in cases {
         let msg = get(&app, uri).await.error(StatusCode::BAD_REQUEST);

@@ -84,6 +84,7 @@ fn record(i: usize, label: &str, rng: &mut StdRng) -> Record {
             area: 400.0,
             iscrowd: false,
             annotator: None,
+            attributes: Default::default(),
         }],
         split: None,
         negative_labels: Vec::new(),

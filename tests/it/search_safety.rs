@@ -804,25 +804,35 @@ fn filter() -> impl Strategy<Value = FilterParams> {
         prop::option::weighted(0.08, pattern()),
         prop::option::weighted(0.25, pattern()),
     );
-    (values(), values(), values(), values(), dates, names).prop_map(
-        |(labels, no_labels, datasets, splits, d, n)| FilterParams {
-            labels,
-            no_labels,
-            datasets,
-            splits,
-            captured_after: d[0].clone(),
-            captured_before: d[1].clone(),
-            created_after: d[2].clone(),
-            created_before: d[3].clone(),
-            annotated_after: d[4].clone(),
-            annotated_before: d[5].clone(),
-            ingested_after: d[6].clone(),
-            ingested_before: d[7].clone(),
-            filename: n.0,
-            filename_prefix: n.1,
-            filename_glob: n.2,
-        },
+    (
+        values(),
+        values(),
+        values(),
+        values(),
+        values(),
+        dates,
+        names,
     )
+        .prop_map(
+            |(labels, no_labels, datasets, splits, attrs, d, n)| FilterParams {
+                labels,
+                no_labels,
+                datasets,
+                splits,
+                attrs,
+                captured_after: d[0].clone(),
+                captured_before: d[1].clone(),
+                created_after: d[2].clone(),
+                created_before: d[3].clone(),
+                annotated_after: d[4].clone(),
+                annotated_before: d[5].clone(),
+                ingested_after: d[6].clone(),
+                ingested_before: d[7].clone(),
+                filename: n.0,
+                filename_prefix: n.1,
+                filename_glob: n.2,
+            },
+        )
 }
 
 fn weights() -> impl Strategy<Value = Option<String>> {

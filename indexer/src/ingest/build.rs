@@ -204,24 +204,7 @@ pub fn validate_boxes(
     file: &str,
     problems: &mut Vec<Problem>,
 ) -> (Vec<BoundingBox>, Vec<UncertainAnnotation>) {
-    let (kept, _, uncertain) =
-        validate_boxes_with_attributes(boxes, width, height, orientation, file, problems);
-    (kept, uncertain)
-}
-
-/// The attributes of one kept box, by its index in the record's boxes.
-type BoxAttributes = Vec<(usize, BTreeMap<String, serde_json::Value>)>;
-
-fn validate_boxes_with_attributes(
-    boxes: Vec<RawBox>,
-    width: u32,
-    height: u32,
-    orientation: u8,
-    file: &str,
-    problems: &mut Vec<Problem>,
-) -> (Vec<BoundingBox>, BoxAttributes, Vec<UncertainAnnotation>) {
     let mut kept = Vec::with_capacity(boxes.len());
-    let mut attributes = Vec::new();
     let mut uncertain = Vec::new();
     for b in boxes {
         let rect = [b.x, b.y, b.w, b.h];
@@ -282,9 +265,6 @@ fn validate_boxes_with_attributes(
                 reason: format!("its category id has several names ({})", labels.join(", ")),
             });
         }
-        if !b.attributes.is_empty() {
-            attributes.push((kept.len(), b.attributes));
-        }
         kept.push(BoundingBox {
             label: b.label,
             supercategory: b.supercategory,
@@ -299,9 +279,10 @@ fn validate_boxes_with_attributes(
             },
             iscrowd: b.iscrowd,
             annotator: b.annotator,
+            attributes: b.attributes,
         });
     }
-    (kept, attributes, uncertain)
+    (kept, uncertain)
 }
 
 /// Builds the record of one entry from its image file's facts, or `None` (with a problem) when
@@ -352,7 +333,7 @@ pub fn build_record(
             reason,
         });
     }
-    let (boxes, box_attributes, mut uncertain) = validate_boxes_with_attributes(
+    let (boxes, mut uncertain) = validate_boxes(
         entry.boxes,
         facts.width,
         facts.height,
@@ -398,14 +379,7 @@ pub fn build_record(
             });
         }
     }
-    let mut metadata = entry.metadata;
-    if !box_attributes.is_empty() {
-        let list: Vec<serde_json::Value> = box_attributes
-            .into_iter()
-            .map(|(i, a)| serde_json::json!({"box": i, "label": boxes[i].label, "attributes": a}))
-            .collect();
-        metadata.insert("box_attributes".into(), serde_json::Value::Array(list));
-    }
+    let metadata = entry.metadata;
     let mut annotators = entry.annotators;
     for b in &boxes {
         if let Some(a) = &b.annotator

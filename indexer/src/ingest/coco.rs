@@ -334,7 +334,17 @@ pub fn parse_export(
             annotator,
             item: format!("{item} {}", entry.file_name),
             alt_labels,
-            attributes: BTreeMap::new(),
+            // CVAT's and imagelens' COCO exports write a box's attributes here.
+            attributes: ann
+                .get("attributes")
+                .and_then(Value::as_object)
+                .map(|o| {
+                    o.iter()
+                        .filter(|(_, v)| !v.is_null())
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default(),
         });
     }
     Ok(entries)

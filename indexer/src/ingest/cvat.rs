@@ -3,7 +3,7 @@
 //! `<box>` (`xtl ytl xbr ybr` in pixels, `rotation` in degrees clockwise about its centre: the
 //! box kept is the upright box around the turned one), `<polygon>`, `<polyline>`, `<points>`,
 //! `<ellipse>`, `<mask>`, `<cuboid>` and `<skeleton>` (the box around their points), `<tag>`
-//! (an image-level label) and `<attribute>` children (kept in `box_attributes`, with
+//! (an image-level label) and `<attribute>` children (kept as the box's `attributes`, with
 //! `occluded`, `rotation` and the shape). The task or job in `<meta>` goes to each record's
 //! metadata (`cvat_task`), its `dumped` time to the annotated date; `subset` to `split` and the
 //! image id to `source_id`. A shape without a label or readable points is uncertain.

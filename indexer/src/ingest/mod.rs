@@ -77,8 +77,8 @@ pub struct RawBox {
     /// Other names the export gives the box's category id (a category id defined twice with
     /// different names); the box is then redacted if any of its names is sensitive.
     pub alt_labels: Vec<String>,
-    /// Attributes the export gives the box (occluded, pose, rotation, colour, ...); kept in the
-    /// record's metadata under `box_attributes`, keyed by the box's index in the record.
+    /// Attributes the export gives the box (occluded, pose, rotation, colour, ...); kept on the
+    /// record's box ([`crate::record::BoundingBox::attributes`]).
     pub attributes: BTreeMap<String, serde_json::Value>,
 }
 

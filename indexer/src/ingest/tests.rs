@@ -156,11 +156,12 @@ fn image_labels_and_box_attributes_reach_the_record() {
     )
     .unwrap();
     assert_eq!(r.labels, ["cat", "face"]);
-    // The attributes follow their box to its index among the kept boxes.
-    assert_eq!(
-        r.metadata["box_attributes"],
-        serde_json::json!([{"box": 0, "label": "cat", "attributes": {"occluded": true}}])
-    );
+    // The attributes stay on their box (the first box was dropped), and are filter terms.
+    assert_eq!(r.boxes.len(), 1);
+    assert_eq!(r.boxes[0].attributes["occluded"], serde_json::json!(true));
+    assert_eq!(r.attribute_terms(), ["occluded=true"]);
+    assert!(!r.metadata.contains_key("box_attributes"));
+    assert!(r.metadata_text().contains("occluded true"));
     // "face" has no box: it is an unplaced annotation, so redaction covers the image.
     let tags: Vec<_> = r
         .privacy

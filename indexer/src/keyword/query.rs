@@ -12,7 +12,7 @@ use tantivy::schema::{Field, IndexRecordOption};
 
 use super::schema::{MIN_DATE_SECS, tantivy_date};
 use super::{KResult, KeywordError, KeywordIndex};
-use crate::filter::{PatternError, RecordFilter, normalize_label};
+use crate::filter::{PatternError, RecordFilter, normalize_attr, normalize_label};
 use crate::record::DateAxis;
 
 impl KeywordIndex {
@@ -28,6 +28,9 @@ impl KeywordIndex {
         }
         for label in &filter.no_labels {
             clauses.push((Occur::MustNot, term_query(f.label, &normalize_label(label))));
+        }
+        for attr in &filter.attrs {
+            clauses.push((Occur::Must, term_query(f.attr, &normalize_attr(attr))));
         }
         if !filter.datasets.is_empty() {
             let any: Vec<(Occur, Box<dyn Query>)> = filter

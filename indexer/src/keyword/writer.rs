@@ -58,6 +58,9 @@ impl KeywordWriter {
         if let Some(s) = &record.split {
             doc.add_text(f.split, s);
         }
+        for a in record.attribute_terms() {
+            doc.add_text(f.attr, a);
+        }
         doc.add_text(f.fingerprint, record.fingerprint());
         doc.add_text(f.embedded, embedded);
         doc.add_text(
