@@ -354,37 +354,32 @@ impl PayloadMatcher {
     /// the same semantics as the keyword index. Used to make vector results exact when part of
     /// the filter could not be pushed down.
     pub fn matches(&self, payload: &Payload) -> bool {
-        let labels: Vec<&str> = payload
-            .get(key::LABELS)
-            .and_then(|v| v.as_array())
-            .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
-            .unwrap_or_default();
+        let strings = |key: &str| -> Vec<&str> {
+            payload
+                .get(key)
+                .and_then(|v| v.as_array())
+                .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+                .unwrap_or_default()
+        };
+        let labels = strings(key::LABELS);
         if !self.labels.iter().all(|l| labels.contains(&l.as_str())) {
             return false;
         }
         if self.no_labels.iter().any(|l| labels.contains(&l.as_str())) {
             return false;
         }
-        if !self.datasets.is_empty()
-            && !payload
-                .get_str(key::DATASET)
-                .is_some_and(|d| self.datasets.iter().any(|x| x == d))
-        {
-            return false;
-        }
-        if !self.splits.is_empty()
-            && !payload
-                .get_str(key::SPLIT)
-                .is_some_and(|d| self.splits.iter().any(|x| x == d))
-        {
-            return false;
+        // Any of the datasets, any of the splits.
+        for (key, any) in [(key::DATASET, &self.datasets), (key::SPLIT, &self.splits)] {
+            if !any.is_empty()
+                && !payload
+                    .get_str(key)
+                    .is_some_and(|v| any.iter().any(|x| x == v))
+            {
+                return false;
+            }
         }
         if !self.attrs.is_empty() {
-            let attrs: Vec<&str> = payload
-                .get(key::ATTRS)
-                .and_then(|v| v.as_array())
-                .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
-                .unwrap_or_default();
+            let attrs = strings(key::ATTRS);
             if !self.attrs.iter().all(|a| attrs.contains(&a.as_str())) {
                 return false;
             }

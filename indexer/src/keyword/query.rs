@@ -32,21 +32,15 @@ impl KeywordIndex {
         for attr in &filter.attrs {
             clauses.push((Occur::Must, term_query(f.attr, &normalize_attr(attr))));
         }
-        if !filter.datasets.is_empty() {
-            let any: Vec<(Occur, Box<dyn Query>)> = filter
-                .datasets
-                .iter()
-                .map(|d| (Occur::Should, term_query(f.dataset, d)))
-                .collect();
-            clauses.push((Occur::Must, Box::new(BooleanQuery::new(any))));
-        }
-        if !filter.splits.is_empty() {
-            let any: Vec<(Occur, Box<dyn Query>)> = filter
-                .splits
-                .iter()
-                .map(|d| (Occur::Should, term_query(f.split, d)))
-                .collect();
-            clauses.push((Occur::Must, Box::new(BooleanQuery::new(any))));
+        // Any of the datasets, any of the splits.
+        for (field, values) in [(f.dataset, &filter.datasets), (f.split, &filter.splits)] {
+            if !values.is_empty() {
+                let any: Vec<(Occur, Box<dyn Query>)> = values
+                    .iter()
+                    .map(|v| (Occur::Should, term_query(field, v)))
+                    .collect();
+                clauses.push((Occur::Must, Box::new(BooleanQuery::new(any))));
+            }
         }
         for range in &filter.dates {
             let field = f.dates[DateAxis::ALL
