@@ -48,6 +48,17 @@ pub fn run(settings: &AppSettings, args: FacetArgs) -> anyhow::Result<ExitCode> 
     for (d, n) in &facets.datasets {
         println!("  {d:<24} {n}");
     }
+    for (title, counts) in [
+        ("splits", &facets.splits),
+        ("box attributes", &facets.attrs),
+    ] {
+        if !counts.is_empty() {
+            println!("{title}:");
+            for (v, n) in counts {
+                println!("  {v:<24} {n}");
+            }
+        }
+    }
     for (axis, months) in &facets.months {
         if months.is_empty() {
             continue;

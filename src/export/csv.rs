@@ -6,7 +6,7 @@ use indexer::record::Record;
 use super::*;
 
 /// The CSV header, in column order.
-pub(super) const CSV_HEADER: [&str; 15] = [
+pub(super) const CSV_HEADER: [&str; 16] = [
     "record_id",
     "path",
     "filename",
@@ -21,6 +21,7 @@ pub(super) const CSV_HEADER: [&str; 15] = [
     "y",
     "w",
     "h",
+    "attributes",
     "captions",
 ];
 
@@ -36,16 +37,22 @@ pub(super) fn csv_file(records: &[Record]) -> Result<Vec<u8>, ExportError> {
         let height = r.height.to_string();
         let captured = r.dates.captured.map(rfc3339).unwrap_or_default();
         let captions = r.captions.join(" | ");
-        let mut rows: Vec<[String; 5]> = r
+        let mut rows: Vec<[String; 6]> = r
             .boxes
             .iter()
             .map(|b| {
+                let attributes = if b.attributes.is_empty() {
+                    String::new()
+                } else {
+                    serde_json::to_string(&b.attributes).expect("json values serialise")
+                };
                 [
                     b.label.clone(),
                     b.x.to_string(),
                     b.y.to_string(),
                     b.w.to_string(),
                     b.h.to_string(),
+                    attributes,
                 ]
             })
             .collect();
@@ -57,13 +64,14 @@ pub(super) fn csv_file(records: &[Record]) -> Result<Vec<u8>, ExportError> {
                     String::new(),
                     String::new(),
                     String::new(),
+                    String::new(),
                 ]);
             }
         }
         if rows.is_empty() {
             rows.push(Default::default());
         }
-        for [label, x, y, bw, bh] in &rows {
+        for [label, x, y, bw, bh, attributes] in &rows {
             w.write_record([
                 r.id.as_str(),
                 &r.path,
@@ -79,6 +87,7 @@ pub(super) fn csv_file(records: &[Record]) -> Result<Vec<u8>, ExportError> {
                 y,
                 bw,
                 bh,
+                attributes,
                 &captions,
             ])
             .map_err(csv_error)?;

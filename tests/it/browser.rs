@@ -614,6 +614,13 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
         .await
         .unwrap();
     until(&c, "the split filter removed", &format!("document.getElementById('facet-total').textContent === {whole_total} && !location.search.includes('split')")).await;
+    // A box attribute likewise (all ticked must hold).
+    assert_eq!(
+        js(&c, "document.getElementById('f-attrs').hidden").await,
+        true
+    );
+    c.goto(&format!("{base}?attr=color%3Dwhite")).await.unwrap();
+    until(&c, "facets with the attribute filter", "document.getElementById('facet-total').textContent.startsWith('0 records') && !document.getElementById('f-attrs').hidden && document.querySelector('#attr-list input[data-value=\"color=white\"]').checked").await;
 
     // An image search counts over its own candidates too: the page posts the image with the
     // facets as it posts it with the search.

@@ -363,8 +363,9 @@ fn exports_ingest_back_into_a_fresh_library_unchanged() {
                 // The formats that hold dates hold the split too.
                 assert_eq!(r.split, splits[path], "{format:?} {path}");
             }
-            if format == DatasetFormat::Coco {
-                // COCO holds box attributes (on each annotation, as CVAT writes them).
+            if matches!(format, DatasetFormat::Coco | DatasetFormat::Csv) {
+                // COCO holds box attributes (on each annotation, as CVAT writes them), CSV as
+                // a JSON column on each box row.
                 assert_eq!(r.attribute_terms(), attributes[path], "{path}");
             }
         }
@@ -471,6 +472,12 @@ fn cvat_label_studio_and_csv_fixtures_ingest_to_the_records_they_describe() {
         ["street/a.png"]
     );
     assert!(paths(&["--attr", "color=red"]).is_empty());
+    let facets = ok_json(&run(&["facets", "--json"]));
+    assert_eq!(
+        facets["attrs"],
+        json!({"color=white": 1, "occluded=true": 1, "rotation=90.0": 1, "shape=polygon": 1}),
+        "{facets}"
+    );
     assert!(paths(&["--attr", "occluded=false"]).is_empty());
     let hits = ok_json(&run(&[
         "search",

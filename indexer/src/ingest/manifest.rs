@@ -12,6 +12,8 @@
 //! - `captured_at` (or `captured`, `date_captured`): when the picture was taken;
 //! - `annotator`; `width` and `height`: the image's size as the manifest states it;
 //! - `split` (or `subset`): the split the image is in (`train`, `val`, `test`, ...);
+//! - `attributes`: on a box row, the box's attributes as a JSON object (`{"color":"white"}`,
+//!   as the CSV export writes them);
 //! - any other column is kept in the record's metadata.
 //!
 //! A row without a file name, a box with a missing or unreadable coordinate, or a date that
@@ -297,6 +299,26 @@ impl Rows<'_> {
                 (Some(label), Some(rect)) => {
                     let mut b = RawBox::new(label, rect, item.clone());
                     b.annotator = row.get("annotator").and_then(as_text);
+                    // A JSON object of the box's attributes (as the CSV export writes them);
+                    // a cell that is not one is reported and the box kept without them.
+                    match row.get("attributes").filter(|v| !is_blank(v)) {
+                        Some(Value::Object(o)) => b.attributes = o.clone().into_iter().collect(),
+                        Some(Value::String(t)) => {
+                            match serde_json::from_str::<Map<String, Value>>(t) {
+                                Ok(o) => b.attributes = o.into_iter().collect(),
+                                Err(_) => problems.push(problem(
+                                    &item,
+                                    "attributes is not a JSON object; the box is kept without them"
+                                        .into(),
+                                )),
+                            }
+                        }
+                        Some(_) => problems.push(problem(
+                            &item,
+                            "attributes is not a JSON object; the box is kept without them".into(),
+                        )),
+                        None => {}
+                    }
                     entry.boxes.push(b);
                 }
                 (label, rect) => {
@@ -379,7 +401,7 @@ impl Rows<'_> {
             &SPLIT_COLUMNS,
             &CORNERS,
             &XYWH,
-            &["annotator", "width", "height"],
+            &["annotator", "width", "height", "attributes"],
         ]
         .concat();
         let extra: BTreeMap<String, Value> = row
@@ -481,6 +503,26 @@ mod tests {
         assert_eq!(entries[0].labels, ["dog"]);
         let mut p = Vec::new();
         assert!(parse("name,label\na,b\n".as_bytes(), Kind::Csv, "m.csv", &mut p).is_err());
+    }
+
+    #[test]
+    fn a_box_rows_attributes_column_is_a_json_object_or_a_problem() {
+        let text = "filename,label,x,y,w,h,attributes,split\n\
+                    a.jpg,car,1,2,3,4,\"{\"\"color\"\": \"\"white\"\", \"\"occluded\"\": true}\",val\n\
+                    b.jpg,dog,1,2,3,4,not json,\n";
+        let (entries, problems) = parse_str(text, Kind::Csv);
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].boxes[0].attributes["color"], json!("white"));
+        assert_eq!(entries[0].boxes[0].attributes["occluded"], json!(true));
+        assert_eq!(entries[0].split.as_deref(), Some("val"));
+        assert!(entries[1].boxes[0].attributes.is_empty());
+        assert!(!entries[1].metadata.contains_key("attributes"));
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.reason.contains("attributes is not a JSON object")),
+            "{problems:?}"
+        );
     }
 
     proptest! {

@@ -101,6 +101,9 @@ pub struct Facets {
     /// Records per split (absent when no record has one).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub splits: BTreeMap<String, u64>,
+    /// Records per box attribute, as `key=value` (absent when no box has one).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attrs: BTreeMap<String, u64>,
     /// Per time axis, records per `YYYY-MM`.
     pub months: BTreeMap<String, BTreeMap<String, u64>>,
 }
@@ -438,6 +441,7 @@ impl KeywordIndex {
                 ("label", &mut facets.labels),
                 ("dataset", &mut facets.datasets),
                 ("split", &mut facets.splits),
+                ("attr", &mut facets.attrs),
             ] {
                 let Some(col) = ff.str(name)? else { continue };
                 let mut per_ord: HashMap<u64, u64> = HashMap::new();

@@ -29,6 +29,7 @@ const state = {
   noLabels: new Set(),
   datasets: new Set(),
   splits: new Set(),
+  attrs: new Set(),
   dates: {},
   filename: '',
   image: null,
@@ -160,6 +161,7 @@ function filterBody() {
     no_labels: [...state.noLabels],
     datasets: [...state.datasets],
     splits: [...state.splits],
+    attrs: [...state.attrs],
   };
   for (const axis of AXES) {
     const d = state.dates[axis] || {};
@@ -172,7 +174,7 @@ function filterBody() {
 
 function filterQuery() {
   const f = filterBody();
-  const p = { label: f.labels, no_label: f.no_labels, dataset: f.datasets, split: f.splits };
+  const p = { label: f.labels, no_label: f.no_labels, dataset: f.datasets, split: f.splits, attr: f.attrs };
   for (const [k, v] of Object.entries(f)) if (!Array.isArray(v)) p[k] = v;
   return p;
 }
@@ -194,6 +196,7 @@ function fromAddress() {
   state.noLabels = list('no_label');
   state.datasets = list('dataset');
   state.splits = list('split');
+  state.attrs = list('attr');
   state.filename = p.get('filename') || '';
   state.dates = {};
   for (const axis of AXES) {
@@ -495,6 +498,13 @@ function renderFacets(f) {
   splits.replaceChildren();
   for (const name of [...sp].sort()) splits.append(facetRow(name, splitCounts[name] || 0, state.splits, null, 'split'));
   $('f-splits').hidden = sp.size === 0;
+  // Box attributes (key=value, every one ticked must hold) likewise.
+  const attrCounts = f.attrs || {};
+  const at = new Set([...Object.keys(attrCounts), ...state.attrs]);
+  const attrs = $('attr-list');
+  attrs.replaceChildren();
+  for (const name of [...at].sort()) attrs.append(facetRow(name, attrCounts[name] || 0, state.attrs, null, 'attr'));
+  $('f-attrs').hidden = at.size === 0;
   const dates = $('date-list');
   dates.replaceChildren();
   for (const axis of AXES) {
@@ -588,6 +598,7 @@ function initSearch() {
     state.noLabels.clear();
     state.datasets.clear();
     state.splits.clear();
+    state.attrs.clear();
     state.dates = {};
     state.filename = '';
     $('f-filename').value = '';
