@@ -418,6 +418,7 @@ pub fn record(i: usize, labels: &[&str], words: &[&str], rng: &mut StdRng) -> Re
         boxes,
         split: None,
         negative_labels: Vec::new(),
+        attributes: Default::default(),
         metadata: Default::default(),
         annotators: Vec::new(),
         exports: Vec::new(),

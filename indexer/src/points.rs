@@ -263,6 +263,7 @@ mod tests {
             captions: vec![],
             split: Some("val".into()),
             negative_labels: Vec::new(),
+            attributes: Default::default(),
             metadata: std::collections::BTreeMap::new(),
             annotators: vec![],
             exports: vec![],

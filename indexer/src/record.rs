@@ -240,6 +240,10 @@ pub struct Record {
     /// among `labels`, never indexed or searched as present.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub negative_labels: Vec<String>,
+    /// Attributes of the image itself (a CVAT tag's attributes, ...); a box's are on the box.
+    /// Filterable as [`attribute_term`]s with the boxes'.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, serde_json::Value>,
     /// Free metadata from the export (licence, urls, source ids, ...).
     #[serde(default)]
     pub metadata: BTreeMap<String, serde_json::Value>,
@@ -255,13 +259,14 @@ pub struct Record {
 }
 
 impl Record {
-    /// Every box attribute as an [`attribute_term`], once each, sorted: what an `attrs` filter
-    /// matches (a record matches `color=white` when any of its boxes has it).
+    /// Every attribute of the image and of its boxes as an [`attribute_term`], once each,
+    /// sorted: what an `attrs` filter matches (a record matches `color=white` when the image or
+    /// any of its boxes has it).
     pub fn attribute_terms(&self) -> Vec<String> {
         let mut terms: Vec<String> = self
-            .boxes
+            .attributes
             .iter()
-            .flat_map(|b| b.attributes.iter())
+            .chain(self.boxes.iter().flat_map(|b| b.attributes.iter()))
             .filter_map(|(k, v)| attribute_term(k, v))
             .collect();
         terms.sort();
@@ -333,6 +338,7 @@ mod tests {
             captions: vec![],
             split: None,
             negative_labels: Vec::new(),
+            attributes: Default::default(),
             metadata: BTreeMap::new(),
             annotators: vec![],
             exports: vec![],

@@ -12,13 +12,14 @@ use super::*;
 
 /// Image fields the COCO writer sets itself; metadata keys with these names are not copied
 /// (the reader keeps everything else as metadata, so the rest round-trips).
-pub(super) const COCO_IMAGE_FIELDS: [&str; 6] = [
+pub(super) const COCO_IMAGE_FIELDS: [&str; 7] = [
     "id",
     "file_name",
     "width",
     "height",
     "date_captured",
     "split",
+    "attributes",
 ];
 
 #[derive(Serialize)]
@@ -49,6 +50,9 @@ pub(super) struct CocoImage<'a> {
     /// Not COCO's own field: the split, which the COCO reader of ingest reads back.
     #[serde(skip_serializing_if = "Option::is_none")]
     split: Option<&'a str>,
+    /// Not COCO's own field: the image's own attributes, read back likewise.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    attributes: &'a BTreeMap<String, serde_json::Value>,
     #[serde(flatten)]
     metadata: BTreeMap<&'a str, &'a serde_json::Value>,
 }
@@ -121,6 +125,7 @@ pub(super) fn coco_files(
             height: r.height,
             date_captured: r.dates.captured.map(rfc3339),
             split: r.split.as_deref(),
+            attributes: &r.attributes,
             metadata: r
                 .metadata
                 .iter()

@@ -36,6 +36,7 @@ pub(super) fn image_record(root: &Path, path: &str, width: u32, height: u32, see
         captions: vec![],
         split: None,
         negative_labels: Vec::new(),
+        attributes: Default::default(),
         metadata: BTreeMap::new(),
         annotators: vec![],
         exports: vec![],

@@ -241,6 +241,7 @@ mod tests {
             captions: vec![],
             split: None,
             negative_labels: Vec::new(),
+            attributes: Default::default(),
             metadata: Default::default(),
             annotators: vec![],
             exports: vec![],

@@ -316,18 +316,34 @@ fn exports_ingest_back_into_a_fresh_library_unchanged() {
         .map(|r| (r.path.clone(), r.split.clone()))
         .collect();
     assert!(splits.values().any(Option::is_none) && splits.values().any(Option::is_some));
-    // Box attributes as a CVAT export would have given them, on every third record's boxes.
+    // Box attributes as a CVAT export would have given them, on every third record's boxes,
+    // and an image attribute on every fourth record.
     for r in records.iter_mut().step_by(3) {
         for b in &mut r.boxes {
             b.attributes.insert("color".into(), json!("white"));
             b.attributes.insert("occluded".into(), json!(true));
         }
     }
-    let attributes: BTreeMap<String, Vec<String>> = records
+    for r in records.iter_mut().step_by(4) {
+        r.attributes.insert("weather".into(), json!("rain"));
+    }
+    type Attributes = (
+        BTreeMap<String, serde_json::Value>,
+        Vec<BTreeMap<String, serde_json::Value>>,
+    );
+    let attributes: BTreeMap<String, Attributes> = records
         .iter()
-        .map(|r| (r.path.clone(), r.attribute_terms()))
+        .map(|r| {
+            let boxes = r.boxes.iter().map(|b| b.attributes.clone()).collect();
+            (r.path.clone(), (r.attributes.clone(), boxes))
+        })
         .collect();
-    assert!(attributes.values().any(|a| !a.is_empty()));
+    assert!(attributes.values().any(|a| !a.0.is_empty()));
+    assert!(
+        attributes
+            .values()
+            .any(|a| a.1.iter().any(|b| !b.is_empty()))
+    );
     let want = shape(&original);
     for (format, tol, captions, dates) in [
         (DatasetFormat::Coco, 0.0, true, true),
@@ -365,8 +381,12 @@ fn exports_ingest_back_into_a_fresh_library_unchanged() {
             }
             if matches!(format, DatasetFormat::Coco | DatasetFormat::Csv) {
                 // COCO holds box attributes (on each annotation, as CVAT writes them), CSV as
-                // a JSON column on each box row.
-                assert_eq!(r.attribute_terms(), attributes[path], "{path}");
+                // a JSON column on each box row; COCO also the image's (on the image).
+                let boxes: Vec<_> = r.boxes.iter().map(|b| b.attributes.clone()).collect();
+                assert_eq!(boxes, attributes[path].1, "{format:?} {path}");
+            }
+            if format == DatasetFormat::Coco {
+                assert_eq!(r.attributes, attributes[path].0, "{path}");
             }
         }
     }
@@ -396,7 +416,7 @@ fn cvat_label_studio_and_csv_fixtures_ingest_to_the_records_they_describe() {
     <box label="car" occluded="1" xtl="10" ytl="20" xbr="60" ybr="70"><attribute name="color">white</attribute></box>
     <box label="licence plate" occluded="0" xtl="100" ytl="40" xbr="120" ybr="50" rotation="90"/>
     <polygon label="person" occluded="0" points="150,10;190,10;170,90"/>
-    <tag label="night"/>
+    <tag label="night"><attribute name="sky">Clear</attribute></tag>
   </image>
   <image id="1" name="b.png" width="50" height="40"><tag label="face"/></image>
 </annotations>"#,
@@ -436,12 +456,18 @@ fn cvat_label_studio_and_csv_fixtures_ingest_to_the_records_they_describe() {
         ]
     );
     assert_eq!(
+        a.attributes["sky"],
+        json!("Clear"),
+        "the tag's attribute is the image's"
+    );
+    assert_eq!(
         a.attribute_terms(),
         [
             "color=white",
             "occluded=true",
             "rotation=90.0",
-            "shape=polygon"
+            "shape=polygon",
+            "sky=clear"
         ]
     );
     // The attributes are a filter, from the command line and the API alike: any box's.
@@ -472,10 +498,15 @@ fn cvat_label_studio_and_csv_fixtures_ingest_to_the_records_they_describe() {
         ["street/a.png"]
     );
     assert!(paths(&["--attr", "color=red"]).is_empty());
+    // The image's own attributes (a tag's) count as well as its boxes'.
+    assert_eq!(
+        paths(&["--attr", "sky=clear", "--attr", "color=white"]),
+        ["street/a.png"]
+    );
     let facets = ok_json(&run(&["facets", "--json"]));
     assert_eq!(
         facets["attrs"],
-        json!({"color=white": 1, "occluded=true": 1, "rotation=90.0": 1, "shape=polygon": 1}),
+        json!({"color=white": 1, "occluded=true": 1, "rotation=90.0": 1, "shape=polygon": 1, "sky=clear": 1}),
         "{facets}"
     );
     assert!(paths(&["--attr", "occluded=false"]).is_empty());

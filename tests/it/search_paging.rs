@@ -88,6 +88,7 @@ fn record(i: usize, label: &str, rng: &mut StdRng) -> Record {
         }],
         split: None,
         negative_labels: Vec::new(),
+        attributes: Default::default(),
         metadata: Default::default(),
         annotators: Vec::new(),
         exports: Vec::new(),

@@ -419,6 +419,7 @@ pub fn build_record(
         captions: entry.captions,
         split: entry.split,
         negative_labels,
+        attributes: entry.attributes,
         metadata,
         annotators,
         exports: entry.exports,

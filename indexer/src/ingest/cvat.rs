@@ -3,8 +3,8 @@
 //! `<box>` (`xtl ytl xbr ybr` in pixels, `rotation` in degrees clockwise about its centre: the
 //! box kept is the upright box around the turned one), `<polygon>`, `<polyline>`, `<points>`,
 //! `<ellipse>`, `<mask>`, `<cuboid>` and `<skeleton>` (the box around their points), `<tag>`
-//! (an image-level label) and `<attribute>` children (kept as the box's `attributes`, with
-//! `occluded`, `rotation` and the shape). The task or job in `<meta>` goes to each record's
+//! (an image-level label, its attributes the image's `attributes`) and `<attribute>` children
+//! (kept as the box's `attributes`, with `occluded`, `rotation` and the shape). The task or job in `<meta>` goes to each record's
 //! metadata (`cvat_task`), its `dumped` time to the annotated date; `subset` to `split` and the
 //! image id to `source_id`. A shape without a label or readable points is uncertain.
 
@@ -258,7 +258,6 @@ fn read_image(
     if let Some(s) = el.attr("subset").and_then(super::text) {
         entry.split = Some(s);
     }
-    let mut tags = Map::new();
     for (k, child) in el.children.iter().enumerate() {
         let label = child.attr("label").and_then(super::text);
         let item = format!(
@@ -272,9 +271,9 @@ fn read_image(
         if child.name == "tag" {
             match label {
                 Some(l) => {
-                    let a = attributes(child);
-                    if !a.is_empty() {
-                        tags.insert(l.clone(), json!(a));
+                    // A tag is an image-level label: its attributes are the image's.
+                    for (key, value) in attributes(child) {
+                        entry.attributes.entry(key).or_insert(value);
                     }
                     entry.add_label(&l);
                 }
@@ -321,11 +320,6 @@ fn read_image(
         }
         b.attributes = attrs;
         entry.boxes.push(b);
-    }
-    if !tags.is_empty() {
-        entry
-            .metadata
-            .insert("tag_attributes".into(), Value::Object(tags));
     }
     Some(entry)
 }
@@ -374,10 +368,8 @@ mod tests {
         assert_eq!(a.split.as_deref(), Some("train"));
         assert_eq!(a.metadata["source_id"], json!("0"));
         assert_eq!(a.metadata["cvat_task"]["name"], json!("street"));
-        assert_eq!(
-            a.metadata["tag_attributes"],
-            json!({"night": {"sky": "clear"}})
-        );
+        assert_eq!(a.attributes["sky"], json!("clear"));
+        assert!(!a.metadata.contains_key("tag_attributes"));
         assert_eq!(a.labels, ["night"]);
         let got: Vec<_> = a
             .boxes

@@ -137,6 +137,8 @@ pub struct ImageEntry {
     pub split: Option<String>,
     /// Labels the annotation says are absent (a Clarifai concept with value 0).
     pub negative_labels: Vec<String>,
+    /// Attributes of the image itself (a CVAT tag's attributes, ...).
+    pub attributes: BTreeMap<String, serde_json::Value>,
     /// Free metadata.
     pub metadata: BTreeMap<String, serde_json::Value>,
     /// Annotators.
@@ -168,6 +170,7 @@ impl ImageEntry {
             captions: Vec::new(),
             split: None,
             negative_labels: Vec::new(),
+            attributes: BTreeMap::new(),
             metadata: BTreeMap::new(),
             annotators: Vec::new(),
             exports: vec![export.to_owned()],

@@ -60,6 +60,7 @@ fn entry(boxes: Vec<RawBox>) -> ImageEntry {
         captions: vec![],
         split: None,
         negative_labels: Vec::new(),
+        attributes: Default::default(),
         metadata: BTreeMap::new(),
         annotators: vec![],
         exports: vec![],

@@ -217,6 +217,15 @@ pub fn parse_export(
             }
             None => None,
         };
+        // Image attributes, as imagelens' COCO export writes them.
+        let attributes = match metadata.remove("attributes") {
+            Some(Value::Object(o)) => o.into_iter().filter(|(_, v)| !v.is_null()).collect(),
+            Some(other) => {
+                metadata.insert("attributes".into(), other);
+                BTreeMap::new()
+            }
+            None => BTreeMap::new(),
+        };
         by_id.insert(id, entries.len());
         names.insert(name.clone());
         entries.push(ImageEntry {
@@ -229,6 +238,7 @@ pub fn parse_export(
             captions: Vec::new(),
             split,
             negative_labels: Vec::new(),
+            attributes,
             metadata,
             annotators: contributor.iter().cloned().collect(),
             exports: vec![shown.to_owned()],
