@@ -61,12 +61,48 @@ pub(super) fn voc_xml(r: &Record) -> String {
         let (xmin, ymin) = (px(x, iw) + 1, px(y, ih) + 1);
         let xmax = px(x + f64::from(b.w), iw);
         let ymax = px(y + f64::from(b.h), ih);
+        // VOC's own fields from the box's attributes, the rest in CVAT's VOC flavour
+        // (`<attributes><attribute><name/><value/>`), which the VOC reader reads back.
+        let pose = b
+            .attributes
+            .get("pose")
+            .and_then(|v| v.as_str())
+            .unwrap_or("Unspecified");
+        let flag = |k: &str| u8::from(b.attributes.get(k) == Some(&serde_json::Value::Bool(true)));
+        let mut extra = String::new();
+        if flag("occluded") == 1 {
+            extra.push_str("    <occluded>1</occluded>\n");
+        }
+        let rest: Vec<(&String, &serde_json::Value)> = b
+            .attributes
+            .iter()
+            .filter(|(k, v)| {
+                !(k.as_str() == "pose" && v.is_string()
+                    || ["truncated", "difficult", "occluded"].contains(&k.as_str())
+                        && v.is_boolean())
+            })
+            .collect();
+        if !rest.is_empty() {
+            extra.push_str("    <attributes>\n");
+            for (k, v) in rest {
+                let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+                extra.push_str(&format!(
+                    "      <attribute><name>{}</name><value>{}</value></attribute>\n",
+                    xml_escape(k),
+                    xml_escape(&v)
+                ));
+            }
+            extra.push_str("    </attributes>\n");
+        }
         xml.push_str(&format!(
-            "  <object>\n    <name>{}</name>\n    <pose>Unspecified</pose>\n    \
-             <truncated>0</truncated>\n    <difficult>0</difficult>\n    <bndbox>\n      \
+            "  <object>\n    <name>{}</name>\n    <pose>{}</pose>\n    \
+             <truncated>{}</truncated>\n    <difficult>{}</difficult>\n{extra}    <bndbox>\n      \
              <xmin>{xmin}</xmin>\n      <ymin>{ymin}</ymin>\n      <xmax>{xmax}</xmax>\n      \
              <ymax>{ymax}</ymax>\n    </bndbox>\n  </object>\n",
-            xml_escape(&b.label)
+            xml_escape(&b.label),
+            xml_escape(pose),
+            flag("truncated"),
+            flag("difficult"),
         ));
     }
     xml.push_str("</annotation>\n");
@@ -78,6 +114,37 @@ mod tests {
 
     use super::*;
     use crate::export::tests::*;
+
+    #[test]
+    fn box_attributes_become_voc_fields_and_cvat_attributes() {
+        let src = tempfile::tempdir().unwrap();
+        let mut b = bbox("car", None, 1.0, 1.0, 4.0, 4.0, 16.0, false);
+        for (k, v) in [
+            ("pose", serde_json::json!("Left")),
+            ("truncated", serde_json::json!(true)),
+            ("occluded", serde_json::json!(true)),
+            ("color", serde_json::json!("<white>")),
+            ("rotation", serde_json::json!(90.0)),
+        ] {
+            b.attributes.insert(k.into(), v);
+        }
+        let plain = bbox("dog", None, 1.0, 1.0, 2.0, 2.0, 4.0, false);
+        let r = with_boxes(image_record(src.path(), "a.png", 16, 12, 1), vec![b, plain]);
+        let xml = voc_xml(&r);
+        for want in [
+            "<pose>Left</pose>",
+            "<truncated>1</truncated>",
+            "<difficult>0</difficult>",
+            "<occluded>1</occluded>",
+            "<attribute><name>color</name><value>&lt;white&gt;</value></attribute>",
+            "<attribute><name>rotation</name><value>90.0</value></attribute>",
+        ] {
+            assert!(xml.contains(want), "{want} in {xml}");
+        }
+        // A box without attributes is written as before.
+        assert_eq!(xml.matches("<attributes>").count(), 1, "{xml}");
+        assert_eq!(xml.matches("<pose>Unspecified</pose>").count(), 1, "{xml}");
+    }
 
     #[test]
     fn voc_xml_escapes_text_and_rounds_boxes_to_integers() {

@@ -379,9 +379,10 @@ fn exports_ingest_back_into_a_fresh_library_unchanged() {
                 // The formats that hold dates hold the split too.
                 assert_eq!(r.split, splits[path], "{format:?} {path}");
             }
-            if matches!(format, DatasetFormat::Coco | DatasetFormat::Csv) {
+            if format != DatasetFormat::Yolo {
                 // COCO holds box attributes (on each annotation, as CVAT writes them), CSV as
-                // a JSON column on each box row; COCO also the image's (on the image).
+                // a JSON column on each box row, VOC as its own fields and CVAT's VOC
+                // `<attributes>`; COCO also the image's (on the image). YOLO holds none.
                 let boxes: Vec<_> = r.boxes.iter().map(|b| b.attributes.clone()).collect();
                 assert_eq!(boxes, attributes[path].1, "{format:?} {path}");
             }
