@@ -289,7 +289,7 @@ impl SearchService {
             // untrained model's vector never holds words when an image is liked (see
             // `query_embedding`); without one it is `eval`'s measured vector, which does.
             let has_text =
-                !text.trim().is_empty() && (self.untrained.is_none() || req.like.is_none());
+                !text.trim().is_empty() && (self.untrained().is_none() || req.like.is_none());
             let lists: Vec<(VectorName, &mut Vec<Hit>)> = [
                 (VectorName::Image, fusion.image > 0.0, &mut image_list),
                 (

@@ -277,9 +277,6 @@ pub struct SearchService {
     catalog: Catalog,
     embedder: Option<Arc<dyn Embedder>>,
     offline_reason: Option<String>,
-    /// Why the model's vectors carry no meaning ([`Embedder::untrained`]); its text vectors
-    /// then take no part in ranking.
-    untrained: Option<String>,
 }
 
 impl std::fmt::Debug for SearchService {
@@ -305,14 +302,10 @@ impl SearchService {
         if let Some(e) = &embedder {
             library.check_model(e.spec())?;
         }
-        let untrained = embedder
-            .as_ref()
-            .and_then(|e| e.untrained().map(str::to_owned));
         Ok(Self {
             catalog: Catalog::new(library),
             embedder,
             offline_reason,
-            untrained,
         })
     }
 
@@ -339,13 +332,13 @@ impl SearchService {
     /// Why the model's vectors carry no meaning, when it says so ([`Embedder::untrained`]):
     /// query text is then ranked by keywords alone, and only "more like this" uses vectors.
     pub fn untrained(&self) -> Option<&str> {
-        self.untrained.as_deref()
+        self.embedder.as_deref().and_then(|e| e.untrained())
     }
 
     /// Why semantic search is off or limited, with how to turn it on; `None` when it is on.
     pub fn semantic_notice(&self) -> Option<String> {
         if self.semantic() {
-            let why = self.untrained.as_deref()?;
+            let why = self.untrained()?;
             let model = self.embedder.as_ref().map(|e| e.spec().model_id.as_str());
             return Some(format!(
                 "the model {} is untrained: {why}. Its vectors carry no meaning, so query text \
@@ -389,7 +382,7 @@ impl SearchService {
     pub fn query_embedding(&self, req: &SearchRequest) -> SResult<Option<Embedding>> {
         let (text, negatives) = clean_texts(req)?;
         // An untrained model's text vectors are noise: they take no part (see `untrained`).
-        let words = self.untrained.is_none();
+        let words = self.untrained().is_none();
         self.query_vector(&text, req.like.as_ref(), &negatives, words)
     }
 

@@ -16,7 +16,6 @@
 use std::path::{Path, PathBuf};
 
 use tantivy::collector::DocSetCollector;
-use tantivy::directory::MmapDirectory;
 use tantivy::query::AllQuery;
 use tantivy::schema::{Schema, Value};
 use tantivy::{Index, TantivyDocument};
@@ -64,17 +63,13 @@ pub(super) fn recover(dir: &Path) -> KResult<()> {
     Ok(())
 }
 
-/// Rebuilds the index in `dir` (whose schema is not `schema`) with `schema`, from the records
-/// it stores, and returns how many it rewrote.
+/// Rebuilds the index `old`, opened from `dir` (its schema is not `schema`), with `schema`, from
+/// the records it stores, and returns how many it rewrote.
 ///
 /// # Errors
 /// [`KeywordError::Open`] for folders that cannot be written, [`KeywordError::Corrupt`] for a
 /// document without a readable record (the old index is then left as it was), tantivy failures.
-pub(super) fn rebuild(dir: &Path, schema: &Schema, fields: Fields) -> KResult<usize> {
-    let old = Index::open(MmapDirectory::open(dir).map_err(|e| KeywordError::Open {
-        path: dir.display().to_string(),
-        source: e.into(),
-    })?)?;
+pub(super) fn rebuild(dir: &Path, old: Index, schema: &Schema, fields: Fields) -> KResult<usize> {
     let old_schema = old.schema();
     let field = |name: &str| {
         old_schema

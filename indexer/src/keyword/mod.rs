@@ -137,17 +137,23 @@ impl KeywordIndex {
         std::fs::create_dir_all(dir)
             .map_err(|e| open_err(tantivy::TantivyError::IoError(e.into())))?;
         let (schema, fields) = schema();
-        let directory = tantivy::directory::MmapDirectory::open(dir)
-            .map_err(|e| open_err(tantivy::TantivyError::from(e)))?;
-        // An index written before the schema gained a field is rebuilt from its records.
-        if Index::exists(&directory).map_err(|e| open_err(e.into()))?
-            && Index::open(directory.clone()).map_err(open_err)?.schema() != schema
-        {
-            migrate::rebuild(dir, &schema, fields)?;
-        }
-        let directory = tantivy::directory::MmapDirectory::open(dir)
-            .map_err(|e| open_err(tantivy::TantivyError::from(e)))?;
-        let index = Index::open_or_create(directory, schema).map_err(open_err)?;
+        let directory = |dir: &Path| {
+            tantivy::directory::MmapDirectory::open(dir)
+                .map_err(|e| open_err(tantivy::TantivyError::from(e)))
+        };
+        let here = directory(dir)?;
+        let index = if Index::exists(&here).map_err(|e| open_err(e.into()))? {
+            let existing = Index::open(here).map_err(open_err)?;
+            if existing.schema() == schema {
+                existing
+            } else {
+                // Written before the schema gained a field: rebuilt from its records.
+                migrate::rebuild(dir, existing, &schema, fields)?;
+                Index::open(directory(dir)?).map_err(open_err)?
+            }
+        } else {
+            Index::open_or_create(here, schema).map_err(open_err)?
+        };
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)

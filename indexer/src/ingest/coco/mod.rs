@@ -198,7 +198,7 @@ pub fn parse_export(
                 None
             }
         };
-        let metadata: BTreeMap<String, Value> = img
+        let mut metadata: BTreeMap<String, Value> = img
             .as_object()
             .map(|o| {
                 o.iter()
@@ -207,7 +207,6 @@ pub fn parse_export(
                     .collect()
             })
             .unwrap_or_default();
-        let mut metadata = metadata;
         // Not COCO's own field: imagelens' COCO export writes it, other tools do the same.
         let split = match metadata.remove("split") {
             Some(Value::String(s)) if !s.trim().is_empty() => Some(s),
@@ -219,7 +218,7 @@ pub fn parse_export(
         };
         // Image attributes, as imagelens' COCO export writes them.
         let attributes = match metadata.remove("attributes") {
-            Some(Value::Object(o)) => o.into_iter().filter(|(_, v)| !v.is_null()).collect(),
+            Some(Value::Object(o)) => attributes_of(&o),
             Some(other) => {
                 metadata.insert("attributes".into(), other);
                 BTreeMap::new()
@@ -348,16 +347,21 @@ pub fn parse_export(
             attributes: ann
                 .get("attributes")
                 .and_then(Value::as_object)
-                .map(|o| {
-                    o.iter()
-                        .filter(|(_, v)| !v.is_null())
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect()
-                })
+                .map(attributes_of)
                 .unwrap_or_default(),
         });
     }
     Ok(entries)
+}
+
+/// The attributes a COCO object gives an image or an annotation (CVAT's and imagelens' COCO
+/// exports write them), nulls left out.
+fn attributes_of(object: &serde_json::Map<String, Value>) -> BTreeMap<String, Value> {
+    object
+        .iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 #[cfg(test)]
