@@ -9,6 +9,7 @@ use super::{FilterArgs, access, cell, day};
 use crate::app::{AppSettings, load_model};
 use crate::governance::Action;
 use crate::interpret::library::interpret_in;
+use crate::interpret::unpin_cursor;
 use crate::params::{AuditedSearch, InterpretedSearch};
 use crate::search::{Like, SearchRequest, SearchService};
 
@@ -72,6 +73,8 @@ pub fn run(settings: &AppSettings, args: SearchArgs) -> anyhow::Result<ExitCode>
     // what was read, from which words.
     let mut filter = args.filter.clone();
     let mut text = args.query.clone();
+    // A next page's cursor carries the day the first page read relative dates against.
+    let (cursor, pinned) = unpin_cursor(args.cursor.as_deref())?;
     let interpreted = if args.literal {
         None
     } else {
@@ -80,6 +83,7 @@ pub fn run(settings: &AppSettings, args: SearchArgs) -> anyhow::Result<ExitCode>
             &args.query,
             args.time_zone.as_deref(),
             chrono::Utc::now(),
+            pinned,
         )?;
         i.apply(&mut filter);
         text = i.ranking_text(&args.query).to_owned();
@@ -91,10 +95,13 @@ pub fn run(settings: &AppSettings, args: SearchArgs) -> anyhow::Result<ExitCode>
         not: args.not,
         filter: filter.to_filter()?,
         limit: args.limit,
-        cursor: args.cursor,
+        cursor,
         fusion: settings.fusion.overlay(&args.weights)?,
     };
-    let resp = service.search(&req)?;
+    let mut resp = service.search(&req)?;
+    if let Some(i) = &interpreted {
+        resp.next_cursor = i.pin(resp.next_cursor.take());
+    }
     // The trail keeps a liked record as its keyed ref, never its id (a deleted record's id
     // must not stay behind), and the filter as a bounded summary.
     let (like_ref, like_image) = match &req.like {

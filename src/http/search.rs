@@ -18,8 +18,8 @@ use super::{ApiError, AppState, ErrorBody, blocking};
 use crate::governance::Action;
 use crate::governance::accounts::Permission;
 use crate::governance::audit::AuditLog;
-use crate::interpret::Interpretation;
 use crate::interpret::library::{interpret_in, parse_time_zone};
+use crate::interpret::{Interpretation, unpin_cursor};
 use crate::params::{AuditedSearch, FilterParams, InterpretedSearch, audited_facets};
 use crate::search::{
     Cancel, FACET_DEPTH, Fusion, Like, MAX_NEGATIVES, SearchError, SearchRequest, SearchResponse,
@@ -245,6 +245,9 @@ pub async fn search(
     let (body, request, interpreted) = interpreted_request(&state, body, upload).await?;
     let query = body.audit_summary(state.audit(), upload_sha.as_deref());
     let mut resp = run_search(&state, request).await?;
+    if let Some(i) = &interpreted {
+        resp.next_cursor = i.pin(resp.next_cursor.take());
+    }
     if !caller.principal.can(Permission::ReadAudit) {
         // As the record view: which staff annotated a box is not a searcher's business.
         for hit in &mut resp.results {
@@ -285,6 +288,9 @@ async fn interpret_body(
     state: &AppState,
     mut body: SearchBody,
 ) -> Result<(SearchBody, Option<Interpretation>), ApiError> {
+    // A next page's cursor carries the day the first page read relative dates against.
+    let (cursor, pinned) = unpin_cursor(body.cursor.as_deref())?;
+    body.cursor = cursor;
     if body.literal {
         return Ok((body, None));
     }
@@ -305,6 +311,7 @@ async fn interpret_body(
             &query,
             tz.as_deref(),
             chrono::Utc::now(),
+            pinned,
         )?)
     })
     .await?;

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use indexer::Library;
 use indexer::filter::RecordFilter;
 use serde::{Deserialize, Serialize};
@@ -125,7 +125,8 @@ pub fn vocabulary(
 const MAX_CACHED_LIBRARIES: usize = 64;
 
 /// Interprets `query` against `library` at `now`, in `time_zone` (else the library's, else
-/// UTC).
+/// UTC); relative dates are read against `pinned` when given (the day a cursor carries, see
+/// [`super::unpin_cursor`]), else against the local date at `now`.
 ///
 /// # Errors
 /// A bad time zone or `interpret.json`, index failures.
@@ -134,6 +135,7 @@ pub fn interpret_in(
     query: &str,
     time_zone: Option<&str>,
     now: DateTime<Utc>,
+    pinned: Option<NaiveDate>,
 ) -> Result<Interpretation, SearchError> {
     let settings = InterpretSettings::load(library.dir())?;
     let zone = match time_zone.or(settings.time_zone.as_deref()) {
@@ -142,7 +144,7 @@ pub fn interpret_in(
     };
     let vocab = vocabulary(library, &settings.synonyms)?;
     let clock = Clock {
-        today: zone.today(now),
+        today: pinned.unwrap_or_else(|| zone.today(now)),
     };
     Ok(interpret(query, &vocab, &clock, zone))
 }

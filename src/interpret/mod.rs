@@ -252,6 +252,11 @@ pub struct Interpretation {
     pub filters: Vec<Interpreted>,
     /// The time zone relative dates were read in (`+00:00` is UTC).
     pub time_zone: String,
+    /// The local date relative dates ("yesterday", "last 30 days") were read against. The
+    /// next page's cursor carries it, so paging on past midnight reads them as the first
+    /// page did (see [`Interpretation::pin`]).
+    #[schema(value_type = String, format = Date)]
+    pub today: NaiveDate,
 }
 
 impl Interpretation {
@@ -263,6 +268,16 @@ impl Interpretation {
         } else {
             &self.text
         }
+    }
+
+    /// The cursor a front end hands out for the next page of this interpreted search: the
+    /// engine's cursor with the day relative dates were read against (`<cursor>~2026-12-02`).
+    /// The engine's cursor is bound to the request with its filters as read, so without the
+    /// day a search for "yesterday" paged past midnight would read another range and its
+    /// cursor would be refused; [`unpin_cursor`] gives both back.
+    #[must_use]
+    pub fn pin(&self, next_cursor: Option<String>) -> Option<String> {
+        next_cursor.map(|c| format!("{c}{PIN}{}", self.today))
     }
 
     /// One line for people: `filters: label=dog (with a dog); captured 2026-03-01..2026-03-31
@@ -399,6 +414,35 @@ fn narrow(slot: &mut Option<String>, ours: Option<&str>, upper: bool) {
     }
 }
 
+/// Separates the engine's cursor from the day an interpreted search's cursor carries.
+const PIN: char = '~';
+
+/// A cursor as a front end received it, split into the engine's cursor and the day its
+/// relative dates were read against (`None` without one: a first page, a literal search's
+/// cursor). The day is only a reading hint: the engine's cursor stays bound to the filters as
+/// read, so a changed day that changes them is refused by the engine.
+///
+/// # Errors
+/// A cursor whose day is not a date, named as the cursor.
+pub fn unpin_cursor(
+    cursor: Option<&str>,
+) -> Result<(Option<String>, Option<NaiveDate>), crate::search::SearchError> {
+    let Some(cursor) = cursor.filter(|c| !c.is_empty()) else {
+        return Ok((None, None));
+    };
+    let Some((engine, day)) = cursor.rsplit_once(PIN) else {
+        return Ok((Some(cursor.to_owned()), None));
+    };
+    let day = NaiveDate::parse_from_str(day, "%Y-%m-%d").map_err(|_| {
+        crate::search::SearchError::Invalid(format!(
+            "cursor {:?} is not valid for this request (pass the next_cursor of the previous \
+             page of the same request)",
+            indexer::filter::shorten(cursor, 64)
+        ))
+    })?;
+    Ok((Some(engine.to_owned()), Some(day)))
+}
+
 /// Reads `query` against the library's `vocab` with today's date from `clock`, in the time
 /// zone `zone`. Never fails: what it cannot read stays ranking text.
 pub fn interpret(
@@ -441,5 +485,6 @@ pub fn interpret(
         text: kept.join(" "),
         filters,
         time_zone: zone.to_string(),
+        today: clock.today,
     }
 }

@@ -727,3 +727,54 @@ proptest! {
         prop_assert_eq!(got.text, q);
     }
 }
+
+#[test]
+fn a_pinned_cursor_gives_back_the_engines_cursor_and_its_day() {
+    let i = read("boats yesterday");
+    assert_eq!(i.today, clock().today);
+    let pinned = i.pin(Some("20.0123abcd".to_owned())).unwrap();
+    assert_eq!(pinned, "20.0123abcd~2026-12-01");
+    assert_eq!(
+        unpin_cursor(Some(&pinned)).unwrap(),
+        (Some("20.0123abcd".to_owned()), Some(clock().today))
+    );
+    // The last page has no cursor to pin; a first page and a literal search's cursor none.
+    assert_eq!(i.pin(None), None);
+    assert_eq!(unpin_cursor(None).unwrap(), (None, None));
+    assert_eq!(unpin_cursor(Some("")).unwrap(), (None, None));
+    assert_eq!(
+        unpin_cursor(Some("3.ab")).unwrap(),
+        (Some("3.ab".to_owned()), None)
+    );
+    // A day that is not a date is refused as the cursor, not echoed in full.
+    for bad in [
+        "3.ab~",
+        "3.ab~2026-13-01",
+        "3.ab~tomorrow",
+        &format!("3.ab~{}", "9".repeat(500)),
+    ] {
+        let msg = unpin_cursor(Some(bad)).unwrap_err().to_string();
+        assert!(msg.contains("cursor") && msg.len() < 300, "{bad}: {msg}");
+    }
+}
+
+#[test]
+fn the_pinned_day_reads_relative_dates_as_the_first_page_did() {
+    // The first page was read late on 2026-12-01; the next is asked for after midnight.
+    let next_day = Clock {
+        today: NaiveDate::from_ymd_opt(2026, 12, 2).unwrap(),
+    };
+    let first = read("boats taken yesterday");
+    let unpinned = interpret("boats taken yesterday", &vocab(), &next_day, utc());
+    assert_ne!(first.filters, unpinned.filters, "yesterday moved");
+    let (_, day) = unpin_cursor(first.pin(Some("5.aa".into())).as_deref()).unwrap();
+    let again = interpret(
+        "boats taken yesterday",
+        &vocab(),
+        &Clock {
+            today: day.unwrap(),
+        },
+        utc(),
+    );
+    assert_eq!(first, again);
+}

@@ -287,3 +287,91 @@ fn the_vocabulary_is_kept_until_the_library_changes() {
     let after = vocabulary(&lib, &synonyms).unwrap();
     assert_eq!(*after, Default::default(), "{after:?}");
 }
+
+/// A search with a relative date pages on past midnight: its cursors carry the day its dates
+/// were read against (`~YYYY-MM-DD`), and the next page reads them against that day. Before,
+/// the next page read "the last N days" against the new day, another filter, and the engine
+/// refused the cursor as another request's.
+#[tokio::test]
+async fn paging_on_past_midnight_keeps_the_first_pages_dates() {
+    use chrono::{TimeZone, Utc};
+    use imagelens::interpret::library::interpret_in;
+    use imagelens::interpret::unpin_cursor;
+    use imagelens::params::FilterParams;
+    use imagelens::search::{Fusion, SearchRequest};
+
+    let query = format!("{EVERY_PLACE} taken in the last 4000 days");
+    // Through the API: every page's cursor carries the day, and the pages are one sequence.
+    let app = router(shared().state.clone());
+    let mut seen = BTreeSet::new();
+    let mut cursor = Value::Null;
+    let mut pages = 0;
+    loop {
+        let v = json_req(
+            &app,
+            "POST",
+            "/v1/search",
+            json!({"query": query, "limit": 4, "cursor": cursor}),
+        )
+        .await
+        .ok();
+        let today = v["interpreted"]["today"].as_str().unwrap().to_owned();
+        assert_eq!(v["interpreted"]["filters"][0]["kind"], "date", "{v}");
+        for p in paths(&v) {
+            assert!(seen.insert(p), "no repeats");
+        }
+        pages += 1;
+        match v["next_cursor"].as_str() {
+            Some(c) => {
+                assert!(c.ends_with(&format!("~{today}")), "{c}");
+                cursor = json!(c);
+            }
+            None => break,
+        }
+    }
+    assert!(pages >= 3, "{pages} pages");
+    // A day that is not a date is refused as a bad cursor.
+    let msg = json_req(
+        &app,
+        "POST",
+        "/v1/search",
+        json!({"query": query, "limit": 4, "cursor": "4.abc~someday"}),
+    )
+    .await
+    .error(axum::http::StatusCode::BAD_REQUEST);
+    assert!(msg.contains("cursor"), "{msg}");
+
+    // Midnight, with the clock in hand: page 1 at 23:59:59, page 2 a second after midnight.
+    let service = shared().state.service();
+    let late = Utc.with_ymd_and_hms(2026, 12, 1, 23, 59, 59).unwrap();
+    let after = Utc.with_ymd_and_hms(2026, 12, 2, 0, 0, 1).unwrap();
+    let request = |pinned_at: Option<chrono::NaiveDate>, now, cursor: Option<String>| {
+        let mut i = interpret_in(service.library(), &query, None, now, pinned_at).unwrap();
+        let mut filter = FilterParams::default();
+        i.apply(&mut filter);
+        let req = SearchRequest {
+            text: i.ranking_text(&query).to_owned(),
+            like: None,
+            not: Vec::new(),
+            filter: filter.to_filter().unwrap(),
+            limit: 4,
+            cursor,
+            fusion: Fusion::default(),
+        };
+        (i, req)
+    };
+    let (i, req) = request(None, late, None);
+    let first = service.search(&req).unwrap();
+    let pinned = i.pin(first.next_cursor.clone()).unwrap();
+    let (engine, day) = unpin_cursor(Some(&pinned)).unwrap();
+    let (_, req) = request(day, after, engine.clone());
+    let second = service.search(&req).unwrap();
+    assert!(!second.results.is_empty());
+    for h in &second.results {
+        assert!(first.results.iter().all(|f| f.id != h.id), "no repeats");
+    }
+    // Read against the new day the filter is another, and the cursor is refused.
+    let (_, req) = request(None, after, engine);
+    let err = service.search(&req).unwrap_err().to_string();
+    assert!(err.contains("not valid for this request"), "{err}");
+}
