@@ -1,12 +1,13 @@
 //! The CSV writer: `annotations.csv`, a row per box, per box-less image-level label, and per
-//! image with neither.
+//! image with neither. A box's attributes and the image's are JSON objects in `attributes` and
+//! `image_attributes`.
 
 use indexer::record::Record;
 
 use super::*;
 
 /// The CSV header, in column order.
-pub(super) const CSV_HEADER: [&str; 16] = [
+pub(super) const CSV_HEADER: [&str; 17] = [
     "record_id",
     "path",
     "filename",
@@ -16,6 +17,7 @@ pub(super) const CSV_HEADER: [&str; 16] = [
     "height",
     "sha256",
     "captured",
+    "image_attributes",
     "label",
     "x",
     "y",
@@ -37,15 +39,12 @@ pub(super) fn csv_file(records: &[Record]) -> Result<Vec<u8>, ExportError> {
         let height = r.height.to_string();
         let captured = r.dates.captured.map(rfc3339).unwrap_or_default();
         let captions = r.captions.join(" | ");
+        let image_attributes = json_object(&r.attributes);
         let mut rows: Vec<[String; 6]> = r
             .boxes
             .iter()
             .map(|b| {
-                let attributes = if b.attributes.is_empty() {
-                    String::new()
-                } else {
-                    serde_json::to_string(&b.attributes).expect("json values serialise")
-                };
+                let attributes = json_object(&b.attributes);
                 [
                     b.label.clone(),
                     b.x.to_string(),
@@ -82,6 +81,7 @@ pub(super) fn csv_file(records: &[Record]) -> Result<Vec<u8>, ExportError> {
                 &height,
                 &r.sha256,
                 &captured,
+                &image_attributes,
                 label,
                 x,
                 y,
@@ -95,6 +95,15 @@ pub(super) fn csv_file(records: &[Record]) -> Result<Vec<u8>, ExportError> {
     }
     w.into_inner()
         .map_err(|e| ExportError::Archive(format!("csv: {}", e.error())))
+}
+
+/// Attributes as a JSON object's text, empty for none (the manifest reader reads it back).
+fn json_object(attributes: &std::collections::BTreeMap<String, serde_json::Value>) -> String {
+    if attributes.is_empty() {
+        String::new()
+    } else {
+        serde_json::to_string(attributes).expect("json values serialise")
+    }
 }
 
 #[cfg(test)]

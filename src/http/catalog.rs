@@ -29,7 +29,8 @@ pub struct FilterQuery {
     pub dataset: Option<String>,
     /// Splits (`train`, `val`, ...), any of them (comma-separated).
     pub split: Option<String>,
-    /// Box attributes as `key=value`, all of them (comma-separated).
+    /// Attributes of the image or of one of its boxes as `key=value`, all of them
+    /// (comma-separated).
     pub attr: Option<String>,
     /// Captured on or after (YYYY-MM-DD or RFC 3339).
     pub captured_after: Option<String>,

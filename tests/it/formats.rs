@@ -382,12 +382,13 @@ fn exports_ingest_back_into_a_fresh_library_unchanged() {
             if format != DatasetFormat::Yolo {
                 // COCO holds box attributes (on each annotation, as CVAT writes them), CSV as
                 // a JSON column on each box row, VOC as its own fields and CVAT's VOC
-                // `<attributes>`; COCO also the image's (on the image). YOLO holds none.
+                // `<attributes>`; COCO the image's on the image, CSV in a JSON column
+                // repeated on the image's rows. YOLO holds none, VOC no image's.
                 let boxes: Vec<_> = r.boxes.iter().map(|b| b.attributes.clone()).collect();
                 assert_eq!(boxes, attributes[path].1, "{format:?} {path}");
             }
-            if format == DatasetFormat::Coco {
-                assert_eq!(r.attributes, attributes[path].0, "{path}");
+            if matches!(format, DatasetFormat::Coco | DatasetFormat::Csv) {
+                assert_eq!(r.attributes, attributes[path].0, "{format:?} {path}");
             }
         }
     }

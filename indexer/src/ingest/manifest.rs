@@ -14,6 +14,9 @@
 //! - `split` (or `subset`): the split the image is in (`train`, `val`, `test`, ...);
 //! - `attributes`: on a box row, the box's attributes as a JSON object (`{"color":"white"}`,
 //!   as the CSV export writes them);
+//! - `image_attributes`: the image's own attributes as a JSON object, on any of its rows (the
+//!   CSV export repeats them on each; rows that disagree: the first row's value of a key
+//!   stays, and the disagreement is a problem);
 //! - any other column is kept in the record's metadata.
 //!
 //! A row without a file name, a box with a missing or unreadable coordinate, or a date that
@@ -241,6 +244,20 @@ fn as_text(v: &Value) -> Option<String> {
     }
 }
 
+/// The JSON object in `column` (a JSONL object, or its text in a CSV cell), nulls left out;
+/// `None` when the cell is absent or blank.
+fn json_object(row: &Row, column: &str) -> Result<Option<BTreeMap<String, Value>>, String> {
+    let bad = || format!("{column} is not a JSON object");
+    match row.get(column).filter(|v| !is_blank(v)) {
+        None => Ok(None),
+        Some(Value::Object(o)) => Ok(Some(super::attributes_of(o))),
+        Some(Value::String(t)) => serde_json::from_str::<Map<String, Value>>(t)
+            .map(|o| Some(super::attributes_of(&o)))
+            .map_err(|_| bad()),
+        Some(_) => Err(bad()),
+    }
+}
+
 fn as_number(v: &Value) -> Option<f64> {
     let n: Option<f64> = match v {
         Value::Number(n) => n.as_f64(),
@@ -301,23 +318,13 @@ impl Rows<'_> {
                     b.annotator = row.get("annotator").and_then(as_text);
                     // A JSON object of the box's attributes (as the CSV export writes them);
                     // a cell that is not one is reported and the box kept without them.
-                    match row.get("attributes").filter(|v| !is_blank(v)) {
-                        Some(Value::Object(o)) => b.attributes = o.clone().into_iter().collect(),
-                        Some(Value::String(t)) => {
-                            match serde_json::from_str::<Map<String, Value>>(t) {
-                                Ok(o) => b.attributes = o.into_iter().collect(),
-                                Err(_) => problems.push(problem(
-                                    &item,
-                                    "attributes is not a JSON object; the box is kept without them"
-                                        .into(),
-                                )),
-                            }
-                        }
-                        Some(_) => problems.push(problem(
+                    match json_object(row, "attributes") {
+                        Ok(Some(o)) => b.attributes = o,
+                        Ok(None) => {}
+                        Err(why) => problems.push(problem(
                             &item,
-                            "attributes is not a JSON object; the box is kept without them".into(),
+                            format!("{why}; the box is kept without them"),
                         )),
-                        None => {}
                     }
                     entry.boxes.push(b);
                 }
@@ -346,8 +353,36 @@ impl Rows<'_> {
                     });
                 }
             }
-        } else if let Some(l) = &label {
-            entry.add_label(l);
+        } else {
+            if let Some(l) = &label {
+                entry.add_label(l);
+            }
+            if json_object(row, "attributes").is_ok_and(|o| o.is_some()) {
+                problems.push(problem(
+                    &item,
+                    "attributes on a row without a box belong to no box; not kept (an image's \
+                     own go in image_attributes)"
+                        .into(),
+                ));
+            }
+        }
+        match json_object(row, "image_attributes") {
+            Ok(Some(o)) => {
+                for (k, v) in o {
+                    match entry.attributes.get(&k) {
+                        Some(kept) if *kept != v => problems.push(problem(
+                            &item,
+                            format!("image attribute {k:?} differs from an earlier row's; the first is kept"),
+                        )),
+                        Some(_) => {}
+                        None => {
+                            entry.attributes.insert(k, v);
+                        }
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(why) => problems.push(problem(&item, format!("{why}; not kept"))),
         }
         if let Some((column, v)) = cell(row, &CAPTION_COLUMNS) {
             let all: Vec<String> = match v {
@@ -401,7 +436,13 @@ impl Rows<'_> {
             &SPLIT_COLUMNS,
             &CORNERS,
             &XYWH,
-            &["annotator", "width", "height", "attributes"],
+            &[
+                "annotator",
+                "width",
+                "height",
+                "attributes",
+                "image_attributes",
+            ],
         ]
         .concat();
         let extra: BTreeMap<String, Value> = row
@@ -503,6 +544,46 @@ mod tests {
         assert_eq!(entries[0].labels, ["dog"]);
         let mut p = Vec::new();
         assert!(parse("name,label\na,b\n".as_bytes(), Kind::Csv, "m.csv", &mut p).is_err());
+    }
+
+    #[test]
+    fn image_attributes_are_the_images_own_and_nulls_are_no_attribute() {
+        let text = "filename,label,x,y,w,h,attributes,image_attributes\n\
+                    a.jpg,car,1,2,3,4,\"{\"\"color\"\": null}\",\"{\"\"weather\"\": \"\"rain\"\", \"\"night\"\": null}\"\n\
+                    a.jpg,dog,5,6,7,8,,\"{\"\"weather\"\": \"\"rain\"\", \"\"indoor\"\": false}\"\n\
+                    a.jpg,bus,5,6,7,8,,\"{\"\"weather\"\": \"\"sun\"\"}\"\n\
+                    b.jpg,cat,,,,,\"{\"\"color\"\": \"\"black\"\"}\",[1]\n";
+        let (entries, problems) = parse_str(text, Kind::Csv);
+        assert_eq!(entries.len(), 2);
+        // A null is no attribute, as COCO's reader has it.
+        assert!(entries[0].boxes[0].attributes.is_empty());
+        // Merged over the image's rows; the first value of a key stays.
+        assert_eq!(
+            entries[0].attributes,
+            BTreeMap::from([
+                ("weather".to_owned(), json!("rain")),
+                ("indoor".to_owned(), json!(false)),
+            ])
+        );
+        assert!(!entries[0].metadata.contains_key("image_attributes"));
+        let reasons: Vec<&str> = problems.iter().map(|p| p.reason.as_str()).collect();
+        assert!(
+            reasons.iter().any(|r| r.contains("\"weather\" differs")),
+            "{reasons:?}"
+        );
+        // A box-less row's attributes belong to no box; a cell that is no object is refused.
+        assert_eq!(entries[1].labels, ["cat"]);
+        assert!(entries[1].attributes.is_empty());
+        assert!(
+            reasons.iter().any(|r| r.contains("row without a box")),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r.contains("image_attributes is not a JSON object")),
+            "{reasons:?}"
+        );
     }
 
     #[test]

@@ -268,15 +268,28 @@ pub fn rotated_bbox(rect: [f64; 4], degrees: f64, pivot: (f64, f64)) -> Option<[
     bbox_of_points(&corners)
 }
 
-/// A trimmed, non-empty text.
 /// File name extensions of the images the readers look for in folders (lowercase; a folder
 /// is searched ignoring case, a file name probed in lower and upper case).
 pub(crate) const IMAGE_EXTENSIONS: [&str; 8] =
     ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"];
 
+/// A trimmed, non-empty text.
 pub(crate) fn text(s: &str) -> Option<String> {
     let t = s.trim();
     (!t.is_empty()).then(|| t.to_owned())
+}
+
+/// Attributes from a JSON object (a COCO image's or annotation's `attributes`, a manifest's
+/// `attributes` / `image_attributes` cell), nulls left out: an attribute without a value is
+/// none, whichever format it came in.
+pub(crate) fn attributes_of(
+    object: &serde_json::Map<String, serde_json::Value>,
+) -> BTreeMap<String, serde_json::Value> {
+    object
+        .iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// Cases per property test: 10,000 by default; `IMAGELENS_PROPTEST_CASES` overrides.

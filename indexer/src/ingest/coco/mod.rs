@@ -12,7 +12,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::{ImageEntry, Problem, RawBox};
+use super::{ImageEntry, Problem, RawBox, attributes_of};
 use crate::IngestError;
 use crate::dates::parse_date;
 use crate::record::UncertainAnnotation;
@@ -352,16 +352,6 @@ pub fn parse_export(
         });
     }
     Ok(entries)
-}
-
-/// The attributes a COCO object gives an image or an annotation (CVAT's and imagelens' COCO
-/// exports write them), nulls left out.
-fn attributes_of(object: &serde_json::Map<String, Value>) -> BTreeMap<String, Value> {
-    object
-        .iter()
-        .filter(|(_, v)| !v.is_null())
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
 }
 
 #[cfg(test)]

@@ -498,7 +498,7 @@ function renderFacets(f) {
   splits.replaceChildren();
   for (const name of [...sp].sort()) splits.append(facetRow(name, splitCounts[name] || 0, state.splits, null, 'split'));
   $('f-splits').hidden = sp.size === 0;
-  // Box attributes (key=value, every one ticked must hold) likewise.
+  // Attributes of the image or a box (key=value, every one ticked must hold) likewise.
   const attrCounts = f.attrs || {};
   const at = new Set([...Object.keys(attrCounts), ...state.attrs]);
   const attrs = $('attr-list');
