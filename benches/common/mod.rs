@@ -367,6 +367,7 @@ pub fn record(i: usize, labels: &[&str], words: &[&str], rng: &mut StdRng) -> Re
             .find(|(l, _, _)| *l == label)
             .map_or("thing", |(_, s, _)| *s);
         boxes.push(BoundingBox {
+            polygons: Vec::new(),
             label: label.into(),
             supercategory: Some(sup.into()),
             x: 10.0,

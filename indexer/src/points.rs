@@ -249,6 +249,7 @@ mod tests {
             labels: vec!["Licence_Plate".into()],
             supercategories: vec![],
             boxes: vec![BoundingBox {
+                polygons: Vec::new(),
                 label: "Licence_Plate".into(),
                 supercategory: None,
                 x: 1.0,

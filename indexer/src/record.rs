@@ -123,6 +123,13 @@ pub struct BoundingBox {
     /// [`attribute_term`]s.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attributes: BTreeMap<String, serde_json::Value>,
+    /// The outlines the export drew, when it drew polygons (COCO `segmentation` polygons,
+    /// CVAT and Label Studio polygons, YOLO segment rows, Clarifai region polygons): points
+    /// `[x, y]` in pixels of the displayed image, clipped to it. The box is the rectangle
+    /// around them and is what crops and redaction use. Empty for a rectangle.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Vec<Vec<f32>>>)]
+    pub polygons: Vec<Vec<[f32; 2]>>,
 }
 
 /// An attribute as a filter term: `key=value`, both lower-cased and trimmed; a string value as

@@ -78,6 +78,10 @@ pub(super) struct CocoBox<'a> {
     /// The box's attributes, as CVAT's COCO export writes them (the reader reads them back).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     attributes: &'a BTreeMap<String, serde_json::Value>,
+    /// The box's outlines as COCO polygons (flat `[x1, y1, x2, y2, ...]` each); absent for a
+    /// rectangle.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    segmentation: Vec<Vec<f32>>,
 }
 
 #[derive(Serialize)]
@@ -169,6 +173,11 @@ pub(super) fn coco_files(
                 iscrowd: u8::from(b.iscrowd),
                 annotator: b.annotator.as_deref(),
                 attributes: &b.attributes,
+                segmentation: b
+                    .polygons
+                    .iter()
+                    .map(|ring| ring.iter().flatten().copied().collect())
+                    .collect(),
             });
         }
         for c in &r.captions {

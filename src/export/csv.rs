@@ -1,13 +1,13 @@
 //! The CSV writer: `annotations.csv`, a row per box, per box-less image-level label, and per
 //! image with neither. A box's attributes and the image's are JSON objects in `attributes` and
-//! `image_attributes`.
+//! `image_attributes`, a box's outlines `[[[x, y], ...], ...]` in `polygons`.
 
 use indexer::record::Record;
 
 use super::*;
 
 /// The CSV header, in column order.
-pub(super) const CSV_HEADER: [&str; 17] = [
+pub(super) const CSV_HEADER: [&str; 18] = [
     "record_id",
     "path",
     "filename",
@@ -24,6 +24,7 @@ pub(super) const CSV_HEADER: [&str; 17] = [
     "w",
     "h",
     "attributes",
+    "polygons",
     "captions",
 ];
 
@@ -40,11 +41,16 @@ pub(super) fn csv_file(records: &[Record]) -> Result<Vec<u8>, ExportError> {
         let captured = r.dates.captured.map(rfc3339).unwrap_or_default();
         let captions = r.captions.join(" | ");
         let image_attributes = json_object(&r.attributes);
-        let mut rows: Vec<[String; 6]> = r
+        let mut rows: Vec<[String; 7]> = r
             .boxes
             .iter()
             .map(|b| {
                 let attributes = json_object(&b.attributes);
+                let polygons = if b.polygons.is_empty() {
+                    String::new()
+                } else {
+                    serde_json::to_string(&b.polygons).expect("points serialise")
+                };
                 [
                     b.label.clone(),
                     b.x.to_string(),
@@ -52,25 +58,21 @@ pub(super) fn csv_file(records: &[Record]) -> Result<Vec<u8>, ExportError> {
                     b.w.to_string(),
                     b.h.to_string(),
                     attributes,
+                    polygons,
                 ]
             })
             .collect();
         for l in &r.labels {
             if !r.boxes.iter().any(|b| &b.label == l) {
-                rows.push([
-                    l.clone(),
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                ]);
+                let mut row: [String; 7] = Default::default();
+                row[0].clone_from(l);
+                rows.push(row);
             }
         }
         if rows.is_empty() {
             rows.push(Default::default());
         }
-        for [label, x, y, bw, bh, attributes] in &rows {
+        for [label, x, y, bw, bh, attributes, polygons] in &rows {
             w.write_record([
                 r.id.as_str(),
                 &r.path,
@@ -88,6 +90,7 @@ pub(super) fn csv_file(records: &[Record]) -> Result<Vec<u8>, ExportError> {
                 bw,
                 bh,
                 attributes,
+                polygons,
                 &captions,
             ])
             .map_err(csv_error)?;

@@ -8,7 +8,7 @@ use super::*;
 pub enum DatasetFormat {
     /// `annotations/instances.json` (images, categories, boxes) and `annotations/captions.json`
     /// (images, captions), readable by the project's own COCO reader and loadable by pycocotools
-    /// (boxes only: no `segmentation` is written).
+    /// (a box's polygons as its `segmentation`; a box without any has none).
     ///
     /// Limitation: image-level labels that no box carries cannot be expressed in COCO instances
     /// and are not written; ingesting the export back gives only the boxes' labels.

@@ -56,6 +56,7 @@ pub(super) fn bbox(
     iscrowd: bool,
 ) -> BoundingBox {
     BoundingBox {
+        polygons: Vec::new(),
         label: label.into(),
         supercategory: supercategory.map(str::to_owned),
         x,

@@ -227,6 +227,7 @@ mod tests {
             labels: vec![label.into()],
             supercategories: vec![],
             boxes: vec![BoundingBox {
+                polygons: Vec::new(),
                 label: label.into(),
                 supercategory: None,
                 x: 20.0,

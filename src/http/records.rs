@@ -406,6 +406,7 @@ mod tests {
             labels: vec!["car".into()],
             supercategories: vec![],
             boxes: vec![BoundingBox {
+                polygons: Vec::new(),
                 label: "car".into(),
                 supercategory: None,
                 x: 20.0,

@@ -419,6 +419,14 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
         off > on,
         "the pixel has the box colour without boxes too ({off} vs {on})"
     );
+    // A box with outlines (a polygon annotation) is drawn as its outlines over its dashed
+    // rectangle, by the page's own module; a box without keeps its solid rectangle.
+    let drawn = js(&c, "import('/ui/boxes.js').then((m) => { const svg = m.overlay(100, 80, [{label: 'person', x: 10, y: 10, w: 40, h: 60, polygons: [[[10, 10], [50, 10], [30, 70]]]}, {label: 'car', x: 60, y: 5, w: 20, h: 20}], new Set([0])); const [a, b] = svg.querySelectorAll('g.box'); return {outlines: a.querySelectorAll('polygon').length, points: a.querySelector('polygon').getAttribute('points'), filled: a.querySelector('polygon').getAttribute('fill-opacity'), dashed: a.querySelector('rect').getAttribute('stroke-dasharray'), plain: b.querySelectorAll('polygon').length, solid: b.querySelector('rect').getAttribute('stroke-dasharray')}; })").await;
+    assert_eq!(
+        drawn,
+        json!({"outlines": 1, "points": "10,10 50,10 30,70", "filled": "0.18",
+                           "dashed": "4 4", "plain": 0, "solid": "none"}),
+    );
     c.find(Locator::Id("record-close"))
         .await
         .unwrap()

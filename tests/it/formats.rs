@@ -327,6 +327,22 @@ fn exports_ingest_back_into_a_fresh_library_unchanged() {
     for r in records.iter_mut().step_by(4) {
         r.attributes.insert("weather".into(), json!("rain"));
     }
+    // Outlines on every other record's first box: a triangle in its box's top-left half.
+    for r in records.iter_mut().step_by(2) {
+        if let Some(b) = r.boxes.first_mut() {
+            b.polygons = vec![vec![[b.x, b.y], [b.x + b.w, b.y], [b.x, b.y + b.h]]];
+        }
+    }
+    let outlines: BTreeMap<String, Vec<Vec<Vec<[f32; 2]>>>> = records
+        .iter()
+        .map(|r| {
+            (
+                r.path.clone(),
+                r.boxes.iter().map(|b| b.polygons.clone()).collect(),
+            )
+        })
+        .collect();
+    assert!(outlines.values().flatten().any(|p| !p.is_empty()));
     type Attributes = (
         BTreeMap<String, serde_json::Value>,
         Vec<BTreeMap<String, serde_json::Value>>,
@@ -389,6 +405,9 @@ fn exports_ingest_back_into_a_fresh_library_unchanged() {
             }
             if matches!(format, DatasetFormat::Coco | DatasetFormat::Csv) {
                 assert_eq!(r.attributes, attributes[path].0, "{format:?} {path}");
+                // COCO holds outlines as `segmentation`, CSV in a `polygons` column.
+                let got: Vec<_> = r.boxes.iter().map(|b| b.polygons.clone()).collect();
+                assert_eq!(got, outlines[path], "{format:?} {path}");
             }
         }
     }
@@ -442,6 +461,13 @@ fn cvat_label_studio_and_csv_fixtures_ingest_to_the_records_they_describe() {
         ]
     );
     assert_eq!(a.split.as_deref(), Some("val"));
+    // The polygon keeps its outline beside its box, in the record as stored.
+    assert_eq!(
+        a.boxes[2].polygons,
+        [vec![[150.0, 10.0], [190.0, 10.0], [170.0, 90.0]]]
+    );
+    assert!(a.boxes[..2].iter().all(|b| b.polygons.is_empty()));
+    assert_eq!(a.boxes[2].area, 1600.0, "the outline's area");
     assert_eq!(a.metadata["source_id"], json!("0"));
     assert_eq!(a.metadata["cvat_task"]["name"], json!("street"));
     let attributes: Vec<serde_json::Value> = a

@@ -75,6 +75,7 @@ fn record(i: usize, label: &str, rng: &mut StdRng) -> Record {
         labels: vec![label.into()],
         supercategories: Vec::new(),
         boxes: vec![BoundingBox {
+            polygons: Vec::new(),
             label: label.into(),
             supercategory: None,
             x: 1.0,

@@ -210,6 +210,7 @@ pub fn validate_boxes(
         let rect = [b.x, b.y, b.w, b.h];
         let shown = format!("[{}, {}, {}, {}]", b.x, b.y, b.w, b.h);
         let labels = b.all_labels();
+        let mut turned = false;
         let (placed, clipped) = match place(rect, width, height, orientation) {
             Placement::Outside => {
                 let finite = rect.iter().all(|v| v.is_finite());
@@ -241,6 +242,7 @@ pub fn validate_boxes(
                          the stored pixels and turned with the image"
                     ),
                 });
+                turned = true;
                 (r, true)
             }
             Placement::Displayed(r, clipped) => {
@@ -265,6 +267,9 @@ pub fn validate_boxes(
                 reason: format!("its category id has several names ({})", labels.join(", ")),
             });
         }
+        let polygons = place_polygons(&b, turned, width, height, orientation, file, problems);
+        let outlined: f32 = polygons.iter().map(|r| polygon::area(r)).sum();
+        let drawn = if polygons.is_empty() { w * h } else { outlined };
         kept.push(BoundingBox {
             label: b.label,
             supercategory: b.supercategory,
@@ -273,16 +278,54 @@ pub fn validate_boxes(
             w,
             h,
             area: if clipped {
-                w * h
+                drawn
             } else {
-                b.area.unwrap_or(w * h)
+                b.area.unwrap_or(drawn)
             },
+            polygons,
             iscrowd: b.iscrowd,
             annotator: b.annotator,
             attributes: b.attributes,
         });
     }
     (kept, uncertain)
+}
+
+/// A box's outlines on the displayed image: turned with it when the box was (`turned`), and
+/// clipped to it; an outline with nothing left inside is dropped (reported).
+fn place_polygons(
+    b: &RawBox,
+    turned: bool,
+    width: u32,
+    height: u32,
+    orientation: u8,
+    file: &str,
+    problems: &mut Vec<Problem>,
+) -> Vec<Vec<[f32; 2]>> {
+    let (sw, sh) = stored_size(width, height, orientation);
+    let mut kept = Vec::with_capacity(b.polygons.len());
+    for ring in &b.polygons {
+        let ring: Vec<[f32; 2]> = if turned {
+            ring.iter()
+                .map(|&p| stored_point_to_displayed(p, orientation, sw as f32, sh as f32))
+                .collect()
+        } else {
+            ring.clone()
+        };
+        match polygon::clip(&ring, width as f32, height as f32) {
+            Some(r) => kept.push(r),
+            None => problems.push(Problem {
+                file: file.to_owned(),
+                item: b.item.clone(),
+                reason: format!(
+                    "a polygon of {} points lies outside the {width}x{height} image; the box is \
+                     kept without it",
+                    ring.len()
+                ),
+            }),
+        }
+    }
+    kept
 }
 
 /// Builds the record of one entry from its image file's facts, or `None` (with a problem) when

@@ -196,6 +196,16 @@ pub fn read_annotations(
                 region_negative.push(n.clone());
             }
         }
+        // A region polygon's points, in pixels (rows and columns are fractions of the image).
+        let outline: Option<Vec<(f64, f64)>> = size.and_then(|(w, h)| {
+            let (w, h) = (f64::from(w), f64::from(h));
+            field(info, "polygon", "polygon")?
+                .get("points")?
+                .as_array()?
+                .iter()
+                .map(|p| Some((p.get("col")?.as_f64()? * w, p.get("row")?.as_f64()? * h)))
+                .collect()
+        });
         let rect = size.and_then(|(w, h)| {
             let (w, h) = (f64::from(w), f64::from(h));
             if let Some(b) = field(info, "boundingBox", "bounding_box") {
@@ -204,14 +214,7 @@ pub fn read_annotations(
                 let (bottom, right) = (g("bottomRow", "bottom_row"), g("rightCol", "right_col"));
                 bbox_of_points(&[(left * w, top * h), (right * w, bottom * h)])
             } else {
-                let points = field(info, "polygon", "polygon")?
-                    .get("points")?
-                    .as_array()?;
-                let pts: Option<Vec<(f64, f64)>> = points
-                    .iter()
-                    .map(|p| Some((p.get("col")?.as_f64()? * w, p.get("row")?.as_f64()? * h)))
-                    .collect();
-                bbox_of_points(&pts?)
+                bbox_of_points(outline.as_deref()?)
             }
         });
         if positive.is_empty() && !region_concepts.is_empty() {
@@ -220,6 +223,11 @@ pub fn read_annotations(
         match (positive.as_slice(), rect) {
             ([label], Some(rect)) => {
                 let mut b = RawBox::new(label.clone(), rect, at);
+                b.polygons = outline
+                    .as_deref()
+                    .and_then(super::polygon::ring)
+                    .into_iter()
+                    .collect();
                 if let Some(id) = item.get("id").and_then(Value::as_str) {
                     b.attributes = BTreeMap::from([("source_id".to_owned(), json!(id))]);
                 }
@@ -278,7 +286,7 @@ mod tests {
         json!([
             {"id": "r1", "regionInfo": {"boundingBox": {"topRow": 0.1, "leftCol": 0.25, "bottomRow": 0.5, "rightCol": 0.75}},
              "data": {"concepts": [{"id": "car", "name": "car", "value": 1.0}]}},
-            {"id": "r2", "regionInfo": {"polygon": {"points": [{"row": 0.2, "col": 0.1}, {"row": 0.6, "col": 0.3}, {"row": 0.4, "col": 0.2}]}},
+            {"id": "r2", "regionInfo": {"polygon": {"points": [{"row": 0.2, "col": 0.1}, {"row": 0.6, "col": 0.3}, {"row": 0.2, "col": 0.3}]}},
              "data": {"concepts": [{"id": "face", "name": "face", "value": 1}]}},
             {"id": "r3", "regionInfo": {"boundingBox": {"topRow": 0.0, "leftCol": 0.0, "bottomRow": 0.1, "rightCol": 0.1}},
              "data": {"concepts": [{"id": "dog", "name": "dog"}]}},
@@ -308,6 +316,12 @@ mod tests {
                 ("car", [50.0, 10.0, 100.0, 40.0]),
                 ("face", [20.0, 20.0, 40.0, 40.0])
             ]
+        );
+        // The polygon region keeps its outline in pixels (col x 200, row x 100).
+        assert!(entry.boxes[0].polygons.is_empty());
+        assert_eq!(
+            entry.boxes[1].polygons,
+            [vec![[20.0, 20.0], [60.0, 60.0], [60.0, 20.0]]]
         );
         assert_eq!(entry.uncertain.len(), 1);
         assert!(entry.labels.is_empty());

@@ -319,6 +319,15 @@ fn read_image(
             attrs.insert("rotation".into(), json!(r));
         }
         b.attributes = attrs;
+        // A polygon's outline is kept with its box (polylines and points enclose nothing).
+        if child.name == "polygon" {
+            b.polygons = child
+                .attr("points")
+                .and_then(points)
+                .and_then(|p| super::polygon::ring(&p))
+                .into_iter()
+                .collect();
+        }
         entry.boxes.push(b);
     }
     Some(entry)
@@ -394,6 +403,12 @@ mod tests {
         );
         assert_eq!(a.boxes[1].attributes["rotation"], json!(90.0));
         assert_eq!(a.boxes[2].attributes["shape"], json!("polygon"));
+        // The polygon's outline is kept with its box; the other shapes have none.
+        assert_eq!(
+            a.boxes[2].polygons,
+            [vec![[1.0, 2.0], [5.0, 2.0], [5.0, 9.5], [1.0, 9.0]]]
+        );
+        assert!(a.boxes.iter().filter(|b| b.polygons.is_empty()).count() == 3);
         let u: Vec<_> = a
             .uncertain
             .iter()

@@ -14,6 +14,8 @@
 //! - `split` (or `subset`): the split the image is in (`train`, `val`, `test`, ...);
 //! - `attributes`: on a box row, the box's attributes as a JSON object (`{"color":"white"}`,
 //!   as the CSV export writes them);
+//! - `polygons`: on a box row, the box's outlines as JSON, `[[[x, y], ...], ...]` in pixels
+//!   (as the CSV export writes them);
 //! - `image_attributes`: the image's own attributes as a JSON object, on any of its rows (the
 //!   CSV export repeats them on each; rows that disagree: the first row's value of a key
 //!   stays, and the disagreement is a problem);
@@ -258,6 +260,30 @@ fn json_object(row: &Row, column: &str) -> Result<Option<BTreeMap<String, Value>
     }
 }
 
+/// The outlines in a row's `polygons` cell (JSON `[[[x, y], ...], ...]`, or its text in a CSV
+/// cell); none when the cell is absent or blank.
+fn polygons(row: &Row) -> Result<Vec<Vec<[f32; 2]>>, String> {
+    let bad = || {
+        format!(
+            "polygons is not a list of up to {} outlines of 3 to {} [x, y] points",
+            super::polygon::MAX_RINGS,
+            super::polygon::MAX_POINTS
+        )
+    };
+    let parsed: Vec<Vec<(f64, f64)>> = match row.get("polygons").filter(|v| !is_blank(v)) {
+        None => return Ok(Vec::new()),
+        Some(Value::String(t)) => serde_json::from_str(t).map_err(|_| bad())?,
+        Some(v) => serde_json::from_value(v.clone()).map_err(|_| bad())?,
+    };
+    if parsed.len() > super::polygon::MAX_RINGS {
+        return Err(bad());
+    }
+    parsed
+        .iter()
+        .map(|points| super::polygon::ring(points).ok_or_else(bad))
+        .collect()
+}
+
 fn as_number(v: &Value) -> Option<f64> {
     let n: Option<f64> = match v {
         Value::Number(n) => n.as_f64(),
@@ -321,6 +347,13 @@ impl Rows<'_> {
                     match json_object(row, "attributes") {
                         Ok(Some(o)) => b.attributes = o,
                         Ok(None) => {}
+                        Err(why) => problems.push(problem(
+                            &item,
+                            format!("{why}; the box is kept without them"),
+                        )),
+                    }
+                    match polygons(row) {
+                        Ok(p) => b.polygons = p,
                         Err(why) => problems.push(problem(
                             &item,
                             format!("{why}; the box is kept without them"),

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use models::preprocess::{
-    DecodeLimits, check_complete, probe_file, stored_rect_to_displayed, stored_size,
+    DecodeLimits, check_complete, probe_file, stored_point_to_displayed, stored_rect_to_displayed,
+    stored_size,
 };
 
 use crate::record::{BoundingBox, Dates, Privacy, Record, UncertainAnnotation, record_id};
@@ -34,6 +35,7 @@ pub mod cvat;
 mod detect;
 pub mod labelstudio;
 pub mod manifest;
+pub mod polygon;
 pub mod voc;
 mod xml;
 pub mod yolo;
@@ -80,6 +82,9 @@ pub struct RawBox {
     /// Attributes the export gives the box (occluded, pose, rotation, colour, ...); kept on the
     /// record's box ([`crate::record::BoundingBox::attributes`]).
     pub attributes: BTreeMap<String, serde_json::Value>,
+    /// Outlines in the same pixels as the box ([`polygon::ring`]); turned and clipped with
+    /// it ([`crate::record::BoundingBox::polygons`]).
+    pub polygons: Vec<Vec<[f32; 2]>>,
 }
 
 impl RawBox {
@@ -98,6 +103,7 @@ impl RawBox {
             annotator: None,
             item: item.into(),
             alt_labels: Vec::new(),
+            polygons: Vec::new(),
             attributes: BTreeMap::new(),
         }
     }

@@ -2,6 +2,7 @@ use super::*;
 
 fn raw(x: f32, y: f32, w: f32, h: f32) -> RawBox {
     RawBox {
+        polygons: Vec::new(),
         label: "cat".into(),
         supercategory: None,
         x,
@@ -107,6 +108,70 @@ fn a_box_drawn_on_the_stored_pixels_of_a_turned_image_is_turned_with_it() {
         [20.0, 130.0, 40.0, 40.0]
     );
     assert_eq!(problems.len(), 1);
+}
+
+/// A box with the outline of its rectangle's top-left half (a right triangle).
+fn outlined(x: f32, y: f32, w: f32, h: f32) -> RawBox {
+    let mut b = raw(x, y, w, h);
+    b.polygons = vec![vec![[x, y], [x + w, y], [x, y + h]]];
+    b
+}
+
+#[test]
+fn polygons_are_turned_and_clipped_with_their_box() {
+    let mut problems = Vec::new();
+    // Stored 200x150, EXIF 6 (displayed 150x200), as above: the outline turns with its box.
+    let (kept, _) = validate_boxes(
+        vec![outlined(150.0, 20.0, 40.0, 40.0)],
+        150,
+        200,
+        6,
+        "a.jpg",
+        &mut problems,
+    );
+    let b = &kept[0];
+    assert_eq!([b.x, b.y, b.w, b.h], [90.0, 150.0, 40.0, 40.0]);
+    // Stored (x, y) shows at (sh - y, x): the corners land inside the turned box.
+    assert_eq!(
+        b.polygons,
+        [vec![[130.0, 150.0], [130.0, 190.0], [90.0, 150.0]]]
+    );
+    // The stated area wins; without one it is the outline's, not the rectangle's.
+    assert_eq!(b.area, 800.0);
+    // Half past the right edge of a 100x100 image: the box and its outline are clipped.
+    let mut problems = Vec::new();
+    let (kept, _) = validate_boxes(
+        vec![
+            outlined(80.0, 0.0, 40.0, 40.0),
+            outlined(10.0, 10.0, 10.0, 10.0),
+        ],
+        100,
+        100,
+        1,
+        "a.jpg",
+        &mut problems,
+    );
+    assert_eq!(kept[0].w, 20.0);
+    let clipped = &kept[0].polygons[0];
+    assert!(clipped.iter().all(|p| p[0] <= 100.0), "{clipped:?}");
+    assert_eq!(polygon::area(clipped), 600.0);
+    assert_eq!(kept[0].area, 600.0);
+    // Inside: unchanged.
+    assert_eq!(
+        kept[1].polygons,
+        [vec![[10.0, 10.0], [20.0, 10.0], [10.0, 20.0]]]
+    );
+    // An outline wholly outside the image while its box is not: the box alone, reported.
+    let mut b = raw(10.0, 10.0, 10.0, 10.0);
+    b.polygons = vec![vec![[200.0, 200.0], [210.0, 200.0], [200.0, 210.0]]];
+    let mut problems = Vec::new();
+    let (kept, _) = validate_boxes(vec![b], 100, 100, 1, "a.jpg", &mut problems);
+    assert!(kept[0].polygons.is_empty());
+    assert!(
+        problems[0]
+            .reason
+            .contains("polygon of 3 points lies outside")
+    );
 }
 
 #[test]

@@ -29,7 +29,8 @@ mod resample;
 
 pub use decode::{
     DEFAULT_MAX_PIXELS, DecodeLimits, Header, check_complete, crop_region, decode, decode_oriented,
-    open, probe, probe_file, stored_rect_to_displayed, stored_size, transposes,
+    open, probe, probe_file, stored_point_to_displayed, stored_rect_to_displayed, stored_size,
+    transposes,
 };
 pub use resample::{Resample, resize};
 

@@ -331,7 +331,31 @@ pub fn parse_export(
             .iter()
             .find_map(|k| ann.get(*k).and_then(Value::as_str))
             .map(str::to_owned);
+        // Polygons as `segmentation` gives them (a list of flat [x1, y1, x2, y2, ...]
+        // outlines); run-length masks are not outlines and leave the box as it is.
+        let polygons = match ann.get("segmentation") {
+            Some(Value::Array(parts)) if !parts.is_empty() => {
+                let flat: Option<Vec<Vec<f64>>> = parts
+                    .iter()
+                    .map(|p| p.as_array()?.iter().map(Value::as_f64).collect())
+                    .collect();
+                match flat.and_then(|f| super::polygon::rings_of_flat(&f, 1.0, 1.0)) {
+                    Some(rings) => rings,
+                    None => {
+                        problems.push(problem(
+                            at.clone(),
+                            "segmentation is not a list of polygons of 3 to 10,000 points; \
+                             the box is kept without it"
+                                .into(),
+                        ));
+                        Vec::new()
+                    }
+                }
+            }
+            _ => Vec::new(),
+        };
         entry.boxes.push(RawBox {
+            polygons,
             label,
             supercategory,
             x: x as f32,

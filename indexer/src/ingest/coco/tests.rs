@@ -33,6 +33,40 @@ fn integral_float_ids_are_read_as_integers() {
 }
 
 #[test]
+fn segmentation_polygons_are_kept_with_their_box_and_masks_are_not_outlines() {
+    let (entries, problems) = parse(&export(
+        json!([{"id": 1, "name": "car"}]),
+        json!([
+            // Two parts of one occluded object.
+            {"image_id": 1, "category_id": 1, "bbox": [10, 10, 30, 20],
+             "segmentation": [[10, 10, 20, 10, 20, 30], [30, 10, 40, 10, 40, 30, 30, 30]]},
+            // A run-length mask: the box alone.
+            {"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4],
+             "segmentation": {"counts": [1, 2], "size": [80, 100]}},
+            // Not polygons: reported, the box kept.
+            {"image_id": 1, "category_id": 1, "bbox": [5, 5, 5, 5], "segmentation": [[1, 2, 3]]},
+            {"image_id": 1, "category_id": 1, "bbox": [6, 6, 5, 5], "segmentation": []},
+        ]),
+    ));
+    let boxes = &entries[0].boxes;
+    assert_eq!(boxes.len(), 4);
+    assert_eq!(
+        boxes[0].polygons,
+        [
+            vec![[10.0, 10.0], [20.0, 10.0], [20.0, 30.0]],
+            vec![[30.0, 10.0], [40.0, 10.0], [40.0, 30.0], [30.0, 30.0]],
+        ]
+    );
+    assert!(boxes[1..].iter().all(|b| b.polygons.is_empty()));
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0]
+            .reason
+            .contains("segmentation is not a list of polygons")
+    );
+}
+
+#[test]
 fn unreadable_annotations_are_kept_as_uncertain_and_reported() {
     let (entries, problems) = parse(&export(
         json!([{"id": 1, "name": "face"}]),

@@ -397,6 +397,19 @@ fn read_result(
     };
     let px = |x: f64, y: f64| size.map(|(w, h)| (x / 100.0 * w, y / 100.0 * h));
     let shape = kind.trim_end_matches("labels");
+    // A polygon's points, in pixels.
+    let outline: Option<Vec<(f64, f64)>> = (shape == "polygon")
+        .then(|| value.get("points").and_then(Value::as_array))
+        .flatten()
+        .and_then(|pts| {
+            pts.iter()
+                .map(|p| {
+                    let p = p.as_array()?;
+                    px(p.first()?.as_f64()?, p.get(1)?.as_f64()?)
+                })
+                .collect::<Option<Vec<_>>>()
+        })
+        .filter(|p| !p.is_empty());
     let rect = match shape {
         "rectangle" => (|| {
             let (x, y) = px(f(value, "x")?, f(value, "y")?)?;
@@ -408,20 +421,7 @@ fn read_result(
                 rotated_bbox([x, y, w, h], rot, (x, y))
             }
         })(),
-        "polygon" => value
-            .get("points")
-            .and_then(Value::as_array)
-            .and_then(|pts| {
-                let pts: Option<Vec<(f64, f64)>> = pts
-                    .iter()
-                    .map(|p| {
-                        let p = p.as_array()?;
-                        px(p.first()?.as_f64()?, p.get(1)?.as_f64()?)
-                    })
-                    .collect();
-                pts.filter(|p| !p.is_empty())
-                    .and_then(|p| bbox_of_points(&p))
-            }),
+        "polygon" => outline.as_deref().and_then(bbox_of_points),
         "ellipse" => (|| {
             let (cx, cy) = px(f(value, "x")?, f(value, "y")?)?;
             let (rx, ry) = px(f(value, "radiusX")?, f(value, "radiusY")?)?;
@@ -473,6 +473,11 @@ fn read_result(
     };
     let mut b = RawBox::new(label, rect, item);
     b.annotator = annotator.map(str::to_owned);
+    b.polygons = outline
+        .as_deref()
+        .and_then(super::polygon::ring)
+        .into_iter()
+        .collect();
     let mut attrs = BTreeMap::new();
     if shape != "rectangle" {
         attrs.insert("shape".to_owned(), json!(shape));

@@ -67,6 +67,12 @@ fn a_label_studio_export_reads_to_exactly_its_results() {
     );
     assert_eq!(a.boxes[0].annotator.as_deref(), Some("ann@example.org"));
     assert_eq!(a.boxes[1].attributes["rotation"], json!(90.0));
+    // The polygon's points (percent of 200 x 100) in pixels, kept with its box.
+    assert_eq!(
+        a.boxes[2].polygons,
+        [vec![[20.0, 10.0], [40.0, 10.0], [30.0, 30.0]]]
+    );
+    assert!(a.boxes[0].polygons.is_empty());
     let u: Vec<_> = a
         .uncertain
         .iter()

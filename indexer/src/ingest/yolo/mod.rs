@@ -444,6 +444,14 @@ pub fn parse_labels(
                 if let Some(("polygon", v)) = &shape {
                     b.attributes.insert("shape".into(), json!("polygon"));
                     b.attributes.insert("points".into(), json!(v.len() / 2));
+                    if let Some((w, h)) = size {
+                        let (iw, ih) = (f64::from(w), f64::from(h));
+                        let points: Vec<(f64, f64)> = v
+                            .chunks(2)
+                            .map(|p| (snap(p[0] * iw, iw), snap(p[1] * ih, ih)))
+                            .collect();
+                        b.polygons = super::polygon::ring(&points).into_iter().collect();
+                    }
                 }
                 if keypoints {
                     b.attributes.insert("keypoints".into(), json!(true));

@@ -61,6 +61,11 @@ fn rows_become_pixel_boxes_polygons_their_bounding_box() {
         ]
     );
     assert_eq!(rows.boxes[1].attributes["shape"], json!("polygon"));
+    assert_eq!(
+        rows.boxes[1].polygons,
+        [vec![[20.0, 10.0], [60.0, 10.0], [40.0, 40.0]]]
+    );
+    assert!(rows.boxes[0].polygons.is_empty());
     let u: Vec<_> = rows
         .uncertain
         .iter()

@@ -72,6 +72,29 @@ pub fn stored_size(width: u32, height: u32, orientation: u8) -> (u32, u32) {
     }
 }
 
+/// Maps the point `(x, y)` given in the stored pixels of an image of `stored_w` x `stored_h`
+/// to the displayed image under EXIF `orientation` (what [`decode`] returns). Orientations
+/// outside 1 to 8 are treated as 1.
+pub fn stored_point_to_displayed(
+    point: [f32; 2],
+    orientation: u8,
+    stored_w: f32,
+    stored_h: f32,
+) -> [f32; 2] {
+    let [px, py] = point;
+    let (sw, sh) = (stored_w, stored_h);
+    match orientation {
+        2 => [sw - px, py],
+        3 => [sw - px, sh - py],
+        4 => [px, sh - py],
+        5 => [py, px],
+        6 => [sh - py, px],
+        7 => [sh - py, sw - px],
+        8 => [py, sw - px],
+        _ => [px, py],
+    }
+}
+
 /// Maps the rectangle `(x, y, w, h)` given in the stored pixels of an image of
 /// `stored_w` x `stored_h` to the displayed image under EXIF `orientation` (what [`decode`]
 /// returns). Orientations outside 1 to 8 are treated as 1.
@@ -82,21 +105,9 @@ pub fn stored_rect_to_displayed(
     stored_h: f32,
 ) -> [f32; 4] {
     let [x, y, w, h] = rect;
-    let (sw, sh) = (stored_w, stored_h);
-    let map = |px: f32, py: f32| -> (f32, f32) {
-        match orientation {
-            2 => (sw - px, py),
-            3 => (sw - px, sh - py),
-            4 => (px, sh - py),
-            5 => (py, px),
-            6 => (sh - py, px),
-            7 => (sh - py, sw - px),
-            8 => (py, sw - px),
-            _ => (px, py),
-        }
-    };
-    let (ax, ay) = map(x, y);
-    let (bx, by) = map(x + w, y + h);
+    let map = |p| stored_point_to_displayed(p, orientation, stored_w, stored_h);
+    let [ax, ay] = map([x, y]);
+    let [bx, by] = map([x + w, y + h]);
     let (x0, x1) = (ax.min(bx), ax.max(bx));
     let (y0, y1) = (ay.min(by), ay.max(by));
     [x0, y0, x1 - x0, y1 - y0]

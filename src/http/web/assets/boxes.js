@@ -1,6 +1,7 @@
 // Boxes drawn over an image: an SVG in the record's pixel space laid over the <img>, so a box
 // lands where the record says whatever size the image is shown at. Matched boxes are drawn
-// thicker and brighter; every box carries its label.
+// thicker and brighter; every box carries its label; a box the export outlined with polygons
+// shows its outlines over its dashed rectangle.
 
 const SVG = 'http://www.w3.org/2000/svg';
 
@@ -21,8 +22,8 @@ function el(name, attrs) {
 }
 
 /**
- * An SVG overlay for a record of `width` x `height` with `boxes` ({label,x,y,w,h}); the
- * indexes in `matched` are highlighted.
+ * An SVG overlay for a record of `width` x `height` with `boxes` ({label,x,y,w,h,polygons?});
+ * the indexes in `matched` are highlighted.
  */
 export function overlay(width, height, boxes, matched = new Set()) {
   const svg = el('svg', {
@@ -36,19 +37,36 @@ export function overlay(width, height, boxes, matched = new Set()) {
     const hit = matched.has(i);
     const colour = labelColour(b.label);
     const g = el('g', { class: hit ? 'box matched' : 'box', 'data-label': b.label, 'data-index': i });
+    const outlines = Array.isArray(b.polygons) ? b.polygons : [];
+    // A box with outlines shows them, over a faint dashed rectangle (the box crops and
+    // redaction use); a box without shows its rectangle.
     g.append(
       el('rect', {
         x: b.x,
         y: b.y,
         width: b.w,
         height: b.h,
-        fill: hit ? colour : 'none',
-        'fill-opacity': hit ? 0.18 : 0,
+        fill: hit && !outlines.length ? colour : 'none',
+        'fill-opacity': hit && !outlines.length ? 0.18 : 0,
         stroke: colour,
-        'stroke-width': hit ? 4 : 2,
+        'stroke-width': outlines.length ? 1 : hit ? 4 : 2,
+        'stroke-dasharray': outlines.length ? '4 4' : 'none',
+        'stroke-opacity': outlines.length ? 0.6 : 1,
         'vector-effect': 'non-scaling-stroke',
       }),
     );
+    for (const ring of outlines) {
+      g.append(
+        el('polygon', {
+          points: ring.map(([x, y]) => `${x},${y}`).join(' '),
+          fill: hit ? colour : 'none',
+          'fill-opacity': hit ? 0.18 : 0,
+          stroke: colour,
+          'stroke-width': hit ? 4 : 2,
+          'vector-effect': 'non-scaling-stroke',
+        }),
+      );
+    }
     const tag = el('text', {
       x: b.x + font * 0.15,
       y: Math.max(b.y, font) - font * 0.2,
