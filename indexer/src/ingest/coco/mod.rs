@@ -17,6 +17,8 @@ use crate::IngestError;
 use crate::dates::parse_date;
 use crate::record::UncertainAnnotation;
 
+mod stream;
+
 /// Image fields that have a place in the record; everything else goes to metadata.
 const KNOWN_IMAGE_FIELDS: [&str; 5] = ["id", "file_name", "width", "height", "date_captured"];
 
@@ -46,15 +48,33 @@ pub fn read_exports(
     Ok((merged, problems))
 }
 
+/// Reads one file as it streams in (see [`stream`]): neither its bytes nor a JSON tree of it
+/// are held whole.
 fn read_one(file: &Path, problems: &mut Vec<Problem>) -> Result<Vec<ImageEntry>, IngestError> {
+    use std::io::BufRead;
     let shown = file.display().to_string();
     let unreadable = |reason: String| IngestError::Unreadable {
         file: shown.clone(),
         reason,
     };
-    let bytes = std::fs::read(file).map_err(|e| unreadable(e.to_string()))?;
-    parse_export(&bytes, &shown, problems)
+    let f = std::fs::File::open(file).map_err(|e| unreadable(e.to_string()))?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, f);
+    let head = reader.fill_buf().map_err(|e| unreadable(e.to_string()))?;
+    if head.starts_with(BOM) {
+        reader.consume(BOM.len());
+    }
+    let top: stream::Top = serde_json::from_reader(reader).map_err(|e| {
+        unreadable(if e.is_io() {
+            e.to_string()
+        } else {
+            format!("malformed JSON: {e}")
+        })
+    })?;
+    entries_of(top, &shown, problems)
 }
+
+/// A UTF-8 byte order mark, skipped at the start of a file.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// An integer id: a JSON integer, or a float that is exactly integral (`1.0`, as pandas and
 /// many JSON writers emit). Strings and fractions are not ids.
@@ -80,17 +100,28 @@ pub fn parse_export(
         file: shown.to_owned(),
         reason,
     };
-    let bytes = bytes
-        .strip_prefix(b"\xEF\xBB\xBF".as_slice())
-        .unwrap_or(bytes);
-    let root: Value =
+    let bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
+    let top: stream::Top =
         serde_json::from_slice(bytes).map_err(|e| unreadable(format!("malformed JSON: {e}")))?;
-    let Some(root) = root.as_object() else {
+    entries_of(top, shown, problems)
+}
+
+/// The image entries of a parsed file.
+fn entries_of(
+    top: stream::Top,
+    shown: &str,
+    problems: &mut Vec<Problem>,
+) -> Result<Vec<ImageEntry>, IngestError> {
+    let unreadable = |reason: String| IngestError::Unreadable {
+        file: shown.to_owned(),
+        reason,
+    };
+    let stream::Top::Object(root) = top else {
         return Err(unreadable(
             "not a COCO export: top level is not an object".into(),
         ));
     };
-    let Some(images) = root.get("images").and_then(Value::as_array) else {
+    let Some(images) = root.images.as_deref() else {
         return Err(unreadable("not a COCO export: no \"images\" array".into()));
     };
     let problem = |item: String, reason: String| Problem {
@@ -99,7 +130,7 @@ pub fn parse_export(
         reason,
     };
 
-    let info = root.get("info").and_then(Value::as_object);
+    let info = root.info.as_ref().and_then(Value::as_object);
     let annotated: Option<DateTime<Utc>> = info
         .and_then(|i| i.get("date_created"))
         .and_then(Value::as_str)
@@ -114,14 +145,7 @@ pub fn parse_export(
     // pycocotools), and every other name an id was given is remembered.
     let mut categories: HashMap<i64, (String, Option<String>)> = HashMap::new();
     let mut other_names: HashMap<i64, Vec<String>> = HashMap::new();
-    for (i, cat) in root
-        .get("categories")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
+    for (i, cat) in root.categories.iter().enumerate() {
         let id = cat.get("id").and_then(as_id);
         let name = cat.get("name").and_then(Value::as_str).map(str::trim);
         match (id, name) {
@@ -247,16 +271,9 @@ pub fn parse_export(
         });
     }
 
-    for (i, ann) in root
-        .get("annotations")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
+    for (i, ann) in root.annotations.into_iter().enumerate() {
         let item = format!("annotations[{i}]");
-        let Some(image_id) = ann.get("image_id").and_then(as_id) else {
+        let Some(image_id) = ann.image_id else {
             problems.push(problem(
                 item,
                 "annotation without an integer image_id".into(),
@@ -271,23 +288,18 @@ pub fn parse_export(
             continue;
         };
         let entry = &mut entries[slot];
-        if let Some(caption) = ann.get("caption") {
-            match caption.as_str().map(str::trim) {
-                Some(c) if !c.is_empty() => entry.captions.push(c.to_owned()),
-                _ => problems.push(problem(
-                    format!("{item} {}", entry.file_name),
-                    "caption is empty or not a string".into(),
-                )),
-            }
+        match ann.caption {
+            Some(Some(c)) => entry.captions.push(c),
+            Some(None) => problems.push(problem(
+                format!("{item} {}", entry.file_name),
+                "caption is empty or not a string".into(),
+            )),
+            None => {}
         }
-        if ann.get("bbox").is_none() && ann.get("category_id").is_none() {
+        if !ann.boxlike {
             continue;
         }
-        let bbox: Option<[f64; 4]> = ann
-            .get("bbox")
-            .and_then(Value::as_array)
-            .and_then(|a| a.iter().map(Value::as_f64).collect::<Option<Vec<f64>>>())
-            .and_then(|b| <[f64; 4]>::try_from(b).ok());
+        let bbox = ann.bbox;
         let region = bbox.map(|b| b.map(|v| v as f32));
         let at = format!("{item} {}", entry.file_name);
         // An annotation that cannot be read is kept as uncertain, so redaction fails closed.
@@ -304,11 +316,7 @@ pub fn parse_export(
                 reason: why,
             });
         };
-        let cat_id = match ann.get("category_id") {
-            None | Some(Value::Null) => None,
-            Some(v) => as_id(v),
-        };
-        let Some(cat_id) = cat_id else {
+        let Some(cat_id) = ann.category else {
             uncertain(
                 Vec::new(),
                 region,
@@ -327,32 +335,20 @@ pub fn parse_export(
             uncertain(labels, None, "bbox is not an array of 4 numbers".into());
             continue;
         };
-        let annotator = ["annotator", "created_by", "user"]
-            .iter()
-            .find_map(|k| ann.get(*k).and_then(Value::as_str))
-            .map(str::to_owned);
         // Polygons as `segmentation` gives them (a list of flat [x1, y1, x2, y2, ...]
         // outlines); run-length masks are not outlines and leave the box as it is.
-        let polygons = match ann.get("segmentation") {
-            Some(Value::Array(parts)) if !parts.is_empty() => {
-                let flat: Option<Vec<Vec<f64>>> = parts
-                    .iter()
-                    .map(|p| p.as_array()?.iter().map(Value::as_f64).collect())
-                    .collect();
-                match flat.and_then(|f| super::polygon::rings_of_flat(&f, 1.0, 1.0)) {
-                    Some(rings) => rings,
-                    None => {
-                        problems.push(problem(
-                            at.clone(),
-                            "segmentation is not a list of polygons of 3 to 10,000 points; \
-                             the box is kept without it"
-                                .into(),
-                        ));
-                        Vec::new()
-                    }
-                }
+        let polygons = match ann.segmentation {
+            stream::Segmentation::Rings(rings) => rings,
+            stream::Segmentation::None => Vec::new(),
+            stream::Segmentation::Bad => {
+                problems.push(problem(
+                    at.clone(),
+                    "segmentation is not a list of polygons of 3 to 10,000 points; the box is \
+                     kept without it"
+                        .into(),
+                ));
+                Vec::new()
             }
-            _ => Vec::new(),
         };
         entry.boxes.push(RawBox {
             polygons,
@@ -362,17 +358,13 @@ pub fn parse_export(
             y: y as f32,
             w: w as f32,
             h: h as f32,
-            area: ann.get("area").and_then(Value::as_f64).map(|a| a as f32),
-            iscrowd: ann.get("iscrowd").and_then(Value::as_i64).unwrap_or(0) != 0,
-            annotator,
-            item: format!("{item} {}", entry.file_name),
+            area: ann.area,
+            iscrowd: ann.iscrowd,
+            annotator: ann.annotator,
+            item: at,
             alt_labels,
             // CVAT's and imagelens' COCO exports write a box's attributes here.
-            attributes: ann
-                .get("attributes")
-                .and_then(Value::as_object)
-                .map(attributes_of)
-                .unwrap_or_default(),
+            attributes: ann.attributes,
         });
     }
     Ok(entries)

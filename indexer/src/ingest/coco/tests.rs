@@ -66,6 +66,47 @@ fn segmentation_polygons_are_kept_with_their_box_and_masks_are_not_outlines() {
     );
 }
 
+/// The file is read as it streams in; what it gives must be what the same bytes give in
+/// memory, problems and refusals included.
+#[test]
+fn a_file_read_as_a_stream_gives_what_its_bytes_give() {
+    let dir = tempfile::tempdir().unwrap();
+    let valid = serde_json::to_vec(&valid()).unwrap();
+    let mut with_bom = b"\xEF\xBB\xBF".to_vec();
+    with_bom.extend_from_slice(&valid);
+    let cases: Vec<Vec<u8>> = vec![
+        valid.clone(),
+        with_bom,
+        br#"{"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": null, "x": [1, {"y": 2}]}"#.to_vec(),
+        br#"{"annotations": [{"image_id": 1}], "images": [{"id": 1, "file_name": "a.jpg"}], "categories": 3}"#.to_vec(),
+        br#"{"images": 1}"#.to_vec(),
+        br#"[{"images": []}]"#.to_vec(),
+        b"\"text\"".to_vec(),
+        br#"{"images": [], "annotations": [1, "two", null, {"image_id": 9}]}"#.to_vec(),
+        br#"{"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [{"image_id": 1"#.to_vec(),
+    ];
+    for (n, bytes) in cases.iter().enumerate() {
+        let file = dir.path().join(format!("{n}.json"));
+        std::fs::write(&file, bytes).unwrap();
+        let mut p_mem = Vec::new();
+        let mem = parse_export(bytes, &file.display().to_string(), &mut p_mem);
+        let mut p_file = Vec::new();
+        let streamed = read_one(&file, &mut p_file);
+        match (mem, streamed) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(a, b, "case {n}");
+                assert_eq!(p_mem, p_file, "case {n}");
+            }
+            (Err(a), Err(b)) => {
+                let (a, b) = (a.to_string(), b.to_string());
+                // The position of a syntax error is said the same way by both.
+                assert_eq!(a, b, "case {n}");
+            }
+            (a, b) => panic!("case {n}: {a:?} vs {b:?}"),
+        }
+    }
+}
+
 #[test]
 fn unreadable_annotations_are_kept_as_uncertain_and_reported() {
     let (entries, problems) = parse(&export(
