@@ -290,7 +290,7 @@ fn write_label_studio(path: &Path, images: usize) -> Result<()> {
             let ([x, y, bw, bh], hex) = shape(a);
             let l = LABELS[label(a, 5)];
             let pct = |v: f64, of: f64| v / of * 100.0;
-            results.push(if a % 3 == 0 {
+            results.push(if a.is_multiple_of(3) {
                 let pts: Vec<String> = hex
                     .chunks(2)
                     .map(|p| format!("[{:.3}, {:.3}]", pct(p[0], 640.0), pct(p[1], 480.0)))
@@ -375,7 +375,7 @@ fn write_yolo(path: &Path, files: usize) -> Result<()> {
             let a = i * PER_IMAGE + k;
             let ([x, y, bw, bh], hex) = shape(a);
             let c = label(a, 5);
-            if a % 3 == 0 {
+            if a.is_multiple_of(3) {
                 let pts: Vec<String> = hex
                     .chunks(2)
                     .map(|p| format!("{:.5} {:.5}", p[0] / 640.0, p[1] / 480.0))
