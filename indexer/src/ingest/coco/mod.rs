@@ -53,24 +53,32 @@ pub fn read_exports(
 fn read_one(file: &Path, problems: &mut Vec<Problem>) -> Result<Vec<ImageEntry>, IngestError> {
     use std::io::BufRead;
     let shown = file.display().to_string();
-    let unreadable = |reason: String| IngestError::Unreadable {
-        file: shown.clone(),
-        reason,
-    };
-    let f = std::fs::File::open(file).map_err(|e| unreadable(e.to_string()))?;
+    let f = std::fs::File::open(file).map_err(|e| unreadable(&shown, e.to_string()))?;
     let mut reader = std::io::BufReader::with_capacity(1 << 20, f);
-    let head = reader.fill_buf().map_err(|e| unreadable(e.to_string()))?;
+    let head = reader
+        .fill_buf()
+        .map_err(|e| unreadable(&shown, e.to_string()))?;
     if head.starts_with(BOM) {
         reader.consume(BOM.len());
     }
     let top: stream::Top = serde_json::from_reader(reader).map_err(|e| {
-        unreadable(if e.is_io() {
-            e.to_string()
-        } else {
-            format!("malformed JSON: {e}")
-        })
+        unreadable(
+            &shown,
+            if e.is_io() {
+                e.to_string()
+            } else {
+                format!("malformed JSON: {e}")
+            },
+        )
     })?;
     entries_of(top, &shown, problems)
+}
+
+fn unreadable(shown: &str, reason: String) -> IngestError {
+    IngestError::Unreadable {
+        file: shown.to_owned(),
+        reason,
+    }
 }
 
 /// A UTF-8 byte order mark, skipped at the start of a file.
@@ -96,13 +104,9 @@ pub fn parse_export(
     shown: &str,
     problems: &mut Vec<Problem>,
 ) -> Result<Vec<ImageEntry>, IngestError> {
-    let unreadable = |reason: String| IngestError::Unreadable {
-        file: shown.to_owned(),
-        reason,
-    };
     let bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
-    let top: stream::Top =
-        serde_json::from_slice(bytes).map_err(|e| unreadable(format!("malformed JSON: {e}")))?;
+    let top: stream::Top = serde_json::from_slice(bytes)
+        .map_err(|e| unreadable(shown, format!("malformed JSON: {e}")))?;
     entries_of(top, shown, problems)
 }
 
@@ -112,17 +116,17 @@ fn entries_of(
     shown: &str,
     problems: &mut Vec<Problem>,
 ) -> Result<Vec<ImageEntry>, IngestError> {
-    let unreadable = |reason: String| IngestError::Unreadable {
-        file: shown.to_owned(),
-        reason,
-    };
     let stream::Top::Object(root) = top else {
         return Err(unreadable(
+            shown,
             "not a COCO export: top level is not an object".into(),
         ));
     };
     let Some(images) = root.images.as_deref() else {
-        return Err(unreadable("not a COCO export: no \"images\" array".into()));
+        return Err(unreadable(
+            shown,
+            "not a COCO export: no \"images\" array".into(),
+        ));
     };
     let problem = |item: String, reason: String| Problem {
         file: shown.to_owned(),
