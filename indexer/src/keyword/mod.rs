@@ -379,18 +379,25 @@ impl KeywordIndex {
                 should.push((Occur::Should, Box::new(BoostQuery::new(Box::new(q), boost))));
             }
         }
-        let query = BooleanQuery::new(vec![
-            (
-                Occur::Must,
-                Box::new(BooleanQuery::new(should)) as Box<dyn Query>,
-            ),
-            (
-                Occur::Must,
-                Box::new(ConstScoreQuery::new(self.filter_query(filter)?, 0.0)),
-            ),
-        ]);
+        // Without a filter the query is the bare union of boosted term queries, which tantivy
+        // ranks with block-max WAND (skipping documents that cannot reach the top `limit`);
+        // joined with a filter it is an intersection, which scores every match.
+        let query: Box<dyn Query> = if filter.is_empty() {
+            Box::new(BooleanQuery::new(should))
+        } else {
+            Box::new(BooleanQuery::new(vec![
+                (
+                    Occur::Must,
+                    Box::new(BooleanQuery::new(should)) as Box<dyn Query>,
+                ),
+                (
+                    Occur::Must,
+                    Box::new(ConstScoreQuery::new(self.filter_query(filter)?, 0.0)),
+                ),
+            ]))
+        };
         let searcher = self.reader.searcher();
-        let top = searcher.search(&query, &TopDocs::with_limit(limit).order_by_score())?;
+        let top = searcher.search(&*query, &TopDocs::with_limit(limit).order_by_score())?;
         let addrs: Vec<DocAddress> = top.iter().map(|&(_, addr)| addr).collect();
         let mut hits: Vec<KeywordHit> = ids_of(&searcher, &addrs)?
             .into_iter()
