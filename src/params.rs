@@ -21,7 +21,8 @@ pub use indexer::filter::MAX_PATTERN_CHARS;
 
 use crate::search::SearchError;
 
-/// Most values in one list of a filter (`labels`, `no_labels`, `datasets`, `splits`, `attrs`).
+/// Most values in one list of a filter (`labels`, `no_labels`, `datasets`, `splits`,
+/// `source_ids`, `attrs`).
 pub const MAX_FILTER_VALUES: usize = 100;
 /// Longest label or dataset name in a filter, in characters.
 pub const MAX_VALUE_CHARS: usize = 512;
@@ -54,6 +55,10 @@ pub struct FilterParams {
     /// never match).
     #[arg(long = "split", value_name = "S")]
     pub splits: Vec<String>,
+    /// Only the record of this image id of the annotation tool (a Clarifai input id, a CVAT
+    /// image id, a Label Studio task id; exact; repeat: any of them).
+    #[arg(long = "source-id", value_name = "ID")]
+    pub source_ids: Vec<String>,
     /// Only records with a box that has this attribute, as `key=value` (e.g.
     /// `color=white`, `occluded=true`; repeat: all of them).
     #[arg(long = "attr", value_name = "KEY=VALUE")]
@@ -185,6 +190,7 @@ impl FilterParams {
                 .map_err(|e| SearchError::Invalid(format!("{}: {e}", name(field))))?;
         }
         Ok(RecordFilter {
+            source_ids: self.source_ids.clone(),
             labels: self.labels.clone(),
             no_labels: self.no_labels.clone(),
             datasets: self.datasets.clone(),
@@ -205,6 +211,7 @@ impl FilterParams {
             ("no_labels", &self.no_labels),
             ("datasets", &self.datasets),
             ("splits", &self.splits),
+            ("source_ids", &self.source_ids),
             ("attrs", &self.attrs),
         ] {
             if list.len() > MAX_FILTER_VALUES {
@@ -290,6 +297,7 @@ impl FilterParams {
             ("no_labels", &self.no_labels),
             ("datasets", &self.datasets),
             ("splits", &self.splits),
+            ("source_ids", &self.source_ids),
             ("attrs", &self.attrs),
         ] {
             if list.is_empty() {

@@ -397,6 +397,7 @@ pub fn record(i: usize, labels: &[&str], words: &[&str], rng: &mut StdRng) -> Re
         caption.push_str(w);
     }
     Record {
+        source_id: None,
         id: indexer::record::record_id(&sha),
         filename: format!("{place}_{i:06}.jpg"),
         path: format!("{place}/{place}_{i:06}.jpg"),

@@ -60,6 +60,8 @@ pub mod key {
     pub const DATASET: &str = "dataset";
     /// The record's split (string; absent when the export gives none).
     pub const SPLIT: &str = "split";
+    /// The annotation tool's id of the image (string; absent when the export gives none).
+    pub const SOURCE_ID: &str = "source_id";
     /// The record's box attributes as `key=value` terms
     /// ([`crate::record::Record::attribute_terms`]); array of strings, absent when none.
     pub const ATTRS: &str = "attrs";
@@ -74,12 +76,13 @@ pub mod key {
 }
 
 /// Payload keys filtered as exact keywords (the store builds an index for each).
-pub const KEYWORD_KEYS: [&str; 8] = [
+pub const KEYWORD_KEYS: [&str; 9] = [
     key::RECORD_ID,
     key::KIND,
     key::LABELS,
     key::DATASET,
     key::SPLIT,
+    key::SOURCE_ID,
     key::ATTRS,
     key::FILENAME,
     key::PATH,
@@ -166,6 +169,9 @@ pub fn payload(record: &Record, region: Option<usize>) -> Payload {
     if let Some(s) = &record.split {
         p.insert(key::SPLIT, s.clone());
     }
+    if let Some(s) = &record.source_id {
+        p.insert(key::SOURCE_ID, s.clone());
+    }
     let attrs = record.attribute_terms();
     if !attrs.is_empty() {
         p.insert(key::ATTRS, attrs);
@@ -233,6 +239,7 @@ mod tests {
 
     fn record() -> Record {
         Record {
+            source_id: None,
             id: "0123456789abcdef".into(),
             filename: "a.jpg".into(),
             path: "sub/a.jpg".into(),

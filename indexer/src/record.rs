@@ -243,6 +243,11 @@ pub struct Record {
     /// The split the export puts the image in (`train`, `val`, `test`, ...), when it says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split: Option<String>,
+    /// The annotation tool's own id of the image, when the export gives one (a Clarifai input
+    /// id, a CVAT image id, a Label Studio task id): filterable (`--source-id`), and how a
+    /// newer export of the same project finds the record of an image whose file changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_id: Option<String>,
     /// Labels the annotation says are absent ("not X": a Clarifai concept with value 0). Never
     /// among `labels`, never indexed or searched as present.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -329,6 +334,7 @@ mod tests {
     #[test]
     fn fingerprint_ignores_ingest_time_but_not_annotations() {
         let mut r = Record {
+            source_id: None,
             id: "0123456789abcdef".into(),
             filename: "a.jpg".into(),
             path: "a.jpg".into(),

@@ -27,6 +27,10 @@ pub struct IngestReport {
     /// Images not ingested because they were deleted from this library before.
     #[serde(default)]
     pub withheld_deleted: usize,
+    /// New records whose export id named another image file in an earlier ingest (each is a
+    /// problem naming both records); the old records stay.
+    #[serde(default)]
+    pub superseded: usize,
     /// Image copies an export archive carried that no record points at, removed from the
     /// library's own images folder (see `Library::sweep_carried_images`).
     #[serde(default)]

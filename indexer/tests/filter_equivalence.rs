@@ -39,6 +39,8 @@ const LABELS: [&str; 8] = [
 ];
 const DATASETS: [&str; 4] = ["fleet-2024", "street", "Street", "coco val"];
 const SPLITS: [&str; 3] = ["train", "val", "Val"];
+/// Tool image ids: exact, so `In1` is not `in1`; some records have none.
+const SOURCE_IDS: [&str; 4] = ["in1", "In1", "42", "task 7"];
 const COLORS: [&str; 3] = ["white", "White ", "red"];
 const ATTRS: [&str; 5] = [
     "color=white",
@@ -137,6 +139,9 @@ fn random_record(rng: &mut StdRng, n: usize) -> Record {
         "labels": labels,
         "boxes": boxes,
         "split": split,
+        "source_id": rng
+            .random_bool(0.6)
+            .then(|| SOURCE_IDS[rng.random_range(0..SOURCE_IDS.len())]),
     });
     serde_json::from_value(value).expect("a record")
 }
@@ -236,12 +241,16 @@ fn filter() -> impl Strategy<Value = RecordFilter> {
     let dataset = prop::sample::select(DATASETS.to_vec()).prop_map(str::to_owned);
     let split = prop::sample::select(SPLITS.to_vec()).prop_map(str::to_owned);
     let attr = prop::sample::select(ATTRS.to_vec()).prop_map(str::to_owned);
+    let source_id = prop::sample::select(SOURCE_IDS.to_vec()).prop_map(str::to_owned);
     (
         prop::collection::vec(label.clone(), 0..3),
         prop::collection::vec(label, 0..3),
         prop::collection::vec(dataset, 0..3),
         prop::collection::vec(split, 0..2),
-        prop::collection::vec(attr, 0..2),
+        (
+            prop::collection::vec(attr, 0..2),
+            prop::collection::vec(source_id, 0..2),
+        ),
         prop::collection::vec(
             (axis(), bound(), bound()).prop_map(|(axis, after, before)| DateRange {
                 axis,
@@ -253,14 +262,17 @@ fn filter() -> impl Strategy<Value = RecordFilter> {
         filename(),
     )
         .prop_map(
-            |(labels, no_labels, datasets, splits, attrs, dates, filename)| RecordFilter {
-                labels,
-                no_labels,
-                datasets,
-                splits,
-                attrs,
-                dates,
-                filename,
+            |(labels, no_labels, datasets, splits, (attrs, source_ids), dates, filename)| {
+                RecordFilter {
+                    source_ids,
+                    labels,
+                    no_labels,
+                    datasets,
+                    splits,
+                    attrs,
+                    dates,
+                    filename,
+                }
             },
         )
 }
@@ -435,4 +447,10 @@ fn the_generated_world_has_the_edges_it_is_meant_to_test() {
         "{terms:?}"
     );
     assert!(w.records.iter().any(|r| r.split.as_deref() == Some("val")));
+    assert!(w.records.iter().any(|r| r.source_id.is_none()));
+    assert!(
+        w.records
+            .iter()
+            .any(|r| r.source_id.as_deref() == Some("In1"))
+    );
 }

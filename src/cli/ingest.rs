@@ -124,6 +124,13 @@ pub fn run(settings: &AppSettings, args: IngestArgs) -> anyhow::Result<ExitCode>
             report.withheld_deleted
         );
     }
+    if report.superseded > 0 {
+        println!(
+            "{} images came under an export id that named another file before; the records of \
+             the old files stay (see the problems for which, and how to delete them)",
+            report.superseded
+        );
+    }
     if report.orphans_removed > 0 {
         println!(
             "removed vectors of {} records left by an interrupted ingest",

@@ -12,13 +12,14 @@ use super::*;
 
 /// Image fields the COCO writer sets itself; metadata keys with these names are not copied
 /// (the reader keeps everything else as metadata, so the rest round-trips).
-pub(super) const COCO_IMAGE_FIELDS: [&str; 7] = [
+pub(super) const COCO_IMAGE_FIELDS: [&str; 8] = [
     "id",
     "file_name",
     "width",
     "height",
     "date_captured",
     "split",
+    "source_id",
     "attributes",
 ];
 
@@ -50,6 +51,9 @@ pub(super) struct CocoImage<'a> {
     /// Not COCO's own field: the split, which the COCO reader of ingest reads back.
     #[serde(skip_serializing_if = "Option::is_none")]
     split: Option<&'a str>,
+    /// Not COCO's own field: the annotation tool's image id, read back likewise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source_id: Option<&'a str>,
     /// Not COCO's own field: the image's own attributes, read back likewise.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     attributes: &'a BTreeMap<String, serde_json::Value>,
@@ -129,6 +133,12 @@ pub(super) fn coco_files(
             height: r.height,
             date_captured: r.dates.captured.map(rfc3339),
             split: r.split.as_deref(),
+            // A record ingested before the field held it in metadata.
+            source_id: r.source_id.as_deref().or_else(|| {
+                r.metadata
+                    .get("source_id")
+                    .and_then(serde_json::Value::as_str)
+            }),
             attributes: &r.attributes,
             metadata: r
                 .metadata

@@ -7,12 +7,13 @@ use indexer::record::Record;
 use super::*;
 
 /// The CSV header, in column order.
-pub(super) const CSV_HEADER: [&str; 18] = [
+pub(super) const CSV_HEADER: [&str; 19] = [
     "record_id",
     "path",
     "filename",
     "dataset",
     "split",
+    "source_id",
     "width",
     "height",
     "sha256",
@@ -79,6 +80,7 @@ pub(super) fn csv_file(records: &[Record]) -> Result<Vec<u8>, ExportError> {
                 &r.filename,
                 &r.dataset,
                 r.split.as_deref().unwrap_or_default(),
+                r.source_id.as_deref().unwrap_or_default(),
                 &width,
                 &height,
                 &r.sha256,

@@ -20,6 +20,7 @@ pub(super) fn image_record(root: &Path, path: &str, width: u32, height: u32, see
     .unwrap();
     let facts = file_facts(&file, &Default::default()).unwrap();
     Record {
+        source_id: None,
         id: facts.sha256[..16].to_owned(),
         filename: path.rsplit('/').next().unwrap().to_owned(),
         path: path.to_owned(),

@@ -214,6 +214,7 @@ mod tests {
 
     fn record_with(label: &str) -> Record {
         Record {
+            source_id: None,
             id: "0".repeat(16),
             filename: "a.png".into(),
             path: "a.png".into(),

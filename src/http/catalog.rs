@@ -29,6 +29,8 @@ pub struct FilterQuery {
     pub dataset: Option<String>,
     /// Splits (`train`, `val`, ...), any of them (comma-separated).
     pub split: Option<String>,
+    /// Image ids of the annotation tool, any of them (comma-separated).
+    pub source_id: Option<String>,
     /// Attributes of the image or of one of its boxes as `key=value`, all of them
     /// (comma-separated).
     pub attr: Option<String>,
@@ -109,6 +111,7 @@ impl FilterQuery {
             no_labels: list(&self.no_label),
             datasets: list(&self.dataset),
             splits: list(&self.split),
+            source_ids: list(&self.source_id),
             attrs: list(&self.attr),
             captured_after: self.captured_after.clone(),
             captured_before: self.captured_before.clone(),

@@ -393,6 +393,7 @@ mod tests {
     fn thumbnail_fits_the_size_and_outlines_boxes() {
         let img = RgbImage::from_pixel(200, 100, Rgb([0, 0, 0]));
         let record = Record {
+            source_id: None,
             id: "0".repeat(16),
             filename: "a.png".into(),
             path: "a.png".into(),

@@ -327,6 +327,10 @@ fn exports_ingest_back_into_a_fresh_library_unchanged() {
     for r in records.iter_mut().step_by(4) {
         r.attributes.insert("weather".into(), json!("rain"));
     }
+    // The tool's image ids, as a Clarifai or CVAT export would have given them, on most.
+    for (i, r) in records.iter_mut().enumerate() {
+        r.source_id = (i % 5 != 0).then(|| format!("input-{i}"));
+    }
     // Outlines on every other record's first box: a triangle in its box's top-left half.
     for r in records.iter_mut().step_by(2) {
         if let Some(b) = r.boxes.first_mut() {
@@ -405,6 +409,18 @@ fn exports_ingest_back_into_a_fresh_library_unchanged() {
             }
             if matches!(format, DatasetFormat::Coco | DatasetFormat::Csv) {
                 assert_eq!(r.attributes, attributes[path].0, "{format:?} {path}");
+                let want = records.iter().find(|o| &o.path == path).unwrap();
+                assert_eq!(r.source_id, want.source_id, "{format:?} {path}");
+                // Every column the reader knows lands in its field, not in metadata too.
+                for k in [
+                    "polygons",
+                    "source_id",
+                    "attributes",
+                    "image_attributes",
+                    "split",
+                ] {
+                    assert!(!r.metadata.contains_key(k), "{format:?} {path}: {k}");
+                }
                 // COCO holds outlines as `segmentation`, CSV in a `polygons` column.
                 let got: Vec<_> = r.boxes.iter().map(|b| b.polygons.clone()).collect();
                 assert_eq!(got, outlines[path], "{format:?} {path}");
@@ -468,7 +484,7 @@ fn cvat_label_studio_and_csv_fixtures_ingest_to_the_records_they_describe() {
     );
     assert!(a.boxes[..2].iter().all(|b| b.polygons.is_empty()));
     assert_eq!(a.boxes[2].area, 1600.0, "the outline's area");
-    assert_eq!(a.metadata["source_id"], json!("0"));
+    assert_eq!(a.source_id.as_deref(), Some("0"));
     assert_eq!(a.metadata["cvat_task"]["name"], json!("street"));
     let attributes: Vec<serde_json::Value> = a
         .boxes
@@ -546,6 +562,41 @@ fn cvat_label_studio_and_csv_fixtures_ingest_to_the_records_they_describe() {
         "--json",
     ]));
     assert_eq!(crate::common::ids(&hits).len(), 1);
+    // The tool's image ids are a filter too: CVAT's image ids here.
+    assert_eq!(paths(&["--source-id", "0"]), ["street/a.png"]);
+    assert_eq!(paths(&["--source-id", "1"]), ["b.png"]);
+    assert_eq!(paths(&["--source-id", "0", "--source-id", "1"]).len(), 2);
+    assert!(paths(&["--source-id", "9"]).is_empty());
+    // A newer export of the same task whose image 0 is another file: a new record, and the
+    // old one stays, named in a problem with how to delete it.
+    image::RgbImage::from_pixel(200, 100, image::Rgb([9, 9, 9]))
+        .save(images.join("street/a.png"))
+        .unwrap();
+    let again = ok_json(&run(&[
+        "ingest",
+        "--annotations",
+        path_str(&dir.path().join("cvat.xml")),
+        "--images",
+        path_str(&images),
+        "--json",
+    ]));
+    assert_eq!(again["superseded"], 1, "{again}");
+    assert_eq!(again["added"], 1, "{again}");
+    let old_id = a.id.clone();
+    assert!(
+        again["problems"].as_array().unwrap().iter().any(|p| {
+            let r = p["reason"].as_str().unwrap();
+            r.contains("named another file before")
+                && r.contains(&old_id)
+                && r.contains(&format!("imagelens delete --id {old_id}"))
+        }),
+        "{again}"
+    );
+    assert_eq!(
+        paths(&["--source-id", "0"]).len(),
+        2,
+        "both records keep the id"
+    );
     let bad = run(&["lookup", "--attr", "color"]);
     assert!(!bad.status.success());
     assert!(
@@ -600,7 +651,7 @@ fn cvat_label_studio_and_csv_fixtures_ingest_to_the_records_they_describe() {
         [a.boxes[0].x, a.boxes[0].y, a.boxes[0].w, a.boxes[0].h],
         [10.0, 20.0, 50.0, 50.0]
     );
-    assert_eq!(a.metadata["source_id"], json!(5));
+    assert_eq!(a.source_id.as_deref(), Some("5"));
     // No original size in the result: the size is read from the image (50 x 40).
     let b = &got["b.png"];
     assert_eq!(b.boxes[0].label, "face");
@@ -719,7 +770,7 @@ fn an_unpacked_clarifai_sdk_export_ingests_with_negative_concepts_left_out() {
         [20.0, 20.0, 50.0, 50.0]
     );
     assert_eq!(a.split.as_deref(), Some("train"));
-    assert_eq!(a.metadata["source_id"], json!("in1"));
+    assert_eq!(a.source_id.as_deref(), Some("in1"));
     let b = &got["valid/inputs/in2.png"];
     assert_eq!(b.labels, ["street"]);
     // Value-0 concepts are never labels. The image's own "not dog" is kept as a negative

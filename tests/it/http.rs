@@ -509,6 +509,13 @@ async fn lookups_and_facets_match_the_true_counts() {
         .await
         .error(StatusCode::BAD_REQUEST);
     assert!(msg.contains("splits"), "{msg}");
+    // Nor a tool image id (a COCO export has none).
+    let none = get(&app, "/v1/lookup?source_id=in1,42").await.ok();
+    assert_eq!(none["total"], 0);
+    let msg = get(&app, &format!("/v1/lookup?source_id={}", ",x".repeat(101)))
+        .await
+        .error(StatusCode::BAD_REQUEST);
+    assert!(msg.contains("source_ids"), "{msg}");
 
     // Bad parameters are named.
     let cases = [

@@ -58,6 +58,7 @@ fn record(i: usize, label: &str, rng: &mut StdRng) -> Record {
         + Days::hours(rng.random_range(0..50_000));
     let sha = hex::encode(Sha256::digest(format!("paging record {i}")));
     Record {
+        source_id: None,
         id: record_id(&sha),
         filename: format!("img_{i:04}.jpg"),
         path: format!("img_{i:04}.jpg"),

@@ -809,16 +809,17 @@ fn filter() -> impl Strategy<Value = FilterParams> {
         values(),
         values(),
         values(),
-        values(),
+        (values(), values()),
         dates,
         names,
     )
         .prop_map(
-            |(labels, no_labels, datasets, splits, attrs, d, n)| FilterParams {
+            |(labels, no_labels, datasets, splits, (attrs, source_ids), d, n)| FilterParams {
                 labels,
                 no_labels,
                 datasets,
                 splits,
+                source_ids,
                 attrs,
                 captured_after: d[0].clone(),
                 captured_before: d[1].clone(),

@@ -213,6 +213,10 @@ pub struct RecordFilter {
     /// split matches none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub splits: Vec<String>,
+    /// The annotation tool's id of the image ([`crate::record::Record::source_id`]) is one of
+    /// these (any, when empty), compared exactly; a record without one matches none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_ids: Vec<String>,
     /// Date ranges, all of which hold.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dates: Vec<DateRange>,
@@ -228,6 +232,7 @@ impl RecordFilter {
             && self.no_labels.is_empty()
             && self.datasets.is_empty()
             && self.splits.is_empty()
+            && self.source_ids.is_empty()
             && self.attrs.is_empty()
             && self.dates.is_empty()
             && self.filename.is_none()
@@ -240,6 +245,16 @@ impl RecordFilter {
             self.filename,
             Some(FilenameMatch::Prefix(_) | FilenameMatch::Glob(_))
         )
+    }
+
+    /// The any-of clauses by payload key: datasets, splits, source ids (the keyword index has
+    /// a field of the same name for each).
+    pub fn any_of(&self) -> [(&'static str, &Vec<String>); 3] {
+        [
+            (key::DATASET, &self.datasets),
+            (key::SPLIT, &self.splits),
+            (key::SOURCE_ID, &self.source_ids),
+        ]
     }
 
     /// The clauses the vector store can evaluate, as its filter.
@@ -257,17 +272,13 @@ impl RecordFilter {
                 any: self.no_labels.iter().map(|l| normalize_label(l)).collect(),
             });
         }
-        if !self.datasets.is_empty() {
-            f.must.push(Condition::MatchAny {
-                key: key::DATASET.into(),
-                any: self.datasets.clone(),
-            });
-        }
-        if !self.splits.is_empty() {
-            f.must.push(Condition::MatchAny {
-                key: key::SPLIT.into(),
-                any: self.splits.clone(),
-            });
+        for (key, any) in self.any_of() {
+            if !any.is_empty() {
+                f.must.push(Condition::MatchAny {
+                    key: key.into(),
+                    any: any.clone(),
+                });
+            }
         }
         for a in &self.attrs {
             f.must.push(Condition::MatchAny {
@@ -308,6 +319,7 @@ impl RecordFilter {
             no_labels: self.no_labels.iter().map(|l| normalize_label(l)).collect(),
             datasets: self.datasets.clone(),
             splits: self.splits.clone(),
+            source_ids: self.source_ids.clone(),
             attrs: self.attrs.iter().map(|a| normalize_attr(a)).collect(),
             dates: self
                 .dates
@@ -344,6 +356,7 @@ pub struct PayloadMatcher {
     no_labels: Vec<String>,
     datasets: Vec<String>,
     splits: Vec<String>,
+    source_ids: Vec<String>,
     attrs: Vec<String>,
     dates: Vec<(&'static str, Option<i64>, Option<i64>)>,
     filename: Option<FilenameMatcher>,
@@ -368,8 +381,12 @@ impl PayloadMatcher {
         if self.no_labels.iter().any(|l| labels.contains(&l.as_str())) {
             return false;
         }
-        // Any of the datasets, any of the splits.
-        for (key, any) in [(key::DATASET, &self.datasets), (key::SPLIT, &self.splits)] {
+        // Any of the datasets, any of the splits, any of the source ids.
+        for (key, any) in [
+            (key::DATASET, &self.datasets),
+            (key::SPLIT, &self.splits),
+            (key::SOURCE_ID, &self.source_ids),
+        ] {
             if !any.is_empty()
                 && !payload
                     .get_str(key)

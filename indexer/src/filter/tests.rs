@@ -64,6 +64,7 @@ fn a_compiled_filter_matches_payloads_like_the_uncompiled_one() {
     p.insert("filename", "IMG_1.jpg");
     p.insert("captured", 100);
     let f = RecordFilter {
+        source_ids: Vec::new(),
         labels: vec![" Car ".into()],
         no_labels: vec!["cat".into()],
         datasets: vec!["d1".into()],

@@ -461,6 +461,7 @@ pub fn build_record(
         boxes,
         captions: entry.captions,
         split: entry.split,
+        source_id: entry.source_id,
         negative_labels,
         attributes: entry.attributes,
         metadata,

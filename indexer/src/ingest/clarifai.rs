@@ -80,7 +80,7 @@ pub fn read_dir(root: &Path, problems: &mut Vec<Problem>) -> Result<Vec<ImageEnt
             let ann = dir.join("annotations").join(format!("{id}.json"));
             let shown = ann.display().to_string();
             let mut entry = ImageEntry::new(rel, &shown);
-            entry.metadata.insert("source_id".into(), json!(id));
+            entry.source_id = Some(id.clone());
             entry.split.clone_from(&split);
             if ann.is_file() {
                 let size = models::preprocess::probe_file(
@@ -366,7 +366,7 @@ mod tests {
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[0].file_name, "train/inputs/in1.png");
         assert_eq!(entries[0].split.as_deref(), Some("train"));
-        assert_eq!(entries[0].metadata["source_id"], json!("in1"));
+        assert_eq!(entries[0].source_id.as_deref(), Some("in1"));
         assert_eq!(entries[0].boxes.len(), 2);
         assert!(entries[1].boxes.is_empty());
         assert!(read_dir(&d.join("train/annotations"), &mut problems).is_err());

@@ -253,7 +253,7 @@ fn read_image(
         entry.metadata.insert("cvat_task".into(), t.clone());
     }
     if let Some(id) = el.attr("id") {
-        entry.metadata.insert("source_id".into(), json!(id));
+        entry.source_id = Some(id.to_owned());
     }
     if let Some(s) = el.attr("subset").and_then(super::text) {
         entry.split = Some(s);
@@ -375,7 +375,7 @@ mod tests {
             Some(parse_date("2024-03-04T05:06:07.123456Z").unwrap())
         );
         assert_eq!(a.split.as_deref(), Some("train"));
-        assert_eq!(a.metadata["source_id"], json!("0"));
+        assert_eq!(a.source_id.as_deref(), Some("0"));
         assert_eq!(a.metadata["cvat_task"]["name"], json!("street"));
         assert_eq!(a.attributes["sky"], json!("clear"));
         assert!(!a.metadata.contains_key("tag_attributes"));

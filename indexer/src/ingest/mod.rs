@@ -141,6 +141,8 @@ pub struct ImageEntry {
     pub captions: Vec<String>,
     /// The split the export puts the image in (`train`, `val`, `test`, ...).
     pub split: Option<String>,
+    /// The annotation tool's own id of the image ([`Record::source_id`]).
+    pub source_id: Option<String>,
     /// Labels the annotation says are absent (a Clarifai concept with value 0).
     pub negative_labels: Vec<String>,
     /// Attributes of the image itself (a CVAT tag's attributes, ...).
@@ -175,6 +177,7 @@ impl ImageEntry {
             boxes: Vec::new(),
             captions: Vec::new(),
             split: None,
+            source_id: None,
             negative_labels: Vec::new(),
             attributes: BTreeMap::new(),
             metadata: BTreeMap::new(),

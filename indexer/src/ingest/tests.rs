@@ -52,6 +52,7 @@ fn boxes_are_kept_clipped_or_dropped_with_a_reason() {
 
 fn entry(boxes: Vec<RawBox>) -> ImageEntry {
     ImageEntry {
+        source_id: None,
         file_name: "a.jpg".into(),
         width: None,
         height: None,

@@ -32,8 +32,12 @@ impl KeywordIndex {
         for attr in &filter.attrs {
             clauses.push((Occur::Must, term_query(f.attr, &normalize_attr(attr))));
         }
-        // Any of the datasets, any of the splits.
-        for (field, values) in [(f.dataset, &filter.datasets), (f.split, &filter.splits)] {
+        // Any of the datasets, any of the splits, any of the source ids.
+        for (field, values) in [
+            (f.dataset, &filter.datasets),
+            (f.split, &filter.splits),
+            (f.source_id, &filter.source_ids),
+        ] {
             if !values.is_empty() {
                 let any: Vec<(Occur, Box<dyn Query>)> = values
                     .iter()

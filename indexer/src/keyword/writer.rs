@@ -55,6 +55,9 @@ impl KeywordWriter {
         }
         doc.add_text(f.metadata, record.metadata_text());
         doc.add_text(f.dataset, &record.dataset);
+        if let Some(s) = &record.source_id {
+            doc.add_text(f.source_id, s);
+        }
         if let Some(s) = &record.split {
             doc.add_text(f.split, s);
         }

@@ -239,12 +239,57 @@ fn plan(lib: &mut Library, embedder: Option<&dyn Embedder>, opts: &IngestOptions
         }
     }
 
+    if !states.is_empty() {
+        report.superseded = superseded(lib, &work, &mut problems)?;
+    }
     Ok(Plan {
         work,
         problems,
         report,
         model_fp,
     })
+}
+
+/// New records whose export id (`source_id`, in the same dataset) named another image file in
+/// an earlier ingest: a newer export of the same project whose image changed. The record of
+/// the old file stays (an ingest never deletes: deletion is audited, leaves a receipt and
+/// respects legal holds); each is a problem that names both and how to delete the old one.
+fn superseded(
+    lib: &Library,
+    work: &[(Record, Work)],
+    problems: &mut Vec<Problem>,
+) -> Result<usize> {
+    let mut count = 0;
+    for (record, _) in work.iter().filter(|(_, w)| matches!(w, Work::Add)) {
+        let Some(source_id) = &record.source_id else {
+            continue;
+        };
+        let same = crate::filter::RecordFilter {
+            source_ids: vec![source_id.clone()],
+            datasets: vec![record.dataset.clone()],
+            ..Default::default()
+        };
+        for old in lib.keyword().filter_ids(&same)? {
+            if old == record.id {
+                continue;
+            }
+            let was = lib
+                .keyword()
+                .get(&old)?
+                .map_or_else(|| old.clone(), |r| r.path);
+            count += 1;
+            problems.push(Problem {
+                file: record.path.clone(),
+                item: "image".into(),
+                reason: format!(
+                    "the export's image id {source_id:?} named another file before ({was}, \
+                     record {old}); that record stays: if this file replaces it, delete it with \
+                     `imagelens delete --id {old} --reason ...`"
+                ),
+            });
+        }
+    }
+    Ok(count)
 }
 
 /// Refreshes the counts, saves the report, and refuses a run that kept nothing.

@@ -397,10 +397,7 @@ fn read_input(
     let stated = (info.width > 0 && info.height > 0)
         .then(|| (info.width.unsigned_abs(), info.height.unsigned_abs()));
     let size = header.map(|h| (h.width, h.height)).or(stated);
-    entry.metadata.insert("source_id".into(), json!(id));
-    entry
-        .metadata
-        .insert("source_format".into(), json!("clarifai"));
+    entry.source_id = Some(id.to_string());
     entry.split = split.map(str::to_owned);
     if !input.dataset_ids.is_empty() {
         entry

@@ -25,7 +25,7 @@ fn the_fixture_written_by_clarifai_grpc_reads_input_by_input() {
     .unwrap();
     let by_id: BTreeMap<&str, &ImageEntry> = entries
         .iter()
-        .map(|e| (e.metadata["source_id"].as_str().unwrap(), e))
+        .map(|e| (e.source_id.as_deref().unwrap(), e))
         .collect();
     assert_eq!(
         by_id.keys().copied().collect::<Vec<_>>(),

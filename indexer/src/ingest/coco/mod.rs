@@ -244,6 +244,15 @@ fn entries_of(
             }
             None => None,
         };
+        // The annotation tool's image id, as imagelens' COCO export writes it.
+        let source_id = match metadata.remove("source_id") {
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s),
+            Some(other) => {
+                metadata.insert("source_id".into(), other);
+                None
+            }
+            None => None,
+        };
         // Image attributes, as imagelens' COCO export writes them.
         let attributes = match metadata.remove("attributes") {
             Some(Value::Object(o)) => attributes_of(&o),
@@ -256,6 +265,7 @@ fn entries_of(
         by_id.insert(id, entries.len());
         names.insert(name.clone());
         entries.push(ImageEntry {
+            source_id,
             file_name: name,
             width: img.get("width").and_then(Value::as_u64).map(|w| w as u32),
             height: img.get("height").and_then(Value::as_u64).map(|h| h as u32),

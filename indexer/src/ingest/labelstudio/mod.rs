@@ -266,7 +266,10 @@ fn read_task(
     };
     let mut entry = ImageEntry::new(name.clone(), shown);
     if let Some(id) = task.get("id").filter(|v| !v.is_null()) {
-        entry.metadata.insert("source_id".into(), id.clone());
+        entry.source_id = Some(match id {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        });
     }
     for (k, v) in data {
         if k != key && !v.is_null() {

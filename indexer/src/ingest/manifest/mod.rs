@@ -12,6 +12,7 @@
 //! - `captured_at` (or `captured`, `date_captured`): when the picture was taken;
 //! - `annotator`; `width` and `height`: the image's size as the manifest states it;
 //! - `split` (or `subset`): the split the image is in (`train`, `val`, `test`, ...);
+//! - `source_id`: the annotation tool's own id of the image;
 //! - `attributes`: on a box row, the box's attributes as a JSON object (`{"color":"white"}`,
 //!   as the CSV export writes them);
 //! - `polygons`: on a box row, the box's outlines as JSON, `[[[x, y], ...], ...]` in pixels
@@ -459,6 +460,9 @@ impl Rows<'_> {
         {
             entry.split = entry.split.take().or(Some(s));
         }
+        if let Some(s) = row.get("source_id").and_then(as_text) {
+            entry.source_id = entry.source_id.take().or(Some(s));
+        }
         entry.width = entry.width.or(dim("width"));
         entry.height = entry.height.or(dim("height"));
         let known: Vec<&str> = [
@@ -475,6 +479,8 @@ impl Rows<'_> {
                 "height",
                 "attributes",
                 "image_attributes",
+                "polygons",
+                "source_id",
             ],
         ]
         .concat();
