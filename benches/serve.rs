@@ -342,7 +342,17 @@ fn run() -> anyhow::Result<ExitCode> {
             .parse()
             .context("IMAGELENS_BENCH_SEARCH_SLOTS is a number")?;
     }
-    println!("search slots: {}", limits.max_concurrent_searches);
+    // `IMAGELENS_BENCH_QUEUE_WAIT_MS=N`: how long a search waits for a slot before it is shed
+    // with 503 (default 2,000); the request timeout's length makes searches queue instead.
+    if let Ok(ms) = std::env::var("IMAGELENS_BENCH_QUEUE_WAIT_MS") {
+        limits.queue_wait_ms = ms
+            .parse()
+            .context("IMAGELENS_BENCH_QUEUE_WAIT_MS is a number")?;
+    }
+    println!(
+        "search slots: {}, queue wait {} ms, request timeout {} s",
+        limits.max_concurrent_searches, limits.queue_wait_ms, limits.request_timeout_secs
+    );
     let timeout_s = limits.request_timeout_secs + 10;
     let app = router(AppState::new(service, limits, Redaction::default())?);
 
