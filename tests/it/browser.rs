@@ -719,6 +719,16 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     until(&c, "the curator's reads in the trail", "[...document.querySelectorAll('#trail-table tbody tr')].some(r => r.dataset.action === 'view_thumbnail' && r.textContent.includes('cur (curator)') && r.textContent.includes('web test'))").await;
     screenshot(&c, "audit-1280").await;
     // A look-up by glob, then the original image, which says it is recorded.
+    // By the annotation tool's image id: this COCO-made library has none, so none matches.
+    let source = c.find(Locator::Id("lk-source")).await.unwrap();
+    source.send_keys("input-404\u{E007}").await.unwrap();
+    until(
+        &c,
+        "the look-up by tool id",
+        "document.getElementById('lookup-status').textContent.startsWith('0 record(s) match')",
+    )
+    .await;
+    source.clear().await.unwrap();
     c.find(Locator::Id("lk-filename"))
         .await
         .unwrap()

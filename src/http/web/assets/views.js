@@ -469,6 +469,7 @@ function lookupParams() {
   const p = {
     filename: $('lk-filename').value.trim(),
     filename_prefix: $('lk-prefix').value.trim(),
+    source_id: $('lk-source').value.trim(),
     sort: axis,
     desc: $('lk-desc').checked ? 'true' : '',
     limit: 50,
