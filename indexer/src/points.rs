@@ -239,7 +239,7 @@ mod tests {
 
     fn record() -> Record {
         Record {
-            source_id: None,
+            source_id: Some("in1".into()),
             id: "0123456789abcdef".into(),
             filename: "a.jpg".into(),
             path: "sub/a.jpg".into(),

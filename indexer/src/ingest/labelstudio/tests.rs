@@ -42,7 +42,7 @@ fn a_label_studio_export_reads_to_exactly_its_results() {
     assert_eq!(entries.len(), 2);
     let a = &entries[0];
     assert_eq!(a.file_name, "dir/a b.jpg");
-    assert_eq!(a.metadata["source_id"], json!(11));
+    assert_eq!(a.source_id.as_deref(), Some("11"));
     assert_eq!(a.metadata["site"], json!("north"));
     assert_eq!(a.annotators, ["ann@example.org"]);
     assert_eq!(
