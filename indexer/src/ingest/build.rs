@@ -285,7 +285,7 @@ pub fn validate_boxes(
             polygons,
             iscrowd: b.iscrowd,
             annotator: b.annotator,
-            attributes: b.attributes,
+            attributes: b.attributes.into_map(),
         });
     }
     (kept, uncertain)

@@ -12,7 +12,6 @@
 //! problem. The export archive itself (`mimetype` + `InputBatch` entries) is read by
 //! [`super::clarifai_archive`], which hands each input to [`read_annotations`].
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
@@ -229,7 +228,7 @@ pub fn read_annotations(
                     .into_iter()
                     .collect();
                 if let Some(id) = item.get("id").and_then(Value::as_str) {
-                    b.attributes = BTreeMap::from([("source_id".to_owned(), json!(id))]);
+                    b.attributes.insert("source_id", json!(id));
                 }
                 entry.boxes.push(b);
             }

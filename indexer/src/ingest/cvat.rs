@@ -318,7 +318,7 @@ fn read_image(
         if let Some(r) = num(child, "rotation").filter(|r| *r % 360.0 != 0.0) {
             attrs.insert("rotation".into(), json!(r));
         }
-        b.attributes = attrs;
+        b.attributes = attrs.into();
         // A polygon's outline is kept with its box (polylines and points enclose nothing).
         if child.name == "polygon" {
             b.polygons = child

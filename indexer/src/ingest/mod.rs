@@ -81,7 +81,7 @@ pub struct RawBox {
     pub alt_labels: Vec<String>,
     /// Attributes the export gives the box (occluded, pose, rotation, colour, ...); kept on the
     /// record's box ([`crate::record::BoundingBox::attributes`]).
-    pub attributes: BTreeMap<String, serde_json::Value>,
+    pub attributes: Attributes,
     /// Outlines in the same pixels as the box ([`polygon::ring`]); turned and clipped with
     /// it ([`crate::record::BoundingBox::polygons`]).
     pub polygons: Vec<Vec<[f32; 2]>>,
@@ -104,7 +104,7 @@ impl RawBox {
             item: item.into(),
             alt_labels: Vec::new(),
             polygons: Vec::new(),
-            attributes: BTreeMap::new(),
+            attributes: Attributes::default(),
         }
     }
 }
@@ -119,6 +119,100 @@ impl RawBox {
             }
         }
         labels
+    }
+}
+
+/// A box's attributes as a reader gathers them, ordered by name: a list sized to what it holds
+/// (most boxes have none, one or two), where a map costs a 600-byte node for one attribute;
+/// a 2M-box export holds two million of them at once. The record keeps them as a map
+/// ([`Attributes::into_map`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Attributes(Vec<(String, serde_json::Value)>);
+
+impl Attributes {
+    /// Sets `name` to `value`, returning the value it replaces.
+    pub fn insert(
+        &mut self,
+        name: impl Into<String>,
+        value: serde_json::Value,
+    ) -> Option<serde_json::Value> {
+        let name = name.into();
+        match self.0.binary_search_by(|(k, _)| k.as_str().cmp(&name)) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
+            Err(i) => {
+                self.0.reserve_exact(1);
+                self.0.insert(i, (name, value));
+                None
+            }
+        }
+    }
+
+    /// The value of `name`.
+    pub fn get(&self, name: &str) -> Option<&serde_json::Value> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.0[i].1)
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Name and value, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &serde_json::Value)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// The attributes as the record holds them.
+    pub fn into_map(self) -> BTreeMap<String, serde_json::Value> {
+        self.0.into_iter().collect()
+    }
+}
+
+impl FromIterator<(String, serde_json::Value)> for Attributes {
+    /// The last value of a name given twice wins, as in a map.
+    fn from_iter<I: IntoIterator<Item = (String, serde_json::Value)>>(iter: I) -> Self {
+        let mut out = Self::default();
+        for (k, v) in iter {
+            out.insert(k, v);
+        }
+        out.0.shrink_to_fit();
+        out
+    }
+}
+
+impl From<BTreeMap<String, serde_json::Value>> for Attributes {
+    fn from(map: BTreeMap<String, serde_json::Value>) -> Self {
+        // A map's keys are distinct and in order already.
+        Self(map.into_iter().collect())
+    }
+}
+
+impl std::ops::Index<&str> for Attributes {
+    type Output = serde_json::Value;
+
+    /// # Panics
+    /// When there is no attribute of that name, as a map's index does.
+    fn index(&self, name: &str) -> &serde_json::Value {
+        self.get(name)
+            .unwrap_or_else(|| panic!("no attribute {name:?}"))
+    }
+}
+
+impl PartialEq<BTreeMap<String, serde_json::Value>> for Attributes {
+    fn eq(&self, other: &BTreeMap<String, serde_json::Value>) -> bool {
+        self.len() == other.len()
+            && self
+                .iter()
+                .zip(other)
+                .all(|((a, x), (b, y))| a == b && x == y)
     }
 }
 

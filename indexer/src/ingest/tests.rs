@@ -14,7 +14,7 @@ fn raw(x: f32, y: f32, w: f32, h: f32) -> RawBox {
         annotator: None,
         item: "annotations[0]".into(),
         alt_labels: vec![],
-        attributes: BTreeMap::new(),
+        attributes: Default::default(),
     }
 }
 
@@ -206,8 +206,7 @@ fn more_boxes_than_the_limit_withhold_the_record() {
 #[test]
 fn image_labels_and_box_attributes_reach_the_record() {
     let mut b = raw(1.0, 1.0, 5.0, 5.0);
-    b.attributes
-        .insert("occluded".into(), serde_json::json!(true));
+    b.attributes.insert("occluded", serde_json::json!(true));
     let mut e = entry(vec![raw(200.0, 0.0, 5.0, 5.0), b]);
     e.add_label("cat");
     e.add_label(" face ");

@@ -303,7 +303,7 @@ pub fn parse(
                 }
             }
         }
-        b.attributes = attrs;
+        b.attributes = attrs.into();
         entry.boxes.push(b);
     }
     if let Some(seg) = doc.text_of("segmented").and_then(text)

@@ -378,7 +378,7 @@ fn entries_of(
             item: at,
             alt_labels,
             // CVAT's and imagelens' COCO exports write a box's attributes here.
-            attributes: ann.attributes,
+            attributes: ann.attributes.into(),
         });
     }
     Ok(entries)

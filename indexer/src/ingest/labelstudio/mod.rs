@@ -11,7 +11,6 @@
 //! and `textarea` (captions). Cancelled annotations and `predictions` are not read. A result
 //! that cannot be read is a problem, and an uncertain annotation where it may be a region.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
@@ -347,6 +346,8 @@ fn read_task(
         }
     }
     entry.annotated = latest;
+    // Every task of the export is held until the last is read: no spare capacity.
+    entry.boxes.shrink_to_fit();
     Some(entry)
 }
 
@@ -481,17 +482,15 @@ fn read_result(
         .and_then(super::polygon::ring)
         .into_iter()
         .collect();
-    let mut attrs = BTreeMap::new();
     if shape != "rectangle" {
-        attrs.insert("shape".to_owned(), json!(shape));
+        b.attributes.insert("shape", json!(shape));
     }
     if let Some(rot) = f(value, "rotation").filter(|r| r % 360.0 != 0.0) {
-        attrs.insert("rotation".to_owned(), json!(rot));
+        b.attributes.insert("rotation", json!(rot));
     }
     if let Some(id) = r.get("id").and_then(Value::as_str) {
-        attrs.insert("source_id".to_owned(), json!(id));
+        b.attributes.insert("source_id", json!(id));
     }
-    b.attributes = attrs;
     entry.boxes.push(b);
 }
 

@@ -346,7 +346,7 @@ impl Rows<'_> {
                     // A JSON object of the box's attributes (as the CSV export writes them);
                     // a cell that is not one is reported and the box kept without them.
                     match json_object(row, "attributes") {
-                        Ok(Some(o)) => b.attributes = o,
+                        Ok(Some(o)) => b.attributes = o.into(),
                         Ok(None) => {}
                         Err(why) => problems.push(problem(
                             &item,

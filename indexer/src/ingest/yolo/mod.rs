@@ -442,8 +442,8 @@ pub fn parse_labels(
             (None, Some(label), Some(rect)) => {
                 let mut b = RawBox::new(label, rect, item);
                 if let Some(("polygon", v)) = &shape {
-                    b.attributes.insert("shape".into(), json!("polygon"));
-                    b.attributes.insert("points".into(), json!(v.len() / 2));
+                    b.attributes.insert("shape", json!("polygon"));
+                    b.attributes.insert("points", json!(v.len() / 2));
                     if let Some((w, h)) = size {
                         let (iw, ih) = (f64::from(w), f64::from(h));
                         let points: Vec<(f64, f64)> = v
@@ -454,7 +454,7 @@ pub fn parse_labels(
                     }
                 }
                 if keypoints {
-                    b.attributes.insert("keypoints".into(), json!(true));
+                    b.attributes.insert("keypoints", json!(true));
                 }
                 rows.boxes.push(b);
             }
