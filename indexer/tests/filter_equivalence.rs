@@ -454,3 +454,33 @@ fn the_generated_world_has_the_edges_it_is_meant_to_test() {
             .any(|r| r.source_id.as_deref() == Some("In1"))
     );
 }
+
+/// Query text loses its English stop words before BM25 (their postings hold nearly every
+/// record and only slow the ranking down): "the car" ranks as "car" does; a text of stop words
+/// only still searches for them.
+#[test]
+fn stop_words_leave_the_query_but_not_an_all_stop_word_one() {
+    let w = world();
+    assert_eq!(
+        w.keyword.terms("A white car with the ladder at night"),
+        ["white", "car", "ladder", "night"]
+    );
+    assert_eq!(
+        w.keyword.all_terms("A white car with the ladder"),
+        ["a", "white", "car", "with", "the", "ladder"]
+    );
+    assert_eq!(w.keyword.terms("The Who"), ["who"]);
+    assert_eq!(
+        w.keyword.terms("To be, or not to be"),
+        ["to", "be", "or", "not"]
+    );
+    let any = RecordFilter::default();
+    let ids =
+        |h: Vec<indexer::keyword::KeywordHit>| h.into_iter().map(|h| h.id).collect::<Vec<_>>();
+    let car = ids(w.keyword.search("car", &any, 50).unwrap());
+    assert!(!car.is_empty());
+    assert_eq!(
+        ids(w.keyword.search("the car with a", &any, 50).unwrap()),
+        car
+    );
+}

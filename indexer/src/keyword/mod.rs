@@ -327,21 +327,27 @@ impl KeywordIndex {
         Ok(self.reader.searcher().search(&*q, &Count)? as u64)
     }
 
-    /// Splits text into the index's terms (lowercased, stemmed), as BM25 sees them.
+    /// Splits text into the terms BM25 ranks it by: lowercased and stemmed as the index holds
+    /// them, without English stop words (`a`, `the`, `with`, `at`, ...: Lucene's list), whose
+    /// postings hold nearly every record and say nothing about which ranks first. A text of
+    /// stop words only keeps them (`"to be or not to be"` still searches for something).
     pub fn terms(&self, text: &str) -> Vec<String> {
-        let mut tokenizer = self
+        let kept = tokens(&mut query_analyzer(), text);
+        if kept.is_empty() {
+            self.all_terms(text)
+        } else {
+            kept
+        }
+    }
+
+    /// Every term of `text` as the index holds it (lowercased, stemmed), stop words included.
+    pub fn all_terms(&self, text: &str) -> Vec<String> {
+        let mut analyzer = self
             .index
             .tokenizers()
             .get("en_stem")
             .expect("en_stem is a built-in tokenizer");
-        let mut stream = tokenizer.token_stream(text);
-        let mut out: Vec<String> = Vec::new();
-        while let Some(tok) = stream.next() {
-            if !out.contains(&tok.text) {
-                out.push(tok.text.clone());
-            }
-        }
-        out
+        tokens(&mut analyzer, text)
     }
 
     /// BM25 search of `text` over labels, captions, file names and metadata, within `filter`,
@@ -355,7 +361,20 @@ impl KeywordIndex {
         filter: &RecordFilter,
         limit: usize,
     ) -> KResult<Vec<KeywordHit>> {
-        let terms = self.terms(text);
+        self.search_terms(&self.terms(text), filter, limit)
+    }
+
+    /// BM25 search of these terms (as [`KeywordIndex::terms`] or
+    /// [`KeywordIndex::all_terms`] give them); see [`KeywordIndex::search`].
+    ///
+    /// # Errors
+    /// As [`KeywordIndex::filter_query`].
+    pub fn search_terms(
+        &self,
+        terms: &[String],
+        filter: &RecordFilter,
+        limit: usize,
+    ) -> KResult<Vec<KeywordHit>> {
         // tantivy's top-k collector allocates for `limit` hits up front: never ask for more
         // than there are documents.
         let limit = limit.min(usize::try_from(self.len()).unwrap_or(usize::MAX));
@@ -371,7 +390,7 @@ impl KeywordIndex {
                 "filename_text" => f.filename_text,
                 _ => f.metadata,
             };
-            for t in &terms {
+            for t in terms {
                 let q = TermQuery::new(
                     Term::from_field_text(field, t),
                     IndexRecordOption::WithFreqs,
@@ -539,6 +558,39 @@ pub(crate) fn ids_of(searcher: &tantivy::Searcher, addrs: &[DocAddress]) -> KRes
         }
     }
     Ok(out)
+}
+
+/// The analyzer of query text: `en_stem` (the index's) with English stop words removed before
+/// stemming.
+fn query_analyzer() -> tantivy::tokenizer::TextAnalyzer {
+    use tantivy::tokenizer::{
+        Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter,
+        TextAnalyzer,
+    };
+    static STOP: std::sync::OnceLock<StopWordFilter> = std::sync::OnceLock::new();
+    let stop = STOP
+        .get_or_init(|| {
+            StopWordFilter::new(Language::English).expect("tantivy has English stop words")
+        })
+        .clone();
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(40))
+        .filter(LowerCaser)
+        .filter(stop)
+        .filter(Stemmer::new(Language::English))
+        .build()
+}
+
+/// The distinct tokens `analyzer` makes of `text`, in order.
+fn tokens(analyzer: &mut tantivy::tokenizer::TextAnalyzer, text: &str) -> Vec<String> {
+    let mut stream = analyzer.token_stream(text);
+    let mut out: Vec<String> = Vec::new();
+    while let Some(tok) = stream.next() {
+        if !out.contains(&tok.text) {
+            out.push(tok.text.clone());
+        }
+    }
+    out
 }
 
 /// The first value of a string fast column for `doc` (empty when it has none).
