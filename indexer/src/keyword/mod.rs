@@ -14,16 +14,14 @@ use std::path::Path;
 
 use chrono::{DateTime, Datelike, Utc};
 use tantivy::collector::{Count, DocSetCollector, TopDocs};
-use tantivy::query::{
-    BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery, TermSetQuery,
-};
+use tantivy::query::{BooleanQuery, Query, TermQuery, TermSetQuery};
 use tantivy::schema::{IndexRecordOption, Value};
-use tantivy::tokenizer::TokenStream;
 use tantivy::{DocAddress, Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
 
 use crate::filter::RecordFilter;
 use crate::record::{DateAxis, Record};
 
+mod bm25;
 mod by_date;
 mod migrate;
 mod query;
@@ -31,7 +29,7 @@ mod schema;
 mod writer;
 
 pub use by_date::DatePage;
-use schema::{Fields, TEXT_FIELDS, schema};
+use schema::{Fields, schema};
 pub use writer::KeywordWriter;
 use writer::WRITER_HEAP;
 
@@ -327,106 +325,6 @@ impl KeywordIndex {
         Ok(self.reader.searcher().search(&*q, &Count)? as u64)
     }
 
-    /// Splits text into the terms BM25 ranks it by: lowercased and stemmed as the index holds
-    /// them, without English stop words (`a`, `the`, `with`, `at`, ...: Lucene's list), whose
-    /// postings hold nearly every record and say nothing about which ranks first. A text of
-    /// stop words only keeps them (`"to be or not to be"` still searches for something).
-    pub fn terms(&self, text: &str) -> Vec<String> {
-        let kept = tokens(&mut query_analyzer(), text);
-        if kept.is_empty() {
-            self.all_terms(text)
-        } else {
-            kept
-        }
-    }
-
-    /// Every term of `text` as the index holds it (lowercased, stemmed), stop words included.
-    pub fn all_terms(&self, text: &str) -> Vec<String> {
-        let mut analyzer = self
-            .index
-            .tokenizers()
-            .get("en_stem")
-            .expect("en_stem is a built-in tokenizer");
-        tokens(&mut analyzer, text)
-    }
-
-    /// BM25 search of `text` over labels, captions, file names and metadata, within `filter`,
-    /// best first; ties broken by record id so pages are stable.
-    ///
-    /// # Errors
-    /// As [`KeywordIndex::filter_query`].
-    pub fn search(
-        &self,
-        text: &str,
-        filter: &RecordFilter,
-        limit: usize,
-    ) -> KResult<Vec<KeywordHit>> {
-        self.search_terms(&self.terms(text), filter, limit)
-    }
-
-    /// BM25 search of these terms (as [`KeywordIndex::terms`] or
-    /// [`KeywordIndex::all_terms`] give them); see [`KeywordIndex::search`].
-    ///
-    /// # Errors
-    /// As [`KeywordIndex::filter_query`].
-    pub fn search_terms(
-        &self,
-        terms: &[String],
-        filter: &RecordFilter,
-        limit: usize,
-    ) -> KResult<Vec<KeywordHit>> {
-        // tantivy's top-k collector allocates for `limit` hits up front: never ask for more
-        // than there are documents.
-        let limit = limit.min(usize::try_from(self.len()).unwrap_or(usize::MAX));
-        if terms.is_empty() || limit == 0 {
-            return Ok(Vec::new());
-        }
-        let f = &self.fields;
-        let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        for (name, boost) in TEXT_FIELDS {
-            let field = match name {
-                "labels_text" => f.labels_text,
-                "captions" => f.captions,
-                "filename_text" => f.filename_text,
-                _ => f.metadata,
-            };
-            for t in terms {
-                let q = TermQuery::new(
-                    Term::from_field_text(field, t),
-                    IndexRecordOption::WithFreqs,
-                );
-                should.push((Occur::Should, Box::new(BoostQuery::new(Box::new(q), boost))));
-            }
-        }
-        // Without a filter the query is the bare union of boosted term queries, which tantivy
-        // ranks with block-max WAND (skipping documents that cannot reach the top `limit`);
-        // joined with a filter it is an intersection, which scores every match.
-        let query: Box<dyn Query> = if filter.is_empty() {
-            Box::new(BooleanQuery::new(should))
-        } else {
-            Box::new(BooleanQuery::new(vec![
-                (
-                    Occur::Must,
-                    Box::new(BooleanQuery::new(should)) as Box<dyn Query>,
-                ),
-                (
-                    Occur::Must,
-                    Box::new(ConstScoreQuery::new(self.filter_query(filter)?, 0.0)),
-                ),
-            ]))
-        };
-        let searcher = self.reader.searcher();
-        let top = searcher.search(&*query, &TopDocs::with_limit(limit).order_by_score())?;
-        let addrs: Vec<DocAddress> = top.iter().map(|&(_, addr)| addr).collect();
-        let mut hits: Vec<KeywordHit> = ids_of(&searcher, &addrs)?
-            .into_iter()
-            .zip(top)
-            .map(|(id, (score, _))| KeywordHit { id, score })
-            .collect();
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
-        Ok(hits)
-    }
-
     /// Facet counts over every record matching `filter`.
     ///
     /// # Errors
@@ -558,39 +456,6 @@ pub(crate) fn ids_of(searcher: &tantivy::Searcher, addrs: &[DocAddress]) -> KRes
         }
     }
     Ok(out)
-}
-
-/// The analyzer of query text: `en_stem` (the index's) with English stop words removed before
-/// stemming.
-fn query_analyzer() -> tantivy::tokenizer::TextAnalyzer {
-    use tantivy::tokenizer::{
-        Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter,
-        TextAnalyzer,
-    };
-    static STOP: std::sync::OnceLock<StopWordFilter> = std::sync::OnceLock::new();
-    let stop = STOP
-        .get_or_init(|| {
-            StopWordFilter::new(Language::English).expect("tantivy has English stop words")
-        })
-        .clone();
-    TextAnalyzer::builder(SimpleTokenizer::default())
-        .filter(RemoveLongFilter::limit(40))
-        .filter(LowerCaser)
-        .filter(stop)
-        .filter(Stemmer::new(Language::English))
-        .build()
-}
-
-/// The distinct tokens `analyzer` makes of `text`, in order.
-fn tokens(analyzer: &mut tantivy::tokenizer::TextAnalyzer, text: &str) -> Vec<String> {
-    let mut stream = analyzer.token_stream(text);
-    let mut out: Vec<String> = Vec::new();
-    while let Some(tok) = stream.next() {
-        if !out.contains(&tok.text) {
-            out.push(tok.text.clone());
-        }
-    }
-    out
 }
 
 /// The first value of a string fast column for `doc` (empty when it has none).
