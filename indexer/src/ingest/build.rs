@@ -172,6 +172,27 @@ fn place(rect: [f32; 4], width: u32, height: u32, orientation: u8) -> Placement 
     }
 }
 
+/// Reports an annotation that does not become a box (its `reason`), and keeps it with the
+/// image's uncertain annotations, so that redaction fails closed: the problem says what that
+/// means for serving ([`fails_closed`]).
+pub(super) fn skip_box(
+    problems: &mut Vec<Problem>,
+    file: &str,
+    uncertain: &mut Vec<UncertainAnnotation>,
+    annotation: UncertainAnnotation,
+) {
+    problems.push(Problem {
+        file: file.to_owned(),
+        item: annotation.item.clone(),
+        reason: format!(
+            "{}; box skipped, and {}",
+            annotation.reason,
+            fails_closed(&annotation.labels, annotation.region.is_some())
+        ),
+    });
+    uncertain.push(annotation);
+}
+
 /// What an unreadable or unplaceable annotation means for serving, for problem reports.
 pub(super) fn fails_closed(labels: &[String], placed: bool) -> String {
     let what = if labels.is_empty() {
@@ -219,17 +240,17 @@ pub fn validate_boxes(
                 } else {
                     format!("box {shown} lies outside the {width}x{height} image")
                 };
-                problems.push(Problem {
-                    file: file.to_owned(),
-                    item: b.item.clone(),
-                    reason: format!("{why}; box skipped, and {}", fails_closed(&labels, false)),
-                });
-                uncertain.push(UncertainAnnotation {
-                    item: b.item,
-                    labels,
-                    region: None,
-                    reason: why,
-                });
+                skip_box(
+                    problems,
+                    file,
+                    &mut uncertain,
+                    UncertainAnnotation {
+                        item: b.item,
+                        labels,
+                        region: None,
+                        reason: why,
+                    },
+                );
                 continue;
             }
             Placement::Turned(r) => {

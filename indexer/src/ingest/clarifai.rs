@@ -240,20 +240,17 @@ pub fn read_annotations(
                 } else {
                     "region with several concepts"
                 };
-                problems.push(Problem {
-                    file: shown.to_owned(),
-                    item: at.clone(),
-                    reason: format!(
-                        "{why}; box skipped, and {}",
-                        super::fails_closed(labels, rect.is_some())
-                    ),
-                });
-                entry.uncertain.push(UncertainAnnotation {
-                    item: at,
-                    labels: labels.to_vec(),
-                    region: rect,
-                    reason: why.into(),
-                });
+                super::skip_box(
+                    problems,
+                    shown,
+                    &mut entry.uncertain,
+                    UncertainAnnotation {
+                        item: at,
+                        labels: labels.to_vec(),
+                        region: rect,
+                        reason: why.into(),
+                    },
+                );
             }
         }
     }

@@ -292,19 +292,17 @@ fn read_image(
                 format!("<{}> without readable coordinates", child.name)
             };
             let labels: Vec<String> = label.into_iter().collect();
-            problems.push(problem(
-                item.clone(),
-                format!(
-                    "{why}; box skipped, and {}",
-                    super::fails_closed(&labels, rect.is_some())
-                ),
-            ));
-            entry.uncertain.push(UncertainAnnotation {
-                item,
-                labels,
-                region: rect,
-                reason: why,
-            });
+            super::skip_box(
+                problems,
+                shown,
+                &mut entry.uncertain,
+                UncertainAnnotation {
+                    item,
+                    labels,
+                    region: rect,
+                    reason: why,
+                },
+            );
             continue;
         };
         let mut b = RawBox::new(label, rect, item);

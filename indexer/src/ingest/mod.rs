@@ -21,11 +21,11 @@ use models::preprocess::{
 
 use crate::record::{BoundingBox, Dates, Privacy, Record, UncertainAnnotation, record_id};
 
-use build::fails_closed;
 pub use build::{
     FileFacts, MAX_BOXES_PER_IMAGE, build_record, file_facts, resolve_image_path, resolve_inside,
     validate_boxes,
 };
+use build::{fails_closed, skip_box};
 
 mod build;
 pub mod clarifai;

@@ -270,19 +270,17 @@ pub fn parse(
                 "object without a readable <bndbox> (xmin, ymin, xmax, ymax)"
             };
             let labels: Vec<String> = name.into_iter().collect();
-            problems.push(problem(
-                &item,
-                format!(
-                    "{why}; box skipped, and {}",
-                    super::fails_closed(&labels, rect.is_some())
-                ),
-            ));
-            entry.uncertain.push(UncertainAnnotation {
-                item: item.clone(),
-                labels,
-                region: rect,
-                reason: why.into(),
-            });
+            super::skip_box(
+                problems,
+                shown,
+                &mut entry.uncertain,
+                UncertainAnnotation {
+                    item: item.clone(),
+                    labels,
+                    region: rect,
+                    reason: why.into(),
+                },
+            );
             continue;
         };
         let mut b = RawBox::new(label, rect, item);

@@ -456,20 +456,17 @@ fn read_result(
         None
     };
     if let Some(why) = why {
-        problems.push(Problem {
-            file: shown.to_owned(),
-            item: item.to_owned(),
-            reason: format!(
-                "{why}; box skipped, and {}",
-                super::fails_closed(&labels, rect.is_some())
-            ),
-        });
-        entry.uncertain.push(UncertainAnnotation {
-            item: item.to_owned(),
-            labels,
-            region: rect,
-            reason: why,
-        });
+        super::skip_box(
+            problems,
+            shown,
+            &mut entry.uncertain,
+            UncertainAnnotation {
+                item: item.to_owned(),
+                labels,
+                region: rect,
+                reason: why,
+            },
+        );
         return;
     }
     let (Some(rect), Some(label)) = (rect, labels.into_iter().next()) else {

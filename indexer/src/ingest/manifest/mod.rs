@@ -372,19 +372,17 @@ impl Rows<'_> {
                         )
                     };
                     let labels: Vec<String> = label.into_iter().collect();
-                    problems.push(problem(
-                        &item,
-                        format!(
-                            "{why}; box skipped, and {}",
-                            super::fails_closed(&labels, rect.is_some())
-                        ),
-                    ));
-                    entry.uncertain.push(UncertainAnnotation {
-                        item: item.clone(),
-                        labels,
-                        region: rect,
-                        reason: why,
-                    });
+                    super::skip_box(
+                        problems,
+                        self.shown,
+                        &mut entry.uncertain,
+                        UncertainAnnotation {
+                            item: item.clone(),
+                            labels,
+                            region: rect,
+                            reason: why,
+                        },
+                    );
                 }
             }
         } else {

@@ -461,20 +461,17 @@ pub fn parse_labels(
             (why, label, rect) => {
                 let why = why.unwrap_or_else(|| "the row cannot be placed".into());
                 let labels: Vec<String> = label.into_iter().collect();
-                problems.push(Problem {
-                    file: shown.to_owned(),
-                    item: item.clone(),
-                    reason: format!(
-                        "{why}; box skipped, and {}",
-                        super::fails_closed(&labels, rect.is_some())
-                    ),
-                });
-                rows.uncertain.push(UncertainAnnotation {
-                    item,
-                    labels,
-                    region: rect,
-                    reason: why,
-                });
+                super::skip_box(
+                    problems,
+                    shown,
+                    &mut rows.uncertain,
+                    UncertainAnnotation {
+                        item,
+                        labels,
+                        region: rect,
+                        reason: why,
+                    },
+                );
             }
         }
     }
