@@ -176,18 +176,6 @@ impl Attributes {
     }
 }
 
-impl FromIterator<(String, serde_json::Value)> for Attributes {
-    /// The last value of a name given twice wins, as in a map.
-    fn from_iter<I: IntoIterator<Item = (String, serde_json::Value)>>(iter: I) -> Self {
-        let mut out = Self::default();
-        for (k, v) in iter {
-            out.insert(k, v);
-        }
-        out.0.shrink_to_fit();
-        out
-    }
-}
-
 impl From<BTreeMap<String, serde_json::Value>> for Attributes {
     fn from(map: BTreeMap<String, serde_json::Value>) -> Self {
         // A map's keys are distinct and in order already.
