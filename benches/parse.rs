@@ -134,8 +134,13 @@ fn child(args: &[String]) -> Result<()> {
             _ => (path.with_extension("images"), path.clone()),
         };
         let carried = tempfile::tempdir()?;
-        let (entries, problems) =
-            indexer::ingest::read_annotations(format, &[annotations], &images, carried.path())?;
+        let (entries, problems) = indexer::ingest::read_annotations(
+            format,
+            &[annotations],
+            &images,
+            carried.path(),
+            &indexer::ingest::Progress::default(),
+        )?;
         let boxes = entries.iter().map(|e| e.boxes.len()).sum();
         (entries.len(), boxes, problems.len())
     };

@@ -243,8 +243,11 @@ mod tests {
             .unpack(dst.path())
             .unwrap();
         let ann = dst.path().join("annotations");
-        let (entries, problems) =
-            coco::read_exports(&[ann.join("instances.json"), ann.join("captions.json")]).unwrap();
+        let (entries, problems) = coco::read_exports(
+            &[ann.join("instances.json"), ann.join("captions.json")],
+            &indexer::ingest::Progress::default(),
+        )
+        .unwrap();
         assert_eq!(problems, vec![]);
         assert_eq!(entries.len(), records.len());
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{TimeZone, Utc};
 use imagelens::export::{ArchiveFormat, DatasetFormat, Provenance, write_dataset};
-use indexer::ingest::{Format, locate};
+use indexer::ingest::{Format, locate, read_annotations};
 use indexer::record::Record;
 use indexer::synth::{SynthLibrary, SynthOptions, write_library};
 use indexer::{IngestOptions, IngestReport, Library, StoreSettings, ingest};
@@ -256,14 +256,14 @@ fn the_same_scene_from_coco_voc_yolo_and_cvat_gives_the_same_records() {
         locate("auto", std::slice::from_ref(&voc)).unwrap().format,
         Format::Voc
     );
-    let (report, got) = ingest_fresh(dir.path(), "auto", &[voc], None);
+    let (report, got) = ingest_fresh(dir.path(), "auto", std::slice::from_ref(&voc), None);
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_same("voc", &shape(&got), &want, 0.0);
 
     let yolo = dir.path().join("yolo");
     std::fs::create_dir_all(&yolo).unwrap();
     write_yolo(&src, &yolo);
-    let (report, got) = ingest_fresh(dir.path(), "auto", &[yolo], None);
+    let (report, got) = ingest_fresh(dir.path(), "auto", std::slice::from_ref(&yolo), None);
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     // Six decimals of a fraction of 64 pixels.
     assert_same("yolo", &shape(&got), &want, 0.001);
@@ -271,9 +271,52 @@ fn the_same_scene_from_coco_voc_yolo_and_cvat_gives_the_same_records() {
 
     let cvat = dir.path().join("annotations.xml");
     write_cvat(&src, &cvat);
-    let (report, got) = ingest_fresh(dir.path(), "auto", &[cvat], Some(&src.images));
+    let (report, got) = ingest_fresh(
+        dir.path(),
+        "auto",
+        std::slice::from_ref(&cvat),
+        Some(&src.images),
+    );
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_same("cvat", &shape(&got), &want, 0.0);
+
+    // What the parse stage's progress line counts: every image once, and every annotation
+    // (for COCO, each object of both files' `annotations`, captions included).
+    let coco_annotations: usize = [&src.instances, &src.captions]
+        .iter()
+        .map(|f| {
+            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap();
+            v["annotations"].as_array().unwrap().len()
+        })
+        .sum();
+    let carried = tempfile::tempdir().unwrap();
+    for paths in [
+        vec![src.instances.clone(), src.captions.clone()],
+        vec![voc],
+        vec![yolo],
+        vec![cvat],
+    ] {
+        let located = locate("auto", &paths).unwrap();
+        let (format, images) = match located.format {
+            Format::Coco | Format::Cvat => (located.format, src.images.clone()),
+            _ => (located.format, located.images),
+        };
+        let progress = indexer::ingest::Progress::default();
+        let (entries, problems) =
+            read_annotations(format, &paths, &images, carried.path(), &progress).unwrap();
+        assert!(problems.is_empty(), "{format:?}: {problems:?}");
+        let counts = progress.counts();
+        assert_eq!(counts.images, 9, "{format:?}");
+        assert_eq!(entries.len(), 9, "{format:?}");
+        let annotations: usize = entries.iter().map(|e| e.annotations()).sum();
+        let items = if format == Format::Coco {
+            coco_annotations
+        } else {
+            annotations
+        };
+        assert!(items > 9, "{format:?}: {items} annotations");
+        assert_eq!(counts.items, items as u64, "{format:?}");
+    }
 }
 
 fn export_to(records: &[Record], format: DatasetFormat, dir: &Path) {

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use super::{ImageEntry, Problem, RawBox, bbox_of_points};
+use super::{ImageEntry, Problem, Progress, RawBox, bbox_of_points};
 use crate::IngestError;
 use crate::record::UncertainAnnotation;
 
@@ -45,7 +45,11 @@ pub fn split_dirs(root: &Path) -> Vec<PathBuf> {
 ///
 /// # Errors
 /// [`IngestError::Unreadable`] when `root` has no `inputs/` folder, directly or in a split.
-pub fn read_dir(root: &Path, problems: &mut Vec<Problem>) -> Result<Vec<ImageEntry>, IngestError> {
+pub fn read_dir(
+    root: &Path,
+    problems: &mut Vec<Problem>,
+    progress: &Progress,
+) -> Result<Vec<ImageEntry>, IngestError> {
     let splits = split_dirs(root);
     if splits.is_empty() {
         return Err(IngestError::Unreadable {
@@ -110,6 +114,7 @@ pub fn read_dir(root: &Path, problems: &mut Vec<Problem>) -> Result<Vec<ImageEnt
                     }
                 }
             }
+            progress.entry(&entry);
             entries.push(entry);
         }
     }
@@ -358,14 +363,21 @@ mod tests {
         )
         .unwrap();
         let mut problems = Vec::new();
-        let entries = read_dir(d, &mut problems).unwrap();
+        let entries = read_dir(d, &mut problems, &Progress::default()).unwrap();
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[0].file_name, "train/inputs/in1.png");
         assert_eq!(entries[0].split.as_deref(), Some("train"));
         assert_eq!(entries[0].source_id.as_deref(), Some("in1"));
         assert_eq!(entries[0].boxes.len(), 2);
         assert!(entries[1].boxes.is_empty());
-        assert!(read_dir(&d.join("train/annotations"), &mut problems).is_err());
+        assert!(
+            read_dir(
+                &d.join("train/annotations"),
+                &mut problems,
+                &Progress::default()
+            )
+            .is_err()
+        );
     }
 
     proptest! {

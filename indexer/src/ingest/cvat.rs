@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use super::xml::{Element, XmlStream};
-use super::{ImageEntry, Problem, RawBox, bbox_of_points, rotated_bbox};
+use super::{ImageEntry, Problem, Progress, RawBox, bbox_of_points, rotated_bbox};
 use crate::IngestError;
 use crate::dates::parse_date;
 use crate::record::UncertainAnnotation;
@@ -26,13 +26,17 @@ use crate::record::UncertainAnnotation;
 /// # Errors
 /// [`IngestError::Unreadable`] when the file cannot be opened or is not a CVAT
 /// `<annotations>` document.
-pub fn read_file(path: &Path, problems: &mut Vec<Problem>) -> Result<Vec<ImageEntry>, IngestError> {
+pub fn read_file(
+    path: &Path,
+    problems: &mut Vec<Problem>,
+    progress: &Progress,
+) -> Result<Vec<ImageEntry>, IngestError> {
     let shown = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|e| IngestError::Unreadable {
         file: shown.clone(),
         reason: e.to_string(),
     })?;
-    parse(std::io::BufReader::new(file), &shown, problems).map_err(|reason| {
+    parse(std::io::BufReader::new(file), &shown, problems, progress).map_err(|reason| {
         IngestError::Unreadable {
             file: shown.clone(),
             reason,
@@ -162,6 +166,7 @@ pub fn parse<R: BufRead>(
     input: R,
     shown: &str,
     problems: &mut Vec<Problem>,
+    progress: &Progress,
 ) -> Result<Vec<ImageEntry>, String> {
     let (mut stream, root) = XmlStream::open(input)?;
     if root.name != "annotations" {
@@ -202,6 +207,7 @@ pub fn parse<R: BufRead>(
                 let i = n;
                 n += 1;
                 if let Some(entry) = read_image(&el, i, &meta, shown, problems) {
+                    progress.entry(&entry);
                     entries.push(entry);
                 }
             }
@@ -362,7 +368,13 @@ mod tests {
     #[test]
     fn a_cvat_file_reads_to_exactly_its_shapes_tags_and_meta() {
         let mut problems = Vec::new();
-        let entries = parse(VALID.as_bytes(), "c.xml", &mut problems).unwrap();
+        let entries = parse(
+            VALID.as_bytes(),
+            "c.xml",
+            &mut problems,
+            &Progress::default(),
+        )
+        .unwrap();
         assert_eq!(entries.len(), 2);
         let a = &entries[0];
         assert_eq!(a.file_name, "a.jpg");
@@ -428,14 +440,30 @@ mod tests {
     fn a_file_that_breaks_keeps_the_images_before_the_break() {
         let cut = &VALID[..VALID.find("<image id=\"2\"").unwrap() + 10];
         let mut problems = Vec::new();
-        let entries = parse(cut.as_bytes(), "c.xml", &mut problems).unwrap();
+        let entries = parse(cut.as_bytes(), "c.xml", &mut problems, &Progress::default()).unwrap();
         assert_eq!(entries.len(), 2);
         assert!(
             problems.last().unwrap().reason.contains("not read"),
             "{problems:?}"
         );
-        assert!(parse("<annotation/>".as_bytes(), "c.xml", &mut problems).is_err());
-        assert!(parse("{}".as_bytes(), "c.xml", &mut problems).is_err());
+        assert!(
+            parse(
+                "<annotation/>".as_bytes(),
+                "c.xml",
+                &mut problems,
+                &Progress::default()
+            )
+            .is_err()
+        );
+        assert!(
+            parse(
+                "{}".as_bytes(),
+                "c.xml",
+                &mut problems,
+                &Progress::default()
+            )
+            .is_err()
+        );
     }
 
     proptest! {
@@ -443,7 +471,7 @@ mod tests {
 
         #[test]
         fn arbitrary_bytes_are_read_or_refused_cleanly(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-            if let Err(e) = parse(bytes.as_slice(), "fuzz.xml", &mut Vec::new()) {
+            if let Err(e) = parse(bytes.as_slice(), "fuzz.xml", &mut Vec::new(), &Progress::default()) {
                 prop_assert!(!e.is_empty());
             }
         }
@@ -457,7 +485,7 @@ mod tests {
                 text.replace_range(i..j, insert);
             }
             let mut problems = Vec::new();
-            match parse(text.as_bytes(), "fuzz.xml", &mut problems) {
+            match parse(text.as_bytes(), "fuzz.xml", &mut problems, &Progress::default()) {
                 Err(e) => prop_assert!(!e.is_empty()),
                 Ok(entries) => {
                     for e in &entries {

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use super::{
-    ImageEntry, Problem, clarifai, clarifai_archive, coco, cvat, labelstudio, manifest, voc, yolo,
+    ImageEntry, Problem, Progress, clarifai, clarifai_archive, coco, cvat, labelstudio, manifest,
+    voc, yolo,
 };
 use crate::IngestError;
 
@@ -363,7 +364,8 @@ fn coco_files(dir: &Path) -> Vec<PathBuf> {
 
 /// Reads `paths` as `format`; `images` is the folder the entries' file names are relative to
 /// (readers that need image sizes, such as YOLO, read the headers there); `extract_to` is
-/// where images an export carries inside it (a Clarifai archive) are written.
+/// where images an export carries inside it (a Clarifai archive) are written. The readers
+/// count what they read in `progress` as they go.
 ///
 /// # Errors
 /// [`IngestError::Unreadable`] when an input cannot be read at all.
@@ -372,6 +374,7 @@ pub fn read_annotations(
     paths: &[PathBuf],
     images: &Path,
     extract_to: &Path,
+    progress: &Progress,
 ) -> Result<(Vec<ImageEntry>, Vec<Problem>), IngestError> {
     let mut entries: Vec<ImageEntry> = Vec::new();
     let mut problems = Vec::new();
@@ -392,16 +395,16 @@ pub fn read_annotations(
                     files.push(p.clone());
                 }
             }
-            return coco::read_exports(&files);
+            return coco::read_exports(&files, progress);
         }
         Format::Voc => {
             for p in paths {
-                entries.extend(voc::read_path(p, images, &mut problems)?);
+                entries.extend(voc::read_path(p, images, &mut problems, progress)?);
             }
         }
         Format::Yolo => {
             for p in paths {
-                entries.extend(yolo::read_path(p, images, &mut problems)?);
+                entries.extend(yolo::read_path(p, images, &mut problems, progress)?);
             }
         }
         Format::Cvat => {
@@ -411,12 +414,12 @@ pub fn read_annotations(
                 } else {
                     p.clone()
                 };
-                entries.extend(cvat::read_file(&file, &mut problems)?);
+                entries.extend(cvat::read_file(&file, &mut problems, progress)?);
             }
         }
         Format::LabelStudio => {
             for p in paths {
-                entries.extend(labelstudio::read_file(p, images, &mut problems)?);
+                entries.extend(labelstudio::read_file(p, images, &mut problems, progress)?);
             }
         }
         Format::Csv => {
@@ -426,7 +429,7 @@ pub fn read_annotations(
                 } else {
                     p.clone()
                 };
-                entries.extend(manifest::read_file(&file, &mut problems)?);
+                entries.extend(manifest::read_file(&file, &mut problems, progress)?);
             }
         }
         Format::Clarifai => {
@@ -437,9 +440,10 @@ pub fn read_annotations(
                         images,
                         extract_to,
                         &mut problems,
+                        progress,
                     )?);
                 } else {
-                    entries.extend(clarifai::read_dir(p, &mut problems)?);
+                    entries.extend(clarifai::read_dir(p, &mut problems, progress)?);
                 }
             }
         }

@@ -36,11 +36,13 @@ mod detect;
 pub mod labelstudio;
 pub mod manifest;
 pub mod polygon;
+mod progress;
 pub mod voc;
 mod xml;
 pub mod yolo;
 
 pub use detect::{Format, Located, locate, read_annotations};
+pub use progress::{Counts, Progress};
 
 /// One problem with one item of the input, reported and skipped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -269,6 +271,16 @@ impl ImageEntry {
             labels: Vec::new(),
             root: None,
         }
+    }
+
+    /// How many annotations it holds: boxes (with polygons), captions, labels present and
+    /// absent, and annotations that could not be read.
+    pub fn annotations(&self) -> usize {
+        self.boxes.len()
+            + self.captions.len()
+            + self.labels.len()
+            + self.negative_labels.len()
+            + self.uncertain.len()
     }
 
     /// Adds an image-level label once.

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use super::xml::{Element, XmlStream};
-use super::{ImageEntry, Problem, RawBox, text};
+use super::{ImageEntry, Problem, Progress, RawBox, text};
 use crate::IngestError;
 use crate::record::UncertainAnnotation;
 
@@ -31,6 +31,7 @@ pub fn read_path(
     path: &Path,
     _images: &Path,
     problems: &mut Vec<Problem>,
+    progress: &Progress,
 ) -> Result<Vec<ImageEntry>, IngestError> {
     let unreadable = |reason: String| IngestError::Unreadable {
         file: path.display().to_string(),
@@ -40,7 +41,10 @@ pub fn read_path(
         let bytes = std::fs::read(path).map_err(|e| unreadable(e.to_string()))?;
         let shown = path.display().to_string();
         return match parse(&bytes, &shown, "", problems) {
-            Ok(entry) => Ok(entry.into_iter().collect()),
+            Ok(entry) => {
+                entry.iter().for_each(|e| progress.entry(e));
+                Ok(entry.into_iter().collect())
+            }
             Err(reason) => Err(unreadable(reason)),
         };
     }
@@ -87,6 +91,7 @@ pub fn read_path(
                     }
                     None => {}
                 }
+                progress.entry(&entry);
                 entries.push(entry);
             }
             Ok(None) => {}
@@ -397,7 +402,7 @@ mod tests {
         std::fs::write(root.join("ImageSets/Main/train.txt"), "000005\n").unwrap();
         std::fs::write(root.join("ImageSets/Main/trainval.txt"), "000005\nb\n").unwrap();
         let mut problems = Vec::new();
-        let entries = read_path(root, root, &mut problems).unwrap();
+        let entries = read_path(root, root, &mut problems, &Progress::default()).unwrap();
         let names: Vec<_> = entries.iter().map(|e| e.file_name.as_str()).collect();
         assert_eq!(names, ["000005.jpg", "d/b.png"]);
         assert_eq!(entries[0].split.as_deref(), Some("train"));
@@ -409,7 +414,15 @@ mod tests {
             "{problems:?}"
         );
         let empty = tempfile::tempdir().unwrap();
-        assert!(read_path(empty.path(), empty.path(), &mut Vec::new()).is_err());
+        assert!(
+            read_path(
+                empty.path(),
+                empty.path(),
+                &mut Vec::new(),
+                &Progress::default()
+            )
+            .is_err()
+        );
     }
 
     proptest! {

@@ -21,6 +21,7 @@ pub(super) fn run_batches(
     } = plan;
     let work = std::mem::take(work);
     let bar = progress_bar(opts.progress, work.len() as u64);
+    let mut boxes = 0usize;
     if !work.is_empty() {
         let mut writer = lib.keyword().writer()?;
         let batch_size = opts.batch_size.max(1);
@@ -104,7 +105,9 @@ pub(super) fn run_batches(
                 pause_point("written");
                 writer.commit()?;
                 pause_point("committed");
+                boxes += ready.iter().map(|(r, _)| r.boxes.len()).sum::<usize>();
                 bar.inc(ready.len() as u64);
+                bar.set_message(format!(" with {boxes} boxes"));
             }
             producer.join().expect("decoder thread does not panic");
             Ok(())

@@ -135,12 +135,19 @@ fn plan(lib: &mut Library, embedder: Option<&dyn Embedder>, opts: &IngestOptions
         .iter()
         .map(|p| p.canonicalize().unwrap_or_else(|_| p.clone()))
         .collect();
-    let (entries, mut problems) = ingest::read_annotations(
-        format,
-        &annotation_files,
-        &images_root,
-        &lib.dir().join(crate::library::CARRIED_IMAGES),
-    )?;
+    let read = reading_progress(opts.progress, format);
+    let (entries, mut problems) = std::thread::scope(|scope| {
+        read.show(scope);
+        let out = ingest::read_annotations(
+            format,
+            &annotation_files,
+            &images_root,
+            &lib.dir().join(crate::library::CARRIED_IMAGES),
+            &read.counts,
+        );
+        read.finish();
+        out
+    })?;
     let mut report = IngestReport {
         entries: entries.len(),
         semantic: embedder.is_some(),
@@ -154,9 +161,11 @@ fn plan(lib: &mut Library, embedder: Option<&dyn Embedder>, opts: &IngestOptions
 
     // Read every image file's facts in parallel (hash + header, no decoding).
     let now = Utc::now();
+    let checked = files_bar(opts.progress, entries.len() as u64);
     let built: Vec<(Option<Record>, Vec<Problem>)> = entries
         .into_par_iter()
         .map(|entry| {
+            checked.inc(1);
             let mut local = Vec::new();
             let file = entry.file_name.clone();
             // Images a Clarifai archive carried were written under the library.
@@ -197,6 +206,7 @@ fn plan(lib: &mut Library, embedder: Option<&dyn Embedder>, opts: &IngestOptions
         })
         .collect();
 
+    checked.finish_and_clear();
     let states = lib.keyword().states()?;
     let model_fp = embedder.map(|e| e.spec().fingerprint());
     let mut seen: HashMap<String, String> = HashMap::new();
@@ -419,6 +429,7 @@ fn save_report(dir: &Path, report: &IngestReport) -> Result<String> {
     Ok(path.display().to_string())
 }
 
+/// The bar of the write stage: images written, and (the message) the boxes embedded with them.
 fn progress_bar(enabled: bool, len: u64) -> ProgressBar {
     if !enabled {
         return ProgressBar::hidden();
@@ -426,11 +437,87 @@ fn progress_bar(enabled: bool, len: u64) -> ProgressBar {
     let bar = ProgressBar::new(len);
     bar.set_style(
         ProgressStyle::with_template(
-            "{spinner} ingest [{elapsed_precise}] {bar:32} {pos}/{len} images {per_sec} ETA {eta}",
+            "{spinner} ingest [{elapsed_precise}] {bar:32} {pos}/{len} images{msg} {per_sec} ETA {eta}",
         )
         .expect("valid template"),
     );
     bar
+}
+
+/// The bar of the stage that reads every image file's facts (hash and header).
+fn files_bar(enabled: bool, len: u64) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} checking image files [{elapsed_precise}] {bar:32} {pos}/{len} {per_sec} ETA {eta}",
+        )
+        .expect("valid template"),
+    );
+    bar
+}
+
+/// What the parse stage shows: the readers' live counts of images and items (annotations),
+/// redrawn five times a second on a thread of its own while the exports are read.
+struct ReadingProgress {
+    counts: ingest::Progress,
+    bar: ProgressBar,
+    done: std::sync::atomic::AtomicBool,
+}
+
+fn reading_progress(enabled: bool, format: ingest::Format) -> ReadingProgress {
+    let bar = if enabled {
+        let bar = ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template(&format!(
+                "{{spinner}} reading the {} export [{{elapsed_precise}}] {{msg}}",
+                format.name()
+            ))
+            .expect("valid template"),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    ReadingProgress {
+        counts: ingest::Progress::default(),
+        bar,
+        done: std::sync::atomic::AtomicBool::new(false),
+    }
+}
+
+impl ReadingProgress {
+    /// The line shown for the counts so far.
+    fn line(&self) -> String {
+        let c = self.counts.counts();
+        format!("{} items of {} images", c.items, c.images)
+    }
+
+    /// Starts redrawing on a scoped thread until [`Self::finish`] (only when shown).
+    fn show<'s>(&'s self, scope: &'s std::thread::Scope<'s, '_>) {
+        if self.bar.is_hidden() {
+            return;
+        }
+        scope.spawn(move || {
+            while !self.done.load(std::sync::atomic::Ordering::Relaxed) {
+                self.bar.set_message(self.line());
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        });
+    }
+
+    /// Stops redrawing; the final counts stay on screen as a line of their own.
+    fn finish(&self) {
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.bar.println(format!(
+            "read {} in {:.1?}",
+            self.line(),
+            self.bar.elapsed()
+        ));
+        self.bar.finish_and_clear();
+    }
 }
 
 fn spinner(enabled: bool, message: &'static str) -> ProgressBar {

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use super::{ImageEntry, Problem};
+use super::{ImageEntry, Problem, Progress};
 use crate::IngestError;
 
 /// The `mimetype` entry of a Clarifai export archive.
@@ -247,6 +247,7 @@ pub fn read_archive(
     images: &Path,
     extract_to: &Path,
     problems: &mut Vec<Problem>,
+    progress: &Progress,
 ) -> Result<Vec<ImageEntry>, IngestError> {
     let shown = path.display().to_string();
     let unreadable = |reason: String| IngestError::Unreadable {
@@ -307,6 +308,7 @@ pub fn read_archive(
             if let Some(entry) =
                 read_input(input, split.as_deref(), &item, images, extract_to, problems)
             {
+                progress.entry(&entry);
                 entries.push(entry);
             }
         }

@@ -21,6 +21,7 @@ fn the_fixture_written_by_clarifai_grpc_reads_input_by_input() {
         &fx.join("images"),
         out.path(),
         &mut problems,
+        &Progress::default(),
     )
     .unwrap();
     let by_id: BTreeMap<&str, &ImageEntry> = entries
@@ -82,6 +83,7 @@ fn the_fixture_written_by_clarifai_grpc_reads_input_by_input() {
         &fx.join("images"),
         out.path(),
         &mut again,
+        &Progress::default(),
     )
     .unwrap();
     assert_eq!(second.len(), 3);
@@ -101,7 +103,14 @@ fn a_zip_that_is_not_a_clarifai_export_is_refused_by_name() {
         z.finish().unwrap();
     }
     assert!(!is_archive(&path));
-    let err = read_archive(&path, dir.path(), dir.path(), &mut Vec::new()).unwrap_err();
+    let err = read_archive(
+        &path,
+        dir.path(),
+        dir.path(),
+        &mut Vec::new(),
+        &Progress::default(),
+    )
+    .unwrap_err();
     assert!(
         err.to_string().contains("not a Clarifai dataset export"),
         "{err}"
@@ -112,6 +121,7 @@ fn a_zip_that_is_not_a_clarifai_export_is_refused_by_name() {
         dir.path(),
         dir.path(),
         &mut Vec::new(),
+        &Progress::default(),
     )
     .unwrap_err();
     assert!(err.to_string().contains("not a zip"), "{err}");
@@ -165,7 +175,14 @@ fn a_broken_batch_is_one_problem_and_the_others_are_read() {
         ],
     );
     let mut problems = Vec::new();
-    let got = read_archive(&path, dir.path(), &dir.path().join("out"), &mut problems).unwrap();
+    let got = read_archive(
+        &path,
+        dir.path(),
+        &dir.path().join("out"),
+        &mut problems,
+        &Progress::default(),
+    )
+    .unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].labels, ["cat"]);
     assert_eq!(problems.len(), 1, "{problems:?}");
@@ -204,7 +221,7 @@ proptest! {
         }
         let path = archive(dir.path(), &[("train/junk_n1", junk), ("train/damaged_n2", real)]);
         let mut problems = Vec::new();
-        let got = read_archive(&path, &fx.join("images"), &dir.path().join("out"), &mut problems).unwrap();
+        let got = read_archive(&path, &fx.join("images"), &dir.path().join("out"), &mut problems, &Progress::default()).unwrap();
         prop_assert!(got.len() <= 3);
         for e in &got {
             prop_assert!(!e.file_name.is_empty());

@@ -12,7 +12,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::{ImageEntry, Problem, RawBox, attributes_of};
+use super::{ImageEntry, Problem, Progress, RawBox, attributes_of};
 use crate::IngestError;
 use crate::dates::parse_date;
 use crate::record::UncertainAnnotation;
@@ -28,18 +28,20 @@ const KNOWN_IMAGE_FIELDS: [&str; 5] = ["id", "file_name", "width", "height", "da
 /// [`IngestError::Unreadable`] when any file cannot be read or is not a COCO JSON object.
 pub fn read_exports(
     files: &[impl AsRef<Path>],
+    progress: &Progress,
 ) -> Result<(Vec<ImageEntry>, Vec<Problem>), IngestError> {
     let mut problems = Vec::new();
     let mut merged: Vec<ImageEntry> = Vec::new();
     let mut by_name: HashMap<String, usize> = HashMap::new();
     for file in files {
         let file = file.as_ref();
-        let entries = read_one(file, &mut problems)?;
+        let entries = read_one(file, &mut problems, progress)?;
         for entry in entries {
             match by_name.get(&entry.file_name) {
                 Some(&i) => merged[i].merge(entry),
                 None => {
                     by_name.insert(entry.file_name.clone(), merged.len());
+                    progress.images(1);
                     merged.push(entry);
                 }
             }
@@ -49,8 +51,14 @@ pub fn read_exports(
 }
 
 /// Reads one file as it streams in (see [`stream`]): neither its bytes nor a JSON tree of it
-/// are held whole.
-fn read_one(file: &Path, problems: &mut Vec<Problem>) -> Result<Vec<ImageEntry>, IngestError> {
+/// are held whole. Annotations are counted in `progress` as they are read (images by the
+/// caller, once per file name).
+fn read_one(
+    file: &Path,
+    problems: &mut Vec<Problem>,
+    progress: &Progress,
+) -> Result<Vec<ImageEntry>, IngestError> {
+    use serde::de::DeserializeSeed;
     use std::io::BufRead;
     let shown = file.display().to_string();
     let f = std::fs::File::open(file).map_err(|e| unreadable(&shown, e.to_string()))?;
@@ -61,7 +69,12 @@ fn read_one(file: &Path, problems: &mut Vec<Problem>) -> Result<Vec<ImageEntry>,
     if head.starts_with(BOM) {
         reader.consume(BOM.len());
     }
-    let top: stream::Top = serde_json::from_reader(reader).map_err(|e| {
+    // What `serde_json::from_reader` does, with the counting seed.
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let top = stream::TopSeed(progress)
+        .deserialize(&mut de)
+        .and_then(|top| de.end().map(|()| top));
+    let top = top.map_err(|e| {
         unreadable(
             &shown,
             if e.is_io() {
@@ -105,8 +118,11 @@ pub fn parse_export(
     problems: &mut Vec<Problem>,
 ) -> Result<Vec<ImageEntry>, IngestError> {
     let bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
-    let top: stream::Top = serde_json::from_slice(bytes)
-        .map_err(|e| unreadable(shown, format!("malformed JSON: {e}")))?;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let top =
+        serde::de::DeserializeSeed::deserialize(stream::TopSeed(&Progress::default()), &mut de)
+            .and_then(|top| de.end().map(|()| top))
+            .map_err(|e| unreadable(shown, format!("malformed JSON: {e}")))?;
     entries_of(top, shown, problems)
 }
 

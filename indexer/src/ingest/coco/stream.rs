@@ -12,7 +12,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde_json::Value;
 
 use super::{as_id, attributes_of};
-use crate::ingest::polygon;
+use crate::ingest::{Progress, polygon};
 
 /// The top level of a COCO file: an object's members, or not an object at all.
 pub(super) enum Top {
@@ -107,14 +107,19 @@ impl Ann {
     }
 }
 
-impl<'de> de::Deserialize<'de> for Top {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(TopVisitor)
+/// Reads the top level, counting annotations in the [`Progress`] as they are read.
+pub(super) struct TopSeed<'p>(pub &'p Progress);
+
+impl<'de> DeserializeSeed<'de> for TopSeed<'_> {
+    type Value = Top;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Top, D::Error> {
+        d.deserialize_any(TopVisitor(self.0))
     }
 }
 
 /// Visits the top level: members of an object, anything else drained and marked.
-struct TopVisitor;
+struct TopVisitor<'p>(&'p Progress);
 
 /// Implements the visitor methods of every JSON value but a map (and, with `seq`, but an
 /// array) as "not this", draining what they were given.
@@ -141,7 +146,7 @@ macro_rules! other_values {
     };
 }
 
-impl<'de> Visitor<'de> for TopVisitor {
+impl<'de> Visitor<'de> for TopVisitor<'_> {
     type Value = Top;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -172,7 +177,7 @@ impl<'de> Visitor<'de> for TopVisitor {
                         _ => Vec::new(),
                     }
                 }
-                "annotations" => out.annotations = map.next_value_seed(Annotations)?,
+                "annotations" => out.annotations = map.next_value_seed(Annotations(self.0))?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -183,9 +188,9 @@ impl<'de> Visitor<'de> for TopVisitor {
 }
 
 /// `annotations`, one element at a time; anything but an array is no annotations.
-struct Annotations;
+struct Annotations<'p>(&'p Progress);
 
-impl<'de> DeserializeSeed<'de> for Annotations {
+impl<'de> DeserializeSeed<'de> for Annotations<'_> {
     type Value = Vec<Ann>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<Ann>, D::Error> {
@@ -193,7 +198,7 @@ impl<'de> DeserializeSeed<'de> for Annotations {
     }
 }
 
-impl<'de> Visitor<'de> for Annotations {
+impl<'de> Visitor<'de> for Annotations<'_> {
     type Value = Vec<Ann>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -206,6 +211,7 @@ impl<'de> Visitor<'de> for Annotations {
         let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
         while let Some(v) = seq.next_element::<Value>()? {
             out.push(Ann::of(&v));
+            self.0.items(1);
         }
         Ok(out)
     }

@@ -91,7 +91,13 @@ fn a_file_read_as_a_stream_gives_what_its_bytes_give() {
         let mut p_mem = Vec::new();
         let mem = parse_export(bytes, &file.display().to_string(), &mut p_mem);
         let mut p_file = Vec::new();
-        let streamed = read_one(&file, &mut p_file);
+        let progress = Progress::default();
+        let streamed = read_one(&file, &mut p_file, &progress);
+        if n < 2 {
+            // Every annotation was counted as it was read.
+            let annotations = self::valid()["annotations"].as_array().unwrap().len() as u64;
+            assert_eq!(progress.counts().items, annotations, "case {n}");
+        }
         match (mem, streamed) {
             (Ok(a), Ok(b)) => {
                 assert_eq!(a, b, "case {n}");

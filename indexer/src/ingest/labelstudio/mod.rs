@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde_json::{Value, json};
 
-use super::{ImageEntry, Problem, RawBox, bbox_of_points, rotated_bbox};
+use super::{ImageEntry, Problem, Progress, RawBox, bbox_of_points, rotated_bbox};
 use crate::IngestError;
 use crate::dates::parse_date;
 use crate::record::UncertainAnnotation;
@@ -36,17 +36,23 @@ pub fn read_file(
     path: &Path,
     images: &Path,
     problems: &mut Vec<Problem>,
+    progress: &Progress,
 ) -> Result<Vec<ImageEntry>, IngestError> {
     let shown = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|e| IngestError::Unreadable {
         file: shown.clone(),
         reason: e.to_string(),
     })?;
-    parse(BufReader::new(file), &shown, Some(images), problems).map_err(|reason| {
-        IngestError::Unreadable {
-            file: shown.clone(),
-            reason,
-        }
+    parse(
+        BufReader::new(file),
+        &shown,
+        Some(images),
+        problems,
+        progress,
+    )
+    .map_err(|reason| IngestError::Unreadable {
+        file: shown.clone(),
+        reason,
     })
 }
 
@@ -89,6 +95,7 @@ pub fn parse<R: Read>(
     shown: &str,
     images: Option<&Path>,
     problems: &mut Vec<Problem>,
+    progress: &Progress,
 ) -> Result<Vec<ImageEntry>, String> {
     let mut input = BufReader::new(input);
     // Skip a byte order mark and white space to see whether this is a list or one task.
@@ -111,6 +118,7 @@ pub fn parse<R: Read>(
         let i = index;
         index += 1;
         if let Some(e) = read_task(&task, i, shown, images, problems) {
+            progress.entry(&e);
             entries.push(e);
         }
     };

@@ -38,7 +38,14 @@ pub(crate) fn valid() -> Value {
 fn a_label_studio_export_reads_to_exactly_its_results() {
     let mut problems = Vec::new();
     let bytes = serde_json::to_vec(&valid()).unwrap();
-    let entries = parse(bytes.as_slice(), "ls.json", None, &mut problems).unwrap();
+    let entries = parse(
+        bytes.as_slice(),
+        "ls.json",
+        None,
+        &mut problems,
+        &Progress::default(),
+    )
+    .unwrap();
     assert_eq!(entries.len(), 2);
     let a = &entries[0];
     assert_eq!(a.file_name, "dir/a b.jpg");
@@ -114,16 +121,33 @@ fn broken_json_keeps_the_tasks_before_the_break() {
     let text = serde_json::to_string(&valid()).unwrap();
     let cut = &text[..text.find("no image").unwrap()];
     let mut problems = Vec::new();
-    let entries = parse(cut.as_bytes(), "ls.json", None, &mut problems).unwrap();
+    let entries = parse(
+        cut.as_bytes(),
+        "ls.json",
+        None,
+        &mut problems,
+        &Progress::default(),
+    )
+    .unwrap();
     assert_eq!(entries.len(), 2);
     assert!(problems.last().unwrap().reason.contains("not read"));
-    assert!(parse("[oops".as_bytes(), "ls.json", None, &mut problems).is_err());
+    assert!(
+        parse(
+            "[oops".as_bytes(),
+            "ls.json",
+            None,
+            &mut problems,
+            &Progress::default()
+        )
+        .is_err()
+    );
     assert!(
         parse(
             "{\"images\": []}".as_bytes(),
             "ls.json",
             None,
-            &mut problems
+            &mut problems,
+            &Progress::default()
         )
         .is_err()
     );
@@ -132,6 +156,7 @@ fn broken_json_keeps_the_tasks_before_the_break() {
         "t.json",
         None,
         &mut problems,
+        &Progress::default(),
     )
     .unwrap();
     assert_eq!(one[0].file_name, "a.jpg");
@@ -142,7 +167,7 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_are_read_or_refused_cleanly(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-        if let Err(e) = parse(bytes.as_slice(), "fuzz.json", None, &mut Vec::new()) {
+        if let Err(e) = parse(bytes.as_slice(), "fuzz.json", None, &mut Vec::new(), &Progress::default()) {
             prop_assert!(!e.is_empty());
         }
     }
@@ -156,7 +181,7 @@ proptest! {
             text.replace_range(i..j, insert);
         }
         let mut problems = Vec::new();
-        match parse(text.as_bytes(), "fuzz.json", None, &mut problems) {
+        match parse(text.as_bytes(), "fuzz.json", None, &mut problems, &Progress::default()) {
             Err(e) => prop_assert!(!e.is_empty()),
             Ok(entries) => {
                 for e in &entries {

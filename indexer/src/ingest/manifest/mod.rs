@@ -31,7 +31,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
-use super::{ImageEntry, Problem, RawBox};
+use super::{ImageEntry, Problem, Progress, RawBox};
 use crate::IngestError;
 use crate::dates::parse_date;
 use crate::record::UncertainAnnotation;
@@ -83,22 +83,28 @@ impl Kind {
 ///
 /// # Errors
 /// [`IngestError::Unreadable`] when the file cannot be opened, or a CSV has no file name column.
-pub fn read_file(path: &Path, problems: &mut Vec<Problem>) -> Result<Vec<ImageEntry>, IngestError> {
+pub fn read_file(
+    path: &Path,
+    problems: &mut Vec<Problem>,
+    progress: &Progress,
+) -> Result<Vec<ImageEntry>, IngestError> {
     let shown = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|e| IngestError::Unreadable {
         file: shown.clone(),
         reason: e.to_string(),
     })?;
-    parse(file, Kind::of(path), &shown, problems).map_err(|reason| IngestError::Unreadable {
-        file: shown.clone(),
-        reason,
+    parse(file, Kind::of(path), &shown, problems, progress).map_err(|reason| {
+        IngestError::Unreadable {
+            file: shown.clone(),
+            reason,
+        }
     })
 }
 
 /// One row, as named cells.
 type Row = Map<String, Value>;
 
-/// Parses a manifest.
+/// Parses a manifest, counting its rows (items) and files (images) in `progress`.
 ///
 /// # Errors
 /// A reason when a CSV/TSV has no header or no file name column.
@@ -107,9 +113,11 @@ pub fn parse<R: Read>(
     kind: Kind,
     shown: &str,
     problems: &mut Vec<Problem>,
+    progress: &Progress,
 ) -> Result<Vec<ImageEntry>, String> {
     let mut out = Rows {
         shown,
+        progress,
         entries: Vec::new(),
         by_name: HashMap::new(),
     };
@@ -220,6 +228,7 @@ pub fn parse<R: Read>(
 
 struct Rows<'a> {
     shown: &'a str,
+    progress: &'a Progress,
     entries: Vec<ImageEntry>,
     by_name: HashMap<String, usize>,
 }
@@ -308,11 +317,13 @@ impl Rows<'_> {
             problems.push(problem(item, "row without a file name; skipped".into()));
             return;
         };
+        self.progress.items(1);
         let slot = match self.by_name.get(&name) {
             Some(&i) => i,
             None => {
                 self.by_name.insert(name.clone(), self.entries.len());
                 self.entries.push(ImageEntry::new(name.clone(), self.shown));
+                self.progress.images(1);
                 self.entries.len() - 1
             }
         };

@@ -15,7 +15,14 @@ const VALID: &str = "filename,label,xmin,ymin,xmax,ymax,caption,captured_at,site
 
 fn parse_str(text: &str, kind: Kind) -> (Vec<ImageEntry>, Vec<Problem>) {
     let mut problems = Vec::new();
-    let entries = parse(text.as_bytes(), kind, "m.csv", &mut problems).unwrap();
+    let entries = parse(
+        text.as_bytes(),
+        kind,
+        "m.csv",
+        &mut problems,
+        &Progress::default(),
+    )
+    .unwrap();
     (entries, problems)
 }
 
@@ -85,7 +92,16 @@ fn jsonl_and_xywh_and_the_export_columns_read_alike() {
     let (entries, _) = parse_str(tsv, Kind::Tsv);
     assert_eq!(entries[0].labels, ["dog"]);
     let mut p = Vec::new();
-    assert!(parse("name,label\na,b\n".as_bytes(), Kind::Csv, "m.csv", &mut p).is_err());
+    assert!(
+        parse(
+            "name,label\na,b\n".as_bytes(),
+            Kind::Csv,
+            "m.csv",
+            &mut p,
+            &Progress::default()
+        )
+        .is_err()
+    );
 }
 
 #[test]
@@ -154,7 +170,7 @@ proptest! {
     #[test]
     fn arbitrary_bytes_are_read_or_refused_cleanly(bytes in prop::collection::vec(any::<u8>(), 0..512), jsonl in any::<bool>()) {
         let kind = if jsonl { Kind::Jsonl } else { Kind::Csv };
-        if let Err(e) = parse(bytes.as_slice(), kind, "fuzz", &mut Vec::new()) {
+        if let Err(e) = parse(bytes.as_slice(), kind, "fuzz", &mut Vec::new(), &Progress::default()) {
             prop_assert!(!e.is_empty());
         }
     }
@@ -168,7 +184,7 @@ proptest! {
             text.replace_range(i..j, insert);
         }
         let mut problems = Vec::new();
-        match parse(text.as_bytes(), Kind::Csv, "fuzz.csv", &mut problems) {
+        match parse(text.as_bytes(), Kind::Csv, "fuzz.csv", &mut problems, &Progress::default()) {
             Err(e) => prop_assert!(e.contains("file name column") || e.contains("CSV")),
             Ok(entries) => {
                 for e in &entries {

@@ -15,7 +15,7 @@ use serde_json::json;
 use serde_norway::Value as Yaml;
 
 use super::voc::{MAX_FILES, walk};
-use super::{ImageEntry, Problem, RawBox, bbox_of_points};
+use super::{ImageEntry, Problem, Progress, RawBox, bbox_of_points};
 use crate::IngestError;
 use crate::record::UncertainAnnotation;
 
@@ -487,6 +487,7 @@ pub fn read_path(
     path: &Path,
     images: &Path,
     problems: &mut Vec<Problem>,
+    progress: &Progress,
 ) -> Result<Vec<ImageEntry>, IngestError> {
     let layout = layout(path, problems).map_err(|reason| IngestError::Unreadable {
         file: path.display().to_string(),
@@ -584,6 +585,7 @@ pub fn read_path(
             entry.boxes = rows.boxes;
             entry.uncertain = rows.uncertain;
         }
+        progress.entry(&entry);
         entries.push(entry);
     }
     Ok(entries)

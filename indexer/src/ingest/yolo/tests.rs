@@ -127,7 +127,7 @@ fn a_data_set_reads_splits_sizes_and_background_images() {
     let root = images_root(d).unwrap();
     assert_eq!(root, d.join("images").canonicalize().unwrap());
     let mut problems = Vec::new();
-    let entries = read_path(d, &root, &mut problems).unwrap();
+    let entries = read_path(d, &root, &mut problems, &Progress::default()).unwrap();
     assert!(problems.is_empty(), "{problems:?}");
     assert_eq!(entries.len(), 2);
     assert_eq!(entries[0].file_name, "train/a.png");
@@ -140,7 +140,15 @@ fn a_data_set_reads_splits_sizes_and_background_images() {
     );
     assert_eq!(entries[1].file_name, "val/b.png");
     assert!(entries[1].boxes.is_empty());
-    assert!(read_path(&d.join("images"), &root, &mut problems).is_err());
+    assert!(
+        read_path(
+            &d.join("images"),
+            &root,
+            &mut problems,
+            &Progress::default()
+        )
+        .is_err()
+    );
 }
 
 fn valid_labels() -> String {
