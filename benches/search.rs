@@ -10,6 +10,10 @@
 //! index with quantization on) and reused. Text encoding is not included: query vectors come
 //! from a stand-in embedder (see `common::BenchEmbedder`); `cargo bench --bench embed` times the
 //! text encoder itself.
+//!
+//! `IMAGELENS_BENCH_STORE=server` (or `both`), with the bench built with `--features server`:
+//! the same library written to a local Qdrant server as well, and the same searches timed on
+//! both stores in turn (issue 16: what the network and serialisation cost, as a ratio).
 
 mod common;
 
@@ -178,14 +182,49 @@ fn open(n: usize, data: Data, spec: &EmbedderSpec) -> (Library, Generator) {
     (lib, generator)
 }
 
-fn run(n: usize, data: Data, quick: bool) {
-    let queries: usize = if quick { 5 } else { 200 };
-    let spec = EmbedderSpec {
+/// The filter of the `hybrid+filter` case: trucks captured since 2020.
+fn truck_filter() -> RecordFilter {
+    RecordFilter {
+        labels: vec!["truck".into()],
+        dates: vec![DateRange {
+            axis: DateAxis::Captured,
+            after: Some(Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap()),
+            before: None,
+        }],
+        ..RecordFilter::default()
+    }
+}
+
+/// `count` seeded query texts: two labels and a setting ("dog with a truck at night").
+fn query_texts(count: usize) -> Vec<String> {
+    let mut rng = StdRng::seed_from_u64(9);
+    (0..count)
+        .map(|_| {
+            let (a, _, _) = LABELS[rng.random_range(0..LABELS.len())];
+            let (b, _, _) = LABELS[rng.random_range(0..LABELS.len())];
+            let when = if rng.random_bool(0.5) {
+                "at night"
+            } else {
+                "on a street"
+            };
+            format!("{a} with a {b} {when}")
+        })
+        .collect()
+}
+
+/// The stand-in model the bench libraries are adopted by.
+fn bench_spec() -> EmbedderSpec {
+    EmbedderSpec {
         model_id: "bench-random".into(),
         revision: "sha256:random".into(),
         dim: DIM,
         image_size: 224,
-    };
+    }
+}
+
+fn run(n: usize, data: Data, quick: bool) {
+    let queries: usize = if quick { 5 } else { 200 };
+    let spec = bench_spec();
     let (lib, generator) = open(n, data, &spec);
     let (p10, p50, p90) = neighbour_cosines(&lib, &generator, if quick { 5 } else { 200 });
     println!(
@@ -197,28 +236,8 @@ fn run(n: usize, data: Data, quick: bool) {
     let embedder: Arc<dyn Embedder> = Arc::new(BenchEmbedder::new(spec, world));
     let keyword_only = SearchService::new(lib.clone(), None, None).unwrap();
     let hybrid = SearchService::new(lib.clone(), Some(embedder), None).unwrap();
-    let filter = RecordFilter {
-        labels: vec!["truck".into()],
-        dates: vec![DateRange {
-            axis: DateAxis::Captured,
-            after: Some(Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap()),
-            before: None,
-        }],
-        ..RecordFilter::default()
-    };
-    let mut rng = StdRng::seed_from_u64(9);
-    let texts: Vec<String> = (0..queries)
-        .map(|_| {
-            let (a, _, _) = LABELS[rng.random_range(0..LABELS.len())];
-            let (b, _, _) = LABELS[rng.random_range(0..LABELS.len())];
-            let when = if rng.random_bool(0.5) {
-                "at night"
-            } else {
-                "on a street"
-            };
-            format!("{a} with a {b} {when}")
-        })
-        .collect();
+    let filter = truck_filter();
+    let texts = query_texts(queries);
     let vector_only = Fusion {
         keyword: 0.0,
         ..Fusion::default()
@@ -462,6 +481,151 @@ fn run(n: usize, data: Data, quick: bool) {
     lib.store().set_index_settings(&built_settings()).unwrap();
 }
 
+/// Issue 16: the network and serialisation cost of a Qdrant server. The same library (the same
+/// seed) is written to a local `../shared/bin/qdrant` (or `$IMAGELENS_QDRANT_BIN`, started on
+/// loopback with a temporary storage folder and killed at the end) and searched through the
+/// same `SearchService` as the embedded shard, query by query in turn (so the machine's noise
+/// falls on both alike), with exact scans and with the default graphs + int8 copies at ef 64.
+/// The server's ranking is checked against the embedded one (top-20 overlap).
+#[cfg(feature = "server")]
+fn against_server(n: usize, data: Data, quick: bool) {
+    use indexer::store::QdrantProcess;
+    if QdrantProcess::binary().is_none() {
+        println!(
+            "no Qdrant server binary (../shared/bin/qdrant or $IMAGELENS_QDRANT_BIN): no server rows"
+        );
+        return;
+    }
+    let queries: usize = if quick { 5 } else { 200 };
+    let spec = bench_spec();
+    let (embedded, generator) = open(n, data, &spec);
+    let process = QdrantProcess::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The server builds graphs for minutes at 100k; `optimize` waits for them up to the timeout.
+    let url: StoreSettings = format!("qdrant+{}/bench?timeout=3600", process.grpc_url())
+        .parse()
+        .unwrap();
+    let mut remote = Library::open(dir.path(), url).unwrap();
+    remote
+        .store()
+        .set_index_settings(&built_settings())
+        .unwrap();
+    let start = Instant::now();
+    build(&mut remote, &spec, n, data, |_, _| {});
+    let written = start.elapsed();
+    let start = Instant::now();
+    remote.store().optimize().unwrap();
+    let state = remote.store().index_state().unwrap();
+    println!(
+        "{}: server library of {n} records written in {written:.1?} (keyword index here, vectors over gRPC), optimised (graphs) in {:.1?}: {} points, {} vectors in graphs",
+        data.name(),
+        start.elapsed(),
+        state.points,
+        state.indexed_vectors,
+    );
+    let world = (data == Data::Clustered).then(|| generator.world().clone());
+    let embedder: Arc<dyn Embedder> = Arc::new(BenchEmbedder::new(spec, world));
+    let libraries = [Arc::new(embedded), Arc::new(remote)];
+    let service = |lib: &Arc<Library>, embedder: Option<Arc<dyn Embedder>>| {
+        SearchService::new(lib.clone(), embedder, None).unwrap()
+    };
+    let keyword_only = libraries.each_ref().map(|lib| service(lib, None));
+    let hybrid = libraries
+        .each_ref()
+        .map(|lib| service(lib, Some(embedder.clone())));
+    let vector_only = Fusion {
+        keyword: 0.0,
+        ..Fusion::default()
+    };
+    let cases: [(&str, &[SearchService; 2], Fusion, RecordFilter); 4] = [
+        (
+            "keyword-only",
+            &keyword_only,
+            Fusion::default(),
+            RecordFilter::default(),
+        ),
+        ("vector-only", &hybrid, vector_only, RecordFilter::default()),
+        (
+            "hybrid",
+            &hybrid,
+            Fusion::default(),
+            RecordFilter::default(),
+        ),
+        ("hybrid+filter", &hybrid, Fusion::default(), truck_filter()),
+    ];
+    let texts = query_texts(queries);
+    println!(
+        "\n{} data, {n} records, {queries} queries per case, page size 20, embedded shard against a local Qdrant server\n",
+        data.name()
+    );
+    println!(
+        "| data | mode | case | embedded p50 | server p50 | server p99 | server / embedded (p50) | top-20 overlap |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    let exact = IndexSettings {
+        kind: IndexKind::Exact,
+        ..built_settings()
+    };
+    let graph = IndexSettings {
+        ef: 64,
+        ..built_settings()
+    };
+    for (mode, settings) in [
+        ("exact, page-sized depth", exact),
+        ("hnsw+int8 ef 64, page-sized (default)", graph),
+    ] {
+        for lib in &libraries {
+            lib.store().set_index_settings(&settings).unwrap();
+            lib.store().optimize().unwrap();
+        }
+        for (name, services, fusion, filter) in &cases {
+            let mut times = [Vec::new(), Vec::new()];
+            let mut overlap = 0.0;
+            for text in &texts {
+                let request = SearchRequest {
+                    text: text.clone(),
+                    filter: filter.clone(),
+                    limit: 20,
+                    fusion: *fusion,
+                    ..SearchRequest::default()
+                };
+                let answers = [0, 1].map(|s| {
+                    let start = Instant::now();
+                    let response = services[s].search(&request).unwrap();
+                    times[s].push(start.elapsed());
+                    response
+                        .results
+                        .into_iter()
+                        .map(|r| r.id)
+                        .collect::<HashSet<_>>()
+                });
+                overlap += if answers[0].is_empty() {
+                    1.0
+                } else {
+                    answers[0].intersection(&answers[1]).count() as f64 / answers[0].len() as f64
+                };
+            }
+            for t in &mut times {
+                t.sort();
+            }
+            let [local, server] = &times;
+            println!(
+                "| {} | {mode} | {name} | {} | {} | {} | {:.2}x | {:.3} |",
+                data.name(),
+                ms(percentile(local, 0.5)),
+                ms(percentile(server, 0.5)),
+                ms(percentile(server, 0.99)),
+                percentile(server, 0.5).as_secs_f64() / percentile(local, 0.5).as_secs_f64(),
+                overlap / queries as f64
+            );
+        }
+    }
+    libraries[0]
+        .store()
+        .set_index_settings(&built_settings())
+        .unwrap();
+}
+
 fn main() {
     // `cargo test --benches` runs bench binaries once: keep that path tiny.
     let quick = !std::env::args().any(|a| a == "--bench");
@@ -476,7 +640,25 @@ fn main() {
         "both" => vec![Data::Clustered, Data::Uniform],
         other => panic!("IMAGELENS_BENCH_DATA is clustered, uniform or both, not {other:?}"),
     };
+    // `IMAGELENS_BENCH_STORE`: `embedded` (the default), `server` (only the comparison with a
+    // local Qdrant server; feature `server`) or `both`.
+    let store = std::env::var("IMAGELENS_BENCH_STORE").unwrap_or_else(|_| "embedded".into());
+    let (embedded, server) = match store.as_str() {
+        "embedded" => (true, false),
+        "server" => (false, true),
+        "both" => (true, true),
+        other => panic!("IMAGELENS_BENCH_STORE is embedded, server or both, not {other:?}"),
+    };
+    if server && !cfg!(feature = "server") {
+        panic!("IMAGELENS_BENCH_STORE={store} needs the bench built with `--features server`");
+    }
     for data in kinds {
-        run(n, data, quick);
+        if embedded {
+            run(n, data, quick);
+        }
+        #[cfg(feature = "server")]
+        if server {
+            against_server(n, data, quick);
+        }
     }
 }
