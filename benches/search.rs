@@ -134,6 +134,7 @@ fn neighbour_cosines(lib: &Library, generator: &Generator, probes: usize) -> (f3
                     filter: VectorFilter::default(),
                     limit: 1,
                     exact: true,
+                    payload_keys: None,
                 })
                 .unwrap();
             hits.first().map_or(0.0, |h| h.score)

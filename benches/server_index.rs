@@ -50,6 +50,7 @@ fn measure(
                 filter: VectorFilter::default(),
                 limit,
                 exact: false,
+                payload_keys: None,
             })
             .unwrap();
         times.push(start.elapsed());

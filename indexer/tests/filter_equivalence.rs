@@ -278,7 +278,9 @@ fn filter() -> impl Strategy<Value = RecordFilter> {
 }
 
 /// Records whose points of `kind` the store returns under the pushed-down filter, after the
-/// payload check of what the store cannot evaluate (`post_check`).
+/// payload check of what the store cannot evaluate (`post_check`); the hits carry only the
+/// payload a search asks for (the record id, the box and what the check reads), as in
+/// `imagelens::search`.
 fn store_selects(f: &RecordFilter, kind: &str, post_check: bool) -> BTreeSet<String> {
     let w = world();
     let matcher = f.compile().unwrap();
@@ -295,6 +297,13 @@ fn store_selects(f: &RecordFilter, kind: &str, post_check: bool) -> BTreeSet<Str
             filter: pushed,
             limit: w.points,
             exact: true,
+            payload_keys: Some(
+                ["record_id", "box"]
+                    .into_iter()
+                    .chain(matcher.keys())
+                    .map(str::to_owned)
+                    .collect(),
+            ),
         })
         .unwrap();
     hits.into_iter()
@@ -325,6 +334,19 @@ proptest! {
             .map(|r| r.id.clone())
             .collect();
         prop_assert_eq!(&by_payload, &by_keyword, "payload check vs keyword index: {:?}", f);
+        // The check reads nothing but the keys it names.
+        let keys = matcher.keys();
+        let lean: BTreeSet<String> = w
+            .records
+            .iter()
+            .filter(|r| {
+                let mut p = payload(r, None);
+                p.0.retain(|k, _| keys.contains(&k.as_str()));
+                matcher.matches(&p)
+            })
+            .map(|r| r.id.clone())
+            .collect();
+        prop_assert_eq!(&lean, &by_keyword, "payload check on its own keys: {:?}", f);
 
         let by_store = store_selects(&f, "image", true);
         prop_assert_eq!(&by_store, &by_keyword, "vector store vs keyword index: {:?}", f);

@@ -62,6 +62,7 @@ fn search(
             filter,
             limit,
             exact,
+            payload_keys: None,
         })
         .unwrap()
 }

@@ -75,6 +75,7 @@ fn probe() -> VectorQuery {
         filter: all(),
         limit: 10,
         exact: true,
+        payload_keys: None,
     }
 }
 
@@ -492,6 +493,7 @@ fn near(vector: &[f32], filter: VectorFilter, limit: usize, exact: bool) -> Vect
         filter,
         limit,
         exact,
+        payload_keys: None,
     }
 }
 
@@ -804,6 +806,7 @@ fn same_answers(a: &dyn VectorStore, b: &dyn VectorStore, when: &str) {
                 filter: filter.clone(),
                 limit: 20,
                 exact: true,
+                payload_keys: None,
             };
             let (x, y) = (a.search(&q).unwrap(), b.search(&q).unwrap());
             let ids = |h: &[indexer::store::Hit]| h.iter().map(|h| h.id).collect::<Vec<_>>();

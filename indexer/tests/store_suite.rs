@@ -246,6 +246,7 @@ fn query(using: &str, vector: Vec<f32>, filter: VectorFilter, limit: usize) -> V
         filter,
         limit,
         exact: true,
+        payload_keys: None,
     }
 }
 
@@ -678,6 +679,35 @@ fn filters_are_exact_and_exact_search_equals_brute_force(f: &mut Fixture) {
         );
         for (hit, (score, _)) in hits.iter().zip(&brute) {
             assert!((hit.score - score).abs() < 1e-4);
+        }
+        // Asking for the record id only: the same hits, each with the record id and the keys
+        // the filter reads (the store re-checks hits against it), nothing else.
+        let lean = store
+            .search(&VectorQuery {
+                payload_keys: Some(vec!["record_id".into()]),
+                ..query("image", probe.clone(), filter.clone(), 25)
+            })
+            .unwrap();
+        assert_eq!(ids(&lean), ids(&hits), "lean top-k of {filter:?}");
+        let mut wanted: BTreeSet<&str> = filter.keys().into_iter().collect();
+        wanted.insert("record_id");
+        for (hit, full) in lean.iter().zip(&hits) {
+            assert!((hit.score - full.score).abs() < 1e-6);
+            assert_eq!(
+                hit.payload.get("record_id"),
+                full.payload.get("record_id"),
+                "{filter:?}"
+            );
+            let keys: BTreeSet<&str> = hit.payload.0.keys().map(String::as_str).collect();
+            assert_eq!(
+                keys,
+                wanted
+                    .iter()
+                    .copied()
+                    .filter(|k| full.payload.get(k).is_some())
+                    .collect(),
+                "payload keys of a lean hit under {filter:?}"
+            );
         }
         let approximate = store
             .search(&VectorQuery {

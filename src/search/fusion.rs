@@ -1,7 +1,7 @@
 //! Fusion of the ranked lists: the weights ([`Fusion`]) and the search itself.
 
 use indexer::filter::PayloadMatcher;
-use indexer::points::{HitRef, VectorName};
+use indexer::points::{HitRef, VectorName, key};
 
 use super::cursor::paged_sequence;
 use super::explain::{matched_boxes, matched_words};
@@ -310,6 +310,9 @@ impl SearchService {
             let pushed = req.filter.to_vector_filter();
             let over = if req.filter.fully_pushable() { 1 } else { 4 };
             let wanted = depth.saturating_mul(over);
+            // What is read of each hit: its record and box, and what the matcher checks.
+            let mut keys: Vec<String> = vec![key::RECORD_ID.into(), key::BOX.into()];
+            keys.extend(matcher.keys().into_iter().map(str::to_owned));
             let queries: Vec<VectorQuery> = lists
                 .iter()
                 .map(|(using, _)| VectorQuery {
@@ -318,6 +321,7 @@ impl SearchService {
                     filter: pushed.clone(),
                     limit: wanted,
                     exact: false,
+                    payload_keys: Some(keys.clone()),
                 })
                 .collect();
             cancel.check()?;

@@ -363,6 +363,34 @@ pub struct PayloadMatcher {
 }
 
 impl PayloadMatcher {
+    /// The payload keys [`Self::matches`] reads for this filter (none for an empty one): with
+    /// the record id, what a vector search must return of each hit.
+    pub fn keys(&self) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        if !self.labels.is_empty() || !self.no_labels.is_empty() {
+            keys.push(key::LABELS);
+        }
+        for (key, any) in [
+            (key::DATASET, &self.datasets),
+            (key::SPLIT, &self.splits),
+            (key::SOURCE_ID, &self.source_ids),
+            (key::ATTRS, &self.attrs),
+        ] {
+            if !any.is_empty() {
+                keys.push(key);
+            }
+        }
+        keys.extend(self.dates.iter().map(|&(axis, _, _)| axis));
+        if let Some(m) = &self.filename {
+            keys.push(if m.on_path() {
+                key::PATH
+            } else {
+                key::FILENAME
+            });
+        }
+        keys
+    }
+
     /// Evaluates the whole filter on a point payload (see [`crate::points::payload`]), with
     /// the same semantics as the keyword index. Used to make vector results exact when part of
     /// the filter could not be pushed down.

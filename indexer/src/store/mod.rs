@@ -197,6 +197,20 @@ impl VectorFilter {
         self.must.is_empty() && self.must_not.is_empty()
     }
 
+    /// The payload keys its clauses read.
+    pub fn keys(&self) -> Vec<&str> {
+        self.must
+            .iter()
+            .chain(&self.must_not)
+            .filter_map(|c| match c {
+                Condition::MatchAny { key, .. } | Condition::Range { key, .. } => {
+                    Some(key.as_str())
+                }
+                Condition::HasId(_) => None,
+            })
+            .collect()
+    }
+
     /// Whether point `id` with `payload` satisfies the filter, evaluated here (the meaning the
     /// stores implement: a string or array-of-strings value matches `MatchAny` when any element
     /// is listed; `Range` needs an integer inside both bounds).
@@ -231,6 +245,25 @@ pub struct VectorQuery {
     pub limit: usize,
     /// Search exhaustively instead of through the HNSW graph (exact top-k).
     pub exact: bool,
+    /// The payload keys the caller reads from the hits; `None` for the whole payload. A store
+    /// returns these and the keys `filter` names (hits are re-checked against it), no others
+    /// ([`Self::returned_keys`]). A search ranking thousands of candidates reads two keys of each
+    /// (the record id and the box): sending, decoding and copying every payload cost more
+    /// than the search itself on a Qdrant server (`cargo bench --bench search`).
+    pub payload_keys: Option<Vec<String>>,
+}
+
+impl VectorQuery {
+    /// The payload keys a store returns for this query: `None` for all of them, else
+    /// [`Self::payload_keys`] and every key the filter names, each once.
+    pub fn returned_keys(&self) -> Option<Vec<String>> {
+        let asked = self.payload_keys.as_ref()?;
+        let mut keys: Vec<String> = asked.clone();
+        keys.extend(self.filter.keys().into_iter().map(str::to_owned));
+        keys.sort();
+        keys.dedup();
+        Some(keys)
+    }
 }
 
 /// How a collection searches its vectors: exact scans, or HNSW graphs (optionally over int8

@@ -109,7 +109,7 @@ impl VectorStore for EdgeStore {
             }),
             limit: query.limit,
             offset: 0,
-            with_payload: Some(WithPayloadInterface::Bool(true)),
+            with_payload: Some(payload_selection(query)?),
             with_vector: Some(WithVector::Bool(false)),
             score_threshold: None,
         };
@@ -375,4 +375,19 @@ impl VectorStore for EdgeStore {
         sync_dir(&self.dir)?;
         Ok(())
     }
+}
+
+/// The payload a search returns: all of it, or the keys [`VectorQuery::returned_keys`] names.
+fn payload_selection(query: &VectorQuery) -> StoreResult<WithPayloadInterface> {
+    Ok(match query.returned_keys() {
+        None => WithPayloadInterface::Bool(true),
+        Some(keys) => WithPayloadInterface::Fields(
+            keys.iter()
+                .map(|k| {
+                    k.parse::<qdrant_edge::JsonPath>()
+                        .map_err(|()| StoreError::Backend(format!("payload key {k:?}")))
+                })
+                .collect::<StoreResult<_>>()?,
+        ),
+    })
 }

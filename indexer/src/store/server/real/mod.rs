@@ -463,6 +463,7 @@ impl ServerStore {
     /// quantization off, or an exact scan, quantized copies left from earlier settings are
     /// ignored).
     fn query_points(&self, query: &VectorQuery, settings: &IndexSettings) -> qdrant::QueryPoints {
+        use qdrant::with_payload_selector::SelectorOptions;
         let exact = query.exact || settings.kind == IndexKind::Exact;
         let quantization = match settings.quantization {
             Quantization::None => qdrant::QuantizationSearchParams {
@@ -484,7 +485,10 @@ impl ServerStore {
             .query(Query::new_nearest(query.vector.clone()))
             .using(&query.using)
             .limit(query.limit as u64)
-            .with_payload(true)
+            .with_payload(match query.returned_keys() {
+                None => SelectorOptions::Enable(true),
+                Some(keys) => SelectorOptions::Include(keys.into()),
+            })
             .params(params);
         if let Some(filter) = to_filter(&query.filter) {
             request = request.filter(filter);
