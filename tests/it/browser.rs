@@ -44,8 +44,9 @@ fn cli(data: &Path, token: Option<&str>, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A library of `n` scenes with an admin, a curator `cur` and an auditor `aud`, served.
-fn served(n: usize) -> (Fixture, Running, SocketAddr) {
+/// A library of `n` scenes with an admin, a curator `cur` and an auditor `aud`, served with
+/// the settings file `config` (TOML) when one is given.
+fn served(n: usize, config: Option<&str>) -> (Fixture, Running, SocketAddr) {
     let fx = fixture(n);
     fx.ingest(true);
     let out = cli(
@@ -65,7 +66,13 @@ fn served(n: usize) -> (Fixture, Running, SocketAddr) {
             &["account", "create", name, "--role", role],
         );
     }
-    let mut child = bin()
+    let mut serve = bin();
+    if let Some(config) = config {
+        let file = fx.dir.path().join("imagelens.toml");
+        std::fs::write(&file, config).unwrap();
+        serve.arg("--config").arg(file);
+    }
+    let mut child = serve
         .arg("--data-dir")
         .arg(&fx.data)
         .arg("--model")
@@ -214,7 +221,7 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
         );
         return;
     };
-    let (fx, _server, addr) = served(40);
+    let (fx, _server, addr) = served(40, None);
     let (_driver, port) = start_driver(&driver).expect("chromedriver listening");
     let profile = fx.dir.path().join("chromium-profile");
     let c = connect(&chromium, port, &profile)
@@ -553,6 +560,31 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     let renames = js(&c, "performance.getEntriesByType('resource').filter(e => new URL(e.name).pathname.startsWith('/v1/collections/picked')).length").await;
     assert_eq!(renames, 1, "one call renames (no create + delete)");
 
+    // Export it: the dialog's Download saves a zip holding the two records, their annotations
+    // and the provenance manifest naming who exported them and why.
+    c.find(Locator::Css(
+        "#collections-table tr[data-name=picked-dogs] button[aria-label='Export picked-dogs']",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    until(
+        &c,
+        "the export dialog",
+        "document.getElementById('export-dialog').open",
+    )
+    .await;
+    c.find(Locator::Id("export-ok"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let archive = downloaded(&chromium::downloads(&profile), "picked-dogs").await;
+    check_export(&archive, 2, "cur", "picked-dogs");
+
     // Facet counts follow the query: "dogs without cars" counts its own candidates, none of
     // them a car, where the empty query counted every car.
     c.goto(&format!("{base}?q=dogs%20without%20cars"))
@@ -761,6 +793,261 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
         .unwrap();
     until(&c, "the original, recorded", "document.getElementById('record-notice').textContent.includes('recorded in the audit trail (unredacted)')").await;
     c.close().await.unwrap();
+}
+
+/// In-page function `(container, label)`: the detail (mean absolute difference of the grey level
+/// between neighbouring pixels) inside the first `label` box of `container`'s overlay that no
+/// later box covers, one pixel in from its edges, on `container`'s image at its own resolution;
+/// `null` until the image and its boxes are there (or without such a box). The generated
+/// scenes paint each object with pixel-to-pixel noise, which pixelating and blurring remove.
+const TEXTURE: &str = r#"((container, label) => {
+  const img = container && container.querySelector('img');
+  const svg = container && container.querySelector('svg.boxes');
+  if (!img || !svg || !img.complete || !img.naturalWidth) return null;
+  const [, , W, H] = svg.getAttribute('viewBox').split(' ').map(Number);
+  const boxes = [...svg.querySelectorAll('g.box > rect')].map((r) => ({
+    label: r.parentNode.dataset.label,
+    x: +r.getAttribute('x'), y: +r.getAttribute('y'),
+    w: +r.getAttribute('width'), h: +r.getAttribute('height'),
+  }));
+  const over = (a, b) => a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+  const i = boxes.findIndex((b, i) => b.label === label && !boxes.slice(i + 1).some((o) => over(b, o)));
+  if (i < 0) return null;
+  const b = boxes[i];
+  const sx = img.naturalWidth / W, sy = img.naturalHeight / H;
+  const x0 = Math.ceil(b.x * sx) + 1, y0 = Math.ceil(b.y * sy) + 1;
+  const x1 = Math.floor((b.x + b.w) * sx) - 1, y1 = Math.floor((b.y + b.h) * sy) - 1;
+  if (x1 - x0 < 4 || y1 - y0 < 4) return null;
+  const canvas = document.createElement('canvas');
+  canvas.width = img.naturalWidth;
+  canvas.height = img.naturalHeight;
+  const g = canvas.getContext('2d');
+  g.drawImage(img, 0, 0);
+  const w = x1 - x0, h = y1 - y0;
+  const d = g.getImageData(x0, y0, w, h).data;
+  const grey = (x, y) => { const k = 4 * (y * w + x); return 0.299 * d[k] + 0.587 * d[k + 1] + 0.114 * d[k + 2]; };
+  let sum = 0, n = 0;
+  for (let y = 0; y + 1 < h; y++) {
+    for (let x = 0; x + 1 < w; x++) {
+      sum += Math.abs(grey(x + 1, y) - grey(x, y)) + Math.abs(grey(x, y + 1) - grey(x, y));
+      n += 2;
+    }
+  }
+  return sum / n;
+})"#;
+
+/// With `person` a sensitive label: the curator's thumbnail and record view show the person
+/// obscured, the auditor's record view too, and the original the auditor asks for (which the
+/// trail records) shows it intact; measured on the pixels the browser drew from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sensitive_box_is_blurred_for_a_curator_and_intact_in_an_auditors_original() {
+    let Some((chromium, driver)) = browser() else {
+        assert!(
+            std::env::var_os("IMAGELENS_REQUIRE_BROWSER").is_none(),
+            "IMAGELENS_REQUIRE_BROWSER is set but chromium or chromedriver is missing"
+        );
+        eprintln!("skipped: the browser test needs chromium and chromedriver on PATH");
+        return;
+    };
+    let (fx, _server, addr) = served(40, Some("[privacy]\nsensitive_labels = [\"person\"]\n"));
+    let (_driver, port) = start_driver(&driver).expect("chromedriver listening");
+    let profile = fx.dir.path().join("chromium-profile");
+    let c = connect(&chromium, port, &profile)
+        .await
+        .expect("a chromium session");
+    let base = format!("http://{addr}/");
+    c.goto(&base).await.unwrap();
+    sign_in(&c, "cur", "blur test").await;
+    c.goto(&format!("{base}?q=person")).await.unwrap();
+    let found = until(
+        &c,
+        "a thumbnail with a person in view",
+        &format!(
+            "(() => {{ for (const li of document.querySelectorAll('#results .card')) {{ \
+               const s = {TEXTURE}(li, 'person'); \
+               if (s !== null) return {{ id: li.dataset.id, name: li.querySelector('.name').textContent, s }}; \
+             }} return null; }})()"
+        ),
+    )
+    .await;
+    let thumbnail = found["s"].as_f64().unwrap();
+    let name = found["name"].as_str().unwrap().to_owned();
+    let id = found["id"].as_str().unwrap().to_owned();
+    // The record view's full-size image is obscured for the curator too.
+    c.find(Locator::Css(&format!(
+        "#results .card[data-id='{id}'] .open"
+    )))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    let curator_full = until(
+        &c,
+        "the curator's record view",
+        &format!("{TEXTURE}(document.getElementById('record-frame'), 'person')"),
+    )
+    .await
+    .as_f64()
+    .unwrap();
+    screenshot(&c, "record-redacted-1280").await;
+
+    // The auditor finds the same file by name; the view is obscured until the original is
+    // asked for.
+    c.find(Locator::Id("record-close"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.find(Locator::Id("sign-out"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    sign_in(&c, "aud", "blur review").await;
+    until(
+        &c,
+        "the audit view",
+        "!document.getElementById('audit-view').hidden",
+    )
+    .await;
+    c.find(Locator::Id("lk-filename"))
+        .await
+        .unwrap()
+        .send_keys(&format!("{name}\u{E007}"))
+        .await
+        .unwrap();
+    until(
+        &c,
+        "the look-up of the file",
+        "document.querySelectorAll('#lookup-table tbody tr').length === 1",
+    )
+    .await;
+    c.find(Locator::Css("#lookup-table tbody tr:first-child button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let auditor_view = until(
+        &c,
+        "the auditor's record view",
+        &format!("{TEXTURE}(document.getElementById('record-frame'), 'person')"),
+    )
+    .await
+    .as_f64()
+    .unwrap();
+    c.find(Locator::Id("record-original"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(&c, "the original, recorded", "document.getElementById('record-notice').textContent.includes('recorded in the audit trail (unredacted)')").await;
+    let original = until(
+        &c,
+        "the original's pixels",
+        &format!("{TEXTURE}(document.getElementById('record-frame'), 'person')"),
+    )
+    .await
+    .as_f64()
+    .unwrap();
+    screenshot(&c, "record-original-1280").await;
+    eprintln!(
+        "person box detail: curator thumbnail {thumbnail:.2}, curator view {curator_full:.2}, \
+         auditor view {auditor_view:.2}, auditor original {original:.2}"
+    );
+    assert!(
+        original > 2.0,
+        "the person is drawn with detail ({original})"
+    );
+    for (what, spread) in [
+        ("the curator's thumbnail", thumbnail),
+        ("the curator's record view", curator_full),
+        ("the auditor's record view", auditor_view),
+    ] {
+        assert!(
+            spread < original / 3.0,
+            "{what} is obscured: detail {spread} against the original's {original}"
+        );
+    }
+    c.close().await.unwrap();
+}
+
+/// The file named `prefix...` once the browser has finished saving it under `dir` (30 s).
+async fn downloaded(dir: &Path, prefix: &str) -> std::path::PathBuf {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let names: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+            .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        let busy = names.iter().any(|p| {
+            p.extension()
+                .is_some_and(|e| e == "crdownload" || e == "tmp")
+        });
+        if !busy
+            && let Some(done) = names.iter().find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+            })
+        {
+            return done.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no download {prefix}* in {}: {names:?}",
+            dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A COCO zip the page downloaded from `collection`: `records` images (each the file the
+/// provenance manifest names, with its sha256 unless it says the image was redacted), their
+/// annotations, and the manifest naming the account that asked.
+fn check_export(archive: &Path, records: usize, account: &str, collection: &str) {
+    use sha2::Digest;
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(archive).unwrap()).unwrap();
+    let mut bytes = |name: &str| -> Vec<u8> {
+        let mut entry = zip
+            .by_name(name)
+            .unwrap_or_else(|e| panic!("{name} in {}: {e}", archive.display()));
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut out).unwrap();
+        out
+    };
+    let provenance: Value = serde_json::from_slice(&bytes("provenance.json")).unwrap();
+    assert_eq!(provenance["requested_by"], account, "{provenance}");
+    assert_eq!(
+        provenance["source"]["collection"], collection,
+        "{provenance}"
+    );
+    let listed = provenance["records"].as_array().expect("records listed");
+    assert_eq!(listed.len(), records, "{provenance}");
+    for r in listed {
+        let image = bytes(&format!("images/{}", r["path"].as_str().unwrap()));
+        if r["redacted"] != true {
+            assert_eq!(
+                hex::encode(sha2::Sha256::digest(&image)),
+                r["sha256"].as_str().unwrap(),
+                "{r}"
+            );
+        }
+    }
+    let names: Vec<String> = zip.file_names().map(str::to_owned).collect();
+    let annotations = names
+        .iter()
+        .find(|n| n.ends_with(".json") && n.as_str() != "provenance.json")
+        .unwrap_or_else(|| panic!("an annotation file: {names:?}"))
+        .clone();
+    let coco: Value = serde_json::from_reader(zip.by_name(&annotations).unwrap()).unwrap();
+    assert_eq!(coco["images"].as_array().unwrap().len(), records, "{coco}");
+    assert!(
+        !coco["annotations"].as_array().unwrap().is_empty(),
+        "{coco}"
+    );
 }
 
 /// Presses one key on whatever has the focus (WebDriver key actions, as a person would).

@@ -66,8 +66,13 @@ pub fn start_driver(driver: &Path) -> std::io::Result<(Running, u16)> {
     Ok((running, port))
 }
 
-/// A headless Chromium session (1280 x 900, its profile in `profile`) through the chromedriver
-/// on `port`.
+/// Where a session made by [`connect`] with `profile` saves downloads.
+pub fn downloads(profile: &Path) -> PathBuf {
+    profile.join("downloads")
+}
+
+/// A headless Chromium session (1280 x 900, its profile in `profile`, downloads saved without
+/// asking under [`downloads`]) through the chromedriver on `port`.
 pub async fn connect(
     chromium: &Path,
     port: u16,
@@ -83,6 +88,10 @@ pub async fn connect(
                 "--window-size=1280,900", "--force-device-scale-factor=1",
                 format!("--user-data-dir={}", profile.display()),
             ],
+            "prefs": {
+                "download.default_directory": downloads(profile).display().to_string(),
+                "download.prompt_for_download": false,
+            },
         }),
     );
     ClientBuilder::new(HttpConnector::new())
