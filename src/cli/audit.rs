@@ -65,6 +65,9 @@ pub enum AuditCommand {
         /// Most entries.
         #[arg(long, default_value_t = 1000)]
         limit: usize,
+        /// The newest `--limit` entries, newest first (default: the oldest, oldest first).
+        #[arg(long)]
+        newest_first: bool,
         /// Print one JSON document.
         #[arg(long)]
         json: bool,
@@ -113,6 +116,7 @@ pub fn run(settings: &AppSettings, args: AuditArgs) -> anyhow::Result<ExitCode> 
             after,
             before,
             limit,
+            newest_first,
             json,
         } => {
             caller.require(audit, Action::AuditQuery)?;
@@ -131,6 +135,7 @@ pub fn run(settings: &AppSettings, args: AuditArgs) -> anyhow::Result<ExitCode> 
                     .transpose()
                     .map_err(|e| anyhow::anyhow!("--before: {e}"))?,
                 limit: Some(limit),
+                newest_first: Some(newest_first),
             };
             let entries = app.desk(caller.actor()).query_audit(&q)?;
             if json {

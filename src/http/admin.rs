@@ -124,7 +124,7 @@ pub struct AuditEntries {
 /// Who saw which records, when and why: entries by record id, actor, action and time.
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
     responses(
-        (status = 200, description = "matching entries, oldest first", body = AuditEntries),
+        (status = 200, description = "matching entries, oldest first (newest first with newest_first=true)", body = AuditEntries),
         (status = 400, description = "a bad parameter", body = ErrorBody),
     ))]
 pub async fn audit_query(

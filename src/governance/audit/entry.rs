@@ -87,6 +87,9 @@ pub struct AuditQuery {
     pub before: Option<DateTime<Utc>>,
     /// At most this many entries, the oldest first (default 1000).
     pub limit: Option<usize>,
+    /// The newest `limit` matching entries instead, newest first (what an auditor checking
+    /// what was just read wants on a long trail).
+    pub newest_first: Option<bool>,
 }
 
 /// The outcome of [`AuditLog::verify`].

@@ -451,10 +451,12 @@ impl AuditLog {
             let _reader = FileLock::shared(&self.lock_file, &self.lock_path)?;
             trail_len(&self.trail)?
         };
-        let mut found = Vec::new();
+        let newest_first = q.newest_first.unwrap_or(false);
+        // Newest first reads the whole trail and keeps the last `limit` matches.
+        let mut found = std::collections::VecDeque::new();
         let mut lines = Lines::open(&self.trail, len)?;
         let mut line_no = 0_u64;
-        while found.len() < limit
+        while (newest_first || found.len() < limit)
             && let Some(line) = lines.next_line()?
         {
             line_no += 1;
@@ -472,9 +474,16 @@ impl AuditLog {
                 && q.action.as_ref().is_none_or(|a| &entry.action == a)
                 && q.after.is_none_or(|t| entry.time >= t)
                 && q.before.is_none_or(|t| entry.time < t);
-            if wanted {
-                found.push(entry);
+            if wanted && limit > 0 {
+                if found.len() == limit {
+                    found.pop_front();
+                }
+                found.push_back(entry);
             }
+        }
+        let mut found = Vec::from(found);
+        if newest_first {
+            found.reverse();
         }
         Ok(found)
     }

@@ -330,6 +330,24 @@ fn query_by_actor_and_date_range_returns_what_the_account_saw_then() {
     };
     let seqs: Vec<u64> = log.query(&limited).unwrap().iter().map(|e| e.seq).collect();
     assert_eq!(seqs, [1, 3]);
+    // The newest ones instead, newest first (the web page's audit view).
+    let newest = AuditQuery {
+        newest_first: Some(true),
+        ..limited.clone()
+    };
+    let seqs: Vec<u64> = log.query(&newest).unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [4, 3]);
+    let all_newest = AuditQuery {
+        newest_first: Some(true),
+        ..AuditQuery::default()
+    };
+    let seqs: Vec<u64> = log
+        .query(&all_newest)
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(seqs, [5, 4, 3, 2, 1]);
 
     let by_action = AuditQuery {
         action: Some("export".to_owned()),

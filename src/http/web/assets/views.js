@@ -119,7 +119,7 @@ export function card(hit, { onOpen, selection, onSelect, index, signal, onPainte
   return li;
 }
 
-/** Moves focus between cards with the arrow keys (Enter opens, Space selects). */
+/** Moves focus between cards with the arrow keys, Home and End (Enter or Space opens; Tab reaches the card's checkbox, which Space ticks). */
 export function gridKeys(grid) {
   grid.addEventListener('keydown', (ev) => {
     const keys = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: 'down', ArrowUp: 'up', Home: 'home', End: 'end' };
@@ -526,6 +526,7 @@ async function trail() {
     after: $('tr-after').value ? `${$('tr-after').value}T00:00:00Z` : '',
     before: $('tr-before').value ? `${$('tr-before').value}T00:00:00Z` : '',
     limit: 1000,
+    newest_first: true,
   };
   try {
     const { entries } = await api(`/v1/audit${query(p)}`);
@@ -546,7 +547,7 @@ async function trail() {
         ),
       );
     }
-    status.textContent = `${entries.length} entr${entries.length === 1 ? 'y' : 'ies'} (oldest first, at most 1000).`;
+    status.textContent = `${entries.length} entr${entries.length === 1 ? 'y' : 'ies'} (newest first, at most 1000).`;
   } catch (e) {
     status.textContent = e.message;
   }
