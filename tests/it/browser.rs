@@ -44,7 +44,8 @@ fn cli(data: &Path, token: Option<&str>, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A library of `n` scenes with an admin, a curator `cur` and an auditor `aud`, served with
+/// A library of `n` scenes with an admin, a curator `cur`, an auditor `aud` and a searcher
+/// `see`, served with
 /// the settings file `config` (TOML) when one is given.
 fn served(n: usize, config: Option<&str>) -> (Fixture, Running, SocketAddr) {
     let fx = fixture(n);
@@ -59,7 +60,7 @@ fn served(n: usize, config: Option<&str>) -> (Fixture, Running, SocketAddr) {
         .find(|l| l.starts_with("il_"))
         .expect("the first admin's token")
         .to_owned();
-    for (name, role) in [("cur", "curator"), ("aud", "auditor")] {
+    for (name, role) in [("cur", "curator"), ("aud", "auditor"), ("see", "searcher")] {
         cli(
             &fx.data,
             Some(&admin),
@@ -836,11 +837,11 @@ const TEXTURE: &str = r#"((container, label) => {
   return sum / n;
 })"#;
 
-/// With `person` a sensitive label: the curator's thumbnail and record view show the person
+/// With `person` a sensitive label: the searcher's thumbnail and record view show the person
 /// obscured, the auditor's record view too, and the original the auditor asks for (which the
 /// trail records) shows it intact; measured on the pixels the browser drew from.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sensitive_box_is_blurred_for_a_curator_and_intact_in_an_auditors_original() {
+async fn a_sensitive_box_is_blurred_for_a_searcher_and_intact_in_an_auditors_original() {
     let Some((chromium, driver)) = browser() else {
         assert!(
             std::env::var_os("IMAGELENS_REQUIRE_BROWSER").is_none(),
@@ -857,7 +858,7 @@ async fn a_sensitive_box_is_blurred_for_a_curator_and_intact_in_an_auditors_orig
         .expect("a chromium session");
     let base = format!("http://{addr}/");
     c.goto(&base).await.unwrap();
-    sign_in(&c, "cur", "blur test").await;
+    sign_in(&c, "see", "blur test").await;
     c.goto(&format!("{base}?q=person")).await.unwrap();
     let found = until(
         &c,
@@ -873,7 +874,7 @@ async fn a_sensitive_box_is_blurred_for_a_curator_and_intact_in_an_auditors_orig
     let thumbnail = found["s"].as_f64().unwrap();
     let name = found["name"].as_str().unwrap().to_owned();
     let id = found["id"].as_str().unwrap().to_owned();
-    // The record view's full-size image is obscured for the curator too.
+    // The record view's full-size image is obscured for the searcher too.
     c.find(Locator::Css(&format!(
         "#results .card[data-id='{id}'] .open"
     )))
@@ -882,9 +883,9 @@ async fn a_sensitive_box_is_blurred_for_a_curator_and_intact_in_an_auditors_orig
     .click()
     .await
     .unwrap();
-    let curator_full = until(
+    let searcher_full = until(
         &c,
-        "the curator's record view",
+        "the searcher's record view",
         &format!("{TEXTURE}(document.getElementById('record-frame'), 'person')"),
     )
     .await
@@ -956,7 +957,7 @@ async fn a_sensitive_box_is_blurred_for_a_curator_and_intact_in_an_auditors_orig
     .unwrap();
     screenshot(&c, "record-original-1280").await;
     eprintln!(
-        "person box detail: curator thumbnail {thumbnail:.2}, curator view {curator_full:.2}, \
+        "person box detail: searcher thumbnail {thumbnail:.2}, searcher view {searcher_full:.2}, \
          auditor view {auditor_view:.2}, auditor original {original:.2}"
     );
     assert!(
@@ -964,8 +965,8 @@ async fn a_sensitive_box_is_blurred_for_a_curator_and_intact_in_an_auditors_orig
         "the person is drawn with detail ({original})"
     );
     for (what, spread) in [
-        ("the curator's thumbnail", thumbnail),
-        ("the curator's record view", curator_full),
+        ("the searcher's thumbnail", thumbnail),
+        ("the searcher's record view", searcher_full),
         ("the auditor's record view", auditor_view),
     ] {
         assert!(

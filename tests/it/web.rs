@@ -421,6 +421,53 @@ async fn a_session_cookie_is_http_only_needs_its_csrf_token_and_ends_on_the_serv
     )
     .await;
     assert_eq!(ok.status, StatusCode::OK);
+    // Every other state-changing route the page (or a forged page) could call is refused the
+    // same way without the token, before its permission is even looked at: POST, PATCH, PUT
+    // and DELETE alike.
+    for (method, uri, body) in [
+        (
+            "POST",
+            "/v1/collections",
+            Some(json!({"name": "forged", "ids": []})),
+        ),
+        (
+            "PATCH",
+            "/v1/collections/forged",
+            Some(json!({"name": "renamed"})),
+        ),
+        ("DELETE", "/v1/collections/forged", None),
+        (
+            "POST",
+            "/v1/export",
+            Some(json!({"search": {"query": "car"}})),
+        ),
+        ("POST", "/v1/facets", Some(json!({"query": "car"}))),
+        ("DELETE", "/v1/records/0123456789abcdef", None),
+        (
+            "POST",
+            "/v1/deletions",
+            Some(json!({"ids": ["0123456789abcdef"]})),
+        ),
+        (
+            "POST",
+            "/v1/accounts",
+            Some(json!({"name": "x", "role": "admin"})),
+        ),
+        (
+            "PATCH",
+            "/v1/accounts/web-leaver",
+            Some(json!({"role": "admin"})),
+        ),
+        ("POST", "/v1/tokens", Some(json!({"name": "forged"}))),
+        ("DELETE", "/v1/tokens/1", None),
+        ("PUT", "/v1/retention", Some(json!({}))),
+        ("POST", "/v1/retention/run", Some(json!({}))),
+        ("DELETE", "/v1/session", None),
+    ] {
+        let a = send_as_is(&app, with_cookie(method, uri, &secret, &[], body)).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{method} {uri}");
+        assert_eq!(a.json()["error"]["code"], "csrf", "{method} {uri}");
+    }
     // A forged cookie is a bad token: 401, and the answer clears the cookie.
     let forged = send_as_is(
         &app,

@@ -1,10 +1,13 @@
 //! The web page of `imagelens serve`: plain HTML, CSS and JavaScript modules embedded in the
 //! binary at build time (no Node toolchain, no second server), served at `/` and `/ui/*`.
 //!
-//! The page is a client of the `/v1` API and nothing more: it signs in by asking
-//! `POST /v1/tokens` for a short-lived token with the name and password (HTTP Basic, once),
-//! keeps the token in the tab's `sessionStorage`, and sends it as `Authorization: Bearer` on
-//! every call, with the purpose the user states as `X-Purpose`. Images and thumbnails are
+//! The page is a client of the `/v1` API and nothing more: it signs in with `POST /v1/session`
+//! (the name and password as HTTP Basic, once, or a pasted token), which sets the session as
+//! an `HttpOnly`, `SameSite=Strict` cookie (`Secure` over TLS) and answers with a CSRF token the
+//! page sends as `X-CSRF-Token` on every state-changing call, with the purpose the user states
+//! as `X-Purpose` on every call (the purpose alone is kept in the tab's `sessionStorage`).
+//! Signing out (`DELETE /v1/session`) revokes the session's token on the server. Images and
+//! thumbnails are
 //! fetched the same way and shown from `blob:` URLs, so every pixel on the page went through the
 //! API's permission check, redaction and audit entry; the page shows only what the API returned
 //! to that account.
@@ -18,9 +21,9 @@
 //! - A strict Content-Security-Policy ([`CSP`]): scripts only from this origin (no inline
 //!   script, no `eval`), styles only from this origin, images from this origin and `blob:`,
 //!   no framing, no plugins, forms and connections to this origin only.
-//! - The page never holds a secret in its files or its address: tokens live in
-//!   `sessionStorage` of the tab that signed in, and the address bar holds only the query and
-//!   filters (and a record id when one is open).
+//! - The page never holds a secret in its files, its storage or its address: the session is
+//!   a cookie no script can read, and the address bar holds only the query and filters (and a
+//!   record id when one is open).
 
 use axum::Router;
 use axum::extract::{Path, Request};
