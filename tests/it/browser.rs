@@ -480,13 +480,21 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     )
     .await;
 
-    // Select two results (click, then shift-click for the range) into a new collection.
+    // Select two results into a new collection: a click, a shift-click two cards on (the
+    // range: three selected), then a click that takes the middle one out again.
     let picks = c
         .find_all(Locator::Css("#results .card .pick"))
         .await
         .unwrap();
-    assert!(picks.len() >= 2, "need two dog results");
+    assert!(picks.len() >= 3, "need three dog results");
     picks[0].click().await.unwrap();
+    shift_click(&c, &picks[2]).await;
+    until(
+        &c,
+        "a shift-click selects the range",
+        "document.getElementById('selection-count').textContent === '3 selected'",
+    )
+    .await;
     picks[1].click().await.unwrap();
     until(
         &c,
@@ -494,6 +502,12 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
         "document.getElementById('selection-count').textContent === '2 selected'",
     )
     .await;
+    let chosen = js(
+        &c,
+        "[...document.querySelectorAll('#results .card.selected')].map(li => li.dataset.index).join(',')",
+    )
+    .await;
+    assert_eq!(chosen, "0,2", "the first and the third card");
     c.find(Locator::Id("collect"))
         .await
         .unwrap()
@@ -522,6 +536,26 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
         &c,
         "the collection saved",
         "document.getElementById('status').textContent.includes('Collection picked now has 2')",
+    )
+    .await;
+    // "Select all on page" selects every card shown; "none" clears it.
+    c.find(Locator::Id("select-page"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(&c, "every card selected", "document.getElementById('selection-count').textContent === `${document.querySelectorAll('#results .card').length} selected` && document.querySelectorAll('#results .card:not(.selected)').length === 0").await;
+    c.find(Locator::Id("select-none"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &c,
+        "none selected",
+        "document.getElementById('selection-count').textContent === ''",
     )
     .await;
     c.find(Locator::Id("tab-collections"))
@@ -585,6 +619,17 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
         .unwrap();
     let archive = downloaded(&chromium::downloads(&profile), "picked-dogs").await;
     check_export(&archive, 2, "cur", "picked-dogs");
+    // Delete it (after the page's confirmation): gone from the list, its records stay.
+    c.find(Locator::Css(
+        "#collections-table tr[data-name=picked-dogs] button[aria-label='Delete picked-dogs']",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    c.accept_alert().await.unwrap();
+    until(&c, "the collection deleted", "!document.querySelector('#collections-table tr[data-name=picked-dogs]') && document.getElementById('collections-status').textContent === 'No collections yet.'").await;
 
     // Facet counts follow the query: "dogs without cars" counts its own candidates, none of
     // them a car, where the empty query counted every car.
@@ -1049,6 +1094,38 @@ fn check_export(archive: &Path, records: usize, account: &str, collection: &str)
         !coco["annotations"].as_array().unwrap().is_empty(),
         "{coco}"
     );
+}
+
+/// Clicks `element` with Shift held, as a person would (WebDriver key and pointer actions in
+/// step: Shift down, move, press, release, Shift up).
+async fn shift_click(c: &Client, element: &fantoccini::elements::Element) {
+    use fantoccini::actions::{MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
+    let pause = Duration::from_millis(0);
+    let keys = KeyActions::new("keyboard".into())
+        .then(KeyAction::Down { value: '\u{E008}' })
+        .then(KeyAction::Pause { duration: pause })
+        .then(KeyAction::Pause { duration: pause })
+        .then(KeyAction::Pause { duration: pause })
+        .then(KeyAction::Up { value: '\u{E008}' });
+    let mouse = MouseActions::new("mouse".into())
+        .then(PointerAction::Pause { duration: pause })
+        .then(PointerAction::MoveToElement {
+            element: element.clone(),
+            duration: None,
+            x: 0.0,
+            y: 0.0,
+        })
+        .then(PointerAction::Down {
+            button: MOUSE_BUTTON_LEFT,
+        })
+        .then(PointerAction::Up {
+            button: MOUSE_BUTTON_LEFT,
+        })
+        .then(PointerAction::Pause { duration: pause });
+    c.perform_actions(fantoccini::actions::Actions::from(keys).and(mouse))
+        .await
+        .unwrap();
+    c.release_actions().await.unwrap();
 }
 
 /// Presses one key on whatever has the focus (WebDriver key actions, as a person would).
