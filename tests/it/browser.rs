@@ -480,6 +480,54 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     )
     .await;
 
+    // "More like this" from a record: a search by the record's own image, keeping the label
+    // filter, that leaves the record itself out; the address bar says so; clearing it ends it.
+    let query_search = js(&c, "location.search").await;
+    let liked = js(&c, "document.querySelector('#results .card').dataset.id").await;
+    let liked = liked.as_str().unwrap().to_owned();
+    c.find(Locator::Css(&format!(
+        "#results .card[data-id='{liked}'] .open"
+    )))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    until(
+        &c,
+        "the record view",
+        "document.getElementById('record-dialog').open && document.getElementById('record-title').textContent !== 'Loading…'",
+    )
+    .await;
+    c.find(Locator::Id("record-like"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(&c, "more like the record", &format!("!document.getElementById('like-note').hidden && document.getElementById('like-text').textContent.includes('{liked}') && location.search.includes('like={liked}') && location.search.includes('label=dog') && document.querySelectorAll('#results .card').length > 0 && [...document.querySelectorAll('#results .card img')].every(i => i.alt.includes('dog')) && !document.querySelector(\"#results .card[data-id='{liked}']\")")).await;
+    c.find(Locator::Id("like-clear"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &c,
+        "more like this cleared",
+        "document.getElementById('like-note').hidden && !location.search.includes('like=')",
+    )
+    .await;
+    c.goto(&format!("{base}{}", query_search.as_str().unwrap()))
+        .await
+        .unwrap();
+    until(
+        &c,
+        "the query's results again",
+        "document.querySelectorAll('#results .card').length >= 3",
+    )
+    .await;
+
     // Select two results into a new collection: a click, a shift-click two cards on (the
     // range: three selected), then a click that takes the middle one out again.
     let picks = c
