@@ -196,6 +196,29 @@ fn truck_filter() -> RecordFilter {
     }
 }
 
+/// The four cases of every table: a name, the service (`S`: one, or one per store) without a
+/// model or with one, the fusion weights and the filter.
+fn cases<'s, S>(
+    keyword_only: &'s S,
+    hybrid: &'s S,
+) -> [(&'static str, &'s S, Fusion, RecordFilter); 4] {
+    let vector_only = Fusion {
+        keyword: 0.0,
+        ..Fusion::default()
+    };
+    [
+        (
+            "keyword-only",
+            keyword_only,
+            Fusion::default(),
+            RecordFilter::default(),
+        ),
+        ("vector-only", hybrid, vector_only, RecordFilter::default()),
+        ("hybrid", hybrid, Fusion::default(), RecordFilter::default()),
+        ("hybrid+filter", hybrid, Fusion::default(), truck_filter()),
+    ]
+}
+
 /// `count` seeded query texts: two labels and a setting ("dog with a truck at night").
 fn query_texts(count: usize) -> Vec<String> {
     let mut rng = StdRng::seed_from_u64(9);
@@ -237,28 +260,8 @@ fn run(n: usize, data: Data, quick: bool) {
     let embedder: Arc<dyn Embedder> = Arc::new(BenchEmbedder::new(spec, world));
     let keyword_only = SearchService::new(lib.clone(), None, None).unwrap();
     let hybrid = SearchService::new(lib.clone(), Some(embedder), None).unwrap();
-    let filter = truck_filter();
     let texts = query_texts(queries);
-    let vector_only = Fusion {
-        keyword: 0.0,
-        ..Fusion::default()
-    };
-    let cases: [(&str, &SearchService, Fusion, RecordFilter); 4] = [
-        (
-            "keyword-only",
-            &keyword_only,
-            Fusion::default(),
-            RecordFilter::default(),
-        ),
-        ("vector-only", &hybrid, vector_only, RecordFilter::default()),
-        (
-            "hybrid",
-            &hybrid,
-            Fusion::default(),
-            RecordFilter::default(),
-        ),
-        ("hybrid+filter", &hybrid, Fusion::default(), filter),
-    ];
+    let cases = cases(&keyword_only, &hybrid);
     let request =
         |text: &str, fusion: Fusion, filter: &RecordFilter, depth: Option<usize>| SearchRequest {
             text: text.to_owned(),
@@ -534,26 +537,7 @@ fn against_server(n: usize, data: Data, quick: bool) {
     let hybrid = libraries
         .each_ref()
         .map(|lib| service(lib, Some(embedder.clone())));
-    let vector_only = Fusion {
-        keyword: 0.0,
-        ..Fusion::default()
-    };
-    let cases: [(&str, &[SearchService; 2], Fusion, RecordFilter); 4] = [
-        (
-            "keyword-only",
-            &keyword_only,
-            Fusion::default(),
-            RecordFilter::default(),
-        ),
-        ("vector-only", &hybrid, vector_only, RecordFilter::default()),
-        (
-            "hybrid",
-            &hybrid,
-            Fusion::default(),
-            RecordFilter::default(),
-        ),
-        ("hybrid+filter", &hybrid, Fusion::default(), truck_filter()),
-    ];
+    let cases = cases(&keyword_only, &hybrid);
     let texts = query_texts(queries);
     println!(
         "\n{} data, {n} records, {queries} queries per case, page size 20, embedded shard against a local Qdrant server\n",

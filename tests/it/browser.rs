@@ -105,6 +105,23 @@ fn served(n: usize, config: Option<&str>) -> (Fixture, Running, SocketAddr) {
     (fx, server, addr)
 }
 
+/// Chromium and chromedriver; `None` (the test says it skipped) when either is missing, which
+/// fails instead when `IMAGELENS_REQUIRE_BROWSER` is set (as `.ci/run` sets it).
+fn browser_or_skip() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    let found = browser();
+    if found.is_none() {
+        assert!(
+            std::env::var_os("IMAGELENS_REQUIRE_BROWSER").is_none(),
+            "IMAGELENS_REQUIRE_BROWSER is set but chromium or chromedriver is missing"
+        );
+        eprintln!(
+            "skipped: the browser test needs chromium and chromedriver on PATH \
+             (apt-get install chromium chromium-driver)"
+        );
+    }
+    found
+}
+
 /// Evaluates `expr` in the page until it is truthy (30 s), and returns its value.
 async fn until(c: &Client, what: &str, expr: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -158,12 +175,7 @@ async fn sign_in(c: &Client, name: &str, purpose: &str) {
         .send_keys(purpose)
         .await
         .unwrap();
-    c.find(Locator::Id("signin-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, Locator::Id("signin-submit")).await;
     until(c, "signed in", "!document.getElementById('who').hidden").await;
 }
 
@@ -211,15 +223,7 @@ fn nearest(img: &image::RgbaImage, x: i64, y: i64, r: i64, want: [u8; 3]) -> u32
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
-    let Some((chromium, driver)) = browser() else {
-        assert!(
-            std::env::var_os("IMAGELENS_REQUIRE_BROWSER").is_none(),
-            "IMAGELENS_REQUIRE_BROWSER is set but chromium or chromedriver is missing"
-        );
-        eprintln!(
-            "skipped: the browser test needs chromium and chromedriver on PATH \
-             (apt-get install chromium chromium-driver)"
-        );
+    let Some((chromium, driver)) = browser_or_skip() else {
         return;
     };
     let (fx, _server, addr) = served(40, None);
@@ -353,14 +357,11 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
 
     // A label filter narrows the grid and the counts.
     let before = js(&c, "document.getElementById('facet-total').textContent").await;
-    c.find(Locator::Css(
-        "#label-list input[data-kind=label][data-value=dog]",
-    ))
-    .await
-    .unwrap()
-    .click()
-    .await
-    .unwrap();
+    click(
+        &c,
+        Locator::Css("#label-list input[data-kind=label][data-value=dog]"),
+    )
+    .await;
     until(&c, "the grid filtered to dogs", "document.querySelectorAll('#results .card').length > 0 && document.querySelectorAll('#results .card').length < 40 && location.search.includes('label=dog')").await;
     until(
         &c,
@@ -386,12 +387,7 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     );
 
     // Open a record: full image, every box, facts.
-    c.find(Locator::Css("#results .card:first-child .open"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Css("#results .card:first-child .open")).await;
     until(&c, "the record view", "document.getElementById('record-dialog').open && document.querySelector('#record-frame img')?.complete && document.querySelector('#record-frame img').naturalWidth > 0").await;
     let facts = js(&c, "document.getElementById('record-facts').textContent").await;
     let facts = facts.as_str().unwrap();
@@ -435,12 +431,7 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
         json!({"outlines": 1, "points": "10,10 50,10 30,70", "filled": "0.18",
                            "dashed": "4 4", "plain": 0, "solid": "none"}),
     );
-    c.find(Locator::Id("record-close"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Id("record-close")).await;
     until(
         &c,
         "the record view closed",
@@ -449,12 +440,7 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     .await;
 
     // Keyboard only: Tab from the search box reaches a result; Enter opens it; Esc closes.
-    c.find(Locator::Id("q"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Id("q")).await;
     let mut reached = false;
     for _ in 0..150 {
         let active = c.active_element().await.unwrap();
@@ -485,33 +471,20 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     let query_search = js(&c, "location.search").await;
     let liked = js(&c, "document.querySelector('#results .card').dataset.id").await;
     let liked = liked.as_str().unwrap().to_owned();
-    c.find(Locator::Css(&format!(
-        "#results .card[data-id='{liked}'] .open"
-    )))
-    .await
-    .unwrap()
-    .click()
-    .await
-    .unwrap();
+    click(
+        &c,
+        Locator::Css(&format!("#results .card[data-id='{liked}'] .open")),
+    )
+    .await;
     until(
         &c,
         "the record view",
         "document.getElementById('record-dialog').open && document.getElementById('record-title').textContent !== 'Loading…'",
     )
     .await;
-    c.find(Locator::Id("record-like"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Id("record-like")).await;
     until(&c, "more like the record", &format!("!document.getElementById('like-note').hidden && document.getElementById('like-text').textContent.includes('{liked}') && location.search.includes('like={liked}') && location.search.includes('label=dog') && document.querySelectorAll('#results .card').length > 0 && [...document.querySelectorAll('#results .card img')].every(i => i.alt.includes('dog')) && !document.querySelector(\"#results .card[data-id='{liked}']\")")).await;
-    c.find(Locator::Id("like-clear"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Id("like-clear")).await;
     until(
         &c,
         "more like this cleared",
@@ -556,12 +529,7 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     )
     .await;
     assert_eq!(chosen, "0,2", "the first and the third card");
-    c.find(Locator::Id("collect"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Id("collect")).await;
     until(
         &c,
         "the collection dialog",
@@ -574,12 +542,7 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
         .send_keys("picked")
         .await
         .unwrap();
-    c.find(Locator::Id("collect-ok"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Id("collect-ok")).await;
     until(
         &c,
         "the collection saved",
@@ -587,42 +550,24 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     )
     .await;
     // "Select all on page" selects every card shown; "none" clears it.
-    c.find(Locator::Id("select-page"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Id("select-page")).await;
     until(&c, "every card selected", "document.getElementById('selection-count').textContent === `${document.querySelectorAll('#results .card').length} selected` && document.querySelectorAll('#results .card:not(.selected)').length === 0").await;
-    c.find(Locator::Id("select-none"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Id("select-none")).await;
     until(
         &c,
         "none selected",
         "document.getElementById('selection-count').textContent === ''",
     )
     .await;
-    c.find(Locator::Id("tab-collections"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Id("tab-collections")).await;
     until(&c, "the collection listed", "document.querySelector('#collections-table tr[data-name=picked] td:nth-child(3)')?.textContent === '2'").await;
     screenshot(&c, "collections-1280").await;
     // Rename it in one call: the same two records under the new name only.
-    c.find(Locator::Css(
-        "#collections-table tr[data-name=picked] button[aria-label='Rename picked']",
-    ))
-    .await
-    .unwrap()
-    .click()
-    .await
-    .unwrap();
+    click(
+        &c,
+        Locator::Css("#collections-table tr[data-name=picked] button[aria-label='Rename picked']"),
+    )
+    .await;
     let field = c
         .find(Locator::Css(
             "#collections-table input[aria-label='New name for picked']",
@@ -631,51 +576,41 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
         .unwrap();
     field.clear().await.unwrap();
     field.send_keys("picked-dogs").await.unwrap();
-    c.find(Locator::Css(
-        "#collections-table tr[data-name=picked] td.actions button",
-    ))
-    .await
-    .unwrap()
-    .click()
-    .await
-    .unwrap();
+    click(
+        &c,
+        Locator::Css("#collections-table tr[data-name=picked] td.actions button"),
+    )
+    .await;
     until(&c, "the collection renamed", "document.querySelector('#collections-table tr[data-name=picked-dogs] td:nth-child(3)')?.textContent === '2' && !document.querySelector('#collections-table tr[data-name=picked]')").await;
     let renames = js(&c, "performance.getEntriesByType('resource').filter(e => new URL(e.name).pathname.startsWith('/v1/collections/picked')).length").await;
     assert_eq!(renames, 1, "one call renames (no create + delete)");
 
     // Export it: the dialog's Download saves a zip holding the two records, their annotations
     // and the provenance manifest naming who exported them and why.
-    c.find(Locator::Css(
-        "#collections-table tr[data-name=picked-dogs] button[aria-label='Export picked-dogs']",
-    ))
-    .await
-    .unwrap()
-    .click()
-    .await
-    .unwrap();
+    click(
+        &c,
+        Locator::Css(
+            "#collections-table tr[data-name=picked-dogs] button[aria-label='Export picked-dogs']",
+        ),
+    )
+    .await;
     until(
         &c,
         "the export dialog",
         "document.getElementById('export-dialog').open",
     )
     .await;
-    c.find(Locator::Id("export-ok"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Id("export-ok")).await;
     let archive = downloaded(&chromium::downloads(&profile), "picked-dogs").await;
     check_export(&archive, 2, "cur", "picked-dogs");
     // Delete it (after the page's confirmation): gone from the list, its records stay.
-    c.find(Locator::Css(
-        "#collections-table tr[data-name=picked-dogs] button[aria-label='Delete picked-dogs']",
-    ))
-    .await
-    .unwrap()
-    .click()
-    .await
-    .unwrap();
+    click(
+        &c,
+        Locator::Css(
+            "#collections-table tr[data-name=picked-dogs] button[aria-label='Delete picked-dogs']",
+        ),
+    )
+    .await;
     c.accept_alert().await.unwrap();
     until(&c, "the collection deleted", "!document.querySelector('#collections-table tr[data-name=picked-dogs]') && document.getElementById('collections-status').textContent === 'No collections yet.'").await;
 
@@ -713,22 +648,14 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     )
     .await;
     assert!(chip.as_str().unwrap().contains("without car"), "{chip}");
-    c.find(Locator::Css(
-        "#interpreted .chip[data-kind=no_label] button",
-    ))
-    .await
-    .unwrap()
-    .click()
-    .await
-    .unwrap();
+    click(
+        &c,
+        Locator::Css("#interpreted .chip[data-kind=no_label] button"),
+    )
+    .await;
     until(&c, "the query taken literally", "location.search.includes('literal=true') && document.getElementById('interpreted').textContent.includes('taken literally') && document.getElementById('q').value === 'dogs without cars'").await;
     until(&c, "cars counted again", "document.body.dataset.facetScope === 'query' && (document.querySelector('#label-list li[data-value=car] .count')?.textContent ?? '0') !== '0'").await;
-    c.find(Locator::Css("#interpreted button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Css("#interpreted button")).await;
     until(&c, "the exclusion read again", "!location.search.includes('literal') && !!document.querySelector('#interpreted .chip[data-kind=no_label]') && (document.querySelector('#label-list li[data-value=car] .count')?.textContent ?? '0') === '0'").await;
 
     // A split from the address bar is a filter like any other: this library has no split, so
@@ -741,12 +668,7 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     );
     c.goto(&format!("{base}?split=val")).await.unwrap();
     until(&c, "facets with the split filter", "document.body.dataset.facetScope === 'filters' && document.getElementById('facet-total').textContent.startsWith('0 records') && !document.getElementById('f-splits').hidden").await;
-    c.find(Locator::Css("#split-list input[data-value=val]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Css("#split-list input[data-value=val]")).await;
     until(&c, "the split filter removed", &format!("document.getElementById('facet-total').textContent === {whole_total} && !location.search.includes('split')")).await;
     // A box attribute likewise (all ticked must hold).
     assert_eq!(
@@ -783,12 +705,7 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     .await;
 
     // At 390 px wide the page still works: search view, filters above the grid.
-    c.find(Locator::Id("tab-search"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Id("tab-search")).await;
     c.set_window_size(390, 844).await.unwrap();
     until(
         &c,
@@ -807,12 +724,7 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
 
     // Sign out revokes the session on the server: the old cookie, put back, no longer works.
     let old = c.get_named_cookie("imagelens_session").await.unwrap();
-    c.find(Locator::Id("sign-out"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Id("sign-out")).await;
     until(
         &c,
         "signed out",
@@ -867,24 +779,18 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
         "document.querySelectorAll('#lookup-table tbody tr').length > 0",
     )
     .await;
-    c.find(Locator::Css("#lookup-table tbody tr:first-child button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(
+        &c,
+        Locator::Css("#lookup-table tbody tr:first-child button"),
+    )
+    .await;
     until(
         &c,
         "the record for the auditor",
         "document.querySelector('#record-frame img')?.complete",
     )
     .await;
-    c.find(Locator::Id("record-original"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Id("record-original")).await;
     until(&c, "the original, recorded", "document.getElementById('record-notice').textContent.includes('recorded in the audit trail (unredacted)')").await;
     c.close().await.unwrap();
 }
@@ -935,12 +841,7 @@ const TEXTURE: &str = r#"((container, label) => {
 /// trail records) shows it intact; measured on the pixels the browser drew from.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sensitive_box_is_blurred_for_a_searcher_and_intact_in_an_auditors_original() {
-    let Some((chromium, driver)) = browser() else {
-        assert!(
-            std::env::var_os("IMAGELENS_REQUIRE_BROWSER").is_none(),
-            "IMAGELENS_REQUIRE_BROWSER is set but chromium or chromedriver is missing"
-        );
-        eprintln!("skipped: the browser test needs chromium and chromedriver on PATH");
+    let Some((chromium, driver)) = browser_or_skip() else {
         return;
     };
     let (fx, _server, addr) = served(40, Some("[privacy]\nsensitive_labels = [\"person\"]\n"));
@@ -968,14 +869,11 @@ async fn a_sensitive_box_is_blurred_for_a_searcher_and_intact_in_an_auditors_ori
     let name = found["name"].as_str().unwrap().to_owned();
     let id = found["id"].as_str().unwrap().to_owned();
     // The record view's full-size image is obscured for the searcher too.
-    c.find(Locator::Css(&format!(
-        "#results .card[data-id='{id}'] .open"
-    )))
-    .await
-    .unwrap()
-    .click()
-    .await
-    .unwrap();
+    click(
+        &c,
+        Locator::Css(&format!("#results .card[data-id='{id}'] .open")),
+    )
+    .await;
     let searcher_full = until(
         &c,
         "the searcher's record view",
@@ -988,18 +886,8 @@ async fn a_sensitive_box_is_blurred_for_a_searcher_and_intact_in_an_auditors_ori
 
     // The auditor finds the same file by name; the view is obscured until the original is
     // asked for.
-    c.find(Locator::Id("record-close"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.find(Locator::Id("sign-out"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Id("record-close")).await;
+    click(&c, Locator::Id("sign-out")).await;
     sign_in(&c, "aud", "blur review").await;
     until(
         &c,
@@ -1019,12 +907,11 @@ async fn a_sensitive_box_is_blurred_for_a_searcher_and_intact_in_an_auditors_ori
         "document.querySelectorAll('#lookup-table tbody tr').length === 1",
     )
     .await;
-    c.find(Locator::Css("#lookup-table tbody tr:first-child button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(
+        &c,
+        Locator::Css("#lookup-table tbody tr:first-child button"),
+    )
+    .await;
     let auditor_view = until(
         &c,
         "the auditor's record view",
@@ -1033,12 +920,7 @@ async fn a_sensitive_box_is_blurred_for_a_searcher_and_intact_in_an_auditors_ori
     .await
     .as_f64()
     .unwrap();
-    c.find(Locator::Id("record-original"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Id("record-original")).await;
     until(&c, "the original, recorded", "document.getElementById('record-notice').textContent.includes('recorded in the audit trail (unredacted)')").await;
     let original = until(
         &c,
@@ -1174,6 +1056,11 @@ async fn shift_click(c: &Client, element: &fantoccini::elements::Element) {
         .await
         .unwrap();
     c.release_actions().await.unwrap();
+}
+
+/// Clicks the element at `at` (which must be there).
+async fn click(c: &Client, at: Locator<'_>) {
+    c.find(at).await.unwrap().click().await.unwrap();
 }
 
 /// Presses one key on whatever has the focus (WebDriver key actions, as a person would).

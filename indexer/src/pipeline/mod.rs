@@ -431,32 +431,29 @@ fn save_report(dir: &Path, report: &IngestReport) -> Result<String> {
 
 /// The bar of the write stage: images written, and (the message) the boxes embedded with them.
 fn progress_bar(enabled: bool, len: u64) -> ProgressBar {
-    if !enabled {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} ingest [{elapsed_precise}] {bar:32} {pos}/{len} images{msg} {per_sec} ETA {eta}",
-        )
-        .expect("valid template"),
-    );
-    bar
+    bar(
+        enabled,
+        len,
+        "{spinner} ingest [{elapsed_precise}] {bar:32} {pos}/{len} images{msg} {per_sec} ETA {eta}",
+    )
 }
 
 /// The bar of the stage that reads every image file's facts (hash and header).
 fn files_bar(enabled: bool, len: u64) -> ProgressBar {
+    bar(
+        enabled,
+        len,
+        "{spinner} checking image files [{elapsed_precise}] {bar:32} {pos}/{len} {per_sec} ETA {eta}",
+    )
+}
+
+/// A bar of `len` steps drawn with `template`, or a hidden one.
+fn bar(enabled: bool, len: u64, template: &str) -> ProgressBar {
     if !enabled {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::new(len);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} checking image files [{elapsed_precise}] {bar:32} {pos}/{len} {per_sec} ETA {eta}",
-        )
-        .expect("valid template"),
-    );
-    bar
+    ProgressBar::new(len)
+        .with_style(ProgressStyle::with_template(template).expect("valid template"))
 }
 
 /// What the parse stage shows: the readers' live counts of images and items (annotations),
