@@ -445,6 +445,40 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A BM25 list taken `limit` deep is the first `limit` of the same list taken deeper, ties
+    /// included, with a filter or without (what a search's settled head relies on).
+    #[test]
+    fn a_bm25_list_is_the_head_of_every_deeper_one(
+        words in prop::collection::vec(
+            prop_oneof![
+                prop::sample::select(LABELS.to_vec()).prop_map(str::to_owned),
+                prop::sample::select(STEMS.to_vec()).prop_map(|s| s.split('.').next().unwrap().to_owned()),
+            ],
+            1..4,
+        ),
+        limit in 1usize..60,
+        filtered in any::<bool>(),
+    ) {
+        let w = world();
+        let text = words.join(" ");
+        let filter = if filtered {
+            RecordFilter { no_labels: vec!["no such label".into()], ..RecordFilter::default() }
+        } else {
+            RecordFilter::default()
+        };
+        let shallow = w.keyword.search(&text, &filter, limit).unwrap();
+        for deeper in [limit * 3, 1_000] {
+            let deep = w.keyword.search(&text, &filter, deeper).unwrap();
+            let head: Vec<&str> = deep.iter().take(limit).map(|h| h.id.as_str()).collect();
+            let ids: Vec<&str> = shallow.iter().map(|h| h.id.as_str()).collect();
+            prop_assert_eq!(ids, head, "{} at {} and {}", text, limit, deeper);
+        }
+    }
+}
+
 #[test]
 fn the_generated_world_has_the_edges_it_is_meant_to_test() {
     let w = world();

@@ -8,7 +8,7 @@ use tantivy::schema::IndexRecordOption;
 use tantivy::tokenizer::TokenStream;
 
 use super::schema::TEXT_FIELDS;
-use super::{KResult, KeywordHit, KeywordIndex, ids_of};
+use super::{KResult, KeywordHit, KeywordIndex};
 use crate::filter::RecordFilter;
 
 impl KeywordIndex {
@@ -101,12 +101,16 @@ impl KeywordIndex {
         let searcher = self.reader.searcher();
         let top = searcher.search(&*query, &TopDocs::with_limit(limit).order_by_score())?;
         let addrs: Vec<DocAddress> = top.iter().map(|&(_, addr)| addr).collect();
-        let mut hits: Vec<KeywordHit> = ids_of(&searcher, &addrs)?
+        // tantivy's order: score, then document address. Ties keep that order (not the
+        // records' ids): the top `limit` is then the first `limit` of any deeper list, which
+        // the search's settled head relies on.
+        let hits: Vec<KeywordHit> = self
+            .ids
+            .ids_of(&searcher, &addrs)?
             .into_iter()
             .zip(top)
             .map(|(id, (score, _))| KeywordHit { id, score })
             .collect();
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
         Ok(hits)
     }
 

@@ -16,7 +16,7 @@ use tantivy::collector::{Collector, DocSetCollector, SegmentCollector};
 use tantivy::columnar::{Column, StrColumn};
 use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader};
 
-use super::{KResult, KeywordIndex, ids_of};
+use super::{KResult, KeywordIndex};
 use crate::filter::RecordFilter;
 use crate::record::DateAxis;
 
@@ -63,8 +63,10 @@ impl KeywordIndex {
                 dates.push(key.date);
             }
         }
-        let mut rows: Vec<(Option<i64>, String)> =
-            dates.into_iter().zip(ids_of(&searcher, &addrs)?).collect();
+        let mut rows: Vec<(Option<i64>, String)> = dates
+            .into_iter()
+            .zip(self.ids.ids_of(&searcher, &addrs)?)
+            .collect();
         rows.sort_by(|a, b| date_order(a, b, descending));
         Ok(DatePage {
             total,
@@ -108,8 +110,10 @@ impl KeywordIndex {
             };
             dates.push(col.first(addr.doc_id).map(|d| d.into_timestamp_secs()));
         }
-        let mut out: Vec<(Option<i64>, String)> =
-            dates.into_iter().zip(ids_of(&searcher, &docs)?).collect();
+        let mut out: Vec<(Option<i64>, String)> = dates
+            .into_iter()
+            .zip(self.ids.ids_of(&searcher, &docs)?)
+            .collect();
         out.sort_by(|a, b| date_order(a, b, false));
         Ok(out)
     }

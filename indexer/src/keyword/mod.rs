@@ -23,6 +23,7 @@ use crate::record::{DateAxis, Record};
 
 mod bm25;
 mod by_date;
+mod ids;
 mod migrate;
 mod query;
 mod schema;
@@ -111,6 +112,7 @@ pub struct KeywordIndex {
     index: Index,
     reader: IndexReader,
     fields: Fields,
+    ids: ids::IdTables,
 }
 
 impl std::fmt::Debug for KeywordIndex {
@@ -161,6 +163,7 @@ impl KeywordIndex {
             index,
             reader,
             fields,
+            ids: ids::IdTables::default(),
         })
     }
 
@@ -313,7 +316,7 @@ impl KeywordIndex {
         let q = self.filter_query(filter)?;
         let docs = searcher.search(&*q, &DocSetCollector)?;
         let docs: Vec<DocAddress> = docs.into_iter().collect();
-        Ok(ids_of(&searcher, &docs)?.into_iter().collect())
+        Ok(self.ids.ids_of(&searcher, &docs)?.into_iter().collect())
     }
 
     /// Number of records matching the filter.
@@ -406,56 +409,6 @@ impl KeywordIndex {
         }
         Ok(facets)
     }
-}
-
-/// The record ids of the documents at `addrs`, in the same order, from the `id` fast column.
-///
-/// Per segment the column is opened once and the term ordinals are turned into strings in one
-/// sorted pass over the dictionary: resolving ordinals one at a time rescans a dictionary block
-/// for each, which made a look-up that sorts 100,000 records take over a second
-/// (benches/README.md).
-pub(crate) fn ids_of(searcher: &tantivy::Searcher, addrs: &[DocAddress]) -> KResult<Vec<String>> {
-    let mut out = vec![String::new(); addrs.len()];
-    let mut by_segment: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
-    for (i, addr) in addrs.iter().enumerate() {
-        by_segment.entry(addr.segment_ord).or_default().push(i);
-    }
-    for (segment, positions) in by_segment {
-        let col = searcher
-            .segment_reader(segment)
-            .fast_fields()
-            .str("id")?
-            .ok_or_else(|| KeywordError::Corrupt {
-                id: format!("segment {segment}"),
-                reason: "no id column".into(),
-            })?;
-        // (ordinal, position in `addrs`), sorted by ordinal; a document without an id keeps "".
-        let mut ords: Vec<(u64, usize)> = positions
-            .into_iter()
-            .filter_map(|i| col.term_ords(addrs[i].doc_id).next().map(|ord| (ord, i)))
-            .collect();
-        ords.sort_unstable();
-        let sorted: Vec<u64> = ords.iter().map(|&(ord, _)| ord).collect();
-        let mut next = ords.iter().map(|&(_, i)| i);
-        let mut bad_utf8 = false;
-        col.dictionary()
-            .sorted_ords_to_term_cb(&sorted, |bytes| {
-                if let Some(i) = next.next() {
-                    match std::str::from_utf8(bytes) {
-                        Ok(id) => out[i] = id.to_owned(),
-                        Err(_) => bad_utf8 = true,
-                    }
-                }
-            })
-            .map_err(|e| KeywordError::Tantivy(e.into()))?;
-        if bad_utf8 {
-            return Err(KeywordError::Corrupt {
-                id: format!("segment {segment}"),
-                reason: "a record id that is not UTF-8".into(),
-            });
-        }
-    }
-    Ok(out)
 }
 
 /// The first value of a string fast column for `doc` (empty when it has none).
