@@ -21,6 +21,8 @@ pub(crate) struct Metrics {
     pub(crate) busy: IntCounterVec,
     /// Time of each search stage (embed, keyword, vectors, fuse, records).
     stages: HistogramVec,
+    /// Searches by the deepest their ranked lists went.
+    depths: IntCounterVec,
 }
 
 impl Metrics {
@@ -63,11 +65,21 @@ impl Metrics {
             &["stage"],
         )
         .expect("valid metric");
+        let depths = IntCounterVec::new(
+            Opts::new(
+                "imagelens_search_depth_total",
+                "Searches by the deepest their ranked lists went (a first page that lists 100 \
+                 deep settle is 100)",
+            ),
+            &["depth"],
+        )
+        .expect("valid metric");
         for m in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
             Box::new(busy.clone()),
             Box::new(stages.clone()),
+            Box::new(depths.clone()),
         ] {
             registry.register(m).expect("metric registered once");
         }
@@ -77,6 +89,7 @@ impl Metrics {
             latency,
             busy,
             stages,
+            depths,
         }
     }
 
@@ -85,6 +98,13 @@ impl Metrics {
         self.stages
             .with_label_values(&[stage])
             .observe(took.as_secs_f64());
+    }
+
+    /// Counts a search whose lists went `depth` deep.
+    pub(crate) fn observe_depth(&self, depth: usize) {
+        self.depths
+            .with_label_values(&[depth.to_string().as_str()])
+            .inc();
     }
 
     pub(crate) fn observe(&self, route: &str, method: &str, status: StatusCode, took: Duration) {

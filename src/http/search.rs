@@ -169,6 +169,7 @@ pub(crate) async fn run_search(
     for (stage, took) in resp.stages.named() {
         state.metrics().observe_stage(stage, took);
     }
+    state.metrics().observe_depth(resp.stages.deepest);
     Ok(resp)
 }
 

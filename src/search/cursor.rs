@@ -151,29 +151,42 @@ fn create_key_file(path: &Path, key: &[u8; 32]) -> std::io::Result<()> {
 
 /// The tiers of a request with a page-sized depth (`Fusion::depth` 0): `(first, depth)` says
 /// that positions of the fused sequence from `first` on are taken from a ranking whose lists go
-/// `depth` deep, at least five times deeper than the position (until [`MAX_DEPTH`]). The first
-/// pages (positions 0-99) cost one ranking at depth 500 instead of 1,000. Not shallower: on the
-/// clustered 100k bench library a first tier of 100 kept only 0.88-0.92 of the depth-1000 fused
-/// top 20, 300 kept 0.93-0.98 and 500 kept 0.96-0.99 (benches/README.md).
+/// `depth` deep, at least five times deeper than the position (until [`MAX_DEPTH`]), after the
+/// settled head (see [`HEAD_DEPTH`]). Not shallower than 500 for the first pages: on the
+/// clustered 100k bench library a ranking at depth 100 kept only 0.88-0.92 of the depth-1000
+/// fused top 20, 300 kept 0.93-0.98 and 500 kept 0.96-0.99 (benches/README.md).
 pub(super) const PAGE_TIERS: [(usize, usize); 3] = [(0, 500), (100, 2_500), (500, MAX_DEPTH)];
+
+/// The depth of the head ranking a page-sized request with one ranked list starts with (see
+/// `SearchService::search_cancellable` for why only those). Its settled prefix
+/// (the records no deeper list can push out of it, see `fusion::settled_prefix`; at most the
+/// first tier's 100 positions) opens the sequence, so a first page that shallow lists settle
+/// costs one ranking at depth 100 instead of 500.
+pub(super) const HEAD_DEPTH: usize = 100;
+
+/// A ranking at one depth: records best first, whether any list was cut at the depth, and how
+/// many of the first records are settled.
+pub(super) type Ranked<T> = (Vec<(String, T)>, bool, usize);
 
 /// The fused sequence of a request with page-sized depth up to position `end` (the end of the
 /// page asked for), and whether it goes on past `end`.
 ///
-/// `rank(depth)` is the fused ranking with every list taken to `depth` and whether any list
-/// was cut there. The sequence is built tier by tier: the positions of tier i are filled from
-/// tier i's ranking in order, skipping records already placed. Which tier fills a position
-/// depends on the position only, never on the page size, and rankings are deterministic, so
-/// every page of a request is a slice of one sequence: paging (with any page sizes) gives no
-/// repeats, and no record ranked above a shown one in its tier's ranking is skipped. A page at
-/// offset 200 re-runs the shallower tiers' rankings to know what earlier pages showed; the
-/// first page runs one ranking.
+/// `rank(depth)` is the fused ranking with every list taken to `depth`. With `head`, the
+/// sequence opens with the settled prefix of the ranking at [`HEAD_DEPTH`] (its length is the
+/// request's, whatever the page); then it is built tier by tier: the positions of tier i are filled from tier i's
+/// ranking in order, skipping records already placed. Which ranking fills a position depends on
+/// the request and the position only, never on the page size, and rankings are deterministic,
+/// so every page of a request is a slice of one sequence: paging (with any page sizes) gives
+/// no repeats, and no record ranked above a shown one in its tier's ranking is skipped. A page
+/// at offset 200 re-runs the shallower rankings to know what earlier pages showed; a first
+/// page the head settles runs one ranking.
 ///
 /// # Errors
 /// Whatever `rank` returns.
 pub(super) fn paged_sequence<T>(
     end: usize,
-    mut rank: impl FnMut(usize) -> SResult<(Vec<(String, T)>, bool)>,
+    head: bool,
+    mut rank: impl FnMut(usize) -> SResult<Ranked<T>>,
 ) -> SResult<(Vec<(String, T)>, bool)> {
     let end = end.min(MAX_DEPTH);
     let top = PAGE_TIERS
@@ -182,13 +195,33 @@ pub(super) fn paged_sequence<T>(
         .unwrap_or(0);
     let mut sequence = Vec::with_capacity(end);
     let mut placed: HashSet<String> = HashSet::with_capacity(end);
+
+    if head {
+        let (head, head_cut, settled) = rank(HEAD_DEPTH)?;
+        let settled = settled.min(PAGE_TIERS[1].0).min(head.len());
+        let head_len = head.len();
+        for (id, value) in head.into_iter().take(settled) {
+            placed.insert(id.clone());
+            sequence.push((id, value));
+        }
+        if end <= settled || (settled == head_len && !head_cut) {
+            // The page lies in the settled head, or the head holds every record there is (no
+            // list was cut: a deeper ranking would be the same).
+            sequence.truncate(end);
+            return Ok((sequence, head_len > end || (head_cut && end < MAX_DEPTH)));
+        }
+    }
+
     let mut more = false;
     for (tier, &(_, depth)) in PAGE_TIERS.iter().enumerate().take(top + 1) {
         let stop = PAGE_TIERS
             .get(tier + 1)
             .filter(|_| tier < top)
             .map_or(end, |&(first, _)| first);
-        let (ranked, cut) = rank(depth)?;
+        if sequence.len() >= stop && tier < top {
+            continue; // the settled head already fills this tier's positions
+        }
+        let (ranked, cut, _) = rank(depth)?;
         let mut beyond = false;
         for (id, value) in ranked {
             if placed.contains(&id) {
@@ -296,11 +329,11 @@ mod tests {
     }
 
     /// A stand-in ranking per depth: records `r0..` in an order that shifts with the depth (as
-    /// deeper lists change fused scores), `n` records in all, cut when `n > depth`.
-    /// A ranking and whether it was cut at its depth.
-    type Ranked = SResult<(Vec<(String, ())>, bool)>;
+    /// deeper lists change fused scores), `n` records in all, cut when `n > depth`; the head
+    /// ranking settles a prefix whose length depends on the seed.
+    type Ranking = SResult<Ranked<()>>;
 
-    fn ranking(n: usize, seed: u64) -> impl FnMut(usize) -> Ranked {
+    fn ranking(n: usize, seed: u64) -> impl FnMut(usize) -> Ranking {
         move |depth: usize| {
             let mut ids: Vec<usize> = (0..n.min(depth * 2)).collect();
             // A deterministic shuffle of neighbours that depends on the depth.
@@ -313,16 +346,37 @@ mod tests {
                     ids.swap(i, i - 1);
                 }
             }
+            let settled = if depth == HEAD_DEPTH {
+                [0, 7, 20, 60, 100, 150][(seed % 6) as usize].min(ids.len())
+            } else {
+                0
+            };
             Ok((
                 ids.into_iter().map(|i| (format!("r{i}"), ())).collect(),
                 n > depth,
+                settled,
             ))
         }
     }
 
+    /// How many positions the head fills for `ranking(n, seed)`.
+    fn head(n: usize, seed: u64) -> usize {
+        let (ranked, _, settled) = ranking(n, seed)(HEAD_DEPTH).unwrap();
+        settled.min(PAGE_TIERS[1].0).min(ranked.len())
+    }
+
     #[test]
     fn pages_of_any_size_slice_one_sequence_without_repeats_or_gaps() {
-        for (n, seed) in [(5_000, 1), (130, 2), (21, 3), (2_600, 4)] {
+        let cases = [
+            (5_000, 1),
+            (130, 2),
+            (21, 3),
+            (2_600, 4),
+            (3_000, 0),
+            (700, 5),
+            (90, 4),
+        ];
+        for ((n, seed), with_head) in cases.into_iter().flat_map(|c| [(c, true), (c, false)]) {
             for limits in [
                 vec![20usize; 15],
                 vec![7, 50, 13, 100, 3, 200, 1, 40, 60, 9, 500],
@@ -331,7 +385,7 @@ mod tests {
                 let mut offset = 0;
                 for &limit in limits.iter().cycle().take(40) {
                     let (sequence, more) =
-                        paged_sequence(offset + limit, ranking(n, seed)).unwrap();
+                        paged_sequence(offset + limit, with_head, ranking(n, seed)).unwrap();
                     let page: Vec<String> = sequence
                         .into_iter()
                         .skip(offset)
@@ -347,16 +401,22 @@ mod tests {
                 let distinct: HashSet<&String> = shown.iter().collect();
                 assert_eq!(distinct.len(), shown.len(), "no repeats ({n}, {limits:?})");
                 // The same positions asked for in one page give the same records.
-                let (whole, _) = paged_sequence(shown.len(), ranking(n, seed)).unwrap();
+                let (whole, _) = paged_sequence(shown.len(), with_head, ranking(n, seed)).unwrap();
                 let whole: Vec<String> = whole.into_iter().map(|(id, _)| id).collect();
                 assert_eq!(whole, shown, "pages are slices of one sequence");
+                // The head's settled prefix opens the sequence.
+                let settled = if with_head { head(n, seed) } else { 0 }.min(shown.len());
+                let (ranked, _, _) = ranking(n, seed)(HEAD_DEPTH).unwrap();
+                let opening: Vec<&String> = ranked[..settled].iter().map(|(id, _)| id).collect();
+                assert_eq!(shown[..settled].iter().collect::<Vec<_>>(), opening);
                 // No gaps: within each tier every record ranked above one it placed was shown.
                 for (tier, &(first, depth)) in PAGE_TIERS.iter().enumerate() {
-                    if first >= shown.len() {
-                        break;
-                    }
-                    let (ranked, _) = ranking(n, seed)(depth).unwrap();
                     let next_first = PAGE_TIERS.get(tier + 1).map_or(usize::MAX, |t| t.0);
+                    let first = first.max(settled);
+                    if first >= shown.len().min(next_first) {
+                        continue;
+                    }
+                    let (ranked, _, _) = ranking(n, seed)(depth).unwrap();
                     let from_tier: HashSet<&String> =
                         shown[first..shown.len().min(next_first)].iter().collect();
                     let last = ranked.iter().rposition(|(id, _)| from_tier.contains(id));
@@ -370,21 +430,36 @@ mod tests {
 
     #[test]
     fn the_first_page_runs_one_shallow_ranking_and_a_deep_page_stays_bounded() {
-        let mut depths = Vec::new();
-        let (page, more) = paged_sequence(20, |d| {
-            depths.push(d);
-            ranking(10_000, 5)(d)
-        })
-        .unwrap();
-        assert_eq!((page.len(), more, depths), (20, true, vec![500]));
-        let mut depths = Vec::new();
-        let (page, more) = paged_sequence(usize::MAX, |d| {
-            depths.push(d);
-            ranking(30_000, 5)(d)
-        })
-        .unwrap();
-        assert_eq!(page.len(), MAX_DEPTH);
+        let depths_of = |end: usize, n: usize, seed: u64| {
+            let mut depths = Vec::new();
+            let (page, more) = paged_sequence(end, true, |d| {
+                depths.push(d);
+                ranking(n, seed)(d)
+            })
+            .unwrap();
+            (page.len(), more, depths)
+        };
+        // Settled head of 20 (seed 2): the first page is the head ranking alone.
+        assert_eq!(depths_of(20, 10_000, 2), (20, true, vec![HEAD_DEPTH]));
+        // A longer page than the head settles, or no settled head: the first tier as well.
+        assert_eq!(depths_of(50, 10_000, 2), (50, true, vec![HEAD_DEPTH, 500]));
+        assert_eq!(depths_of(20, 10_000, 0), (20, true, vec![HEAD_DEPTH, 500]));
+        // A head that settles every record there is: nothing more.
+        assert_eq!(depths_of(20, 15, 2), (15, false, vec![HEAD_DEPTH]));
+        let (len, more, depths) = depths_of(usize::MAX, 30_000, 0);
+        assert_eq!(len, MAX_DEPTH);
         assert!(!more, "nothing past the deepest tier");
-        assert_eq!(depths, vec![500, 2_500, MAX_DEPTH]);
+        assert_eq!(depths, vec![HEAD_DEPTH, 500, 2_500, MAX_DEPTH]);
+        // Without the head (several lists), the first page is one ranking at the first tier.
+        let mut depths = Vec::new();
+        let (page, _) = paged_sequence(20, false, |d| {
+            depths.push(d);
+            ranking(10_000, 2)(d)
+        })
+        .unwrap();
+        assert_eq!((page.len(), depths), (20, vec![500]));
+        // A head that settles the first tier's 100 positions: that tier's ranking is skipped.
+        let (_, _, depths) = depths_of(300, 30_000, 4);
+        assert_eq!(depths, vec![HEAD_DEPTH, 2_500]);
     }
 }

@@ -257,6 +257,8 @@ pub struct StageTimes {
     pub fuse: std::time::Duration,
     /// Reading the page's records and explaining each hit.
     pub records: std::time::Duration,
+    /// The deepest any ranking of the search took its lists (what its cost grows with).
+    pub deepest: usize,
 }
 
 impl StageTimes {
@@ -500,7 +502,7 @@ impl SearchService {
         }
         let matcher = req.filter.compile()?;
         let stages = std::cell::Cell::new(StageTimes::default());
-        let (ranked, _) = self.ranked(
+        let ranking = self.ranked(
             &text,
             req,
             query.as_ref(),
@@ -509,7 +511,8 @@ impl SearchService {
             cancel,
             &stages,
         )?;
-        let ids: Vec<String> = ranked
+        let ids: Vec<String> = ranking
+            .ranked
             .into_iter()
             .take(FACET_DEPTH)
             .map(|(id, _)| id)

@@ -621,6 +621,14 @@ async fn info_health_metrics_and_unknown_routes() {
         let n: u64 = count.rsplit(' ').next().unwrap().parse().unwrap();
         assert!(n >= 1, "{count}");
     }
+    // And how deep its lists went (a default search at page-sized depth: 100 or 500).
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("imagelens_search_depth_total{depth=\"100\"}")
+                || l.starts_with("imagelens_search_depth_total{depth=\"500\"}")
+        ),
+        "{text}"
+    );
     assert!(text.contains("route=\"/v1/info\""), "{text}");
     assert!(text.contains("imagelens_library_records 24"), "{text}");
     let msg = get(&app, "/v2/nothing").await.error(StatusCode::NOT_FOUND);
