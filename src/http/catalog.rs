@@ -16,7 +16,8 @@ use crate::params::{FilterParams, audited_lookup};
 use crate::search::{LookupRequest, LookupResponse};
 
 /// Filters, sort and page of a look-up or facet request, as query parameters. Lists
-/// (`label`, `no_label`, `dataset`) are comma-separated.
+/// (`label`, `no_label`, `dataset`, `split`, `source_id`, `attr`, `not`) are comma-separated;
+/// a value holding a comma is quoted as in CSV (`label="car, red",truck`).
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[serde(default, deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -80,17 +81,66 @@ pub struct FilterQuery {
     pub weights: Option<String>,
 }
 
-/// A comma-separated list, trimmed, without empty entries.
-pub(super) fn comma_list(v: &Option<String>) -> Vec<String> {
-    v.as_deref()
-        .map(|s| {
-            s.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
+/// A comma-separated list, trimmed, without empty entries. A value holding a comma is quoted
+/// as in CSV (`label="car, red",truck`; a quote inside doubles: `""`), so any label, dataset or
+/// annotation-tool id can be asked for.
+///
+/// # Errors
+/// An unterminated quote, or text after a closing quote.
+pub(super) fn comma_list(name: &str, v: &Option<String>) -> Result<Vec<String>, ApiError> {
+    let Some(text) = v.as_deref() else {
+        return Ok(Vec::new());
+    };
+    if !text.contains('"') {
+        return Ok(text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect());
+    }
+    let bad = |why: &str| {
+        ApiError::invalid(format!(
+            "{name}: {why} (a value holding a comma is quoted as in CSV: \
+             {name}=\"car, red\",truck, a quote inside doubled), got {text:?}"
+        ))
+    };
+    // The few rules of a CSV line, strictly: a value is quoted whole or not at all.
+    let mut items = Vec::new();
+    let mut item = String::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.next_if_eq(&'"').is_some() {
+            loop {
+                match chars.next() {
+                    None => return Err(bad("a quote is not closed")),
+                    Some('"') if chars.next_if_eq(&'"').is_some() => item.push('"'),
+                    Some('"') => break,
+                    Some(c) => item.push(c),
+                }
+            }
+            while chars.next_if(|c| c.is_whitespace()).is_some() {}
+            if chars.peek().is_some_and(|&c| c != ',') {
+                return Err(bad("text follows a closing quote before the next comma"));
+            }
+        } else {
+            while let Some(c) = chars.next_if(|&c| c != ',') {
+                if c == '"' {
+                    return Err(bad("a quote inside a value that is not quoted"));
+                }
+                item.push(c);
+            }
+        }
+        let value = item.trim();
+        if !value.is_empty() {
+            items.push(value.to_owned());
+        }
+        item.clear();
+        if chars.next().is_none() {
+            return Ok(items);
+        }
+    }
 }
 
 impl FilterQuery {
@@ -104,15 +154,15 @@ impl FilterQuery {
             || self.weights.is_some()
     }
 
-    pub(super) fn params(&self) -> FilterParams {
+    pub(super) fn params(&self) -> Result<FilterParams, ApiError> {
         let list = comma_list;
-        FilterParams {
-            labels: list(&self.label),
-            no_labels: list(&self.no_label),
-            datasets: list(&self.dataset),
-            splits: list(&self.split),
-            source_ids: list(&self.source_id),
-            attrs: list(&self.attr),
+        Ok(FilterParams {
+            labels: list("label", &self.label)?,
+            no_labels: list("no_label", &self.no_label)?,
+            datasets: list("dataset", &self.dataset)?,
+            splits: list("split", &self.split)?,
+            source_ids: list("source_id", &self.source_id)?,
+            attrs: list("attr", &self.attr)?,
             captured_after: self.captured_after.clone(),
             captured_before: self.captured_before.clone(),
             created_after: self.created_after.clone(),
@@ -124,7 +174,7 @@ impl FilterQuery {
             filename: self.filename.clone(),
             filename_prefix: self.filename_prefix.clone(),
             filename_glob: self.filename_glob.clone(),
-        }
+        })
     }
 }
 
@@ -155,7 +205,7 @@ pub async fn lookup(
             state.limits().max_page
         )));
     }
-    let params = q.params();
+    let params = q.params()?;
     let req = LookupRequest {
         filter: params.to_filter_named(str::to_owned)?,
         sort: q.sort,
@@ -247,5 +297,34 @@ pub(crate) fn info_of(state: &AppState) -> Info {
         notice: service.semantic_notice(),
         collections: state.collections().list().len(),
         version: env!("CARGO_PKG_VERSION").into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::comma_list;
+
+    fn list(text: &str) -> Result<Vec<String>, String> {
+        comma_list("label", &Some(text.to_owned())).map_err(|e| format!("{e:?}"))
+    }
+
+    #[test]
+    fn comma_lists_split_trim_and_take_csv_quotes() {
+        assert_eq!(list("car, truck ,,").unwrap(), ["car", "truck"]);
+        assert_eq!(list(r#""car, red",truck"#).unwrap(), ["car, red", "truck"]);
+        assert_eq!(
+            list(r#" "6"" pipe" , "a""b""#).unwrap(),
+            ["6\" pipe", "a\"b"]
+        );
+        assert_eq!(list(r#""""#).unwrap(), Vec::<String>::new());
+        assert!(comma_list("label", &None).unwrap().is_empty());
+        for (bad, why) in [
+            (r#""car, red"#, "not closed"),
+            (r#""car" red,truck"#, "follows a closing quote"),
+            (r#"6" pipe"#, "not quoted"),
+        ] {
+            let e = list(bad).unwrap_err();
+            assert!(e.contains(why) && e.contains("label"), "{bad}: {e}");
+        }
     }
 }

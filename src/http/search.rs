@@ -434,7 +434,7 @@ pub async fn facets(
             "facets take filters and a search, not sort, desc, limit or cursor",
         ));
     }
-    let params = q.params();
+    let params = q.params()?;
     let searched = q.query.as_deref().is_some_and(|t| !t.trim().is_empty()) || q.like.is_some();
     if !searched {
         if q.not.is_some() || q.weights.is_some() {
@@ -468,7 +468,7 @@ pub async fn facets(
     let body = SearchBody {
         query: q.query.clone().unwrap_or_default(),
         like: q.like.clone(),
-        not: comma_list(&q.not),
+        not: comma_list("not", &q.not)?,
         filter: params,
         limit: None,
         cursor: None,

@@ -499,6 +499,19 @@ async fn lookups_and_facets_match_the_true_counts() {
     assert_eq!(f["labels"], serde_json::to_value(&labels).unwrap());
     let f = get(&app, "/v1/facets?label=car").await.ok();
     assert_eq!(f["total"], json!(labels["car"]));
+    // A list value may be quoted as in CSV (how one holding a comma is asked for): the same
+    // answer; a quote left open is the caller's error, named.
+    let quoted = get(&app, "/v1/facets?label=%22car%22").await.ok();
+    assert_eq!(quoted["total"], f["total"]);
+    let none = get(&app, "/v1/lookup?label=%22car,%20red%22").await.ok();
+    assert_eq!(
+        none["total"], 0,
+        "one label \"car, red\", which no record holds"
+    );
+    let msg = get(&app, "/v1/lookup?label=%22car,truck")
+        .await
+        .error(StatusCode::BAD_REQUEST);
+    assert!(msg.contains("label") && msg.contains("not closed"), "{msg}");
     // No record of this library has a split: none is counted, and a split filter matches none.
     assert!(f.get("splits").is_none(), "{f}");
     let none = get(&app, "/v1/lookup?split=val,train").await.ok();

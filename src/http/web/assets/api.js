@@ -94,6 +94,13 @@ export async function api(path, options = {}) {
   return resp.json();
 }
 
+/** A list item as the server reads comma-separated lists: quoted as in CSV when it holds a
+ * comma or a quote. */
+function listItem(value) {
+  const s = String(value);
+  return /[",]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
 /** Query string of the non-empty values of `params`. */
 export function query(params) {
   const q = new URLSearchParams();
@@ -101,7 +108,7 @@ export function query(params) {
     if (v === undefined || v === null || v === '' || (Array.isArray(v) && v.length === 0)) {
       continue;
     }
-    q.set(k, Array.isArray(v) ? v.join(',') : String(v));
+    q.set(k, Array.isArray(v) ? v.map(listItem).join(',') : String(v));
   }
   const s = q.toString();
   return s ? `?${s}` : '';
