@@ -101,6 +101,41 @@ function listItem(value) {
   return /[",]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
+/** The items of a comma-separated list as the server reads them (values holding a comma
+ * quoted as in CSV, a quote inside doubled), trimmed, without empty ones. Text that breaks the
+ * quoting rules is split at every comma instead. */
+export function parseList(text) {
+  const items = [];
+  let item = '';
+  let i = 0;
+  const s = String(text || '');
+  const skipSpace = () => { while (i < s.length && /\s/.test(s[i])) i += 1; };
+  const naive = () => s.split(',').map((v) => v.trim()).filter(Boolean);
+  for (;;) {
+    skipSpace();
+    if (s[i] === '"') {
+      i += 1;
+      for (;;) {
+        if (i >= s.length) return naive();
+        if (s[i] === '"' && s[i + 1] === '"') { item += '"'; i += 2; continue; }
+        if (s[i] === '"') { i += 1; break; }
+        item += s[i]; i += 1;
+      }
+      skipSpace();
+      if (i < s.length && s[i] !== ',') return naive();
+    } else {
+      while (i < s.length && s[i] !== ',') {
+        if (s[i] === '"') return naive();
+        item += s[i]; i += 1;
+      }
+    }
+    if (item.trim()) items.push(item.trim());
+    item = '';
+    if (i >= s.length) return items;
+    i += 1; // the comma
+  }
+}
+
 /** Query string of the non-empty values of `params`. */
 export function query(params) {
   const q = new URLSearchParams();

@@ -11,6 +11,7 @@ import {
   whoami,
   whenSignedOut,
   query,
+  parseList,
 } from './api.js';
 import {
   $, h, me, card, gridKeys, openRecord, initRecordView, recordHooks, collectDialog, exportDialog,
@@ -187,7 +188,7 @@ function toAddress(openId) {
 
 function fromAddress() {
   const p = new URLSearchParams(location.search);
-  const list = (k) => new Set((p.get(k) || '').split(',').map((s) => s.trim()).filter(Boolean));
+  const list = (k) => new Set(parseList(p.get(k)));
   state.q = p.get('q') || '';
   state.not = p.get('not') || '';
   state.like = p.get('like') || '';
@@ -217,7 +218,7 @@ function hasSearch() {
 function searchBody(withCursor) {
   const body = {
     query: state.q,
-    not: state.not.split(',').map((s) => s.trim()).filter(Boolean),
+    not: parseList(state.not),
     filter: filterBody(),
     limit: PAGE,
   };
@@ -439,7 +440,7 @@ async function loadFacets() {
         const p = filterQuery();
         if (state.q) p.query = state.q;
         if (state.like) p.like = state.like;
-        if ((state.q || state.like) && state.not) p.not = state.not;
+        if ((state.q || state.like) && state.not) p.not = parseList(state.not);
         if (state.q && state.literal) p.literal = 'true';
         f = await api(`/v1/facets${query(p)}`);
       }
