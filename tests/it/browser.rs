@@ -44,10 +44,10 @@ fn cli(data: &Path, token: Option<&str>, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A library of `n` scenes with an admin, a curator `cur`, an auditor `aud` and a searcher
-/// `see`, served with
-/// the settings file `config` (TOML) when one is given.
-fn served(n: usize, config: Option<&str>) -> (Fixture, Running, SocketAddr) {
+/// A library of `n` scenes with an admin `boss` (its API token is returned), a curator `cur`,
+/// an auditor `aud` and a searcher `see`, served with the settings file `config` (TOML) when
+/// one is given.
+fn served(n: usize, config: Option<&str>) -> (Fixture, Running, SocketAddr, String) {
     let fx = fixture(n);
     fx.ingest(true);
     let out = cli(
@@ -102,7 +102,7 @@ fn served(n: usize, config: Option<&str>) -> (Fixture, Running, SocketAddr) {
     let addr = rx
         .recv_timeout(Duration::from_secs(120))
         .expect("serve printed its address");
-    (fx, server, addr)
+    (fx, server, addr, admin)
 }
 
 /// Chromium and chromedriver; `None` (the test says it skipped) when either is missing, which
@@ -226,7 +226,7 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     let Some((chromium, driver)) = browser_or_skip() else {
         return;
     };
-    let (fx, _server, addr) = served(40, None);
+    let (fx, _server, addr, _) = served(40, None);
     let (_driver, port) = start_driver(&driver).expect("chromedriver listening");
     let profile = fx.dir.path().join("chromium-profile");
     let c = connect(&chromium, port, &profile)
@@ -854,7 +854,8 @@ async fn a_sensitive_box_is_blurred_for_a_searcher_and_intact_in_an_auditors_ori
     let Some((chromium, driver)) = browser_or_skip() else {
         return;
     };
-    let (fx, _server, addr) = served(40, Some("[privacy]\nsensitive_labels = [\"person\"]\n"));
+    let (fx, _server, addr, admin) =
+        served(40, Some("[privacy]\nsensitive_labels = [\"person\"]\n"));
     let (_driver, port) = start_driver(&driver).expect("chromedriver listening");
     let profile = fx.dir.path().join("chromium-profile");
     let c = connect(&chromium, port, &profile)
@@ -958,6 +959,31 @@ async fn a_sensitive_box_is_blurred_for_a_searcher_and_intact_in_an_auditors_ori
             spread < original / 3.0,
             "{what} is obscured: detail {spread} against the original's {original}"
         );
+    }
+
+    // Signing in with an API token instead of a password: a wrong one is refused on the
+    // page, the admin's own opens the page as the admin (whose role sees the audit view).
+    click(&c, Locator::Id("record-close")).await;
+    click(&c, Locator::Id("sign-out")).await;
+    until(
+        &c,
+        "the sign-in form",
+        "!document.getElementById('signin-view').hidden",
+    )
+    .await;
+    click(&c, Locator::Css("#signin-view details summary")).await;
+    for (token, signed_in) in [("il_not_a_token", false), (admin.as_str(), true)] {
+        c.find(Locator::Id("token-input"))
+            .await
+            .unwrap()
+            .send_keys(&format!("{token}\u{E007}"))
+            .await
+            .unwrap();
+        if signed_in {
+            until(&c, "signed in with the token", "!document.getElementById('who').hidden && document.getElementById('who-name').textContent.includes('boss') && !document.getElementById('tab-audit').hidden").await;
+        } else {
+            until(&c, "the token refused", "document.getElementById('signin-error').textContent.includes('does not work') && document.getElementById('who').hidden").await;
+        }
     }
     c.close().await.unwrap();
 }
