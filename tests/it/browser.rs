@@ -985,6 +985,86 @@ async fn a_sensitive_box_is_blurred_for_a_searcher_and_intact_in_an_auditors_ori
             until(&c, "the token refused", "document.getElementById('signin-error').textContent.includes('does not work') && document.getElementById('who').hidden").await;
         }
     }
+
+    // The audit view's other controls, as the admin: look-ups by file-name prefix and by a
+    // captured-date range count what the generated scenes say, and the trail's actor and
+    // action fields filter its entries.
+    click(&c, Locator::Id("tab-audit")).await;
+    until(&c, "the audit view, verified", "!document.getElementById('audit-view').hidden && document.getElementById('verify-status').textContent.startsWith('Verified')").await;
+    let scenes = &fx.synth.scenes;
+    let prefixed = scenes
+        .iter()
+        .filter(|s| s.file_name.starts_with("IMG_"))
+        .count();
+    let (from, to) = (
+        chrono::NaiveDate::from_ymd_opt(2021, 1, 1).unwrap(),
+        chrono::NaiveDate::from_ymd_opt(2022, 12, 31).unwrap(),
+    );
+    let in_range = scenes
+        .iter()
+        .filter(|s| (from..=to).contains(&s.captured.date_naive()))
+        .count();
+    assert!(
+        prefixed > 0 && in_range > 0 && in_range < scenes.len(),
+        "{prefixed} {in_range}"
+    );
+    c.find(Locator::Id("lk-filename"))
+        .await
+        .unwrap()
+        .clear()
+        .await
+        .unwrap();
+    c.find(Locator::Id("lk-prefix"))
+        .await
+        .unwrap()
+        .send_keys("IMG_\u{E007}")
+        .await
+        .unwrap();
+    until(&c, "the prefix look-up", &format!("document.getElementById('lookup-status').textContent.startsWith('{prefixed} record(s) match') && [...document.querySelectorAll('#lookup-table tbody tr td:first-child')].every(td => td.textContent.split('/').pop().startsWith('IMG_'))")).await;
+    c.find(Locator::Id("lk-prefix"))
+        .await
+        .unwrap()
+        .clear()
+        .await
+        .unwrap();
+    // Date inputs take their value as the date picker leaves it (typing into one depends on
+    // the browser's locale).
+    js(&c, "(() => { document.getElementById('lk-axis').value = 'captured'; document.getElementById('lk-after').value = '2021-01-01'; document.getElementById('lk-before').value = '2022-12-31'; return true; })()").await;
+    click(&c, Locator::Css("#lookup-form button[type=submit]")).await;
+    until(&c, "the captured-date look-up", &format!("document.getElementById('lookup-status').textContent.startsWith('{in_range} record(s) match') && [...document.querySelectorAll('#lookup-table tbody tr td:nth-child(3)')].every(td => td.textContent >= '2021' && td.textContent < '2023')")).await;
+    c.find(Locator::Id("tr-actor"))
+        .await
+        .unwrap()
+        .send_keys("see\u{E007}")
+        .await
+        .unwrap();
+    until(&c, "the searcher's entries", "document.querySelectorAll('#trail-table tbody tr').length > 0 && [...document.querySelectorAll('#trail-table tbody tr td:nth-child(3)')].every(td => td.textContent.startsWith('see ('))").await;
+    c.find(Locator::Id("tr-actor"))
+        .await
+        .unwrap()
+        .clear()
+        .await
+        .unwrap();
+    c.find(Locator::Id("tr-action"))
+        .await
+        .unwrap()
+        .send_keys("search\u{E007}")
+        .await
+        .unwrap();
+    until(&c, "the searches", "document.querySelectorAll('#trail-table tbody tr').length > 0 && [...document.querySelectorAll('#trail-table tbody tr')].every(tr => tr.dataset.action === 'search')").await;
+
+    // A trail edited behind the server's back (one purpose, same length) fails verification,
+    // and the page says so.
+    let trail = fx.data.join("audit").join("trail.jsonl");
+    let text = std::fs::read_to_string(&trail).unwrap();
+    assert!(
+        text.contains("\"blur test\""),
+        "the searcher's purpose is in the trail"
+    );
+    std::fs::write(&trail, text.replacen("\"blur test\"", "\"blur tesT\"", 1)).unwrap();
+    click(&c, Locator::Id("verify")).await;
+    until(&c, "the failed verification", "document.getElementById('verify-status').className === 'error' && document.getElementById('verify-status').textContent.startsWith('Does not verify')").await;
+    screenshot(&c, "audit-tampered-1280").await;
     c.close().await.unwrap();
 }
 
