@@ -639,6 +639,53 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     )
     .await;
 
+    // Export the search itself (not a collection): YOLO in a tar, at most 5 results. The
+    // archive holds 5 records, the manifest names the curator and the query, and its classes
+    // are the exported boxes' labels: dogs, and no car (the query excluded them).
+    click(&c, Locator::Id("export-search")).await;
+    until(
+        &c,
+        "the search's export dialog",
+        "document.getElementById('export-dialog').open && !document.getElementById('export-max-label').hidden",
+    )
+    .await;
+    js(&c, "(() => { document.getElementById('export-format').value = 'yolo'; document.getElementById('export-archive').value = 'tar'; document.getElementById('export-max').value = '5'; return true; })()").await;
+    click(&c, Locator::Id("export-ok")).await;
+    let archive = downloaded(&chromium::downloads(&profile), "search-yolo").await;
+    let mut entries = std::collections::BTreeMap::new();
+    let mut tar = tar::Archive::new(std::fs::File::open(&archive).unwrap());
+    for entry in tar.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+        entries.insert(name, bytes);
+    }
+    let provenance: Value = serde_json::from_slice(&entries["provenance.json"]).unwrap();
+    assert_eq!(provenance["requested_by"], "cur", "{provenance}");
+    assert_eq!(provenance["format"], "yolo", "{provenance}");
+    assert!(
+        provenance["source"]
+            .to_string()
+            .contains("dogs without cars"),
+        "{provenance}"
+    );
+    let listed = provenance["records"].as_array().unwrap();
+    assert_eq!(listed.len(), 5, "{provenance}");
+    for r in listed {
+        let path = r["path"].as_str().unwrap();
+        assert!(
+            entries.contains_key(&format!("images/{path}")),
+            "{path}: {:?}",
+            entries.keys()
+        );
+    }
+    let classes = String::from_utf8(entries["classes.txt"].clone()).unwrap();
+    assert!(
+        classes.lines().any(|l| l == "dog") && !classes.lines().any(|l| l == "car"),
+        "{classes}"
+    );
+
     // What was read from the query shows as a chip; removing it searches those words as text
     // (the query taken literally, in the address bar too), and one click reads them again.
     let chip = until(
