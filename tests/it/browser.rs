@@ -911,6 +911,27 @@ async fn a_sensitive_box_is_blurred_for_a_searcher_and_intact_in_an_auditors_ori
     let base = format!("http://{addr}/");
     c.goto(&base).await.unwrap();
     sign_in(&c, "see", "blur test").await;
+
+    // The Not field: its comma-separated texts push results away, the address keeps them,
+    // and every card whose labels hold one says it was pushed down by it.
+    c.find(Locator::Id("q"))
+        .await
+        .unwrap()
+        .send_keys("dog")
+        .await
+        .unwrap();
+    c.find(Locator::Id("not"))
+        .await
+        .unwrap()
+        .send_keys("cat, boat\u{E007}")
+        .await
+        .unwrap();
+    until(&c, "a search with negatives", "document.querySelectorAll('#results .card').length > 0 && location.search.includes('not=cat')").await;
+    let pushed = js(&c, "(() => { let pushed = 0; for (const li of document.querySelectorAll('#results .card')) { const alt = li.querySelector('img').alt; const labels = alt.slice(alt.lastIndexOf('(') + 1, -1).split(', '); const why = li.querySelector('.why')?.textContent ?? ''; for (const n of ['cat', 'boat']) { if (labels.includes(n)) { if (!(why.includes('pushed down by') && why.includes(n))) return `${alt}: ${why}`; pushed += 1; } } } return pushed; })()").await;
+    assert!(
+        pushed.as_u64().is_some_and(|n| n > 0),
+        "cards holding a negative's label say so, and some do: {pushed}"
+    );
     c.goto(&format!("{base}?q=person")).await.unwrap();
     let found = until(
         &c,
