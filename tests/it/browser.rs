@@ -322,6 +322,21 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     let sticking = js(&c, "(() => { const box = document.getElementById('filters-box').getBoundingClientRect(); return [...document.querySelectorAll('#filters-box input, #filters-box .histogram')].filter(e => e.getBoundingClientRect().right > box.right + 1).map(e => `${e.tagName}.${e.className}[${e.getAttribute('aria-label')}] ${e.getBoundingClientRect().right} > ${box.right}`); })()").await;
     assert_eq!(sticking, json!([]), "filters stick out of the sidebar");
     screenshot(&c, "search-1280").await;
+    // The measure finds low contrast where there is some: grey #aaa text on the white page
+    // (2.3:1).
+    js(&c, "(() => { const p = document.createElement('p'); p.id = 'contrast-probe'; p.textContent = 'probe'; p.style.color = '#aaaaaa'; document.getElementById('search-view').append(p); return true; })()").await;
+    let probe = js(&c, CONTRAST).await;
+    assert!(
+        probe["ratio"].as_f64().unwrap() < 2.5
+            && probe["what"].as_str().unwrap().contains("contrast-probe"),
+        "{probe}"
+    );
+    js(
+        &c,
+        "(() => { document.getElementById('contrast-probe').remove(); return true; })()",
+    )
+    .await;
+    contrast_meets_aa(&c, "search-1280").await;
 
     // Scrolling loads the next page, without repeats.
     let first_page = js(&c, "document.querySelectorAll('#results .card').length").await;
@@ -410,6 +425,7 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     let shot = |png: Vec<u8>| image::load_from_memory(&png).unwrap().to_rgba8();
     let with_boxes = shot(c.screenshot().await.unwrap());
     screenshot(&c, "record-1280").await;
+    contrast_meets_aa(&c, "record-1280").await;
     js(&c, "document.getElementById('show-boxes').click() || true").await;
     let without = shot(c.screenshot().await.unwrap());
     js(&c, "document.getElementById('show-boxes').click() || true").await;
@@ -562,6 +578,7 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     click(&c, Locator::Id("tab-collections")).await;
     until(&c, "the collection listed", "document.querySelector('#collections-table tr[data-name=picked] td:nth-child(3)')?.textContent === '2'").await;
     screenshot(&c, "collections-1280").await;
+    contrast_meets_aa(&c, "collections-1280").await;
     // Rename it in one call: the same two records under the new name only.
     click(
         &c,
@@ -777,6 +794,7 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     .await;
     assert_eq!(overflow, true, "the page scrolls sideways at 390 px");
     screenshot(&c, "search-390").await;
+    contrast_meets_aa(&c, "search-390").await;
     c.set_window_size(1280, 900).await.unwrap();
 
     // Sign out revokes the session on the server: the old cookie, put back, no longer works.
@@ -813,6 +831,7 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     .await;
     until(&c, "the curator's reads in the trail", "[...document.querySelectorAll('#trail-table tbody tr')].some(r => r.dataset.action === 'view_thumbnail' && r.textContent.includes('cur (curator)') && r.textContent.includes('web test'))").await;
     screenshot(&c, "audit-1280").await;
+    contrast_meets_aa(&c, "audit-1280").await;
     // A look-up by glob, then the original image, which says it is recorded.
     // By the annotation tool's image id: this COCO-made library has none, so none matches.
     let source = c.find(Locator::Id("lk-source")).await.unwrap();
@@ -892,6 +911,66 @@ const TEXTURE: &str = r#"((container, label) => {
   }
   return sum / n;
 })"#;
+
+/// In-page expression: the visible text on the page with the lowest WCAG 2 contrast ratio
+/// against what it is drawn on, relative to what WCAG AA asks of it (4.5:1, or 3:1 for large
+/// text: 24 px, or 18.66 px bold), as `{ratio, need, what}`. The background is the nearest
+/// ancestor's opaque background colour; disabled controls are left out, as WCAG does. The box
+/// labels drawn in SVG over the pictures are left out too: their background is the photo (they
+/// carry a black outline for it), for which a ratio is not defined.
+const CONTRAST: &str = r#"(() => {
+  const parse = (c) => {
+    const m = c.match(/rgba?\(([^)]+)\)/);
+    if (!m) return null;
+    const p = m[1].split(',').map(Number);
+    return { r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1 };
+  };
+  const lum = ({ r, g, b }) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const behind = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = parse(getComputedStyle(e).backgroundColor);
+      if (c && c.a > 0.5) return c;
+    }
+    return { r: 255, g: 255, b: 255, a: 1 };
+  };
+  let worst = { ratio: 99, need: 4.5, what: 'no text' };
+  for (const el of document.querySelectorAll('body *')) {
+    const style = getComputedStyle(el);
+    if (el instanceof SVGElement || el.disabled || !el.getClientRects().length || style.visibility === 'hidden') continue;
+    if (![...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+    const fg = parse(style.color);
+    if (!fg) continue;
+    const size = parseFloat(style.fontSize);
+    const large = size >= 24 || (size >= 18.66 && Number(style.fontWeight) >= 700);
+    const need = large ? 3 : 4.5;
+    const l1 = lum(fg), l2 = lum(behind(el));
+    const ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
+    if (ratio / need < worst.ratio / worst.need) {
+      worst = { ratio, need, what: `${el.tagName.toLowerCase()}#${el.id}.${el.className}: ${el.textContent.trim().slice(0, 40)}` };
+    }
+  }
+  return worst;
+})()"#;
+
+/// The page's lowest text contrast meets WCAG AA (see [`CONTRAST`]); `view` names the view.
+async fn contrast_meets_aa(c: &Client, view: &str) {
+    let worst = js(c, CONTRAST).await;
+    let (ratio, need) = (
+        worst["ratio"].as_f64().unwrap(),
+        worst["need"].as_f64().unwrap(),
+    );
+    eprintln!(
+        "{view}: lowest contrast {ratio:.2}:1 (AA asks {need}:1) at {}",
+        worst["what"]
+    );
+    assert!(
+        ratio >= need,
+        "{view}: contrast {ratio:.2}:1 below {need}:1 at {worst}"
+    );
+}
 
 /// With `person` a sensitive label: the searcher's thumbnail and record view show the person
 /// obscured, the auditor's record view too, and the original the auditor asks for (which the
