@@ -159,7 +159,7 @@ pub(super) const PAGE_TIERS: [(usize, usize); 3] = [(0, 500), (100, 2_500), (500
 
 /// The depth of the head ranking a page-sized request with one ranked list starts with (see
 /// `SearchService::search_cancellable` for why only those). Its settled prefix
-/// (the records no deeper list can push out of it, see `fusion::settled_prefix`; at most the
+/// (the records no deeper list can push out of it, see `rrf::settled_prefix`; at most the
 /// first tier's 100 positions) opens the sequence, so a first page that shallow lists settle
 /// costs one ranking at depth 100 instead of 500.
 pub(super) const HEAD_DEPTH: usize = 100;

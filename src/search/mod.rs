@@ -37,6 +37,7 @@ mod catalog;
 mod cursor;
 mod explain;
 mod fusion;
+mod rrf;
 
 use catalog::page_size;
 pub use catalog::{Catalog, LookupRequest, LookupResponse};
