@@ -163,18 +163,8 @@ async fn sign_in(c: &Client, name: &str, purpose: &str) {
     let form = c.find(Locator::Id("signin-name")).await.unwrap();
     form.clear().await.unwrap();
     form.send_keys(name).await.unwrap();
-    c.find(Locator::Id("signin-password"))
-        .await
-        .unwrap()
-        .send_keys(PASSWORD)
-        .await
-        .unwrap();
-    c.find(Locator::Id("signin-purpose"))
-        .await
-        .unwrap()
-        .send_keys(purpose)
-        .await
-        .unwrap();
+    type_into(c, "signin-password", PASSWORD).await;
+    type_into(c, "signin-purpose", purpose).await;
     click(c, Locator::Id("signin-submit")).await;
     until(c, "signed in", "!document.getElementById('who').hidden").await;
 }
@@ -552,12 +542,7 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
         "document.getElementById('collect-dialog').open",
     )
     .await;
-    c.find(Locator::Id("collect-name"))
-        .await
-        .unwrap()
-        .send_keys("picked")
-        .await
-        .unwrap();
+    type_into(&c, "collect-name", "picked").await;
     click(&c, Locator::Id("collect-ok")).await;
     until(
         &c,
@@ -757,12 +742,7 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     c.goto(&base).await.unwrap();
     until(&c, "facets over the filters again", "document.body.dataset.facetScope === 'filters' && document.getElementById('facet-total').textContent").await;
     let image = fx.synth.images.join(&fx.synth.scenes[0].file_name);
-    c.find(Locator::Id("image-file"))
-        .await
-        .unwrap()
-        .send_keys(image.to_str().unwrap())
-        .await
-        .unwrap();
+    type_into(&c, "image-file", image.to_str().unwrap()).await;
     let image_total = until(&c, "facets over the image search's candidates", "document.body.dataset.facetScope === 'query' && document.getElementById('facet-total').textContent").await;
     assert!(
         image_total
@@ -843,12 +823,7 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     )
     .await;
     source.clear().await.unwrap();
-    c.find(Locator::Id("lk-filename"))
-        .await
-        .unwrap()
-        .send_keys("*.jpg\u{E007}")
-        .await
-        .unwrap();
+    type_into(&c, "lk-filename", "*.jpg\u{E007}").await;
     until(
         &c,
         "look-up results",
@@ -993,18 +968,8 @@ async fn a_sensitive_box_is_blurred_for_a_searcher_and_intact_in_an_auditors_ori
 
     // The Not field: its comma-separated texts push results away, the address keeps them,
     // and every card whose labels hold one says it was pushed down by it.
-    c.find(Locator::Id("q"))
-        .await
-        .unwrap()
-        .send_keys("dog")
-        .await
-        .unwrap();
-    c.find(Locator::Id("not"))
-        .await
-        .unwrap()
-        .send_keys("cat, boat\u{E007}")
-        .await
-        .unwrap();
+    type_into(&c, "q", "dog").await;
+    type_into(&c, "not", "cat, boat\u{E007}").await;
     until(&c, "a search with negatives", "document.querySelectorAll('#results .card').length > 0 && location.search.includes('not=cat')").await;
     let pushed = js(&c, "(() => { let pushed = 0; for (const li of document.querySelectorAll('#results .card')) { const alt = li.querySelector('img').alt; const labels = alt.slice(alt.lastIndexOf('(') + 1, -1).split(', '); const why = li.querySelector('.why')?.textContent ?? ''; for (const n of ['cat', 'boat']) { if (labels.includes(n)) { if (!(why.includes('pushed down by') && why.includes(n))) return `${alt}: ${why}`; pushed += 1; } } } return pushed; })()").await;
     assert!(
@@ -1053,12 +1018,7 @@ async fn a_sensitive_box_is_blurred_for_a_searcher_and_intact_in_an_auditors_ori
         "!document.getElementById('audit-view').hidden",
     )
     .await;
-    c.find(Locator::Id("lk-filename"))
-        .await
-        .unwrap()
-        .send_keys(&format!("{name}\u{E007}"))
-        .await
-        .unwrap();
+    type_into(&c, "lk-filename", &format!("{name}\u{E007}")).await;
     until(
         &c,
         "the look-up of the file",
@@ -1120,12 +1080,7 @@ async fn a_sensitive_box_is_blurred_for_a_searcher_and_intact_in_an_auditors_ori
     .await;
     click(&c, Locator::Css("#signin-view details summary")).await;
     for (token, signed_in) in [("il_not_a_token", false), (admin.as_str(), true)] {
-        c.find(Locator::Id("token-input"))
-            .await
-            .unwrap()
-            .send_keys(&format!("{token}\u{E007}"))
-            .await
-            .unwrap();
+        type_into(&c, "token-input", &format!("{token}\u{E007}")).await;
         if signed_in {
             until(&c, "signed in with the token", "!document.getElementById('who').hidden && document.getElementById('who-name').textContent.includes('boss') && !document.getElementById('tab-audit').hidden").await;
         } else {
@@ -1155,49 +1110,19 @@ async fn a_sensitive_box_is_blurred_for_a_searcher_and_intact_in_an_auditors_ori
         prefixed > 0 && in_range > 0 && in_range < scenes.len(),
         "{prefixed} {in_range}"
     );
-    c.find(Locator::Id("lk-filename"))
-        .await
-        .unwrap()
-        .clear()
-        .await
-        .unwrap();
-    c.find(Locator::Id("lk-prefix"))
-        .await
-        .unwrap()
-        .send_keys("IMG_\u{E007}")
-        .await
-        .unwrap();
+    clear(&c, "lk-filename").await;
+    type_into(&c, "lk-prefix", "IMG_\u{E007}").await;
     until(&c, "the prefix look-up", &format!("document.getElementById('lookup-status').textContent.startsWith('{prefixed} record(s) match') && [...document.querySelectorAll('#lookup-table tbody tr td:first-child')].every(td => td.textContent.split('/').pop().startsWith('IMG_'))")).await;
-    c.find(Locator::Id("lk-prefix"))
-        .await
-        .unwrap()
-        .clear()
-        .await
-        .unwrap();
+    clear(&c, "lk-prefix").await;
     // Date inputs take their value as the date picker leaves it (typing into one depends on
     // the browser's locale).
     js(&c, "(() => { document.getElementById('lk-axis').value = 'captured'; document.getElementById('lk-after').value = '2021-01-01'; document.getElementById('lk-before').value = '2022-12-31'; return true; })()").await;
     click(&c, Locator::Css("#lookup-form button[type=submit]")).await;
     until(&c, "the captured-date look-up", &format!("document.getElementById('lookup-status').textContent.startsWith('{in_range} record(s) match') && [...document.querySelectorAll('#lookup-table tbody tr td:nth-child(3)')].every(td => td.textContent >= '2021' && td.textContent < '2023')")).await;
-    c.find(Locator::Id("tr-actor"))
-        .await
-        .unwrap()
-        .send_keys("see\u{E007}")
-        .await
-        .unwrap();
+    type_into(&c, "tr-actor", "see\u{E007}").await;
     until(&c, "the searcher's entries", "document.querySelectorAll('#trail-table tbody tr').length > 0 && [...document.querySelectorAll('#trail-table tbody tr td:nth-child(3)')].every(td => td.textContent.startsWith('see ('))").await;
-    c.find(Locator::Id("tr-actor"))
-        .await
-        .unwrap()
-        .clear()
-        .await
-        .unwrap();
-    c.find(Locator::Id("tr-action"))
-        .await
-        .unwrap()
-        .send_keys("search\u{E007}")
-        .await
-        .unwrap();
+    clear(&c, "tr-actor").await;
+    type_into(&c, "tr-action", "search\u{E007}").await;
     until(&c, "the searches", "document.querySelectorAll('#trail-table tbody tr').length > 0 && [...document.querySelectorAll('#trail-table tbody tr')].every(tr => tr.dataset.action === 'search')").await;
 
     // A trail edited behind the server's back (one purpose, same length) fails verification,
@@ -1319,6 +1244,26 @@ async fn shift_click(c: &Client, element: &fantoccini::elements::Element) {
         .await
         .unwrap();
     c.release_actions().await.unwrap();
+}
+
+/// Types `text` into the field with id `id` (which must be there), as a person would.
+async fn type_into(c: &Client, id: &str, text: &str) {
+    c.find(Locator::Id(id))
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
+/// Empties the field with id `id`.
+async fn clear(c: &Client, id: &str) {
+    c.find(Locator::Id(id))
+        .await
+        .unwrap()
+        .clear()
+        .await
+        .unwrap();
 }
 
 /// Clicks the element at `at` (which must be there).
