@@ -758,6 +758,24 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     )
     .await;
 
+    // Dropping an image anywhere on the search view searches by it, as choosing one does: the
+    // image of a card, dropped (a real File in a DataTransfer, through the page's drop
+    // handler), comes back first. The last card's, so that the answer differs from the image
+    // search before it.
+    let dropped = js(
+        &c,
+        "[...document.querySelectorAll('#results .card')].pop().dataset.id",
+    )
+    .await;
+    let dropped = dropped.as_str().unwrap().to_owned();
+    assert_ne!(
+        js(&c, "document.querySelector('#results .card').dataset.id").await,
+        dropped.as_str(),
+        "the last card is not already first"
+    );
+    js(&c, &format!("(async () => {{ const blob = await (await fetch('/v1/records/{dropped}/image')).blob(); const t = new DataTransfer(); t.items.add(new File([blob], 'dropped.jpg', {{ type: blob.type }})); const view = document.getElementById('search-view'); view.dispatchEvent(new DragEvent('dragover', {{ dataTransfer: t, bubbles: true, cancelable: true }})); view.dispatchEvent(new DragEvent('drop', {{ dataTransfer: t, bubbles: true, cancelable: true }})); return blob.type; }})()")).await;
+    until(&c, "results for the dropped image", &format!("document.querySelector('#results .card')?.dataset.id === '{dropped}' && document.body.dataset.facetScope === 'query' && document.getElementById('facet-total').textContent.includes('more like this image')")).await;
+
     // At 390 px wide the page still works: search view, filters above the grid.
     click(&c, Locator::Id("tab-search")).await;
     c.set_window_size(390, 844).await.unwrap();
