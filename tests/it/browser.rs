@@ -737,6 +737,64 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     click(&c, Locator::Css("#label-list input:checked")).await;
     until(&c, "the quoted label removed", &format!("document.getElementById('facet-total').textContent === {whole_total} && !location.search.includes('label')")).await;
 
+    // The other filter controls. A bar of the captured-date histogram sets the range to its
+    // month: the count becomes the bar's, and the address holds the range.
+    let bar = js(&c, "(() => { const bars = [...document.querySelectorAll('#date-list .axis')].find(a => a.querySelector('.axis-name').textContent === 'captured').querySelectorAll('button.bar'); let best = bars[0]; for (const b of bars) if (Number(b.title.split(': ')[1]) > Number(best.title.split(': ')[1])) best = b; return best.title; })()").await;
+    let (month, count) = bar.as_str().unwrap().split_once(": ").unwrap();
+    click(
+        &c,
+        Locator::Css(&format!("#date-list button.bar[title='{month}: {count}']")),
+    )
+    .await;
+    until(&c, "the month's records", &format!("document.getElementById('facet-total').textContent.startsWith('{count} record') && location.search.includes('captured_after={month}-01')")).await;
+    click(&c, Locator::Id("clear-filters")).await;
+    until(&c, "the filters cleared", &format!("document.getElementById('facet-total').textContent === {whole_total} && !location.search.includes('captured')")).await;
+    // "not" beside a label excludes it: no car is counted, and the count is the rest.
+    let cars: u64 = js(
+        &c,
+        "document.querySelector('#label-list li[data-value=car] .count').textContent",
+    )
+    .await
+    .as_str()
+    .unwrap()
+    .parse()
+    .unwrap();
+    let whole: u64 = whole_total
+        .as_str()
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    click(
+        &c,
+        Locator::Css("#label-list input[data-kind=no-label][data-value=car]"),
+    )
+    .await;
+    until(&c, "cars excluded", &format!("document.getElementById('facet-total').textContent.startsWith('{} record') && location.search.includes('no_label=car') && (document.querySelector('#label-list li[data-value=car] .count')?.textContent ?? '0') === '0'", whole - cars)).await;
+    click(
+        &c,
+        Locator::Css("#label-list input[data-kind=no-label][data-value=car]"),
+    )
+    .await;
+    // The dataset list (one dataset here: ticking it keeps every record) and the file-name
+    // filter (a glob: the scenes named IMG_*).
+    click(&c, Locator::Css("#dataset-list input[data-value=synth]")).await;
+    until(&c, "the dataset ticked", &format!("document.getElementById('facet-total').textContent === {whole_total} && location.search.includes('dataset=synth') && !location.search.includes('no_label')")).await;
+    click(&c, Locator::Css("#dataset-list input[data-value=synth]")).await;
+    let named = fx
+        .synth
+        .scenes
+        .iter()
+        .filter(|s| s.file_name.starts_with("IMG_"))
+        .count();
+    type_into(&c, "f-filename", "IMG_*\u{E004}").await;
+    until(&c, "the file-name filter", &format!("document.getElementById('facet-total').textContent.startsWith('{named} record') && location.search.includes('filename=IMG_')")).await;
+    clear(&c, "f-filename").await;
+    click(&c, Locator::Id("clear-filters")).await;
+    until(&c, "every filter cleared", &format!("document.getElementById('facet-total').textContent === {whole_total} && !location.search.includes('filename') && !location.search.includes('dataset')")).await;
+
     // An image search counts over its own candidates too: the page posts the image with the
     // facets as it posts it with the search.
     c.goto(&base).await.unwrap();
@@ -1284,9 +1342,22 @@ async fn clear(c: &Client, id: &str) {
         .unwrap();
 }
 
-/// Clicks the element at `at` (which must be there).
+/// Clicks the element at `at` (which must be there). The facet lists are drawn again when
+/// each answer arrives: an element found just before that is gone when clicked, so a click on
+/// a stale element finds it again (a few times).
 async fn click(c: &Client, at: Locator<'_>) {
-    c.find(at).await.unwrap().click().await.unwrap();
+    for attempt in 0.. {
+        match c.find(at).await.unwrap().click().await {
+            Ok(()) => return,
+            Err(fantoccini::error::CmdError::Standard(e))
+                if e.error == fantoccini::error::ErrorStatus::StaleElementReference
+                    && attempt < 5 =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("click {at:?}: {e}"),
+        }
+    }
 }
 
 /// Presses one key on whatever has the focus (WebDriver key actions, as a person would).
