@@ -130,14 +130,26 @@ fn http(
     token: Option<&str>,
     body: Option<&Value>,
 ) -> (u16, Value) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    http_as(addr, method, path, auth.as_deref(), body)
+}
+
+/// [`http`] with any `Authorization` value (`Basic ...` for a password).
+fn http_as(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(120)))
         .unwrap();
     let body = body.map(|b| serde_json::to_vec(b).unwrap());
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(t) = token {
-        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    if let Some(a) = authorization {
+        req.push_str(&format!("Authorization: {a}\r\n"));
     }
     match &body {
         Some(b) => req.push_str(&format!(
@@ -931,4 +943,101 @@ fn a_new_library_directory_is_private() {
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&fx.data), 0o700);
     assert_eq!(mode(&fx.data.join("lock")), 0o600);
+}
+
+/// `imagelens demo --serve` builds the demo library and serves it: the web page answers, the
+/// `demo` admin's password, printed once, signs in to the API, and the library holds the
+/// demo's records; a wrong password does not.
+#[test]
+fn demo_serve_serves_the_demo_library_to_the_printed_password() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("demo");
+    let mut child = bin()
+        .args(["demo", "--dir", path_str(&demo), "--count", "20", "--serve"])
+        .args(["--addr", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<(Option<String>, Option<SocketAddr>)>();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let said = Arc::new(Mutex::new(Vec::new()));
+    {
+        let (tx, said) = (tx.clone(), Arc::clone(&said));
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("with password ").nth(1) {
+                    let password = rest.split_whitespace().next().unwrap_or_default();
+                    let _ = tx.send((Some(password.to_owned()), None));
+                }
+                said.lock().unwrap().push(line);
+            }
+        });
+    }
+    {
+        let said = Arc::clone(&said);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(at) = line.find(" on http://") {
+                    let rest = &line[at + " on http://".len()..];
+                    if let Ok(addr) = rest.split_whitespace().next().unwrap_or_default().parse() {
+                        let _ = tx.send((None, Some(addr)));
+                    }
+                }
+                said.lock().unwrap().push(line);
+            }
+        });
+    }
+    let (mut password, mut addr) = (None, None);
+    while password.is_none() || addr.is_none() {
+        match rx.recv_timeout(Duration::from_secs(300)) {
+            Ok((p, a)) => {
+                password = password.or(p);
+                addr = addr.or(a);
+            }
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "demo --serve did not print its password and address:\n{}",
+                    said.lock().unwrap().join("\n")
+                );
+            }
+        }
+    }
+    let (password, addr) = (password.unwrap(), addr.unwrap());
+    let basic = |pw: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("demo:{pw}"))
+        )
+    };
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(
+            format!("GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+    let mut page = String::new();
+    stream.read_to_string(&mut page).unwrap();
+    assert!(
+        page.starts_with("HTTP/1.1 200") && page.contains("imagelens"),
+        "{page}"
+    );
+    let (status, info) = http_as(addr, "GET", "/v1/info", Some(&basic(&password)), None);
+    assert_eq!(status, 200, "{info}");
+    assert_eq!(info["records"], 20, "{info}");
+    let (status, _) = http_as(
+        addr,
+        "GET",
+        "/v1/info",
+        Some(&basic("not the password")),
+        None,
+    );
+    assert_eq!(status, 401);
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
 }
