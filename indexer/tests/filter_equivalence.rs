@@ -449,7 +449,12 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     /// A BM25 list taken `limit` deep is the first `limit` of the same list taken deeper, ties
-    /// included, with a filter or without (what a search's settled head relies on).
+    /// kept in one order, with a filter or without (what a search's settled head relies on).
+    /// Up to the last bits of the scores: block-max WAND may sum a record's term scores in
+    /// another order at another depth, so records whose scores differ only there (1e-4
+    /// relative, as `pruned_bm25_finds_what_scoring_every_match_finds` allows) may trade
+    /// places; the scores agree position by position, and the records scored clearly above
+    /// the cut are the same in both.
     #[test]
     fn a_bm25_list_is_the_head_of_every_deeper_one(
         words in prop::collection::vec(
@@ -469,12 +474,24 @@ proptest! {
         } else {
             RecordFilter::default()
         };
+        let close = |a: f32, b: f32| (a - b).abs() <= 1e-4 * a.abs().max(b.abs()).max(1.0);
         let shallow = w.keyword.search(&text, &filter, limit).unwrap();
         for deeper in [limit * 3, 1_000] {
             let deep = w.keyword.search(&text, &filter, deeper).unwrap();
-            let head: Vec<&str> = deep.iter().take(limit).map(|h| h.id.as_str()).collect();
-            let ids: Vec<&str> = shallow.iter().map(|h| h.id.as_str()).collect();
-            prop_assert_eq!(ids, head, "{} at {} and {}", text, limit, deeper);
+            let head = &deep[..limit.min(deep.len())];
+            prop_assert_eq!(shallow.len(), head.len(), "{} at {} and {}", text, limit, deeper);
+            for (s, d) in shallow.iter().zip(head) {
+                prop_assert!(close(s.score, d.score), "{}: {} vs {}", text, s.score, d.score);
+            }
+            if let Some(cut) = shallow.last().map(|h| h.score) {
+                let above = |hits: &[indexer::keyword::KeywordHit]| {
+                    hits.iter()
+                        .filter(|h| !close(h.score, cut))
+                        .map(|h| h.id.clone())
+                        .collect::<BTreeSet<_>>()
+                };
+                prop_assert_eq!(above(&shallow), above(head), "{} at {} and {}", text, limit, deeper);
+            }
         }
     }
 }

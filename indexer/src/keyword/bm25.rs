@@ -102,8 +102,9 @@ impl KeywordIndex {
         let top = searcher.search(&*query, &TopDocs::with_limit(limit).order_by_score())?;
         let addrs: Vec<DocAddress> = top.iter().map(|&(_, addr)| addr).collect();
         // tantivy's order: score, then document address. Ties keep that order (not the
-        // records' ids): the top `limit` is then the first `limit` of any deeper list, which
-        // the search's settled head relies on.
+        // records' ids): the top `limit` is then the first `limit` of any deeper list (up to
+        // records whose scores differ in their last bits only: WAND may sum term scores in
+        // another order at another depth), which the search's settled head relies on.
         let hits: Vec<KeywordHit> = self
             .ids
             .ids_of(&searcher, &addrs)?
