@@ -37,15 +37,20 @@ impl Server {
 
     /// Starts `serve`; `Err` holds its stderr when it exits before serving.
     fn try_start(data: &Path, extra: &[&str]) -> Result<Server, String> {
-        let mut child = bin()
+        let mut command = bin();
+        command
             .arg("--data-dir")
             .arg(data)
             .args(["serve", "--addr", "127.0.0.1:0"])
             .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stdout(Stdio::null());
+        Self::spawn(command)
+    }
+
+    /// Runs `command` (which serves on `127.0.0.1:0`; its stdout as the caller set it) and
+    /// waits for its start-up line; `Err` holds its stderr when it exits before serving.
+    fn spawn(mut command: std::process::Command) -> Result<Server, String> {
+        let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -953,91 +958,45 @@ fn demo_serve_serves_the_demo_library_to_the_printed_password() {
     use base64::Engine;
     let dir = tempfile::tempdir().unwrap();
     let demo = dir.path().join("demo");
-    let mut child = bin()
+    let mut command = bin();
+    command
         .args(["demo", "--dir", path_str(&demo), "--count", "20", "--serve"])
         .args(["--addr", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<(Option<String>, Option<SocketAddr>)>();
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let said = Arc::new(Mutex::new(Vec::new()));
-    {
-        let (tx, said) = (tx.clone(), Arc::clone(&said));
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("with password ").nth(1) {
-                    let password = rest.split_whitespace().next().unwrap_or_default();
-                    let _ = tx.send((Some(password.to_owned()), None));
-                }
-                said.lock().unwrap().push(line);
-            }
-        });
-    }
-    {
-        let said = Arc::clone(&said);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(at) = line.find(" on http://") {
-                    let rest = &line[at + " on http://".len()..];
-                    if let Ok(addr) = rest.split_whitespace().next().unwrap_or_default().parse() {
-                        let _ = tx.send((None, Some(addr)));
-                    }
-                }
-                said.lock().unwrap().push(line);
-            }
-        });
-    }
-    let (mut password, mut addr) = (None, None);
-    while password.is_none() || addr.is_none() {
-        match rx.recv_timeout(Duration::from_secs(300)) {
-            Ok((p, a)) => {
-                password = password.or(p);
-                addr = addr.or(a);
-            }
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "demo --serve did not print its password and address:\n{}",
-                    said.lock().unwrap().join("\n")
-                );
-            }
-        }
-    }
-    let (password, addr) = (password.unwrap(), addr.unwrap());
+        .stdout(Stdio::piped());
+    let mut server = Server::spawn(command).unwrap_or_else(|log| panic!("demo --serve: {log}"));
+    // The password is printed before the server starts: it waits in the pipe.
+    let stdout = BufReader::new(server.child.stdout.take().unwrap());
+    let password = stdout
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            let rest = line.split("with password ").nth(1)?;
+            rest.split_whitespace().next().map(str::to_owned)
+        })
+        .expect("demo --serve printed the demo account's password");
     let basic = |pw: &str| {
         format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("demo:{pw}"))
         )
     };
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .write_all(
-            format!("GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .unwrap();
-    let mut page = String::new();
-    stream.read_to_string(&mut page).unwrap();
+    let (status, page) = server.call("GET", "/", None, None);
+    assert_eq!(status, 200, "{page}");
     assert!(
-        page.starts_with("HTTP/1.1 200") && page.contains("imagelens"),
+        page.as_str().is_some_and(|p| p.contains("imagelens")),
         "{page}"
     );
-    let (status, info) = http_as(addr, "GET", "/v1/info", Some(&basic(&password)), None);
-    assert_eq!(status, 200, "{info}");
-    assert_eq!(info["records"], 20, "{info}");
-    let (status, _) = http_as(
-        addr,
+    let (status, info) = http_as(
+        server.addr,
         "GET",
         "/v1/info",
-        Some(&basic("not the password")),
+        Some(&basic(&password)),
         None,
     );
+    assert_eq!(status, 200, "{info}");
+    assert_eq!(info["records"], 20, "{info}");
+    let wrong = basic("not the password");
+    let (status, _) = http_as(server.addr, "GET", "/v1/info", Some(&wrong), None);
     assert_eq!(status, 401);
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+    server.stop();
 }
