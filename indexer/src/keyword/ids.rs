@@ -31,12 +31,16 @@ struct IdTable {
     ends: Vec<usize>,
 }
 
+/// A segment whose `id` column cannot be read as record ids.
+fn corrupt(segment: u32, reason: impl Into<String>) -> KeywordError {
+    KeywordError::Corrupt {
+        id: format!("segment {segment}"),
+        reason: reason.into(),
+    }
+}
+
 impl IdTable {
     fn build(col: &StrColumn, segment: u32) -> KResult<Self> {
-        let corrupt = |reason: String| KeywordError::Corrupt {
-            id: format!("segment {segment}"),
-            reason,
-        };
         let dictionary = col.dictionary();
         let mut stream = dictionary
             .stream()
@@ -50,7 +54,7 @@ impl IdTable {
             // Ordinals are the positions in the sorted stream.
             debug_assert_eq!(stream.term_ord() as usize, table.ends.len());
             let id = std::str::from_utf8(stream.key())
-                .map_err(|_| corrupt("a record id that is not UTF-8".into()))?;
+                .map_err(|_| corrupt(segment, "a record id that is not UTF-8"))?;
             table.arena.push_str(id);
             table.ends.push(table.arena.len());
         }
@@ -105,20 +109,16 @@ impl IdTables {
             by_segment.entry(addr.segment_ord).or_default().push(i);
         }
         for (segment, positions) in by_segment {
-            let corrupt = |reason: String| KeywordError::Corrupt {
-                id: format!("segment {segment}"),
-                reason,
-            };
             let col = searcher
                 .segment_reader(segment)
                 .fast_fields()
                 .str("id")?
-                .ok_or_else(|| corrupt("no id column".into()))?;
+                .ok_or_else(|| corrupt(segment, "no id column"))?;
             let table = self.table(searcher, segment, &col)?;
             for i in positions {
                 if let Some(ord) = col.term_ords(addrs[i].doc_id).next() {
                     let id = table.get(ord).ok_or_else(|| {
-                        corrupt(format!("id ordinal {ord} beyond its dictionary"))
+                        corrupt(segment, format!("id ordinal {ord} beyond its dictionary"))
                     })?;
                     id.clone_into(&mut out[i]);
                 }
