@@ -164,17 +164,23 @@ pub(super) const PAGE_TIERS: [(usize, usize); 3] = [(0, 500), (100, 2_500), (500
 /// costs one ranking at depth 100 instead of 500.
 pub(super) const HEAD_DEPTH: usize = 100;
 
-/// A ranking at one depth: records best first, whether any list was cut at the depth, and how
-/// many of the first records are settled.
-pub(super) type Ranked<T> = (Vec<(String, T)>, bool, usize);
+/// A fused ranking at one depth.
+pub(super) struct Ranked<T> {
+    /// Records, best first.
+    pub ranked: Vec<(String, T)>,
+    /// Whether any list was cut at its depth (a deeper ranking could hold more records).
+    pub cut: bool,
+    /// How many of the first records are settled (see `rrf::settled_prefix`).
+    pub settled: usize,
+}
 
 /// The fused sequence of a request with page-sized depth up to position `end` (the end of the
 /// page asked for), and whether it goes on past `end`.
 ///
 /// `rank(depth)` is the fused ranking with every list taken to `depth`. With `head`, the
 /// sequence opens with the settled prefix of the ranking at [`HEAD_DEPTH`] (its length is the
-/// request's, whatever the page); then it is built tier by tier: the positions of tier i are filled from tier i's
-/// ranking in order, skipping records already placed. Which ranking fills a position depends on
+/// request's, whatever the page); then it is built tier by tier: the positions of tier i are
+/// filled from tier i's ranking in order, skipping records already placed. Which ranking fills a position depends on
 /// the request and the position only, never on the page size, and rankings are deterministic,
 /// so every page of a request is a slice of one sequence: paging (with any page sizes) gives
 /// no repeats, and no record ranked above a shown one in its tier's ranking is skipped. A page
@@ -197,7 +203,11 @@ pub(super) fn paged_sequence<T>(
     let mut placed: HashSet<String> = HashSet::with_capacity(end);
 
     if head {
-        let (head, head_cut, settled) = rank(HEAD_DEPTH)?;
+        let Ranked {
+            ranked: head,
+            cut: head_cut,
+            settled,
+        } = rank(HEAD_DEPTH)?;
         let settled = settled.min(PAGE_TIERS[1].0).min(head.len());
         let head_len = head.len();
         for (id, value) in head.into_iter().take(settled) {
@@ -221,7 +231,7 @@ pub(super) fn paged_sequence<T>(
         if sequence.len() >= stop && tier < top {
             continue; // the settled head already fills this tier's positions
         }
-        let (ranked, cut, _) = rank(depth)?;
+        let Ranked { ranked, cut, .. } = rank(depth)?;
         let mut beyond = false;
         for (id, value) in ranked {
             if placed.contains(&id) {
@@ -351,18 +361,18 @@ mod tests {
             } else {
                 0
             };
-            Ok((
-                ids.into_iter().map(|i| (format!("r{i}"), ())).collect(),
-                n > depth,
+            Ok(Ranked {
+                ranked: ids.into_iter().map(|i| (format!("r{i}"), ())).collect(),
+                cut: n > depth,
                 settled,
-            ))
+            })
         }
     }
 
     /// How many positions the head fills for `ranking(n, seed)`.
     fn head(n: usize, seed: u64) -> usize {
-        let (ranked, _, settled) = ranking(n, seed)(HEAD_DEPTH).unwrap();
-        settled.min(PAGE_TIERS[1].0).min(ranked.len())
+        let head = ranking(n, seed)(HEAD_DEPTH).unwrap();
+        head.settled.min(PAGE_TIERS[1].0).min(head.ranked.len())
     }
 
     #[test]
@@ -406,7 +416,7 @@ mod tests {
                 assert_eq!(whole, shown, "pages are slices of one sequence");
                 // The head's settled prefix opens the sequence.
                 let settled = if with_head { head(n, seed) } else { 0 }.min(shown.len());
-                let (ranked, _, _) = ranking(n, seed)(HEAD_DEPTH).unwrap();
+                let ranked = ranking(n, seed)(HEAD_DEPTH).unwrap().ranked;
                 let opening: Vec<&String> = ranked[..settled].iter().map(|(id, _)| id).collect();
                 assert_eq!(shown[..settled].iter().collect::<Vec<_>>(), opening);
                 // No gaps: within each tier every record ranked above one it placed was shown.
@@ -416,7 +426,7 @@ mod tests {
                     if first >= shown.len().min(next_first) {
                         continue;
                     }
-                    let (ranked, _, _) = ranking(n, seed)(depth).unwrap();
+                    let ranked = ranking(n, seed)(depth).unwrap().ranked;
                     let from_tier: HashSet<&String> =
                         shown[first..shown.len().min(next_first)].iter().collect();
                     let last = ranked.iter().rposition(|(id, _)| from_tier.contains(id));

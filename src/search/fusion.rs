@@ -3,7 +3,7 @@
 use indexer::filter::PayloadMatcher;
 use indexer::points::{VectorName, key};
 
-use super::cursor::paged_sequence;
+use super::cursor::{Ranked, paged_sequence};
 use super::explain::{matched_boxes, matched_words};
 use super::rrf::{Acc, Lists, fuse};
 use super::*;
@@ -186,13 +186,12 @@ impl SearchService {
         let stages = std::cell::Cell::new(StageTimes::default());
         let rank = |depth: usize| {
             self.ranked(&text, req, query.as_ref(), &matcher, depth, cancel, &stages)
-                .map(|r| (r.ranked, r.cut, r.settled))
         };
         let end = offset.saturating_add(limit);
         let (sequence, more) = match fixed {
             // One ranking at a fixed depth: every page is a slice of it.
             Some(depth) => {
-                let (mut ranked, _, _) = rank(depth)?;
+                let mut ranked = rank(depth)?.ranked;
                 let total = ranked.len().min(depth);
                 ranked.truncate(total.min(end));
                 (ranked, end < total)
@@ -277,8 +276,8 @@ impl SearchService {
 
     /// The fused ranking with every list taken to `depth`, best first, whether any list was
     /// cut at its depth (so a deeper ranking could hold more records), and how many of its
-    /// first records are settled (see [`super::rrf::settled_prefix`]). The time of each stage is added to
-    /// `stages`.
+    /// first records are settled (see [`super::rrf::settled_prefix`]). The time of each stage
+    /// is added to `stages`.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn ranked(
         &self,
@@ -289,10 +288,9 @@ impl SearchService {
         depth: usize,
         cancel: &Cancel,
         stages: &std::cell::Cell<StageTimes>,
-    ) -> SResult<Ranking> {
+    ) -> SResult<Ranked<Acc>> {
         let fusion = req.fusion;
         let kw = self.catalog.library.keyword();
-        let mut cut = false;
         let mut times = stages.get();
         times.deepest = times.deepest.max(depth);
         let mut started = std::time::Instant::now();
@@ -306,7 +304,6 @@ impl SearchService {
             Vec::new()
         };
         let keyword_cut = keyword_hits.len() >= depth;
-        cut |= keyword_cut;
         times.keyword += started.elapsed();
         started = std::time::Instant::now();
 
@@ -349,7 +346,6 @@ impl SearchService {
             let answers = self.catalog.library.store().search_many(&queries)?;
             for ((_, list, list_cut), hits) in lists.into_iter().zip(answers) {
                 *list_cut = hits.len() >= wanted;
-                cut |= *list_cut;
                 for (i, h) in hits.into_iter().enumerate() {
                     if i % CANCEL_EVERY == 0 {
                         cancel.check()?;
@@ -377,9 +373,9 @@ impl SearchService {
         let (ranked, settled) = fuse(&fusion, &lists, liked);
         times.fuse += started.elapsed();
         stages.set(times);
-        Ok(Ranking {
+        Ok(Ranked {
             ranked,
-            cut,
+            cut: keyword_cut || vector_cut.contains(&true),
             settled,
         })
     }
@@ -401,16 +397,6 @@ impl Running {
             .filter(|&on| on)
             .count()
     }
-}
-
-/// A fused ranking at one depth.
-pub(super) struct Ranking {
-    /// Records, best first.
-    pub ranked: Vec<(String, Acc)>,
-    /// Whether any list was cut at its depth (a deeper ranking could hold more records).
-    pub cut: bool,
-    /// How many of the first records are settled (see [`super::rrf::settled_prefix`]).
-    pub settled: usize,
 }
 
 #[cfg(test)]
