@@ -142,23 +142,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use crate::filter::RecordFilter;
-    use crate::keyword::KeywordIndex;
-    use crate::record::Record;
-
-    fn record(n: u32, dataset: &str) -> Record {
-        serde_json::from_value(serde_json::json!({
-            "id": format!("{n:016x}"),
-            "filename": format!("img_{n}.jpg"),
-            "path": format!("a/img_{n}.jpg"),
-            "images_root": "/images",
-            "width": 64, "height": 48, "bytes": 100,
-            "sha256": format!("{n:064x}"),
-            "dataset": dataset,
-            "dates": {},
-            "labels": ["car"],
-        }))
-        .unwrap()
-    }
+    use crate::keyword::{KeywordIndex, test_record};
 
     fn ids(range: impl IntoIterator<Item = u32>) -> BTreeSet<String> {
         range.into_iter().map(|n| format!("{n:016x}")).collect()
@@ -172,7 +156,7 @@ mod tests {
         // Three commits: three segments (until the merge policy joins them).
         for batch in 0..3u32 {
             for n in batch * 40..(batch + 1) * 40 {
-                w.upsert(&record(n, "fleet"), "").unwrap();
+                w.upsert(&test_record(n, "fleet", None), "").unwrap();
             }
             w.commit().unwrap();
             kw.reload().unwrap();
@@ -186,7 +170,7 @@ mod tests {
             w.delete(&format!("{n:016x}"));
         }
         for n in 100..110 {
-            w.upsert(&record(n, "harbour"), "").unwrap();
+            w.upsert(&test_record(n, "harbour", None), "").unwrap();
         }
         w.commit().unwrap();
         kw.reload().unwrap();

@@ -131,19 +131,7 @@ mod tests {
     use crate::record::Record;
 
     fn record(n: u8, split: Option<&str>) -> Record {
-        serde_json::from_value(serde_json::json!({
-            "id": format!("{n:016x}"),
-            "filename": format!("img_{n}.jpg"),
-            "path": format!("a/img_{n}.jpg"),
-            "images_root": "/images",
-            "width": 64, "height": 48, "bytes": 100,
-            "sha256": format!("{n:064x}"),
-            "dataset": "fleet",
-            "dates": {},
-            "labels": ["car"],
-            "split": split,
-        }))
-        .unwrap()
+        crate::keyword::test_record(n.into(), "fleet", split)
     }
 
     /// An index as an imagelens without the `split` field wrote it: the current schema less

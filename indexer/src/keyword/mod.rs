@@ -411,6 +411,25 @@ impl KeywordIndex {
     }
 }
 
+/// A small record numbered `n` (id and sha256 from `n`, label `car`), for the keyword index's
+/// own tests.
+#[cfg(test)]
+pub(crate) fn test_record(n: u32, dataset: &str, split: Option<&str>) -> Record {
+    serde_json::from_value(serde_json::json!({
+        "id": format!("{n:016x}"),
+        "filename": format!("img_{n}.jpg"),
+        "path": format!("a/img_{n}.jpg"),
+        "images_root": "/images",
+        "width": 64, "height": 48, "bytes": 100,
+        "sha256": format!("{n:064x}"),
+        "dataset": dataset,
+        "dates": {},
+        "labels": ["car"],
+        "split": split,
+    }))
+    .expect("a valid record")
+}
+
 /// The first value of a string fast column for `doc` (empty when it has none).
 fn first_str(col: &tantivy::columnar::StrColumn, doc: tantivy::DocId) -> KResult<String> {
     let mut s = String::new();
