@@ -367,6 +367,27 @@ proptest! {
     }
 }
 
+/// A query word: a label or the stem of a caption word.
+fn query_word() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(LABELS.to_vec()).prop_map(str::to_owned),
+        prop::sample::select(STEMS.to_vec()).prop_map(|s| s.split('.').next().unwrap().to_owned()),
+    ]
+}
+
+/// Whether two BM25 scores are equal but for the last bits (scores summed in another order).
+fn close(a: f32, b: f32) -> bool {
+    (a - b).abs() <= 1e-4 * a.abs().max(b.abs()).max(1.0)
+}
+
+/// The records of `hits` scored clearly above `cut` (not equal to it but for the last bits).
+fn clearly_above(hits: &[indexer::keyword::KeywordHit], cut: f32) -> BTreeSet<String> {
+    hits.iter()
+        .filter(|h| h.score > cut && !close(h.score, cut))
+        .map(|h| h.id.clone())
+        .collect()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases() / 4, ..ProptestConfig::default() })]
 
@@ -416,11 +437,7 @@ proptest! {
     #[test]
     fn pruned_bm25_finds_what_scoring_every_match_finds(
         words in prop::collection::vec(
-            prop_oneof![
-                prop::sample::select(LABELS.to_vec()).prop_map(str::to_owned),
-                prop::sample::select(STEMS.to_vec()).prop_map(|s| s.split('.').next().unwrap().to_owned()),
-                Just("nothing-matches".to_owned()),
-            ],
+            prop_oneof![2 => query_word(), 1 => Just("nothing-matches".to_owned())],
             1..5,
         ),
         limit in 1usize..80,
@@ -430,17 +447,12 @@ proptest! {
         let every = RecordFilter { no_labels: vec!["no such label".into()], ..RecordFilter::default() };
         let pruned = w.keyword.search(&text, &RecordFilter::default(), limit).unwrap();
         let full = w.keyword.search(&text, &every, limit).unwrap();
-        // Scores summed in another order may differ in the last bits.
-        let close = |a: f32, b: f32| (a - b).abs() <= 1e-4 * a.abs().max(b.abs()).max(1.0);
         prop_assert_eq!(pruned.len(), full.len(), "{}", text);
         for (p, f) in pruned.iter().zip(&full) {
             prop_assert!(close(p.score, f.score), "{}: {} vs {}", text, p.score, f.score);
         }
         if let Some(last) = full.last().map(|h| h.score) {
-            let above = |h: &[indexer::keyword::KeywordHit]| {
-                h.iter().filter(|h| h.score > last && !close(h.score, last)).map(|h| h.id.clone()).collect::<BTreeSet<_>>()
-            };
-            prop_assert_eq!(above(&pruned), above(&full), "{}", text);
+            prop_assert_eq!(clearly_above(&pruned, last), clearly_above(&full, last), "{}", text);
         }
     }
 }
@@ -457,13 +469,7 @@ proptest! {
     /// the cut are the same in both.
     #[test]
     fn a_bm25_list_is_the_head_of_every_deeper_one(
-        words in prop::collection::vec(
-            prop_oneof![
-                prop::sample::select(LABELS.to_vec()).prop_map(str::to_owned),
-                prop::sample::select(STEMS.to_vec()).prop_map(|s| s.split('.').next().unwrap().to_owned()),
-            ],
-            1..4,
-        ),
+        words in prop::collection::vec(query_word(), 1..4),
         limit in 1usize..60,
         filtered in any::<bool>(),
     ) {
@@ -474,7 +480,6 @@ proptest! {
         } else {
             RecordFilter::default()
         };
-        let close = |a: f32, b: f32| (a - b).abs() <= 1e-4 * a.abs().max(b.abs()).max(1.0);
         let shallow = w.keyword.search(&text, &filter, limit).unwrap();
         for deeper in [limit * 3, 1_000] {
             let deep = w.keyword.search(&text, &filter, deeper).unwrap();
@@ -484,13 +489,11 @@ proptest! {
                 prop_assert!(close(s.score, d.score), "{}: {} vs {}", text, s.score, d.score);
             }
             if let Some(cut) = shallow.last().map(|h| h.score) {
-                let above = |hits: &[indexer::keyword::KeywordHit]| {
-                    hits.iter()
-                        .filter(|h| !close(h.score, cut))
-                        .map(|h| h.id.clone())
-                        .collect::<BTreeSet<_>>()
-                };
-                prop_assert_eq!(above(&shallow), above(head), "{} at {} and {}", text, limit, deeper);
+                prop_assert_eq!(
+                    clearly_above(&shallow, cut),
+                    clearly_above(head, cut),
+                    "{} at {} and {}", text, limit, deeper
+                );
             }
         }
     }
