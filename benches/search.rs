@@ -5,7 +5,9 @@
 //!
 //! A bench binary (not criterion) because the figures wanted are percentiles:
 //! `cargo bench --bench search`. Environment: `IMAGELENS_BENCH_RECORDS` (default 100000),
-//! `IMAGELENS_BENCH_DATA` (`clustered`, `uniform` or `both`, the default). Each library is built
+//! `IMAGELENS_BENCH_DATA` (`clustered`, `uniform` or `both`, the default), `IMAGELENS_BENCH_QUERIES`
+//! (default 200 per case), `IMAGELENS_BENCH_OPTIMIZE` (`0`: no graph building, exact scans
+//! only) and `IMAGELENS_BENCH_MODES` (below). Each library is built
 //! once under `target/bench-search-<data>-<N>` (with graphs and int8 copies: the default auto
 //! index with quantization on) and reused. Text encoding is not included: query vectors come
 //! from a stand-in embedder (see `common::BenchEmbedder`); `cargo bench --bench embed` times the
@@ -167,13 +169,23 @@ fn open(n: usize, data: Data, spec: &EmbedderSpec) -> (Library, Generator) {
         Generator::new(data)
     };
     // What `imagelens ingest` does at the end of a run: builds graphs and int8 copies (a
-    // no-op on a reused library).
+    // no-op on a reused library). `IMAGELENS_BENCH_OPTIMIZE=0` leaves the segments as written
+    // (no graphs: every vector search is an exact scan), for exact-scan and keyword figures of
+    // a library whose graphs would take longer to build than there is time for.
     let start = Instant::now();
-    lib.store().optimize().unwrap();
+    let optimise = std::env::var("IMAGELENS_BENCH_OPTIMIZE").as_deref() != Ok("0");
+    if optimise {
+        lib.store().optimize().unwrap();
+    }
     let state = lib.store().index_state().unwrap();
     println!(
-        "{}: optimised (graphs) in {:.1?}: {} points, {} vectors in graphs, {} segments, {:.0} MiB on disk",
+        "{}: {} in {:.1?}: {} points, {} vectors in graphs, {} segments, {:.0} MiB on disk",
         data.name(),
+        if optimise {
+            "optimised (graphs)"
+        } else {
+            "not optimised (IMAGELENS_BENCH_OPTIMIZE=0)"
+        },
         start.elapsed(),
         state.points,
         state.indexed_vectors,
@@ -247,7 +259,15 @@ fn bench_spec() -> EmbedderSpec {
 }
 
 fn run(n: usize, data: Data, quick: bool) {
-    let queries: usize = if quick { 5 } else { 200 };
+    // `IMAGELENS_BENCH_QUERIES` (default 200): fewer keep the exact baselines of a 1M run short.
+    let queries: usize = if quick {
+        5
+    } else {
+        std::env::var("IMAGELENS_BENCH_QUERIES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(200)
+    };
     let spec = bench_spec();
     let (lib, generator) = open(n, data, &spec);
     let (p10, p50, p90) = neighbour_cosines(&lib, &generator, if quick { 5 } else { 200 });
