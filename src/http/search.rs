@@ -8,6 +8,7 @@ use axum::extract::{FromRequest, Multipart, Query, Request, State};
 use axum::http::header;
 use indexer::keyword::Facets;
 use models::Embedding;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
@@ -241,7 +242,7 @@ pub async fn search(
     req: Request,
 ) -> Result<Json<InterpretedSearch>, ApiError> {
     caller.require(&state, Action::Search).await?;
-    let (body, upload) = search_body(&state, req).await?;
+    let (body, upload) = search_body::<SearchBody>(&state, req).await?;
     let upload_sha = upload.as_ref().map(|u| u.sha256.clone());
     let (body, request, interpreted) = interpreted_request(&state, body, upload).await?;
     let query = body.audit_summary(state.audit(), upload_sha.as_deref());
@@ -334,10 +335,22 @@ pub struct SearchUpload {
     image: Vec<u8>,
 }
 
-async fn read_upload(
+/// What a multipart body's `request` part holds: a search, or a request carrying one.
+pub(crate) trait UploadRequest: DeserializeOwned + Default {
+    /// Its name in an error ("a search").
+    const WHAT: &'static str;
+}
+
+impl UploadRequest for SearchBody {
+    const WHAT: &'static str = "a search";
+}
+
+/// Reads a multipart form of a JSON `request` part (`T`) and an optional `image` part, the
+/// image decoded (under a decoding slot) as a "more like this" upload.
+async fn read_upload<T: UploadRequest>(
     state: &AppState,
     mut multipart: Multipart,
-) -> Result<(SearchBody, Option<UploadedImage>), ApiError> {
+) -> Result<(T, Option<UploadedImage>), ApiError> {
     let mut body = None;
     let mut bytes = None;
     while let Some(field) = multipart.next_field().await? {
@@ -345,8 +358,11 @@ async fn read_upload(
         let data = field.bytes().await?;
         match name.as_str() {
             "request" => {
-                body = Some(serde_json::from_slice::<SearchBody>(&data).map_err(|e| {
-                    ApiError::invalid(format!("multipart part \"request\" is not a search: {e}"))
+                body = Some(serde_json::from_slice::<T>(&data).map_err(|e| {
+                    ApiError::invalid(format!(
+                        "multipart part \"request\" is not {}: {e}",
+                        T::WHAT
+                    ))
                 })?);
             }
             "image" => bytes = Some(data),
@@ -501,7 +517,7 @@ pub async fn facets_of_search(
     req: Request,
 ) -> Result<Json<FacetsAnswer>, ApiError> {
     caller.require(&state, Action::Facets).await?;
-    let (body, upload) = search_body(&state, req).await?;
+    let (body, upload) = search_body::<SearchBody>(&state, req).await?;
     if body.limit.is_some() || body.cursor.is_some() {
         return Err(ApiError::invalid(
             "facets count a search's candidates, not a page: give no limit or cursor",
@@ -516,12 +532,12 @@ pub async fn facets_of_search(
     Ok(Json(search_facets(&state, &caller, body, upload).await?))
 }
 
-/// The body of a `POST` that takes a search: multipart (a JSON `request` part and an optional
-/// `image` part) or JSON.
-async fn search_body(
+/// The body of a `POST` that takes a search (`T`: the search, or a request carrying one):
+/// multipart (a JSON `request` part and an optional `image` part) or JSON.
+pub(crate) async fn search_body<T: UploadRequest>(
     state: &AppState,
     req: Request,
-) -> Result<(SearchBody, Option<UploadedImage>), ApiError> {
+) -> Result<(T, Option<UploadedImage>), ApiError> {
     let is_multipart = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -531,7 +547,7 @@ async fn search_body(
         let multipart = Multipart::from_request(req, state).await?;
         read_upload(state, multipart).await
     } else {
-        let Json(body) = Json::<SearchBody>::from_request(req, state).await?;
+        let Json(body) = Json::<T>::from_request(req, state).await?;
         Ok((body, None))
     }
 }

@@ -281,16 +281,36 @@ fn multipart_uploads_never_fail_the_server() {
         };
         (name, data)
     });
-    let body = (prop::collection::vec(part, 0..4), any::<bool>());
+    // The same forms go to the search and, with the search wrapped as an export's (a few
+    // results, CSV), to the export of a search by image.
+    let body = (
+        prop::collection::vec(part, 0..4),
+        any::<bool>(),
+        any::<bool>(),
+    );
     runner()
-        .run(&body, |(parts, close)| {
+        .run(&body, |(mut parts, close, export)| {
+            let route = if export {
+                for (name, data) in &mut parts {
+                    if *name == "request"
+                        && let Ok(search) = serde_json::from_slice::<Value>(data)
+                    {
+                        *data = json!({"search": search, "max_results": 3, "format": "csv"})
+                            .to_string()
+                            .into_bytes();
+                    }
+                }
+                "/v1/export"
+            } else {
+                "/v1/search"
+            };
             let a = call(request(
                 "POST",
-                "/v1/search",
+                route,
                 "multipart/form-data; boundary=fuzz-boundary",
                 multipart_body(&parts, close),
             ));
-            check_answer(&a, "POST /v1/search (multipart)")
+            check_answer(&a, &format!("POST {route} (multipart)"))
         })
         .unwrap();
 }

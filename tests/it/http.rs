@@ -403,6 +403,52 @@ async fn more_like_this_by_record_and_by_upload() {
     let second = send(&app, req(&ct2, body2)).await.ok();
     assert!(ids(&second).iter().all(|i| !ids(&first).contains(i)));
 
+    // A search by image exports as it pages: multipart again, the export's JSON as the
+    // `request` part. The archive holds the same first 3 records, and its manifest names the
+    // upload by its sha256.
+    let export = |request: Value| {
+        let (ct, body) = multipart(&[
+            (
+                "request",
+                "application/json",
+                request.to_string().as_bytes(),
+            ),
+            ("image", "image/jpeg", &file),
+        ]);
+        Request::post("/v1/export")
+            .header(header::CONTENT_TYPE, ct)
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let a = send(
+        &app,
+        export(json!({"search": {}, "max_results": 3, "format": "csv", "archive": "tar"})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    let dir = tempfile::tempdir().unwrap();
+    unpack("tar", &a.body, dir.path());
+    let prov: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("provenance.json")).unwrap())
+            .unwrap();
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&file))
+    };
+    assert_eq!(prov["source"]["image_sha256"], sha.as_str(), "{prov}");
+    let exported: Vec<String> = prov["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(exported, ids(&first));
+    // A request part that is not an export (a bare search) is refused, saying what it is not.
+    let msg = send(&app, export(json!({"limit": 3})))
+        .await
+        .error(StatusCode::BAD_REQUEST);
+    assert!(msg.contains("not an export of a search"), "{msg}");
+
     // Bad uploads: corrupt bytes, both like and image, an unknown part.
     let (ct, body) = multipart(&[("image", "image/png", b"not an image at all")]);
     let msg = send(&app, req(&ct, body))

@@ -16,7 +16,7 @@ use std::io::Write;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
@@ -26,11 +26,12 @@ use tokio::sync::mpsc;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
-use super::search::{SearchBody, interpreted_request, run_search};
+use super::search::{SearchBody, UploadRequest, interpreted_request, run_search, search_body};
 use super::{ApiError, AppState, ErrorBody, blocking};
 use crate::collections::{Collection, CollectionSummary};
 use crate::export::{self, ArchiveFormat, DatasetFormat, ImageMode, Provenance};
 use crate::governance::Action;
+use crate::search::UploadedImage;
 
 /// Default number of search results a collection or export takes.
 const DEFAULT_MAX_RESULTS: usize = 100;
@@ -111,7 +112,7 @@ pub async fn create(
     });
     let source = match &body.search {
         Some(search) => {
-            let found = search_ids(&state, search, body.max_results).await?;
+            let found = search_ids(&state, search, None, body.max_results).await?;
             ids.extend(found);
             Some(serde_json::json!({ "search": search, "max_results": body.max_results }))
         }
@@ -300,9 +301,12 @@ async fn check_ids_exist(state: &AppState, ids: &[String]) -> Result<(), ApiErro
 }
 
 /// The ids of up to `max` results of a search, page by page.
+/// The ids of a search's first `max` results (default [`DEFAULT_MAX_RESULTS`]), paged through
+/// as `/v1/search` pages; `upload` is the image of a search by image.
 async fn search_ids(
     state: &AppState,
     search: &SearchBody,
+    upload: Option<UploadedImage>,
     max: Option<usize>,
 ) -> Result<Vec<String>, ApiError> {
     let max = max.unwrap_or(DEFAULT_MAX_RESULTS);
@@ -310,7 +314,7 @@ async fn search_ids(
     // Read once (as /v1/search reads it), then page through the same request.
     let mut body = search.clone();
     body.limit = Some(max.clamp(1, state.limits().max_page));
-    let (_, mut request, _) = interpreted_request(state, body, None).await?;
+    let (_, mut request, _) = interpreted_request(state, body, upload).await?;
     let mut ids = Vec::new();
     loop {
         request.limit = (max - ids.len()).min(state.limits().max_page);

@@ -9,7 +9,7 @@ use super::*;
 #[serde(default, deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ExportQuery {
-    /// `coco` (default), `yolo`, `voc` or `csv`.
+    /// `coco` (default), `yolo`, `yolo-seg` (outlines), `voc` or `csv`.
     pub format: Option<String>,
     /// `zip` (default) or `tar`.
     pub archive: Option<String>,
@@ -78,7 +78,7 @@ pub struct ExportSearch {
     pub search: SearchBody,
     /// How many results to take (default 100).
     pub max_results: Option<usize>,
-    /// `coco` (default), `yolo`, `voc` or `csv`.
+    /// `coco` (default), `yolo`, `yolo-seg` (outlines), `voc` or `csv`.
     pub format: Option<String>,
     /// `zip` (default) or `tar`.
     pub archive: Option<String>,
@@ -87,8 +87,29 @@ pub struct ExportSearch {
     pub unredacted: Option<bool>,
 }
 
-/// Exports the results of a search as a data set.
-#[utoipa::path(post, path = "/v1/export", tag = "collections", request_body = ExportSearch,
+impl UploadRequest for ExportSearch {
+    const WHAT: &'static str = "an export of a search";
+}
+
+/// The multipart form of an export of a search by an uploaded image: a JSON `request` part and
+/// an `image` part, as `/v1/search` takes them.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // documents the form for the OpenAPI document only
+pub struct ExportUpload {
+    /// The export as JSON ([`ExportSearch`]).
+    request: ExportSearch,
+    /// The "more like this" image (JPEG, PNG, WebP or GIF).
+    #[schema(format = Binary, value_type = String)]
+    image: Vec<u8>,
+}
+
+/// Exports the results of a search as a data set: JSON, or multipart with the uploaded "more
+/// like this" image of a search by image.
+#[utoipa::path(post, path = "/v1/export", tag = "collections",
+    request_body(content(
+        (ExportSearch = "application/json"),
+        (ExportUpload = "multipart/form-data"),
+    )),
     responses(
         (status = 200, description = "the archive, streamed", content_type = "application/zip", body = Vec<u8>),
         (status = 400, description = "bad search, format or archive", body = ErrorBody),
@@ -98,10 +119,10 @@ pub struct ExportSearch {
 pub async fn export_search(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<ExportSearch>, axum::extract::rejection::JsonRejection>,
+    req: Request,
 ) -> Result<Response, ApiError> {
     caller.require(&state, Action::Export).await?;
-    let Json(body) = body?;
+    let (body, upload) = search_body::<ExportSearch>(&state, req).await?;
     let (format, archive) = ExportQuery {
         format: body.format.clone(),
         archive: body.archive.clone(),
@@ -109,11 +130,15 @@ pub async fn export_search(
     }
     .parse()?;
     let unredacted = wants_unredacted(&state, &caller, body.unredacted).await?;
-    let ids = search_ids(&state, &body.search, body.max_results).await?;
+    let image_sha256 = upload.as_ref().map(|u| u.sha256.clone());
+    let ids = search_ids(&state, &body.search, upload, body.max_results).await?;
     let records = records_of(&state, ids).await?;
-    let source = serde_json::json!({ "search": body.search, "max_results": body.max_results });
+    let mut source = serde_json::json!({ "search": body.search, "max_results": body.max_results });
+    if let Some(sha) = &image_sha256 {
+        source["image_sha256"] = sha.as_str().into();
+    }
     let audited = serde_json::json!({
-        "search": body.search.audit_summary(state.audit(), None),
+        "search": body.search.audit_summary(state.audit(), image_sha256.as_deref()),
         "max_results": body.max_results,
     });
     stream_export(

@@ -629,13 +629,14 @@ function initSearch() {
     }
   });
   $('export-search').addEventListener('click', () => {
-    if (!hasSearch() || state.image) {
-      $('status').textContent = 'Export takes a text or "more like this" search.';
+    if (!hasSearch()) {
+      $('status').textContent = 'Search first: export takes the current search\'s results.';
       return;
     }
     const body = searchBody(false);
     delete body.limit;
-    exportDialog({ search: body });
+    // An image search's image goes up with the export, as the search sends it.
+    exportDialog({ search: body, image: state.image });
   });
   $('more').addEventListener('click', () => loadPage(generation));
   const observer = new IntersectionObserver((entries) => {

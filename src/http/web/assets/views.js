@@ -325,7 +325,9 @@ export async function collectDialog(ids) {
 export function exportDialog(target) {
   const dialog = $('export-dialog');
   $('export-error').textContent = '';
-  $('export-what').textContent = target.collection ? `Collection ${target.collection}` : 'The current search';
+  $('export-what').textContent = target.collection
+    ? `Collection ${target.collection}`
+    : target.image ? `The current search (more like the image ${target.image.name})` : 'The current search';
   $('export-max-label').hidden = !target.search;
   dialog.showModal();
   const form = $('export-form');
@@ -348,11 +350,16 @@ export function exportDialog(target) {
         );
       } else {
         const max = Math.min(10000, Math.max(1, Number($('export-max').value) || 100));
-        await download(
-          '/v1/export',
-          { method: 'POST', json: { search: target.search, max_results: max, format, archive } },
-          `search-${format}.${archive}`,
-        );
+        const request = { search: target.search, max_results: max, format, archive };
+        let options = { method: 'POST', json: request };
+        if (target.image) {
+          // A search by an uploaded image: the request and the image as multipart.
+          const form = new FormData();
+          form.append('request', new Blob([JSON.stringify(request)], { type: 'application/json' }));
+          form.append('image', target.image);
+          options = { method: 'POST', form };
+        }
+        await download('/v1/export', options, `search-${format}.${archive}`);
       }
       dialog.close();
       cleanup();
