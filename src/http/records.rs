@@ -348,17 +348,21 @@ pub fn render_thumbnail(img: &RgbImage, record: &Record, size: u32, boxes: bool)
     thumb
 }
 
+/// The box colours, the web page's (`web/assets/boxes.js`, checked by a test): each at least
+/// 4.5:1 against the black outline the page draws label text with.
+const PALETTE: [[u8; 3]; 8] = [
+    [230, 25, 75],
+    [60, 180, 75],
+    [255, 225, 25],
+    [0, 130, 200],
+    [245, 130, 48],
+    [179, 102, 255],
+    [70, 240, 240],
+    [240, 50, 230],
+];
+
+/// The colour of a label, as the page's `labelColour` picks it.
 fn label_colour(label: &str) -> Rgb<u8> {
-    const PALETTE: [[u8; 3]; 8] = [
-        [230, 25, 75],
-        [60, 180, 75],
-        [255, 225, 25],
-        [0, 130, 200],
-        [245, 130, 48],
-        [145, 30, 180],
-        [70, 240, 240],
-        [240, 50, 230],
-    ];
     let h = label
         .bytes()
         .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
@@ -435,5 +439,34 @@ mod tests {
         assert_eq!(*boxed.get_pixel(10, 25), label_colour("car"));
         assert_eq!(*boxed.get_pixel(30, 25), Rgb([0, 0, 0]));
         assert_eq!(*boxed.get_pixel(80, 25), Rgb([0, 0, 0]));
+    }
+
+    /// The thumbnails' box colours are the page's, in its order (a label has one colour
+    /// everywhere), and every label the page draws in them meets WCAG AA (4.5:1) against the
+    /// black outline around its text.
+    #[test]
+    fn the_palette_is_the_pages_and_its_label_text_meets_aa_on_its_outline() {
+        let page = include_str!("web/assets/boxes.js");
+        let hex: Vec<String> = PALETTE
+            .iter()
+            .map(|[r, g, b]| format!("'#{r:02x}{g:02x}{b:02x}'"))
+            .collect();
+        let line = format!("const PALETTE = [{}];", hex.join(", "));
+        assert!(page.contains(&line), "boxes.js does not hold {line}");
+        let luminance = |c: &[u8; 3]| {
+            let f = |v: u8| {
+                let v = f64::from(v) / 255.0;
+                if v <= 0.03928 {
+                    v / 12.92
+                } else {
+                    ((v + 0.055) / 1.055).powf(2.4)
+                }
+            };
+            0.2126 * f(c[0]) + 0.7152 * f(c[1]) + 0.0722 * f(c[2])
+        };
+        for c in &PALETTE {
+            let ratio = (luminance(c) + 0.05) / 0.05;
+            assert!(ratio >= 4.5, "{c:?}: {ratio:.2}:1 against black");
+        }
     }
 }

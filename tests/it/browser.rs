@@ -13,6 +13,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use chrono::Datelike;
 use fantoccini::actions::{InputSource, KeyAction, KeyActions};
 use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
@@ -174,24 +175,6 @@ async fn screenshot(c: &Client, name: &str) {
     std::fs::create_dir_all(&dir).unwrap();
     let png = c.screenshot().await.unwrap();
     std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
-}
-
-/// The colour the page draws a label's boxes in (boxes.js `labelColour`).
-fn label_colour(label: &str) -> [u8; 3] {
-    const PALETTE: [[u8; 3]; 8] = [
-        [0xe6, 0x19, 0x4b],
-        [0x3c, 0xb4, 0x4b],
-        [0xff, 0xe1, 0x19],
-        [0x00, 0x82, 0xc8],
-        [0xf5, 0x82, 0x30],
-        [0x91, 0x1e, 0xb4],
-        [0x46, 0xf0, 0xf0],
-        [0xf0, 0x32, 0xe6],
-    ];
-    let h = label
-        .bytes()
-        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-    PALETTE[(h % 8) as usize]
 }
 
 /// Smallest colour distance to `want` around (x, y) within `r` pixels.
@@ -406,16 +389,21 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     );
     // Boxes are drawn where the record says: a pixel on the first box's left edge has the
     // label's colour with boxes shown, and not with boxes hidden.
-    let geometry = js(&c, "(() => { const img = document.querySelector('#record-frame img'); const r = img.getBoundingClientRect(); const g = document.querySelector('#record-frame g.box'); const rect = g.querySelector('rect'); return {left: r.left, top: r.top, width: r.width, height: r.height, natural: img.naturalWidth, label: g.dataset.label, x: +rect.getAttribute('x'), y: +rect.getAttribute('y'), w: +rect.getAttribute('width'), h: +rect.getAttribute('height'), vw: document.querySelector('#record-frame svg').viewBox.baseVal.width}; })()").await;
+    let geometry = js(&c, "(() => { const img = document.querySelector('#record-frame img'); const r = img.getBoundingClientRect(); const g = document.querySelector('#record-frame g.box'); const rect = g.querySelector('rect'); return {left: r.left, top: r.top, width: r.width, height: r.height, natural: img.naturalWidth, stroke: rect.getAttribute('stroke'), x: +rect.getAttribute('x'), y: +rect.getAttribute('y'), w: +rect.getAttribute('width'), h: +rect.getAttribute('height'), vw: document.querySelector('#record-frame svg').viewBox.baseVal.width}; })()").await;
     let g = |k: &str| geometry[k].as_f64().unwrap();
     let scale = g("width") / g("vw");
     let px = (g("left") + g("x") * scale).round() as i64;
     let py = (g("top") + (g("y") + g("h") / 2.0) * scale).round() as i64;
-    let colour = label_colour(geometry["label"].as_str().unwrap());
+    // The colour the page drew the box in (a label's colour: `PALETTE` in boxes.js, which
+    // the thumbnails share; `http::records` tests it).
+    let stroke = geometry["stroke"].as_str().unwrap();
+    let colour: [u8; 3] =
+        std::array::from_fn(|i| u8::from_str_radix(&stroke[1 + 2 * i..3 + 2 * i], 16).unwrap());
     let shot = |png: Vec<u8>| image::load_from_memory(&png).unwrap().to_rgba8();
     let with_boxes = shot(c.screenshot().await.unwrap());
     screenshot(&c, "record-1280").await;
     contrast_meets_aa(&c, "record-1280").await;
+    at_390_px(&c, "record-390").await;
     js(&c, "document.getElementById('show-boxes').click() || true").await;
     let without = shot(c.screenshot().await.unwrap());
     js(&c, "document.getElementById('show-boxes').click() || true").await;
@@ -564,6 +552,7 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     until(&c, "the collection listed", "document.querySelector('#collections-table tr[data-name=picked] td:nth-child(3)')?.textContent === '2'").await;
     screenshot(&c, "collections-1280").await;
     contrast_meets_aa(&c, "collections-1280").await;
+    at_390_px(&c, "collections-390").await;
     // Rename it in one call: the same two records under the new name only.
     click(
         &c,
@@ -737,10 +726,83 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     click(&c, Locator::Css("#label-list input:checked")).await;
     until(&c, "the quoted label removed", &format!("document.getElementById('facet-total').textContent === {whole_total} && !location.search.includes('label')")).await;
 
-    // The other filter controls. A bar of the captured-date histogram sets the range to its
-    // month: the count becomes the bar's, and the address holds the range.
-    let bar = js(&c, "(() => { const bars = [...document.querySelectorAll('#date-list .axis')].find(a => a.querySelector('.axis-name').textContent === 'captured').querySelectorAll('button.bar'); let best = bars[0]; for (const b of bars) if (Number(b.title.split(': ')[1]) > Number(best.title.split(': ')[1])) best = b; return best.title; })()").await;
-    let (month, count) = bar.as_str().unwrap().split_once(": ").unwrap();
+    // The other filter controls. The scenes' capture dates span five years, more than 36
+    // months: the captured histogram has a bar per year, empty years included, each counting
+    // that year's scenes.
+    let mut per_year = std::collections::BTreeMap::<i32, usize>::new();
+    for s in &fx.synth.scenes {
+        *per_year.entry(s.captured.year()).or_default() += 1;
+    }
+    let (first, last) = (
+        *per_year.keys().next().unwrap(),
+        *per_year.keys().last().unwrap(),
+    );
+    let want: Vec<String> = (first..=last)
+        .map(|y| format!("{y}: {}", per_year.get(&y).copied().unwrap_or(0)))
+        .collect();
+    let bars = until(&c, "a bar per year", "(() => { const h = document.querySelector('#date-list .histogram[data-axis=captured]'); return h && h.getAttribute('aria-label') === 'captured per year' && [...h.querySelectorAll('button.bar')].map(b => b.title); })()").await;
+    assert_eq!(bars, serde_json::json!(want));
+    // By keyboard, as a person without a mouse: Tab from the "to" date reaches the histogram
+    // (one bar in the tab order), Home and the arrow keys move to the fullest year, Enter sets
+    // the range to it. The count becomes the year's, the address holds the range, and the
+    // focus stays on the histogram drawn anew.
+    let (year, count) = per_year.iter().max_by_key(|(y, n)| (**n, -**y)).unwrap();
+    // (A date input takes a Tab per field of its date: month, day, year.)
+    js(
+        &c,
+        "document.querySelector('#date-list input[aria-label=\"captured to\"]').focus() || true",
+    )
+    .await;
+    let mut tabs = 0;
+    while js(
+        &c,
+        "document.activeElement.closest('.histogram')?.dataset.axis ?? null",
+    )
+    .await
+        != "captured"
+    {
+        tabs += 1;
+        assert!(
+            tabs <= 4,
+            "Tab from the date inputs does not reach the histogram"
+        );
+        press(&c, '\u{E004}').await; // Tab
+    }
+    press(&c, '\u{E011}').await; // Home
+    for _ in first..*year {
+        press(&c, '\u{E014}').await; // ArrowRight
+    }
+    assert_eq!(
+        js(&c, "document.activeElement.title").await,
+        format!("{year}: {count}")
+    );
+    press(&c, '\u{E007}').await; // Enter
+    until(&c, "the year's records", &format!("document.getElementById('facet-total').textContent.startsWith('{count} record') && location.search.includes('captured_after={year}-01-01') && location.search.includes('captured_before={year}-12-31') && document.activeElement.closest('.histogram')?.dataset.axis === 'captured'")).await;
+    // Within one year the bars are months (first to last month holding scenes); a month's bar
+    // sets the range to that month.
+    let mut per_month = std::collections::BTreeMap::<u32, usize>::new();
+    for s in fx
+        .synth
+        .scenes
+        .iter()
+        .filter(|s| s.captured.year() == *year)
+    {
+        *per_month.entry(s.captured.month()).or_default() += 1;
+    }
+    let (m0, m1) = (
+        *per_month.keys().next().unwrap(),
+        *per_month.keys().last().unwrap(),
+    );
+    let want: Vec<String> = (m0..=m1)
+        .map(|m| format!("{year}-{m:02}: {}", per_month.get(&m).copied().unwrap_or(0)))
+        .collect();
+    let bars = until(&c, "a bar per month of the year", "(() => { const h = document.querySelector('#date-list .histogram[data-axis=captured]'); return h && h.getAttribute('aria-label') === 'captured per month' && [...h.querySelectorAll('button.bar')].map(b => b.title); })()").await;
+    assert_eq!(bars, serde_json::json!(want));
+    let (month, count) = per_month
+        .iter()
+        .max_by_key(|(m, n)| (**n, -(**m as i64)))
+        .unwrap();
+    let month = format!("{year}-{month:02}");
     click(
         &c,
         Locator::Css(&format!("#date-list button.bar[title='{month}: {count}']")),
@@ -749,6 +811,33 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     until(&c, "the month's records", &format!("document.getElementById('facet-total').textContent.startsWith('{count} record') && location.search.includes('captured_after={month}-01')")).await;
     click(&c, Locator::Id("clear-filters")).await;
     until(&c, "the filters cleared", &format!("document.getElementById('facet-total').textContent === {whole_total} && !location.search.includes('captured')")).await;
+    // The date inputs beside the histogram (set as the date picker leaves them): the scenes
+    // captured from the middle of that year on, then up to the end of the next.
+    let from = chrono::NaiveDate::from_ymd_opt(*year, 7, 1).unwrap();
+    let to = chrono::NaiveDate::from_ymd_opt(*year + 1, 12, 31).unwrap();
+    let since = fx
+        .synth
+        .scenes
+        .iter()
+        .filter(|s| s.captured.date_naive() >= from)
+        .count();
+    let between = fx
+        .synth
+        .scenes
+        .iter()
+        .filter(|s| (from..=to).contains(&s.captured.date_naive()))
+        .count();
+    let set_date = |label: &str, value: &str| {
+        format!(
+            "(() => {{ const i = document.querySelector('#date-list input[aria-label=\"{label}\"]'); i.value = '{value}'; i.dispatchEvent(new Event('change', {{ bubbles: true }})); return true; }})()"
+        )
+    };
+    js(&c, &set_date("captured from", &from.to_string())).await;
+    until(&c, "captured since the date", &format!("document.getElementById('facet-total').textContent.startsWith('{since} record') && location.search.includes('captured_after={from}')")).await;
+    js(&c, &set_date("captured to", &to.to_string())).await;
+    until(&c, "captured between the dates", &format!("document.getElementById('facet-total').textContent.startsWith('{between} record') && location.search.includes('captured_before={to}')")).await;
+    click(&c, Locator::Id("clear-filters")).await;
+    until(&c, "the dates cleared", &format!("document.getElementById('facet-total').textContent === {whole_total} && !location.search.includes('captured')")).await;
     // "not" beside a label excludes it: no car is counted, and the count is the rest.
     let cars: u64 = js(
         &c,
@@ -815,6 +904,54 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
         "document.querySelectorAll('#results .card').length > 0",
     )
     .await;
+    // An image search exports as a text search does: the page sends the image with the
+    // export request. CSV in a tar, at most 3: the image search's first 3 cards, and the
+    // manifest names the uploaded image by its sha256.
+    let first_cards = js(
+        &c,
+        "[...document.querySelectorAll('#results .card')].slice(0, 3).map(c => c.dataset.id)",
+    )
+    .await;
+    click(&c, Locator::Id("export-search")).await;
+    until(
+        &c,
+        "the image search's export dialog",
+        "document.getElementById('export-dialog').open && document.getElementById('export-what').textContent.includes('more like the image')",
+    )
+    .await;
+    js(&c, "(() => { document.getElementById('export-format').value = 'csv'; document.getElementById('export-archive').value = 'tar'; document.getElementById('export-max').value = '3'; return true; })()").await;
+    click(&c, Locator::Id("export-ok")).await;
+    let archive = downloaded(&chromium::downloads(&profile), "search-csv").await;
+    let mut tar = tar::Archive::new(std::fs::File::open(&archive).unwrap());
+    let provenance: Value = tar
+        .entries()
+        .unwrap()
+        .map(Result::unwrap)
+        .find(|e| e.path().unwrap().to_string_lossy() == "provenance.json")
+        .map(|e| serde_json::from_reader(e).unwrap())
+        .expect("provenance.json in the archive");
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(std::fs::read(&image).unwrap()))
+    };
+    assert_eq!(
+        provenance["source"]["image_sha256"],
+        sha.as_str(),
+        "{provenance}"
+    );
+    let exported: Vec<&str> = provenance["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    let first_cards: Vec<&str> = first_cards
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(exported, first_cards, "{provenance}");
 
     // Dropping an image anywhere on the search view searches by it, as choosing one does: the
     // image of a card, dropped (a real File in a DataTransfer, through the page's drop
@@ -888,6 +1025,7 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     until(&c, "the curator's reads in the trail", "[...document.querySelectorAll('#trail-table tbody tr')].some(r => r.dataset.action === 'view_thumbnail' && r.textContent.includes('cur (curator)') && r.textContent.includes('web test'))").await;
     screenshot(&c, "audit-1280").await;
     contrast_meets_aa(&c, "audit-1280").await;
+    at_390_px(&c, "audit-390").await;
     // A look-up by glob, then the original image, which says it is recorded.
     // By the annotation tool's image id: this COCO-made library has none, so none matches.
     let source = c.find(Locator::Id("lk-source")).await.unwrap();
@@ -1005,6 +1143,28 @@ const CONTRAST: &str = r#"(() => {
   }
   return worst;
 })()"#;
+
+/// At 390 px wide (a phone) the view as it is shown does not scroll sideways and its text
+/// meets WCAG AA contrast; the window is 1280 x 900 again afterwards.
+async fn at_390_px(c: &Client, view: &str) {
+    c.set_window_size(390, 844).await.unwrap();
+    // Wait for the layout at the new width before measuring it.
+    until(c, "the narrow window", "window.innerWidth <= 400").await;
+    let wide = js(c, "(() => { const w = window.innerWidth; return [...document.querySelectorAll('body *')].filter(e => e.getClientRects().length && e.getBoundingClientRect().right > w + 1).slice(0, 5).map(e => `${e.tagName.toLowerCase()}#${e.id}.${e.className} ${Math.round(e.getBoundingClientRect().right)} > ${w}`); })()").await;
+    let sideways = js(
+        c,
+        "document.documentElement.scrollWidth > window.innerWidth + 1",
+    )
+    .await;
+    assert_eq!(
+        sideways, false,
+        "{view}: the page scrolls sideways at 390 px: {wide}"
+    );
+    screenshot(c, view).await;
+    contrast_meets_aa(c, view).await;
+    c.set_window_size(1280, 900).await.unwrap();
+    until(c, "the wide window", "window.innerWidth > 1000").await;
+}
 
 /// The page's lowest text contrast meets WCAG AA (see [`CONTRAST`]); `view` names the view.
 async fn contrast_meets_aa(c: &Client, view: &str) {

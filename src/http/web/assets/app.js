@@ -476,7 +476,20 @@ function facetRow(name, count, includeSet, excludeSet, kind) {
   return li;
 }
 
+/** A selector that finds the focused filter control again once the facets are drawn anew
+ * (they are replaced when each answer arrives, which would drop a keyboard user's focus). */
+function focusKey() {
+  const el = document.activeElement;
+  if (!el || !$('filters-box').contains(el)) return null;
+  const bars = el.closest('.histogram');
+  if (bars) return `.histogram[data-axis="${CSS.escape(bars.dataset.axis)}"] button[tabindex="0"]`;
+  if (el.dataset.kind) return `input[data-kind="${CSS.escape(el.dataset.kind)}"][data-value="${CSS.escape(el.dataset.value)}"]`;
+  const label = el.getAttribute('aria-label');
+  return label ? `[aria-label="${CSS.escape(label)}"]` : null;
+}
+
 function renderFacets(f) {
+  const refocus = focusKey();
   const scope = f.scope && f.scope.depth
     ? ` among the top ${f.scope.depth} for “${f.scope.query || (f.scope.image_sha256 ? 'more like this image' : 'more like this')}”`
     : ' match the filters';
@@ -524,32 +537,73 @@ function renderFacets(f) {
       h('div', { class: 'axis' }, h('span', { class: 'axis-name', text: axis }), after, before, histogram(axis, months, d)),
     );
   }
+  if (refocus) $('filters-box').querySelector(refocus)?.focus();
 }
 
-/** A per-month histogram; a bar is a button that sets the range to its month. */
-function histogram(axis, months, d) {
+/** The bins of a date histogram: every month from the first to the last that holds records
+ * (empty ones too), or every year when that spans more than 36 months. Each bin has its label,
+ * its count and the date range it stands for. */
+function dateBins(months) {
   const keys = Object.keys(months).sort();
-  const wrap = h('div', { class: 'histogram', role: 'group', 'aria-label': `${axis} per month` });
-  if (!keys.length) {
+  if (!keys.length) return [];
+  const [y0, m0] = keys[0].split('-').map(Number);
+  const [y1, m1] = keys[keys.length - 1].split('-').map(Number);
+  const pad = (n) => String(n).padStart(2, '0');
+  const bins = [];
+  if ((y1 - y0) * 12 + (m1 - m0) + 1 <= 36) {
+    for (let y = y0, m = m0; y < y1 || (y === y1 && m <= m1); m === 12 ? ((y += 1), (m = 1)) : (m += 1)) {
+      const key = `${y}-${pad(m)}`;
+      const last = new Date(Date.UTC(y, m, 0)).getUTCDate();
+      bins.push({ key, count: months[key] || 0, after: `${key}-01`, before: `${key}-${pad(last)}` });
+    }
+  } else {
+    for (let y = y0; y <= y1; y += 1) {
+      const count = keys.filter((k) => k.startsWith(`${y}-`)).reduce((sum, k) => sum + months[k], 0);
+      bins.push({ key: String(y), count, after: `${y}-01-01`, before: `${y}-12-31` });
+    }
+  }
+  return bins;
+}
+
+/** A date histogram (per month, or per year over more than 36 months); a bar is a button that
+ * sets the range to its month or year (a year's months then show). One bar is in the tab order
+ * (the one the range starts in, else the fullest); arrow keys, Home and End move between bars. */
+function histogram(axis, months, d) {
+  const bins = dateBins(months);
+  const wrap = h('div', { class: 'histogram', 'data-axis': axis, role: 'group', 'aria-label': `${axis} per ${bins.length && bins[0].key.length === 4 ? 'year' : 'month'}` });
+  if (!bins.length) {
     wrap.append(h('span', { class: 'hint', text: 'no dates' }));
     return wrap;
   }
-  const max = Math.max(...keys.map((k) => months[k]));
-  for (const k of keys.slice(-36)) {
-    const bar = h('button', { type: 'button', class: 'bar', tabindex: '-1', title: `${k}: ${months[k]}`, 'aria-label': `${axis} ${k}: ${months[k]} records` });
+  const max = Math.max(...bins.map((b) => b.count));
+  const bars = bins.map((b) => {
+    const bar = h('button', { type: 'button', class: 'bar', tabindex: '-1', title: `${b.key}: ${b.count}`, 'aria-label': `${axis} ${b.key}: ${b.count} records` });
     const fill = h('span', { class: 'fill' });
-    // Height as a class step (CSP allows no inline style attribute): 10 steps.
-    fill.classList.add(`h${Math.max(1, Math.round((months[k] / max) * 10))}`);
+    // Height as a class step (CSP allows no inline style attribute): 10 steps, none when empty.
+    if (b.count) fill.classList.add(`h${Math.max(1, Math.round((b.count / max) * 10))}`);
     bar.append(fill);
     bar.addEventListener('click', () => {
-      const [y, m] = k.split('-').map(Number);
-      const last = new Date(Date.UTC(y, m, 0)).getUTCDate();
-      d.after = `${k}-01`;
-      d.before = `${k}-${String(last).padStart(2, '0')}`;
+      d.after = b.after;
+      d.before = b.before;
       runSearch();
     });
     wrap.append(bar);
-  }
+    return bar;
+  });
+  let stop = bins.findIndex((b) => d.after && b.after <= d.after && d.after <= b.before);
+  if (stop < 0) stop = bins.reduce((best, b, i) => (b.count > bins[best].count ? i : best), 0);
+  bars[stop].tabIndex = 0;
+  wrap.addEventListener('keydown', (ev) => {
+    const i = bars.indexOf(document.activeElement);
+    if (i < 0) return;
+    const j = { ArrowLeft: i - 1, ArrowRight: i + 1, Home: 0, End: bars.length - 1 }[ev.key];
+    if (j === undefined) return;
+    ev.preventDefault();
+    const to = Math.min(bars.length - 1, Math.max(0, j));
+    bars[i].tabIndex = -1;
+    bars[to].tabIndex = 0;
+    bars[to].focus();
+  });
   return wrap;
 }
 
