@@ -16,6 +16,13 @@ pub enum DatasetFormat {
     /// `labels/<path>.txt` (one `class cx cy w h` line per box, normalised to the image size,
     /// class = index into the sorted box labels), `classes.txt` and `data.yaml`.
     Yolo,
+    /// YOLO for segmentation (Ultralytics' segment rows): as [`DatasetFormat::Yolo`], but
+    /// every box is one `class x1 y1 x2 y2 ...` outline: its polygon, its parts joined into one
+    /// outline as Ultralytics' own COCO converter joins them, or its rectangle when it has
+    /// none (Ultralytics reads a file or a data set that mixes box and segment rows as boxes
+    /// only, or misreads it).
+    #[serde(rename = "yolo-seg")]
+    YoloSeg,
     /// `Annotations/<path>.xml` in Pascal VOC XML, one file per image, integer pixel boxes
     /// (1-based and inclusive, as the VOC devkit has them).
     Voc,
@@ -26,9 +33,10 @@ pub enum DatasetFormat {
 
 impl DatasetFormat {
     /// Every format, in a fixed order.
-    pub const ALL: [DatasetFormat; 4] = [
+    pub const ALL: [DatasetFormat; 5] = [
         DatasetFormat::Coco,
         DatasetFormat::Yolo,
+        DatasetFormat::YoloSeg,
         DatasetFormat::Voc,
         DatasetFormat::Csv,
     ];
@@ -38,6 +46,7 @@ impl DatasetFormat {
         match self {
             DatasetFormat::Coco => "coco",
             DatasetFormat::Yolo => "yolo",
+            DatasetFormat::YoloSeg => "yolo-seg",
             DatasetFormat::Voc => "voc",
             DatasetFormat::Csv => "csv",
         }
@@ -53,7 +62,7 @@ impl fmt::Display for DatasetFormat {
 impl FromStr for DatasetFormat {
     type Err = UnknownFormat;
 
-    /// Parses `coco`, `yolo`, `voc` or `csv`, ignoring case and surrounding spaces.
+    /// Parses `coco`, `yolo`, `yolo-seg`, `voc` or `csv`, ignoring case and surrounding spaces.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         by_name(
             &DatasetFormat::ALL,

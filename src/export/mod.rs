@@ -176,7 +176,7 @@ pub fn check_sources(records: &[Record]) -> Result<(), ExportError> {
 pub fn check_export(records: &[Record], format: DatasetFormat) -> Result<(), ExportError> {
     check_paths(records)?;
     let annotation_file = match format {
-        DatasetFormat::Yolo => yolo_label_file,
+        DatasetFormat::Yolo | DatasetFormat::YoloSeg => yolo_label_file,
         DatasetFormat::Voc => voc_annotation_file,
         DatasetFormat::Coco | DatasetFormat::Csv => return check_sources(records),
     };
@@ -423,7 +423,8 @@ fn annotation_files(
 ) -> Result<Vec<(String, Vec<u8>)>, ExportError> {
     Ok(match format {
         DatasetFormat::Coco => coco_files(records, created)?,
-        DatasetFormat::Yolo => yolo_files(records),
+        DatasetFormat::Yolo => yolo_files(records, Rows::Boxes),
+        DatasetFormat::YoloSeg => yolo_files(records, Rows::Outlines),
         DatasetFormat::Voc => records
             .iter()
             .map(|r| (voc_annotation_file(&r.path), voc_xml(r).into_bytes()))

@@ -489,7 +489,11 @@ fn duplicate_paths_and_yolo_name_clashes_are_refused_up_front() {
     let both = [a, b];
     check_sources(&both).unwrap();
     check_export(&both, DatasetFormat::Coco).unwrap();
-    for format in [DatasetFormat::Yolo, DatasetFormat::Voc] {
+    for format in [
+        DatasetFormat::Yolo,
+        DatasetFormat::YoloSeg,
+        DatasetFormat::Voc,
+    ] {
         let err = check_export(&both, format).unwrap_err();
         assert!(matches!(err, ExportError::NameClash { .. }), "{err:?}");
     }
@@ -508,7 +512,7 @@ fn formats_parse_case_insensitively_and_name_the_choices_otherwise() {
     assert_eq!("Tar".parse::<ArchiveFormat>().unwrap(), ArchiveFormat::Tar);
     let err = "json".parse::<DatasetFormat>().unwrap_err().to_string();
     assert!(
-        err.contains("coco, yolo, voc, csv") && err.contains("json"),
+        err.contains("coco, yolo, yolo-seg, voc, csv") && err.contains("json"),
         "{err}"
     );
     let err = "rar".parse::<ArchiveFormat>().unwrap_err().to_string();
@@ -516,6 +520,14 @@ fn formats_parse_case_insensitively_and_name_the_choices_otherwise() {
     assert_eq!(
         serde_json::to_string(&DatasetFormat::Yolo).unwrap(),
         "\"yolo\""
+    );
+    assert_eq!(
+        serde_json::to_string(&DatasetFormat::YoloSeg).unwrap(),
+        "\"yolo-seg\""
+    );
+    assert_eq!(
+        "YOLO-seg".parse::<DatasetFormat>().unwrap(),
+        DatasetFormat::YoloSeg
     );
     assert_eq!(ArchiveFormat::Zip.content_type(), "application/zip");
     assert_eq!(ArchiveFormat::Tar.extension(), "tar");

@@ -411,6 +411,7 @@ fn exports_ingest_back_into_a_fresh_library_unchanged() {
     for (format, tol, captions, dates) in [
         (DatasetFormat::Coco, 0.0, true, true),
         (DatasetFormat::Yolo, 0.001, false, false),
+        (DatasetFormat::YoloSeg, 0.001, false, false),
         (DatasetFormat::Voc, 0.0, false, false),
         (DatasetFormat::Csv, 0.0, true, true),
     ] {
@@ -418,7 +419,12 @@ fn exports_ingest_back_into_a_fresh_library_unchanged() {
         export_to(&records, format, &out);
         // `auto` finds the format in the export's folder and its images where it keeps them.
         let located = locate("auto", std::slice::from_ref(&out)).unwrap();
-        assert_eq!(located.format.name(), format.as_str());
+        // YOLO for segmentation is read by the YOLO reader.
+        let reader = match format {
+            DatasetFormat::YoloSeg => "yolo",
+            other => other.as_str(),
+        };
+        assert_eq!(located.format.name(), reader);
         assert_eq!(
             located.images.canonicalize().unwrap(),
             out.join("images").canonicalize().unwrap()
@@ -442,7 +448,7 @@ fn exports_ingest_back_into_a_fresh_library_unchanged() {
                 // The formats that hold dates hold the split too.
                 assert_eq!(r.split, splits[path], "{format:?} {path}");
             }
-            if format != DatasetFormat::Yolo {
+            if !matches!(format, DatasetFormat::Yolo | DatasetFormat::YoloSeg) {
                 // COCO holds box attributes (on each annotation, as CVAT writes them), CSV as
                 // a JSON column on each box row, VOC as its own fields and CVAT's VOC
                 // `<attributes>`; COCO the image's on the image, CSV in a JSON column
@@ -467,6 +473,24 @@ fn exports_ingest_back_into_a_fresh_library_unchanged() {
                 // COCO holds outlines as `segmentation`, CSV in a `polygons` column.
                 let got: Vec<_> = r.boxes.iter().map(|b| b.polygons.clone()).collect();
                 assert_eq!(got, outlines[path], "{format:?} {path}");
+            }
+            if format == DatasetFormat::YoloSeg {
+                // Segment rows hold the outlines (to 6 decimals of the image's size); a box
+                // without one was written as its rectangle and reads back as a plain box.
+                let got: Vec<_> = r.boxes.iter().map(|b| b.polygons.clone()).collect();
+                assert_eq!(got.len(), outlines[path].len(), "{path}");
+                for (g, w) in got.iter().zip(&outlines[path]) {
+                    assert_eq!(g.len(), w.len(), "{path}: {g:?} against {w:?}");
+                    for (g, w) in g.iter().zip(w) {
+                        assert_eq!(g.len(), w.len(), "{path}: {g:?} against {w:?}");
+                        for (p, q) in g.iter().zip(w) {
+                            assert!(
+                                (p[0] - q[0]).abs() < 0.01 && (p[1] - q[1]).abs() < 0.01,
+                                "{path}: {g:?} against {w:?}"
+                            );
+                        }
+                    }
+                }
             }
         }
     }

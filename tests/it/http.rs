@@ -855,7 +855,7 @@ async fn every_export_format_streams_an_archive_with_provenance() {
     )
     .await;
     assert_eq!(a.status, StatusCode::CREATED);
-    for format in ["coco", "yolo", "voc", "csv"] {
+    for format in ["coco", "yolo", "yolo-seg", "voc", "csv"] {
         for archive in ["zip", "tar"] {
             let a = get(
                 &app,

@@ -5,7 +5,9 @@
 //!
 //! Rows are `class cx cy w h`, normalised to the image's displayed size, which is read from the
 //! image's header; a polygon row (`class x1 y1 x2 y2 ...`, three points or more) becomes the box
-//! around the polygon; with `kpt_shape` in `data.yaml`, pose rows keep their box. A row that
+//! around the polygon, keeping the polygon as its outline, except four points that are the
+//! corners of an axis-aligned rectangle, which are that box (a segmentation export's plain box);
+//! with `kpt_shape` in `data.yaml`, pose rows keep their box. A row that
 //! cannot be read, or names an unknown class, is a problem and an uncertain annotation.
 
 use std::collections::{BTreeMap, HashMap};
@@ -363,6 +365,27 @@ fn snap(v: f64, max: f64) -> f64 {
     }
 }
 
+/// `[cx, cy, w, h]` of a segment row's four points when they are the corners of an
+/// axis-aligned rectangle (each corner once, in any order), else `None`.
+fn rectangle(v: &[f64]) -> Option<[f64; 4]> {
+    if v.len() != 8 {
+        return None;
+    }
+    let xs = [v[0], v[2], v[4], v[6]];
+    let ys = [v[1], v[3], v[5], v[7]];
+    let (x0, x1) = (
+        xs.iter().copied().fold(f64::INFINITY, f64::min),
+        xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    );
+    let (y0, y1) = (
+        ys.iter().copied().fold(f64::INFINITY, f64::min),
+        ys.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    );
+    let corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)];
+    let every = corners.iter().all(|c| (0..4).any(|i| (xs[i], ys[i]) == *c));
+    (x0 < x1 && y0 < y1 && every).then(|| [(x0 + x1) / 2.0, (y0 + y1) / 2.0, x1 - x0, y1 - y0])
+}
+
 /// The parsed rows of one label file.
 #[derive(Debug, Default, PartialEq)]
 pub struct Rows {
@@ -402,6 +425,9 @@ pub fn parse_labels(
         let shape = match values.as_deref() {
             Some(v) if keypoints && v.len() >= 4 => Some(("box", v[..4].to_vec())),
             Some(v) if v.len() == 4 => Some(("box", v.to_vec())),
+            // A segment row that is its own bounding rectangle (what a segmentation export
+            // writes for a plain box) is that box.
+            Some(v) if rectangle(v).is_some() => rectangle(v).map(|b| ("box", b.to_vec())),
             Some(v) if v.len() >= 6 && v.len() % 2 == 0 => Some(("polygon", v.to_vec())),
             _ => None,
         };

@@ -37,6 +37,35 @@ fn names_are_read_as_a_list_or_a_map() {
 }
 
 #[test]
+fn a_segment_row_that_is_a_rectangle_is_a_plain_box() {
+    let mut problems = Vec::new();
+    // The corners in any order and direction; a diamond of four points stays an outline.
+    let text = "0 0.25 0.5 0.75 0.5 0.75 1 0.25 1\n\
+                0 0.75 1 0.25 1 0.25 0.5 0.75 0.5\n\
+                1 0.5 0 1 0.5 0.5 1 0 0.5\n";
+    let rows = parse_labels(
+        text,
+        "l.txt",
+        &names(),
+        false,
+        Some((200, 100)),
+        &mut problems,
+    );
+    assert!(problems.is_empty(), "{problems:?}");
+    for b in &rows.boxes[..2] {
+        assert_eq!([b.x, b.y, b.w, b.h], [50.0, 50.0, 100.0, 50.0]);
+        assert!(b.polygons.is_empty() && b.attributes.is_empty(), "{b:?}");
+    }
+    let diamond = &rows.boxes[2];
+    assert_eq!(
+        [diamond.x, diamond.y, diamond.w, diamond.h],
+        [0.0, 0.0, 200.0, 100.0]
+    );
+    assert_eq!(diamond.polygons.len(), 1);
+    assert_eq!(diamond.attributes["shape"], json!("polygon"));
+}
+
+#[test]
 fn rows_become_pixel_boxes_polygons_their_bounding_box() {
     let mut problems = Vec::new();
     let text = "0 0.5 0.5 0.5 0.25\n\n1 0.1 0.1 0.3 0.1 0.2 0.4\n7 0.5 0.5 0.1 0.1\n0 0.5 0.5\nx 1 1 1 1\n";
