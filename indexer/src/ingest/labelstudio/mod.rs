@@ -7,7 +7,8 @@
 //! downloaded. Each annotation's `result` gives boxes (`rectanglelabels`, percent coordinates of
 //! `original_width` x `original_height`, or of the image's own size; `rotation` in degrees
 //! clockwise about the top-left corner: the upright box around it is kept), `polygonlabels`,
-//! `ellipselabels` and `keypointlabels` (the box around them), `choices` (image-level labels)
+//! `ellipselabels` and `keypointlabels` (the box around them), `brushlabels` (the box around
+//! the pixels its RLE mask paints: `brush.rs`), `choices` (image-level labels)
 //! and `textarea` (captions). Cancelled annotations and `predictions` are not read. A result
 //! that cannot be read is a problem, and an uncertain annotation where it may be a region.
 
@@ -359,6 +360,25 @@ fn read_task(
     Some(entry)
 }
 
+/// The box of a brush result: the extent of its mask (`value.rle`, or `rle` beside `value` as
+/// older exports have it) in the image of `size`.
+fn brush_extent(r: &Value, value: &Value, size: Option<(f64, f64)>) -> Result<[f32; 4], String> {
+    let rle = value
+        .get("rle")
+        .or_else(|| r.get("rle"))
+        .and_then(Value::as_array)
+        .ok_or("no `rle` mask (only Label Studio's RLE brush format is read)")?;
+    let bytes = rle
+        .iter()
+        .map(|v| v.as_u64().and_then(|b| u8::try_from(b).ok()))
+        .collect::<Option<Vec<u8>>>()
+        .ok_or("the mask's `rle` is not a list of bytes")?;
+    let (w, h) = size
+        .filter(|(w, h)| w.fract() == 0.0 && h.fract() == 0.0)
+        .ok_or("the image size is unknown (no original_width/height, image not readable)")?;
+    brush::extent(&bytes, w as u64, h as u64)
+}
+
 fn f(v: &Value, key: &str) -> Option<f64> {
     v.get(key).and_then(Value::as_f64).filter(|x| x.is_finite())
 }
@@ -446,12 +466,20 @@ fn read_result(
             let (x, y) = px(f(value, "x")?, f(value, "y")?)?;
             Some([x as f32, y as f32, 0.0, 0.0])
         })(),
-        _ => None, // brush masks: RLE, not placed here.
+        _ => None,
+    };
+    // A brush mask is placed by its painted pixels' extent.
+    let brush = (shape == "brush").then(|| brush_extent(r, value, size));
+    let rect = match &brush {
+        Some(Ok(b)) => Some(*b),
+        _ => rect,
     };
     let why = if labels.is_empty() {
         Some(format!("{kind} result without a label"))
     } else if labels.len() > 1 {
         Some(format!("{kind} result with several labels"))
+    } else if let Some(Err(e)) = brush {
+        Some(format!("{kind} result: {e}"))
     } else if rect.is_none() {
         Some(if size.is_none() && shape != "brush" {
             format!(
@@ -499,5 +527,6 @@ fn read_result(
     entry.boxes.push(b);
 }
 
+mod brush;
 #[cfg(test)]
 mod tests;

@@ -96,6 +96,147 @@ fn a_label_studio_export_reads_to_exactly_its_results() {
     assert_eq!(problems.len(), 4, "{problems:?}");
 }
 
+/// Brush masks written by Label Studio's own encoder (`scripts/make-labelstudio-brush-fixture.py`)
+/// become the boxes around their painted pixels; a mask that paints nothing, or whose length is
+/// not its image's, is a problem and an uncertain annotation.
+#[test]
+fn brush_masks_become_the_box_around_their_pixels() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/labelstudio-brush/tasks.json"
+    );
+    let mut problems = Vec::new();
+    let entries = parse(
+        std::fs::read(path).unwrap().as_slice(),
+        "tasks.json",
+        None,
+        &mut problems,
+        &Progress::default(),
+    )
+    .unwrap();
+    let got: Vec<_> = entries[0]
+        .boxes
+        .iter()
+        .map(|b| (b.label.as_str(), [b.x, b.y, b.w, b.h]))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("face", [5.0, 10.0, 20.0, 10.0]),
+            ("plate", [40.0, 30.0, 20.0, 10.0]),
+            // One run of pixels from row 2 to row 4: every column of those rows.
+            ("person", [0.0, 2.0, 64.0, 3.0]),
+        ]
+    );
+    assert_eq!(entries[0].boxes[0].attributes["shape"], json!("brush"));
+    let u: Vec<_> = entries[0]
+        .uncertain
+        .iter()
+        .map(|u| (u.labels.clone(), u.region))
+        .collect();
+    assert_eq!(
+        u,
+        [
+            (vec!["car".to_owned()], None),
+            (vec!["dog".to_owned()], None)
+        ]
+    );
+    // (Each reason goes on to say the box was skipped and what redaction does instead.)
+    let why: Vec<&str> = problems
+        .iter()
+        .map(|p| p.reason.split(';').next().unwrap())
+        .collect();
+    assert_eq!(
+        why,
+        [
+            "brushlabels result: the mask paints no pixel",
+            "brushlabels result: the mask holds 12288 values, not the 64 x 47 x 4 of its image",
+        ]
+    );
+}
+
+proptest! {
+    /// A mask of any shape: its box is the extent of its pixels, encoded as Label Studio's
+    /// encoder would (runs of equal values and literal stretches, as rle-pack writes them).
+    #[test]
+    fn any_mask_gives_the_box_around_its_pixels(
+        (w, h, pixels) in (1u64..40, 1u64..30).prop_flat_map(|(w, h)| {
+            (Just(w), Just(h), prop::collection::vec(any::<bool>(), (w * h) as usize))
+        }),
+        word in 8usize..12,
+    ) {
+        let values: Vec<u64> = pixels.iter().flat_map(|&p| [0, 0, 0, if p { 200 } else { 0 }]).collect();
+        let rle = encode(&values, word);
+        let painted: Vec<(u64, u64)> = (0..w * h).filter(|&i| pixels[i as usize]).map(|i| (i % w, i / w)).collect();
+        let got = super::brush::extent(&rle, w, h);
+        if painted.is_empty() {
+            prop_assert!(got.is_err());
+        } else {
+            let x0 = painted.iter().map(|p| p.0).min().unwrap();
+            let x1 = painted.iter().map(|p| p.0).max().unwrap();
+            let y0 = painted.iter().map(|p| p.1).min().unwrap();
+            let y1 = painted.iter().map(|p| p.1).max().unwrap();
+            prop_assert_eq!(got.unwrap(), [x0 as f32, y0 as f32, (x1 - x0 + 1) as f32, (y1 - y0 + 1) as f32]);
+        }
+        // Any bytes: an extent or an error, never a panic.
+        let _ = super::brush::extent(&rle[..rle.len() / 2], w, h);
+    }
+}
+
+/// rle-pack's encoder (thi-ng/umbrella `rle-pack` `encode`): runs of a repeated value, and
+/// stretches of literal values, each with a 2-bit size class.
+fn encode(src: &[u64], word: usize) -> Vec<u8> {
+    let sizes = [3usize, 4, 8, 16];
+    let mut bits: Vec<bool> = Vec::new();
+    let put = |v: u64, n: usize, bits: &mut Vec<bool>| {
+        for k in (0..n).rev() {
+            bits.push((v >> k) & 1 == 1);
+        }
+    };
+    put(src.len() as u64, 32, &mut bits);
+    put(word as u64 - 1, 5, &mut bits);
+    for s in sizes {
+        put(s as u64 - 1, 4, &mut bits);
+    }
+    let class = |n: usize| sizes.iter().position(|&s| n - 1 < 1 << s).unwrap();
+    let mut i = 0;
+    while i < src.len() {
+        let mut j = i + 1;
+        while j < src.len() && src[j] == src[i] && j - i < 1 << 16 {
+            j += 1;
+        }
+        if j - i > 1 {
+            let n = j - i;
+            put(1, 1, &mut bits);
+            put(class(n) as u64, 2, &mut bits);
+            put((n - 1) as u64, sizes[class(n)], &mut bits);
+            put(src[i], word, &mut bits);
+        } else {
+            // A literal stretch up to the next repeat.
+            let mut k = i + 1;
+            while k < src.len() && (k + 1 >= src.len() || src[k] != src[k + 1]) && k - i < 1 << 16 {
+                k += 1;
+            }
+            let n = k - i;
+            put(0, 1, &mut bits);
+            put(class(n) as u64, 2, &mut bits);
+            put((n - 1) as u64, sizes[class(n)], &mut bits);
+            for &v in &src[i..k] {
+                put(v, word, &mut bits);
+            }
+            j = k;
+        }
+        i = j;
+    }
+    bits.chunks(8)
+        .map(|c| {
+            c.iter()
+                .enumerate()
+                .fold(0u8, |b, (k, &bit)| b | (u8::from(bit) << (7 - k)))
+        })
+        .collect()
+}
+
 #[test]
 fn image_references_map_to_files() {
     assert_eq!(
