@@ -988,3 +988,63 @@ fn a_clarifai_export_archive_ingests_from_the_cli_with_carried_and_matched_image
     // The images matched in the user's folder are left alone by deletions.
     assert!(zip.with_file_name("images").join("in-face.jpg").is_file());
 }
+
+/// A CVAT for video export as CVAT writes it (`annotations.xml` beside `images/frame_*.PNG`):
+/// `auto` finds it and the frames' folder, every frame is a record (one nobody annotated too),
+/// and each record's boxes are the tracks' shapes inside that frame.
+#[test]
+fn a_cvat_video_export_ingests_a_record_per_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let task = dir.path().join("task");
+    std::fs::create_dir_all(task.join("images")).unwrap();
+    for frame in 0..3u8 {
+        image::RgbImage::from_fn(64, 48, |x, y| {
+            image::Rgb([x as u8 * 4, y as u8 * 5, frame * 80])
+        })
+        .save_with_format(
+            task.join(format!("images/frame_{frame:06}.PNG")),
+            image::ImageFormat::Png,
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        task.join("annotations.xml"),
+        r#"<?xml version="1.0" encoding="utf-8"?>
+<annotations>
+  <version>1.1</version>
+  <meta><task><id>1</id><name>clip</name><size>3</size><mode>interpolation</mode>
+    <original_size><width>64</width><height>48</height></original_size></task></meta>
+  <track id="0" label="car" source="manual">
+    <box frame="0" outside="0" occluded="0" keyframe="1" xtl="4" ytl="4" xbr="24" ybr="20" z_order="0"/>
+    <box frame="1" outside="0" occluded="0" keyframe="0" xtl="8" ytl="4" xbr="28" ybr="20" z_order="0"/>
+    <box frame="2" outside="1" occluded="0" keyframe="1" xtl="12" ytl="4" xbr="32" ybr="20" z_order="0"/>
+  </track>
+</annotations>
+"#,
+    )
+    .unwrap();
+    let located = locate("auto", std::slice::from_ref(&task)).unwrap();
+    assert_eq!(located.format.name(), "cvat");
+    let (report, records) = ingest_fresh(dir.path(), "auto", &[task], None);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let got: Vec<(&str, Vec<[f32; 4]>)> = records
+        .values()
+        .map(|r| {
+            (
+                r.path.as_str(),
+                r.boxes.iter().map(|b| [b.x, b.y, b.w, b.h]).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("frame_000000.PNG", vec![[4.0, 4.0, 20.0, 16.0]]),
+            ("frame_000001.PNG", vec![[8.0, 4.0, 20.0, 16.0]]),
+            ("frame_000002.PNG", vec![]),
+        ]
+    );
+    let first = &records["frame_000000.PNG"];
+    assert_eq!(first.source_id.as_deref(), Some("0"));
+    assert_eq!(first.boxes[0].attributes["track"], json!("0"));
+}

@@ -414,7 +414,7 @@ pub fn read_annotations(
                 } else {
                     p.clone()
                 };
-                entries.extend(cvat::read_file(&file, &mut problems, progress)?);
+                entries.extend(cvat::read_file(&file, images, &mut problems, progress)?);
             }
         }
         Format::LabelStudio => {
