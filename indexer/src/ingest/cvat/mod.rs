@@ -398,6 +398,7 @@ mod tests {
     <box frame="3" outside="0" xtl="0" ytl="0" xbr="4" ybr="4"/>
   </track>
   <tag frame="4" label="night" source="manual"><attribute name="sky">clear</attribute></tag>
+  <tag label="face" source="manual"/>
 </annotations>"#;
 
     /// CVAT for video: each frame a track's shape is inside (not `outside`), or a tag names, is
@@ -475,9 +476,32 @@ mod tests {
         assert_eq!(entries[3].labels, ["night"]);
         assert_eq!(entries[3].attributes["sky"], json!("clear"));
         assert!(entries[4].boxes.is_empty() && entries[4].labels.is_empty());
-        // The shape without a frame and the one without a label.
-        assert_eq!(problems.len(), 2, "{problems:?}");
+        // The shape without a frame, the one without a label and the tag without a frame.
+        // What has no frame could be on any frame: every frame holds it as uncertain (the
+        // shape's box and label, the tag's label), so a sensitive label is redacted there
+        // wherever it may be.
+        assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(problems[0].reason.contains("without a frame number"));
+        assert!(problems[2].reason.contains("a tag without a frame number"));
+        for e in &entries {
+            let unplaced: Vec<_> = e.uncertain[e.uncertain.len() - 2..]
+                .iter()
+                .map(|u| (u.labels.clone(), u.region, u.item.clone()))
+                .collect();
+            assert_eq!(
+                unplaced,
+                [
+                    (
+                        vec!["plate".to_owned()],
+                        Some([0.0, 0.0, 1.0, 1.0]),
+                        problems[0].item.clone()
+                    ),
+                    (vec!["face".to_owned()], None, problems[2].item.clone()),
+                ],
+                "{}",
+                e.file_name
+            );
+        }
     }
 
     #[test]

@@ -26,7 +26,7 @@ fn points(text: &str) -> Option<Vec<(f64, f64)>> {
 }
 
 /// The upright box of a shape, in pixels.
-fn shape_box(el: &Element) -> Option<[f32; 4]> {
+pub(super) fn shape_box(el: &Element) -> Option<[f32; 4]> {
     match el.name.as_str() {
         "box" => {
             let (x0, y0) = (num(el, "xtl")?, num(el, "ytl")?);

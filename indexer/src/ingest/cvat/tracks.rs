@@ -5,6 +5,8 @@
 //! images folder (`.PNG`, as CVAT writes them, when it is not there); its size is the task's
 //! `original_size`, its `source_id` the frame number, and each box keeps its track's id
 //! (`track`) and whether CVAT stored it as a keyframe (interpolated boxes are read as drawn).
+//! A shape or a labelled tag without a frame number could be on any frame: it is an uncertain
+//! annotation of every frame, so redaction fails closed.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,9 +14,10 @@ use std::path::Path;
 use serde_json::json;
 
 use super::super::xml::Element;
-use super::super::{ImageEntry, Problem};
+use super::super::{ImageEntry, Problem, fails_closed};
 use super::Meta;
-use super::shapes::{SHAPES, attributes, read_shape};
+use super::shapes::{SHAPES, attributes, read_shape, shape_box};
+use crate::record::UncertainAnnotation;
 
 /// The frame files of an images folder, by frame number (`frame_000012.PNG` is frame 12).
 pub(super) fn frame_files(images: &Path) -> BTreeMap<u64, String> {
@@ -40,6 +43,8 @@ pub(super) struct Frames<'a> {
     shown: &'a str,
     files: &'a BTreeMap<u64, String>,
     entries: BTreeMap<u64, ImageEntry>,
+    /// Annotations without a frame, uncertain on every frame.
+    unplaced: Vec<UncertainAnnotation>,
 }
 
 impl<'a> Frames<'a> {
@@ -48,7 +53,22 @@ impl<'a> Frames<'a> {
             shown,
             files,
             entries: BTreeMap::new(),
+            unplaced: Vec::new(),
         }
+    }
+
+    /// An annotation without a frame number: reported, and kept as uncertain on every frame.
+    fn unplaced(&mut self, annotation: UncertainAnnotation, problems: &mut Vec<Problem>) {
+        problems.push(Problem {
+            file: self.shown.to_owned(),
+            item: annotation.item.clone(),
+            reason: format!(
+                "{}; skipped, and on every frame {}",
+                annotation.reason,
+                fails_closed(&annotation.labels, annotation.region.is_some())
+            ),
+        });
+        self.unplaced.push(annotation);
     }
 
     fn entry(&mut self, frame: u64, meta: &Meta) -> &mut ImageEntry {
@@ -92,13 +112,13 @@ impl<'a> Frames<'a> {
                     .unwrap_or_default()
             );
             let Some(frame) = Self::frame_of(child) else {
-                problems.push(Problem {
-                    file: shown.to_owned(),
+                let annotation = UncertainAnnotation {
                     item,
-                    reason: "a track's shape without a frame number: no image to place it on; \
-                             skipped"
-                        .into(),
-                });
+                    labels: label.iter().cloned().collect(),
+                    region: shape_box(child),
+                    reason: "a track's shape without a frame number".into(),
+                };
+                self.unplaced(annotation, problems);
                 continue;
             };
             let item = format!("{item} frame {frame}");
@@ -115,13 +135,23 @@ impl<'a> Frames<'a> {
 
     /// Reads a frame's `<tag>`: an image-level label of that frame, its attributes the frame's.
     pub(super) fn tag(&mut self, el: &Element, meta: &Meta, problems: &mut Vec<Problem>) {
-        let label = el.attr("label").and_then(super::super::text);
-        let (Some(frame), Some(label)) = (Self::frame_of(el), label) else {
+        let item = format!("tag {}", el.attr("label").unwrap_or("?"));
+        let Some(label) = el.attr("label").and_then(super::super::text) else {
             problems.push(Problem {
                 file: self.shown.to_owned(),
-                item: format!("tag {}", el.attr("label").unwrap_or("?")),
-                reason: "a tag without a frame number or a label; skipped".into(),
+                item,
+                reason: "a tag without a label; skipped".into(),
             });
+            return;
+        };
+        let Some(frame) = Self::frame_of(el) else {
+            let annotation = UncertainAnnotation {
+                item,
+                labels: vec![label],
+                region: None,
+                reason: "a tag without a frame number".into(),
+            };
+            self.unplaced(annotation, problems);
             return;
         };
         let entry = self.entry(frame, meta);
@@ -131,12 +161,20 @@ impl<'a> Frames<'a> {
         entry.add_label(&label);
     }
 
-    /// Every frame read, and every other frame of the images folder, in frame order.
+    /// Every frame read, and every other frame of the images folder, in frame order, each
+    /// with the annotations that have no frame as uncertain.
     pub(super) fn finish(mut self, meta: &Meta) -> Vec<ImageEntry> {
-        let files: Vec<u64> = self.files.keys().copied().collect();
-        for frame in files {
+        let files = self.files;
+        for &frame in files.keys() {
             self.entry(frame, meta);
         }
-        self.entries.into_values().collect()
+        let unplaced = std::mem::take(&mut self.unplaced);
+        self.entries
+            .into_values()
+            .map(|mut entry| {
+                entry.uncertain.extend(unplaced.iter().cloned());
+                entry
+            })
+            .collect()
     }
 }
