@@ -427,9 +427,12 @@ pub fn parse_labels(
             Some(v) if v.len() == 4 => Some(("box", v.to_vec())),
             // A segment row that is its own bounding rectangle (what a segmentation export
             // writes for a plain box) is that box.
-            Some(v) if rectangle(v).is_some() => rectangle(v).map(|b| ("box", b.to_vec())),
-            Some(v) if v.len() >= 6 && v.len() % 2 == 0 => Some(("polygon", v.to_vec())),
-            _ => None,
+            Some(v) => match rectangle(v) {
+                Some(b) => Some(("box", b.to_vec())),
+                None if v.len() >= 6 && v.len() % 2 == 0 => Some(("polygon", v.to_vec())),
+                None => None,
+            },
+            None => None,
         };
         let rect = match (&shape, size) {
             (Some(("box", v)), Some((w, h))) => {
