@@ -271,6 +271,19 @@ fn index_settings_set_the_collection_config_and_survive_a_new_process() {
     let defaults = IndexSettings::default();
     assert_eq!(store.index_settings().unwrap(), defaults);
     let config = collection_config(&server, "tuned");
+    // Its integer (date) index gets no payload-aware graph links, as the embedded store's.
+    let (_, body) = server
+        .http_get("/collections/tuned", Duration::from_secs(5))
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let captured = &info["result"]["payload_schema"]["captured"];
+    assert_eq!(captured["data_type"], "integer", "{info}");
+    assert_eq!(
+        captured["params"]["enable_hnsw"],
+        indexer::store::RANGE_FIELD_LINKS,
+        "{info}"
+    );
+    assert_eq!(captured["params"]["range"], true, "{info}");
     assert_eq!(
         config["optimizer_config"]["indexing_threshold"],
         threshold_kb(&defaults, DIM),

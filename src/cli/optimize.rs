@@ -37,6 +37,10 @@ pub struct OptimizeArgs {
     /// With int8: candidates per hit wanted, rescored with the full vectors (1 to 16).
     #[arg(long)]
     pub oversampling: Option<f64>,
+    /// Filtered graph searches also follow neighbours of neighbours (qdrant ACORN): `on` or
+    /// `off`; search-time, nothing is rebuilt.
+    #[arg(long, value_parser = ["on", "off"])]
+    pub acorn: Option<String>,
     /// Print one JSON document.
     #[arg(long)]
     pub json: bool,
@@ -59,6 +63,9 @@ impl OptimizeArgs {
         s.ef = self.ef.unwrap_or(s.ef);
         s.full_scan_kb = self.full_scan_kb.unwrap_or(s.full_scan_kb);
         s.oversampling = self.oversampling.unwrap_or(s.oversampling);
+        if let Some(acorn) = &self.acorn {
+            s.acorn = acorn == "on";
+        }
         Ok(s)
     }
 }
@@ -119,8 +126,9 @@ pub(super) fn describe(state: &IndexState) -> String {
             Quantization::None => "no quantization".to_owned(),
             Quantization::Int8 => format!("int8 x{} rescored", s.oversampling),
         };
+        let acorn = if s.acorn { "acorn" } else { "no acorn" };
         format!(
-            ", m {} ef_construct {} ef {}, {q}",
+            ", m {} ef_construct {} ef {} ({acorn}), {q}",
             s.m, s.ef_construct, s.ef
         )
     });

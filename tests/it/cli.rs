@@ -527,15 +527,20 @@ fn optimize_sets_the_index_rebuilds_it_and_info_shows_it_while_search_answers_th
         "64",
         "--full-scan-kb",
         "1",
+        "--acorn",
+        "off",
         "--json",
     ]));
     assert_eq!(v["index"]["settings"]["kind"], "hnsw", "{v}");
     assert_eq!(v["index"]["settings"]["quantization"], "int8");
+    assert_eq!(v["index"]["settings"]["acorn"], false, "{v}");
     assert!(v["index"]["indexed_vectors"].as_u64().unwrap() > 0, "{v}");
     let human = fx.run(&["info"]);
     let text = String::from_utf8_lossy(&human.stdout);
     assert!(
-        text.contains("index        hnsw, m 16 ef_construct 100 ef 64, int8 x2 rescored"),
+        text.contains(
+            "index        hnsw, m 16 ef_construct 100 ef 64 (no acorn), int8 x2 rescored"
+        ),
         "{text}"
     );
     // A dozen records: the graph finds what the scan found.

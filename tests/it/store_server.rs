@@ -233,7 +233,7 @@ fn optimize_builds_graphs_and_int8_on_a_qdrant_server_and_info_shows_them() {
     let text = run_on(&fx, &fx.data, None, &["info"]);
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(
-        text.contains("index        hnsw, m 16 ef_construct 100 ef 64, int8 x2 rescored")
+        text.contains("index        hnsw, m 16 ef_construct 100 ef 64 (acorn), int8 x2 rescored")
             && text.contains("disk use unknown"),
         "{text}"
     );

@@ -266,6 +266,17 @@ impl VectorQuery {
     }
 }
 
+/// Whether the payload index of an integer (range-filtered) field also gets payload-aware graph
+/// links (qdrant `enable_hnsw` on the field index). Qdrant builds them by default for every
+/// indexed field: for an integer field it cuts the value range into overlapping blocks of about
+/// `full_scan_threshold` points and builds a small graph over each, so every point is inserted
+/// about twice more per integer field. A library has four date fields on every point, which made
+/// these links most of the graph-building time (`benches/README.md`, "Graph building"); a range
+/// filter wide enough to walk the graph keeps its recall through the main graph and the keyword
+/// fields' links, and a narrow one (under `full_scan_threshold` points) is scanned exactly.
+/// Keyword fields keep qdrant's default (their blocks are one value each: a label, a dataset).
+pub const RANGE_FIELD_LINKS: bool = true;
+
 /// How a collection searches its vectors: exact scans, or HNSW graphs (optionally over int8
 /// quantized copies, rescored with the original vectors). Persisted by the store with its data
 /// (`index.json` in an [`EdgeStore`] directory); a store that has none uses the default.
@@ -294,6 +305,11 @@ pub struct IndexSettings {
     /// With quantization: candidates taken from the quantized vectors per hit wanted, all
     /// rescored with the original vectors.
     pub oversampling: f64,
+    /// A filtered graph search whose filter keeps at most 40 % of a segment's points also
+    /// follows the neighbours of neighbours that fail the filter (qdrant ACORN), so a graph
+    /// cut into pieces by a selective filter is still walked end to end; costs more per search,
+    /// only with a filter. Search-time: changing it rebuilds nothing.
+    pub acorn: bool,
 }
 
 /// [`IndexSettings::kind`].
@@ -336,6 +352,7 @@ impl Default for IndexSettings {
             ef: 128,
             quantization: Quantization::None,
             oversampling: 2.0,
+            acorn: true,
         }
     }
 }

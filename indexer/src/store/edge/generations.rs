@@ -196,15 +196,24 @@ pub(super) fn create_shard(
 }
 
 /// Builds a payload index on each of these keyword and integer fields of `shard`.
+///
+/// Integer (range-filtered) fields get no payload-aware graph links (`enable_hnsw: false`,
+/// see [`crate::store::RANGE_FIELD_LINKS`]); keyword fields keep qdrant's default.
 pub(super) fn create_payload_indexes(
     shard: &EdgeShard,
     keyword: &[String],
     integer: &[String],
 ) -> StoreResult<()> {
+    let integer_schema = json!({
+        "type": "integer",
+        "lookup": true,
+        "range": true,
+        "enable_hnsw": crate::store::RANGE_FIELD_LINKS,
+    });
     let fields = keyword
         .iter()
-        .map(|f| (f, "keyword"))
-        .chain(integer.iter().map(|f| (f, "integer")));
+        .map(|f| (f, json!("keyword")))
+        .chain(integer.iter().map(|f| (f, integer_schema.clone())));
     for (field, schema) in fields {
         let create =
             serde_json::from_value(json!({"field_name": field, "field_schema": schema}))
@@ -265,4 +274,38 @@ pub(super) fn update(shard: &EdgeShard, operation: UpdateOperation) -> StoreResu
 pub(super) fn flush_shard(shard: &EdgeShard) -> StoreResult<()> {
     catch_unwind(AssertUnwindSafe(|| shard.flush()))
         .map_err(|_| StoreError::Backend("flushing the shard failed (see the panic above)".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A shard's integer fields are indexed without payload-aware graph links, its keyword
+    /// fields with qdrant's default (links on), as `RANGE_FIELD_LINKS` says.
+    #[test]
+    fn range_fields_get_no_payload_graph_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = CollectionSpec {
+            dim: 4,
+            vectors: vec!["image".into()],
+            keyword_fields: vec!["labels".into()],
+            integer_fields: vec!["captured".into()],
+        };
+        let shard = create_shard(dir.path(), 1, &spec, &IndexSettings::default()).unwrap();
+        let schema: HashMap<String, Value> = shard
+            .info()
+            .payload_schema
+            .iter()
+            .map(|(key, info)| (key.to_string(), serde_json::to_value(info).unwrap()))
+            .collect();
+        assert_eq!(schema["captured"]["data_type"], "integer");
+        assert_eq!(
+            schema["captured"]["params"]["enable_hnsw"],
+            json!(crate::store::RANGE_FIELD_LINKS)
+        );
+        assert_eq!(schema["captured"]["params"]["range"], json!(true));
+        assert_eq!(schema["labels"]["data_type"], "keyword");
+        let keyword_links = &schema["labels"]["params"]["enable_hnsw"];
+        assert!(keyword_links.is_null() || *keyword_links == json!(true));
+    }
 }

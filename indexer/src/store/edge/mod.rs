@@ -55,9 +55,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use qdrant_edge::{
-    CountRequest, EdgeShard, NamedQuery, PointId as EdgeId, PointInsertOperations, PointOperations,
-    QuantizationSearchParams, QueryEnum, ScrollRequest, SearchParams, SearchRequest,
-    UpdateOperation, VectorInternal, WithPayloadInterface, WithVector,
+    AcornSearchParams, CountRequest, EdgeShard, NamedQuery, PointId as EdgeId,
+    PointInsertOperations, PointOperations, QuantizationSearchParams, QueryEnum, ScrollRequest,
+    SearchParams, SearchRequest, UpdateOperation, VectorInternal, WithPayloadInterface, WithVector,
 };
 use serde_json::Value;
 

@@ -105,6 +105,10 @@ impl VectorStore for EdgeStore {
                 // The beam is never narrower than the hits asked for.
                 hnsw_ef: Some(settings.ef.max(query.limit)),
                 quantization,
+                acorn: Some(AcornSearchParams {
+                    enable: settings.acorn,
+                    max_selectivity: None,
+                }),
                 ..SearchParams::default()
             }),
             limit: query.limit,

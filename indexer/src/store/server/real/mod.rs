@@ -8,15 +8,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use qdrant_client::qdrant::{
-    self, CollectionInfo, CollectionStatus, Condition as QCondition, CountPointsBuilder,
-    CreateCollectionBuilder, CreateFieldIndexCollectionBuilder, DeleteCollectionBuilder,
-    DeletePointsBuilder, Distance, FieldType, GetPointsBuilder, HnswConfigDiff,
-    OptimizersConfigDiff, PayloadIncludeSelector, PayloadSchemaType, PointStruct, PointsIdsList,
-    Query, QueryBatchPointsBuilder, QueryPointsBuilder, ReplicaState, ScalarQuantization,
-    ScrollPointsBuilder, SearchParamsBuilder, UpdateCollection, UpsertPointsBuilder,
-    VectorParamsBuilder, VectorsConfigBuilder, VectorsSelector, WriteOrdering, WriteOrderingType,
-    point_id::PointIdOptions, quantization_config, quantization_config_diff, value::Kind,
-    vector_output, vectors_config, vectors_output,
+    self, AcornSearchParamsBuilder, CollectionInfo, CollectionStatus, Condition as QCondition,
+    CountPointsBuilder, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder,
+    DeleteCollectionBuilder, DeletePointsBuilder, Distance, FieldType, GetPointsBuilder,
+    HnswConfigDiff, IntegerIndexParamsBuilder, OptimizersConfigDiff, PayloadIncludeSelector,
+    PayloadSchemaType, PointStruct, PointsIdsList, Query, QueryBatchPointsBuilder,
+    QueryPointsBuilder, ReplicaState, ScalarQuantization, ScrollPointsBuilder, SearchParamsBuilder,
+    UpdateCollection, UpsertPointsBuilder, VectorParamsBuilder, VectorsConfigBuilder,
+    VectorsSelector, WriteOrdering, WriteOrderingType, point_id::PointIdOptions,
+    quantization_config, quantization_config_diff, value::Kind, vector_output, vectors_config,
+    vectors_output,
 };
 use qdrant_client::{Qdrant, QdrantError};
 use serde_json::Value;
@@ -292,16 +293,36 @@ impl ServerStore {
             .ok_or_else(|| StoreError::Backend("collection info is empty".into()))
     }
 
-    /// Builds a payload index on each of these keyword and integer fields, waiting for each.
+    /// Builds a payload index on each of these keyword and integer fields, waiting for each;
+    /// integer fields without payload-aware graph links, as the embedded store builds them
+    /// ([`crate::store::RANGE_FIELD_LINKS`]).
     fn create_field_indexes(&self, keyword: &[String], integer: &[String]) -> StoreResult<()> {
-        let fields = keyword
-            .iter()
-            .map(|f| (f, FieldType::Keyword))
-            .chain(integer.iter().map(|f| (f, FieldType::Integer)));
-        for (field, kind) in fields {
-            self.block_on(self.client.create_field_index(
-                CreateFieldIndexCollectionBuilder::new(&self.collection, field, kind).wait(true),
-            ))?;
+        for field in keyword {
+            self.block_on(
+                self.client.create_field_index(
+                    CreateFieldIndexCollectionBuilder::new(
+                        &self.collection,
+                        field,
+                        FieldType::Keyword,
+                    )
+                    .wait(true),
+                ),
+            )?;
+        }
+        for field in integer {
+            let params = IntegerIndexParamsBuilder::new(true, true)
+                .enable_hnsw(crate::store::RANGE_FIELD_LINKS);
+            self.block_on(
+                self.client.create_field_index(
+                    CreateFieldIndexCollectionBuilder::new(
+                        &self.collection,
+                        field,
+                        FieldType::Integer,
+                    )
+                    .field_index_params(params)
+                    .wait(true),
+                ),
+            )?;
         }
         Ok(())
     }
@@ -480,7 +501,8 @@ impl ServerStore {
         let params = SearchParamsBuilder::default()
             .exact(exact)
             .hnsw_ef(settings.ef.max(query.limit) as u64)
-            .quantization(quantization);
+            .quantization(quantization)
+            .acorn(AcornSearchParamsBuilder::new(settings.acorn));
         let mut request = QueryPointsBuilder::new(&self.collection)
             .query(Query::new_nearest(query.vector.clone()))
             .using(&query.using)
