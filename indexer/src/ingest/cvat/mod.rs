@@ -504,6 +504,57 @@ mod tests {
         }
     }
 
+    /// A task made from part of a video (`start_frame` 10, every 5th frame): CVAT writes the
+    /// video's own frame numbers (`start_frame + i x step`, its `abs_frame_id`) both in the
+    /// shapes' `frame` and in the exported files' names, so frames are matched to files by that
+    /// number as they stand, with no offset or step applied.
+    #[test]
+    fn a_task_cut_from_a_video_keeps_the_videos_frame_numbers() {
+        let xml = r#"<annotations><version>1.1</version><meta><task><id>3</id>
+  <size>3</size><mode>interpolation</mode><start_frame>10</start_frame><stop_frame>20</stop_frame>
+  <frame_filter>step=5</frame_filter>
+  <original_size><width>64</width><height>48</height></original_size></task></meta>
+  <track id="0" label="car">
+    <box frame="10" outside="0" keyframe="1" xtl="1" ytl="1" xbr="9" ybr="9"/>
+    <box frame="15" outside="0" keyframe="0" xtl="2" ytl="1" xbr="10" ybr="9"/>
+    <box frame="20" outside="1" keyframe="1" xtl="3" ytl="1" xbr="11" ybr="9"/>
+  </track>
+</annotations>"#;
+        let files = BTreeMap::from([
+            (10, "frame_000010.PNG".to_owned()),
+            (15, "frame_000015.PNG".to_owned()),
+            (20, "frame_000020.PNG".to_owned()),
+        ]);
+        let mut problems = Vec::new();
+        let entries = parse_with_frames(
+            xml.as_bytes(),
+            "v.xml",
+            &files,
+            &mut problems,
+            &Progress::default(),
+        )
+        .unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        let got: Vec<_> = entries
+            .iter()
+            .map(|e| {
+                (
+                    e.file_name.as_str(),
+                    e.boxes.iter().map(|b| b.x).collect::<Vec<_>>(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("frame_000010.PNG", vec![1.0]),
+                ("frame_000015.PNG", vec![2.0]),
+                ("frame_000020.PNG", vec![])
+            ]
+        );
+        assert_eq!(entries[1].metadata["cvat_frame"], json!(15));
+    }
+
     #[test]
     fn frame_files_are_the_frame_numbered_files_of_the_folder() {
         let dir = tempfile::tempdir().unwrap();
