@@ -1329,6 +1329,12 @@ async fn a_sensitive_box_is_blurred_for_a_searcher_and_intact_in_an_auditors_ori
     // action fields filter its entries.
     click(&c, Locator::Id("tab-audit")).await;
     until(&c, "the audit view, verified", "!document.getElementById('audit-view').hidden && document.getElementById('verify-status').textContent.startsWith('Verified')").await;
+    // From here to the trail's filters, every call the page makes is noted (method, address,
+    // body) beside the trail entries it leaves, to be made again as an API caller below.
+    let trail = fx.data.join("audit").join("trail.jsonl");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let first_of_page = trail_entries(&trail).len();
+    js(&c, "(() => { window.pageCalls = []; const f = window.fetch; window.fetch = (input, init) => { const i = init || {}; window.pageCalls.push({ method: i.method || 'GET', path: String(input), body: typeof i.body === 'string' ? i.body : (i.body ? 'not text' : null) }); return f(input, init); }; return true; })()").await;
     let scenes = &fx.synth.scenes;
     let prefixed = scenes
         .iter()
@@ -1361,9 +1367,59 @@ async fn a_sensitive_box_is_blurred_for_a_searcher_and_intact_in_an_auditors_ori
     type_into(&c, "tr-action", "search\u{E007}").await;
     until(&c, "the searches", "document.querySelectorAll('#trail-table tbody tr').length > 0 && [...document.querySelectorAll('#trail-table tbody tr')].every(tr => tr.dataset.action === 'search')").await;
 
+    // The page's reads leave the entries an API caller's same reads leave: the calls it made
+    // above, made again with the admin's token and the page's purpose, append the same
+    // entries (actor, role, action, purpose, query, records, outcome, unredacted, detail).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let calls = js(&c, "window.pageCalls").await;
+    let purpose = js(&c, "sessionStorage.getItem('imagelens.purpose') || ''").await;
+    let from_page = trail_entries(&trail)[first_of_page..].to_vec();
+    let calls = calls.as_array().unwrap();
+    assert!(
+        calls.len() >= 4,
+        "the look-ups and trail queries: {calls:?}"
+    );
+    for call in calls {
+        let (method, path) = (
+            call["method"].as_str().unwrap(),
+            call["path"].as_str().unwrap(),
+        );
+        assert!(call["body"].is_null() || method != "GET", "{call}");
+        let status = api_call(
+            addr,
+            method,
+            path,
+            &admin,
+            purpose.as_str().unwrap(),
+            call["body"].as_str(),
+        );
+        assert_eq!(status, 200, "{method} {path} as an API caller");
+    }
+    let from_api = trail_entries(&trail)[first_of_page + from_page.len()..].to_vec();
+    let comparable = |entries: &[Value]| -> Vec<String> {
+        let mut v: Vec<String> = entries
+            .iter()
+            .map(|e| {
+                let mut e = e.clone();
+                for key in ["seq", "time", "prev", "hash", "address"] {
+                    e.as_object_mut().unwrap().remove(key);
+                }
+                e.to_string()
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(!from_page.is_empty());
+    assert_eq!(
+        comparable(&from_page),
+        comparable(&from_api),
+        "the page's entries against an API caller's for the same {} calls",
+        calls.len()
+    );
+
     // A trail edited behind the server's back (one purpose, same length) fails verification,
     // and the page says so.
-    let trail = fx.data.join("audit").join("trail.jsonl");
     let text = std::fs::read_to_string(&trail).unwrap();
     assert!(
         text.contains("\"blur test\""),
@@ -1374,6 +1430,44 @@ async fn a_sensitive_box_is_blurred_for_a_searcher_and_intact_in_an_auditors_ori
     until(&c, "the failed verification", "document.getElementById('verify-status').className === 'error' && document.getElementById('verify-status').textContent.startsWith('Does not verify')").await;
     screenshot(&c, "audit-tampered-1280").await;
     c.close().await.unwrap();
+}
+
+/// The audit trail's entries as stored, in order.
+fn trail_entries(trail: &Path) -> Vec<Value> {
+    std::fs::read_to_string(trail)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Makes one API call as a client other than the page would (a bearer token, `X-Purpose`, a
+/// JSON body when given) and returns the status.
+fn api_call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: &str,
+    purpose: &str,
+    body: Option<&str>,
+) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let body = body.unwrap_or("");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         X-Purpose: {purpose}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {answer:?}"))
 }
 
 /// The file named `prefix...` once the browser has finished saving it under `dir` (30 s).
