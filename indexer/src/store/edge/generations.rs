@@ -226,6 +226,45 @@ pub(super) fn create_payload_indexes(
     Ok(())
 }
 
+/// Rebuilds the payload index of each integer field of `shard` whose payload-aware graph
+/// links differ from [`crate::store::RANGE_FIELD_LINKS`] (a library made before the constant
+/// was `false` has them on), so that graphs built from now on (the next optimize of segments
+/// without one) skip them; graphs already built keep theirs until their segment is rebuilt.
+/// Returns the fields rebuilt.
+pub(super) fn align_range_field_links(
+    shard: &EdgeShard,
+    integer: &[String],
+) -> StoreResult<Vec<String>> {
+    let schema = shard.info().payload_schema;
+    let mut rebuilt = Vec::new();
+    for field in integer {
+        let Some(info) = schema
+            .iter()
+            .find(|(k, _)| k.to_string() == *field)
+            .map(|(_, i)| i)
+        else {
+            continue;
+        };
+        let info = serde_json::to_value(info)
+            .map_err(|err| StoreError::Backend(format!("payload index of {field:?}: {err}")))?;
+        // No params: qdrant's defaults, links on.
+        let links = info["params"]["enable_hnsw"].as_bool().unwrap_or(true);
+        if links == crate::store::RANGE_FIELD_LINKS {
+            continue;
+        }
+        let field_name = field
+            .parse()
+            .map_err(|err| StoreError::Backend(format!("field {field:?}: {err:?}")))?;
+        update(
+            shard,
+            UpdateOperation::FieldIndexOperation(FieldIndexOperations::DeleteIndex(field_name)),
+        )?;
+        create_payload_indexes(shard, &[], std::slice::from_ref(field))?;
+        rebuilt.push(field.clone());
+    }
+    Ok(rebuilt)
+}
+
 /// Copies every live point (vectors and payload) of `from` into `to`, page by page.
 pub(super) fn copy_points(from: &EdgeShard, to: &EdgeShard) -> StoreResult<()> {
     let mut offset = None;
@@ -307,5 +346,56 @@ mod tests {
         assert_eq!(schema["labels"]["data_type"], "keyword");
         let keyword_links = &schema["labels"]["params"]["enable_hnsw"];
         assert!(keyword_links.is_null() || *keyword_links == json!(true));
+    }
+
+    /// A shard whose date index was made with links (qdrant's default, as libraries made before
+    /// `RANGE_FIELD_LINKS` have it) gets it rebuilt to the constant, once; its points still
+    /// match range filters through the rebuilt index.
+    #[test]
+    fn an_older_date_index_is_rebuilt_to_the_constant_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = CollectionSpec {
+            dim: 2,
+            vectors: vec!["image".into()],
+            keyword_fields: vec![],
+            integer_fields: vec![],
+        };
+        let shard = create_shard(dir.path(), 1, &spec, &IndexSettings::default()).unwrap();
+        let old =
+            serde_json::from_value(json!({"field_name": "captured", "field_schema": "integer"}))
+                .unwrap();
+        update(
+            &shard,
+            UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(old)),
+        )
+        .unwrap();
+        let mut payload = crate::store::Payload::default();
+        payload.insert("captured", 42i64);
+        let point = super::super::convert::to_edge_point(crate::store::VectorPoint {
+            id: 1,
+            vectors: [("image".to_owned(), vec![1.0, 0.0])].into(),
+            payload,
+        });
+        update(
+            &shard,
+            UpdateOperation::PointOperation(PointOperations::UpsertPoints(
+                PointInsertOperations::PointsList(vec![point]),
+            )),
+        )
+        .unwrap();
+        let integer = ["captured".to_owned()];
+        let rebuilt = align_range_field_links(&shard, &integer).unwrap();
+        assert_eq!(rebuilt.len(), usize::from(!crate::store::RANGE_FIELD_LINKS));
+        assert!(
+            align_range_field_links(&shard, &integer)
+                .unwrap()
+                .is_empty()
+        );
+        let info = serde_json::to_value(&shard.info().payload_schema).unwrap();
+        assert_eq!(
+            info["captured"]["params"]["enable_hnsw"],
+            json!(crate::store::RANGE_FIELD_LINKS)
+        );
+        assert_eq!(info["captured"]["points"], 1, "{info}");
     }
 }

@@ -302,6 +302,16 @@ impl VectorStore for EdgeStore {
             let mut state = self.write()?;
             let settings = self.settings()?;
             self.apply(&mut state, &settings)?;
+            if let Some(open) = state.as_ref() {
+                let rebuilt = align_range_field_links(&open.shard, &open.spec.integer_fields)?;
+                if !rebuilt.is_empty() {
+                    tracing::info!(
+                        fields = ?rebuilt,
+                        "date indexes rebuilt without payload-aware graph links"
+                    );
+                    flush_shard(&open.shard)?;
+                }
+            }
         }
         let state = self.read()?;
         let Some(open) = state.as_ref() else {
