@@ -87,7 +87,20 @@ face = r.Input(
 )
 Image.new("RGB", (40, 30), (200, 180, 150)).save(os.path.join(out, "images", "in-face.jpg"), "JPEG")
 
-# 3. Hosted URL only; matched by the file name in its metadata (street/car-01.png).
+def mask(w, h, painted):
+    """A segmentation mask as Clarifai carries it: a PNG in Image.base64, here greyscale, 255
+    where painted (`painted`: a rectangle x0, y0, x1, y1, ends excluded, or None)."""
+    img = Image.new("L", (w, h), 0)
+    if painted:
+        img.paste(255, painted)
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return r.RegionInfo(mask=r.Mask(image=r.Image(base64=buf.getvalue())))
+
+
+# 3. Hosted URL only; matched by the file name in its metadata (street/car-01.png). Two
+# segmentation masks at half the image's resolution: one painting columns 2-9 and rows 4-7 of
+# 16x16 (the box 4,8 16x8 in the 32x32 image), one painting nothing.
 car_meta = struct_pb2.Struct()
 car_meta.update({"filename": "street/car-01.png"})
 car = r.Input(
@@ -95,6 +108,12 @@ car = r.Input(
     data=r.Data(
         image=r.Image(hosted=hosted("def456.png")),
         concepts=[concept("car", 0.93)],
+        regions=[
+            r.Region(id="reg-car", region_info=mask(16, 16, (2, 4, 10, 8)),
+                     data=r.Data(concepts=[concept("car", 1.0)])),
+            r.Region(id="reg-plate", region_info=mask(16, 16, None),
+                     data=r.Data(concepts=[concept("plate", 1.0)])),
+        ],
         metadata=car_meta,
     ),
 )

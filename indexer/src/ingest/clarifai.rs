@@ -5,7 +5,8 @@
 //!
 //! A concept with a value above 0 is an image-level label; a region's `regionInfo.boundingBox`
 //! (`topRow`, `leftCol`, `bottomRow`, `rightCol`, fractions of the image's displayed size, read
-//! from its header) or `polygon` points become a box labelled with its positive concept. A
+//! from its header), `polygon` points or segmentation `mask` (the extent of what its PNG paints,
+//! shape `mask`) become a box labelled with its positive concept. A
 //! concept with value 0 (or none: `MessageToDict` leaves zeros out) is a negative label: an
 //! image-level one is kept as the record's `negative_labels` ("not X"), never indexed as
 //! present; a region's ("this region is not X") says nothing about the image and is named in a
@@ -137,6 +138,39 @@ fn concepts(v: Option<&Value>) -> Vec<(String, bool)> {
         .unwrap_or_default()
 }
 
+/// What a region's `mask` paints: `[top, left, bottom, right]` as fractions of the mask's
+/// height and width, from the image in `mask.image.base64` (base64 text in the SDK's JSON, bytes
+/// in the archive, which [`super::clarifai_archive`] hands over as base64 too), decoded within
+/// the default limits. A pixel is painted when it is not black (a transparent one decodes to
+/// its colour, which masks leave black). `None` when there is no such image, it cannot be
+/// decoded, or it paints nothing.
+pub(super) fn mask_extent(mask: &Value) -> Option<[f64; 4]> {
+    use base64::Engine as _;
+    let text = field(mask, "image", "image")?.get("base64")?.as_str()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()?;
+    let img =
+        models::preprocess::decode(&bytes, &models::preprocess::DecodeLimits::default()).ok()?;
+    let (mut x0, mut y0, mut x1, mut y1) = (u32::MAX, u32::MAX, 0, 0);
+    for (x, y, p) in img.enumerate_pixels() {
+        if p.0 != [0, 0, 0] {
+            (x0, y0) = (x0.min(x), y0.min(y));
+            (x1, y1) = (x1.max(x + 1), y1.max(y + 1));
+        }
+    }
+    if x0 == u32::MAX {
+        return None;
+    }
+    let (w, h) = (f64::from(img.width()), f64::from(img.height()));
+    Some([
+        f64::from(y0) / h,
+        f64::from(x0) / w,
+        f64::from(y1) / h,
+        f64::from(x1) / w,
+    ])
+}
+
 fn field<'a>(v: &'a Value, camel: &str, snake: &str) -> Option<&'a Value> {
     v.get(camel).or_else(|| v.get(snake))
 }
@@ -210,6 +244,9 @@ pub fn read_annotations(
                 .map(|p| Some((p.get("col")?.as_f64()? * w, p.get("row")?.as_f64()? * h)))
                 .collect()
         });
+        // A segmentation mask (a PNG carried in `mask.image.base64`): the extent of what it
+        // paints, as fractions of its own size, which may differ from the image's.
+        let mask = field(info, "mask", "mask");
         let rect = size.and_then(|(w, h)| {
             let (w, h) = (f64::from(w), f64::from(h));
             if let Some(b) = field(info, "boundingBox", "bounding_box") {
@@ -217,8 +254,11 @@ pub fn read_annotations(
                 let (top, left) = (g("topRow", "top_row"), g("leftCol", "left_col"));
                 let (bottom, right) = (g("bottomRow", "bottom_row"), g("rightCol", "right_col"));
                 bbox_of_points(&[(left * w, top * h), (right * w, bottom * h)])
-            } else {
+            } else if outline.is_some() {
                 bbox_of_points(outline.as_deref()?)
+            } else {
+                let [top, left, bottom, right] = mask_extent(mask?)?;
+                bbox_of_points(&[(left * w, top * h), (right * w, bottom * h)])
             }
         });
         if positive.is_empty() && !region_concepts.is_empty() {
@@ -235,11 +275,16 @@ pub fn read_annotations(
                 if let Some(id) = item.get("id").and_then(Value::as_str) {
                     b.attributes.insert("source_id", json!(id));
                 }
+                if mask.is_some() && b.polygons.is_empty() {
+                    b.attributes.insert("shape", json!("mask"));
+                }
                 entry.boxes.push(b);
             }
             (labels, rect) => {
                 let why = if labels.is_empty() {
                     "region without a concept"
+                } else if rect.is_none() && mask.is_some() {
+                    "region whose mask cannot be decoded or paints nothing"
                 } else if rect.is_none() {
                     "region whose box cannot be read or placed"
                 } else {
@@ -343,6 +388,73 @@ mod tests {
         read_annotations(&concepts, None, "a.json", &mut entry, &mut problems);
         assert_eq!(entry.labels, ["cat"]);
         assert_eq!(entry.negative_labels, ["dog"]);
+    }
+
+    /// A PNG mask of `w` x `h`, base64 as the SDK's JSON carries it, painting `painted`
+    /// (x0, y0, x1, y1, ends excluded) in `colour` on black (or transparent when `alpha`).
+    fn mask_png(w: u32, h: u32, painted: Option<[u32; 4]>, alpha: bool) -> String {
+        use base64::Engine as _;
+        let img = image::RgbaImage::from_fn(w, h, |x, y| {
+            let inside = painted
+                .is_some_and(|[x0, y0, x1, y1]| (x0..x1).contains(&x) && (y0..y1).contains(&y));
+            match (inside, alpha) {
+                (true, _) => image::Rgba([255, 255, 255, 255]),
+                (false, true) => image::Rgba([0, 0, 0, 0]),
+                (false, false) => image::Rgba([0, 0, 0, 255]),
+            }
+        });
+        let mut png = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut png, image::ImageFormat::Png).unwrap();
+        base64::engine::general_purpose::STANDARD.encode(png.into_inner())
+    }
+
+    /// A segmentation mask (the SDK's JSON form: base64 text) becomes the box around what it
+    /// paints, scaled from the mask's size to the image's, with shape `mask`; a mask that paints
+    /// nothing, or is not an image, stays an uncertain region of the whole image.
+    #[test]
+    fn masks_become_the_box_around_what_they_paint() {
+        let region = |id: &str, label: &str, base64: &str| {
+            json!({"id": id, "regionInfo": {"mask": {"image": {"base64": base64}}},
+                   "data": {"concepts": [{"id": label, "name": label, "value": 1.0}]}})
+        };
+        let doc = json!([
+            region("m1", "face", &mask_png(10, 10, Some([2, 1, 5, 4]), false)),
+            region("m2", "car", &mask_png(8, 4, Some([0, 2, 8, 4]), true)),
+            region("m3", "plate", &mask_png(10, 10, None, false)),
+            region("m4", "plate", "bm90IGFuIGltYWdl"),
+        ]);
+        let mut entry = ImageEntry::new("a.png", "a.json");
+        let mut problems = Vec::new();
+        read_annotations(&doc, Some((200, 100)), "a.json", &mut entry, &mut problems);
+        let got: Vec<_> = entry
+            .boxes
+            .iter()
+            .map(|b| {
+                (
+                    b.label.as_str(),
+                    [b.x, b.y, b.w, b.h],
+                    b.attributes["shape"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("face", [40.0, 10.0, 60.0, 30.0], json!("mask")),
+                ("car", [0.0, 50.0, 200.0, 50.0], json!("mask")),
+            ]
+        );
+        assert_eq!(entry.uncertain.len(), 2);
+        for u in &entry.uncertain {
+            assert_eq!(
+                (u.labels.as_slice(), u.region),
+                (&["plate".to_owned()][..], None)
+            );
+            assert!(
+                u.reason
+                    .contains("mask cannot be decoded or paints nothing")
+            );
+        }
     }
 
     #[test]

@@ -173,9 +173,20 @@ pub mod proto {
         /// A box.
         #[prost(message, optional, tag = "1")]
         pub bounding_box: Option<BoundingBox>,
+        /// A segmentation mask.
+        #[prost(message, optional, tag = "4")]
+        pub mask: Option<Mask>,
         /// A polygon.
         #[prost(message, optional, tag = "5")]
         pub polygon: Option<Polygon>,
+    }
+
+    /// `clarifai.api.Mask`: an image (a PNG) painting the region.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Mask {
+        /// The mask image; only its bytes are read.
+        #[prost(message, optional, tag = "2")]
+        pub image: Option<Image>,
     }
 
     /// `clarifai.api.BoundingBox`: fractions of the image's height (rows) and width (cols).
@@ -455,6 +466,11 @@ fn region_json(r: &proto::Region) -> Value {
                 .map(|p| json!({"row": p.row, "col": p.col}))
                 .collect();
             info.insert("polygon".into(), json!({ "points": points }));
+        } else if let Some(m) = &ri.mask {
+            use base64::Engine as _;
+            let bytes = m.image.as_ref().map_or(&[][..], |i| &i.base64[..]);
+            let text = base64::engine::general_purpose::STANDARD.encode(bytes);
+            info.insert("mask".into(), json!({"image": {"base64": text}}));
         }
     }
     let concepts: Vec<Value> = r

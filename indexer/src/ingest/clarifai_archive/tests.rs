@@ -66,6 +66,20 @@ fn the_fixture_written_by_clarifai_grpc_reads_input_by_input() {
     // Matched by the file name in its metadata.
     assert_eq!(by_id["in-car"].file_name, "street/car-01.png");
     assert_eq!(by_id["in-car"].labels, ["car"]);
+    // Its segmentation masks (16x16 PNGs for a 32x32 image): what the first paints, scaled to
+    // the image; the second paints nothing and is uncertain (redacted whole if sensitive).
+    let car = by_id["in-car"];
+    let c = &car.boxes[0];
+    assert_eq!(
+        (c.label.as_str(), [c.x, c.y, c.w, c.h]),
+        ("car", [4.0, 8.0, 16.0, 8.0])
+    );
+    assert_eq!(c.attributes["shape"], json!("mask"));
+    assert_eq!(car.boxes.len(), 1);
+    assert_eq!(car.uncertain.len(), 1, "{:?}", car.uncertain);
+    assert_eq!(car.uncertain[0].labels, ["plate"]);
+    assert_eq!(car.uncertain[0].region, None);
+    assert!(car.uncertain[0].reason.contains("mask"));
     // The negative concept is never a label: it is kept as "not person". The missing image
     // is reported.
     assert!(!boat.labels.contains(&"person".to_owned()));
