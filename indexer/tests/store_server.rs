@@ -473,6 +473,84 @@ fn the_collection_config_is_the_truth_for_what_it_holds() {
     );
 }
 
+/// The links of a collection's date index, as the server reports them (`None`: no index).
+fn date_index_links(server: &QdrantProcess, collection: &str) -> Option<bool> {
+    let (_, body) = server
+        .http_get(
+            &format!("/collections/{collection}"),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let captured = &info["result"]["payload_schema"]["captured"];
+    if captured.is_null() {
+        return None;
+    }
+    assert_eq!(captured["data_type"], "integer", "{info}");
+    // An index made without params has qdrant's default: links on.
+    Some(captured["params"]["enable_hnsw"].as_bool().unwrap_or(true))
+}
+
+/// A collection made before imagelens named its date index's graph links (a plain integer
+/// index, as `ensure` created it then: qdrant's default, links on) has the index rebuilt to
+/// `RANGE_FIELD_LINKS` by the next optimize, as the embedded store does, once; its points and
+/// its date filters answer as before.
+#[test]
+fn an_older_date_index_is_rebuilt_to_the_constant_by_optimize() {
+    let Some(server) = server() else { return };
+    let url = server.grpc_url();
+    let store = ServerStore::connect(&url, "older").unwrap();
+    store.ensure(&spec()).unwrap();
+    store.upsert(points(6, 0..300)).unwrap();
+    // Made again the way imagelens made it before: a plain integer index.
+    let dropped = http_send(
+        &server,
+        "DELETE",
+        "/collections/older/index/captured?wait=true",
+        "{}",
+    );
+    assert_eq!(dropped, 200);
+    let created = http_send(
+        &server,
+        "PUT",
+        "/collections/older/index?wait=true",
+        r#"{"field_name":"captured","field_schema":"integer"}"#,
+    );
+    assert_eq!(created, 200);
+    assert_eq!(date_index_links(&server, "older"), Some(true));
+
+    let range = VectorFilter {
+        must: vec![Condition::Range {
+            key: "captured".into(),
+            gte: Some(100),
+            lte: Some(149),
+        }],
+        ..VectorFilter::default()
+    };
+    // A new process (as the CLI's optimize is) sees the older index and rebuilds it.
+    let store = ServerStore::connect(&url, "older").unwrap();
+    assert_eq!(store.count(&range).unwrap(), 50);
+    store.optimize().unwrap();
+    assert_eq!(
+        date_index_links(&server, "older"),
+        Some(indexer::store::RANGE_FIELD_LINKS)
+    );
+    assert_eq!(store.count(&all()).unwrap(), 300);
+    assert_eq!(store.count(&range).unwrap(), 50);
+    let hits = store
+        .search(&near(&[0.5; DIM], range.clone(), 100, true))
+        .unwrap();
+    assert_eq!(hits.len(), 50);
+    assert!(hits.iter().all(|h| (100..150).contains(&h.id)), "{hits:?}");
+    // Once aligned, optimize leaves it alone (and still answers).
+    store.optimize().unwrap();
+    assert_eq!(
+        date_index_links(&server, "older"),
+        Some(indexer::store::RANGE_FIELD_LINKS)
+    );
+    assert_eq!(store.count(&range).unwrap(), 50);
+}
+
 #[test]
 fn settings_given_before_the_collection_exists_shape_the_collection_ensure_creates() {
     let Some(server) = server() else { return };

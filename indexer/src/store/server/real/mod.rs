@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 use qdrant_client::qdrant::{
     self, AcornSearchParamsBuilder, CollectionInfo, CollectionStatus, Condition as QCondition,
     CountPointsBuilder, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder,
-    DeleteCollectionBuilder, DeletePointsBuilder, Distance, FieldType, GetPointsBuilder,
-    HnswConfigDiff, IntegerIndexParamsBuilder, OptimizersConfigDiff, PayloadIncludeSelector,
-    PayloadSchemaType, PointStruct, PointsIdsList, Query, QueryBatchPointsBuilder,
-    QueryPointsBuilder, ReplicaState, ScalarQuantization, ScrollPointsBuilder, SearchParamsBuilder,
-    UpdateCollection, UpsertPointsBuilder, VectorParamsBuilder, VectorsConfigBuilder,
-    VectorsSelector, WriteOrdering, WriteOrderingType, point_id::PointIdOptions,
-    quantization_config, quantization_config_diff, value::Kind, vector_output, vectors_config,
-    vectors_output,
+    DeleteCollectionBuilder, DeleteFieldIndexCollectionBuilder, DeletePointsBuilder, Distance,
+    FieldType, GetPointsBuilder, HnswConfigDiff, IntegerIndexParamsBuilder, OptimizersConfigDiff,
+    PayloadIncludeSelector, PayloadSchemaType, PointStruct, PointsIdsList, Query,
+    QueryBatchPointsBuilder, QueryPointsBuilder, ReplicaState, ScalarQuantization,
+    ScrollPointsBuilder, SearchParamsBuilder, UpdateCollection, UpsertPointsBuilder,
+    VectorParamsBuilder, VectorsConfigBuilder, VectorsSelector, WriteOrdering, WriteOrderingType,
+    payload_index_params, point_id::PointIdOptions, quantization_config, quantization_config_diff,
+    value::Kind, vector_output, vectors_config, vectors_output,
 };
 use qdrant_client::{Qdrant, QdrantError};
 use serde_json::Value;
@@ -325,6 +325,37 @@ impl ServerStore {
             )?;
         }
         Ok(())
+    }
+
+    /// Rebuilds each integer (date) index of the collection whose payload-aware graph links
+    /// differ from [`crate::store::RANGE_FIELD_LINKS`] (a collection made before imagelens
+    /// named them has qdrant's default, links on): dropped and created again with the
+    /// constant's params, waiting for each. Returns the fields rebuilt. Graphs the server
+    /// already built keep their extra links until the optimizers rebuild their segment;
+    /// filters stay exact throughout (a field without an index is filtered by its values).
+    fn align_range_field_links(&self, info: &CollectionInfo) -> StoreResult<Vec<String>> {
+        let mut rebuilt = Vec::new();
+        for (field, schema) in &info.payload_schema {
+            if schema.data_type != PayloadSchemaType::Integer as i32 {
+                continue;
+            }
+            let links = match schema.params.as_ref().and_then(|p| p.index_params.as_ref()) {
+                Some(payload_index_params::IndexParams::IntegerIndexParams(params)) => {
+                    params.enable_hnsw.unwrap_or(true)
+                }
+                _ => true,
+            };
+            if links == crate::store::RANGE_FIELD_LINKS {
+                continue;
+            }
+            self.block_on(self.client.delete_field_index(
+                DeleteFieldIndexCollectionBuilder::new(&self.collection, field).wait(true),
+            ))?;
+            self.create_field_indexes(&[], std::slice::from_ref(field))?;
+            rebuilt.push(field.clone());
+        }
+        rebuilt.sort();
+        Ok(rebuilt)
     }
 
     /// The spec and index settings of the collection, read from the server; `None` when

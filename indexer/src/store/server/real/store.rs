@@ -295,9 +295,24 @@ impl VectorStore for ServerStore {
     /// than green) or it stayed green for a second. A collection whose optimizations are
     /// pending but not started (status grey, e.g. after a server restart) is nudged with an
     /// empty update, which is how Qdrant starts them.
+    ///
+    /// First, a date index made with payload-aware graph links (a collection made before
+    /// [`crate::store::RANGE_FIELD_LINKS`]) is rebuilt without them, as the embedded
+    /// store's optimize does.
     fn optimize(&self) -> StoreResult<()> {
         if !self.has_spec()? {
             return Ok(());
+        }
+        if let Some(info) = self.info()? {
+            let rebuilt = self.align_range_field_links(&info)?;
+            if !rebuilt.is_empty() {
+                tracing::info!(
+                    collection = %self.collection,
+                    fields = ?rebuilt,
+                    "date indexes rebuilt without payload-aware graph links"
+                );
+                self.changed.store(true, Ordering::Relaxed);
+            }
         }
         let start = Instant::now();
         let until = start + self.options.deadline();
