@@ -7,7 +7,9 @@
 //! `cargo bench --bench search`. Environment: `IMAGELENS_BENCH_RECORDS` (default 100000),
 //! `IMAGELENS_BENCH_DATA` (`clustered`, `uniform` or `both`, the default), `IMAGELENS_BENCH_QUERIES`
 //! (default 200 per case), `IMAGELENS_BENCH_OPTIMIZE` (`0`: no graph building, exact scans
-//! only) and `IMAGELENS_BENCH_MODES` (below). Each library is built
+//! only), `IMAGELENS_BENCH_M` and `IMAGELENS_BENCH_EF_CONSTRUCT` (the graphs' shape, default
+//! the index's default; a library of another shape is kept under a directory of its own) and
+//! `IMAGELENS_BENCH_MODES` (below). Each library is built
 //! once under `target/bench-search-<data>-<N>` (with graphs and int8 copies: the default auto
 //! index with quantization on) and reused. Text encoding is not included: query vectors come
 //! from a stand-in embedder (see `common::BenchEmbedder`); `cargo bench --bench embed` times the
@@ -36,13 +38,29 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 /// The settings the bench libraries are built with: graphs (`auto`) and int8 copies, so every
-/// mode below can be measured on one build.
+/// mode below can be measured on one build. The graph's shape is the default's unless
+/// `IMAGELENS_BENCH_M` / `IMAGELENS_BENCH_EF_CONSTRUCT` say otherwise (such a library gets a
+/// directory of its own, see [`open`]); every mode keeps it, so switching modes never asks the
+/// optimizer for a rebuild.
 fn built_settings() -> IndexSettings {
-    IndexSettings {
+    let defaults = IndexSettings::default();
+    let number = |var: &str, default: usize| match std::env::var(var) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{var} is a whole number, not {v:?}")),
+        Err(_) => default,
+    };
+    let settings = IndexSettings {
         kind: IndexKind::Auto,
         quantization: Quantization::Int8,
-        ..IndexSettings::default()
-    }
+        m: number("IMAGELENS_BENCH_M", defaults.m),
+        ef_construct: number("IMAGELENS_BENCH_EF_CONSTRUCT", defaults.ef_construct),
+        ..defaults
+    };
+    settings
+        .validate()
+        .unwrap_or_else(|e| panic!("IMAGELENS_BENCH_M / _EF_CONSTRUCT: {e}"));
+    settings
 }
 
 /// One search mode: index settings switched at search time (no rebuild) and a candidate depth
@@ -155,10 +173,25 @@ fn neighbour_cosines(lib: &Library, generator: &Generator, probes: usize) -> (f3
     (at(0.1), at(0.5), at(0.9))
 }
 
+/// The library directory's suffix for a graph shape other than the default's (`-m12-efc64`),
+/// so libraries built with other graphs are kept apart and each is reused as built.
+fn graph_suffix() -> String {
+    let (built, defaults) = (built_settings(), IndexSettings::default());
+    if (built.m, built.ef_construct) == (defaults.m, defaults.ef_construct) {
+        String::new()
+    } else {
+        format!("-m{}-efc{}", built.m, built.ef_construct)
+    }
+}
+
 fn open(n: usize, data: Data, spec: &EmbedderSpec) -> (Library, Generator) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("target")
-        .join(format!("bench-search-{}-{n}", data.name()));
+        .join(format!(
+            "bench-search-{}-{n}{}",
+            data.name(),
+            graph_suffix()
+        ));
     let mut lib = Library::open(&dir, StoreSettings::Edge).unwrap();
     let generator = if lib.manifest().counts.records != n as u64 {
         drop(lib);
@@ -190,9 +223,13 @@ fn open(n: usize, data: Data, spec: &EmbedderSpec) -> (Library, Generator) {
         "{}: {} in {:.1?}: {} points, {} vectors in graphs, {} segments, {:.0} MiB on disk",
         data.name(),
         if optimise {
-            "optimised (graphs)"
+            let built = built_settings();
+            format!(
+                "optimised (graphs m {}, ef_construct {})",
+                built.m, built.ef_construct
+            )
         } else {
-            "not optimised (IMAGELENS_BENCH_OPTIMIZE=0)"
+            "not optimised (IMAGELENS_BENCH_OPTIMIZE=0)".to_owned()
         },
         start.elapsed(),
         state.points,

@@ -354,6 +354,8 @@ fn run() -> anyhow::Result<ExitCode> {
         limits.max_concurrent_searches, limits.queue_wait_ms, limits.request_timeout_secs
     );
     let timeout_s = limits.request_timeout_secs + 10;
+    let opened = memory()?;
+    println!("memory with the library open, before the load: {opened}");
     let app = router(AppState::new(service, limits, Redaction::default())?);
 
     // The server runs on the runtime's worker threads; this thread drives wrk.
@@ -501,12 +503,38 @@ fn run() -> anyhow::Result<ExitCode> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    println!("  memory    after the load: {}", memory()?);
+    println!("            before it:      {opened}");
     if !others.is_empty() || socket_total > 0.0 || ok == 0 {
         println!("FAIL: non-2xx other than 503, socket errors, or no successful request");
         return Ok(ExitCode::FAILURE);
     }
     println!("OK");
     Ok(ExitCode::SUCCESS)
+}
+
+/// This process's memory (it serves the library; wrk is another process), from
+/// `/proc/self/status`: resident now (`VmRSS`), of which anonymous (`RssAnon`: heap, the
+/// store's in-RAM structures) and file-backed (`RssFile`: the store's and the keyword index's
+/// mmap'd files, which the kernel may drop and read again), and the peak (`VmHWM`, which
+/// includes building the library when this run built it).
+fn memory() -> anyhow::Result<String> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let mib = |key: &str| -> anyhow::Result<f64> {
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("no {key} in /proc/self/status"))?;
+        Ok(kb / 1024.0)
+    };
+    Ok(format!(
+        "resident {:.0} MiB (anonymous {:.0}, files {:.0}), peak {:.0} MiB",
+        mib("VmRSS:")?,
+        mib("RssAnon:")?,
+        mib("RssFile:")?,
+        mib("VmHWM:")?
+    ))
 }
 
 /// Mean of a histogram's observations per label value, in ms, from `/metrics` text.
