@@ -12,8 +12,8 @@
 //! `IMAGELENS_BENCH_MODES` (below). Each library is built
 //! once under `target/bench-search-<data>-<N>` (with graphs and int8 copies: the default auto
 //! index with quantization on) and reused. Text encoding is not included: query vectors come
-//! from a stand-in embedder (see `common::BenchEmbedder`); `cargo bench --bench embed` times the
-//! text encoder itself.
+//! from a stand-in embedder (see `common::BenchEmbedder`); `cargo bench -p models --bench embed --features testing`
+//! times the text encoder itself.
 //!
 //! `IMAGELENS_BENCH_STORE=server` (or `both`), with the bench built with `--features server`:
 //! the same library written to a local Qdrant server as well, and the same searches timed on
@@ -321,6 +321,7 @@ fn bench_spec() -> EmbedderSpec {
         revision: "sha256:random".into(),
         dim: DIM,
         image_size: 224,
+        precision: Default::default(),
     }
 }
 

@@ -297,6 +297,7 @@ fn run() -> anyhow::Result<ExitCode> {
         revision: "sha256:random".into(),
         dim: DIM,
         image_size: 224,
+        precision: Default::default(),
     };
     let mut lib = Library::open(&dir, StoreSettings::Edge)?;
     let first_root = lib

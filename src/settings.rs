@@ -7,7 +7,7 @@
 //! [`Settings::validate`], before anything is opened. `imagelens settings` prints what a
 //! command would run with.
 //!
-//! Every command uses `data_dir`, `model`, `no_model`, `[store]` and `[fusion]` (the default
+//! Every command uses `data_dir`, `model`, `no_model`, `precision`, `[store]` and `[fusion]` (the default
 //! weights of `search`, `eval` and the server's searches, which a request's own `weights`
 //! overlay); `addr`, `[limits]` and `[privacy]` are `serve`'s.
 
@@ -29,6 +29,9 @@ pub struct Settings {
     pub model: Option<String>,
     /// Never load a model.
     pub no_model: bool,
+    /// The number format the model computes in: `f32`, `f16` or `bf16` (default: what the
+    /// library records, else f32). A library refuses vectors of another precision.
+    pub precision: Option<models::Precision>,
     /// Address `serve` listens on.
     pub addr: SocketAddr,
     /// `[store]`: where the library's vectors live.
@@ -48,6 +51,7 @@ impl Default for Settings {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             model: None,
             no_model: false,
+            precision: None,
             addr: SocketAddr::from(([127, 0, 0, 1], 7878)),
             store: StoreSection::default(),
             fusion: Fusion::default(),
@@ -70,6 +74,8 @@ pub struct Overrides {
     pub model: Option<String>,
     /// `--no-model` / `IMAGELENS_NO_MODEL` (only ever turns model loading off).
     pub no_model: bool,
+    /// `--precision` / `IMAGELENS_PRECISION`.
+    pub precision: Option<models::Precision>,
     /// `--store` / `IMAGELENS_STORE`, as given (checked by [`store_url`]).
     pub store: Option<String>,
     /// `IMAGELENS_QDRANT_API_KEY`.
@@ -256,6 +262,9 @@ impl Settings {
             self.model = o.model;
         }
         self.no_model |= o.no_model;
+        if o.precision.is_some() {
+            self.precision = o.precision;
+        }
         if o.store.is_some() {
             self.store.url = o.store;
         }
@@ -457,6 +466,7 @@ mod tests {
             data_dir: Some("/lib/flag".into()),
             model: None,
             no_model: true,
+            precision: Some(models::Precision::Bf16),
             store: Some("qdrant+http://10.0.0.5:6334/c?shards=2".into()),
             api_key: Some("k3y".into()),
         };
@@ -464,6 +474,12 @@ mod tests {
         assert_eq!(s.data_dir, PathBuf::from("/lib/flag"));
         assert_eq!(s.model.as_deref(), Some("m-file"));
         assert!(s.no_model);
+        assert_eq!(s.precision, Some(models::Precision::Bf16));
+        assert_eq!(file.precision, None, "no precision in the file");
+        let p = Settings::from_toml("precision = \"f16\"\n").unwrap();
+        assert_eq!(p.precision, Some(models::Precision::F16));
+        let err = Settings::from_toml("precision = \"int4\"\n").unwrap_err();
+        assert!(err.contains("int4") || err.contains("variant"), "{err}");
         assert_eq!(
             s.store.url.as_deref(),
             Some("qdrant+http://10.0.0.5:6334/c?shards=2"),

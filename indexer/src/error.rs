@@ -47,7 +47,7 @@ pub enum Error {
     /// The library was built with another model.
     #[error(
         "this library's vectors were made with model {library}, not {given}; \
-         use the same --model, or start a new --data-dir"
+         use the same --model and --precision, or start a new --data-dir"
     )]
     ModelMismatch {
         /// The library's model.

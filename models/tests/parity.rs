@@ -2,20 +2,29 @@
 //! transformers computed for it (`reference.json`).
 //!
 //! The fixture folder comes from `IMAGELENS_FIXTURES` (default: `../shared/fixtures` beside the
-//! workspace). When it is absent every test prints why and passes without checking.
+//! workspace). When it is absent every test prints why and passes without checking. The tests
+//! run on `IMAGELENS_TEST_DEVICE` (`cpu`, the default, or `cuda`; see `scripts/gpu-check`), f32
+//! within 1e-4 of transformers, f16 and bf16 within a cosine of 0.995 of it and of our own f32.
 
 use std::path::{Path, PathBuf};
 
 mod common;
 
 use candle::{Device, Tensor};
-use common::max_abs_diff;
+use common::{max_abs_diff, test_device};
 use models::preprocess::{self, DecodeLimits};
-use models::{ClipEmbedder, Embedder};
+use models::{ClipEmbedder, Embedder, Embedding, Precision};
 use serde_json::Value;
 
 /// Max abs difference allowed between our outputs and transformers' (f32 on both sides).
 const TOL: f32 = 1e-4;
+
+/// Least cosine allowed between an f16 / bf16 embedding and the f32 one (ours or
+/// transformers'), per embedding.
+const REDUCED_COSINE: f32 = 0.995;
+
+/// The precisions below f32.
+const REDUCED: [Precision; 2] = [Precision::F16, Precision::Bf16];
 
 struct Fixture {
     dir: PathBuf,
@@ -24,6 +33,11 @@ struct Fixture {
 }
 
 fn fixture() -> Option<Fixture> {
+    fixture_as(Precision::F32)
+}
+
+/// The fixture model computing in `precision` on the test device.
+fn fixture_as(precision: Precision) -> Option<Fixture> {
     let root = std::env::var_os("IMAGELENS_FIXTURES")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
@@ -37,7 +51,8 @@ fn fixture() -> Option<Fixture> {
     }
     let text = std::fs::read_to_string(dir.join("reference.json")).expect("reference.json");
     let reference: Value = serde_json::from_str(&text).expect("reference.json is JSON");
-    let model = ClipEmbedder::load_dir(&dir, &Device::Cpu).expect("fixture model loads");
+    let model =
+        ClipEmbedder::load_dir_as(&dir, &test_device(), precision).expect("fixture model loads");
     Some(Fixture {
         dir,
         reference,
@@ -139,6 +154,7 @@ fn image_embeddings_from_reference_pixel_values_match_transformers() {
         .flat_map(|i| floats(&i["pixel_values"]))
         .collect();
     let nchw = Tensor::from_vec(pixels, (images.len(), 3, size, size), &Device::Cpu).unwrap();
+    assert!(f.model.device().same_device(&test_device()));
     let raw = f.model.image_features(&nchw).unwrap();
     let embedded = f.model.embed_pixel_values(&nchw).unwrap();
     for ((img, raw), emb) in images.iter().zip(&raw).zip(&embedded) {
@@ -184,5 +200,122 @@ fn image_files_through_our_preprocessing_match_transformers() {
         let c = cosine(emb.as_slice(), &floats(&img["embedding_normalized"]));
         eprintln!("{file}: cosine to transformers {c}");
         assert!(c >= 0.995, "{file}: cosine {c} < 0.995");
+    }
+}
+
+/// Reference pixel values of every fixture image, `(n, 3, size, size)` on the CPU.
+fn reference_pixels(f: &Fixture) -> Tensor {
+    let size = f.model.spec().image_size;
+    let images = entries(f, "images");
+    let pixels: Vec<f32> = images
+        .iter()
+        .flat_map(|i| floats(&i["pixel_values"]))
+        .collect();
+    Tensor::from_vec(pixels, (images.len(), 3, size, size), &Device::Cpu).unwrap()
+}
+
+#[test]
+fn f16_and_bf16_agree_with_transformers_and_with_f32() {
+    let Some(full) = fixture() else { return };
+    let texts: Vec<&str> = entries(&full, "texts")
+        .iter()
+        .map(|t| t["text"].as_str().unwrap())
+        .collect();
+    let full_texts = full.model.embed_texts(&texts).unwrap();
+    let full_images = full
+        .model
+        .embed_pixel_values(&reference_pixels(&full))
+        .unwrap();
+    for precision in REDUCED {
+        let f = fixture_as(precision).unwrap();
+        assert_eq!(f.model.spec().precision, precision);
+        assert_ne!(
+            f.model.spec().fingerprint(),
+            full.model.spec().fingerprint()
+        );
+        let mut least = f32::INFINITY;
+        let embedded = f.model.embed_texts(&texts).unwrap();
+        for ((t, emb), ours32) in entries(&f, "texts").iter().zip(&embedded).zip(&full_texts) {
+            let text = t["text"].as_str().unwrap();
+            assert!(emb.is_unit(), "{precision} {text:?}");
+            let c = cosine(emb.as_slice(), &floats(&t["embedding_normalized"]));
+            assert!(
+                c >= REDUCED_COSINE,
+                "{precision} text {text:?}: cosine {c} to transformers"
+            );
+            let c32 = emb.cosine(ours32);
+            assert!(
+                c32 >= REDUCED_COSINE,
+                "{precision} text {text:?}: cosine {c32} to f32"
+            );
+            least = least.min(c).min(c32);
+        }
+        let embedded = f.model.embed_pixel_values(&reference_pixels(&f)).unwrap();
+        for ((img, emb), ours32) in entries(&f, "images")
+            .iter()
+            .zip(&embedded)
+            .zip(&full_images)
+        {
+            let file = img["file"].as_str().unwrap();
+            let c = cosine(emb.as_slice(), &floats(&img["embedding_normalized"]));
+            assert!(
+                c >= REDUCED_COSINE,
+                "{precision} {file}: cosine {c} to transformers"
+            );
+            let c32 = emb.cosine(ours32);
+            assert!(
+                c32 >= REDUCED_COSINE,
+                "{precision} {file}: cosine {c32} to f32"
+            );
+            least = least.min(c).min(c32);
+        }
+        eprintln!(
+            "{precision} on {:?}: least cosine {least}",
+            f.model.device()
+        );
+    }
+}
+
+/// For every vector, the indices of its `k` most similar others.
+fn neighbours(v: &[Embedding], k: usize) -> Vec<Vec<usize>> {
+    (0..v.len())
+        .map(|i| {
+            let mut order: Vec<(f32, usize)> = (0..v.len())
+                .filter(|&j| j != i)
+                .map(|j| (v[i].cosine(&v[j]), j))
+                .collect();
+            order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            order.into_iter().take(k).map(|(_, j)| j).collect()
+        })
+        .collect()
+}
+
+#[test]
+fn f16_and_bf16_keep_the_top_10_neighbours_of_1000_images() {
+    let Some(full) = fixture() else { return };
+    let images = models::tiny::image_families(1000, 64);
+    let base = full.model.embed_images(&images).unwrap();
+    let base_nn = neighbours(&base, 10);
+    for precision in REDUCED {
+        let f = fixture_as(precision).unwrap();
+        let got = f.model.embed_images(&images).unwrap();
+        let least = got
+            .iter()
+            .zip(&base)
+            .map(|(a, b)| a.cosine(b))
+            .fold(f32::INFINITY, f32::min);
+        let nn = neighbours(&got, 10);
+        let overlap = nn
+            .iter()
+            .zip(&base_nn)
+            .map(|(a, b)| a.iter().filter(|j| b.contains(j)).count() as f64 / 10.0)
+            .sum::<f64>()
+            / images.len() as f64;
+        eprintln!(
+            "{precision} on {:?}: least cosine to f32 {least}, mean top-10 overlap {overlap:.4}",
+            f.model.device()
+        );
+        assert!(least >= REDUCED_COSINE, "{precision}: least cosine {least}");
+        assert!(overlap >= 0.95, "{precision}: top-10 overlap {overlap}");
     }
 }

@@ -37,7 +37,9 @@
 //! Model resolution, in order: `--model` (a folder or hub id; failure is an error because the
 //! user asked for it), else the model the library was built with, else the default hub model.
 //! In the last two cases a failure (offline, nothing cached) is not an error: the service runs
-//! without semantic search and says so.
+//! without semantic search and says so. The precision the model computes in is `--precision`,
+//! else the one the library records, else f32; a library whose vectors were made in another
+//! precision refuses the model (`ModelMismatch`), as it refuses other weights.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -71,6 +73,8 @@ pub struct AppSettings {
     pub model: Option<String>,
     /// Never load a model (keyword search, filters and look-ups only).
     pub no_model: bool,
+    /// `--precision`: the number format the model computes in (default: the library's).
+    pub precision: Option<models::Precision>,
     /// Vector store backend.
     pub store: StoreSettings,
     /// Default fusion weights (`[fusion]`); a search's own weights overlay them.
@@ -281,9 +285,14 @@ pub fn load_model(settings: &AppSettings, library: &Library) -> anyhow::Result<M
         });
     }
     let device = models::best_device(cfg!(feature = "cuda"));
+    // `--precision`, else the precision the library's vectors were made in, else f32.
+    let precision = settings
+        .precision
+        .or_else(|| library.manifest().model.as_ref().map(|m| m.precision))
+        .unwrap_or_default();
     if let Some(m) = &settings.model {
         let source = ModelSource::parse(m);
-        let e = ClipEmbedder::load(&source, &device)
+        let e = ClipEmbedder::load_as(&source, &device, precision)
             .with_context(|| format!("cannot load model {m:?}"))?;
         return Ok(ModelChoice {
             embedder: Some(Arc::new(e)),
@@ -294,7 +303,7 @@ pub fn load_model(settings: &AppSettings, library: &Library) -> anyhow::Result<M
         Some(spec) => ModelSource::parse(&spec.model_id),
         None => ModelSource::default(),
     };
-    match ClipEmbedder::load(&source, &device) {
+    match ClipEmbedder::load_as(&source, &device, precision) {
         Ok(e) => Ok(ModelChoice {
             embedder: Some(Arc::new(e)),
             offline_reason: None,

@@ -45,6 +45,12 @@ pub struct Cli {
     /// Do not load any model: keyword search, filters and look-ups only.
     #[arg(long, global = true, env = "IMAGELENS_NO_MODEL")]
     pub no_model: bool,
+    /// Number format the model computes in: f32, f16 or bf16 (default: what the library
+    /// records, else f32). f16 and bf16 are for GPUs (`--features cuda`); a library refuses
+    /// vectors of another precision than its own.
+    #[arg(long, global = true, env = "IMAGELENS_PRECISION", value_name = "P",
+          value_parser = clap::builder::ValueParser::new(|s: &str| s.parse::<models::Precision>()))]
+    pub precision: Option<models::Precision>,
     /// API token of your account (needed once the library has accounts).
     #[arg(long, global = true, env = "IMAGELENS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -140,6 +146,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         data_dir: cli.data_dir.clone(),
         model: cli.model.clone(),
         no_model: cli.no_model,
+        precision: cli.precision,
         store: cli.store.clone(),
         api_key: qdrant_api_key(),
     });
@@ -158,6 +165,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         data_dir: resolved.data_dir.clone(),
         model: resolved.model.clone(),
         no_model: resolved.no_model,
+        precision: resolved.precision,
         store,
         fusion: resolved.fusion,
         token: cli.token.clone(),

@@ -129,6 +129,7 @@ pub fn run(mut s: Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
         data_dir: s.data_dir.clone(),
         model: s.model.clone(),
         no_model: s.no_model,
+        precision: s.precision,
         store,
         fusion: s.fusion,
         token: None,

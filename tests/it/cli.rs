@@ -443,6 +443,21 @@ fn offline_library_works_says_so_and_gains_vectors_later() {
     // And a re-run is a no-op.
     let report = fx.ingest(true);
     assert_eq!(report["unchanged"], 10);
+
+    // The library's vectors are f32: the same model computing in bf16 is refused with a clear
+    // error, f32 named explicitly is the library's own, and an unknown precision is a usage error.
+    let bf16 = fx.run(&["--precision", "bf16", "search", "truck", "--json"]);
+    assert!(!bf16.status.success());
+    let err = String::from_utf8_lossy(&bf16.stderr);
+    assert!(err.contains("bf16") && err.contains("--precision"), "{err}");
+    let f32 = ok_json(&fx.run(&["--precision", "f32", "search", "truck", "--json"]));
+    assert_eq!(f32["semantic"], true);
+    let info = ok_json(&fx.run(&["info", "--json"]));
+    assert!(info.to_string().contains(r#""precision":"f32""#), "{info}");
+    let bad = fx.run(&["--precision", "int4", "info"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("f32, f16 or bf16"), "{err}");
 }
 
 #[test]

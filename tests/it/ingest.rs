@@ -264,4 +264,21 @@ fn a_different_model_is_refused_with_a_clear_error() {
     assert!(err.to_string().contains("same --model"));
     let ids: BTreeSet<String> = lib.keyword().ids().unwrap();
     assert_eq!(ids.len(), 3);
+
+    // The same weights computing in bf16 make other vectors: refused too, naming both
+    // precisions, and the library keeps its f32 identity.
+    let bf16: Arc<dyn Embedder> = Arc::new(
+        ClipEmbedder::load_dir_as(&fx.model, &candle_cpu(), models::Precision::Bf16).unwrap(),
+    );
+    let err = ingest(&mut lib, Some(bf16.as_ref()), &options(&fx)).unwrap_err();
+    assert!(matches!(err, indexer::Error::ModelMismatch { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("f32") && msg.contains("bf16") && msg.contains("--precision"),
+        "{msg}"
+    );
+    let kept = lib.manifest().model.clone().unwrap();
+    assert_eq!(kept.precision, models::Precision::F32);
+    assert_eq!(kept.fingerprint(), e.spec().fingerprint());
+    assert_eq!(lib.keyword().ids().unwrap().len(), 3);
 }

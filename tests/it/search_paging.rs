@@ -106,6 +106,7 @@ fn library(dir: &std::path::Path) -> (Arc<Library>, EmbedderSpec) {
         revision: "sha256:test".into(),
         dim: DIM,
         image_size: 32,
+        precision: Default::default(),
     };
     let mut lib = Library::open(dir, StoreSettings::Edge).unwrap();
     lib.adopt_model(&spec).unwrap();

@@ -261,8 +261,8 @@ impl Library {
     pub fn check_model(&self, spec: &EmbedderSpec) -> Result<()> {
         match &self.manifest_lock().model {
             Some(m) if m.fingerprint() != spec.fingerprint() => Err(Error::ModelMismatch {
-                library: format!("{} ({}, dim {})", m.model_id, m.revision, m.dim),
-                given: format!("{} ({}, dim {})", spec.model_id, spec.revision, spec.dim),
+                library: crate::pipeline::describe(m),
+                given: crate::pipeline::describe(spec),
             }),
             _ => Ok(()),
         }

@@ -528,5 +528,8 @@ fn spinner(enabled: bool, message: &'static str) -> ProgressBar {
 
 /// Embedder identity shown in reports and `info`.
 pub fn describe(spec: &EmbedderSpec) -> String {
-    format!("{} ({}, dim {})", spec.model_id, spec.revision, spec.dim)
+    format!(
+        "{} ({}, dim {}, {})",
+        spec.model_id, spec.revision, spec.dim, spec.precision
+    )
 }

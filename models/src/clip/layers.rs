@@ -13,24 +13,26 @@ use crate::EmbedError;
 /// The tensors of a safetensors file, looked up by name with shape checks.
 pub(crate) struct Weights {
     tensors: HashMap<String, Tensor>,
+    dtype: DType,
 }
 
 impl Weights {
-    /// Parses a safetensors buffer onto `device`.
+    /// Parses a safetensors buffer onto `device`; [`Weights::get`] hands tensors out as `dtype`.
     pub(crate) fn from_buffer(
         bytes: &[u8],
         path: &Path,
         device: &Device,
+        dtype: DType,
     ) -> Result<Self, EmbedError> {
         let tensors =
             candle::safetensors::load_buffer(bytes, device).map_err(|e| EmbedError::Weights {
                 path: path.to_path_buf(),
                 reason: e.to_string(),
             })?;
-        Ok(Self { tensors })
+        Ok(Self { tensors, dtype })
     }
 
-    /// The tensor `name` as f32, checked to have `shape`.
+    /// The tensor `name` in the compute dtype, checked to have `shape`.
     pub(super) fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor, EmbedError> {
         let t = self
             .tensors
@@ -55,7 +57,7 @@ impl Weights {
                 ),
             });
         }
-        Ok(t.to_dtype(DType::F32)?)
+        Ok(t.to_dtype(self.dtype)?)
     }
 }
 

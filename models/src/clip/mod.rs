@@ -25,7 +25,7 @@ use tokenizers::{Tokenizer, TruncationParams};
 pub use config::{Activation, ClipConfig, ClipTextConfig, ClipVisionConfig, RandomWeights};
 
 use crate::preprocess::{self, PreprocessConfig};
-use crate::{EmbedError, Embedder, EmbedderSpec, Embedding, ModelSource};
+use crate::{EmbedError, Embedder, EmbedderSpec, Embedding, ModelSource, Precision};
 
 /// File names of the Hugging Face layout.
 pub const CONFIG_FILE: &str = "config.json";
@@ -85,12 +85,26 @@ impl ClipEmbedder {
     /// # Errors
     /// As [`ModelSource::resolve`] and [`ClipEmbedder::load_dir`].
     pub fn load(source: &ModelSource, device: &Device) -> Result<Self, EmbedError> {
+        Self::load_as(source, device, Precision::F32)
+    }
+
+    /// As [`ClipEmbedder::load`], computing in `precision` (recorded in the spec, so a library
+    /// tells vectors of two precisions apart).
+    ///
+    /// # Errors
+    /// As [`ClipEmbedder::load`].
+    pub fn load_as(
+        source: &ModelSource,
+        device: &Device,
+        precision: Precision,
+    ) -> Result<Self, EmbedError> {
         let dir = source.resolve()?;
-        Self::load_named(&dir, source.model_id(), device)
+        Self::load_named(&dir, source.model_id(), device, precision)
     }
 
     /// Loads a model from a folder in the Hugging Face layout: `config.json`,
-    /// `model.safetensors` (f32, f16 or bf16; computed in f32), `tokenizer.json`, and optionally
+    /// `model.safetensors` (f32, f16 or bf16; computed in f32, see
+    /// [`ClipEmbedder::load_dir_as`] for other precisions), `tokenizer.json`, and optionally
     /// `preprocessor_config.json`.
     ///
     /// # Errors
@@ -99,10 +113,28 @@ impl ClipEmbedder {
     /// [`EmbedError::TensorShape`] for weights that do not fit the config,
     /// [`EmbedError::Tokenizer`] for a bad tokenizer.
     pub fn load_dir(dir: &Path, device: &Device) -> Result<Self, EmbedError> {
-        Self::load_named(dir, dir.display().to_string(), device)
+        Self::load_dir_as(dir, device, Precision::F32)
     }
 
-    fn load_named(dir: &Path, model_id: String, device: &Device) -> Result<Self, EmbedError> {
+    /// As [`ClipEmbedder::load_dir`], computing in `precision`: the weights are converted to it
+    /// once at load, whatever format the file stores.
+    ///
+    /// # Errors
+    /// As [`ClipEmbedder::load_dir`].
+    pub fn load_dir_as(
+        dir: &Path,
+        device: &Device,
+        precision: Precision,
+    ) -> Result<Self, EmbedError> {
+        Self::load_named(dir, dir.display().to_string(), device, precision)
+    }
+
+    fn load_named(
+        dir: &Path,
+        model_id: String,
+        device: &Device,
+        precision: Precision,
+    ) -> Result<Self, EmbedError> {
         if !dir.is_dir() {
             return Err(EmbedError::MissingFile {
                 path: dir.to_path_buf(),
@@ -158,7 +190,8 @@ impl ClipEmbedder {
         // than mapping keeps this crate free of `unsafe`.
         let bytes = std::fs::read(&weights_path).map_err(|e| io_error(&weights_path, e))?;
         let revision = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
-        let weights = layers::Weights::from_buffer(&bytes, &weights_path, device)?;
+        let weights =
+            layers::Weights::from_buffer(&bytes, &weights_path, device, precision.dtype())?;
         drop(bytes);
         let model = model::ClipModel::load(&weights, &config)?;
 
@@ -167,8 +200,9 @@ impl ClipEmbedder {
             revision,
             dim: config.projection_dim,
             image_size,
+            precision,
         };
-        tracing::info!(model = %spec.model_id, revision = %spec.revision, dim = spec.dim, "loaded CLIP model");
+        tracing::info!(model = %spec.model_id, revision = %spec.revision, dim = spec.dim, %precision, "loaded CLIP model");
         let untrained = config.random_weights.as_ref().map(|r| {
             format!(
                 "its config.json says its weights are seeded random numbers (seed {}) written by \

@@ -196,7 +196,7 @@ impl EncoderLayer {
                 .iter()
                 .flat_map(|&p| (0..s).map(move |j| if j > p { f32::NEG_INFINITY } else { 0.0 }))
                 .collect();
-            Some(Tensor::from_vec(m, (b, 1, 1, s), x.device())?)
+            Some(Tensor::from_vec(m, (b, 1, 1, s), x.device())?.to_dtype(x.dtype())?)
         } else {
             None
         };
@@ -347,7 +347,7 @@ impl TextModel {
                 let m: Vec<f32> = (0..s)
                     .flat_map(|i| (0..s).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
                     .collect();
-                Tensor::from_vec(m, (s, s), device)
+                Tensor::from_vec(m, (s, s), device)?.to_dtype(self.token_embedding.dtype())
             })
             .transpose()?;
         let pooled = self.encoder.forward_pooled(&x, &pool, mask.as_ref())?;
@@ -431,9 +431,10 @@ impl VisionModel {
         let b = dims[0];
         let (c, p, g) = (self.channels, self.patch, self.image_size / self.patch);
         let d = self.patch_w_t.dim(1)?;
+        // Moved as given (f32 from the preprocessing) and converted where the model runs.
         let pixels = pixels
-            .to_dtype(DType::F32)?
-            .to_device(self.patch_w_t.device())?;
+            .to_device(self.patch_w_t.device())?
+            .to_dtype(self.patch_w_t.dtype())?;
         // (b, c, g, p, g, p) -> (b, g, g, c, p, p): each row is one patch, flattened as the
         // convolution kernel is.
         let patches = pixels

@@ -443,3 +443,31 @@ fn weights(c: &crate::clip::ClipConfig, seed: u64) -> Result<BTreeMap<String, Te
 
 #[cfg(test)]
 mod tests;
+
+/// `n` square images of `side` pixels in `n / 10` families: each family a 4x4 layout of coloured
+/// blocks, its members the layout shifted and tinted a little. Seeded, so the same every time;
+/// for measuring whether two ways of embedding keep the same nearest neighbours (families give
+/// every image near neighbours that are not ties).
+pub fn image_families(n: usize, side: u32) -> Vec<image::RgbImage> {
+    let mut rng = StdRng::seed_from_u64(0x1ce_1e25);
+    let families: Vec<Vec<[u8; 3]>> = (0..n.div_ceil(10))
+        .map(|_| (0..16).map(|_| rng.random::<[u8; 3]>()).collect())
+        .collect();
+    let cell = side.div_ceil(4).max(1);
+    (0..n)
+        .map(|i| {
+            let blocks = &families[i / 10];
+            let (dx, dy) = (
+                rng.random_range(0..=cell / 2),
+                rng.random_range(0..=cell / 2),
+            );
+            let tint: [u32; 3] = std::array::from_fn(|_| rng.random_range(0..31));
+            image::RgbImage::from_fn(side, side, |x, y| {
+                let b = blocks[(((y + dy) / cell % 4) * 4 + (x + dx) / cell % 4) as usize];
+                image::Rgb(std::array::from_fn(|c| {
+                    (u32::from(b[c]) + tint[c]).min(255) as u8
+                }))
+            })
+        })
+        .collect()
+}
