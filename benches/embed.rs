@@ -27,7 +27,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use models::candle::{Device, Tensor};
 use models::tiny::{self, TinyShapes};
-use models::{ClipEmbedder, Embedder, Embedding, Precision};
+use models::{ClipEmbedder, Embedder, Precision};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -64,25 +64,6 @@ fn named(name: &str, p: Precision) -> String {
     }
 }
 
-/// Mean overlap of the top-10 neighbours (by cosine, itself excluded) of `a` and `b`.
-fn top10_overlap(a: &[Embedding], b: &[Embedding]) -> f64 {
-    let top = |v: &[Embedding], i: usize| -> Vec<usize> {
-        let mut order: Vec<(f32, usize)> = (0..v.len())
-            .filter(|&j| j != i)
-            .map(|j| (v[i].cosine(&v[j]), j))
-            .collect();
-        order.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
-        order.into_iter().take(10).map(|(_, j)| j).collect()
-    };
-    (0..a.len())
-        .map(|i| {
-            let (ta, tb) = (top(a, i), top(b, i));
-            ta.iter().filter(|j| tb.contains(j)).count() as f64 / 10.0
-        })
-        .sum::<f64>()
-        / a.len() as f64
-}
-
 fn agreement(models: &[(Precision, ClipEmbedder)], n: usize) {
     let images = tiny::image_families(n, 224);
     let Some((_, full)) = models.iter().find(|(p, _)| *p == Precision::F32) else {
@@ -99,7 +80,7 @@ fn agreement(models: &[(Precision, ClipEmbedder)], n: usize) {
             "agreement {p} vs f32 on {:?}, {n} images: least cosine {least:.5}, mean cosine \
              {mean:.5}, mean top-10 overlap {:.4}",
             m.device(),
-            top10_overlap(&got, &base)
+            tiny::neighbour_overlap(&got, &base, 10)
         );
     }
 }

@@ -13,7 +13,7 @@ mod common;
 use candle::{Device, Tensor};
 use common::{max_abs_diff, test_device};
 use models::preprocess::{self, DecodeLimits};
-use models::{ClipEmbedder, Embedder, Embedding, Precision};
+use models::{ClipEmbedder, Embedder, Precision};
 use serde_json::Value;
 
 /// Max abs difference allowed between our outputs and transformers' (f32 on both sides).
@@ -276,26 +276,11 @@ fn f16_and_bf16_agree_with_transformers_and_with_f32() {
     }
 }
 
-/// For every vector, the indices of its `k` most similar others.
-fn neighbours(v: &[Embedding], k: usize) -> Vec<Vec<usize>> {
-    (0..v.len())
-        .map(|i| {
-            let mut order: Vec<(f32, usize)> = (0..v.len())
-                .filter(|&j| j != i)
-                .map(|j| (v[i].cosine(&v[j]), j))
-                .collect();
-            order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-            order.into_iter().take(k).map(|(_, j)| j).collect()
-        })
-        .collect()
-}
-
 #[test]
 fn f16_and_bf16_keep_the_top_10_neighbours_of_1000_images() {
     let Some(full) = fixture() else { return };
     let images = models::tiny::image_families(1000, 64);
     let base = full.model.embed_images(&images).unwrap();
-    let base_nn = neighbours(&base, 10);
     for precision in REDUCED {
         let f = fixture_as(precision).unwrap();
         let got = f.model.embed_images(&images).unwrap();
@@ -304,13 +289,7 @@ fn f16_and_bf16_keep_the_top_10_neighbours_of_1000_images() {
             .zip(&base)
             .map(|(a, b)| a.cosine(b))
             .fold(f32::INFINITY, f32::min);
-        let nn = neighbours(&got, 10);
-        let overlap = nn
-            .iter()
-            .zip(&base_nn)
-            .map(|(a, b)| a.iter().filter(|j| b.contains(j)).count() as f64 / 10.0)
-            .sum::<f64>()
-            / images.len() as f64;
+        let overlap = models::tiny::neighbour_overlap(&got, &base, 10);
         eprintln!(
             "{precision} on {:?}: least cosine to f32 {least}, mean top-10 overlap {overlap:.4}",
             f.model.device()

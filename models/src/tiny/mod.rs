@@ -471,3 +471,31 @@ pub fn image_families(n: usize, side: u32) -> Vec<image::RgbImage> {
         })
         .collect()
 }
+
+/// Mean overlap, over every vector, of its `k` nearest others (by cosine, itself excluded; ties
+/// broken by index) in `a` and in `b`: 1.0 when two ways of embedding the same items agree on
+/// every neighbour list.
+///
+/// # Panics
+/// When `a` and `b` differ in length.
+pub fn neighbour_overlap(a: &[crate::Embedding], b: &[crate::Embedding], k: usize) -> f64 {
+    assert_eq!(a.len(), b.len(), "the same items embedded twice");
+    let top = |v: &[crate::Embedding], i: usize| -> Vec<usize> {
+        let mut order: Vec<(f32, usize)> = (0..v.len())
+            .filter(|&j| j != i)
+            .map(|j| (v[i].cosine(&v[j]), j))
+            .collect();
+        order.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
+        order.into_iter().take(k).map(|(_, j)| j).collect()
+    };
+    if a.is_empty() || k == 0 {
+        return 1.0;
+    }
+    (0..a.len())
+        .map(|i| {
+            let (ta, tb) = (top(a, i), top(b, i));
+            ta.iter().filter(|j| tb.contains(j)).count() as f64 / ta.len().max(1) as f64
+        })
+        .sum::<f64>()
+        / a.len() as f64
+}

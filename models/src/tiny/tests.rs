@@ -341,3 +341,21 @@ fn half_precision_weights_load_and_compute_in_f32() {
         );
     }
 }
+
+#[test]
+fn neighbour_overlap_is_one_for_the_same_vectors_and_falls_when_neighbours_change() {
+    let v: Vec<Embedding> = (0..6)
+        .map(|i| Embedding::normalized(vec![1.0, i as f32 * 0.1, 0.0]))
+        .collect();
+    assert_eq!(super::neighbour_overlap(&v, &v, 2), 1.0);
+    // Moving item 0 far from the rest changes every list it was in.
+    let mut w = v.clone();
+    w[0] = Embedding::normalized(vec![0.0, 0.0, 1.0]);
+    let o = super::neighbour_overlap(&v, &w, 2);
+    assert!(o < 1.0 && o > 0.0, "{o}");
+    // Families are deterministic and as many as asked.
+    let a = super::image_families(25, 32);
+    assert_eq!(a.len(), 25);
+    assert_eq!(a, super::image_families(25, 32));
+    assert!(a.iter().all(|i| i.dimensions() == (32, 32)));
+}
