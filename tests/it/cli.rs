@@ -793,3 +793,30 @@ fn the_demo_runs_offline_and_its_untrained_model_leaves_the_ranking_to_bm25() {
             .contains("imagelens_random_weights")
     );
 }
+
+#[test]
+fn a_library_made_in_bf16_is_searched_in_bf16_without_the_flag() {
+    let fx = fixture(4);
+    let report = ok_json(&fx.run(&[
+        "--precision",
+        "bf16",
+        "ingest",
+        "--annotations",
+        fx.synth.instances.to_str().unwrap(),
+        "--images",
+        fx.synth.images.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(report["added"], 4);
+    assert_eq!(report["semantic"], true);
+    let info = ok_json(&fx.run(&["info", "--json"]));
+    assert_eq!(info["manifest"]["model"]["precision"], "bf16", "{info}");
+    // No flag: the library's precision is used, so its vectors are searchable.
+    let v = ok_json(&fx.run(&["search", "truck", "--json"]));
+    assert_eq!(v["semantic"], true, "{v}");
+    // f32 named explicitly is another vector space for this library.
+    let f32 = fx.run(&["--precision", "f32", "search", "truck", "--json"]);
+    assert!(!f32.status.success());
+    let err = String::from_utf8_lossy(&f32.stderr);
+    assert!(err.contains("bf16") && err.contains("f32"), "{err}");
+}
