@@ -290,6 +290,13 @@ pub fn load_model(settings: &AppSettings, library: &Library) -> anyhow::Result<M
         .precision
         .or_else(|| library.manifest().model.as_ref().map(|m| m.precision))
         .unwrap_or_default();
+    if device.is_cpu() && precision != models::Precision::F32 {
+        tracing::warn!(
+            %precision,
+            "{precision} on the CPU is slower than f32 (candle has no fast CPU kernels for it; \
+             benches/README.md): it is meant for GPUs"
+        );
+    }
     if let Some(m) = &settings.model {
         let source = ModelSource::parse(m);
         let e = ClipEmbedder::load_as(&source, &device, precision)

@@ -797,7 +797,7 @@ fn the_demo_runs_offline_and_its_untrained_model_leaves_the_ranking_to_bm25() {
 #[test]
 fn a_library_made_in_bf16_is_searched_in_bf16_without_the_flag() {
     let fx = fixture(4);
-    let report = ok_json(&fx.run(&[
+    let out = fx.run(&[
         "--precision",
         "bf16",
         "ingest",
@@ -806,7 +806,13 @@ fn a_library_made_in_bf16_is_searched_in_bf16_without_the_flag() {
         "--images",
         fx.synth.images.to_str().unwrap(),
         "--json",
-    ]));
+    ]);
+    let warning = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        warning.contains("bf16 on the CPU is slower than f32"),
+        "{warning}"
+    );
+    let report = ok_json(&out);
     assert_eq!(report["added"], 4);
     assert_eq!(report["semantic"], true);
     let info = ok_json(&fx.run(&["info", "--json"]));
