@@ -120,7 +120,10 @@ impl Linear {
         x: &Tensor,
         act: Option<Activation>,
     ) -> candle::Result<Tensor> {
-        let y = x.matmul(&self.w_t)?;
+        let y = match self.stored_if_small(x)? {
+            Some(w) => x.apply_op2_no_bwd(&w, &SmallRows)?,
+            None => x.matmul(&self.w_t)?,
+        };
         let fusable = matches!(act, None | Some(Activation::QuickGelu));
         match &self.b {
             Some(b) if fusable && y.device().is_cpu() && y.dtype() == DType::F32 => y
@@ -139,6 +142,86 @@ impl Linear {
                 None => Ok(y),
             },
         }
+    }
+}
+
+/// Inputs of at most this many rows (a text query of up to 32 tokens, a pooled row per image)
+/// take [`SmallRows`] instead of gemm.
+const SMALL_ROWS: usize = 32;
+
+impl Linear {
+    /// The stored `(out, in)` matrix when `x` should take [`SmallRows`]: f32 on the CPU, at
+    /// most [`SMALL_ROWS`] contiguous rows, and a [`Layout::View`] weight (whose transpose is
+    /// the stored matrix, contiguous).
+    fn stored_if_small(&self, x: &Tensor) -> candle::Result<Option<Tensor>> {
+        if !x.device().is_cpu()
+            || x.dtype() != DType::F32
+            || x.rank() != 2
+            || x.dim(0)? > SMALL_ROWS
+            || !x.is_contiguous()
+        {
+            return Ok(None);
+        }
+        let w = self.w_t.t()?;
+        Ok(w.is_contiguous().then_some(w))
+    }
+}
+
+/// CPU kernel for `x W^T` when `x` has few rows: each weight row is read once and dotted with
+/// every row of `x` (which stays in cache), instead of gemm packing the whole weight matrix
+/// for a handful of rows. Measured in benches/README.md (one text of 10 tokens).
+struct SmallRows;
+
+impl candle::CustomOp2 for SmallRows {
+    fn name(&self) -> &'static str {
+        "small-rows-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &candle::CpuStorage,
+        l1: &candle::Layout,
+        s2: &candle::CpuStorage,
+        l2: &candle::Layout,
+    ) -> candle::Result<(candle::CpuStorage, candle::Shape)> {
+        use rayon::prelude::*;
+        let (Some((a1, b1)), Some((a2, b2))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
+        else {
+            candle::bail!("small-rows matmul needs contiguous inputs")
+        };
+        let (m, k) = l1.shape().dims2()?;
+        let (n, k2) = l2.shape().dims2()?;
+        if k != k2 {
+            candle::bail!("small-rows matmul: ({m}, {k}) x ({n}, {k2})^T")
+        }
+        let x = &s1.as_slice::<f32>()?[a1..b1];
+        let w = &s2.as_slice::<f32>()?[a2..b2];
+        let mut out = vec![0f32; m * n];
+        if m == 0 || n == 0 {
+            return Ok((candle::CpuStorage::F32(out), (m, n).into()));
+        }
+        let fast = super::simd::has_fma();
+        // 64 weight rows a task: enough tasks to balance two or more threads, each task's
+        // output a (rows x m) block written back below.
+        const BLOCK: usize = 64;
+        let blocks: Vec<Vec<f32>> = w
+            .par_chunks(BLOCK * k)
+            .map(|rows| {
+                let mut part = Vec::with_capacity(rows.len() / k * m);
+                for wj in rows.chunks_exact(k) {
+                    part.extend(x.chunks_exact(k).map(|xi| super::simd::dot(xi, wj, fast)));
+                }
+                part
+            })
+            .collect();
+        for (b, part) in blocks.iter().enumerate() {
+            for (jj, column) in part.chunks_exact(m).enumerate() {
+                for (i, v) in column.iter().enumerate() {
+                    out[i * n + b * BLOCK + jj] = *v;
+                }
+            }
+        }
+        Ok((candle::CpuStorage::F32(out), (m, n).into()))
     }
 }
 
@@ -210,5 +293,58 @@ fn activate(act: Activation, x: &Tensor) -> candle::Result<Tensor> {
         Activation::Gelu => x.gelu_erf(),
         Activation::GeluNew => x.gelu(),
         Activation::Relu => x.relu(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Linear maps of 1 to 40 rows (either side of [`SMALL_ROWS`]), odd and even sizes: the
+    /// small-rows kernel gives gemm's answer to rounding, with and without bias and activation.
+    #[test]
+    fn small_rows_matmul_matches_gemm() {
+        let dev = Device::Cpu;
+        for (rows, inp, out) in [
+            (1, 7, 5),
+            (3, 64, 130),
+            (10, 512, 1536),
+            (32, 96, 33),
+            (40, 48, 65),
+        ] {
+            let x = Tensor::randn(0f32, 1.0, (rows, inp), &dev).unwrap();
+            let w = Tensor::randn(0f32, 1.0, (out, inp), &dev).unwrap();
+            let b = Tensor::randn(0f32, 1.0, out, &dev).unwrap();
+            let reference = x.matmul(&w.t().unwrap()).unwrap();
+            if rows <= SMALL_ROWS {
+                let small = x.apply_op2_no_bwd(&w, &SmallRows).unwrap();
+                let d = (small - &reference)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap();
+                assert!(
+                    d.to_scalar::<f32>().unwrap() < 1e-3,
+                    "{rows}x{inp}x{out}: {d}"
+                );
+            }
+            let view = Linear::new(w.clone(), Some(b.clone()), Layout::View).unwrap();
+            assert_eq!(
+                view.stored_if_small(&x).unwrap().is_some(),
+                rows <= SMALL_ROWS
+            );
+            let transposed = Linear::new(w, Some(b), Layout::Transposed).unwrap();
+            assert!(transposed.stored_if_small(&x).unwrap().is_none());
+            for act in [None, Some(Activation::QuickGelu), Some(Activation::Gelu)] {
+                let a = view.forward_act(&x, act).unwrap();
+                let c = transposed.forward_act(&x, act).unwrap();
+                let d = (a - c).unwrap().abs().unwrap().max_all().unwrap();
+                assert!(
+                    d.to_scalar::<f32>().unwrap() < 1e-3,
+                    "{rows} rows, {act:?}: {d}"
+                );
+            }
+        }
     }
 }

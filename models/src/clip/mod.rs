@@ -13,6 +13,9 @@
 pub mod config;
 mod layers;
 mod model;
+// The crate's only unsafe code: one SIMD kernel, tested against its safe twin.
+#[allow(unsafe_code)]
+mod simd;
 
 use std::collections::BTreeMap;
 use std::path::Path;
