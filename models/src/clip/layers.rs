@@ -185,17 +185,13 @@ impl candle::CustomOp2 for SmallRows {
         l2: &candle::Layout,
     ) -> candle::Result<(candle::CpuStorage, candle::Shape)> {
         use rayon::prelude::*;
-        let (Some((a1, b1)), Some((a2, b2))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
-        else {
-            candle::bail!("small-rows matmul needs contiguous inputs")
-        };
+        let x = f32_slice(s1, l1, self.name())?;
+        let w = f32_slice(s2, l2, self.name())?;
         let (m, k) = l1.shape().dims2()?;
         let (n, k2) = l2.shape().dims2()?;
         if k != k2 {
             candle::bail!("small-rows matmul: ({m}, {k}) x ({n}, {k2})^T")
         }
-        let x = &s1.as_slice::<f32>()?[a1..b1];
-        let w = &s2.as_slice::<f32>()?[a2..b2];
         let mut out = vec![0f32; m * n];
         if m == 0 || n == 0 {
             return Ok((candle::CpuStorage::F32(out), (m, n).into()));
@@ -225,6 +221,18 @@ impl candle::CustomOp2 for SmallRows {
     }
 }
 
+/// The f32 values of a contiguous CPU tensor, for the custom ops here.
+fn f32_slice<'a>(
+    s: &'a candle::CpuStorage,
+    l: &candle::Layout,
+    op: &str,
+) -> candle::Result<&'a [f32]> {
+    let Some((start, end)) = l.contiguous_offsets() else {
+        candle::bail!("{op} needs contiguous inputs")
+    };
+    Ok(&s.as_slice::<f32>()?[start..end])
+}
+
 /// CPU kernel for `x + bias` (row-wise) optionally followed by quick_gelu, on f32.
 struct BiasAct {
     quick_gelu: bool,
@@ -243,12 +251,8 @@ impl candle::CustomOp2 for BiasAct {
         l2: &candle::Layout,
     ) -> candle::Result<(candle::CpuStorage, candle::Shape)> {
         use rayon::prelude::*;
-        let (Some((a1, b1)), Some((a2, b2))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
-        else {
-            candle::bail!("bias-act needs contiguous inputs")
-        };
-        let x = &s1.as_slice::<f32>()?[a1..b1];
-        let bias = &s2.as_slice::<f32>()?[a2..b2];
+        let x = f32_slice(s1, l1, self.name())?;
+        let bias = f32_slice(s2, l2, self.name())?;
         let n = bias.len();
         if n == 0 || x.len() % n != 0 || l1.dims().last() != Some(&n) {
             candle::bail!("bias-act: bias of {n} does not match input {:?}", l1.dims())
