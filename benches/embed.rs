@@ -46,16 +46,6 @@ where
         .collect()
 }
 
-fn device() -> Device {
-    match std::env::var("IMAGELENS_BENCH_DEVICE").as_deref() {
-        Err(_) | Ok("") | Ok("cpu") => Device::Cpu,
-        Ok("cuda") => Device::new_cuda(0).unwrap_or_else(|e| {
-            panic!("IMAGELENS_BENCH_DEVICE=cuda, but no CUDA device can be used: {e}")
-        }),
-        Ok(other) => panic!("IMAGELENS_BENCH_DEVICE={other:?}: expected cpu or cuda"),
-    }
-}
-
 /// `name` for f32 (the names older runs used), `name_bf16` for the others.
 fn named(name: &str, p: Precision) -> String {
     match p {
@@ -88,7 +78,7 @@ fn agreement(models: &[(Precision, ClipEmbedder)], n: usize) {
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
     tiny::write_with_shapes(dir.path(), 0, &TinyShapes::vit_base_patch32()).expect("write model");
-    let device = device();
+    let device = tiny::device_from_env("IMAGELENS_BENCH_DEVICE");
     let precisions: Vec<Precision> = env_list("IMAGELENS_BENCH_PRECISIONS", "f32");
     let batches: Vec<usize> = env_list("IMAGELENS_BENCH_BATCHES", "1,8,32");
     let secs: f64 = std::env::var("IMAGELENS_BENCH_SECS")

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 mod common;
 
 use candle::{Device, Tensor};
-use common::{max_abs_diff, test_device};
+use common::max_abs_diff;
 use models::preprocess::{self, DecodeLimits};
-use models::{ClipEmbedder, Embedder, Precision};
+use models::{ClipEmbedder, Embedder, Embedding, Precision};
 use serde_json::Value;
 
 /// Max abs difference allowed between our outputs and transformers' (f32 on both sides).
@@ -25,6 +25,11 @@ const REDUCED_COSINE: f32 = 0.995;
 
 /// The precisions below f32.
 const REDUCED: [Precision; 2] = [Precision::F16, Precision::Bf16];
+
+/// The device the tests run on (`IMAGELENS_TEST_DEVICE`: cpu, the default, or cuda).
+fn test_device() -> Device {
+    models::tiny::device_from_env("IMAGELENS_TEST_DEVICE")
+}
 
 struct Fixture {
     dir: PathBuf,
@@ -234,21 +239,25 @@ fn f16_and_bf16_agree_with_transformers_and_with_f32() {
             full.model.spec().fingerprint()
         );
         let mut least = f32::INFINITY;
-        let embedded = f.model.embed_texts(&texts).unwrap();
-        for ((t, emb), ours32) in entries(&f, "texts").iter().zip(&embedded).zip(&full_texts) {
-            let text = t["text"].as_str().unwrap();
-            assert!(emb.is_unit(), "{precision} {text:?}");
-            let c = cosine(emb.as_slice(), &floats(&t["embedding_normalized"]));
+        // Against transformers' f32 output and against ours in f32, per embedding.
+        let mut check = |what: &str, emb: &Embedding, theirs: &Value, ours32: &Embedding| {
+            assert!(emb.is_unit(), "{precision} {what}");
+            let c = cosine(emb.as_slice(), &floats(theirs));
             assert!(
                 c >= REDUCED_COSINE,
-                "{precision} text {text:?}: cosine {c} to transformers"
+                "{precision} {what}: cosine {c} to transformers"
             );
             let c32 = emb.cosine(ours32);
             assert!(
                 c32 >= REDUCED_COSINE,
-                "{precision} text {text:?}: cosine {c32} to f32"
+                "{precision} {what}: cosine {c32} to f32"
             );
             least = least.min(c).min(c32);
+        };
+        let embedded = f.model.embed_texts(&texts).unwrap();
+        for ((t, emb), ours32) in entries(&f, "texts").iter().zip(&embedded).zip(&full_texts) {
+            let what = format!("text {:?}", t["text"].as_str().unwrap());
+            check(&what, emb, &t["embedding_normalized"], ours32);
         }
         let embedded = f.model.embed_pixel_values(&reference_pixels(&f)).unwrap();
         for ((img, emb), ours32) in entries(&f, "images")
@@ -256,18 +265,12 @@ fn f16_and_bf16_agree_with_transformers_and_with_f32() {
             .zip(&embedded)
             .zip(&full_images)
         {
-            let file = img["file"].as_str().unwrap();
-            let c = cosine(emb.as_slice(), &floats(&img["embedding_normalized"]));
-            assert!(
-                c >= REDUCED_COSINE,
-                "{precision} {file}: cosine {c} to transformers"
+            check(
+                img["file"].as_str().unwrap(),
+                emb,
+                &img["embedding_normalized"],
+                ours32,
             );
-            let c32 = emb.cosine(ours32);
-            assert!(
-                c32 >= REDUCED_COSINE,
-                "{precision} {file}: cosine {c32} to f32"
-            );
-            least = least.min(c).min(c32);
         }
         eprintln!(
             "{precision} on {:?}: least cosine {least}",

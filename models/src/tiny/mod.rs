@@ -499,3 +499,19 @@ pub fn neighbour_overlap(a: &[crate::Embedding], b: &[crate::Embedding], k: usiz
         .sum::<f64>()
         / a.len() as f64
 }
+
+/// The device a test or bench asks for in the environment variable `var`: `cpu` (also when unset
+/// or empty) or `cuda` (the first GPU; the crate must be built with `--features cuda`). Unlike
+/// [`crate::best_device`], asking for a GPU that cannot be used panics instead of quietly
+/// measuring the CPU.
+///
+/// # Panics
+/// When `var` names a GPU that cannot be used, or anything but `cpu` or `cuda`.
+pub fn device_from_env(var: &str) -> Device {
+    match std::env::var(var).as_deref() {
+        Err(_) | Ok("") | Ok("cpu") => Device::Cpu,
+        Ok("cuda") => Device::new_cuda(0)
+            .unwrap_or_else(|e| panic!("{var}=cuda, but no CUDA device can be used: {e}")),
+        Ok(other) => panic!("{var}={other:?}: expected cpu or cuda"),
+    }
+}
