@@ -193,20 +193,18 @@ impl candle::CustomOp2 for SmallRows {
             candle::bail!("small-rows matmul: ({m}, {k}) x ({n}, {k2})^T")
         }
         let mut out = vec![0f32; m * n];
-        if m == 0 || n == 0 {
+        if m == 0 || n == 0 || k == 0 {
             return Ok((candle::CpuStorage::F32(out), (m, n).into()));
         }
-        let fast = super::simd::has_fma();
+        let level = super::simd::level();
         // 64 weight rows a task: enough tasks to balance two or more threads, each task's
         // output a (rows x m) block written back below.
         const BLOCK: usize = 64;
         let blocks: Vec<Vec<f32>> = w
             .par_chunks(BLOCK * k)
             .map(|rows| {
-                let mut part = Vec::with_capacity(rows.len() / k * m);
-                for wj in rows.chunks_exact(k) {
-                    part.extend(x.chunks_exact(k).map(|xi| super::simd::dot(xi, wj, fast)));
-                }
+                let mut part = vec![0f32; rows.len() / k * m];
+                super::simd::dots(x, rows, k, &mut part, level);
                 part
             })
             .collect();

@@ -13,7 +13,7 @@
 pub mod config;
 mod layers;
 mod model;
-// The crate's only unsafe code: one SIMD kernel, tested against its safe twin.
+// The crate's only unsafe code: the small-rows SIMD kernels, tested against their safe twin.
 #[allow(unsafe_code)]
 mod simd;
 
