@@ -18,7 +18,7 @@ use fantoccini::actions::{InputSource, KeyAction, KeyActions};
 use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
 
-use crate::common::{Fixture, bin, fixture};
+use crate::common::{Fixture, bin, fixture, png};
 
 #[path = "../support/chromium.rs"]
 mod chromium;
@@ -49,8 +49,18 @@ fn cli(data: &Path, token: Option<&str>, args: &[&str]) -> String {
 /// an auditor `aud` and a searcher `see`, served with the settings file `config` (TOML) when
 /// one is given.
 fn served(n: usize, config: Option<&str>) -> (Fixture, Running, SocketAddr, String) {
+    served_with(n, config, |_| {})
+}
+
+/// As [`served`], with `more` ingesting more into the library before the server starts.
+fn served_with(
+    n: usize,
+    config: Option<&str>,
+    more: impl FnOnce(&Fixture),
+) -> (Fixture, Running, SocketAddr, String) {
     let fx = fixture(n);
     fx.ingest(true);
+    more(&fx);
     let out = cli(
         &fx.data,
         None,
@@ -279,6 +289,16 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     let car_why = js(&c, "[...document.querySelectorAll('#results .card')].filter(c => c.querySelector('img').alt.includes('car')).map(c => c.querySelector('.why').textContent)").await;
     let car_why = car_why.as_array().unwrap();
     assert!(!car_why.is_empty(), "no result labelled car");
+    // The query's label leads: the first result is a car, and cars are most of the first k
+    // (k = the library's cars, at most 8).
+    let cars: usize = whole_cars.as_str().unwrap().trim().parse().unwrap();
+    let k = cars.min(8);
+    let first = js(&c, &format!("[...document.querySelectorAll('#results .card')].slice(0, {k}).map(c => (c.querySelector('img').alt.match(/^[^(]*\\(([^)]*)\\)/) || ['', ''])[1].split(', ').includes('car'))")).await;
+    let first: Vec<bool> = serde_json::from_value(first).unwrap();
+    assert!(
+        first.len() == k && first[0] && first.iter().filter(|c| **c).count() * 2 > k,
+        "the first {k} results, car or not: {first:?} ({cars} cars in the library)"
+    );
     assert!(
         car_why
             .iter()
@@ -738,9 +758,13 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
         *per_year.keys().last().unwrap(),
     );
     let want: Vec<String> = (first..=last)
-        .map(|y| format!("{y}: {}", per_year.get(&y).copied().unwrap_or(0)))
+        .map(|y| {
+            let n = per_year.get(&y).copied().unwrap_or(0);
+            // the title for the pointer, the bar's own text as its accessible name (no aria-label)
+            format!("{y}: {n} | captured {y}: {n} records | false")
+        })
         .collect();
-    let bars = until(&c, "a bar per year", "(() => { const h = document.querySelector('#date-list .histogram[data-axis=captured]'); return h && h.getAttribute('aria-label') === 'captured per year' && [...h.querySelectorAll('button.bar')].map(b => b.title); })()").await;
+    let bars = until(&c, "a bar per year", "(() => { const h = document.querySelector('#date-list .histogram[data-axis=captured]'); return h && h.getAttribute('aria-label') === 'captured per year' && [...h.querySelectorAll('button.bar')].map(b => `${b.title} | ${b.textContent} | ${b.hasAttribute('aria-label')}`); })()").await;
     assert_eq!(bars, serde_json::json!(want));
     // By keyboard, as a person without a mouse: Tab from the "to" date reaches the histogram
     // (one bar in the tab order), Home and the arrow keys move to the fullest year, Enter sets
@@ -794,9 +818,12 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
         *per_month.keys().last().unwrap(),
     );
     let want: Vec<String> = (m0..=m1)
-        .map(|m| format!("{year}-{m:02}: {}", per_month.get(&m).copied().unwrap_or(0)))
+        .map(|m| {
+            let n = per_month.get(&m).copied().unwrap_or(0);
+            format!("{year}-{m:02}: {n} | captured {year}-{m:02}: {n} records | false")
+        })
         .collect();
-    let bars = until(&c, "a bar per month of the year", "(() => { const h = document.querySelector('#date-list .histogram[data-axis=captured]'); return h && h.getAttribute('aria-label') === 'captured per month' && [...h.querySelectorAll('button.bar')].map(b => b.title); })()").await;
+    let bars = until(&c, "a bar per month of the year", "(() => { const h = document.querySelector('#date-list .histogram[data-axis=captured]'); return h && h.getAttribute('aria-label') === 'captured per month' && [...h.querySelectorAll('button.bar')].map(b => `${b.title} | ${b.textContent} | ${b.hasAttribute('aria-label')}`); })()").await;
     assert_eq!(bars, serde_json::json!(want));
     let (month, count) = per_month
         .iter()
@@ -1429,6 +1456,146 @@ async fn a_sensitive_box_is_blurred_for_a_searcher_and_intact_in_an_auditors_ori
     click(&c, Locator::Id("verify")).await;
     until(&c, "the failed verification", "document.getElementById('verify-status').className === 'error' && document.getElementById('verify-status').textContent.startsWith('Does not verify')").await;
     screenshot(&c, "audit-tampered-1280").await;
+    c.close().await.unwrap();
+}
+
+/// The record view shows what the other export formats carry: a CVAT task's split, image id,
+/// box and image attributes, outline and an annotation it could not place; an unpacked
+/// Clarifai SDK export's negative concept ("not dog").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_record_view_shows_what_cvat_and_clarifai_exports_carry() {
+    let Some((chromium, driver)) = browser_or_skip() else {
+        return;
+    };
+    let (fx, _server, addr, _admin) = served_with(4, None, |fx| {
+        let more = fx.dir.path().join("more");
+        png(&more.join("images/street/a.png"), 200, 100);
+        let cvat = more.join("cvat.xml");
+        std::fs::write(
+            &cvat,
+            r#"<annotations><version>1.1</version>
+  <meta><task><id>4</id><name>street</name></task></meta>
+  <image id="0" name="street/a.png" width="200" height="100" subset="val">
+    <box label="car" occluded="1" xtl="10" ytl="20" xbr="60" ybr="70"><attribute name="color">white</attribute></box>
+    <polygon label="forklift" occluded="0" points="150,10;190,10;170,90"/>
+    <box label="bicycle" occluded="0" xtl="x" ytl="20" xbr="60" ybr="70"/>
+    <tag label="night"><attribute name="sky">Clear</attribute></tag>
+  </image>
+</annotations>"#,
+        )
+        .unwrap();
+        let sdk = more.join("clarifai");
+        png(&sdk.join("valid/inputs/in2.png"), 40, 30);
+        std::fs::create_dir_all(sdk.join("valid/annotations")).unwrap();
+        std::fs::write(
+            sdk.join("valid/annotations/in2.json"),
+            serde_json::to_vec(&json!([
+                {"id": "harbour", "name": "harbour", "value": 1.0},
+                {"id": "dog", "name": "dog"}
+            ]))
+            .unwrap(),
+        )
+        .unwrap();
+        let images = more.join("images");
+        for args in [
+            vec![
+                "--annotations",
+                cvat.to_str().unwrap(),
+                "--images",
+                images.to_str().unwrap(),
+                "--dataset",
+                "cvat-task",
+            ],
+            vec![
+                "--annotations",
+                sdk.to_str().unwrap(),
+                "--dataset",
+                "clarifai-sdk",
+            ],
+        ] {
+            let mut ingest = vec!["ingest"];
+            ingest.extend(args);
+            let out = fx.run(&ingest);
+            assert!(out.status.success(), "{out:?}");
+        }
+    });
+    let (_driver, port) = start_driver(&driver).expect("chromedriver listening");
+    let profile = fx.dir.path().join("chromium-profile");
+    let c = connect(&chromium, port, &profile)
+        .await
+        .expect("a chromium session");
+    let base = format!("http://{addr}/");
+    c.goto(&base).await.unwrap();
+    sign_in(&c, "cur", "record view").await;
+
+    // Opens the result named `name` of the search `q`; returns its facts (term -> text) and
+    // its annotation table's rows.
+    async fn record_view(c: &Client, base: &str, q: &str, name: &str) -> (Value, Value) {
+        c.goto(&format!("{base}?q={q}")).await.unwrap();
+        let id = until(c, &format!("{name} among the results for {q}"), &format!("(() => {{ const li = [...document.querySelectorAll('#results .card')].find(li => li.querySelector('.name').textContent === '{name}'); return li ? li.dataset.id : null; }})()")).await;
+        let id = id.as_str().unwrap().to_owned();
+        click(
+            c,
+            Locator::Css(&format!("#results .card[data-id='{id}'] .open")),
+        )
+        .await;
+        until(c, "the record view", &format!("document.getElementById('record-title').textContent === '{name}' && document.querySelectorAll('#record-facts dt').length > 0")).await;
+        let facts = js(c, "Object.fromEntries([...document.querySelectorAll('#record-facts dt')].map(dt => [dt.textContent, dt.nextElementSibling.textContent]))").await;
+        let rows = js(c, "[...document.querySelectorAll('#record-boxes tbody tr')].map(tr => [...tr.cells].map(td => td.textContent))").await;
+        (facts, rows)
+    }
+
+    let (facts, rows) = record_view(&c, &base, "forklift", "a.png").await;
+    assert_eq!(facts["Split"], "val", "{facts}");
+    assert_eq!(facts["Source id"], "0", "{facts}");
+    assert_eq!(facts["Image attributes"], "sky=Clear", "{facts}");
+    assert_eq!(facts["Dataset"], "cvat-task", "{facts}");
+    let unplaced = facts["Unplaced annotations"].as_str().unwrap_or_default();
+    assert!(
+        unplaced.contains("without readable coordinates") && unplaced.contains("(bicycle)"),
+        "{facts}"
+    );
+    // Label (without the "(matched)" a matched box's label carries) and details per box: the
+    // car's attributes, the forklift's outline.
+    let details: Vec<(String, String)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r[1].as_str()
+                    .unwrap()
+                    .trim_end_matches(" (matched)")
+                    .to_owned(),
+                r[5].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        details,
+        [
+            ("car".to_owned(), "color=white, occluded=true".to_owned()),
+            (
+                "forklift".to_owned(),
+                "shape=polygon, outline of 3 points".to_owned()
+            ),
+        ],
+        "{rows}"
+    );
+    // Long facts and the six-column table stay inside the dialog (no sideways scroll).
+    let overflow = js(&c, "(() => { const d = document.getElementById('record-dialog'); return d.scrollWidth - d.clientWidth; })()").await;
+    assert!(
+        overflow.as_i64().unwrap() <= 0,
+        "the record dialog scrolls sideways by {overflow} px"
+    );
+    screenshot(&c, "record-cvat-1280").await;
+    click(&c, Locator::Id("record-close")).await;
+
+    let (facts, _) = record_view(&c, &base, "harbour", "in2.png").await;
+    assert_eq!(facts["Not present"], "not dog", "{facts}");
+    assert_eq!(facts["Labels"], "harbour", "{facts}");
+    assert_eq!(facts["Split"], "valid", "{facts}");
+    assert_eq!(facts["Source id"], "in2", "{facts}");
     c.close().await.unwrap();
 }
 

@@ -122,3 +122,11 @@ pub fn ids(v: &serde_json::Value) -> Vec<String> {
 pub fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
 }
+
+/// A `w` x `h` PNG with a gradient at `path` (folders made as needed).
+pub fn png(path: &Path, w: u32, h: u32) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    image::RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, (x ^ y) as u8]))
+        .save(path)
+        .unwrap();
+}

@@ -14,7 +14,7 @@ use indexer::synth::{SynthLibrary, SynthOptions, write_library};
 use indexer::{IngestOptions, IngestReport, Library, StoreSettings, ingest};
 use serde_json::json;
 
-use crate::common::{bin, ok_json, path_str};
+use crate::common::{bin, ok_json, path_str, png};
 
 const W: u32 = 64;
 const H: u32 = 48;
@@ -494,13 +494,6 @@ fn exports_ingest_back_into_a_fresh_library_unchanged() {
             }
         }
     }
-}
-
-fn png(path: &Path, w: u32, h: u32) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    image::RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, (x ^ y) as u8]))
-        .save(path)
-        .unwrap();
 }
 
 #[test]

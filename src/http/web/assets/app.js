@@ -577,7 +577,10 @@ function histogram(axis, months, d) {
   }
   const max = Math.max(...bins.map((b) => b.count));
   const bars = bins.map((b) => {
-    const bar = h('button', { type: 'button', class: 'bar', tabindex: '-1', title: `${b.key}: ${b.count}`, 'aria-label': `${axis} ${b.key}: ${b.count} records` });
+    // The bar's name is text of its own (read by screen readers, hidden on screen), not an
+    // attribute: translation tools and 'find in page' see it too.
+    const bar = h('button', { type: 'button', class: 'bar', tabindex: '-1', title: `${b.key}: ${b.count}` },
+      h('span', { class: 'visually-hidden', text: `${axis} ${b.key}: ${b.count} records` }));
     const fill = h('span', { class: 'fill' });
     // Height as a class step (CSP allows no inline style attribute): 10 steps, none when empty.
     if (b.count) fill.classList.add(`h${Math.max(1, Math.round((b.count / max) * 10))}`);

@@ -154,6 +154,21 @@ export function recordHooks(h2) {
   Object.assign(hooks, h2);
 }
 
+/** `key=value` per attribute (a value that is not a string as its JSON text). */
+function attributeText(attributes) {
+  return Object.entries(attributes || {}).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
+}
+
+/** What a box carries beyond its label and place: crowd flag, annotator, attributes, outline. */
+function boxDetails(b) {
+  const parts = attributeText(b.attributes);
+  if (b.iscrowd) parts.unshift('crowd');
+  if (b.annotator) parts.push(`by ${b.annotator}`);
+  const points = (b.polygons || []).reduce((n, p) => n + p.length, 0);
+  if (points) parts.push(`outline of ${points} points`);
+  return parts.join(', ');
+}
+
 function fact(dl, term, value) {
   if (value === undefined || value === null || value === '' || (Array.isArray(value) && !value.length)) return;
   dl.append(h('dt', { text: term }), h('dd', { text: Array.isArray(value) ? value.join(', ') : String(value) }));
@@ -197,6 +212,17 @@ export async function openRecord(id, hit) {
     for (const axis of ['captured', 'created', 'modified', 'annotated', 'ingested']) {
       fact(dl, `Date ${axis}`, record.dates && record.dates[axis] ? fmtDate(record.dates[axis]) : null);
     }
+    fact(dl, 'Split', record.split);
+    fact(dl, 'Source id', record.source_id);
+    fact(dl, 'Not present', (record.negative_labels || []).map((l) => `not ${l}`));
+    fact(dl, 'Image attributes', attributeText(record.attributes));
+    const privacy = record.privacy || {};
+    if (privacy.orientation && privacy.orientation !== 1) {
+      fact(dl, 'EXIF orientation', `${privacy.orientation} (boxes are in the pixels as displayed)`);
+    }
+    fact(dl, 'Unplaced annotations', (privacy.uncertain || []).map(
+      (u) => `${u.item}: ${u.reason}${u.labels && u.labels.length ? ` (${u.labels.join(', ')})` : ''}`,
+    ).join('; '));
     fact(dl, 'Annotators', record.annotators);
     fact(dl, 'Exports (where it came from)', record.exports);
     for (const [k, v] of Object.entries(record.metadata || {})) {
@@ -213,6 +239,7 @@ export async function openRecord(id, hit) {
         h('td', { text: b.supercategory || '' }),
         h('td', { text: [b.x, b.y, b.w, b.h].map((n) => Math.round(n)).join(', ') }),
         h('td', { text: String(Math.round(b.area)) }),
+        h('td', { text: boxDetails(b) }),
       );
       body.append(row);
     });
