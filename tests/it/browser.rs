@@ -1356,7 +1356,7 @@ async fn a_sensitive_box_is_blurred_for_a_searcher_and_intact_in_an_auditors_ori
     // action fields filter its entries.
     click(&c, Locator::Id("tab-audit")).await;
     until(&c, "the audit view, verified", "!document.getElementById('audit-view').hidden && document.getElementById('verify-status').textContent.startsWith('Verified')").await;
-    // From here to the trail's filters, every call the page makes is noted (method, address,
+    // From here to the record view below, every call the page makes is noted (method, address,
     // body) beside the trail entries it leaves, to be made again as an API caller below.
     let trail = fx.data.join("audit").join("trail.jsonl");
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -1394,8 +1394,26 @@ async fn a_sensitive_box_is_blurred_for_a_searcher_and_intact_in_an_auditors_ori
     type_into(&c, "tr-action", "search\u{E007}").await;
     until(&c, "the searches", "document.querySelectorAll('#trail-table tbody tr').length > 0 && [...document.querySelectorAll('#trail-table tbody tr')].every(tr => tr.dataset.action === 'search')").await;
 
+    // A search, its thumbnails and facets, and a record opened with its full-size image, in
+    // the same window.
+    click(&c, Locator::Id("tab-search")).await;
+    type_into(&c, "q", "dog\u{E007}").await;
+    until(&c, "the search's thumbnails, all painted", "document.querySelectorAll('#results .card').length > 0 && [...document.querySelectorAll('#results .card img')].every(i => i.complete && i.src.startsWith('blob:'))").await;
+    let first = js(&c, "document.querySelector('#results .card').dataset.id").await;
+    click(
+        &c,
+        Locator::Css(&format!(
+            "#results .card[data-id='{}'] .open",
+            first.as_str().unwrap()
+        )),
+    )
+    .await;
+    until(&c, "the record view's image", "(() => { const i = document.querySelector('#record-frame img'); return !!i && i.complete && i.naturalWidth > 0; })()").await;
+    click(&c, Locator::Id("record-close")).await;
+
     // The page's reads leave the entries an API caller's same reads leave: the calls it made
-    // above, made again with the admin's token and the page's purpose, append the same
+    // above (look-ups, trail queries, a search with its facets and thumbnails, a record and
+    // its image), made again with the admin's token and the page's purpose, append the same
     // entries (actor, role, action, purpose, query, records, outcome, unredacted, detail).
     tokio::time::sleep(Duration::from_millis(500)).await;
     let calls = js(&c, "window.pageCalls").await;
@@ -1406,6 +1424,14 @@ async fn a_sensitive_box_is_blurred_for_a_searcher_and_intact_in_an_auditors_ori
         calls.len() >= 4,
         "the look-ups and trail queries: {calls:?}"
     );
+    for read in ["/v1/search", "/thumbnail", "/image"] {
+        assert!(
+            calls
+                .iter()
+                .any(|c| c["path"].as_str().unwrap().contains(read)),
+            "the page read {read}: {calls:?}"
+        );
+    }
     for call in calls {
         let (method, path) = (
             call["method"].as_str().unwrap(),
@@ -1453,6 +1479,7 @@ async fn a_sensitive_box_is_blurred_for_a_searcher_and_intact_in_an_auditors_ori
         "the searcher's purpose is in the trail"
     );
     std::fs::write(&trail, text.replacen("\"blur test\"", "\"blur tesT\"", 1)).unwrap();
+    click(&c, Locator::Id("tab-audit")).await;
     click(&c, Locator::Id("verify")).await;
     until(&c, "the failed verification", "document.getElementById('verify-status').className === 'error' && document.getElementById('verify-status').textContent.startsWith('Does not verify')").await;
     screenshot(&c, "audit-tampered-1280").await;
@@ -1628,8 +1655,10 @@ fn api_call(
         body.len()
     );
     stream.write_all(request.as_bytes()).unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
+    // Images come back too: read bytes, the status line is ASCII.
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer);
     answer
         .split_whitespace()
         .nth(1)
