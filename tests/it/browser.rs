@@ -479,6 +479,29 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
         "!document.getElementById('record-dialog').open",
     )
     .await;
+    // Focus is back on the result: its card shows its score and its "why" (shown on focus,
+    // hidden on the other cards), and ArrowRight moves to the next result.
+    let focused = until(&c, "focus back on a result, its why shown", "(() => { const a = document.activeElement; const li = a && a.closest('#results .card'); if (!li || !a.classList.contains('open')) return null; const shown = [...document.querySelectorAll('#results .card .why')].filter(w => getComputedStyle(w).display !== 'none').map(w => w.closest('.card').dataset.index); return { index: li.dataset.index, score: li.querySelector('.score')?.textContent ?? '', shown }; })()").await;
+    let index: usize = focused["index"].as_str().unwrap().parse().unwrap();
+    assert!(
+        focused["score"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("score ")
+            .is_some_and(|v| v.parse::<f64>().is_ok()),
+        "{focused}"
+    );
+    assert_eq!(focused["shown"], json!([index.to_string()]), "{focused}");
+    press(&c, '\u{E014}').await; // ArrowRight
+    until(
+        &c,
+        "ArrowRight to the next result",
+        &format!(
+            "document.activeElement.closest('#results .card')?.dataset.index === '{}'",
+            index + 1
+        ),
+    )
+    .await;
 
     // "More like this" from a record: a search by the record's own image, keeping the label
     // filter, that leaves the record itself out; the address bar says so; clearing it ends it.
