@@ -43,6 +43,18 @@ impl EmbedderSpec {
     }
 }
 
+/// The embedder identity shown in reports, errors and `info`:
+/// `model_id (revision, dim N, precision)`.
+impl std::fmt::Display for EmbedderSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}, dim {}, {})",
+            self.model_id, self.revision, self.dim, self.precision
+        )
+    }
+}
+
 /// The number format a model's weights and activations are computed in. Weights stored in
 /// another format are converted once at load; pixel values and token ids enter in f32 / u32
 /// and embeddings leave in f32 whatever the precision.
@@ -169,6 +181,21 @@ pub trait Embedder: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_spec_displays_as_id_revision_dim_and_precision() {
+        let spec = EmbedderSpec {
+            model_id: "openai/clip-vit-base-patch32".into(),
+            revision: "abc".into(),
+            dim: 512,
+            image_size: 224,
+            precision: Precision::Bf16,
+        };
+        assert_eq!(
+            spec.to_string(),
+            "openai/clip-vit-base-patch32 (abc, dim 512, bf16)"
+        );
+    }
 
     #[test]
     fn a_spec_written_before_precisions_reads_as_f32_with_its_old_fingerprint() {

@@ -75,7 +75,7 @@ pub fn run(settings: &AppSettings, args: InfoArgs) -> anyhow::Result<ExitCode> {
         }
     }
     match &m.model {
-        Some(s) => println!("model        {}", indexer::pipeline::describe(s)),
+        Some(s) => println!("model        {s}"),
         None => println!("model        none (keyword-only library)"),
     }
     println!("records      {}", m.counts.records);

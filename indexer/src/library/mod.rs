@@ -261,8 +261,8 @@ impl Library {
     pub fn check_model(&self, spec: &EmbedderSpec) -> Result<()> {
         match &self.manifest_lock().model {
             Some(m) if m.fingerprint() != spec.fingerprint() => Err(Error::ModelMismatch {
-                library: crate::pipeline::describe(m),
-                given: crate::pipeline::describe(spec),
+                library: m.to_string(),
+                given: spec.to_string(),
             }),
             _ => Ok(()),
         }

@@ -18,7 +18,7 @@ use std::sync::mpsc;
 use chrono::Utc;
 use indicatif::{ProgressBar, ProgressStyle};
 use models::preprocess::{DecodeLimits, crop_region};
-use models::{Embedder, EmbedderSpec};
+use models::Embedder;
 use rayon::prelude::*;
 
 use crate::ingest::{self, MAX_BOXES_PER_IMAGE, Problem, build_record, file_facts, resolve_inside};
@@ -524,12 +524,4 @@ fn spinner(enabled: bool, message: &'static str) -> ProgressBar {
     let spinner = ProgressBar::new_spinner().with_message(message);
     spinner.enable_steady_tick(std::time::Duration::from_millis(200));
     spinner
-}
-
-/// Embedder identity shown in reports and `info`.
-pub fn describe(spec: &EmbedderSpec) -> String {
-    format!(
-        "{} ({}, dim {}, {})",
-        spec.model_id, spec.revision, spec.dim, spec.precision
-    )
 }
