@@ -12,7 +12,7 @@ use super::{ApiError, AppState, ErrorBody, Permission, blocking};
 use crate::governance::accounts::{AccountInfo, AccountUpdate, Principal, Role, TokenInfo};
 use crate::governance::audit::{AuditEntry, AuditQuery, VerifyReport};
 use crate::governance::deletion::{self, DeletionReceipt};
-use crate::governance::retention::{Plan, RetentionError, RetentionPolicy};
+use crate::governance::retention::{Plan, RetentionPolicy};
 use crate::governance::{self, Action, DEFAULT_TOKEN_DAYS, IssuedToken};
 
 /// Runs [`deletion::delete`] on the blocking pool.
@@ -154,13 +154,7 @@ pub async fn audit_verify(
 ) -> Result<Json<VerifyReport>, ApiError> {
     caller.require(&state, Action::AuditVerify).await?;
     let state2 = state.clone();
-    let report = blocking(move || {
-        state2
-            .audit()
-            .verify()
-            .map_err(|e| ApiError::internal(format!("audit trail: {e}")))
-    })
-    .await?;
+    let report = blocking(move || state2.audit().verify().map_err(ApiError::from)).await?;
     Ok(Json(report))
 }
 
@@ -418,7 +412,7 @@ pub async fn put_retention(
     let policy = policy.with_record_refs(|id| state.audit().record_ref(id));
     let state2 = state.clone();
     let p2 = policy.clone();
-    let result = blocking(move || state2.retention().set_policy(p2).map_err(retention_error)).await;
+    let result = blocking(move || state2.retention().set_policy(p2).map_err(ApiError::from)).await;
     let mut entry = caller.entry(Action::RetentionSet);
     entry.detail = Some(match &result {
         Ok(()) => serde_json::to_value(&policy).map_err(ApiError::internal)?,
@@ -437,17 +431,6 @@ pub async fn put_retention(
     caller.write(&state, entry).await?;
     result?;
     Ok(Json(policy))
-}
-
-/// A policy that cannot be saved is the request's fault (400); a saved policy that cannot be
-/// run is the library's state (409, see [`run_retention`]).
-fn retention_error(e: RetentionError) -> ApiError {
-    match e {
-        RetentionError::InvalidSchedule { .. } | RetentionError::InvalidHold { .. } => {
-            ApiError::invalid(e.to_string())
-        }
-        other => ApiError::internal(other),
-    }
 }
 
 /// A retention run.

@@ -163,7 +163,7 @@ async fn audit_failed_sign_in(
             .audit()
             .append(entry)
             .map(drop)
-            .map_err(|e| ApiError::internal(format!("audit trail: {e}")))
+            .map_err(ApiError::from)
     })
     .await;
     if written.is_err() {
@@ -306,7 +306,7 @@ impl Caller {
                 .audit()
                 .append(entry)
                 .map(|_| ())
-                .map_err(|e| ApiError::internal(format!("audit trail: {e}")))
+                .map_err(ApiError::from)
         })
         .await
     }
@@ -327,28 +327,8 @@ impl Caller {
         blocking(move || {
             actor
                 .record(state.audit(), action, query, records)
-                .map_err(|e| ApiError::internal(format!("audit trail: {e}")))
+                .map_err(ApiError::from)
         })
         .await
-    }
-}
-
-impl From<AccountError> for ApiError {
-    fn from(e: AccountError) -> Self {
-        use indexer::Fault;
-        match &e {
-            AccountError::NotFound(_) => ApiError::not_found(e.to_string()),
-            AccountError::Exists(_) => ApiError::new(StatusCode::CONFLICT, "exists", e.to_string()),
-            AccountError::LastAdmin => {
-                ApiError::new(StatusCode::CONFLICT, "last_admin", e.to_string())
-            }
-            _ if e.is_unauthenticated() => {
-                ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
-            }
-            _ => match e.fault() {
-                Fault::User => ApiError::invalid(e.to_string()),
-                Fault::Internal => ApiError::internal(e),
-            },
-        }
     }
 }

@@ -16,6 +16,8 @@ use utoipa::ToSchema;
 
 use crate::collections::CollectionError;
 use crate::export::ExportError;
+use crate::governance::accounts::AccountError;
+use crate::governance::audit::AuditError;
 use crate::governance::deletion::DeletionError;
 use crate::governance::retention::RetentionError;
 use crate::governance::{AdminError, Refusal};
@@ -186,7 +188,48 @@ impl From<Refusal> for ApiError {
             Refusal::Forbidden { .. } => {
                 Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
             }
-            Refusal::Unrecorded(cause) => Self::internal(format!("audit trail: {cause}")),
+            Refusal::Unrecorded(cause) => cause.into(),
+        }
+    }
+}
+
+/// A trail that cannot be read or written is 500, logged as `audit trail: <cause>`.
+impl From<AuditError> for ApiError {
+    fn from(e: AuditError) -> Self {
+        Self::internal(format!("audit trail: {e}"))
+    }
+}
+
+/// An unknown account is 404, a taken name or removing the last admin 409, bad credentials 401,
+/// other caller faults 400.
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        match &e {
+            AccountError::NotFound(_) => ApiError::not_found(e.to_string()),
+            AccountError::Exists(_) => ApiError::new(StatusCode::CONFLICT, "exists", e.to_string()),
+            AccountError::LastAdmin => {
+                ApiError::new(StatusCode::CONFLICT, "last_admin", e.to_string())
+            }
+            _ if e.is_unauthenticated() => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
+            }
+            _ => match e.fault() {
+                Fault::User => ApiError::invalid(e.to_string()),
+                Fault::Internal => ApiError::internal(e),
+            },
+        }
+    }
+}
+
+/// A retention policy that cannot be saved is the request's fault (400); a saved policy that
+/// cannot be run is the library's state (409, [`AdminError::Retention`] below).
+impl From<RetentionError> for ApiError {
+    fn from(e: RetentionError) -> Self {
+        match e {
+            RetentionError::InvalidSchedule { .. } | RetentionError::InvalidHold { .. } => {
+                ApiError::invalid(e.to_string())
+            }
+            other => ApiError::internal(other),
         }
     }
 }
@@ -209,7 +252,7 @@ impl From<AdminError> for ApiError {
             AdminError::Refused(r) => r.into(),
             AdminError::Account(a) => a.into(),
             AdminError::Deletion(d) => d.into(),
-            AdminError::Audit(cause) => Self::internal(format!("audit trail: {cause}")),
+            AdminError::Audit(cause) => cause.into(),
             AdminError::Retention(
                 r @ (RetentionError::InvalidSchedule { .. } | RetentionError::InvalidHold { .. }),
             ) => Self::new(
