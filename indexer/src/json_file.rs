@@ -6,6 +6,12 @@
 //! changes neither the file nor what the process serves, and a panic in the middle of a change
 //! cannot leave the state half-changed. One process writes a data directory (the root crate's
 //! data-directory lock), so the in-memory copy never goes stale.
+//!
+//! The atomic write itself ([`write_atomic`], [`write_atomic_with`] for a chosen temporary
+//! file, Unix mode or strict directory sync), [`read_json`] and [`sync_dir`] are the one
+//! implementation of "temp file, fsync, rename, fsync of the directory" for every file of a
+//! data directory that is replaced whole: the library's manifest, tombstones and reports, the
+//! edge store's generation files, the audit trail's head and these documents.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -13,7 +19,6 @@ use std::sync::{Mutex, MutexGuard};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::library::{read_json, write_atomic};
 use crate::{Error, Result};
 
 /// A JSON document kept in memory and in `path`.
@@ -115,40 +120,116 @@ impl<T: Clone + Serialize + DeserializeOwned + Default> JsonFile<T> {
             path: self.path.display().to_string(),
             reason: format!("cannot encode: {e}"),
         })?;
-        if self.private {
-            self.restrict(&self.path.with_extension("tmp"))?;
-        }
-        write_atomic(&self.path, &bytes)?;
-        if self.private {
-            // Also after the write, in case `write_atomic` ever stops using `<path>.tmp`.
-            self.restrict(&self.path)?;
-        }
-        Ok(())
+        let how = AtomicWrite {
+            mode: self.private.then_some(0o600),
+            ..AtomicWrite::default()
+        };
+        write_atomic_with(&self.path, &bytes, &how)
     }
+}
 
-    /// Makes `path` exist with mode 0600: `File::create` keeps an existing file's mode, so the
-    /// temporary file is created restricted before `write_atomic` fills it.
+/// Reads a JSON file (written with [`write_atomic`]); `None` when there is none.
+///
+/// # Errors
+/// [`Error::Io`] when it cannot be read, [`Error::DataDir`] naming the file when it does not
+/// parse.
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::DataDir {
+                path: path.display().to_string(),
+                reason: format!("the file is not readable: {e}"),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// Writes a file so that readers see the old or the new content, never a torn one: the bytes
+/// go to `<path>` with the extension `tmp`, are synced, renamed over `path`, and the directory
+/// is synced (best effort).
+///
+/// # Errors
+/// [`Error::Io`].
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, bytes, &AtomicWrite::default())
+}
+
+/// How [`write_atomic_with`] writes; the defaults are [`write_atomic`]'s.
+#[derive(Debug, Clone, Default)]
+pub struct AtomicWrite {
+    /// The temporary file written and renamed over the target; `None` is the target with the
+    /// extension `tmp`. A name no other writer uses keeps two writers from renaming each
+    /// other's file away.
+    pub tmp: Option<PathBuf>,
+    /// Unix permission bits of the file, also while it is being written (a temporary file left
+    /// over from an earlier failure is restricted too); `None` leaves a new file to the umask.
+    /// Ignored elsewhere.
+    pub mode: Option<u32>,
+    /// Whether a directory that cannot be synced after the rename fails the write; by default
+    /// that sync is best effort, as not every platform can open a directory.
+    pub strict_dir_sync: bool,
+}
+
+/// [`write_atomic`] with a chosen temporary file, mode or directory sync. A write that fails
+/// removes its temporary file.
+///
+/// # Errors
+/// [`Error::Io`] (naming the temporary file, the target for the rename, or the directory), and
+/// no other variant.
+pub fn write_atomic_with(path: &Path, bytes: &[u8], how: &AtomicWrite) -> Result<()> {
+    let tmp = how
+        .tmp
+        .clone()
+        .unwrap_or_else(|| path.with_extension("tmp"));
+    let written = write_synced(&tmp, bytes, how.mode)
+        .map_err(|e| Error::io(&tmp, e))
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    match path.parent().map(|dir| (dir, sync_dir(dir))) {
+        Some((dir, Err(e))) if how.strict_dir_sync => Err(Error::io(dir, e)),
+        _ => Ok(()),
+    }
+}
+
+/// Creates or truncates `path` (with `mode` on Unix, also when it exists), writes `bytes` and
+/// syncs them.
+fn write_synced(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
-    fn restrict(&self, path: &Path) -> Result<()> {
-        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-        if !path.exists() {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| Error::io(path, e))?;
-        }
+    if let Some(mode) = mode {
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+    }
+    let mut file = options.open(path)?;
+    #[cfg(unix)]
+    if let Some(mode) = mode {
         // `mode` applies only when the file is new; a leftover file keeps its own.
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| Error::io(path, e))
+        use std::os::unix::fs::PermissionsExt as _;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
     }
-
     #[cfg(not(unix))]
-    fn restrict(&self, _path: &Path) -> Result<()> {
-        Ok(())
-    }
+    let _ = mode;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Makes renames and deletions inside `dir` durable (on Unix; elsewhere there is nothing to
+/// do).
+///
+/// # Errors
+/// The directory cannot be opened or synced.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 #[cfg(test)]

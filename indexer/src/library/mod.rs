@@ -14,6 +14,8 @@ use models::EmbedderSpec;
 use serde::{Deserialize, Serialize};
 
 use crate::keyword::KeywordIndex;
+// Re-exported for callers that still name them here; they live in `json_file`.
+pub use crate::json_file::{read_json, write_atomic};
 use crate::record::Record;
 use crate::report::IngestReport;
 use crate::store::{
@@ -508,43 +510,6 @@ impl Library {
         *guard = next;
         Ok(())
     }
-}
-
-/// Reads a JSON file (written with [`write_atomic`]); `None` when there is none.
-///
-/// # Errors
-/// [`Error::Io`] when it cannot be read, [`Error::DataDir`] naming the file when it does not
-/// parse.
-pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| Error::DataDir {
-                path: path.display().to_string(),
-                reason: format!("the file is not readable: {e}"),
-            }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io(path, e)),
-    }
-}
-
-/// Writes a file so that readers see the old or the new content, never a torn one.
-///
-/// # Errors
-/// [`Error::Io`].
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-    f.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-    if let Some(parent) = path.parent()
-        && let Ok(d) = std::fs::File::open(parent)
-    {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -5,8 +5,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Manifest, read_json};
+use super::Manifest;
 use crate::Result;
+use crate::json_file::read_json;
 use crate::store::{MAX_TIMEOUT, ServerOptions};
 
 /// Which vector store backs the library. Recorded in the manifest when the library is made;

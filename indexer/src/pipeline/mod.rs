@@ -17,12 +17,13 @@ use std::sync::mpsc;
 
 use chrono::Utc;
 use indicatif::{ProgressBar, ProgressStyle};
-use models::preprocess::{DecodeLimits, crop_region};
 use models::Embedder;
+use models::preprocess::{DecodeLimits, crop_region};
 use rayon::prelude::*;
 
 use crate::ingest::{self, MAX_BOXES_PER_IMAGE, Problem, build_record, file_facts, resolve_inside};
-use crate::library::{Library, write_atomic};
+use crate::json_file::write_atomic;
+use crate::library::Library;
 use crate::points;
 use crate::record::Record;
 use crate::report::IngestReport;

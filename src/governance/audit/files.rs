@@ -2,6 +2,7 @@
 //! head, line reading, the pseudonym key and private folders.
 
 use super::*;
+use indexer::json_file::{AtomicWrite, write_atomic_with};
 
 /// Name of the trail's lock file inside `audit/`.
 pub(super) const LOCK_FILE: &str = "lock";
@@ -249,8 +250,8 @@ pub(super) fn read_head(path: &Path) -> Result<Result<Head, String>, AuditError>
     }
 }
 
-/// Replaces the head atomically, through a temporary file whose name no other writer uses
-/// (`head.json.<pid>.<n>.tmp`): two writers can never rename each other's file away.
+/// Replaces the head atomically (mode 0600), through a temporary file whose name no other
+/// writer uses (`head.json.<pid>.<n>.tmp`): two writers can never rename each other's file away.
 pub(super) fn write_head(path: &Path, seq: u64, hash: &str) -> Result<(), AuditError> {
     static APPENDS: AtomicU64 = AtomicU64::new(0);
     let head = Head {
@@ -258,23 +259,15 @@ pub(super) fn write_head(path: &Path, seq: u64, hash: &str) -> Result<(), AuditE
         hash: hash.to_owned(),
     };
     let n = APPENDS.fetch_add(1, Ordering::Relaxed);
-    let tmp = path.with_file_name(format!("head.json.{}.{n}.tmp", std::process::id()));
-    let mut options = OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let written = options
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(&serde_json::to_vec(&head)?).and(f.sync_all()))
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io_err(path, e));
-    }
-    if let Some(parent) = path.parent() {
-        sync_dir(parent);
-    }
-    Ok(())
+    let how = AtomicWrite {
+        tmp: Some(path.with_file_name(format!("head.json.{}.{n}.tmp", std::process::id()))),
+        mode: Some(0o600),
+        ..AtomicWrite::default()
+    };
+    write_atomic_with(path, &serde_json::to_vec(&head)?, &how).map_err(|e| match e {
+        indexer::Error::Io { source, .. } => io_err(path, source),
+        other => io_err(path, std::io::Error::other(other.to_string())),
+    })
 }
 
 pub(super) fn trail_len(path: &Path) -> Result<u64, AuditError> {
@@ -365,12 +358,10 @@ pub(super) fn create_private_dir(path: &Path) -> Result<(), AuditError> {
     builder.create(path).map_err(|e| io_err(path, e))
 }
 
-/// Makes a new or renamed directory entry durable; best effort, as not every platform can
-/// open a directory.
+/// Makes a new or renamed directory entry durable ([`indexer::json_file::sync_dir`]); best
+/// effort, as not every platform can open a directory.
 pub(super) fn sync_dir(dir: &Path) {
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
+    let _ = indexer::json_file::sync_dir(dir);
 }
 
 pub(super) fn io_err(path: &Path, source: std::io::Error) -> AuditError {

@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::Write as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
@@ -20,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{PAGE, backend};
+use crate::json_file::{self, AtomicWrite, sync_dir};
 use crate::store::{CollectionSpec, IndexSettings, Quantization, StoreError, StoreResult};
 
 /// Name of the commit file inside the store directory.
@@ -87,27 +87,20 @@ pub(super) fn write_index_settings(dir: &Path, settings: &IndexSettings) -> Stor
     write_atomic(dir, INDEX_FILE, settings)
 }
 
-/// Atomically replaces `dir/name` with `value` as JSON: temp file, fsync, rename, fsync of the
-/// directory.
+/// Atomically replaces `dir/name` with `value` as JSON ([`json_file::write_atomic_with`]
+/// through `dir/name.tmp`, a directory that cannot be synced failing the write).
 fn write_atomic(dir: &Path, name: &str, value: &impl Serialize) -> StoreResult<()> {
     let bytes = serde_json::to_vec_pretty(value)
         .map_err(|err| StoreError::Backend(format!("encoding {name}: {err}")))?;
-    let tmp = dir.join(format!("{name}.tmp"));
-    let mut file = fs::File::create(&tmp)?;
-    file.write_all(&bytes)?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(&tmp, dir.join(name))?;
-    sync_dir(dir)
-}
-
-/// Makes renames and deletions inside `dir` durable.
-pub(super) fn sync_dir(dir: &Path) -> StoreResult<()> {
-    #[cfg(unix)]
-    fs::File::open(dir)?.sync_all()?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
+    let how = AtomicWrite {
+        tmp: Some(dir.join(format!("{name}.tmp"))),
+        strict_dir_sync: true,
+        ..AtomicWrite::default()
+    };
+    json_file::write_atomic_with(&dir.join(name), &bytes, &how).map_err(|err| match err {
+        crate::Error::Io { source, .. } => StoreError::Io(source),
+        other => StoreError::Backend(other.to_string()),
+    })
 }
 
 /// Deletes every `shard-*` directory except generation `keep`, and a stray manifest temp file.
@@ -124,7 +117,7 @@ pub(super) fn remove_stale_shards(dir: &Path, keep: Option<u64>) -> StoreResult<
             fs::remove_dir_all(entry.path())?;
         }
     }
-    sync_dir(dir)
+    Ok(sync_dir(dir)?)
 }
 
 /// The qdrant settings that carry `settings` for a collection of `spec`: the graph's shape,

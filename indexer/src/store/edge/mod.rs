@@ -70,12 +70,12 @@ use super::{
     CollectionSpec, Hit, IndexKind, IndexSettings, IndexState, PointId, Quantization, StoreError,
     StoreResult, VectorFilter, VectorPoint, VectorQuery, VectorStore,
 };
+use crate::json_file::sync_dir;
 use convert::{dense, from_edge_id, json_path, to_edge_filter, to_edge_point, to_payload};
 use generations::{
     COLLECTION_FILE, FORMAT, Manifest, align_range_field_links, copy_points,
     create_payload_indexes, create_shard, flush_shard, qdrant_index, read_index_settings,
-    read_manifest, remove_stale_shards, shard_dir, sync_dir, update, write_index_settings,
-    write_manifest,
+    read_manifest, remove_stale_shards, shard_dir, update, write_index_settings, write_manifest,
 };
 
 /// Points per scroll page (`distinct`, `compact`).
