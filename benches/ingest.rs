@@ -1,4 +1,4 @@
-//! End-to-end ingest throughput (issue 3): images/s from a COCO export of generated 640x480
+//! End-to-end ingest throughput: images/s from a COCO export of generated 640x480
 //! JPEGs into tantivy + qdrant-edge, next to the pure embedding rate of the same model on the
 //! same images.
 //!

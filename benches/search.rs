@@ -1,4 +1,4 @@
-//! Query latency and answer quality at library scale (issues 4 and 11): p50/p99 of keyword-only,
+//! Query latency and answer quality at library scale: p50/p99 of keyword-only,
 //! vector-only, hybrid and hybrid + filter searches, exact scans against HNSW graphs (with and
 //! without int8 quantization) in the same run, and the overlap of each mode's fused top-20 with
 //! that of exact scans at the old fixed depth of 1,000.

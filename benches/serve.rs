@@ -1,5 +1,6 @@
-//! HTTP load run (issue: 64 concurrent clients for 60 s of mixed search / look-up / thumbnail
-//! on a 100k-record library): the router served in-process on loopback, loaded by `wrk`.
+//! HTTP load run: the latency and throughput of 64 concurrent clients for 60 s of mixed search
+//! / look-up / thumbnail on a 100k-record library, the router served in-process on loopback and
+//! loaded by `wrk`.
 //!
 //! `cargo bench --bench serve` (env `IMAGELENS_BENCH_RECORDS`, default 100000;
 //! `IMAGELENS_BENCH_SECS`, default 60). The library is built once under

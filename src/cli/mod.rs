@@ -1,6 +1,7 @@
 //! The `imagelens` command line: the contract other tools and the tests call.
 //!
-//! One file per subcommand; each is a thin call into [`crate::search`] or `indexer`. Errors go
+//! One file per subcommand; each parses its flags, opens what it needs through [`crate::app`]
+//! and calls the use case in [`crate::governance`], [`crate::search`] or `indexer`. Errors go
 //! to stderr with a non-zero exit; `--json` prints exactly one JSON document on stdout.
 
 use std::path::PathBuf;

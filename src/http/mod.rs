@@ -1,9 +1,10 @@
 //! The HTTP API (`imagelens serve`): everything the CLI does, for programs, under `/v1`.
 //!
-//! Routes by resource: [`search`] (search, look-ups, facets, info), [`records`] (a record, its
-//! image, its thumbnail, its deletion), [`collections`] (saved sets and data-set export),
-//! [`admin`] (accounts, tokens, the audit trail, retention, deletions), [`health`]
-//! (`/healthz`, `/metrics`) and [`openapi`] (`/v1/openapi.json`, generated from these handlers);
+//! Routes by resource: [`search`] (search, facets), [`catalog`] (look-ups and info, no model),
+//! [`records`] (a record, its image, its thumbnail), [`collections`] (saved sets and data-set
+//! export), [`admin`] (accounts, tokens, the audit trail, retention, deletions of one record or
+//! many), [`health`] (`/healthz`, `/metrics`) and [`openapi`] (`/v1/openapi.json`, generated
+//! from these handlers);
 //! [`web`] serves the web page (`/`, `/ui/*`), a client of this API embedded in the binary.
 //!
 //! Invariants:
