@@ -1,14 +1,14 @@
 //! Administration: accounts and tokens, the audit trail, retention, and deletion with receipts.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
-use super::{ApiError, AppState, ErrorBody, Permission, blocking};
+use super::{ApiError, ApiJson, ApiQuery, AppState, ErrorBody, Permission, blocking};
 use crate::governance::accounts::{AccountInfo, AccountUpdate, Principal, Role, TokenInfo};
 use crate::governance::audit::{AuditEntry, AuditQuery, VerifyReport};
 use crate::governance::deletion::{self, DeletionReceipt};
@@ -62,10 +62,10 @@ pub async fn delete_record(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    q: Result<Query<ReasonQuery>, axum::extract::rejection::QueryRejection>,
+    q: ApiQuery<ReasonQuery>,
 ) -> Result<Json<DeletionReceipt>, ApiError> {
     caller.require(&state, Action::Delete).await?;
-    let Query(q) = q?;
+    let q = q.parsed()?;
     let reason = reason_of(q.reason)?;
     Ok(Json(run_delete(&state, &caller, vec![id], reason).await?))
 }
@@ -93,10 +93,10 @@ pub struct DeletionRequest {
 pub async fn delete_records(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<DeletionRequest>, axum::extract::rejection::JsonRejection>,
+    body: ApiJson<DeletionRequest>,
 ) -> Result<Json<DeletionReceipt>, ApiError> {
     caller.require(&state, Action::Delete).await?;
-    let Json(body) = body?;
+    let body = body.parsed()?;
     let reason = reason_of(Some(body.reason))?;
     let service = state.service().clone();
     let ids = blocking(move || {
@@ -130,10 +130,10 @@ pub struct AuditEntries {
 pub async fn audit_query(
     State(state): State<AppState>,
     caller: Caller,
-    q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+    q: ApiQuery<AuditQuery>,
 ) -> Result<Json<AuditEntries>, ApiError> {
     caller.require(&state, Action::AuditQuery).await?;
-    let Query(q) = q?;
+    let q = q.parsed()?;
     if q.limit.is_some_and(|l| l == 0 || l > MAX_AUDIT_PAGE) {
         return Err(ApiError::invalid(format!(
             "limit must be 1 to {MAX_AUDIT_PAGE}"
@@ -198,10 +198,10 @@ pub struct NewAccount {
 pub async fn create_account(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<NewAccount>, axum::extract::rejection::JsonRejection>,
+    body: ApiJson<NewAccount>,
 ) -> Result<(StatusCode, Json<AccountInfo>), ApiError> {
     caller.require(&state, Action::AccountCreate).await?;
-    let Json(body) = body?;
+    let body = body.parsed()?;
     let info = caller
         .desk(&state, move |desk| {
             desk.create_account(&body.name, &body.password, body.role)
@@ -235,10 +235,10 @@ pub async fn update_account(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    body: Result<Json<AccountChange>, axum::extract::rejection::JsonRejection>,
+    body: ApiJson<AccountChange>,
 ) -> Result<Json<AccountInfo>, ApiError> {
     caller.require(&state, Action::AccountUpdate).await?;
-    let Json(body) = body?;
+    let body = body.parsed()?;
     // All or nothing: the whole change is checked before any of it is applied.
     let update = AccountUpdate {
         role: body.role,
@@ -294,9 +294,9 @@ pub struct NewToken {
 pub async fn issue_token(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<NewToken>, axum::extract::rejection::JsonRejection>,
+    body: ApiJson<NewToken>,
 ) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
-    let Json(body) = body?;
+    let body = body.parsed()?;
     let issued = caller
         .desk(&state, move |desk| {
             let ttl_days = body.ttl_days.unwrap_or(DEFAULT_TOKEN_DAYS);
@@ -404,10 +404,10 @@ pub async fn get_retention(
 pub async fn put_retention(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<RetentionPolicy>, axum::extract::rejection::JsonRejection>,
+    body: ApiJson<RetentionPolicy>,
 ) -> Result<Json<RetentionPolicy>, ApiError> {
     caller.require(&state, Action::RetentionSet).await?;
-    let Json(policy) = body?;
+    let policy = body.parsed()?;
     // Record holds are kept, shown and logged by the record's ref, never by its id.
     let policy = policy.with_record_refs(|id| state.audit().record_ref(id));
     let state2 = state.clone();
@@ -459,10 +459,10 @@ pub struct RetentionOutcome {
 pub async fn run_retention(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<RetentionRun>, axum::extract::rejection::JsonRejection>,
+    body: ApiJson<RetentionRun>,
 ) -> Result<Json<RetentionOutcome>, ApiError> {
     caller.require(&state, Action::RetentionRun).await?;
-    let Json(run) = body?;
+    let run = body.parsed()?;
     let state2 = state.clone();
     let plan = caller
         .desk(&state, move |desk| {

@@ -1,7 +1,7 @@
 //! `/v1/lookup` (records by filename and date, no model) and `/v1/info`.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use indexer::library::Counts;
 use indexer::record::DateAxis;
 use models::EmbedderSpec;
@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
-use super::{ApiError, AppState, ErrorBody, blocking};
+use super::{ApiError, ApiQuery, AppState, ErrorBody, blocking};
 use crate::governance::Action;
 use crate::governance::accounts::Role;
 use crate::params::{FilterParams, audited_lookup};
@@ -180,10 +180,10 @@ impl FilterQuery {
 pub async fn lookup(
     State(state): State<AppState>,
     caller: Caller,
-    q: Result<Query<FilterQuery>, axum::extract::rejection::QueryRejection>,
+    q: ApiQuery<FilterQuery>,
 ) -> Result<Json<LookupResponse>, ApiError> {
     caller.require(&state, Action::Lookup).await?;
-    let Query(q) = q?;
+    let q = q.parsed()?;
     if q.has_search_fields() {
         return Err(ApiError::invalid(
             "look-ups take filters, sort and page only, not query, like, not, literal, \

@@ -10,6 +10,9 @@
 //! Invariants:
 //! - Every route but `/healthz` and the page's static files (which carry no data) needs an account ([`auth`]: a bearer token or HTTP Basic); every
 //!   handler checks its [`Permission`] server-side through [`auth::Caller`].
+//!   The check comes before the handler reads the body or query: those arrive as [`ApiJson`] /
+//!   [`ApiQuery`] ([`extract`]), which hold a malformed one's 400 until the handler unpacks
+//!   them after `require`, so a caller without the permission gets 403, never 400.
 //! - Every read of record data (search, look-up, record, image, thumbnail, export) is written
 //!   to the audit trail before the data is sent; if the entry cannot be written the request
 //!   fails. Refusals are recorded too.
@@ -54,6 +57,7 @@ pub mod auth;
 pub mod catalog;
 pub mod collections;
 pub mod error;
+pub mod extract;
 pub mod health;
 pub mod openapi;
 pub mod records;
@@ -63,6 +67,7 @@ pub mod web;
 
 pub use crate::governance::accounts::Permission;
 pub use error::{ApiError, ErrorBody};
+pub use extract::{ApiJson, ApiQuery};
 
 pub use crate::app::OpenError;
 

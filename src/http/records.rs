@@ -17,7 +17,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use image::{ImageFormat, Rgb, RgbImage};
@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 use utoipa::IntoParams;
 
 use super::auth::Caller;
-use super::{ApiError, AppState, ErrorBody, Permission, blocking};
+use super::{ApiError, ApiQuery, AppState, ErrorBody, Permission, blocking};
 use crate::governance::Action;
 
 const CACHE: &str = "private, no-store";
@@ -178,9 +178,9 @@ pub async fn image(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    q: Result<Query<ImageQuery>, axum::extract::rejection::QueryRejection>,
+    q: ApiQuery<ImageQuery>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = q?;
+    let q = q.parsed()?;
     caller.require(&state, Action::ViewImage).await?;
     let unredacted = wants_unredacted(&state, &caller, q.unredacted, Action::ViewImage).await?;
     let record = find(&state, id).await?;
@@ -284,9 +284,9 @@ pub async fn thumbnail(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    q: Result<Query<ThumbnailQuery>, axum::extract::rejection::QueryRejection>,
+    q: ApiQuery<ThumbnailQuery>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = q?;
+    let q = q.parsed()?;
     caller.require(&state, Action::ViewThumbnail).await?;
     let unredacted = wants_unredacted(&state, &caller, q.unredacted, Action::ViewThumbnail).await?;
     let max = state.limits().max_thumbnail;

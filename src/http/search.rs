@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::{FromRequest, Multipart, Query, Request, State};
+use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::header;
 use indexer::keyword::Facets;
 use models::Embedding;
@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use super::auth::Caller;
 use super::catalog::{FilterQuery, comma_list};
-use super::{ApiError, AppState, ErrorBody, blocking};
+use super::{ApiError, ApiQuery, AppState, ErrorBody, blocking};
 use crate::governance::Action;
 use crate::governance::accounts::Permission;
 use crate::governance::audit::AuditLog;
@@ -441,10 +441,10 @@ pub struct FacetScope {
 pub async fn facets(
     State(state): State<AppState>,
     caller: Caller,
-    q: Result<Query<FilterQuery>, axum::extract::rejection::QueryRejection>,
+    q: ApiQuery<FilterQuery>,
 ) -> Result<Json<FacetsAnswer>, ApiError> {
     caller.require(&state, Action::Facets).await?;
-    let Query(q) = q?;
+    let q = q.parsed()?;
     if q.sort.is_some() || q.desc.is_some() || q.limit.is_some() || q.cursor.is_some() {
         return Err(ApiError::invalid(
             "facets take filters and a search, not sort, desc, limit or cursor",

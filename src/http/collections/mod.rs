@@ -16,7 +16,7 @@ use std::io::Write;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
@@ -27,7 +27,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::search::{SearchBody, UploadRequest, interpreted_request, run_search, search_body};
-use super::{ApiError, AppState, ErrorBody, blocking};
+use super::{ApiError, ApiJson, ApiQuery, AppState, ErrorBody, blocking};
 use crate::collections::{Collection, CollectionSummary};
 use crate::export::{self, ArchiveFormat, DatasetFormat, ImageMode, Provenance};
 use crate::governance::Action;
@@ -96,10 +96,10 @@ pub async fn list(
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<CreateCollection>, axum::extract::rejection::JsonRejection>,
+    body: ApiJson<CreateCollection>,
 ) -> Result<(StatusCode, Json<Collection>), ApiError> {
     caller.require(&state, Action::CollectionCreate).await?;
-    let Json(body) = body?;
+    let body = body.parsed()?;
     let mut ids = body.ids.clone();
     check_count(&state, ids.len())?;
     check_ids_exist(&state, &ids).await?;
@@ -181,10 +181,10 @@ pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    body: Result<Json<UpdateCollection>, axum::extract::rejection::JsonRejection>,
+    body: ApiJson<UpdateCollection>,
 ) -> Result<Json<Collection>, ApiError> {
     caller.require(&state, Action::CollectionUpdate).await?;
-    let Json(body) = body?;
+    let body = body.parsed()?;
     if let Some(new_name) = body.name {
         if !body.add.is_empty() || !body.remove.is_empty() {
             return Err(ApiError::invalid(

@@ -50,10 +50,10 @@ pub async fn export_collection(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    q: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
+    q: ApiQuery<ExportQuery>,
 ) -> Result<Response, ApiError> {
     caller.require(&state, Action::Export).await?;
-    let Query(q) = q?;
+    let q = q.parsed()?;
     let (format, archive) = q.parse()?;
     let unredacted = wants_unredacted(&state, &caller, q.unredacted).await?;
     let c = state.collections().get(&name)?;
