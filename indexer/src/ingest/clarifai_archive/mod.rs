@@ -261,12 +261,31 @@ pub fn read_archive(
     progress: &Progress,
 ) -> Result<Vec<ImageEntry>, IngestError> {
     let shown = path.display().to_string();
-    let unreadable = |reason: String| IngestError::Unreadable {
+    let file = std::fs::File::open(path).map_err(|e| IngestError::Unreadable {
         file: shown.clone(),
+        reason: e.to_string(),
+    })?;
+    read_archive_from(file, &shown, images, extract_to, problems, progress)
+}
+
+/// [`read_archive`] from any seekable reader (an archive in memory), named `shown`.
+///
+/// # Errors
+/// As [`read_archive`].
+pub fn read_archive_from<R: Read + std::io::Seek>(
+    reader: R,
+    shown: &str,
+    images: &Path,
+    extract_to: &Path,
+    problems: &mut Vec<Problem>,
+    progress: &Progress,
+) -> Result<Vec<ImageEntry>, IngestError> {
+    let unreadable = |reason: String| IngestError::Unreadable {
+        file: shown.to_owned(),
         reason,
     };
-    let file = std::fs::File::open(path).map_err(|e| unreadable(e.to_string()))?;
-    let mut zip = zip::ZipArchive::new(file).map_err(|e| unreadable(format!("not a zip: {e}")))?;
+    let mut zip =
+        zip::ZipArchive::new(reader).map_err(|e| unreadable(format!("not a zip: {e}")))?;
     if !has_mimetype(&mut zip) {
         return Err(unreadable(format!(
             "a zip without a \"mimetype\" entry reading {}: not a Clarifai dataset export",

@@ -141,10 +141,16 @@ fn a_zip_that_is_not_a_clarifai_export_is_refused_by_name() {
     assert!(err.to_string().contains("not a zip"), "{err}");
 }
 
-/// An archive with `batches` as its entries.
+/// An archive with `batches` as its entries, written to `dir`.
 fn archive(dir: &Path, batches: &[(&str, Vec<u8>)]) -> PathBuf {
     let path = dir.join("export.zip");
-    let mut z = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    std::fs::write(&path, archive_bytes(batches)).unwrap();
+    path
+}
+
+/// An archive with `batches` as its entries, in memory.
+fn archive_bytes(batches: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let o = zip::write::SimpleFileOptions::default();
     z.start_file("mimetype", o).unwrap();
     std::io::Write::write_all(&mut z, MIMETYPE).unwrap();
@@ -152,8 +158,7 @@ fn archive(dir: &Path, batches: &[(&str, Vec<u8>)]) -> PathBuf {
         z.start_file(*name, o).unwrap();
         std::io::Write::write_all(&mut z, bytes).unwrap();
     }
-    z.finish().unwrap();
-    path
+    z.finish().unwrap().into_inner()
 }
 
 #[test]
@@ -204,39 +209,69 @@ fn a_broken_batch_is_one_problem_and_the_others_are_read() {
     assert!(problems[0].reason.contains("not an InputBatch"));
 }
 
-/// 1,000 cases (each writes a zip); `IMAGELENS_PROPTEST_CASES` overrides, as for every
-/// reader.
-fn config() -> ProptestConfig {
-    let mut c = crate::ingest::proptest_config();
-    if std::env::var_os("IMAGELENS_PROPTEST_CASES").is_none() {
-        c.cases = 1_000;
-    }
-    c
+/// The fixture's batch of two inputs, read from its archive once.
+fn fixture_batch() -> &'static [u8] {
+    static BATCH: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BATCH.get_or_init(|| {
+        let file = std::fs::File::open(fixture().join("dataset-export.zip")).unwrap();
+        let mut zip = zip::ZipArchive::new(file).unwrap();
+        let mut real = Vec::new();
+        zip.by_name("train/0001_n2")
+            .unwrap()
+            .read_to_end(&mut real)
+            .unwrap();
+        real
+    })
 }
 
 proptest! {
-    #![proptest_config(config())]
+    // 10,000 cases by default, as for every reader (`IMAGELENS_PROPTEST_CASES` overrides);
+    // the archive is built in memory.
+    #![proptest_config(crate::ingest::proptest_config())]
 
-    /// Arbitrary bytes as a batch, and the fixture's batches with bytes flipped: never a
-    /// panic; a batch either reads or is one problem.
+    /// Arbitrary bytes as a batch, and the fixture's batch with bytes flipped or cut short:
+    /// never a panic, and every batch and every input in it is accounted for: a batch that
+    /// does not decode is one problem naming it; each input of one that does either ingests
+    /// (its id, from that batch) or is a problem naming it.
     #[test]
-    fn arbitrary_or_damaged_batches_never_panic(
+    fn arbitrary_or_damaged_batches_are_read_or_reported(
         junk in proptest::collection::vec(any::<u8>(), 0..512),
-        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
+        cut in any::<Option<prop::sample::Index>>(),
     ) {
-        let dir = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
         let fx = fixture();
-        let mut zip = zip::ZipArchive::new(std::fs::File::open(fx.join("dataset-export.zip")).unwrap()).unwrap();
-        let mut real = Vec::new();
-        zip.by_name("train/0001_n2").unwrap().read_to_end(&mut real).unwrap();
+        let mut real = fixture_batch().to_vec();
         for (i, b) in flips {
             let at = i.index(real.len());
             real[at] ^= b;
         }
-        let path = archive(dir.path(), &[("train/junk_n1", junk), ("train/damaged_n2", real)]);
+        if let Some(c) = cut {
+            real.truncate(c.index(real.len()));
+        }
+        let batches = [("train/junk_n1", junk), ("train/damaged_n2", real)];
+        let zip = std::io::Cursor::new(archive_bytes(&batches));
         let mut problems = Vec::new();
-        let got = read_archive(&path, &fx.join("images"), &dir.path().join("out"), &mut problems, &Progress::default()).unwrap();
-        prop_assert!(got.len() <= 3);
+        let got = read_archive_from(zip, "mem.zip", &fx.join("images"), out.path(), &mut problems, &Progress::default()).unwrap();
+        let mut accounted = 0;
+        for (name, bytes) in &batches {
+            let file = format!("mem.zip:{name}");
+            let Ok(batch) = proto::InputBatch::decode(bytes.as_slice()) else {
+                prop_assert!(
+                    problems.iter().any(|p| p.file == file && p.item == "batch" && p.reason.contains("not an InputBatch")),
+                    "{name} does not decode and is no problem: {problems:?}"
+                );
+                continue;
+            };
+            for input in &batch.inputs {
+                let id = input.id.trim();
+                let read = got.iter().any(|e| e.source_id.as_deref() == Some(id) && e.exports.contains(&file));
+                let reported = problems.iter().any(|p| p.file == file && p.item == format!("input {id:?}"));
+                prop_assert!(read || reported, "input {id:?} of {name} neither read nor reported: {problems:?}");
+                accounted += 1;
+            }
+        }
+        prop_assert!(got.len() <= accounted);
         for e in &got {
             prop_assert!(!e.file_name.is_empty());
         }
