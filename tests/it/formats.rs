@@ -799,10 +799,12 @@ fn an_unpacked_clarifai_sdk_export_ingests_with_negative_concepts_left_out() {
     png(&root.join("valid/inputs/in2.png"), 40, 30);
     std::fs::create_dir_all(root.join("train/annotations")).unwrap();
     std::fs::create_dir_all(root.join("valid/annotations")).unwrap();
-    // As the SDK writes them: MessageToDict of data.regions / data.concepts (zero values omitted).
+    // As the SDK writes them: [{"metadata": ...}] + MessageToDict of data.regions /
+    // data.concepts (zero values omitted).
     std::fs::write(
         root.join("train/annotations/in1.json"),
         serde_json::to_vec(&json!([
+            {"metadata": {"camera": "pier-2", "shift": {"n": 3}}},
             {"id": "r1", "regionInfo": {"boundingBox": {"topRow": 0.2, "leftCol": 0.1, "bottomRow": 0.7, "rightCol": 0.35}},
              "data": {"concepts": [{"id": "face", "name": "face", "value": 1.0, "appId": "a"}]}},
             {"id": "r2", "regionInfo": {"boundingBox": {"topRow": 0.0, "leftCol": 0.5, "bottomRow": 0.5, "rightCol": 1.0}},
@@ -831,6 +833,9 @@ fn an_unpacked_clarifai_sdk_export_ingests_with_negative_concepts_left_out() {
     );
     assert_eq!(a.split.as_deref(), Some("train"));
     assert_eq!(a.source_id.as_deref(), Some("in1"));
+    // The leading metadata item is the input's metadata, not a concept.
+    assert_eq!(a.metadata["camera"], json!("pier-2"));
+    assert_eq!(a.metadata["shift"], json!({"n": 3}));
     let b = &got["valid/inputs/in2.png"];
     assert_eq!(b.labels, ["street"]);
     // Value-0 concepts are never labels. The image's own "not dog" is kept as a negative

@@ -1,7 +1,8 @@
 //! Clarifai dataset exports in the form the Clarifai Python SDK downloads them
 //! (`InputAnnotationDownloader`), unpacked: `{split}/inputs/{input_id}.png` and
-//! `{split}/annotations/{input_id}.json`, the JSON being the input's `data.concepts` or
-//! `data.regions` as protobuf's `MessageToDict` writes them (camelCase, zero values left out).
+//! `{split}/annotations/{input_id}.json`, the JSON being a list of the input's
+//! `{"metadata": ...}`, `data.regions` and `data.concepts` as protobuf's `MessageToDict` writes
+//! them (camelCase, zero values left out); the metadata item joins the record's metadata.
 //!
 //! A concept with a value above 0 is an image-level label; a region's `regionInfo.boundingBox`
 //! (`topRow`, `leftCol`, `bottomRow`, `rightCol`, fractions of the image's displayed size, read
@@ -175,8 +176,9 @@ fn field<'a>(v: &'a Value, camel: &str, snake: &str) -> Option<&'a Value> {
     v.get(camel).or_else(|| v.get(snake))
 }
 
-/// Reads one annotation document: a list of concepts or regions (or an object holding
-/// `concepts`, `regions` and `metadata`).
+/// Reads one annotation document: a list of concepts, regions and `{"metadata": {...}}` items
+/// (current clarifai-python writes `[{"metadata": ...}] + regions + concepts`), or an object
+/// holding `concepts`, `regions` and `metadata`. Metadata joins the entry's.
 pub fn read_annotations(
     doc: &Value,
     size: Option<(u32, u32)>,
@@ -184,16 +186,32 @@ pub fn read_annotations(
     entry: &mut ImageEntry,
     problems: &mut Vec<Problem>,
 ) {
+    let mut merge = |m: &serde_json::Map<String, Value>| {
+        for (k, v) in m {
+            entry.metadata.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    };
     let mut items: Vec<(String, &Value)> = Vec::new();
     match doc {
         Value::Array(list) => {
-            items.extend(list.iter().enumerate().map(|(i, v)| (format!("[{i}]"), v)))
+            for (i, v) in list.iter().enumerate() {
+                // The input's metadata: an item with `metadata` that is neither a region nor
+                // a concept (a concept's own `metadata` is the concept's, not the image's).
+                match v.get("metadata") {
+                    Some(Value::Object(m))
+                        if ["regionInfo", "region_info", "name", "id"]
+                            .iter()
+                            .all(|k| v.get(*k).is_none()) =>
+                    {
+                        merge(m);
+                    }
+                    _ => items.push((format!("[{i}]"), v)),
+                }
+            }
         }
         Value::Object(o) => {
             if let Some(Value::Object(m)) = o.get("metadata") {
-                for (k, v) in m {
-                    entry.metadata.entry(k.clone()).or_insert_with(|| v.clone());
-                }
+                merge(m);
             }
             for key in ["concepts", "regions"] {
                 if let Some(Value::Array(list)) = o.get(key) {
@@ -388,6 +406,37 @@ mod tests {
         read_annotations(&concepts, None, "a.json", &mut entry, &mut problems);
         assert_eq!(entry.labels, ["cat"]);
         assert_eq!(entry.negative_labels, ["dog"]);
+    }
+
+    /// clarifai-python's current form: `[{"metadata": {...}}] + regions + concepts`. The
+    /// metadata item joins the input's metadata (not a concept, not dropped); a concept's own
+    /// `metadata` stays the concept's.
+    #[test]
+    fn a_leading_metadata_item_is_the_inputs_metadata() {
+        let mut doc = json!([
+            {"metadata": {"camera": "pier-2", "filename": "boat.png", "site": {"n": 3}}},
+            {"id": "cat", "name": "cat", "value": 1, "metadata": {"source": "concept's own"}},
+            {"id": "dog", "name": "dog"}
+        ]);
+        doc.as_array_mut()
+            .unwrap()
+            .extend(valid().as_array().unwrap().iter().cloned());
+        let mut entry = ImageEntry::new("x.png", "a.json");
+        let mut problems = Vec::new();
+        read_annotations(&doc, Some((200, 100)), "a.json", &mut entry, &mut problems);
+        assert_eq!(
+            entry.metadata.keys().collect::<Vec<_>>(),
+            ["camera", "filename", "site"]
+        );
+        assert_eq!(entry.metadata["camera"], json!("pier-2"));
+        assert_eq!(entry.metadata["site"], json!({"n": 3}));
+        assert_eq!(entry.labels, ["cat"]);
+        assert_eq!(entry.negative_labels, ["dog"]);
+        assert_eq!(entry.boxes.len(), 2, "the regions after it are read");
+        assert!(
+            !problems.iter().any(|p| p.item.starts_with("[0]")),
+            "{problems:?}"
+        );
     }
 
     /// A PNG mask of `w` x `h`, base64 as the SDK's JSON carries it, painting `painted`
