@@ -12,7 +12,7 @@ use super::*;
 
 /// Image fields the COCO writer sets itself; metadata keys with these names are not copied
 /// (the reader keeps everything else as metadata, so the rest round-trips).
-pub(super) const COCO_IMAGE_FIELDS: [&str; 8] = [
+pub(super) const COCO_IMAGE_FIELDS: [&str; 9] = [
     "id",
     "file_name",
     "width",
@@ -21,6 +21,7 @@ pub(super) const COCO_IMAGE_FIELDS: [&str; 8] = [
     "split",
     "source_id",
     "attributes",
+    "negative_labels",
 ];
 
 #[derive(Serialize)]
@@ -57,6 +58,10 @@ pub(super) struct CocoImage<'a> {
     /// Not COCO's own field: the image's own attributes, read back likewise.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     attributes: &'a BTreeMap<String, serde_json::Value>,
+    /// Not COCO's own field: the labels the image is known not to hold ("not X"), read back
+    /// likewise.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    negative_labels: &'a [String],
     #[serde(flatten)]
     metadata: BTreeMap<&'a str, &'a serde_json::Value>,
 }
@@ -140,6 +145,7 @@ pub(super) fn coco_files(
                     .and_then(serde_json::Value::as_str)
             }),
             attributes: &r.attributes,
+            negative_labels: &r.negative_labels,
             metadata: r
                 .metadata
                 .iter()

@@ -1,13 +1,14 @@
 //! The CSV writer: `annotations.csv`, a row per box, per box-less image-level label, and per
 //! image with neither. A box's attributes and the image's are JSON objects in `attributes` and
-//! `image_attributes`, a box's outlines `[[[x, y], ...], ...]` in `polygons`.
+//! `image_attributes`, a box's outlines `[[[x, y], ...], ...]` in `polygons`, the labels the
+//! image is known not to hold a JSON list in `negative_labels`.
 
 use indexer::record::Record;
 
 use super::*;
 
 /// The CSV header, in column order.
-pub(super) const CSV_HEADER: [&str; 19] = [
+pub(super) const CSV_HEADER: [&str; 20] = [
     "record_id",
     "path",
     "filename",
@@ -19,6 +20,7 @@ pub(super) const CSV_HEADER: [&str; 19] = [
     "sha256",
     "captured",
     "image_attributes",
+    "negative_labels",
     "label",
     "x",
     "y",
@@ -42,6 +44,11 @@ pub(super) fn csv_file(records: &[Record]) -> Result<Vec<u8>, ExportError> {
         let captured = r.dates.captured.map(rfc3339).unwrap_or_default();
         let captions = r.captions.join(" | ");
         let image_attributes = json_object(&r.attributes);
+        let negative_labels = if r.negative_labels.is_empty() {
+            String::new()
+        } else {
+            serde_json::to_string(&r.negative_labels).expect("strings serialise")
+        };
         let mut rows: Vec<[String; 7]> = r
             .boxes
             .iter()
@@ -86,6 +93,7 @@ pub(super) fn csv_file(records: &[Record]) -> Result<Vec<u8>, ExportError> {
                 &r.sha256,
                 &captured,
                 &image_attributes,
+                &negative_labels,
                 label,
                 x,
                 y,
@@ -157,5 +165,32 @@ mod tests {
         let text = String::from_utf8(csv_file(&[r]).unwrap()).unwrap();
         let row = text.lines().nth(1).unwrap();
         assert!(row.contains(",indoor,,,,,"), "{row}");
+    }
+
+    /// Negative labels are a JSON list in their own column, on each of the image's rows, and
+    /// never a `label`.
+    #[test]
+    fn csv_carries_negative_labels_as_a_json_list() {
+        let src = tempfile::tempdir().unwrap();
+        let mut r = with_boxes(
+            image_record(src.path(), "x.png", 16, 12, 1),
+            vec![bbox("cat", None, 1.0, 1.0, 4.0, 4.0, 16.0, false)],
+        );
+        r.labels = vec!["indoor".into()];
+        r.negative_labels = vec!["person".into(), "dog, \"big\"".into()];
+        let bytes = csv_file(&[r]).unwrap();
+        let mut reader = ::csv::Reader::from_reader(Cursor::new(bytes));
+        let at = CSV_HEADER
+            .iter()
+            .position(|h| *h == "negative_labels")
+            .unwrap();
+        let label = CSV_HEADER.iter().position(|h| *h == "label").unwrap();
+        let rows: Vec<::csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 2);
+        for row in &rows {
+            let list: Vec<String> = serde_json::from_str(&row[at]).unwrap();
+            assert_eq!(list, ["person", "dog, \"big\""]);
+            assert!(!["person", "dog"].contains(&&row[label]));
+        }
     }
 }

@@ -425,10 +425,7 @@ fn annotation_files(
         DatasetFormat::Coco => coco_files(records, created)?,
         DatasetFormat::Yolo => yolo_files(records, Rows::Boxes),
         DatasetFormat::YoloSeg => yolo_files(records, Rows::Outlines),
-        DatasetFormat::Voc => records
-            .iter()
-            .map(|r| (voc_annotation_file(&r.path), voc_xml(r).into_bytes()))
-            .collect(),
+        DatasetFormat::Voc => voc_files(records),
         DatasetFormat::Csv => vec![("annotations.csv".to_owned(), csv_file(records)?)],
     })
 }

@@ -9,6 +9,38 @@ pub(super) fn voc_annotation_file(path: &str) -> String {
     format!("Annotations/{}", replace_extension(path, "xml"))
 }
 
+/// One XML annotation per image, and `ImageSets/Main/{split}.txt` for each split a record is
+/// in (the annotation file's stem a line, as the VOC reader reads splits back). A split whose
+/// name is not a plain file name (letters, digits, `-`, `_`) gets no list.
+pub(super) fn voc_files(records: &[Record]) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = records
+        .iter()
+        .map(|r| (voc_annotation_file(&r.path), voc_xml(r).into_bytes()))
+        .collect();
+    let mut lists: std::collections::BTreeMap<&str, String> = std::collections::BTreeMap::new();
+    for r in records {
+        let Some(split) = r.split.as_deref().filter(|s| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        }) else {
+            continue;
+        };
+        let name = r.path.rsplit('/').next().unwrap_or(&r.path);
+        let stem = match name.rfind('.') {
+            Some(i) if i > 0 => &name[..i],
+            _ => name,
+        };
+        let list = lists.entry(split).or_default();
+        list.push_str(stem);
+        list.push('\n');
+    }
+    for (split, list) in lists {
+        files.push((format!("ImageSets/Main/{split}.txt"), list.into_bytes()));
+    }
+    files
+}
+
 /// Escapes text for XML element content and attribute values. Characters XML 1.0 does not allow
 /// at all (most control characters) become U+FFFD, since no escape can represent them.
 pub(super) fn xml_escape(text: &str) -> String {
@@ -114,6 +146,24 @@ mod tests {
 
     use super::*;
     use crate::export::tests::*;
+
+    /// Each split is an `ImageSets/Main/{split}.txt` of annotation stems; no split, no list.
+    #[test]
+    fn voc_export_lists_each_split_in_image_sets() {
+        let src = tempfile::tempdir().unwrap();
+        let mut records = sample(src.path());
+        records[0].split = Some("val".into());
+        records[1].split = Some("train".into());
+        records[2].split = None;
+        let entries = tar_entries(&export(&records, DatasetFormat::Voc, ArchiveFormat::Tar));
+        let sets: Vec<&String> = entries
+            .keys()
+            .filter(|k| k.starts_with("ImageSets/"))
+            .collect();
+        assert_eq!(sets, ["ImageSets/Main/train.txt", "ImageSets/Main/val.txt"]);
+        assert_eq!(entries["ImageSets/Main/val.txt"], b"one\n");
+        assert_eq!(entries["ImageSets/Main/train.txt"], b"two\n");
+    }
 
     #[test]
     fn box_attributes_become_voc_fields_and_cvat_attributes() {

@@ -58,8 +58,17 @@ pub(super) fn yolo_files(records: &[Record], rows: Rows) -> Vec<(String, Vec<u8>
     let mut yaml = String::from(
         "# YOLO data set written by imagelens. Paths are relative to this file's folder;\n\
          # set `path` to its absolute location if your trainer resolves it elsewhere.\n\
-         path: .\ntrain: images\nval: images\n",
+         path: .\n",
     );
+    let lists = split_lists(records);
+    if lists.is_empty() {
+        yaml.push_str("train: images\nval: images\n");
+    }
+    for (split, list) in lists {
+        let name = format!("images/{split}.txt");
+        yaml.push_str(&format!("{split}: {name}\n"));
+        files.push((name, list.into_bytes()));
+    }
     yaml.push_str(&format!("nc: {}\nnames:\n", labels.len()));
     for l in &labels {
         let quoted = serde_json::to_string(l).expect("a string always serialises");
@@ -67,6 +76,35 @@ pub(super) fn yolo_files(records: &[Record], rows: Rows) -> Vec<(String, Vec<u8>
     }
     files.push(("data.yaml".to_owned(), yaml.into_bytes()));
     files
+}
+
+/// YOLO's splits, as `(split, image list)`: when some record is in `train`, `val` or `test`,
+/// a list per split (`./{path}` a line, relative to the list, which lies in `images/`), with
+/// the records in no such split in both `train` and `val` (the YOLO reader reads an image
+/// listed twice as in no one split); `val` always, as Ultralytics requires it; `test` when any
+/// record is in it. Empty when no record is in one of them (`data.yaml` then names `images`).
+fn split_lists(records: &[Record]) -> Vec<(&'static str, String)> {
+    const SPLITS: [&str; 3] = ["train", "val", "test"];
+    let split_of = |r: &Record| SPLITS.into_iter().find(|s| r.split.as_deref() == Some(*s));
+    if !records.iter().any(|r| split_of(r).is_some()) {
+        return Vec::new();
+    }
+    SPLITS
+        .into_iter()
+        .filter_map(|split| {
+            let mut list = String::new();
+            for r in records {
+                let listed = match split_of(r) {
+                    Some(s) => s == split,
+                    None => split != "test",
+                };
+                if listed {
+                    list.push_str(&format!("./{}\n", r.path));
+                }
+            }
+            (split != "test" || !list.is_empty()).then_some((split, list))
+        })
+        .collect()
 }
 
 /// `class cx cy w h`, normalised by the image size, 6 decimals. The box is first clipped to the
@@ -310,7 +348,7 @@ mod tests {
         let yaml = String::from_utf8(entries["data.yaml"].clone()).unwrap();
         for line in [
             "path: .",
-            "train: images",
+            "train: images/train.txt",
             "nc: 2",
             "names:",
             "  - \"cat\"",
@@ -321,5 +359,44 @@ mod tests {
                 "{line:?} missing in\n{yaml}"
             );
         }
+    }
+
+    /// Splits become image lists in `images/` named by `data.yaml`; a record in no split is in
+    /// both `train` and `val`, which the YOLO reader reads as no one split.
+    #[test]
+    fn yolo_export_lists_each_split() {
+        let src = tempfile::tempdir().unwrap();
+        let mut records = sample(src.path());
+        records[0].split = Some("val".into());
+        records[1].split = Some("test".into());
+        let entries = tar_entries(&export(&records, DatasetFormat::Yolo, ArchiveFormat::Tar));
+        let yaml = String::from_utf8(entries["data.yaml"].clone()).unwrap();
+        for line in [
+            "train: images/train.txt",
+            "val: images/val.txt",
+            "test: images/test.txt",
+        ] {
+            assert!(yaml.lines().any(|l| l == line), "{line:?} in\n{yaml}");
+        }
+        assert!(!yaml.lines().any(|l| l == "train: images"), "{yaml}");
+        let list =
+            |s: &str| String::from_utf8(entries[&format!("images/{s}.txt")].clone()).unwrap();
+        let (one, two, three) = (&records[0].path, &records[1].path, &records[2].path);
+        assert_eq!(list("train"), format!("./{three}\n"));
+        assert_eq!(list("val"), format!("./{one}\n./{three}\n"));
+        assert_eq!(list("test"), format!("./{two}\n"));
+        // No record in a YOLO split: the whole images folder, no lists.
+        for r in &mut records {
+            r.split = None;
+        }
+        records[0].split = Some("holdout".into());
+        let entries = tar_entries(&export(&records, DatasetFormat::Yolo, ArchiveFormat::Tar));
+        let yaml = String::from_utf8(entries["data.yaml"].clone()).unwrap();
+        assert!(yaml.contains("\ntrain: images\nval: images\n"), "{yaml}");
+        assert!(
+            !entries
+                .keys()
+                .any(|k| k.starts_with("images/") && k.ends_with(".txt"))
+        );
     }
 }

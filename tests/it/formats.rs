@@ -370,6 +370,16 @@ fn exports_ingest_back_into_a_fresh_library_unchanged() {
     for r in records.iter_mut().step_by(4) {
         r.attributes.insert("weather".into(), json!("rain"));
     }
+    // Negative labels ("not X"), as a Clarifai export would have given them, on every third
+    // record from the second.
+    for r in records.iter_mut().skip(1).step_by(3) {
+        r.negative_labels = vec!["unicorn".into(), "person, seated".into()];
+    }
+    let negative: BTreeMap<String, Vec<String>> = records
+        .iter()
+        .map(|r| (r.path.clone(), r.negative_labels.clone()))
+        .collect();
+    assert!(negative.values().any(|n| !n.is_empty()));
     // The tool's image ids, as a Clarifai or CVAT export would have given them, on most.
     for (i, r) in records.iter_mut().enumerate() {
         r.source_id = (i % 5 != 0).then(|| format!("input-{i}"));
@@ -445,9 +455,10 @@ fn exports_ingest_back_into_a_fresh_library_unchanged() {
             }
             if dates {
                 assert_eq!(r.dates.captured, o.dates.captured, "{format:?} {path}");
-                // The formats that hold dates hold the split too.
-                assert_eq!(r.split, splits[path], "{format:?} {path}");
             }
+            // Every format holds the split: COCO and CSV as a field, YOLO as data.yaml's image
+            // lists, VOC as ImageSets/Main lists.
+            assert_eq!(r.split, splits[path], "{format:?} {path}");
             if !matches!(format, DatasetFormat::Yolo | DatasetFormat::YoloSeg) {
                 // COCO holds box attributes (on each annotation, as CVAT writes them), CSV as
                 // a JSON column on each box row, VOC as its own fields and CVAT's VOC
@@ -467,9 +478,16 @@ fn exports_ingest_back_into_a_fresh_library_unchanged() {
                     "attributes",
                     "image_attributes",
                     "split",
+                    "negative_labels",
                 ] {
                     assert!(!r.metadata.contains_key(k), "{format:?} {path}: {k}");
                 }
+                // Negative labels: on the COCO image, in a CSV column; never labels.
+                assert_eq!(r.negative_labels, negative[path], "{format:?} {path}");
+                assert!(
+                    !r.labels.iter().any(|l| l == "unicorn"),
+                    "{format:?} {path}"
+                );
                 // COCO holds outlines as `segmentation`, CSV in a `polygons` column.
                 let got: Vec<_> = r.boxes.iter().map(|b| b.polygons.clone()).collect();
                 assert_eq!(got, outlines[path], "{format:?} {path}");

@@ -278,6 +278,24 @@ fn entries_of(
             }
             None => BTreeMap::new(),
         };
+        // The labels the image is known not to hold, as imagelens' COCO export writes them: a
+        // list of names; anything else stays metadata.
+        let negative_labels = match metadata.remove("negative_labels") {
+            Some(Value::Array(list)) if list.iter().all(Value::is_string) => {
+                let mut labels: Vec<String> = Vec::new();
+                for n in list.iter().filter_map(|v| v.as_str().and_then(super::text)) {
+                    if !labels.contains(&n) {
+                        labels.push(n);
+                    }
+                }
+                labels
+            }
+            Some(other) => {
+                metadata.insert("negative_labels".into(), other);
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
         by_id.insert(id, entries.len());
         names.insert(name.clone());
         entries.push(ImageEntry {
@@ -290,7 +308,7 @@ fn entries_of(
             boxes: Vec::new(),
             captions: Vec::new(),
             split,
-            negative_labels: Vec::new(),
+            negative_labels,
             attributes,
             metadata,
             annotators: contributor.iter().cloned().collect(),

@@ -66,6 +66,25 @@ fn segmentation_polygons_are_kept_with_their_box_and_masks_are_not_outlines() {
     );
 }
 
+/// `negative_labels` on an image (imagelens' COCO export writes it) are the image's "not X"
+/// labels, never present ones; a value that is not a list of names stays metadata.
+#[test]
+fn negative_labels_on_an_image_are_read_back_as_such() {
+    let (entries, problems) = parse(&json!({
+        "images": [
+            {"id": 1, "file_name": "a.jpg", "negative_labels": ["person", " dog ", "person"]},
+            {"id": 2, "file_name": "b.jpg", "negative_labels": "person"},
+        ],
+        "annotations": [],
+    }));
+    assert_eq!(problems, vec![]);
+    assert_eq!(entries[0].negative_labels, ["person", "dog"]);
+    assert!(entries[0].labels.is_empty());
+    assert!(!entries[0].metadata.contains_key("negative_labels"));
+    assert!(entries[1].negative_labels.is_empty());
+    assert_eq!(entries[1].metadata["negative_labels"], json!("person"));
+}
+
 /// The file is read as it streams in; what it gives must be what the same bytes give in
 /// memory, problems and refusals included.
 #[test]

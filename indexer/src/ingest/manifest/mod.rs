@@ -20,6 +20,9 @@
 //! - `image_attributes`: the image's own attributes as a JSON object, on any of its rows (the
 //!   CSV export repeats them on each; rows that disagree: the first row's value of a key
 //!   stays, and the disagreement is a problem);
+//! - `negative_labels`: labels the image is known not to hold ("not X", never present), a JSON
+//!   list of names (as the CSV export writes them) or names separated by ` | `, on any of its
+//!   rows;
 //! - any other column is kept in the record's metadata.
 //!
 //! A row without a file name, a box with a missing or unreadable coordinate, or a date that
@@ -270,6 +273,25 @@ fn json_object(row: &Row, column: &str) -> Result<Option<BTreeMap<String, Value>
     }
 }
 
+/// The names in a row's `negative_labels` cell: a JSON list of names (a JSONL list, or its
+/// text in a CSV cell), or text of names separated by ` | `; none when absent or blank.
+fn negative_labels(row: &Row) -> Result<Vec<String>, String> {
+    let bad = || "negative_labels is not a list of names".to_owned();
+    let list = match row.get("negative_labels").filter(|v| !is_blank(v)) {
+        None => return Ok(Vec::new()),
+        Some(Value::String(t)) if t.trim_start().starts_with('[') => {
+            serde_json::from_str::<Vec<Value>>(t).map_err(|_| bad())?
+        }
+        Some(Value::String(t)) => return Ok(t.split(" | ").filter_map(super::text).collect()),
+        Some(Value::Array(a)) => a.clone(),
+        Some(_) => return Err(bad()),
+    };
+    list.iter()
+        .map(|v| v.as_str().map(super::text).ok_or_else(bad))
+        .filter_map(Result::transpose)
+        .collect()
+}
+
 /// The outlines in a row's `polygons` cell (JSON `[[[x, y], ...], ...]`, or its text in a CSV
 /// cell); none when the cell is absent or blank.
 fn polygons(row: &Row) -> Result<Vec<Vec<[f32; 2]>>, String> {
@@ -427,6 +449,16 @@ impl Rows<'_> {
             Ok(None) => {}
             Err(why) => problems.push(problem(&item, format!("{why}; not kept"))),
         }
+        match negative_labels(row) {
+            Ok(names) => {
+                for n in names {
+                    if !entry.negative_labels.contains(&n) {
+                        entry.negative_labels.push(n);
+                    }
+                }
+            }
+            Err(why) => problems.push(problem(&item, format!("{why}; not kept"))),
+        }
         if let Some((column, v)) = cell(row, &CAPTION_COLUMNS) {
             let all: Vec<String> = match v {
                 Value::Array(a) => a.iter().filter_map(as_text).collect(),
@@ -490,6 +522,7 @@ impl Rows<'_> {
                 "image_attributes",
                 "polygons",
                 "source_id",
+                "negative_labels",
             ],
         ]
         .concat();

@@ -196,3 +196,36 @@ proptest! {
         }
     }
 }
+
+/// `negative_labels`: a JSON list (the CSV export's form, or a JSONL list) or ` | `-separated
+/// names, gathered over the image's rows; never a label, never metadata; a list of other things
+/// is a problem.
+#[test]
+fn negative_labels_are_read_as_not_x() {
+    let csv = "filename,label,negative_labels\n\
+        a.jpg,car,\"[\"\"person\"\", \"\"dog, big\"\"]\"\n\
+        a.jpg,,\"[\"\"person\"\"]\"\n\
+        b.jpg,,cat | bird\n\
+        c.jpg,,[1]\n";
+    let (entries, problems) = parse_str(csv, Kind::Csv);
+    assert_eq!(entries[0].negative_labels, ["person", "dog, big"]);
+    assert_eq!(entries[0].labels, ["car"]);
+    assert_eq!(entries[1].negative_labels, ["cat", "bird"]);
+    assert!(entries[1].labels.is_empty());
+    assert!(entries[2].negative_labels.is_empty());
+    assert!(
+        entries
+            .iter()
+            .all(|e| !e.metadata.contains_key("negative_labels"))
+    );
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0]
+            .reason
+            .contains("negative_labels is not a list of names")
+    );
+    let jsonl = "{\"file_name\": \"d.jpg\", \"negative_labels\": [\"person\"]}\n";
+    let (entries, problems) = parse_str(jsonl, Kind::Jsonl);
+    assert_eq!(problems, vec![]);
+    assert_eq!(entries[0].negative_labels, ["person"]);
+}
