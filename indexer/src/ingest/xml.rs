@@ -6,6 +6,7 @@ use std::io::BufRead;
 
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::{BytesStart, Event};
+use quick_xml::name::QName;
 use quick_xml::{Reader, XmlVersion};
 
 /// Deepest nesting accepted inside one child of the root.
@@ -56,6 +57,16 @@ pub(crate) struct XmlStream<R: BufRead> {
     reader: Reader<R>,
     buf: Vec<u8>,
     done: bool,
+    /// Most nodes in one child of the root ([`MAX_NODES`] unless set for a test).
+    max_nodes: usize,
+}
+
+/// One child of the root: read whole, or over the limits and skipped to its end.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Child {
+    Read(Element),
+    /// The child (its name and attributes, no children) and which limit it is over.
+    Skipped(Element, String),
 }
 
 fn start(e: &BytesStart<'_>) -> Result<Element, String> {
@@ -100,15 +111,45 @@ impl<R: BufRead> XmlStream<R> {
                 _ => return Err("not XML: text before the first element".into()),
             }
         };
-        Ok((Self { reader, buf, done }, root))
+        Ok((
+            Self {
+                reader,
+                buf,
+                done,
+                max_nodes: MAX_NODES,
+            },
+            root,
+        ))
+    }
+
+    /// The same stream with a lower bound on the nodes of one child (tests of what happens
+    /// beyond it need not build 200,000 elements).
+    #[cfg(test)]
+    pub fn with_max_nodes(mut self, max_nodes: usize) -> Self {
+        self.max_nodes = max_nodes;
+        self
     }
 
     /// The next child element of the root, whole; `None` after the root's end.
     ///
     /// # Errors
     /// A reason when the XML breaks (what was returned before stays valid) or a child is larger
-    /// than the limits.
+    /// than the limits (the stream goes on after it).
     pub fn next_child(&mut self) -> Result<Option<Element>, String> {
+        match self.next_item()? {
+            None => Ok(None),
+            Some(Child::Read(el)) => Ok(Some(el)),
+            Some(Child::Skipped(_, reason)) => Err(reason),
+        }
+    }
+
+    /// The next child of the root: whole, or, when it is nested deeper than [`MAX_DEPTH`], has
+    /// more than [`MAX_NODES`] elements or [`MAX_TEXT`] bytes of text, skipped to its end (the
+    /// next call reads the child after it); `None` after the root's end.
+    ///
+    /// # Errors
+    /// A reason when the XML breaks; what was returned before stays valid.
+    pub fn next_item(&mut self) -> Result<Option<Child>, String> {
         if self.done {
             return Ok(None);
         }
@@ -123,36 +164,41 @@ impl<R: BufRead> XmlStream<R> {
                     self.reader.buffer_position()
                 )
             })?;
-            let mut push_text = |stack: &mut Vec<Element>, t: &str| -> Result<(), String> {
-                if let Some(top) = stack.last_mut() {
-                    text_bytes += t.len();
-                    if text_bytes > MAX_TEXT {
-                        return Err(format!("an element has more than {MAX_TEXT} bytes of text"));
-                    }
-                    top.text.push_str(t);
+            let mut push_text = |stack: &mut Vec<Element>, t: &str| -> Option<String> {
+                let top = stack.last_mut()?;
+                text_bytes += t.len();
+                if text_bytes > MAX_TEXT {
+                    return Some(format!("more than {MAX_TEXT} bytes of text"));
                 }
-                Ok(())
+                top.text.push_str(t);
+                None
             };
-            match ev {
+            // Over a limit: the reason, and the element just started (still open) if any.
+            let over: Option<(String, Option<Element>)> = match ev {
                 Event::Start(e) => {
                     nodes += 1;
-                    if stack.len() >= MAX_DEPTH || nodes > MAX_NODES {
-                        return Err(format!(
-                            "an element is nested deeper than {MAX_DEPTH} or has more than \
-                             {MAX_NODES} elements"
-                        ));
+                    let el = start(&e)?;
+                    if stack.len() >= MAX_DEPTH {
+                        Some((format!("nested deeper than {MAX_DEPTH}"), Some(el)))
+                    } else if nodes > self.max_nodes {
+                        let n = self.max_nodes;
+                        Some((format!("more than {n} elements"), Some(el)))
+                    } else {
+                        stack.push(el);
+                        None
                     }
-                    stack.push(start(&e)?);
                 }
                 Event::Empty(e) => {
                     nodes += 1;
-                    if nodes > MAX_NODES {
-                        return Err(format!("an element has more than {MAX_NODES} elements"));
-                    }
                     let el = start(&e)?;
-                    match stack.last_mut() {
-                        Some(top) => top.children.push(el),
-                        None => return Ok(Some(el)),
+                    if nodes > self.max_nodes && !stack.is_empty() {
+                        Some((format!("more than {} elements", self.max_nodes), None))
+                    } else {
+                        match stack.last_mut() {
+                            Some(top) => top.children.push(el),
+                            None => return Ok(Some(Child::Read(el))),
+                        }
+                        None
                     }
                 }
                 Event::End(_) => match stack.pop() {
@@ -161,12 +207,15 @@ impl<R: BufRead> XmlStream<R> {
                         return Ok(None);
                     }
                     Some(el) => match stack.last_mut() {
-                        Some(top) => top.children.push(el),
-                        None => return Ok(Some(el)),
+                        Some(top) => {
+                            top.children.push(el);
+                            None
+                        }
+                        None => return Ok(Some(Child::Read(el))),
                     },
                 },
-                Event::Text(t) => push_text(&mut stack, &t.xml10_content())?,
-                Event::CData(t) => push_text(&mut stack, &t.xml10_content())?,
+                Event::Text(t) => push_text(&mut stack, &t.xml10_content()).map(|r| (r, None)),
+                Event::CData(t) => push_text(&mut stack, &t.xml10_content()).map(|r| (r, None)),
                 Event::GeneralRef(r) => {
                     let resolved = match r.resolve_char_ref() {
                         Ok(Some(c)) => c.to_string(),
@@ -176,14 +225,38 @@ impl<R: BufRead> XmlStream<R> {
                                 .map_or_else(|| format!("&{name};"), str::to_owned)
                         }
                     };
-                    push_text(&mut stack, &resolved)?;
+                    push_text(&mut stack, &resolved).map(|r| (r, None))
                 }
                 Event::Eof => {
                     return Err("the XML ends before its root element is closed".into());
                 }
-                Event::Decl(_) | Event::Comment(_) | Event::PI(_) | Event::DocType(_) => {}
+                Event::Decl(_) | Event::Comment(_) | Event::PI(_) | Event::DocType(_) => None,
+            };
+            if let Some((reason, opened)) = over {
+                stack.extend(opened);
+                return self.skip(stack, reason).map(Some);
             }
         }
+    }
+
+    /// Reads past the end of each element of `open` (outermost first), innermost first: the
+    /// child of the root they are in is skipped whole.
+    fn skip(&mut self, open: Vec<Element>, reason: String) -> Result<Child, String> {
+        for el in open.iter().rev() {
+            self.buf.clear();
+            self.reader
+                .read_to_end_into(QName(&el.name), &mut self.buf)
+                .map_err(|e| {
+                    format!(
+                        "XML breaks near byte {}: {e}",
+                        self.reader.buffer_position()
+                    )
+                })?;
+        }
+        let mut child = open.into_iter().next().unwrap_or_default();
+        child.children.clear();
+        child.text.clear();
+        Ok(Child::Skipped(child, reason))
     }
 }
 
@@ -216,5 +289,37 @@ mod tests {
         let deep = format!("<r>{}</r>", "<a>".repeat(40) + &"</a>".repeat(40));
         let (mut s, _) = XmlStream::open(deep.as_bytes()).unwrap();
         assert!(s.next_child().unwrap_err().contains("nested"));
+    }
+
+    /// A child over a limit is skipped to its end, named, and the children after it are read.
+    #[test]
+    fn a_child_over_the_limits_is_skipped_and_the_next_is_read() {
+        let big = "<r><t id='1'><a><b/><b/><b>x</b></a><b/></t><i n='2'/><j><k/></j></r>";
+        let (s, _) = XmlStream::open(big.as_bytes()).unwrap();
+        let mut s = s.with_max_nodes(2);
+        let Some(Child::Skipped(t, reason)) = s.next_item().unwrap() else {
+            panic!("not skipped")
+        };
+        assert_eq!((t.name.as_str(), t.attr("id")), ("t", Some("1")));
+        assert!(t.children.is_empty());
+        assert_eq!(reason, "more than 2 elements");
+        assert_eq!(s.next_child().unwrap().unwrap().attr("n"), Some("2"));
+        assert_eq!(s.next_child().unwrap().unwrap().children[0].name, "k");
+        assert_eq!(s.next_child().unwrap(), None);
+        // Too deep: skipped likewise, and the stream goes on.
+        let deep = format!(
+            "<r>{}<i/></r>",
+            "<a>".repeat(40) + "text" + &"</a>".repeat(40)
+        );
+        let (mut s, _) = XmlStream::open(deep.as_bytes()).unwrap();
+        let Some(Child::Skipped(a, reason)) = s.next_item().unwrap() else {
+            panic!("not skipped")
+        };
+        assert_eq!(
+            (a.name.as_str(), reason.as_str()),
+            ("a", "nested deeper than 32")
+        );
+        assert_eq!(s.next_child().unwrap().unwrap().name, "i");
+        assert_eq!(s.next_child().unwrap(), None);
     }
 }

@@ -16,7 +16,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
-use super::xml::{Element, XmlStream};
+use super::xml::{Child, Element, XmlStream};
 use super::{ImageEntry, Problem, Progress};
 use crate::IngestError;
 use crate::dates::parse_date;
@@ -142,7 +142,19 @@ fn parse_with_frames<R: BufRead>(
     problems: &mut Vec<Problem>,
     progress: &Progress,
 ) -> Result<Vec<ImageEntry>, String> {
-    let (mut stream, root) = XmlStream::open(input)?;
+    let (stream, root) = XmlStream::open(input)?;
+    parse_stream(stream, root, shown, frames, problems, progress)
+}
+
+/// [`parse_with_frames`] of an opened stream.
+fn parse_stream<R: BufRead>(
+    mut stream: XmlStream<R>,
+    root: Element,
+    shown: &str,
+    frames: &BTreeMap<u64, String>,
+    problems: &mut Vec<Problem>,
+    progress: &Progress,
+) -> Result<Vec<ImageEntry>, String> {
     if root.name != "annotations" {
         return Err(format!(
             "not a CVAT for images XML: the root element is <{}>",
@@ -162,8 +174,23 @@ fn parse_with_frames<R: BufRead>(
     let mut video = Frames::new(shown, frames);
     let mut tracks = false;
     loop {
-        let el = match stream.next_child() {
-            Ok(Some(el)) => el,
+        let el = match stream.next_item() {
+            Ok(Some(Child::Read(el))) => el,
+            // Over the reader's bounds (a track of a million frames): that element alone is a
+            // problem; the images and tracks after it are read.
+            Ok(Some(Child::Skipped(el, why))) => {
+                let mut item = format!("<{}> after image[{n}]", el.name);
+                for key in ["id", "name", "label"] {
+                    if let Some(v) = el.attr(key) {
+                        item.push_str(&format!(" {key}={v:?}"));
+                    }
+                }
+                if el.name == "image" {
+                    n += 1;
+                }
+                problems.push(problem(item, format!("{why}; skipped, the rest is read")));
+                continue;
+            }
             Ok(None) => break,
             Err(e) => {
                 problems.push(problem(

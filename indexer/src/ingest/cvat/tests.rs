@@ -303,6 +303,59 @@ fn frame_files_are_the_frame_numbered_files_of_the_folder() {
     assert!(frame_files(&dir.path().join("absent")).is_empty());
 }
 
+/// A `<track>` over the XML reader's bound on one element's nodes is one problem, and the
+/// images after it are still read: with the real bound (200,000), and a small one.
+#[test]
+fn a_track_over_the_bound_is_one_problem_and_the_images_after_it_are_read() {
+    let doc = |boxes: usize| {
+        format!(
+            "<annotations><version>1.1</version>\
+             <image id=\"0\" name=\"a.jpg\" width=\"64\" height=\"48\">\
+             <box label=\"car\" xtl=\"1\" ytl=\"2\" xbr=\"11\" ybr=\"12\"/></image>\
+             <track id=\"7\" label=\"person\">{}</track>\
+             <image id=\"1\" name=\"b.jpg\" width=\"64\" height=\"48\">\
+             <box label=\"dog\" xtl=\"4\" ytl=\"4\" xbr=\"14\" ybr=\"24\"/>\
+             <tag label=\"outdoor\"/></image></annotations>",
+            "<box frame=\"0\"/>".repeat(boxes)
+        )
+    };
+    let check = |entries: Vec<ImageEntry>, problems: Vec<Problem>, bound: usize| {
+        let names: Vec<&str> = entries.iter().map(|e| e.file_name.as_str()).collect();
+        assert_eq!(names, ["a.jpg", "b.jpg"], "{problems:?}");
+        let b = &entries[1];
+        assert_eq!(
+            (b.boxes[0].label.as_str(), [b.boxes[0].x, b.boxes[0].y]),
+            ("dog", [4.0, 4.0])
+        );
+        assert_eq!(b.labels, ["outdoor"]);
+        assert_eq!(b.source_id.as_deref(), Some("1"));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let p = &problems[0];
+        assert_eq!(p.item, "<track> after image[1] id=\"7\" label=\"person\"");
+        assert_eq!(
+            p.reason,
+            format!("more than {bound} elements; skipped, the rest is read")
+        );
+    };
+    let mut problems = Vec::new();
+    let big = doc(200_000);
+    let entries = parse(big.as_bytes(), "c.xml", &mut problems, &Progress::default()).unwrap();
+    check(entries, problems, 200_000);
+    let mut problems = Vec::new();
+    let small = doc(20);
+    let (stream, root) = XmlStream::open(small.as_bytes()).unwrap();
+    let entries = parse_stream(
+        stream.with_max_nodes(10),
+        root,
+        "c.xml",
+        &BTreeMap::new(),
+        &mut problems,
+        &Progress::default(),
+    )
+    .unwrap();
+    check(entries, problems, 10);
+}
+
 #[test]
 fn a_file_that_breaks_keeps_the_images_before_the_break() {
     let cut = &VALID[..VALID.find("<image id=\"2\"").unwrap() + 10];
