@@ -4,8 +4,8 @@
 //! - **label** queries: for every label with at least `min_records` records, the template
 //!   (`a photo of a {label}`) with the label filter off; relevant = the records carrying the
 //!   label (image-level or on a box);
-//! - **caption** (known-item) queries: a record's first caption; relevant = that record (the
-//!   COCO caption-retrieval protocol).
+//! - **caption** (known-item) queries: every caption of every record; relevant = that record
+//!   (the COCO caption-retrieval protocol: a record with k captions gives k queries).
 //!
 //! Each query runs once per ranking system: the keyword list alone (BM25), each vector list
 //! alone (`image`, `region`, `text`) and the hybrid with the weights given, and scores R@1/5/10
@@ -14,12 +14,13 @@
 //! [`DEPTH`] results of the public [`SearchService`] API, so the figures are those of real
 //! searches.
 //!
-//! Sampling is deterministic: queries are ordered by `sha256(seed:key)` and the first
-//! `sample` kept, so one seed gives one query set on one library. The report keeps no record
+//! Sampling is deterministic and over queries: each set's queries are ordered by
+//! `sha256(seed:key)` (the label; `record id#caption index`) and the first `sample` kept, so
+//! one seed gives one query set on one library. The report keeps no record
 //! ids, file names or captions (it is written into the data directory, which deletion must
 //! leave without residue): only labels, counts and figures, and a digest of the record ids.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use chrono::{DateTime, Utc};
 use indexer::filter::RecordFilter;
@@ -50,7 +51,7 @@ const BATCH: usize = 256;
 pub enum QuerySet {
     /// "a photo of a {label}" -> records with the label.
     Label,
-    /// A record's caption -> that record.
+    /// Each caption of a record -> that record.
     Caption,
 }
 
@@ -382,29 +383,44 @@ pub fn queries(
             label: Some(label),
         });
     }
-    // Captions: records in sample order, fetched in batches until enough have one.
+    // Captions: every caption of every record is a query (the COCO protocol queries all five
+    // captions of each image). Sampling is over these queries, not over records: each caption
+    // is keyed by `record id#caption index` and the `sample` with the smallest
+    // `sha256(seed:key)` are kept, in that order, so `--sample N` caps the queries of the set
+    // as it does the labels, and the kept queries are a uniform draw of all captions. A
+    // bounded heap keeps memory to the sample whatever the library's size.
     let ids: Vec<String> = kw.ids()?.into_iter().collect();
-    let ordered = sample(&ids, |i| i.as_str(), opts.seed, ids.len());
-    let mut with_caption = 0;
-    let mut captions = Vec::new();
-    for chunk in ordered.chunks(BATCH) {
+    let mut available = 0;
+    let mut kept: BinaryHeap<([u8; 32], String, String)> = BinaryHeap::new();
+    for chunk in ids.chunks(BATCH) {
         for record in kw.get_many(chunk)? {
-            let Some(caption) = record.captions.iter().find(|c| !c.trim().is_empty()) else {
-                continue;
-            };
-            with_caption += 1;
-            if captions.len() < opts.sample {
-                captions.push(EvalQuery {
-                    set: QuerySet::Caption,
-                    text: cut(caption.trim()),
-                    relevant: BTreeSet::from([record.id.clone()]),
-                    label: None,
-                });
+            for (i, caption) in record.captions.iter().enumerate() {
+                let caption = caption.trim();
+                if caption.is_empty() {
+                    continue;
+                }
+                available += 1;
+                let h: [u8; 32] = Sha256::digest(format!("{}:{}#{i}", opts.seed, record.id)).into();
+                if kept.len() < opts.sample {
+                    kept.push((h, record.id.clone(), cut(caption)));
+                } else if kept.peek().is_some_and(|top| h < top.0) {
+                    kept.pop();
+                    kept.push((h, record.id.clone(), cut(caption)));
+                }
             }
         }
     }
+    let captions = kept
+        .into_sorted_vec()
+        .into_iter()
+        .map(|(_, id, text)| EvalQuery {
+            set: QuerySet::Caption,
+            text,
+            relevant: BTreeSet::from([id]),
+            label: None,
+        });
     out.extend(captions);
-    Ok((out, [labels.len(), with_caption]))
+    Ok((out, [labels.len(), available]))
 }
 
 /// The systems that can run on this service: the keyword list, and with vectors each vector

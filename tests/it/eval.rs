@@ -1,10 +1,21 @@
 //! `imagelens eval` on a generated library with the tiny seeded model: the figures move the way
 //! they must, the report is saved without record data, two reports compare, and every query is
-//! audited as a search.
+//! audited as a search. In process: every caption is a known-item query.
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use imagelens::eval::{self, EvalOptions, QuerySet};
+use imagelens::search::SearchService;
+use indexer::{Library, StoreSettings};
+use rand::SeedableRng;
 use serde_json::Value;
 
 use crate::common::{fixture, ids, ok_json};
+
+/// The benches' generated world (its records here; its `World` and `BenchEmbedder` too later).
+#[path = "../../benches/common/mod.rs"]
+mod world;
 
 fn scores<'a>(report: &'a Value, set: &str, system: &str) -> &'a Value {
     report["sets"]
@@ -265,4 +276,80 @@ fn an_untrained_model_is_measured_at_chance_and_left_out_of_searches() {
         .output()
         .unwrap();
     assert_eq!(ids(&like), ids(&ok_json(&out)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// In-process libraries: records written straight into a library, as the benches do.
+
+#[test]
+fn every_caption_of_a_record_is_a_known_item_query_for_that_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = Library::open(dir.path(), StoreSettings::Edge).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    // Record i has i captions (0 to 5), one of them blank for i = 4, which is no query.
+    let mut expected = Vec::new();
+    {
+        let mut writer = lib.keyword().writer().unwrap();
+        for i in 0..6 {
+            let mut r = world::record(i, &["car"], &[], &mut rng);
+            r.captions = (0..i).map(|c| format!("record {i} caption {c}")).collect();
+            if i == 4 {
+                r.captions[2] = "  ".into();
+            }
+            for c in r.captions.iter().filter(|c| !c.trim().is_empty()) {
+                expected.push((c.clone(), r.id.clone()));
+            }
+            writer.upsert(&r, "").unwrap();
+        }
+        writer.commit().unwrap();
+    }
+    lib.refresh_counts().unwrap();
+    let service = SearchService::new(Arc::new(lib), None, Some("none".into())).unwrap();
+    let opts = EvalOptions::default();
+    let (queries, available) = eval::queries(&service, &opts).unwrap();
+    let captions: Vec<&eval::EvalQuery> = queries
+        .iter()
+        .filter(|q| q.set == QuerySet::Caption)
+        .collect();
+    assert_eq!(expected.len(), 1 + 2 + 3 + 3 + 5);
+    assert_eq!(available[1], expected.len());
+    assert_eq!(captions.len(), expected.len());
+    let mut got: Vec<(String, String)> = captions
+        .iter()
+        .map(|q| {
+            assert_eq!(q.relevant.len(), 1, "one relevant record per caption");
+            (q.text.clone(), q.relevant.iter().next().unwrap().clone())
+        })
+        .collect();
+    got.sort();
+    expected.sort();
+    assert_eq!(
+        got, expected,
+        "k captions give k queries, each for its own record"
+    );
+
+    // `--sample` caps the queries (not the records), by a seeded hash of each caption query.
+    let sampled = |seed: u64| {
+        let opts = EvalOptions {
+            sample: 4,
+            seed,
+            ..Default::default()
+        };
+        let (q, available) = eval::queries(&service, &opts).unwrap();
+        assert_eq!(
+            available[1],
+            expected.len(),
+            "what the set had before sampling"
+        );
+        q.into_iter()
+            .filter(|q| q.set == QuerySet::Caption)
+            .map(|q| q.text)
+            .collect::<Vec<_>>()
+    };
+    let a = sampled(42);
+    assert_eq!(a.len(), 4);
+    assert_eq!(a, sampled(42), "one seed, one sample");
+    let seeds: BTreeSet<Vec<String>> = (0..8).map(sampled).collect();
+    assert!(seeds.len() > 1, "other seeds draw other captions");
+    assert!(a.iter().all(|t| expected.iter().any(|(c, _)| c == t)));
 }
