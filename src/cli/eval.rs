@@ -270,6 +270,14 @@ fn print_sweep(r: &EvalReport) {
         "  held out  best {:.3}  current {:.3}  gain {:+.3} ({} queries)",
         s.held_out_best, s.held_out_current, s.held_out_gain, s.held_out_queries
     );
+    if s.current_kept {
+        println!(
+            "  no setting tried beats the current weights on the training queries: keep them \
+             ({})",
+            s.weights
+        );
+        return;
+    }
     println!("  to adopt: --weights {} (not applied)", s.weights);
     // The same weights as a settings table, for every search of every command and the server.
     #[derive(serde::Serialize)]

@@ -49,6 +49,10 @@ pub struct SweepReport {
     pub best: Fusion,
     /// `--weights` spelling of `best`.
     pub weights: String,
+    /// No setting of the grid beat the current weights on the training queries: `best` is
+    /// the current weights (nothing to change).
+    #[serde(default)]
+    pub current_kept: bool,
     /// Objective of `best` on the training queries.
     pub train_best: f64,
     /// Objective of the current weights on the training queries.
@@ -114,7 +118,12 @@ pub fn sweep(queries: &[QueryLists], current: Fusion, seed: u64) -> Option<Sweep
     if train.is_empty() || held.is_empty() {
         return None;
     }
-    let mut best: Option<([f32; 4], f32, f64)> = None;
+    // The current weights are the incumbent: a setting of the grid replaces them only when
+    // strictly better on the training queries, so a tie (every setting saturated, say) never
+    // recommends a change the measurement cannot tell from the current weights.
+    let cur = weights_of(&current);
+    let train_current = objective(&train, cur, current.k);
+    let mut best: ([f32; 4], f32, f64) = (cur, current.k, train_current);
     let mut tried = 0;
     for &kw in &WEIGHTS {
         for &im in &WEIGHTS {
@@ -127,19 +136,25 @@ pub fn sweep(queries: &[QueryLists], current: Fusion, seed: u64) -> Option<Sweep
                     for &k in &KS {
                         tried += 1;
                         let score = objective(&train, w, k);
-                        // Strictly better only: the first (smallest weights, smallest k) wins ties.
-                        if best.is_none_or(|(_, _, s)| score > s + 1e-12) {
-                            best = Some((w, k, score));
+                        // Strictly better only: the current weights, then the first setting
+                        // (smallest weights, smallest k), win ties.
+                        if score > best.2 + 1e-12 {
+                            best = (w, k, score);
                         }
                     }
                 }
             }
         }
     }
-    let (w, k, train_best) = best?;
+    let (w, k, train_best) = best;
+    let kept = w == cur && k == current.k;
     // RRF orders are unchanged when every weight is scaled alike: state the largest as 1.
     let top = w.iter().copied().fold(0.0f32, f32::max);
-    let w = w.map(|v| v / top);
+    let w = if kept || top <= 0.0 {
+        w
+    } else {
+        w.map(|v| v / top)
+    };
     let chosen = Fusion {
         keyword: w[0],
         image: w[1],
@@ -148,7 +163,6 @@ pub fn sweep(queries: &[QueryLists], current: Fusion, seed: u64) -> Option<Sweep
         k,
         ..current
     };
-    let cur = weights_of(&current);
     let mut offline: BTreeMap<QuerySet, (f64, usize)> = BTreeMap::new();
     for q in queries {
         let e = offline.entry(q.set).or_default();
@@ -171,7 +185,8 @@ pub fn sweep(queries: &[QueryLists], current: Fusion, seed: u64) -> Option<Sweep
         ),
         best: chosen,
         train_best,
-        train_current: objective(&train, cur, current.k),
+        train_current,
+        current_kept: kept,
         held_out_best,
         held_out_current,
         held_out_gain: held_out_best - held_out_current,
@@ -232,6 +247,21 @@ mod tests {
             "{}",
             r.weights
         );
+        assert!(!r.current_kept);
+        // When no setting does better than the current weights, they are kept, not swapped
+        // for the first setting of the grid that ties with them.
+        let kw_only = Fusion {
+            keyword: 1.0,
+            image: 0.0,
+            region: 0.0,
+            text: 0.0,
+            k: 60.0,
+            ..current
+        };
+        let kept = sweep(&queries, kw_only, 1).unwrap();
+        assert!(kept.current_kept, "{kept:?}");
+        assert_eq!(kept.best, kw_only);
+        assert_eq!(kept.held_out_gain, 0.0);
         // No held-out half, no answer.
         assert!(sweep(&queries[..1], current, 1).is_none());
     }
