@@ -239,9 +239,14 @@ pub struct Generator {
 impl Generator {
     /// The generator of `data` (the clustered world of seed 7).
     pub fn new(data: Data) -> Self {
+        Self::seeded(data, 7)
+    }
+
+    /// The generator of `data` in the clustered world of `seed`.
+    pub fn seeded(data: Data, seed: u64) -> Self {
         Generator {
             data,
-            world: Arc::new(World::new(7)),
+            world: Arc::new(World::new(seed)),
         }
     }
 
@@ -438,9 +443,21 @@ pub fn build(
     data: Data,
     adjust: impl Fn(&mut Record, usize),
 ) -> Generator {
-    let generator = Generator::new(data);
+    build_seeded(lib, spec, n, Generator::new(data), 42, adjust)
+}
+
+/// [`build`] with a given generator (its world) and seed of the records drawn from it.
+pub fn build_seeded(
+    lib: &mut Library,
+    spec: &EmbedderSpec,
+    n: usize,
+    generator: Generator,
+    records_seed: u64,
+    adjust: impl Fn(&mut Record, usize),
+) -> Generator {
+    let data = generator.data;
     lib.adopt_model(spec).unwrap();
-    let mut rng = StdRng::seed_from_u64(42);
+    let mut rng = StdRng::seed_from_u64(records_seed);
     let mut writer = lib.keyword().writer().unwrap();
     let fp = spec.fingerprint();
     let start = Instant::now();
@@ -454,8 +471,16 @@ pub fn build(
                 regions,
             } = generator.generate(i, &mut rng);
             adjust(&mut record, i);
-            points.push(points::image_point(&record, image, Some(text)));
-            for (b, region) in regions.into_iter().enumerate() {
+            // A record `adjust` left without annotations has no text to embed, and a region
+            // vector only for each box it kept.
+            let annotated = !record.labels.is_empty() || !record.captions.is_empty();
+            points.push(points::image_point(
+                &record,
+                image,
+                annotated.then_some(text),
+            ));
+            let boxes = record.boxes.len();
+            for (b, region) in regions.into_iter().take(boxes).enumerate() {
                 points.push(points::region_point(&record, b, region));
             }
             writer.upsert(&record, &fp).unwrap();
