@@ -42,7 +42,7 @@ pub(crate) fn level() -> Level {
 /// When `k` is 0 or the lengths are not whole rows of `k` with `out.len() == n * m`.
 pub(crate) fn dots(x: &[f32], w: &[f32], k: usize, out: &mut [f32], level: Level) {
     assert!(
-        k > 0 && x.len() % k == 0 && w.len() % k == 0,
+        k > 0 && x.len().is_multiple_of(k) && w.len().is_multiple_of(k),
         "dots: rows of {k}"
     );
     let (m, n) = (x.len() / k, w.len() / k);
