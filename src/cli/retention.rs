@@ -91,14 +91,9 @@ pub enum RetentionCommand {
 pub fn run(settings: &AppSettings, args: RetentionArgs) -> anyhow::Result<ExitCode> {
     let (app, caller) = access::open(settings)?;
     let (audit, retention) = (app.audit(), app.retention());
+    let desk = app.desk(caller.actor());
     // Record holds are kept and logged by the record's ref, never by its id.
     let record_ref = |id: &str| audit.record_ref(id);
-    let change = |action: Action, detail: serde_json::Value| -> anyhow::Result<()> {
-        let mut entry = caller.entry(action);
-        entry.detail = Some(detail);
-        audit.append(entry)?;
-        Ok(())
-    };
     match args.command {
         RetentionCommand::Show { json } => {
             caller.require(audit, Action::RetentionView)?;
@@ -136,7 +131,7 @@ pub fn run(settings: &AppSettings, args: RetentionArgs) -> anyhow::Result<ExitCo
             retired_on,
             after_retired_days,
         } => {
-            caller.require(audit, Action::RetentionSet)?;
+            desk.require(Action::RetentionSet)?;
             let schedule = Schedule {
                 after_ingest_days,
                 retired_on: retired_on
@@ -147,21 +142,16 @@ pub fn run(settings: &AppSettings, args: RetentionArgs) -> anyhow::Result<ExitCo
                 after_retired_days,
             };
             let detail = serde_json::json!({ "dataset": dataset, "schedule": schedule });
-            retention.update(record_ref, |p| {
+            desk.change_retention(retention, Action::RetentionSet, Vec::new(), detail, |p| {
                 p.schedules.insert(dataset.clone(), schedule);
             })?;
-            change(Action::RetentionSet, detail)?;
             println!("schedule for {dataset} saved");
         }
         RetentionCommand::Unset { dataset } => {
-            caller.require(audit, Action::RetentionSet)?;
-            retention.update(record_ref, |p| {
+            let detail = serde_json::json!({ "dataset": dataset, "schedule": null });
+            desk.change_retention(retention, Action::RetentionSet, Vec::new(), detail, |p| {
                 p.schedules.remove(&dataset);
             })?;
-            change(
-                Action::RetentionSet,
-                serde_json::json!({ "dataset": dataset, "schedule": null }),
-            )?;
             println!("schedule for {dataset} removed");
         }
         RetentionCommand::Hold {
@@ -169,7 +159,7 @@ pub fn run(settings: &AppSettings, args: RetentionArgs) -> anyhow::Result<ExitCo
             dataset,
             reason,
         } => {
-            caller.require(audit, Action::LegalHold)?;
+            desk.require(Action::LegalHold)?;
             if reason.trim().is_empty() {
                 bail!("--reason must say why (case reference)");
             }
@@ -178,26 +168,25 @@ pub fn run(settings: &AppSettings, args: RetentionArgs) -> anyhow::Result<ExitCo
                 by: caller.actor().name().to_owned(),
                 since: Utc::now(),
             };
-            let mut records = Vec::new();
-            retention.update(record_ref, |p| match (&record, &dataset) {
-                (Some(r), _) => {
-                    p.record_holds.insert(record_ref(r), hold.clone());
+            let records = record.iter().cloned().collect();
+            let detail = serde_json::json!({ "dataset": dataset, "reason": hold.reason });
+            desk.change_retention(retention, Action::LegalHold, records, detail, |p| {
+                match (&record, &dataset) {
+                    (Some(r), _) => {
+                        p.record_holds.insert(record_ref(r), hold.clone());
+                    }
+                    (_, Some(d)) => {
+                        p.dataset_holds.insert(d.clone(), hold.clone());
+                    }
+                    _ => {}
                 }
-                (_, Some(d)) => {
-                    p.dataset_holds.insert(d.clone(), hold.clone());
-                }
-                _ => {}
             })?;
-            records.extend(record.clone());
-            let mut entry = caller.entry(Action::LegalHold);
-            entry.records = records;
-            entry.detail = Some(serde_json::json!({ "dataset": dataset, "reason": hold.reason }));
-            audit.append(entry)?;
             println!("hold placed");
         }
         RetentionCommand::Release { record, dataset } => {
-            caller.require(audit, Action::LegalHoldRelease)?;
-            retention.update(record_ref, |p| {
+            let records = record.iter().cloned().collect();
+            let detail = serde_json::json!({ "dataset": dataset });
+            desk.change_retention(retention, Action::LegalHoldRelease, records, detail, |p| {
                 if let Some(r) = &record {
                     // Under its ref, or under the id where an older version saved it.
                     p.record_holds.remove(&record_ref(r));
@@ -207,10 +196,6 @@ pub fn run(settings: &AppSettings, args: RetentionArgs) -> anyhow::Result<ExitCo
                     p.dataset_holds.remove(d);
                 }
             })?;
-            let mut entry = caller.entry(Action::LegalHoldRelease);
-            entry.records = record.into_iter().collect();
-            entry.detail = Some(serde_json::json!({ "dataset": dataset }));
-            audit.append(entry)?;
             println!("hold released");
         }
         RetentionCommand::Run {
@@ -218,7 +203,6 @@ pub fn run(settings: &AppSettings, args: RetentionArgs) -> anyhow::Result<ExitCo
             receipt,
             json,
         } => {
-            let desk = app.desk(caller.actor());
             desk.require(Action::RetentionRun)?;
             let plan = desk.plan_retention_run(retention, app.library()?, Utc::now(), dry_run)?;
             if dry_run || plan.due.is_empty() {

@@ -1,9 +1,10 @@
 //! The administration use cases both front ends call ([`Desk`]): account and token changes,
-//! audit queries and choosing the records of a deletion.
+//! audit queries, retention policy changes and choosing the records of a deletion.
 //!
 //! Each use case checks the actor's permission ([`Actor::require`], refusal audited), acts,
 //! and writes its audit entry whether the change was made or refused, in one place: `imagelens
-//! account|token|audit|delete` and `/v1/accounts|tokens|audit|deletions` differ only in how
+//! account|token|audit|retention|delete` and `/v1/accounts|tokens|audit|retention|deletions`
+//! differ only in how
 //! they read their input and show the answer. Synchronous: the HTTP API runs them on its
 //! blocking pool.
 
@@ -18,7 +19,7 @@ use crate::governance::accounts::{
 };
 use crate::governance::audit::{AuditEntry, AuditError, AuditLog, AuditQuery};
 use crate::governance::deletion::{self, DeletionError};
-use crate::governance::retention::{Plan, Retention, RetentionError};
+use crate::governance::retention::{Plan, Retention, RetentionError, RetentionPolicy};
 
 /// Longest account name kept as typed in the trail of a refused change.
 const MAX_LOGGED_NAME: usize = 128;
@@ -320,6 +321,40 @@ impl<'a> Desk<'a> {
         Ok(plan)
     }
 
+    /// Changes the retention policy (schedules, legal holds): `change` edits a copy, whose
+    /// record holds are then keyed by the record's ref, checked and saved
+    /// ([`Retention::update`]). The entry of `action` (with `records` and `detail`) is written
+    /// whether the change was saved or refused; a refused one keeps the error's code and
+    /// message instead of `detail` (a policy that cannot be saved may be large or malformed).
+    ///
+    /// # Errors
+    /// A refusal, [`AdminError::Retention`] for a policy that cannot be saved, or the trail
+    /// cannot be written.
+    pub fn change_retention(
+        &self,
+        retention: &Retention,
+        action: Action,
+        records: Vec<String>,
+        detail: serde_json::Value,
+        change: impl FnOnce(&mut RetentionPolicy),
+    ) -> Result<(), AdminError> {
+        self.require(action)?;
+        let result = retention
+            .update(|id| self.audit.record_ref(id), change)
+            .map_err(AdminError::from);
+        let mut entry = self.actor.entry(action);
+        entry.records = records;
+        entry.detail = Some(match &result {
+            Ok(()) => detail,
+            Err(e) => {
+                entry.outcome = outcome(e).into();
+                serde_json::json!({ "code": e.code(), "error": logged_error(e) })
+            }
+        });
+        self.audit.append(entry)?;
+        result
+    }
+
     /// Writes the audit entry of an account or token change, made or refused (outcome
     /// `refused` or `error`, with the error's code and message), then returns `result`.
     fn recorded<T>(
@@ -334,20 +369,30 @@ impl<'a> Desk<'a> {
         let name: String = account.chars().take(MAX_LOGGED_NAME).collect();
         entry.query = Some(serde_json::json!({ "account": name }));
         if let Err(e) = &result {
-            entry.outcome = match e.fault() {
-                Fault::User => "refused".into(),
-                Fault::Internal => "error".into(),
-            };
+            entry.outcome = outcome(e).into();
             if let Some(d) = detail.as_object_mut() {
                 d.insert("code".into(), e.code().into());
-                let message: String = e.to_string().chars().take(MAX_LOGGED_ERROR).collect();
-                d.insert("error".into(), message.into());
+                d.insert("error".into(), logged_error(e).into());
             }
         }
         entry.detail = Some(detail);
         self.audit.append(entry)?;
         result
     }
+}
+
+/// The outcome a refused or failed change is written with: `refused` (the caller's fault) or
+/// `error` (ours).
+fn outcome(e: &AdminError) -> &'static str {
+    match e.fault() {
+        Fault::User => "refused",
+        Fault::Internal => "error",
+    }
+}
+
+/// An error's message as the trail keeps it (at most [`MAX_LOGGED_ERROR`] characters).
+fn logged_error(e: &AdminError) -> String {
+    e.to_string().chars().take(MAX_LOGGED_ERROR).collect()
 }
 
 /// The records a deletion names: `ids` plus every record of `dataset`.
@@ -467,6 +512,57 @@ mod tests {
                 .as_str()
                 .unwrap()
                 .contains("last enabled admin")
+        );
+    }
+
+    #[test]
+    fn a_retention_change_is_recorded_saved_or_refused() {
+        use crate::governance::retention::Hold;
+        let (dir, accounts, audit) = setup();
+        let retention = Retention::open(dir.path()).unwrap();
+        let local = Actor::local("root", None);
+        let desk = Desk::new(&accounts, &audit, &local);
+        let hold = |reason: &str| Hold {
+            reason: reason.into(),
+            by: "root".into(),
+            since: Utc::now(),
+        };
+        let detail = serde_json::json!({ "dataset": "d", "reason": "case 1" });
+        desk.change_retention(&retention, Action::LegalHold, vec![], detail.clone(), |p| {
+            p.dataset_holds.insert("d".into(), hold("case 1"));
+        })
+        .unwrap();
+        let err = desk
+            .change_retention(
+                &retention,
+                Action::LegalHold,
+                vec!["r".into()],
+                detail,
+                |p| {
+                    p.dataset_holds.insert("e".into(), hold(" "));
+                },
+            )
+            .unwrap_err();
+        assert_eq!((err.code(), err.fault()), ("invalid", Fault::User));
+        let held: Vec<_> = retention.policy().dataset_holds.into_keys().collect();
+        assert_eq!(held, ["d"], "a refused change changes nothing");
+
+        let trail = all(&audit);
+        let [saved, refused] = &trail[..] else {
+            panic!("two entries: {trail:?}")
+        };
+        assert_eq!(
+            (saved.action.as_str(), saved.outcome.as_str()),
+            ("legal_hold", "ok")
+        );
+        assert_eq!(saved.detail.as_ref().unwrap()["reason"], "case 1");
+        assert_eq!(refused.outcome, "refused");
+        assert_eq!(refused.records, [audit.record_ref("r")]);
+        let detail = refused.detail.as_ref().unwrap();
+        assert_eq!(detail["code"], "invalid");
+        assert!(
+            detail["error"].as_str().unwrap().contains("hold"),
+            "{detail}"
         );
     }
 

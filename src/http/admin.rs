@@ -410,25 +410,25 @@ pub async fn put_retention(
     let policy = body.parsed()?;
     // Record holds are kept, shown and logged by the record's ref, never by its id.
     let policy = policy.with_record_refs(|id| state.audit().record_ref(id));
-    let state2 = state.clone();
-    let p2 = policy.clone();
-    let result = blocking(move || state2.retention().set_policy(p2).map_err(ApiError::from)).await;
-    let mut entry = caller.entry(Action::RetentionSet);
-    entry.detail = Some(match &result {
-        Ok(()) => serde_json::to_value(&policy).map_err(ApiError::internal)?,
-        Err(e) => serde_json::json!({
-            "status": e.status().as_u16(),
-            "error": e.message().chars().take(500).collect::<String>(),
-        }),
-    });
-    if let Err(e) = &result {
-        entry.outcome = if e.status().is_server_error() {
-            "error".into()
-        } else {
-            "refused".into()
-        };
-    }
-    caller.write(&state, entry).await?;
+    let detail = serde_json::to_value(&policy).map_err(ApiError::internal)?;
+    let (state2, saved) = (state.clone(), policy.clone());
+    let result = caller
+        .desk(&state, move |desk| {
+            let changed = desk.change_retention(
+                state2.retention(),
+                Action::RetentionSet,
+                Vec::new(),
+                detail,
+                |p| *p = saved,
+            );
+            // A policy that cannot be saved is the request's fault (400, `From<RetentionError>`),
+            // not a saved policy that cannot be run (409, `From<AdminError>`).
+            match changed {
+                Err(governance::AdminError::Retention(e)) => Ok(Err(e)),
+                other => other.map(Ok),
+            }
+        })
+        .await?;
     result?;
     Ok(Json(policy))
 }
