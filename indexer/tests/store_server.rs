@@ -271,6 +271,8 @@ fn index_settings_set_the_collection_config_and_survive_a_new_process() {
     let defaults = IndexSettings::default();
     assert_eq!(store.index_settings().unwrap(), defaults);
     let config = collection_config(&server, "tuned");
+    // Full vectors on disk (memory-mapped), every named vector.
+    assert_on_disk(&config, &spec().vectors);
     // Its integer (date) index gets no payload-aware graph links, as the embedded store's.
     let (_, body) = server
         .http_get("/collections/tuned", Duration::from_secs(5))
@@ -317,8 +319,11 @@ fn index_settings_set_the_collection_config_and_survive_a_new_process() {
     assert!((int8["quantile"].as_f64().unwrap() - 0.99).abs() < 1e-6);
     assert_eq!(int8["always_ram"], true);
     assert_eq!(config["metadata"]["imagelens_index"]["ef"], 77, "{config}");
+    // The full vectors stay on disk; the int8 copies are the ones in RAM.
+    assert_on_disk(&config, &spec().vectors);
 
     store.optimize().unwrap();
+    assert_vectors_on_disk(&server, "tuned");
     let state = store.index_state().unwrap();
     assert_eq!(state.settings.as_ref(), Some(&wanted));
     assert_eq!(state.points, 500);
@@ -380,6 +385,102 @@ fn index_settings_set_the_collection_config_and_survive_a_new_process() {
     assert_eq!(store.index_settings().unwrap(), auto);
     store.optimize().unwrap();
     assert_eq!(store.count(&all()).unwrap(), 500);
+}
+
+/// Every vector in `names` of the collection `config` keeps its full vectors on disk.
+fn assert_on_disk(config: &serde_json::Value, names: &[String]) {
+    for name in names {
+        assert_eq!(
+            config["params"]["vectors"][name]["on_disk"], true,
+            "vector {name} on disk: {config}"
+        );
+    }
+}
+
+/// The storage type of each vector of each segment of `collection`, as the server's
+/// telemetry reports it (e.g. `ChunkedMmap` on disk, `InRamChunkedMmap` in RAM).
+fn segment_storage(server: &QdrantProcess, collection: &str) -> BTreeSet<String> {
+    let (code, body) = server
+        .http_get("/telemetry?details_level=10", Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut types = BTreeSet::new();
+    for c in v["result"]["collections"]["collections"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["id"] == collection)
+    {
+        for shard in c["shards"].as_array().into_iter().flatten() {
+            for segment in shard["local"]["segments"].as_array().into_iter().flatten() {
+                for data in segment["config"]["vector_data"]
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|m| m.values())
+                {
+                    types.insert(data["storage_type"].as_str().unwrap_or("?").to_owned());
+                }
+            }
+        }
+    }
+    types
+}
+
+/// Every segment of `collection` keeps its full vectors on disk: memory-mapped storage
+/// (`ChunkedMmap` while appendable, `Mmap` once optimized), none in RAM (`InRam...`, `Memory`).
+fn assert_vectors_on_disk(server: &QdrantProcess, collection: &str) {
+    let storage = segment_storage(server, collection);
+    assert!(!storage.is_empty(), "no segments seen for {collection}");
+    assert!(
+        storage.iter().all(|t| t == "ChunkedMmap" || t == "Mmap"),
+        "{collection}: {storage:?}"
+    );
+}
+
+/// A collection made before imagelens asked for on-disk vectors (full vectors in RAM) is
+/// moved to disk by `optimize`: Qdrant accepts `on_disk` in an update of an existing vector,
+/// and its optimizers rewrite the segments; every point is still there and answers.
+#[test]
+fn optimize_moves_the_vectors_of_an_older_collection_to_disk() {
+    let Some(server) = server() else { return };
+    let url = server.grpc_url();
+    // What an older imagelens made: named vectors without on_disk (in RAM).
+    let code = http_send(
+        &server,
+        "PUT",
+        "/collections/older",
+        &format!(
+            r#"{{"vectors": {{"image": {{"size": {DIM}, "distance": "Cosine"}},
+                "region": {{"size": {DIM}, "distance": "Cosine"}}}}}}"#
+        ),
+    );
+    assert_eq!(code, 200);
+    let store = ServerStore::connect(&url, "older").unwrap();
+    store.ensure(&spec()).unwrap();
+    store.upsert(points(6, 0..300)).unwrap();
+    let before = store.search(&probe()).unwrap();
+    let config = collection_config(&server, "older");
+    assert_ne!(
+        config["params"]["vectors"]["image"]["on_disk"], true,
+        "{config}"
+    );
+    assert_eq!(
+        segment_storage(&server, "older"),
+        BTreeSet::from(["InRamChunkedMmap".to_owned()])
+    );
+
+    store.optimize().unwrap();
+    assert_on_disk(&collection_config(&server, "older"), &spec().vectors);
+    // Every segment rewritten with its vectors on disk by the time optimize returns.
+    assert_vectors_on_disk(&server, "older");
+    assert_eq!(store.count(&all()).unwrap(), 300);
+    assert_eq!(store.search(&probe()).unwrap(), before);
+    // A new process sees the same spec (on_disk is no part of it).
+    let again = ServerStore::connect(&url, "older").unwrap();
+    again.ensure(&spec()).unwrap();
+    again.optimize().unwrap();
+    assert_eq!(again.count(&all()).unwrap(), 300);
 }
 
 /// `method path` with a JSON body on the server's REST port (another client changing the

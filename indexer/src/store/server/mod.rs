@@ -30,6 +30,10 @@
 //!   cosine distance, payload index types), so a second process with another spec gets
 //!   [`StoreError::SpecMismatch`]. Every filter field gets a payload index when the collection
 //!   is created.
+//! - A collection it creates keeps each named vector's full vectors on disk (memory-mapped) and
+//!   the int8 copies, when the index settings ask for them, in RAM; `optimize` moves the
+//!   vectors of an older collection (made with them in RAM) to disk, and the server rewrites
+//!   its segments.
 //! - Every request has a deadline ([`ServerOptions::timeout`]); a server that is down, refuses,
 //!   or does not answer in time is [`StoreError::Unavailable`] naming the URL, never a hang.
 //! - The [`IndexSettings`](super::IndexSettings) live with the collection: its HNSW, optimizer

@@ -100,6 +100,66 @@ impl ServerStore {
         Ok(rebuilt)
     }
 
+    /// The params of one named vector of a new collection: `dim` floats, cosine, the full
+    /// vectors on disk (memory-mapped; the int8 copies, when the index settings ask for
+    /// them, stay in RAM: the layout issue 11 chose, as the embedded store keeps it).
+    #[allow(deprecated)] // `on_disk`: the 1.18 server does not know its successor `memory`.
+    pub(super) fn vector_params(dim: usize) -> VectorParamsBuilder {
+        VectorParamsBuilder::new(dim as u64, Distance::Cosine).on_disk(true)
+    }
+
+    /// Moves each named vector of the collection whose full vectors are kept in RAM (a
+    /// collection made before imagelens asked for on-disk vectors, or changed by another
+    /// client) to on-disk storage, in one update. Qdrant accepts `on_disk` in an update of
+    /// an existing vector; its optimizers then rewrite the segments whose storage differs
+    /// from the config, in the background, every point answering meanwhile. Returns the
+    /// vectors moved.
+    #[allow(deprecated)] // `on_disk`: the 1.18 server does not know its successor `memory`.
+    pub(super) fn move_vectors_to_disk(&self, info: &CollectionInfo) -> StoreResult<Vec<String>> {
+        let params = info
+            .config
+            .as_ref()
+            .and_then(|c| c.params.as_ref())
+            .and_then(|p| p.vectors_config.as_ref())
+            .and_then(|v| v.config.as_ref());
+        let Some(vectors_config::Config::ParamsMap(map)) = params else {
+            return Ok(Vec::new());
+        };
+        let mut moved: Vec<String> = map
+            .map
+            .iter()
+            .filter(|(_, params)| params.on_disk != Some(true))
+            .map(|(name, _)| name.clone())
+            .collect();
+        if moved.is_empty() {
+            return Ok(moved);
+        }
+        moved.sort();
+        let diff = moved
+            .iter()
+            .map(|name| {
+                (
+                    name.clone(),
+                    qdrant::VectorParamsDiff {
+                        on_disk: Some(true),
+                        ..qdrant::VectorParamsDiff::default()
+                    },
+                )
+            })
+            .collect();
+        self.block_on(self.client.update_collection(UpdateCollection {
+            collection_name: self.collection.clone(),
+            vectors_config: Some(qdrant::VectorsConfigDiff {
+                config: Some(qdrant::vectors_config_diff::Config::ParamsMap(
+                    qdrant::VectorParamsDiffMap { map: diff },
+                )),
+            }),
+            timeout: Some(self.options.deadline().as_secs().max(1)),
+            ..UpdateCollection::default()
+        }))?;
+        Ok(moved)
+    }
+
     /// The spec and index settings of the collection, read from the server; `None` when
     /// it does not exist.
     pub(super) fn read_collection(&self) -> StoreResult<Option<(CollectionSpec, IndexSettings)>> {

@@ -30,10 +30,7 @@ impl VectorStore for ServerStore {
         }
         let mut vectors = VectorsConfigBuilder::default();
         for name in &spec.vectors {
-            vectors.add_named_vector_params(
-                name,
-                VectorParamsBuilder::new(spec.dim as u64, Distance::Cosine),
-            );
+            vectors.add_named_vector_params(name, Self::vector_params(spec.dim));
         }
         let settings = self.index()?;
         let (hnsw, optimizers, int8) = Self::index_config(&spec, &settings);
@@ -298,7 +295,9 @@ impl VectorStore for ServerStore {
     ///
     /// First, a date index made with payload-aware graph links (a collection made before
     /// [`crate::store::RANGE_FIELD_LINKS`]) is rebuilt without them, as the embedded
-    /// store's optimize does.
+    /// store's optimize does, and named vectors kept in RAM (a collection made before
+    /// imagelens asked for on-disk vectors) are moved to disk; the wait below covers the
+    /// segments the server rewrites for it.
     fn optimize(&self) -> StoreResult<()> {
         if !self.has_spec()? {
             return Ok(());
@@ -310,6 +309,15 @@ impl VectorStore for ServerStore {
                     collection = %self.collection,
                     fields = ?rebuilt,
                     "date indexes rebuilt without payload-aware graph links"
+                );
+                self.changed.store(true, Ordering::Relaxed);
+            }
+            let moved = self.move_vectors_to_disk(&info)?;
+            if !moved.is_empty() {
+                tracing::info!(
+                    collection = %self.collection,
+                    vectors = ?moved,
+                    "full vectors moved to disk (int8 copies stay in RAM)"
                 );
                 self.changed.store(true, Ordering::Relaxed);
             }
