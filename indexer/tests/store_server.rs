@@ -5,7 +5,8 @@
 //!
 //! Each test starts its own `../shared/bin/qdrant` (or `$IMAGELENS_QDRANT_BIN`) on free loopback
 //! ports with a temporary storage folder; the [`QdrantProcess`] guard kills it whatever happens.
-//! Without the binary each test says it skipped. Needs `--features server`.
+//! Without the binary each test says it skipped, or fails when `IMAGELENS_REQUIRE_QDRANT` is set
+//! (as `.ci/run` sets it). Needs `--features server`.
 #![cfg(feature = "server")]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,14 +34,10 @@ fn spec() -> CollectionSpec {
     }
 }
 
+/// A server for one test, or `None` (the test says it skipped; fails instead under
+/// `IMAGELENS_REQUIRE_QDRANT`).
 fn server() -> Option<QdrantProcess> {
-    if QdrantProcess::binary().is_none() {
-        eprintln!(
-            "skipped: no Qdrant server binary at ../shared/bin/qdrant (IMAGELENS_QDRANT_BIN)"
-        );
-        return None;
-    }
-    Some(QdrantProcess::start().expect("start qdrant"))
+    QdrantProcess::start_or_skip()
 }
 
 fn points(seed: u64, ids: impl IntoIterator<Item = PointId>) -> Vec<VectorPoint> {
@@ -836,8 +833,7 @@ fn graph_and_int8_search_on_clustered_data_finds_the_exact_top_k_and_filters_sta
 /// refused while a shard's permanent leader is down (deletions now use `medium` ordering).
 #[test]
 fn cluster_of_three_keeps_answering_with_a_node_down_and_heals_with_deletions_applied() {
-    if QdrantProcess::binary().is_none() {
-        eprintln!("skipped: no Qdrant server binary");
+    if QdrantProcess::binary_or_skip().is_none() {
         return;
     }
     let started = Instant::now();

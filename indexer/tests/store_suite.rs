@@ -112,17 +112,12 @@ fn server_fixture() -> Option<Fixture> {
     })
 }
 
-/// A Qdrant server for one test, or `None` after saying why not (no binary).
+/// A Qdrant server for one test, or `None` after saying why not (no binary; set
+/// `IMAGELENS_QDRANT_BIN` or `QDRANT_URL` to run the server suite). Fails instead when
+/// `IMAGELENS_REQUIRE_QDRANT` is set.
 #[cfg(feature = "server")]
 fn started_server() -> Option<QdrantProcess> {
-    if QdrantProcess::binary().is_none() {
-        eprintln!(
-            "skipped: no Qdrant server binary at ../shared/bin/qdrant (set IMAGELENS_QDRANT_BIN \
-             or QDRANT_URL to run the server suite)"
-        );
-        return None;
-    }
-    Some(QdrantProcess::start().expect("start the Qdrant server"))
+    QdrantProcess::start_or_skip()
 }
 
 /// Instantiates every generic case for one backend: `store_suite!(name, || Option<Fixture>)`.
@@ -178,6 +173,10 @@ store_suite!(server, server_fixture);
 #[cfg(not(feature = "server"))]
 #[test]
 fn server_suite_skipped_without_the_server_feature() {
+    assert!(
+        std::env::var_os(indexer::store::REQUIRE_QDRANT_ENV).is_none(),
+        "IMAGELENS_REQUIRE_QDRANT is set but this build has no `server` feature"
+    );
     eprintln!("skipped: the server suite needs `--features server` (and ../shared/bin/qdrant)");
     let err = ServerStore::connect("http://localhost:6334", "x").expect_err("stub");
     assert!(matches!(err, StoreError::NotCompiled("server")), "{err}");

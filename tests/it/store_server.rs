@@ -3,7 +3,8 @@
 //! that refuses to switch stores, and a one-line error naming the URL when the server is gone.
 //!
 //! Starts `../shared/bin/qdrant` (or `$IMAGELENS_QDRANT_BIN`) on free loopback ports and kills
-//! it at the end; skips, saying so, when there is no binary.
+//! it at the end; skips, saying so, when there is no binary (fails instead when
+//! `IMAGELENS_REQUIRE_QDRANT` is set).
 
 use indexer::store::{QdrantProcess, ServerStore, VectorFilter, VectorStore};
 
@@ -24,15 +25,10 @@ fn run_on(
     c.args(args).output().unwrap()
 }
 
-/// A Qdrant server of our own, or `None` (saying the test skipped) without the binary.
+/// A Qdrant server of our own, or `None` (saying the test skipped) without the binary; a
+/// failure instead when `IMAGELENS_REQUIRE_QDRANT` is set (as `.ci/run` sets it).
 fn started() -> Option<QdrantProcess> {
-    if QdrantProcess::binary().is_none() {
-        eprintln!(
-            "skipped: no Qdrant server binary at ../shared/bin/qdrant (IMAGELENS_QDRANT_BIN)"
-        );
-        return None;
-    }
-    Some(QdrantProcess::start().expect("start qdrant"))
+    QdrantProcess::start_or_skip()
 }
 
 fn ingest_args(fx: &Fixture) -> Vec<String> {

@@ -24,7 +24,7 @@ mod spec;
 pub use edge::EdgeStore;
 pub use server::{
     ClusterRole, DEFAULT_TIMEOUT, INDEX_METADATA_KEY, MAX_TIMEOUT, QDRANT_BIN_ENV, QdrantProcess,
-    ServerOptions, ServerStatus, ServerStore, ShardReplica, UPSERT_BATCH,
+    REQUIRE_QDRANT_ENV, ServerOptions, ServerStatus, ServerStore, ShardReplica, UPSERT_BATCH,
 };
 
 /// Result type of store operations.

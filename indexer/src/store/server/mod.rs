@@ -57,7 +57,7 @@ use super::{
 #[cfg(not(feature = "server"))]
 use std::collections::BTreeSet;
 
-pub use process::{ClusterRole, QDRANT_BIN_ENV, QdrantProcess};
+pub use process::{ClusterRole, QDRANT_BIN_ENV, QdrantProcess, REQUIRE_QDRANT_ENV};
 #[cfg(feature = "server")]
 pub use real::ServerStore;
 

@@ -9,6 +9,10 @@ use std::time::{Duration, Instant};
 /// Environment variable naming the Qdrant server binary for tests and scripts.
 pub const QDRANT_BIN_ENV: &str = "IMAGELENS_QDRANT_BIN";
 
+/// Environment variable that makes a missing server binary a test failure instead of a skip
+/// (`.ci/run` sets it, so CI cannot pass with every server test skipped).
+pub const REQUIRE_QDRANT_ENV: &str = "IMAGELENS_REQUIRE_QDRANT";
+
 /// How long [`QdrantProcess::start`] waits for `GET /readyz` to answer 200 and the gRPC port.
 const READY_WAIT: Duration = Duration::from_secs(60);
 
@@ -48,6 +52,38 @@ impl QdrantProcess {
             None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/bin/qdrant"),
         };
         path.is_file().then_some(path)
+    }
+
+    /// For a test: the server binary ([`QdrantProcess::binary`]), or `None` after saying on
+    /// stderr that the test skipped because there is none.
+    ///
+    /// # Panics
+    /// When there is no binary and [`REQUIRE_QDRANT_ENV`] (`IMAGELENS_REQUIRE_QDRANT`) is set:
+    /// CI sets it, so a missing server fails the run instead of skipping every server test.
+    pub fn binary_or_skip() -> Option<PathBuf> {
+        let found = Self::binary();
+        if found.is_none() {
+            assert!(
+                std::env::var_os(REQUIRE_QDRANT_ENV).is_none(),
+                "{REQUIRE_QDRANT_ENV} is set but there is no Qdrant server binary (set \
+                 {QDRANT_BIN_ENV} or put one at ../shared/bin/qdrant)"
+            );
+            eprintln!(
+                "skipped: no Qdrant server binary at ../shared/bin/qdrant (set {QDRANT_BIN_ENV}, \
+                 or {REQUIRE_QDRANT_ENV}=1 to make this a failure)"
+            );
+        }
+        found
+    }
+
+    /// For a test: a single server started ([`QdrantProcess::start`]), or `None` after
+    /// saying the test skipped ([`QdrantProcess::binary_or_skip`]).
+    ///
+    /// # Panics
+    /// As [`QdrantProcess::binary_or_skip`], and when the server does not start.
+    pub fn start_or_skip() -> Option<Self> {
+        Self::binary_or_skip()?;
+        Some(Self::start().expect("start the Qdrant server"))
     }
 
     /// Starts a single server in a fresh temporary folder and waits until it is ready.
