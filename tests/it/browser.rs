@@ -116,6 +116,26 @@ fn served_with(
     (fx, server, addr, admin)
 }
 
+/// The Chromium profile folder of a fixture's browser session (its downloads land below it).
+fn profile(fx: &Fixture) -> std::path::PathBuf {
+    fx.dir.path().join("chromium-profile")
+}
+
+/// chromedriver and a Chromium session (its profile in the fixture's folder) for the server at
+/// `addr`, and the page's address; chromedriver stops when the first value is dropped.
+async fn open_browser(
+    fx: &Fixture,
+    chromium: &Path,
+    driver: &Path,
+    addr: SocketAddr,
+) -> (Running, Client, String) {
+    let (running, port) = start_driver(driver).expect("chromedriver listening");
+    let c = connect(chromium, port, &profile(fx))
+        .await
+        .expect("a chromium session");
+    (running, c, format!("http://{addr}/"))
+}
+
 /// Chromium and chromedriver; `None` (the test says it skipped) when either is missing, which
 /// fails instead when `IMAGELENS_REQUIRE_BROWSER` is set (as `.ci/run` sets it).
 fn browser_or_skip() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
@@ -210,12 +230,7 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
         return;
     };
     let (fx, _server, addr, _) = served(40, None);
-    let (_driver, port) = start_driver(&driver).expect("chromedriver listening");
-    let profile = fx.dir.path().join("chromium-profile");
-    let c = connect(&chromium, port, &profile)
-        .await
-        .expect("a chromium session");
-    let base = format!("http://{addr}/");
+    let (_driver, c, base) = open_browser(&fx, &chromium, &driver, addr).await;
 
     // A forged session cookie gets the sign-in page, not an error.
     c.goto(&base).await.unwrap();
@@ -635,7 +650,7 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     )
     .await;
     click(&c, Locator::Id("export-ok")).await;
-    let archive = downloaded(&chromium::downloads(&profile), "picked-dogs").await;
+    let archive = downloaded(&chromium::downloads(&profile(&fx)), "picked-dogs").await;
     check_export(&archive, 2, "cur", "picked-dogs");
     // Delete it (after the page's confirmation): gone from the list, its records stay.
     click(
@@ -685,7 +700,7 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     .await;
     js(&c, "(() => { document.getElementById('export-format').value = 'yolo'; document.getElementById('export-archive').value = 'tar'; document.getElementById('export-max').value = '5'; return true; })()").await;
     click(&c, Locator::Id("export-ok")).await;
-    let archive = downloaded(&chromium::downloads(&profile), "search-yolo").await;
+    let archive = downloaded(&chromium::downloads(&profile(&fx)), "search-yolo").await;
     let mut entries = std::collections::BTreeMap::new();
     let mut tar = tar::Archive::new(std::fs::File::open(&archive).unwrap());
     for entry in tar.entries().unwrap() {
@@ -971,7 +986,7 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
     .await;
     js(&c, "(() => { document.getElementById('export-format').value = 'csv'; document.getElementById('export-archive').value = 'tar'; document.getElementById('export-max').value = '3'; return true; })()").await;
     click(&c, Locator::Id("export-ok")).await;
-    let archive = downloaded(&chromium::downloads(&profile), "search-csv").await;
+    let archive = downloaded(&chromium::downloads(&profile(&fx)), "search-csv").await;
     let mut tar = tar::Archive::new(std::fs::File::open(&archive).unwrap());
     let provenance: Value = tar
         .entries()
@@ -1243,12 +1258,7 @@ async fn a_sensitive_box_is_blurred_for_a_searcher_and_intact_in_an_auditors_ori
     };
     let (fx, _server, addr, admin) =
         served(40, Some("[privacy]\nsensitive_labels = [\"person\"]\n"));
-    let (_driver, port) = start_driver(&driver).expect("chromedriver listening");
-    let profile = fx.dir.path().join("chromium-profile");
-    let c = connect(&chromium, port, &profile)
-        .await
-        .expect("a chromium session");
-    let base = format!("http://{addr}/");
+    let (_driver, c, base) = open_browser(&fx, &chromium, &driver, addr).await;
     c.goto(&base).await.unwrap();
     sign_in(&c, "see", "blur test").await;
 
@@ -1569,12 +1579,7 @@ async fn the_record_view_shows_what_cvat_and_clarifai_exports_carry() {
             assert!(out.status.success(), "{out:?}");
         }
     });
-    let (_driver, port) = start_driver(&driver).expect("chromedriver listening");
-    let profile = fx.dir.path().join("chromium-profile");
-    let c = connect(&chromium, port, &profile)
-        .await
-        .expect("a chromium session");
-    let base = format!("http://{addr}/");
+    let (_driver, c, base) = open_browser(&fx, &chromium, &driver, addr).await;
     c.goto(&base).await.unwrap();
     sign_in(&c, "cur", "record view").await;
 
