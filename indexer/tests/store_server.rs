@@ -173,6 +173,51 @@ fn nothing_listening_is_unavailable_naming_the_url() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
+/// A server that demands an API key (`QDRANT__SERVICE__API_KEY`): the store with the right
+/// key works; a wrong or a missing key is a clear one-line error naming the URL, at connect,
+/// within the deadline, never showing the key.
+#[test]
+fn a_server_with_an_api_key_takes_the_right_key_and_refuses_a_wrong_or_missing_one() {
+    if QdrantProcess::binary_or_skip().is_none() {
+        return;
+    }
+    let server = QdrantProcess::start_with_api_key("s3cret-key").unwrap();
+    let url = server.grpc_url();
+    let connect = |key: Option<&str>| {
+        ServerStore::connect_with(
+            &url,
+            "keyed",
+            ServerOptions {
+                api_key: key.map(str::to_owned),
+                ..options(5)
+            },
+        )
+    };
+    let store = connect(Some("s3cret-key")).unwrap();
+    store.ensure(&spec()).unwrap();
+    store.upsert(points(7, 0..50)).unwrap();
+    assert_eq!(store.count(&all()).unwrap(), 50);
+    assert_eq!(store.search(&probe()).unwrap().len(), 10);
+    assert_eq!(store.status().unwrap().version, "1.18.3");
+
+    for (key, says) in [
+        (Some("wrong-key"), "refused the API key"),
+        (None, "asks for an API key"),
+    ] {
+        let started = Instant::now();
+        let err = connect(key).expect_err("a wrong or missing key");
+        let text = err.to_string();
+        eprintln!("{key:?}: {text}");
+        assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
+        assert!(text.contains(&url) && text.contains(says), "{text}");
+        assert!(!text.contains('\n'), "one line: {text}");
+        assert!(!text.contains("s3cret"), "the key never shows: {text}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    // Nothing changed for the right key.
+    assert_eq!(store.count(&all()).unwrap(), 50);
+}
+
 #[test]
 fn the_layout_is_settable_and_status_shows_shards_replicas_and_points() {
     let Some(server) = server() else { return };

@@ -30,6 +30,8 @@ pub struct QdrantProcess {
     grpc_port: u16,
     p2p_port: Option<u16>,
     bootstrap: Option<u16>,
+    /// API key the server demands (`QDRANT__SERVICE__API_KEY`), if any.
+    api_key: Option<String>,
 }
 
 /// How a node joins a cluster.
@@ -100,6 +102,19 @@ impl QdrantProcess {
     /// # Errors
     /// As [`QdrantProcess::start`].
     pub fn start_node(role: ClusterRole) -> std::io::Result<Self> {
+        Self::start_as(role, None)
+    }
+
+    /// Starts a single server that demands `api_key` on every request but the health
+    /// checks (`QDRANT__SERVICE__API_KEY`), in a fresh temporary folder.
+    ///
+    /// # Errors
+    /// As [`QdrantProcess::start`].
+    pub fn start_with_api_key(api_key: &str) -> std::io::Result<Self> {
+        Self::start_as(ClusterRole::Single, Some(api_key.to_owned()))
+    }
+
+    fn start_as(role: ClusterRole, api_key: Option<String>) -> std::io::Result<Self> {
         let binary = Self::binary().ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::NotFound,
@@ -128,6 +143,7 @@ impl QdrantProcess {
                     ClusterRole::Join(port) => Some(port),
                     _ => None,
                 },
+                api_key: api_key.clone(),
             };
             match node.spawn() {
                 Ok(()) => return Ok(node),
@@ -246,6 +262,9 @@ impl QdrantProcess {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        if let Some(key) = &self.api_key {
+            command.env("QDRANT__SERVICE__API_KEY", key);
+        }
         if let Some(p2p) = self.p2p_port {
             command
                 .env("QDRANT__CLUSTER__ENABLED", "true")

@@ -244,11 +244,22 @@ impl ServerStore {
                 Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
                     self.unavailable(status.message().to_owned())
                 }
-                Code::Unauthenticated | Code::PermissionDenied => StoreError::Backend(format!(
-                    "the Qdrant server at {} refused the API key: {}",
-                    self.url,
-                    status.message()
-                )),
+                Code::Unauthenticated | Code::PermissionDenied => {
+                    let message = status.message().split_whitespace().collect::<Vec<_>>();
+                    StoreError::Backend(match self.options.api_key {
+                        None => format!(
+                            "the Qdrant server at {} asks for an API key (set \
+                             IMAGELENS_QDRANT_API_KEY or [store] api_key): {}",
+                            self.url,
+                            message.join(" ")
+                        ),
+                        Some(_) => format!(
+                            "the Qdrant server at {} refused the API key: {}",
+                            self.url,
+                            message.join(" ")
+                        ),
+                    })
+                }
                 // A connection that failed before any answer: the client's channel pool
                 // reports it as `Internal` "Failed to connect to ..." (qdrant-client 1.20,
                 // seen against a killed server), tonic as `Unknown` "transport error".
