@@ -85,13 +85,17 @@ pub enum Action {
     LegalHoldRelease,
     /// Deleting records.
     Delete,
+    /// Ingesting an annotation export (`imagelens ingest`).
+    Ingest,
+    /// Changing the vector index settings and rebuilding the index (`imagelens optimize`).
+    Optimize,
     /// A failed sign-in (recorded without a permission check: no one is signed in).
     SignIn,
 }
 
 impl Action {
     /// Every action, in declaration order.
-    pub const ALL: [Action; 29] = [
+    pub const ALL: [Action; 31] = [
         Action::Search,
         Action::Facets,
         Action::Lookup,
@@ -120,6 +124,8 @@ impl Action {
         Action::LegalHold,
         Action::LegalHoldRelease,
         Action::Delete,
+        Action::Ingest,
+        Action::Optimize,
         Action::SignIn,
     ];
 
@@ -154,6 +160,8 @@ impl Action {
             Action::LegalHold => "legal_hold",
             Action::LegalHoldRelease => "legal_hold_release",
             Action::Delete => "delete",
+            Action::Ingest => "ingest",
+            Action::Optimize => "optimize",
             Action::SignIn => "sign_in",
         }
     }
@@ -187,6 +195,7 @@ impl Action {
             | Action::LegalHold
             | Action::LegalHoldRelease => P::Retention,
             Action::Delete => P::Delete,
+            Action::Ingest | Action::Optimize => P::ManageLibrary,
             Action::SignIn => return None,
         })
     }
@@ -226,7 +235,7 @@ mod tests {
             // auditor: look-ups, the audit trail, unredacted images.
             Action::Lookup | Action::AuditQuery | Action::AuditVerify => &[Auditor, Admin],
             Action::ExportUnredacted => &[Auditor, Admin],
-            // admin: everything: accounts, tokens, retention, deletion.
+            // admin: everything: accounts, tokens, retention, deletion, ingest, index settings.
             Action::AuditArchive
             | Action::AccountList
             | Action::AccountCreate
@@ -239,7 +248,9 @@ mod tests {
             | Action::RetentionRun
             | Action::LegalHold
             | Action::LegalHoldRelease
-            | Action::Delete => &[Admin],
+            | Action::Delete
+            | Action::Ingest
+            | Action::Optimize => &[Admin],
             // No permission: recorded for anyone, signed in or not.
             Action::SignIn => &[Searcher, Curator, Auditor, Admin],
         }
@@ -247,7 +258,7 @@ mod tests {
 
     #[test]
     fn the_action_table_names_each_action_once_with_the_trail_name_and_permission_of_today() {
-        let expected: [(Action, &str, Option<Permission>); 29] = [
+        let expected: [(Action, &str, Option<Permission>); 31] = [
             (Action::Search, "search", Some(Permission::Search)),
             (Action::Facets, "facets", Some(Permission::Search)),
             (Action::Lookup, "lookup", Some(Permission::Lookup)),
@@ -364,6 +375,12 @@ mod tests {
                 Some(Permission::Retention),
             ),
             (Action::Delete, "delete", Some(Permission::Delete)),
+            (Action::Ingest, "ingest", Some(Permission::ManageLibrary)),
+            (
+                Action::Optimize,
+                "optimize",
+                Some(Permission::ManageLibrary),
+            ),
             (Action::SignIn, "sign_in", None),
         ];
         // Every variant is listed (ALL and the table agree, in order), each once.
@@ -409,6 +426,8 @@ mod tests {
                 | Action::LegalHold
                 | Action::LegalHoldRelease
                 | Action::Delete
+                | Action::Ingest
+                | Action::Optimize
                 | Action::SignIn => {}
             }
         }

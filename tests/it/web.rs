@@ -253,7 +253,7 @@ async fn whoami_tells_the_page_the_role_permissions_and_token() {
     // The admin has every permission; a password caller has no token.
     let admin = get(&app, "/v1/whoami").await.ok();
     assert_eq!(admin["role"], "admin");
-    assert_eq!(admin["permissions"].as_array().unwrap().len(), 10);
+    assert_eq!(admin["permissions"].as_array().unwrap().len(), 11);
     let basic = send(
         &app,
         Request::get("/v1/whoami")

@@ -19,6 +19,7 @@
 //! | `manage_accounts`|          |         |         |   x   |
 //! | `retention`      |          |         |         |   x   |
 //! | `delete`         |          |         |         |   x   |
+//! | `manage_library` |          |         |         |   x   |
 //!
 //! Auditors investigate what was disclosed (look-ups, the audit trail, unredacted images); they
 //! do not browse the library by search.

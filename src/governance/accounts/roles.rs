@@ -98,11 +98,13 @@ pub enum Permission {
     Retention,
     /// Delete records.
     Delete,
+    /// Ingest into the library and change its vector index (`imagelens ingest`, `optimize`).
+    ManageLibrary,
 }
 
 impl Permission {
     /// Every permission, in declaration order.
-    pub const ALL: [Permission; 10] = [
+    pub const ALL: [Permission; 11] = [
         Permission::Search,
         Permission::ViewRecord,
         Permission::ViewUnredacted,
@@ -113,6 +115,7 @@ impl Permission {
         Permission::ManageAccounts,
         Permission::Retention,
         Permission::Delete,
+        Permission::ManageLibrary,
     ];
 
     /// The snake_case name, as serialised (`view_unredacted`, `manage_accounts`, ...).
@@ -128,6 +131,7 @@ impl Permission {
             Permission::ManageAccounts => "manage_accounts",
             Permission::Retention => "retention",
             Permission::Delete => "delete",
+            Permission::ManageLibrary => "manage_library",
         }
     }
 }
