@@ -1,6 +1,6 @@
 //! Composition root: from command-line settings to an open, locked data directory ([`App`]:
-//! the library, collections, accounts, audit trail and retention policy, each opened once per
-//! process) and an optional model.
+//! the library, collections, accounts, audit trail, retention policy and model, each opened
+//! once per process).
 //!
 //! Both front ends start here: every CLI command that governs the library opens one [`App`],
 //! and `serve` opens one and hands it to the HTTP state. A new front end does the same and
@@ -87,7 +87,8 @@ pub struct AppSettings {
     pub purpose: Option<String>,
 }
 
-/// A loaded model, or why there is none.
+/// A loaded model, or why there is none. Cheap to clone (a shared handle).
+#[derive(Clone)]
 pub struct ModelChoice {
     /// The model.
     pub embedder: Option<Arc<dyn Embedder>>,
@@ -134,16 +135,30 @@ pub enum OpenError {
     Retention(#[from] RetentionError),
 }
 
+/// Which model to load ([`AppSettings::model`], `no_model`, `precision`).
+#[derive(Debug, Clone)]
+struct ModelSettings {
+    model: Option<String>,
+    no_model: bool,
+    precision: Option<models::Precision>,
+}
+
 /// Everything a process opens in a data directory, each opened once: the governed files
 /// (collections, accounts, trail, retention policy) when the app is opened, the library (its
-/// keyword index and vector store) on first use, so commands that only govern (accounts,
-/// tokens, the trail) never open the stores. Cheap to clone (shared handles).
+/// keyword index and vector store) and the model on first use, so commands that only govern
+/// (accounts, tokens, the trail) never open the stores or load a model. Cheap to clone (shared
+/// handles).
 #[derive(Clone)]
 pub struct App {
     dir: PathBuf,
     /// How to open the library on first use; `None` when it was given open ([`App::around`]).
     store: Option<StoreSettings>,
     library: Arc<std::sync::OnceLock<Arc<Library>>>,
+    /// Which model to load on first use; `None` when the library was given open
+    /// ([`App::around`]: the caller holds its model).
+    model_settings: Option<ModelSettings>,
+    /// The model, loaded once on first use ([`App::model`]).
+    model: Arc<Mutex<Option<ModelChoice>>>,
     collections: Arc<Collections>,
     accounts: Arc<Accounts>,
     audit: Arc<AuditLog>,
@@ -175,6 +190,11 @@ impl App {
         let store = Some(settings.store.clone());
         let mut app = Self::with_files(settings.data_dir.clone(), store, library)?;
         app.fusion = settings.fusion;
+        app.model_settings = Some(ModelSettings {
+            model: settings.model.clone(),
+            no_model: settings.no_model,
+            precision: settings.precision,
+        });
         Ok(app)
     }
 
@@ -214,6 +234,8 @@ impl App {
             library,
             store,
             dir,
+            model_settings: None,
+            model: Arc::new(Mutex::new(None)),
             fusion: crate::search::Fusion::default(),
         })
     }
@@ -232,6 +254,55 @@ impl App {
             .expect("an App without a store setting was given its library open");
         let opened = Arc::new(open_library_at(&self.dir, store)?);
         Ok(self.library.get_or_init(|| opened))
+    }
+
+    /// The library for writing (ingest, and the model it adopts), opened on first use. The
+    /// writer is the process holding the data directory's lock, and within it this `App`
+    /// alone: it must not have been cloned, nor its library handed out.
+    ///
+    /// # Errors
+    /// The first opening fails, or the library is shared (an internal error).
+    pub fn library_mut(&mut self) -> anyhow::Result<&mut Library> {
+        self.library()?;
+        let shared = || {
+            anyhow::anyhow!(
+                "internal error: the library in {} is shared, so it cannot be written                  (App::library_mut)",
+                self.dir.display()
+            )
+        };
+        let Some(cell) = Arc::get_mut(&mut self.library) else {
+            return Err(shared());
+        };
+        let library = cell.get_mut().expect("opened above");
+        match Arc::get_mut(library) {
+            Some(library) => Ok(library),
+            None => Err(shared()),
+        }
+    }
+
+    /// The model, loaded on first use as the module docs describe and then shared: every
+    /// later call answers the same model (or the same reason there is none). Opens the
+    /// library, whose manifest names its model and precision.
+    ///
+    /// # Errors
+    /// Only when `--model` was given and cannot be loaded, or the library cannot be opened.
+    pub fn model(&self) -> anyhow::Result<ModelChoice> {
+        let mut slot = self
+            .model
+            .lock()
+            .map_err(|_| anyhow::anyhow!("internal error: a model load panicked"))?;
+        if let Some(choice) = &*slot {
+            return Ok(choice.clone());
+        }
+        let choice = match &self.model_settings {
+            Some(settings) => load_model(settings, self.library()?)?,
+            None => ModelChoice {
+                embedder: None,
+                offline_reason: Some("this process was given its library open".into()),
+            },
+        };
+        *slot = Some(choice.clone());
+        Ok(choice)
     }
 
     /// Saved collections.
@@ -273,11 +344,11 @@ impl App {
     }
 }
 
-/// Loads the model as described in the module docs.
+/// Loads the model as described in the module docs ([`App::model`] calls it once).
 ///
 /// # Errors
 /// Only when `--model` was given and cannot be loaded.
-pub fn load_model(settings: &AppSettings, library: &Library) -> anyhow::Result<ModelChoice> {
+fn load_model(settings: &ModelSettings, library: &Library) -> anyhow::Result<ModelChoice> {
     if settings.no_model {
         return Ok(ModelChoice {
             embedder: None,

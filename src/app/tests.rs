@@ -58,3 +58,68 @@ fn a_directory_that_is_not_a_library_gets_no_lock_file() {
     assert!(err.to_string().contains("not empty"), "{err}");
     assert!(!dir.path().join(LOCK_FILE).exists());
 }
+
+fn settings_for(data: &Path, model: Option<String>) -> AppSettings {
+    AppSettings {
+        data_dir: data.to_owned(),
+        model,
+        no_model: false,
+        precision: None,
+        store: StoreSettings::Edge,
+        fusion: crate::search::Fusion::default(),
+        token: None,
+        user: None,
+        purpose: None,
+    }
+}
+
+#[test]
+fn an_app_writes_its_library_only_under_the_lock_and_while_no_clone_shares_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("lib");
+    let settings = settings_for(&data, None);
+    // Not locked by this process: nothing is opened, nothing created.
+    let err = App::open(&settings).unwrap_err();
+    assert!(err.to_string().contains("without its lock"), "{err}");
+    assert!(!data.join("manifest.json").exists());
+    let _lock = lock_data_dir(&data, "ingest").unwrap();
+    let mut app = App::open(&settings).unwrap();
+    assert!(app.library_mut().is_ok());
+    // A clone (the server's state, another thread) shares the library: no writer.
+    let clone = app.clone();
+    let err = app.library_mut().unwrap_err();
+    assert!(err.to_string().contains("shared"), "{err}");
+    drop(clone);
+    // Nor while its library is handed out.
+    let handed = app.library().unwrap().clone();
+    assert!(app.library_mut().is_err());
+    drop(handed);
+    assert!(app.library_mut().is_ok());
+}
+
+#[test]
+fn an_app_loads_its_model_once_and_every_clone_gets_the_same_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = dir.path().join("tiny");
+    models::tiny::write(&tiny, 7).unwrap();
+    let data = dir.path().join("lib");
+    let _lock = lock_data_dir(&data, "search").unwrap();
+    let app = App::open(&settings_for(&data, Some(tiny.display().to_string()))).unwrap();
+    let clone = app.clone();
+    let first = app.model().unwrap().embedder.expect("the model given");
+    let again = clone.model().unwrap().embedder.unwrap();
+    assert!(Arc::ptr_eq(&first, &again), "loaded once, shared");
+    // --no-model: none, and why.
+    let none = App::open(&AppSettings {
+        no_model: true,
+        ..settings_for(&data, None)
+    })
+    .unwrap()
+    .model()
+    .unwrap();
+    assert!(none.embedder.is_none());
+    assert_eq!(none.offline_reason.as_deref(), Some("--no-model was given"));
+    // An App given its library open has no model settings: it loads none.
+    let around = App::around(app.library().unwrap().clone()).unwrap();
+    assert!(around.model().unwrap().embedder.is_none());
+}

@@ -46,12 +46,7 @@ impl CliCaller {
         };
         let actor = match principal {
             Some(p) => Actor::account(p, None, purpose),
-            None if accounts.is_empty() => Actor::local(
-                &std::env::var("USER")
-                    .or_else(|_| std::env::var("LOGNAME"))
-                    .unwrap_or_else(|_| "unknown".into()),
-                purpose,
-            ),
+            None if accounts.is_empty() => Actor::local(&local_user(), purpose),
             None => bail!(
                 "this library has accounts: give a token with --token or IMAGELENS_TOKEN \
                  (or IMAGELENS_USER and IMAGELENS_PASSWORD)"
@@ -78,6 +73,32 @@ impl CliCaller {
         Ok(self.actor.require(audit, action)?)
     }
 
+    /// Records a change this caller made to the library (`ok`) or tried to make and could not
+    /// (`error`; the message stays out of the trail, as it may name files); fails the command
+    /// if it cannot.
+    ///
+    /// # Errors
+    /// The audit trail cannot be written.
+    pub fn record_change(
+        &self,
+        audit: &AuditLog,
+        action: Action,
+        query: serde_json::Value,
+        detail: Option<serde_json::Value>,
+        ok: bool,
+    ) -> anyhow::Result<()> {
+        let mut entry = self.entry(action);
+        entry.query = Some(query);
+        entry.detail = detail;
+        if !ok {
+            entry.outcome = "error".into();
+        }
+        audit
+            .append(entry)
+            .context("cannot write the audit trail")?;
+        Ok(())
+    }
+
     /// Records a read of `records` with `query`; fails the command if it cannot.
     ///
     /// # Errors
@@ -93,6 +114,14 @@ impl CliCaller {
             .record(audit, action, Some(query), records)
             .context("cannot write the audit trail")
     }
+}
+
+/// The operating system user running the command (the local user of a library without
+/// accounts, recorded as `cli:<user>`).
+pub(super) fn local_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// Opens the library's files once ([`App::open`]) and authenticates the caller. The data

@@ -18,12 +18,13 @@ use clap::Args;
 use indexer::filter::{DateRange, FilenameMatch, RecordFilter};
 use indexer::record::DateAxis;
 use indexer::synth::{SynthOptions, write_library};
-use indexer::{IngestOptions, Library, StoreSettings, ingest};
+use indexer::{IngestOptions, ingest};
 use models::{ClipEmbedder, Embedder};
 
 use super::{cell, day};
-use crate::app::{AppSettings, LockError, load_model, lock_data_dir};
-use crate::governance::{Action, Actor};
+use crate::app::{App, AppSettings, LockError, lock_data_dir};
+use crate::governance::Actor;
+use crate::governance::accounts::Role;
 use crate::search::{LookupRequest, SearchRequest, SearchService};
 
 /// Arguments of `demo`.
@@ -59,7 +60,7 @@ pub fn run(
     if !serve {
         return Ok(ExitCode::SUCCESS);
     }
-    match demo_account(&built.library)? {
+    match built.password {
         Some(password) => println!(
             "\nsign in on the page as `demo` with password {password} (shown once; an admin: \
              create other accounts with `imagelens --data-dir {} account create`)",
@@ -91,19 +92,23 @@ pub fn run(
     super::serve::run(served, args)
 }
 
-/// What `build` made: the library folder, and the tiny model's folder when the demo used it.
+/// What `build` made: the library folder, the tiny model's folder when the demo used it, and
+/// the `demo` admin's password when `--serve` created that account.
 struct Built {
     library: PathBuf,
     tiny: Option<PathBuf>,
+    password: Option<String>,
 }
 
 /// Creates the `demo` admin (with a random password, returned) when the library has no
-/// account, and records that in the audit trail as the command line does.
-fn demo_account(library: &std::path::Path) -> anyhow::Result<Option<String>> {
+/// account, as `imagelens account create` creates the first admin: through the [`Desk`], as
+/// the local user, with the same trail entry.
+///
+/// [`Desk`]: crate::governance::Desk
+fn demo_account(app: &App) -> anyhow::Result<Option<String>> {
     use rand::Rng;
 
-    let accounts = crate::governance::accounts::Accounts::open(library)?;
-    if !accounts.is_empty() {
+    if !app.accounts().is_empty() {
         return Ok(None);
     }
     let password: String = rand::rng()
@@ -111,16 +116,9 @@ fn demo_account(library: &std::path::Path) -> anyhow::Result<Option<String>> {
         .take(20)
         .map(char::from)
         .collect();
-    let audit = crate::governance::audit::AuditLog::open(library)?;
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    let mut entry = Actor::local(&user, None).entry(Action::AccountCreate);
-    entry.query = Some(serde_json::json!({ "account": "demo" }));
-    entry.detail =
-        Some(serde_json::json!({ "role": "admin", "bootstrap": true, "by": "demo --serve" }));
-    accounts.create("demo", &password, crate::governance::accounts::Role::Admin)?;
-    audit.append(entry)?;
+    let actor = Actor::local(&super::access::local_user(), None);
+    app.desk(&actor)
+        .create_account("demo", &password, Role::Admin)?;
     Ok(Some(password))
 }
 
@@ -145,11 +143,12 @@ fn build(settings: &AppSettings, args: DemoArgs) -> anyhow::Result<Built> {
         other => other.into(),
     })?;
     let synth = write_library(&source, &opts).context("cannot write demo scenes")?;
-    let mut library = Library::open(&library_dir, StoreSettings::Edge)?;
+    // `cli::run` gives the demo the embedded store.
     let demo_settings = AppSettings {
         data_dir: library_dir.clone(),
         ..settings.clone()
     };
+    let mut app = App::open(&demo_settings)?;
     let tiny = args.dir.join("tiny-clip");
     let tiny_weights = tiny.join(models::clip::WEIGHTS_FILE);
     // The demo's own tiny model from an older demo lacks the random-weights entry: when its
@@ -171,7 +170,7 @@ fn build(settings: &AppSettings, args: DemoArgs) -> anyhow::Result<Built> {
         std::fs::remove_dir_all(&fresh)
             .with_context(|| format!("cannot remove {}", fresh.display()))?;
     }
-    let mut choice = load_model(&demo_settings, &library)?;
+    let mut choice = app.model()?;
     let mut tiny_used = None;
     if choice.embedder.is_none() && !settings.no_model {
         if !tiny_weights.exists() {
@@ -188,7 +187,7 @@ fn build(settings: &AppSettings, args: DemoArgs) -> anyhow::Result<Built> {
         tiny_used = Some(tiny);
     }
     let report = ingest(
-        &mut library,
+        app.library_mut()?,
         choice.embedder.as_deref().map(|e| e as &dyn Embedder),
         &IngestOptions {
             annotations: vec![synth.instances.clone(), synth.captions.clone()],
@@ -207,7 +206,11 @@ fn build(settings: &AppSettings, args: DemoArgs) -> anyhow::Result<Built> {
         report.regions,
         report.problems.len()
     );
-    let service = SearchService::new(Arc::new(library), choice.embedder, choice.offline_reason)?;
+    let service = SearchService::new(
+        app.library()?.clone(),
+        choice.embedder,
+        choice.offline_reason,
+    )?;
     if let Some(n) = service.semantic_notice() {
         println!("note: {n}");
     }
@@ -289,8 +292,15 @@ fn build(settings: &AppSettings, args: DemoArgs) -> anyhow::Result<Built> {
         "\nTry it yourself: imagelens --data-dir {} search \"truck at night\"",
         library_dir.display()
     );
+    // Created while the demo holds the library's lock, before `serve` takes it.
+    let password = if args.serve {
+        demo_account(&app)?
+    } else {
+        None
+    };
     Ok(Built {
         library: library_dir,
         tiny: tiny_used,
+        password,
     })
 }

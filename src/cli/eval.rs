@@ -14,7 +14,7 @@ use clap::Args;
 use sha2::{Digest, Sha256};
 
 use super::access;
-use crate::app::{AppSettings, load_model};
+use crate::app::AppSettings;
 use crate::eval::{EvalOptions, EvalReport, MAX_SAMPLE, QuerySet, System, compare, run};
 use crate::governance::Action;
 use crate::params::AuditedSearch;
@@ -73,7 +73,7 @@ pub fn run_eval(settings: &AppSettings, args: EvalArgs) -> anyhow::Result<ExitCo
     let audit = app.audit();
     caller.require(audit, Action::Search)?;
     let library = app.library()?.clone();
-    let model = load_model(&settings, &library)?;
+    let model = app.model()?;
     let service = SearchService::new(library, model.embedder, model.offline_reason)?;
     let opts = EvalOptions {
         template: args.template.clone(),

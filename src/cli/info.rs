@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::app::{AppSettings, open_library};
+use crate::app::{App, AppSettings};
 
 /// Arguments of `info`.
 #[derive(Debug, Args)]
@@ -20,7 +20,8 @@ pub struct InfoArgs {
 /// # Errors
 /// When the library cannot be opened.
 pub fn run(settings: &AppSettings, args: InfoArgs) -> anyhow::Result<ExitCode> {
-    let library = open_library(settings)?;
+    let app = App::open(settings)?;
+    let library = app.library()?;
     let index = library.store().index_state()?;
     let m = library.manifest();
     let server = library.server_status()?;

@@ -7,7 +7,9 @@ use anyhow::Context;
 use clap::Args;
 use indexer::{IngestOptions, ingest};
 
-use crate::app::{AppSettings, load_model, open_library};
+use super::access;
+use crate::app::AppSettings;
+use crate::governance::Action;
 
 /// Arguments of `ingest`.
 #[derive(Debug, Args)]
@@ -45,10 +47,13 @@ pub struct IngestArgs {
     pub json: bool,
 }
 
-/// Runs `ingest`.
+/// Runs `ingest`: once the library has accounts, as an account with `manage_library` (an
+/// admin); before, as the local user (the first run). The trail records each ingest (dataset,
+/// format and counts, or that it failed) after it ran, and a refusal before.
 ///
 /// # Errors
-/// Unreadable input, nothing ingested, model mismatch, store failures.
+/// Unreadable input, nothing ingested, model mismatch, store failures, missing credentials or
+/// permission.
 pub fn run(settings: &AppSettings, args: IngestArgs) -> anyhow::Result<ExitCode> {
     let located = indexer::ingest::locate(&args.format, &args.annotations)
         .context("cannot read the annotations")?;
@@ -74,8 +79,9 @@ pub fn run(settings: &AppSettings, args: IngestArgs) -> anyhow::Result<ExitCode>
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_else(|| "default".into())
     });
-    let mut library = open_library(settings)?;
-    let model = load_model(settings, &library)?;
+    let (mut app, caller) = access::open(settings)?;
+    caller.require(app.audit(), Action::Ingest)?;
+    let model = app.model()?;
     let opts = IngestOptions {
         format: located.format.name().to_owned(),
         annotations: args.annotations.clone(),
@@ -86,7 +92,20 @@ pub fn run(settings: &AppSettings, args: IngestArgs) -> anyhow::Result<ExitCode>
         progress: !args.no_progress && !args.json,
         ..IngestOptions::default()
     };
-    let report = ingest(&mut library, model.embedder.as_deref(), &opts).context("ingest failed")?;
+    let library = app.library_mut()?;
+    let dir = library.dir().to_owned();
+    let ran = ingest(library, model.embedder.as_deref(), &opts);
+    // What was asked (no paths: they name files), and what came of it.
+    let query = serde_json::json!({ "dataset": opts.dataset, "format": opts.format });
+    let detail = ran.as_ref().ok().map(|r| {
+        serde_json::json!({
+            "entries": r.entries, "added": r.added, "updated": r.updated,
+            "unchanged": r.unchanged, "withheld_deleted": r.withheld_deleted,
+            "problems": r.problems.len(), "semantic": r.semantic,
+        })
+    });
+    caller.record_change(app.audit(), Action::Ingest, query, detail, ran.is_ok())?;
+    let report = ran.context("ingest failed")?;
     let notice = (!report.semantic).then(|| {
         format!(
             "semantic search is off ({}); records were indexed for keyword search, filters and \
@@ -105,7 +124,7 @@ pub fn run(settings: &AppSettings, args: IngestArgs) -> anyhow::Result<ExitCode>
     println!(
         "ingested {} image entries into {}: {} added, {} updated, {} vectors added, {} unchanged",
         report.entries,
-        library.dir().display(),
+        dir.display(),
         report.added,
         report.updated,
         report.embedded_only,

@@ -7,7 +7,9 @@ use anyhow::Context;
 use clap::Args;
 use indexer::store::{IndexKind, IndexSettings, IndexState, Quantization};
 
-use crate::app::{AppSettings, open_library};
+use super::access;
+use crate::app::AppSettings;
+use crate::governance::Action;
 
 /// Arguments of `optimize`.
 #[derive(Debug, Args)]
@@ -72,32 +74,30 @@ impl OptimizeArgs {
 
 /// Runs `optimize`: saves the settings given (refused with the reason, and nothing changed,
 /// when a number is out of range), then runs the store's optimizer, which builds the graphs and
-/// quantized copies the settings ask for, and prints the index state.
+/// quantized copies the settings ask for, and prints the index state. Once the library has
+/// accounts, it needs an account with `manage_library` (an admin); the trail records the
+/// settings asked for and whether the change and the rebuild went through.
 ///
 /// # Errors
-/// Invalid settings; store failures.
+/// Invalid settings; store failures; missing credentials or permission.
 pub fn run(settings: &AppSettings, args: OptimizeArgs) -> anyhow::Result<ExitCode> {
-    let library = open_library(settings)?;
-    let store = library.store();
+    let (app, caller) = access::open(settings)?;
+    caller.require(app.audit(), Action::Optimize)?;
+    let store = app.library()?.store();
     let current = store.index_settings()?;
     let wanted = args.apply(&current)?;
-    if wanted != current {
-        store
-            .set_index_settings(&wanted)
-            .context("index settings not changed")?;
-    }
-    let start = Instant::now();
-    match store.optimize() {
-        Err(e @ indexer::store::StoreError::StillOptimizing { .. }) => {
-            return Err(anyhow::Error::new(e).context(if wanted != current {
-                "index settings applied, but the index is not built yet"
-            } else {
-                "the index is not built yet"
-            }));
-        }
-        other => other?,
-    }
-    let took = start.elapsed();
+    let changed = wanted != current;
+    let ran = optimize(store.as_ref(), &wanted, changed);
+    let query = serde_json::json!({ "settings": wanted });
+    let detail = serde_json::json!({ "changed": changed });
+    caller.record_change(
+        app.audit(),
+        Action::Optimize,
+        query,
+        Some(detail),
+        ran.is_ok(),
+    )?;
+    let took = ran?;
     let state = store.index_state()?;
     if args.json {
         super::print_json(&serde_json::json!({
@@ -109,6 +109,33 @@ pub fn run(settings: &AppSettings, args: OptimizeArgs) -> anyhow::Result<ExitCod
         println!("index        {}", describe(&state));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Saves `wanted` when it `changed` (refused, and nothing changed, when a number is out of
+/// range), then runs the store's optimizer; answers how long the optimizer took.
+fn optimize(
+    store: &dyn indexer::store::VectorStore,
+    wanted: &IndexSettings,
+    changed: bool,
+) -> anyhow::Result<std::time::Duration> {
+    if changed {
+        store
+            .set_index_settings(wanted)
+            .context("index settings not changed")?;
+    }
+    let start = Instant::now();
+    match store.optimize() {
+        Err(e @ indexer::store::StoreError::StillOptimizing { .. }) => Err(anyhow::Error::new(e)
+            .context(if changed {
+                "index settings applied, but the index is not built yet"
+            } else {
+                "the index is not built yet"
+            })),
+        other => {
+            other?;
+            Ok(start.elapsed())
+        }
+    }
 }
 
 /// One line for `info` and `optimize`: kind, graph parameters, quantization, graph coverage

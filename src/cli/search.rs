@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::{FilterArgs, access, cell, day};
-use crate::app::{AppSettings, load_model};
+use crate::app::AppSettings;
 use crate::governance::Action;
 use crate::interpret::library::interpret_in;
 use crate::interpret::unpin_cursor;
@@ -60,7 +60,7 @@ pub fn run(settings: &AppSettings, args: SearchArgs) -> anyhow::Result<ExitCode>
     let audit = app.audit();
     caller.require(audit, Action::Search)?;
     let library = app.library()?.clone();
-    let model = load_model(settings, &library)?;
+    let model = app.model()?;
     let service = SearchService::new(library, model.embedder, model.offline_reason)?;
     let like = args.like.map(|l| {
         if Path::new(&l).is_file() {

@@ -31,7 +31,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tower::ServiceExt;
 
-use crate::app::{App, AppSettings, LockError, load_model, lock_data_dir};
+use crate::app::{App, AppSettings, LockError, lock_data_dir};
 use crate::http::{AppState, router};
 use crate::search::SearchService;
 use crate::settings::Settings;
@@ -138,7 +138,7 @@ pub fn run(mut s: Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let opened = App::open(&app)?;
     let library = opened.library()?.clone();
-    let model = load_model(&app, &library)?;
+    let model = opened.model()?;
     let service = SearchService::new(library, model.embedder, model.offline_reason)?;
     if let Some(n) = service.semantic_notice() {
         eprintln!("note: {n}");

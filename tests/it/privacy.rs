@@ -1063,10 +1063,25 @@ fn cli_bootstraps_an_admin_then_needs_tokens_and_runs_retention_with_holds() {
         .find(|l| l.starts_with("il_"))
         .unwrap()
         .to_owned();
+    // Ingesting and changing the index are an admin's (manage_library), as the HTTP API has no
+    // route for them.
+    let ingest_args = [
+        "ingest",
+        "--annotations",
+        fx.synth.instances.to_str().unwrap(),
+        fx.synth.captions.to_str().unwrap(),
+        "--images",
+        fx.synth.images.to_str().unwrap(),
+        "--dataset",
+        "synth",
+        "--json",
+    ];
     for args in [
         vec!["delete", "--id", &ids[0], "--reason", "x"],
         vec!["audit", "verify"],
         vec!["retention", "run", "--dry-run"],
+        ingest_args.to_vec(),
+        vec!["optimize", "--m", "20"],
     ] {
         let out = cli(&data, Some(&viewer), &args);
         assert!(!out.status.success(), "{args:?}");
@@ -1136,10 +1151,39 @@ fn cli_bootstraps_an_admin_then_needs_tokens_and_runs_retention_with_holds() {
     let left = ok_json(&cli(&data, Some(&admin), &["lookup", "--json"]));
     assert_eq!(left["total"], 1);
     assert_eq!(left["results"][0]["id"], ids[0].as_str());
+    // Once there are accounts, an ingest needs credentials too.
+    let out = cli(&data, None, &ingest_args);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("IMAGELENS_TOKEN"));
     // Re-ingesting the same export does not bring the deleted records back.
-    let again = fx.ingest(false);
+    let again = ok_json(&cli(&data, Some(&admin), &ingest_args));
     assert_eq!(again["withheld_deleted"], 5, "{again}");
     assert_eq!(again["unchanged"], 1, "{again}");
+    // The trail names who ingested what, and who was refused.
+    let ingests = ok_json(&cli(
+        &data,
+        Some(&admin),
+        &["audit", "query", "--action", "ingest", "--json"],
+    ));
+    let ingests: Vec<(String, String)> = ingests["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            if e["outcome"] == "ok" {
+                assert_eq!(e["query"]["dataset"], "synth", "{e}");
+            }
+            (
+                e["actor"].as_str().unwrap().to_owned(),
+                e["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(ingests.len(), 3, "{ingests:?}");
+    assert!(ingests[0].0.starts_with("cli:"), "{ingests:?}");
+    assert_eq!(ingests[0].1, "ok");
+    assert_eq!(ingests[1], ("viewer".to_owned(), "denied".to_owned()));
+    assert_eq!(ingests[2], ("boss".to_owned(), "ok".to_owned()));
     let left = ok_json(&cli(&data, Some(&admin), &["lookup", "--json"]));
     assert_eq!(left["total"], 1);
     let verify = cli(&data, Some(&admin), &["audit", "verify"]);
