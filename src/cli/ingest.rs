@@ -39,6 +39,10 @@ pub struct IngestArgs {
     /// Boxes smaller than this many pixels on a side get no region vector.
     #[arg(long, default_value_t = 24.0)]
     pub min_region: f32,
+    /// Label Studio: read a task's predictions when no annotation covers it (each box marked
+    /// with annotator prediction:<model_version>); ignored otherwise.
+    #[arg(long)]
+    pub predictions: bool,
     /// Hide the progress bar.
     #[arg(long)]
     pub no_progress: bool,
@@ -90,6 +94,7 @@ pub fn run(settings: &AppSettings, args: IngestArgs) -> anyhow::Result<ExitCode>
         batch_size: args.batch_size,
         min_region: args.min_region,
         progress: !args.no_progress && !args.json,
+        predictions: args.predictions,
         ..IngestOptions::default()
     };
     let library = app.library_mut()?;

@@ -1064,3 +1064,85 @@ fn a_cvat_video_export_ingests_a_record_per_frame() {
     assert_eq!(first.source_id.as_deref(), Some("0"));
     assert_eq!(first.boxes[0].attributes["track"], json!("0"));
 }
+
+/// `imagelens ingest --predictions`: a Label Studio task nobody annotated takes its
+/// predictions, each box marked `prediction:{model_version}`; without the flag it has none,
+/// and an annotated task keeps only the person's boxes either way.
+#[test]
+fn label_studio_predictions_are_read_only_with_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("media");
+    png(&images.join("a.png"), 200, 100);
+    png(&images.join("b.png"), 100, 50);
+    let rect = |label: &str, w: u32, h: u32| {
+        json!({"type": "rectanglelabels", "original_width": w, "original_height": h,
+               "value": {"x": 10, "y": 20, "width": 30, "height": 40, "rectanglelabels": [label]}})
+    };
+    let export = dir.path().join("project.json");
+    std::fs::write(
+        &export,
+        serde_json::to_vec(&json!([
+            {"id": 1, "data": {"image": "/data/local-files/?d=a.png"},
+             "annotations": [{"completed_by": 5, "result": [rect("person", 200, 100)]}],
+             "predictions": [{"model_version": "det-2", "result": [rect("car", 200, 100)]}]},
+            {"id": 2, "data": {"image": "/data/local-files/?d=b.png"},
+             "predictions": [{"model_version": "det-2", "result": [rect("dog", 100, 50)]}]}
+        ]))
+        .unwrap(),
+    )
+    .unwrap();
+    for flag in [false, true] {
+        let data = dir.path().join(format!("lib-{flag}"));
+        let mut args = vec![
+            "ingest",
+            "--annotations",
+            path_str(&export),
+            "--images",
+            path_str(&images),
+            "--json",
+            "--no-progress",
+        ];
+        if flag {
+            args.push("--predictions");
+        }
+        let v = ok_json(&no_model_cli(&data, &args));
+        assert_eq!(v["added"], json!(2), "{v}");
+        let lib = Library::open(&data, StoreSettings::Edge).unwrap();
+        let ids: Vec<String> = lib.keyword().ids().unwrap().into_iter().collect();
+        let got: BTreeMap<String, Record> = lib
+            .keyword()
+            .get_many(&ids)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.path.clone(), r))
+            .collect();
+        let boxes = |path: &str| -> Vec<(String, Option<String>, [f32; 4])> {
+            got[path]
+                .boxes
+                .iter()
+                .map(|b| (b.label.clone(), b.annotator.clone(), [b.x, b.y, b.w, b.h]))
+                .collect()
+        };
+        assert_eq!(
+            boxes("a.png"),
+            [(
+                "person".into(),
+                Some("user 5".into()),
+                [20.0, 20.0, 60.0, 40.0]
+            )]
+        );
+        if flag {
+            assert_eq!(
+                boxes("b.png"),
+                [(
+                    "dog".into(),
+                    Some("prediction:det-2".into()),
+                    [10.0, 10.0, 30.0, 20.0]
+                )]
+            );
+            assert_eq!(got["b.png"].annotators, ["prediction:det-2"]);
+        } else {
+            assert!(boxes("b.png").is_empty());
+        }
+    }
+}

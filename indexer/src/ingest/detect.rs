@@ -362,6 +362,14 @@ fn coco_files(dir: &Path) -> Vec<PathBuf> {
     if inner.is_empty() { list(dir) } else { inner }
 }
 
+/// What the readers read beyond an export's annotations, when asked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Label Studio: a task no annotation covers takes its `predictions` (boxes marked with
+    /// annotator `prediction:{model_version}`).
+    pub predictions: bool,
+}
+
 /// Reads `paths` as `format`; `images` is the folder the entries' file names are relative to
 /// (readers that need image sizes, such as YOLO, read the headers there); `extract_to` is
 /// where images an export carries inside it (a Clarifai archive) are written. The readers
@@ -374,6 +382,28 @@ pub fn read_annotations(
     paths: &[PathBuf],
     images: &Path,
     extract_to: &Path,
+    progress: &Progress,
+) -> Result<(Vec<ImageEntry>, Vec<Problem>), IngestError> {
+    read_annotations_with(
+        format,
+        paths,
+        images,
+        extract_to,
+        ReadOptions::default(),
+        progress,
+    )
+}
+
+/// [`read_annotations`] with `options`.
+///
+/// # Errors
+/// As [`read_annotations`].
+pub fn read_annotations_with(
+    format: Format,
+    paths: &[PathBuf],
+    images: &Path,
+    extract_to: &Path,
+    options: ReadOptions,
     progress: &Progress,
 ) -> Result<(Vec<ImageEntry>, Vec<Problem>), IngestError> {
     let mut entries: Vec<ImageEntry> = Vec::new();
@@ -419,7 +449,13 @@ pub fn read_annotations(
         }
         Format::LabelStudio => {
             for p in paths {
-                entries.extend(labelstudio::read_file(p, images, &mut problems, progress)?);
+                entries.extend(labelstudio::read_file(
+                    p,
+                    images,
+                    options.predictions,
+                    &mut problems,
+                    progress,
+                )?);
             }
         }
         Format::Csv => {

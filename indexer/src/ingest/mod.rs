@@ -41,7 +41,7 @@ pub mod voc;
 mod xml;
 pub mod yolo;
 
-pub use detect::{Format, Located, locate, read_annotations};
+pub use detect::{Format, Located, ReadOptions, locate, read_annotations, read_annotations_with};
 pub use progress::{Counts, Progress};
 
 /// One problem with one item of the input, reported and skipped.

@@ -59,6 +59,8 @@ pub struct IngestOptions {
     pub max_boxes: usize,
     /// Draw a progress bar on stderr (hidden anyway when stderr is not a terminal).
     pub progress: bool,
+    /// Label Studio: read a task's `predictions` when no annotation covers it.
+    pub predictions: bool,
 }
 
 impl Default for IngestOptions {
@@ -75,6 +77,7 @@ impl Default for IngestOptions {
             limits: DecodeLimits::default(),
             max_boxes: MAX_BOXES_PER_IMAGE,
             progress: true,
+            predictions: false,
         }
     }
 }
@@ -139,11 +142,14 @@ fn plan(lib: &mut Library, embedder: Option<&dyn Embedder>, opts: &IngestOptions
     let read = reading_progress(opts.progress, format);
     let (entries, mut problems) = std::thread::scope(|scope| {
         read.show(scope);
-        let out = ingest::read_annotations(
+        let out = ingest::read_annotations_with(
             format,
             &annotation_files,
             &images_root,
             &lib.dir().join(crate::library::CARRIED_IMAGES),
+            ingest::ReadOptions {
+                predictions: opts.predictions,
+            },
             &read.counts,
         );
         read.finish();

@@ -9,7 +9,11 @@
 //! clockwise about the top-left corner: the upright box around it is kept), `polygonlabels`,
 //! `ellipselabels` and `keypointlabels` (the box around them), `brushlabels` (the box around
 //! the pixels its RLE mask paints: `brush.rs`), `choices` (image-level labels)
-//! and `textarea` (captions). Cancelled annotations and `predictions` are not read. A result
+//! and `textarea` (captions). Cancelled annotations are not read, nor `predictions` unless asked
+//! ([`read_file`]'s `predictions`, `imagelens ingest --predictions`): then a task that no
+//! annotation (cancelled ones aside) covers takes its predictions' results, each box marked
+//! with annotator `prediction:{model_version}` (`prediction` without one), which is also among
+//! the record's annotators; a task a person annotated keeps only what the person gave. A result
 //! that cannot be read is a problem, and an uncertain annotation where it may be a region.
 
 use std::io::{BufRead, BufReader, Read};
@@ -29,13 +33,15 @@ const IMAGE_EXTS: [&str; 9] = [
     ".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic",
 ];
 
-/// Reads one Label Studio JSON export.
+/// Reads one Label Studio JSON export; with `predictions`, a task without an annotation takes
+/// its predictions' results.
 ///
 /// # Errors
 /// [`IngestError::Unreadable`] when the file cannot be opened or is not a JSON list of tasks.
 pub fn read_file(
     path: &Path,
     images: &Path,
+    predictions: bool,
     problems: &mut Vec<Problem>,
     progress: &Progress,
 ) -> Result<Vec<ImageEntry>, IngestError> {
@@ -44,10 +50,11 @@ pub fn read_file(
         file: shown.clone(),
         reason: e.to_string(),
     })?;
-    parse(
+    parse_with(
         BufReader::new(file),
         &shown,
         Some(images),
+        predictions,
         problems,
         progress,
     )
@@ -98,6 +105,21 @@ pub fn parse<R: Read>(
     problems: &mut Vec<Problem>,
     progress: &Progress,
 ) -> Result<Vec<ImageEntry>, String> {
+    parse_with(input, shown, images, false, problems, progress)
+}
+
+/// [`parse`], reading predictions for the tasks no annotation covers when `predictions`.
+///
+/// # Errors
+/// As [`parse`].
+pub fn parse_with<R: Read>(
+    input: R,
+    shown: &str,
+    images: Option<&Path>,
+    predictions: bool,
+    problems: &mut Vec<Problem>,
+    progress: &Progress,
+) -> Result<Vec<ImageEntry>, String> {
     let mut input = BufReader::new(input);
     // Skip a byte order mark and white space to see whether this is a list or one task.
     let first = loop {
@@ -118,7 +140,7 @@ pub fn parse<R: Read>(
     let mut on_task = |task: Value| {
         let i = index;
         index += 1;
-        if let Some(e) = read_task(&task, i, shown, images, problems) {
+        if let Some(e) = read_task(&task, i, shown, images, predictions, problems) {
             progress.entry(&e);
             entries.push(e);
         }
@@ -234,6 +256,7 @@ fn read_task(
     i: usize,
     shown: &str,
     images: Option<&Path>,
+    predictions: bool,
     problems: &mut Vec<Problem>,
 ) -> Option<ImageEntry> {
     let problem = |item: String, reason: String| Problem {
@@ -307,11 +330,25 @@ fn read_task(
         .map(Vec::as_slice)
         .unwrap_or_default();
     let mut latest: Option<DateTime<Utc>> = None;
+    let cancelled = |a: &Value| a.get("was_cancelled").and_then(Value::as_bool) == Some(true);
+    // Predictions, when asked for, stand in for the annotations a task lacks.
+    let (annotations, from) = match task.get("predictions").and_then(Value::as_array) {
+        Some(p) if predictions && annotations.iter().all(cancelled) => {
+            (p.as_slice(), "predictions")
+        }
+        _ => (annotations, "annotations"),
+    };
     for (j, ann) in annotations.iter().enumerate() {
-        if ann.get("was_cancelled").and_then(Value::as_bool) == Some(true) {
+        if cancelled(ann) {
             continue;
         }
+        let model = |v: &Value| match v {
+            Value::String(s) if !s.trim().is_empty() => format!("prediction:{}", s.trim()),
+            Value::Number(n) => format!("prediction:{n}"),
+            _ => "prediction".to_owned(),
+        };
         let annotator = match ann.get("completed_by") {
+            _ if from == "predictions" => Some(model(&ann["model_version"])),
             Some(Value::Object(o)) => o
                 .get("email")
                 .or_else(|| o.get("username"))
@@ -342,7 +379,7 @@ fn read_task(
             .map(Vec::as_slice)
             .unwrap_or_default();
         for (k, r) in results.iter().enumerate() {
-            let item = format!("task[{i}] {name} annotations[{j}] result[{k}]");
+            let item = format!("task[{i}] {name} {from}[{j}] result[{k}]");
             read_result(
                 r,
                 &item,

@@ -334,3 +334,74 @@ proptest! {
         }
     }
 }
+
+/// Predictions are read only when asked, and only for a task no annotation covers (a cancelled
+/// one does not): its boxes and labels marked with annotator `prediction:{model_version}`.
+#[test]
+fn predictions_stand_in_for_missing_annotations_only_when_asked() {
+    let pred = |label: &str, version: Value| {
+        json!({"model_version": version, "score": 0.9, "result": [
+            {"type": "rectanglelabels", "original_width": 200, "original_height": 100,
+             "value": {"x": 10, "y": 10, "width": 50, "height": 50, "rectanglelabels": [label]}},
+            {"type": "choices", "value": {"choices": [format!("{label}-scene")]}}]})
+    };
+    let human = json!({"completed_by": 3, "result": [
+        {"type": "rectanglelabels", "original_width": 200, "original_height": 100,
+         "value": {"x": 0, "y": 0, "width": 10, "height": 10, "rectanglelabels": ["person"]}}]});
+    let tasks = json!([
+        {"id": 1, "data": {"image": "a.jpg"}, "annotations": [human],
+         "predictions": [pred("car", json!("yolo-v8"))]},
+        {"id": 2, "data": {"image": "b.jpg"}, "predictions": [pred("dog", json!("yolo-v8")), pred("cat", json!(null))]},
+        {"id": 3, "data": {"image": "c.jpg"},
+         "annotations": [{"was_cancelled": true, "result": []}],
+         "predictions": [pred("bus", json!(7))]}
+    ]);
+    let bytes = serde_json::to_vec(&tasks).unwrap();
+    let read = |predictions: bool| {
+        let mut problems = Vec::new();
+        let entries = parse_with(
+            bytes.as_slice(),
+            "ls.json",
+            None,
+            predictions,
+            &mut problems,
+            &Progress::default(),
+        )
+        .unwrap();
+        assert_eq!(problems, vec![]);
+        entries
+    };
+    let boxes = |e: &ImageEntry| -> Vec<(String, Option<String>)> {
+        e.boxes
+            .iter()
+            .map(|b| (b.label.clone(), b.annotator.clone()))
+            .collect()
+    };
+    // Not asked: predictions are not read at all.
+    let plain = read(false);
+    assert_eq!(boxes(&plain[0]), [("person".into(), Some("user 3".into()))]);
+    assert!(
+        plain[1..]
+            .iter()
+            .all(|e| e.boxes.is_empty() && e.labels.is_empty())
+    );
+    // Asked: the annotated task is unchanged; the others take their predictions.
+    let got = read(true);
+    assert_eq!(boxes(&got[0]), boxes(&plain[0]));
+    assert_eq!(got[0].labels, plain[0].labels);
+    assert_eq!(
+        boxes(&got[1]),
+        [
+            ("dog".into(), Some("prediction:yolo-v8".into())),
+            ("cat".into(), Some("prediction".into()))
+        ]
+    );
+    assert_eq!(got[1].labels, ["dog-scene", "cat-scene"]);
+    assert_eq!(got[1].annotators, ["prediction:yolo-v8", "prediction"]);
+    assert_eq!(
+        boxes(&got[2]),
+        [("bus".into(), Some("prediction:7".into()))]
+    );
+    let b = &got[1].boxes[0];
+    assert_eq!([b.x, b.y, b.w, b.h], [20.0, 10.0, 100.0, 50.0]);
+}
