@@ -562,6 +562,26 @@ mod tests {
         ] {
             assert!(err.contains(wanted), "{wanted} missing from: {err}");
         }
+        // A folder that matches no format: the error names it, everything looked for, and
+        // every --format choice.
+        let plain = d.join("photos");
+        std::fs::create_dir_all(plain.join("sub")).unwrap();
+        std::fs::write(plain.join("a.png"), b"\x89PNG").unwrap();
+        std::fs::write(plain.join("sub/readme.txt"), "hello").unwrap();
+        let err = locate("auto", std::slice::from_ref(&plain)).unwrap_err();
+        let IngestError::Unreadable { file, reason } = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(file, &plain.display().to_string());
+        assert!(
+            reason.starts_with("no annotation format recognised; looked for "),
+            "{reason}"
+        );
+        assert!(reason.contains(LOOKED_FOR), "{reason}");
+        assert!(reason.contains(&Format::choices()), "{reason}");
+        for f in Format::ALL {
+            assert!(reason.contains(f.name()), "{f} missing from: {reason}");
+        }
         let err = locate("auto", &[d.join("gone.json")])
             .unwrap_err()
             .to_string();
