@@ -297,3 +297,69 @@ fn optimize_whose_rebuild_outlasts_the_timeout_fails_saying_the_settings_are_app
     let hits = ok_json(&run_on(&fx, &fx.data, None, &["search", "dog", "--json"]));
     assert!(!ids(&hits).is_empty(), "{hits}");
 }
+
+/// A server that demands an API key: the CLI takes it from `IMAGELENS_QDRANT_API_KEY` or from
+/// `[store] api_key` in the settings file, as the product reads them; a wrong or a missing key
+/// is one line on stderr naming the URL, exit 1, no panic, and the key is never printed.
+#[test]
+fn the_cli_reaches_a_server_with_an_api_key_and_a_wrong_or_missing_key_is_one_line() {
+    if QdrantProcess::binary_or_skip().is_none() {
+        return;
+    }
+    let server = QdrantProcess::start_with_api_key("s3cret-key").unwrap();
+    let url = server.grpc_url();
+    let store = format!("qdrant+{url}/keyed?timeout=5");
+    let fx = fixture(8);
+    let args = ingest_args(&fx);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let with_key = |key: Option<&str>, config: Option<&std::path::Path>, args: &[&str]| {
+        let mut c = bin();
+        c.arg("--data-dir")
+            .arg(&fx.data)
+            .arg("--model")
+            .arg(&fx.model);
+        c.env_remove("IMAGELENS_QDRANT_API_KEY");
+        if let Some(key) = key {
+            c.env("IMAGELENS_QDRANT_API_KEY", key);
+        }
+        if let Some(config) = config {
+            c.arg("--config").arg(config);
+        }
+        c.args(args).output().unwrap()
+    };
+
+    // The key from the environment.
+    let mut ingest = vec!["--store", store.as_str()];
+    ingest.extend_from_slice(&args);
+    ok_json(&with_key(Some("s3cret-key"), None, &ingest));
+    // The key from the settings file.
+    let config = fx.dir.path().join("settings.toml");
+    std::fs::write(&config, "[store]\napi_key = \"s3cret-key\"\n").unwrap();
+    let hits = ok_json(&with_key(None, Some(&config), &["search", "dog", "--json"]));
+    assert!(!ids(&hits).is_empty(), "{hits}");
+    let info = ok_json(&with_key(None, Some(&config), &["info", "--json"]));
+    assert_eq!(info["server"]["collection"], "keyed", "{info}");
+    assert!(!info.to_string().contains("s3cret"), "never shown: {info}");
+
+    // A wrong key (the environment wins over the file) and no key at all.
+    for (key, config, says) in [
+        (
+            Some("wrong-key"),
+            Some(config.as_path()),
+            "refused the API key",
+        ),
+        (None, None, "asks for an API key"),
+    ] {
+        let out = with_key(key, config, &["search", "dog", "--json"]);
+        assert_eq!(out.status.code(), Some(1), "{key:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "one line: {err}");
+        assert!(lines[0].contains(&url) && lines[0].contains(says), "{err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("s3cret"),
+            "{err}"
+        );
+        assert!(out.stdout.is_empty(), "nothing on stdout");
+    }
+}
