@@ -1,6 +1,9 @@
 //! The CLI end to end on a real Qdrant server (`--features server`): ingest, info, search and
 //! delete with `--store qdrant+http://...`, the same answers as the embedded store, a library
-//! that refuses to switch stores, and a one-line error naming the URL when the server is gone.
+//! that refuses to switch stores, and a one-line error naming the URL when the server is gone;
+//! an API key from the environment or the settings file; an ingest killed after an upsert that
+//! resumes without orphans or duplicates; the HTTP API's 503 with `Retry-After` while the
+//! server is down, and 200 once it is back.
 //!
 //! Starts `../shared/bin/qdrant` (or `$IMAGELENS_QDRANT_BIN`) on free loopback ports and kills
 //! it at the end; skips, saying so, when there is no binary (fails instead when
@@ -362,4 +365,199 @@ fn the_cli_reaches_a_server_with_an_api_key_and_a_wrong_or_missing_key_is_one_li
         );
         assert!(out.stdout.is_empty(), "nothing on stdout");
     }
+}
+
+/// (keyword record ids, keyword docs, record ids with points on the server, points) of the
+/// server library in `data`, opened with the store its manifest records.
+fn server_state(
+    data: &std::path::Path,
+) -> (
+    std::collections::BTreeSet<String>,
+    u64,
+    std::collections::BTreeSet<String>,
+    usize,
+) {
+    let store = indexer::StoreSettings::resolve(data, None, None).unwrap();
+    assert!(
+        matches!(store, indexer::StoreSettings::Server(_)),
+        "{store:?}"
+    );
+    let lib = indexer::Library::open(data, store).unwrap();
+    let ids = lib.keyword().ids().unwrap();
+    let docs = lib.keyword().len();
+    let store_ids = lib.store().distinct("record_id").unwrap();
+    let points = lib.store().count(&VectorFilter::default()).unwrap();
+    (ids, docs, store_ids, points)
+}
+
+/// Ingest resume on a server (the embedded version is `crash.rs`): an ingest killed with
+/// SIGKILL right after a batch's vectors reached the server (pause point `upserted`) leaves
+/// points of a record the keyword index does not hold; the next run's reconcile removes them
+/// over the network, and the finished library equals one uninterrupted ingest.
+#[test]
+fn an_ingest_killed_after_an_upsert_to_the_server_resumes_without_orphans_or_duplicates() {
+    use std::io::{BufRead, BufReader};
+    let Some(server) = started() else { return };
+    let store = format!("qdrant+{}/resume", server.grpc_url());
+    let fx = fixture(12);
+    let spawn = |data: &std::path::Path, pause_at: Option<&str>| {
+        let mut c = bin();
+        c.env_remove("IMAGELENS_STORE")
+            .arg("--data-dir")
+            .arg(data)
+            .arg("--model")
+            .arg(&fx.model)
+            .arg("--store")
+            .arg(&store)
+            .args(["ingest", "--annotations"])
+            .arg(&fx.synth.instances)
+            .arg(&fx.synth.captions)
+            .arg("--images")
+            .arg(&fx.synth.images)
+            .args(["--dataset", "synth", "--batch-size", "1", "--no-progress"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        if let Some(p) = pause_at {
+            c.env("IMAGELENS_PAUSE_AT", p);
+        }
+        c.spawn().unwrap()
+    };
+    // Kills the child once it says it paused; panics if it ends first.
+    let kill_when_paused = |mut child: std::process::Child, at: &str| {
+        let stderr = child.stderr.take().unwrap();
+        let paused = BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.starts_with("imagelens-test: paused at"));
+        assert!(paused, "the ingest ended before pausing at {at}");
+        child.kill().unwrap();
+        let _ = child.wait();
+    };
+
+    // The reference: the embedded store, one uninterrupted run.
+    let edge = fx.dir.path().join("edge-library");
+    ok_json(&run_on(
+        &fx,
+        &edge,
+        None,
+        &ingest_args(&fx)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    ));
+    let reference = indexer::Library::open(&edge, indexer::StoreSettings::Edge).unwrap();
+    let ref_ids = reference.keyword().ids().unwrap();
+    let ref_store = reference.store().distinct("record_id").unwrap();
+    let ref_points = reference.store().count(&VectorFilter::default()).unwrap();
+    drop(reference);
+    assert_eq!(ref_ids.len(), 12);
+
+    // Killed after the second batch's upsert: its record's points are on the server, the
+    // record is not in the keyword index.
+    kill_when_paused(spawn(&fx.data, Some("upserted:2")), "upserted:2");
+    let (ids, docs, store_ids, _) = server_state(&fx.data);
+    assert_eq!(docs, ids.len() as u64);
+    let orphans: Vec<&String> = store_ids.difference(&ids).collect();
+    assert!(
+        !orphans.is_empty(),
+        "points without a record: {store_ids:?} {ids:?}"
+    );
+
+    // The next run reconciles first: the orphans go from the server.
+    kill_when_paused(spawn(&fx.data, Some("reconciled:1")), "reconciled:1");
+    let (ids, _, store_ids, _) = server_state(&fx.data);
+    assert!(
+        store_ids.is_subset(&ids),
+        "orphans removed: {store_ids:?} {ids:?}"
+    );
+
+    // A full run: every record once, every point once, as the uninterrupted ingest.
+    assert!(spawn(&fx.data, None).wait().unwrap().success());
+    let (ids, docs, store_ids, points) = server_state(&fx.data);
+    assert_eq!(ids, ref_ids, "every record present");
+    assert_eq!(docs, 12, "each record exactly once");
+    assert_eq!(store_ids, ref_store, "no orphans and no missing vectors");
+    assert_eq!(points, ref_points, "each point exactly once");
+}
+
+/// The HTTP API on a server-backed library: `POST /v1/search` answers 200; with the Qdrant
+/// server killed, 503 `store_unavailable` with `Retry-After` (not a panic, not a hang); once
+/// the server is back on the same port, 200 again from the same running service.
+///
+/// A plain test with a runtime for the requests only: the store blocks on its own runtime, so
+/// it is opened (and dropped) outside async code, as `serve` does.
+#[test]
+fn the_api_answers_503_with_retry_after_while_qdrant_is_down_and_200_once_it_is_back() {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode, header};
+    use std::sync::Arc;
+
+    let Some(mut server) = started() else { return };
+    let store = format!("qdrant+{}/api", server.grpc_url());
+    let fx = fixture(8);
+    let args = ingest_args(&fx);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok_json(&run_on(&fx, &fx.data, Some(&store), &args));
+
+    let settings = indexer::StoreSettings::resolve(&fx.data, None, None).unwrap();
+    let library = Arc::new(indexer::Library::open(&fx.data, settings).unwrap());
+    let model = models::ClipEmbedder::load(
+        &models::ModelSource::Local(fx.model.clone()),
+        &models::Device::Cpu,
+    )
+    .unwrap();
+    let embedder: Arc<dyn models::Embedder> = Arc::new(model);
+    let service =
+        Arc::new(imagelens::search::SearchService::new(library, Some(embedder), None).unwrap());
+    let state = imagelens::http::AppState::new(
+        service,
+        imagelens::settings::Limits::default(),
+        imagelens::governance::redact::Redaction::default(),
+    )
+    .unwrap();
+    let token = crate::http::token_for(
+        &state,
+        "qdrant-admin",
+        imagelens::governance::accounts::Role::Admin,
+    );
+    let app = imagelens::http::router(state);
+    let search = || {
+        Request::post("/v1/search")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::from(r#"{"query": "dog", "limit": 10}"#))
+            .unwrap()
+    };
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let up = runtime.block_on(crate::http::send_as_is(&app, search()));
+    assert_eq!(up.status, StatusCode::OK);
+    assert!(!up.json()["results"].as_array().unwrap().is_empty());
+
+    server.kill();
+    let started = std::time::Instant::now();
+    let down = runtime.block_on(crate::http::send_as_is(&app, search()));
+    down.error(StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        down.json()["error"]["code"],
+        "store_unavailable",
+        "{}",
+        down.json()
+    );
+    assert!(
+        down.headers.contains_key(header::RETRY_AFTER),
+        "{:?}",
+        down.headers
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(35));
+
+    server.restart().unwrap();
+    let back = runtime.block_on(crate::http::send_as_is(&app, search()));
+    assert_eq!(
+        back.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&back.body)
+    );
+    assert_eq!(back.json()["results"], up.json()["results"]);
 }
