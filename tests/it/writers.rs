@@ -793,6 +793,10 @@ fn the_cli_binary_and_another_trail_writer_keep_one_chain() {
     let fx = fixture(2);
     fx.ingest(false);
     let data = fx.data.clone();
+    // What the trail already holds (the ingest's own entries).
+    let before = imagelens::governance::audit::verify_dir(&data)
+        .unwrap()
+        .entries;
     let log = Arc::new(imagelens::governance::audit::AuditLog::open(&data).unwrap());
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
@@ -826,7 +830,7 @@ fn the_cli_binary_and_another_trail_writer_keep_one_chain() {
     let appended = writer.join().unwrap();
     let report = imagelens::governance::audit::verify_dir(&data).unwrap();
     assert!(report.ok, "{report:?}");
-    assert_eq!(report.entries, appended + RUNS as u64);
+    assert_eq!(report.entries, before + appended + RUNS as u64);
     let cli_entries = log
         .query(&imagelens::governance::audit::AuditQuery {
             action: Some("audit_query".into()),
