@@ -89,8 +89,8 @@ pub fn fuse(lists: &[Vec<String>; 4], w: [f32; 4], k: f32) -> Vec<String> {
         .collect()
 }
 
-/// Mean nDCG@10 per set, averaged over the sets present.
-fn objective(queries: &[&QueryLists], w: [f32; 4], k: f32) -> f64 {
+/// Mean nDCG@10 per set, averaged over the sets present: what the sweep maximises.
+pub fn objective(queries: &[&QueryLists], w: [f32; 4], k: f32) -> f64 {
     let mut per_set: BTreeMap<QuerySet, (f64, usize)> = BTreeMap::new();
     for q in queries {
         let ranked = fuse(&q.lists, w, k);
@@ -108,13 +108,19 @@ fn weights_of(f: &Fusion) -> [f32; 4] {
     [f.keyword, f.image, f.region, f.text]
 }
 
+/// The sweep's seeded split of `queries`: (training, held out), by a hash of each query's set
+/// and key.
+pub fn split(queries: &[QueryLists], seed: u64) -> (Vec<&QueryLists>, Vec<&QueryLists>) {
+    queries.iter().partition(|q| {
+        let h = Sha256::digest(format!("{seed}:split:{}:{}", q.set.name(), q.key));
+        h[0] % 2 == 0
+    })
+}
+
 /// Chooses weights and k on a seeded half of `queries` and measures them, and `current`, on
 /// the other half. `None` when either half is empty.
 pub fn sweep(queries: &[QueryLists], current: Fusion, seed: u64) -> Option<SweepReport> {
-    let (train, held): (Vec<&QueryLists>, Vec<&QueryLists>) = queries.iter().partition(|q| {
-        let h = Sha256::digest(format!("{seed}:split:{}:{}", q.set.name(), q.key));
-        h[0] % 2 == 0
-    });
+    let (train, held) = split(queries, seed);
     if train.is_empty() || held.is_empty() {
         return None;
     }
