@@ -218,6 +218,179 @@ fn a_server_with_an_api_key_takes_the_right_key_and_refuses_a_wrong_or_missing_o
     assert_eq!(store.count(&all()).unwrap(), 50);
 }
 
+/// Set in the child process [`tls_when_the_url_says_so`] starts: the `https://` URL to try.
+const TLS_CHILD_ENV: &str = "IMAGELENS_TEST_TLS_URL";
+
+/// TLS when the URL says so, against a real server serving a certificate from a private CA
+/// made here with `openssl`. qdrant-client trusts the platform's roots as
+/// `rustls-native-certs` loads them, which honours `SSL_CERT_FILE`: (1) with it naming the CA,
+/// `https://` connects and an upsert and a search round-trip; (2) with it naming another CA,
+/// or with the system's roots, the connection fails in one line naming the URL, within the
+/// deadline. Each client runs in a child process (this test binary re-run on this test) so
+/// that `SSL_CERT_FILE` is set for it alone, never for the other tests' threads.
+#[test]
+fn tls_when_the_url_says_so() {
+    if let Some(url) = std::env::var_os(TLS_CHILD_ENV) {
+        return tls_child(&url.to_string_lossy());
+    }
+    if QdrantProcess::binary_or_skip().is_none() {
+        return;
+    }
+    if std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no `openssl` to make a test certificate with");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("imagelens-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = RemoveOnDrop(dir.clone());
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let new_ca = |name: &str| {
+        let (key, cert) = (format!("{name}.key"), format!("{name}.pem"));
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN=imagelens test {name}"),
+            "-keyout",
+            &key,
+            "-out",
+            &cert,
+        ]);
+    };
+    new_ca("ca");
+    new_ca("other-ca");
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=localhost",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        "-addext",
+        "basicConstraints=critical,CA:FALSE",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.pem",
+    ]);
+    let server = QdrantProcess::start_with_tls(&dir.join("server.pem"), &dir.join("server.key"))
+        .expect("start Qdrant with TLS");
+    let url = server.grpc_url();
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    // The store URL as a user writes it.
+    let settings: indexer::StoreSettings = format!("qdrant+{url}/tls").parse().unwrap();
+    let indexer::StoreSettings::Server(settings) = settings else {
+        panic!("a server store")
+    };
+    assert_eq!(settings.url, url);
+
+    let child = |ca: Option<&str>| {
+        let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+        command
+            .args(["--exact", "tls_when_the_url_says_so", "--nocapture"])
+            .args(["--test-threads", "1"])
+            .env(TLS_CHILD_ENV, &url)
+            .env_remove("SSL_CERT_DIR");
+        match ca {
+            Some(ca) => command.env("SSL_CERT_FILE", dir.join(ca)),
+            None => command.env_remove("SSL_CERT_FILE"),
+        };
+        let out = command.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "the client for {ca:?} failed:\n{text}"
+        );
+        text
+    };
+    // (1) The CA trusted: the round trip.
+    let text = child(Some("ca.pem"));
+    assert!(text.contains("tls: round trip ok"), "{text}");
+    // (2) Not trusted (another CA, or the system's roots): one clear line naming the URL.
+    for ca in [Some("other-ca.pem"), None] {
+        let text = child(ca);
+        let line = text
+            .lines()
+            .find_map(|l| l.split_once("tls: refused: ").map(|(_, e)| e))
+            .unwrap_or_else(|| panic!("{ca:?}: no refusal in\n{text}"));
+        eprintln!("{ca:?}: {line}");
+        assert!(line.contains(&url), "names the URL: {line}");
+        assert!(line.contains("certificate"), "says why: {line}");
+        assert!(line.contains("SSL_CERT_FILE"), "says what to do: {line}");
+        assert!(
+            !line.contains("unavailable"),
+            "not an outage to retry: {line}"
+        );
+    }
+}
+
+/// The client side of [`tls_when_the_url_says_so`], in its own process: a round trip when the
+/// CA in `SSL_CERT_FILE` is the server's; otherwise the error, checked and printed.
+fn tls_child(url: &str) {
+    let started = Instant::now();
+    match ServerStore::connect_with(url, "tls", options(5)) {
+        Ok(store) => {
+            store.ensure(&spec()).unwrap();
+            store.upsert(points(11, 0..40)).unwrap();
+            assert_eq!(store.count(&all()).unwrap(), 40);
+            let hits = store.search(&probe()).unwrap();
+            assert_eq!(hits.len(), 10);
+            assert!(hits.iter().all(|h| h.id < 40));
+            assert_eq!(store.status().unwrap().version, "1.18.3");
+            println!("tls: round trip ok");
+        }
+        Err(err) => {
+            let text = err.to_string();
+            assert!(!text.contains('\n'), "one line: {text}");
+            assert!(
+                started.elapsed() < Duration::from_secs(7),
+                "within the deadline: {:?}",
+                started.elapsed()
+            );
+            println!("tls: refused: {text}");
+        }
+    }
+}
+
+/// Removes a folder when dropped.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[test]
 fn the_layout_is_settable_and_status_shows_shards_replicas_and_points() {
     let Some(server) = server() else { return };

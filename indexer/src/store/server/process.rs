@@ -32,6 +32,8 @@ pub struct QdrantProcess {
     bootstrap: Option<u16>,
     /// API key the server demands (`QDRANT__SERVICE__API_KEY`), if any.
     api_key: Option<String>,
+    /// Certificate and key (PEM) the server serves TLS with on both ports, if any.
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// How a node joins a cluster.
@@ -102,7 +104,7 @@ impl QdrantProcess {
     /// # Errors
     /// As [`QdrantProcess::start`].
     pub fn start_node(role: ClusterRole) -> std::io::Result<Self> {
-        Self::start_as(role, None)
+        Self::start_as(role, None, None)
     }
 
     /// Starts a single server that demands `api_key` on every request but the health
@@ -111,10 +113,31 @@ impl QdrantProcess {
     /// # Errors
     /// As [`QdrantProcess::start`].
     pub fn start_with_api_key(api_key: &str) -> std::io::Result<Self> {
-        Self::start_as(ClusterRole::Single, Some(api_key.to_owned()))
+        Self::start_as(ClusterRole::Single, Some(api_key.to_owned()), None)
     }
 
-    fn start_as(role: ClusterRole, api_key: Option<String>) -> std::io::Result<Self> {
+    /// Starts a single server that serves TLS on its gRPC and REST ports
+    /// (`QDRANT__SERVICE__ENABLE_TLS`) with the PEM certificate `cert` and private key `key`,
+    /// in a fresh temporary folder. [`QdrantProcess::grpc_url`] is then `https://`; the
+    /// plain-HTTP helpers ([`QdrantProcess::http_get`], [`QdrantProcess::http_send`]) do not
+    /// speak TLS, and readiness is both ports accepting connections (Qdrant binds them after
+    /// loading its storage) instead of `GET /readyz`.
+    ///
+    /// # Errors
+    /// As [`QdrantProcess::start`].
+    pub fn start_with_tls(cert: &Path, key: &Path) -> std::io::Result<Self> {
+        Self::start_as(
+            ClusterRole::Single,
+            None,
+            Some((cert.to_owned(), key.to_owned())),
+        )
+    }
+
+    fn start_as(
+        role: ClusterRole,
+        api_key: Option<String>,
+        tls: Option<(PathBuf, PathBuf)>,
+    ) -> std::io::Result<Self> {
         let binary = Self::binary().ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::NotFound,
@@ -144,6 +167,7 @@ impl QdrantProcess {
                     _ => None,
                 },
                 api_key: api_key.clone(),
+                tls: tls.clone(),
             };
             match node.spawn() {
                 Ok(()) => return Ok(node),
@@ -159,14 +183,18 @@ impl QdrantProcess {
         Err(last.unwrap_or_else(|| std::io::Error::other("qdrant did not start")))
     }
 
-    /// gRPC URL for qdrant-client (`http://127.0.0.1:PORT`).
+    /// gRPC URL for qdrant-client (`http://127.0.0.1:PORT`, `https://` with TLS).
     pub fn grpc_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.grpc_port)
+        format!("{}://127.0.0.1:{}", self.scheme(), self.grpc_port)
     }
 
-    /// REST URL (`http://127.0.0.1:PORT`).
+    /// REST URL (`http://127.0.0.1:PORT`, `https://` with TLS).
     pub fn http_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.http_port)
+        format!("{}://127.0.0.1:{}", self.scheme(), self.http_port)
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 
     /// The p2p port of a cluster node.
@@ -265,6 +293,12 @@ impl QdrantProcess {
         if let Some(key) = &self.api_key {
             command.env("QDRANT__SERVICE__API_KEY", key);
         }
+        if let Some((cert, key)) = &self.tls {
+            command
+                .env("QDRANT__SERVICE__ENABLE_TLS", "true")
+                .env("QDRANT__TLS__CERT", cert)
+                .env("QDRANT__TLS__KEY", key);
+        }
         if let Some(p2p) = self.p2p_port {
             command
                 .env("QDRANT__CLUSTER__ENABLED", "true")
@@ -289,15 +323,26 @@ impl QdrantProcess {
                     self.log_tail()
                 )));
             }
-            // `/readyz` can answer before the gRPC port listens: wait for both.
-            if matches!(
-                http_get(self.http_port, "/readyz", Duration::from_secs(1)),
-                Ok((200, _))
-            ) && TcpStream::connect_timeout(
-                &SocketAddr::from((Ipv4Addr::LOCALHOST, self.grpc_port)),
-                Duration::from_secs(1),
-            )
-            .is_ok()
+            // `/readyz` can answer before the gRPC port listens: wait for both. With TLS the
+            // plain-HTTP probe cannot ask, so the REST port accepting a connection stands in.
+            let rest_ready = if self.tls.is_some() {
+                TcpStream::connect_timeout(
+                    &SocketAddr::from((Ipv4Addr::LOCALHOST, self.http_port)),
+                    Duration::from_secs(1),
+                )
+                .is_ok()
+            } else {
+                matches!(
+                    http_get(self.http_port, "/readyz", Duration::from_secs(1)),
+                    Ok((200, _))
+                )
+            };
+            if rest_ready
+                && TcpStream::connect_timeout(
+                    &SocketAddr::from((Ipv4Addr::LOCALHOST, self.grpc_port)),
+                    Duration::from_secs(1),
+                )
+                .is_ok()
             {
                 return Ok(());
             }

@@ -260,6 +260,16 @@ impl ServerStore {
                         ),
                     })
                 }
+                // TLS the client will not trust or cannot set up: not an outage, so not
+                // `Unavailable` (retrying will not help); say what to do.
+                Code::Internal if tls_failure(status.message()).is_some() => {
+                    let why = tls_failure(status.message()).unwrap_or_default();
+                    StoreError::Backend(format!(
+                        "the Qdrant server at {} {why}; to trust a private CA, set SSL_CERT_FILE \
+                         to its PEM certificate (the system's roots are then not used)",
+                        self.url
+                    ))
+                }
                 // A connection that failed before any answer: the client's channel pool
                 // reports it as `Internal` "Failed to connect to ..." (qdrant-client 1.20,
                 // seen against a killed server), tonic as `Unknown` "transport error".
@@ -322,6 +332,39 @@ impl ServerStore {
         }
         request.build()
     }
+}
+
+/// What went wrong with TLS in a client error message, if that is what it is: the
+/// certificate the server presented failed verification (qdrant-client trusts the roots
+/// `rustls-native-certs` loads: the system's, or only those in `SSL_CERT_FILE` /
+/// `SSL_CERT_DIR` when set), or no root certificate was found at all.
+fn tls_failure(message: &str) -> Option<String> {
+    if let Some(start) = message.find("InvalidCertificate(") {
+        let rest = &message[start + "InvalidCertificate(".len()..];
+        let mut depth = 1;
+        let end = rest
+            .char_indices()
+            .find_map(|(i, c)| {
+                match c {
+                    '(' => depth += 1,
+                    ')' => depth -= 1,
+                    _ => {}
+                }
+                (depth == 0).then_some(i)
+            })
+            .unwrap_or(rest.len());
+        return Some(format!(
+            "presented a TLS certificate this machine does not trust ({})",
+            &rest[..end]
+        ));
+    }
+    (message.contains("Failed to create TLS config") || message.contains("NativeCertsNotFound"))
+        .then(|| {
+            format!(
+                "needs TLS, and no trusted root certificate was found ({})",
+                message.split_whitespace().collect::<Vec<_>>().join(" ")
+            )
+        })
 }
 
 /// The hits as ours. Qdrant applies filters exactly; every hit is still checked against
