@@ -29,8 +29,8 @@ pub struct Settings {
     pub model: Option<String>,
     /// Never load a model.
     pub no_model: bool,
-    /// The number format the model computes in: `f32`, `f16` or `bf16` (default: what the
-    /// library records, else f32). A library refuses vectors of another precision.
+    /// The model's number format: `f32`, `f16` or `bf16` (default: what the library records,
+    /// else f16 on a GPU and f32 on a CPU). A library refuses vectors of another precision.
     pub precision: Option<models::Precision>,
     /// Address `serve` listens on.
     pub addr: SocketAddr,

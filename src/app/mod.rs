@@ -37,8 +37,9 @@
 //! Model resolution, in order: `--model` (a folder or hub id; failure is an error because the
 //! user asked for it), else the model the library was built with, else the default hub model.
 //! In the last two cases a failure (offline, nothing cached) is not an error: the service runs
-//! without semantic search and says so. The precision the model computes in is `--precision`,
-//! else the one the library records, else f32; a library whose vectors were made in another
+//! without semantic search and says so. The model's precision is `--precision`, else the one
+//! the library records, else the device's default (f16 on a GPU, f32 on a CPU, where every
+//! precision computes in f32 on rounded weights); a library whose vectors were made in another
 //! precision refuses the model (`ModelMismatch`), as it refuses other weights.
 
 use std::collections::HashMap;
@@ -356,16 +357,16 @@ fn load_model(settings: &ModelSettings, library: &Library) -> anyhow::Result<Mod
         });
     }
     let device = models::best_device(cfg!(feature = "cuda"));
-    // `--precision`, else the precision the library's vectors were made in, else f32.
+    // `--precision`, else the precision the library's vectors were made in, else the device's
+    // default (f16 on a GPU, f32 on a CPU: `Precision::default_for`).
     let precision = settings
         .precision
         .or_else(|| library.manifest().model.as_ref().map(|m| m.precision))
-        .unwrap_or_default();
+        .unwrap_or_else(|| models::Precision::default_for(device.location()));
     if device.is_cpu() && precision != models::Precision::F32 {
-        tracing::warn!(
+        tracing::info!(
             %precision,
-            "{precision} on the CPU is slower than f32 (candle has no fast CPU kernels for it; \
-             benches/README.md): it is meant for GPUs"
+            "on the CPU the model's {precision} weights are computed in f32 (as fast as f32)"
         );
     }
     if let Some(m) = &settings.model {

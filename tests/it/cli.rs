@@ -807,11 +807,9 @@ fn a_library_made_in_bf16_is_searched_in_bf16_without_the_flag() {
         fx.synth.images.to_str().unwrap(),
         "--json",
     ]);
-    let warning = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        warning.contains("bf16 on the CPU is slower than f32"),
-        "{warning}"
-    );
+    // On the CPU bf16 weights are computed in f32: nothing slower to warn about.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("slower"), "{stderr}");
     let report = ok_json(&out);
     assert_eq!(report["added"], 4);
     assert_eq!(report["semantic"], true);

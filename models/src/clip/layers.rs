@@ -14,22 +14,31 @@ use crate::EmbedError;
 pub(crate) struct Weights {
     tensors: HashMap<String, Tensor>,
     dtype: DType,
+    /// A format every weight is rounded to before it is handed out as `dtype` (a reduced
+    /// precision computed in f32 on the CPU), if any.
+    round: Option<DType>,
 }
 
 impl Weights {
-    /// Parses a safetensors buffer onto `device`; [`Weights::get`] hands tensors out as `dtype`.
+    /// Parses a safetensors buffer onto `device`; [`Weights::get`] hands tensors out as `dtype`,
+    /// their values first rounded to `round` when given.
     pub(crate) fn from_buffer(
         bytes: &[u8],
         path: &Path,
         device: &Device,
         dtype: DType,
+        round: Option<DType>,
     ) -> Result<Self, EmbedError> {
         let tensors =
             candle::safetensors::load_buffer(bytes, device).map_err(|e| EmbedError::Weights {
                 path: path.to_path_buf(),
                 reason: e.to_string(),
             })?;
-        Ok(Self { tensors, dtype })
+        Ok(Self {
+            tensors,
+            dtype,
+            round: round.filter(|r| *r != dtype),
+        })
     }
 
     /// The tensor `name` in the compute dtype, checked to have `shape`.
@@ -57,7 +66,10 @@ impl Weights {
                 ),
             });
         }
-        Ok(t.to_dtype(self.dtype)?)
+        Ok(match self.round {
+            Some(r) => t.to_dtype(r)?.to_dtype(self.dtype)?,
+            None => t.to_dtype(self.dtype)?,
+        })
     }
 }
 
@@ -301,6 +313,35 @@ fn activate(act: Activation, x: &Tensor) -> candle::Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reduced precision on the CPU: weights handed out in f32 holding exactly the values the
+    /// reduced format can represent (what the GPU computes with), not the file's f32 values.
+    #[test]
+    fn weights_rounded_to_a_reduced_precision_are_handed_out_in_f32() {
+        let dev = Device::Cpu;
+        let t = Tensor::new(&[[1.0f32 + 1e-4, 2.71, -2.0e-3, 65504.0]], &dev).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("w.safetensors");
+        candle::safetensors::save(&HashMap::from([("w".to_owned(), t.clone())]), &file).unwrap();
+        let bytes = std::fs::read(&file).unwrap();
+        let plain = Weights::from_buffer(&bytes, Path::new("w"), &dev, DType::F32, None).unwrap();
+        assert_eq!(
+            plain.get("w", &[1, 4]).unwrap().to_vec2::<f32>().unwrap(),
+            t.to_vec2::<f32>().unwrap()
+        );
+        for reduced in [DType::F16, DType::BF16] {
+            let ws = Weights::from_buffer(&bytes, Path::new("w"), &dev, DType::F32, Some(reduced))
+                .unwrap();
+            let got = ws.get("w", &[1, 4]).unwrap();
+            assert_eq!(got.dtype(), DType::F32);
+            let want = t.to_dtype(reduced).unwrap().to_dtype(DType::F32).unwrap();
+            assert_eq!(
+                got.to_vec2::<f32>().unwrap(),
+                want.to_vec2::<f32>().unwrap()
+            );
+            assert_ne!(got.to_vec2::<f32>().unwrap(), t.to_vec2::<f32>().unwrap());
+        }
+    }
 
     /// Linear maps of 1 to 40 rows (either side of [`SMALL_ROWS`]), odd and even sizes: the
     /// small-rows kernel gives gemm's answer to rounding, with and without bias and activation.

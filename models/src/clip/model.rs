@@ -127,14 +127,9 @@ impl EncoderLayer {
             Some(m) => scores.broadcast_add(m)?,
             None => scores,
         };
-        // candle's CPU softmax sums in the input's type; in f16 / bf16 that loses the small
-        // probabilities, so there it runs in f32 (its CUDA kernel already sums in f32).
-        let probs = if scores.device().is_cpu() && scores.dtype() != DType::F32 {
-            candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?
-                .to_dtype(scores.dtype())?
-        } else {
-            candle_nn::ops::softmax_last_dim(&scores)?
-        };
+        // On the CPU every precision computes in f32 (`Precision::compute_dtype`); on a GPU
+        // candle's softmax kernel sums in f32 whatever the input's type.
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         let ctx = probs.matmul(v)?; // (b, h, sq, dh)
         let ctx = if sq == 1 {
             ctx.reshape((b, h * dh))?
