@@ -91,8 +91,9 @@ impl ClipEmbedder {
         Self::load_as(source, device, Precision::F32)
     }
 
-    /// As [`ClipEmbedder::load`], computing in `precision` (recorded in the spec, so a library
-    /// tells vectors of two precisions apart).
+    /// As [`ClipEmbedder::load`], in `precision` (recorded in the spec, so a library tells
+    /// vectors of two precisions apart; on a CPU computed in f32 on rounded weights, see
+    /// [`Precision::compute_dtype`]).
     ///
     /// # Errors
     /// As [`ClipEmbedder::load`].
@@ -119,8 +120,9 @@ impl ClipEmbedder {
         Self::load_dir_as(dir, device, Precision::F32)
     }
 
-    /// As [`ClipEmbedder::load_dir`], computing in `precision`: the weights are converted to it
-    /// once at load, whatever format the file stores.
+    /// As [`ClipEmbedder::load_dir`], in `precision`: the weights are converted once at load,
+    /// whatever format the file stores (on a CPU to f32 holding values rounded to `precision`,
+    /// see [`Precision::compute_dtype`]).
     ///
     /// # Errors
     /// As [`ClipEmbedder::load_dir`].
