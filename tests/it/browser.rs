@@ -552,6 +552,28 @@ async fn the_page_in_chromium_signs_in_searches_shows_boxes_and_curates() {
         "document.querySelectorAll('#results .card').length >= 3",
     )
     .await;
+    // The same from the grid: a card's own "More like this" button.
+    let liked = js(
+        &c,
+        "document.querySelector('#results .card:nth-child(2)').dataset.id",
+    )
+    .await;
+    let liked = liked.as_str().unwrap().to_owned();
+    click(
+        &c,
+        Locator::Css(&format!("#results .card[data-id='{liked}'] button.like")),
+    )
+    .await;
+    until(&c, "more like the card's record", &format!("!document.getElementById('like-note').hidden && location.search.includes('like={liked}') && document.querySelectorAll('#results .card').length > 0 && !document.querySelector(\"#results .card[data-id='{liked}']\")")).await;
+    c.goto(&format!("{base}{}", query_search.as_str().unwrap()))
+        .await
+        .unwrap();
+    until(
+        &c,
+        "the query's results once more",
+        "document.querySelectorAll('#results .card').length >= 3",
+    )
+    .await;
 
     // Select two results into a new collection: a click, a shift-click two cards on (the
     // range: three selected), then a click that takes the middle one out again.

@@ -384,6 +384,7 @@ function render(results, gen) {
           toAddress(id);
           openRecord(id, hh);
         },
+        onLike: likeRecord,
         selection,
         onSelect: pick,
         index,
@@ -392,6 +393,17 @@ function render(results, gen) {
       }),
     );
   }
+}
+
+/** "More like this": a search by the record's own image (the filters stay). */
+function likeRecord(id) {
+  state.like = id;
+  state.image = null;
+  state.q = '';
+  $('q').value = '';
+  likeNote();
+  show('search');
+  runSearch();
 }
 
 /** Click selects one; shift-click selects the range from the last one clicked. */
@@ -703,15 +715,7 @@ function initSearch() {
   gridKeys($('results'));
   gridKeys($('collection-grid'));
   recordHooks({
-    like: (record) => {
-      state.like = record.id;
-      state.image = null;
-      state.q = '';
-      $('q').value = '';
-      likeNote();
-      show('search');
-      runSearch();
-    },
+    like: (record) => likeRecord(record.id),
     collect: async (ids) => {
       const c = await collectDialog(ids);
       if (c) $('record-notice').textContent = `Added to ${c.name}.`;

@@ -57,10 +57,11 @@ function altText(record) {
 /**
  * A result card: thumbnail (redacted as the API serves it), every box, score and "why". `hit`
  * is a search hit (it carries the size, captions and boxes), or `{id}` for a collection member
- * (whose record is read for them). `onOpen(id, hit)` opens the record; `selection` (a Set) is
- * toggled by the checkbox when given.
+ * (whose record is read for them). `onOpen(id, hit)` opens the record; `onLike(id)`, when
+ * given, adds a "More like this" button; `selection` (a Set) is toggled by the checkbox when
+ * given.
  */
-export function card(hit, { onOpen, selection, onSelect, index, signal, onPainted }) {
+export function card(hit, { onOpen, onLike, selection, onSelect, index, signal, onPainted }) {
   const whyId = `why-${hit.id}-${index}`;
   const frame = h('span', { class: 'frame' });
   const img = h('img', { alt: hit.filename ? `${hit.filename} (${(hit.labels || []).join(', ')})` : 'record image', decoding: 'async' });
@@ -80,6 +81,12 @@ export function card(hit, { onOpen, selection, onSelect, index, signal, onPainte
   if (hit.score !== undefined) caption.append(h('span', { class: 'score', text: `score ${hit.score.toFixed(4)}` }));
   caption.append(h('span', { class: 'name', text: hit.filename || hit.id }));
   li.append(caption);
+  if (onLike) {
+    // "More like this" straight from the grid (the record view has it too).
+    const like = h('button', { type: 'button', class: 'like', text: 'More like this', 'aria-label': `More like ${hit.filename || hit.id}` });
+    like.addEventListener('click', () => onLike(hit.id));
+    li.append(like);
+  }
   if (hit.why) li.append(h('div', { class: 'why', id: whyId, role: 'tooltip', text: whyText(hit) }));
   if (selection) {
     const box = h('input', {
