@@ -8,7 +8,7 @@ use candle::{DType, Device, Tensor};
 use candle_nn::LayerNorm;
 
 use super::config::Activation;
-use crate::EmbedError;
+use crate::{EmbedError, Precision};
 
 /// The tensors of a safetensors file, looked up by name with shape checks.
 pub(crate) struct Weights {
@@ -20,24 +20,25 @@ pub(crate) struct Weights {
 }
 
 impl Weights {
-    /// Parses a safetensors buffer onto `device`; [`Weights::get`] hands tensors out as `dtype`,
-    /// their values first rounded to `round` when given.
+    /// Parses a safetensors buffer onto `device`; [`Weights::get`] hands tensors out in
+    /// `precision`'s compute dtype on that device, their values rounded to `precision` first
+    /// where the two differ ([`Precision::compute_dtype`]).
     pub(crate) fn from_buffer(
         bytes: &[u8],
         path: &Path,
         device: &Device,
-        dtype: DType,
-        round: Option<DType>,
+        precision: Precision,
     ) -> Result<Self, EmbedError> {
         let tensors =
             candle::safetensors::load_buffer(bytes, device).map_err(|e| EmbedError::Weights {
                 path: path.to_path_buf(),
                 reason: e.to_string(),
             })?;
+        let dtype = precision.compute_dtype(device);
         Ok(Self {
             tensors,
             dtype,
-            round: round.filter(|r| *r != dtype),
+            round: Some(precision.dtype()).filter(|r| *r != dtype),
         })
     }
 
@@ -324,17 +325,20 @@ mod tests {
         let file = dir.path().join("w.safetensors");
         candle::safetensors::save(&HashMap::from([("w".to_owned(), t.clone())]), &file).unwrap();
         let bytes = std::fs::read(&file).unwrap();
-        let plain = Weights::from_buffer(&bytes, Path::new("w"), &dev, DType::F32, None).unwrap();
+        let plain = Weights::from_buffer(&bytes, Path::new("w"), &dev, Precision::F32).unwrap();
         assert_eq!(
             plain.get("w", &[1, 4]).unwrap().to_vec2::<f32>().unwrap(),
             t.to_vec2::<f32>().unwrap()
         );
-        for reduced in [DType::F16, DType::BF16] {
-            let ws = Weights::from_buffer(&bytes, Path::new("w"), &dev, DType::F32, Some(reduced))
-                .unwrap();
+        for precision in [Precision::F16, Precision::Bf16] {
+            let ws = Weights::from_buffer(&bytes, Path::new("w"), &dev, precision).unwrap();
             let got = ws.get("w", &[1, 4]).unwrap();
             assert_eq!(got.dtype(), DType::F32);
-            let want = t.to_dtype(reduced).unwrap().to_dtype(DType::F32).unwrap();
+            let want = t
+                .to_dtype(precision.dtype())
+                .unwrap()
+                .to_dtype(DType::F32)
+                .unwrap();
             assert_eq!(
                 got.to_vec2::<f32>().unwrap(),
                 want.to_vec2::<f32>().unwrap()

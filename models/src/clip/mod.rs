@@ -195,13 +195,7 @@ impl ClipEmbedder {
         // than mapping keeps this crate free of `unsafe`.
         let bytes = std::fs::read(&weights_path).map_err(|e| io_error(&weights_path, e))?;
         let revision = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
-        let weights = layers::Weights::from_buffer(
-            &bytes,
-            &weights_path,
-            device,
-            precision.compute_dtype(device),
-            Some(precision.dtype()),
-        )?;
+        let weights = layers::Weights::from_buffer(&bytes, &weights_path, device, precision)?;
         drop(bytes);
         let model = model::ClipModel::load(&weights, &config)?;
 
