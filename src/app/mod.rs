@@ -267,7 +267,7 @@ impl App {
         self.library()?;
         let shared = || {
             anyhow::anyhow!(
-                "internal error: the library in {} is shared, so it cannot be written                  (App::library_mut)",
+                "internal error: the library in {} is shared, so it cannot be written (App::library_mut)",
                 self.dir.display()
             )
         };
