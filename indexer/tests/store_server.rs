@@ -1109,12 +1109,11 @@ fn cluster_of_three_keeps_answering_with_a_node_down_and_heals_with_deletions_ap
 
     // Restart it: the cluster heals and every node holds the same live points.
     nodes[2].restart().unwrap();
-    let store_on_third =
-        ServerStore::connect_with(&nodes[2].grpc_url(), "lib", layout.clone()).unwrap();
+    let store_on_third = connect_when_up(&nodes[2].grpc_url(), &layout);
     wait_until_all_active(&store_on_third, 6);
     let mut per_shard: BTreeMap<u32, BTreeSet<u64>> = BTreeMap::new();
     for node in &nodes {
-        let direct = ServerStore::connect_with(&node.grpc_url(), "lib", layout.clone()).unwrap();
+        let direct = connect_when_up(&node.grpc_url(), &layout);
         let status = direct.status().unwrap();
         for replica in status.replicas.iter().filter(|r| r.points.is_some()) {
             per_shard
@@ -1256,6 +1255,23 @@ fn wait_for_peers(node: &QdrantProcess, peers: usize) {
             "the cluster never had {peers} peers"
         );
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A connection to the `lib` collection on the node at `url`, retried while the node answers
+/// `Unavailable` (a node just restarted, or its peers, may drop the first connections while
+/// the cluster settles; seen once under load), for up to 60 s.
+fn connect_when_up(url: &str, layout: &ServerOptions) -> ServerStore {
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        match ServerStore::connect_with(url, "lib", layout.clone()) {
+            Ok(store) => return store,
+            Err(e @ StoreError::Unavailable { .. }) if Instant::now() < until => {
+                eprintln!("{url} not up yet: {e}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("connecting to {url}: {e}"),
+        }
     }
 }
 
