@@ -168,6 +168,14 @@ fn world() -> &'static World {
             }
             writer.commit().unwrap();
         }
+        // Every seventh record written again, unchanged: the earlier segments then hold
+        // deleted documents, which tantivy hands to collectors one by one (checking each
+        // against the segment's deletions) instead of in blocks; look-ups take both paths.
+        let mut writer = keyword.writer().unwrap();
+        for r in records.iter().step_by(7) {
+            writer.upsert(r, "").unwrap();
+        }
+        writer.commit().unwrap();
         keyword.reload().unwrap();
 
         let store = EdgeStore::open(&dir.path().join("vectors")).unwrap();

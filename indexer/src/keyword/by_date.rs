@@ -7,7 +7,9 @@
 //! `offset + limit` documents by (date, id ordinal) in a bounded heap (a segment's id
 //! ordinals sort as its ids do), only those are turned into ids, and the segments' survivors
 //! are merged by (date, id). Sorting every match and turning every one into an id took 72 ms
-//! for 66,502 records at 100k (benches/README.md).
+//! for 66,502 records at 100k (benches/README.md). A page near either end of the order is
+//! looked for among the records dated in a window at that end first (see
+//! [`KeywordIndex::page_by_date`]), so a first page does not visit every match.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
@@ -43,18 +45,114 @@ impl KeywordIndex {
         offset: usize,
         limit: usize,
     ) -> KResult<DatePage> {
+        self.date_page(filter, axis, descending, offset, limit, true)
+            .map(|(page, _)| page)
+    }
+
+    /// [`KeywordIndex::page_by_date`] without the window: one pass over every matching
+    /// document (how look-ups ran before the window). The same page; its baseline in the
+    /// search bench.
+    ///
+    /// # Errors
+    /// As [`KeywordIndex::filter_query`].
+    pub fn page_by_date_one_pass(
+        &self,
+        filter: &RecordFilter,
+        axis: DateAxis,
+        descending: bool,
+        offset: usize,
+        limit: usize,
+    ) -> KResult<DatePage> {
+        self.date_page(filter, axis, descending, offset, limit, false)
+            .map(|(page, _)| page)
+    }
+
+    /// The page, and how many matching documents the pass that found it visited.
+    fn date_page(
+        &self,
+        filter: &RecordFilter,
+        axis: DateAxis,
+        descending: bool,
+        offset: usize,
+        limit: usize,
+        window: bool,
+    ) -> KResult<(DatePage, usize)> {
         let searcher = self.reader.searcher();
         let q = self.filter_query(filter)?;
         let keep = offset.saturating_add(limit);
-        let segments = searcher.search(
-            &*q,
-            &BestByDate {
-                axis,
-                descending,
-                keep,
-            },
-        )?;
-        let total = segments.iter().map(|s| s.matched).sum();
+        let total = q.count(&searcher)?;
+        let best = |q: &dyn tantivy::query::Query| {
+            searcher.search(
+                q,
+                &BestByDate {
+                    axis,
+                    descending,
+                    keep,
+                },
+            )
+        };
+        // The page lies among the newest (oldest) records: look among the matches dated in a
+        // window at that end of the library's dates (within the filter's bounds on the axis)
+        // first, sized for about four times the
+        // records the page needs if dates were spread evenly, eight times wider each time it
+        // holds fewer than `keep` matches. Every match outside a window is dated before (after)
+        // every match inside it, so a window holding `keep` matches holds the page. The window
+        // is open on its far side, so it is right whatever the column's bounds say. The whole
+        // match set is collected only when the window would cover the span, which also brings
+        // in the undated records (last in the order).
+        let mut segments = None;
+        if window
+            && keep > 0
+            && keep < total
+            && let Some((first, last)) = self.date_span(&searcher, axis)?
+        {
+            // The filter's own bounds on the axis (its ranges on it intersected) narrow the
+            // span the window is sized in, and the window is one range with them, so the
+            // axis's column is scanned once per window, not once per range.
+            // (Option's order puts None first: `max` is the latest lower bound.)
+            let earliest = |a: Option<_>, b: Option<_>| match (a, b) {
+                (Some(a), Some(b)) => Some(std::cmp::min(a, b)),
+                (a, b) => a.or(b),
+            };
+            let (mut lo, mut hi) = (None, None);
+            for range in filter.dates.iter().filter(|r| r.axis == axis) {
+                lo = lo.max(range.after);
+                hi = earliest(hi, range.before);
+            }
+            let first = lo.map_or(first, |d| first.max(d.timestamp()));
+            let last = hi.map_or(last, |d| last.min(d.timestamp()));
+            let mut others = filter.clone();
+            others.dates.retain(|r| r.axis != axis);
+            let span = last.saturating_sub(first).max(0);
+            let mut width = ((span as f64) * (4.0 * keep as f64 / total as f64)).ceil() as i64;
+            while width < span {
+                let edge = chrono::DateTime::from_timestamp(
+                    if descending {
+                        last - width
+                    } else {
+                        first + width
+                    },
+                    0,
+                );
+                let mut windowed = others.clone();
+                windowed.dates.push(crate::filter::DateRange {
+                    axis,
+                    after: if descending { lo.max(edge) } else { lo },
+                    before: if descending { hi } else { earliest(hi, edge) },
+                });
+                let found = best(&*self.filter_query(&windowed)?)?;
+                if found.iter().map(|s| s.matched).sum::<usize>() >= keep {
+                    segments = Some(found);
+                    break;
+                }
+                width = width.saturating_mul(8).max(1);
+            }
+        }
+        let segments = match segments {
+            Some(s) => s,
+            None => best(&*q)?,
+        };
+        let visited = segments.iter().map(|s| s.matched).sum();
         let mut addrs = Vec::new();
         let mut dates = Vec::new();
         for s in segments {
@@ -68,7 +166,7 @@ impl KeywordIndex {
             .zip(self.ids.ids_of(&searcher, &addrs)?)
             .collect();
         rows.sort_by(|a, b| date_order(a, b, descending));
-        Ok(DatePage {
+        let page = DatePage {
             total,
             ids: rows
                 .into_iter()
@@ -76,7 +174,30 @@ impl KeywordIndex {
                 .take(limit)
                 .map(|(_, id)| id)
                 .collect(),
-        })
+        };
+        Ok((page, visited))
+    }
+
+    /// The earliest and latest date on `axis` in the index's columns (seconds), or `None`
+    /// when no document has one. Deleted documents may widen it.
+    fn date_span(
+        &self,
+        searcher: &tantivy::Searcher,
+        axis: DateAxis,
+    ) -> KResult<Option<(i64, i64)>> {
+        let mut span: Option<(i64, i64)> = None;
+        for reader in searcher.segment_readers() {
+            let column = reader.fast_fields().date(axis.name())?;
+            if column.values.num_vals() == 0 {
+                continue;
+            }
+            let (lo, hi) = (
+                column.min_value().into_timestamp_secs(),
+                column.max_value().into_timestamp_secs(),
+            );
+            span = Some(span.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+        }
+        Ok(span)
     }
 
     /// Every record matching `filter`, as `(date on axis, id)`, in date order (ascending; see
@@ -169,6 +290,8 @@ struct SegmentBestCollector {
     matched: usize,
     /// A max-heap of the best `keep` so far: its top is the first to go.
     heap: BinaryHeap<SegmentKey>,
+    /// Dates of the block being collected (reused between blocks).
+    block: Vec<Option<tantivy::DateTime>>,
 }
 
 impl Collector for BestByDate {
@@ -192,6 +315,7 @@ impl Collector for BestByDate {
             keep: self.keep,
             matched: 0,
             heap: BinaryHeap::with_capacity(self.keep.min(4096) + 1),
+            block: Vec::new(),
         })
     }
 
@@ -204,38 +328,34 @@ impl Collector for BestByDate {
     }
 }
 
-impl SegmentCollector for SegmentBestCollector {
-    type Fruit = SegmentBest;
-
-    fn collect(&mut self, doc: DocId, _score: Score) {
-        self.matched += 1;
-        if self.keep == 0 {
+impl SegmentBestCollector {
+    /// Offers one matching document with its date to the heap. The id's ordinal (a column
+    /// read) is looked at only when the date alone does not rule the document out: once the
+    /// heap is full, a document dated after (before, newest first) the worst kept one cannot
+    /// enter, and at 1M records almost every match is such a one.
+    fn offer(&mut self, doc: DocId, date: Option<i64>) {
+        let (undated, date_key) = match date {
+            Some(d) if self.descending => (false, !d),
+            Some(d) => (false, d),
+            None => (true, 0),
+        };
+        if self.heap.len() >= self.keep
+            && let Some(worst) = self.heap.peek()
+            && (undated, date_key) > (worst.undated, worst.date_key)
+        {
             return;
         }
-        let date = self.dates.first(doc).map(|d| d.into_timestamp_secs());
         let ord = self.ids.term_ords(doc).next().unwrap_or(0);
-        let key = match date {
-            Some(d) if self.descending => SegmentKey {
-                undated: false,
-                date_key: !d,
-                ord_key: !ord,
-                doc,
-                date,
+        let key = SegmentKey {
+            undated,
+            date_key,
+            ord_key: if date.is_some() && self.descending {
+                !ord
+            } else {
+                ord
             },
-            Some(d) => SegmentKey {
-                undated: false,
-                date_key: d,
-                ord_key: ord,
-                doc,
-                date,
-            },
-            None => SegmentKey {
-                undated: true,
-                date_key: 0,
-                ord_key: ord,
-                doc,
-                date,
-            },
+            doc,
+            date,
         };
         if self.heap.len() < self.keep {
             self.heap.push(key);
@@ -245,6 +365,36 @@ impl SegmentCollector for SegmentBestCollector {
             *worst = key;
         }
     }
+}
+
+impl SegmentCollector for SegmentBestCollector {
+    type Fruit = SegmentBest;
+
+    fn collect(&mut self, doc: DocId, _score: Score) {
+        self.matched += 1;
+        if self.keep == 0 {
+            return;
+        }
+        let date = self.dates.first(doc).map(|d| d.into_timestamp_secs());
+        self.offer(doc, date);
+    }
+
+    /// A block of matches (tantivy hands a segment without deletions over in blocks): the
+    /// dates are read from the column in one call.
+    fn collect_block(&mut self, docs: &[DocId]) {
+        self.matched += docs.len();
+        if self.keep == 0 {
+            return;
+        }
+        let mut dates = std::mem::take(&mut self.block);
+        dates.clear();
+        dates.resize(docs.len(), None);
+        self.dates.first_vals(docs, &mut dates);
+        for (&doc, date) in docs.iter().zip(&dates) {
+            self.offer(doc, date.map(|d| d.into_timestamp_secs()));
+        }
+        self.block = dates;
+    }
 
     fn harvest(self) -> SegmentBest {
         SegmentBest {
@@ -252,5 +402,103 @@ impl SegmentCollector for SegmentBestCollector {
             matched: self.matched,
             best: self.heap.into_vec(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+    use crate::filter::{DateRange, RecordFilter};
+    use crate::keyword::test_record;
+
+    /// 2,000 records captured an hour apart (every 50th undated), in two segments, with
+    /// every tenth in dataset "rare".
+    fn index(dir: &std::path::Path) -> KeywordIndex {
+        let keyword = KeywordIndex::open(dir).unwrap();
+        let start = Utc.with_ymd_and_hms(2021, 1, 1, 0, 0, 0).unwrap();
+        for half in [0u32..1_000, 1_000..2_000] {
+            let mut writer = keyword.writer().unwrap();
+            for n in half {
+                let dataset = if n % 10 == 0 { "rare" } else { "fleet" };
+                let mut r = test_record(n, dataset, None);
+                r.dates.captured =
+                    (n % 50 != 7).then(|| start + chrono::Duration::hours(i64::from(n)));
+                writer.upsert(&r, "").unwrap();
+            }
+            writer.commit().unwrap();
+        }
+        keyword.reload().unwrap();
+        keyword
+    }
+
+    #[test]
+    fn a_page_at_either_end_is_found_in_a_window_and_equals_the_one_pass_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let kw = index(dir.path());
+        let rare = RecordFilter {
+            datasets: vec!["rare".into()],
+            ..RecordFilter::default()
+        };
+        let since = RecordFilter {
+            dates: vec![DateRange {
+                axis: DateAxis::Captured,
+                after: Some(Utc.with_ymd_and_hms(2021, 2, 1, 0, 0, 0).unwrap()),
+                before: None,
+            }],
+            ..RecordFilter::default()
+        };
+        // Two ranges on the axis (intersected): 1 February to 15 March.
+        let mut between = since.clone();
+        between.dates.push(DateRange {
+            axis: DateAxis::Captured,
+            after: None,
+            before: Some(Utc.with_ymd_and_hms(2021, 3, 15, 0, 0, 0).unwrap()),
+        });
+        for filter in [RecordFilter::default(), rare, since, between] {
+            for descending in [true, false] {
+                for (offset, limit) in [(0, 20), (20, 20), (0, 1), (100, 50), (1_990, 20)] {
+                    let (page, visited) = kw
+                        .date_page(&filter, DateAxis::Captured, descending, offset, limit, true)
+                        .unwrap();
+                    let (one_pass, all) = kw
+                        .date_page(
+                            &filter,
+                            DateAxis::Captured,
+                            descending,
+                            offset,
+                            limit,
+                            false,
+                        )
+                        .unwrap();
+                    let case = format!("{filter:?} desc {descending} {offset}+{limit}");
+                    assert_eq!(page, one_pass, "{case}");
+                    assert_eq!(all, page.total, "one pass visits every match: {case}");
+                    if (offset + limit) * 8 <= page.total {
+                        // A page near the end visits a window's matches, not every match.
+                        assert!(
+                            visited < page.total,
+                            "visited {visited} of {}: {case}",
+                            page.total
+                        );
+                        assert!(visited >= offset + limit, "{case}");
+                    }
+                }
+            }
+        }
+        // Pages past the dated records reach the undated ones (last in either order).
+        let (page, _) = kw
+            .date_page(
+                &RecordFilter::default(),
+                DateAxis::Captured,
+                true,
+                1_950,
+                50,
+                true,
+            )
+            .unwrap();
+        assert_eq!(page.ids.len(), 50);
+        assert_eq!(page.ids.last(), Some(&format!("{:016x}", 1_957)));
     }
 }
