@@ -127,6 +127,30 @@ fn modes() -> Vec<Mode> {
             settings: graph(64, Quantization::Int8),
             depth: None,
         },
+        // The first tier's depth with the default index: the default weights run two lists
+        // (keyword and image), which may keep the top 20 at a shallower depth than four
+        // (`cursor::page_tiers`).
+        Mode {
+            name: "hnsw+int8 ef 64, depth 100",
+            settings: graph(64, Quantization::Int8),
+            depth: Some(100),
+        },
+        Mode {
+            name: "hnsw+int8 ef 64, depth 200",
+            settings: graph(64, Quantization::Int8),
+            depth: Some(200),
+        },
+        Mode {
+            name: "hnsw+int8 ef 64, depth 300",
+            settings: graph(64, Quantization::Int8),
+            depth: Some(300),
+        },
+        // What a first page of the default weights ranked before the shallower first tier.
+        Mode {
+            name: "hnsw+int8 ef 64, depth 500",
+            settings: graph(64, Quantization::Int8),
+            depth: Some(500),
+        },
         Mode {
             name: "hnsw ef 128, page-sized, no acorn",
             settings: IndexSettings {
@@ -287,7 +311,7 @@ fn all_lists() -> Fusion {
 fn cases<'s, S>(
     keyword_only: &'s S,
     hybrid: &'s S,
-) -> [(&'static str, &'s S, Fusion, RecordFilter); 6] {
+) -> [(&'static str, &'s S, Fusion, RecordFilter); 7] {
     let vector_only = Fusion {
         keyword: 0.0,
         ..all_lists()
@@ -308,6 +332,12 @@ fn cases<'s, S>(
             hybrid,
             Fusion::default(),
             RecordFilter::default(),
+        ),
+        (
+            "hybrid+filter (defaults)",
+            hybrid,
+            Fusion::default(),
+            truck_filter(),
         ),
     ]
 }
@@ -492,6 +522,19 @@ fn run(n: usize, data: Data, quick: bool) {
             let _ = kw.get_many(&ids).unwrap();
             (total, ids)
         });
+        // The same page from one pass over every match (how paged look-ups ran before the
+        // window at the order's end, session 18), its records read as the look-up reads them.
+        let (one_pass, from_one_pass) = time(&|| {
+            let page = kw
+                .page_by_date_one_pass(&filter, axis, true, 0, 20)
+                .unwrap();
+            let _ = kw.get_many(&page.ids).unwrap();
+            (page.total, page.ids)
+        });
+        assert_eq!(
+            from_one_pass, expected,
+            "one pass returns the full sort's page"
+        );
         let (after, got) = time(&|| {
             let page = keyword_only
                 .catalog()
@@ -510,7 +553,11 @@ fn run(n: usize, data: Data, quick: bool) {
             "the paged look-up returns the full sort's page"
         );
         let total = got.0;
-        for (mode, times) in [("full sort (before)", &before), ("paged (now)", &after)] {
+        for (mode, times) in [
+            ("full sort (before)", &before),
+            ("paged, one pass (session 17)", &one_pass),
+            ("paged, window at the end (now)", &after),
+        ] {
             println!(
                 "| {} | look-up, newest first, {mode} | {name} ({total} records) | {} | {} | {:.3}x |",
                 data.name(),

@@ -149,18 +149,41 @@ fn create_key_file(path: &Path, key: &[u8; 32]) -> std::io::Result<()> {
     result
 }
 
-/// The tiers of a request with a page-sized depth (`Fusion::depth` 0): `(first, depth)` says
-/// that positions of the fused sequence from `first` on are taken from a ranking whose lists go
-/// `depth` deep, at least five times deeper than the position (until [`MAX_DEPTH`]), after the
-/// settled head (see [`HEAD_DEPTH`]). Not shallower than 500 for the first pages: on the
-/// clustered 100k bench library a ranking at depth 100 kept only 0.88-0.92 of the depth-1000
-/// fused top 20, 300 kept 0.93-0.98 and 500 kept 0.96-0.99 (benches/README.md).
+/// The tiers of a request with a page-sized depth (`Fusion::depth` 0) that ranks three or four
+/// lists: `(first, depth)` says that positions of the fused sequence from `first` on are taken
+/// from a ranking whose lists go `depth` deep, at least five times deeper than the position
+/// (until [`MAX_DEPTH`]), after the settled head (see [`HEAD_DEPTH`]). Not shallower than 500
+/// for the first pages: on the clustered 100k bench library a ranking of four lists at depth
+/// 100 kept only 0.88-0.92 of the depth-1000 fused top 20, 300 kept 0.93-0.98 and 500 kept
+/// 0.96-0.99 (benches/README.md).
 pub(super) const PAGE_TIERS: [(usize, usize); 3] = [(0, 500), (100, 2_500), (500, MAX_DEPTH)];
+
+/// The tiers of a page-sized request that ranks one or two lists (the default weights rank
+/// the keyword and image lists): the first two pages of 20 come from lists 200 deep, then as
+/// [`PAGE_TIERS`]. With two lists a deeper candidate matters less to the top of the fused
+/// order: on the clustered 100k bench library (graphs + int8, ef 64) lists 200 deep kept 0.991
+/// of the exact depth-1000 fused top 20 (0.968 under a label and date filter) against 0.996
+/// (0.990) at 500, and ranked in 0.54x (0.71x) the time; 100 deep kept 0.986 but only 0.909
+/// under the filter (benches/README.md, "A first tier sized to the lists").
+pub(super) const FEW_LIST_TIERS: [(usize, usize); 4] =
+    [(0, 200), (40, 500), (100, 2_500), (500, MAX_DEPTH)];
+
+/// The tiers of a page-sized request that ranks `lists` lists.
+pub(super) fn page_tiers(lists: usize) -> &'static [(usize, usize)] {
+    if lists <= 2 {
+        &FEW_LIST_TIERS
+    } else {
+        &PAGE_TIERS
+    }
+}
+
+/// The most positions a settled head fills (the first 100, where the first pages are).
+pub(super) const HEAD_SETTLES_AT_MOST: usize = 100;
 
 /// The depth of the head ranking a page-sized request with one ranked list starts with (see
 /// `SearchService::search_cancellable` for why only those). Its settled prefix
-/// (the records no deeper list can push out of it, see `rrf::settled_prefix`; at most the
-/// first tier's 100 positions) opens the sequence, so a first page that shallow lists settle
+/// (the records no deeper list can push out of it, see `rrf::settled_prefix`; at most
+/// [`HEAD_SETTLES_AT_MOST`] positions) opens the sequence, so a first page that shallow lists settle
 /// costs one ranking at depth 100 instead of 500.
 pub(super) const HEAD_DEPTH: usize = 100;
 
@@ -177,7 +200,8 @@ pub(super) struct Ranked<T> {
 /// The fused sequence of a request with page-sized depth up to position `end` (the end of the
 /// page asked for), and whether it goes on past `end`.
 ///
-/// `rank(depth)` is the fused ranking with every list taken to `depth`. With `head`, the
+/// `rank(depth)` is the fused ranking with every list taken to `depth`; `tiers` are the
+/// request's (see [`page_tiers`]), the same for every page of it. With `head`, the
 /// sequence opens with the settled prefix of the ranking at [`HEAD_DEPTH`] (its length is the
 /// request's, whatever the page); then it is built tier by tier: the positions of tier i are
 /// filled from tier i's ranking in order, skipping records already placed. Which ranking fills a position depends on
@@ -192,10 +216,11 @@ pub(super) struct Ranked<T> {
 pub(super) fn paged_sequence<T>(
     end: usize,
     head: bool,
+    tiers: &[(usize, usize)],
     mut rank: impl FnMut(usize) -> SResult<Ranked<T>>,
 ) -> SResult<(Vec<(String, T)>, bool)> {
     let end = end.min(MAX_DEPTH);
-    let top = PAGE_TIERS
+    let top = tiers
         .iter()
         .rposition(|&(first, _)| first < end.max(1))
         .unwrap_or(0);
@@ -208,7 +233,7 @@ pub(super) fn paged_sequence<T>(
             cut: head_cut,
             settled,
         } = rank(HEAD_DEPTH)?;
-        let settled = settled.min(PAGE_TIERS[1].0).min(head.len());
+        let settled = settled.min(HEAD_SETTLES_AT_MOST).min(head.len());
         let head_len = head.len();
         for (id, value) in head.into_iter().take(settled) {
             placed.insert(id.clone());
@@ -223,8 +248,8 @@ pub(super) fn paged_sequence<T>(
     }
 
     let mut more = false;
-    for (tier, &(_, depth)) in PAGE_TIERS.iter().enumerate().take(top + 1) {
-        let stop = PAGE_TIERS
+    for (tier, &(_, depth)) in tiers.iter().enumerate().take(top + 1) {
+        let stop = tiers
             .get(tier + 1)
             .filter(|_| tier < top)
             .map_or(end, |&(first, _)| first);
@@ -246,7 +271,7 @@ pub(super) fn paged_sequence<T>(
         }
         if tier == top {
             // A deeper tier may find more when this one's lists were cut at their depth.
-            more = (beyond || (cut && tier + 1 < PAGE_TIERS.len())) && end < MAX_DEPTH;
+            more = (beyond || (cut && tier + 1 < tiers.len())) && end < MAX_DEPTH;
         }
     }
     Ok((sequence, more))
@@ -372,7 +397,9 @@ mod tests {
     /// How many positions the head fills for `ranking(n, seed)`.
     fn head(n: usize, seed: u64) -> usize {
         let head = ranking(n, seed)(HEAD_DEPTH).unwrap();
-        head.settled.min(PAGE_TIERS[1].0).min(head.ranked.len())
+        head.settled
+            .min(HEAD_SETTLES_AT_MOST)
+            .min(head.ranked.len())
     }
 
     #[test]
@@ -386,7 +413,12 @@ mod tests {
             (700, 5),
             (90, 4),
         ];
-        for ((n, seed), with_head) in cases.into_iter().flat_map(|c| [(c, true), (c, false)]) {
+        let runs = cases.into_iter().flat_map(|c| {
+            [(c, true), (c, false)]
+                .into_iter()
+                .flat_map(|r| [(r, page_tiers(1)), (r, page_tiers(4))])
+        });
+        for (((n, seed), with_head), tiers) in runs {
             for limits in [
                 vec![20usize; 15],
                 vec![7, 50, 13, 100, 3, 200, 1, 40, 60, 9, 500],
@@ -395,7 +427,7 @@ mod tests {
                 let mut offset = 0;
                 for &limit in limits.iter().cycle().take(40) {
                     let (sequence, more) =
-                        paged_sequence(offset + limit, with_head, ranking(n, seed)).unwrap();
+                        paged_sequence(offset + limit, with_head, tiers, ranking(n, seed)).unwrap();
                     let page: Vec<String> = sequence
                         .into_iter()
                         .skip(offset)
@@ -411,7 +443,8 @@ mod tests {
                 let distinct: HashSet<&String> = shown.iter().collect();
                 assert_eq!(distinct.len(), shown.len(), "no repeats ({n}, {limits:?})");
                 // The same positions asked for in one page give the same records.
-                let (whole, _) = paged_sequence(shown.len(), with_head, ranking(n, seed)).unwrap();
+                let (whole, _) =
+                    paged_sequence(shown.len(), with_head, tiers, ranking(n, seed)).unwrap();
                 let whole: Vec<String> = whole.into_iter().map(|(id, _)| id).collect();
                 assert_eq!(whole, shown, "pages are slices of one sequence");
                 // The head's settled prefix opens the sequence.
@@ -420,8 +453,8 @@ mod tests {
                 let opening: Vec<&String> = ranked[..settled].iter().map(|(id, _)| id).collect();
                 assert_eq!(shown[..settled].iter().collect::<Vec<_>>(), opening);
                 // No gaps: within each tier every record ranked above one it placed was shown.
-                for (tier, &(first, depth)) in PAGE_TIERS.iter().enumerate() {
-                    let next_first = PAGE_TIERS.get(tier + 1).map_or(usize::MAX, |t| t.0);
+                for (tier, &(first, depth)) in tiers.iter().enumerate() {
+                    let next_first = tiers.get(tier + 1).map_or(usize::MAX, |t| t.0);
                     let first = first.max(settled);
                     if first >= shown.len().min(next_first) {
                         continue;
@@ -442,7 +475,7 @@ mod tests {
     fn the_first_page_runs_one_shallow_ranking_and_a_deep_page_stays_bounded() {
         let depths_of = |end: usize, n: usize, seed: u64| {
             let mut depths = Vec::new();
-            let (page, more) = paged_sequence(end, true, |d| {
+            let (page, more) = paged_sequence(end, true, &PAGE_TIERS, |d| {
                 depths.push(d);
                 ranking(n, seed)(d)
             })
@@ -461,15 +494,39 @@ mod tests {
         assert!(!more, "nothing past the deepest tier");
         assert_eq!(depths, vec![HEAD_DEPTH, 500, 2_500, MAX_DEPTH]);
         // Without the head (several lists), the first page is one ranking at the first tier.
-        let mut depths = Vec::new();
-        let (page, _) = paged_sequence(20, false, |d| {
-            depths.push(d);
-            ranking(10_000, 2)(d)
-        })
-        .unwrap();
-        assert_eq!((page.len(), depths), (20, vec![500]));
+        let first_page = |tiers: &[(usize, usize)], end: usize| {
+            let mut depths = Vec::new();
+            let (page, _) = paged_sequence(end, false, tiers, |d| {
+                depths.push(d);
+                ranking(10_000, 2)(d)
+            })
+            .unwrap();
+            (page.len(), depths)
+        };
+        assert_eq!(first_page(page_tiers(3), 20), (20, vec![500]));
+        // Two lists: the first two pages of 20 at 200, the third re-runs 200 and adds 500.
+        assert_eq!(first_page(page_tiers(2), 20), (20, vec![200]));
+        assert_eq!(first_page(page_tiers(2), 40), (40, vec![200]));
+        assert_eq!(first_page(page_tiers(2), 60), (60, vec![200, 500]));
         // A head that settles the first tier's 100 positions: that tier's ranking is skipped.
         let (_, _, depths) = depths_of(300, 30_000, 4);
         assert_eq!(depths, vec![HEAD_DEPTH, 2_500]);
+    }
+
+    #[test]
+    fn the_tiers_grow_and_end_at_the_deepest_ranking() {
+        for lists in 1..=4 {
+            let tiers = page_tiers(lists);
+            assert_eq!(tiers[0].0, 0, "the first tier starts the sequence");
+            assert_eq!(tiers.last().unwrap().1, MAX_DEPTH);
+            for pair in tiers.windows(2) {
+                assert!(pair[0].0 < pair[1].0 && pair[0].1 < pair[1].1, "{tiers:?}");
+            }
+            // Every position is ranked at least twice as deep as itself.
+            for (i, &(_, depth)) in tiers.iter().enumerate() {
+                let end = tiers.get(i + 1).map_or(MAX_DEPTH, |t| t.0);
+                assert!(depth >= (2 * end).min(MAX_DEPTH), "{tiers:?}");
+            }
+        }
     }
 }

@@ -3,7 +3,7 @@
 use indexer::filter::PayloadMatcher;
 use indexer::points::{VectorName, key};
 
-use super::cursor::{Ranked, paged_sequence};
+use super::cursor::{Ranked, page_tiers, paged_sequence};
 use super::explain::{matched_boxes, matched_words};
 use super::rrf::{Acc, Lists, fuse};
 use super::*;
@@ -23,7 +23,9 @@ pub struct Fusion {
     /// Label/caption text vectors.
     pub text: f32,
     /// Candidates taken from each list: 0 (the default) sizes them to the page asked for
-    /// (500 for results up to position 100, deeper for later pages, see `PAGE_TIERS`); 10 to
+    /// (for results up to position 100: 500 when three or four lists run, 200 up to
+    /// position 40 and then 500 when one or two do; deeper for later pages, see
+    /// `cursor::page_tiers`); 10 to
     /// 10,000 takes every list that deep for every page.
     pub depth: usize,
 }
@@ -163,7 +165,7 @@ impl SearchService {
         let (text, negatives) = clean_texts(req)?;
         let limit = page_size(req.limit)?;
         // Every size below comes from the depth (a fixed one clamped, or a tier of
-        // `PAGE_TIERS`) and `limit` (at most MAX_LIMIT); the cursor's offset is refused unless
+        // `page_tiers`) and `limit` (at most MAX_LIMIT); the cursor's offset is refused unless
         // it lies within the deepest list the request can take.
         let fixed = (req.fusion.depth != 0).then(|| req.fusion.depth.clamp(MIN_DEPTH, MAX_DEPTH));
         let key = request_key(req);
@@ -206,8 +208,8 @@ impl SearchService {
             // library: no hybrid first page of 200, benches/README.md), and would only add a
             // ranking.
             None => {
-                let head = self.lists_run(&text, req, query.as_ref()).count() == 1;
-                paged_sequence(end, head, rank)?
+                let lists = self.lists_run(&text, req, query.as_ref()).count();
+                paged_sequence(end, lists == 1, page_tiers(lists), rank)?
             }
         };
         let page: Vec<(String, Acc)> = sequence.into_iter().skip(offset).take(limit).collect();

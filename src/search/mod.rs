@@ -6,8 +6,9 @@
 //! - vector: the CLIP text embedding (plus a "more like this" image, minus negative texts)
 //!   against the `image`, `region` (box crops) and `text` (label/caption) vectors.
 //!
-//! By default the candidate depth is sized to the page (`cursor::PAGE_TIERS`: lists 500 deep
-//! for the first 100 results, deeper for later pages); every page is a slice of one fused
+//! By default the candidate depth is sized to the page (`cursor::page_tiers`: lists 500 deep
+//! for the first 100 results when three or four lists run, 200 deep for the first 40 when one
+//! or two do, deeper for later pages); every page is a slice of one fused
 //! sequence, built tier by tier, so a cursor (an offset bound to the query) gives no repeats or
 //! gaps whatever the page sizes. A fixed depth (`Fusion::depth`) takes one ranking that deep.
 //! Cursors are `offset.tag`, the tag a keyed hash of the offset and the request (the key,

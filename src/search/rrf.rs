@@ -93,8 +93,8 @@ pub(super) fn fuse(
     (ranked, settled)
 }
 
-/// The longest settled prefix looked for: the first tier of a page-sized depth ends there.
-const SETTLE_AT_MOST: usize = super::cursor::PAGE_TIERS[1].0;
+/// The longest settled prefix looked for (the most a page-sized request's head fills).
+const SETTLE_AT_MOST: usize = super::cursor::HEAD_SETTLES_AT_MOST;
 
 /// Per list, the most a record the list did not return can gain from it (0 for a list that
 /// was not cut or did not run).
