@@ -9,6 +9,9 @@
 //! embedder, so the run measures the service, not the model. Exits non-zero on any non-2xx
 //! answer other than 503 (deliberate load-shedding) and on any socket error.
 //!
+//! `IMAGELENS_BENCH_WEIGHTS` sends fusion weights with every search (unset: the server's
+//! defaults).
+//!
 //! `IMAGELENS_BENCH_MODE=first-paint` runs the web page in headless Chromium on the same
 //! served library instead of wrk: milliseconds from Enter to the first thumbnail painted, for
 //! 20 queries x `IMAGELENS_BENCH_ROUNDS` (default 3), beside the server's own mean time per
@@ -130,7 +133,8 @@ const QUERIES: [&str; 20] = [
 ];
 
 /// The mix, in cycle order: search, look-up, search, thumbnail (50 / 25 / 25 %).
-fn mix(n: usize, files: &[(u64, String)], rng: &mut StdRng) -> Vec<Req> {
+/// `weights`: the searches' `weights` (none: the server's defaults).
+fn mix(n: usize, files: &[(u64, String)], weights: Option<&str>, rng: &mut StdRng) -> Vec<Req> {
     let filters = [
         json!({}),
         json!({"labels": ["car"], "captured_after": "2020-01-01"}),
@@ -142,7 +146,11 @@ fn mix(n: usize, files: &[(u64, String)], rng: &mut StdRng) -> Vec<Req> {
     for k in 0..100 {
         for j in [2 * k, 2 * k + 1] {
             let (query, filter) = (QUERIES[j % 20], &filters[(j + j / 20) % 5]);
-            let body = json!({"query": query, "filter": filter, "limit": 20}).to_string();
+            let mut body = json!({"query": query, "filter": filter, "limit": 20});
+            if let Some(w) = weights {
+                body["weights"] = json!(w);
+            }
+            let body = body.to_string();
             out.push(Req {
                 method: "POST",
                 path: "/v1/search".into(),
@@ -371,7 +379,14 @@ fn run() -> anyhow::Result<ExitCode> {
     rt.spawn(async move { axum::serve(listener, app).await.expect("server runs") });
 
     let mut rng = StdRng::seed_from_u64(9);
-    let mix = mix(n, &files, &mut rng);
+    // `IMAGELENS_BENCH_WEIGHTS=keyword=1,image=1,region=0.7,text=0.5` sends those weights with
+    // every search (the defaults before session 17 ran all four lists); unset, the searches
+    // send none and run the server's defaults.
+    let weights = std::env::var("IMAGELENS_BENCH_WEIGHTS").ok();
+    if let Some(w) = &weights {
+        println!("search weights: {w} (IMAGELENS_BENCH_WEIGHTS)");
+    }
+    let mix = mix(n, &files, weights.as_deref(), &mut rng);
     // One of each kind first, so a broken mix fails in a second rather than after the run.
     for req in &mix[..12] {
         let (status, text) = http(port, req, auth.as_deref())?;
