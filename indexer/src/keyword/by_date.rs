@@ -93,13 +93,13 @@ impl KeywordIndex {
         };
         // The page lies among the newest (oldest) records: look among the matches dated in a
         // window at that end of the library's dates (within the filter's bounds on the axis)
-        // first, sized for about four times the
-        // records the page needs if dates were spread evenly, eight times wider each time it
-        // holds fewer than `keep` matches. Every match outside a window is dated before (after)
-        // every match inside it, so a window holding `keep` matches holds the page. The window
-        // is open on its far side, so it is right whatever the column's bounds say. The whole
-        // match set is collected only when the window would cover the span, which also brings
-        // in the undated records (last in the order).
+        // first, sized for about four times the records the page needs if dates were spread
+        // evenly, eight times wider each time it holds fewer than `keep` matches. Every match
+        // outside a window is dated before (after) every match inside it, so a window holding
+        // `keep` matches holds the page. Only the window's near edge is new (its far side is
+        // the filter's own bound, or open), so it is right whatever the column's bounds say.
+        // The whole match set is collected only when the window would cover the span, which
+        // also brings in the undated records (last in the order).
         let mut segments = None;
         if window
             && keep > 0
