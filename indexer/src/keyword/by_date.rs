@@ -80,7 +80,13 @@ impl KeywordIndex {
         let searcher = self.reader.searcher();
         let q = self.filter_query(filter)?;
         let keep = offset.saturating_add(limit);
-        let total = q.count(&searcher)?;
+        // The window needs the number of matches up front; the one pass counts them as it
+        // collects (so it is not asked for twice).
+        let counted = if window {
+            Some(q.count(&searcher)?)
+        } else {
+            None
+        };
         let best = |q: &dyn tantivy::query::Query| {
             searcher.search(
                 q,
@@ -101,7 +107,7 @@ impl KeywordIndex {
         // The whole match set is collected only when the window would cover the span, which
         // also brings in the undated records (last in the order).
         let mut segments = None;
-        if window
+        if let Some(total) = counted
             && keep > 0
             && keep < total
             && let Some((first, last)) = self.date_span(&searcher, axis)?
@@ -153,6 +159,7 @@ impl KeywordIndex {
             None => best(&*q)?,
         };
         let visited = segments.iter().map(|s| s.matched).sum();
+        let total = counted.unwrap_or(visited);
         let mut addrs = Vec::new();
         let mut dates = Vec::new();
         for s in segments {
