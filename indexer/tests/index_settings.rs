@@ -353,3 +353,142 @@ fn a_store_made_before_index_settings_opens_answers_and_gains_graphs_on_optimize
         .collect();
     assert_eq!(again, before);
 }
+
+/// Per segment of the store in `dir`, as qdrant records it in the segment's `segment.json`:
+/// the kind of each named vector's index (`plain` / `hnsw`) and its storage type
+/// (`InRamChunkedMmap` or `InRamMmap`: read into RAM when opened; `ChunkedMmap` or `Mmap`:
+/// memory-mapped from disk).
+fn segment_storage(dir: &Path) -> Vec<Vec<(String, String)>> {
+    let mut found = Vec::new();
+    for shard in std::fs::read_dir(dir).unwrap() {
+        let segments = shard.unwrap().path().join("segments");
+        let Ok(entries) = std::fs::read_dir(&segments) else {
+            continue;
+        };
+        for segment in entries {
+            let path = segment.unwrap().path().join("segment.json");
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let vectors = json["config"]["vector_data"].as_object().unwrap();
+            found.push(
+                vectors
+                    .values()
+                    .map(|v| {
+                        (
+                            v["index"]["type"].as_str().unwrap().to_owned(),
+                            v["storage_type"].as_str().unwrap().to_owned(),
+                        )
+                    })
+                    .collect(),
+            );
+        }
+    }
+    found
+}
+
+/// The storage types of every graph-indexed segment's vectors.
+fn graph_storage(dir: &Path) -> BTreeSet<String> {
+    segment_storage(dir)
+        .into_iter()
+        .flatten()
+        .filter(|(index, _)| index == "hnsw")
+        .map(|(_, storage)| storage)
+        .collect()
+}
+
+/// `on_disk` moves the full vectors of graph segments between RAM and disk on the next
+/// optimize (and a reopened store keeps them where they are); exact answers are the same
+/// wherever they live, graph answers keep their recall, and scores stay true cosines.
+#[test]
+fn vectors_move_between_ram_and_disk_on_optimize_and_answers_stay_the_same() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (samples, centres) = clustered(13, 3_000);
+    let ram = IndexSettings {
+        on_disk: false,
+        ..graph_settings(Quantization::Int8)
+    };
+    let disk = IndexSettings {
+        on_disk: true,
+        ..ram.clone()
+    };
+    assert!(IndexSettings::default().on_disk, "on disk by default");
+    let store = store_with(tmp.path(), &samples, &ram);
+    let exact = |store: &EdgeStore| -> Vec<Vec<(PointId, i64)>> {
+        centres
+            .iter()
+            .map(|c| {
+                search(store, c, VectorFilter::default(), 20, true)
+                    .iter()
+                    .map(|h| (h.id, (h.score * 1e5).round() as i64))
+                    .collect()
+            })
+            .collect()
+    };
+    let recall = |store: &EdgeStore| -> f64 {
+        let (mut found, mut wanted) = (0, 0);
+        for (c, truth) in centres.iter().zip(exact(store)) {
+            let truth: BTreeSet<PointId> = truth.iter().map(|(id, _)| *id).collect();
+            let hits = search(store, c, VectorFilter::default(), 20, false);
+            for h in &hits {
+                let sample = samples.iter().find(|s| s.id == h.id).unwrap();
+                let want = cosine(&sample.image, c);
+                assert!((h.score - want).abs() < 1e-4, "{} vs {want}", h.score);
+            }
+            wanted += truth.len();
+            found += hits.iter().filter(|h| truth.contains(&h.id)).count();
+        }
+        found as f64 / wanted as f64
+    };
+    let in_ram: BTreeSet<String> = ["InRamChunkedMmap".to_owned(), "InRamMmap".to_owned()].into();
+    let before = exact(&store);
+    let storage = graph_storage(tmp.path());
+    assert!(
+        !storage.is_empty() && storage.is_subset(&in_ram),
+        "{storage:?}"
+    );
+    assert!(recall(&store) >= 0.95);
+
+    store.set_index_settings(&disk).unwrap();
+    store.optimize().unwrap();
+    let storage = graph_storage(tmp.path());
+    assert!(
+        !storage.is_empty() && storage.is_disjoint(&in_ram),
+        "{storage:?}"
+    );
+    assert_eq!(exact(&store), before);
+    assert!(recall(&store) >= 0.95);
+    assert!(store.index_state().unwrap().indexed_vectors >= samples.len());
+    drop(store);
+
+    let store = EdgeStore::open(tmp.path()).unwrap();
+    assert_eq!(store.index_settings().unwrap(), disk);
+    assert_eq!(exact(&store), before);
+    store.optimize().unwrap();
+    assert!(graph_storage(tmp.path()).is_disjoint(&in_ram));
+
+    store.set_index_settings(&ram).unwrap();
+    store.optimize().unwrap();
+    let storage = graph_storage(tmp.path());
+    assert!(
+        !storage.is_empty() && storage.is_subset(&in_ram),
+        "{storage:?}"
+    );
+    assert_eq!(exact(&store), before);
+    drop(store);
+
+    // An `index.json` written before the setting existed (no `on_disk`, vectors in RAM) reads
+    // as the default, and the next optimize moves the vectors to disk.
+    let file = tmp.path().join("index.json");
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    json.as_object_mut().unwrap().remove("on_disk").unwrap();
+    std::fs::write(&file, json.to_string()).unwrap();
+    let store = EdgeStore::open(tmp.path()).unwrap();
+    assert_eq!(store.index_settings().unwrap(), disk);
+    assert_eq!(exact(&store), before);
+    store.optimize().unwrap();
+    assert!(graph_storage(tmp.path()).is_disjoint(&in_ram));
+    assert_eq!(exact(&store), before);
+}

@@ -691,11 +691,36 @@ fn optimize_moves_the_vectors_of_an_older_collection_to_disk() {
     assert_vectors_on_disk(&server, "older");
     assert_eq!(store.count(&all()).unwrap(), 300);
     assert_eq!(store.search(&probe()).unwrap(), before);
+    assert!(store.index_settings().unwrap().on_disk);
     // A new process sees the same spec (on_disk is no part of it).
     let again = ServerStore::connect(&url, "older").unwrap();
     again.ensure(&spec()).unwrap();
     again.optimize().unwrap();
     assert_eq!(again.count(&all()).unwrap(), 300);
+
+    // `on_disk: false` (`imagelens optimize --vectors ram`) moves them back into RAM.
+    let ram = IndexSettings {
+        on_disk: false,
+        ..again.index_settings().unwrap()
+    };
+    again.set_index_settings(&ram).unwrap();
+    again.optimize().unwrap();
+    let config = collection_config(&server, "older");
+    for name in &spec().vectors {
+        assert_eq!(
+            config["params"]["vectors"][name]["on_disk"], false,
+            "{config}"
+        );
+    }
+    let storage = segment_storage(&server, "older");
+    assert!(
+        !storage.is_empty() && storage.iter().all(|t| t.starts_with("InRam")),
+        "{storage:?}"
+    );
+    assert_eq!(again.search(&probe()).unwrap(), before);
+    let third = ServerStore::connect(&url, "older").unwrap();
+    third.ensure(&spec()).unwrap();
+    assert!(!third.index_settings().unwrap().on_disk);
 }
 
 /// `method path` with a JSON body on the server's REST port (another client changing the

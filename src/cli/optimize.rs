@@ -43,6 +43,10 @@ pub struct OptimizeArgs {
     /// `off`; search-time, nothing is rebuilt.
     #[arg(long, value_parser = ["on", "off"])]
     pub acorn: Option<String>,
+    /// Where the full vectors live: `disk` (memory-mapped, read as searches touch them; the
+    /// default) or `ram` (read into memory when the library opens).
+    #[arg(long, value_parser = ["disk", "ram"])]
+    pub vectors: Option<String>,
     /// Print one JSON document.
     #[arg(long)]
     pub json: bool,
@@ -67,6 +71,9 @@ impl OptimizeArgs {
         s.oversampling = self.oversampling.unwrap_or(s.oversampling);
         if let Some(acorn) = &self.acorn {
             s.acorn = acorn == "on";
+        }
+        if let Some(vectors) = &self.vectors {
+            s.on_disk = vectors == "disk";
         }
         Ok(s)
     }
@@ -154,8 +161,13 @@ pub(super) fn describe(state: &IndexState) -> String {
             Quantization::Int8 => format!("int8 x{} rescored", s.oversampling),
         };
         let acorn = if s.acorn { "acorn" } else { "no acorn" };
+        let vectors = if s.on_disk {
+            "vectors on disk"
+        } else {
+            "vectors in RAM"
+        };
         format!(
-            ", m {} ef_construct {} ef {} ({acorn}), {q}",
+            ", m {} ef_construct {} ef {} ({acorn}), {q}, {vectors}",
             s.m, s.ef_construct, s.ef
         )
     });

@@ -523,6 +523,7 @@ fn optimize_sets_the_index_rebuilds_it_and_info_shows_it_while_search_answers_th
     );
     assert!(info["index"]["points"].as_u64().unwrap() >= 12);
     assert!(info["index"]["disk_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(info["index"]["settings"]["on_disk"], true, "{info}");
 
     // Out-of-range numbers are refused with the reason, and nothing changes.
     let bad = fx.run(&["optimize", "--m", "1000"]);
@@ -544,9 +545,12 @@ fn optimize_sets_the_index_rebuilds_it_and_info_shows_it_while_search_answers_th
         "1",
         "--acorn",
         "off",
+        "--vectors",
+        "ram",
         "--json",
     ]));
     assert_eq!(v["index"]["settings"]["kind"], "hnsw", "{v}");
+    assert_eq!(v["index"]["settings"]["on_disk"], false, "{v}");
     assert_eq!(v["index"]["settings"]["quantization"], "int8");
     assert_eq!(v["index"]["settings"]["acorn"], false, "{v}");
     assert!(v["index"]["indexed_vectors"].as_u64().unwrap() > 0, "{v}");
@@ -554,7 +558,8 @@ fn optimize_sets_the_index_rebuilds_it_and_info_shows_it_while_search_answers_th
     let text = String::from_utf8_lossy(&human.stdout);
     assert!(
         text.contains(
-            "index        hnsw, m 16 ef_construct 100 ef 64 (no acorn), int8 x2 rescored"
+            "index        hnsw, m 16 ef_construct 100 ef 64 (no acorn), int8 x2 rescored, \
+             vectors in RAM"
         ),
         "{text}"
     );

@@ -311,6 +311,13 @@ pub struct IndexSettings {
     /// cut into pieces by a selective filter is still walked end to end; costs more per search,
     /// only with a filter. Search-time: changing it rebuilds nothing.
     pub acorn: bool,
+    /// The full-precision vectors stay on disk, memory-mapped and read as searches touch them
+    /// (the kernel keeps the ones in use cached, and may drop them under memory pressure),
+    /// instead of being read into memory when the library opens. With int8 copies, which stay
+    /// in RAM, a graph search reads full vectors only to rescore its candidates, so a library
+    /// whose vectors outgrow the machine's memory still searches from memory. Applied by the
+    /// next optimize, which rewrites the segments stored the other way.
+    pub on_disk: bool,
 }
 
 /// [`IndexSettings::kind`].
@@ -354,6 +361,7 @@ impl Default for IndexSettings {
             quantization: Quantization::None,
             oversampling: 2.0,
             acorn: true,
+            on_disk: true,
         }
     }
 }

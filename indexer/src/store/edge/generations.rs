@@ -10,10 +10,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
 use qdrant_edge::{
-    Distance, EdgeConfigBuilder, EdgeOptimizersConfig, EdgeShard, EdgeVectorParamsBuilder,
-    FieldIndexOperations, HnswIndexConfig, PointInsertOperations, PointOperations, PointStruct,
-    QuantizationConfig, ScrollRequest, UpdateOperation, VectorStructInternal, Vectors,
-    WithPayloadInterface, WithVector,
+    Distance, EdgeConfig, EdgeConfigBuilder, EdgeOptimizersConfig, EdgeShard,
+    EdgeVectorParamsBuilder, FieldIndexOperations, HnswIndexConfig, PointInsertOperations,
+    PointOperations, PointStruct, QuantizationConfig, ScrollRequest, UpdateOperation,
+    VectorStructInternal, Vectors, WithPayloadInterface, WithVector,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -158,6 +158,20 @@ pub(super) fn qdrant_index(
     Ok((hnsw, optimizers, quantization))
 }
 
+/// Sets where `config` keeps each named vector's full vectors (on disk, memory-mapped, or in
+/// RAM; see [`IndexSettings::on_disk`]); answers whether anything changed. A shard made before
+/// the setting existed has no value (qdrant's default: RAM).
+pub(super) fn place_vectors(config: &mut EdgeConfig, on_disk: bool) -> bool {
+    let mut changed = false;
+    for params in config.vectors.values_mut() {
+        if params.on_disk.unwrap_or(false) != on_disk {
+            params.on_disk = Some(on_disk);
+            changed = true;
+        }
+    }
+    changed
+}
+
 /// Creates shard generation `generation` for `spec` with its payload indexes and the qdrant
 /// form of `settings`, flushed.
 pub(super) fn create_shard(
@@ -176,7 +190,9 @@ pub(super) fn create_shard(
     for name in &spec.vectors {
         config = config.vector(
             name.clone(),
-            EdgeVectorParamsBuilder::new(spec.dim, Distance::Cosine).build(),
+            EdgeVectorParamsBuilder::new(spec.dim, Distance::Cosine)
+                .on_disk(settings.on_disk)
+                .build(),
         );
     }
     let mut config = config.build();

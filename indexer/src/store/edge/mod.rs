@@ -74,8 +74,9 @@ use crate::json_file::sync_dir;
 use convert::{dense, from_edge_id, json_path, to_edge_filter, to_edge_point, to_payload};
 use generations::{
     COLLECTION_FILE, FORMAT, Manifest, align_range_field_links, copy_points,
-    create_payload_indexes, create_shard, flush_shard, qdrant_index, read_index_settings,
-    read_manifest, remove_stale_shards, shard_dir, update, write_index_settings, write_manifest,
+    create_payload_indexes, create_shard, flush_shard, place_vectors, qdrant_index,
+    read_index_settings, read_manifest, remove_stale_shards, shard_dir, update,
+    write_index_settings, write_manifest,
 };
 
 /// Points per scroll page (`distinct`, `compact`).
@@ -179,17 +180,20 @@ impl EdgeStore {
     }
 
     /// Brings the live shard's qdrant config to `settings` (graph shape, which segments get a
-    /// graph, quantization). qdrant-edge 0.7.0 has no setter for quantization, so a change of
-    /// it reloads the shard with the new config (reopened as it was if that fails). Graphs and
-    /// quantized copies themselves are rebuilt by the shard's config-mismatch optimizer on the
-    /// next `optimize`.
+    /// graph, quantization, where the full vectors live). qdrant-edge 0.7.0 has no setter for
+    /// quantization or a vector's storage, so a change of either reloads the shard with the new
+    /// config (reopened as it was if that fails). Graphs, quantized copies and segments stored
+    /// the other way are rebuilt by the shard's config-mismatch optimizer on the next
+    /// `optimize`.
     fn apply(&self, state: &mut Option<Open>, settings: &IndexSettings) -> StoreResult<()> {
         let Some(open) = state.as_ref() else {
             return Ok(());
         };
         let (hnsw, optimizers, quantization) = qdrant_index(&open.spec, settings)?;
         let current = open.shard.config().clone();
-        if current.quantization_config == quantization {
+        let mut config = current.clone();
+        let moved = place_vectors(&mut config, settings.on_disk);
+        if current.quantization_config == quantization && !moved {
             if current.hnsw_config != hnsw {
                 open.shard.set_hnsw_config(hnsw).map_err(backend)?;
             }
@@ -200,7 +204,6 @@ impl EdgeStore {
             }
             return Ok(());
         }
-        let mut config = current;
         config.hnsw_config = hnsw;
         config.optimizers = optimizers;
         config.quantization_config = quantization;

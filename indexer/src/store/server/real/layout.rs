@@ -101,21 +101,25 @@ impl ServerStore {
     }
 
     /// The params of one named vector of a new collection: `dim` floats, cosine, the full
-    /// vectors on disk (memory-mapped; the int8 copies, when the index settings ask for
-    /// them, stay in RAM: the layout issue 11 chose, as the embedded store keeps it).
+    /// vectors on disk (memory-mapped) or in RAM as [`IndexSettings::on_disk`] says (the int8
+    /// copies, when the index settings ask for them, stay in RAM either way).
     #[allow(deprecated)] // `on_disk`: the 1.18 server does not know its successor `memory`.
-    pub(super) fn vector_params(dim: usize) -> VectorParamsBuilder {
-        VectorParamsBuilder::new(dim as u64, Distance::Cosine).on_disk(true)
+    pub(super) fn vector_params(dim: usize, on_disk: bool) -> VectorParamsBuilder {
+        VectorParamsBuilder::new(dim as u64, Distance::Cosine).on_disk(on_disk)
     }
 
-    /// Moves each named vector of the collection whose full vectors are kept in RAM (a
-    /// collection made before imagelens asked for on-disk vectors, or changed by another
-    /// client) to on-disk storage, in one update. Qdrant accepts `on_disk` in an update of
-    /// an existing vector; its optimizers then rewrite the segments whose storage differs
-    /// from the config, in the background, every point answering meanwhile. Returns the
-    /// vectors moved.
+    /// Moves each named vector of the collection whose full vectors are kept the other way
+    /// (a collection made before imagelens asked for on-disk vectors, one whose settings
+    /// changed, or one changed by another client) to disk (`on_disk`) or to RAM, in one update.
+    /// Qdrant accepts `on_disk` in an update of an existing vector; its optimizers then
+    /// rewrite the segments whose storage differs from the config, in the background, every
+    /// point answering meanwhile. Returns the vectors moved.
     #[allow(deprecated)] // `on_disk`: the 1.18 server does not know its successor `memory`.
-    pub(super) fn move_vectors_to_disk(&self, info: &CollectionInfo) -> StoreResult<Vec<String>> {
+    pub(super) fn place_vectors(
+        &self,
+        info: &CollectionInfo,
+        on_disk: bool,
+    ) -> StoreResult<Vec<String>> {
         let params = info
             .config
             .as_ref()
@@ -128,7 +132,7 @@ impl ServerStore {
         let mut moved: Vec<String> = map
             .map
             .iter()
-            .filter(|(_, params)| params.on_disk != Some(true))
+            .filter(|(_, params)| params.on_disk.unwrap_or(false) != on_disk)
             .map(|(name, _)| name.clone())
             .collect();
         if moved.is_empty() {
@@ -141,7 +145,7 @@ impl ServerStore {
                 (
                     name.clone(),
                     qdrant::VectorParamsDiff {
-                        on_disk: Some(true),
+                        on_disk: Some(on_disk),
                         ..qdrant::VectorParamsDiff::default()
                     },
                 )
@@ -229,7 +233,9 @@ impl ServerStore {
     /// (`m`, `ef_construct`, `full_scan_threshold`), the quantization and which segments
     /// get a graph (`indexing_threshold`): when the recorded kind no longer produces the
     /// configured threshold (someone changed the collection with another client, or it
-    /// was made before imagelens kept settings), the kind is read from the threshold.
+    /// was made before imagelens kept settings), the kind is read from the threshold. Where
+    /// the full vectors live (`on_disk`) is the recorded value (the default when none is):
+    /// `optimize` moves vectors stored the other way to it, as it does in the embedded store.
     pub(super) fn index_of(
         &self,
         info: &CollectionInfo,

@@ -29,10 +29,10 @@ impl VectorStore for ServerStore {
             return Ok(());
         }
         let mut vectors = VectorsConfigBuilder::default();
-        for name in &spec.vectors {
-            vectors.add_named_vector_params(name, Self::vector_params(spec.dim));
-        }
         let settings = self.index()?;
+        for name in &spec.vectors {
+            vectors.add_named_vector_params(name, Self::vector_params(spec.dim, settings.on_disk));
+        }
         let (hnsw, optimizers, int8) = Self::index_config(&spec, &settings);
         let mut create = CreateCollectionBuilder::new(&self.collection)
             .vectors_config(vectors)
@@ -295,9 +295,9 @@ impl VectorStore for ServerStore {
     ///
     /// First, a date index made with payload-aware graph links (a collection made before
     /// [`crate::store::RANGE_FIELD_LINKS`]) is rebuilt without them, as the embedded
-    /// store's optimize does, and named vectors kept in RAM (a collection made before
-    /// imagelens asked for on-disk vectors) are moved to disk; the wait below covers the
-    /// segments the server rewrites for it.
+    /// store's optimize does, and named vectors kept other than [`IndexSettings::on_disk`]
+    /// says (in RAM: a collection made before imagelens asked for on-disk vectors) are moved;
+    /// the wait below covers the segments the server rewrites for it.
     fn optimize(&self) -> StoreResult<()> {
         if !self.has_spec()? {
             return Ok(());
@@ -312,12 +312,14 @@ impl VectorStore for ServerStore {
                 );
                 self.changed.store(true, Ordering::Relaxed);
             }
-            let moved = self.move_vectors_to_disk(&info)?;
+            let on_disk = self.index()?.on_disk;
+            let moved = self.place_vectors(&info, on_disk)?;
             if !moved.is_empty() {
                 tracing::info!(
                     collection = %self.collection,
                     vectors = ?moved,
-                    "full vectors moved to disk (int8 copies stay in RAM)"
+                    on_disk,
+                    "full vectors moved (int8 copies stay in RAM)"
                 );
                 self.changed.store(true, Ordering::Relaxed);
             }
