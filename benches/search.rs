@@ -9,7 +9,9 @@
 //! (default 200 per case), `IMAGELENS_BENCH_OPTIMIZE` (`0`: no graph building, exact scans
 //! only), `IMAGELENS_BENCH_M` and `IMAGELENS_BENCH_EF_CONSTRUCT` (the graphs' shape, default
 //! the index's default; a library of another shape is kept under a directory of its own) and
-//! `IMAGELENS_BENCH_MODES` (below). Each library is built
+//! `IMAGELENS_BENCH_MODES` and `IMAGELENS_BENCH_CASES` (below), `IMAGELENS_BENCH_VECTORS` (`disk`, the default, or `ram`:
+//! where the full vectors live; a reused library of the other kind is rewritten by its first
+//! optimize). Each library is built
 //! once under `target/bench-search-<data>-<N>` (with graphs and int8 copies: the default auto
 //! index with quantization on) and reused. Text encoding is not included: query vectors come
 //! from a stand-in embedder (see `common::BenchEmbedder`); `cargo bench -p models --bench embed --features testing`
@@ -26,7 +28,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{TimeZone, Utc};
-use common::{BenchEmbedder, DIM, Data, Generator, build, ms, percentile};
+use common::{BenchEmbedder, DIM, Data, Generator, build, memory, ms, percentile};
 use imagelens::search::{Fusion, LookupRequest, SearchRequest, SearchService};
 use indexer::filter::{DateRange, RecordFilter};
 use indexer::record::DateAxis;
@@ -50,11 +52,18 @@ fn built_settings() -> IndexSettings {
             .unwrap_or_else(|_| panic!("{var} is a whole number, not {v:?}")),
         Err(_) => default,
     };
+    let on_disk = match std::env::var("IMAGELENS_BENCH_VECTORS").as_deref() {
+        Ok("disk") => true,
+        Ok("ram") => false,
+        Ok(other) => panic!("IMAGELENS_BENCH_VECTORS is disk or ram, not {other:?}"),
+        Err(_) => defaults.on_disk,
+    };
     let settings = IndexSettings {
         kind: IndexKind::Auto,
         quantization: Quantization::Int8,
         m: number("IMAGELENS_BENCH_M", defaults.m),
         ef_construct: number("IMAGELENS_BENCH_EF_CONSTRUCT", defaults.ef_construct),
+        on_disk,
         ..defaults
     };
     settings
@@ -240,6 +249,9 @@ fn open(n: usize, data: Data, spec: &EmbedderSpec) -> (Library, Generator) {
     let start = Instant::now();
     let optimise = std::env::var("IMAGELENS_BENCH_OPTIMIZE").as_deref() != Ok("0");
     if optimise {
+        // A reused library may have been built with other settings (where its full vectors
+        // live): this optimize brings it to the ones asked for.
+        lib.store().set_index_settings(&built_settings()).unwrap();
         lib.store().optimize().unwrap();
     }
     let state = lib.store().index_state().unwrap();
@@ -261,6 +273,10 @@ fn open(n: usize, data: Data, spec: &EmbedderSpec) -> (Library, Generator) {
         state.segments,
         state.disk_bytes.unwrap_or(0) as f64 / (1 << 20) as f64
     );
+    // Searched as a service opens it: closed and opened again, so the memory printed after
+    // the searches is that of an opened library, not of the build.
+    drop(lib);
+    let lib = Library::open(&dir, StoreSettings::Edge).unwrap();
     (lib, generator)
 }
 
@@ -305,18 +321,18 @@ fn all_lists() -> Fusion {
     }
 }
 
-/// The six cases of every table: a name, the service (`S`: one, or one per store) without a
+/// The seven cases of every table (or those `IMAGELENS_BENCH_CASES` names): a name, the service (`S`: one, or one per store) without a
 /// model or with one, the fusion weights and the filter. `hybrid (defaults)` is what a search
 /// gets without weights now (keyword 1, image 0.5: region and text not searched).
 fn cases<'s, S>(
     keyword_only: &'s S,
     hybrid: &'s S,
-) -> [(&'static str, &'s S, Fusion, RecordFilter); 7] {
+) -> Vec<(&'static str, &'s S, Fusion, RecordFilter)> {
     let vector_only = Fusion {
         keyword: 0.0,
         ..all_lists()
     };
-    [
+    let all = [
         (
             "keyword-only",
             keyword_only,
@@ -339,7 +355,16 @@ fn cases<'s, S>(
             Fusion::default(),
             truck_filter(),
         ),
-    ]
+    ];
+    // `IMAGELENS_BENCH_CASES`: a comma-separated list of words; only cases whose name holds
+    // one of them run (a 1M library's four-list exact references take seconds per query).
+    match std::env::var("IMAGELENS_BENCH_CASES") {
+        Ok(wanted) => all
+            .into_iter()
+            .filter(|c| wanted.split(',').any(|w| c.0.contains(w.trim())))
+            .collect(),
+        Err(_) => all.into(),
+    }
 }
 
 /// `count` seeded query texts: two labels and a setting ("dog with a truck at night").
@@ -482,6 +507,11 @@ fn run(n: usize, data: Data, quick: bool) {
             );
         }
     }
+    println!(
+        "\n{}: memory after the searches: {}\n",
+        data.name(),
+        memory().unwrap()
+    );
     // Look-ups (no model, no vectors): an auditor's first page of a date range, and of the
     // whole library, newest first. Baseline of the same run: every match sorted by date
     // (`KeywordIndex::sorted_by_date`, how look-ups worked before), then the page taken.

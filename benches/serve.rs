@@ -10,7 +10,8 @@
 //! answer other than 503 (deliberate load-shedding) and on any socket error.
 //!
 //! `IMAGELENS_BENCH_WEIGHTS` sends fusion weights with every search (unset: the server's
-//! defaults).
+//! defaults). `IMAGELENS_BENCH_INDEX` (auto / exact / hnsw) and `IMAGELENS_BENCH_VECTORS`
+//! (disk / ram) set the library's index settings (from the defaults) before it is served.
 //!
 //! `IMAGELENS_BENCH_MODE=first-paint` runs the web page in headless Chromium on the same
 //! served library instead of wrk: milliseconds from Enter to the first thumbnail painted, for
@@ -31,7 +32,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use chrono::Duration as Days;
-use common::{BenchEmbedder, DIM, Data, Generator};
+use common::{BenchEmbedder, DIM, Data, Generator, memory};
 use imagelens::governance::accounts::{Accounts, Role};
 use imagelens::governance::redact::Redaction;
 use imagelens::http::{AppState, router};
@@ -322,19 +323,44 @@ fn run() -> anyhow::Result<ExitCode> {
     }
     // `IMAGELENS_BENCH_INDEX=exact` measures the service with exact scans (no graphs), to
     // compare with the default (`auto`: graphs for segments of 20,000 points and more) on the
-    // same library.
-    if let Ok(kind) = std::env::var("IMAGELENS_BENCH_INDEX") {
-        let kind: indexer::store::IndexKind = serde_json::from_value(json!(kind))
+    // same library; `IMAGELENS_BENCH_VECTORS=ram` keeps the full vectors in RAM instead of on
+    // disk (the default). Either starts from the default settings.
+    let kind = std::env::var("IMAGELENS_BENCH_INDEX").ok();
+    let vectors = std::env::var("IMAGELENS_BENCH_VECTORS").ok();
+    let mut settings = indexer::store::IndexSettings::default();
+    if let Some(kind) = &kind {
+        settings.kind = serde_json::from_value(json!(kind))
             .context("IMAGELENS_BENCH_INDEX is auto, exact or hnsw")?;
-        lib.store()
-            .set_index_settings(&indexer::store::IndexSettings {
-                kind,
-                ..indexer::store::IndexSettings::default()
-            })?;
         println!("index: {kind:?} (IMAGELENS_BENCH_INDEX)");
+    }
+    if let Some(vectors) = &vectors {
+        settings.on_disk = match vectors.as_str() {
+            "disk" => true,
+            "ram" => false,
+            other => anyhow::bail!("IMAGELENS_BENCH_VECTORS is disk or ram, not {other:?}"),
+        };
+        println!("full vectors: {vectors} (IMAGELENS_BENCH_VECTORS)");
+    }
+    let changed = lib.store().index_settings()? != settings;
+    if changed {
+        lib.store().set_index_settings(&settings)?;
     }
     // As `imagelens ingest` leaves a library (a no-op on a reused one).
     lib.store().optimize()?;
+    // Served as a service opens it: a library this run built or rewrote is closed and opened
+    // again, so the memory figures below are those of an opened library, not of the build.
+    drop(lib);
+    let start = std::time::Instant::now();
+    let lib = Library::open(&dir, StoreSettings::Edge)?;
+    println!(
+        "library opened in {:.2} s ({})",
+        start.elapsed().as_secs_f64(),
+        if changed {
+            "index settings changed"
+        } else {
+            "settings as found"
+        }
+    );
     // Every request appends (and syncs) one audit entry: start each run from an empty trail so
     // runs are alike and the reused library does not grow without bound.
     let _ = std::fs::remove_dir_all(dir.join("audit"));
@@ -528,30 +554,6 @@ fn run() -> anyhow::Result<ExitCode> {
     }
     println!("OK");
     Ok(ExitCode::SUCCESS)
-}
-
-/// This process's memory (it serves the library; wrk is another process), from
-/// `/proc/self/status`: resident now (`VmRSS`), of which anonymous (`RssAnon`: heap, the
-/// store's in-RAM structures) and file-backed (`RssFile`: the store's and the keyword index's
-/// mmap'd files, which the kernel may drop and read again), and the peak (`VmHWM`, which
-/// includes building the library when this run built it).
-fn memory() -> anyhow::Result<String> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let mib = |key: &str| -> anyhow::Result<f64> {
-        let kb: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .with_context(|| format!("no {key} in /proc/self/status"))?;
-        Ok(kb / 1024.0)
-    };
-    Ok(format!(
-        "resident {:.0} MiB (anonymous {:.0}, files {:.0}), peak {:.0} MiB",
-        mib("VmRSS:")?,
-        mib("RssAnon:")?,
-        mib("RssFile:")?,
-        mib("VmHWM:")?
-    ))
 }
 
 /// Mean of a histogram's observations per label value, in ms, from `/metrics` text.

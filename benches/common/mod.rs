@@ -583,3 +583,28 @@ pub fn build_seeded(
     );
     generator
 }
+
+/// This process's memory (a bench's library is opened in it; wrk is another process), from
+/// `/proc/self/status`: resident now (`VmRSS`), of which anonymous (`RssAnon`: heap, the
+/// store's in-RAM structures) and file-backed (`RssFile`: the store's and the keyword index's
+/// mmap'd files, which the kernel may drop and read again), and the peak (`VmHWM`, which
+/// includes building the library when this run built it).
+pub fn memory() -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let mib = |key: &str| -> anyhow::Result<f64> {
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("no {key} in /proc/self/status"))?;
+        Ok(kb / 1024.0)
+    };
+    Ok(format!(
+        "resident {:.0} MiB (anonymous {:.0}, files {:.0}), peak {:.0} MiB",
+        mib("VmRSS:")?,
+        mib("RssAnon:")?,
+        mib("RssFile:")?,
+        mib("VmHWM:")?
+    ))
+}
