@@ -10,8 +10,9 @@
 //! answer other than 503 (deliberate load-shedding) and on any socket error.
 //!
 //! `IMAGELENS_BENCH_WEIGHTS` sends fusion weights with every search (unset: the server's
-//! defaults). `IMAGELENS_BENCH_INDEX` (auto / exact / hnsw) and `IMAGELENS_BENCH_VECTORS`
-//! (disk / ram) set the library's index settings (from the defaults) before it is served.
+//! defaults). `IMAGELENS_BENCH_INDEX` (auto / exact / hnsw), `IMAGELENS_BENCH_VECTORS`
+//! (disk / ram) and `IMAGELENS_BENCH_QUANTIZATION` (none / int8) set the library's index
+//! settings (from the defaults) before it is served.
 //!
 //! `IMAGELENS_BENCH_MODE=first-paint` runs the web page in headless Chromium on the same
 //! served library instead of wrk: milliseconds from Enter to the first thumbnail painted, for
@@ -324,9 +325,11 @@ fn run() -> anyhow::Result<ExitCode> {
     // `IMAGELENS_BENCH_INDEX=exact` measures the service with exact scans (no graphs), to
     // compare with the default (`auto`: graphs for segments of 20,000 points and more) on the
     // same library; `IMAGELENS_BENCH_VECTORS=ram` keeps the full vectors in RAM instead of on
-    // disk (the default). Either starts from the default settings.
+    // disk (the default); `IMAGELENS_BENCH_QUANTIZATION=none` searches the graphs over the full
+    // vectors instead of int8 copies (the default). Each starts from the default settings.
     let kind = std::env::var("IMAGELENS_BENCH_INDEX").ok();
     let vectors = std::env::var("IMAGELENS_BENCH_VECTORS").ok();
+    let quantization = std::env::var("IMAGELENS_BENCH_QUANTIZATION").ok();
     let mut settings = indexer::store::IndexSettings::default();
     if let Some(kind) = &kind {
         settings.kind = serde_json::from_value(json!(kind))
@@ -340,6 +343,11 @@ fn run() -> anyhow::Result<ExitCode> {
             other => anyhow::bail!("IMAGELENS_BENCH_VECTORS is disk or ram, not {other:?}"),
         };
         println!("full vectors: {vectors} (IMAGELENS_BENCH_VECTORS)");
+    }
+    if let Some(q) = &quantization {
+        settings.quantization = serde_json::from_value(json!(q))
+            .context("IMAGELENS_BENCH_QUANTIZATION is none or int8")?;
+        println!("quantization: {q} (IMAGELENS_BENCH_QUANTIZATION)");
     }
     let changed = lib.store().index_settings()? != settings;
     if changed {
