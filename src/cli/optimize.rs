@@ -33,7 +33,8 @@ pub struct OptimizeArgs {
     /// Beam width of a graph search (1 to 10000; a query wanting more hits uses its limit).
     #[arg(long)]
     pub ef: Option<usize>,
-    /// Quantized vector copies searched first and rescored: `none` or `int8`.
+    /// Quantized vector copies searched first and rescored: `int8` (the default; kept in RAM)
+    /// or `none` (the graphs are walked over the full vectors).
     #[arg(long, value_parser = ["none", "int8"])]
     pub quantization: Option<String>,
     /// With int8: candidates per hit wanted, rescored with the full vectors (1 to 16).

@@ -343,14 +343,16 @@ pub enum Quantization {
     Int8,
 }
 
-/// Graphs once a segment holds 20,000 points (`auto`), full-precision vectors. On the clustered
-/// 100k bench library (512-d), graph + int8 search at ef `max(128, depth)` returned the same
-/// fused top 20 as exact scans at depths 500 and 1000 (overlap 1.000 and equal to exact's) at a
-/// third of the vector-search time (benches/README.md). int8 was 10-17 % faster than plain
-/// graphs in one run and slower in another: it stays a choice (`imagelens optimize
-/// --quantization int8`). The full vectors stay on disk: at 100k the served library took
-/// 0.54-0.58x the memory of the RAM layout for 0.87-0.92x its requests per second, and a 1M
-/// library's vectors do not fit a 24 GiB machine's RAM beside the rest (benches/README.md).
+/// Graphs once a segment holds 20,000 points (`auto`), searched over int8 copies kept in RAM and
+/// rescored with the full vectors, which stay on disk. On the clustered 100k bench library
+/// (512-d), graph + int8 search at ef `max(128, depth)` returned the same fused top 20 as exact
+/// scans at depths 500 and 1000 at a third of the vector-search time. With the full vectors on
+/// disk the int8 copies are what keeps a large library's graph walk in memory: at 1M records a
+/// search with the default weights took 24 ms p50 with int8 against 317 ms walking the graphs
+/// over the on-disk floats (255 ms exact), both keeping the exact top 20 (benches/README.md).
+/// The full vectors on disk: at 100k the served library took 0.54-0.58x the memory of the RAM
+/// layout for 0.87-0.92x its requests per second, and a 1M library's vectors do not fit a 24
+/// GiB machine's RAM beside the rest.
 impl Default for IndexSettings {
     fn default() -> Self {
         IndexSettings {
@@ -360,7 +362,7 @@ impl Default for IndexSettings {
             ef_construct: 100,
             full_scan_kb: 10_000,
             ef: 128,
-            quantization: Quantization::None,
+            quantization: Quantization::Int8,
             oversampling: 2.0,
             acorn: true,
             on_disk: true,
