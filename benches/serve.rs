@@ -492,6 +492,10 @@ fn run() -> anyhow::Result<ExitCode> {
             println!("mean server time {route}: {mean:.2} ms over {count:.0} requests");
         }
     }
+    // Where a search's time goes (a stage's time includes its wait for the cores).
+    for (stage, (mean, count)) in means(&text, "imagelens_search_stage_seconds") {
+        println!("mean search stage {stage}: {mean:.2} ms over {count:.0}");
+    }
 
     let statuses: BTreeMap<u16, u64> = v
         .iter()
