@@ -354,15 +354,14 @@ fn a_store_made_before_index_settings_opens_answers_and_gains_graphs_on_optimize
     assert_eq!(again, before);
 }
 
-/// Per segment of the store in `dir`, as qdrant records it in the segment's `segment.json`:
-/// the kind of each named vector's index (`plain` / `hnsw`) and its storage type
-/// (`InRamChunkedMmap` or `InRamMmap`: read into RAM when opened; `ChunkedMmap` or `Mmap`:
-/// memory-mapped from disk).
-fn segment_storage(dir: &Path) -> Vec<Vec<(String, String)>> {
+/// The config of every named vector of every segment of the store in `dir`, as qdrant records
+/// it in the segment's `segment.json`: the kind of its index (`index.type`: `plain` / `hnsw`),
+/// its storage type (`storage_type`: `InRamChunkedMmap` or `InRamMmap`, read into RAM when
+/// opened; `ChunkedMmap` or `Mmap`, memory-mapped from disk) and its `quantization_config`.
+fn vector_configs(dir: &Path) -> Vec<serde_json::Value> {
     let mut found = Vec::new();
     for shard in std::fs::read_dir(dir).unwrap() {
-        let segments = shard.unwrap().path().join("segments");
-        let Ok(entries) = std::fs::read_dir(&segments) else {
+        let Ok(entries) = std::fs::read_dir(shard.unwrap().path().join("segments")) else {
             continue;
         };
         for segment in entries {
@@ -372,29 +371,23 @@ fn segment_storage(dir: &Path) -> Vec<Vec<(String, String)>> {
             };
             let json: serde_json::Value = serde_json::from_str(&text).unwrap();
             let vectors = json["config"]["vector_data"].as_object().unwrap();
-            found.push(
-                vectors
-                    .values()
-                    .map(|v| {
-                        (
-                            v["index"]["type"].as_str().unwrap().to_owned(),
-                            v["storage_type"].as_str().unwrap().to_owned(),
-                        )
-                    })
-                    .collect(),
-            );
+            found.extend(vectors.values().cloned());
         }
     }
     found
 }
 
+/// The configs of the graph-indexed vectors (see [`vector_configs`]).
+fn graph_configs(dir: &Path) -> impl Iterator<Item = serde_json::Value> {
+    vector_configs(dir)
+        .into_iter()
+        .filter(|v| v["index"]["type"] == "hnsw")
+}
+
 /// The storage types of every graph-indexed segment's vectors.
 fn graph_storage(dir: &Path) -> BTreeSet<String> {
-    segment_storage(dir)
-        .into_iter()
-        .flatten()
-        .filter(|(index, _)| index == "hnsw")
-        .map(|(_, storage)| storage)
+    graph_configs(dir)
+        .map(|v| v["storage_type"].as_str().unwrap().to_owned())
         .collect()
 }
 
@@ -493,28 +486,11 @@ fn vectors_move_between_ram_and_disk_on_optimize_and_answers_stay_the_same() {
     assert_eq!(exact(&store), before);
 }
 
-/// Whether each graph-indexed vector of each segment has int8 copies (qdrant's
-/// `quantization_config` in the segment's `segment.json`).
+/// Whether each graph-indexed vector of each segment has int8 copies.
 fn graph_quantized(dir: &Path) -> BTreeSet<bool> {
-    let mut found = BTreeSet::new();
-    for shard in std::fs::read_dir(dir).unwrap() {
-        let Ok(entries) = std::fs::read_dir(shard.unwrap().path().join("segments")) else {
-            continue;
-        };
-        for segment in entries {
-            let path = segment.unwrap().path().join("segment.json");
-            let Ok(text) = std::fs::read_to_string(&path) else {
-                continue;
-            };
-            let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-            for v in json["config"]["vector_data"].as_object().unwrap().values() {
-                if v["index"]["type"] == "hnsw" {
-                    found.insert(!v["quantization_config"].is_null());
-                }
-            }
-        }
-    }
-    found
+    graph_configs(dir)
+        .map(|v| !v["quantization_config"].is_null())
+        .collect()
 }
 
 /// int8 copies are the default. A library whose settings were never written (no `index.json`,
