@@ -14,10 +14,19 @@
 //! (disk / ram) and `IMAGELENS_BENCH_QUANTIZATION` (none / int8) set the library's index
 //! settings (from the defaults) before it is served.
 //!
+//! `IMAGELENS_BENCH_WARMUP_SECS=N` runs the same load for N s before the measured run, not
+//! counted (the server's means then cover the measured run alone).
+//!
 //! `IMAGELENS_BENCH_MODE=first-paint` runs the web page in headless Chromium on the same
 //! served library instead of wrk: milliseconds from Enter to the first thumbnail painted, for
 //! 20 queries x `IMAGELENS_BENCH_ROUNDS` (default 3), beside the server's own mean time per
 //! search and per search stage in the same run (`first_paint.rs`).
+
+// The allocator `imagelens serve` runs on (the `mimalloc` feature, on by default);
+// `--no-default-features` measures the system allocator.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod common;
 #[path = "serve/first_paint.rs"]
@@ -441,27 +450,49 @@ fn run() -> anyhow::Result<ExitCode> {
         "query text is embedded by a fixed random embedder: this measures the service, not the model"
     );
     let url = format!("http://127.0.0.1:{port}");
-    let args = [
-        "-t2".to_owned(),
-        format!("-c{connections}"),
-        format!("-d{secs}s"),
-        "--timeout".into(),
-        format!("{timeout_s}s"),
-        "--latency".into(),
-        "-s".into(),
-        script.path().display().to_string(),
-        url,
-    ];
-    let out = Command::new("wrk")
-        .args(&args)
-        .output()
-        .context("cannot run wrk")?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let wrk = |secs: usize| {
+        let args = [
+            "-t2".to_owned(),
+            format!("-c{connections}"),
+            format!("-d{secs}s"),
+            "--timeout".into(),
+            format!("{timeout_s}s"),
+            "--latency".into(),
+            "-s".into(),
+            script.path().display().to_string(),
+            url.clone(),
+        ];
+        let out = Command::new("wrk")
+            .args(&args)
+            .output()
+            .context("cannot run wrk")?;
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        if !out.status.success() {
+            bail!("wrk failed: {}", out.status);
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    // `IMAGELENS_BENCH_WARMUP_SECS=N`: the same load for N s first, not counted, so the measured
+    // minute sees the pages of the mapped files a service that has run a while has in memory
+    // (the full vectors on disk and the payloads are read on first touch). The server's means
+    // below are then those of the measured run alone.
+    let warmup = env_or("IMAGELENS_BENCH_WARMUP_SECS", 0)?;
+    let before = if warmup > 0 {
+        let out = wrk(warmup)?;
+        let requests = out
+            .lines()
+            .find_map(|l| l.strip_prefix("IMAGELENS requests "))
+            .unwrap_or("?");
+        println!(
+            "warm-up: {requests} requests in {warmup} s, not counted; memory after it: {}",
+            memory()?
+        );
+        http(port, &get("/metrics".into()), auth.as_deref())?.1
+    } else {
+        String::new()
+    };
+    let stdout = wrk(secs)?;
     print!("{stdout}");
-    eprint!("{}", String::from_utf8_lossy(&out.stderr));
-    if !out.status.success() {
-        bail!("wrk failed: {}", out.status);
-    }
     let v: BTreeMap<&str, f64> = stdout
         .lines()
         .filter_map(|l| {
@@ -487,13 +518,16 @@ fn run() -> anyhow::Result<ExitCode> {
         println!("{l}");
     }
     // Mean time to the response head per route, from the server's latency histogram.
-    for (route, (mean, count)) in means(&text, "imagelens_http_request_duration_seconds") {
+    if warmup > 0 {
+        println!("(the request counts above include the warm-up; the means below do not)");
+    }
+    for (route, (mean, count)) in means(&text, &before, "imagelens_http_request_duration_seconds") {
         if route.starts_with("/v1/") {
             println!("mean server time {route}: {mean:.2} ms over {count:.0} requests");
         }
     }
     // Where a search's time goes (a stage's time includes its wait for the cores).
-    for (stage, (mean, count)) in means(&text, "imagelens_search_stage_seconds") {
+    for (stage, (mean, count)) in means(&text, &before, "imagelens_search_stage_seconds") {
         println!("mean search stage {stage}: {mean:.2} ms over {count:.0}");
     }
 
@@ -568,8 +602,21 @@ fn run() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Mean of a histogram's observations per label value, in ms, from `/metrics` text.
-fn means(text: &str, name: &str) -> BTreeMap<String, (f64, f64)> {
+/// Mean of a histogram's observations per label value, in ms, from `/metrics` text, less
+/// those already in `before` (an earlier `/metrics` text of the same server, or empty).
+fn means(text: &str, before: &str, name: &str) -> BTreeMap<String, (f64, f64)> {
+    let (now, then) = (histogram(text, name), histogram(before, name));
+    now.into_iter()
+        .filter_map(|(k, (sum, count))| {
+            let (sum0, count0) = then.get(&k).copied().unwrap_or((0.0, 0.0));
+            let c = count - count0;
+            (c > 0.0).then(|| (k, ((sum - sum0) / c * 1000.0, c)))
+        })
+        .collect()
+}
+
+/// A histogram's sum and count per label value, from `/metrics` text.
+fn histogram(text: &str, name: &str) -> BTreeMap<String, (f64, f64)> {
     let read = |suffix: &str| -> BTreeMap<String, f64> {
         text.lines()
             .filter_map(|l| {
@@ -582,10 +629,9 @@ fn means(text: &str, name: &str) -> BTreeMap<String, (f64, f64)> {
     let sums = read("_sum");
     read("_count")
         .into_iter()
-        .filter(|(_, c)| *c > 0.0)
         .map(|(k, c)| {
-            let mean = sums.get(&k).copied().unwrap_or(0.0) / c * 1000.0;
-            (k, (mean, c))
+            let sum = sums.get(&k).copied().unwrap_or(0.0);
+            (k, (sum, c))
         })
         .collect()
 }
@@ -616,8 +662,8 @@ fn paint_run(
     sorted.sort_by(f64::total_cmp);
     let pct = |p: f64| sorted[((sorted.len() - 1) as f64 * p).round() as usize];
     let (_, text) = http(port, &get("/metrics".into()), auth)?;
-    let routes = means(&text, "imagelens_http_request_duration_seconds");
-    let stages = means(&text, "imagelens_search_stage_seconds");
+    let routes = means(&text, "", "imagelens_http_request_duration_seconds");
+    let stages = means(&text, "", "imagelens_search_stage_seconds");
     let search = routes.get("/v1/search").map_or(0.0, |m| m.0);
     println!(
         "  first paint after Enter: p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms over {} searches \
