@@ -196,7 +196,10 @@ async fn with_query_vector<T: Send + 'static>(
     let _guard = cancel.on_drop();
     if !service.semantic() {
         // No model work: "more like this" is refused, texts go to BM25 only.
-        let permit = state.slot(state.search_slots(), "search").await?;
+        let permit = {
+            let _waiting = service.waiting();
+            state.slot(state.search_slots(), "search").await?
+        };
         return blocking(move || {
             let _permit = permit;
             let query = service.query_embedding(&req)?;
@@ -214,7 +217,12 @@ async fn with_query_vector<T: Send + 'static>(
     })
     .await?;
     state.metrics().observe_stage("embed", started.elapsed());
-    let permit = state.slot(state.search_slots(), "search").await?;
+    // Counted as waiting while it queues: rankings then leave the other cores to the queue
+    // instead of running their lists side by side.
+    let permit = {
+        let _waiting = service.waiting();
+        state.slot(state.search_slots(), "search").await?
+    };
     blocking(move || {
         let _permit = permit;
         Ok(work(&service, &req, query, &cancel)?)

@@ -1,6 +1,7 @@
 //! Fusion of the ranked lists: the weights ([`Fusion`]) and the search itself.
 
 use indexer::filter::PayloadMatcher;
+use indexer::keyword::KeywordHit;
 use indexer::points::{VectorName, key};
 
 use super::cursor::{Ranked, page_tiers, paged_sequence};
@@ -300,21 +301,77 @@ impl SearchService {
         let kw = self.catalog.library.keyword();
         let mut times = stages.get();
         times.deepest = times.deepest.max(depth);
-        let mut started = std::time::Instant::now();
 
         let running = self.lists_run(text, req, query);
-
-        // Keyword side.
-        let keyword_hits = if running.keyword {
-            kw.search(text, &req.filter, depth)?
-        } else {
-            Vec::new()
+        let keyword_list = || -> SResult<(Vec<KeywordHit>, std::time::Duration)> {
+            let started = std::time::Instant::now();
+            let hits = if running.keyword {
+                kw.search(text, &req.filter, depth)?
+            } else {
+                Vec::new()
+            };
+            Ok((hits, started.elapsed()))
         };
+        let vector_lists = || self.vector_lists(req, query, &running, matcher, depth, cancel);
+        // The keyword list and the vector lists read different indexes: with a core to spare
+        // (fewer rankings running than cores, as for one user's search or the CLI), the keyword
+        // list runs on a second thread beside the vector lists, so a search takes about the
+        // longer of the two instead of their sum. Under load every core already ranks a
+        // search, and a second thread would only share them.
+        let (_lane, spare) = self.lanes.enter();
+        let both = running.keyword && query.is_some();
+        let (keyword, vectors) = if spare && both {
+            std::thread::scope(|s| {
+                let keyword = s.spawn(keyword_list);
+                let vectors = vector_lists();
+                let keyword = keyword
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (keyword, vectors)
+            })
+        } else {
+            let keyword = keyword_list()?;
+            (Ok(keyword), vector_lists())
+        };
+        let (keyword_hits, keyword_took) = keyword?;
+        let ([image_list, region_list, text_list], vector_cut, vectors_took) = vectors?;
         let keyword_cut = keyword_hits.len() >= depth;
-        times.keyword += started.elapsed();
-        started = std::time::Instant::now();
+        times.keyword += keyword_took;
+        times.vectors += vectors_took;
+        let started = std::time::Instant::now();
+        cancel.check()?;
+        let liked = match &req.like {
+            Some(Like::Record(id)) => Some(id.as_str()),
+            _ => None,
+        };
+        let lists = Lists {
+            keyword: (&keyword_hits, keyword_cut),
+            image: (&image_list, vector_cut[0]),
+            region: (&region_list, vector_cut[1]),
+            text: (&text_list, vector_cut[2]),
+        };
+        let (ranked, settled) = fuse(&fusion, &lists, liked);
+        times.fuse += started.elapsed();
+        stages.set(times);
+        Ok(Ranked {
+            ranked,
+            cut: keyword_cut || vector_cut.contains(&true),
+            settled,
+        })
+    }
 
-        // Vector side.
+    /// The vector lists of a ranking (image, region, text; empty where not run), whether each
+    /// was cut at its depth, and the time they took.
+    fn vector_lists(
+        &self,
+        req: &SearchRequest,
+        query: Option<&Embedding>,
+        running: &Running,
+        matcher: &PayloadMatcher,
+        depth: usize,
+        cancel: &Cancel,
+    ) -> SResult<([Vec<Hit>; 3], [bool; 3], std::time::Duration)> {
+        let started = std::time::Instant::now();
         let mut image_list: Vec<Hit> = Vec::new();
         let mut region_list: Vec<Hit> = Vec::new();
         let mut text_list: Vec<Hit> = Vec::new();
@@ -363,28 +420,11 @@ impl SearchService {
                 }
             }
         }
-
-        times.vectors += started.elapsed();
-        started = std::time::Instant::now();
-        cancel.check()?;
-        let liked = match &req.like {
-            Some(Like::Record(id)) => Some(id.as_str()),
-            _ => None,
-        };
-        let lists = Lists {
-            keyword: (&keyword_hits, keyword_cut),
-            image: (&image_list, vector_cut[0]),
-            region: (&region_list, vector_cut[1]),
-            text: (&text_list, vector_cut[2]),
-        };
-        let (ranked, settled) = fuse(&fusion, &lists, liked);
-        times.fuse += started.elapsed();
-        stages.set(times);
-        Ok(Ranked {
-            ranked,
-            cut: keyword_cut || vector_cut.contains(&true),
-            settled,
-        })
+        Ok((
+            [image_list, region_list, text_list],
+            vector_cut,
+            started.elapsed(),
+        ))
     }
 }
 

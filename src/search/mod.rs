@@ -21,7 +21,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use indexer::filter::RecordFilter;
@@ -281,6 +281,58 @@ pub struct SearchService {
     catalog: Catalog,
     embedder: Option<Arc<dyn Embedder>>,
     offline_reason: Option<String>,
+    /// Rankings of this service running now, searches waiting to rank, and the cores: a
+    /// ranking that finds fewer rankings than cores running (itself included) and none waiting
+    /// runs its keyword list on a second thread beside its vector lists (see
+    /// `SearchService::ranked`).
+    lanes: Lanes,
+}
+
+/// Counts the rankings running at once and the searches waiting to rank, to tell whether a
+/// core is spare.
+#[derive(Debug)]
+pub(crate) struct Lanes {
+    running: AtomicUsize,
+    waiting: AtomicUsize,
+    cores: usize,
+}
+
+impl Lanes {
+    fn new() -> Self {
+        Self::with_cores(std::thread::available_parallelism().map_or(1, usize::from))
+    }
+
+    fn with_cores(cores: usize) -> Self {
+        Self {
+            running: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            cores: cores.max(1),
+        }
+    }
+
+    /// Counts a ranking until the guard drops; says whether a core was spare for it: fewer
+    /// rankings running than cores (itself included) and no search waiting to rank.
+    pub(crate) fn enter(&self) -> (LaneGuard<'_>, bool) {
+        let before = self.running.fetch_add(1, Ordering::Relaxed);
+        let spare = before + 1 < self.cores && self.waiting.load(Ordering::Relaxed) == 0;
+        (LaneGuard(&self.running), spare)
+    }
+
+    /// Counts a search waiting for its turn to rank until the guard drops.
+    pub(crate) fn wait(&self) -> LaneGuard<'_> {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        LaneGuard(&self.waiting)
+    }
+}
+
+/// A ranking counted by [`Lanes::enter`], or a search counted by [`Lanes::wait`].
+#[derive(Debug)]
+pub struct LaneGuard<'a>(&'a AtomicUsize);
+
+impl Drop for LaneGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for SearchService {
@@ -310,7 +362,25 @@ impl SearchService {
             catalog: Catalog::new(library),
             embedder,
             offline_reason,
+            lanes: Lanes::new(),
         })
+    }
+
+    /// The same service with its rankings sharing `cores` cores (default: the machine's). A
+    /// ranking that finds fewer rankings running than cores runs its keyword list on a second
+    /// thread beside its vector lists; with `cores` 1 every ranking runs its lists one after
+    /// the other. The answers are the same either way.
+    #[must_use]
+    pub fn with_cores(mut self, cores: usize) -> Self {
+        self.lanes = Lanes::with_cores(cores);
+        self
+    }
+
+    /// Counts a search waiting for its turn to rank (a front end's queue for its ranking
+    /// slots) until the guard drops: while any waits, rankings run their lists in turn, since
+    /// every core will be needed for the searches queued.
+    pub fn waiting(&self) -> LaneGuard<'_> {
+        self.lanes.wait()
     }
 
     /// The library.

@@ -230,3 +230,60 @@ fn paging_ten_pages_and_more_gives_no_repeats_or_gaps_with_scans_and_with_graphs
     assert!(lib.store().index_state().unwrap().indexed_vectors > 0);
     check_paging(&service, &lib, "hnsw + int8");
 }
+
+/// The keyword list on its own thread beside the vector lists (a core to spare) gives the
+/// answers of the lists run one after the other (`with_cores(1)`): the same pages, scores and
+/// explanations, with and without filters, on exact scans.
+#[test]
+fn lists_run_side_by_side_give_the_answers_of_lists_run_in_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lib, spec) = library(dir.path());
+    let embedder: Arc<dyn Embedder> = Arc::new(LabelEmbedder(spec));
+    let in_turn = SearchService::new(lib.clone(), Some(embedder.clone()), None)
+        .unwrap()
+        .with_cores(1);
+    let side_by_side = SearchService::new(lib.clone(), Some(embedder), None)
+        .unwrap()
+        .with_cores(8);
+    let since = Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap();
+    for (text, filter) in [
+        ("car", RecordFilter::default()),
+        ("truck person", RecordFilter::default()),
+        (
+            "dog",
+            RecordFilter {
+                labels: vec!["dog".into()],
+                dates: vec![indexer::filter::DateRange {
+                    axis: indexer::record::DateAxis::Captured,
+                    after: Some(since),
+                    before: None,
+                }],
+                ..RecordFilter::default()
+            },
+        ),
+    ] {
+        let req = SearchRequest {
+            text: text.into(),
+            filter,
+            limit: 15,
+            fusion: Fusion {
+                keyword: 1.0,
+                image: 1.0,
+                region: 0.7,
+                text: 0.5,
+                ..Fusion::default()
+            },
+            ..SearchRequest::default()
+        };
+        let (a, b) = (
+            in_turn.search(&req).unwrap(),
+            side_by_side.search(&req).unwrap(),
+        );
+        assert!(a.semantic && b.semantic, "{text}: vectors took part");
+        assert!(!a.results.is_empty(), "{text}: something found");
+        assert_eq!(a.results, b.results, "{text}: same page");
+        assert_eq!(a.next_cursor, b.next_cursor, "{text}: same cursor");
+        assert!(b.stages.keyword > std::time::Duration::ZERO);
+        assert!(b.stages.vectors > std::time::Duration::ZERO);
+    }
+}
