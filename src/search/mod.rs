@@ -325,7 +325,8 @@ impl Lanes {
     }
 }
 
-/// A ranking counted by [`Lanes::enter`], or a search counted by [`Lanes::wait`].
+/// A ranking running, or a search waiting to rank ([`SearchService::waiting`]), counted until
+/// this drops.
 #[derive(Debug)]
 pub struct LaneGuard<'a>(&'a AtomicUsize);
 
