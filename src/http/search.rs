@@ -196,10 +196,7 @@ async fn with_query_vector<T: Send + 'static>(
     let _guard = cancel.on_drop();
     if !service.semantic() {
         // No model work: "more like this" is refused, texts go to BM25 only.
-        let permit = {
-            let _waiting = service.waiting();
-            state.slot(state.search_slots(), "search").await?
-        };
+        let permit = ranking_slot(state, &service).await?;
         return blocking(move || {
             let _permit = permit;
             let query = service.query_embedding(&req)?;
@@ -217,17 +214,23 @@ async fn with_query_vector<T: Send + 'static>(
     })
     .await?;
     state.metrics().observe_stage("embed", started.elapsed());
-    // Counted as waiting while it queues: rankings then leave the other cores to the queue
-    // instead of running their lists side by side.
-    let permit = {
-        let _waiting = service.waiting();
-        state.slot(state.search_slots(), "search").await?
-    };
+    let permit = ranking_slot(state, &service).await?;
     blocking(move || {
         let _permit = permit;
         Ok(work(&service, &req, query, &cancel)?)
     })
     .await
+}
+
+/// Waits for a search slot ([`AppState::slot`]), counted by `service` as waiting meanwhile:
+/// while searches queue, rankings leave the other cores to them instead of running their lists
+/// side by side.
+async fn ranking_slot(
+    state: &AppState,
+    service: &SearchService,
+) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    let _waiting = service.waiting();
+    state.slot(state.search_slots(), "search").await
 }
 
 /// Search with a plain-English query, "more like this" (a record id, or an uploaded image as

@@ -314,24 +314,31 @@ impl SearchService {
         };
         let vector_lists = || self.vector_lists(req, query, &running, matcher, depth, cancel);
         // The keyword list and the vector lists read different indexes: with a core to spare
-        // (fewer rankings running than cores, as for one user's search or the CLI), the keyword
-        // list runs on a second thread beside the vector lists, so a search takes about the
-        // longer of the two instead of their sum. Under load every core already ranks a
-        // search, and a second thread would only share them.
+        // (fewer rankings running than cores and no search waiting to rank, as for one user's
+        // search or the CLI), the keyword list runs on a second thread beside the vector
+        // lists, so a search takes about the longer of the two instead of their sum. Under
+        // load every core already ranks a search, and a second thread would only share them;
+        // where no thread can be started, the lists run in turn.
         let (_lane, spare) = self.lanes.enter();
         let both = running.keyword && query.is_some();
-        let (keyword, vectors) = if spare && both {
+        let side_by_side = (spare && both).then(|| {
             std::thread::scope(|s| {
-                let keyword = s.spawn(keyword_list);
+                let keyword = std::thread::Builder::new()
+                    .spawn_scoped(s, keyword_list)
+                    .ok()?;
                 let vectors = vector_lists();
                 let keyword = keyword
                     .join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                (keyword, vectors)
+                Some((keyword, vectors))
             })
-        } else {
-            let keyword = keyword_list()?;
-            (Ok(keyword), vector_lists())
+        });
+        let (keyword, vectors) = match side_by_side.flatten() {
+            Some(both) => both,
+            None => {
+                let keyword = keyword_list()?;
+                (Ok(keyword), vector_lists())
+            }
         };
         let (keyword_hits, keyword_took) = keyword?;
         let ([image_list, region_list, text_list], vector_cut, vectors_took) = vectors?;

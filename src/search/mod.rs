@@ -368,9 +368,10 @@ impl SearchService {
     }
 
     /// The same service with its rankings sharing `cores` cores (default: the machine's). A
-    /// ranking that finds fewer rankings running than cores runs its keyword list on a second
-    /// thread beside its vector lists; with `cores` 1 every ranking runs its lists one after
-    /// the other. The answers are the same either way.
+    /// ranking that finds fewer rankings running than cores and no search
+    /// [`waiting`](SearchService::waiting) runs its keyword list on a second thread beside its
+    /// vector lists; with `cores` 1 every ranking runs its lists one after the other. The
+    /// answers are the same either way.
     #[must_use]
     pub fn with_cores(mut self, cores: usize) -> Self {
         self.lanes = Lanes::with_cores(cores);
