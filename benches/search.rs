@@ -161,6 +161,46 @@ fn modes() -> Vec<Mode> {
             depth: Some(500),
         },
         Mode {
+            name: "hnsw+int8 ef 128, page-sized, no acorn",
+            settings: IndexSettings {
+                acorn: false,
+                ..graph(128, Quantization::Int8)
+            },
+            depth: None,
+        },
+        Mode {
+            name: "hnsw+int8 ef 128, page-sized, acorn under 0.4 (before)",
+            settings: IndexSettings {
+                acorn_selectivity: 0.4,
+                ..graph(128, Quantization::Int8)
+            },
+            depth: None,
+        },
+        Mode {
+            name: "hnsw+int8 ef 128, page-sized, acorn under 0.1",
+            settings: IndexSettings {
+                acorn_selectivity: 0.1,
+                ..graph(128, Quantization::Int8)
+            },
+            depth: None,
+        },
+        Mode {
+            name: "hnsw+int8 ef 128, page-sized, oversampling 1",
+            settings: IndexSettings {
+                oversampling: 1.0,
+                ..graph(128, Quantization::Int8)
+            },
+            depth: None,
+        },
+        Mode {
+            name: "hnsw+int8 ef 128, page-sized, oversampling 1.5",
+            settings: IndexSettings {
+                oversampling: 1.5,
+                ..graph(128, Quantization::Int8)
+            },
+            depth: None,
+        },
+        Mode {
             name: "hnsw ef 128, page-sized, no acorn",
             settings: IndexSettings {
                 acorn: false,
@@ -308,6 +348,33 @@ fn quarter_filter() -> RecordFilter {
     }
 }
 
+/// The filters of the serve bench's mix (`benches/serve.rs`) that restrict searches, with
+/// their names: a wide dataset with a label excluded, and a common label before a date.
+fn serve_filters() -> [(&'static str, RecordFilter); 2] {
+    [
+        (
+            "hybrid+coast-no-dog (defaults)",
+            RecordFilter {
+                datasets: vec!["coast".into()],
+                no_labels: vec!["dog".into()],
+                ..RecordFilter::default()
+            },
+        ),
+        (
+            "hybrid+person-before (defaults)",
+            RecordFilter {
+                labels: vec!["person".into()],
+                dates: vec![DateRange {
+                    axis: DateAxis::Captured,
+                    after: None,
+                    before: Some(Utc.with_ymd_and_hms(2021, 6, 30, 0, 0, 0).unwrap()),
+                }],
+                ..RecordFilter::default()
+            },
+        ),
+    ]
+}
+
 /// The four lists at the weights every table before session 17 used (the product's defaults
 /// then): keyword 1, image 1, region 0.7, text 0.5, so "hybrid" rows stay comparable across
 /// sessions and measure every list at scale.
@@ -356,6 +423,24 @@ fn cases<'s, S>(
             truck_filter(),
         ),
     ];
+    let [(coast, coast_filter), (person, person_filter)] = serve_filters();
+    let year = RecordFilter {
+        dates: vec![DateRange {
+            axis: DateAxis::Captured,
+            after: Some(Utc.with_ymd_and_hms(2021, 1, 1, 0, 0, 0).unwrap()),
+            before: Some(Utc.with_ymd_and_hms(2022, 1, 1, 0, 0, 0).unwrap()),
+        }],
+        ..RecordFilter::default()
+    };
+    let all: Vec<_> = all
+        .into_iter()
+        .chain([
+            ("hybrid+year", hybrid, all_lists(), year.clone()),
+            ("hybrid+year (defaults)", hybrid, Fusion::default(), year),
+            (coast, hybrid, Fusion::default(), coast_filter),
+            (person, hybrid, Fusion::default(), person_filter),
+        ])
+        .collect();
     // `IMAGELENS_BENCH_CASES`: a comma-separated list of words; only cases whose name holds
     // one of them run (a 1M library's four-list exact references take seconds per query).
     match std::env::var("IMAGELENS_BENCH_CASES") {
@@ -363,7 +448,7 @@ fn cases<'s, S>(
             .into_iter()
             .filter(|c| wanted.split(',').any(|w| c.0.contains(w.trim())))
             .collect(),
-        Err(_) => all.into(),
+        Err(_) => all,
     }
 }
 
@@ -512,6 +597,10 @@ fn run(n: usize, data: Data, quick: bool) {
         data.name(),
         memory().unwrap()
     );
+    // `IMAGELENS_BENCH_ACORN=0` leaves out the ACORN table.
+    if std::env::var("IMAGELENS_BENCH_ACORN").as_deref() != Ok("0") {
+        acorn_by_selectivity(&lib, &generator, data, n, queries.min(100));
+    }
     // Look-ups (no model, no vectors): an auditor's first page of a date range, and of the
     // whole library, newest first. Baseline of the same run: every match sorted by date
     // (`KeywordIndex::sorted_by_date`, how look-ups worked before), then the page taken.
@@ -798,6 +887,127 @@ fn against_server(n: usize, data: Data, quick: bool) {
         .store()
         .set_index_settings(&built_settings())
         .unwrap();
+}
+
+/// ACORN by the filter's selectivity: for date ranges of growing width (date fields get no
+/// payload-aware graph links, `indexer::store::RANGE_FIELD_LINKS`) and the serve mix's two
+/// wide filters, the image and region lists' graph top 100 (one list, as a first tier asks)
+/// with ACORN off and with ACORN on whatever the selectivity, against the exact top 100 under
+/// the same filter: recall and time per search. Where the plain walk keeps the recall, ACORN
+/// only costs; the default `acorn_selectivity` sits below the narrowest such filter.
+fn acorn_by_selectivity(
+    lib: &Library,
+    generator: &Generator,
+    data: Data,
+    n: usize,
+    queries: usize,
+) {
+    let captured = |from: (i32, u32), to: (i32, u32)| RecordFilter {
+        dates: vec![DateRange {
+            axis: DateAxis::Captured,
+            after: Some(Utc.with_ymd_and_hms(from.0, from.1, 1, 0, 0, 0).unwrap()),
+            before: Some(Utc.with_ymd_and_hms(to.0, to.1, 1, 0, 0, 0).unwrap()),
+        }],
+        ..RecordFilter::default()
+    };
+    let [(coast, coast_filter), (person, person_filter)] = serve_filters();
+    let filters = [
+        ("captured in a month", captured((2021, 3), (2021, 4))),
+        ("captured in a quarter", captured((2021, 4), (2021, 7))),
+        ("captured in half a year", captured((2021, 1), (2021, 7))),
+        ("captured in a year", captured((2021, 1), (2022, 1))),
+        ("captured in two years", captured((2020, 1), (2022, 1))),
+        (coast, coast_filter),
+        (person, person_filter),
+    ];
+    let graph = |acorn, acorn_selectivity, ef| IndexSettings {
+        acorn,
+        acorn_selectivity,
+        ef,
+        ..built_settings()
+    };
+    let settings = [
+        (
+            "exact",
+            IndexSettings {
+                kind: IndexKind::Exact,
+                ..built_settings()
+            },
+        ),
+        ("graph, no acorn", graph(false, 0.0, 128)),
+        ("graph, acorn", graph(true, 1.0, 128)),
+        ("graph, no acorn, ef 256", graph(false, 0.0, 256)),
+        ("graph, no acorn, ef 512", graph(false, 0.0, 512)),
+    ];
+    let mut rng = StdRng::seed_from_u64(33);
+    let probes: Vec<Vec<f32>> = (0..queries)
+        .map(|_| generator.generate(rng.random_range(0..n), &mut rng).image)
+        .collect();
+    let kw = lib.keyword();
+    println!(
+        "\n{} data, {n} records: ACORN by the filter's selectivity (top 100 of one list, {queries} queries; recall against the exact top 100 under the filter)\n",
+        data.name()
+    );
+    println!(
+        "| filter | records kept | list | exact p50 | no acorn p50 | no acorn recall | acorn p50 | acorn recall | no acorn ef 256 | no acorn ef 512 |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (name, filter) in &filters {
+        let kept = kw
+            .page_by_date_one_pass(filter, DateAxis::Captured, true, 0, 1)
+            .unwrap()
+            .total;
+        let pushed = filter.to_vector_filter();
+        for using in ["image", "region"] {
+            let mut times = [const { Vec::new() }; 5];
+            let mut answers: [Vec<HashSet<_>>; 5] = Default::default();
+            for (i, (_, s)) in settings.iter().enumerate() {
+                lib.store().set_index_settings(s).unwrap();
+                for probe in &probes {
+                    let query = VectorQuery {
+                        using: using.into(),
+                        vector: probe.clone(),
+                        filter: pushed.clone(),
+                        limit: 100,
+                        exact: false,
+                        payload_keys: Some(vec![]),
+                    };
+                    let start = Instant::now();
+                    let hits = lib.store().search(&query).unwrap();
+                    times[i].push(start.elapsed());
+                    answers[i].push(hits.into_iter().map(|h| h.id).collect());
+                }
+                times[i].sort();
+            }
+            let recall = |i: usize| {
+                let (found, wanted) = answers[i]
+                    .iter()
+                    .zip(&answers[0])
+                    .fold((0, 0), |(f, w), (got, truth)| {
+                        (f + got.intersection(truth).count(), w + truth.len())
+                    });
+                if wanted == 0 {
+                    1.0
+                } else {
+                    found as f64 / wanted as f64
+                }
+            };
+            println!(
+                "| {name} | {:.1} % | {using} | {} | {} | {:.3} | {} | {:.3} | {} / {:.3} | {} / {:.3} |",
+                100.0 * kept as f64 / n as f64,
+                ms(percentile(&times[0], 0.5)),
+                ms(percentile(&times[1], 0.5)),
+                recall(1),
+                ms(percentile(&times[2], 0.5)),
+                recall(2),
+                ms(percentile(&times[3], 0.5)),
+                recall(3),
+                ms(percentile(&times[4], 0.5)),
+                recall(4),
+            );
+        }
+    }
+    lib.store().set_index_settings(&built_settings()).unwrap();
 }
 
 fn main() {

@@ -196,16 +196,19 @@ fn graph_recall_on_clustered_data_holds_with_and_without_int8() {
 /// default) and off, on one store. A graph cut down to 5 % of its points falls apart: qdrant's
 /// payload-aware links for integer fields used to hold it together (see
 /// `indexer::store::RANGE_FIELD_LINKS`); ACORN walks on through the neighbours that fail the
-/// filter instead.
+/// filter instead. ACORN is used only under filters keeping at most `acorn_selectivity` of the
+/// points: 5 % is under the default bound; with a bound of 0 the walk is the plain one.
 #[test]
 fn acorn_keeps_recall_under_a_narrow_date_range() {
     let (samples, _) = clustered(7, POINTS);
     let tmp = tempfile::tempdir().unwrap();
     let store = store_with(tmp.path(), &samples, &graph_settings(Quantization::None));
-    let recall = |acorn: bool| {
+    assert!(IndexSettings::default().acorn_selectivity > 0.05);
+    let recall = |acorn: bool, acorn_selectivity: f64| {
         store
             .set_index_settings(&IndexSettings {
                 acorn,
+                acorn_selectivity,
                 ..graph_settings(Quantization::None)
             })
             .unwrap();
@@ -232,9 +235,15 @@ fn acorn_keeps_recall_under_a_narrow_date_range() {
         }
         found as f64 / wanted as f64
     };
-    let (on, off) = (recall(true), recall(false));
-    eprintln!("recall@20 under a 5 % date range: acorn {on:.3}, without {off:.3}");
+    let default_bound = IndexSettings::default().acorn_selectivity;
+    let (on, off) = (recall(true, default_bound), recall(false, default_bound));
+    let bound_zero = recall(true, 0.0);
+    eprintln!(
+        "recall@20 under a 5 % date range: acorn {on:.3}, without {off:.3}, acorn with a bound of 0 {bound_zero:.3}"
+    );
     assert!(on >= 0.95, "with ACORN {on:.3} (without {off:.3})");
+    assert!(off < 0.9, "the plain walk falls apart here: {off:.3}");
+    assert_eq!(bound_zero, off, "a bound of 0 keeps ACORN out of the walk");
 }
 
 #[test]
@@ -262,6 +271,14 @@ fn settings_persist_and_bad_settings_are_refused_without_changing_anything() {
         },
         IndexSettings {
             oversampling: f64::NAN,
+            ..wanted.clone()
+        },
+        IndexSettings {
+            acorn_selectivity: 1.5,
+            ..wanted.clone()
+        },
+        IndexSettings {
+            acorn_selectivity: f64::NAN,
             ..wanted.clone()
         },
     ] {

@@ -44,6 +44,10 @@ pub struct OptimizeArgs {
     /// `off`; search-time, nothing is rebuilt.
     #[arg(long, value_parser = ["on", "off"])]
     pub acorn: Option<String>,
+    /// With ACORN on: the largest share of a segment's points (0 to 1) a filter may keep for
+    /// its graph searches to use ACORN; wider filters walk the graph plainly. Search-time.
+    #[arg(long)]
+    pub acorn_selectivity: Option<f64>,
     /// Where the full vectors live: `disk` (memory-mapped, read as searches touch them; the
     /// default) or `ram` (read into memory when the library opens).
     #[arg(long, value_parser = ["disk", "ram"])]
@@ -73,6 +77,7 @@ impl OptimizeArgs {
         if let Some(acorn) = &self.acorn {
             s.acorn = acorn == "on";
         }
+        s.acorn_selectivity = self.acorn_selectivity.unwrap_or(s.acorn_selectivity);
         if let Some(vectors) = &self.vectors {
             s.on_disk = vectors == "disk";
         }
@@ -161,7 +166,11 @@ pub(super) fn describe(state: &IndexState) -> String {
             Quantization::None => "no quantization".to_owned(),
             Quantization::Int8 => format!("int8 x{} rescored", s.oversampling),
         };
-        let acorn = if s.acorn { "acorn" } else { "no acorn" };
+        let acorn = if s.acorn {
+            format!("acorn under {}", s.acorn_selectivity)
+        } else {
+            "no acorn".to_owned()
+        };
         let vectors = if s.on_disk {
             "vectors on disk"
         } else {

@@ -530,6 +530,13 @@ fn optimize_sets_the_index_rebuilds_it_and_info_shows_it_while_search_answers_th
     assert!(!bad.status.success());
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("m must lie in 4..=128"), "{err}");
+    let bad = fx.run(&["optimize", "--acorn-selectivity", "2"]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("acorn_selectivity must lie in 0.0..=1.0"),
+        "{err}"
+    );
     let info = ok_json(&fx.run(&["info", "--json"]));
     assert_eq!(info["index"]["settings"]["m"], 16);
 
@@ -545,6 +552,8 @@ fn optimize_sets_the_index_rebuilds_it_and_info_shows_it_while_search_answers_th
         "1",
         "--acorn",
         "off",
+        "--acorn-selectivity",
+        "0.3",
         "--vectors",
         "ram",
         "--json",
@@ -553,6 +562,7 @@ fn optimize_sets_the_index_rebuilds_it_and_info_shows_it_while_search_answers_th
     assert_eq!(v["index"]["settings"]["on_disk"], false, "{v}");
     assert_eq!(v["index"]["settings"]["quantization"], "int8");
     assert_eq!(v["index"]["settings"]["acorn"], false, "{v}");
+    assert_eq!(v["index"]["settings"]["acorn_selectivity"], 0.3, "{v}");
     assert!(v["index"]["indexed_vectors"].as_u64().unwrap() > 0, "{v}");
     let human = fx.run(&["info"]);
     let text = String::from_utf8_lossy(&human.stdout);

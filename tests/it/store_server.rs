@@ -232,8 +232,9 @@ fn optimize_builds_graphs_and_int8_on_a_qdrant_server_and_info_shows_them() {
     let text = run_on(&fx, &fx.data, None, &["info"]);
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(
-        text.contains("index        hnsw, m 16 ef_construct 100 ef 64 (acorn), int8 x2 rescored")
-            && text.contains("disk use unknown"),
+        text.contains(
+            "index        hnsw, m 16 ef_construct 100 ef 64 (acorn under 0.2), int8 x2 rescored"
+        ) && text.contains("disk use unknown"),
         "{text}"
     );
     let direct = ServerStore::connect(&url, "tuned").unwrap();

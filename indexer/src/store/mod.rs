@@ -306,11 +306,17 @@ pub struct IndexSettings {
     /// With quantization: candidates taken from the quantized vectors per hit wanted, all
     /// rescored with the original vectors.
     pub oversampling: f64,
-    /// A filtered graph search whose filter keeps at most 40 % of a segment's points also
-    /// follows the neighbours of neighbours that fail the filter (qdrant ACORN), so a graph
-    /// cut into pieces by a selective filter is still walked end to end; costs more per search,
-    /// only with a filter. Search-time: changing it rebuilds nothing.
+    /// A filtered graph search whose filter keeps at most [`Self::acorn_selectivity`] of a
+    /// segment's points also follows the neighbours of neighbours that fail the filter (qdrant
+    /// ACORN), so a graph cut into pieces by a selective filter is still walked end to end;
+    /// costs more per search, only with a filter. Search-time: changing it rebuilds nothing.
     pub acorn: bool,
+    /// With [`Self::acorn`]: the largest share of a segment's points (0 to 1, as the payload
+    /// index estimates it) a filter may keep for a graph search under it to use ACORN. Above
+    /// it the plain walk keeps the exact answers as well at a fraction of the cost, since
+    /// enough of every point's neighbours pass the filter (`benches/README.md`, "ACORN by the
+    /// filter's selectivity"). Qdrant's default is 0.4. Search-time.
+    pub acorn_selectivity: f64,
     /// The full-precision vectors stay on disk, memory-mapped and read as searches touch them
     /// (the kernel keeps the ones in use cached, and may drop them under memory pressure),
     /// instead of being read into memory when the library opens. With int8 copies, which stay
@@ -365,6 +371,7 @@ impl Default for IndexSettings {
             quantization: Quantization::Int8,
             oversampling: 2.0,
             acorn: true,
+            acorn_selectivity: 0.2,
             on_disk: true,
         }
     }
@@ -405,6 +412,9 @@ impl IndexSettings {
         }
         if !(1.0..=Self::MAX_OVERSAMPLING).contains(&self.oversampling) {
             return bad("oversampling", "1.0..=16.0");
+        }
+        if !(0.0..=1.0).contains(&self.acorn_selectivity) {
+            return bad("acorn_selectivity", "0.0..=1.0");
         }
         Ok(())
     }

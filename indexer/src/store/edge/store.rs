@@ -107,7 +107,7 @@ impl VectorStore for EdgeStore {
                 quantization,
                 acorn: Some(AcornSearchParams {
                     enable: settings.acorn,
-                    max_selectivity: None,
+                    max_selectivity: Some(settings.acorn_selectivity.into()),
                 }),
                 ..SearchParams::default()
             }),

@@ -317,7 +317,10 @@ impl ServerStore {
             .exact(exact)
             .hnsw_ef(settings.ef.max(query.limit) as u64)
             .quantization(quantization)
-            .acorn(AcornSearchParamsBuilder::new(settings.acorn));
+            .acorn(
+                AcornSearchParamsBuilder::new(settings.acorn)
+                    .max_selectivity(settings.acorn_selectivity),
+            );
         let mut request = QueryPointsBuilder::new(&self.collection)
             .query(Query::new_nearest(query.vector.clone()))
             .using(&query.using)
