@@ -680,12 +680,13 @@ async fn info_health_metrics_and_unknown_routes() {
         let n: u64 = count.rsplit(' ').next().unwrap().parse().unwrap();
         assert!(n >= 1, "{count}");
     }
-    // And how deep its lists went (a default search at page-sized depth: 100 or 500).
+    // And how deep its lists went (a default search at page-sized depth: the first tier of
+    // the default weights' two lists is 200, a one-list head 100, the next tier 500;
+    // `search::cursor::page_tiers`).
     assert!(
-        text.lines().any(
-            |l| l.starts_with("imagelens_search_depth_total{depth=\"100\"}")
-                || l.starts_with("imagelens_search_depth_total{depth=\"500\"}")
-        ),
+        text.lines().any(|l| ["100", "200", "500"]
+            .iter()
+            .any(|d| l.starts_with(&format!("imagelens_search_depth_total{{depth=\"{d}\"}}")))),
         "{text}"
     );
     assert!(text.contains("route=\"/v1/info\""), "{text}");
