@@ -511,10 +511,10 @@ fn run() -> anyhow::Result<ExitCode> {
     if busy.is_empty() {
         println!("imagelens_busy_rejections_total: none (no request waited too long for a slot)");
     }
-    for l in busy.iter().copied().chain(
-        text.lines()
-            .filter(|l| l.starts_with("imagelens_http_requests_total") && !l.contains("/metrics")),
-    ) {
+    for l in busy.iter().copied().chain(text.lines().filter(|l| {
+        (l.starts_with("imagelens_http_requests_total") && !l.contains("/metrics"))
+            || l.starts_with("imagelens_audit_")
+    })) {
         println!("{l}");
     }
     // Mean time to the response head per route, from the server's latency histogram.

@@ -159,6 +159,7 @@ pub async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, ApiE
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let m = state.service().library().manifest();
     let records = state.service().library().keyword().len() as f64;
+    let (appends, batches) = state.audit().write_counts();
     let text = state.metrics().render(&[
         (
             "imagelens_library_records",
@@ -174,6 +175,17 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "imagelens_semantic_enabled",
             "1 when semantic search is on",
             f64::from(u8::from(state.service().semantic())),
+        ),
+        (
+            "imagelens_audit_appends",
+            "Audit entries this process has written since it started",
+            appends as f64,
+        ),
+        (
+            "imagelens_audit_batches",
+            "Writes of the audit trail since the process started: each is one sync and one head \
+             for the entries appended together (fewer than the entries under concurrent load)",
+            batches as f64,
         ),
     ]);
     (

@@ -11,9 +11,10 @@
 //!
 //! - `trail.jsonl`: one entry per line, only ever appended to (opened in append mode, `0600` on
 //!   Unix). Each line is written from one buffer and made durable with `sync_data` before
-//!   `append` returns.
+//!   `append` returns; appends arriving together from many threads are written as one buffer
+//!   with one `sync_data` (group commit, [`AuditLog::append`]).
 //! - `head.json`: `{"seq": N, "hash": "..."}` of the last entry, replaced atomically after each
-//!   append. It is what reveals entries removed from the *end* of the trail, which the chain
+//!   append (after each batch of appends written together). It is what reveals entries removed from the *end* of the trail, which the chain
 //!   alone cannot.
 //! - `key`: 32 random bytes made on first open (`0600` on Unix), the secret behind record
 //!   pseudonyms. Back it up with the trail: without it, "who saw record X" cannot be answered.
@@ -86,11 +87,12 @@
 //!
 //! Queries scan the file (oldest first) and do not check hashes; that is `verify`'s job.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 use indexer::Fault;
@@ -151,6 +153,28 @@ pub struct AuditLog {
     lock_file: File,
     key: [u8; KEY_LEN],
     state: Mutex<State>,
+    /// Appends waiting to be written, and the answers of those written (group commit).
+    queue: Mutex<Queue>,
+    /// Signalled whenever a batch has been written.
+    written: Condvar,
+    /// Entries appended and batches written by this log (one sync and one head each).
+    appends: AtomicU64,
+    batches: AtomicU64,
+}
+
+/// Appends waiting for a writer ([`AuditLog::append`]): while one thread writes a batch,
+/// the appends arriving meanwhile queue here and go out together in the next batch, with one
+/// write, one sync and one head for all of them.
+#[derive(Default)]
+struct Queue {
+    /// Ticket of the next append.
+    next: u64,
+    /// Entries not yet taken by a writer, in arrival order.
+    pending: Vec<(u64, NewEntry)>,
+    /// Whether a thread is writing a batch.
+    writing: bool,
+    /// Answers of written entries, until their callers take them.
+    done: HashMap<u64, Result<AuditEntry, AuditError>>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -246,62 +270,133 @@ impl AuditLog {
                 bytes: resume.len,
                 damage: resume.damage,
             }),
+            queue: Mutex::new(Queue::default()),
+            written: Condvar::new(),
+            appends: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
         })
     }
 
     /// Records an entry: fills in `seq`, `time`, `prev` and `hash`, turns record ids into refs,
     /// writes the line and syncs it to disk, then replaces the head. Returns the entry as
-    /// stored.
+    /// stored, once it is durable.
+    ///
+    /// Appends from many threads at once are written together (group commit): the first
+    /// caller writes, and the entries that arrive while it writes and syncs wait for it and
+    /// then go out as the next batch, one write, one `sync_data` and one head for all of them.
+    /// Each caller still returns only after its own entry is on disk, with its own result.
     ///
     /// # Errors
     /// [`AuditError::Corrupt`] when the trail is damaged (see [`AuditLog::damage`]);
     /// [`AuditError::Io`] when the line cannot be written or synced, in which case the
     /// partial write is cut off again (if even that fails, later appends are refused);
     /// [`AuditError::Io`] naming `head.json` when the line is recorded but the head could not
-    /// be replaced (the next append or `open` brings it up to date). Treat every error as "not recorded": fail
+    /// be replaced (the next append or `open` brings it up to date). Every entry of a batch
+    /// that could not be written gets the error. Treat every error as "not recorded": fail
     /// the request.
     pub fn append(&self, entry: NewEntry) -> Result<AuditEntry, AuditError> {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let ticket = q.next;
+        q.next += 1;
+        q.pending.push((ticket, entry));
+        loop {
+            if let Some(answer) = q.done.remove(&ticket) {
+                return answer;
+            }
+            if !q.writing {
+                // No writer: this thread writes everything queued, its own entry included.
+                q.writing = true;
+                let batch = std::mem::take(&mut q.pending);
+                drop(q);
+                let tickets: Vec<u64> = batch.iter().map(|(t, _)| *t).collect();
+                let mut writer = BatchWriter {
+                    log: self,
+                    tickets,
+                    answers: Vec::new(),
+                };
+                writer.answers = self.write_batch(batch);
+                drop(writer);
+                q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            q = self.written.wait(q).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Writes `batch` under the mutex and the exclusive file lock, after a resync: its
+    /// entries chained in order, one write and one sync for all, then one head. One answer
+    /// per entry, by ticket.
+    fn write_batch(
+        &self,
+        batch: Vec<(u64, NewEntry)>,
+    ) -> Vec<(u64, Result<AuditEntry, AuditError>)> {
         let mut st = self.lock();
         // Held from reading the end of the trail to replacing the head: no other writer, in
         // this process or another, can slip an entry in between.
-        let _writer = FileLock::exclusive(&self.lock_file, &self.lock_path)?;
-        self.resync(&mut st)?;
-        self.append_locked(&mut st, entry)
+        let ready = FileLock::exclusive(&self.lock_file, &self.lock_path)
+            .and_then(|writer| self.resync(&mut st).map(|()| writer));
+        let _writer = match ready {
+            Ok(writer) => writer,
+            Err(e) => return each_fails(batch, &e),
+        };
+        let answers = self.append_many_locked(&mut st, batch);
+        let written = answers.iter().filter(|(_, a)| a.is_ok()).count() as u64;
+        if written > 0 {
+            self.appends.fetch_add(written, Ordering::Relaxed);
+            self.batches.fetch_add(1, Ordering::Relaxed);
+        }
+        answers
     }
 
-    /// [`AuditLog::append`] under the mutex and the exclusive file lock, after a resync.
-    fn append_locked(&self, st: &mut State, entry: NewEntry) -> Result<AuditEntry, AuditError> {
-        let records = entry.records.iter().map(|id| self.record_ref(id)).collect();
+    /// Entries recorded and batches written by [`AuditLog::append`] on this log since it was
+    /// opened: each batch is one write, one `sync_data` and one head replaced, so the gap
+    /// between the two is the syncs group commit saved.
+    pub fn write_counts(&self) -> (u64, u64) {
+        (
+            self.appends.load(Ordering::Relaxed),
+            self.batches.load(Ordering::Relaxed),
+        )
+    }
+
+    /// [`AuditLog::write_batch`] under the mutex and the exclusive file lock, after a resync.
+    fn append_many_locked(
+        &self,
+        st: &mut State,
+        batch: Vec<(u64, NewEntry)>,
+    ) -> Vec<(u64, Result<AuditEntry, AuditError>)> {
         if let Some(damage) = &st.damage {
-            return Err(AuditError::Corrupt(format!(
+            let e = AuditError::Corrupt(format!(
                 "{damage}; appends are refused until an operator has checked it \
                  (run `imagelens audit verify`)"
-            )));
+            ));
+            return each_fails(batch, &e);
         }
-        let mut stored = AuditEntry {
-            seq: st.seq + 1,
-            time: Utc::now(),
-            actor: entry.actor,
-            role: entry.role,
-            address: entry.address,
-            action: entry.action,
-            purpose: entry.purpose,
-            query: entry.query,
-            records,
-            outcome: entry.outcome,
-            unredacted: entry.unredacted,
-            detail: entry.detail,
-            prev: st.hash.clone(),
-            hash: String::new(),
-        };
-        let (line, hash) = encode(&stored)?;
-        stored.hash = hash;
-
+        let mut answers = Vec::with_capacity(batch.len());
+        let mut stored_ok = Vec::with_capacity(batch.len());
+        let mut buf = Vec::new();
+        let (mut seq, mut hash) = (st.seq, st.hash.clone());
+        for (ticket, entry) in batch {
+            let mut stored = self.stored(seq + 1, &hash, entry);
+            match encode(&stored) {
+                Ok((line, h)) => {
+                    stored.hash = h;
+                    seq = stored.seq;
+                    hash.clone_from(&stored.hash);
+                    buf.extend_from_slice(&line);
+                    stored_ok.push((ticket, stored));
+                }
+                // Only this entry fails; the next one takes its number.
+                Err(e) => answers.push((ticket, Err(e))),
+            }
+        }
+        if stored_ok.is_empty() {
+            return answers;
+        }
         let before = st.bytes;
-        let written = st.file.write_all(&line).and_then(|()| st.file.sync_data());
+        let written = st.file.write_all(&buf).and_then(|()| st.file.sync_data());
         if let Err(source) = written {
-            // The request fails, so the entry must not count: cut off whatever part of the
-            // line reached the file, or the next line would be glued to a torn one.
+            // The requests fail, so the entries must not count: cut off whatever part of the
+            // lines reached the file, or the next line would be glued to a torn one.
             let undone = st.file.set_len(before).and_then(|()| st.file.sync_data());
             if let Err(undo) = undone {
                 st.damage = Some(format!(
@@ -310,13 +405,47 @@ impl AuditLog {
                     self.trail.display()
                 ));
             }
-            return Err(io_err(&self.trail, source));
+            let e = io_err(&self.trail, source);
+            answers.extend(stored_ok.into_iter().map(|(t, _)| (t, Err(share(&e)))));
+            return answers;
         }
-        st.bytes = before + line.len() as u64;
-        st.seq = stored.seq;
-        st.hash.clone_from(&stored.hash);
-        write_head(&self.head, st.seq, &st.hash)?;
-        Ok(stored)
+        st.bytes = before + buf.len() as u64;
+        st.seq = seq;
+        st.hash = hash;
+        match write_head(&self.head, st.seq, &st.hash) {
+            Ok(()) => answers.extend(stored_ok.into_iter().map(|(t, s)| (t, Ok(s)))),
+            Err(e) => answers.extend(stored_ok.into_iter().map(|(t, _)| (t, Err(share(&e))))),
+        }
+        answers
+    }
+
+    /// The entry as it will be stored at `seq` after `prev`, without its hash yet.
+    fn stored(&self, seq: u64, prev: &str, entry: NewEntry) -> AuditEntry {
+        AuditEntry {
+            seq,
+            time: Utc::now(),
+            actor: entry.actor,
+            role: entry.role,
+            address: entry.address,
+            action: entry.action,
+            purpose: entry.purpose,
+            query: entry.query,
+            records: entry.records.iter().map(|id| self.record_ref(id)).collect(),
+            outcome: entry.outcome,
+            unredacted: entry.unredacted,
+            detail: entry.detail,
+            prev: prev.to_owned(),
+            hash: String::new(),
+        }
+    }
+
+    /// One entry written under the mutex and the exclusive file lock, after a resync (the
+    /// first entry of a new trail, [`AuditLog::archive`]).
+    fn append_locked(&self, st: &mut State, entry: NewEntry) -> Result<AuditEntry, AuditError> {
+        self.append_many_locked(st, vec![(0, entry)])
+            .pop()
+            .map(|(_, answer)| answer)
+            .expect("one answer per entry")
     }
 
     /// The ref under which record `id` appears in entries: the first 32 hex digits of
@@ -559,3 +688,54 @@ use verify::*;
 
 #[cfg(test)]
 mod tests;
+
+/// The thread writing a batch ([`AuditLog::append`]): hands every answer to the waiting
+/// callers when it is done, and should the write panic, answers each entry of the batch with
+/// an error instead, so no caller waits for an answer that will never come.
+struct BatchWriter<'a> {
+    log: &'a AuditLog,
+    tickets: Vec<u64>,
+    answers: Vec<(u64, Result<AuditEntry, AuditError>)>,
+}
+
+impl Drop for BatchWriter<'_> {
+    fn drop(&mut self) {
+        let mut q = self.log.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let answered: std::collections::HashSet<u64> =
+            self.answers.iter().map(|(t, _)| *t).collect();
+        for t in &self.tickets {
+            if !answered.contains(t) {
+                q.done.insert(
+                    *t,
+                    Err(AuditError::Corrupt(
+                        "the audit append was interrupted; the entry may not be recorded".into(),
+                    )),
+                );
+            }
+        }
+        q.done.extend(self.answers.drain(..));
+        q.writing = false;
+        self.log.written.notify_all();
+    }
+}
+
+/// The same error for every entry of a batch.
+fn each_fails(
+    batch: Vec<(u64, NewEntry)>,
+    e: &AuditError,
+) -> Vec<(u64, Result<AuditEntry, AuditError>)> {
+    batch.into_iter().map(|(t, _)| (t, Err(share(e)))).collect()
+}
+
+/// A copy of `e` for one more caller (`std::io::Error` is not `Clone`: kind and message).
+fn share(e: &AuditError) -> AuditError {
+    match e {
+        AuditError::Io { path, source } => AuditError::Io {
+            path: path.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        AuditError::Corrupt(m) => AuditError::Corrupt(m.clone()),
+        AuditError::Refused(m) => AuditError::Refused(m.clone()),
+        AuditError::Encode(e) => AuditError::Corrupt(format!("audit entry cannot be encoded: {e}")),
+    }
+}
