@@ -520,6 +520,7 @@ fn index_settings_set_the_collection_config_and_survive_a_new_process() {
         ef: 77,
         quantization: Quantization::Int8,
         oversampling: 3.0,
+        acorn_selectivity: 0.3,
         ..IndexSettings::default()
     };
     store.set_index_settings(&wanted).unwrap();
@@ -534,6 +535,10 @@ fn index_settings_set_the_collection_config_and_survive_a_new_process() {
     assert!((int8["quantile"].as_f64().unwrap() - 0.99).abs() < 1e-6);
     assert_eq!(int8["always_ram"], true);
     assert_eq!(config["metadata"]["imagelens_index"]["ef"], 77, "{config}");
+    assert_eq!(
+        config["metadata"]["imagelens_index"]["acorn_selectivity"], 0.3,
+        "{config}"
+    );
     // The full vectors stay on disk; the int8 copies are the ones in RAM.
     assert_on_disk(&config, &spec().vectors);
 
@@ -546,6 +551,24 @@ fn index_settings_set_the_collection_config_and_survive_a_new_process() {
     assert!(state.segments >= 1);
     assert_eq!(state.disk_bytes, None, "the server does not report it");
     assert_eq!(store.status().unwrap().status, "green");
+    // A graph search under a filter keeping 10 % of the points, with ACORN's bound sent to
+    // the server (above it: ACORN; a server refusing the parameter would fail the search).
+    let hits = store
+        .search(&VectorQuery {
+            exact: false,
+            filter: VectorFilter {
+                must: vec![Condition::Range {
+                    key: "captured".into(),
+                    gte: Some(0),
+                    lte: Some(49),
+                }],
+                must_not: vec![],
+            },
+            ..probe()
+        })
+        .unwrap();
+    assert_eq!(hits.len(), 10);
+    assert!(hits.iter().all(|h| h.id < 50), "{hits:?}");
 
     // Bad settings are refused before anything reaches the server.
     let before = collection_config(&server, "tuned");
