@@ -320,7 +320,9 @@ impl SearchService {
         // load every core already ranks a search, and a second thread would only share them;
         // where no thread can be started, the lists run in turn.
         let (_lane, spare) = self.lanes.enter();
-        let both = running.keyword && query.is_some();
+        // The keyword list and at least one vector list (a vector list runs only with a query
+        // vector): with one list alone there is nothing to run beside it.
+        let both = running.keyword && running.count() > 1;
         let side_by_side = (spare && both).then(|| {
             std::thread::scope(|s| {
                 let keyword = std::thread::Builder::new()

@@ -14,8 +14,8 @@
 //!   `append` returns; appends arriving together from many threads are written as one buffer
 //!   with one `sync_data` (group commit, [`AuditLog::append`]).
 //! - `head.json`: `{"seq": N, "hash": "..."}` of the last entry, replaced atomically after each
-//!   append (after each batch of appends written together). It is what reveals entries removed from the *end* of the trail, which the chain
-//!   alone cannot.
+//!   append (after each batch of appends written together). It is what reveals entries
+//!   removed from the *end* of the trail, which the chain alone cannot.
 //! - `key`: 32 random bytes made on first open (`0600` on Unix), the secret behind record
 //!   pseudonyms. Back it up with the trail: without it, "who saw record X" cannot be answered.
 //!
@@ -701,10 +701,9 @@ struct BatchWriter<'a> {
 impl Drop for BatchWriter<'_> {
     fn drop(&mut self) {
         let mut q = self.log.queue.lock().unwrap_or_else(|p| p.into_inner());
-        let answered: std::collections::HashSet<u64> =
-            self.answers.iter().map(|(t, _)| *t).collect();
-        for t in &self.tickets {
-            if !answered.contains(t) {
+        // `write_batch` answers every entry of its batch unless it panicked.
+        if std::thread::panicking() {
+            for t in &self.tickets {
                 q.done.insert(
                     *t,
                     Err(AuditError::Corrupt(
