@@ -9,12 +9,12 @@
 //! sub-second parts and bounds placed exactly on, just before and just after them, records
 //! without a value on an axis. Cases: 1,000 by default, `IMAGELENS_PROPTEST_CASES` overrides.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use indexer::filter::{DateRange, FilenameMatch, RecordFilter};
-use indexer::keyword::KeywordIndex;
+use indexer::filter::{DateRange, FilenameMatch, RecordFilter, normalize_label};
+use indexer::keyword::{Bm25Walk, Facets, KeywordIndex};
 use indexer::points::{self, payload};
 use indexer::record::{DateAxis, Record};
 use indexer::store::{EdgeStore, VectorFilter, VectorQuery, VectorStore};
@@ -375,6 +375,72 @@ proptest! {
     }
 }
 
+/// The facet counts of `records` counted one by one from the records themselves: what the
+/// keyword index's fast columns must add up to.
+fn counted(records: &[&Record]) -> Facets {
+    let mut f = Facets {
+        total: records.len() as u64,
+        ..Facets::default()
+    };
+    for axis in DateAxis::ALL {
+        f.months.insert(axis.name().to_owned(), BTreeMap::new());
+    }
+    for r in records {
+        let labels: BTreeSet<String> = r.labels.iter().map(|l| normalize_label(l)).collect();
+        for l in labels {
+            *f.labels.entry(l).or_default() += 1;
+        }
+        *f.datasets.entry(r.dataset.clone()).or_default() += 1;
+        if let Some(s) = &r.split {
+            *f.splits.entry(s.clone()).or_default() += 1;
+        }
+        let attrs: BTreeSet<String> = r.attribute_terms().into_iter().collect();
+        for a in attrs {
+            *f.attrs.entry(a).or_default() += 1;
+        }
+        for axis in DateAxis::ALL {
+            if let Some(d) = axis.get(&r.dates) {
+                *f.months
+                    .get_mut(axis.name())
+                    .unwrap()
+                    .entry(d.format("%Y-%m").to_string())
+                    .or_default() += 1;
+            }
+        }
+    }
+    f
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases() / 4, ..ProptestConfig::default() })]
+
+    /// Facet counts over a filter, and over a candidate set within it, are the counts of the
+    /// records themselves: each label and attribute counted once per record whatever its
+    /// spelling repeats, records without a split or a date left out of those, deleted records
+    /// nowhere, months of every time axis.
+    #[test]
+    fn facets_count_what_the_records_hold(f in filter(), every in 1usize..5) {
+        let w = world();
+        let ids = w.keyword.filter_ids(&f).unwrap();
+        let selected: Vec<&Record> = w.records.iter().filter(|r| ids.contains(&r.id)).collect();
+        prop_assert_eq!(w.keyword.facets(&f).unwrap(), counted(&selected), "{:?}", f);
+        // The bench's baseline counts the same (it names no axis when nothing matched).
+        let mut by_record = w.keyword.facets_record_by_record(&f).unwrap();
+        if by_record.total == 0 {
+            by_record.months = counted(&[]).months;
+        }
+        prop_assert_eq!(by_record, counted(&selected), "{:?}", f);
+        // A candidate set: every `every`-th record of the library (some outside the filter),
+        // one id twice and one unknown.
+        let mut candidates: Vec<String> = w.records.iter().step_by(every).map(|r| r.id.clone()).collect();
+        candidates.push(w.records[0].id.clone());
+        candidates.push("no such record".into());
+        let within: Vec<&Record> =
+            selected.iter().copied().filter(|r| candidates.contains(&r.id)).collect();
+        prop_assert_eq!(w.keyword.facets_within(&f, &candidates).unwrap(), counted(&within), "{:?}", f);
+    }
+}
+
 /// A query word: a label or the stem of a caption word.
 fn query_word() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -383,16 +449,10 @@ fn query_word() -> impl Strategy<Value = String> {
     ]
 }
 
-/// Whether two BM25 scores are equal but for the last bits (scores summed in another order).
-fn close(a: f32, b: f32) -> bool {
-    (a - b).abs() <= 1e-4 * a.abs().max(b.abs()).max(1.0)
-}
-
-/// The records of `hits` scored clearly above `cut` (not equal to it but for the last bits).
-fn clearly_above(hits: &[indexer::keyword::KeywordHit], cut: f32) -> BTreeSet<String> {
+/// A BM25 list as (id, score bits): lists compared with it must agree to the last bit.
+fn exact(hits: &[indexer::keyword::KeywordHit]) -> Vec<(String, u32)> {
     hits.iter()
-        .filter(|h| h.score > cut && !close(h.score, cut))
-        .map(|h| h.id.clone())
+        .map(|h| (h.id.clone(), h.score.to_bits()))
         .collect()
 }
 
@@ -438,43 +498,41 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases() / 4, ..ProptestConfig::default() })]
 
-    /// BM25 without a filter (a bare union, ranked with block-max WAND) finds the same top
-    /// hits as with a filter that matches every record (an intersection, every match scored):
-    /// the same scores in the same order, and the same records above the last score (records
-    /// tied at the last place may differ, as any top-k cut among equals may).
+    /// BM25 walks its postings either way to the same list, within any filter: every match
+    /// scored, or pruned by block-max WAND (records tested against the filter as WAND offers
+    /// them, and scored again in clause order), the same ids with the same scores to the last
+    /// bit and ties in the same order; without a filter (pruned, by default) as within a
+    /// filter that every record passes (every match scored, by default).
     #[test]
-    fn pruned_bm25_finds_what_scoring_every_match_finds(
+    fn pruned_bm25_finds_exactly_what_scoring_every_match_finds(
         words in prop::collection::vec(
-            prop_oneof![2 => query_word(), 1 => Just("nothing-matches".to_owned())],
+            prop_oneof![2 => query_word(), 1 => Just("nothing-matches".to_owned()), 1 => Just("the".to_owned())],
             1..5,
         ),
+        f in filter(),
         limit in 1usize..80,
     ) {
         let w = world();
         let text = words.join(" ");
-        let every = RecordFilter { no_labels: vec!["no such label".into()], ..RecordFilter::default() };
-        let pruned = w.keyword.search(&text, &RecordFilter::default(), limit).unwrap();
-        let full = w.keyword.search(&text, &every, limit).unwrap();
-        prop_assert_eq!(pruned.len(), full.len(), "{}", text);
-        for (p, f) in pruned.iter().zip(&full) {
-            prop_assert!(close(p.score, f.score), "{}: {} vs {}", text, p.score, f.score);
-        }
-        if let Some(last) = full.last().map(|h| h.score) {
-            prop_assert_eq!(clearly_above(&pruned, last), clearly_above(&full, last), "{}", text);
-        }
+        let terms = w.keyword.terms(&text);
+        let stop: Vec<String> =
+            w.keyword.all_terms(&text).into_iter().filter(|t| !terms.contains(t)).collect();
+        let by = |walk| w.keyword.search_terms_by(&terms, &stop, &f, limit, walk).unwrap();
+        let every = by(Bm25Walk::EveryMatch);
+        prop_assert_eq!(exact(&by(Bm25Walk::Pruned)), exact(&every), "{} {:?}", text, f);
+        prop_assert_eq!(exact(&by(Bm25Walk::Auto)), exact(&every), "{} {:?}", text, f);
+        let all = RecordFilter { no_labels: vec!["no such label".into()], ..RecordFilter::default() };
+        let unfiltered = w.keyword.search(&text, &RecordFilter::default(), limit).unwrap();
+        prop_assert_eq!(exact(&unfiltered), exact(&w.keyword.search(&text, &all, limit).unwrap()), "{}", text);
     }
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
-    /// A BM25 list taken `limit` deep is the first `limit` of the same list taken deeper, ties
-    /// kept in one order, with a filter or without (what a search's settled head relies on).
-    /// Up to the last bits of the scores: block-max WAND may sum a record's term scores in
-    /// another order at another depth, so records whose scores differ only there (1e-4
-    /// relative, as `pruned_bm25_finds_what_scoring_every_match_finds` allows) may trade
-    /// places; the scores agree position by position, and the records scored clearly above
-    /// the cut are the same in both.
+    /// A BM25 list taken `limit` deep is exactly the first `limit` of the same list taken
+    /// deeper (scores to the last bit, ties in one order), with a filter or without: what a
+    /// search's settled head and its cursor rely on.
     #[test]
     fn a_bm25_list_is_the_head_of_every_deeper_one(
         words in prop::collection::vec(query_word(), 1..4),
@@ -492,17 +550,7 @@ proptest! {
         for deeper in [limit * 3, 1_000] {
             let deep = w.keyword.search(&text, &filter, deeper).unwrap();
             let head = &deep[..limit.min(deep.len())];
-            prop_assert_eq!(shallow.len(), head.len(), "{} at {} and {}", text, limit, deeper);
-            for (s, d) in shallow.iter().zip(head) {
-                prop_assert!(close(s.score, d.score), "{}: {} vs {}", text, s.score, d.score);
-            }
-            if let Some(cut) = shallow.last().map(|h| h.score) {
-                prop_assert_eq!(
-                    clearly_above(&shallow, cut),
-                    clearly_above(head, cut),
-                    "{} at {} and {}", text, limit, deeper
-                );
-            }
+            prop_assert_eq!(exact(&shallow), exact(head), "{} at {} and {}", text, limit, deeper);
         }
     }
 }

@@ -1,15 +1,31 @@
 //! BM25: query text into terms (stop words apart) and the ranked search over the text fields.
 
-use tantivy::DocAddress;
-use tantivy::Term;
-use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery};
+use std::collections::BinaryHeap;
+
+use tantivy::query::{
+    Bm25Weight, BooleanQuery, BoostQuery, ConstScoreQuery, EnableScoring, Occur, Query, TermQuery,
+    Weight,
+};
 use tantivy::schema::IndexRecordOption;
 use tantivy::tokenizer::TokenStream;
+use tantivy::{DocAddress, DocSet, Score, Searcher, TERMINATED, Term};
 
 use super::schema::TEXT_FIELDS;
 use super::{KResult, KeywordHit, KeywordIndex};
 use crate::filter::RecordFilter;
+
+/// How a BM25 search walks the postings of its terms to its top hits. Each gives the same
+/// list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bm25Walk {
+    /// Pruned without a filter, every match scored with one (see
+    /// [`KeywordIndex::search_terms`]).
+    Auto,
+    /// Every record holding one of the terms (and inside the filter) scored.
+    EveryMatch,
+    /// Block-max WAND: records whose best possible score cannot reach the top skipped.
+    Pruned,
+}
 
 impl KeywordIndex {
     /// Splits text into the terms that choose what BM25 finds: lowercased and stemmed as the
@@ -61,7 +77,11 @@ impl KeywordIndex {
 
     /// BM25 search of records holding one of `terms`, ranked by those and by `scored`
     /// (terms that add to a found record's score but find nothing by themselves); see
-    /// [`KeywordIndex::search`].
+    /// [`KeywordIndex::search`]. Without a filter it prunes (block-max WAND, see
+    /// [`Bm25Walk::Pruned`]); within a filter it scores every match inside it, which the keyword
+    /// bench measured faster for filters keeping up to a seventh of the records (a pruned walk
+    /// tests each record it is offered against the filter, and fills its top slowly when the
+    /// filter keeps few) and slower for one keeping 29 %.
     ///
     /// # Errors
     /// As [`KeywordIndex::filter_query`].
@@ -72,39 +92,45 @@ impl KeywordIndex {
         filter: &RecordFilter,
         limit: usize,
     ) -> KResult<Vec<KeywordHit>> {
+        self.search_terms_by(terms, scored, filter, limit, Bm25Walk::Auto)
+    }
+
+    /// [`KeywordIndex::search_terms`] walking the postings as `walk` says: the same list
+    /// whichever walk (scores to the last bit, ties in the same order); the keyword bench
+    /// times each.
+    ///
+    /// # Errors
+    /// As [`KeywordIndex::filter_query`].
+    pub fn search_terms_by(
+        &self,
+        terms: &[String],
+        scored: &[String],
+        filter: &RecordFilter,
+        limit: usize,
+        walk: Bm25Walk,
+    ) -> KResult<Vec<KeywordHit>> {
         // tantivy's top-k collector allocates for `limit` hits up front: never ask for more
         // than there are documents.
         let limit = limit.min(usize::try_from(self.len()).unwrap_or(usize::MAX));
         if terms.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
-        let found = self.union_of(terms);
-        // Without a filter or scored-only terms the query is the bare union of boosted term
-        // queries, which tantivy ranks with block-max WAND (skipping documents that cannot
-        // reach the top `limit`); joined with a filter or with scored-only terms it scores
-        // every match.
-        let query: Box<dyn Query> = if filter.is_empty() && scored.is_empty() {
-            found
-        } else {
-            let mut clauses = vec![(Occur::Must, found)];
-            if !scored.is_empty() {
-                clauses.push((Occur::Should, self.union_of(scored)));
-            }
-            if !filter.is_empty() {
-                clauses.push((
-                    Occur::Must,
-                    Box::new(ConstScoreQuery::new(self.filter_query(filter)?, 0.0)),
-                ));
-            }
-            Box::new(BooleanQuery::new(clauses))
-        };
         let searcher = self.reader.searcher();
-        let top = searcher.search(&*query, &TopDocs::with_limit(limit).order_by_score())?;
+        let prune = match walk {
+            Bm25Walk::Auto => filter.is_empty(),
+            Bm25Walk::EveryMatch => false,
+            Bm25Walk::Pruned => true,
+        };
+        let top = if prune {
+            self.top_pruned(&searcher, terms, scored, filter, limit)?
+        } else {
+            self.top_scoring_every_match(&searcher, terms, scored, filter, limit)?
+        };
         let addrs: Vec<DocAddress> = top.iter().map(|&(_, addr)| addr).collect();
         // tantivy's order: score, then document address. Ties keep that order (not the
-        // records' ids): the top `limit` is then the first `limit` of any deeper list (up to
-        // records whose scores differ in their last bits only: WAND may sum term scores in
-        // another order at another depth), which the search's settled head relies on.
+        // records' ids), and every score is summed in one order whatever the depth: the top
+        // `limit` is the first `limit` of any deeper list, which the search's settled head
+        // relies on.
         let hits: Vec<KeywordHit> = self
             .ids
             .ids_of(&searcher, &addrs)?
@@ -118,8 +144,18 @@ impl KeywordIndex {
     /// The union of `terms` over every text field, each field's terms boosted as BM25 weighs
     /// that field.
     fn union_of(&self, terms: &[String]) -> Box<dyn Query> {
+        let should: Vec<(Occur, Box<dyn Query>)> = self
+            .field_terms(terms)
+            .into_iter()
+            .map(|(term, boost)| (Occur::Should, boosted(term, boost)))
+            .collect();
+        Box::new(BooleanQuery::new(should))
+    }
+
+    /// Every text field's term for each of `terms`, with the boost BM25 weighs that field by.
+    fn field_terms(&self, terms: &[String]) -> Vec<(Term, Score)> {
         let f = &self.fields;
-        let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        let mut out = Vec::new();
         for (name, boost) in TEXT_FIELDS {
             let field = match name {
                 "labels_text" => f.labels_text,
@@ -128,15 +164,236 @@ impl KeywordIndex {
                 _ => f.metadata,
             };
             for t in terms {
-                let q = TermQuery::new(
-                    Term::from_field_text(field, t),
-                    IndexRecordOption::WithFreqs,
-                );
-                should.push((Occur::Should, Box::new(BoostQuery::new(Box::new(q), boost))));
+                out.push((Term::from_field_text(field, t), boost));
             }
         }
-        Box::new(BooleanQuery::new(should))
+        out
     }
+
+    /// The top `limit` of `terms` (ranked with `scored`) within `filter`, by one tantivy query
+    /// that scores every record it matches. The union of `terms` is always a required clause
+    /// (never the bare union, which tantivy would rank with block-max WAND): its score is then
+    /// the sum of its clauses' scores in clause order, plus (when any is present) the sum of
+    /// the stop words' in theirs, the same sums [`KeywordIndex::top_pruned`] makes, so both
+    /// give the same scores to the last bit.
+    fn top_scoring_every_match(
+        &self,
+        searcher: &Searcher,
+        terms: &[String],
+        scored: &[String],
+        filter: &RecordFilter,
+        limit: usize,
+    ) -> KResult<Vec<(Score, DocAddress)>> {
+        let mut clauses = vec![(Occur::Must, self.union_of(terms))];
+        if !scored.is_empty() {
+            clauses.push((Occur::Should, self.union_of(scored)));
+        }
+        if !filter.is_empty() {
+            clauses.push((
+                Occur::Must,
+                Box::new(ConstScoreQuery::new(self.filter_query(filter)?, 0.0)),
+            ));
+        }
+        let query = BooleanQuery::new(clauses);
+        let weight = query.weight(EnableScoring::enabled_from_searcher(searcher))?;
+        // Not tantivy's `TopDocs`, whose cut among records tied at the last place depends on
+        // when its buffer was last truncated: the same order as the pruned walk's.
+        let mut top = TopK::new(limit);
+        for (ord, reader) in searcher.segment_readers().iter().enumerate() {
+            let ord = u32::try_from(ord).expect("fewer than 2^32 segments");
+            let alive = reader.alive_bitset();
+            weight.for_each_pruning(top.threshold(), reader, &mut |doc, score| {
+                if alive.is_none_or(|a| a.is_alive(doc)) {
+                    top.push(score, DocAddress::new(ord, doc));
+                }
+                top.threshold()
+            })?;
+        }
+        Ok(top.into_sorted())
+    }
+
+    /// The same top `limit` as [`KeywordIndex::top_scoring_every_match`], found by block-max
+    /// WAND over the union of `terms`: tantivy skips the records (and whole posting blocks)
+    /// whose best possible score cannot reach the current `limit`-th. A record it offers is
+    /// kept when it is alive and inside `filter`, and scored again as the other path scores
+    /// it (WAND sums its terms in whatever order its cursors stand, which changes the last
+    /// bits, and so the order of near-ties, from one depth to another): the sum of the terms'
+    /// scores in clause order, plus the sum of the stop words' (`scored`). Since those can add
+    /// at most the sum of their terms' best scores in the segment, WAND is told a threshold
+    /// lowered by that sum (and a little more for rounding), so no record that could reach
+    /// the top is skipped: the answer is exact, in tantivy's order (score, then address).
+    fn top_pruned(
+        &self,
+        searcher: &Searcher,
+        terms: &[String],
+        scored: &[String],
+        filter: &RecordFilter,
+        limit: usize,
+    ) -> KResult<Vec<(Score, DocAddress)>> {
+        let scoring = EnableScoring::enabled_from_searcher(searcher);
+        let found = self.union_of(terms).weight(scoring)?;
+        let clauses = self
+            .field_terms(terms)
+            .into_iter()
+            .map(|(term, boost)| boosted(term, boost).weight(scoring))
+            .collect::<tantivy::Result<Vec<_>>>()?;
+        // Each stop word's weight in each field, with the most it can add to a record's score
+        // (BM25's term-frequency factor stays under 1).
+        let mut stop: Vec<(Box<dyn Weight>, Score)> = Vec::new();
+        for (term, boost) in self.field_terms(scored) {
+            let most = Bm25Weight::for_terms(searcher, std::slice::from_ref(&term))?
+                .boost_by(boost)
+                .max_score();
+            stop.push((boosted(term, boost).weight(scoring)?, most));
+        }
+        let inside = if filter.is_empty() {
+            None
+        } else {
+            Some(
+                self.filter_query(filter)?
+                    .weight(EnableScoring::disabled_from_searcher(searcher))?,
+            )
+        };
+        let mut top = TopK::new(limit);
+        for (ord, reader) in searcher.segment_readers().iter().enumerate() {
+            let ord = u32::try_from(ord).expect("fewer than 2^32 segments");
+            let mut found_scorers = Vec::with_capacity(clauses.len());
+            for w in &clauses {
+                let scorer = w.scorer(reader, 1.0)?;
+                if scorer.doc() != TERMINATED {
+                    found_scorers.push(scorer);
+                }
+            }
+            let mut stop_scorers = Vec::with_capacity(stop.len());
+            let mut stop_bound: Score = 0.0;
+            for (w, most) in &stop {
+                let scorer = w.scorer(reader, 1.0)?;
+                if scorer.doc() != TERMINATED {
+                    stop_bound += most;
+                    stop_scorers.push(scorer);
+                }
+            }
+            let mut inside = match &inside {
+                Some(w) => Some(w.scorer(reader, 1.0)?),
+                None => None,
+            };
+            let alive = reader.alive_bitset();
+            let lowered = |t: Score| {
+                if t == Score::MIN {
+                    t
+                } else {
+                    t - stop_bound - t.abs() * 1e-5 - 1e-6
+                }
+            };
+            found.for_each_pruning(lowered(top.threshold()), reader, &mut |doc, _| {
+                let keep = alive.is_none_or(|a| a.is_alive(doc))
+                    && inside.as_mut().is_none_or(|set| at(set.as_mut(), doc));
+                if keep {
+                    let mut total = sum_at(&mut found_scorers, doc);
+                    if stop_scorers.iter_mut().any(|s| at(s.as_mut(), doc)) {
+                        total += sum_at(&mut stop_scorers, doc);
+                    }
+                    top.push(total, DocAddress::new(ord, doc));
+                }
+                lowered(top.threshold())
+            })?;
+        }
+        Ok(top.into_sorted())
+    }
+}
+
+/// Whether `docs` holds `doc`, moving it there unless it already stands on or past it (the
+/// documents asked about come in increasing order).
+fn at(docs: &mut dyn tantivy::query::Scorer, doc: tantivy::DocId) -> bool {
+    if docs.doc() < doc {
+        docs.seek(doc);
+    }
+    docs.doc() == doc
+}
+
+/// The sum of the scores of the `scorers` holding `doc`, in their order, from 0 (as tantivy's
+/// union and its required-optional scorer sum them).
+fn sum_at(scorers: &mut [Box<dyn tantivy::query::Scorer>], doc: tantivy::DocId) -> Score {
+    let mut sum: Score = 0.0;
+    for s in scorers {
+        if at(s.as_mut(), doc) {
+            sum += s.score();
+        }
+    }
+    sum
+}
+
+/// The best `k` (score, address) pairs seen: higher scores first, then lower addresses. Among
+/// records tied at the last place the lowest addresses are kept, whatever the depth, so a list
+/// taken `k` deep is exactly the first `k` of any deeper one.
+struct TopK {
+    k: usize,
+    heap: BinaryHeap<Worst>,
+}
+
+/// A heap entry ordered so that the worst hit is the greatest.
+struct Worst(Score, DocAddress);
+
+impl PartialEq for Worst {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+
+impl Eq for Worst {}
+
+impl PartialOrd for Worst {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Worst {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other.0.total_cmp(&self.0).then(self.1.cmp(&other.1))
+    }
+}
+
+impl TopK {
+    fn new(k: usize) -> Self {
+        Self {
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+        }
+    }
+
+    /// The score a hit must beat to enter: the `k`-th best once `k` are held.
+    fn threshold(&self) -> Score {
+        if self.heap.len() < self.k {
+            Score::MIN
+        } else {
+            self.heap.peek().map_or(Score::MIN, |w| w.0)
+        }
+    }
+
+    fn push(&mut self, score: Score, addr: DocAddress) {
+        let entry = Worst(score, addr);
+        if self.heap.len() < self.k {
+            self.heap.push(entry);
+        } else if self.heap.peek().is_some_and(|worst| entry < *worst) {
+            self.heap.pop();
+            self.heap.push(entry);
+        }
+    }
+
+    fn into_sorted(self) -> Vec<(Score, DocAddress)> {
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|Worst(score, addr)| (score, addr))
+            .collect()
+    }
+}
+
+/// `term`'s BM25 query, its score multiplied by `boost`.
+fn boosted(term: Term, boost: Score) -> Box<dyn Query> {
+    let q = TermQuery::new(term, IndexRecordOption::WithFreqs);
+    Box::new(BoostQuery::new(Box::new(q), boost))
 }
 
 /// The analyzer of query text: `en_stem` (the index's) with English stop words removed before
@@ -170,4 +427,128 @@ fn tokens(analyzer: &mut tantivy::tokenizer::TextAnalyzer, text: &str) -> Vec<St
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keyword::test_record;
+
+    const WORDS: [&str; 12] = [
+        "dog", "car", "beach", "park", "red", "night", "truck", "ladder", "boat", "tree", "street",
+        "white",
+    ];
+
+    /// 3,000 records in three segments, every seventh deleted, labelled and captioned from
+    /// a dozen words with stop words between them: short texts of few words, so many records
+    /// share a score and the order of ties is tested as much as the order of scores.
+    fn index(dir: &std::path::Path) -> KeywordIndex {
+        let kw = KeywordIndex::open(dir).unwrap();
+        let mut state: u64 = 7;
+        let mut draw = move |n: usize| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            usize::try_from(state >> 33).unwrap() % n
+        };
+        for part in 0..3u32 {
+            let mut writer = kw.writer().unwrap();
+            for n in part * 1_000..(part + 1) * 1_000 {
+                let mut r = test_record(n, ["fleet", "coast", "city"][draw(3)], None);
+                r.labels = vec![WORDS[draw(4)].into()];
+                let words: Vec<&str> = (0..=draw(4)).map(|_| WORDS[draw(WORDS.len())]).collect();
+                let stop = ["with the", "at", "on a", "in the"][draw(4)];
+                r.captions = vec![format!("a {} {stop} {}", words.join(" "), WORDS[draw(12)])];
+                writer.upsert(&r, "").unwrap();
+            }
+            writer.commit().unwrap();
+        }
+        let mut writer = kw.writer().unwrap();
+        for n in (0..3_000u32).step_by(7) {
+            writer.delete(&format!("{n:016x}"));
+        }
+        writer.commit().unwrap();
+        kw.reload().unwrap();
+        kw
+    }
+
+    /// Block-max WAND with the stop words' bound, the filter tested per record and every
+    /// kept record scored again in clause order gives exactly (scores to the last bit, ties in
+    /// the same order) the list that scoring every match gives, at every depth, with and
+    /// without stop words and filters; and a shallow list is the head of every deeper one.
+    #[test]
+    fn pruning_gives_exactly_the_list_that_scoring_every_match_gives() {
+        let dir = tempfile::tempdir().unwrap();
+        let kw = index(dir.path());
+        assert!(kw.reader.searcher().segment_readers().len() >= 2);
+        let filters = [
+            RecordFilter::default(),
+            RecordFilter {
+                datasets: vec!["coast".into()],
+                ..RecordFilter::default()
+            },
+            RecordFilter {
+                labels: vec!["car".into()],
+                ..RecordFilter::default()
+            },
+            RecordFilter {
+                no_labels: vec!["dog".into()],
+                datasets: vec!["city".into(), "fleet".into()],
+                ..RecordFilter::default()
+            },
+        ];
+        let queries = [
+            "dog",
+            "a dog in the park",
+            "red car at night",
+            "the white truck with a ladder on the street",
+            "boat tree street beach",
+            "a nothingmatches",
+            "the",
+        ];
+        let searcher = kw.reader.searcher();
+        let mut ties = 0;
+        for text in queries {
+            let terms = kw.terms(text);
+            let stop: Vec<String> = kw
+                .all_terms(text)
+                .into_iter()
+                .filter(|t| !terms.contains(t))
+                .collect();
+            for filter in &filters {
+                let deepest = kw
+                    .top_scoring_every_match(&searcher, &terms, &stop, filter, 3_000)
+                    .unwrap();
+                ties += deepest.windows(2).filter(|p| p[0].0 == p[1].0).count();
+                for limit in [1, 5, 37, 200, 3_000] {
+                    let every = kw
+                        .top_scoring_every_match(&searcher, &terms, &stop, filter, limit)
+                        .unwrap();
+                    let pruned = kw
+                        .top_pruned(&searcher, &terms, &stop, filter, limit)
+                        .unwrap();
+                    let bits = |l: &[(Score, DocAddress)]| -> Vec<(u32, DocAddress)> {
+                        l.iter().map(|&(s, a)| (s.to_bits(), a)).collect()
+                    };
+                    let head = &deepest[..limit.min(deepest.len())];
+                    let got = bits(&pruned);
+                    for (name, other) in [("every match", bits(&every)), ("deepest", bits(head))] {
+                        let first = got.iter().zip(&other).position(|(a, b)| a != b);
+                        let near = |l: &[(u32, DocAddress)]| {
+                            first.map(|i| l[i..(i + 3).min(l.len())].to_vec())
+                        };
+                        assert!(
+                            got.len() == other.len() && first.is_none(),
+                            "{text:?} {filter:?} at {limit}: pruned and {name} differ at {first:?} of {} / {}: {:?} / {:?}",
+                            got.len(),
+                            other.len(),
+                            near(&got),
+                            near(&other),
+                        );
+                    }
+                }
+            }
+        }
+        assert!(ties > 1_000, "the lists hold many ties ({ties})");
+    }
 }

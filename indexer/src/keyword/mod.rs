@@ -13,10 +13,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use chrono::{DateTime, Datelike, Utc};
+use rustc_hash::FxHashMap;
 use tantivy::collector::{Count, DocSetCollector, TopDocs};
-use tantivy::query::{BooleanQuery, Query, TermQuery, TermSetQuery};
+use tantivy::columnar::Cardinality;
+use tantivy::query::{BooleanQuery, EnableScoring, Query, TermQuery, TermSetQuery};
 use tantivy::schema::{IndexRecordOption, Value};
-use tantivy::{DocAddress, Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{DocAddress, DocId, Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
 
 use crate::filter::RecordFilter;
 use crate::record::{DateAxis, Record};
@@ -29,6 +31,7 @@ mod query;
 mod schema;
 mod writer;
 
+pub use bm25::Bm25Walk;
 pub use by_date::DatePage;
 use schema::{Fields, schema};
 pub use writer::KeywordWriter;
@@ -103,7 +106,7 @@ pub struct Facets {
     /// Records per box attribute, as `key=value` (absent when no box has one).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attrs: BTreeMap<String, u64>,
-    /// Per time axis, records per `YYYY-MM`.
+    /// Per time axis (all four named, with no months when nothing matched), records per `YYYY-MM`.
     pub months: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
@@ -353,9 +356,17 @@ impl KeywordIndex {
         self.facets_of(&q)
     }
 
-    fn facets_of(&self, q: &dyn Query) -> KResult<Facets> {
+    /// [`KeywordIndex::facets`] counted record by record (how facets were counted before
+    /// session 23: every match collected into a set, each record's values looked up, a month
+    /// name formatted per record and axis): the same counts but for the months of axes where
+    /// nothing matched; its baseline in the keyword bench.
+    ///
+    /// # Errors
+    /// As [`KeywordIndex::filter_query`].
+    pub fn facets_record_by_record(&self, filter: &RecordFilter) -> KResult<Facets> {
+        let q = self.filter_query(filter)?;
         let searcher = self.reader.searcher();
-        let docs = searcher.search(q, &DocSetCollector)?;
+        let docs = searcher.search(&*q, &DocSetCollector)?;
         let mut by_segment: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
         for addr in &docs {
             by_segment
@@ -408,6 +419,110 @@ impl KeywordIndex {
             }
         }
         Ok(facets)
+    }
+
+    /// The counts of the records `q` matches, read from the fast columns segment by segment:
+    /// each string column counted by term ordinal into an array (a record's values counted
+    /// once), each date column read in blocks and counted by day, the names of terms and
+    /// months made once per segment and per day, not once per record.
+    fn facets_of(&self, q: &dyn Query) -> KResult<Facets> {
+        let searcher = self.reader.searcher();
+        let weight = q.weight(EnableScoring::disabled_from_searcher(&searcher))?;
+        // Every time axis is named, with no months when nothing matched.
+        let mut facets = Facets {
+            months: DateAxis::ALL
+                .iter()
+                .map(|axis| (axis.name().to_owned(), BTreeMap::new()))
+                .collect(),
+            ..Facets::default()
+        };
+        let mut days: Vec<FxHashMap<i64, u64>> = vec![FxHashMap::default(); DateAxis::ALL.len()];
+        let mut docs: Vec<DocId> = Vec::new();
+        let mut buf = String::new();
+        for reader in searcher.segment_readers() {
+            docs.clear();
+            let alive = reader.alive_bitset();
+            weight.for_each_no_score(reader, &mut |batch| {
+                docs.extend(
+                    batch
+                        .iter()
+                        .copied()
+                        .filter(|&d| alive.is_none_or(|a| a.is_alive(d))),
+                );
+            })?;
+            facets.total += docs.len() as u64;
+            let ff = reader.fast_fields();
+            for (name, target) in [
+                ("label", &mut facets.labels),
+                ("dataset", &mut facets.datasets),
+                ("split", &mut facets.splits),
+                ("attr", &mut facets.attrs),
+            ] {
+                let Some(col) = ff.str(name)? else { continue };
+                let mut per_ord = vec![0u64; col.num_terms()];
+                if col.ords().get_cardinality() == Cardinality::Multivalued {
+                    let mut ords: Vec<u64> = Vec::new();
+                    for &d in &docs {
+                        ords.clear();
+                        ords.extend(col.term_ords(d));
+                        if ords.len() > 1 {
+                            ords.sort_unstable();
+                            ords.dedup();
+                        }
+                        for &o in &ords {
+                            per_ord[o as usize] += 1;
+                        }
+                    }
+                } else {
+                    each_first(col.ords(), &docs, |o| per_ord[o as usize] += 1);
+                }
+                for (ord, &n) in per_ord.iter().enumerate() {
+                    if n > 0 {
+                        buf.clear();
+                        col.ord_to_str(ord as u64, &mut buf)
+                            .map_err(|e| KeywordError::Tantivy(e.into()))?;
+                        *target.entry(buf.clone()).or_default() += n;
+                    }
+                }
+            }
+            for (axis, by_day) in DateAxis::ALL.iter().zip(&mut days) {
+                let col = ff.date(axis.name())?;
+                each_first(&col, &docs, |v| {
+                    *by_day
+                        .entry(v.into_timestamp_secs().div_euclid(86_400))
+                        .or_default() += 1;
+                });
+            }
+        }
+        for (axis, by_day) in DateAxis::ALL.iter().zip(days) {
+            let months = facets.months.entry(axis.name().to_owned()).or_default();
+            for (day, n) in by_day {
+                if let Some(t) = DateTime::<Utc>::from_timestamp(day * 86_400, 0) {
+                    *months
+                        .entry(format!("{:04}-{:02}", t.year(), t.month()))
+                        .or_default() += n;
+                }
+            }
+        }
+        Ok(facets)
+    }
+}
+
+/// Calls `f` with the first value of `col` of each of `docs` that has one, reading the column
+/// a block of documents at a time.
+fn each_first<T>(col: &tantivy::columnar::Column<T>, docs: &[DocId], mut f: impl FnMut(T))
+where
+    T: PartialOrd + Copy + std::fmt::Debug + Send + Sync + 'static,
+{
+    let mut vals: Vec<Option<T>> = vec![None; 1_024];
+    for block in docs.chunks(1_024) {
+        let out = &mut vals[..block.len()];
+        // `first_vals` leaves the slot of a document without a value as it was.
+        out.fill(None);
+        col.first_vals(block, out);
+        for v in out.iter().flatten() {
+            f(*v);
+        }
     }
 }
 

@@ -1,0 +1,285 @@
+//! The BM25 list alone, at library scale: how long a keyword search takes to find its top
+//! hits when it scores every record its terms find (`Bm25Walk::EveryMatch`, how every search
+//! ran before session 23) and when it prunes with block-max WAND (`Bm25Walk::Pruned`), in the
+//! same run, query by query in turn; and that both give the same list (ids, scores to the
+//! last bit, ties in one order).
+//!
+//! Then the facet counts of the same filters (`KeywordIndex::facets`, what `/v1/facets`
+//! answers), counted record by record as before session 23
+//! (`KeywordIndex::facets_record_by_record`) and from the fast columns now, in turn.
+//!
+//! A bench binary (not criterion) because the figures wanted are percentiles:
+//! `cargo bench --bench keyword -- --bench`. Environment: `IMAGELENS_BENCH_RECORDS` (default
+//! 100000), `IMAGELENS_BENCH_QUERIES` (default 200). The keyword index alone (no vectors: it
+//! builds in minutes where a whole 1M library takes an hour and a half) is built once under
+//! `target/bench-keyword-<N>` from the same generated records as the search and serve benches'
+//! clustered libraries (same generator, same seeds, committed every 2,000 records as they
+//! are) and reused.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+use common::{Data, Generator, ms, percentile};
+use indexer::filter::{DateRange, RecordFilter};
+use indexer::keyword::{Bm25Walk, KeywordHit, KeywordIndex};
+use indexer::record::DateAxis;
+use indexer::synth::LABELS;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// The keyword index of `n` generated records, built unless a complete one is on disk.
+fn open(n: usize, quick: bool) -> KeywordIndex {
+    let dir = if quick {
+        std::env::temp_dir().join(format!(
+            "imagelens-bench-keyword-{n}-{}",
+            std::process::id()
+        ))
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/bench-keyword-{n}"))
+    };
+    let complete = dir.join("complete");
+    if complete.exists() {
+        return KeywordIndex::open(&dir.join("keyword")).unwrap();
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    let kw = KeywordIndex::open(&dir.join("keyword")).unwrap();
+    let generator = Generator::new(Data::Clustered);
+    // The seed `common::build` draws the records with.
+    let mut rng = StdRng::seed_from_u64(42);
+    let mut writer = kw.writer().unwrap();
+    let start = Instant::now();
+    for first in (0..n).step_by(2_000) {
+        for i in first..(first + 2_000).min(n) {
+            writer
+                .upsert(&generator.generate(i, &mut rng).record, "bench")
+                .unwrap();
+        }
+        writer.commit().unwrap();
+        eprint!(
+            "\rkeyword index: {} / {n} records ({:.0?})",
+            (first + 2_000).min(n),
+            start.elapsed()
+        );
+    }
+    eprintln!();
+    drop(writer);
+    kw.reload().unwrap();
+    assert_eq!(kw.len(), n as u64, "every generated record is distinct");
+    println!(
+        "keyword index of {n} records written in {:.1?}",
+        start.elapsed()
+    );
+    std::fs::write(&complete, b"").unwrap();
+    kw
+}
+
+/// `count` seeded query texts as the search bench makes them ("dog with a truck at night":
+/// two labels, a setting and the stop words between), then the serve bench's sentences.
+fn query_texts(count: usize) -> Vec<String> {
+    let mut rng = StdRng::seed_from_u64(9);
+    let mut texts: Vec<String> = (0..count)
+        .map(|_| {
+            let (a, _, _) = LABELS[rng.random_range(0..LABELS.len())];
+            let (b, _, _) = LABELS[rng.random_range(0..LABELS.len())];
+            let when = if rng.random_bool(0.5) {
+                "at night"
+            } else {
+                "on a street"
+            };
+            format!("{a} with a {b} {when}")
+        })
+        .collect();
+    texts.extend(
+        [
+            "a red car on a street at night",
+            "a dog in the park",
+            "a person riding a bicycle",
+            "a boat in the harbour during the day",
+            "a truck with a ladder",
+            "people on the beach during the day",
+        ]
+        .map(str::to_owned),
+    );
+    texts
+}
+
+/// The filters timed: none, then those of the search and serve benches' filtered cases.
+fn filters() -> Vec<(&'static str, RecordFilter)> {
+    let at = |y, m, d| Some(Utc.with_ymd_and_hms(y, m, d, 0, 0, 0).unwrap());
+    let captured = |after, before| DateRange {
+        axis: DateAxis::Captured,
+        after,
+        before,
+    };
+    vec![
+        ("no filter", RecordFilter::default()),
+        (
+            "coast, no dog",
+            RecordFilter {
+                datasets: vec!["coast".into()],
+                no_labels: vec!["dog".into()],
+                ..RecordFilter::default()
+            },
+        ),
+        (
+            "person before mid-2021",
+            RecordFilter {
+                labels: vec!["person".into()],
+                dates: vec![captured(None, at(2021, 6, 30))],
+                ..RecordFilter::default()
+            },
+        ),
+        (
+            "truck since 2020",
+            RecordFilter {
+                labels: vec!["truck".into()],
+                dates: vec![captured(at(2020, 1, 1), None)],
+                ..RecordFilter::default()
+            },
+        ),
+        (
+            "second quarter of 2021",
+            RecordFilter {
+                dates: vec![captured(at(2021, 4, 1), at(2021, 7, 1))],
+                ..RecordFilter::default()
+            },
+        ),
+    ]
+}
+
+fn search(
+    kw: &KeywordIndex,
+    text: &str,
+    filter: &RecordFilter,
+    depth: usize,
+    walk: Bm25Walk,
+) -> Vec<KeywordHit> {
+    let terms = kw.terms(text);
+    let stop: Vec<String> = kw
+        .all_terms(text)
+        .into_iter()
+        .filter(|t| !terms.contains(t))
+        .collect();
+    kw.search_terms_by(&terms, &stop, filter, depth, walk)
+        .unwrap()
+}
+
+fn main() {
+    // `cargo test --benches` runs bench binaries once: keep that path tiny.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let n: usize = std::env::var("IMAGELENS_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 3_000 } else { 100_000 });
+    let queries: usize = if quick {
+        5
+    } else {
+        std::env::var("IMAGELENS_BENCH_QUERIES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(200)
+    };
+    let kw = open(n, quick);
+    let texts = query_texts(queries);
+    let walks = [
+        ("every match (before)", Bm25Walk::EveryMatch),
+        ("pruned (WAND)", Bm25Walk::Pruned),
+        ("auto (now)", Bm25Walk::Auto),
+    ];
+    println!(
+        "{n} records, {} queries per row; p50 / p99 / mean; ratio = every match / this walk (p50, mean)",
+        texts.len()
+    );
+    // The head depth of a first page (`HEAD_DEPTH`), and the old fixed depth.
+    for depth in [100, 1_000] {
+        for (name, filter) in filters() {
+            let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(texts.len()); walks.len()];
+            for text in &texts {
+                let mut lists = Vec::with_capacity(walks.len());
+                for (w, (_, walk)) in walks.iter().enumerate() {
+                    let start = Instant::now();
+                    let hits = search(&kw, text, &filter, depth, *walk);
+                    times[w].push(start.elapsed());
+                    lists.push(hits);
+                }
+                for (w, list) in lists.iter().enumerate().skip(1) {
+                    let same = list.len() == lists[0].len()
+                        && list
+                            .iter()
+                            .zip(&lists[0])
+                            .all(|(a, b)| a.id == b.id && a.score.to_bits() == b.score.to_bits());
+                    assert!(
+                        same,
+                        "{:?} differs from every match for {text:?} ({name}, depth {depth})",
+                        walks[w].0
+                    );
+                }
+            }
+            let mean = |t: &[Duration]| t.iter().sum::<Duration>() / t.len() as u32;
+            for t in &mut times {
+                t.sort();
+            }
+            let (base50, base_mean) = (percentile(&times[0], 0.5), mean(&times[0]));
+            for ((walk, _), t) in walks.iter().zip(&times) {
+                let (p50, m) = (percentile(t, 0.5), mean(t));
+                println!(
+                    "depth {depth:>5}  {name:<24} {walk:<22} {:>9} / {:>9} / {:>9}   {:.2}x / {:.2}x",
+                    ms(p50),
+                    ms(percentile(t, 0.99)),
+                    ms(m),
+                    base50.as_secs_f64() / p50.as_secs_f64(),
+                    base_mean.as_secs_f64() / m.as_secs_f64(),
+                );
+            }
+        }
+    }
+    // Facet counts over each filter's records (what `/v1/facets` answers), counted record by
+    // record as before session 23 and from the fast columns now, in turn.
+    let rounds = if quick { 2 } else { 20 };
+    println!("facets, {rounds} rounds per row; p50 / max; ratio = record by record / now (p50)");
+    for (name, filter) in filters() {
+        let mut before = Vec::with_capacity(rounds);
+        let mut after = Vec::with_capacity(rounds);
+        let mut total = 0;
+        for _ in 0..rounds {
+            let start = Instant::now();
+            let mut old = kw.facets_record_by_record(&filter).unwrap();
+            before.push(start.elapsed());
+            let start = Instant::now();
+            let new = kw.facets(&filter).unwrap();
+            after.push(start.elapsed());
+            if old.total == 0 {
+                old.months = new.months.clone();
+            }
+            assert_eq!(old, new, "facets of {name}");
+            total = new.total;
+        }
+        before.sort();
+        after.sort();
+        for (walk, t) in [
+            ("record by record (before)", &before),
+            ("fast columns (now)", &after),
+        ] {
+            println!(
+                "facets  {name:<24} {total:>8} records  {walk:<26} {:>9} / {:>9}   {:.2}x",
+                ms(percentile(t, 0.5)),
+                ms(t[t.len() - 1]),
+                percentile(&before, 0.5).as_secs_f64() / percentile(t, 0.5).as_secs_f64(),
+            );
+        }
+    }
+    if quick {
+        let dir = std::env::temp_dir().join(format!(
+            "imagelens-bench-keyword-{n}-{}",
+            std::process::id()
+        ));
+        drop(kw);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
