@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use chrono::{TimeZone, Utc};
 use common::{Data, Generator, ms, percentile};
 use indexer::filter::{DateRange, RecordFilter};
-use indexer::keyword::{Bm25Walk, KeywordHit, KeywordIndex};
+use indexer::keyword::{Bm25Walk, KeywordIndex};
 use indexer::record::DateAxis;
 use indexer::synth::LABELS;
 use rand::rngs::StdRng;
@@ -153,23 +153,6 @@ fn filters() -> Vec<(&'static str, RecordFilter)> {
     ]
 }
 
-fn search(
-    kw: &KeywordIndex,
-    text: &str,
-    filter: &RecordFilter,
-    depth: usize,
-    walk: Bm25Walk,
-) -> Vec<KeywordHit> {
-    let terms = kw.terms(text);
-    let stop: Vec<String> = kw
-        .all_terms(text)
-        .into_iter()
-        .filter(|t| !terms.contains(t))
-        .collect();
-    kw.search_terms_by(&terms, &stop, filter, depth, walk)
-        .unwrap()
-}
-
 fn main() {
     // `cargo test --benches` runs bench binaries once: keep that path tiny.
     let quick = !std::env::args().any(|a| a == "--bench");
@@ -204,7 +187,7 @@ fn main() {
                 let mut lists = Vec::with_capacity(walks.len());
                 for (w, (_, walk)) in walks.iter().enumerate() {
                     let start = Instant::now();
-                    let hits = search(&kw, text, &filter, depth, *walk);
+                    let hits = kw.search_by(text, &filter, depth, *walk).unwrap();
                     times[w].push(start.elapsed());
                     lists.push(hits);
                 }

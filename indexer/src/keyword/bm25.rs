@@ -66,13 +66,28 @@ impl KeywordIndex {
         filter: &RecordFilter,
         limit: usize,
     ) -> KResult<Vec<KeywordHit>> {
+        self.search_by(text, filter, limit, Bm25Walk::Auto)
+    }
+
+    /// [`KeywordIndex::search`] walking the postings as `walk` says (see
+    /// [`KeywordIndex::search_terms_by`]).
+    ///
+    /// # Errors
+    /// As [`KeywordIndex::filter_query`].
+    pub fn search_by(
+        &self,
+        text: &str,
+        filter: &RecordFilter,
+        limit: usize,
+        walk: Bm25Walk,
+    ) -> KResult<Vec<KeywordHit>> {
         let terms = self.terms(text);
         let stop: Vec<String> = self
             .all_terms(text)
             .into_iter()
             .filter(|t| !terms.contains(t))
             .collect();
-        self.search_terms(&terms, &stop, filter, limit)
+        self.search_terms_by(&terms, &stop, filter, limit, walk)
     }
 
     /// BM25 search of records holding one of `terms`, ranked by those and by `scored`
