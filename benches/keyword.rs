@@ -4,6 +4,10 @@
 //! same run, query by query in turn; and that both give the same list (ids, scores to the
 //! last bit, ties in one order).
 //!
+//! `auto` (the default) chooses one of the two by the records inside the filter for each place
+//! of the list, from a sample: the bench prints that estimate against the count and what it
+//! costs, and the walk `auto` took in each row.
+//!
 //! Then the facet counts of the same filters (`KeywordIndex::facets`, what `/v1/facets`
 //! answers), counted record by record as before session 23
 //! (`KeywordIndex::facets_record_by_record`) and from the fast columns now, in turn.
@@ -22,9 +26,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
-use common::{Data, Generator, ms, percentile};
+use common::{Data, Generator, filters, ms, percentile};
 use indexer::filter::{DateRange, RecordFilter};
-use indexer::keyword::{Bm25Walk, KeywordIndex};
+use indexer::keyword::{Bm25Walk, FILTER_SAMPLE, KeywordIndex};
 use indexer::record::DateAxis;
 use indexer::synth::LABELS;
 use rand::rngs::StdRng;
@@ -111,46 +115,29 @@ fn query_texts(count: usize) -> Vec<String> {
 
 /// The filters timed: none, then those of the search and serve benches' filtered cases.
 fn filters() -> Vec<(&'static str, RecordFilter)> {
-    let at = |y, m, d| Some(Utc.with_ymd_and_hms(y, m, d, 0, 0, 0).unwrap());
-    let captured = |after, before| DateRange {
-        axis: DateAxis::Captured,
-        after,
-        before,
-    };
     vec![
         ("no filter", RecordFilter::default()),
-        (
-            "coast, no dog",
-            RecordFilter {
-                datasets: vec!["coast".into()],
-                no_labels: vec!["dog".into()],
-                ..RecordFilter::default()
-            },
-        ),
-        (
-            "person before mid-2021",
-            RecordFilter {
-                labels: vec!["person".into()],
-                dates: vec![captured(None, at(2021, 6, 30))],
-                ..RecordFilter::default()
-            },
-        ),
-        (
-            "truck since 2020",
-            RecordFilter {
-                labels: vec!["truck".into()],
-                dates: vec![captured(at(2020, 1, 1), None)],
-                ..RecordFilter::default()
-            },
-        ),
-        (
-            "second quarter of 2021",
-            RecordFilter {
-                dates: vec![captured(at(2021, 4, 1), at(2021, 7, 1))],
-                ..RecordFilter::default()
-            },
-        ),
+        ("coast, no dog", filters::coast_no_dog()),
+        ("person before mid-2021", filters::person_before_mid_2021()),
+        ("truck since 2020", filters::truck_since_2020()),
+        ("second quarter of 2021", filters::second_quarter_2021()),
+        // Two filters near the share from which `auto` prunes (`PRUNE_FROM_SHARE`).
+        ("before March 2019", captured_before(2019, 3)),
+        ("before July 2019", captured_before(2019, 7)),
     ]
+}
+
+/// Records captured before the first of a month: captured times are uniform over 2018-2023,
+/// so before March 2019 keeps about 19 %, before July 2019 25 %.
+fn captured_before(year: i32, month: u32) -> RecordFilter {
+    RecordFilter {
+        dates: vec![DateRange {
+            axis: DateAxis::Captured,
+            after: None,
+            before: Some(Utc.with_ymd_and_hms(year, month, 1, 0, 0, 0).unwrap()),
+        }],
+        ..RecordFilter::default()
+    }
 }
 
 fn main() {
@@ -179,6 +166,26 @@ fn main() {
         "{n} records, {} queries per row; p50 / p99 / mean; ratio = every match / this walk (p50, mean)",
         texts.len()
     );
+    // What `auto` decides by: the estimate of each filter's records against their count, and
+    // what the estimate costs.
+    println!(
+        "records inside each filter: counted / estimated (auto's sample of {FILTER_SAMPLE}), time of an estimate p50"
+    );
+    for (name, filter) in filters() {
+        let count = kw.count(&filter).unwrap();
+        let mut times = Vec::with_capacity(50);
+        let mut estimate = 0.0;
+        for _ in 0..50 {
+            let start = Instant::now();
+            estimate = kw.estimate_inside(&filter).unwrap();
+            times.push(start.elapsed());
+        }
+        times.sort();
+        println!(
+            "inside  {name:<24} {count:>8} / {estimate:>10.0}  {:>9}",
+            ms(percentile(&times, 0.5))
+        );
+    }
     // The head depth of a first page (`HEAD_DEPTH`), and the old fixed depth.
     for depth in [100, 1_000] {
         for (name, filter) in filters() {
@@ -209,6 +216,10 @@ fn main() {
                 t.sort();
             }
             let (base50, base_mean) = (percentile(&times[0], 0.5), mean(&times[0]));
+            println!(
+                "depth {depth:>5}  {name:<24} auto walks {:?}",
+                kw.auto_walk(&filter, depth).unwrap()
+            );
             for ((walk, _), t) in walks.iter().zip(&times) {
                 let (p50, m) = (percentile(t, 0.5), mean(t));
                 println!(

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{TimeZone, Utc};
-use common::{BenchEmbedder, DIM, Data, Generator, build, memory, ms, percentile};
+use common::{BenchEmbedder, DIM, Data, Generator, build, filters, memory, ms, percentile};
 use imagelens::search::{Fusion, LookupRequest, SearchRequest, SearchService};
 use indexer::filter::{DateRange, RecordFilter};
 use indexer::record::DateAxis;
@@ -320,57 +320,14 @@ fn open(n: usize, data: Data, spec: &EmbedderSpec) -> (Library, Generator) {
     (lib, generator)
 }
 
-/// The filter of the `hybrid+filter` case: trucks captured since 2020.
-fn truck_filter() -> RecordFilter {
-    RecordFilter {
-        labels: vec!["truck".into()],
-        dates: vec![DateRange {
-            axis: DateAxis::Captured,
-            after: Some(Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap()),
-            before: None,
-        }],
-        ..RecordFilter::default()
-    }
-}
-
-/// The filter of the `hybrid+quarter` case: captured in the second quarter of 2021, about 4 %
-/// of the records (captured times are uniform over 2018-2023): narrow enough that a graph walk
-/// restricted to it falls apart into pieces without payload-aware links or ACORN, wide enough
-/// (from about 100k records) that the region vectors are not scanned exactly.
-fn quarter_filter() -> RecordFilter {
-    RecordFilter {
-        dates: vec![DateRange {
-            axis: DateAxis::Captured,
-            after: Some(Utc.with_ymd_and_hms(2021, 4, 1, 0, 0, 0).unwrap()),
-            before: Some(Utc.with_ymd_and_hms(2021, 7, 1, 0, 0, 0).unwrap()),
-        }],
-        ..RecordFilter::default()
-    }
-}
-
 /// The filters of the serve bench's mix (`benches/serve.rs`) that restrict searches, with
 /// their names: a wide dataset with a label excluded, and a common label before a date.
 fn serve_filters() -> [(&'static str, RecordFilter); 2] {
     [
-        (
-            "hybrid+coast-no-dog (defaults)",
-            RecordFilter {
-                datasets: vec!["coast".into()],
-                no_labels: vec!["dog".into()],
-                ..RecordFilter::default()
-            },
-        ),
+        ("hybrid+coast-no-dog (defaults)", filters::coast_no_dog()),
         (
             "hybrid+person-before (defaults)",
-            RecordFilter {
-                labels: vec!["person".into()],
-                dates: vec![DateRange {
-                    axis: DateAxis::Captured,
-                    after: None,
-                    before: Some(Utc.with_ymd_and_hms(2021, 6, 30, 0, 0, 0).unwrap()),
-                }],
-                ..RecordFilter::default()
-            },
+            filters::person_before_mid_2021(),
         ),
     ]
 }
@@ -408,8 +365,18 @@ fn cases<'s, S>(
         ),
         ("vector-only", hybrid, vector_only, RecordFilter::default()),
         ("hybrid", hybrid, all_lists(), RecordFilter::default()),
-        ("hybrid+filter", hybrid, all_lists(), truck_filter()),
-        ("hybrid+quarter", hybrid, all_lists(), quarter_filter()),
+        (
+            "hybrid+filter",
+            hybrid,
+            all_lists(),
+            filters::truck_since_2020(),
+        ),
+        (
+            "hybrid+quarter",
+            hybrid,
+            all_lists(),
+            filters::second_quarter_2021(),
+        ),
         (
             "hybrid (defaults)",
             hybrid,
@@ -420,7 +387,7 @@ fn cases<'s, S>(
             "hybrid+filter (defaults)",
             hybrid,
             Fusion::default(),
-            truck_filter(),
+            filters::truck_since_2020(),
         ),
     ];
     let [(coast, coast_filter), (person, person_filter)] = serve_filters();

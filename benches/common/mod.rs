@@ -61,6 +61,63 @@ pub fn unit(v: Vec<f32>) -> Vec<f32> {
     v.into_iter().map(|x| x / n).collect()
 }
 
+/// The filters the search and keyword benches time, from the serve bench's mix and the search
+/// bench's filtered cases. Captured times are uniform over 2018-2023; labels and datasets as
+/// [`record`] draws them.
+pub mod filters {
+    use chrono::{TimeZone, Utc};
+    use indexer::filter::{DateRange, RecordFilter};
+    use indexer::record::DateAxis;
+
+    fn captured(after: Option<(i32, u32, u32)>, before: Option<(i32, u32, u32)>) -> DateRange {
+        let at = |(y, m, d)| Utc.with_ymd_and_hms(y, m, d, 0, 0, 0).unwrap();
+        DateRange {
+            axis: DateAxis::Captured,
+            after: after.map(at),
+            before: before.map(at),
+        }
+    }
+
+    /// The search bench's `hybrid+filter` case: trucks captured since 2020 (about 8 % of the
+    /// clustered records).
+    pub fn truck_since_2020() -> RecordFilter {
+        RecordFilter {
+            labels: vec!["truck".into()],
+            dates: vec![captured(Some((2020, 1, 1)), None)],
+            ..RecordFilter::default()
+        }
+    }
+
+    /// The search bench's `hybrid+quarter` case: captured in the second quarter of 2021, about
+    /// 4 % of the records: narrow enough that a graph walk restricted to it falls apart into
+    /// pieces without payload-aware links or ACORN, wide enough (from about 100k records) that
+    /// the region vectors are not scanned exactly.
+    pub fn second_quarter_2021() -> RecordFilter {
+        RecordFilter {
+            dates: vec![captured(Some((2021, 4, 1)), Some((2021, 7, 1)))],
+            ..RecordFilter::default()
+        }
+    }
+
+    /// A filter of the serve bench's mix: a wide dataset with a label excluded (about 29 %).
+    pub fn coast_no_dog() -> RecordFilter {
+        RecordFilter {
+            datasets: vec!["coast".into()],
+            no_labels: vec!["dog".into()],
+            ..RecordFilter::default()
+        }
+    }
+
+    /// A filter of the serve bench's mix: a common label before a date (about 14 %).
+    pub fn person_before_mid_2021() -> RecordFilter {
+        RecordFilter {
+            labels: vec!["person".into()],
+            dates: vec![captured(None, Some((2021, 6, 30)))],
+            ..RecordFilter::default()
+        }
+    }
+}
+
 /// The value at fraction `p` of `sorted` (nearest rank).
 pub fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
