@@ -608,16 +608,10 @@ mod tests {
         kw
     }
 
-    /// Block-max WAND with the stop words' bound, the filter tested per record and every
-    /// kept record scored again in clause order gives exactly (scores to the last bit, ties in
-    /// the same order) the list that scoring every match gives, at every depth, with and
-    /// without stop words and filters; and a shallow list is the head of every deeper one.
-    #[test]
-    fn pruning_gives_exactly_the_list_that_scoring_every_match_gives() {
-        let dir = tempfile::tempdir().unwrap();
-        let kw = index(dir.path());
-        assert!(kw.reader.searcher().segment_readers().len() >= 2);
-        let filters = [
+    /// No filter, a dataset (a third of the records), a label (a quarter) and two datasets
+    /// without a label.
+    fn filters() -> [RecordFilter; 4] {
+        [
             RecordFilter::default(),
             RecordFilter {
                 datasets: vec!["coast".into()],
@@ -632,7 +626,19 @@ mod tests {
                 datasets: vec!["city".into(), "fleet".into()],
                 ..RecordFilter::default()
             },
-        ];
+        ]
+    }
+
+    /// Block-max WAND with the stop words' bound, the filter tested per record and every
+    /// kept record scored again in clause order gives exactly (scores to the last bit, ties in
+    /// the same order) the list that scoring every match gives, at every depth, with and
+    /// without stop words and filters; and a shallow list is the head of every deeper one.
+    #[test]
+    fn pruning_gives_exactly_the_list_that_scoring_every_match_gives() {
+        let dir = tempfile::tempdir().unwrap();
+        let kw = index(dir.path());
+        assert!(kw.reader.searcher().segment_readers().len() >= 2);
+        let filters = filters();
         let queries = [
             "dog",
             "a dog in the park",
@@ -688,14 +694,6 @@ mod tests {
         assert!(ties > 1_000, "the lists hold many ties ({ties})");
     }
 
-    fn coast_of() -> &'static RecordFilter {
-        static COAST: std::sync::OnceLock<RecordFilter> = std::sync::OnceLock::new();
-        COAST.get_or_init(|| RecordFilter {
-            datasets: vec!["coast".into()],
-            ..RecordFilter::default()
-        })
-    }
-
     /// The estimate of a filter's records is close to their count, from every record and
     /// from a sample of one in eleven, and of one in three records ingested in a pattern of
     /// three; `Auto` prunes when that leaves at least `PRUNE_FROM_RECORDS_PER_PLACE` records a
@@ -706,27 +704,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let kw = index(dir.path());
         let searcher = kw.reader.searcher();
-        let filters = [
-            RecordFilter::default(),
-            RecordFilter {
-                datasets: vec!["coast".into()],
-                ..RecordFilter::default()
-            },
-            RecordFilter {
-                labels: vec!["car".into()],
-                no_labels: vec!["dog".into()],
-                ..RecordFilter::default()
-            },
-            RecordFilter {
-                no_labels: vec!["dog".into()],
-                datasets: vec!["city".into(), "fleet".into()],
-                ..RecordFilter::default()
-            },
-            RecordFilter {
-                labels: vec!["zebra".into()],
-                ..RecordFilter::default()
-            },
-        ];
+        let mut filters = filters().to_vec();
+        filters.push(RecordFilter {
+            labels: vec!["zebra".into()],
+            ..RecordFilter::default()
+        });
         for filter in &filters {
             let count = kw.count(filter).unwrap() as f64;
             let every = kw.estimate_inside_of(&searcher, filter, 10_000).unwrap();
@@ -766,7 +748,7 @@ mod tests {
         writer.commit().unwrap();
         in_turn.reload().unwrap();
         let sampled = in_turn
-            .estimate_inside_of(&in_turn.reader.searcher(), coast_of(), 1_000)
+            .estimate_inside_of(&in_turn.reader.searcher(), &filters[1], 1_000)
             .unwrap();
         assert!(
             (sampled - 1_000.0).abs() < 150.0,
