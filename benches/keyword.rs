@@ -186,8 +186,9 @@ fn main() {
             ms(percentile(&times, 0.5))
         );
     }
-    // The head depth of a first page (`HEAD_DEPTH`), and the old fixed depth.
-    for depth in [100, 1_000] {
+    // The depth of a keyword-only first page (`HEAD_DEPTH`), of a default hybrid search's first
+    // pages (the first of `FEW_LIST_TIERS`), and the old fixed depth (still a query's facets').
+    for depth in [100, 200, 1_000] {
         for (name, filter) in filters() {
             let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(texts.len()); walks.len()];
             for text in &texts {
