@@ -413,10 +413,10 @@ impl KeywordIndex {
 
 /// [`Bm25Walk::Auto`] prunes (block-max WAND) when at least this many records are inside its
 /// filter for each place of its list, and they are at least [`PRUNE_FROM_SHARE`] of the
-/// records. Measured by the keyword bench (sessions 23-24, 1M and 100k records, depths 100 and
-/// 1,000): pruning was 1.2-2.4x faster with 250-10,000 records a place and no filter or a
-/// filter keeping 19-29 %, even (1.03x) at 193 a place, and slower with 29-100 a place
-/// (0.76-0.85x).
+/// records. Measured by the keyword bench (sessions 23-24, 1M and 100k records, depths 100, 200
+/// and 1,000): pruning was 1.1-2.4x faster with 250-10,000 records a place and no filter or a
+/// filter keeping 19-29 %, even (0.98-1.02x) at 147-195 a place, and slower with 25-125 a place
+/// (0.75-0.93x).
 pub const PRUNE_FROM_RECORDS_PER_PLACE: f64 = 200.0;
 
 /// The least share of the records a filter keeps for [`Bm25Walk::Auto`] to prune: each record a
