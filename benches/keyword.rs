@@ -25,11 +25,9 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use chrono::{TimeZone, Utc};
 use common::{Data, Generator, filters, ms, percentile};
-use indexer::filter::{DateRange, RecordFilter};
+use indexer::filter::RecordFilter;
 use indexer::keyword::{Bm25Walk, FILTER_SAMPLE, KeywordIndex};
-use indexer::record::DateAxis;
 use indexer::synth::LABELS;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -131,11 +129,7 @@ fn filters() -> Vec<(&'static str, RecordFilter)> {
 /// so before March 2019 keeps about 19 %, before July 2019 25 %.
 fn captured_before(year: i32, month: u32) -> RecordFilter {
     RecordFilter {
-        dates: vec![DateRange {
-            axis: DateAxis::Captured,
-            after: None,
-            before: Some(Utc.with_ymd_and_hms(year, month, 1, 0, 0, 0).unwrap()),
-        }],
+        dates: vec![filters::captured(None, Some((year, month, 1)))],
         ..RecordFilter::default()
     }
 }

@@ -69,7 +69,8 @@ pub mod filters {
     use indexer::filter::{DateRange, RecordFilter};
     use indexer::record::DateAxis;
 
-    fn captured(after: Option<(i32, u32, u32)>, before: Option<(i32, u32, u32)>) -> DateRange {
+    /// Captured after / before midnight UTC of the dates given (year, month, day).
+    pub fn captured(after: Option<(i32, u32, u32)>, before: Option<(i32, u32, u32)>) -> DateRange {
         let at = |(y, m, d)| Utc.with_ymd_and_hms(y, m, d, 0, 0, 0).unwrap();
         DateRange {
             axis: DateAxis::Captured,

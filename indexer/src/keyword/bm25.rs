@@ -19,7 +19,8 @@ use crate::filter::RecordFilter;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bm25Walk {
     /// Pruned when the filter (or the whole index, without one) keeps many records for each
-    /// place of the list, every match scored otherwise (see [`KeywordIndex::search_terms`]).
+    /// place of the list and a large enough share of the records, every match scored otherwise
+    /// (see [`KeywordIndex::search_terms`]).
     Auto,
     /// Every record holding one of the terms (and inside the filter) scored.
     EveryMatch,
@@ -95,11 +96,11 @@ impl KeywordIndex {
     /// [`KeywordIndex::search`]. It prunes (block-max WAND, see [`Bm25Walk::Pruned`]) when
     /// the records inside the filter (all of them without one) are at least
     /// [`PRUNE_FROM_RECORDS_PER_PLACE`] times `limit` and [`PRUNE_FROM_SHARE`] of the records,
-    /// estimated from a sample
-    /// ([`KeywordIndex::estimate_inside`]; [`KeywordIndex::auto_walk`] says which), and scores every match inside the filter otherwise:
-    /// a pruned walk tests each record it is offered against the filter and raises its
-    /// threshold only with the records inside, so it fills its top slowly when few records
-    /// are inside for each place of it. Both walks give the same list.
+    /// estimated from a sample ([`KeywordIndex::estimate_inside`]; [`KeywordIndex::auto_walk`]
+    /// says which walk), and scores every match inside the filter otherwise: a pruned walk
+    /// tests each record it is offered against the filter and raises its threshold only with
+    /// the records inside, so it fills its top slowly when few records are inside for each
+    /// place of it. Both walks give the same list.
     ///
     /// # Errors
     /// As [`KeywordIndex::filter_query`].
@@ -239,7 +240,7 @@ impl KeywordIndex {
                     break;
                 }
                 sampled += 1;
-                if set.doc() != TERMINATED && at(set.as_mut(), doc) {
+                if at(set.as_mut(), doc) {
                     inside += 1;
                 }
             }
