@@ -42,6 +42,12 @@ impl Weights {
         })
     }
 
+    /// The dtype the weights' values are held in: the compute dtype, or the reduced precision
+    /// they are rounded to (f16 / bf16 on a CPU), which [`Layout::View`]'s small-rows copy keeps.
+    pub(super) fn value_dtype(&self) -> DType {
+        self.round.unwrap_or(self.dtype)
+    }
+
     /// The tensor `name` in the compute dtype, checked to have `shape`.
     pub(super) fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor, EmbedError> {
         let t = self
@@ -82,8 +88,11 @@ impl Weights {
 pub(super) enum Layout {
     /// `W^T` copied to a contiguous `(in, out)` matrix: for batched image inputs.
     Transposed,
-    /// `W^T` as a view of the stored `(out, in)` matrix: for short inputs.
-    View,
+    /// `W^T` as a view of the stored `(out, in)` matrix: for short inputs. On the CPU, inputs of
+    /// a few rows take [`SmallRows`], which reads the stored matrix in `small_rows`: f32 (the
+    /// same storage as the view), or f16 / bf16 when the weights' values are rounded to one
+    /// ([`Weights::value_dtype`]), a copy of half the bytes with the same values.
+    View { small_rows: DType },
 }
 
 /// `y = x W^T + b` on 2-D inputs.
@@ -93,15 +102,27 @@ pub(super) struct Linear {
     w_t: Tensor,
     /// `(out,)`.
     b: Option<Tensor>,
+    /// The stored `(out, in)` matrix, contiguous on the CPU, for [`SmallRows`]
+    /// ([`Layout::View`] only).
+    small: Option<Tensor>,
 }
 
 impl Linear {
     pub(super) fn new(w: Tensor, b: Option<Tensor>, layout: Layout) -> Result<Self, EmbedError> {
-        let w_t = match layout {
-            Layout::Transposed => w.t()?.contiguous()?,
-            Layout::View => w.contiguous()?.t()?,
+        let w = w.contiguous()?;
+        let (w_t, small) = match layout {
+            Layout::Transposed => (w.t()?.contiguous()?, None),
+            Layout::View { small_rows } => {
+                let small = match small_rows {
+                    _ if !w.device().is_cpu() => None,
+                    DType::F16 | DType::BF16 => Some(w.to_dtype(small_rows)?),
+                    _ if w.dtype() == DType::F32 => Some(w.clone()),
+                    _ => None,
+                };
+                (w.t()?, small)
+            }
         };
-        Ok(Self { w_t, b })
+        Ok(Self { w_t, b, small })
     }
 
     pub(super) fn load(
@@ -133,8 +154,8 @@ impl Linear {
         x: &Tensor,
         act: Option<Activation>,
     ) -> candle::Result<Tensor> {
-        let y = match self.stored_if_small(x)? {
-            Some(w) => x.apply_op2_no_bwd(&w, &SmallRows)?,
+        let y = match self.small_for(x) {
+            Some(w) => x.apply_op2_no_bwd(w, &SmallRows)?,
             None => x.matmul(&self.w_t)?,
         };
         let fusable = matches!(act, None | Some(Activation::QuickGelu));
@@ -158,31 +179,29 @@ impl Linear {
     }
 }
 
-/// Inputs of at most this many rows (a text query of up to 32 tokens, a pooled row per image)
-/// take [`SmallRows`] instead of gemm.
-const SMALL_ROWS: usize = 32;
+/// Inputs of at most this many rows (a text of up to CLIP's 77 tokens, a pooled row per image)
+/// take [`SmallRows`] instead of gemm. A 77-token text through it took 0.6x gemm's time
+/// (benches/README.md, session 25), so one text never reaches gemm; a batch of texts (an
+/// ingest's captions) does.
+const SMALL_ROWS: usize = 80;
 
 impl Linear {
-    /// The stored `(out, in)` matrix when `x` should take [`SmallRows`]: f32 on the CPU, at
-    /// most [`SMALL_ROWS`] contiguous rows, and a [`Layout::View`] weight (whose transpose is
-    /// the stored matrix, contiguous).
-    fn stored_if_small(&self, x: &Tensor) -> candle::Result<Option<Tensor>> {
-        if !x.device().is_cpu()
-            || x.dtype() != DType::F32
-            || x.rank() != 2
-            || x.dim(0)? > SMALL_ROWS
-            || !x.is_contiguous()
-        {
-            return Ok(None);
-        }
-        let w = self.w_t.t()?;
-        Ok(w.is_contiguous().then_some(w))
+    /// The stored `(out, in)` matrix when `x` should take [`SmallRows`]: a [`Layout::View`]
+    /// weight on the CPU and an f32 input of at most [`SMALL_ROWS`] contiguous rows.
+    fn small_for(&self, x: &Tensor) -> Option<&Tensor> {
+        let few = x.dtype() == DType::F32
+            && x.rank() == 2
+            && x.dims()[0] <= SMALL_ROWS
+            && x.is_contiguous();
+        self.small.as_ref().filter(|_| few && x.device().is_cpu())
     }
 }
 
 /// CPU kernel for `x W^T` when `x` has few rows: each weight row is read once and dotted with
 /// every row of `x` (which stays in cache), instead of gemm packing the whole weight matrix
-/// for a handful of rows. Measured in benches/README.md (one text of 10 tokens).
+/// for a handful of rows. The weights may be f32, f16 or bf16 (widened as they are read,
+/// [`super::simd::Weight`]); `x` and the output are f32. Measured in benches/README.md (one
+/// text of 10 tokens).
 struct SmallRows;
 
 impl candle::CustomOp2 for SmallRows {
@@ -197,39 +216,59 @@ impl candle::CustomOp2 for SmallRows {
         s2: &candle::CpuStorage,
         l2: &candle::Layout,
     ) -> candle::Result<(candle::CpuStorage, candle::Shape)> {
-        use rayon::prelude::*;
+        use candle::backend::BackendStorage;
         let x = f32_slice(s1, l1, self.name())?;
-        let w = f32_slice(s2, l2, self.name())?;
         let (m, k) = l1.shape().dims2()?;
         let (n, k2) = l2.shape().dims2()?;
         if k != k2 {
             candle::bail!("small-rows matmul: ({m}, {k}) x ({n}, {k2})^T")
         }
-        let mut out = vec![0f32; m * n];
-        if m == 0 || n == 0 || k == 0 {
-            return Ok((candle::CpuStorage::F32(out), (m, n).into()));
-        }
-        let level = super::simd::level();
-        // 64 weight rows a task: enough tasks to balance two or more threads, each task's
-        // output a (rows x m) block written back below.
-        const BLOCK: usize = 64;
-        let blocks: Vec<Vec<f32>> = w
-            .par_chunks(BLOCK * k)
-            .map(|rows| {
-                let mut part = vec![0f32; rows.len() / k * m];
-                super::simd::dots(x, rows, k, &mut part, level);
-                part
-            })
-            .collect();
-        for (b, part) in blocks.iter().enumerate() {
-            for (jj, column) in part.chunks_exact(m).enumerate() {
-                for (i, v) in column.iter().enumerate() {
-                    out[i * n + b * BLOCK + jj] = *v;
-                }
-            }
-        }
+        let Some((start, end)) = l2.contiguous_offsets() else {
+            candle::bail!("{} needs contiguous inputs", self.name())
+        };
+        let out = match s2 {
+            candle::CpuStorage::F32(w) => small_rows(x, &w[start..end], m, n, k),
+            candle::CpuStorage::F16(w) => small_rows(x, &w[start..end], m, n, k),
+            candle::CpuStorage::BF16(w) => small_rows(x, &w[start..end], m, n, k),
+            _ => candle::bail!("small-rows matmul: weights of {:?}", s2.dtype()),
+        };
         Ok((candle::CpuStorage::F32(out), (m, n).into()))
     }
+}
+
+/// `x W^T` of `x` `(m, k)` and the stored `w` `(n, k)`, row-major `(m, n)`.
+fn small_rows<W: super::simd::Weight>(
+    x: &[f32],
+    w: &[W],
+    m: usize,
+    n: usize,
+    k: usize,
+) -> Vec<f32> {
+    use rayon::prelude::*;
+    let mut out = vec![0f32; m * n];
+    if m == 0 || n == 0 || k == 0 {
+        return out;
+    }
+    let level = super::simd::level();
+    // 64 weight rows a task: enough tasks to balance two or more threads, each task's
+    // output a (rows x m) block written back below.
+    const BLOCK: usize = 64;
+    let blocks: Vec<Vec<f32>> = w
+        .par_chunks(BLOCK * k)
+        .map(|rows| {
+            let mut part = vec![0f32; rows.len() / k * m];
+            super::simd::dots(x, rows, k, &mut part, level);
+            part
+        })
+        .collect();
+    for (b, part) in blocks.iter().enumerate() {
+        for (jj, column) in part.chunks_exact(m).enumerate() {
+            for (i, v) in column.iter().enumerate() {
+                out[i * n + b * BLOCK + jj] = *v;
+            }
+        }
+    }
+    out
 }
 
 /// The f32 values of a contiguous CPU tensor, for the custom ops here.
@@ -347,8 +386,9 @@ mod tests {
         }
     }
 
-    /// Linear maps of 1 to 40 rows (either side of [`SMALL_ROWS`]), odd and even sizes: the
-    /// small-rows kernel gives gemm's answer to rounding, with and without bias and activation.
+    /// Linear maps of 1 to 90 rows (either side of [`SMALL_ROWS`]), odd and even sizes: the
+    /// small-rows kernel gives gemm's answer to rounding, with and without bias and activation,
+    /// with its weights held in f32, f16 or bf16 (against gemm on the same rounded values).
     #[test]
     fn small_rows_matmul_matches_gemm() {
         let dev = Device::Cpu;
@@ -358,39 +398,50 @@ mod tests {
             (10, 512, 1536),
             (32, 96, 33),
             (40, 48, 65),
+            (77, 64, 70),
+            (90, 48, 65),
         ] {
             let x = Tensor::randn(0f32, 1.0, (rows, inp), &dev).unwrap();
             let w = Tensor::randn(0f32, 1.0, (out, inp), &dev).unwrap();
             let b = Tensor::randn(0f32, 1.0, out, &dev).unwrap();
-            let reference = x.matmul(&w.t().unwrap()).unwrap();
-            if rows <= SMALL_ROWS {
-                let small = x.apply_op2_no_bwd(&w, &SmallRows).unwrap();
-                let d = (small - &reference)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap();
-                assert!(
-                    d.to_scalar::<f32>().unwrap() < 1e-3,
-                    "{rows}x{inp}x{out}: {d}"
-                );
-            }
-            let view = Linear::new(w.clone(), Some(b.clone()), Layout::View).unwrap();
-            assert_eq!(
-                view.stored_if_small(&x).unwrap().is_some(),
-                rows <= SMALL_ROWS
-            );
-            let transposed = Linear::new(w, Some(b), Layout::Transposed).unwrap();
-            assert!(transposed.stored_if_small(&x).unwrap().is_none());
-            for act in [None, Some(Activation::QuickGelu), Some(Activation::Gelu)] {
-                let a = view.forward_act(&x, act).unwrap();
-                let c = transposed.forward_act(&x, act).unwrap();
-                let d = (a - c).unwrap().abs().unwrap().max_all().unwrap();
-                assert!(
-                    d.to_scalar::<f32>().unwrap() < 1e-3,
-                    "{rows} rows, {act:?}: {d}"
-                );
+            for dtype in [DType::F32, DType::F16, DType::BF16] {
+                // The values a reduced precision holds, as `Weights::get` hands them out.
+                let w = w.to_dtype(dtype).unwrap().to_dtype(DType::F32).unwrap();
+                let reference = x.matmul(&w.t().unwrap()).unwrap();
+                if rows <= SMALL_ROWS {
+                    let stored = w.to_dtype(dtype).unwrap();
+                    let small = x.apply_op2_no_bwd(&stored, &SmallRows).unwrap();
+                    let d = (small - &reference)
+                        .unwrap()
+                        .abs()
+                        .unwrap()
+                        .max_all()
+                        .unwrap();
+                    assert!(
+                        d.to_scalar::<f32>().unwrap() < 1e-3,
+                        "{dtype:?} {rows}x{inp}x{out}: {d}"
+                    );
+                }
+                let view = Linear::new(
+                    w.clone(),
+                    Some(b.clone()),
+                    Layout::View { small_rows: dtype },
+                )
+                .unwrap();
+                let small = view.small_for(&x);
+                assert_eq!(small.is_some(), rows <= SMALL_ROWS);
+                assert_eq!(view.small.as_ref().unwrap().dtype(), dtype);
+                let transposed = Linear::new(w, Some(b.clone()), Layout::Transposed).unwrap();
+                assert!(transposed.small_for(&x).is_none());
+                for act in [None, Some(Activation::QuickGelu), Some(Activation::Gelu)] {
+                    let a = view.forward_act(&x, act).unwrap();
+                    let c = transposed.forward_act(&x, act).unwrap();
+                    let d = (a - c).unwrap().abs().unwrap().max_all().unwrap();
+                    assert!(
+                        d.to_scalar::<f32>().unwrap() < 1e-3,
+                        "{dtype:?} {rows} rows, {act:?}: {d}"
+                    );
+                }
             }
         }
     }

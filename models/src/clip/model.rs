@@ -268,7 +268,9 @@ impl TextModel {
             heads: c.num_attention_heads,
             act: c.hidden_act,
             eps: c.layer_norm_eps,
-            layout: Layout::View,
+            layout: Layout::View {
+                small_rows: ws.value_dtype(),
+            },
         };
         Ok(Self {
             token_embedding: ws.get(
@@ -287,7 +289,7 @@ impl TextModel {
                 d,
                 projection_dim,
                 false,
-                Layout::View,
+                shape.layout,
             )?,
             max_positions: c.max_position_embeddings,
             vocab_size: c.vocab_size,
