@@ -3,11 +3,13 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use candle::{DType, Device, Tensor};
 use candle_nn::LayerNorm;
 
 use super::config::Activation;
+use super::simd::PackedBf16;
 use crate::{EmbedError, Precision};
 
 /// The tensors of a safetensors file, looked up by name with shape checks.
@@ -86,8 +88,12 @@ impl Weights {
 /// few rows (a text, one image) the view is ~40% faster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Layout {
-    /// `W^T` copied to a contiguous `(in, out)` matrix: for batched image inputs.
-    Transposed,
+    /// `W^T` copied to a contiguous `(in, out)` matrix: for batched image inputs. With
+    /// `bf16_dots`, on a CPU that has them ([`super::simd::bf16_dots_available`]), the weights
+    /// are also packed for [`super::simd::gemm_bf16`], which then computes every product:
+    /// inputs rounded to bf16 like the weights, summed in f32, twice f32's multiply-adds per
+    /// instruction (benches/README.md, session 25).
+    Transposed { bf16_dots: bool },
     /// `W^T` as a view of the stored `(out, in)` matrix: for short inputs. On the CPU, inputs of
     /// a few rows take [`SmallRows`], which reads the stored matrix in `small_rows`: f32 (the
     /// same storage as the view), or f16 / bf16 when the weights' values are rounded to one
@@ -105,13 +111,26 @@ pub(super) struct Linear {
     /// The stored `(out, in)` matrix, contiguous on the CPU, for [`SmallRows`]
     /// ([`Layout::View`] only).
     small: Option<Tensor>,
+    /// The weights packed for [`super::simd::gemm_bf16`] ([`Layout::Transposed`] with
+    /// `bf16_dots` on a CPU that has them).
+    packed: Option<Arc<PackedBf16>>,
 }
 
 impl Linear {
     pub(super) fn new(w: Tensor, b: Option<Tensor>, layout: Layout) -> Result<Self, EmbedError> {
         let w = w.contiguous()?;
+        let packed = match layout {
+            Layout::Transposed { bf16_dots: true }
+                if w.device().is_cpu() && super::simd::bf16_dots_available() =>
+            {
+                let (n, k) = w.dims2()?;
+                let values = w.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+                Some(Arc::new(PackedBf16::new(&values, n, k)))
+            }
+            _ => None,
+        };
         let (w_t, small) = match layout {
-            Layout::Transposed => (w.t()?.contiguous()?, None),
+            Layout::Transposed { .. } => (w.t()?.contiguous()?, None),
             Layout::View { small_rows } => {
                 let small = match small_rows {
                     _ if !w.device().is_cpu() => None,
@@ -122,7 +141,12 @@ impl Linear {
                 (w.t()?, small)
             }
         };
-        Ok(Self { w_t, b, small })
+        Ok(Self {
+            w_t,
+            b,
+            small,
+            packed,
+        })
     }
 
     pub(super) fn load(
@@ -154,9 +178,12 @@ impl Linear {
         x: &Tensor,
         act: Option<Activation>,
     ) -> candle::Result<Tensor> {
-        let y = match self.small_for(x) {
-            Some(w) => x.apply_op2_no_bwd(w, &SmallRows)?,
-            None => x.matmul(&self.w_t)?,
+        let y = match (self.small_for(x), &self.packed) {
+            (Some(w), _) => x.apply_op2_no_bwd(w, &SmallRows)?,
+            (None, Some(w)) if x.device().is_cpu() && x.rank() == 2 => {
+                x.contiguous()?.apply_op1_no_bwd(&Bf16Dots(w.clone()))?
+            }
+            _ => x.matmul(&self.w_t)?,
         };
         let fusable = matches!(act, None | Some(Activation::QuickGelu));
         match &self.b {
@@ -271,6 +298,32 @@ fn small_rows<W: super::simd::Weight>(
     out
 }
 
+/// CPU kernel for `x W^T` with bf16 dot products ([`super::simd::gemm_bf16`]): `x` f32
+/// `(m, in)`, rounded to bf16 as it is read; the output f32 `(m, out)`.
+struct Bf16Dots(Arc<PackedBf16>);
+
+impl candle::CustomOp1 for Bf16Dots {
+    fn name(&self) -> &'static str {
+        "bf16-dots-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s: &candle::CpuStorage,
+        l: &candle::Layout,
+    ) -> candle::Result<(candle::CpuStorage, candle::Shape)> {
+        let x = f32_slice(s, l, self.name())?;
+        let (m, k) = l.shape().dims2()?;
+        let (n, k2) = (self.0.n(), self.0.k());
+        if k != k2 {
+            candle::bail!("bf16-dots matmul: ({m}, {k}) x ({n}, {k2})^T")
+        }
+        let mut out = vec![0f32; m * n];
+        super::simd::gemm_bf16(x, m, &self.0, &mut out);
+        Ok((candle::CpuStorage::F32(out), (m, n).into()))
+    }
+}
+
 /// The f32 values of a contiguous CPU tensor, for the custom ops here.
 fn f32_slice<'a>(
     s: &'a candle::CpuStorage,
@@ -314,18 +367,59 @@ impl candle::CustomOp2 for BiasAct {
             .zip(x.par_chunks(rows * n))
             .for_each(|(o, x)| {
                 for (o, x) in o.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
-                    for ((o, &x), &b) in o.iter_mut().zip(x).zip(bias) {
-                        let v = x + b;
-                        *o = if self.quick_gelu {
-                            v / (1.0 + (-1.702 * v).exp())
-                        } else {
-                            v
-                        };
+                    if self.quick_gelu {
+                        for ((o, &x), &b) in o.iter_mut().zip(x).zip(bias) {
+                            *o = quick_gelu(x + b);
+                        }
+                    } else {
+                        for ((o, &x), &b) in o.iter_mut().zip(x).zip(bias) {
+                            *o = x + b;
+                        }
                     }
                 }
             });
         Ok((candle::CpuStorage::F32(out), l1.shape().clone()))
     }
+}
+
+/// `v * sigmoid(1.702 v)`, CLIP's activation, with [`exp`] (which the compiler vectorises).
+fn quick_gelu(v: f32) -> f32 {
+    v / (1.0 + exp(-1.702 * v))
+}
+
+/// `e^x` to within 2 units in the last place (checked against std's in the tests), written
+/// without branches or calls so that a loop of it vectorises (std's `exp` is a call per value:
+/// 8 % of an image batch's time in bf16 went to it). `x` is clamped to `[-87, 88]`, where the
+/// result is a normal f32; CLIP's activation needs no more.
+fn exp(x: f32) -> f32 {
+    const LOG2_E: f32 = std::f32::consts::LOG2_E;
+    // ln 2 in two parts: the first has few enough bits that `n * LN2_HI` is exact.
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // 1.5 * 2^23: adding it rounds to an integer in the low bits of the mantissa.
+    const SHIFT: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    // Plain products and sums, not `mul_add`: without FMA in the build's target that is a
+    // call per value.
+    let t = x * LOG2_E + SHIFT;
+    let n = t - SHIFT;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    // e^r on |r| <= ln2 / 2: Taylor to degree 7 (error below 2^-26 relative).
+    let mut p: f32 = 1.0 / 5040.0;
+    for c in [
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+        1.0,
+        1.0,
+    ] {
+        p = p * r + c;
+    }
+    // 2^n from its exponent bits: n is the integer in t's low mantissa bits.
+    let n = (t.to_bits() as i32).wrapping_sub(SHIFT.to_bits() as i32);
+    p * f32::from_bits(((n + 127) << 23) as u32)
 }
 
 pub(super) fn layer_norm(
@@ -386,6 +480,26 @@ mod tests {
         }
     }
 
+    /// [`exp`] against std's over CLIP's range and beyond, and [`quick_gelu`] against its
+    /// definition.
+    #[test]
+    fn the_vectorisable_exp_is_within_two_units_in_the_last_place() {
+        let mut worst = 0f32;
+        for i in -870_000..=880_000 {
+            let x = i as f32 / 10_000.0;
+            let (got, want) = (exp(x), x.exp());
+            let ulps = (got.to_bits() as i64 - want.to_bits() as i64).abs();
+            assert!(ulps <= 2, "exp({x}) = {got}, std {want}");
+            let v = x / 4.0;
+            let gelu = v / (1.0 + (-1.702 * v).exp());
+            worst = worst.max((quick_gelu(v) - gelu).abs() / gelu.abs().max(1e-30));
+        }
+        assert!(worst < 1e-6, "quick_gelu: relative error {worst}");
+        assert_eq!(exp(0.0), 1.0);
+        assert_eq!(exp(-1000.0), (-87f32).exp());
+        assert!(exp(1000.0).is_finite());
+    }
+
     /// Linear maps of 1 to 90 rows (either side of [`SMALL_ROWS`]), odd and even sizes: the
     /// small-rows kernel gives gemm's answer to rounding, with and without bias and activation,
     /// with its weights held in f32, f16 or bf16 (against gemm on the same rounded values).
@@ -431,7 +545,9 @@ mod tests {
                 let small = view.small_for(&x);
                 assert_eq!(small.is_some(), rows <= SMALL_ROWS);
                 assert_eq!(view.small.as_ref().unwrap().dtype(), dtype);
-                let transposed = Linear::new(w, Some(b.clone()), Layout::Transposed).unwrap();
+                let transposed =
+                    Linear::new(w, Some(b.clone()), Layout::Transposed { bf16_dots: false })
+                        .unwrap();
                 assert!(transposed.small_for(&x).is_none());
                 for act in [None, Some(Activation::QuickGelu), Some(Activation::Gelu)] {
                     let a = view.forward_act(&x, act).unwrap();

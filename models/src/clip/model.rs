@@ -396,7 +396,9 @@ impl VisionModel {
             heads: c.num_attention_heads,
             act: c.hidden_act,
             eps: c.layer_norm_eps,
-            layout: Layout::Transposed,
+            layout: Layout::Transposed {
+                bf16_dots: ws.value_dtype() == DType::BF16,
+            },
         };
         Ok(Self {
             patch_w_t: patch_w
@@ -414,7 +416,7 @@ impl VisionModel {
                 d,
                 projection_dim,
                 false,
-                Layout::Transposed,
+                shape.layout,
             )?,
             channels: c.num_channels,
             image_size: c.image_size,
