@@ -394,7 +394,11 @@ impl PackedBf16 {
     fn get(&self, c: usize, i: usize) -> f32 {
         let pairs = self.k.div_ceil(2);
         let v = self.data[((c / PANEL) * pairs + i / 2) * PANEL + c % PANEL];
-        let bits = if i.is_multiple_of(2) { v & 0xffff } else { v >> 16 };
+        let bits = if i.is_multiple_of(2) {
+            v & 0xffff
+        } else {
+            v >> 16
+        };
         bf16::from_bits(bits as u16).to_f32()
     }
 }
