@@ -107,35 +107,45 @@ pub(super) enum Layout {
 /// `y = x W^T + b` on 2-D inputs.
 #[derive(Debug, Clone)]
 pub(super) struct Linear {
-    /// `(in, out)`: contiguous or a transposed view (see [`Layout`]).
-    w_t: Tensor,
+    /// The weights, as the kernel that computes the products needs them.
+    w: Kernel,
     /// `(out,)`.
     b: Option<Tensor>,
-    /// The stored `(out, in)` matrix, contiguous on the CPU, for [`SmallRows`]
-    /// ([`Layout::View`] only).
-    small: Option<Tensor>,
-    /// The weights packed for [`super::simd::gemm_bf16`] ([`Layout::Transposed`] with
-    /// `bf16_dots`, or a bf16 [`Layout::View`], on a CPU that has them); when present it
-    /// computes every product on the CPU.
-    packed: Option<Arc<PackedBf16>>,
+}
+
+/// A linear map's weights and the kernel they are for.
+#[derive(Debug, Clone)]
+enum Kernel {
+    /// candle's gemm, and [`SmallRows`] for few rows on the CPU.
+    Gemm {
+        /// `(in, out)`: contiguous or a transposed view (see [`Layout`]).
+        w_t: Tensor,
+        /// The stored `(out, in)` matrix, contiguous on the CPU, for [`SmallRows`]
+        /// ([`Layout::View`] only).
+        small: Option<Tensor>,
+    },
+    /// [`super::simd::gemm_bf16`] for every product ([`Layout::Transposed`] with `bf16_dots`,
+    /// or a bf16 [`Layout::View`], on a CPU that has the instructions): the packed weights
+    /// are the only copy kept.
+    Bf16Dots(Arc<PackedBf16>),
 }
 
 impl Linear {
     pub(super) fn new(w: Tensor, b: Option<Tensor>, layout: Layout) -> Result<Self, EmbedError> {
         let w = w.contiguous()?;
-        let packed = match layout {
+        let kernel = match layout {
             Layout::Transposed { bf16_dots: true }
             | Layout::View {
                 small_rows: DType::BF16,
             } if w.device().is_cpu() && super::simd::bf16_dots_available() => {
                 let (n, k) = w.dims2()?;
                 let values = w.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-                Some(Arc::new(PackedBf16::new(&values, n, k)))
+                Kernel::Bf16Dots(Arc::new(PackedBf16::new(&values, n, k)))
             }
-            _ => None,
-        };
-        let (w_t, small) = match layout {
-            Layout::Transposed { .. } => (w.t()?.contiguous()?, None),
+            Layout::Transposed { .. } => Kernel::Gemm {
+                w_t: w.t()?.contiguous()?,
+                small: None,
+            },
             Layout::View { small_rows } => {
                 let small = match small_rows {
                     _ if !w.device().is_cpu() => None,
@@ -143,15 +153,10 @@ impl Linear {
                     _ if w.dtype() == DType::F32 => Some(w.clone()),
                     _ => None,
                 };
-                (w.t()?, small)
+                Kernel::Gemm { w_t: w.t()?, small }
             }
         };
-        Ok(Self {
-            w_t,
-            b,
-            small,
-            packed,
-        })
+        Ok(Self { w: kernel, b })
     }
 
     pub(super) fn load(
@@ -183,12 +188,10 @@ impl Linear {
         x: &Tensor,
         act: Option<Activation>,
     ) -> candle::Result<Tensor> {
-        let y = match (self.small_for(x), &self.packed) {
-            (_, Some(w)) if x.device().is_cpu() && x.rank() == 2 => {
-                x.contiguous()?.apply_op1_no_bwd(&Bf16Dots(w.clone()))?
-            }
-            (Some(w), _) => x.apply_op2_no_bwd(w, &SmallRows)?,
-            _ => x.matmul(&self.w_t)?,
+        let y = match (&self.w, self.small_for(x)) {
+            (Kernel::Bf16Dots(w), _) => x.contiguous()?.apply_op1_no_bwd(&Bf16Dots(w.clone()))?,
+            (Kernel::Gemm { .. }, Some(w)) => x.apply_op2_no_bwd(w, &SmallRows)?,
+            (Kernel::Gemm { w_t, .. }, None) => x.matmul(w_t)?,
         };
         let fusable = matches!(act, None | Some(Activation::QuickGelu));
         match &self.b {
@@ -225,7 +228,16 @@ impl Linear {
             && x.rank() == 2
             && x.dims()[0] <= SMALL_ROWS
             && x.is_contiguous();
-        self.small.as_ref().filter(|_| few && x.device().is_cpu())
+        match &self.w {
+            Kernel::Gemm { small, .. } => small.as_ref().filter(|_| few && x.device().is_cpu()),
+            Kernel::Bf16Dots(_) => None,
+        }
+    }
+
+    /// Whether the products run on bf16 dot products.
+    #[cfg(test)]
+    fn packed(&self) -> bool {
+        matches!(self.w, Kernel::Bf16Dots(_))
     }
 }
 
@@ -547,9 +559,14 @@ mod tests {
                     Layout::View { small_rows: dtype },
                 )
                 .unwrap();
+                let dots = super::super::simd::bf16_dots_available();
                 let small = view.small_for(&x);
-                assert_eq!(small.is_some(), rows <= SMALL_ROWS);
-                assert_eq!(view.small.as_ref().unwrap().dtype(), dtype);
+                if dots && dtype == DType::BF16 {
+                    assert!(small.is_none() && view.packed());
+                } else {
+                    assert_eq!(small.is_some(), rows <= SMALL_ROWS);
+                    assert_eq!(small.map(|t| t.dtype()).unwrap_or(dtype), dtype);
+                }
                 let transposed = Linear::new(
                     w.clone(),
                     Some(b.clone()),
@@ -560,12 +577,11 @@ mod tests {
                 // With bf16 dot products ([`Bf16Dots`], taken by a bf16 view where the CPU has
                 // them, and by a transposed map that asks for them) the inputs are rounded to
                 // bf16 too: the reference is gemm on the rounded inputs.
-                let dots = super::super::simd::bf16_dots_available();
                 let packed =
                     Linear::new(w, Some(b.clone()), Layout::Transposed { bf16_dots: true })
                         .unwrap();
-                assert_eq!(packed.packed.is_some(), dots);
-                assert_eq!(view.packed.is_some(), dots && dtype == DType::BF16);
+                assert_eq!(packed.packed(), dots);
+                assert_eq!(view.packed(), dots && dtype == DType::BF16);
                 let rounded = x
                     .to_dtype(DType::BF16)
                     .unwrap()
@@ -585,7 +601,7 @@ mod tests {
                     };
                     for (name, map) in maps {
                         let a = map.forward_act(&x, act).unwrap();
-                        let c = reference(map.packed.is_some());
+                        let c = reference(map.packed());
                         let d = (a - c).unwrap().abs().unwrap().max_all().unwrap();
                         assert!(
                             d.to_scalar::<f32>().unwrap() < 1e-3,

@@ -502,7 +502,9 @@ mod bf16_dots {
             let whole = k / 32;
             for v in 0..whole {
                 // SAFETY: 32 floats at v * 32 lie inside `row` (v < k / 32) and 16 pairs at
-                // v * 16 inside `dst` (16 * whole <= pairs); unaligned loads and stores.
+                // v * 16 inside `dst` (16 * whole <= pairs); unaligned loads and stores. The
+                // transmute is between two 512-bit vector types (32 bf16 and 16 i32 lanes of the
+                // same bits; std has no cast intrinsic for bf16 vectors).
                 unsafe {
                     let lo = _mm512_loadu_ps(row.as_ptr().add(v * 32));
                     let hi = _mm512_loadu_ps(row.as_ptr().add(v * 32 + 16));
@@ -629,7 +631,8 @@ mod bf16_dots {
             let b = self.b.as_ptr();
             for p in self.p0..self.p0 + self.len {
                 // SAFETY: pair p of the panel's 32 columns lies inside `b` (p < pairs), and
-                // pair p of rows r..r + R inside `a` (the contract); unaligned loads.
+                // pair p of rows r..r + R inside `a` (the contract); unaligned loads. The
+                // transmutes reinterpret 512 bits of bf16 pairs as the bf16 vector type.
                 unsafe {
                     let b0: __m512bh =
                         std::mem::transmute(_mm512_loadu_si512(b.add(p * PANEL).cast()));
