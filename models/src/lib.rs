@@ -20,7 +20,7 @@ mod source;
 #[cfg(feature = "testing")]
 pub mod tiny;
 
-pub use clip::{ClipEmbedder, best_device};
+pub use clip::{ClipEmbedder, best_device, cpu_has_bf16_dots};
 pub use embed::*;
 pub use error::{EmbedError, Fault, ImageError};
 pub use source::{DEFAULT_HUB_MODEL, ModelSource, hub_cache_dir, hub_offline};

@@ -358,12 +358,15 @@ fn load_model(settings: &ModelSettings, library: &Library) -> anyhow::Result<Mod
     }
     let device = models::best_device(cfg!(feature = "cuda"));
     // `--precision`, else the precision the library's vectors were made in, else the device's
-    // default (f16 on a GPU, f32 on a CPU: `Precision::default_for`).
+    // default (f16 on a GPU; bf16 on a CPU with bf16 dot products, else f32:
+    // `Precision::default_for`).
     let precision = settings
         .precision
         .or_else(|| library.manifest().model.as_ref().map(|m| m.precision))
         .unwrap_or_else(|| models::Precision::default_for(device.location()));
-    if device.is_cpu() && precision != models::Precision::F32 {
+    if device.is_cpu() && precision == models::Precision::Bf16 && models::cpu_has_bf16_dots() {
+        tracing::info!("the model computes in bf16 on this CPU's bf16 dot products");
+    } else if device.is_cpu() && precision != models::Precision::F32 {
         tracing::info!(
             %precision,
             "on the CPU the model's {precision} weights are computed in f32 (as fast as f32)"

@@ -63,8 +63,19 @@ pub(crate) fn token_for(state: &AppState, name: &str, role: Role) -> String {
 
 pub(crate) fn service_for(fx: &Fixture) -> SearchService {
     let library = Arc::new(Library::open(&fx.data, StoreSettings::Edge).unwrap());
-    let model =
-        ClipEmbedder::load(&ModelSource::Local(fx.model.clone()), &models::Device::Cpu).unwrap();
+    // In the precision the CLI ingested in (this CPU's default), as `App` loads it.
+    let precision = library
+        .manifest()
+        .model
+        .as_ref()
+        .map(|m| m.precision)
+        .unwrap_or_default();
+    let model = ClipEmbedder::load_as(
+        &ModelSource::Local(fx.model.clone()),
+        &models::Device::Cpu,
+        precision,
+    )
+    .unwrap();
     let embedder: Arc<dyn Embedder> = Arc::new(model);
     SearchService::new(library, Some(embedder), None).unwrap()
 }

@@ -366,6 +366,14 @@ impl Embedder for ClipEmbedder {
     }
 }
 
+/// Whether this CPU has bf16 dot products (AVX-512F with AVX512_BF16: Intel since Cooper Lake,
+/// AMD since Zen 4), on which a model in [`crate::Precision::Bf16`] computes its linear maps
+/// with inputs and weights in bf16 and sums in f32, about 1.5x f32's images/s and 0.3-0.6x
+/// its text latency (benches/README.md, session 25).
+pub fn cpu_has_bf16_dots() -> bool {
+    simd::bf16_dots_available()
+}
+
 /// The device to run on: the first CUDA GPU when `prefer_gpu` and the crate was built with the
 /// `cuda` feature and one is present, otherwise the CPU.
 pub fn best_device(prefer_gpu: bool) -> Device {
