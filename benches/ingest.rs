@@ -2,7 +2,10 @@
 //! JPEGs into tantivy + qdrant-edge, next to the pure embedding rate of the same model on the
 //! same images.
 //!
-//! A bench binary: `cargo bench --bench ingest` (env `IMAGELENS_BENCH_IMAGES`, default 64).
+//! A bench binary: `cargo bench --bench ingest`. Environment: `IMAGELENS_BENCH_IMAGES` (default
+//! 64), `IMAGELENS_BENCH_PRECISIONS` (comma-separated of f32, f16, bf16; default f32: each is
+//! run in turn on the same images), `IMAGELENS_BENCH_KEEP` (a folder to write the images to and
+//! keep, so that `../shared/bench/peer_e2e.py` can time its peers on the same files and model).
 //! The model has `openai/clip-vit-base-patch32`'s shapes with seeded random weights (speed does
 //! not depend on the values); it is written once under `target/bench-models/`. Under
 //! `cargo test --benches` (no `--bench` flag) it runs a quick smoke pass with the tiny model.
@@ -12,7 +15,7 @@ use std::time::Instant;
 use indexer::synth::{SynthOptions, write_library};
 use indexer::{IngestOptions, Library, StoreSettings, ingest};
 use models::tiny::TinyShapes;
-use models::{ClipEmbedder, Embedder};
+use models::{ClipEmbedder, Embedder, Precision};
 
 fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
@@ -36,11 +39,21 @@ fn main() {
         );
         models::tiny::write_with_shapes(&model_dir, 1, &shapes).unwrap();
     }
-    let embedder = ClipEmbedder::load_dir(&model_dir, &models::best_device(false)).unwrap();
+    let precisions: Vec<Precision> = std::env::var("IMAGELENS_BENCH_PRECISIONS")
+        .unwrap_or_else(|_| "f32".into())
+        .split(',')
+        .map(|p| {
+            p.trim()
+                .parse()
+                .expect("IMAGELENS_BENCH_PRECISIONS: f32, f16 or bf16")
+        })
+        .collect();
 
+    let keep = std::env::var_os("IMAGELENS_BENCH_KEEP").map(std::path::PathBuf::from);
     let work = tempfile::tempdir().unwrap();
+    let src = keep.clone().unwrap_or_else(|| work.path().join("src"));
     let synth = write_library(
-        &work.path().join("src"),
+        &src,
         &SynthOptions {
             count: n,
             width: 640,
@@ -50,8 +63,14 @@ fn main() {
         },
     )
     .unwrap();
-
-    // Pure embedding: decoded images, batches of 32, whole images only.
+    if keep.is_some() {
+        println!(
+            "images kept in {} (peer: python3 ../shared/bench/peer_e2e.py {} {})",
+            synth.images.display(),
+            model_dir.display(),
+            synth.images.display()
+        );
+    }
     let images: Vec<image::RgbImage> = synth
         .scenes
         .iter()
@@ -59,44 +78,84 @@ fn main() {
             models::preprocess::open(&synth.images.join(&s.file_name), &Default::default()).unwrap()
         })
         .collect();
-    let start = Instant::now();
-    for chunk in images.chunks(32) {
-        embedder.embed_images(chunk).unwrap();
-    }
-    let embed_rate = n as f64 / start.elapsed().as_secs_f64();
 
-    // End to end: read export, hash, decode, embed images + box regions + texts, write both
-    // stores with one commit per batch.
-    let mut lib = Library::open(&work.path().join("library"), StoreSettings::Edge).unwrap();
-    let start = Instant::now();
-    let report = ingest(
-        &mut lib,
-        Some(&embedder),
-        &IngestOptions {
-            annotations: vec![synth.instances.clone(), synth.captions.clone()],
-            images: synth.images.clone(),
-            dataset: "bench".into(),
-            progress: false,
-            ..IngestOptions::default()
-        },
-    )
-    .unwrap();
-    let secs = start.elapsed().as_secs_f64();
-    assert_eq!(report.added, n);
-    println!(
-        "model {} (dim {}), {n} images 640x480 JPEG, {} box regions",
-        if quick {
-            "tiny"
-        } else {
-            "ViT-B/32 shapes, random weights"
-        },
-        embedder.spec().dim,
-        report.regions
-    );
-    println!("pure image embedding (batch 32): {embed_rate:.2} images/s");
-    println!(
-        "end-to-end ingest: {:.2} images/s ({:.2} embeddings/s counting regions), {secs:.1} s",
-        n as f64 / secs,
-        (n + report.regions) as f64 / secs
-    );
+    for (run, precision) in precisions.iter().enumerate() {
+        let device = models::best_device(false);
+        let embedder = ClipEmbedder::load_dir_as(&model_dir, &device, *precision).unwrap();
+
+        // Pure embedding: decoded images, batches of 32, whole images only.
+        let start = Instant::now();
+        for chunk in images.chunks(32) {
+            embedder.embed_images(chunk).unwrap();
+        }
+        let embed_rate = n as f64 / start.elapsed().as_secs_f64();
+
+        // End to end, whole images only (what `../shared/bench/peer_e2e.py` times for its
+        // peers): read the export, hash, decode, embed each image, write both stores; no box
+        // regions (`max_regions` 0) and no captions.
+        let mut lib = Library::open(
+            &work.path().join(format!("whole-{run}")),
+            StoreSettings::Edge,
+        )
+        .unwrap();
+        let start = Instant::now();
+        let report = ingest(
+            &mut lib,
+            Some(&embedder),
+            &IngestOptions {
+                annotations: vec![synth.instances.clone()],
+                images: synth.images.clone(),
+                dataset: "bench".into(),
+                progress: false,
+                max_regions: 0,
+                ..IngestOptions::default()
+            },
+        )
+        .unwrap();
+        let whole_secs = start.elapsed().as_secs_f64();
+        assert_eq!((report.added, report.regions), (n, 0));
+
+        // End to end: read export, hash, decode, embed images + box regions + texts, write both
+        // stores with one commit per batch.
+        let mut lib = Library::open(
+            &work.path().join(format!("library-{run}")),
+            StoreSettings::Edge,
+        )
+        .unwrap();
+        let start = Instant::now();
+        let report = ingest(
+            &mut lib,
+            Some(&embedder),
+            &IngestOptions {
+                annotations: vec![synth.instances.clone(), synth.captions.clone()],
+                images: synth.images.clone(),
+                dataset: "bench".into(),
+                progress: false,
+                ..IngestOptions::default()
+            },
+        )
+        .unwrap();
+        let secs = start.elapsed().as_secs_f64();
+        assert_eq!(report.added, n);
+        println!(
+            "model {} (dim {}) in {precision}, {n} images 640x480 JPEG, {} box regions",
+            if quick {
+                "tiny"
+            } else {
+                "ViT-B/32 shapes, random weights"
+            },
+            embedder.spec().dim,
+            report.regions
+        );
+        println!("  pure image embedding (batch 32): {embed_rate:.2} images/s");
+        println!(
+            "  end-to-end ingest, whole images only: {:.2} images/s, {whole_secs:.1} s",
+            n as f64 / whole_secs
+        );
+        println!(
+            "  end-to-end ingest: {:.2} images/s ({:.2} embeddings/s counting regions), {secs:.1} s",
+            n as f64 / secs,
+            (n + report.regions) as f64 / secs
+        );
+    }
 }
