@@ -90,53 +90,42 @@ fn main() {
         }
         let embed_rate = n as f64 / start.elapsed().as_secs_f64();
 
+        // One ingest into a fresh library: the report and the seconds it took.
+        let timed = |name: &str, annotations: Vec<std::path::PathBuf>, max_regions: usize| {
+            let mut lib = Library::open(
+                &work.path().join(format!("{name}-{run}")),
+                StoreSettings::Edge,
+            )
+            .unwrap();
+            let start = Instant::now();
+            let report = ingest(
+                &mut lib,
+                Some(&embedder),
+                &IngestOptions {
+                    annotations,
+                    images: synth.images.clone(),
+                    dataset: "bench".into(),
+                    progress: false,
+                    max_regions,
+                    ..IngestOptions::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(report.added, n);
+            (report, start.elapsed().as_secs_f64())
+        };
         // End to end, whole images only (what `../shared/bench/peer_e2e.py` times for its
         // peers): read the export, hash, decode, embed each image, write both stores; no box
         // regions (`max_regions` 0) and no captions.
-        let mut lib = Library::open(
-            &work.path().join(format!("whole-{run}")),
-            StoreSettings::Edge,
-        )
-        .unwrap();
-        let start = Instant::now();
-        let report = ingest(
-            &mut lib,
-            Some(&embedder),
-            &IngestOptions {
-                annotations: vec![synth.instances.clone()],
-                images: synth.images.clone(),
-                dataset: "bench".into(),
-                progress: false,
-                max_regions: 0,
-                ..IngestOptions::default()
-            },
-        )
-        .unwrap();
-        let whole_secs = start.elapsed().as_secs_f64();
-        assert_eq!((report.added, report.regions), (n, 0));
-
+        let (whole, whole_secs) = timed("whole", vec![synth.instances.clone()], 0);
+        assert_eq!(whole.regions, 0);
         // End to end: read export, hash, decode, embed images + box regions + texts, write both
         // stores with one commit per batch.
-        let mut lib = Library::open(
-            &work.path().join(format!("library-{run}")),
-            StoreSettings::Edge,
-        )
-        .unwrap();
-        let start = Instant::now();
-        let report = ingest(
-            &mut lib,
-            Some(&embedder),
-            &IngestOptions {
-                annotations: vec![synth.instances.clone(), synth.captions.clone()],
-                images: synth.images.clone(),
-                dataset: "bench".into(),
-                progress: false,
-                ..IngestOptions::default()
-            },
-        )
-        .unwrap();
-        let secs = start.elapsed().as_secs_f64();
-        assert_eq!(report.added, n);
+        let (report, secs) = timed(
+            "library",
+            vec![synth.instances.clone(), synth.captions.clone()],
+            IngestOptions::default().max_regions,
+        );
         println!(
             "model {} (dim {}) in {precision}, {n} images 640x480 JPEG, {} box regions",
             if quick {

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Arc;
 
 use indexer::synth::{SynthLibrary, SynthOptions, write_library};
 use tempfile::TempDir;
@@ -94,6 +95,26 @@ impl Fixture {
 }
 
 /// Asserts success and parses stdout as one JSON document.
+/// The fixture's model loaded as `App` loads it for `library`: in the precision the library's
+/// vectors were made in (a CLI ingest uses this CPU's default, bf16 where it has bf16 dot
+/// products).
+pub fn embedder_for(library: &indexer::Library, model: &Path) -> Arc<dyn models::Embedder> {
+    let precision = library
+        .manifest()
+        .model
+        .as_ref()
+        .map(|m| m.precision)
+        .unwrap_or_default();
+    Arc::new(
+        models::ClipEmbedder::load_as(
+            &models::ModelSource::Local(model.to_path_buf()),
+            &models::Device::Cpu,
+            precision,
+        )
+        .unwrap(),
+    )
+}
+
 pub fn ok_json(out: &Output) -> serde_json::Value {
     assert!(
         out.status.success(),

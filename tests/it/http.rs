@@ -16,7 +16,6 @@ use imagelens::http::{AppState, router};
 use imagelens::search::SearchService;
 use imagelens::settings::Limits;
 use indexer::{Library, StoreSettings};
-use models::{ClipEmbedder, Embedder, ModelSource};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -63,20 +62,7 @@ pub(crate) fn token_for(state: &AppState, name: &str, role: Role) -> String {
 
 pub(crate) fn service_for(fx: &Fixture) -> SearchService {
     let library = Arc::new(Library::open(&fx.data, StoreSettings::Edge).unwrap());
-    // In the precision the CLI ingested in (this CPU's default), as `App` loads it.
-    let precision = library
-        .manifest()
-        .model
-        .as_ref()
-        .map(|m| m.precision)
-        .unwrap_or_default();
-    let model = ClipEmbedder::load_as(
-        &ModelSource::Local(fx.model.clone()),
-        &models::Device::Cpu,
-        precision,
-    )
-    .unwrap();
-    let embedder: Arc<dyn Embedder> = Arc::new(model);
+    let embedder = crate::common::embedder_for(&library, &fx.model);
     SearchService::new(library, Some(embedder), None).unwrap()
 }
 

@@ -502,20 +502,7 @@ fn the_api_answers_503_with_retry_after_while_qdrant_is_down_and_200_once_it_is_
 
     let settings = indexer::StoreSettings::resolve(&fx.data, None, None).unwrap();
     let library = Arc::new(indexer::Library::open(&fx.data, settings).unwrap());
-    // In the precision the CLI ingested in (this CPU's default), as `App` loads it.
-    let precision = library
-        .manifest()
-        .model
-        .as_ref()
-        .map(|m| m.precision)
-        .unwrap_or_default();
-    let model = models::ClipEmbedder::load_as(
-        &models::ModelSource::Local(fx.model.clone()),
-        &models::Device::Cpu,
-        precision,
-    )
-    .unwrap();
-    let embedder: Arc<dyn models::Embedder> = Arc::new(model);
+    let embedder = crate::common::embedder_for(&library, &fx.model);
     let service =
         Arc::new(imagelens::search::SearchService::new(library, Some(embedder), None).unwrap());
     let state = imagelens::http::AppState::new(

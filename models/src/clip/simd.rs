@@ -55,50 +55,30 @@ pub(crate) trait Weight: Copy + Send + Sync + 'static {
     fn kernel(level: Level) -> Option<Kernel<Self>>;
 }
 
-impl Weight for f32 {
-    fn to_f32(self) -> f32 {
-        self
-    }
-    fn kernel(level: Level) -> Option<Kernel<Self>> {
-        match level {
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx2 => Some(avx2::dots),
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx512 => Some(avx512::dots),
-            _ => None,
+/// [`Weight`] for `$t`, widened by `$v => $wide`, with the vector kernels `$avx2` / `$avx512`.
+macro_rules! weight {
+    ($t:ty, $avx2:ident, $avx512:ident, $v:ident => $wide:expr) => {
+        impl Weight for $t {
+            fn to_f32(self) -> f32 {
+                let $v = self;
+                $wide
+            }
+            fn kernel(level: Level) -> Option<Kernel<Self>> {
+                match level {
+                    #[cfg(target_arch = "x86_64")]
+                    Level::Avx2 => Some($avx2::dots),
+                    #[cfg(target_arch = "x86_64")]
+                    Level::Avx512 => Some($avx512::dots),
+                    _ => None,
+                }
+            }
         }
-    }
+    };
 }
 
-impl Weight for f16 {
-    fn to_f32(self) -> f32 {
-        f16::to_f32(self)
-    }
-    fn kernel(level: Level) -> Option<Kernel<Self>> {
-        match level {
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx2 => Some(avx2_f16::dots),
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx512 => Some(avx512_f16::dots),
-            _ => None,
-        }
-    }
-}
-
-impl Weight for bf16 {
-    fn to_f32(self) -> f32 {
-        bf16::to_f32(self)
-    }
-    fn kernel(level: Level) -> Option<Kernel<Self>> {
-        match level {
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx2 => Some(avx2_bf16::dots),
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx512 => Some(avx512_bf16::dots),
-            _ => None,
-        }
-    }
-}
+weight!(f32, avx2, avx512, v => v);
+weight!(f16, avx2_f16, avx512_f16, v => v.to_f32());
+weight!(bf16, avx2_bf16, avx512_bf16, v => v.to_f32());
 
 /// `out[j * m + i] = x_i . w_j` for every row `x_i` of `x` (`m` rows of `k`) and every row
 /// `w_j` of `w` (`n` rows of `k`), `out` holding `n * m` values. The vector paths sum in
@@ -676,6 +656,20 @@ mod tests {
 
     use super::*;
 
+    /// `a` then `b` values in [-4, 4] in steps of 0.001 (mixed sign and size), from `seed`.
+    fn values(seed: u64, a: usize, b: usize) -> (Vec<f32>, Vec<f32>) {
+        let mut state = seed | 1;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 8001) as f32 / 1000.0 - 4.0
+        };
+        let x = (0..a).map(|_| next()).collect();
+        let w = (0..b).map(|_| next()).collect();
+        (x, w)
+    }
+
     /// Every level this CPU runs, the reference first.
     fn levels() -> Vec<Level> {
         [Level::Scalar, Level::Avx2, Level::Avx512]
@@ -695,15 +689,7 @@ mod tests {
             n in 1usize..11,
             seed in any::<u64>(),
         ) {
-            let mut state = seed | 1;
-            let mut next = || {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state % 8001) as f32 / 1000.0 - 4.0
-            };
-            let x: Vec<f32> = (0..m * k).map(|_| next()).collect();
-            let w: Vec<f32> = (0..n * k).map(|_| next()).collect();
+            let (x, w) = values(seed, m * k, n * k);
             // The half types: each weight rounded, the exact sum taken of the rounded values.
             let w16: Vec<f16> = w.iter().map(|v| f16::from_f32(*v)).collect();
             let wb16: Vec<bf16> = w.iter().map(|v| bf16::from_f32(*v)).collect();
@@ -764,15 +750,7 @@ mod tests {
             n in 1usize..70,
             seed in any::<u64>(),
         ) {
-            let mut state = seed | 1;
-            let mut next = || {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state % 8001) as f32 / 1000.0 - 4.0
-            };
-            let x: Vec<f32> = (0..m * k).map(|_| next()).collect();
-            let w: Vec<f32> = (0..n * k).map(|_| next()).collect();
+            let (x, w) = values(seed, m * k, n * k);
             let packed = PackedBf16::new(&w, n, k);
             let round = |v: f32| f64::from(bf16::from_f32(v).to_f32());
             let mut fast = vec![f32::NAN; m * n];
