@@ -90,7 +90,7 @@ impl Weights {
 pub(super) enum Layout {
     /// `W^T` copied to a contiguous `(in, out)` matrix: for batched image inputs. With
     /// `bf16_dots`, on a CPU that has them ([`super::simd::bf16_dots_available`]), the weights
-    /// are also packed for [`super::simd::gemm_bf16`], which then computes every product:
+    /// are packed for [`super::simd::gemm_bf16`] instead, which then computes every product:
     /// inputs rounded to bf16 like the weights, summed in f32, twice f32's multiply-adds per
     /// instruction (benches/README.md, session 25).
     Transposed { bf16_dots: bool },
