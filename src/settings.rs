@@ -30,7 +30,8 @@ pub struct Settings {
     /// Never load a model.
     pub no_model: bool,
     /// The model's number format: `f32`, `f16` or `bf16` (default: what the library records,
-    /// else f16 on a GPU and f32 on a CPU). A library refuses vectors of another precision.
+    /// else f16 on a GPU, bf16 on a CPU with bf16 dot products, f32 on other CPUs). A library
+    /// refuses vectors of another precision.
     pub precision: Option<models::Precision>,
     /// Address `serve` listens on.
     pub addr: SocketAddr,

@@ -100,7 +100,8 @@ impl Precision {
     }
 
     /// The dtype a model in this precision computes in on `device`: [`Precision::dtype`] on a
-    /// GPU; f32 on a CPU, with the weights rounded to [`Precision::dtype`] first.
+    /// GPU; f32 on a CPU, with the weights rounded to [`Precision::dtype`] first (where the CPU
+    /// has bf16 dot products, bf16's linear maps also round their inputs: see [`Precision`]).
     pub fn compute_dtype(self, device: &candle::Device) -> candle::DType {
         if device.is_cpu() {
             candle::DType::F32

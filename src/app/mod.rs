@@ -38,9 +38,9 @@
 //! user asked for it), else the model the library was built with, else the default hub model.
 //! In the last two cases a failure (offline, nothing cached) is not an error: the service runs
 //! without semantic search and says so. The model's precision is `--precision`, else the one
-//! the library records, else the device's default (f16 on a GPU, f32 on a CPU, where every
-//! precision computes in f32 on rounded weights); a library whose vectors were made in another
-//! precision refuses the model (`ModelMismatch`), as it refuses other weights.
+//! the library records, else the device's default (`Precision::default_for`: f16 on a GPU,
+//! bf16 on a CPU with bf16 dot products, f32 on other CPUs); a library whose vectors were made
+//! in another precision refuses the model (`ModelMismatch`), as it refuses other weights.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};

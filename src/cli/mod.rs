@@ -47,8 +47,8 @@ pub struct Cli {
     #[arg(long, global = true, env = "IMAGELENS_NO_MODEL")]
     pub no_model: bool,
     /// Number format the model computes in: f32, f16 or bf16 (default: what the library
-    /// records, else f32). f16 and bf16 are for GPUs (`--features cuda`); a library refuses
-    /// vectors of another precision than its own.
+    /// records, else f16 on a GPU, bf16 on a CPU with bf16 dot products (AVX512_BF16), f32 on
+    /// other CPUs); a library refuses vectors of another precision than its own.
     #[arg(long, global = true, env = "IMAGELENS_PRECISION", value_name = "P",
           value_parser = clap::builder::ValueParser::new(|s: &str| s.parse::<models::Precision>()))]
     pub precision: Option<models::Precision>,
