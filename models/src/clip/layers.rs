@@ -261,20 +261,18 @@ impl candle::CustomOp2 for SmallRows {
         l2: &candle::Layout,
     ) -> candle::Result<(candle::CpuStorage, candle::Shape)> {
         use candle::backend::BackendStorage;
-        let x = f32_slice(s1, l1, self.name())?;
+        let x = slice::<f32>(s1, l1, self.name())?;
         let (m, k) = l1.shape().dims2()?;
         let (n, k2) = l2.shape().dims2()?;
         if k != k2 {
             candle::bail!("small-rows matmul: ({m}, {k}) x ({n}, {k2})^T")
         }
-        let Some((start, end)) = l2.contiguous_offsets() else {
-            candle::bail!("{} needs contiguous inputs", self.name())
-        };
-        let out = match s2 {
-            candle::CpuStorage::F32(w) => small_rows(x, &w[start..end], m, n, k),
-            candle::CpuStorage::F16(w) => small_rows(x, &w[start..end], m, n, k),
-            candle::CpuStorage::BF16(w) => small_rows(x, &w[start..end], m, n, k),
-            _ => candle::bail!("small-rows matmul: weights of {:?}", s2.dtype()),
+        let name = self.name();
+        let out = match s2.dtype() {
+            DType::F32 => small_rows(x, slice::<f32>(s2, l2, name)?, m, n, k),
+            DType::F16 => small_rows(x, slice::<half::f16>(s2, l2, name)?, m, n, k),
+            DType::BF16 => small_rows(x, slice::<half::bf16>(s2, l2, name)?, m, n, k),
+            other => candle::bail!("small-rows matmul: weights of {other:?}"),
         };
         Ok((candle::CpuStorage::F32(out), (m, n).into()))
     }
@@ -329,7 +327,7 @@ impl candle::CustomOp1 for Bf16Dots {
         s: &candle::CpuStorage,
         l: &candle::Layout,
     ) -> candle::Result<(candle::CpuStorage, candle::Shape)> {
-        let x = f32_slice(s, l, self.name())?;
+        let x = slice::<f32>(s, l, self.name())?;
         let (m, k) = l.shape().dims2()?;
         let (n, k2) = (self.0.n(), self.0.k());
         if k != k2 {
@@ -341,16 +339,16 @@ impl candle::CustomOp1 for Bf16Dots {
     }
 }
 
-/// The f32 values of a contiguous CPU tensor, for the custom ops here.
-fn f32_slice<'a>(
+/// The values of a contiguous CPU tensor of `T`, for the custom ops here.
+fn slice<'a, T: candle::WithDType>(
     s: &'a candle::CpuStorage,
     l: &candle::Layout,
     op: &str,
-) -> candle::Result<&'a [f32]> {
+) -> candle::Result<&'a [T]> {
     let Some((start, end)) = l.contiguous_offsets() else {
         candle::bail!("{op} needs contiguous inputs")
     };
-    Ok(&s.as_slice::<f32>()?[start..end])
+    Ok(&s.as_slice::<T>()?[start..end])
 }
 
 /// CPU kernel for `x + bias` (row-wise) optionally followed by quick_gelu, on f32.
@@ -371,8 +369,8 @@ impl candle::CustomOp2 for BiasAct {
         l2: &candle::Layout,
     ) -> candle::Result<(candle::CpuStorage, candle::Shape)> {
         use rayon::prelude::*;
-        let x = f32_slice(s1, l1, self.name())?;
-        let bias = f32_slice(s2, l2, self.name())?;
+        let x = slice::<f32>(s1, l1, self.name())?;
+        let bias = slice::<f32>(s2, l2, self.name())?;
         let n = bias.len();
         if n == 0 || x.len() % n != 0 || l1.dims().last() != Some(&n) {
             candle::bail!("bias-act: bias of {n} does not match input {:?}", l1.dims())

@@ -699,6 +699,14 @@ mod tests {
         }
     }
 
+    /// `a . b` summed exactly (in f64, where every product of two f32 is exact), and the sum
+    /// of the products' magnitudes plus one, the scale a rounding error is measured against.
+    fn exact_sum(a: &[f32], b: &[f32]) -> (f64, f64) {
+        let products = a.iter().zip(b).map(|(p, q)| f64::from(*p) * f64::from(*q));
+        let exact = products.clone().sum();
+        (exact, products.map(f64::abs).sum::<f64>() + 1.0)
+    }
+
     /// Every level's [`dots`] of `x` and `w` against the exact sum of the widened values.
     fn check<W: Weight + std::fmt::Debug>(
         x: &[f32],
@@ -713,18 +721,8 @@ mod tests {
             dots(x, w, k, &mut out, level);
             for j in 0..n {
                 for i in 0..m {
-                    let (xi, wj) = (&x[i * k..(i + 1) * k], &wide[j * k..(j + 1) * k]);
-                    let exact: f64 = xi
-                        .iter()
-                        .zip(wj)
-                        .map(|(a, b)| f64::from(*a) * f64::from(*b))
-                        .sum();
-                    let scale: f64 = xi
-                        .iter()
-                        .zip(wj)
-                        .map(|(a, b)| f64::from((a * b).abs()))
-                        .sum::<f64>()
-                        + 1.0;
+                    let (exact, scale) =
+                        exact_sum(&x[i * k..(i + 1) * k], &wide[j * k..(j + 1) * k]);
                     let got = f64::from(out[j * m + i]);
                     prop_assert!(
                         (got - exact).abs() <= 1e-5 * scale,
@@ -752,17 +750,15 @@ mod tests {
         ) {
             let (x, w) = values(seed, m * k, n * k);
             let packed = PackedBf16::new(&w, n, k);
-            let round = |v: f32| f64::from(bf16::from_f32(v).to_f32());
+            let round = |v: &[f32]| -> Vec<f32> { v.iter().map(|v| bf16::from_f32(*v).to_f32()).collect() };
+            let (xr, wr) = (round(&x), round(&w));
             let mut fast = vec![f32::NAN; m * n];
             gemm_bf16(&x, m, &packed, &mut fast);
             let mut reference = vec![f32::NAN; m * n];
             gemm_bf16_scalar(&x, m, &packed, &mut reference);
             for r in 0..m {
                 for c in 0..n {
-                    let (xr, wc) = (&x[r * k..(r + 1) * k], &w[c * k..(c + 1) * k]);
-                    let exact: f64 = xr.iter().zip(wc).map(|(a, b)| round(*a) * round(*b)).sum();
-                    let scale: f64 =
-                        xr.iter().zip(wc).map(|(a, b)| (round(*a) * round(*b)).abs()).sum::<f64>() + 1.0;
+                    let (exact, scale) = exact_sum(&xr[r * k..(r + 1) * k], &wr[c * k..(c + 1) * k]);
                     for (name, got) in [("gemm_bf16", fast[r * n + c]), ("reference", reference[r * n + c])] {
                         let got = f64::from(got);
                         prop_assert!(
