@@ -26,6 +26,6 @@ pub mod store;
 pub mod synth;
 
 pub use error::{Error, Fault, IngestError, Result};
-pub use library::{Library, ServerSettings, StoreSettings};
+pub use library::{Library, ServerSettings, StoreSettings, VectorLayout};
 pub use pipeline::{IngestOptions, ingest};
 pub use report::IngestReport;

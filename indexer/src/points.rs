@@ -48,6 +48,15 @@ impl std::fmt::Display for VectorName {
     }
 }
 
+/// The parts an embedded library's vector store keeps its points in
+/// ([`crate::library::VectorLayout::Split`]): the directory under `vectors/` and the named
+/// vectors of its points. Image points hold `image` and `text`, region points `region`, so each
+/// vector has a slot only on the points that have it.
+pub const VECTOR_PARTS: [(&str, &[VectorName]); 2] = [
+    ("images", &[VectorName::Image, VectorName::Text]),
+    ("regions", &[VectorName::Region]),
+];
+
 /// Payload keys of a point.
 pub mod key {
     /// The record's id (string; every point).

@@ -5,6 +5,8 @@
 //! `directory/tests.rs` and ripgrep's `rgtest!`:
 //!
 //! - `edge`: [`EdgeStore`] in a fresh temporary directory per test;
+//! - `partitioned`: a [`PartitionedStore`] of two edge stores, `image` and `text` in one and
+//!   `region` in the other (the layout of a new embedded library);
 //! - `server`: [`ServerStore`] against a real Qdrant server, only with `--features server`: each
 //!   test starts `../shared/bin/qdrant` (or `$IMAGELENS_QDRANT_BIN`) on free loopback ports with
 //!   a temporary storage folder and kills it when done, or uses the server at `QDRANT_URL` with
@@ -22,8 +24,9 @@ use std::time::{Duration, Instant};
 #[cfg(feature = "server")]
 use indexer::store::QdrantProcess;
 use indexer::store::{
-    CollectionSpec, Condition, EdgeStore, Hit, IndexKind, IndexSettings, Payload, PointId,
-    Quantization, ServerStore, StoreError, VectorFilter, VectorPoint, VectorQuery, VectorStore,
+    CollectionSpec, Condition, EdgeStore, Hit, IndexKind, IndexSettings, Part, PartitionedStore,
+    Payload, PointId, Quantization, ServerStore, StoreError, VectorFilter, VectorPoint,
+    VectorQuery, VectorStore,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -66,6 +69,34 @@ fn edge_in_tempdir() -> Fixture {
         dir: Some(dir),
         _guard: Box::new(tmp),
     }
+}
+
+/// Two [`EdgeStore`]s under one temporary directory as one [`PartitionedStore`]: `images`
+/// (vectors `image`, `text`) and `regions` (`region`).
+fn partitioned_in_tempdir() -> Fixture {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("vectors");
+    let open_dir = dir.clone();
+    let open = move || -> Box<dyn VectorStore> { Box::new(partitioned(&open_dir)) };
+    Fixture {
+        store: Some(open()),
+        open: Box::new(open),
+        dir: Some(dir),
+        _guard: Box::new(tmp),
+    }
+}
+
+fn partitioned(dir: &Path) -> PartitionedStore {
+    let part = |name: &str, vectors: &[&str]| Part {
+        name: name.to_owned(),
+        vectors: vectors.iter().map(|v| (*v).to_owned()).collect(),
+        store: std::sync::Arc::new(EdgeStore::open(&dir.join(name)).expect("open edge store")),
+    };
+    PartitionedStore::new(vec![
+        part("images", &["image", "text"]),
+        part("regions", &["region"]),
+    ])
+    .expect("parts")
 }
 
 /// [`ServerStore`] on a fresh collection of a real Qdrant server: the one at `QDRANT_URL` when
@@ -166,6 +197,8 @@ macro_rules! store_suite {
 }
 
 store_suite!(edge, || Some(edge_in_tempdir()));
+
+store_suite!(partitioned, || Some(partitioned_in_tempdir()));
 
 #[cfg(feature = "server")]
 store_suite!(server, server_fixture);
@@ -1040,15 +1073,20 @@ fn optimize_keeps_every_point_and_every_answer(f: &mut Fixture) {
 fn search_many_answers_each_query_like_search(f: &mut Fixture) {
     let store = ensured(f);
     let samples = samples(31, 200);
+    // Each sample as an image point and a region point of its own (as the library writes
+    // them, and as a partitioned store keeps them).
     store
         .upsert(
             samples
                 .iter()
-                .map(|s| {
-                    let mut p = s.point();
-                    let region: Vec<f32> = s.image.iter().rev().copied().collect();
-                    p.vectors.insert("region".into(), region);
-                    p
+                .flat_map(|s| {
+                    let mut region = s.point();
+                    region.id += 1_000_000;
+                    region.vectors = BTreeMap::from([(
+                        "region".to_owned(),
+                        s.image.iter().rev().copied().collect(),
+                    )]);
+                    [s.point(), region]
                 })
                 .collect(),
         )
@@ -1425,5 +1463,74 @@ fn edge_optimize_builds_an_hnsw_graph_only_when_settings_ask_and_search_uses_it(
     assert_eq!(
         store.count(&VectorFilter::default()).unwrap(),
         samples.len() - 1
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Partitioned-only cases
+
+#[test]
+fn a_partitioned_store_keeps_each_point_in_its_part_and_refuses_a_bad_batch_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vectors");
+    let store = partitioned(&dir);
+    store.ensure(&spec()).unwrap();
+    let v = vec![0.5; DIM];
+    // A point with vectors of both parts, and a bad vector bound for one part beside good
+    // points for the other: nothing is stored anywhere.
+    let mixed = point(
+        1,
+        &[("image", v.clone()), ("region", v.clone())],
+        Payload::default(),
+    );
+    let err = store.upsert(vec![mixed]).expect_err("two parts");
+    assert!(
+        matches!(&err, StoreError::Backend(m) if m.contains("two parts")),
+        "{err}"
+    );
+    let err = store
+        .upsert(vec![
+            point(2, &[("image", v.clone())], Payload::default()),
+            point(3, &[("region", vec![1.0; DIM + 1])], Payload::default()),
+        ])
+        .expect_err("short region");
+    assert!(matches!(err, StoreError::DimensionMismatch { .. }), "{err}");
+    assert_eq!(store.count(&VectorFilter::default()).unwrap(), 0);
+
+    store
+        .upsert(vec![
+            point(
+                2,
+                &[("image", v.clone()), ("text", v.clone())],
+                Payload::default(),
+            ),
+            point(3, &[("region", v.clone())], Payload::default()),
+            point(4, &[("region", v.clone())], Payload::default()),
+        ])
+        .unwrap();
+    store.flush().unwrap();
+    assert_eq!(store.count(&VectorFilter::default()).unwrap(), 3);
+    let state = store.index_state().unwrap();
+    assert_eq!(state.points, 3);
+    assert!(state.disk_bytes.unwrap() > 0);
+    // A spec one part would refuse changes neither part.
+    let err = store
+        .ensure(&CollectionSpec {
+            vectors: vec!["image".into(), "text".into()],
+            ..spec()
+        })
+        .expect_err("no region");
+    assert!(matches!(err, StoreError::SpecMismatch { .. }), "{err}");
+    drop(store);
+
+    let images = EdgeStore::open(&dir.join("images")).unwrap();
+    let regions = EdgeStore::open(&dir.join("regions")).unwrap();
+    assert_eq!(images.count(&VectorFilter::default()).unwrap(), 1);
+    assert_eq!(regions.count(&VectorFilter::default()).unwrap(), 2);
+    assert_eq!(images.collection_spec().unwrap().vectors, ["image", "text"]);
+    assert_eq!(regions.collection_spec().unwrap().vectors, ["region"]);
+    assert_eq!(
+        regions.collection_spec().unwrap().keyword_fields,
+        spec().keyword_fields
     );
 }

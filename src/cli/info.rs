@@ -45,7 +45,10 @@ pub fn run(settings: &AppSettings, args: InfoArgs) -> anyhow::Result<ExitCode> {
     println!("library      {}", library.dir().display());
     println!("format       {}", m.format_version);
     match &server {
-        None => println!("store        {} (embedded, in the data directory)", m.store),
+        None => println!(
+            "store        {} (embedded, in the data directory; {})",
+            m.store, m.vector_layout
+        ),
         Some(s) => {
             println!("store        {} (Qdrant {})", m.store, s.version);
             if s.exists {

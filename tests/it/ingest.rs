@@ -282,3 +282,150 @@ fn a_different_model_is_refused_with_a_clear_error() {
     assert_eq!(kept.fingerprint(), e.spec().fingerprint());
     assert_eq!(lib.keyword().ids().unwrap().len(), 3);
 }
+
+/// Libraries made before the vector layout was recorded keep image and region points in one
+/// collection (`vectors/collection.json`, no `vector_layout` in the manifest): they still open,
+/// as [`VectorLayout::Single`], and answer exactly as a new library does with its points in two
+/// parts (`vectors/images/`, `vectors/regions/`), whose parts hold only their own points.
+#[test]
+fn a_library_with_one_collection_still_opens_and_answers_as_one_with_images_and_regions_apart() {
+    use indexer::VectorLayout;
+    use indexer::points::{VectorName, key};
+    use indexer::store::{Condition, EdgeStore, VectorQuery, VectorStore};
+
+    let fx = fixture(14);
+    let e = embedder(&fx.model);
+    let old_dir = fx.dir.path().join("made-before");
+    let mut old =
+        Library::open_with_layout(&old_dir, StoreSettings::Edge, VectorLayout::Single).unwrap();
+    ingest(&mut old, Some(e.as_ref()), &options(&fx)).unwrap();
+    drop(old);
+    // What a library made before the field existed holds.
+    let manifest_path = old_dir.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    assert_eq!(manifest["vector_layout"], json!("single"));
+    manifest.as_object_mut().unwrap().remove("vector_layout");
+    std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    assert!(old_dir.join("vectors/collection.json").is_file());
+
+    let old = Library::open(&old_dir, StoreSettings::Edge).unwrap();
+    assert_eq!(old.manifest().vector_layout, VectorLayout::Single);
+    let mut new = Library::open(&fx.data, StoreSettings::Edge).unwrap();
+    assert_eq!(new.manifest().vector_layout, VectorLayout::Split);
+    ingest(&mut new, Some(e.as_ref()), &options(&fx)).unwrap();
+    assert!(!fx.data.join("vectors/collection.json").exists());
+    for part in ["images", "regions"] {
+        assert!(
+            fx.data
+                .join("vectors")
+                .join(part)
+                .join("collection.json")
+                .is_file()
+        );
+    }
+
+    let all = VectorFilter::default();
+    let regions = VectorFilter {
+        must: vec![Condition::MatchAny {
+            key: key::KIND.into(),
+            any: vec!["region".into()],
+        }],
+        must_not: vec![],
+    };
+    let (points, region_points) = (
+        old.store().count(&all).unwrap(),
+        old.store().count(&regions).unwrap(),
+    );
+    assert!(region_points > 0 && region_points < points);
+    assert_eq!(new.store().count(&all).unwrap(), points);
+    assert_eq!(new.store().count(&regions).unwrap(), region_points);
+    assert_eq!(
+        new.store().distinct(key::RECORD_ID).unwrap(),
+        old.store().distinct(key::RECORD_ID).unwrap()
+    );
+    assert_eq!(
+        new.store().collection_spec().unwrap(),
+        old.store().collection_spec().unwrap()
+    );
+
+    // Every list answers the same, with and without a filter, from each record's own vectors.
+    let ids = old.store().distinct(key::RECORD_ID).unwrap();
+    let probe = ids.iter().next().unwrap().clone();
+    let region_of_probe = old
+        .store()
+        .search(&VectorQuery {
+            using: VectorName::Region.as_str().into(),
+            vector: vec![1.0; e.spec().dim],
+            filter: VectorFilter::records(vec![probe.clone()]),
+            limit: 1,
+            exact: true,
+            payload_keys: None,
+        })
+        .unwrap();
+    let mut probes = vec![(
+        VectorName::Image,
+        old.store()
+            .vector(image_point_id(&probe), "image")
+            .unwrap()
+            .unwrap(),
+    )];
+    probes.push((
+        VectorName::Text,
+        old.store()
+            .vector(image_point_id(&probe), "text")
+            .unwrap()
+            .unwrap(),
+    ));
+    if let Some(hit) = region_of_probe.first() {
+        probes.push((
+            VectorName::Region,
+            old.store().vector(hit.id, "region").unwrap().unwrap(),
+        ));
+    }
+    let cat = VectorFilter {
+        must: vec![Condition::MatchAny {
+            key: key::LABELS.into(),
+            any: vec!["cat".into(), "dog".into(), "car".into()],
+        }],
+        must_not: vec![],
+    };
+    for (name, vector) in probes {
+        for filter in [all.clone(), cat.clone()] {
+            let query = VectorQuery {
+                using: name.as_str().into(),
+                vector: vector.clone(),
+                filter,
+                limit: 50,
+                exact: true,
+                payload_keys: None,
+            };
+            let a = old.store().search(&query).unwrap();
+            let b = new.store().search(&query).unwrap();
+            assert!(!a.is_empty() || query.filter != all, "{name}");
+            assert_eq!(
+                a.iter().map(|h| (h.id, h.score)).collect::<Vec<_>>(),
+                b.iter().map(|h| (h.id, h.score)).collect::<Vec<_>>(),
+                "{name}"
+            );
+            let many = new.store().search_many(&[query.clone(), query]).unwrap();
+            assert_eq!(many[0], b);
+            assert_eq!(many[1], b);
+        }
+    }
+
+    // Each part holds its own points only.
+    drop(new);
+    let images = EdgeStore::open(&fx.data.join("vectors/images")).unwrap();
+    let regions_part = EdgeStore::open(&fx.data.join("vectors/regions")).unwrap();
+    assert_eq!(images.count(&all).unwrap(), points - region_points);
+    assert_eq!(regions_part.count(&all).unwrap(), region_points);
+    assert_eq!(
+        regions_part.collection_spec().unwrap().vectors,
+        vec!["region".to_owned()]
+    );
+    assert_eq!(
+        images.collection_spec().unwrap().vectors,
+        vec!["image".to_owned(), "text".to_owned()]
+    );
+}

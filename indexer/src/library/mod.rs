@@ -2,7 +2,8 @@
 //! small manifest.
 //!
 //! Layout (see ARCHITECTURE.md): `manifest.json`, `keyword/` (tantivy), `vectors/`
-//! (qdrant-edge shard, absent until the first embedded ingest), `reports/` (ingest reports).
+//! (qdrant-edge shards: `images/` and `regions/`, or one shard in libraries made before
+//! [`VectorLayout::Split`]; empty until the first embedded ingest), `reports/` (ingest reports).
 //! The manifest is written atomically (temp file, fsync, rename) and pins the model: a library
 //! never mixes vectors of two models.
 
@@ -19,7 +20,8 @@ pub use crate::json_file::{read_json, write_atomic};
 use crate::record::Record;
 use crate::report::IngestReport;
 use crate::store::{
-    CollectionSpec, EdgeStore, ServerOptions, ServerStatus, ServerStore, VectorFilter, VectorStore,
+    CollectionSpec, EdgeStore, Part, PartitionedStore, ServerOptions, ServerStatus, ServerStore,
+    VectorFilter, VectorStore,
 };
 use crate::{Error, Result};
 
@@ -47,6 +49,41 @@ pub struct Counts {
     pub points: u64,
 }
 
+/// How a library's vector store keeps its points (recorded in the manifest when the library is
+/// made; it never changes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VectorLayout {
+    /// One collection holds image and region points (every point takes a slot of each named
+    /// vector): Qdrant server libraries, and embedded libraries made before `Split` existed,
+    /// which keep working as they are.
+    #[default]
+    Single,
+    /// Embedded libraries: image points (`image`, `text`) in `vectors/images/`, region points
+    /// (`region`) in `vectors/regions/`, so no vector has slots for points without it
+    /// ([`crate::points::VECTOR_PARTS`], [`crate::store::PartitionedStore`]).
+    Split,
+}
+
+impl VectorLayout {
+    /// The layout a new library of `store` gets.
+    pub fn for_new(store: &StoreSettings) -> Self {
+        match store {
+            StoreSettings::Edge => VectorLayout::Split,
+            StoreSettings::Server(_) => VectorLayout::Single,
+        }
+    }
+}
+
+impl std::fmt::Display for VectorLayout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            VectorLayout::Single => "one collection",
+            VectorLayout::Split => "images and regions apart",
+        })
+    }
+}
+
 /// `manifest.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -54,6 +91,10 @@ pub struct Manifest {
     pub format_version: u32,
     /// Model the vectors were made with; `None` until the first embedded ingest.
     pub model: Option<EmbedderSpec>,
+    /// How the vector store keeps the points ([`VectorLayout::Single`] in libraries made
+    /// before the layout was recorded).
+    #[serde(default)]
+    pub vector_layout: VectorLayout,
     /// Vector store backend.
     #[serde(default)]
     pub store: StoreSettings,
@@ -114,6 +155,22 @@ impl Library {
     /// another format version, or records another store; keyword or store errors when those
     /// fail to open (a server that cannot be reached is `StoreError::Unavailable`).
     pub fn open(dir: &Path, store: StoreSettings) -> Result<Self> {
+        let layout = VectorLayout::for_new(&store);
+        Self::open_with_layout(dir, store, layout)
+    }
+
+    /// [`Library::open`], giving a new library `layout` instead of the one
+    /// [`VectorLayout::for_new`] chooses (an existing library keeps its own). For tests and
+    /// benches that compare the layouts; a Qdrant server library is always
+    /// [`VectorLayout::Single`].
+    ///
+    /// # Errors
+    /// As [`Library::open`].
+    pub fn open_with_layout(
+        dir: &Path,
+        store: StoreSettings,
+        layout: VectorLayout,
+    ) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::DataDir {
             path: dir.display().to_string(),
             reason: format!("cannot create it: {e}"),
@@ -170,6 +227,10 @@ impl Library {
             Manifest {
                 format_version: FORMAT_VERSION,
                 model: None,
+                vector_layout: match store {
+                    StoreSettings::Edge => layout,
+                    StoreSettings::Server(_) => VectorLayout::Single,
+                },
                 store: store.recorded(),
                 counts: Counts::default(),
                 created: now,
@@ -192,7 +253,22 @@ impl Library {
                 )?);
                 (server.clone(), Some(server))
             }
-            _ => (Arc::new(EdgeStore::open(&dir.join("vectors"))?), None),
+            _ => match manifest.vector_layout {
+                VectorLayout::Single => (Arc::new(EdgeStore::open(&dir.join("vectors"))?), None),
+                VectorLayout::Split => {
+                    let parts = crate::points::VECTOR_PARTS
+                        .iter()
+                        .map(|(name, vectors)| {
+                            Ok(Part {
+                                name: (*name).to_owned(),
+                                vectors: vectors.iter().map(|v| v.as_str().to_owned()).collect(),
+                                store: Arc::new(EdgeStore::open(&dir.join("vectors").join(name))?),
+                            })
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    (Arc::new(PartitionedStore::new(parts)?), None)
+                }
+            },
         };
         // Recorded only once its store answered: a store that cannot be reached (or is not
         // compiled in) leaves no library pinned to it.

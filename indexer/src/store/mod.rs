@@ -18,10 +18,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 mod edge;
+mod partitioned;
 mod server;
 mod spec;
 
 pub use edge::EdgeStore;
+pub use partitioned::{Part, PartitionedStore};
 pub use server::{
     ClusterRole, DEFAULT_TIMEOUT, INDEX_METADATA_KEY, MAX_TIMEOUT, QDRANT_BIN_ENV, QdrantProcess,
     REQUIRE_QDRANT_ENV, ServerOptions, ServerStatus, ServerStore, ShardReplica, UPSERT_BATCH,
@@ -470,6 +472,12 @@ pub trait VectorStore: Send + Sync {
     /// # Errors
     /// [`StoreError::SpecMismatch`] when an existing collection differs.
     fn ensure(&self, spec: &CollectionSpec) -> StoreResult<()>;
+
+    /// The collection's spec as created (canonical order: [`VectorStore::ensure`] sorts it).
+    ///
+    /// # Errors
+    /// [`StoreError::Missing`] before the collection exists.
+    fn collection_spec(&self) -> StoreResult<CollectionSpec>;
 
     /// Inserts or replaces points.
     ///

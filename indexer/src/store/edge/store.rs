@@ -49,6 +49,11 @@ impl VectorStore for EdgeStore {
         Ok(())
     }
 
+    fn collection_spec(&self) -> StoreResult<CollectionSpec> {
+        let state = self.read()?;
+        Ok(state.as_ref().ok_or(StoreError::Missing)?.spec.clone())
+    }
+
     fn upsert(&self, points: Vec<VectorPoint>) -> StoreResult<()> {
         let state = self.write()?;
         let open = state.as_ref().ok_or(StoreError::Missing)?;

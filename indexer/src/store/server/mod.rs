@@ -211,6 +211,9 @@ impl VectorStore for ServerStore {
     fn ensure(&self, _: &CollectionSpec) -> StoreResult<()> {
         Err(not_compiled())
     }
+    fn collection_spec(&self) -> StoreResult<CollectionSpec> {
+        Err(not_compiled())
+    }
     fn upsert(&self, _: Vec<VectorPoint>) -> StoreResult<()> {
         Err(not_compiled())
     }

@@ -59,6 +59,10 @@ impl VectorStore for ServerStore {
         Ok(())
     }
 
+    fn collection_spec(&self) -> StoreResult<CollectionSpec> {
+        self.spec()
+    }
+
     fn upsert(&self, points: Vec<VectorPoint>) -> StoreResult<()> {
         let spec = self.spec()?;
         for point in &points {
