@@ -30,11 +30,11 @@ use std::time::Instant;
 use chrono::{TimeZone, Utc};
 use common::{BenchEmbedder, DIM, Data, Generator, build, filters, memory, ms, percentile};
 use imagelens::search::{Fusion, LookupRequest, SearchRequest, SearchService};
+use indexer::Library;
 use indexer::filter::{DateRange, RecordFilter};
 use indexer::record::DateAxis;
 use indexer::store::{IndexKind, IndexSettings, Quantization, VectorFilter, VectorQuery};
 use indexer::synth::LABELS;
-use indexer::{Library, StoreSettings};
 use models::{Embedder, EmbedderSpec};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -261,15 +261,16 @@ fn open(n: usize, data: Data, spec: &EmbedderSpec) -> (Library, Generator) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("target")
         .join(format!(
-            "bench-search-{}-{n}{}",
+            "bench-search-{}-{n}{}{}",
             data.name(),
-            graph_suffix()
+            graph_suffix(),
+            common::layout().1
         ));
-    let mut lib = Library::open(&dir, StoreSettings::Edge).unwrap();
+    let mut lib = common::open_library(&dir).unwrap();
     let generator = if lib.manifest().counts.records != n as u64 {
         drop(lib);
         let _ = std::fs::remove_dir_all(&dir);
-        lib = Library::open(&dir, StoreSettings::Edge).unwrap();
+        lib = common::open_library(&dir).unwrap();
         lib.store().set_index_settings(&built_settings()).unwrap();
         let start = Instant::now();
         let generator = build(&mut lib, spec, n, data, |_, _| {});
@@ -316,7 +317,7 @@ fn open(n: usize, data: Data, spec: &EmbedderSpec) -> (Library, Generator) {
     // Searched as a service opens it: closed and opened again, so the memory printed after
     // the searches is that of an opened library, not of the build.
     drop(lib);
-    let lib = Library::open(&dir, StoreSettings::Edge).unwrap();
+    let lib = common::open_library(&dir).unwrap();
     (lib, generator)
 }
 
@@ -751,7 +752,7 @@ fn against_server(n: usize, data: Data, quick: bool) {
     let process = QdrantProcess::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     // The server builds graphs for minutes at 100k; `optimize` waits for them up to the timeout.
-    let url: StoreSettings = format!("qdrant+{}/bench?timeout=3600", process.grpc_url())
+    let url: indexer::StoreSettings = format!("qdrant+{}/bench?timeout=3600", process.grpc_url())
         .parse()
         .unwrap();
     let mut remote = Library::open(dir.path(), url).unwrap();

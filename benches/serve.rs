@@ -48,8 +48,8 @@ use imagelens::governance::redact::Redaction;
 use imagelens::http::{AppState, router};
 use imagelens::search::SearchService;
 use imagelens::settings::Limits;
+use indexer::Library;
 use indexer::record::record_id;
-use indexer::{Library, StoreSettings};
 use models::{Embedder, EmbedderSpec};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -309,7 +309,7 @@ fn run() -> anyhow::Result<ExitCode> {
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("target")
-        .join(format!("bench-serve-v2-{n}"));
+        .join(format!("bench-serve-v2-{n}{}", common::layout().1));
     let (dir, images) = (root.join("library"), root.join("images"));
     let files = write_images(&images)?;
     let spec = EmbedderSpec {
@@ -319,7 +319,7 @@ fn run() -> anyhow::Result<ExitCode> {
         image_size: 224,
         precision: Default::default(),
     };
-    let mut lib = Library::open(&dir, StoreSettings::Edge)?;
+    let mut lib = common::open_library(&dir)?;
     let first_root = lib
         .keyword()
         .get(&record_id(&files[0].1))?
@@ -328,7 +328,7 @@ fn run() -> anyhow::Result<ExitCode> {
     {
         drop(lib);
         let _ = std::fs::remove_dir_all(&dir);
-        lib = Library::open(&dir, StoreSettings::Edge)?;
+        lib = common::open_library(&dir)?;
         build(&mut lib, &spec, n, &images, &files);
     }
     // `IMAGELENS_BENCH_INDEX=exact` measures the service with exact scans (no graphs), to
@@ -368,7 +368,7 @@ fn run() -> anyhow::Result<ExitCode> {
     // again, so the memory figures below are those of an opened library, not of the build.
     drop(lib);
     let start = std::time::Instant::now();
-    let lib = Library::open(&dir, StoreSettings::Edge)?;
+    let lib = common::open_library(&dir)?;
     println!(
         "library opened in {:.2} s ({})",
         start.elapsed().as_secs_f64(),

@@ -570,6 +570,23 @@ pub fn record(i: usize, labels: &[&str], words: &[&str], rng: &mut StdRng) -> Re
     }
 }
 
+/// The vector layout a bench gives the library it builds: `IMAGELENS_BENCH_LAYOUT=single` is
+/// one collection for image and region points (every library before the layout existed),
+/// anything else (or unset) a new library's default, images and regions apart. The second
+/// value is a suffix for the library's directory, so both are kept and reused side by side.
+pub fn layout() -> (indexer::VectorLayout, &'static str) {
+    match std::env::var("IMAGELENS_BENCH_LAYOUT").as_deref() {
+        Ok("single") => (indexer::VectorLayout::Single, "-single"),
+        _ => (indexer::VectorLayout::Split, ""),
+    }
+}
+
+/// Opens (creating if new) the bench library in `dir` with the [`layout`] asked for.
+pub fn open_library(dir: &std::path::Path) -> anyhow::Result<Library> {
+    let lib = Library::open_with_layout(dir, indexer::StoreSettings::Edge, layout().0)?;
+    Ok(lib)
+}
+
 /// Writes `n` generated records of `data` (an `image` and a `text` vector per record, a
 /// `region` vector per box) into `lib`; `adjust` changes each record before it is written
 /// (e.g. to point it at a real image file). Returns the generator (for query vectors).
