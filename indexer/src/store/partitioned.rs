@@ -116,33 +116,42 @@ impl PartitionedStore {
         Ok(part.unwrap_or(0))
     }
 
-    /// Runs `op` on every part, on threads of their own when there are several (each part's
-    /// store blocks on its own files or server), results in part order.
+    /// Runs `op` on every part (side by side when there are several), results in part order.
     fn each<T: Send>(
         &self,
         op: impl Fn(&dyn VectorStore) -> StoreResult<T> + Sync,
     ) -> StoreResult<Vec<T>> {
-        if self.parts.len() == 1 {
-            return Ok(vec![op(self.parts[0].store.as_ref())?]);
-        }
-        std::thread::scope(|scope| {
-            let running: Vec<_> = self
-                .parts
-                .iter()
-                .map(|part| {
-                    let op = &op;
-                    scope.spawn(move || op(part.store.as_ref()))
-                })
-                .collect();
-            running
-                .into_iter()
-                .map(|t| {
-                    t.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect()
-        })
+        side_by_side(&self.parts, |part| op(part.store.as_ref()))
+            .into_iter()
+            .collect()
     }
+}
+
+/// `op` on every item, on threads of their own when there are several (each part's store
+/// blocks on its own files or server), answers in the items' order.
+fn side_by_side<I: Sync, T: Send>(
+    items: &[I],
+    op: impl Fn(&I) -> StoreResult<T> + Sync,
+) -> Vec<StoreResult<T>> {
+    if items.len() < 2 {
+        return items.iter().map(&op).collect();
+    }
+    std::thread::scope(|scope| {
+        let running: Vec<_> = items
+            .iter()
+            .map(|item| {
+                let op = &op;
+                scope.spawn(move || op(item))
+            })
+            .collect();
+        running
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 impl VectorStore for PartitionedStore {
@@ -251,26 +260,7 @@ impl VectorStore for PartitionedStore {
         let busy: Vec<usize> = (0..self.parts.len())
             .filter(|&p| !asked[p].is_empty())
             .collect();
-        let answers: Vec<StoreResult<Vec<Vec<Hit>>>> = if busy.len() < 2 {
-            busy.iter().map(|&p| run(p)).collect()
-        } else {
-            std::thread::scope(|scope| {
-                let running: Vec<_> = busy
-                    .iter()
-                    .map(|&p| {
-                        let run = &run;
-                        scope.spawn(move || run(p))
-                    })
-                    .collect();
-                running
-                    .into_iter()
-                    .map(|t| {
-                        t.join()
-                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                    })
-                    .collect()
-            })
-        };
+        let answers = side_by_side(&busy, |&part| run(part));
         let mut out: Vec<Vec<Hit>> = vec![Vec::new(); queries.len()];
         for (&part, answer) in busy.iter().zip(answers) {
             for (&i, hits) in asked[part].iter().zip(answer?) {
