@@ -7,8 +7,10 @@
 //! `cargo bench --bench search`. Environment: `IMAGELENS_BENCH_RECORDS` (default 100000),
 //! `IMAGELENS_BENCH_DATA` (`clustered`, `uniform` or `both`, the default), `IMAGELENS_BENCH_QUERIES`
 //! (default 200 per case), `IMAGELENS_BENCH_OPTIMIZE` (`0`: no graph building, exact scans
-//! only), `IMAGELENS_BENCH_M` and `IMAGELENS_BENCH_EF_CONSTRUCT` (the graphs' shape, default
-//! the index's default; a library of another shape is kept under a directory of its own) and
+//! only), `IMAGELENS_BENCH_M`, `IMAGELENS_BENCH_EF_CONSTRUCT` and `IMAGELENS_BENCH_FULL_SCAN_KB`
+//! (the graphs' shape and full-scan threshold, default the layout's default; a library built
+//! with others is kept under a directory of its own), `IMAGELENS_BENCH_LAYOUT` (`single`: image
+//! and region points in one collection, as libraries made before session 26; else apart) and
 //! `IMAGELENS_BENCH_MODES` and `IMAGELENS_BENCH_CASES` (below), `IMAGELENS_BENCH_VECTORS` (`disk`, the default, or `ram`:
 //! where the full vectors live; a reused library of the other kind is rewritten by its first
 //! optimize). Each library is built
@@ -45,7 +47,7 @@ use rand::{Rng, SeedableRng};
 /// directory of its own, see [`open`]); every mode keeps it, so switching modes never asks the
 /// optimizer for a rebuild.
 fn built_settings() -> IndexSettings {
-    let defaults = IndexSettings::default();
+    let defaults = common::layout().0.index_defaults();
     let number = |var: &str, default: usize| match std::env::var(var) {
         Ok(v) => v
             .parse()
@@ -63,12 +65,13 @@ fn built_settings() -> IndexSettings {
         quantization: Quantization::Int8,
         m: number("IMAGELENS_BENCH_M", defaults.m),
         ef_construct: number("IMAGELENS_BENCH_EF_CONSTRUCT", defaults.ef_construct),
+        full_scan_kb: number("IMAGELENS_BENCH_FULL_SCAN_KB", defaults.full_scan_kb),
         on_disk,
         ..defaults
     };
     settings
         .validate()
-        .unwrap_or_else(|e| panic!("IMAGELENS_BENCH_M / _EF_CONSTRUCT: {e}"));
+        .unwrap_or_else(|e| panic!("IMAGELENS_BENCH_M / _EF_CONSTRUCT / _FULL_SCAN_KB: {e}"));
     settings
 }
 
@@ -249,12 +252,16 @@ fn neighbour_cosines(lib: &Library, generator: &Generator, probes: usize) -> (f3
 /// The library directory's suffix for a graph shape other than the default's (`-m12-efc64`),
 /// so libraries built with other graphs are kept apart and each is reused as built.
 fn graph_suffix() -> String {
-    let (built, defaults) = (built_settings(), IndexSettings::default());
-    if (built.m, built.ef_construct) == (defaults.m, defaults.ef_construct) {
+    let (built, defaults) = (built_settings(), common::layout().0.index_defaults());
+    let mut suffix = if (built.m, built.ef_construct) == (defaults.m, defaults.ef_construct) {
         String::new()
     } else {
         format!("-m{}-efc{}", built.m, built.ef_construct)
+    };
+    if built.full_scan_kb != defaults.full_scan_kb {
+        suffix += &format!("-fs{}", built.full_scan_kb);
     }
+    suffix
 }
 
 fn open(n: usize, data: Data, spec: &EmbedderSpec) -> (Library, Generator) {

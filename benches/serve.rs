@@ -335,11 +335,11 @@ fn run() -> anyhow::Result<ExitCode> {
     // compare with the default (`auto`: graphs for segments of 20,000 points and more) on the
     // same library; `IMAGELENS_BENCH_VECTORS=ram` keeps the full vectors in RAM instead of on
     // disk (the default); `IMAGELENS_BENCH_QUANTIZATION=none` searches the graphs over the full
-    // vectors instead of int8 copies (the default). Each starts from the default settings.
+    // vectors instead of int8 copies (the default). Each starts from the layout's default settings.
     let kind = std::env::var("IMAGELENS_BENCH_INDEX").ok();
     let vectors = std::env::var("IMAGELENS_BENCH_VECTORS").ok();
     let quantization = std::env::var("IMAGELENS_BENCH_QUANTIZATION").ok();
-    let mut settings = indexer::store::IndexSettings::default();
+    let mut settings = common::layout().0.index_defaults();
     if let Some(kind) = &kind {
         settings.kind = serde_json::from_value(json!(kind))
             .context("IMAGELENS_BENCH_INDEX is auto, exact or hnsw")?;

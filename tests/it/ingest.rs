@@ -348,6 +348,19 @@ fn a_library_with_one_collection_still_opens_and_answers_as_one_with_images_and_
         new.store().collection_spec().unwrap(),
         old.store().collection_spec().unwrap()
     );
+    // Each layout's index defaults: one collection keeps the settings it always had.
+    assert_eq!(
+        old.store().index_settings().unwrap(),
+        indexer::store::IndexSettings::default()
+    );
+    assert_eq!(
+        new.store().index_settings().unwrap(),
+        indexer::store::IndexSettings::for_parts()
+    );
+    assert_eq!(
+        VectorLayout::Split.index_defaults(),
+        indexer::store::IndexSettings::for_parts()
+    );
 
     // Every list answers the same, with and without a filter, from each record's own vectors.
     let ids = old.store().distinct(key::RECORD_ID).unwrap();

@@ -20,8 +20,8 @@ pub use crate::json_file::{read_json, write_atomic};
 use crate::record::Record;
 use crate::report::IngestReport;
 use crate::store::{
-    CollectionSpec, EdgeStore, Part, PartitionedStore, ServerOptions, ServerStatus, ServerStore,
-    VectorFilter, VectorStore,
+    CollectionSpec, EdgeStore, IndexSettings, Part, PartitionedStore, ServerOptions, ServerStatus,
+    ServerStore, VectorFilter, VectorStore,
 };
 use crate::{Error, Result};
 
@@ -66,6 +66,15 @@ pub enum VectorLayout {
 }
 
 impl VectorLayout {
+    /// The index settings of a library of this layout while it has none of its own:
+    /// [`IndexSettings::default`] for one collection, [`IndexSettings::for_parts`] apart.
+    pub fn index_defaults(self) -> IndexSettings {
+        match self {
+            VectorLayout::Single => IndexSettings::default(),
+            VectorLayout::Split => IndexSettings::for_parts(),
+        }
+    }
+
     /// The layout a new library of `store` gets.
     pub fn for_new(store: &StoreSettings) -> Self {
         match store {
@@ -262,7 +271,10 @@ impl Library {
                             Ok(Part {
                                 name: (*name).to_owned(),
                                 vectors: vectors.iter().map(|v| v.as_str().to_owned()).collect(),
-                                store: Arc::new(EdgeStore::open(&dir.join("vectors").join(name))?),
+                                store: Arc::new(EdgeStore::open_with_defaults(
+                                    &dir.join("vectors").join(name),
+                                    &IndexSettings::for_parts(),
+                                )?),
                             })
                         })
                         .collect::<Result<Vec<_>>>()?;

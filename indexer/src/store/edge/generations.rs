@@ -62,13 +62,16 @@ pub(super) fn write_manifest(dir: &Path, manifest: &Manifest) -> StoreResult<()>
     write_atomic(dir, COLLECTION_FILE, manifest)
 }
 
-/// Reads `index.json`; the default settings when it is absent.
-pub(super) fn read_index_settings(dir: &Path) -> StoreResult<IndexSettings> {
+/// Reads `index.json`; `defaults` when it is absent.
+pub(super) fn read_index_settings(
+    dir: &Path,
+    defaults: &IndexSettings,
+) -> StoreResult<IndexSettings> {
     let path = dir.join(INDEX_FILE);
     let bytes = match fs::read(&path) {
         Ok(bytes) => bytes,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(IndexSettings::default());
+            return Ok(defaults.clone());
         }
         Err(err) => return Err(err.into()),
     };

@@ -119,8 +119,18 @@ impl EdgeStore {
     /// `collection.json` is unreadable or the shard fails to load (for instance because another
     /// process has it open).
     pub fn open(dir: &Path) -> StoreResult<Self> {
+        Self::open_with_defaults(dir, &IndexSettings::default())
+    }
+
+    /// [`EdgeStore::open`], with `defaults` as the index settings while the directory holds
+    /// none of its own (`index.json`; [`IndexSettings::for_parts`] for a part of a
+    /// [`super::PartitionedStore`]).
+    ///
+    /// # Errors
+    /// As [`EdgeStore::open`].
+    pub fn open_with_defaults(dir: &Path, defaults: &IndexSettings) -> StoreResult<Self> {
         fs::create_dir_all(dir)?;
-        let settings = read_index_settings(dir)?;
+        let settings = read_index_settings(dir, defaults)?;
         let manifest = read_manifest(dir)?;
         remove_stale_shards(dir, manifest.as_ref().map(|m| m.generation))?;
         let state = match manifest {
