@@ -127,9 +127,10 @@ impl PartitionedStore {
     }
 }
 
-/// `op` on every item, on threads of their own when there are several (each part's store
-/// blocks on its own files or server), answers in the items' order.
-fn side_by_side<I: Sync, T: Send>(
+/// `op` on every item, on threads of their own when there are several (a part's store, or an
+/// edge shard's search, blocks the calling thread), answers in the items' order; a panic on a
+/// thread is raised again here.
+pub(super) fn side_by_side<I: Sync, T: Send>(
     items: &[I],
     op: impl Fn(&I) -> StoreResult<T> + Sync,
 ) -> Vec<StoreResult<T>> {

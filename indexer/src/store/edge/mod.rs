@@ -65,6 +65,7 @@ mod convert;
 mod generations;
 mod store;
 
+use super::partitioned::side_by_side;
 use super::spec::{added_fields, check_vector, describe, normalize};
 use super::{
     CollectionSpec, Hit, IndexKind, IndexSettings, IndexState, PointId, Quantization, StoreError,

@@ -144,22 +144,9 @@ impl VectorStore for EdgeStore {
     /// after the other on the calling thread, so a hybrid search's image, region and text
     /// lists would otherwise wait for each other.
     fn search_many(&self, queries: &[VectorQuery]) -> StoreResult<Vec<Vec<Hit>>> {
-        if queries.len() < 2 {
-            return queries.iter().map(|q| self.search(q)).collect();
-        }
-        std::thread::scope(|scope| {
-            let running: Vec<_> = queries
-                .iter()
-                .map(|q| scope.spawn(move || self.search(q)))
-                .collect();
-            running
-                .into_iter()
-                .map(|t| {
-                    t.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect()
-        })
+        side_by_side(queries, |q| self.search(q))
+            .into_iter()
+            .collect()
     }
 
     fn retrieve(&self, ids: &[PointId]) -> StoreResult<Vec<Hit>> {
