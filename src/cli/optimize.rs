@@ -52,6 +52,12 @@ pub struct OptimizeArgs {
     /// default) or `ram` (read into memory when the library opens).
     #[arg(long, value_parser = ["disk", "ram"])]
     pub vectors: Option<String>,
+    /// `split`: move a library made before session 26's layout (image and region points in one
+    /// collection) to images and regions apart, as new libraries are made: every point is
+    /// copied, counted and optimised before the library switches, then the one collection is
+    /// deleted. Needs free disk for the copy; an embedded library only.
+    #[arg(long, value_parser = ["split"])]
+    pub layout: Option<String>,
     /// Print one JSON document.
     #[arg(long)]
     pub json: bool,
@@ -94,8 +100,31 @@ impl OptimizeArgs {
 /// # Errors
 /// Invalid settings; store failures; missing credentials or permission.
 pub fn run(settings: &AppSettings, args: OptimizeArgs) -> anyhow::Result<ExitCode> {
-    let (app, caller) = access::open(settings)?;
+    let (mut app, caller) = access::open(settings)?;
     caller.require(app.audit(), Action::Optimize)?;
+    let mut split = None;
+    if args.layout.is_some() {
+        let start = Instant::now();
+        let ran = app.library_mut()?.split_vectors();
+        caller.record_change(
+            app.audit(),
+            Action::Optimize,
+            serde_json::json!({ "layout": "split" }),
+            ran.as_ref()
+                .ok()
+                .map(|n| serde_json::json!({ "points_copied": n })),
+            ran.is_ok(),
+        )?;
+        let copied = ran.context("vectors not split")?;
+        if !args.json {
+            println!(
+                "layout       {} ({copied} points copied in {:.1?})",
+                app.library()?.manifest().vector_layout,
+                start.elapsed()
+            );
+        }
+        split = Some(copied);
+    }
     let store = app.library()?.store();
     let current = store.index_settings()?;
     let wanted = args.apply(&current)?;
@@ -116,6 +145,8 @@ pub fn run(settings: &AppSettings, args: OptimizeArgs) -> anyhow::Result<ExitCod
         super::print_json(&serde_json::json!({
             "seconds": took.as_secs_f64(),
             "index": state,
+            "layout": app.library()?.manifest().vector_layout,
+            "points_copied": split,
         }))?;
     } else {
         println!("optimised in {took:.1?}");

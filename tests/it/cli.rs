@@ -593,6 +593,45 @@ fn optimize_sets_the_index_rebuilds_it_and_info_shows_it_while_search_answers_th
     assert_eq!(ids(&after), ids(&before));
 }
 
+/// A library made before the layout was recorded (one collection) moves to images and regions
+/// apart with `optimize --layout split`: every point copied, the same answers, and the trail
+/// records it.
+#[test]
+fn optimize_layout_split_moves_an_older_library_and_search_answers_the_same() {
+    let fx = fixture(12);
+    drop(
+        indexer::Library::open_with_layout(
+            &fx.data,
+            indexer::StoreSettings::Edge,
+            indexer::VectorLayout::Single,
+        )
+        .unwrap(),
+    );
+    fx.ingest(true);
+    let before = ok_json(&fx.run(&["search", "truck", "--json"]));
+    let info = ok_json(&fx.run(&["info", "--json"]));
+    assert_eq!(info["manifest"]["vector_layout"], "single", "{info}");
+    let points = info["index"]["points"].as_u64().unwrap();
+    assert!(fx.data.join("vectors/collection.json").is_file());
+
+    let v = ok_json(&fx.run(&["optimize", "--layout", "split", "--json"]));
+    assert_eq!(v["layout"], "split", "{v}");
+    assert_eq!(v["points_copied"], points, "{v}");
+    assert_eq!(v["index"]["points"], points, "{v}");
+    assert_eq!(v["index"]["settings"]["full_scan_kb"], 20_000, "{v}");
+    assert!(!fx.data.join("vectors/collection.json").exists());
+    assert!(fx.data.join("vectors/regions/collection.json").is_file());
+    let after = ok_json(&fx.run(&["search", "truck", "--json"]));
+    assert_eq!(ids(&after), ids(&before));
+    let text = String::from_utf8_lossy(&fx.run(&["info"]).stdout).into_owned();
+    assert!(text.contains("images and regions apart"), "{text}");
+    // Again: nothing to do.
+    let again = ok_json(&fx.run(&["optimize", "--layout", "split", "--json"]));
+    assert_eq!(again["points_copied"], 0, "{again}");
+    let bad = fx.run(&["optimize", "--layout", "single"]);
+    assert!(!bad.status.success());
+}
+
 #[test]
 fn one_settings_file_serves_every_command_and_environment_and_flags_win_over_it() {
     let fx = fixture(12);

@@ -442,3 +442,102 @@ fn a_library_with_one_collection_still_opens_and_answers_as_one_with_images_and_
         vec!["image".to_owned(), "text".to_owned()]
     );
 }
+
+/// `Library::split_vectors` moves a library of one collection to images and regions apart with
+/// every answer kept; leftovers of an interrupted split, on either side of its commit, are
+/// removed when the library opens.
+#[test]
+fn splitting_a_library_of_one_collection_keeps_every_answer_and_cleans_up_after_a_cut() {
+    use indexer::VectorLayout;
+    use indexer::points::{VectorName, key};
+    use indexer::store::{EdgeStore, VectorQuery};
+
+    let fx = fixture(14);
+    let e = embedder(&fx.model);
+    let mut lib =
+        Library::open_with_layout(&fx.data, StoreSettings::Edge, VectorLayout::Single).unwrap();
+    ingest(&mut lib, Some(e.as_ref()), &options(&fx)).unwrap();
+    let all = VectorFilter::default();
+    let points = lib.store().count(&all).unwrap();
+    let ids = lib.store().distinct(key::RECORD_ID).unwrap();
+    let probe = image_point_id(ids.iter().next().unwrap());
+    let queries: Vec<VectorQuery> = [VectorName::Image, VectorName::Text, VectorName::Region]
+        .into_iter()
+        .map(|name| VectorQuery {
+            using: name.as_str().into(),
+            vector: lib
+                .store()
+                .vector(
+                    probe,
+                    if name == VectorName::Text {
+                        "text"
+                    } else {
+                        "image"
+                    },
+                )
+                .unwrap()
+                .unwrap(),
+            filter: VectorFilter::default(),
+            limit: 40,
+            exact: true,
+            payload_keys: None,
+        })
+        .collect();
+    let answers = |lib: &Library| -> Vec<Vec<(u64, f32)>> {
+        queries
+            .iter()
+            .map(|q| {
+                lib.store()
+                    .search(q)
+                    .unwrap()
+                    .into_iter()
+                    .map(|h| (h.id, h.score))
+                    .collect()
+            })
+            .collect()
+    };
+    let before = answers(&lib);
+
+    // A split cut before it committed left parts behind: opening drops them.
+    drop(lib);
+    let partial = fx.data.join("vectors/regions");
+    drop(EdgeStore::open(&partial).unwrap());
+    assert!(partial.exists());
+    let mut lib = Library::open(&fx.data, StoreSettings::Edge).unwrap();
+    assert_eq!(lib.manifest().vector_layout, VectorLayout::Single);
+    assert!(!partial.exists(), "the uncommitted part is gone");
+
+    assert_eq!(lib.split_vectors().unwrap(), points as u64);
+    assert_eq!(lib.manifest().vector_layout, VectorLayout::Split);
+    assert_eq!(lib.store().count(&all).unwrap(), points);
+    assert_eq!(lib.store().distinct(key::RECORD_ID).unwrap(), ids);
+    let after = answers(&lib);
+    for (a, b) in before.iter().zip(&after) {
+        assert!(!a.is_empty());
+        assert_eq!(a.len(), b.len());
+        for ((ia, sa), (ib, sb)) in a.iter().zip(b) {
+            assert_eq!(ia, ib);
+            assert!((sa - sb).abs() < 1e-5, "{sa} vs {sb}");
+        }
+    }
+    assert_eq!(
+        lib.store().index_settings().unwrap().full_scan_kb,
+        indexer::store::IndexSettings::for_parts().full_scan_kb
+    );
+    let vectors = fx.data.join("vectors");
+    let mut left: Vec<String> = std::fs::read_dir(&vectors)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["images", "regions"], "the one collection is gone");
+    assert_eq!(lib.split_vectors().unwrap(), 0, "already split");
+
+    // A split cut after it committed left the one collection behind: opening drops it.
+    drop(lib);
+    std::fs::write(vectors.join("collection.json"), b"{}").unwrap();
+    std::fs::create_dir(vectors.join("shard-0")).unwrap();
+    let lib = Library::open(&fx.data, StoreSettings::Edge).unwrap();
+    assert!(!vectors.join("collection.json").exists() && !vectors.join("shard-0").exists());
+    assert_eq!(answers(&lib), after);
+}

@@ -28,6 +28,65 @@ use crate::{Error, Result};
 mod store_settings;
 pub use store_settings::{DEFAULT_COLLECTION, MAX_SHARDS, ServerSettings, StoreSettings};
 
+/// The parts of a [`VectorLayout::Split`] library's store, under `vectors`.
+fn open_parts(vectors: &Path) -> Result<PartitionedStore> {
+    let parts = crate::points::VECTOR_PARTS
+        .iter()
+        .map(|(name, names)| {
+            Ok(Part {
+                name: (*name).to_owned(),
+                vectors: names.iter().map(|v| v.as_str().to_owned()).collect(),
+                store: Arc::new(EdgeStore::open_with_defaults(
+                    &vectors.join(name),
+                    &IndexSettings::for_parts(),
+                )?),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(PartitionedStore::new(parts)?)
+}
+
+/// Deletes the part directories under `vectors` (in a [`VectorLayout::Single`] library they
+/// can only be the copies of a split that did not commit).
+fn remove_parts(vectors: &Path) -> Result<()> {
+    for (name, _) in crate::points::VECTOR_PARTS {
+        let dir = vectors.join(name);
+        if dir.exists() {
+            tracing::warn!(path = %dir.display(), "removing the parts of an unfinished split");
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the one collection under `vectors` (its manifest, settings and shards) once a split
+/// has committed, leaving the part directories.
+fn remove_single_collection(vectors: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(vectors) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(vectors, e)),
+    };
+    let parts: Vec<&str> = crate::points::VECTOR_PARTS
+        .iter()
+        .map(|(n, _)| *n)
+        .collect();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(vectors, e))?;
+        let name = entry.file_name();
+        if parts.iter().any(|p| name.to_str() == Some(p)) {
+            continue;
+        }
+        let path = entry.path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+        } else {
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    crate::json_file::sync_dir(vectors).map_err(|e| Error::io(vectors, e))
+}
+
 /// Marks of deleted images (see `Tombstones`).
 const TOMBSTONES_FILE: &str = "tombstones.json";
 
@@ -122,6 +181,8 @@ pub struct Library {
     store: Arc<dyn VectorStore>,
     /// The same store when it is a Qdrant server (for [`Library::server_status`]).
     server: Option<Arc<ServerStore>>,
+    /// The same store when it is one embedded collection (for [`Library::split_vectors`]).
+    single_edge: Option<Arc<EdgeStore>>,
     // Behind a lock so a serving process can delete records (and refresh counts) through a
     // shared `&Library`; every change is written to disk before it is visible here.
     manifest: RwLock<Manifest>,
@@ -247,6 +308,8 @@ impl Library {
             }
         };
         let keyword = KeywordIndex::open(&dir.join("keyword"))?;
+        let vectors = dir.join("vectors");
+        let mut single_edge = None;
         let (store, server): (Arc<dyn VectorStore>, _) = match (&manifest.store, &store) {
             (StoreSettings::Server(recorded), StoreSettings::Server(asked)) => {
                 // The recorded layout; this run's key and timeout.
@@ -263,22 +326,17 @@ impl Library {
                 (server.clone(), Some(server))
             }
             _ => match manifest.vector_layout {
-                VectorLayout::Single => (Arc::new(EdgeStore::open(&dir.join("vectors"))?), None),
+                VectorLayout::Single => {
+                    // Parts of a split that never committed hold copies of the points.
+                    remove_parts(&vectors)?;
+                    let edge = Arc::new(EdgeStore::open(&vectors)?);
+                    single_edge = Some(edge.clone());
+                    (edge, None)
+                }
                 VectorLayout::Split => {
-                    let parts = crate::points::VECTOR_PARTS
-                        .iter()
-                        .map(|(name, vectors)| {
-                            Ok(Part {
-                                name: (*name).to_owned(),
-                                vectors: vectors.iter().map(|v| v.as_str().to_owned()).collect(),
-                                store: Arc::new(EdgeStore::open_with_defaults(
-                                    &dir.join("vectors").join(name),
-                                    &IndexSettings::for_parts(),
-                                )?),
-                            })
-                        })
-                        .collect::<Result<Vec<_>>>()?;
-                    (Arc::new(PartitionedStore::new(parts)?), None)
+                    // The one collection a committed split replaced, if its removal was cut.
+                    remove_single_collection(&vectors)?;
+                    (Arc::new(open_parts(&vectors)?), None)
                 }
             },
         };
@@ -296,6 +354,7 @@ impl Library {
             keyword,
             store,
             server,
+            single_edge,
             manifest: RwLock::new(manifest),
             tombstones: RwLock::new(tombstones),
         })
@@ -356,6 +415,79 @@ impl Library {
             }),
             _ => Ok(()),
         }
+    }
+
+    /// Moves an embedded library of one collection ([`VectorLayout::Single`], every library
+    /// made before the layout was recorded) to images and regions apart
+    /// ([`VectorLayout::Split`]): every live point is copied into `vectors/images/` or
+    /// `vectors/regions/`, the copy is counted against the original and optimised (graphs and
+    /// int8 copies under the library's index settings; a `full_scan_kb` left at the old
+    /// default becomes [`IndexSettings::for_parts`]'s), and only then does the manifest say
+    /// `split`; the one collection is deleted after that. Interrupted before the manifest
+    /// changes, the library is as it was (the next open deletes the partial parts); after, it
+    /// is split (the next open deletes what is left of the one collection). Answers the points
+    /// copied; 0 for a library already split.
+    ///
+    /// # Errors
+    /// [`Error::DataDir`] for a library on a Qdrant server (one collection there) or when the
+    /// copy's count differs from the original's (nothing changed); store and i/o errors.
+    pub fn split_vectors(&mut self) -> Result<u64> {
+        if self.manifest_lock().vector_layout == VectorLayout::Split {
+            return Ok(0);
+        }
+        let Some(old) = self.single_edge.clone() else {
+            return Err(Error::DataDir {
+                path: self.dir.display().to_string(),
+                reason: "its vectors are on a Qdrant server, where a library keeps one                          collection; only an embedded library is split"
+                    .into(),
+            });
+        };
+        let vectors = self.dir.join("vectors");
+        remove_parts(&vectors)?;
+        let parts = open_parts(&vectors)?;
+        let mut settings = old.index_settings()?;
+        if settings.full_scan_kb == IndexSettings::default().full_scan_kb {
+            settings.full_scan_kb = IndexSettings::for_parts().full_scan_kb;
+        }
+        parts.set_index_settings(&settings)?;
+        let copied = match old.collection_spec() {
+            Err(crate::store::StoreError::Missing) => 0,
+            Err(err) => return Err(err.into()),
+            Ok(spec) => {
+                parts.ensure(&spec)?;
+                let mut from = None;
+                let mut copied = 0u64;
+                loop {
+                    let (points, next) = old.points_page(from, 1_000)?;
+                    copied += points.len() as u64;
+                    parts.upsert(points)?;
+                    match next {
+                        Some(next) => from = Some(next),
+                        None => break,
+                    }
+                }
+                parts.flush()?;
+                let all = VectorFilter::default();
+                let (before, after) = (old.count(&all)?, parts.count(&all)?);
+                if before != after || after as u64 != copied {
+                    return Err(Error::DataDir {
+                        path: self.dir.display().to_string(),
+                        reason: format!(
+                            "splitting its vectors copied {after} of {before} points; the                              library is unchanged (run it again)"
+                        ),
+                    });
+                }
+                parts.optimize()?;
+                copied
+            }
+        };
+        self.save_manifest(|m| m.vector_layout = VectorLayout::Split)?;
+        self.store = Arc::new(parts);
+        self.single_edge = None;
+        // The last handle: the shard closes (its lock released) before its files go.
+        drop(old);
+        remove_single_collection(&vectors)?;
+        Ok(copied)
     }
 
     /// The collection spec for a model's vectors.

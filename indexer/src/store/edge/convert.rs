@@ -55,6 +55,23 @@ pub(super) fn dense(vectors: VectorStructInternal, name: &str) -> Option<Vec<f32
     }
 }
 
+/// Every dense named vector of a retrieved vector struct (a single unnamed vector as `""`).
+pub(super) fn named_dense(
+    vectors: VectorStructInternal,
+) -> std::collections::BTreeMap<String, Vec<f32>> {
+    match vectors {
+        VectorStructInternal::Named(named) => named
+            .into_iter()
+            .filter_map(|(name, v)| match v {
+                VectorInternal::Dense(v) => Some((name, v)),
+                VectorInternal::Sparse(_) | VectorInternal::MultiDense(_) => None,
+            })
+            .collect(),
+        VectorStructInternal::Single(v) => [(String::new(), v)].into(),
+        VectorStructInternal::MultiDense(_) => Default::default(),
+    }
+}
+
 /// A payload key as a qdrant JSON path.
 pub(super) fn json_path(key: &str) -> StoreResult<JsonPath> {
     JsonPath::try_from(key).map_err(|_| StoreError::Backend(format!("invalid payload key {key:?}")))

@@ -72,7 +72,9 @@ use super::{
     StoreResult, VectorFilter, VectorPoint, VectorQuery, VectorStore,
 };
 use crate::json_file::sync_dir;
-use convert::{dense, from_edge_id, json_path, to_edge_filter, to_edge_point, to_payload};
+use convert::{
+    dense, from_edge_id, json_path, named_dense, to_edge_filter, to_edge_point, to_payload,
+};
 use generations::{
     COLLECTION_FILE, FORMAT, Manifest, align_range_field_links, copy_points,
     create_payload_indexes, create_shard, flush_shard, place_vectors, qdrant_index,
@@ -168,6 +170,43 @@ impl EdgeStore {
     /// The directory this store owns.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Up to `limit` live points with their vectors and payloads, in id order from `from`
+    /// (`None`: the first), and the id the next page starts at (`None` after the last). For
+    /// copying a collection elsewhere (`Library::split_vectors`); the vectors are as stored
+    /// (cosine collections keep them normalised).
+    ///
+    /// # Errors
+    /// [`StoreError::Missing`] before [`VectorStore::ensure`]; backend failures.
+    pub fn points_page(
+        &self,
+        from: Option<PointId>,
+        limit: usize,
+    ) -> StoreResult<(Vec<VectorPoint>, Option<PointId>)> {
+        let state = self.read()?;
+        let open = state.as_ref().ok_or(StoreError::Missing)?;
+        let request = ScrollRequest {
+            offset: from.map(EdgeId::NumId),
+            limit: Some(limit.max(1)),
+            filter: None,
+            with_payload: Some(WithPayloadInterface::Bool(true)),
+            with_vector: WithVector::Bool(true),
+            order_by: None,
+        };
+        let (records, next) = open.shard.scroll(request).map_err(backend)?;
+        let points = records
+            .into_iter()
+            .map(|r| {
+                let vectors = r.vector.map(named_dense).unwrap_or_default();
+                Ok(VectorPoint {
+                    id: from_edge_id(r.id)?,
+                    vectors,
+                    payload: to_payload(r.payload),
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok((points, next.map(from_edge_id).transpose()?))
     }
 
     /// Vectors searchable through an HNSW graph, over every named vector (0 until
