@@ -311,8 +311,11 @@ fn a_library_with_one_collection_still_opens_and_answers_as_one_with_images_and_
 
     let old = Library::open(&old_dir, StoreSettings::Edge).unwrap();
     assert_eq!(old.manifest().vector_layout, VectorLayout::Single);
+    assert_eq!(old.manifest().format_version, 1);
     let mut new = Library::open(&fx.data, StoreSettings::Edge).unwrap();
     assert_eq!(new.manifest().vector_layout, VectorLayout::Split);
+    // A build that reads only format 1 refuses it instead of finding no collection.
+    assert_eq!(new.manifest().format_version, 2);
     ingest(&mut new, Some(e.as_ref()), &options(&fx)).unwrap();
     assert!(!fx.data.join("vectors/collection.json").exists());
     for part in ["images", "regions"] {
@@ -507,8 +510,10 @@ fn splitting_a_library_of_one_collection_keeps_every_answer_and_cleans_up_after_
     assert_eq!(lib.manifest().vector_layout, VectorLayout::Single);
     assert!(!partial.exists(), "the uncommitted part is gone");
 
+    assert_eq!(lib.manifest().format_version, 1);
     assert_eq!(lib.split_vectors().unwrap(), points as u64);
     assert_eq!(lib.manifest().vector_layout, VectorLayout::Split);
+    assert_eq!(lib.manifest().format_version, 2);
     assert_eq!(lib.store().count(&all).unwrap(), points);
     assert_eq!(lib.store().distinct(key::RECORD_ID).unwrap(), ids);
     let after = answers(&lib);
@@ -540,4 +545,19 @@ fn splitting_a_library_of_one_collection_keeps_every_answer_and_cleans_up_after_
     let lib = Library::open(&fx.data, StoreSettings::Edge).unwrap();
     assert!(!vectors.join("collection.json").exists() && !vectors.join("shard-0").exists());
     assert_eq!(answers(&lib), after);
+
+    // A manifest whose format and layout disagree is refused with both named.
+    drop(lib);
+    let path = fx.data.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    manifest["format_version"] = json!(1);
+    std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let err = Library::open(&fx.data, StoreSettings::Edge)
+        .expect_err("format 1 with parts")
+        .to_string();
+    assert!(
+        err.contains("format 1 with images and regions apart"),
+        "{err}"
+    );
 }

@@ -90,8 +90,13 @@ fn remove_single_collection(vectors: &Path) -> Result<()> {
 /// Marks of deleted images (see `Tombstones`).
 const TOMBSTONES_FILE: &str = "tombstones.json";
 
-/// Version of the on-disk layout; bumped on incompatible changes.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the on-disk layout; bumped on incompatible changes. 2: the vectors kept in parts
+/// ([`VectorLayout::Split`]), which a build that reads only format 1 must refuse (it would
+/// find no collection in `vectors/` and take the library for one without vectors) rather
+/// than open. Libraries of one collection stay format 1 ([`VectorLayout::format_version`]).
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format this build opens: 1, every library before [`VectorLayout::Split`].
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// Folder (under the data directory) of the images the library holds itself: those a Clarifai
 /// export archive carried inside it. Content-addressed (`{sha256}.{ext}`); a deletion removes
 /// a deleted record's file.
@@ -109,7 +114,7 @@ pub struct Counts {
 }
 
 /// How a library's vector store keeps its points (recorded in the manifest when the library is
-/// made; it never changes).
+/// made; [`Library::split_vectors`] moves one collection apart, nothing moves it back).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum VectorLayout {
@@ -125,6 +130,15 @@ pub enum VectorLayout {
 }
 
 impl VectorLayout {
+    /// The manifest's `format_version` of a library of this layout: 1 for one collection (as
+    /// every library before), [`FORMAT_VERSION`] (2) apart.
+    pub fn format_version(self) -> u32 {
+        match self {
+            VectorLayout::Single => OLDEST_FORMAT_VERSION,
+            VectorLayout::Split => FORMAT_VERSION,
+        }
+    }
+
     /// The index settings of a library of this layout while it has none of its own:
     /// [`IndexSettings::default`] for one collection, [`IndexSettings::for_parts`] apart.
     pub fn index_defaults(self) -> IndexSettings {
@@ -253,12 +267,16 @@ impl Library {
                 path: dir.display().to_string(),
                 reason: format!("manifest.json is not readable: {e}"),
             })?;
-            if m.format_version != FORMAT_VERSION {
+            if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&m.format_version)
+                || m.format_version != m.vector_layout.format_version()
+            {
                 return Err(Error::DataDir {
                     path: dir.display().to_string(),
                     reason: format!(
-                        "library format {} is not supported by this build (expects {FORMAT_VERSION})",
-                        m.format_version
+                        "library format {} with {} vectors is not supported by this build \
+                         (it reads formats {OLDEST_FORMAT_VERSION} with one collection and \
+                         {FORMAT_VERSION} with images and regions apart)",
+                        m.format_version, m.vector_layout
                     ),
                 });
             }
@@ -294,13 +312,14 @@ impl Library {
                 });
             }
             let now = Utc::now();
+            let vector_layout = match store {
+                StoreSettings::Edge => layout,
+                StoreSettings::Server(_) => VectorLayout::Single,
+            };
             Manifest {
-                format_version: FORMAT_VERSION,
+                format_version: vector_layout.format_version(),
                 model: None,
-                vector_layout: match store {
-                    StoreSettings::Edge => layout,
-                    StoreSettings::Server(_) => VectorLayout::Single,
-                },
+                vector_layout,
                 store: store.recorded(),
                 counts: Counts::default(),
                 created: now,
@@ -481,7 +500,10 @@ impl Library {
                 copied
             }
         };
-        self.save_manifest(|m| m.vector_layout = VectorLayout::Split)?;
+        self.save_manifest(|m| {
+            m.vector_layout = VectorLayout::Split;
+            m.format_version = VectorLayout::Split.format_version();
+        })?;
         self.store = Arc::new(parts);
         self.single_edge = None;
         // The last handle: the shard closes (its lock released) before its files go.
