@@ -71,6 +71,7 @@ fn remove_single_collection(vectors: &Path) -> Result<()> {
         .iter()
         .map(|(n, _)| *n)
         .collect();
+    let mut removed = false;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(vectors, e))?;
         let name = entry.file_name();
@@ -83,8 +84,13 @@ fn remove_single_collection(vectors: &Path) -> Result<()> {
         } else {
             std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
         }
+        removed = true;
     }
-    crate::json_file::sync_dir(vectors).map_err(|e| Error::io(vectors, e))
+    // Every open of a split library comes here: sync only when something went.
+    if removed {
+        crate::json_file::sync_dir(vectors).map_err(|e| Error::io(vectors, e))?;
+    }
+    Ok(())
 }
 
 /// Marks of deleted images (see `Tombstones`).
