@@ -15,7 +15,9 @@
 //! where the full vectors live; a reused library of the other kind is rewritten by its first
 //! optimize). Each library is built
 //! once under `target/bench-search-<data>-<N>` (with graphs and int8 copies: the default auto
-//! index with quantization on) and reused. Text encoding is not included: query vectors come
+//! index with quantization on) and reused; `IMAGELENS_BENCH_LIBRARY=DIR` searches a clustered
+//! library of N records that another bench built instead (the serve bench's, see [`open`]).
+//! Text encoding is not included: query vectors come
 //! from a stand-in embedder (see `common::BenchEmbedder`); `cargo bench -p models --bench embed --features testing`
 //! times the text encoder itself.
 //!
@@ -265,15 +267,31 @@ fn graph_suffix() -> String {
 }
 
 fn open(n: usize, data: Data, spec: &EmbedderSpec) -> (Library, Generator) {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target")
-        .join(format!(
-            "bench-search-{}-{n}{}{}",
-            data.name(),
-            graph_suffix(),
-            common::layout().1
-        ));
+    // `IMAGELENS_BENCH_LIBRARY=DIR`: search a library another bench built from the same
+    // generator (the serve bench's `target/bench-serve-v2-<N>/library`: the same records and
+    // vectors, only the image paths and the first 64 ids differ), so a 1M run needs one build,
+    // not two. Never rebuilt: a library of another size or data is refused.
+    let given = std::env::var_os("IMAGELENS_BENCH_LIBRARY").map(std::path::PathBuf::from);
+    let dir = given.clone().unwrap_or_else(|| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target")
+            .join(format!(
+                "bench-search-{}-{n}{}{}",
+                data.name(),
+                graph_suffix(),
+                common::layout().1
+            ))
+    });
     let mut lib = common::open_library(&dir).unwrap();
+    if let Some(given) = &given {
+        let records = lib.manifest().counts.records;
+        assert!(
+            records == n as u64 && matches!(data, Data::Clustered),
+            "IMAGELENS_BENCH_LIBRARY={} holds {records} records; it is searched only with \
+             IMAGELENS_BENCH_RECORDS={records} IMAGELENS_BENCH_DATA=clustered (never rebuilt)",
+            given.display()
+        );
+    }
     let generator = if lib.manifest().counts.records != n as u64 {
         drop(lib);
         let _ = std::fs::remove_dir_all(&dir);
@@ -762,7 +780,8 @@ fn against_server(n: usize, data: Data, quick: bool) {
     let url: indexer::StoreSettings = format!("qdrant+{}/bench?timeout=3600", process.grpc_url())
         .parse()
         .unwrap();
-    let mut remote = Library::open(dir.path(), url).unwrap();
+    // The layout asked for (`IMAGELENS_BENCH_LAYOUT`), as the embedded library's.
+    let mut remote = Library::open_with_layout(dir.path(), url, common::layout().0).unwrap();
     remote
         .store()
         .set_index_settings(&built_settings())
