@@ -11,7 +11,9 @@
 //!   test starts `../shared/bin/qdrant` (or `$IMAGELENS_QDRANT_BIN`) on free loopback ports with
 //!   a temporary storage folder and kills it when done, or uses the server at `QDRANT_URL` with
 //!   a collection of its own. Without a binary or URL each test says why it skipped.
-//!   Server-only cases (failure behaviour, layout, status) live in `tests/store_server.rs`.
+//!   Server-only cases (failure behaviour, layout, status) live in `tests/store_server.rs`;
+//! - `partitioned_server`: a [`PartitionedStore`] of two server stores, collections
+//!   `<c>.images` and `<c>.regions` of one server (the layout of a new server library).
 //!
 //! After the generic cases come edge-only ones: crash recovery after `kill -9` (the test binary
 //! re-runs itself as the child to kill), leftovers of interrupted `ensure`/`compact`, and the
@@ -87,10 +89,18 @@ fn partitioned_in_tempdir() -> Fixture {
 }
 
 fn partitioned(dir: &Path) -> PartitionedStore {
+    partitioned_over(|name| {
+        std::sync::Arc::new(EdgeStore::open(&dir.join(name)).expect("open edge store"))
+    })
+}
+
+/// A [`PartitionedStore`] of `images` (vectors `image`, `text`) and `regions` (`region`), each
+/// part opened by `open` from its name.
+fn partitioned_over(open: impl Fn(&str) -> std::sync::Arc<dyn VectorStore>) -> PartitionedStore {
     let part = |name: &str, vectors: &[&str]| Part {
         name: name.to_owned(),
         vectors: vectors.iter().map(|v| (*v).to_owned()).collect(),
-        store: std::sync::Arc::new(EdgeStore::open(&dir.join(name)).expect("open edge store")),
+        store: open(name),
     };
     PartitionedStore::new(vec![
         part("images", &["image", "text"]),
@@ -105,6 +115,34 @@ fn partitioned(dir: &Path) -> PartitionedStore {
 /// only when there is neither.
 #[cfg(feature = "server")]
 fn server_fixture() -> Option<Fixture> {
+    server_fixture_of(|url, collection| {
+        Box::new(ServerStore::connect(url, collection).expect("connect to the server"))
+    })
+}
+
+/// A [`PartitionedStore`] of two [`ServerStore`]s on one server (the layout of a new server
+/// library: collections `<c>.images` and `<c>.regions`), set up as [`server_fixture`]'s.
+#[cfg(feature = "server")]
+fn partitioned_server_fixture() -> Option<Fixture> {
+    server_fixture_of(|url, collection| {
+        Box::new(partitioned_over(|part| {
+            std::sync::Arc::new(
+                ServerStore::connect(
+                    url,
+                    &indexer::library::server_part_collection(collection, part),
+                )
+                .expect("connect to the server"),
+            )
+        }))
+    })
+}
+
+/// A fixture of the store `open` makes from a server URL and a fresh collection name (see
+/// [`server_fixture`]).
+#[cfg(feature = "server")]
+fn server_fixture_of(
+    open: impl Fn(&str, &str) -> Box<dyn VectorStore> + 'static,
+) -> Option<Fixture> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static NEXT: AtomicUsize = AtomicUsize::new(0);
 
@@ -123,18 +161,21 @@ fn server_fixture() -> Option<Fixture> {
     struct DropCollection(String, String, Option<QdrantProcess>);
     impl Drop for DropCollection {
         fn drop(&mut self) {
-            // A server started for the test goes whole; a shared one loses the collection.
-            if self.2.is_none()
-                && let Ok(store) = ServerStore::connect(&self.0, &self.1)
-            {
-                let _ = store.drop_collection();
+            // A server started for the test goes whole; a shared one loses the collection
+            // (and its parts' collections, where the store is partitioned).
+            if self.2.is_none() {
+                let parts = ["images", "regions"]
+                    .map(|p| indexer::library::server_part_collection(&self.1, p));
+                for name in std::iter::once(self.1.clone()).chain(parts) {
+                    if let Ok(store) = ServerStore::connect(&self.0, &name) {
+                        let _ = store.drop_collection();
+                    }
+                }
             }
         }
     }
     let guard = DropCollection(url.clone(), collection.clone(), process);
-    let open = move || -> Box<dyn VectorStore> {
-        Box::new(ServerStore::connect(&url, &collection).expect("connect to the server"))
-    };
+    let open = move || open(&url, &collection);
     Some(Fixture {
         store: Some(open()),
         open: Box::new(open),
@@ -202,6 +243,8 @@ store_suite!(partitioned, || Some(partitioned_in_tempdir()));
 
 #[cfg(feature = "server")]
 store_suite!(server, server_fixture);
+#[cfg(feature = "server")]
+store_suite!(partitioned_server, partitioned_server_fixture);
 
 #[cfg(not(feature = "server"))]
 #[test]

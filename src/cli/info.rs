@@ -50,12 +50,15 @@ pub fn run(settings: &AppSettings, args: InfoArgs) -> anyhow::Result<ExitCode> {
             m.store, m.vector_layout
         ),
         Some(s) => {
-            println!("store        {} (Qdrant {})", m.store, s.version);
+            println!(
+                "store        {} (Qdrant {}; {})",
+                m.store, s.version, m.vector_layout
+            );
+            let names = s.collections.join(", ");
             if s.exists {
                 println!(
-                    "collection   {}: {}, {} points ({} indexed), {} shard(s) x {} replica(s), \
-                     write consistency {}",
-                    s.collection,
+                    "collection   {names}: {}, {} points ({} indexed), {} shard(s) x {} \
+                     replica(s), write consistency {}",
                     s.status,
                     s.points,
                     s.indexed_vectors,
@@ -66,14 +69,14 @@ pub fn run(settings: &AppSettings, args: InfoArgs) -> anyhow::Result<ExitCode> {
                 for r in &s.replicas {
                     let points = r.points.map_or(String::new(), |p| format!(", {p} points"));
                     println!(
-                        "replica      shard {} on peer {}: {}{points}",
-                        r.shard, r.peer, r.state
+                        "replica      {} shard {} on peer {}: {}{points}",
+                        r.collection, r.shard, r.peer, r.state
                     );
                 }
             } else {
                 println!(
-                    "collection   {}: not created yet (the first embedded ingest creates it)",
-                    s.collection
+                    "collection   {names}: not created yet (the first embedded ingest creates \
+                     it)"
                 );
             }
         }

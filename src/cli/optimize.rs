@@ -52,10 +52,11 @@ pub struct OptimizeArgs {
     /// default) or `ram` (read into memory when the library opens).
     #[arg(long, value_parser = ["disk", "ram"])]
     pub vectors: Option<String>,
-    /// `split`: move a library made before session 26's layout (image and region points in one
-    /// collection) to images and regions apart, as new libraries are made: every point is
-    /// copied, counted and optimised before the library switches, then the one collection is
-    /// deleted. Needs free disk for the copy; an embedded library only.
+    /// `split`: move a library of one collection (image and region points together, as every
+    /// library was made before library format 2) to images and regions apart, as new libraries
+    /// are made: every point is copied, counted and optimised before the library switches,
+    /// then the one collection is deleted. Needs free disk for the copy; an embedded library
+    /// only.
     #[arg(long, value_parser = ["split"])]
     pub layout: Option<String>,
     /// Print one JSON document.

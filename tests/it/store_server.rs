@@ -68,16 +68,33 @@ fn ingest_search_info_and_delete_through_the_cli_on_a_qdrant_server() {
     assert_eq!(server_info["url"], url.as_str());
     assert_eq!(server_info["version"], "1.18.3");
     assert_eq!(server_info["collection"], "e2e");
+    // A new library keeps image and region points apart: a collection each.
+    assert_eq!(
+        server_info["collections"],
+        serde_json::json!(["e2e.images", "e2e.regions"])
+    );
+    assert_eq!(info["manifest"]["vector_layout"], "split");
+    assert_eq!(info["manifest"]["format_version"], 2);
     assert_eq!(server_info["exists"], true);
     assert_eq!(server_info["shard_number"], 2);
     assert_eq!(server_info["points"], info["manifest"]["counts"]["points"]);
     assert!(server_info["points"].as_u64().unwrap() >= 24);
-    assert_eq!(server_info["replicas"].as_array().unwrap().len(), 2);
+    // Two shards of each collection.
+    let replicas = server_info["replicas"].as_array().unwrap();
+    assert_eq!(replicas.len(), 4, "{server_info}");
+    for part in ["e2e.images", "e2e.regions"] {
+        assert_eq!(
+            replicas.iter().filter(|r| r["collection"] == part).count(),
+            2
+        );
+    }
     assert_eq!(info["manifest"]["store"]["backend"], "server");
     let text = run_on(&fx, &fx.data, None, &["info"]);
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(
-        text.contains("(Qdrant 1.18.3)") && text.contains("2 shard(s)"),
+        text.contains("(Qdrant 1.18.3; images and regions apart)")
+            && text.contains("collection   e2e.images, e2e.regions: ")
+            && text.contains("2 shard(s)"),
         "{text}"
     );
 
@@ -119,14 +136,26 @@ fn ingest_search_info_and_delete_through_the_cli_on_a_qdrant_server() {
         &["delete", "--id", &victim, "--reason", "test", "--json"],
     );
     ok_json(&out);
-    let direct = ServerStore::connect(&url, "e2e").unwrap();
-    assert_eq!(
-        direct
-            .count(&VectorFilter::records(vec![victim.clone()]))
-            .unwrap(),
-        0
-    );
-    assert!(direct.count(&VectorFilter::default()).unwrap() > 0);
+    // Each collection holds its own points only, and none of the deleted record's.
+    for (part, vectors) in [
+        ("e2e.images", vec!["image", "text"]),
+        ("e2e.regions", vec!["region"]),
+    ] {
+        let direct = ServerStore::connect(&url, part).unwrap();
+        assert_eq!(
+            direct
+                .count(&VectorFilter::records(vec![victim.clone()]))
+                .unwrap(),
+            0
+        );
+        assert!(
+            direct.count(&VectorFilter::default()).unwrap() > 0,
+            "{part}"
+        );
+        let mut names = direct.collection_spec().unwrap().vectors;
+        names.sort();
+        assert_eq!(names, vectors, "{part}");
+    }
 
     // The server goes away: one line naming the URL, exit 1, no panic, no hang.
     server.kill();
@@ -154,6 +183,63 @@ fn ingest_search_info_and_delete_through_the_cli_on_a_qdrant_server() {
     assert!(!ids(&v).contains(&victim), "deleted stays deleted");
 }
 
+/// A server library made as builds before format 2 made them (image and region points in one
+/// collection) keeps its layout: the CLI ingests into it, `info` says so, and it answers as a
+/// new library (a collection per part) of the same export; `optimize --layout split` refuses
+/// it with the reason, changing nothing.
+#[test]
+fn a_server_library_of_one_collection_keeps_its_layout_and_answers_as_a_new_one() {
+    let Some(server) = started() else { return };
+    let url = server.grpc_url();
+    let fx = fixture(24);
+    let args = ingest_args(&fx);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let old = fx.dir.path().join("one-collection");
+    let store: indexer::StoreSettings = format!("qdrant+{url}/old").parse().unwrap();
+    drop(indexer::Library::open_with_layout(&old, store, indexer::VectorLayout::Single).unwrap());
+    ok_json(&run_on(&fx, &old, None, &args));
+    ok_json(&run_on(
+        &fx,
+        &fx.data,
+        Some(&format!("qdrant+{url}/new")),
+        &args,
+    ));
+
+    let info = ok_json(&run_on(&fx, &old, None, &["info", "--json"]));
+    assert_eq!(info["manifest"]["vector_layout"], "single", "{info}");
+    assert_eq!(info["manifest"]["format_version"], 1, "{info}");
+    assert_eq!(info["server"]["collections"], serde_json::json!(["old"]));
+    assert_eq!(
+        info["server"]["points"],
+        info["manifest"]["counts"]["points"]
+    );
+    let new = ok_json(&run_on(&fx, &fx.data, None, &["info", "--json"]));
+    assert_eq!(new["server"]["points"], info["server"]["points"], "{new}");
+    let text = run_on(&fx, &old, None, &["info"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("(Qdrant 1.18.3; one collection)"), "{text}");
+
+    for query in [
+        ["search", "dog", "--limit", "50", "--json"],
+        ["search", "a red car", "--limit", "10", "--json"],
+    ] {
+        let one = ok_json(&run_on(&fx, &old, None, &query));
+        let apart = ok_json(&run_on(&fx, &fx.data, None, &query));
+        assert_eq!(ids(&one), ids(&apart), "{query:?}");
+    }
+
+    let out = run_on(&fx, &old, None, &["optimize", "--layout", "split"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("only an embedded library is moved apart"),
+        "{err}"
+    );
+    let after = ok_json(&run_on(&fx, &old, None, &["info", "--json"]));
+    assert_eq!(after["manifest"]["vector_layout"], "single", "{after}");
+    assert_eq!(after["server"]["points"], info["server"]["points"]);
+}
+
 /// `imagelens optimize` on a server library: bad numbers change nothing; `--index hnsw
 /// --quantization int8` builds graphs and int8 copies on the server; `info` (a new process,
 /// so the settings come back from the collection) shows them; search answers as the embedded
@@ -172,12 +258,12 @@ fn optimize_builds_graphs_and_int8_on_a_qdrant_server_and_info_shows_them() {
     let query = ["search", "dog", "--limit", "10", "--json"];
     let embedded = ids(&ok_json(&run_on(&fx, &edge, None, &query)));
 
-    // A new collection starts with the embedded store's defaults; a couple of dozen records
+    // New collections start with the embedded parts' defaults; a couple of dozen records
     // are below any default graph threshold.
     let info = ok_json(&run_on(&fx, &fx.data, None, &["info", "--json"]));
     assert_eq!(
         info["index"]["settings"],
-        serde_json::to_value(indexer::store::IndexSettings::default()).unwrap(),
+        serde_json::to_value(indexer::store::IndexSettings::for_parts()).unwrap(),
         "{info}"
     );
     assert_eq!(info["index"]["indexed_vectors"], 0, "{info}");
@@ -237,11 +323,12 @@ fn optimize_builds_graphs_and_int8_on_a_qdrant_server_and_info_shows_them() {
         ) && text.contains("disk use unknown"),
         "{text}"
     );
-    let direct = ServerStore::connect(&url, "tuned").unwrap();
-    let read_back = direct.index_settings().unwrap();
-    assert_eq!(read_back.kind, indexer::store::IndexKind::Hnsw);
-    assert_eq!(read_back.quantization, indexer::store::Quantization::Int8);
-    drop(direct);
+    for part in ["tuned.images", "tuned.regions"] {
+        let direct = ServerStore::connect(&url, part).unwrap();
+        let read_back = direct.index_settings().unwrap();
+        assert_eq!(read_back.kind, indexer::store::IndexKind::Hnsw, "{part}");
+        assert_eq!(read_back.quantization, indexer::store::Quantization::Int8);
+    }
 
     // A couple of dozen records: the graph and the rescored int8 copies find what the
     // embedded store's exact scan found.
@@ -277,11 +364,13 @@ fn optimize_whose_rebuild_outlasts_the_timeout_fails_saying_the_settings_are_app
         &args,
     ));
     // Another client stops the server's optimizers: no rebuild can finish.
-    patch_collection(
-        &server,
-        "slow",
-        r#"{"optimizers_config": {"max_optimization_threads": 0}}"#,
-    );
+    for part in ["slow.images", "slow.regions"] {
+        patch_collection(
+            &server,
+            part,
+            r#"{"optimizers_config": {"max_optimization_threads": 0}}"#,
+        );
+    }
     let out = run_on(
         &fx,
         &fx.data,

@@ -30,20 +30,84 @@ pub use store_settings::{DEFAULT_COLLECTION, MAX_SHARDS, ServerSettings, StoreSe
 
 /// The parts of a [`VectorLayout::Split`] library's store, under `vectors`.
 fn open_parts(vectors: &Path) -> Result<PartitionedStore> {
+    parts_of(|name| {
+        Ok(Arc::new(EdgeStore::open_with_defaults(
+            &vectors.join(name),
+            &IndexSettings::for_parts(),
+        )?))
+    })
+}
+
+/// A [`PartitionedStore`] of the parts [`crate::points::VECTOR_PARTS`] names, each opened by
+/// `open` from the part's name.
+fn parts_of(
+    mut open: impl FnMut(&str) -> Result<Arc<dyn VectorStore>>,
+) -> Result<PartitionedStore> {
     let parts = crate::points::VECTOR_PARTS
         .iter()
         .map(|(name, names)| {
             Ok(Part {
                 name: (*name).to_owned(),
                 vectors: names.iter().map(|v| v.as_str().to_owned()).collect(),
-                store: Arc::new(EdgeStore::open_with_defaults(
-                    &vectors.join(name),
-                    &IndexSettings::for_parts(),
-                )?),
+                store: open(name)?,
             })
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(PartitionedStore::new(parts)?)
+}
+
+/// The collections of a [`VectorLayout::Split`] library on a Qdrant server, named from the
+/// collection its store URL gives: `{collection}.images` and `{collection}.regions`. A store
+/// URL's collection cannot hold a `.`, so no library's collection can be another's part.
+pub fn server_part_collection(collection: &str, part: &str) -> String {
+    format!("{collection}.{part}")
+}
+
+/// Qdrant's longest collection name.
+const MAX_SERVER_COLLECTION: usize = 255;
+
+/// The store a library searches, and the server collections behind it when it is a Qdrant
+/// server's (for [`Library::server_status`]; none for the embedded store).
+type OpenedStore = (Arc<dyn VectorStore>, Vec<Arc<ServerStore>>);
+
+/// The store of a library on a Qdrant server: the one collection itself, or the parts as a
+/// [`PartitionedStore`], with the server stores of each collection. A part whose collection
+/// does not exist yet gets [`IndexSettings::for_parts`] for the collection its first ingest
+/// creates.
+fn open_server(
+    recorded: &ServerSettings,
+    options: &ServerOptions,
+    layout: VectorLayout,
+) -> Result<OpenedStore> {
+    let connect = |collection: &str| -> Result<Arc<ServerStore>> {
+        Ok(Arc::new(ServerStore::connect_with(
+            &recorded.url,
+            collection,
+            options.clone(),
+        )?))
+    };
+    match layout {
+        VectorLayout::Single => {
+            let server = connect(&recorded.collection)?;
+            Ok((server.clone(), vec![server]))
+        }
+        VectorLayout::Split => {
+            let mut servers = Vec::new();
+            let store = parts_of(|part| {
+                let server = connect(&server_part_collection(&recorded.collection, part))?;
+                match server.collection_spec() {
+                    Err(crate::store::StoreError::Missing) => {
+                        server.set_index_settings(&IndexSettings::for_parts())?;
+                    }
+                    Err(e) => return Err(e.into()),
+                    Ok(_) => {}
+                }
+                servers.push(server.clone());
+                Ok(server)
+            })?;
+            Ok((Arc::new(store), servers))
+        }
+    }
 }
 
 /// Deletes the part directories under `vectors` (in a [`VectorLayout::Single`] library they
@@ -125,13 +189,15 @@ pub struct Counts {
 #[serde(rename_all = "lowercase")]
 pub enum VectorLayout {
     /// One collection holds image and region points (every point takes a slot of each named
-    /// vector): Qdrant server libraries, and embedded libraries made before `Split` existed,
-    /// which keep working as they are.
+    /// vector): libraries made before `Split` existed (embedded ones, and on a Qdrant server
+    /// those made before server libraries were split too), which keep working as they are.
     #[default]
     Single,
-    /// Embedded libraries: image points (`image`, `text`) in `vectors/images/`, region points
-    /// (`region`) in `vectors/regions/`, so no vector has slots for points without it
-    /// ([`crate::points::VECTOR_PARTS`], [`crate::store::PartitionedStore`]).
+    /// Every new library: image points (`image`, `text`) apart from region points (`region`),
+    /// so no vector has slots for points without it ([`crate::points::VECTOR_PARTS`],
+    /// [`crate::store::PartitionedStore`]): embedded in `vectors/images/` and
+    /// `vectors/regions/`, on a Qdrant server in the collections
+    /// [`server_part_collection`] names.
     Split,
 }
 
@@ -151,14 +217,6 @@ impl VectorLayout {
         match self {
             VectorLayout::Single => IndexSettings::default(),
             VectorLayout::Split => IndexSettings::for_parts(),
-        }
-    }
-
-    /// The layout a new library of `store` gets.
-    pub fn for_new(store: &StoreSettings) -> Self {
-        match store {
-            StoreSettings::Edge => VectorLayout::Split,
-            StoreSettings::Server(_) => VectorLayout::Single,
         }
     }
 }
@@ -199,8 +257,9 @@ pub struct Library {
     dir: PathBuf,
     keyword: KeywordIndex,
     store: Arc<dyn VectorStore>,
-    /// The same store when it is a Qdrant server (for [`Library::server_status`]).
-    server: Option<Arc<ServerStore>>,
+    /// The server collections behind the store when it is a Qdrant server: the one
+    /// collection, or the parts' (for [`Library::server_status`]).
+    servers: Vec<Arc<ServerStore>>,
     /// The same store when it is one embedded collection (for [`Library::split_vectors`]).
     single_edge: Option<Arc<EdgeStore>>,
     // Behind a lock so a serving process can delete records (and refresh counts) through a
@@ -245,14 +304,12 @@ impl Library {
     /// another format version, or records another store; keyword or store errors when those
     /// fail to open (a server that cannot be reached is `StoreError::Unavailable`).
     pub fn open(dir: &Path, store: StoreSettings) -> Result<Self> {
-        let layout = VectorLayout::for_new(&store);
-        Self::open_with_layout(dir, store, layout)
+        Self::open_with_layout(dir, store, VectorLayout::Split)
     }
 
-    /// [`Library::open`], giving a new library `layout` instead of the one
-    /// [`VectorLayout::for_new`] chooses (an existing library keeps its own). For tests and
-    /// benches that compare the layouts; a Qdrant server library is always
-    /// [`VectorLayout::Single`].
+    /// [`Library::open`], giving a new library `layout` instead of [`VectorLayout::Split`]
+    /// (an existing library keeps its own): for tests and benches that compare the layouts or
+    /// make a library as builds before made them.
     ///
     /// # Errors
     /// As [`Library::open`].
@@ -317,15 +374,29 @@ impl Library {
                         .into(),
                 });
             }
+            if let (StoreSettings::Server(s), VectorLayout::Split) = (&store, layout) {
+                let longest = crate::points::VECTOR_PARTS
+                    .iter()
+                    .map(|(part, _)| server_part_collection(&s.collection, part).len())
+                    .max()
+                    .unwrap_or(0);
+                if longest > MAX_SERVER_COLLECTION {
+                    return Err(Error::DataDir {
+                        path: dir.display().to_string(),
+                        reason: format!(
+                            "collection {:?} is too long for its parts' collections \
+                             ({longest} characters, Qdrant takes {MAX_SERVER_COLLECTION}): \
+                             give a shorter one",
+                            s.collection
+                        ),
+                    });
+                }
+            }
             let now = Utc::now();
-            let vector_layout = match store {
-                StoreSettings::Edge => layout,
-                StoreSettings::Server(_) => VectorLayout::Single,
-            };
             Manifest {
-                format_version: vector_layout.format_version(),
+                format_version: layout.format_version(),
                 model: None,
-                vector_layout,
+                vector_layout: layout,
                 store: store.recorded(),
                 counts: Counts::default(),
                 created: now,
@@ -335,7 +406,7 @@ impl Library {
         let keyword = KeywordIndex::open(&dir.join("keyword"))?;
         let vectors = dir.join("vectors");
         let mut single_edge = None;
-        let (store, server): (Arc<dyn VectorStore>, _) = match (&manifest.store, &store) {
+        let (store, servers): OpenedStore = match (&manifest.store, &store) {
             (StoreSettings::Server(recorded), StoreSettings::Server(asked)) => {
                 // The recorded layout; this run's key and timeout.
                 let options = ServerOptions {
@@ -343,12 +414,7 @@ impl Library {
                     timeout: asked.timeout_secs.map(std::time::Duration::from_secs),
                     ..recorded.options()
                 };
-                let server = Arc::new(ServerStore::connect_with(
-                    &recorded.url,
-                    &recorded.collection,
-                    options,
-                )?);
-                (server.clone(), Some(server))
+                open_server(recorded, &options, manifest.vector_layout)?
             }
             _ => match manifest.vector_layout {
                 VectorLayout::Single => {
@@ -356,12 +422,12 @@ impl Library {
                     remove_parts(&vectors)?;
                     let edge = Arc::new(EdgeStore::open(&vectors)?);
                     single_edge = Some(edge.clone());
-                    (edge, None)
+                    (edge, Vec::new())
                 }
                 VectorLayout::Split => {
                     // The one collection a committed split replaced, if its removal was cut.
                     remove_single_collection(&vectors)?;
-                    (Arc::new(open_parts(&vectors)?), None)
+                    (Arc::new(open_parts(&vectors)?), Vec::new())
                 }
             },
         };
@@ -378,7 +444,7 @@ impl Library {
             dir: dir.to_owned(),
             keyword,
             store,
-            server,
+            servers,
             single_edge,
             manifest: RwLock::new(manifest),
             tombstones: RwLock::new(tombstones),
@@ -400,16 +466,26 @@ impl Library {
         &self.store
     }
 
-    /// The Qdrant server's version and the collection's points, shards and replica states;
-    /// `None` for the embedded store.
+    /// The Qdrant server's version and the collection's points, shards and replica states (of
+    /// a library with images and regions apart, both collections' as one,
+    /// [`ServerStatus::merged`]); `None` for the embedded store.
     ///
     /// # Errors
     /// The server does not answer.
     pub fn server_status(&self) -> Result<Option<ServerStatus>> {
-        match &self.server {
-            Some(server) => Ok(Some(server.status()?)),
-            None => Ok(None),
+        let mut statuses = self
+            .servers
+            .iter()
+            .map(|s| s.status())
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        if statuses.len() < 2 {
+            return Ok(statuses.pop());
         }
+        let name = match &self.manifest_lock().store {
+            StoreSettings::Server(s) => s.collection.clone(),
+            StoreSettings::Edge => String::new(),
+        };
+        Ok(Some(ServerStatus::merged(&name, statuses)))
     }
 
     /// The manifest as last saved.
@@ -454,7 +530,7 @@ impl Library {
     /// copied; 0 for a library already split.
     ///
     /// # Errors
-    /// [`Error::DataDir`] for a library on a Qdrant server (one collection there) or when the
+    /// [`Error::DataDir`] for a library of one collection on a Qdrant server or when the
     /// copy's count differs from the original's (nothing changed); store and i/o errors.
     pub fn split_vectors(&mut self) -> Result<u64> {
         if self.manifest_lock().vector_layout == VectorLayout::Split {
@@ -463,7 +539,9 @@ impl Library {
         let Some(old) = self.single_edge.clone() else {
             return Err(Error::DataDir {
                 path: self.dir.display().to_string(),
-                reason: "its vectors are on a Qdrant server, where a library keeps one                          collection; only an embedded library is split"
+                reason: "its vectors are in one collection on a Qdrant server, and only an \
+                         embedded library is moved apart (a new library on a server keeps images \
+                         and regions apart from the start)"
                     .into(),
             });
         };

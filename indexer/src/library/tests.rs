@@ -46,3 +46,19 @@ fn a_store_that_cannot_be_opened_leaves_no_library_pinned_to_it() {
     assert!(!dir.join("manifest.json").exists());
     drop(Library::open(&dir, StoreSettings::Edge).expect("the directory is still usable"));
 }
+
+#[test]
+fn a_new_server_library_whose_part_collections_would_be_too_long_is_refused_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("lib");
+    // 250 characters: a valid collection, but `<it>.regions` would pass Qdrant's 255.
+    let long = "c".repeat(250);
+    let err = Library::open(&dir, server("http://127.0.0.1:1", &long)).expect_err("too long");
+    let message = err.to_string();
+    assert!(
+        message.contains("too long for its parts' collections") && message.contains("258"),
+        "{message}"
+    );
+    assert!(!dir.join("manifest.json").exists(), "nothing recorded");
+    assert_eq!(server_part_collection("faces", "images"), "faces.images");
+}

@@ -124,15 +124,21 @@ pub struct ServerStatus {
     pub url: String,
     /// Server version (from its health check).
     pub version: String,
-    /// Collection name.
+    /// Collection name: the one collection, or for a library that keeps images and regions
+    /// apart the name its store URL gives, from which [`ServerStatus::collections`] are named.
     pub collection: String,
-    /// Whether the collection exists yet (it is created by the first embedded ingest).
+    /// The collections on the server that hold the library's points.
+    #[serde(default)]
+    pub collections: Vec<String>,
+    /// Whether the collection exists yet (it is created by the first embedded ingest); of
+    /// several, whether every one does.
     pub exists: bool,
-    /// Collection status: `green` (ready), `yellow` (optimizing), `grey`, `red`.
+    /// Collection status: `green` (ready), `yellow` (optimizing), `grey`, `red`; of several,
+    /// the first that is not green.
     pub status: String,
-    /// Points in the collection (the server's approximate count).
+    /// Points in the collection (the server's approximate count; of several, the sum).
     pub points: u64,
-    /// Vectors already in an HNSW graph.
+    /// Vectors already in an HNSW graph (of several collections, the sum).
     pub indexed_vectors: u64,
     /// Shards of the collection.
     pub shard_number: u32,
@@ -144,9 +150,39 @@ pub struct ServerStatus {
     pub replicas: Vec<ShardReplica>,
 }
 
+impl ServerStatus {
+    /// One status for the collections of one library (`parts`, each as
+    /// [`ServerStore::status`] answers for it), under the library's collection name `name`:
+    /// every collection listed, points and indexed vectors summed, the first status that is
+    /// not green, the shard layout of the first (every part is created with the same), and
+    /// every replica of every collection.
+    ///
+    /// # Panics
+    /// When `parts` is empty.
+    pub fn merged(name: &str, parts: Vec<ServerStatus>) -> ServerStatus {
+        let mut parts = parts.into_iter();
+        let mut all = parts.next().expect("a library has at least one collection");
+        all.collections = vec![std::mem::replace(&mut all.collection, name.to_owned())];
+        for part in parts {
+            all.collections.push(part.collection);
+            all.exists &= part.exists;
+            if all.status == "green" {
+                all.status = part.status;
+            }
+            all.points += part.points;
+            all.indexed_vectors += part.indexed_vectors;
+            all.replicas.extend(part.replicas);
+        }
+        all
+    }
+}
+
 /// One replica of one shard.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ShardReplica {
+    /// Collection the shard belongs to.
+    #[serde(default)]
+    pub collection: String,
     /// Shard number.
     pub shard: u32,
     /// Peer (node) holding it.
@@ -253,4 +289,68 @@ impl VectorStore for ServerStore {
 #[cfg_attr(not(feature = "server"), allow(dead_code))]
 fn backend(err: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(err.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(collection: &str, state: &str, points: u64, shards: u32) -> ServerStatus {
+        ServerStatus {
+            url: "http://localhost:6334".into(),
+            version: "1.18.3".into(),
+            collection: collection.into(),
+            collections: vec![collection.into()],
+            exists: true,
+            status: state.into(),
+            points,
+            indexed_vectors: points / 2,
+            shard_number: shards,
+            replication_factor: 1,
+            write_consistency_factor: 1,
+            replicas: (0..shards)
+                .map(|shard| ShardReplica {
+                    collection: collection.into(),
+                    shard,
+                    peer: 7,
+                    state: "Active".into(),
+                    points: Some(points / u64::from(shards)),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_parts_of_a_library_merge_into_one_status_that_names_each_collection() {
+        let merged = ServerStatus::merged(
+            "lib",
+            vec![
+                status("lib.images", "green", 100, 2),
+                status("lib.regions", "yellow", 300, 2),
+            ],
+        );
+        assert_eq!(merged.collection, "lib");
+        assert_eq!(merged.collections, ["lib.images", "lib.regions"]);
+        assert_eq!((merged.points, merged.indexed_vectors), (400, 200));
+        assert_eq!(merged.status, "yellow", "the first that is not green");
+        assert!(merged.exists);
+        assert_eq!(merged.shard_number, 2);
+        assert_eq!(merged.replicas.len(), 4);
+        assert_eq!(
+            merged
+                .replicas
+                .iter()
+                .filter(|r| r.collection == "lib.regions")
+                .count(),
+            2
+        );
+
+        // A part not created yet: the library's collections do not all exist.
+        let mut absent = status("lib.regions", "absent", 0, 0);
+        absent.exists = false;
+        let merged = ServerStatus::merged("lib", vec![status("lib.images", "green", 5, 1), absent]);
+        assert!(!merged.exists);
+        assert_eq!(merged.status, "absent");
+        assert_eq!(merged.points, 5);
+    }
 }

@@ -155,6 +155,7 @@ impl ServerStore {
             url: self.url.clone(),
             version,
             collection: self.collection.clone(),
+            collections: vec![self.collection.clone()],
             exists: false,
             status: "absent".into(),
             points: 0,
@@ -190,6 +191,7 @@ impl ServerStore {
         };
         for local in &cluster.local_shards {
             status.replicas.push(ShardReplica {
+                collection: self.collection.clone(),
                 shard: local.shard_id,
                 peer: cluster.peer_id,
                 state: state(local.state),
@@ -198,6 +200,7 @@ impl ServerStore {
         }
         for remote in &cluster.remote_shards {
             status.replicas.push(ShardReplica {
+                collection: self.collection.clone(),
                 shard: remote.shard_id,
                 peer: remote.peer_id,
                 state: state(remote.state),
