@@ -71,19 +71,19 @@ const MAX_SERVER_COLLECTION: usize = 255;
 type OpenedStore = (Arc<dyn VectorStore>, Vec<Arc<ServerStore>>);
 
 /// The store of a library on a Qdrant server: the one collection itself, or the parts as a
-/// [`PartitionedStore`], with the server stores of each collection. A part whose collection
-/// does not exist yet gets [`IndexSettings::for_parts`] for the collection its first ingest
-/// creates.
+/// [`PartitionedStore`], with the server stores of each collection. Each collection not made
+/// yet gets its layout's [`VectorLayout::index_defaults`], as an embedded part does.
 fn open_server(
     recorded: &ServerSettings,
     options: &ServerOptions,
     layout: VectorLayout,
 ) -> Result<OpenedStore> {
     let connect = |collection: &str| -> Result<Arc<ServerStore>> {
-        Ok(Arc::new(ServerStore::connect_with(
+        Ok(Arc::new(ServerStore::connect_with_defaults(
             &recorded.url,
             collection,
             options.clone(),
+            &layout.index_defaults(),
         )?))
     };
     match layout {
@@ -95,13 +95,6 @@ fn open_server(
             let mut servers = Vec::new();
             let store = parts_of(|part| {
                 let server = connect(&server_part_collection(&recorded.collection, part))?;
-                match server.collection_spec() {
-                    Err(crate::store::StoreError::Missing) => {
-                        server.set_index_settings(&IndexSettings::for_parts())?;
-                    }
-                    Err(e) => return Err(e.into()),
-                    Ok(_) => {}
-                }
                 servers.push(server.clone());
                 Ok(server)
             })?;

@@ -220,6 +220,20 @@ impl ServerStore {
         Err(not_compiled())
     }
 
+    /// Always fails: this binary was built without `--features server`.
+    ///
+    /// # Errors
+    /// Always [`StoreError::NotCompiled`]`("server")`.
+    pub fn connect_with_defaults(
+        url: &str,
+        collection: &str,
+        options: ServerOptions,
+        defaults: &super::IndexSettings,
+    ) -> StoreResult<Self> {
+        let _ = (url, collection, options, defaults);
+        Err(not_compiled())
+    }
+
     /// Never called: no stub can be constructed.
     ///
     /// # Errors

@@ -92,6 +92,23 @@ impl ServerStore {
     /// [`StoreError::Backend`] for a bad URL or an unreadable collection;
     /// [`StoreError::Io`] if the private runtime cannot start.
     pub fn connect_with(url: &str, collection: &str, options: ServerOptions) -> StoreResult<Self> {
+        Self::connect_with_defaults(url, collection, options, &IndexSettings::default())
+    }
+
+    /// [`ServerStore::connect_with`], with `defaults` as the index settings while `collection`
+    /// does not exist (those [`VectorStore::ensure`] creates it with;
+    /// [`IndexSettings::for_parts`] for a part of a
+    /// [`PartitionedStore`](crate::store::PartitionedStore)); an existing collection's own
+    /// settings are read back as always. The twin of `EdgeStore::open_with_defaults`.
+    ///
+    /// # Errors
+    /// As [`ServerStore::connect_with`].
+    pub fn connect_with_defaults(
+        url: &str,
+        collection: &str,
+        options: ServerOptions,
+        defaults: &IndexSettings,
+    ) -> StoreResult<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("qdrant-client")
@@ -112,7 +129,7 @@ impl ServerStore {
             options,
             runtime,
             spec: RwLock::new(None),
-            index: RwLock::new(IndexSettings::default()),
+            index: RwLock::new(defaults.clone()),
             changed: AtomicBool::new(false),
         };
         if let Some((spec, index)) = store.read_collection()? {
