@@ -124,15 +124,14 @@ fn remove_single_collection(vectors: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(Error::io(vectors, e)),
     };
-    let parts: Vec<&str> = crate::points::VECTOR_PARTS
-        .iter()
-        .map(|(n, _)| *n)
-        .collect();
     let mut removed = false;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(vectors, e))?;
         let name = entry.file_name();
-        if parts.iter().any(|p| name.to_str() == Some(p)) {
+        if crate::points::VECTOR_PARTS
+            .iter()
+            .any(|(part, _)| name.to_str() == Some(*part))
+        {
             continue;
         }
         let path = entry.path();
@@ -569,7 +568,8 @@ impl Library {
                     return Err(Error::DataDir {
                         path: self.dir.display().to_string(),
                         reason: format!(
-                            "splitting its vectors copied {after} of {before} points; the                              library is unchanged (run it again)"
+                            "splitting its vectors copied {after} of {before} points; the \
+                             library is unchanged (run it again)"
                         ),
                     });
                 }
