@@ -7,9 +7,10 @@
 //! `cargo bench --bench search`. Environment: `IMAGELENS_BENCH_RECORDS` (default 100000),
 //! `IMAGELENS_BENCH_DATA` (`clustered`, `uniform` or `both`, the default), `IMAGELENS_BENCH_QUERIES`
 //! (default 200 per case), `IMAGELENS_BENCH_OPTIMIZE` (`0`: no graph building, exact scans
-//! only), `IMAGELENS_BENCH_M`, `IMAGELENS_BENCH_EF_CONSTRUCT` and `IMAGELENS_BENCH_FULL_SCAN_KB`
-//! (the graphs' shape and full-scan threshold, default the layout's default; a library built
-//! with others is kept under a directory of its own), `IMAGELENS_BENCH_LAYOUT` (`single`: image
+//! only), `IMAGELENS_BENCH_M`, `IMAGELENS_BENCH_EF_CONSTRUCT`, `IMAGELENS_BENCH_FULL_SCAN_KB` and
+//! `IMAGELENS_BENCH_FULL_SCAN_SHARE` (the graphs' shape and full-scan threshold, and the share
+//! of the vector data it grows to: `0` keeps it fixed; default the layout's default; a library
+//! built with others is kept under a directory of its own), `IMAGELENS_BENCH_LAYOUT` (`single`: image
 //! and region points in one collection, as libraries made before session 26; else apart) and
 //! `IMAGELENS_BENCH_MODES` and `IMAGELENS_BENCH_CASES` (below), `IMAGELENS_BENCH_VECTORS` (`disk`, the default, or `ram`:
 //! where the full vectors live; a reused library of the other kind is rewritten by its first
@@ -68,12 +69,18 @@ fn built_settings() -> IndexSettings {
         m: number("IMAGELENS_BENCH_M", defaults.m),
         ef_construct: number("IMAGELENS_BENCH_EF_CONSTRUCT", defaults.ef_construct),
         full_scan_kb: number("IMAGELENS_BENCH_FULL_SCAN_KB", defaults.full_scan_kb),
+        full_scan_share: match std::env::var("IMAGELENS_BENCH_FULL_SCAN_SHARE") {
+            Ok(v) => v.parse().unwrap_or_else(|_| {
+                panic!("IMAGELENS_BENCH_FULL_SCAN_SHARE is a number, not {v:?}")
+            }),
+            Err(_) => defaults.full_scan_share,
+        },
         on_disk,
         ..defaults
     };
     settings
         .validate()
-        .unwrap_or_else(|e| panic!("IMAGELENS_BENCH_M / _EF_CONSTRUCT / _FULL_SCAN_KB: {e}"));
+        .unwrap_or_else(|e| panic!("IMAGELENS_BENCH_M / _EF_CONSTRUCT / _FULL_SCAN_*: {e}"));
     settings
 }
 
@@ -262,6 +269,9 @@ fn graph_suffix() -> String {
     };
     if built.full_scan_kb != defaults.full_scan_kb {
         suffix += &format!("-fs{}", built.full_scan_kb);
+    }
+    if built.full_scan_share != defaults.full_scan_share {
+        suffix += &format!("-share{}", built.full_scan_share);
     }
     suffix
 }

@@ -281,6 +281,14 @@ fn settings_persist_and_bad_settings_are_refused_without_changing_anything() {
             acorn_selectivity: f64::NAN,
             ..wanted.clone()
         },
+        IndexSettings {
+            full_scan_share: -0.1,
+            ..wanted.clone()
+        },
+        IndexSettings {
+            full_scan_share: f64::NAN,
+            ..wanted.clone()
+        },
     ] {
         let err = store.set_index_settings(&bad).unwrap_err().to_string();
         assert!(err.contains("must lie in"), "{err}");
@@ -305,6 +313,88 @@ fn settings_persist_and_bad_settings_are_refused_without_changing_anything() {
         err.contains("index.json") && err.contains("m must lie in"),
         "{err}"
     );
+}
+
+/// The full-scan thresholds (KiB) of every graph-indexed vector's segment config.
+fn graph_full_scan_kb(dir: &Path) -> BTreeSet<u64> {
+    graph_configs(dir)
+        .map(|v| {
+            v["index"]["options"]["full_scan_threshold"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// `full_scan_share` grows the full-scan threshold with the store, in steps of 2 over
+/// `full_scan_kb`, at each optimize: the graphs are rebuilt with it, `index_state` reports it,
+/// a compaction and a reopened store keep it, and a share of 0 brings back `full_scan_kb`.
+/// Answers under filters stay the exact ones (every hit inside the filter, the same top as an
+/// exact scan) whichever side of the threshold a filter falls.
+#[test]
+fn the_full_scan_threshold_grows_with_the_store_in_steps_of_two() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (samples, centres) = clustered(21, POINTS);
+    // 32 floats a vector: 1/8 KiB a point, so a share of a half is 1/16 KiB a point.
+    let settings = IndexSettings {
+        full_scan_share: 0.5,
+        ..graph_settings(Quantization::Int8)
+    };
+    assert_eq!(settings.full_scan_kb, 1);
+    let store = store_with(tmp.path(), &samples[..1_000], &settings);
+    // 1,000 points: at most 62.5 KiB, so 32 (64 would be over).
+    assert_eq!(store.index_state().unwrap().full_scan_kb, vec![32]);
+    assert_eq!(graph_full_scan_kb(tmp.path()), BTreeSet::from([32]));
+    store
+        .upsert(samples[1_000..].iter().map(Sample::point).collect())
+        .unwrap();
+    store.flush().unwrap();
+    store.optimize().unwrap();
+    // 4,000 points: at most 250 KiB, so 128; every graph rebuilt with it.
+    assert_eq!(store.index_state().unwrap().full_scan_kb, vec![128]);
+    assert_eq!(graph_full_scan_kb(tmp.path()), BTreeSet::from([128]));
+    // 128 KiB is 1,024 of these vectors: a filter keeping fewer points per segment (a tenth
+    // of the capture times, about 400) is scanned, a wider one (a dataset, about 1,333) walks
+    // the graph. Each keeps to its filter and finds (nearly) what an exact scan finds.
+    let narrow = VectorFilter {
+        must: vec![Condition::Range {
+            key: "captured".into(),
+            gte: None,
+            lte: Some(1_000),
+        }],
+        ..VectorFilter::default()
+    };
+    let wide = VectorFilter {
+        must: vec![Condition::MatchAny {
+            key: "dataset".into(),
+            any: vec![DATASETS[0].into()],
+        }],
+        ..VectorFilter::default()
+    };
+    for (cluster, filter) in [(0, narrow), (1, wide), (2, VectorFilter::default())] {
+        let found = search(&store, &centres[cluster], filter.clone(), 10, false);
+        let exact = search(&store, &centres[cluster], filter.clone(), 10, true);
+        let by_id: std::collections::HashMap<PointId, &Sample> =
+            samples.iter().map(|s| (s.id, s)).collect();
+        assert!(found.iter().all(|h| by_id[&h.id].matches(&filter)));
+        let exact: BTreeSet<PointId> = exact.iter().map(|h| h.id).collect();
+        let shared = found.iter().filter(|h| exact.contains(&h.id)).count();
+        assert!(shared >= 9, "{shared} of 10 under {filter:?}");
+    }
+    store.compact().unwrap();
+    assert_eq!(graph_full_scan_kb(tmp.path()), BTreeSet::from([128]));
+    drop(store);
+    let store = EdgeStore::open(tmp.path()).unwrap();
+    assert_eq!(store.index_state().unwrap().full_scan_kb, vec![128]);
+    store
+        .set_index_settings(&IndexSettings {
+            full_scan_share: 0.0,
+            ..settings
+        })
+        .unwrap();
+    store.optimize().unwrap();
+    assert_eq!(store.index_state().unwrap().full_scan_kb, vec![1]);
+    assert_eq!(graph_full_scan_kb(tmp.path()), BTreeSet::from([1]));
 }
 
 /// A store made before index settings existed: a shard created with graphs off and no

@@ -28,8 +28,15 @@ pub struct OptimizeArgs {
     #[arg(long)]
     pub ef_construct: Option<usize>,
     /// Searches over less vector data than this (KiB) scan exactly instead of using a graph.
+    /// With --full-scan-share, the least such threshold.
     #[arg(long)]
     pub full_scan_kb: Option<usize>,
+    /// Grow the full-scan threshold with the library: at each optimize, --full-scan-kb times
+    /// the largest power of 2 within this share (0 to 1) of a collection's vector data, so a
+    /// filter keeping few records scores them over the int8 copies instead of walking the
+    /// graph (0: never grown; a new library's default is 0.08; embedded libraries only).
+    #[arg(long)]
+    pub full_scan_share: Option<f64>,
     /// Beam width of a graph search (1 to 10000; a query wanting more hits uses its limit).
     #[arg(long)]
     pub ef: Option<usize>,
@@ -80,6 +87,7 @@ impl OptimizeArgs {
         s.ef_construct = self.ef_construct.unwrap_or(s.ef_construct);
         s.ef = self.ef.unwrap_or(s.ef);
         s.full_scan_kb = self.full_scan_kb.unwrap_or(s.full_scan_kb);
+        s.full_scan_share = self.full_scan_share.unwrap_or(s.full_scan_share);
         s.oversampling = self.oversampling.unwrap_or(s.oversampling);
         if let Some(acorn) = &self.acorn {
             s.acorn = acorn == "on";
@@ -213,12 +221,22 @@ pub(super) fn describe(state: &IndexState) -> String {
             s.m, s.ef_construct, s.ef
         )
     });
+    let full_scan = match state.full_scan_kb.as_slice() {
+        [] => String::new(),
+        kbs => format!(
+            ", full scans under {} KiB",
+            kbs.iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(" / ")
+        ),
+    };
     let disk = state.disk_bytes.map_or(
         "disk use unknown (not reported by the server)".into(),
         |b| format!("{:.1} MiB on disk", b as f64 / (1u64 << 20) as f64),
     );
     format!(
-        "{kind}{params}; {} points, {} vectors in graphs, {} segments, {disk}",
+        "{kind}{params}{full_scan}; {} points, {} vectors in graphs, {} segments, {disk}",
         state.points, state.indexed_vectors, state.segments,
     )
 }

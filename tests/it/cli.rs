@@ -552,8 +552,23 @@ fn optimize_sets_the_index_rebuilds_it_and_info_shows_it_while_search_answers_th
         err.contains("acorn_selectivity must lie in 0.0..=1.0"),
         "{err}"
     );
+    let bad = fx.run(&["optimize", "--full-scan-share", "2"]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("full_scan_share must lie in 0.0..=1.0"),
+        "{err}"
+    );
     let info = ok_json(&fx.run(&["info", "--json"]));
     assert_eq!(info["index"]["settings"]["m"], 16);
+    // A new library grows its full-scan threshold with its parts; a dozen records keep the
+    // least one in each.
+    assert_eq!(info["index"]["settings"]["full_scan_share"], 0.08, "{info}");
+    assert_eq!(
+        info["index"]["full_scan_kb"],
+        serde_json::json!([20_000, 20_000]),
+        "{info}"
+    );
 
     let v = ok_json(&fx.run(&[
         "optimize",
@@ -565,6 +580,8 @@ fn optimize_sets_the_index_rebuilds_it_and_info_shows_it_while_search_answers_th
         "64",
         "--full-scan-kb",
         "1",
+        "--full-scan-share",
+        "0",
         "--acorn",
         "off",
         "--acorn-selectivity",
@@ -578,13 +595,15 @@ fn optimize_sets_the_index_rebuilds_it_and_info_shows_it_while_search_answers_th
     assert_eq!(v["index"]["settings"]["quantization"], "int8");
     assert_eq!(v["index"]["settings"]["acorn"], false, "{v}");
     assert_eq!(v["index"]["settings"]["acorn_selectivity"], 0.3, "{v}");
+    assert_eq!(v["index"]["settings"]["full_scan_share"], 0.0, "{v}");
+    assert_eq!(v["index"]["full_scan_kb"], serde_json::json!([1, 1]), "{v}");
     assert!(v["index"]["indexed_vectors"].as_u64().unwrap() > 0, "{v}");
     let human = fx.run(&["info"]);
     let text = String::from_utf8_lossy(&human.stdout);
     assert!(
         text.contains(
             "index        hnsw, m 16 ef_construct 100 ef 64 (no acorn), int8 x2 rescored, \
-             vectors in RAM"
+             vectors in RAM, full scans under 1 / 1 KiB;"
         ),
         "{text}"
     );
@@ -619,6 +638,7 @@ fn optimize_layout_split_moves_an_older_library_and_search_answers_the_same() {
     assert_eq!(v["points_copied"], points, "{v}");
     assert_eq!(v["index"]["points"], points, "{v}");
     assert_eq!(v["index"]["settings"]["full_scan_kb"], 20_000, "{v}");
+    assert_eq!(v["index"]["settings"]["full_scan_share"], 0.08, "{v}");
     assert!(!fx.data.join("vectors/collection.json").exists());
     assert!(fx.data.join("vectors/regions/collection.json").is_file());
     let after = ok_json(&fx.run(&["search", "truck", "--json"]));

@@ -261,9 +261,19 @@ fn optimize_builds_graphs_and_int8_on_a_qdrant_server_and_info_shows_them() {
     // New collections start with the embedded parts' defaults; a couple of dozen records
     // are below any default graph threshold.
     let info = ok_json(&run_on(&fx, &fx.data, None, &["info", "--json"]));
+    // ... less the growing full-scan threshold, which only the embedded store applies.
+    let parts = indexer::store::IndexSettings {
+        full_scan_share: 0.0,
+        ..indexer::store::IndexSettings::for_parts()
+    };
     assert_eq!(
         info["index"]["settings"],
-        serde_json::to_value(indexer::store::IndexSettings::for_parts()).unwrap(),
+        serde_json::to_value(parts).unwrap(),
+        "{info}"
+    );
+    assert_eq!(
+        info["index"]["full_scan_kb"],
+        serde_json::json!([20_000, 20_000]),
         "{info}"
     );
     assert_eq!(info["index"]["indexed_vectors"], 0, "{info}");
@@ -278,8 +288,21 @@ fn optimize_builds_graphs_and_int8_on_a_qdrant_server_and_info_shows_them() {
     assert!(!bad.status.success());
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("m must lie in 4..=128"), "{err}");
+    let bad = run_on(
+        &fx,
+        &fx.data,
+        None,
+        &["optimize", "--full-scan-share", "0.08"],
+    );
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("full_scan_share 0.08 is applied by the embedded store only"),
+        "{err}"
+    );
     let info = ok_json(&run_on(&fx, &fx.data, None, &["info", "--json"]));
     assert_eq!(info["index"]["settings"]["m"], 16, "{info}");
+    assert_eq!(info["index"]["settings"]["full_scan_share"], 0.0, "{info}");
 
     let v = ok_json(&run_on(
         &fx,

@@ -515,11 +515,11 @@ impl Library {
     /// ([`VectorLayout::Split`]): every live point is copied into `vectors/images/` or
     /// `vectors/regions/`, the copy is counted against the original and optimised (graphs and
     /// int8 copies under the library's index settings; a `full_scan_kb` left at the old
-    /// default becomes [`IndexSettings::for_parts`]'s), and only then does the manifest say
-    /// `split`; the one collection is deleted after that. Interrupted before the manifest
-    /// changes, the library is as it was (the next open deletes the partial parts); after, it
-    /// is split (the next open deletes what is left of the one collection). Answers the points
-    /// copied; 0 for a library already split.
+    /// default becomes [`IndexSettings::for_parts`]'s, with its `full_scan_share`), and only
+    /// then does the manifest say `split`; the one collection is deleted after that.
+    /// Interrupted before the manifest changes, the library is as it was (the next open deletes
+    /// the partial parts); after, it is split (the next open deletes what is left of the one
+    /// collection). Answers the points copied; 0 for a library already split.
     ///
     /// # Errors
     /// [`Error::DataDir`] for a library of one collection on a Qdrant server or when the
@@ -543,6 +543,7 @@ impl Library {
         let mut settings = old.index_settings()?;
         if settings.full_scan_kb == IndexSettings::default().full_scan_kb {
             settings.full_scan_kb = IndexSettings::for_parts().full_scan_kb;
+            settings.full_scan_share = IndexSettings::for_parts().full_scan_share;
         }
         parts.set_index_settings(&settings)?;
         let copied = match old.collection_spec() {

@@ -300,8 +300,22 @@ pub struct IndexSettings {
     /// KiB, scans exactly instead of walking the graph (qdrant `full_scan_threshold`; 10,000 KiB
     /// is about 5,000 vectors of 512 floats where every point of a segment has the vector, and
     /// more where some have not: qdrant averages the vector data over all the segment's points,
-    /// see [`IndexSettings::for_parts`]). Fixed when a graph is built.
+    /// see [`IndexSettings::for_parts`]). Fixed when a graph is built. With
+    /// [`Self::full_scan_share`] this is the least threshold, raised as the collection grows.
     pub full_scan_kb: usize,
+    /// The full-scan threshold grows with the collection: when the settings are applied (every
+    /// optimize), it becomes [`Self::full_scan_kb`] times the largest power of 2 that keeps it
+    /// within this share of the collection's vector data (0: never raised). A filter keeping
+    /// fewer of a segment's points is then scored over the int8 copies instead of walking the
+    /// graph, which under a narrow filter needs ACORN and grows dearer with the graph. At 1M
+    /// records a scan over the int8 copies cost about 0.3 µs a point kept, and ACORN's walk
+    /// about 18-20 ms for the image list and 30 ms for the region list whatever the filter, so
+    /// filters keeping up to about 5-6 % of a part are answered sooner by the scan
+    /// (`benches/README.md`, "A full-scan threshold that grows with the library"). A changed
+    /// threshold rebuilds the segments at the next optimize (reusing their graphs: 822 s for
+    /// both parts at 1M). Applied by the embedded store; a Qdrant server collection keeps
+    /// [`Self::full_scan_kb`] (0 there).
+    pub full_scan_share: f64,
     /// Beam width of a graph search; a query asking for more hits than this searches with a
     /// beam as wide as its limit.
     pub ef: usize,
@@ -371,6 +385,7 @@ impl Default for IndexSettings {
             m: 16,
             ef_construct: 100,
             full_scan_kb: 10_000,
+            full_scan_share: 0.0,
             ef: 128,
             quantization: Quantization::Int8,
             oversampling: 2.0,
@@ -384,7 +399,8 @@ impl Default for IndexSettings {
 impl IndexSettings {
     /// The defaults of a store whose points all hold the same named vectors (each part of a
     /// [`PartitionedStore`], as a new embedded library keeps them): [`Default`] with
-    /// [`Self::full_scan_kb`] 20,000 KiB (about 10,000 vectors of 512 floats).
+    /// [`Self::full_scan_kb`] 20,000 KiB (about 10,000 vectors of 512 floats), raised as the
+    /// part grows ([`Self::full_scan_share`] 0.08, see [`Self::full_scan_kb_for`]).
     ///
     /// Qdrant turns `full_scan_kb` into a number of vectors when it builds a segment's graph,
     /// dividing by the segment's vector data per point, points without the vector included.
@@ -401,8 +417,28 @@ impl IndexSettings {
     pub fn for_parts() -> Self {
         IndexSettings {
             full_scan_kb: 20_000,
+            full_scan_share: 0.08,
             ..IndexSettings::default()
         }
+    }
+
+    /// The full-scan threshold (KiB, qdrant's `full_scan_threshold`) a collection of `points`
+    /// points, each with vectors of `dim` floats, is given: [`Self::full_scan_kb`] times the
+    /// largest power of 2 that keeps it within [`Self::full_scan_share`] of the points' vector
+    /// data, and never more than the largest accepted [`Self::full_scan_kb`]. With the parts'
+    /// defaults (20,000 KiB, 0.08) and 512 floats: 10,000 vectors up to 249,999 points, then
+    /// twice as many at 250,000, 500,000, 1,000,000 (80,000 vectors), 2,000,000 points and so
+    /// on: between 4 and 8 % of the points.
+    pub fn full_scan_kb_for(&self, points: usize, dim: usize) -> usize {
+        // Whole KiB: `points * dim * 4 / 1024` exactly, then the share (a float rounded down
+        // could put a library of exactly 1M points a step lower than its own threshold says).
+        let data_kb = (points as u128 * dim as u128 * 4 / 1024) as f64;
+        let cap = (self.full_scan_share * data_kb * (1.0 + 1e-12)).floor();
+        let mut kb = self.full_scan_kb;
+        while kb.saturating_mul(2) <= Self::MAX_FULL_SCAN_KB && (kb * 2) as f64 <= cap {
+            kb *= 2;
+        }
+        kb
     }
 
     /// Largest accepted `m`.
@@ -411,6 +447,8 @@ impl IndexSettings {
     pub const MAX_EF: usize = 10_000;
     /// Largest accepted oversampling factor.
     pub const MAX_OVERSAMPLING: f64 = 16.0;
+    /// Largest accepted `full_scan_kb` (about 5M vectors of 512 floats).
+    pub const MAX_FULL_SCAN_KB: usize = 10_000_000;
 
     /// Checks every number against its bounds.
     ///
@@ -428,8 +466,11 @@ impl IndexSettings {
         if !(4..=Self::MAX_EF).contains(&self.ef_construct) {
             return bad("ef_construct", "4..=10000");
         }
-        if !(1..=10_000_000).contains(&self.full_scan_kb) {
+        if !(1..=Self::MAX_FULL_SCAN_KB).contains(&self.full_scan_kb) {
             return bad("full_scan_kb", "1..=10000000");
+        }
+        if !(0.0..=1.0).contains(&self.full_scan_share) {
+            return bad("full_scan_share", "0.0..=1.0");
         }
         if !(1..=Self::MAX_EF).contains(&self.ef) {
             return bad("ef", "1..=10000");
@@ -477,6 +518,11 @@ pub struct IndexState {
     /// Bytes on disk under the store's directory; `None` when unknown (a Qdrant server
     /// reports no disk use through its API).
     pub disk_bytes: Option<u64>,
+    /// The full-scan threshold (KiB) each collection's graphs are built with (one per part of
+    /// a [`PartitionedStore`], in order): [`IndexSettings::full_scan_kb`], grown with the
+    /// collection by [`IndexSettings::full_scan_share`]. Empty when none is configured yet.
+    #[serde(default)]
+    pub full_scan_kb: Vec<usize>,
 }
 
 /// A scored point.
@@ -613,4 +659,43 @@ pub trait VectorStore: Send + Sync {
     /// # Errors
     /// Backend failures.
     fn compact(&self) -> StoreResult<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IndexSettings;
+
+    /// The parts' defaults give the thresholds their docs promise at 512 floats: 20,000 KiB
+    /// (10,000 vectors) up to 249,999 points, then twice as much at 250,000, 500,000,
+    /// 1,000,000 and 2,000,000 points; a share of 0 never grows it, and it never exceeds the
+    /// largest accepted `full_scan_kb`.
+    #[test]
+    fn the_full_scan_threshold_grows_in_steps_of_two_within_its_share() {
+        let parts = IndexSettings::for_parts();
+        let at = |points| parts.full_scan_kb_for(points, 512);
+        assert_eq!(at(0), 20_000);
+        assert_eq!(at(100_000), 20_000);
+        assert_eq!(at(249_999), 20_000);
+        assert_eq!(at(250_000), 40_000);
+        assert_eq!(at(500_000), 80_000);
+        assert_eq!(at(999_999), 80_000);
+        assert_eq!(at(1_000_000), 160_000);
+        assert_eq!(at(1_798_900), 160_000);
+        assert_eq!(at(2_000_000), 320_000);
+        assert_eq!(at(usize::MAX / 4096), 5_120_000);
+        let never = IndexSettings {
+            full_scan_share: 0.0,
+            ..parts.clone()
+        };
+        assert_eq!(never.full_scan_kb_for(10_000_000, 512), 20_000);
+        assert_eq!(
+            IndexSettings::default().full_scan_kb_for(10_000_000, 512),
+            10_000
+        );
+        let all = IndexSettings {
+            full_scan_share: 1.0,
+            ..parts
+        };
+        assert!(all.full_scan_kb_for(usize::MAX / 4096, 512) <= IndexSettings::MAX_FULL_SCAN_KB);
+    }
 }

@@ -317,7 +317,8 @@ impl VectorStore for PartitionedStore {
             .try_for_each(|p| p.store.set_index_settings(settings))
     }
 
-    /// The parts' figures added up; the settings of the first.
+    /// The parts' figures added up (their full-scan thresholds in order); the settings of
+    /// the first.
     fn index_state(&self) -> StoreResult<IndexState> {
         let states = self.each(|s| s.index_state())?;
         let mut total = IndexState {
@@ -330,6 +331,7 @@ impl VectorStore for PartitionedStore {
             total.indexed_vectors += s.indexed_vectors;
             total.segments += s.segments;
             total.disk_bytes = total.disk_bytes.zip(s.disk_bytes).map(|(a, b)| a + b);
+            total.full_scan_kb.extend(s.full_scan_kb);
         }
         Ok(total)
     }

@@ -123,11 +123,14 @@ pub(super) fn remove_stale_shards(dir: &Path, keep: Option<u64>) -> StoreResult<
     Ok(sync_dir(dir)?)
 }
 
-/// The qdrant settings that carry `settings` for a collection of `spec`: the graph's shape,
-/// the optimizer thresholds (which segments get a graph) and the quantization.
+/// The qdrant settings that carry `settings` for a collection of `spec` holding `points`
+/// points: the graph's shape (its full-scan threshold grown with the points, see
+/// [`IndexSettings::full_scan_kb_for`]), the optimizer thresholds (which segments get a graph)
+/// and the quantization.
 pub(super) fn qdrant_index(
     spec: &CollectionSpec,
     settings: &IndexSettings,
+    points: usize,
 ) -> StoreResult<(
     HnswIndexConfig,
     EdgeOptimizersConfig,
@@ -137,7 +140,7 @@ pub(super) fn qdrant_index(
     let hnsw = HnswIndexConfig {
         m: settings.m,
         ef_construct: settings.ef_construct,
-        full_scan_threshold: settings.full_scan_kb,
+        full_scan_threshold: settings.full_scan_kb_for(points, spec.dim),
         ..HnswIndexConfig::default()
     };
     let indexing_threshold = settings.indexing_threshold_kb(spec.dim);
@@ -183,7 +186,7 @@ pub(super) fn create_shard(
     spec: &CollectionSpec,
     settings: &IndexSettings,
 ) -> StoreResult<EdgeShard> {
-    let (hnsw, optimizers, quantization) = qdrant_index(spec, settings)?;
+    let (hnsw, optimizers, quantization) = qdrant_index(spec, settings, 0)?;
     let path = shard_dir(dir, generation);
     if path.exists() {
         fs::remove_dir_all(&path)?;

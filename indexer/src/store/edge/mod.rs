@@ -229,17 +229,18 @@ impl EdgeStore {
             .map_err(|_| poisoned())
     }
 
-    /// Brings the live shard's qdrant config to `settings` (graph shape, which segments get a
-    /// graph, quantization, where the full vectors live). qdrant-edge 0.7.0 has no setter for
-    /// quantization or a vector's storage, so a change of either reloads the shard with the new
-    /// config (reopened as it was if that fails). Graphs, quantized copies and segments stored
-    /// the other way are rebuilt by the shard's config-mismatch optimizer on the next
-    /// `optimize`.
+    /// Brings the live shard's qdrant config to `settings` for the points it holds now (graph
+    /// shape and full-scan threshold, which segments get a graph, quantization, where the full
+    /// vectors live). qdrant-edge 0.7.0 has no setter for quantization or a vector's storage,
+    /// so a change of either reloads the shard with the new config (reopened as it was if that
+    /// fails). Graphs, quantized copies and segments stored the other way are rebuilt by the
+    /// shard's config-mismatch optimizer on the next `optimize`.
     fn apply(&self, state: &mut Option<Open>, settings: &IndexSettings) -> StoreResult<()> {
         let Some(open) = state.as_ref() else {
             return Ok(());
         };
-        let (hnsw, optimizers, quantization) = qdrant_index(&open.spec, settings)?;
+        let points = open.shard.info().points_count;
+        let (hnsw, optimizers, quantization) = qdrant_index(&open.spec, settings, points)?;
         let current = open.shard.config().clone();
         let mut config = current.clone();
         let moved = place_vectors(&mut config, settings.on_disk);

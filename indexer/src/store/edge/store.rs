@@ -330,20 +330,23 @@ impl VectorStore for EdgeStore {
     fn index_state(&self) -> StoreResult<IndexState> {
         let settings = self.settings()?;
         let state = self.read()?;
-        let (points, indexed_vectors, segments) = state.as_ref().map_or((0, 0, 0), |open| {
-            let info = open.shard.info();
-            (
-                info.points_count,
-                info.indexed_vectors_count,
-                info.segments_count,
-            )
-        });
+        let (points, indexed_vectors, segments, full_scan_kb) =
+            state.as_ref().map_or((0, 0, 0, Vec::new()), |open| {
+                let info = open.shard.info();
+                (
+                    info.points_count,
+                    info.indexed_vectors_count,
+                    info.segments_count,
+                    vec![open.shard.config().hnsw_config.full_scan_threshold],
+                )
+            });
         Ok(IndexState {
             settings: Some(settings),
             points,
             indexed_vectors,
             segments,
             disk_bytes: Some(disk_usage(&self.dir)?),
+            full_scan_kb,
         })
     }
 
@@ -357,8 +360,15 @@ impl VectorStore for EdgeStore {
             return Ok(());
         };
         let generation = open.generation + 1;
-        let fresh = create_shard(&self.dir, generation, &open.spec, &self.settings()?)?;
+        let settings = self.settings()?;
+        let fresh = create_shard(&self.dir, generation, &open.spec, &settings)?;
         copy_points(&open.shard, &fresh)?;
+        // The fresh shard was configured empty: its graphs get the threshold of the points
+        // copied into it, as `optimize` would give them.
+        let (hnsw, _, _) = qdrant_index(&open.spec, &settings, fresh.info().points_count)?;
+        if fresh.config().hnsw_config != hnsw {
+            fresh.set_hnsw_config(hnsw).map_err(backend)?;
+        }
         fresh.optimize().map_err(backend)?;
         flush_shard(&fresh)?;
         write_manifest(

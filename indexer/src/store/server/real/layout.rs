@@ -230,12 +230,13 @@ impl ServerStore {
     /// The index settings of a collection: the ones recorded in its metadata
     /// ([`INDEX_METADATA_KEY`]; the defaults when there are none), corrected by what the
     /// collection's config says it does. The config is the truth for the graph shape
-    /// (`m`, `ef_construct`, `full_scan_threshold`), the quantization and which segments
-    /// get a graph (`indexing_threshold`): when the recorded kind no longer produces the
-    /// configured threshold (someone changed the collection with another client, or it
-    /// was made before imagelens kept settings), the kind is read from the threshold. Where
-    /// the full vectors live (`on_disk`) is the recorded value (the default when none is):
-    /// `optimize` moves vectors stored the other way to it, as it does in the embedded store.
+    /// (`m`, `ef_construct`, `full_scan_threshold`, which no `full_scan_share` grows), the
+    /// quantization and which segments get a graph (`indexing_threshold`): when the recorded
+    /// kind no longer produces the configured threshold (someone changed the collection with
+    /// another client, or it was made before imagelens kept settings), the kind is read from
+    /// the threshold. Where the full vectors live (`on_disk`) is the recorded value (the
+    /// default when none is): `optimize` moves vectors stored the other way to it, as it does
+    /// in the embedded store.
     pub(super) fn index_of(
         &self,
         info: &CollectionInfo,
@@ -276,6 +277,8 @@ impl ServerStore {
             settings.full_scan_kb = number(hnsw.full_scan_threshold, "full_scan_threshold")?
                 .unwrap_or(settings.full_scan_kb);
         }
+        // The server keeps the threshold it is given: it grows with nothing.
+        settings.full_scan_share = 0.0;
         settings.quantization = match config
             .and_then(|c| c.quantization_config.as_ref())
             .and_then(|q| q.quantization.as_ref())

@@ -129,7 +129,12 @@ impl ServerStore {
             options,
             runtime,
             spec: RwLock::new(None),
-            index: RwLock::new(defaults.clone()),
+            // A server collection's full-scan threshold is the one given: it is not grown
+            // with the collection (`IndexSettings::full_scan_share`).
+            index: RwLock::new(IndexSettings {
+                full_scan_share: 0.0,
+                ..defaults.clone()
+            }),
             changed: AtomicBool::new(false),
         };
         if let Some((spec, index)) = store.read_collection()? {

@@ -388,6 +388,14 @@ impl VectorStore for ServerStore {
     /// collection exists they are kept here and given to the collection `ensure` creates.
     fn set_index_settings(&self, settings: &IndexSettings) -> StoreResult<()> {
         settings.validate()?;
+        if settings.full_scan_share != 0.0 {
+            return Err(StoreError::Backend(format!(
+                "collection {:?}: full_scan_share {} is applied by the embedded store only; a \
+                 Qdrant server collection keeps the full_scan_kb it is given (set \
+                 full_scan_share to 0)",
+                self.collection, settings.full_scan_share
+            )));
+        }
         let spec = self.spec.read().map_err(|_| poisoned())?.clone();
         let Some(spec) = spec else {
             *self.index.write().map_err(|_| poisoned())? = settings.clone();
@@ -428,11 +436,12 @@ impl VectorStore for ServerStore {
         let info = self.info()?.ok_or(StoreError::Missing)?;
         let number = |v: u64| usize::try_from(v).map_err(backend);
         Ok(IndexState {
-            settings: Some(settings),
             points: number(info.points_count.unwrap_or(0))?,
             indexed_vectors: number(info.indexed_vectors_count.unwrap_or(0))?,
             segments: number(info.segments_count)?,
             disk_bytes: None,
+            full_scan_kb: vec![settings.full_scan_kb],
+            settings: Some(settings),
         })
     }
 
