@@ -179,14 +179,16 @@ pub(super) fn place_vectors(config: &mut EdgeConfig, on_disk: bool) -> bool {
 }
 
 /// Creates shard generation `generation` for `spec` with its payload indexes and the qdrant
-/// form of `settings`, flushed.
+/// form of `settings` for `points` points (the ones it is made to hold: 0 for a new
+/// collection, the live points for a compaction's copy; see [`qdrant_index`]), flushed.
 pub(super) fn create_shard(
     dir: &Path,
     generation: u64,
     spec: &CollectionSpec,
     settings: &IndexSettings,
+    points: usize,
 ) -> StoreResult<EdgeShard> {
-    let (hnsw, optimizers, quantization) = qdrant_index(spec, settings, 0)?;
+    let (hnsw, optimizers, quantization) = qdrant_index(spec, settings, points)?;
     let path = shard_dir(dir, generation);
     if path.exists() {
         fs::remove_dir_all(&path)?;
@@ -345,7 +347,7 @@ mod tests {
             keyword_fields: vec!["labels".into()],
             integer_fields: vec!["captured".into()],
         };
-        let shard = create_shard(dir.path(), 1, &spec, &IndexSettings::default()).unwrap();
+        let shard = create_shard(dir.path(), 1, &spec, &IndexSettings::default(), 0).unwrap();
         let schema: HashMap<String, Value> = shard
             .info()
             .payload_schema
@@ -375,7 +377,7 @@ mod tests {
             keyword_fields: vec![],
             integer_fields: vec![],
         };
-        let shard = create_shard(dir.path(), 1, &spec, &IndexSettings::default()).unwrap();
+        let shard = create_shard(dir.path(), 1, &spec, &IndexSettings::default(), 0).unwrap();
         let old =
             serde_json::from_value(json!({"field_name": "captured", "field_schema": "integer"}))
                 .unwrap();

@@ -32,7 +32,7 @@ impl VectorStore for EdgeStore {
             return Ok(());
         }
         let generation = 0;
-        let shard = create_shard(&self.dir, generation, &spec, &self.settings()?)?;
+        let shard = create_shard(&self.dir, generation, &spec, &self.settings()?, 0)?;
         write_manifest(
             &self.dir,
             &Manifest {
@@ -361,14 +361,11 @@ impl VectorStore for EdgeStore {
         };
         let generation = open.generation + 1;
         let settings = self.settings()?;
-        let fresh = create_shard(&self.dir, generation, &open.spec, &settings)?;
+        // Configured for the live points it is about to hold, so its graphs get the full-scan
+        // threshold `optimize` would give them.
+        let live = open.shard.info().points_count;
+        let fresh = create_shard(&self.dir, generation, &open.spec, &settings, live)?;
         copy_points(&open.shard, &fresh)?;
-        // The fresh shard was configured empty: its graphs get the threshold of the points
-        // copied into it, as `optimize` would give them.
-        let (hnsw, _, _) = qdrant_index(&open.spec, &settings, fresh.info().points_count)?;
-        if fresh.config().hnsw_config != hnsw {
-            fresh.set_hnsw_config(hnsw).map_err(backend)?;
-        }
         fresh.optimize().map_err(backend)?;
         flush_shard(&fresh)?;
         write_manifest(
