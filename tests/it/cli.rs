@@ -541,24 +541,24 @@ fn optimize_sets_the_index_rebuilds_it_and_info_shows_it_while_search_answers_th
     assert_eq!(info["index"]["settings"]["on_disk"], true, "{info}");
 
     // Out-of-range numbers are refused with the reason, and nothing changes.
-    let bad = fx.run(&["optimize", "--m", "1000"]);
-    assert!(!bad.status.success());
-    let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(err.contains("m must lie in 4..=128"), "{err}");
-    let bad = fx.run(&["optimize", "--acorn-selectivity", "2"]);
-    assert!(!bad.status.success());
-    let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(
-        err.contains("acorn_selectivity must lie in 0.0..=1.0"),
-        "{err}"
-    );
-    let bad = fx.run(&["optimize", "--full-scan-share", "2"]);
-    assert!(!bad.status.success());
-    let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(
-        err.contains("full_scan_share must lie in 0.0..=1.0"),
-        "{err}"
-    );
+    for (flag, value, reason) in [
+        ("--m", "1000", "m must lie in 4..=128"),
+        (
+            "--acorn-selectivity",
+            "2",
+            "acorn_selectivity must lie in 0.0..=1.0",
+        ),
+        (
+            "--full-scan-share",
+            "2",
+            "full_scan_share must lie in 0.0..=1.0",
+        ),
+    ] {
+        let bad = fx.run(&["optimize", flag, value]);
+        assert!(!bad.status.success(), "{flag} {value} was taken");
+        let err = String::from_utf8_lossy(&bad.stderr);
+        assert!(err.contains(reason), "{flag} {value}: {err}");
+    }
     let info = ok_json(&fx.run(&["info", "--json"]));
     assert_eq!(info["index"]["settings"]["m"], 16);
     // A new library grows its full-scan threshold with its parts; a dozen records keep the
