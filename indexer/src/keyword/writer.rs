@@ -2,6 +2,7 @@
 //! record documents (one document per record id: every write deletes the id's term first, in
 //! the same commit), commits atomically, and merges segments so deletions are physically gone.
 
+use tantivy::indexer::NoMergePolicy;
 use tantivy::{IndexWriter, TantivyDocument, Term};
 
 use super::KResult;
@@ -95,22 +96,62 @@ impl KeywordWriter {
     }
 
     /// Merges every segment into one, so deleted documents are physically removed, then waits
-    /// for merge threads to finish.
+    /// for merge threads to finish. The merges tantivy's merge policy started after earlier
+    /// commits end first: merging a segment that a background merge is merging too fails the
+    /// merge that ends second ("The segments that were merged could not be found in the
+    /// SegmentManager"), which rebuilding a 1M-record index and a deletion after many commits
+    /// could hit. The final merge runs on a writer of its own with no merge policy. Call it
+    /// after [`KeywordWriter::commit`]: what was not committed is dropped.
     ///
     /// # Errors
     /// tantivy failures.
-    pub fn merge_all(mut self) -> KResult<()> {
-        let ids = self.writer.index().searchable_segment_ids()?;
-        if ids.len() > 1 || self.has_deletes()? {
-            self.writer.merge(&ids).wait()?;
-        }
-        self.writer.garbage_collect_files().wait()?;
+    pub fn merge_all(self) -> KResult<()> {
+        let index = self.writer.index().clone();
         self.writer.wait_merging_threads()?;
+        let mut writer: IndexWriter = index.writer_with_num_threads(1, WRITER_HEAP)?;
+        writer.set_merge_policy(Box::new(NoMergePolicy));
+        let ids = index.searchable_segment_ids()?;
+        let deletes = index
+            .searchable_segment_metas()?
+            .iter()
+            .any(tantivy::SegmentMeta::has_deletes);
+        if ids.len() > 1 || deletes {
+            writer.merge(&ids).wait()?;
+        }
+        writer.garbage_collect_files().wait()?;
+        writer.wait_merging_threads()?;
         Ok(())
     }
+}
 
-    fn has_deletes(&self) -> KResult<bool> {
-        let metas = self.writer.index().searchable_segment_metas()?;
-        Ok(metas.iter().any(|m| m.has_deletes()))
+#[cfg(test)]
+mod tests {
+    use crate::keyword::{KeywordIndex, test_record};
+
+    /// Many commits leave many segments, and after each commit tantivy's merge policy merges
+    /// some of them in the background. `merge_all` still ends with one segment and no deleted
+    /// document: a segment merged twice at once fails the merge that ends second ("The
+    /// segments that were merged could not be found"), which rebuilding a 1M-record index hit.
+    #[test]
+    fn merging_everything_after_many_commits_leaves_one_segment() {
+        for _ in 0..4 {
+            let dir = tempfile::tempdir().unwrap();
+            let kw = KeywordIndex::open(dir.path()).unwrap();
+            let mut writer = kw.writer().unwrap();
+            for batch in 0..40u32 {
+                for n in batch * 500..(batch + 1) * 500 {
+                    writer.upsert(&test_record(n, "fleet", None), "").unwrap();
+                }
+                writer.commit().unwrap();
+            }
+            writer.delete(&format!("{:016x}", 3));
+            writer.commit().unwrap();
+            writer.merge_all().unwrap();
+            kw.reload().unwrap();
+            assert_eq!(kw.len(), 19_999);
+            let searcher = kw.reader.searcher();
+            assert_eq!(searcher.segment_readers().len(), 1);
+            assert!(searcher.segment_readers()[0].alive_bitset().is_none());
+        }
     }
 }
