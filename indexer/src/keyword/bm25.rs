@@ -1,16 +1,14 @@
-//! BM25: query text into terms (stop words apart) and the ranked search over the text fields.
+//! BM25: query text into terms (stop words apart) and the ranked search over the text field.
 
 use std::collections::BinaryHeap;
 
 use tantivy::query::{
-    Bm25Weight, BooleanQuery, BoostQuery, ConstScoreQuery, EnableScoring, Occur, Query, TermQuery,
-    Weight,
+    Bm25Weight, BooleanQuery, ConstScoreQuery, EnableScoring, Occur, Query, TermQuery, Weight,
 };
 use tantivy::schema::IndexRecordOption;
 use tantivy::tokenizer::TokenStream;
 use tantivy::{DocAddress, DocSet, Score, Searcher, TERMINATED, Term};
 
-use super::schema::TEXT_FIELDS;
 use super::{KResult, KeywordHit, KeywordIndex};
 use crate::filter::RecordFilter;
 
@@ -19,8 +17,7 @@ use crate::filter::RecordFilter;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bm25Walk {
     /// Pruned when the filter (or the whole index, without one) keeps many records for each
-    /// place of the list and a large enough share of the records, every match scored otherwise
-    /// (see [`KeywordIndex::search_terms`]).
+    /// place of the list, every match scored otherwise (see [`KeywordIndex::search_terms`]).
     Auto,
     /// Every record holding one of the terms (and inside the filter) scored.
     EveryMatch,
@@ -53,8 +50,8 @@ impl KeywordIndex {
         tokens(&mut analyzer, text)
     }
 
-    /// BM25 search of `text` over labels, captions, file names and metadata, within `filter`,
-    /// best first (ties by id). A record must hold one of the text's [`KeywordIndex::terms`];
+    /// BM25 search of `text` over labels, captions, file names and metadata (one field, the
+    /// labels weighed twice: see `schema::TEXT_WEIGHTS`), within `filter`, best first. A record must hold one of the text's [`KeywordIndex::terms`];
     /// its stop words only add to the score of what those find, so "a dog on the beach"
     /// ranks what "dog beach" finds as the whole sentence would, without the records that
     /// share nothing but "a", "on" and "the" with it.
@@ -95,8 +92,7 @@ impl KeywordIndex {
     /// (terms that add to a found record's score but find nothing by themselves); see
     /// [`KeywordIndex::search`]. It prunes (block-max WAND, see [`Bm25Walk::Pruned`]) when
     /// the records inside the filter (all of them without one) are at least
-    /// [`PRUNE_FROM_RECORDS_PER_PLACE`] times `limit` and [`PRUNE_FROM_SHARE`] of the records,
-    /// estimated from a sample ([`KeywordIndex::estimate_inside`]; [`KeywordIndex::auto_walk`]
+    /// [`PRUNE_FROM_RECORDS_PER_PLACE`] times `limit`, estimated from a sample ([`KeywordIndex::estimate_inside`]; [`KeywordIndex::auto_walk`]
     /// says which walk), and scores every match inside the filter otherwise: a pruned walk
     /// tests each record it is offered against the filter and raises its threshold only with
     /// the records inside, so it fills its top slowly when few records are inside for each
@@ -196,9 +192,7 @@ impl KeywordIndex {
             return Ok(Bm25Walk::EveryMatch);
         }
         let inside = self.estimate_inside_of(searcher, filter, FILTER_SAMPLE)?;
-        let share = inside / searcher.num_docs().max(1) as f64;
-        let wide = share >= PRUNE_FROM_SHARE;
-        Ok(if wide && inside >= wanted {
+        Ok(if inside >= wanted {
             Bm25Walk::Pruned
         } else {
             Bm25Walk::EveryMatch
@@ -251,33 +245,23 @@ impl KeywordIndex {
         Ok(inside as f64 / sampled as f64 * live)
     }
 
-    /// The union of `terms` over every text field, each field's terms boosted as BM25 weighs
-    /// that field.
+    /// The union of `terms` in the text field.
     fn union_of(&self, terms: &[String]) -> Box<dyn Query> {
         let should: Vec<(Occur, Box<dyn Query>)> = self
-            .field_terms(terms)
+            .text_terms(terms)
             .into_iter()
-            .map(|(term, boost)| (Occur::Should, boosted(term, boost)))
+            .map(|term| (Occur::Should, term_query(term)))
             .collect();
         Box::new(BooleanQuery::new(should))
     }
 
-    /// Every text field's term for each of `terms`, with the boost BM25 weighs that field by.
-    fn field_terms(&self, terms: &[String]) -> Vec<(Term, Score)> {
-        let f = &self.fields;
-        let mut out = Vec::new();
-        for (name, boost) in TEXT_FIELDS {
-            let field = match name {
-                "labels_text" => f.labels_text,
-                "captions" => f.captions,
-                "filename_text" => f.filename_text,
-                _ => f.metadata,
-            };
-            for t in terms {
-                out.push((Term::from_field_text(field, t), boost));
-            }
-        }
-        out
+    /// The text field's term for each of `terms` (see `schema::TEXT_WEIGHTS`: one field, so
+    /// one postings cursor a term).
+    fn text_terms(&self, terms: &[String]) -> Vec<Term> {
+        terms
+            .iter()
+            .map(|t| Term::from_field_text(self.fields.text, t))
+            .collect()
     }
 
     /// The top `limit` of `terms` (ranked with `scored`) within `filter`, by one tantivy query
@@ -343,18 +327,16 @@ impl KeywordIndex {
         let scoring = EnableScoring::enabled_from_searcher(searcher);
         let found = self.union_of(terms).weight(scoring)?;
         let clauses = self
-            .field_terms(terms)
+            .text_terms(terms)
             .into_iter()
-            .map(|(term, boost)| boosted(term, boost).weight(scoring))
+            .map(|term| term_query(term).weight(scoring))
             .collect::<tantivy::Result<Vec<_>>>()?;
-        // Each stop word's weight in each field, with the most it can add to a record's score
-        // (BM25's term-frequency factor stays under 1).
+        // Each stop word's weight, with the most it can add to a record's score (BM25's
+        // term-frequency factor stays under 1).
         let mut stop: Vec<(Box<dyn Weight>, Score)> = Vec::new();
-        for (term, boost) in self.field_terms(scored) {
-            let most = Bm25Weight::for_terms(searcher, std::slice::from_ref(&term))?
-                .boost_by(boost)
-                .max_score();
-            stop.push((boosted(term, boost).weight(scoring)?, most));
+        for term in self.text_terms(scored) {
+            let most = Bm25Weight::for_terms(searcher, std::slice::from_ref(&term))?.max_score();
+            stop.push((term_query(term).weight(scoring)?, most));
         }
         let inside = if filter.is_empty() {
             None
@@ -413,20 +395,17 @@ impl KeywordIndex {
 }
 
 /// [`Bm25Walk::Auto`] prunes (block-max WAND) when at least this many records are inside its
-/// filter for each place of its list, and they are at least [`PRUNE_FROM_SHARE`] of the
-/// records. Measured by the keyword bench (sessions 23-24, 1M and 100k records, depths 100, 200
-/// and 1,000): pruning was 1.1-2.4x faster with 250-10,000 records a place and no filter or a
-/// filter keeping 19-29 %, even (0.98-1.02x) at 147-195 a place, and slower with 25-125 a place
-/// (0.75-0.93x).
-pub const PRUNE_FROM_RECORDS_PER_PLACE: f64 = 200.0;
-
-/// The least share of the records a filter keeps for [`Bm25Walk::Auto`] to prune: each record a
-/// pruned walk is offered is tested against the filter, and its threshold rises only with the
-/// records inside, so a narrow filter makes it offer many records in vain. The keyword bench
-/// at 1M measured pruning 1.95x faster than scoring every match within a filter keeping 19 %
-/// (at depth 100), even (1.02x) within one keeping 14 % and 0.59-0.91x within filters keeping
-/// 4-8 %: the share is set between the two measured sides.
-pub const PRUNE_FROM_SHARE: f64 = 0.17;
+/// filter for each place of its list. Measured by the keyword bench over the one BM25F text
+/// field (session 30, 1M and 100k records, depths 100, 200 and 1,000, filters keeping 4-29 % of
+/// the records and none): pruning was as fast as scoring every match or faster with 97 or more
+/// records a place (1.01-3.2x; 1.2x at 141 a place within a filter keeping 14 %, 1.57x at 414
+/// within one keeping 4 %), and 0.65-1.02x with 78 or fewer (0.82x at 78 a place at both
+/// sizes). A pruned walk tests each record it is offered against the filter and raises its
+/// threshold only with the records inside, so what matters is how many compete for each place.
+/// With four text fields (sessions 23-24) a filter also had to keep 17 % of the records: a
+/// query's five or six cursors made a walk that found few records inside slower. Rows between
+/// 78 and 97 a place were not measured.
+pub const PRUNE_FROM_RECORDS_PER_PLACE: f64 = 90.0;
 
 /// About how many records [`KeywordIndex::estimate_inside`] tests against a filter.
 pub const FILTER_SAMPLE: u64 = 2_048;
@@ -527,10 +506,9 @@ impl TopK {
     }
 }
 
-/// `term`'s BM25 query, its score multiplied by `boost`.
-fn boosted(term: Term, boost: Score) -> Box<dyn Query> {
-    let q = TermQuery::new(term, IndexRecordOption::WithFreqs);
-    Box::new(BoostQuery::new(Box::new(q), boost))
+/// `term`'s BM25 query.
+fn term_query(term: Term) -> Box<dyn Query> {
+    Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs))
 }
 
 /// The analyzer of query text: `en_stem` (the index's) with English stop words removed before
@@ -630,6 +608,51 @@ mod tests {
         ]
     }
 
+    /// One BM25F field: a word in a record's labels counts twice, one in its captions, its
+    /// file name or its metadata once; each finds the record, and a word said in a label
+    /// and a caption counts more than in the label alone (each occurrence adds, before BM25
+    /// saturates the sum), yet less than twice as much.
+    #[test]
+    fn labels_weigh_twice_captions_file_names_and_metadata_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let kw = KeywordIndex::open(dir.path()).unwrap();
+        let mut writer = kw.writer().unwrap();
+        let mut record = |n: u32, label: &str, caption: &str, path: &str, meta: &str| {
+            let mut r = test_record(n, "fleet", None);
+            r.labels = vec![label.into()];
+            r.captions = vec![caption.into()];
+            r.path = path.into();
+            r.metadata = [("note".to_owned(), serde_json::json!(meta))].into();
+            writer.upsert(&r, "").unwrap();
+            r.id
+        };
+        let label = record(1, "heron", "a bird by a pond", "a/one.jpg", "calm");
+        let caption = record(2, "bird", "a heron by a pond", "a/two.jpg", "calm");
+        let filename = record(3, "bird", "a bird by a pond", "a/heron.jpg", "calm");
+        let metadata = record(4, "bird", "a bird by a pond", "a/four.jpg", "heron");
+        let both = record(5, "heron", "a heron by a pond", "a/five.jpg", "calm");
+        // Many records without the word, so that it is rare (a high IDF) as in a real library.
+        for n in 6..60 {
+            record(n, "bird", "a bird by a pond", &format!("a/{n}.jpg"), "calm");
+        }
+        writer.commit().unwrap();
+        kw.reload().unwrap();
+
+        let hits = kw.search("heron", &RecordFilter::default(), 10).unwrap();
+        let ids: Vec<&str> = hits.iter().map(|h| h.id.as_str()).collect();
+        assert_eq!(ids.len(), 5, "each part of a record is searched: {ids:?}");
+        assert_eq!(&ids[..2], [both.as_str(), label.as_str()], "{hits:?}");
+        for id in [&caption, &filename, &metadata] {
+            assert!(ids[2..].contains(&id.as_str()), "{id} in {ids:?}");
+        }
+        let score = |id: &str| hits.iter().find(|h| h.id == id).unwrap().score;
+        assert!(
+            score(&both) < 2.0 * score(&label),
+            "a label and a caption saying it are not two whole matches: {hits:?}"
+        );
+        assert!(score(&label) > score(&caption), "{hits:?}");
+    }
+
     /// Block-max WAND with the stop words' bound, the filter tested per record and every
     /// kept record scored again in clause order gives exactly (scores to the last bit, ties in
     /// the same order) the list that scoring every match gives, at every depth, with and
@@ -698,8 +721,7 @@ mod tests {
     /// The estimate of a filter's records is close to their count, from every record and
     /// from a sample of one in eleven, and of one in three records ingested in a pattern of
     /// three; `Auto` prunes when that leaves at least `PRUNE_FROM_RECORDS_PER_PLACE` records a
-    /// place of the list and `PRUNE_FROM_SHARE` of the records, and gives the list of the other
-    /// walks.
+    /// place of the list, and gives the list of the other walks.
     #[test]
     fn the_estimate_of_a_filter_is_near_its_count_and_chooses_the_walk() {
         let dir = tempfile::tempdir().unwrap();
@@ -766,15 +788,18 @@ mod tests {
         let narrow = kw.count(&car_by_the_sea_or_in_town).unwrap();
         assert!((300..420).contains(&narrow), "{narrow}");
         for (filter, limit, walk) in [
-            (&filters[0], 12, Bm25Walk::Pruned),
-            (&filters[0], 13, Bm25Walk::EveryMatch),
-            (coast, 1, Bm25Walk::Pruned),
-            (coast, 10, Bm25Walk::EveryMatch),
+            // 2,571 records: 28 places of 90 records each.
+            (&filters[0], 28, Bm25Walk::Pruned),
+            (&filters[0], 29, Bm25Walk::EveryMatch),
+            (coast, 5, Bm25Walk::Pruned),
+            (coast, 20, Bm25Walk::EveryMatch),
             (fleet_or_city, 5, Bm25Walk::Pruned),
             (fleet_or_city, 100, Bm25Walk::EveryMatch),
             (&filters[4], 1, Bm25Walk::EveryMatch),
-            // About a sixth of the records (under 17 %), over 200 of them: narrow all the same.
-            (&car_by_the_sea_or_in_town, 1, Bm25Walk::EveryMatch),
+            // An eighth to a sixth of the records: pruned however few a share, when enough
+            // are inside for each place.
+            (&car_by_the_sea_or_in_town, 2, Bm25Walk::Pruned),
+            (&car_by_the_sea_or_in_town, 5, Bm25Walk::EveryMatch),
         ] {
             assert_eq!(
                 kw.auto_walk(filter, limit).unwrap(),

@@ -210,6 +210,69 @@ mod tests {
         check_migrated(&dir);
     }
 
+    /// An index as imagelens wrote it before its text went into one BM25F field (session 30):
+    /// four tokenised fields with positions (`labels_text`, `captions`, `filename_text`,
+    /// `metadata`) and no `text`. It is rebuilt from its records on opening, and then finds
+    /// them by the words of each part.
+    #[test]
+    fn an_index_with_four_text_fields_is_rebuilt_into_one() {
+        use tantivy::schema::{IndexRecordOption, TextFieldIndexing, TextOptions};
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("keyword");
+        let (current, _) = super::super::schema::schema();
+        let mut b = Schema::builder();
+        for (_, entry) in current.fields() {
+            if entry.name() != "text" {
+                b.add_field(entry.clone());
+            }
+        }
+        let text = TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer("en_stem")
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        );
+        for name in ["filename_text", "labels_text", "captions", "metadata"] {
+            b.add_text_field(name, text.clone());
+        }
+        let old = b.build();
+        std::fs::create_dir_all(&dir).unwrap();
+        let index = Index::create_in_dir(&dir, old.clone()).unwrap();
+        let mut w = index.writer_with_num_threads(1, 16 * 1024 * 1024).unwrap();
+        let f = |name: &str| old.get_field(name).unwrap();
+        let mut records = Vec::new();
+        for (n, caption) in [(1u8, "a heron by the pond"), (2, "a truck at night")] {
+            let mut r = record(n, None);
+            r.captions = vec![caption.into()];
+            let mut doc = TantivyDocument::default();
+            doc.add_text(f("id"), &r.id);
+            doc.add_text(f("label"), "car");
+            doc.add_text(f("labels_text"), "car");
+            doc.add_text(f("captions"), caption);
+            doc.add_text(f("fingerprint"), r.fingerprint());
+            doc.add_text(f("embedded"), "32@sha256:model");
+            doc.add_text(f("record"), serde_json::to_string(&r).unwrap());
+            w.add_document(doc).unwrap();
+            records.push(r);
+        }
+        w.commit().unwrap();
+        drop(w);
+        drop(index);
+
+        let kw = KeywordIndex::open(&dir).unwrap();
+        assert_eq!(kw.len(), 2);
+        let found = |text: &str| -> Vec<String> {
+            let hits = kw.search(text, &RecordFilter::default(), 10).unwrap();
+            hits.into_iter().map(|h| h.id).collect()
+        };
+        assert_eq!(found("herons"), [records[0].id.clone()]);
+        assert_eq!(found("trucks at night"), [records[1].id.clone()]);
+        assert_eq!(found("car").len(), 2, "labels are searched");
+        assert_eq!(found("img_2")[0], records[1].id, "file names are searched");
+        assert!(!sibling(&dir, ".old").exists() && !sibling(&dir, ".migrating").exists());
+        drop(kw);
+        assert_eq!(KeywordIndex::open(&dir).unwrap().len(), 2);
+    }
+
     #[test]
     fn a_migration_cut_short_is_undone_then_done_again() {
         let tmp = tempfile::tempdir().unwrap();

@@ -31,7 +31,7 @@ mod query;
 mod schema;
 mod writer;
 
-pub use bm25::{Bm25Walk, FILTER_SAMPLE, PRUNE_FROM_RECORDS_PER_PLACE, PRUNE_FROM_SHARE};
+pub use bm25::{Bm25Walk, FILTER_SAMPLE, PRUNE_FROM_RECORDS_PER_PLACE};
 pub use by_date::DatePage;
 use schema::{Fields, schema};
 pub use writer::KeywordWriter;

@@ -3,10 +3,11 @@
 //! the same commit), commits atomically, and merges segments so deletions are physically gone.
 
 use tantivy::indexer::NoMergePolicy;
+use tantivy::schema::Field;
 use tantivy::{IndexWriter, TantivyDocument, Term};
 
 use super::KResult;
-use super::schema::{Fields, filename_words, tantivy_date};
+use super::schema::{Fields, TEXT_WEIGHTS, filename_words, tantivy_date};
 use crate::filter::normalize_label;
 use crate::record::{DateAxis, Record};
 
@@ -41,20 +42,10 @@ impl KeywordWriter {
         doc.add_text(f.id, &record.id);
         doc.add_text(f.filename, &record.filename);
         doc.add_text(f.path, &record.path);
-        doc.add_text(f.filename_text, filename_words(&record.path));
         for l in &record.labels {
             doc.add_text(f.label, normalize_label(l));
         }
-        let mut label_words = record.labels.join(" ");
-        for s in &record.supercategories {
-            label_words.push(' ');
-            label_words.push_str(s);
-        }
-        doc.add_text(f.labels_text, label_words);
-        for c in &record.captions {
-            doc.add_text(f.captions, c);
-        }
-        doc.add_text(f.metadata, record.metadata_text());
+        add_text(&mut doc, f.text, record);
         doc.add_text(f.dataset, &record.dataset);
         if let Some(s) = &record.source_id {
             doc.add_text(f.source_id, s);
@@ -121,6 +112,35 @@ impl KeywordWriter {
         writer.garbage_collect_files().wait()?;
         writer.wait_merging_threads()?;
         Ok(())
+    }
+}
+
+/// Adds to `doc`'s BM25 text field each part of `record` as many times as [`TEXT_WEIGHTS`]
+/// says: the words of its labels and their supercategories, its captions, the words of its
+/// file name, its metadata.
+fn add_text(doc: &mut TantivyDocument, text: Field, record: &Record) {
+    let mut label_words = record.labels.join(" ");
+    for s in &record.supercategories {
+        label_words.push(' ');
+        label_words.push_str(s);
+    }
+    let filename = filename_words(&record.path);
+    let metadata = record.metadata_text();
+    let parts = [
+        (TEXT_WEIGHTS.labels, vec![label_words.as_str()]),
+        (
+            TEXT_WEIGHTS.captions,
+            record.captions.iter().map(String::as_str).collect(),
+        ),
+        (TEXT_WEIGHTS.filename, vec![filename.as_str()]),
+        (TEXT_WEIGHTS.metadata, vec![metadata.as_str()]),
+    ];
+    for (times, values) in parts {
+        for _ in 0..times {
+            for v in &values {
+                doc.add_text(text, v);
+            }
+        }
     }
 }
 
