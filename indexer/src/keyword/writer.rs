@@ -124,24 +124,17 @@ fn add_text(doc: &mut TantivyDocument, text: Field, record: &Record) {
         label_words.push(' ');
         label_words.push_str(s);
     }
-    let filename = filename_words(&record.path);
-    let metadata = record.metadata_text();
-    let parts = [
-        (TEXT_WEIGHTS.labels, vec![label_words.as_str()]),
-        (
-            TEXT_WEIGHTS.captions,
-            record.captions.iter().map(String::as_str).collect(),
-        ),
-        (TEXT_WEIGHTS.filename, vec![filename.as_str()]),
-        (TEXT_WEIGHTS.metadata, vec![metadata.as_str()]),
-    ];
-    for (times, values) in parts {
+    let mut add = |times: usize, value: &str| {
         for _ in 0..times {
-            for v in &values {
-                doc.add_text(text, v);
-            }
+            doc.add_text(text, value);
         }
+    };
+    add(TEXT_WEIGHTS.labels, &label_words);
+    for caption in &record.captions {
+        add(TEXT_WEIGHTS.captions, caption);
     }
+    add(TEXT_WEIGHTS.filename, &filename_words(&record.path));
+    add(TEXT_WEIGHTS.metadata, &record.metadata_text());
 }
 
 #[cfg(test)]
