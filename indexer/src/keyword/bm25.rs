@@ -51,10 +51,11 @@ impl KeywordIndex {
     }
 
     /// BM25 search of `text` over labels, captions, file names and metadata (one field, the
-    /// labels weighed twice: see `schema::TEXT_WEIGHTS`), within `filter`, best first. A record must hold one of the text's [`KeywordIndex::terms`];
-    /// its stop words only add to the score of what those find, so "a dog on the beach"
-    /// ranks what "dog beach" finds as the whole sentence would, without the records that
-    /// share nothing but "a", "on" and "the" with it.
+    /// labels weighed twice: see `schema::TEXT_WEIGHTS`), within `filter`, best first. A
+    /// record must hold one of the text's [`KeywordIndex::terms`]; its stop words only add to
+    /// the score of what those find, so "a dog on the beach" ranks what "dog beach" finds as
+    /// the whole sentence would, without the records that share nothing but "a", "on" and
+    /// "the" with it.
     ///
     /// # Errors
     /// As [`KeywordIndex::filter_query`].
@@ -92,11 +93,12 @@ impl KeywordIndex {
     /// (terms that add to a found record's score but find nothing by themselves); see
     /// [`KeywordIndex::search`]. It prunes (block-max WAND, see [`Bm25Walk::Pruned`]) when
     /// the records inside the filter (all of them without one) are at least
-    /// [`PRUNE_FROM_RECORDS_PER_PLACE`] times `limit`, estimated from a sample ([`KeywordIndex::estimate_inside`]; [`KeywordIndex::auto_walk`]
-    /// says which walk), and scores every match inside the filter otherwise: a pruned walk
-    /// tests each record it is offered against the filter and raises its threshold only with
-    /// the records inside, so it fills its top slowly when few records are inside for each
-    /// place of it. Both walks give the same list.
+    /// [`PRUNE_FROM_RECORDS_PER_PLACE`] times `limit`, estimated from a sample
+    /// ([`KeywordIndex::estimate_inside`]; [`KeywordIndex::auto_walk`] says which walk), and
+    /// scores every match inside the filter otherwise: a pruned walk tests each record it is
+    /// offered against the filter and raises its threshold only with the records inside, so
+    /// it fills its top slowly when few records are inside for each place of it. Both walks
+    /// give the same list.
     ///
     /// # Errors
     /// As [`KeywordIndex::filter_query`].
