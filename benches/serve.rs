@@ -11,8 +11,9 @@
 //!
 //! `IMAGELENS_BENCH_WEIGHTS` sends fusion weights with every search (unset: the server's
 //! defaults). `IMAGELENS_BENCH_INDEX` (auto / exact / hnsw), `IMAGELENS_BENCH_VECTORS`
-//! (disk / ram) and `IMAGELENS_BENCH_QUANTIZATION` (none / int8) set the library's index
-//! settings (from the defaults) before it is served.
+//! (disk / ram), `IMAGELENS_BENCH_QUANTIZATION` (none / int8) and
+//! `IMAGELENS_BENCH_OVERSAMPLING` (1 to 16) set the library's index settings (from the
+//! defaults) before it is served.
 //!
 //! `IMAGELENS_BENCH_WARMUP_SECS=N` runs the same load for N s before the measured run, not
 //! counted (the server's means then cover the measured run alone).
@@ -358,6 +359,14 @@ fn run() -> anyhow::Result<ExitCode> {
             .context("IMAGELENS_BENCH_QUANTIZATION is none or int8")?;
         println!("quantization: {q} (IMAGELENS_BENCH_QUANTIZATION)");
     }
+    // `IMAGELENS_BENCH_OVERSAMPLING=1.5`: int8 candidates per hit wanted, all rescored (a
+    // search-time setting: the library is not rebuilt for it).
+    if let Ok(o) = std::env::var("IMAGELENS_BENCH_OVERSAMPLING") {
+        settings.oversampling = o
+            .parse()
+            .context("IMAGELENS_BENCH_OVERSAMPLING is a number")?;
+        println!("oversampling: {o} (IMAGELENS_BENCH_OVERSAMPLING)");
+    }
     let changed = lib.store().index_settings()? != settings;
     if changed {
         lib.store().set_index_settings(&settings)?;
@@ -491,7 +500,9 @@ fn run() -> anyhow::Result<ExitCode> {
     } else {
         String::new()
     };
+    let (usage, started) = (common::Usage::now()?, std::time::Instant::now());
     let stdout = wrk(secs)?;
+    let used = common::Usage::now()?.since(&usage, started.elapsed().as_secs_f64());
     print!("{stdout}");
     let v: BTreeMap<&str, f64> = stdout
         .lines()
@@ -592,6 +603,7 @@ fn run() -> anyhow::Result<ExitCode> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    println!("  server    during the measured run: {used}");
     println!("  memory    after the load: {}", memory()?);
     println!("            before it:      {opened}");
     if !others.is_empty() || socket_total > 0.0 || ok == 0 {

@@ -683,3 +683,67 @@ pub fn memory() -> anyhow::Result<String> {
         mib("VmHWM:")?
     ))
 }
+
+/// What this process has used so far, from `/proc/self/stat` and `/proc/self/io`: CPU time
+/// (user + system, all threads), major page faults (pages read from disk on first touch of a
+/// memory-mapped file) and bytes read from storage. Two snapshots around a run give its
+/// share of the cores and how much it waited on the disk.
+#[derive(Debug, Clone, Copy)]
+pub struct Usage {
+    /// User + system CPU time, seconds.
+    pub cpu_secs: f64,
+    /// Major page faults.
+    pub major_faults: u64,
+    /// Bytes read from storage (`read_bytes`: what reached the block layer).
+    pub read_bytes: u64,
+}
+
+impl Usage {
+    /// This process now.
+    ///
+    /// # Errors
+    /// When `/proc/self` cannot be read (not Linux).
+    pub fn now() -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let stat = std::fs::read_to_string("/proc/self/stat")?;
+        // The fields after the command name, which is in parentheses and may hold spaces:
+        // field 3 (state) is the first; majflt is field 12, utime 14, stime 15.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .context("no ')' in /proc/self/stat")?
+            .1
+            .split_whitespace()
+            .collect();
+        let field = |n: usize| -> anyhow::Result<u64> {
+            fields
+                .get(n - 3)
+                .and_then(|v| v.parse().ok())
+                .with_context(|| format!("no field {n} in /proc/self/stat"))
+        };
+        let io = std::fs::read_to_string("/proc/self/io").unwrap_or_default();
+        let read_bytes = io
+            .lines()
+            .find_map(|l| l.strip_prefix("read_bytes:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        // utime and stime count USER_HZ ticks, 100 a second on Linux's x86 and arm64 ABIs.
+        Ok(Self {
+            cpu_secs: (field(14)? + field(15)?) as f64 / 100.0,
+            major_faults: field(12)?,
+            read_bytes,
+        })
+    }
+
+    /// What was used between `earlier` and this snapshot, over `wall` seconds, in words.
+    pub fn since(&self, earlier: &Usage, wall: f64) -> String {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let cpu = self.cpu_secs - earlier.cpu_secs;
+        format!(
+            "CPU {cpu:.1} s in {wall:.1} s = {:.0} % ({cores} cores), {} major page faults, \
+             {:.0} MiB read from storage",
+            100.0 * cpu / wall.max(1e-9),
+            self.major_faults.saturating_sub(earlier.major_faults),
+            self.read_bytes.saturating_sub(earlier.read_bytes) as f64 / (1024.0 * 1024.0)
+        )
+    }
+}
