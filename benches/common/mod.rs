@@ -694,8 +694,9 @@ pub struct Usage {
     pub cpu_secs: f64,
     /// Major page faults.
     pub major_faults: u64,
-    /// Bytes read from storage (`read_bytes`: what reached the block layer).
-    pub read_bytes: u64,
+    /// Bytes read from storage (`read_bytes`: what reached the block layer); `None` where
+    /// `/proc/self/io` cannot be read (a kernel without I/O accounting), so no 0 is made up.
+    pub read_bytes: Option<u64>,
 }
 
 impl Usage {
@@ -720,12 +721,13 @@ impl Usage {
                 .and_then(|v| v.parse().ok())
                 .with_context(|| format!("no field {n} in /proc/self/stat"))
         };
-        let io = std::fs::read_to_string("/proc/self/io").unwrap_or_default();
-        let read_bytes = io
-            .lines()
-            .find_map(|l| l.strip_prefix("read_bytes:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
+        let read_bytes = std::fs::read_to_string("/proc/self/io")
+            .ok()
+            .and_then(|io| {
+                io.lines()
+                    .find_map(|l| l.strip_prefix("read_bytes:"))
+                    .and_then(|v| v.trim().parse().ok())
+            });
         // utime and stime count USER_HZ ticks, 100 a second on Linux's x86 and arm64 ABIs.
         Ok(Self {
             cpu_secs: (field(14)? + field(15)?) as f64 / 100.0,
@@ -738,12 +740,17 @@ impl Usage {
     pub fn since(&self, earlier: &Usage, wall: f64) -> String {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let cpu = self.cpu_secs - earlier.cpu_secs;
+        let read = match (self.read_bytes, earlier.read_bytes) {
+            (Some(now), Some(then)) => format!(
+                "{:.0} MiB read from storage",
+                now.saturating_sub(then) as f64 / (1024.0 * 1024.0)
+            ),
+            _ => "bytes read from storage unknown (no /proc/self/io)".into(),
+        };
         format!(
-            "CPU {cpu:.1} s in {wall:.1} s = {:.0} % ({cores} cores), {} major page faults, \
-             {:.0} MiB read from storage",
+            "CPU {cpu:.1} s in {wall:.1} s = {:.0} % ({cores} cores), {} major page faults, {read}",
             100.0 * cpu / wall.max(1e-9),
             self.major_faults.saturating_sub(earlier.major_faults),
-            self.read_bytes.saturating_sub(earlier.read_bytes) as f64 / (1024.0 * 1024.0)
         )
     }
 }
