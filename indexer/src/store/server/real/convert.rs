@@ -17,6 +17,10 @@ pub(super) fn to_filter(filter: &VectorFilter) -> Option<qdrant::Filter> {
 
 pub(super) fn to_condition(condition: &Condition) -> QCondition {
     match condition {
+        // One value as `match: value`, as the embedded store sends it (`edge/convert.rs`).
+        Condition::MatchAny { key, any } if any.len() == 1 => {
+            QCondition::matches(key.clone(), any[0].clone())
+        }
         Condition::MatchAny { key, any } => QCondition::matches(key.clone(), any.clone()),
         Condition::Range { key, gte, lte } => QCondition::range(
             key.clone(),
