@@ -566,7 +566,7 @@ fn optimize_sets_the_index_rebuilds_it_and_info_shows_it_while_search_answers_th
     assert_eq!(info["index"]["settings"]["full_scan_share"], 0.08, "{info}");
     assert_eq!(
         info["index"]["full_scan_kb"],
-        serde_json::json!([20_000, 20_000]),
+        serde_json::json!([40_000, 40_000]),
         "{info}"
     );
 
@@ -637,7 +637,7 @@ fn optimize_layout_split_moves_an_older_library_and_search_answers_the_same() {
     assert_eq!(v["layout"], "split", "{v}");
     assert_eq!(v["points_copied"], points, "{v}");
     assert_eq!(v["index"]["points"], points, "{v}");
-    assert_eq!(v["index"]["settings"]["full_scan_kb"], 20_000, "{v}");
+    assert_eq!(v["index"]["settings"]["full_scan_kb"], 40_000, "{v}");
     assert_eq!(v["index"]["settings"]["full_scan_share"], 0.08, "{v}");
     assert!(!fx.data.join("vectors/collection.json").exists());
     assert!(fx.data.join("vectors/regions/collection.json").is_file());

@@ -273,7 +273,7 @@ fn optimize_builds_graphs_and_int8_on_a_qdrant_server_and_info_shows_them() {
     );
     assert_eq!(
         info["index"]["full_scan_kb"],
-        serde_json::json!([20_000, 20_000]),
+        serde_json::json!([40_000, 40_000]),
         "{info}"
     );
     assert_eq!(info["index"]["indexed_vectors"], 0, "{info}");
