@@ -9,7 +9,10 @@
 //! are merged by (date, id). Sorting every match and turning every one into an id took 72 ms
 //! for 66,502 records at 100k (benches/README.md). A page near either end of the order is
 //! looked for among the records dated in a window at that end first (see
-//! [`KeywordIndex::page_by_date`]), so a first page does not visit every match.
+//! [`KeywordIndex::page_by_date`]), so a first page does not visit every match. A filter that
+//! is only a date range on the axis the look-up is sorted by is counted and paged from each
+//! segment's documents sorted by that date instead (`date_order.rs`: at 1M records a first
+//! page of two thirds of the library in about 0.05 ms against 2.6 ms).
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
@@ -34,6 +37,8 @@ pub struct DatePage {
 impl KeywordIndex {
     /// The ids at `offset..offset + limit` of the records matching `filter` in date order on
     /// `axis` (see the module documentation; `descending` = newest first), and how many match.
+    /// The first look-up of a date range on its own axis sorts each segment's dates on that
+    /// axis (about 0.17 s at 1M records), kept for later ones.
     ///
     /// # Errors
     /// As [`KeywordIndex::filter_query`].
@@ -80,6 +85,21 @@ impl KeywordIndex {
         let searcher = self.reader.searcher();
         let q = self.filter_query(filter)?;
         let keep = offset.saturating_add(limit);
+        // A range on the order's own axis and nothing else ("captured since 2020, newest
+        // first"): counted and paged from each segment's documents sorted by that date
+        // (`date_order.rs`), without decoding the date column.
+        if window
+            && let Some((on, lo, hi)) = one_axis_range(filter)
+            && on == axis
+        {
+            let segments = self
+                .dates
+                .best(&searcher, axis, (lo, hi), descending, keep)?;
+            let total = segments.iter().map(|s| s.matched).sum();
+            let visited = segments.iter().map(|s| s.best.len()).sum();
+            let page = self.page_of(&searcher, segments, total, descending, offset, limit)?;
+            return Ok((page, visited));
+        }
         // The window needs the number of matches up front; the one pass counts them as it
         // collects (so it is not asked for twice).
         let counted = if window {
@@ -160,17 +180,32 @@ impl KeywordIndex {
         };
         let visited = segments.iter().map(|s| s.matched).sum();
         let total = counted.unwrap_or(visited);
+        let page = self.page_of(&searcher, segments, total, descending, offset, limit)?;
+        Ok((page, visited))
+    }
+
+    /// The page at `offset..offset + limit` of the look-up order from each segment's best
+    /// documents, `total` matching in all.
+    fn page_of(
+        &self,
+        searcher: &tantivy::Searcher,
+        segments: Vec<SegmentBest>,
+        total: usize,
+        descending: bool,
+        offset: usize,
+        limit: usize,
+    ) -> KResult<DatePage> {
         let mut addrs = Vec::new();
         let mut dates = Vec::new();
         for s in segments {
-            for key in s.best {
-                addrs.push(DocAddress::new(s.segment, key.doc));
-                dates.push(key.date);
+            for (doc, date) in s.best {
+                addrs.push(DocAddress::new(s.segment, doc));
+                dates.push(date);
             }
         }
         let mut rows: Vec<(Option<i64>, String)> = dates
             .into_iter()
-            .zip(self.ids.ids_of(&searcher, &addrs)?)
+            .zip(self.ids.ids_of(searcher, &addrs)?)
             .collect();
         rows.sort_by(|a, b| date_order(a, b, descending));
         let page = DatePage {
@@ -182,7 +217,7 @@ impl KeywordIndex {
                 .map(|(_, id)| id)
                 .collect(),
         };
-        Ok((page, visited))
+        Ok(page)
     }
 
     /// The earliest and latest date on `axis` in the index's columns (seconds), or `None`
@@ -248,6 +283,34 @@ impl KeywordIndex {
 }
 
 /// The look-up order of two `(date, id)` rows.
+/// A filter that is date ranges on one axis and nothing else, as that axis and the inclusive
+/// bounds (seconds) of the ranges intersected, each end as [`KeywordIndex::filter_query`]
+/// bounds it (an open end still asks for a date: the earliest or latest stored one), in
+/// tantivy's range as the index stores dates; `None` for any other filter.
+fn one_axis_range(filter: &RecordFilter) -> Option<(DateAxis, i64, i64)> {
+    let axis = filter.dates.first()?.axis;
+    let only_dates = RecordFilter {
+        dates: Vec::new(),
+        ..filter.clone()
+    }
+    .is_empty();
+    if !only_dates || filter.dates.iter().any(|r| r.axis != axis) {
+        return None;
+    }
+    let mut lo = super::schema::MIN_DATE_SECS;
+    let mut hi = i64::MAX;
+    for range in &filter.dates {
+        if let Some(after) = range.after {
+            lo = lo.max(after.timestamp());
+        }
+        if let Some(before) = range.before {
+            hi = hi.min(before.timestamp());
+        }
+    }
+    let clamped = |secs| super::schema::tantivy_date(secs).into_timestamp_secs();
+    Some((axis, clamped(lo), clamped(hi)))
+}
+
 fn date_order(a: &(Option<i64>, String), b: &(Option<i64>, String), descending: bool) -> Ordering {
     match (a.0, b.0) {
         (Some(x), Some(y)) if descending => y.cmp(&x).then_with(|| b.1.cmp(&a.1)),
@@ -281,11 +344,12 @@ struct BestByDate {
     keep: usize,
 }
 
-/// One segment's survivors.
-struct SegmentBest {
-    segment: SegmentOrdinal,
-    matched: usize,
-    best: Vec<SegmentKey>,
+/// One segment's survivors: how many documents matched, and the best of them in look-up
+/// order with their dates (seconds).
+pub(super) struct SegmentBest {
+    pub(super) segment: SegmentOrdinal,
+    pub(super) matched: usize,
+    pub(super) best: Vec<(DocId, Option<i64>)>,
 }
 
 struct SegmentBestCollector {
@@ -407,7 +471,12 @@ impl SegmentCollector for SegmentBestCollector {
         SegmentBest {
             segment: self.segment,
             matched: self.matched,
-            best: self.heap.into_vec(),
+            best: self
+                .heap
+                .into_vec()
+                .into_iter()
+                .map(|key| (key.doc, key.date))
+                .collect(),
         }
     }
 }
@@ -438,6 +507,107 @@ mod tests {
         }
         keyword.reload().unwrap();
         keyword
+    }
+
+    /// A look-up of a date range on its own axis, answered from the segments' sorted dates,
+    /// gives the page and count the one pass over every match gives: open and closed ends,
+    /// ranges intersected, a reversed range, one instant, bounds past either end of tantivy's
+    /// range, either order, pages at either end and inside, before and after deletions; the
+    /// count is the query's. A filter with another clause or on a second axis is not
+    /// answered so.
+    #[test]
+    fn a_date_range_on_its_own_axis_is_paged_from_sorted_dates_as_the_one_pass_pages_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let kw = index(dir.path());
+        let at = |y, m, d| Some(Utc.with_ymd_and_hms(y, m, d, 0, 0, 0).unwrap());
+        let range = |axis, after, before| DateRange {
+            axis,
+            after,
+            before,
+        };
+        let c = DateAxis::Captured;
+        let cases: Vec<Vec<DateRange>> = vec![
+            vec![range(c, at(2021, 2, 1), None)],
+            vec![range(c, None, at(2021, 2, 1))],
+            vec![range(c, None, None)],
+            vec![range(c, at(2021, 2, 1), at(2021, 1, 1))],
+            vec![
+                range(c, at(2021, 2, 1), None),
+                range(c, None, at(2021, 3, 15)),
+            ],
+            vec![range(c, at(2021, 1, 1), at(2021, 1, 1))],
+            vec![range(c, at(1500, 1, 1), at(2900, 1, 1))],
+            vec![range(c, at(2900, 1, 1), at(2950, 1, 1))],
+        ];
+        let check = |kw: &KeywordIndex| -> Vec<usize> {
+            let mut totals = Vec::new();
+            for dates in &cases {
+                let filter = RecordFilter {
+                    dates: dates.clone(),
+                    ..RecordFilter::default()
+                };
+                assert!(one_axis_range(&filter).is_some(), "{filter:?}");
+                let q = kw.filter_query(&filter).unwrap();
+                let count = kw
+                    .reader
+                    .searcher()
+                    .search(&*q, &tantivy::collector::Count)
+                    .unwrap();
+                for descending in [true, false] {
+                    for (offset, limit) in [(0, 20), (20, 20), (0, 1), (300, 50), (1_990, 20)] {
+                        let sorted = kw
+                            .date_page(&filter, c, descending, offset, limit, true)
+                            .unwrap()
+                            .0;
+                        let (one_pass, _) = kw
+                            .date_page(&filter, c, descending, offset, limit, false)
+                            .unwrap();
+                        let case = format!("{filter:?} desc {descending} {offset}+{limit}");
+                        assert_eq!(sorted, one_pass, "{case}");
+                        assert_eq!(sorted.total, count, "{case}");
+                    }
+                }
+                totals.push(count);
+            }
+            totals
+        };
+        let before = check(&kw);
+        assert_eq!(before[2], 2_000 - 40, "every dated record");
+        assert_eq!(before[3], 0, "a reversed range");
+        assert_eq!(before[5], 1, "the first record, captured at midnight");
+        assert_eq!(before[6], before[2]);
+        assert!(before[0] > 0 && before[0] < before[2]);
+        let mut writer = kw.writer().unwrap();
+        for n in (5..2_000).step_by(13) {
+            writer.delete(&format!("{n:016x}"));
+        }
+        writer.commit().unwrap();
+        kw.reload().unwrap();
+        let after = check(&kw);
+        assert!(after[2] < before[2], "deleted records are not counted");
+        // Orders are kept for the segments in use only (one axis here).
+        let live = kw.reader.searcher().segment_readers().len();
+        assert!(
+            kw.dates.kept() <= live,
+            "{} orders for {live} segments",
+            kw.dates.kept()
+        );
+        for filter in [
+            RecordFilter {
+                datasets: vec!["rare".into()],
+                dates: vec![range(c, at(2021, 2, 1), None)],
+                ..RecordFilter::default()
+            },
+            RecordFilter {
+                dates: vec![
+                    range(c, at(2021, 2, 1), None),
+                    range(DateAxis::Ingested, None, None),
+                ],
+                ..RecordFilter::default()
+            },
+        ] {
+            assert!(one_axis_range(&filter).is_none(), "{filter:?}");
+        }
     }
 
     #[test]

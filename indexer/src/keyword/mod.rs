@@ -25,6 +25,7 @@ use crate::record::{DateAxis, Record};
 
 mod bm25;
 mod by_date;
+mod date_order;
 mod ids;
 mod migrate;
 mod query;
@@ -116,6 +117,7 @@ pub struct KeywordIndex {
     reader: IndexReader,
     fields: Fields,
     ids: ids::IdTables,
+    dates: date_order::DateOrders,
 }
 
 impl std::fmt::Debug for KeywordIndex {
@@ -167,6 +169,7 @@ impl KeywordIndex {
             reader,
             fields,
             ids: ids::IdTables::default(),
+            dates: date_order::DateOrders::default(),
         })
     }
 
