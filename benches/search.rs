@@ -36,7 +36,7 @@ use chrono::{TimeZone, Utc};
 use common::{BenchEmbedder, DIM, Data, Generator, build, filters, memory, ms, percentile};
 use imagelens::search::{Fusion, LookupRequest, SearchRequest, SearchService};
 use indexer::Library;
-use indexer::filter::{DateRange, RecordFilter};
+use indexer::filter::{DateRange, FilenameMatch, RecordFilter};
 use indexer::record::DateAxis;
 use indexer::store::{IndexKind, IndexSettings, Quantization, VectorFilter, VectorQuery};
 use indexer::synth::LABELS;
@@ -616,9 +616,25 @@ fn run(n: usize, data: Data, quick: bool) {
         ..RecordFilter::default()
     };
     let kw = keyword_only.library().keyword();
+    // By file name (one record; sorted as a look-up without a date sorts, by ingest date) and
+    // by a file-name prefix (`street_0012`: 20 records of the first 1,300).
+    let named = |m: FilenameMatch| RecordFilter {
+        filename: Some(m),
+        ..RecordFilter::default()
+    };
     for (name, filter, axis) in [
         ("captured since 2020", since_2020, DateAxis::Captured),
         ("whole library", RecordFilter::default(), DateAxis::Ingested),
+        (
+            "by file name",
+            named(FilenameMatch::Exact(common::filename(n / 2))),
+            DateAxis::Ingested,
+        ),
+        (
+            "by file-name prefix",
+            named(FilenameMatch::Prefix("street_0012".into())),
+            DateAxis::Ingested,
+        ),
     ] {
         let rounds = queries.min(50);
         let time = |f: &dyn Fn() -> (usize, Vec<String>)| {

@@ -495,6 +495,12 @@ pub fn sha_of(i: usize) -> String {
 
 /// Generated record `i` with one box per label (plus, sometimes, a second box of the first
 /// label), a caption naming the labels plus `words`, four time axes and three datasets.
+/// The file name of record `i`: its place and number (`street_000120.jpg`).
+pub fn filename(i: usize) -> String {
+    let place = ["street", "beach", "park", "harbour", "yard"][i % 5];
+    format!("{place}_{i:06}.jpg")
+}
+
 pub fn record(i: usize, labels: &[&str], words: &[&str], rng: &mut StdRng) -> Record {
     let start = Utc.with_ymd_and_hms(2018, 1, 1, 0, 0, 0).unwrap();
     let mut boxes = Vec::new();
@@ -541,7 +547,7 @@ pub fn record(i: usize, labels: &[&str], words: &[&str], rng: &mut StdRng) -> Re
     Record {
         source_id: None,
         id: indexer::record::record_id(&sha),
-        filename: format!("{place}_{i:06}.jpg"),
+        filename: filename(i),
         path: format!("{place}/{place}_{i:06}.jpg"),
         images_root: "/bench".into(),
         width: 640,
