@@ -83,7 +83,6 @@ impl KeywordIndex {
         window: bool,
     ) -> KResult<(DatePage, usize)> {
         let searcher = self.reader.searcher();
-        let q = self.filter_query(filter)?;
         let keep = offset.saturating_add(limit);
         // A range on the order's own axis and nothing else ("captured since 2020, newest
         // first"): counted and paged from each segment's documents sorted by that date
@@ -100,6 +99,7 @@ impl KeywordIndex {
             let page = self.page_of(&searcher, segments, total, descending, offset, limit)?;
             return Ok((page, visited));
         }
+        let q = self.filter_query(filter)?;
         // The window needs the number of matches up front; the one pass counts them as it
         // collects (so it is not asked for twice).
         let counted = if window {
@@ -282,7 +282,6 @@ impl KeywordIndex {
     }
 }
 
-/// The look-up order of two `(date, id)` rows.
 /// A filter that is date ranges on one axis and nothing else, as that axis and the inclusive
 /// bounds (seconds) of the ranges intersected, each end as [`KeywordIndex::filter_query`]
 /// bounds it (an open end still asks for a date: the earliest or latest stored one), in
@@ -311,6 +310,7 @@ fn one_axis_range(filter: &RecordFilter) -> Option<(DateAxis, i64, i64)> {
     Some((axis, clamped(lo), clamped(hi)))
 }
 
+/// The look-up order of two `(date, id)` rows.
 fn date_order(a: &(Option<i64>, String), b: &(Option<i64>, String), descending: bool) -> Ordering {
     match (a.0, b.0) {
         (Some(x), Some(y)) if descending => y.cmp(&x).then_with(|| b.1.cmp(&a.1)),
