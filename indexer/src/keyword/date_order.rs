@@ -7,24 +7,22 @@
 //! such a look-up's time (benches/README.md). A segment is immutable, so its dated documents
 //! are sorted once by (date, id ordinal), the look-up order within a segment, into two arrays
 //! (12 bytes a dated document: 12 MB an axis at 1M records), built on the first look-up that
-//! needs them and kept until the segment leaves the index. A range is then two binary
+//! needs them and kept until the segment leaves the index (`per_segment.rs`, as the id tables
+//! are). A range is then two binary
 //! searches, its page the documents at one end of it. Deleted documents stay in the arrays
 //! and are skipped (a segment's deletions change; its documents do not).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-
-use tantivy::index::SegmentId;
 use tantivy::{DocId, Searcher, SegmentOrdinal, SegmentReader};
 
 use super::KResult;
 use super::by_date::SegmentBest;
+use super::per_segment::PerSegment;
 use crate::record::DateAxis;
 
-/// The sorted segments in use, by segment and axis.
+/// The sorted segments in use, by segment and axis (its place in [`DateAxis::ALL`]).
 #[derive(Default)]
 pub(crate) struct DateOrders {
-    tables: Mutex<HashMap<(SegmentId, usize), Arc<DateOrder>>>,
+    orders: PerSegment<usize, DateOrder>,
 }
 
 /// One segment's dated documents on one axis, by (date, id ordinal).
@@ -61,33 +59,6 @@ impl DateOrder {
 }
 
 impl DateOrders {
-    /// The order of `axis` in segment `segment` of `searcher`, sorted now when it is not kept
-    /// yet. Orders of segments `searcher` no longer holds are dropped then.
-    fn order(
-        &self,
-        searcher: &Searcher,
-        segment: SegmentOrdinal,
-        axis: DateAxis,
-    ) -> KResult<Arc<DateOrder>> {
-        let reader = searcher.segment_reader(segment);
-        let key = (reader.segment_id(), axis_index(axis));
-        let mut tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(t) = tables.get(&key) {
-            return Ok(Arc::clone(t));
-        }
-        // Sorted under the lock: look-ups that need the same segment wait for it instead of
-        // sorting it again.
-        let order = Arc::new(DateOrder::build(reader, axis)?);
-        let live: Vec<SegmentId> = searcher
-            .segment_readers()
-            .iter()
-            .map(SegmentReader::segment_id)
-            .collect();
-        tables.retain(|(id, _), _| live.contains(id));
-        tables.insert(key, Arc::clone(&order));
-        Ok(order)
-    }
-
     /// Each segment's live documents dated in `[lo, hi]` (seconds) on `axis`: how many, and
     /// the first `keep` of them in look-up order (newest first when `descending`; within a
     /// date by id, reversed with it), as the look-up's collector gives them.
@@ -102,7 +73,11 @@ impl DateOrders {
         let mut out = Vec::with_capacity(searcher.segment_readers().len());
         for (segment, reader) in searcher.segment_readers().iter().enumerate() {
             let segment = segment as SegmentOrdinal;
-            let order = self.order(searcher, segment, axis)?;
+            let order = self
+                .orders
+                .get(searcher, segment, axis_index(axis), |reader| {
+                    DateOrder::build(reader, axis)
+                })?;
             let from = order.dates.partition_point(|&d| d < lo);
             let to = order.dates.partition_point(|&d| d <= hi).max(from);
             let places = from..to;
@@ -130,10 +105,7 @@ impl DateOrders {
     /// How many segment orders are kept (for tests).
     #[cfg(test)]
     pub(crate) fn kept(&self) -> usize {
-        self.tables
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.orders.kept()
     }
 }
 

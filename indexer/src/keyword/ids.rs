@@ -10,19 +10,16 @@
 //! indexed by term ordinal (about 20 bytes a record: 20 MB at 1M records) and kept until the
 //! segment leaves the index (a merge or a deletion's compaction replaces it).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-
 use tantivy::DocAddress;
 use tantivy::columnar::StrColumn;
-use tantivy::index::SegmentId;
 
+use super::per_segment::PerSegment;
 use super::{KResult, KeywordError};
 
 /// The decoded `id` dictionaries of the segments in use.
 #[derive(Default)]
 pub(crate) struct IdTables {
-    tables: Mutex<HashMap<SegmentId, Arc<IdTable>>>,
+    tables: PerSegment<(), IdTable>,
 }
 
 /// One segment's record ids by term ordinal: `arena[ends[o - 1]..ends[o]]`.
@@ -70,32 +67,6 @@ impl IdTable {
 }
 
 impl IdTables {
-    /// The table of `segment` of `searcher`, decoded now when it is not kept yet. Tables of
-    /// segments `searcher` no longer holds are dropped then.
-    fn table(
-        &self,
-        searcher: &tantivy::Searcher,
-        segment: u32,
-        col: &StrColumn,
-    ) -> KResult<Arc<IdTable>> {
-        let id = searcher.segment_reader(segment).segment_id();
-        let mut tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(t) = tables.get(&id) {
-            return Ok(Arc::clone(t));
-        }
-        // Decoded under the lock: searches that need the same segment wait for it instead of
-        // decoding it again.
-        let table = Arc::new(IdTable::build(col, segment)?);
-        let live: Vec<SegmentId> = searcher
-            .segment_readers()
-            .iter()
-            .map(tantivy::SegmentReader::segment_id)
-            .collect();
-        tables.retain(|k, _| live.contains(k));
-        tables.insert(id, Arc::clone(&table));
-        Ok(table)
-    }
-
     /// The record ids of the documents at `addrs`, in the same order, from the `id` fast
     /// column; a document without an id gets "".
     pub(crate) fn ids_of(
@@ -114,7 +85,10 @@ impl IdTables {
                 .fast_fields()
                 .str("id")?
                 .ok_or_else(|| corrupt(segment, "no id column"))?;
-            let table = self.table(searcher, segment, &col)?;
+            // Decoded once per segment, kept while the segment is in use.
+            let table = self
+                .tables
+                .get(searcher, segment, (), |_| IdTable::build(&col, segment))?;
             for i in positions {
                 if let Some(ord) = col.term_ords(addrs[i].doc_id).next() {
                     let id = table.get(ord).ok_or_else(|| {
@@ -130,10 +104,7 @@ impl IdTables {
     /// How many segments' tables are kept (for tests).
     #[cfg(test)]
     pub(crate) fn kept(&self) -> usize {
-        self.tables
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.tables.kept()
     }
 }
 

@@ -28,6 +28,7 @@ mod by_date;
 mod date_order;
 mod ids;
 mod migrate;
+mod per_segment;
 mod query;
 mod schema;
 mod writer;
